@@ -1,0 +1,318 @@
+"""Tests of the Enformer backbone on tiny random models (no downloads, a few seconds on a CPU)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+enformer_pytorch = pytest.importorskip("enformer_pytorch")
+
+from enformer_pytorch import Enformer, str_to_one_hot  # noqa: E402
+from enformer_pytorch.finetune import HeadAdapterWrapper  # noqa: E402
+from safetensors.torch import save_model  # noqa: E402
+
+from varscore.errors import BundleError, InputError, NotFittedError  # noqa: E402
+from varscore.sequence import BASES, one_hot  # noqa: E402
+from varscore.testing import check_backbone  # noqa: E402
+from varscore_plugins.enformer import EnformerBackbone, register_backbones, tiny_params  # noqa: E402
+from varscore_plugins.outputs import ScalarOutput, TrackOutput  # noqa: E402
+
+WINDOW = 2048
+BINS = WINDOW // 128
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".ckpt"}
+
+
+def _random_sequence(rng: np.random.Generator, length: int = WINDOW) -> str:
+    return "".join(rng.choice(list(BASES), size=length))
+
+
+def _random_one_hot(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``(n, WINDOW, 4)`` float32."""
+    return np.eye(4, dtype=np.float32)[rng.integers(0, 4, size=(n, WINDOW))]
+
+
+def _enformer_hparams(**overrides: object) -> dict[str, object]:
+    hparams = {k: v for k, v in tiny_params(WINDOW).items() if k != "window_size"}
+    hparams.update(overrides)
+    return hparams
+
+
+def _perturb_(module: torch.nn.Module, seed: int = 0) -> None:
+    """Move every weight and batch-norm statistic off its initial value (enformer-pytorch zeroes
+    the attention output projections, which would hide errors in attention weights)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in module.parameters():
+            # 0.12: large enough for single SNVs to move the centre bin, small enough for
+            # outputs of order 1 (larger weights blow them up to float32 round-off territory)
+            param.add_(0.12 * torch.randn(param.shape, generator=gen))
+        for name, buffer in module.named_buffers():
+            if name.endswith("running_mean"):
+                buffer.copy_(0.1 * torch.randn(buffer.shape, generator=gen))
+            elif name.endswith("running_var"):
+                buffer.copy_(0.5 + torch.rand(buffer.shape, generator=gen))
+
+
+def _no_pickles(directory: Path) -> None:
+    written = [p.name for p in directory.rglob("*") if p.suffix in PICKLE_SUFFIXES]
+    assert not written, f"pickle files written: {written}"
+
+
+# -- contract --------------------------------------------------------------------------------------
+
+
+def test_conformance_variformer_head() -> None:
+    check_backbone(EnformerBackbone, tiny_params(WINDOW))
+
+
+def test_conformance_pretrained_head() -> None:
+    check_backbone(EnformerBackbone, tiny_params(WINDOW, head="pretrained"), ScalarOutput(track=5, center_bins=3))
+    check_backbone(EnformerBackbone, tiny_params(WINDOW, head="pretrained"), TrackOutput(track=2))
+
+
+def test_registers_as_enformer() -> None:
+    registered: list[type] = []
+    register_backbones(registered.append)
+    assert registered == [EnformerBackbone]
+    assert EnformerBackbone.name == "enformer"
+    assert EnformerBackbone.output_modes == ("scalar", "track")
+
+
+def test_import_does_not_load_torch() -> None:
+    code = (
+        "import sys, varscore_plugins.enformer; "
+        "heavy = [m for m in ('torch', 'transformers', 'enformer_pytorch') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=os.environ.copy())
+
+
+def test_default_geometry_is_variformer() -> None:
+    backbone = EnformerBackbone()
+    assert (backbone.window_size, backbone.bin_size, backbone.n_bins, backbone.n_tracks) == (49_152, 128, 384, 1)
+    assert EnformerBackbone(head="pretrained").n_tracks == 5313
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"window_size": 2000}, "not a multiple of the bin size 128"),
+        ({"dim": 48, "heads": 3}, "multiple of 6"),
+        ({"dim_divisible_by": 128}, "does not suit dim=48"),
+        ({"head": "enformer"}, "unknown head 'enformer'"),
+        ({"head": "pretrained", "output_head": "dog"}, "output_head 'dog'"),
+        ({"num_downsamples": 2}, "at least 3"),
+        ({"use_tf_gamma": True}, "1536 bins"),
+    ],
+)
+def test_invalid_hyperparameters(overrides: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        EnformerBackbone(**{**tiny_params(WINDOW), **overrides})
+
+
+def test_predict_errors() -> None:
+    backbone = EnformerBackbone(**tiny_params(WINDOW))
+    x = _random_one_hot(np.random.default_rng(0), 1)
+    with pytest.raises(NotFittedError):
+        backbone.predict(x)
+    backbone.build()
+    with pytest.raises(InputError, match=r"\(N, 2048, 4\); got shape \(1, 1024, 4\)"):
+        backbone.predict(x[:, :1024])
+    with pytest.raises(InputError, match=r"got shape \(2048, 4\)"):
+        backbone.predict(x[0])
+    assert backbone.predict(x[:0]).shape == (0, BINS, 1)
+
+
+def test_seed_fixes_random_init() -> None:
+    x = _random_one_hot(np.random.default_rng(0), 2)
+    first = EnformerBackbone(**tiny_params(WINDOW, seed=3)).build().predict(x)
+    again = EnformerBackbone(**tiny_params(WINDOW, seed=3)).build().predict(x)
+    other = EnformerBackbone(**tiny_params(WINDOW, seed=4)).build().predict(x)
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)
+
+
+def test_configure_cpu_and_bf16_fallback(caplog: pytest.LogCaptureFixture) -> None:
+    backbone = EnformerBackbone(**tiny_params(WINDOW)).build()
+    x = _random_one_hot(np.random.default_rng(0), 1)
+    before = backbone.predict(x)
+    with caplog.at_level(logging.WARNING, logger="varscore_plugins.enformer"):
+        backbone.configure("cpu", bf16=True)
+    assert "bf16" in caplog.text
+    np.testing.assert_array_equal(backbone.predict(x), before)
+    with pytest.raises(InputError, match="Unknown device"):
+        backbone.configure("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available"):
+            backbone.configure("cuda")
+        backbone.configure("auto")
+        np.testing.assert_array_equal(backbone.predict(x), before)
+
+
+# -- ISM against a direct enformer-pytorch forward -----------------------------------------------
+
+
+def test_ism_matches_direct_head_adapter_forward(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    enformer = Enformer.from_hparams(**_enformer_hparams(), target_length=-1)
+    model = HeadAdapterWrapper(
+        enformer=enformer, num_tracks=1, post_transformer_embed=False, output_activation=torch.nn.Identity()
+    )
+    _perturb_(model, seed=1)
+    model.eval()
+    save_model(model, str(tmp_path / "weights.safetensors"))
+    backbone = EnformerBackbone(**tiny_params(WINDOW)).load(tmp_path)
+
+    rng = np.random.default_rng(7)
+    sequence = _random_sequence(rng)
+    offsets = [0, 9, 300, 1000, WINDOW // 2 - 1, WINDOW // 2, 1100, 1700, WINDOW - 1]
+    substitutions = [(off, rng.choice([b for b in BASES if b != sequence[off]])) for off in offsets]
+    result = backbone.ism(one_hot(sequence), substitutions, ScalarOutput().reduce, batch_size=4)
+
+    centre = BINS // 2
+    with torch.no_grad():
+        reference = model(str_to_one_hot(sequence)[None])[0, centre, 0].item()
+        direct = np.array(
+            [
+                model(str_to_one_hot(sequence[:off] + base + sequence[off + 1 :])[None])[0, centre, 0].item()
+                - reference
+                for off, base in substitutions
+            ]
+        )
+    assert result.reference.shape == (1,) and result.alternates.shape == (len(offsets), 1)
+    assert abs(result.reference[0] - reference) < 1e-5
+    assert np.max(np.abs(result.delta[:, 0] - direct)) < 1e-5
+    assert np.max(np.abs(direct)) > 1e-3, "the test model ignores the substitutions"
+
+
+# -- pre-trained Enformer from a local directory --------------------------------------------------
+
+
+def _write_pretrained(directory: Path, writer: str, seed: int = 2) -> Enformer:
+    """A tiny pre-trained Enformer in ``directory``, with a published-style config (target 896)."""
+    torch.manual_seed(seed)
+    enformer = Enformer.from_hparams(**_enformer_hparams(), target_length=896)
+    _perturb_(enformer, seed=seed)
+    enformer.eval()
+    if writer == "save_pretrained":
+        # transformers refuses enformer-pytorch's modules registered under two names unless told
+        # which names are aliases; it then keeps stem.*, conv_tower.*, ... and drops _trunk.*.
+        enformer._dynamic_tied_weights_keys = [r"^_trunk\."]
+        enformer.save_pretrained(directory, safe_serialization=True)
+    else:  # what safetensors' converter writes: one name per shared tensor, no "format" metadata
+        enformer.config.save_pretrained(directory)
+        save_model(enformer, str(directory / "model.safetensors"))
+    assert {p.name for p in directory.iterdir()} == {"config.json", "model.safetensors"}
+    return enformer
+
+
+@pytest.mark.parametrize("writer", ["save_pretrained", "save_model"])
+def test_pretrained_dir_predictions_match_original(tmp_path: Path, writer: str) -> None:
+    pretrained = tmp_path / "pretrained"
+    pretrained.mkdir()
+    original = _write_pretrained(pretrained, writer)
+    x = _random_one_hot(np.random.default_rng(3), 2)
+    with torch.no_grad():
+        heads = original(torch.from_numpy(x), target_length=-1)
+        embeddings = original(torch.from_numpy(x), return_only_embeddings=True)
+
+    # the architecture comes from config.json, not from the (full-size) defaults
+    backbone = EnformerBackbone(head="pretrained", pretrained_dir=pretrained, window_size=WINDOW).build()
+    assert backbone.params["dim"] == 48 and backbone.params["depth"] == 2
+    assert backbone.params["output_heads"] == {"human": 8, "mouse": 4}
+    pred = backbone.predict(x)
+    assert pred.shape == (2, BINS, 8)
+    np.testing.assert_allclose(pred, heads["human"].numpy(), atol=1e-5)
+
+    track = 5
+    scalar = ScalarOutput(track=track, center_bins=3).reduce(pred)
+    by_hand = heads["human"].numpy()[:, BINS // 2 - 1 : BINS // 2 + 2, track].sum(axis=1)
+    np.testing.assert_allclose(scalar[:, 0], by_hand, atol=1e-5)
+
+    mouse = EnformerBackbone(
+        head="pretrained", output_head="mouse", pretrained_dir=pretrained, window_size=WINDOW
+    ).build()
+    np.testing.assert_allclose(mouse.predict(x), heads["mouse"].numpy(), atol=1e-5)
+
+    # the Variformer head starts from the same pre-trained trunk
+    variformer = EnformerBackbone(pretrained_dir=pretrained, window_size=WINDOW).build()
+    with torch.no_grad():
+        trunk = variformer.model_.enformer(torch.from_numpy(x), return_only_embeddings=True)
+    np.testing.assert_allclose(trunk.numpy(), embeddings.numpy(), atol=1e-5)
+
+    # a saved model reloads from params alone, without the pre-trained directory
+    bundle = tmp_path / "bundle"
+    backbone.save(bundle)
+    for path in pretrained.iterdir():
+        path.unlink()
+    pretrained.rmdir()
+    restored = EnformerBackbone(**backbone.params).load(bundle)
+    np.testing.assert_array_equal(restored.predict(x), pred)
+
+
+def test_pretrained_dir_missing(tmp_path: Path) -> None:
+    backbone = EnformerBackbone(**tiny_params(WINDOW, head="pretrained", pretrained_dir=tmp_path / "nowhere"))
+    with pytest.raises(InputError, match="nowhere.*is not a directory.*never downloads"):
+        backbone.build()
+
+
+def test_pretrained_dir_with_only_pickle_weights(tmp_path: Path) -> None:
+    Enformer.from_hparams(**_enformer_hparams()).config.save_pretrained(tmp_path)
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04not read")  # never unpickled
+    backbone = EnformerBackbone(**tiny_params(WINDOW, head="pretrained", pretrained_dir=tmp_path))
+    with pytest.raises(InputError, match="lacks model.safetensors.*pytorch_model.bin.*pickle"):
+        backbone.build()
+
+
+def test_pretrained_dir_without_config(tmp_path: Path) -> None:
+    save_model(Enformer.from_hparams(**_enformer_hparams()), str(tmp_path / "model.safetensors"))
+    backbone = EnformerBackbone(**tiny_params(WINDOW, head="pretrained", pretrained_dir=tmp_path))
+    with pytest.raises(InputError, match="lacks config.json"):
+        backbone.build()
+
+
+def test_pretrained_weights_that_do_not_fit_config(tmp_path: Path) -> None:
+    _write_pretrained(tmp_path, "save_model")
+    Enformer.from_hparams(**_enformer_hparams(depth=3)).config.save_pretrained(tmp_path)
+    backbone = EnformerBackbone(**tiny_params(WINDOW, head="pretrained", pretrained_dir=tmp_path))
+    with pytest.raises(InputError, match="do not fit.*missing"):
+        backbone.build()
+
+
+# -- save / load ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("head", ["variformer", "pretrained"])
+def test_save_load_round_trip(tmp_path: Path, head: str) -> None:
+    params = tiny_params(WINDOW, head=head)
+    backbone = EnformerBackbone(**params).build()
+    _perturb_(backbone.model_, seed=5)
+    x = _random_one_hot(np.random.default_rng(5), 3)
+    pred = backbone.predict(x)
+
+    backbone.save(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["weights.safetensors"]
+    _no_pickles(tmp_path)
+    restored = EnformerBackbone(**params).load(tmp_path)
+    np.testing.assert_array_equal(restored.predict(x), pred)
+    saved, loaded = backbone.model_.state_dict(), restored.model_.state_dict()
+    assert saved.keys() == loaded.keys()
+    for key in saved:
+        assert torch.equal(saved[key], loaded[key]), key
+
+
+def test_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="weights.safetensors does not exist"):
+        EnformerBackbone(**tiny_params(WINDOW)).load(tmp_path)
+    EnformerBackbone(**tiny_params(WINDOW)).build().save(tmp_path)
+    with pytest.raises(BundleError, match="does not fit"):
+        EnformerBackbone(**tiny_params(WINDOW, head="pretrained")).load(tmp_path)
+    with pytest.raises(BundleError, match="does not fit"):
+        EnformerBackbone(**tiny_params(WINDOW, depth=3)).load(tmp_path)

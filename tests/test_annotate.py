@@ -1,0 +1,201 @@
+"""End-to-end ``varscore annotate`` with a toy backbone registered as a test-only plugin."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import read_vcf_lines, write_fasta, write_vcf
+from varscore.cli import cli
+from varscore.sequence import one_hot
+from varscore.types import tss_window
+from varscore.vcf import MAX_KEY, SCORE_FORMAT, SCORE_KEY
+
+
+def _records(seqs: dict[str, str]) -> list[tuple[str, int, str, str]]:
+    def alt_of(base: str) -> str:
+        return "ACGT"[("ACGT".index(base) + 1) % 4]
+
+    chr1, chr2 = seqs["chr1"], seqs["chr2"]
+    return [
+        ("chr1", 5, chr1[4], alt_of(chr1[4])),  # outside every window
+        ("chr1", 190, chr1[189], alt_of(chr1[189])),  # in G1's window only
+        ("chr1", 200, chr1[199], f"{alt_of(chr1[199])},{alt_of(alt_of(chr1[199]))}"),  # multi-allelic, in G1 and G2
+        ("chr1", 210, chr1[209], chr1[209] + "AA"),  # insertion: not an SNV yet
+        ("chr1", 220, "N" if chr1[219] != "N" else "A", "T"),  # REF mismatch
+        ("chr1", 255, chr1[254], alt_of(chr1[254])),  # only in G2's window
+        ("chr2", 10, chr2[9], alt_of(chr2[9])),  # G3, padded window
+        ("chr2", 400, chr2[399], alt_of(chr2[399])),  # outside
+    ]
+
+
+def _info(line: str) -> dict[str, str]:
+    fields = line.split("\t")[7]
+    return dict(kv.split("=", 1) for kv in fields.split(";") if "=" in kv)
+
+
+@pytest.mark.parametrize("samples", [None, ["S1", "S2", "S3"]], ids=["sites-only", "multi-sample"])
+@pytest.mark.parametrize("suffix", [".vcf", ".vcf.gz"])
+def test_records_in_equal_records_out(toy_world, samples, suffix):
+    tmp = toy_world["tmp"]
+    records = _records(toy_world["seqs"])
+    vcf = write_vcf(tmp / f"in{suffix}", records, samples=samples, contigs={"chr1": 1000, "chr2": 500})
+    out = tmp / f"out{suffix}"
+    result = CliRunner().invoke(cli, ["annotate", str(vcf), "--model", str(toy_world["bundle"]), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    in_body = [line for line in read_vcf_lines(vcf) if not line.startswith("#")]
+    out_body = [line for line in read_vcf_lines(out) if not line.startswith("#")]
+    assert len(out_body) == len(in_body) == len(records)
+    assert [line.split("\t")[:5] for line in out_body] == [line.split("\t")[:5] for line in in_body]
+    if samples:
+        assert [line.split("\t")[8:] for line in out_body] == [line.split("\t")[8:] for line in in_body]
+    scored = [SCORE_KEY in _info(line) for line in out_body]
+    assert scored == [False, True, True, False, False, True, True, False]
+    header = [line for line in read_vcf_lines(out) if line.startswith(f"##INFO=<ID={SCORE_KEY},")]
+    assert len(header) == 1 and f'Format: {SCORE_FORMAT}"' in header[0]
+    assert "records read: 8" in result.output and "records scored: 4" in result.output
+    assert "not scored (outside_windows): 2" in result.output
+    if suffix == ".vcf.gz":
+        assert Path(f"{out}.tbi").exists()
+
+
+def test_scores_equal_direct_predictions(toy_world):
+    """Every VARSCORE entry equals a direct prediction of hand-built ref and alt windows."""
+    tmp, seqs, backbone = toy_world["tmp"], toy_world["seqs"], toy_world["backbone"]
+    genes = {g.label: g for g in toy_world["genes"]}
+    records = _records(seqs)
+    vcf = write_vcf(tmp / "in.vcf", records)
+    out = tmp / "out.vcf"
+    result = CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    body = [line for line in read_vcf_lines(out) if not line.startswith("#")]
+    checked = 0
+    for line in body:
+        info = _info(line)
+        if SCORE_KEY not in info:
+            continue
+        chrom, pos = line.split("\t")[0], int(line.split("\t")[1])
+        maxima = info[MAX_KEY].split(",")
+        alts = line.split("\t")[4].split(",")
+        for entry in info[SCORE_KEY].split(","):
+            allele, gene, model, ref_pred, alt_pred, delta = entry.split("|")
+            assert model == "toy-model"
+            window = tss_window(genes[gene], backbone.window_size)
+            padded = seqs[chrom]
+            left = max(0, -window.start)
+            ref_seq = "N" * left + padded[max(window.start, 0) : window.end]
+            ref_seq += "N" * (window.length - len(ref_seq))
+            alt_seq = list(ref_seq)
+            alt_seq[window.offset(pos)] = allele
+            ref_direct = backbone.predict(one_hot(ref_seq)[None])[0, backbone.window_size // 16, 1]
+            alt_direct = backbone.predict(one_hot("".join(alt_seq))[None])[0, backbone.window_size // 16, 1]
+            assert float(ref_pred) == pytest.approx(ref_direct, rel=1e-5, abs=1e-5)
+            assert float(alt_pred) == pytest.approx(alt_direct, rel=1e-5, abs=1e-5)
+            assert float(delta) == pytest.approx(alt_direct - ref_direct, rel=1e-4, abs=1e-5)
+            assert maxima[alts.index(allele)] != "."
+            checked += 1
+    # windows: G1 chr1:167-231, G2 chr1:197-261 (0-based); 190 -> G1; 200 -> G1, G2 with two
+    # alleles each; 255 -> G2; chr2:10 -> G3
+    assert checked == 1 + 4 + 1 + 1
+
+
+def test_stdout_and_bcftools_reads_output(toy_world):
+    tmp = toy_world["tmp"]
+    vcf = write_vcf(tmp / "in.vcf.gz", _records(toy_world["seqs"]), samples=["A"], contigs={"chr1": 1000, "chr2": 500})
+    result = CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"])])
+    assert result.exit_code == 0
+    assert f"##INFO=<ID={SCORE_KEY}" in result.stdout
+    out = tmp / "out.vcf.gz"
+    CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out)])
+    if shutil.which("bcftools") is None:
+        pytest.skip("bcftools is not installed (.ci/run installs it)")
+    view = subprocess.run(["bcftools", "view", "-H", str(out)], capture_output=True, text=True, check=True)
+    assert len(view.stdout.splitlines()) == 8
+    query = subprocess.run(["bcftools", "query", "-f", "%POS\\t%INFO/VARSCORE_MAX\\n", "-r", "chr1:200", str(out)],
+                           capture_output=True, text=True, check=True)
+    assert query.stdout.startswith("200\t") and "," in query.stdout
+
+
+def test_contig_names_without_chr_prefix_are_matched(toy_world):
+    tmp = toy_world["tmp"]
+    records = [(c.removeprefix("chr"), p, r, a) for c, p, r, a in _records(toy_world["seqs"])]
+    vcf = write_vcf(tmp / "in.vcf", records)
+    out = tmp / "out.vcf"
+    result = CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "contigs matched: 1->chr1, 2->chr2" in result.output
+    assert sum(SCORE_KEY in _info(x) for x in read_vcf_lines(out) if not x.startswith("#")) == 4
+
+
+def _assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    message = [line for line in result.output.splitlines() if line.strip()]
+    assert len(message) == 1, result.output
+    for fragment in fragments:
+        assert fragment in message[0], message[0]
+
+
+def test_bad_input_gives_one_line_errors(toy_world):
+    tmp = toy_world["tmp"]
+    bundle = str(toy_world["bundle"])
+    runner = CliRunner()
+    _assert_one_line_error(runner.invoke(cli, ["annotate", str(tmp / "missing.vcf"), "-m", bundle]), "not found")
+    not_vcf = tmp / "notes.vcf"
+    not_vcf.write_text("this is not a VCF\n")
+    _assert_one_line_error(runner.invoke(cli, ["annotate", str(not_vcf), "-m", bundle]), "notes.vcf")
+    vcf = write_vcf(tmp / "in.vcf", _records(toy_world["seqs"]))
+    _assert_one_line_error(runner.invoke(cli, ["annotate", str(vcf), "-m", "no-such-model"]),
+                           "Unknown model 'no-such-model'", "varscore models install")
+    other = write_fasta(tmp / "other.fa", {"chrX": "ACGT" * 50})
+    _assert_one_line_error(runner.invoke(cli, ["annotate", str(vcf), "-m", bundle, "--fasta", str(other)]),
+                           "lacks the contigs", "--fasta")
+    wrong = write_vcf(tmp / "wrong.vcf", [("chr9", 10, "A", "C")])
+    _assert_one_line_error(runner.invoke(cli, ["annotate", str(wrong), "-m", bundle]),
+                           "0 of 1 variants", "chr9")
+    out = tmp / "never.vcf.gz"
+    runner.invoke(cli, ["annotate", str(wrong), "-m", bundle, "-o", str(out)])
+    assert not out.exists() and not list(tmp.glob(".never*"))
+
+
+def test_unknown_model_name_explains_the_recipe(toy_world):
+    result = CliRunner().invoke(cli, ["annotate", str(toy_world["fasta"]), "-m", "variformer-blood"])
+    assert result.exit_code != 0
+
+
+def test_models_list_and_info(toy_world, monkeypatch):
+    monkeypatch.setenv("VARSCORE_MODELS", str(toy_world["bundle"].parent))
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["models", "list"])
+    assert listed.exit_code == 0 and "toy-model" in listed.output
+    info = runner.invoke(cli, ["models", "info", "toy-model"])
+    assert info.exit_code == 0 and '"name": "toy"' in info.output and "3 genes" in info.output
+    vcf = write_vcf(toy_world["tmp"] / "in.vcf", _records(toy_world["seqs"]))
+    by_name = runner.invoke(cli, ["annotate", str(vcf), "-m", "toy-model", "-o", str(toy_world["tmp"] / "o.vcf")])
+    assert by_name.exit_code == 0, by_name.output
+
+
+def test_score_matrix_is_consistent_with_numpy(toy_world):
+    """The engine's ISM for every base at one position equals a numpy einsum of the toy weights."""
+    from varscore_plugins.outputs import ScalarOutput
+
+    backbone = toy_world["backbone"]
+    rng = np.random.default_rng(3)
+    ref = np.eye(4, dtype=np.float32)[rng.integers(0, 4, backbone.window_size)]
+    subs = [(7, "A"), (7, "C"), (33, "G"), (40, "T")]
+    mode = ScalarOutput(track=0, center_bins=3)
+    result = backbone.ism(ref, subs, mode.reduce, batch_size=3)
+    weights = backbone.model_[0]  # (L, 4)
+    centre = slice(3 * 8, 6 * 8)  # bins 3, 4, 5 of 8 bins of 8 bp
+    ref_value = float((ref[centre] * weights[centre]).sum())
+    for row, (off, base) in enumerate(subs):
+        expected = 0.0
+        if centre.start <= off < centre.stop:
+            expected = float(weights[off, "ACGT".index(base)] - (ref[off] * weights[off]).sum())
+        assert result.delta[row, 0] == pytest.approx(expected, abs=1e-5)
+    assert result.reference[0] == pytest.approx(ref_value, abs=1e-5)

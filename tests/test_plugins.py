@@ -1,0 +1,96 @@
+"""The plugin manager: entry points, duplicate names, unknown hooks, restricted loading."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import pytest
+from click.testing import CliRunner
+
+from tests import toy_plugin
+from varscore.cli import cli
+from varscore.errors import PluginError
+from varscore.hookspecs import hookimpl
+from varscore.plugins import PluginManager
+
+
+def _plugin(name: str, **hooks) -> types.ModuleType:
+    module = types.ModuleType(name)
+    for hook, fn in hooks.items():
+        setattr(module, hook, hookimpl(fn))
+    return module
+
+
+def test_builtins_load_through_entry_points():
+    manager = PluginManager()
+    assert {"enformer", "outputs"} <= set(manager.plugin_names())
+    assert {"scalar", "track"} <= set(manager.registry.names("output_modes"))
+    assert "enformer" in manager.registry.names("backbones")
+
+
+def test_duplicate_names_name_both_plugins():
+    manager = PluginManager()
+    manager.register(toy_plugin, name="first-toy")
+    manager.register(_plugin("second", register_backbones=lambda register: register(toy_plugin.ToyBackbone)),
+                     name="second-toy")
+    with pytest.raises(PluginError) as err:
+        _ = manager.registry
+    message = str(err.value)
+    assert "'toy'" in message and "first-toy" in message and "second-toy" in message
+
+
+def test_unknown_hook_fails_at_load():
+    manager = PluginManager()
+    with pytest.raises(PluginError, match="register_backbone"):
+        manager.register(_plugin("typo", register_backbone=lambda register: None), name="typo-plugin")
+    assert "typo-plugin" not in manager.plugin_names()
+
+
+def test_unknown_backbone_lists_installed():
+    manager = PluginManager()
+    with pytest.raises(PluginError, match=r"Unknown backbone 'enformr'\. Installed: .*enformer"):
+        manager.registry.get("backbones", "enformr")
+
+
+def test_load_plugins_env_restricts(monkeypatch):
+    monkeypatch.setenv("VARSCORE_LOAD_PLUGINS", "outputs")
+    manager = PluginManager()
+    assert manager.plugin_names() == ["outputs"]
+    assert manager.registry.names("backbones") == []
+
+
+def test_plugins_command_lists_what_each_registers(toy_plugin):
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 0
+    lines = dict(line.split("\t", 1) for line in result.output.splitlines())
+    assert lines["toy-plugin"] == "backbones: toy"
+    assert "output modes: scalar, track" in lines["outputs"]
+    assert "backbones: enformer" in lines["enformer"]
+
+
+def test_plugin_commands_are_added():
+    import click
+
+    module = types.ModuleType("cmds")
+
+    def register_commands(cli):
+        @cli.command("hello-plugin")
+        def hello():
+            click.echo("hello from a plugin")
+
+    module.register_commands = hookimpl(register_commands)
+    manager = PluginManager()
+    manager.register(module, name="cmds")
+    group = click.Group()
+    manager.add_commands(group)
+    assert CliRunner().invoke(group, ["hello-plugin"]).output == "hello from a plugin\n"
+
+
+def test_help_is_fast_and_imports_no_torch():
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "varscore", "--help"],
+                            capture_output=True, text=True, check=True)
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
+    assert "Usage" in result.stdout
+    assert not imported & {"torch", "transformers", "lightning", "tensorflow", "numba", "enformer_pytorch"}

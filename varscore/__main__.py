@@ -1,0 +1,3 @@
+from varscore.cli import main
+
+main()

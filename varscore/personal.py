@@ -1,0 +1,524 @@
+"""Personal genomes built in memory: the SNVs of each person in a window, read from a VCF, applied
+to the reference window's one-hot encoding (dosage or two haplotypes) for many people at once.
+
+The result equals one-hot encoding ``bcftools consensus -H 1`` and ``-H 2`` of the window for each
+person (SNVs only for now) and, in dosage mode, averaging the two.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from varscore.errors import InputError
+from varscore.genome import Genome, match_contigs
+from varscore.sequence import one_hot
+from varscore.types import Window
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["dosage", "haplotypes"]
+MODES = ("dosage", "haplotypes")
+DTYPES = (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.uint8))
+_BASE_CODE = {"A": 0, "C": 1, "G": 2, "T": 3}
+_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class GenotypeSummary:
+    """What reading a window's genotypes kept, skipped and filled in.
+
+    - ``records``: VCF records whose position lies in the window.
+    - ``snvs``: ALT alleles kept (the ``V`` columns of :class:`WindowGenotypes`).
+    - ``skipped_non_snv``: ALT alleles skipped because they are not single-base substitutions
+      (indels, MNPs, symbolic ``<DEL>``, ``*``); a later version applies indels.
+    - ``skipped_ref_mismatch``: SNV alleles whose REF differs from the reference base (or whose
+      reference base is N); ``mismatch_examples`` lists the first few as ``pos:REF>ALT (ref X)``.
+    - ``missing_calls``: allele calls written ``.`` in records with a kept SNV, counted per person
+      and haplotype; they are treated as the reference allele.
+    - ``people_with_missing``: people with at least one such call.
+    - ``overlapping_calls``: haplotypes that carry ALT alleles of two records at one position; the
+      first record (VCF order) is applied and the rest dropped, as ``bcftools consensus`` does.
+    """
+
+    records: int = 0
+    snvs: int = 0
+    skipped_non_snv: int = 0
+    skipped_ref_mismatch: int = 0
+    missing_calls: int = 0
+    people_with_missing: int = 0
+    overlapping_calls: int = 0
+    mismatch_examples: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WindowGenotypes:
+    """The SNV genotypes of ``P`` people inside one window.
+
+    - ``window``: the window (0-based half-open) on the reference's contig name.
+    - ``samples``: the ``P`` people, in the order the rows below follow.
+    - ``positions``: ``(V,)`` int64, 1-based VCF positions; one column per kept ALT allele, in VCF
+      order (a multi-allelic record gives one column per SNV ALT allele).
+    - ``refs``, ``alts``: ``(V,)`` str, the REF and ALT bases of each column.
+    - ``haplotypes``: ``(P, 2, V)`` int8; 1 where the haplotype carries the column's ALT allele,
+      0 where it carries another allele, -1 where the call is missing (``.``).
+      Unphased genotypes ``a/b`` are stored as written: ``a`` on haplotype 0, ``b`` on haplotype 1
+      (what ``bcftools consensus -H 1`` / ``-H 2`` use), so the usual ``0/1`` puts the ALT on
+      haplotype 1; dosage is unaffected. Haploid calls are copied to both haplotypes.
+    - ``phased``: ``(P,)`` bool; False when one of that person's heterozygous (or half-missing)
+      calls in the window is unphased (``/``), i.e. when haplotype mode guesses a phase;
+      homozygous and haploid calls need no phase.
+    - ``summary``: counts of what was kept, skipped and filled in.
+    """
+
+    window: Window
+    samples: list[str]
+    positions: np.ndarray
+    refs: np.ndarray
+    alts: np.ndarray
+    haplotypes: np.ndarray
+    phased: np.ndarray
+    summary: GenotypeSummary = field(default_factory=GenotypeSummary)
+
+    @property
+    def n_people(self) -> int:
+        return len(self.samples)
+
+    @property
+    def n_variants(self) -> int:
+        return len(self.positions)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """``(V,)`` int64: each column's 0-based index inside the window."""
+        return self.positions - 1 - self.window.start
+
+    @property
+    def alt_codes(self) -> np.ndarray:
+        """``(V,)`` int64: each column's ALT base as its one-hot channel (A=0, C=1, G=2, T=3)."""
+        return _codes(self.alts)
+
+    def dosage(self) -> np.ndarray:
+        """``(P, V)`` float32 ALT-allele counts 0/1/2 (missing calls count as reference), the
+        genotype matrix of the linear baselines."""
+        return (self.haplotypes == 1).sum(axis=1, dtype=np.int8).astype(np.float32)
+
+    def sample_indices(self, people: Sequence[str]) -> np.ndarray:
+        """``(B,)`` int64 rows of ``people``; unknown names are an :class:`InputError`."""
+        lookup = {name: i for i, name in enumerate(self.samples)}
+        unknown = [p for p in people if p not in lookup]
+        if unknown:
+            raise InputError(
+                f"{len(unknown)} people are not among the {len(self.samples)} read for window "
+                f"{_window_label(self.window)}: {', '.join(unknown[:_EXAMPLES])}"
+                f"{'…' if len(unknown) > _EXAMPLES else ''}. Read their genotypes first."
+            )
+        return np.array([lookup[p] for p in people], dtype=np.int64)
+
+
+def _codes(bases: np.ndarray) -> np.ndarray:
+    return np.array([_BASE_CODE[b] for b in bases.tolist()], dtype=np.int64)
+
+
+def _window_label(window: Window) -> str:
+    return f"{window.chrom}:{window.start + 1}-{window.end}"
+
+
+def reference_codes(reference: str | np.ndarray) -> np.ndarray:
+    """``(L,)`` int8 base codes (A=0, C=1, G=2, T=3, anything else 4) of a window given as a string
+    or as an ``(L, 4)`` one-hot array."""
+    if isinstance(reference, str):
+        reference = one_hot(reference)
+    array = np.asarray(reference)
+    if array.ndim != 2 or array.shape[1] != 4:
+        raise InputError(f"A reference window must be a string or an (L, 4) one-hot array; got shape {array.shape}.")
+    codes = array.argmax(axis=1).astype(np.int8)
+    codes[array.max(axis=1) != 1] = 4
+    return codes
+
+
+def _has_index(path: Path) -> bool:
+    return any(Path(f"{path}{suffix}").exists() for suffix in (".tbi", ".csi"))
+
+
+class GenotypeReader:
+    """A VCF/BCF opened once to read the SNV genotypes of many windows for a fixed list of people.
+
+    Uses region queries when the file has a ``.tbi``/``.csi`` index beside it, otherwise scans
+    the whole file for every window (logged as a warning: index it with ``tabix -p vcf``).
+    ``samples`` picks and orders the people (all the VCF's samples by default).
+    """
+
+    def __init__(self, path: str | Path, samples: Sequence[str] | None = None) -> None:
+        from varscore.vcf import open_vcf
+
+        self.path = Path(path)
+        self._vcf = open_vcf(self.path)
+        vcf_samples = list(self._vcf.samples)
+        if samples is None:
+            self.samples = vcf_samples
+        else:
+            self.samples = list(samples)
+            duplicated = sorted({s for s in self.samples if self.samples.count(s) > 1})
+            if duplicated:
+                raise InputError(f"People listed more than once: {', '.join(duplicated[:_EXAMPLES])}. List each once.")
+            known = set(vcf_samples)
+            unknown = [s for s in self.samples if s not in known]
+            if unknown:
+                more = "…" if len(unknown) > _EXAMPLES else ""
+                raise InputError(
+                    f"{len(unknown)} of {len(self.samples)} requested people are not samples of VCF "
+                    f"{self.path}: {', '.join(unknown[:_EXAMPLES])}{more}. The VCF has "
+                    f"{', '.join(vcf_samples[:_EXAMPLES])}{'…' if len(vcf_samples) > _EXAMPLES else ''} "
+                    "(match IDs with varscore.cohort.match_samples)."
+                )
+        if not self.samples:
+            raise InputError(f"VCF {self.path} has no samples (no genotype columns); personal genomes need genotypes.")
+        if samples is not None and len(self.samples) < len(vcf_samples):
+            self._vcf.set_samples(self.samples)
+        # cyvcf2 returns the kept samples in file order; `_order` puts them in the requested order.
+        position = {name: i for i, name in enumerate(self._vcf.samples)}
+        self._order = np.array([position[s] for s in self.samples], dtype=np.int64)
+        self.indexed = _has_index(self.path)
+        self._warned_scan = False
+        self._chrom_matches: dict[tuple[str, str], bool] = {}
+
+    def close(self) -> None:
+        self._vcf.close()
+
+    def __enter__(self) -> GenotypeReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _records(self, window: Window) -> Iterator[Any]:
+        if self.indexed:
+            mapping = match_contigs([window.chrom], self._vcf.seqnames)
+            if window.chrom not in mapping:
+                logger.info("VCF %s has no records on contig %s", self.path, window.chrom)
+                return
+            yield from self._vcf(f"{mapping[window.chrom]}:{max(window.start, 0) + 1}-{window.end}")
+            return
+        if not self._warned_scan:
+            logger.warning(
+                "VCF %s has no .tbi/.csi index: scanning the whole file for each window. "
+                "Index it (bgzip + 'tabix -p vcf') for speed.",
+                self.path,
+            )
+            self._warned_scan = True
+        from cyvcf2 import VCF
+
+        scan = VCF(str(self.path), lazy=True, threads=1)
+        if len(self.samples) < len(scan.samples):
+            scan.set_samples(self.samples)
+        try:
+            for record in scan:
+                key = (record.CHROM, window.chrom)
+                if key not in self._chrom_matches:
+                    self._chrom_matches[key] = bool(match_contigs([window.chrom], [record.CHROM]))
+                if self._chrom_matches[key] and window.start < record.POS <= window.end:
+                    yield record
+        finally:
+            scan.close()
+
+    def read(self, window: Window, reference: str | np.ndarray | Genome) -> WindowGenotypes:
+        """The SNV genotypes of the reader's people inside ``window``.
+
+        ``reference`` is the window's reference sequence (a string of length ``L``, an ``(L, 4)``
+        one-hot array, or a :class:`Genome` to fetch it from); REF alleles are checked against it.
+        """
+        if isinstance(reference, Genome):
+            reference = reference.fetch(window)
+        ref_codes = reference_codes(reference)
+        if len(ref_codes) != window.length:
+            raise InputError(
+                f"The reference given for window {_window_label(window)} has {len(ref_codes)} bases; "
+                f"the window has {window.length}. Pass the window's own sequence."
+            )
+        n_people = len(self.samples)
+        positions: list[int] = []
+        refs: list[str] = []
+        alts: list[str] = []
+        columns: list[np.ndarray] = []
+        unphased = np.zeros(n_people, dtype=bool)
+        missing_per_person = np.zeros(n_people, dtype=np.int64)
+        records = non_snv = mismatch = 0
+        mismatch_examples: list[str] = []
+        try:
+            for record in self._records(window):
+                pos = int(record.POS)
+                if not window.start < pos <= window.end:
+                    continue  # a deletion starting before the window
+                records += 1
+                ref = record.REF.upper()
+                kept: list[tuple[int, str]] = []
+                for allele, alt in enumerate(record.ALT, start=1):
+                    alt = alt.upper()
+                    if len(ref) != 1 or len(alt) != 1 or alt not in _BASE_CODE or ref not in _BASE_CODE or alt == ref:
+                        non_snv += 1
+                        continue
+                    base = int(ref_codes[pos - 1 - window.start])
+                    if _BASE_CODE[ref] != base:
+                        mismatch += 1
+                        if len(mismatch_examples) < _EXAMPLES:
+                            mismatch_examples.append(f"{pos}:{ref}>{alt} (ref {'ACGTN'[base]})")
+                        continue
+                    kept.append((allele, alt))
+                if not kept:
+                    continue
+                alleles, phased = _alleles(record.genotype.array(), self._order)
+                missing = alleles < 0
+                missing_per_person += missing.sum(axis=1)
+                het = (alleles[:, 0] != alleles[:, 1]) & ~missing.any(axis=1)
+                unphased |= (het | missing.any(axis=1) & ~missing.all(axis=1)) & ~phased
+                for allele, alt in kept:
+                    column = (alleles == allele).astype(np.int8)
+                    column[missing] = -1
+                    columns.append(column)
+                    positions.append(pos)
+                    refs.append(ref)
+                    alts.append(alt)
+        except InputError:
+            raise
+        except Exception as exc:  # htslib parse errors surface as bare Exceptions
+            raise InputError(f"Error reading VCF {self.path} in {_window_label(window)}: {exc}") from exc
+
+        haplotypes = np.stack(columns, axis=2) if columns else np.zeros((n_people, 2, 0), dtype=np.int8)
+        position_array = np.array(positions, dtype=np.int64)
+        overlapping = _drop_overlapping(haplotypes, position_array)
+        summary = GenotypeSummary(
+            records=records,
+            snvs=len(positions),
+            skipped_non_snv=non_snv,
+            skipped_ref_mismatch=mismatch,
+            missing_calls=int(missing_per_person.sum()),
+            people_with_missing=int((missing_per_person > 0).sum()),
+            overlapping_calls=overlapping,
+            mismatch_examples=tuple(mismatch_examples),
+        )
+        _log_summary(window, summary, self.path)
+        return WindowGenotypes(
+            window=window,
+            samples=list(self.samples),
+            positions=position_array,
+            refs=np.array(refs, dtype=str),
+            alts=np.array(alts, dtype=str),
+            haplotypes=haplotypes,
+            phased=~unphased,
+            summary=summary,
+        )
+
+
+def _alleles(genotype: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(P, 2)`` int16 allele indices (-1 missing) and ``(P,)`` bool phased, in requested order,
+    from cyvcf2's ``(N, ploidy + 1)`` genotype array (-2 pads haploid calls)."""
+    # Fancy indexing copies: cyvcf2 reuses the record's buffer for the next record.
+    genotype = np.asarray(genotype)[order]
+    phased = genotype[:, -1].astype(bool)
+    calls = genotype[:, :-1]
+    if calls.shape[1] == 1:
+        calls = np.repeat(calls, 2, axis=1)
+    alleles = calls[:, :2].copy()
+    haploid = alleles[:, 1] == -2
+    alleles[haploid, 1] = alleles[haploid, 0]
+    phased |= haploid
+    return alleles, phased
+
+
+def _drop_overlapping(haplotypes: np.ndarray, positions: np.ndarray) -> int:
+    """Keep, per haplotype, only the first ALT carried at a position (in place); returns how many
+    calls were dropped."""
+    unique, counts = np.unique(positions, return_counts=True)
+    dropped = 0
+    for pos in unique[counts > 1]:
+        cols = np.flatnonzero(positions == pos)
+        carried = haplotypes[:, :, cols] == 1  # (P, 2, k)
+        later = carried & (np.cumsum(carried, axis=2) > 1)
+        dropped += int(later.sum())
+        block = haplotypes[:, :, cols]
+        block[later] = 0
+        haplotypes[:, :, cols] = block
+    return dropped
+
+
+def _log_summary(window: Window, summary: GenotypeSummary, path: Path) -> None:
+    label = _window_label(window)
+    if summary.skipped_ref_mismatch:
+        logger.warning(
+            "%s in %s: %d SNV alleles skipped because REF differs from the reference (e.g. %s); "
+            "is the VCF on the same genome build as the FASTA?",
+            label,
+            path,
+            summary.skipped_ref_mismatch,
+            ", ".join(summary.mismatch_examples),
+        )
+    if summary.missing_calls:
+        logger.info(
+            "%s in %s: %d missing allele calls in %d people treated as reference",
+            label,
+            path,
+            summary.missing_calls,
+            summary.people_with_missing,
+        )
+    if summary.skipped_non_snv:
+        logger.info(
+            "%s in %s: %d non-SNV ALT alleles skipped (indels are not applied yet)",
+            label,
+            path,
+            summary.skipped_non_snv,
+        )
+    if summary.overlapping_calls:
+        logger.info(
+            "%s in %s: %d haplotype calls at already-altered positions dropped", label, path, summary.overlapping_calls
+        )
+
+
+def read_window_genotypes(
+    vcf: str | Path,
+    window: Window,
+    reference: str | np.ndarray | Genome,
+    samples: Sequence[str] | None = None,
+) -> WindowGenotypes:
+    """The SNV genotypes of ``samples`` (all by default) inside ``window``; see
+    :meth:`GenotypeReader.read`. Open a :class:`GenotypeReader` instead to read many windows."""
+    with GenotypeReader(vcf, samples) as reader:
+        return reader.read(window, reference)
+
+
+def _check_dtype(dtype: Any) -> np.dtype:
+    resolved = np.dtype(dtype)
+    if resolved not in DTYPES:
+        raise InputError(f"dtype must be float32, float16 or uint8; got {resolved}.")
+    return resolved
+
+
+def personal_one_hot(
+    reference: np.ndarray,
+    genotypes: WindowGenotypes,
+    mode: Mode = "dosage",
+    people: Sequence[int] | np.ndarray | None = None,
+    dtype: Any = np.float32,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Personal one-hot windows: the reference with each person's SNVs applied.
+
+    ``reference`` is the window's ``(L, 4)`` one-hot encoding; ``people`` selects rows of
+    ``genotypes`` (a batch; all ``P`` by default, giving ``B = P``). Missing calls stay reference.
+
+    - ``mode="dosage"``: ``(B, L, 4)``, the mean of the two haplotypes' one-hot encodings, so a base
+      is 0, 0.5 or 1 (0 / 1 / 2 allele counts with ``dtype=uint8``, i.e. 2 × dosage).
+    - ``mode="haplotypes"``: ``(B, 2, L, 4)``, each haplotype's one-hot (unphased ``a/b`` as
+      written: see :class:`WindowGenotypes`).
+
+    ``dtype`` is float32 (default), float16 (exact for these values, half the memory) or uint8.
+    ``out``, an array of the result's shape and dtype, is filled and returned instead of a new
+    one: reusing a buffer avoids first-touch page faults, which dominate the cost of a fresh
+    array of hundreds of MB. Vectorised over all people and variants at once.
+    """
+    if mode not in MODES:
+        raise InputError(f"Unknown personal-genome mode '{mode}'. Choose one of: {', '.join(MODES)}.")
+    out_dtype = _check_dtype(dtype)
+    reference = np.asarray(reference)
+    length = genotypes.window.length
+    if reference.shape != (length, 4):
+        raise InputError(
+            f"reference must be the window's (L, 4) one-hot with L = {length}; got shape {reference.shape}."
+        )
+    haplotypes = genotypes.haplotypes if people is None else genotypes.haplotypes[np.asarray(people, dtype=np.int64)]
+    n = haplotypes.shape[0]
+    shape = (n, 2, length, 4) if mode == "haplotypes" else (n, length, 4)
+    if out is None:
+        out = np.empty(shape, dtype=out_dtype)
+    elif out.shape != shape or out.dtype != out_dtype:
+        raise InputError(f"out must have shape {shape} and dtype {out_dtype}; got {out.shape} {out.dtype}.")
+    offsets = genotypes.offsets
+    alt_one_hot = np.eye(4, dtype=np.float32)[genotypes.alt_codes]  # (V, 4)
+    scale = 2.0 if mode == "dosage" and out_dtype == np.uint8 else 1.0
+    reference32 = reference.astype(np.float32, copy=False)
+    # Cast once: broadcasting a float32 source into a float16 array is ~50x slower than a same-dtype copy.
+    out[:] = (reference32 * np.float32(scale)).astype(out_dtype)
+    if mode == "haplotypes":
+        for h in (0, 1):
+            person, column = np.nonzero(haplotypes[:, h, :] == 1)
+            out[person, h, offsets[column]] = alt_one_hot[column]
+        return out
+    for h in (0, 1):
+        # (person, offset) pairs are unique within one haplotype (overlaps were dropped on
+        # reading), so buffered fancy-index updates do not lose increments.
+        person, column = np.nonzero(haplotypes[:, h, :] == 1)
+        where = offsets[column]
+        delta = np.float32(scale / 2) * (alt_one_hot[column] - reference32[where])
+        out[person, where] = (out[person, where].astype(np.float32) + delta).astype(out_dtype)
+    return out
+
+
+class PersonalWindows:
+    """Personal one-hot windows of one gene for many people, built on demand.
+
+    A Dataset-like view for training loops: ``len()`` people, ``windows[i]`` / ``person(i)`` one
+    person's window, ``batch(indices)`` several people's (the same gene) at once.
+    Shapes: ``(L, 4)`` per person and ``(B, L, 4)`` per batch in dosage mode; ``(2, L, 4)`` and
+    ``(B, 2, L, 4)`` in haplotype mode.
+    """
+
+    def __init__(
+        self,
+        reference_one_hot: np.ndarray,
+        genotypes: WindowGenotypes,
+        mode: Mode = "dosage",
+        dtype: Any = np.float32,
+    ) -> None:
+        if mode not in MODES:
+            raise InputError(f"Unknown personal-genome mode '{mode}'. Choose one of: {', '.join(MODES)}.")
+        self.reference = np.asarray(reference_one_hot)
+        if self.reference.shape != (genotypes.window.length, 4):
+            raise InputError(
+                f"reference_one_hot must be (L, 4) with L = {genotypes.window.length}; got {self.reference.shape}."
+            )
+        self.genotypes = genotypes
+        self.mode: Mode = mode
+        self.dtype = _check_dtype(dtype)
+
+    @property
+    def samples(self) -> list[str]:
+        return self.genotypes.samples
+
+    def __len__(self) -> int:
+        return self.genotypes.n_people
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.person(index)
+
+    def _check(self, indices: np.ndarray) -> None:
+        n = len(self)
+        bad = indices[(indices < -n) | (indices >= n)]
+        if bad.size:
+            raise IndexError(f"person index {int(bad[0])} is out of range for {n} people")
+
+    def person(self, index: int) -> np.ndarray:
+        """One person's window: ``(L, 4)`` (dosage) or ``(2, L, 4)`` (haplotypes)."""
+        return self.batch([index])[0]
+
+    def batch(self, indices: Sequence[int] | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Several people's windows: ``(B, L, 4)`` (dosage) or ``(B, 2, L, 4)`` (haplotypes),
+        written into ``out`` when given (see :func:`personal_one_hot`)."""
+        rows = np.asarray(indices, dtype=np.int64).reshape(-1)
+        self._check(rows)
+        return personal_one_hot(self.reference, self.genotypes, self.mode, people=rows, dtype=self.dtype, out=out)
+
+
+__all__ = [
+    "GenotypeReader",
+    "GenotypeSummary",
+    "PersonalWindows",
+    "WindowGenotypes",
+    "personal_one_hot",
+    "read_window_genotypes",
+    "reference_codes",
+]

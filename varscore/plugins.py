@@ -1,0 +1,169 @@
+"""The plugin manager: loads built-in and third-party plugins from the ``varscore`` entry-point
+group and keeps the registry of backbones, output modes and annotators they provide."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from varscore import hookspecs
+from varscore.errors import PluginError
+
+if TYPE_CHECKING:
+    import click
+
+    from varscore.base import Annotator, Backbone, OutputMode
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "varscore"
+LOAD_ENV = "VARSCORE_LOAD_PLUGINS"
+KINDS = ("backbones", "output_modes", "annotators")
+
+
+@dataclass
+class Registry:
+    """What the loaded plugins provide: ``{kind: {name: (class, plugin name)}}``."""
+
+    entries: dict[str, dict[str, tuple[type, str]]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+
+    def add(self, kind: str, cls: type, plugin: str) -> None:
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise PluginError(
+                f"Plugin '{plugin}' registered {cls.__name__} without a 'name' class attribute."
+            )
+        table = self.entries[kind]
+        if name in table:
+            other = table[name][1]
+            raise PluginError(
+                f"Duplicate {kind[:-1].replace('_', ' ')} name '{name}': registered by plugin "
+                f"'{other}' and by plugin '{plugin}'. Uninstall one, or restrict loading with "
+                f"{LOAD_ENV}."
+            )
+        table[name] = (cls, plugin)
+
+    def get(self, kind: str, name: str) -> type:
+        table = self.entries[kind]
+        if name not in table:
+            installed = ", ".join(sorted(table)) or "none"
+            label = kind[:-1].replace("_", " ")
+            raise PluginError(
+                f"Unknown {label} '{name}'. Installed: {installed}. "
+                f"Run 'varscore plugins' to see what each plugin provides."
+            )
+        return table[name][0]
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.entries[kind])
+
+
+class PluginManager:
+    """Loads plugins once and answers registry look-ups."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self._registry: Registry | None = None
+        self._loaded = False
+
+    def load(self) -> None:
+        """Load entry-point plugins (restricted by ``VARSCORE_LOAD_PLUGINS``) exactly once."""
+        if self._loaded:
+            return
+        self._loaded = True
+        wanted = os.environ.get(LOAD_ENV)
+        allowed = {n.strip() for n in wanted.split(",") if n.strip()} if wanted else None
+        found: set[str] = set()
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if allowed is not None and ep.name not in allowed:
+                continue
+            if self.pm.get_plugin(ep.name) is not None:
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # a broken third-party plugin must not hide the others
+                raise PluginError(f"Plugin '{ep.name}' ({ep.value}) failed to import: {exc}") from exc
+            self._register_checked(module, ep.name)
+            found.add(ep.name)
+        if allowed is not None and allowed - found:
+            missing = ", ".join(sorted(allowed - found))
+            logger.warning("%s names plugins that are not installed: %s", LOAD_ENV, missing)
+
+    def register(self, plugin: ModuleType | object, name: str) -> None:
+        """Register a plugin object (a module or class with hook implementations) by hand.
+
+        Tests and notebooks use this; installed packages use the entry-point group.
+        """
+        self.load()
+        self._register_checked(plugin, name)
+        self._registry = None
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self._registry = None
+
+    def _register_checked(self, plugin: Any, name: str) -> None:
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            if self.pm.get_plugin(name) is not None:
+                self.pm.unregister(name=name)
+            raise PluginError(f"Plugin '{name}' is invalid: {exc}") from exc
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self.load()
+            registry = Registry()
+            for kind in KINDS:
+                hook = getattr(self.pm.hook, f"register_{kind}")
+                for impl in hook.get_hookimpls():
+                    plugin = impl.plugin_name
+                    impl.function(register=lambda cls, k=kind, p=plugin: registry.add(k, cls, p))
+            self._registry = registry
+        return self._registry
+
+    def add_commands(self, cli: click.Group) -> None:
+        self.load()
+        self.pm.hook.register_commands(cli=cli)
+
+    def plugin_names(self) -> list[str]:
+        self.load()
+        return sorted(name for name, _ in self.pm.list_name_plugin())
+
+    def provided_by(self, plugin: str) -> dict[str, list[str]]:
+        """What one plugin registers: ``{kind: [names]}``."""
+        out: dict[str, list[str]] = {}
+        for kind, table in self.registry.entries.items():
+            names = sorted(n for n, (_, p) in table.items() if p == plugin)
+            if names:
+                out[kind] = names
+        plugin_obj = self.pm.get_plugin(plugin)
+        if plugin_obj is not None and hasattr(plugin_obj, "register_commands"):
+            out["commands"] = ["(adds commands)"]
+        return out
+
+
+manager = PluginManager()
+
+
+def get_backbone(name: str) -> type[Backbone]:
+    return manager.registry.get("backbones", name)
+
+
+def get_output_mode(name: str) -> type[OutputMode]:
+    return manager.registry.get("output_modes", name)
+
+
+def get_annotator(name: str) -> type[Annotator]:
+    return manager.registry.get("annotators", name)

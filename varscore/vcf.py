@@ -1,0 +1,203 @@
+"""VCF/BCF reading (cyvcf2, streamed) and writing the input records back with varscore's INFO
+fields added; ``.gz`` outputs are bgzipped and tabix-indexed; outputs are written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from varscore.errors import InputError
+from varscore.types import Variant
+
+SCORE_KEY = "VARSCORE"
+MAX_KEY = "VARSCORE_MAX"
+SCORE_FORMAT = "ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA"
+
+
+@dataclass(frozen=True)
+class InfoHeader:
+    """One ``##INFO`` header line."""
+
+    key: str
+    number: str
+    type: str
+    description: str
+
+
+SCORE_HEADERS = (
+    InfoHeader(
+        SCORE_KEY,
+        ".",
+        "String",
+        "Predicted effect of each ALT allele on each gene's expression (ALT minus REF prediction"
+        " of the model on the reference window with the allele applied). Format: " + SCORE_FORMAT,
+    ),
+    InfoHeader(MAX_KEY, "A", "Float", "Largest |DELTA| of the allele over all scored genes"),
+)
+
+
+def open_vcf(path: str | Path) -> Any:
+    """Open a VCF, VCF.gz or BCF with cyvcf2; clear errors for missing or non-VCF files."""
+    from cyvcf2 import VCF
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"VCF file not found: {path}.")
+    if path.is_dir():
+        raise InputError(f"Expected a VCF file, got a directory: {path}.")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head:
+        raise InputError(f"{path} is empty: a VCF needs at least the '##fileformat' and '#CHROM' header lines.")
+    try:
+        reader = VCF(str(path), lazy=True, threads=1)
+    except (OSError, Exception) as exc:  # cyvcf2 raises bare Exception for unreadable files
+        raise InputError(f"{path} is not a readable VCF/BCF file ({exc}). Check the file format.") from exc
+    if not reader.raw_header.startswith("##fileformat=VCF"):
+        raise InputError(f"{path} is not a VCF: its header lacks '##fileformat=VCF'.")
+    return reader
+
+
+def iter_variants(path: str | Path) -> Iterator[Variant]:
+    """Stream the file's records as :class:`Variant` (index = record number, 0-based)."""
+    reader = open_vcf(path)
+    try:
+        for index, record in enumerate(reader):
+            yield Variant(
+                chrom=record.CHROM,
+                pos=int(record.POS),
+                ref=record.REF,
+                alts=tuple(record.ALT),
+                id=record.ID,
+                index=index,
+            )
+    except Exception as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"Error reading {path} near record {index + 2 if 'index' in locals() else 1}: {exc}") from exc
+    finally:
+        reader.close()
+
+
+def vcf_samples(path: str | Path) -> list[str]:
+    reader = open_vcf(path)
+    try:
+        return list(reader.samples)
+    finally:
+        reader.close()
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual mode
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _header_line(info: InfoHeader) -> dict[str, str]:
+    return {"ID": info.key, "Number": info.number, "Type": info.type, "Description": info.description}
+
+
+def write_annotated(
+    source: str | Path,
+    out: str | Path,
+    info_by_record: Mapping[int, Mapping[str, str]],
+    headers: Sequence[InfoHeader],
+    extra_header_lines: Sequence[str] = (),
+) -> None:
+    """Copy every record of ``source`` to ``out`` in order, setting the INFO values in
+    ``info_by_record`` (record index -> {key: formatted value}).
+
+    ``out`` may be ``-`` (stdout), ``*.vcf`` or ``*.vcf.gz`` (bgzipped, with a ``.tbi`` index).
+    Files are written to a temporary name and renamed, so a failed run leaves nothing behind.
+    """
+    reader = open_vcf(source)
+    try:
+        for info in headers:
+            reader.add_info_to_header(_header_line(info))
+        for line in extra_header_lines:
+            reader.add_to_header(line)
+        header = reader.raw_header
+        if str(out) == "-":
+            _write_records(reader, header, info_by_record, sys.stdout)
+            sys.stdout.flush()
+            return
+        out_path = Path(out)
+        compressed = out_path.name.endswith((".gz", ".bgz"))
+        with atomic_output(out_path) as tmp:
+            if compressed:
+                from pysam import libcbgzf
+
+                with libcbgzf.BGZFile(str(tmp), "wb", None) as raw:
+                    text = _TextToBytes(raw)
+                    _write_records(reader, header, info_by_record, text)
+            else:
+                with open(tmp, "w") as handle:
+                    _write_records(reader, header, info_by_record, handle)
+            if compressed:
+                _tabix_index(tmp, out_path)
+    finally:
+        reader.close()
+
+
+class _TextToBytes:
+    """A minimal text writer over a binary stream (BGZFile takes bytes)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def write(self, text: str) -> None:
+        self.raw.write(text.encode())
+
+
+def _write_records(reader: Any, header: str, info_by_record: Mapping[int, Mapping[str, str]], handle: IO[str] | Any) -> None:
+    handle.write(header)
+    for index, record in enumerate(reader):
+        values = info_by_record.get(index)
+        if values:
+            for key, value in values.items():
+                record.INFO[key] = value
+        handle.write(str(record))
+
+
+def _tabix_index(tmp: Path, final: Path) -> None:
+    """Index ``tmp`` (a bgzipped VCF) and move the index beside ``final``.
+
+    An unsorted VCF cannot be indexed: the output is kept and the failure reported.
+    """
+    import pysam
+
+    index_tmp = Path(f"{tmp}.tbi")
+    try:
+        pysam.tabix_index(str(tmp), preset="vcf", force=True, keep_original=True)
+    except (OSError, ValueError) as exc:
+        if index_tmp.exists():
+            index_tmp.unlink()
+        raise InputError(
+            f"Could not tabix-index {final} ({exc}); is the input sorted? Sort it with "
+            "'bcftools sort', or write plain '.vcf' output."
+        ) from exc
+    os.replace(index_tmp, Path(f"{final}.tbi"))
+
+
+def format_float(value: float) -> str:
+    """VCF-friendly float: 6 significant digits, no spaces."""
+    return f"{value:.6g}"
