@@ -371,14 +371,35 @@ class EnformerBackbone(SequenceBackbone):
             out = self._forward(x)
         return out.float().cpu().numpy()
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def torch_module(self) -> torch.nn.Module:
+        """The trainable model as one ``nn.Module``: ``(B, L, 4)`` -> ``(B, bins, tracks)``.
+
+        Shares its parameters with this backbone, so training it trains the backbone.
+        """
+        import torch
+
+        self._require_built()
+        backbone = self
+
+        class EnformerForward(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = backbone.model_
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return backbone._forward(x, self.model)
+
+        return EnformerForward()
+
+    def _forward(self, x: torch.Tensor, model: torch.nn.Module | None = None) -> torch.Tensor:
         # Same arithmetic as HeadAdapterWrapper.forward, without its side effect of switching the
         # batch norms' requires_grad off on every call.
+        model = self.model_ if model is None else model
         if self.params["head"] == "variformer":
-            embeddings = self.model_.enformer(x, return_only_embeddings=True)
-            return self.model_.to_tracks(embeddings)
-        embeddings = self.model_(x, return_only_embeddings=True)
-        return self.model_.heads[self.params["output_head"]](embeddings)
+            embeddings = model.enformer(x, return_only_embeddings=True)
+            return model.to_tracks(embeddings)
+        embeddings = model(x, return_only_embeddings=True)
+        return model.heads[self.params["output_head"]](embeddings)
 
 
 def _load_weights(model: torch.nn.Module, state: dict[str, Any]) -> str | None:

@@ -124,15 +124,27 @@ class Backbone(ABC):
         """
         raise NotImplementedError(f"Backbone '{self.name}' does not implement ISM.")
 
-    def finetune(self, dataset: Any, config: Any) -> Any:
-        """Fit the model on personal genomes and expression; return the training metrics."""
+    def finetune(self, data: Any, config: Any) -> Any:
+        """Fit the model on personal genomes and expression; return the training result."""
         raise NotImplementedError(f"Backbone '{self.name}' cannot be fine-tuned yet.")
 
 
 class SequenceBackbone(Backbone):
-    """Shared ISM for sequence models: everything follows from :meth:`predict`."""
+    """Shared ISM and fine-tuning for sequence models: everything follows from :meth:`predict`
+    and :meth:`torch_module`."""
 
     input_kind: ClassVar[str] = "sequence"
+
+    def torch_module(self) -> Any:
+        """The model as a ``torch.nn.Module`` mapping ``(B, L, 4)`` to ``(B, bins, tracks)``,
+        sharing parameters with the backbone. Needed for fine-tuning."""
+        raise NotImplementedError(f"Backbone '{self.name}' exposes no torch module, so it cannot be fine-tuned.")
+
+    def finetune(self, data: Any, config: Any) -> Any:
+        """Variformer fine-tuning (see :func:`varscore.training.finetune_sequence_backbone`)."""
+        from varscore.training import finetune_sequence_backbone
+
+        return finetune_sequence_backbone(self, data, config)
 
     def ism(
         self,

@@ -237,6 +237,180 @@ def models_from_enformer(
                 reference_fasta=fasta, provenance={"pretrained_dir": str(pretrained_dir)})
     click.echo(f"wrote {output}")
 
+RECIPES: dict[str, dict[str, Any]] = {
+    # the paper's whole-blood Variformer (Drusinsky, Whalen & Pollard): DESIGN.md section 4
+    "variformer-blood": {
+        "window": 49_152, "lr": 5e-6, "batch_size": 32, "accumulate": 4, "grad_clip": 0.05,
+        "patience": 20, "people_per_epoch": 512, "tissue": "Whole Blood", "max_epochs": 150,
+    },
+}
+
+
+def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
+    import json
+
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE; got '{item}'", param_hint="--param")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _cohort_options(func: Any) -> Any:
+    options = [
+        click.option("--vcf", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                     help="Cohort genotypes (VCF/BCF, indexed for speed)."),
+        click.option("--expression", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                     help="GTEx-layout expression: #chr start end gene_id, then one column per person."),
+        click.option("--genes", "genes_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                     help="Gene/TSS table (TSV, GTF or GFF3)."),
+        click.option("--fasta", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                     help="Reference FASTA."),
+        click.option("--folds", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Fold file (person, replicate, split); default: made with --seed and saved."),
+        click.option("--replicate", default=0, show_default=True, help="Which replicate fold to use."),
+        click.option("--gene", "gene_names", multiple=True, help="Only this gene (repeatable)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@cli.command()
+@_cohort_options
+@click.option("--backbone", default="enformer", show_default=True, help="Architecture (see 'varscore plugins').")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Bundle directory to write (training files go to OUTPUT.training/).")
+@click.option("--recipe", type=click.Choice(sorted(RECIPES)), help="The paper's settings for a tissue.")
+@click.option("--pretrained", type=click.Path(file_okay=False, path_type=Path),
+              help="Start from a pre-trained Enformer in this local directory.")
+@click.option("--param", "params", multiple=True, help="Backbone hyper-parameter KEY=VALUE (JSON value).")
+@click.option("--window", type=int, help="Input window in bp [recipe or backbone default].")
+@click.option("--lr", type=float, help="Learning rate [5e-6].")
+@click.option("--batch-size", type=int, help="People per batch (one gene per batch) [32].")
+@click.option("--accumulate", type=int, help="Gradient accumulation batches [4].")
+@click.option("--max-epochs", type=int, help="Maximum epochs [100].")
+@click.option("--patience", type=int, help="Early-stopping patience in epochs [20].")
+@click.option("--people-per-epoch", type=int, help="People per gene per epoch [512].")
+@click.option("--devices", default=1, show_default=True, help="Devices (GPUs, or CPU processes) for DDP.")
+@click.option("--accelerator", default="auto", show_default=True, help="auto, cpu, gpu.")
+@click.option("--seed", default=0, show_default=True, help="Seed for folds, sampling and initialisation.")
+@click.option("--resume", is_flag=True, help="Continue from OUTPUT.training/checkpoints/last.ckpt.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def finetune(
+    vcf: Path, expression: Path, genes_path: Path, fasta: Path, folds: Path | None, replicate: int,
+    gene_names: tuple[str, ...], backbone: str, output: Path, recipe: str | None, pretrained: Path | None,
+    params: tuple[str, ...], window: int | None, lr: float | None, batch_size: int | None,
+    accumulate: int | None, max_epochs: int | None, patience: int | None, people_per_epoch: int | None,
+    devices: int, accelerator: str, seed: int, resume: bool, progress: bool,
+) -> None:
+    """Fine-tune a sequence model on personal genomes + expression (Variformer)."""
+    from varscore.bundle import save_bundle, sha256
+    from varscore.cohort import write_folds
+    from varscore.plugins import get_backbone, get_output_mode
+    from varscore.training import CohortInputs, TrainingConfig, load_cohort
+
+    settings = dict(RECIPES.get(recipe or "", {}))
+    if recipe and pretrained is None:
+        raise click.UsageError(
+            f"--recipe {recipe} fine-tunes pre-trained Enformer: pass --pretrained DIR (a local Enformer in "
+            "safetensors form). The paper trained it on GTEx v8 WGS + Whole Blood expression (dbGaP phs000424)."
+        )
+    chosen = {"window": window, "lr": lr, "batch_size": batch_size, "accumulate": accumulate,
+              "max_epochs": max_epochs, "patience": patience, "people_per_epoch": people_per_epoch}
+    settings.update({k: v for k, v in chosen.items() if v is not None})
+    backbone_params = _parse_params(params)
+    if pretrained is not None:
+        backbone_params.update(pretrained_dir=str(pretrained))
+    if "window" in settings:
+        backbone_params["window_size"] = settings["window"]
+    model = get_backbone(backbone)(**backbone_params)
+    training_dir = output.parent / f"{output.name}.training"
+    config_fields = {k: settings[k] for k in ("lr", "batch_size", "accumulate", "grad_clip", "max_epochs",
+                                              "patience", "people_per_epoch") if k in settings}
+    config = TrainingConfig(**config_fields, seed=seed, devices=devices, accelerator=accelerator,
+                            output_dir=str(training_dir), resume=resume, progress=progress and sys.stderr.isatty())
+    inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None)
+    cohort = load_cohort(inputs, model.window_size, fold_seed=seed)
+    for line in cohort.report:
+        click.echo(line, err=True)
+    training_dir.mkdir(parents=True, exist_ok=True)
+    folds_path = folds or write_folds(cohort.folds, training_dir / "folds.tsv")
+    model.build()
+    result = model.finetune(cohort.data, config)
+    if not result.is_global_zero:
+        return
+    data = cohort.data
+    people = {split: [data.people[i] for i in getattr(data, split)] for split in ("train", "tune", "test")}
+    save_bundle(
+        output, name=output.name, backbone=model, output_mode=get_output_mode("scalar")(),
+        genes=[g.gene for g in data.genes], reference_fasta=fasta, tissue=settings.get("tissue"),
+        metrics={"best_epoch": result.best_epoch, "best_tune_mean_r2": result.best_tune_r2,
+                 "history": result.history},
+        provenance={"vcf_sha256": sha256(vcf), "expression_sha256": sha256(expression),
+                    "training": result.config, "recipe": recipe},
+        extra={"train_genes": [g.gene.gene_id for g in data.genes], "people": people,
+               "folds": {"file": str(Path(folds_path).resolve()), "replicate": replicate}},
+    )
+    click.echo(f"wrote {output} (best epoch {result.best_epoch}, tune mean R2 {result.best_tune_r2:.3f})")
+
+
+@cli.command()
+@_cohort_options
+@click.option("-m", "--model", "models_", required=True, multiple=True,
+              help="Model bundle (repeat, or use --compare, to put models side by side).")
+@click.option("--compare", multiple=True, help="Other bundles evaluated on the same people.")
+@click.option("--people", "people_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File with one held-out person per line (default: the first model's test people).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the per-gene TSV here.")
+@click.option("--batch-size", default=8, show_default=True)
+def evaluate(
+    vcf: Path, expression: Path, genes_path: Path, fasta: Path, folds: Path | None, replicate: int,
+    gene_names: tuple[str, ...], models_: tuple[str, ...], compare: tuple[str, ...], people_file: Path | None,
+    output: Path | None, batch_size: int,
+) -> None:
+    """Per-gene R2 and Pearson r across held-out people (HOP: train genes, HOGP: other genes)."""
+    import pandas as pd
+
+    from varscore.bundle import load_bundle
+    from varscore.errors import InputError
+    from varscore.evaluate import evaluate_bundle
+    from varscore.training import CohortInputs, load_cohort
+
+    bundles = [load_bundle(m) for m in (*models_, *compare)]
+    first = bundles[0]
+    fold_info = first.manifest.get("folds") or {}
+    if folds is None and fold_info.get("file") and Path(fold_info["file"]).exists():
+        folds, replicate = Path(fold_info["file"]), int(fold_info.get("replicate", replicate))
+    inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None)
+    tables = []
+    cohort_by_window: dict[int, Any] = {}
+    for bundle in bundles:
+        window = int(bundle.manifest["window_size"])
+        if window not in cohort_by_window:
+            cohort_by_window[window] = load_cohort(inputs, window)
+        data = cohort_by_window[window].data
+        if people_file:
+            wanted = [line.strip() for line in people_file.read_text().splitlines() if line.strip()]
+        else:
+            wanted = (first.manifest.get("people") or {}).get("test") or [data.people[i] for i in data.test]
+        index = {p: i for i, p in enumerate(data.people)}
+        unknown = [p for p in wanted if p not in index]
+        if unknown:
+            raise InputError(f"{len(unknown)} held-out people are not in the cohort: {', '.join(unknown[:5])}.")
+        tables.append(evaluate_bundle(bundle, data, [index[p] for p in wanted], batch_size).table)
+    table = pd.concat(tables, ignore_index=True)
+    if output:
+        table.to_csv(output, sep="\t", index=False, float_format="%.4f")
+    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    summary = table.groupby(["model", "set"])[["r2", "pearson"]].mean()
+    click.echo("\nmean per model and gene set:\n" + summary.to_string(float_format=lambda v: f"{v:.3f}"))
+
 
 def main() -> None:
     from varscore.plugins import manager
