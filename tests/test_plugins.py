@@ -6,6 +6,7 @@ import subprocess
 import sys
 import types
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -94,3 +95,19 @@ def test_help_is_fast_and_imports_no_torch():
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
     assert "Usage" in result.stdout
     assert not imported & {"torch", "transformers", "lightning", "tensorflow", "numba", "enformer_pytorch"}
+
+
+def test_check_backbone_passes_for_the_toy_plugin_and_catches_a_broken_one():
+    from varscore.testing import check_backbone
+
+    check_backbone(toy_plugin.ToyBackbone, {"window_size": 32, "bin_size": 4})
+
+    class NoisyBackbone(toy_plugin.ToyBackbone):
+        name = "noisy"
+
+        def predict(self, batch):
+            out = super().predict(batch)
+            return out + np.random.default_rng().normal(size=out.shape)
+
+    with pytest.raises(AssertionError, match="not deterministic"):
+        check_backbone(NoisyBackbone, {"window_size": 32, "bin_size": 4})

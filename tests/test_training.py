@@ -159,7 +159,7 @@ def test_finetune_then_evaluate_matches_sklearn_and_scipy(cohort: Path, tmp_path
     bundle = load_bundle(model)
     data = load_cohort(CohortInputs(cohort / "cohort.vcf.gz", cohort / "cohort.expression.bed.gz",
                                     cohort / "genes.tsv", cohort / "reference.fa",
-                                    Path(bundle.manifest["folds"]["file"])), WINDOW).data
+                                    bundle.path / bundle.manifest["folds"]["file"]), WINDOW).data
     backbone = bundle.backbone()
     test = [data.people.index(p) for p in bundle.manifest["people"]["test"]]
     checked = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -355,8 +356,9 @@ def finetune(
         provenance={"vcf_sha256": sha256(vcf), "expression_sha256": sha256(expression),
                     "training": result.config, "recipe": recipe},
         extra={"train_genes": [g.gene.gene_id for g in data.genes], "people": people,
-               "folds": {"file": str(Path(folds_path).resolve()), "replicate": replicate}},
+               "folds": {"file": "folds.tsv", "replicate": replicate}},
     )
+    shutil.copyfile(folds_path, output / "folds.tsv")  # the bundle carries its folds for evaluate/linear models
     click.echo(f"wrote {output} (best epoch {result.best_epoch}, tune mean R2 {result.best_tune_r2:.3f})")
 
 
@@ -385,8 +387,8 @@ def evaluate(
     bundles = [load_bundle(m) for m in (*models_, *compare)]
     first = bundles[0]
     fold_info = first.manifest.get("folds") or {}
-    if folds is None and fold_info.get("file") and Path(fold_info["file"]).exists():
-        folds, replicate = Path(fold_info["file"]), int(fold_info.get("replicate", replicate))
+    if folds is None and fold_info.get("file") and (first.path / fold_info["file"]).exists():
+        folds, replicate = first.path / fold_info["file"], int(fold_info.get("replicate", replicate))
     inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None)
     tables = []
     cohort_by_window: dict[int, Any] = {}
