@@ -6,11 +6,13 @@ Names resolve in order: an existing path; ``$VARSCORE_MODELS``; the user cache
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +129,21 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def _atomic_directory(target: Path) -> Iterator[Path]:
+    """Yield a temporary directory beside ``target`` that replaces it when the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
 def save_bundle(
     directory: str | Path,
     *,
@@ -140,16 +157,17 @@ def save_bundle(
     metrics: dict[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    files: dict[str, str | Path] | None = None,
 ) -> Path:
     """Write a bundle atomically: a temporary directory renamed into place when complete.
+
+    ``files`` maps names inside the bundle to files copied in (e.g. ``{"folds.tsv": path}``).
 
     ``reference_fasta`` is stored relative to the bundle when it lies beside it (so a copied
     example keeps working), otherwise absolute.
     """
     target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with _atomic_directory(target) as tmp:
         backbone.save(tmp)
         fasta_entry = None
         if reference_fasta is not None:
@@ -178,12 +196,8 @@ def save_bundle(
             **(extra or {}),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        for inside, source in (files or {}).items():
+            shutil.copyfile(source, tmp / inside)
     return target
 
 
@@ -212,14 +226,6 @@ def install_bundle(source: str | Path, expected_sha256: str | None = None, name:
                 "The download is incomplete or the bundle was altered."
             )
     dest = user_cache() / (name or src.name)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    with _atomic_directory(dest) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return dest

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -357,8 +356,8 @@ def finetune(
                     "training": result.config, "recipe": recipe},
         extra={"train_genes": [g.gene.gene_id for g in data.genes], "people": people,
                "folds": {"file": "folds.tsv", "replicate": replicate}},
+        files={"folds.tsv": folds_path},  # the bundle carries its folds, so others reuse them
     )
-    shutil.copyfile(folds_path, output / "folds.tsv")  # the bundle carries its folds for evaluate/linear models
     click.echo(f"wrote {output} (best epoch {result.best_epoch}, tune mean R2 {result.best_tune_r2:.3f})")
 
 

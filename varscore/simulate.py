@@ -8,7 +8,6 @@ half-open. Everything is drawn from one seed, and the files are byte-identical f
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from varscore import __version__
+from varscore.bundle import sha256
 from varscore.errors import InputError
 from varscore.sequence import BASES
 from varscore.types import Gene, Window
@@ -1122,14 +1122,6 @@ def _write_outputs(
     return files
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _command_line(config: SimulationConfig, out_dir: Path) -> str:
     """The ``varscore simulate`` call that regenerates this cohort, run from ``out_dir``."""
     default = SimulationConfig()
@@ -1354,7 +1346,7 @@ def _params(
         },
     }
     if reference.fasta is not None:
-        record["reference"]["fasta_sha256"] = _sha256(reference.fasta)
+        record["reference"]["fasta_sha256"] = sha256(reference.fasta)
     return record
 
 
