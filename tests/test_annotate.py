@@ -199,3 +199,36 @@ def test_score_matrix_is_consistent_with_numpy(toy_world):
             expected = float(weights[off, "ACGT".index(base)] - (ref[off] * weights[off]).sum())
         assert result.delta[row, 0] == pytest.approx(expected, abs=1e-5)
     assert result.reference[0] == pytest.approx(ref_value, abs=1e-5)
+
+
+def test_unscorable_records_are_flagged_with_a_reason(toy_world):
+    from varscore.vcf import SKIP_KEY
+
+    tmp, chr1 = toy_world["tmp"], toy_world["seqs"]["chr1"]
+    other = "ACGT"[("ACGT".index(chr1[199]) + 2) % 4]
+    records = [
+        ("chr1", 200, other, chr1[199]),  # REF disagrees with the FASTA
+        ("chr1", 201, chr1[200], "<DEL>"),
+        ("chr1", 202, chr1[201], "."),
+        ("chr1", 203, "R", "A"),
+        ("chr1", 204, chr1[203], chr1[203] + "T"),
+        ("chr1", 5, chr1[4], "A" if chr1[4] != "A" else "C"),  # outside every window: no flag
+    ]
+    vcf = write_vcf(tmp / "odd.vcf", records)
+    out = tmp / "odd.out.vcf"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    body = [x for x in read_vcf_lines(out) if not x.startswith("#")]
+    assert [_info(x).get(SKIP_KEY) for x in body] == ["ref_mismatch", "symbolic", "missing_alt", "ambiguous_ref",
+                                                      "indel", None]
+    assert not any(SCORE_KEY in _info(x) for x in body)
+    for reason in ("ref_mismatch", "symbolic", "missing_alt", "ambiguous_ref", "indel", "outside_windows"):
+        assert f"not scored ({reason}): 1" in result.output
+    failed = runner.invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "--check-ref", "fail"])
+    _assert_one_line_error(failed, "REF mismatch at chr1:200", "--check-ref")
+    lenient = runner.invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out),
+                                  "--check-ref", "skip"])
+    assert lenient.exit_code == 0
+    first = [x for x in read_vcf_lines(out) if not x.startswith("#")][0]
+    assert SCORE_KEY in _info(first)

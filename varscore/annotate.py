@@ -11,7 +11,7 @@ from varscore.bundle import load_bundle
 from varscore.engine import AlleleScore, ScoringSummary, plan_scoring, run_plan
 from varscore.errors import InputError
 from varscore.genome import Genome, load_genes
-from varscore.vcf import MAX_KEY, SCORE_HEADERS, SCORE_KEY, format_float, iter_variants, write_annotated
+from varscore.vcf import MAX_KEY, SCORE_HEADERS, SCORE_KEY, SKIP_KEY, format_float, iter_variants, write_annotated
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ def annotate_vcf(
     bf16: bool = False,
     annotators: Sequence[str] = (),
     progress: bool = False,
+    check_ref: str = "flag",
 ) -> ScoringSummary:
     """Score every variant of ``vcf`` with ``model`` and write the annotated VCF to ``output``."""
     from varscore.plugins import get_annotator
@@ -63,7 +64,7 @@ def annotate_vcf(
     genome = Genome(fasta_path)
     genes = load_genes(genes_path) if genes_path else bundle.genes
     # plan in one streaming pass first, so that bad input fails before the model is loaded
-    plan = plan_scoring(iter_variants(vcf), genes, genome, int(bundle.manifest["window_size"]))
+    plan = plan_scoring(iter_variants(vcf), genes, genome, int(bundle.manifest["window_size"]), check_ref=check_ref)
     backbone = bundle.backbone()
     if backbone.input_kind != "sequence":
         raise InputError(f"Model '{bundle.name}' takes genotypes, not sequence; it cannot score a VCF by ISM yet.")
@@ -73,6 +74,8 @@ def annotate_vcf(
         record: format_scores(plan.variants[record].alts, scores, bundle.name)
         for record, scores in result.scores.items()
     }
+    for record, reason in plan.skipped.items():
+        info[record] = {SKIP_KEY: reason}
     variants = list(plan.variants.values())
     headers = list(SCORE_HEADERS)
     if annotator_objs:

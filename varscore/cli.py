@@ -115,6 +115,9 @@ def simulate(
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--bf16/--no-bf16", default=False, show_default=True, help="bfloat16 autocast on GPU.")
 @click.option("--annotate", "annotators", default="", help="Comma-separated annotators to run as well.")
+@click.option("--check-ref", type=click.Choice(["skip", "flag", "fail"]), default="flag", show_default=True,
+              help="REF differing from the FASTA: flag (not scored, INFO VARSCORE_SKIP=ref_mismatch), "
+                   "fail (stop), skip (do not compare).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def annotate(
     vcf: Path,
@@ -126,6 +129,7 @@ def annotate(
     device: str,
     bf16: bool,
     annotators: str,
+    check_ref: str,
     progress: bool,
 ) -> None:
     """Add each variant's predicted effect on expression to a VCF (INFO VARSCORE)."""
@@ -142,6 +146,7 @@ def annotate(
         bf16=bf16,
         annotators=[a.strip() for a in annotators.split(",") if a.strip()],
         progress=progress and sys.stderr.isatty(),
+        check_ref=check_ref,
     )
     for line in summary.lines():
         click.echo(line, err=True)

@@ -91,6 +91,28 @@ class WindowIndex:
         return self.genes[chrom][lo:hi]
 
 
+SKIP_REASONS = ("outside_windows", "missing_alt", "symbolic", "ambiguous_ref", "indel", "ref_mismatch")
+CHECK_REF_MODES = ("skip", "flag", "fail")
+
+
+def unscorable_reason(variant: Variant) -> str | None:
+    """Why no ALT allele of ``variant`` can be scored as a substitution, or None if one can.
+
+    ``missing_alt`` (ALT ``.``), ``ambiguous_ref`` (REF with N or IUPAC codes), ``symbolic``
+    (``<DEL>``, ``<*>``, breakends), ``indel`` (not scored yet).
+    """
+    alts = [a for a in variant.alts if a and a != "."]
+    if not alts:
+        return "missing_alt"
+    if snv_alleles(variant):
+        return None
+    if any(c not in NUCLEOTIDES for c in variant.ref.upper()):
+        return "ambiguous_ref"
+    if all(a.startswith("<") or "[" in a or "]" in a or a == "*" for a in alts):
+        return "symbolic"
+    return "indel"
+
+
 def snv_alleles(variant: Variant) -> list[str]:
     """The ALT alleles of ``variant`` that are scorable substitutions (SNVs)."""
     if len(variant.ref) != 1 or variant.ref.upper() not in NUCLEOTIDES:
@@ -111,14 +133,26 @@ class ScoringPlan:
     jobs: dict[str, list[tuple[int, int, str]]]
     variants: dict[int, Variant]
     summary: ScoringSummary
+    skipped: dict[int, str] = field(default_factory=dict)  # record -> reason, for records in a window
 
 
-def plan_scoring(variants: Iterable[Variant], genes: Sequence[Gene], genome: Genome, window_size: int) -> ScoringPlan:
+def plan_scoring(
+    variants: Iterable[Variant],
+    genes: Sequence[Gene],
+    genome: Genome,
+    window_size: int,
+    check_ref: str = "flag",
+) -> ScoringPlan:
     """Stream ``variants`` once, keeping only the SNV alleles inside some gene's window.
 
-    Records that cannot be scored are counted in the summary by reason: ``outside_windows``,
-    ``not_snv``, ``ref_mismatch`` (REF differs from the FASTA).
+    Records that cannot be scored are counted in the summary by reason (:data:`SKIP_REASONS`);
+    those inside a window keep their reason in ``plan.skipped`` so the output can flag them.
+    ``check_ref``: ``flag`` (a REF that differs from the FASTA is not scored, reason
+    ``ref_mismatch``), ``fail`` (stop with an error), ``skip`` (do not compare; score from the
+    FASTA's base).
     """
+    if check_ref not in CHECK_REF_MODES:
+        raise InputError(f"check_ref must be one of {', '.join(CHECK_REF_MODES)}; got '{check_ref}'.")
     if not genes:
         raise InputError("No genes to score: the model bundle lists none and no --genes table was given.")
     summary = ScoringSummary()
@@ -132,6 +166,7 @@ def plan_scoring(variants: Iterable[Variant], genes: Sequence[Gene], genome: Gen
     contig_map: dict[str, str | None] = {}  # VCF contig -> gene contig
     jobs: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
     kept: dict[int, Variant] = {}
+    skipped: dict[int, str] = {}
     for variant in variants:
         summary.records_read += 1
         if variant.chrom not in contig_map:
@@ -144,13 +179,21 @@ def plan_scoring(variants: Iterable[Variant], genes: Sequence[Gene], genome: Gen
         if not hits:
             summary.not_scored["outside_windows"] += 1
             continue
+        reason = unscorable_reason(variant)
+        if reason is None and check_ref != "skip":
+            fasta_base = genome.base(hits[0].chrom, variant.pos)
+            if fasta_base != variant.ref.upper():
+                if check_ref == "fail":
+                    raise InputError(
+                        f"REF mismatch at {variant.chrom}:{variant.pos}: the VCF says {variant.ref}, the FASTA "
+                        f"{genome.path} has {fasta_base}. Wrong genome build? Use --check-ref flag to score the rest."
+                    )
+                reason = "ref_mismatch"
+        if reason is not None:
+            summary.not_scored[reason] += 1
+            skipped[variant.index] = reason
+            continue
         alleles = snv_alleles(variant)
-        if not alleles:
-            summary.not_scored["not_snv"] += 1
-            continue
-        if genome.base(hits[0].chrom, variant.pos) != variant.ref.upper():
-            summary.not_scored["ref_mismatch"] += 1
-            continue
         for gene in hits:
             for allele in alleles:
                 jobs[gene.gene_id].append((variant.index, variant.pos, allele.upper()))
@@ -161,7 +204,7 @@ def plan_scoring(variants: Iterable[Variant], genes: Sequence[Gene], genome: Gen
             f"0 of {summary.records_read} variants are on contigs the model knows: the VCF has "
             f"{', '.join(sorted(contig_map)[:5])}, the model has {', '.join(index.contigs[:5])}."
         )
-    return ScoringPlan(window_size, {g.gene_id: g for g in genes}, dict(jobs), kept, summary)
+    return ScoringPlan(window_size, {g.gene_id: g for g in genes}, dict(jobs), kept, summary, skipped)
 
 
 def run_plan(
@@ -209,7 +252,8 @@ def score_variants(
     genes: Sequence[Gene],
     batch_size: int = 8,
     progress: bool = False,
+    check_ref: str = "flag",
 ) -> ScoringResult:
     """Score every SNV allele against every gene whose TSS-centred window holds it."""
-    plan = plan_scoring(variants, genes, genome, backbone.window_size)
+    plan = plan_scoring(variants, genes, genome, backbone.window_size, check_ref=check_ref)
     return run_plan(plan, backbone, output_mode, genome, batch_size=batch_size, progress=progress)

@@ -17,6 +17,7 @@ from varscore.types import Variant
 
 SCORE_KEY = "VARSCORE"
 MAX_KEY = "VARSCORE_MAX"
+SKIP_KEY = "VARSCORE_SKIP"
 SCORE_FORMAT = "ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA"
 
 
@@ -39,6 +40,13 @@ SCORE_HEADERS = (
         " of the model on the reference window with the allele applied). Format: " + SCORE_FORMAT,
     ),
     InfoHeader(MAX_KEY, "A", "Float", "Largest |DELTA| of the allele over all scored genes"),
+    InfoHeader(
+        SKIP_KEY,
+        "1",
+        "String",
+        "Why a record inside a gene window was not scored: missing_alt, symbolic, ambiguous_ref, indel, "
+        "ref_mismatch (REF differs from the reference FASTA)",
+    ),
 )
 
 
