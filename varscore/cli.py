@@ -314,7 +314,8 @@ def finetune(
     accumulate: int | None, max_epochs: int | None, patience: int | None, people_per_epoch: int | None,
     devices: int, accelerator: str, seed: int, resume: bool, progress: bool,
 ) -> None:
-    """Fine-tune a sequence model on personal genomes + expression (Variformer)."""
+    """Fine-tune a sequence model on personal genomes + expression (Variformer), or fit a linear
+    baseline per gene on the same folds (--backbone elastic-net, lasso, ridge)."""
     from varscore.bundle import save_bundle, sha256
     from varscore.cohort import write_folds
     from varscore.plugins import get_backbone, get_output_mode
@@ -335,6 +336,10 @@ def finetune(
     if "window" in settings:
         backbone_params["window_size"] = settings["window"]
     model = get_backbone(backbone)(**backbone_params)
+    if model.input_kind == "genotypes":  # linear baselines: same folds and genes, no training loop
+        inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None)
+        _finetune_genotype_model(model, inputs, output, seed)
+        return
     training_dir = output.parent / f"{output.name}.training"
     config_fields = {k: settings[k] for k in ("lr", "batch_size", "accumulate", "grad_clip", "max_epochs",
                                               "patience", "people_per_epoch") if k in settings}
@@ -416,6 +421,93 @@ def evaluate(
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     summary = table.groupby(["model", "set"])[["r2", "pearson"]].mean()
     click.echo("\nmean per model and gene set:\n" + summary.to_string(float_format=lambda v: f"{v:.3f}"))
+
+
+# --- linear baselines (issue 5) ---
+
+
+def _finetune_genotype_model(model: Any, inputs: Any, output: Path, seed: int) -> None:
+    """Fit a genotype (linear) backbone per gene on the train people; write a bundle like the deep
+    models' (same folds file, ``train_genes`` and ``people``)."""
+    import math
+
+    from varscore.bundle import save_bundle, sha256
+    from varscore.cohort import write_folds
+    from varscore.plugins import get_output_mode
+    from varscore.training import load_cohort
+
+    cohort = load_cohort(inputs, model.window_size, fold_seed=seed)
+    for line in cohort.report:
+        click.echo(line, err=True)
+    training_dir = output.parent / f"{output.name}.training"
+    training_dir.mkdir(parents=True, exist_ok=True)
+    folds_path = inputs.folds or write_folds(cohort.folds, training_dir / "folds.tsv")
+    model.build()
+    result = model.finetune(cohort.data)
+    if result.imputed_calls:
+        click.echo(f"{result.imputed_calls:,} missing genotype calls set to the train people's mean dosage",
+                   err=True)
+    data = cohort.data
+    people = {split: [data.people[i] for i in getattr(data, split)] for split in ("train", "tune", "test")}
+    per_gene = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+                for row in result.rows]
+    mean_r2 = None if math.isnan(result.mean_tune_r2) else result.mean_tune_r2
+    save_bundle(
+        output, name=output.name, backbone=model, output_mode=get_output_mode("scalar")(),
+        genes=[g.gene for g in data.genes], reference_fasta=inputs.fasta,
+        metrics={"tune_mean_r2": mean_r2, "per_gene": per_gene, "imputed_calls": result.imputed_calls},
+        provenance={"vcf_sha256": sha256(inputs.vcf), "expression_sha256": sha256(inputs.expression), "seed": seed},
+        extra={"train_genes": [g.gene.gene_id for g in data.genes], "people": people,
+               "folds": {"file": "folds.tsv", "replicate": inputs.replicate}},
+        files={"folds.tsv": folds_path},
+    )
+    shown = "n/a" if mean_r2 is None else f"{mean_r2:.3f}"
+    click.echo(f"wrote {output} ({len(data.genes)} genes, tune mean R2 {shown})")
+
+
+@models.command("export")
+@click.argument("name")
+@click.option("--format", "format_", type=click.Choice(["predictdb"]), default="predictdb", show_default=True,
+              help="predictdb: PrediXcan/PredictDB sqlite (tables weights and extra).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write.")
+@click.option("--genome-build", help="Build tag of the variant IDs (GRCh38 -> _b38) [the bundle's, else GRCh38].")
+def models_export(name: str, format_: str, output: Path, genome_build: str | None) -> None:
+    """Export a linear model bundle (elastic-net, lasso, ridge) for other tools."""
+    from varscore.bundle import load_bundle
+    from varscore_plugins.linear import export_predictdb
+
+    result = export_predictdb(load_bundle(name), output, genome_build)
+    click.echo(f"wrote {result.path} ({result.genes} genes, {result.weights} weights, IDs chr*_*_*_*_{result.build})")
+
+
+@models.command("import-predictdb")
+@click.argument("db", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Bundle directory to write.")
+@click.option("--vcf", type=click.Path(dir_okay=False, path_type=Path),
+              help="Report how many model SNPs this VCF holds.")
+@click.option("--genes", "genes_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Gene/TSS table (TSV, GTF or GFF3) giving the model genes' TSSs.")
+@click.option("--backbone", default="elastic-net", show_default=True,
+              type=click.Choice(["elastic-net", "lasso", "ridge"]),
+              help="Backbone to record when the database does not say.")
+def models_import_predictdb(db: Path, output: Path, vcf: Path | None, genes_path: Path | None, backbone: str) -> None:
+    """Make a linear model bundle from a PredictDB (PrediXcan) sqlite database."""
+    from varscore.bundle import save_bundle, sha256
+    from varscore.genome import load_genes
+    from varscore.plugins import get_output_mode
+    from varscore_plugins.linear import read_predictdb
+
+    imported = read_predictdb(db, vcf=vcf, backbone=backbone)
+    for line in imported.report:
+        click.echo(line, err=True)
+    model_genes = set(imported.backbone.genes)
+    genes = [g for g in load_genes(genes_path) if g.gene_id in model_genes] if genes_path else []
+    build = {"b38": "GRCh38", "b37": "GRCh37"}.get(imported.build or "")
+    save_bundle(output, name=output.name, backbone=imported.backbone, output_mode=get_output_mode("scalar")(),
+                genes=genes, genome_build=build, provenance={"predictdb": str(db), "predictdb_sha256": sha256(db)},
+                extra={"train_genes": sorted(model_genes)})
+    click.echo(f"wrote {output} ({len(model_genes)} genes)")
 
 
 def main() -> None:

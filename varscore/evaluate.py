@@ -41,8 +41,7 @@ def evaluate_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[in
                     batch_size: int = 8) -> Evaluation:
     """Per-gene metrics of ``bundle`` on ``people`` (default: the data's test people)."""
     backbone = bundle.backbone()
-    if backbone.input_kind != "sequence":
-        raise InputError(f"Model '{bundle.name}' is not a sequence model; evaluate it with its own backbone.")
+    genotype_model = backbone.input_kind == "genotypes"  # linear: intercept + dosage @ coef per gene
     if backbone.window_size != data.genes[0].windows.reference.shape[0]:
         raise InputError(
             f"Model '{bundle.name}' takes {backbone.window_size}-bp windows; the cohort was loaded with "
@@ -54,7 +53,12 @@ def evaluate_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[in
     trained = set(bundle.manifest.get("train_genes") or [g["gene_id"] for g in bundle.manifest.get("genes", [])])
     rows = []
     for index, gene_data in enumerate(data.genes):
-        pred = predict_gene(bundle, backbone, data, index, chosen, batch_size)
+        if genotype_model:
+            if gene_data.gene.gene_id not in backbone.genes:
+                continue  # a per-gene linear model has nothing to say about other genes
+            pred = backbone.predict_people(gene_data, chosen, data.train)
+        else:
+            pred = predict_gene(bundle, backbone, data, index, chosen, batch_size)
         target = gene_data.expression[chosen]
         (r2, pearson), = per_gene_metrics(np.zeros(len(chosen), dtype=np.int64), pred, target, 1)
         rows.append({

@@ -1,0 +1,535 @@
+"""Linear eQTL baselines (``elastic-net``, ``lasso``, ``ridge``): one scikit-learn model per gene
+on the 0/1/2 ALT dosages of every SNV in the gene's window, fitted on the train people.
+
+A bundle stores, per gene, the variant keys (``chrom:pos:ref:alt``, 1-based ``pos``), the
+coefficients on the original dosage scale (variants dropped by ``VarianceThreshold`` get 0) and
+the intercept, in ``weights.safetensors`` (arrays + JSON metadata; never pickle).
+
+Variant effect (for ``annotate``/ISM, a later step): a linear model's effect of a variant is
+``coefficient × 2`` — the change in predicted expression from a homozygous-reference to a
+homozygous-ALT genotype, matching a sequence model's ISM on a window carrying the ALT on both
+haplotypes (dosage one-hot 1.0). Units are those of the training expression (inverse-normal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from varscore.base import Backbone
+from varscore.errors import InputError, NotFittedError
+from varscore.hookspecs import hookimpl
+
+WEIGHTS_FILE = "weights.safetensors"
+METADATA_KEY = "varscore_linear"
+
+
+@dataclass
+class GeneWeights:
+    """One gene's fitted model: ``coef`` ``(V,)`` float64 per ALT dosage, aligned with
+    ``variant_keys`` (``chrom:pos:ref:alt``); ``intercept`` in expression units."""
+
+    gene_id: str
+    variant_keys: list[str]
+    coef: np.ndarray
+    intercept: float
+    tune_r2: float = math.nan
+    alpha: float = math.nan
+
+    def predict(self, dosages: np.ndarray) -> np.ndarray:
+        """``(N, V)`` dosages in ``variant_keys`` order -> ``(N,)``."""
+        dosages = np.asarray(dosages, dtype=np.float64)
+        if dosages.ndim != 2 or dosages.shape[1] != len(self.coef):
+            raise InputError(
+                f"Gene '{self.gene_id}' takes (N, {len(self.coef)}) dosages; got shape {dosages.shape}."
+            )
+        return self.intercept + dosages @ self.coef
+
+    @property
+    def n_nonzero(self) -> int:
+        return int(np.count_nonzero(self.coef))
+
+    def predict_aligned(self, keys: Sequence[str], dosages: np.ndarray) -> tuple[np.ndarray, int]:
+        """Predict from ``dosages`` ``(N, K)`` whose columns are ``keys`` (any order, any extra
+        variants); model variants absent from ``keys`` count as dosage 0. Returns ``(N,)`` and
+        how many non-zero-weight model variants were absent."""
+        column = {k: i for i, k in enumerate(keys)}
+        out = np.full(len(dosages), self.intercept, dtype=np.float64)
+        absent = 0
+        for key, weight in zip(self.variant_keys, self.coef, strict=True):
+            if weight == 0:
+                continue
+            if key in column:
+                out += weight * np.asarray(dosages[:, column[key]], dtype=np.float64)
+            else:
+                absent += 1
+        return out, absent
+
+
+def variant_keys(genotypes: Any) -> list[str]:
+    """``chrom:pos:ref:alt`` of each column of a :class:`~varscore.personal.WindowGenotypes`."""
+    chrom = genotypes.window.chrom
+    return [f"{chrom}:{int(p)}:{r}:{a}" for p, r, a in zip(genotypes.positions, genotypes.refs, genotypes.alts, strict=True)]
+
+
+def imputed_dosage(genotypes: Any, train: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(P, V)`` float64 ALT dosages 0/1/2 with missing genotypes (either haplotype ``.``) set to
+    the column's mean over the non-missing ``train`` people; also the number of calls imputed."""
+    haplotypes = np.asarray(genotypes.haplotypes)
+    dosage = (haplotypes == 1).sum(axis=1).astype(np.float64)
+    missing = (haplotypes < 0).any(axis=1)
+    n_missing = int(missing.sum())
+    if n_missing:
+        train_rows = np.zeros(len(dosage), dtype=bool)
+        train_rows[train] = True
+        observed = ~missing & train_rows[:, None]
+        counts = observed.sum(axis=0)
+        means = np.where(counts > 0, (dosage * observed).sum(axis=0) / np.maximum(counts, 1), 0.0)
+        dosage = np.where(missing, means[None, :], dosage)
+    return dosage, n_missing
+
+
+def make_pipeline(kind: str, params: dict[str, Any], cv: Any) -> Any:
+    """``Pipeline(VarianceThreshold(), <kind>CV)`` with ``cv`` folds (inside the train people)."""
+    from sklearn.feature_selection import VarianceThreshold
+    from sklearn.linear_model import ElasticNetCV, LassoCV, RidgeCV
+    from sklearn.pipeline import Pipeline
+
+    if kind == "elastic-net":
+        model: Any = ElasticNetCV(l1_ratio=params["l1_ratio"], alphas=int(params["n_alphas"]),
+                                  max_iter=params["max_iter"], cv=cv)
+    elif kind == "lasso":
+        model = LassoCV(alphas=int(params["n_alphas"]), max_iter=params["max_iter"], cv=cv)
+    elif kind == "ridge":
+        model = RidgeCV(alphas=np.logspace(-2, 5, params["n_alphas"]), cv=cv)
+    else:
+        raise InputError(f"Unknown linear model '{kind}'.")
+    return Pipeline([("variance", VarianceThreshold()), ("model", model)])
+
+
+def cv_splits(n: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The K-fold split of ``n`` train people used for every gene (shuffled with ``seed``)."""
+    from sklearn.model_selection import KFold
+
+    return list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros((n, 1))))
+
+
+def fit_gene(kind: str, params: dict[str, Any], x: np.ndarray, y: np.ndarray,
+             splits: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, float, float]:
+    """Fit one gene: ``x`` ``(n, V)`` train dosages, ``y`` ``(n,)``. Returns the coefficients
+    ``(V,)`` on the dosage scale, the intercept and the chosen penalty."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    coef = np.zeros(x.shape[1])
+    if x.shape[1] == 0 or np.all(np.var(x, axis=0) == 0):
+        return coef, float(np.mean(y)), math.nan  # nothing varies: predict the train mean
+    pipe = make_pipeline(kind, params, list(splits))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pipe.fit(x, y)
+    kept = pipe.named_steps["variance"].get_support()
+    model = pipe.named_steps["model"]
+    coef[kept] = np.ravel(model.coef_)
+    return coef, float(model.intercept_), float(model.alpha_)
+
+
+class LinearBackbone(Backbone):
+    """Per-gene penalised linear regression on window SNV dosages (the paper's baselines).
+
+    ``predict(batch, gene=None)``: ``batch`` ``(N, V)`` dosages in the gene's ``variant_keys``
+    order -> ``(N, 1)``; ``gene`` may be left out when the model holds exactly one gene.
+    """
+
+    input_kind: ClassVar[str] = "genotypes"
+    output_modes: ClassVar[tuple[str, ...]] = ("scalar",)
+    default_params: ClassVar[dict[str, Any]] = {
+        "window_size": 49_152, "cv_folds": 5, "n_alphas": 50, "l1_ratio": 0.5, "max_iter": 2000, "seed": 0,
+    }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.model_: dict[str, GeneWeights] | None = None
+
+    @property
+    def window_size(self) -> int:
+        return int(self.params["window_size"])
+
+    @property
+    def bin_size(self) -> int:
+        return 1
+
+    @property
+    def genes(self) -> dict[str, GeneWeights]:
+        self._require_built()
+        assert self.model_ is not None
+        return self.model_
+
+    def build(self) -> LinearBackbone:
+        """An empty model (no genes); :meth:`fit_gene_matrix` or :meth:`finetune` fill it."""
+        self.model_ = {}
+        return self
+
+    def gene_weights(self, gene: str | None = None) -> GeneWeights:
+        genes = self.genes
+        if gene is None:
+            if len(genes) != 1:
+                raise InputError(f"Model '{self.name}' holds {len(genes)} genes: say which gene to predict.")
+            return next(iter(genes.values()))
+        if gene not in genes:
+            raise InputError(f"Model '{self.name}' has no gene '{gene}'.")
+        return genes[gene]
+
+    @property
+    def n_variants(self) -> int:
+        """Variants of the only gene (what ``check_backbone`` feeds ``predict``)."""
+        return len(self.gene_weights().coef)
+
+    def predict(self, batch: np.ndarray, gene: str | None = None) -> np.ndarray:
+        if not self.genes:
+            raise NotFittedError(f"Model '{self.name}' has no fitted genes yet.")
+        return self.gene_weights(gene).predict(batch)[:, None].astype(np.float32)
+
+    def predict_people(self, gene_data: Any, people: np.ndarray, train: np.ndarray) -> np.ndarray:
+        """``(n,)`` predictions for ``people`` (indices) of a :class:`~varscore.training.GeneData`;
+        missing calls get the ``train`` people's mean dosage, variants are matched by key."""
+        genotypes = gene_data.windows.genotypes
+        dosage, _ = imputed_dosage(genotypes, np.asarray(train))
+        weights = self.gene_weights(gene_data.gene.gene_id)
+        pred, _ = weights.predict_aligned(variant_keys(genotypes), dosage[np.asarray(people)])
+        return pred
+
+    def fit_gene_matrix(self, gene_id: str, keys: Sequence[str], x: np.ndarray, y: np.ndarray,
+                        splits: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> GeneWeights:
+        """Fit one gene on ``x`` ``(n, V)`` dosages and ``y`` ``(n,)``; CV folds default to
+        :func:`cv_splits` with the ``seed`` param."""
+        if x.shape != (len(y), len(keys)):
+            raise InputError(f"Dosages {x.shape} do not match {len(y)} people × {len(keys)} variants.")
+        if splits is None:
+            splits = cv_splits(len(y), int(self.params["cv_folds"]), int(self.params["seed"]))
+        coef, intercept, alpha = fit_gene(self.name, self.params, x, y, splits)
+        weights = GeneWeights(gene_id, list(keys), coef, intercept, alpha=alpha)
+        self.genes[gene_id] = weights
+        return weights
+
+    def finetune(self, data: Any, config: Any = None) -> LinearFitResult:
+        """Fit every gene of a :class:`~varscore.training.FinetuneData` on its train people (CV
+        inside them, the same split for every gene); record each gene's R² on the tune people."""
+        from varscore.training import per_gene_metrics
+
+        if self.model_ is None:
+            self.build()
+        train, tune = np.asarray(data.train), np.asarray(data.tune)
+        splits = cv_splits(len(train), int(self.params["cv_folds"]), int(self.params["seed"]))
+        rows, imputed = [], 0
+        for gene_data in data.genes:
+            genotypes = gene_data.windows.genotypes
+            dosage, n_missing = imputed_dosage(genotypes, train)
+            imputed += n_missing
+            y = np.asarray(gene_data.expression, dtype=np.float64)
+            weights = self.fit_gene_matrix(gene_data.gene.gene_id, variant_keys(genotypes), dosage[train],
+                                           y[train], splits)
+            pred = weights.predict(dosage[tune])
+            (r2, pearson), = per_gene_metrics(np.zeros(len(tune), dtype=np.int64), pred, y[tune], 1)
+            weights.tune_r2 = r2
+            rows.append({"gene": gene_data.gene.gene_id, "variants": len(weights.coef),
+                         "nonzero": weights.n_nonzero, "alpha": weights.alpha, "tune_r2": r2,
+                         "tune_pearson": pearson})
+        r2s = [r["tune_r2"] for r in rows if not math.isnan(r["tune_r2"])]
+        return LinearFitResult(rows, float(np.mean(r2s)) if r2s else math.nan, imputed)
+
+    fit_cohort = finetune
+
+    def save(self, directory: Path) -> None:
+        from safetensors.numpy import save_file
+
+        genes = list(self.genes.values())
+        tensors: dict[str, np.ndarray] = {
+            "intercepts": np.array([g.intercept for g in genes], dtype=np.float64),
+            "tune_r2": np.array([g.tune_r2 for g in genes], dtype=np.float64),
+            "alphas": np.array([g.alpha for g in genes], dtype=np.float64),
+            "offsets": np.cumsum([0] + [len(g.coef) for g in genes]).astype(np.int64),
+            "coef": (np.concatenate([g.coef for g in genes]) if genes else np.zeros(0)).astype(np.float64),
+        }
+        meta = {"genes": [g.gene_id for g in genes], "variant_keys": [k for g in genes for k in g.variant_keys]}
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(Path(directory) / WEIGHTS_FILE), metadata={METADATA_KEY: json.dumps(meta)})
+
+    def load(self, directory: Path) -> LinearBackbone:
+        from safetensors import safe_open
+
+        path = Path(directory) / WEIGHTS_FILE
+        if not path.exists():
+            raise InputError(f"{path} does not exist: not a linear model bundle.")
+        with safe_open(str(path), framework="numpy") as handle:
+            raw = (handle.metadata() or {}).get(METADATA_KEY)
+            if raw is None:
+                raise InputError(f"{path} has no '{METADATA_KEY}' metadata: not written by a linear backbone.")
+            meta = json.loads(raw)
+            t = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+        offsets, keys = t["offsets"], meta["variant_keys"]
+        self.model_ = {}
+        for i, gene_id in enumerate(meta["genes"]):
+            lo, hi = int(offsets[i]), int(offsets[i + 1])
+            self.model_[gene_id] = GeneWeights(gene_id, keys[lo:hi], t["coef"][lo:hi].copy(),
+                                               float(t["intercepts"][i]), float(t["tune_r2"][i]),
+                                               float(t["alphas"][i]))
+        return self
+
+
+@dataclass
+class LinearFitResult:
+    """Per-gene fit summary (``rows``: gene, variants, nonzero, alpha, tune_r2, tune_pearson)."""
+
+    rows: list[dict[str, Any]]
+    mean_tune_r2: float
+    imputed_calls: int
+    is_global_zero: bool = True
+
+
+class ElasticNetBackbone(LinearBackbone):
+    name: ClassVar[str] = "elastic-net"
+
+
+class LassoBackbone(LinearBackbone):
+    name: ClassVar[str] = "lasso"
+
+
+class RidgeBackbone(LinearBackbone):
+    name: ClassVar[str] = "ridge"
+
+
+@hookimpl
+def register_backbones(register):  # type: ignore[no-untyped-def]
+    register(ElasticNetBackbone)
+    register(LassoBackbone)
+    register(RidgeBackbone)
+
+
+# --- PredictDB (PrediXcan) sqlite export / import ---
+
+PREDICTDB_SCHEMA = (
+    "CREATE TABLE weights (rsid TEXT, gene TEXT, weight DOUBLE, ref_allele CHARACTER, eff_allele CHARACTER)",
+    'CREATE TABLE extra (gene TEXT, genename TEXT, "n.snps.in.model" INTEGER, "pred.perf.R2" DOUBLE, '
+    '"pred.perf.pval" DOUBLE, "pred.perf.qval" DOUBLE)',
+    # varscore's own tables (PrediXcan tools ignore them): intercepts and how IDs were written
+    "CREATE TABLE varscore_model (gene TEXT, intercept DOUBLE, alpha DOUBLE)",
+    "CREATE TABLE varscore_meta (key TEXT, value TEXT)",
+)
+_BUILD_SUFFIX = {"grch38": "b38", "hg38": "b38", "b38": "b38", "38": "b38",
+                 "grch37": "b37", "hg19": "b37", "b37": "b37", "37": "b37"}
+
+
+def build_suffix(genome_build: str | None) -> str:
+    """PredictDB's build tag (``b38``/``b37``) for a bundle's genome build; ``b38`` when unknown."""
+    if not genome_build:
+        return "b38"
+    suffix = _BUILD_SUFFIX.get(str(genome_build).lower())
+    if suffix is None:
+        raise InputError(f"Unknown genome build '{genome_build}': use GRCh38/hg38 or GRCh37/hg19.")
+    return suffix
+
+
+def predictdb_id(key: str, suffix: str) -> str:
+    """``chrom:pos:ref:alt`` -> ``chr{c}_{pos}_{ref}_{alt}_{suffix}`` (GTEx v8 ``varID``)."""
+    chrom, pos, ref, alt = key.split(":")
+    bare = chrom[3:] if chrom.startswith("chr") else chrom
+    return f"chr{bare}_{pos}_{ref}_{alt}_{suffix}"
+
+
+def parse_predictdb_id(rsid: str) -> tuple[str, int, str, str, str] | None:
+    """``chr1_123_A_G_b38`` -> ``("1", 123, "A", "G", "b38")``; ``None`` for other IDs (rsIDs)."""
+    parts = rsid.split("_")
+    if len(parts) != 5 or not parts[0].startswith("chr") or not parts[1].isdigit():
+        return None
+    return parts[0][3:], int(parts[1]), parts[2], parts[3], parts[4]
+
+
+@dataclass
+class PredictDBExport:
+    path: Path
+    genes: int
+    weights: int
+    build: str
+
+
+def export_predictdb(bundle: Any, path: str | Path, genome_build: str | None = None) -> PredictDBExport:
+    """Write a linear bundle as a PredictDB sqlite (only non-zero weights, as PrediXcan expects).
+
+    ``eff_allele`` is the ALT (the counted allele); ``pred.perf.R2`` is the tune R²; p- and
+    q-values are NULL (varscore does not compute them). Intercepts go to ``varscore_model``.
+    """
+    import sqlite3
+
+    from varscore.vcf import atomic_output
+
+    backbone = bundle.backbone()
+    if not isinstance(backbone, LinearBackbone):
+        raise InputError(f"Model '{bundle.name}' is a '{backbone.name}' model; only linear models export to PredictDB.")
+    suffix = build_suffix(genome_build or bundle.manifest.get("genome_build"))
+    names = {g["gene_id"]: g.get("name") or g["gene_id"] for g in bundle.manifest.get("genes", [])}
+    chroms = {k.split(":")[0] for g in backbone.genes.values() for k in g.variant_keys}
+    chr_style = "chr" if any(c.startswith("chr") for c in chroms) else ""
+    n_weights = 0
+    with atomic_output(Path(path)) as tmp:
+        with contextlib.closing(sqlite3.connect(tmp)) as db:
+            for statement in PREDICTDB_SCHEMA:
+                db.execute(statement)
+            for gene in backbone.genes.values():
+                rows = []
+                for key, weight in zip(gene.variant_keys, gene.coef, strict=True):
+                    if weight != 0:
+                        _, _, ref, alt = key.split(":")
+                        rows.append((predictdb_id(key, suffix), gene.gene_id, float(weight), ref, alt))
+                db.executemany("INSERT INTO weights VALUES (?, ?, ?, ?, ?)", rows)
+                n_weights += len(rows)
+                r2 = None if math.isnan(gene.tune_r2) else gene.tune_r2
+                db.execute("INSERT INTO extra VALUES (?, ?, ?, ?, NULL, NULL)",
+                           (gene.gene_id, names.get(gene.gene_id, gene.gene_id), len(rows), r2))
+                alpha = None if math.isnan(gene.alpha) else gene.alpha
+                db.execute("INSERT INTO varscore_model VALUES (?, ?, ?)", (gene.gene_id, gene.intercept, alpha))
+            meta = {"backbone": backbone.name, "build": suffix, "chrom_style": chr_style,
+                    "window_size": str(backbone.window_size), "source_bundle": bundle.name}
+            db.executemany("INSERT INTO varscore_meta VALUES (?, ?)", sorted(meta.items()))
+            db.execute("CREATE INDEX weights_gene ON weights (gene)")
+            db.commit()
+    return PredictDBExport(Path(path), len(backbone.genes), n_weights, suffix)
+
+
+@dataclass
+class PredictDBImport:
+    """An imported PredictDB: the backbone, gene names, build and what the import noticed."""
+
+    backbone: LinearBackbone
+    gene_names: dict[str, str]
+    build: str | None
+    report: list[str]
+
+
+def read_predictdb(path: str | Path, vcf: str | Path | None = None, backbone: str = "elastic-net") -> PredictDBImport:
+    """Read a PredictDB sqlite into a linear backbone; with ``vcf``, report how many model SNPs
+    the VCF has (and why none match when none do)."""
+    import sqlite3
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist.")
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"weights", "extra"} <= tables:
+            raise InputError(f"{path} is not a PredictDB database: it lacks the 'weights' and/or 'extra' table.")
+        weights = db.execute("SELECT rsid, gene, weight, ref_allele, eff_allele FROM weights").fetchall()
+        extra = db.execute('SELECT gene, genename, "pred.perf.R2" FROM extra').fetchall()
+        meta = dict(db.execute("SELECT key, value FROM varscore_meta").fetchall()) if "varscore_meta" in tables else {}
+        model_rows = (db.execute("SELECT gene, intercept, alpha FROM varscore_model").fetchall()
+                      if "varscore_model" in tables else [])
+    report: list[str] = []
+    chrom_style = meta.get("chrom_style")
+    if chrom_style is None:
+        chrom_style = _vcf_chrom_style(vcf) if vcf else "chr"
+    intercepts = {g: (float(i), math.nan if a is None else float(a)) for g, i, a in model_rows}
+    if not model_rows:
+        report.append("no intercepts stored (a PrediXcan model): predictions are sums of weight × dosage.")
+    per_gene: dict[str, tuple[list[str], list[float], float]] = {}
+    unparsed, flipped, builds = 0, 0, set()
+    for rsid, gene, weight, ref_allele, eff_allele in weights:
+        parsed = parse_predictdb_id(str(rsid))
+        if parsed is None:
+            unparsed += 1
+            continue
+        chrom, pos, ref, alt, id_build = parsed
+        builds.add(id_build)
+        keys, coefs, shift = per_gene.setdefault(gene, ([], [], 0.0))
+        w = float(weight)
+        if eff_allele == ref and ref_allele == alt:  # weight counts the REF allele: w·(2 − alt dosage)
+            flipped += 1
+            per_gene[gene] = (keys, coefs, shift + 2 * w)
+            w = -w
+        keys.append(f"{chrom_style}{chrom}:{pos}:{ref}:{alt}")
+        coefs.append(w)
+    if unparsed:
+        report.append(
+            f"{unparsed:,} of {len(weights):,} weights have IDs that are not chr_pos_ref_alt_build (e.g. rsIDs, "
+            "as in GTEx v7 models): they were skipped; use a GTEx v8+ (varID) model."
+        )
+    if weights and unparsed == len(weights):
+        raise InputError(f"{path}: no weight has a chr_pos_ref_alt_build ID, so no variant can be placed.")
+    if flipped:
+        report.append(f"{flipped:,} weights count the REF allele; converted to ALT dosage.")
+    model = _backbone_class(meta.get("backbone", backbone))(
+        window_size=int(meta.get("window_size", LinearBackbone.default_params["window_size"]))).build()
+    tune_r2 = {g: (math.nan if r is None else float(r)) for g, _, r in extra}
+    for gene in [*tune_r2, *intercepts]:  # genes whose model kept no SNP still predict their intercept
+        per_gene.setdefault(gene, ([], [], 0.0))
+    for gene, (keys, coefs, shift) in per_gene.items():
+        intercept, alpha = intercepts.get(gene, (0.0, math.nan))
+        model.genes[gene] = GeneWeights(gene, keys, np.array(coefs, dtype=np.float64), intercept + shift,
+                                        tune_r2.get(gene, math.nan), alpha)
+    build: str | None = meta.get("build") or (next(iter(builds)) if len(builds) == 1 else None)
+    if vcf is not None:
+        report.extend(_match_report(model, vcf, build))
+    return PredictDBImport(model, {g: n for g, n, _ in extra if n}, build, report)
+
+
+def _backbone_class(name: str) -> type[LinearBackbone]:
+    classes = {c.name: c for c in (ElasticNetBackbone, LassoBackbone, RidgeBackbone)}
+    if name not in classes:
+        raise InputError(f"Unknown linear backbone '{name}'. Choose one of: {', '.join(classes)}.")
+    return classes[name]
+
+
+def _vcf_chrom_style(vcf: str | Path) -> str:
+    from varscore.vcf import open_vcf
+
+    reader = open_vcf(vcf)
+    try:
+        return "chr" if any(str(c).startswith("chr") for c in reader.seqnames) else ""
+    finally:
+        reader.close()
+
+
+def _match_report(model: LinearBackbone, vcf: str | Path, build: str | None) -> list[str]:
+    """How many model SNPs (non-zero weights) the VCF holds, and a diagnosis when none."""
+    from varscore.vcf import open_vcf
+
+    wanted = {k for g in model.genes.values() for k, w in zip(g.variant_keys, g.coef, strict=True) if w != 0}
+    positions = {(k.split(":")[0], int(k.split(":")[1])) for k in wanted}
+    found, found_pos, vcf_chroms = set(), set(), set()
+    reader = open_vcf(vcf)
+    try:
+        vcf_chroms = set(map(str, reader.seqnames))
+        for record in reader:
+            site = (record.CHROM, record.POS)
+            if site not in positions:
+                continue
+            found_pos.add(site)
+            for alt in record.ALT:
+                key = f"{record.CHROM}:{record.POS}:{record.REF}:{alt}"
+                if key in wanted:
+                    found.add(key)
+    finally:
+        reader.close()
+    share = len(found) / max(len(wanted), 1)
+    lines = [f"{len(found):,} of {len(wanted):,} model SNPs ({share:.1%}) are in {Path(vcf).name}."]
+    if wanted and not found:
+        model_chroms = {c for c, _ in positions}
+        if not model_chroms & vcf_chroms:
+            lines.append(
+                f"No model chromosome ({', '.join(sorted(model_chroms)[:3])}) is a VCF contig "
+                f"({', '.join(sorted(vcf_chroms)[:3])}): the chromosome names differ (chr prefix?)."
+            )
+        elif found_pos:
+            lines.append("Positions match but alleles do not: REF/ALT are swapped or on the other strand.")
+        else:
+            lines.append(
+                f"No model position is in the VCF: the model's IDs are build {build or 'unknown'}; the VCF is "
+                "probably on another genome build (lift it over, or use a model for the VCF's build)."
+            )
+    return lines
