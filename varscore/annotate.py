@@ -3,9 +3,11 @@ requested annotators and write the VCF back with INFO fields added."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from varscore.bundle import load_bundle
 from varscore.engine import AlleleScore, ScoringSummary, plan_scoring, run_plan
@@ -63,6 +65,8 @@ def annotate_vcf(
         raise InputError(f"Model '{bundle.name}' records no reference FASTA: pass one with --fasta.")
     genome = Genome(fasta_path)
     genes = load_genes(genes_path) if genes_path else bundle.genes
+    if bundle.manifest["backbone"].get("name") in _genotype_backbones():
+        return _annotate_linear(vcf, bundle, output, genes)
     # plan in one streaming pass first, so that bad input fails before the model is loaded
     plan = plan_scoring(iter_variants(vcf), genes, genome, int(bundle.manifest["window_size"]), check_ref=check_ref)
     backbone = bundle.backbone()
@@ -95,5 +99,26 @@ def annotate_vcf(
                     continue
                 for key, value in frame[field_.key].dropna().items():
                     info.setdefault(by_key[key], {})[field_.key] = str(value)
+    write_annotated(vcf, output, info, headers)
+    return result.summary
+
+
+def _genotype_backbones() -> set[str]:
+    from varscore.plugins import manager
+
+    return {name for name, (cls, _) in manager.registry.entries["backbones"].items() if getattr(cls, "input_kind", "") == "genotypes"}
+
+
+def _annotate_linear(vcf: str | Path, bundle: Any, output: str | Path, genes: list[Any]) -> ScoringSummary:
+    """Linear bundles score the variants they hold (2 × coefficient); no FASTA is needed."""
+    from varscore.engine import score_linear
+
+    result = score_linear(iter_variants(vcf), bundle.backbone(), {g.gene_id: g.label for g in genes})
+    info = {record: format_scores(result.alts[record], s, bundle.name) for record, s in result.scores.items()}
+    linear = dataclasses.replace(SCORE_HEADERS[0], description=SCORE_HEADERS[0].description.replace(
+        "(ALT minus REF prediction of the model on the reference window with the allele applied)",
+        "(linear model: REF_PRED = intercept, ALT_PRED = intercept + 2 x coefficient, i.e. homozygous ALT"
+        " vs homozygous REF; variants outside the model get no entry)"))
+    headers = [linear, SCORE_HEADERS[1]]
     write_annotated(vcf, output, info, headers)
     return result.summary

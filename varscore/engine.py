@@ -62,8 +62,12 @@ class ScoringSummary:
 
 @dataclass
 class ScoringResult:
+    """Scores by record index; ``alts`` holds the scored records' ALT alleles when the caller
+    has no other copy of them."""
+
     scores: dict[int, list[AlleleScore]]
     summary: ScoringSummary
+    alts: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 class WindowIndex:
@@ -257,3 +261,38 @@ def score_variants(
     """Score every SNV allele against every gene whose TSS-centred window holds it."""
     plan = plan_scoring(variants, genes, genome, backbone.window_size, check_ref=check_ref)
     return run_plan(plan, backbone, output_mode, genome, batch_size=batch_size, progress=progress)
+
+
+def score_linear(variants: Iterable[Variant], backbone: Any, gene_labels: dict[str, str] | None = None) -> ScoringResult:
+    """Variant effects of a genotype (linear) model: for each ALT allele that is one of a gene
+    model's variants, ``REF_PRED`` = the intercept (everyone homozygous reference) and
+    ``ALT_PRED`` = intercept + 2 × coefficient (homozygous ALT), matching a sequence model's ISM
+    on a window carrying the ALT on both haplotypes. Other records count as ``not_in_model``.
+    """
+    by_key: dict[str, list[tuple[str, float, float]]] = defaultdict(list)
+    for gene_id, weights in backbone.genes.items():
+        label = (gene_labels or {}).get(gene_id, gene_id)
+        for key, coef in zip(weights.variant_keys, weights.coef, strict=True):
+            by_key[key].append((label, float(coef), float(weights.intercept)))
+    model_contigs = sorted({key.split(":", 1)[0] for key in by_key})
+    contig_map: dict[str, str | None] = {}
+    summary = ScoringSummary()
+    scores: dict[int, list[AlleleScore]] = defaultdict(list)
+    alts: dict[int, tuple[str, ...]] = {}
+    for variant in variants:
+        summary.records_read += 1
+        if variant.chrom not in contig_map:
+            contig_map[variant.chrom] = match_contigs([variant.chrom], model_contigs).get(variant.chrom)
+            if contig_map[variant.chrom] is not None:
+                summary.contig_mapping[variant.chrom] = contig_map[variant.chrom]  # type: ignore[assignment]
+        chrom = contig_map[variant.chrom]
+        for alt in variant.alts:
+            for label, coef, intercept in by_key.get(f"{chrom}:{variant.pos}:{variant.ref}:{alt}", ()):
+                scores[variant.index].append(AlleleScore(alt.upper(), label, intercept, intercept + 2.0 * coef))
+        if variant.index in scores:
+            summary.records_scored += 1
+            alts[variant.index] = variant.alts
+        else:
+            summary.not_scored["not_in_model"] += 1
+    summary.genes_scored = len({s.gene for rows in scores.values() for s in rows})
+    return ScoringResult(dict(scores), summary, alts)

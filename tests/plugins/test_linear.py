@@ -219,3 +219,40 @@ def test_evaluate_cli_scores_a_linear_bundle(bundle_dir: Path, cohort, fitted) -
     pred = model.predict(x[data.test], gene=gene.gene.gene_id)[:, 0]
     (r2, _), = per_gene_metrics(np.zeros(len(data.test), dtype=np.int64), pred, gene.expression[data.test], 1)
     assert table.loc[table["gene"] == gene.gene.label, "r2"].item() == pytest.approx(r2, abs=1e-3)
+
+
+def test_annotate_with_a_linear_bundle_gives_twice_the_coefficient(bundle_dir: Path, cohort, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import gzip
+
+    from varscore.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    backbone = bundle.backbone()
+    labels = {g.gene_id: g.label for g in bundle.genes}  # VARSCORE names genes by symbol
+    expected: dict[str, list[tuple[str, float, float]]] = {}
+    for gene_id, weights in backbone.genes.items():
+        for key, coef in zip(weights.variant_keys, weights.coef, strict=True):
+            expected.setdefault(key, []).append((labels[gene_id], weights.intercept, weights.intercept + 2 * coef))
+    out = tmp_path / "linear.vcf.gz"
+    result = CliRunner().invoke(cli, ["annotate", str(cohort.vcf), "-m", str(bundle_dir), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with gzip.open(out, "rt") as handle:
+        lines = handle.read().splitlines()
+    assert any("intercept + 2 x coefficient" in line for line in lines if line.startswith("##INFO"))
+    body = [line.split("\t") for line in lines if not line.startswith("#")]
+    n_scored = 0
+    for fields in body:
+        key = f"{fields[0]}:{fields[1]}:{fields[3]}:{fields[4]}"
+        info = dict(kv.split("=", 1) for kv in fields[7].split(";") if "=" in kv)
+        if key not in expected:
+            assert "VARSCORE" not in info
+            continue
+        n_scored += 1
+        entries = [e.split("|") for e in info["VARSCORE"].split(",")]
+        got = sorted((gene, float(ref), float(alt)) for _, gene, _, ref, alt, _ in entries)
+        want = sorted(expected[key])
+        assert [g for g, _, _ in got] == [g for g, _, _ in want]
+        np.testing.assert_allclose([r for _, r, _ in got], [r for _, r, _ in want], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose([a for _, _, a in got], [a for _, _, a in want], rtol=1e-5, atol=1e-6)
+    assert n_scored == len(expected) and f"records scored: {n_scored}" in result.output
+    assert f"not scored (not_in_model): {len(body) - n_scored}" in result.output
