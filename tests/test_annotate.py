@@ -232,3 +232,19 @@ def test_unscorable_records_are_flagged_with_a_reason(toy_world):
     assert lenient.exit_code == 0
     first = [x for x in read_vcf_lines(out) if not x.startswith("#")][0]
     assert SCORE_KEY in _info(first)
+
+
+@pytest.mark.slow
+def test_bundled_demo_model_annotates_the_bundled_cohort(tmp_path):
+    """The README's main command: the shipped demo bundle resolves by name and scores."""
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    out = tmp_path / "out.vcf.gz"
+    result = CliRunner().invoke(cli, ["annotate", str(examples / "data" / "cohort.vcf.gz"),
+                                      "--model", "variformer-demo", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "records read: 4227" in result.output and "genes scored: 5" in result.output
+    body = [x for x in read_vcf_lines(out) if not x.startswith("#")]
+    assert len(body) == 4227
+    snap25 = [x for x in body if x.split("\t")[1] == "10199381"]  # the simulated SNAP25 eQTL
+    entries = _info(snap25[0])[SCORE_KEY].split(",")
+    assert any(e.split("|")[1] == "SNAP25" for e in entries)

@@ -196,3 +196,34 @@ def test_mismatched_samples_and_unknown_fold_people_fail_clearly(cohort: Path, t
     result = CliRunner().invoke(cli, ["finetune", *_cohort_args(cohort), "--folds", str(folds), "-o",
                                       str(tmp_path / "y"), "--window", str(WINDOW), *_model_args()])
     assert result.exit_code != 0 and "NOBODY" in result.output
+
+
+def test_calibrated_batchnorm_stays_fixed_while_fine_tuning(cohort: Path, tmp_path: Path):
+    """--freeze-batchnorm: statistics re-estimated over train people, then unchanged by training."""
+    from varscore.bundle import load_bundle
+    from varscore.training import PersonGeneDataset, _calibrate_batchnorm, eval_batches
+
+    model = tmp_path / "frozen"
+    result = CliRunner().invoke(cli, ["finetune", *_cohort_args(cohort), "-o", str(model), "--window", str(WINDOW),
+                                      *_model_args(), "--lr", "1e-3", "--batch-size", "4", "--accumulate", "1",
+                                      "--people-per-epoch", "8", "--max-epochs", "2", "--freeze-batchnorm",
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    bundle = load_bundle(model)
+    trained = bundle.backbone().torch_module()
+    norms = [m for m in trained.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and not all(torch.allclose(m.running_var, torch.ones_like(m.running_var)) for m in norms)
+    # the stored statistics are those of calibrating the *initial* model: training never moved them
+    from varscore.training import CohortInputs, load_cohort
+    from varscore_plugins.enformer import EnformerBackbone
+
+    data = load_cohort(CohortInputs(cohort / "cohort.vcf.gz", cohort / "cohort.expression.bed.gz",
+                                    cohort / "genes.tsv", cohort / "reference.fa",
+                                    bundle.path / "folds.tsv"), WINDOW).data
+    initial = EnformerBackbone(**bundle.manifest["backbone"]["params"]).build().torch_module()
+    _calibrate_batchnorm(initial, PersonGeneDataset(data), eval_batches(len(data.people), range(len(data.genes)),
+                                                                        data.train, 4))
+    fresh = [m for m in initial.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for before, after in zip(fresh, norms, strict=True):
+        assert torch.allclose(before.running_mean, after.running_mean, atol=1e-5)
+        assert torch.allclose(before.running_var, after.running_var, rtol=1e-4, atol=1e-5)

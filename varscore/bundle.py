@@ -136,6 +136,11 @@ def _atomic_directory(target: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp/mkstemp create private modes; bundles are shared
+        for child in tmp.rglob("*"):
+            child.chmod((0o777 if child.is_dir() else 0o666) & ~umask)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

@@ -302,6 +302,9 @@ def _cohort_options(func: Any) -> Any:
 @click.option("--max-epochs", type=int, help="Maximum epochs [100].")
 @click.option("--patience", type=int, help="Early-stopping patience in epochs [20].")
 @click.option("--people-per-epoch", type=int, help="People per gene per epoch [512].")
+@click.option("--freeze-batchnorm", is_flag=True,
+              help="Re-estimate batch-norm statistics over train people of all genes, then keep them fixed "
+                   "(batch norms in eval mode) while fine-tuning.")
 @click.option("--devices", default=1, show_default=True, help="Devices (GPUs, or CPU processes) for DDP.")
 @click.option("--accelerator", default="auto", show_default=True, help="auto, cpu, gpu.")
 @click.option("--seed", default=0, show_default=True, help="Seed for folds, sampling and initialisation.")
@@ -312,7 +315,7 @@ def finetune(
     gene_names: tuple[str, ...], backbone: str, output: Path, recipe: str | None, pretrained: Path | None,
     params: tuple[str, ...], window: int | None, lr: float | None, batch_size: int | None,
     accumulate: int | None, max_epochs: int | None, patience: int | None, people_per_epoch: int | None,
-    devices: int, accelerator: str, seed: int, resume: bool, progress: bool,
+    freeze_batchnorm: bool, devices: int, accelerator: str, seed: int, resume: bool, progress: bool,
 ) -> None:
     """Fine-tune a sequence model on personal genomes + expression (Variformer), or fit a linear
     baseline per gene on the same folds (--backbone elastic-net, lasso, ridge)."""
@@ -344,6 +347,7 @@ def finetune(
     config_fields = {k: settings[k] for k in ("lr", "batch_size", "accumulate", "grad_clip", "max_epochs",
                                               "patience", "people_per_epoch") if k in settings}
     config = TrainingConfig(**config_fields, seed=seed, devices=devices, accelerator=accelerator,
+                            freeze_batchnorm=freeze_batchnorm,
                             output_dir=str(training_dir), resume=resume, progress=progress and sys.stderr.isatty())
     inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None)
     cohort = load_cohort(inputs, model.window_size, fold_seed=seed)

@@ -69,6 +69,11 @@ class TrainingConfig:
     resume: bool = False
     progress: bool = True
     num_workers: int = 0
+    # keep batch-norm layers in eval mode while fine-tuning, with running statistics first
+    # re-estimated over train people of every gene: every training batch holds one gene's nearly
+    # identical personal sequences, so train-mode batch statistics are per-gene statistics and the
+    # running averages end up describing the last genes seen, shifting tune/test predictions
+    freeze_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -342,6 +347,14 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.net(x)[:, center, config.track]
 
+        def train(self, mode: bool = True) -> VariformerModule:
+            super().train(mode)
+            if mode and config.freeze_batchnorm:
+                for sub in self.net.modules():
+                    if isinstance(sub, torch.nn.modules.batchnorm._BatchNorm):
+                        sub.eval()
+            return self
+
         def on_train_epoch_start(self) -> None:
             train_sampler.set_epoch(self.current_epoch)
 
@@ -385,8 +398,10 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
         def configure_optimizers(self) -> Any:
             return torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
-    net.train()  # backbones are built in eval mode; Lightning keeps submodules as it finds them
+    if config.freeze_batchnorm and not config.resume:
+        _calibrate_batchnorm(net, dataset, eval_batches(n_people, range(n_genes), data.train, config.batch_size))
     module = VariformerModule()
+    module.train()  # backbones are built in eval mode; Lightning keeps submodules as it finds them
     checkpoints = out_dir / "checkpoints"
     callbacks = [
         L.pytorch.callbacks.EarlyStopping(monitor="tune_mean_r2", mode="max", patience=config.patience),
@@ -429,6 +444,33 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
         is_global_zero=trainer.is_global_zero,
         config=asdict(config),
     )
+
+
+def _calibrate_batchnorm(net: Any, dataset: PersonGeneDataset, batches: list[list[int]]) -> None:
+    """Re-estimate every batch norm's running mean and variance as a cumulative average over
+    ``batches`` (forward passes without gradients; only the batch norms in train mode, so dropout
+    stays off and the estimate is deterministic); other weights are unchanged."""
+    import torch
+
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [(m, m.momentum) for m in norms]
+    was_training = net.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    net.eval()
+    for m in norms:
+        m.train()
+    device = next(net.parameters()).device
+    with torch.no_grad():
+        for batch in batches:
+            x = _collate([dataset[i] for i in batch])[0].to(device)
+            net(x)
+    for m, momentum in saved:
+        m.momentum = momentum
+    net.train(was_training)
 
 
 def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
