@@ -248,21 +248,6 @@ def run_plan(
     return ScoringResult(dict(scores), summary)
 
 
-def score_variants(
-    variants: Iterable[Variant],
-    backbone: Any,
-    output_mode: Any,
-    genome: Genome,
-    genes: Sequence[Gene],
-    batch_size: int = 8,
-    progress: bool = False,
-    check_ref: str = "flag",
-) -> ScoringResult:
-    """Score every SNV allele against every gene whose TSS-centred window holds it."""
-    plan = plan_scoring(variants, genes, genome, backbone.window_size, check_ref=check_ref)
-    return run_plan(plan, backbone, output_mode, genome, batch_size=batch_size, progress=progress)
-
-
 def score_linear(variants: Iterable[Variant], backbone: Any, gene_labels: dict[str, str] | None = None) -> ScoringResult:
     """Variant effects of a genotype (linear) model: for each ALT allele that is one of a gene
     model's variants, ``REF_PRED`` = the intercept (everyone homozygous reference) and

@@ -541,7 +541,7 @@ def load_cohort(inputs: CohortInputs, window_size: int, fold_seed: int = 0) -> L
                 continue
             window = tss_window(gene, window_size)
             sequence = genome.window_sequence(window)
-            genotypes = reader.read(window, genome.fetch(window))
+            genotypes = reader.read(window, sequence.one_hot)  # REF checked against the same fetch
             gene_data.append(GeneData(gene, PersonalWindows(sequence.one_hot, genotypes), matrix.values[row]))
     if not gene_data:
         raise InputError(f"None of the genes in {inputs.genes} has expression in {inputs.expression}.")

@@ -75,6 +75,7 @@ def open_vcf(path: str | Path) -> Any:
 def iter_variants(path: str | Path) -> Iterator[Variant]:
     """Stream the file's records as :class:`Variant` (index = record number, 0-based)."""
     reader = open_vcf(path)
+    index = -1
     try:
         for index, record in enumerate(reader):
             yield Variant(
@@ -88,7 +89,7 @@ def iter_variants(path: str | Path) -> Iterator[Variant]:
     except Exception as exc:
         if isinstance(exc, InputError):
             raise
-        raise InputError(f"Error reading {path} near record {index + 2 if 'index' in locals() else 1}: {exc}") from exc
+        raise InputError(f"Error reading {path} near record {index + 2}: {exc}") from exc
     finally:
         reader.close()
 
