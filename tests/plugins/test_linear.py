@@ -21,6 +21,7 @@ from varscore_plugins.linear import (
     LassoBackbone,
     RidgeBackbone,
     cv_splits,
+    fit_enet_cv,
     imputed_dosage,
     predictdb_id,
     read_predictdb,
@@ -70,6 +71,27 @@ def test_predictions_equal_direct_sklearn_fit(cls: type) -> None:
     new = _matrix(seed=2)[0]
     np.testing.assert_allclose(model.predict(new)[:, 0], direct.predict(new), rtol=1e-5, atol=1e-6)
     assert weights.coef[3] == 0.0 and len(weights.coef) == x.shape[1]  # mapped back through VarianceThreshold
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fast_elastic_net_cv_equals_sklearn_on_correlated_dosages(threads: int) -> None:
+    """Blocks of correlated SNVs (LD), many more variants than causal ones: the Gram/warm-start
+    solver picks the same penalty as ``ElasticNetCV`` and the same coefficients to its tolerance."""
+    from sklearn.linear_model import ElasticNetCV
+
+    rng = np.random.default_rng(3)
+    n, v = 300, 150
+    block = np.repeat(rng.normal(size=(n, v // 10)), 10, axis=1)
+    x = ((0.8 * block + 0.6 * rng.normal(size=(n, v))) > 0.5).astype(np.float64)
+    x += (0.8 * block + 0.6 * rng.normal(size=(n, v))) > 1.0
+    y = x[:, 7] - 0.7 * x[:, 80] + rng.normal(size=n)
+    splits = cv_splits(n, 5, seed=2)
+    direct = ElasticNetCV(l1_ratio=0.5, alphas=30, max_iter=2000, cv=splits).fit(x, y)
+    coef, intercept, alpha = fit_enet_cv(x, y, splits, 0.5, 30, 2000, threads=threads)
+    assert alpha == pytest.approx(direct.alpha_, rel=1e-9)
+    np.testing.assert_allclose(coef, direct.coef_, atol=2e-3)
+    np.testing.assert_allclose(x @ coef + intercept, direct.predict(x), atol=5e-3)
+    assert np.count_nonzero(coef) > 2  # a real path, not the all-zero end
 
 
 def test_missing_genotypes_take_the_train_mean() -> None:
