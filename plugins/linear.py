@@ -43,6 +43,7 @@ class GeneWeights:
     intercept: float
     tune_r2: float = math.nan
     alpha: float = math.nan
+    tune_pval: float = math.nan  # two-sided p-value of the tune-people Pearson correlation
 
     def predict(self, dosages: np.ndarray) -> np.ndarray:
         """``(N, V)`` dosages in ``variant_keys`` order -> ``(N,)``."""
@@ -212,6 +213,30 @@ def fit_enet_cv(x: np.ndarray, y: np.ndarray, splits: Sequence[tuple[np.ndarray,
     return coef, float(my - mx @ coef), float(grid[best])
 
 
+def pearson_pvalue(r: float, n: int) -> float:
+    """Two-sided p-value of a Pearson correlation ``r`` over ``n`` pairs (t test, ``n - 2`` d.f.)."""
+    from scipy.stats import t as student_t
+
+    if math.isnan(r) or n < 3:
+        return math.nan
+    if abs(r) >= 1.0:
+        return 0.0
+    stat = r * math.sqrt((n - 2) / (1.0 - r * r))
+    return float(2.0 * student_t.sf(abs(stat), n - 2))
+
+
+def bh_qvalues(pvalues: Sequence[float]) -> np.ndarray:
+    """Benjamini-Hochberg q-values; NaN p-values stay NaN and do not count as tests."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    q = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    if ok.size:
+        order = ok[np.argsort(p[ok])]
+        ranked = p[order] * ok.size / np.arange(1, ok.size + 1)
+        q[order] = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
+    return q
+
+
 class LinearBackbone(Backbone):
     """Per-gene penalised linear regression on window SNV dosages (the paper's baselines).
 
@@ -311,6 +336,7 @@ class LinearBackbone(Backbone):
             pred = weights.predict(dosage[tune])
             (r2, pearson), = per_gene_metrics(np.zeros(len(tune), dtype=np.int64), pred, y[tune], 1)
             weights.tune_r2 = r2
+            weights.tune_pval = pearson_pvalue(pearson, len(tune))
             rows.append({"gene": gene_data.gene.gene_id, "variants": len(weights.coef),
                          "nonzero": weights.n_nonzero, "alpha": weights.alpha, "tune_r2": r2,
                          "tune_pearson": pearson})
@@ -327,6 +353,7 @@ class LinearBackbone(Backbone):
             "intercepts": np.array([g.intercept for g in genes], dtype=np.float64),
             "tune_r2": np.array([g.tune_r2 for g in genes], dtype=np.float64),
             "alphas": np.array([g.alpha for g in genes], dtype=np.float64),
+            "tune_pval": np.array([g.tune_pval for g in genes], dtype=np.float64),
             "offsets": np.cumsum([0] + [len(g.coef) for g in genes]).astype(np.int64),
             "coef": (np.concatenate([g.coef for g in genes]) if genes else np.zeros(0)).astype(np.float64),
         }
@@ -353,6 +380,8 @@ class LinearBackbone(Backbone):
             self.model_[gene_id] = GeneWeights(gene_id, keys[lo:hi], t["coef"][lo:hi].copy(),
                                                float(t["intercepts"][i]), float(t["tune_r2"][i]),
                                                float(t["alphas"][i]))
+            if "tune_pval" in t:  # bundles written before p-values were recorded lack it
+                self.model_[gene_id].tune_pval = float(t["tune_pval"][i])
         return self
 
 
@@ -435,8 +464,10 @@ class PredictDBExport:
 def export_predictdb(bundle: Any, path: str | Path, genome_build: str | None = None) -> PredictDBExport:
     """Write a linear bundle as a PredictDB sqlite (only non-zero weights, as PrediXcan expects).
 
-    ``eff_allele`` is the ALT (the counted allele); ``pred.perf.R2`` is the tune R²; p- and
-    q-values are NULL (varscore does not compute them). Intercepts go to ``varscore_model``.
+    ``eff_allele`` is the ALT (the counted allele); ``pred.perf.R2`` is the tune R²,
+    ``pred.perf.pval`` the two-sided p-value of the tune-people Pearson correlation (as
+    PredictDB's ``cor.test``) and ``pred.perf.qval`` its Benjamini-Hochberg q-value across the
+    exported genes (NULL where unknown). Intercepts go to ``varscore_model``.
     """
     import sqlite3
 
@@ -454,7 +485,8 @@ def export_predictdb(bundle: Any, path: str | Path, genome_build: str | None = N
         with contextlib.closing(sqlite3.connect(tmp)) as db:
             for statement in PREDICTDB_SCHEMA:
                 db.execute(statement)
-            for gene in backbone.genes.values():
+            qvals = bh_qvalues([g.tune_pval for g in backbone.genes.values()])
+            for gene, qvalue in zip(backbone.genes.values(), qvals, strict=True):
                 rows = []
                 for key, weight in zip(gene.variant_keys, gene.coef, strict=True):
                     if weight != 0:
@@ -463,8 +495,9 @@ def export_predictdb(bundle: Any, path: str | Path, genome_build: str | None = N
                 db.executemany("INSERT INTO weights VALUES (?, ?, ?, ?, ?)", rows)
                 n_weights += len(rows)
                 r2 = None if math.isnan(gene.tune_r2) else gene.tune_r2
-                db.execute("INSERT INTO extra VALUES (?, ?, ?, ?, NULL, NULL)",
-                           (gene.gene_id, names.get(gene.gene_id, gene.gene_id), len(rows), r2))
+                pval, qval = (None if math.isnan(v) else v for v in (gene.tune_pval, float(qvalue)))
+                db.execute("INSERT INTO extra VALUES (?, ?, ?, ?, ?, ?)",
+                           (gene.gene_id, names.get(gene.gene_id, gene.gene_id), len(rows), r2, pval, qval))
                 alpha = None if math.isnan(gene.alpha) else gene.alpha
                 db.execute("INSERT INTO varscore_model VALUES (?, ?, ?)", (gene.gene_id, gene.intercept, alpha))
             meta = {"backbone": backbone.name, "build": suffix, "chrom_style": chr_style,

@@ -212,6 +212,36 @@ def test_predictdb_export_import_round_trip(bundle_dir: Path, cohort, fitted, tm
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
 
 
+def test_predictdb_p_and_q_values_match_scipy(bundle_dir: Path, fitted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from scipy.stats import pearsonr
+
+    from varscore_plugins.linear import variant_keys
+
+    data, model, _ = fitted
+    db = tmp_path / "pq.db"
+    result = CliRunner().invoke(cli, ["models", "export", str(bundle_dir), "--format", "predictdb", "-o", str(db)])
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(db) as con:
+        extra = {r[0]: (r[1], r[2]) for r in con.execute('SELECT gene, "pred.perf.pval", "pred.perf.qval" FROM extra')}
+    expected_p = {}
+    for gene in data.genes:
+        x, _ = imputed_dosage(gene.windows.genotypes, data.train)
+        weights = model.genes[gene.gene.gene_id]
+        pred, _ = weights.predict_aligned(variant_keys(gene.windows.genotypes), x[data.tune])
+        observed = np.asarray(gene.expression)[data.tune]
+        if weights.n_nonzero and np.ptp(pred) > 1e-9:
+            expected_p[gene.gene.gene_id] = pearsonr(pred, observed).pvalue
+    assert expected_p, "no gene with a non-constant prediction"
+    for gid, p in expected_p.items():
+        assert extra[gid][0] == pytest.approx(p, rel=1e-6)
+    # Benjamini-Hochberg by hand over the genes with a p-value
+    genes = sorted(expected_p, key=expected_p.get)  # type: ignore[arg-type]
+    m = len(genes)
+    for i, gid in enumerate(genes):
+        q = min(min(1.0, expected_p[g] * m / (j + 1)) for j, g in enumerate(genes) if j >= i)
+        assert extra[gid][1] == pytest.approx(q, rel=1e-6)
+
+
 def test_predictdb_import_explains_a_build_mismatch(bundle_dir: Path, cohort, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     db = tmp_path / "b37.db"
     with sqlite3.connect(db) as con:
