@@ -433,3 +433,152 @@ def test_real_1000g_windows_match_bcftools(real_vcf: Path, tmp_path: Path) -> No
                 hap2 = one_hot(bcftools_consensus(fasta, snvs, person, 2)[name])
                 assert not np.array_equal(hap1, reference)
                 np.testing.assert_array_equal(dosage[p], (hap1 + hap2) / 2)
+
+
+# --- indels -----------------------------------------------------------------------------------
+
+
+def random_indel_rows(rng: np.random.Generator, sequence: str, n_people: int, phased: bool,
+                      start: int = 20, spacing: tuple[int, int] = (3, 25)) -> list[tuple[int, str, str, list[str]]]:
+    """Non-overlapping SNVs, insertions, deletions (some long) and MNPs with random genotypes."""
+    sep = "|" if phased else "/"
+    rows = []
+    pos = start
+    while pos < len(sequence) - 80:
+        kind = rng.integers(0, 4)
+        size = int(rng.integers(1, 40 if rng.random() < 0.2 else 5))
+        base = sequence[pos - 1]
+        if kind == 0:
+            ref, alt = base, "ACGT".replace(base, "")[int(rng.integers(0, 3))]
+        elif kind == 1:
+            ref, alt = base, base + "".join(rng.choice(BASES, size=size))
+        elif kind == 2:
+            ref, alt = sequence[pos - 1 : pos + size], base
+        else:
+            ref = sequence[pos - 1 : pos + 1]
+            alt = "".join("ACGT".replace(b, "")[int(rng.integers(0, 3))] for b in ref)
+        freq = rng.uniform(0.1, 0.6)
+        gts = [sep.join("1" if rng.random() < freq else "0" for _ in range(2)) for _ in range(n_people)]
+        rows.append((pos, ref, alt, gts))
+        pos += len(ref) + int(rng.integers(*spacing))
+    return rows
+
+
+def shifted_slice(haplotype_contig: str, window: Window, carried: list[tuple[int, str, str]]) -> str:
+    """The window of a whole edited contig (e.g. from bcftools consensus) that keeps the TSS at
+    index L // 2: its start moves by the carried variants' anchor shifts (README "Indels")."""
+    from varscore.engine import Edit
+
+    anchor = window.start + window.length // 2
+    start = window.start + sum(Edit.from_vcf(p, r, a).anchor_shift(anchor) for p, r, a in carried)
+    padded = "N" * (4 * window.length) + haplotype_contig + "N" * (4 * window.length)
+    begin = start + 4 * window.length
+    return padded[begin : begin + window.length]
+
+
+@pytest.fixture(scope="module")
+def indel_world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("personal_indels")
+    rng = np.random.default_rng(21)
+    sequence = random_sequence(rng, 1500)
+    fasta = write_fasta(tmp / "ref.fa", {"chr20": sequence})
+    samples = [f"P{i}" for i in range(5)]
+    phased_rows = random_indel_rows(rng, sequence, len(samples), phased=True)
+    unphased_rows = random_indel_rows(rng, sequence, len(samples), phased=False)
+    return {
+        "tmp": tmp, "sequence": sequence, "fasta": fasta, "samples": samples,
+        "phased": (write_vcf(tmp / "phased.vcf.gz", "chr20", len(sequence), samples, phased_rows), phased_rows),
+        "unphased": (write_vcf(tmp / "unphased.vcf.gz", "chr20", len(sequence), samples, unphased_rows),
+                     unphased_rows),
+        # windows at both contig ends and inside; 128 bp (short, so indels reach past the ends)
+        "windows": [Window("chr20", tss - 1 - 64, tss - 1 + 64) for tss in (30, 300, 701, 1100, 1480)],
+    }
+
+
+def carried(rows: list, person: int, haplotype: int) -> list[tuple[int, str, str]]:
+    return [(p, r, a) for p, r, a, gts in rows if gts[person].replace("/", "|").split("|")[haplotype] == "1"]
+
+
+@needs_bcftools
+def test_phased_indel_haplotypes_equal_bcftools_consensus(indel_world: dict) -> None:
+    """Each haplotype window with SNVs, insertions, deletions and MNPs equals the TSS-aligned
+    window of ``bcftools consensus -H 1/2`` of the whole contig."""
+    world = indel_world
+    vcf, rows = world["phased"]
+    genome = Genome(world["fasta"])
+    checked_with_indels = 0
+    with GenotypeReader(vcf, indels=True) as reader:
+        for window in world["windows"]:
+            genotypes = reader.read(window, genome)
+            haplotypes = personal_one_hot(one_hot(genome.fetch(window)), genotypes, mode="haplotypes")
+            for person, sample in enumerate(world["samples"]):
+                for h in (0, 1):
+                    contig = bcftools_consensus(world["fasta"], vcf, sample, h + 1)["chr20"]
+                    on_haplotype = carried(rows, person, h)
+                    expected = shifted_slice(contig, window, on_haplotype)
+                    assert np.array_equal(haplotypes[person, h], one_hot(expected)), (window, sample, h)
+                    checked_with_indels += any(len(r) != len(a) for _, r, a in on_haplotype)
+    assert checked_with_indels >= 20
+
+
+def test_unphased_indel_dosage_is_the_mean_of_slow_haplotypes(indel_world: dict) -> None:
+    """Unphased ``a/b``: haplotype 0 carries ``a``, haplotype 1 ``b``; the dosage window is the mean
+    of the two windows, each built by string manipulation on the whole contig."""
+    from tests.test_indels import slow_alternate
+
+    world = indel_world
+    vcf, rows = world["unphased"]
+    genome = Genome(world["fasta"])
+    sequence = world["sequence"]
+    unphased_people = 0
+    with GenotypeReader(vcf, indels=True) as reader:
+        for window in world["windows"]:
+            genotypes = reader.read(window, genome)
+            reference = one_hot(genome.fetch(window))
+            dosage = personal_one_hot(reference, genotypes, mode="dosage")
+            counts = personal_one_hot(reference, genotypes, mode="dosage", dtype=np.uint8)
+            unphased_people += int((~genotypes.phased).sum())
+            for person in range(len(world["samples"])):
+                haps = [one_hot(slow_alternate(sequence, window, carried(rows, person, h)))
+                        for h in (0, 1)]
+                np.testing.assert_array_equal(dosage[person], (haps[0] + haps[1]) / 2)
+                np.testing.assert_array_equal(counts[person], (haps[0] + haps[1]).astype(np.uint8))
+    assert unphased_people > 10
+
+
+def test_indels_are_skipped_unless_asked_for(indel_world: dict) -> None:
+    vcf, rows = indel_world["phased"]
+    genome = Genome(indel_world["fasta"])
+    window = indel_world["windows"][2]
+    snv_only = read_window_genotypes(vcf, window, genome)
+    assert snv_only.is_snv.all() and snv_only.summary.skipped_non_snv > 0
+    with pytest.raises(InputError, match="Genome"):
+        GenotypeReader(vcf, indels=True).read(window, genome.fetch(window))
+
+
+@needs_bcftools
+def test_overlapping_indel_and_snv_keep_the_first_like_bcftools(tmp_path: Path) -> None:
+    """An SNV inside the bases a deletion removed is dropped on that haplotype (the first record
+    wins), while an SNV on a deletion's padding base is not an overlap: both as bcftools consensus."""
+    sequence = random_sequence(np.random.default_rng(4), 300)
+    fasta = write_fasta(tmp_path / "ref.fa", {"chr20": sequence})
+    other = "ACGT".replace(sequence[150], "")[0]
+    rows = [
+        (148, sequence[147:154], sequence[147], ["1|1", "1|1"]),  # deletes 149-154
+        (151, sequence[150], other, ["1|1", "0|1"]),  # inside the deletion
+        (200, sequence[199], "ACGT".replace(sequence[199], "")[0], ["1|0", "0|0"]),
+        (200, sequence[199:203], sequence[199], ["1|1", "0|0"]),  # deletes 201-203: after the SNV's base
+    ]
+    vcf = write_vcf(tmp_path / "overlap.vcf.gz", "chr20", len(sequence), ["A", "B"], rows)
+    genome = Genome(fasta)
+    window = Window("chr20", 110, 238)
+    with GenotypeReader(vcf, indels=True) as reader:
+        genotypes = reader.read(window, genome)
+    assert genotypes.summary.overlapping_calls == 3  # the SNV at 151 on A|A and on B's second haplotype
+    applied = {("A", 0): [0, 2, 3], ("A", 1): [0, 3], ("B", 0): [0], ("B", 1): [0]}
+    haplotypes = personal_one_hot(one_hot(genome.fetch(window)), genotypes, mode="haplotypes")
+    for person, sample in enumerate(["A", "B"]):
+        for h in (0, 1):
+            contig = bcftools_consensus(fasta, vcf, sample, h + 1)["chr20"]
+            expected = shifted_slice(contig, window, [rows[i][:3] for i in applied[sample, h]])
+            assert np.array_equal(haplotypes[person, h], one_hot(expected)), (sample, h)

@@ -1,21 +1,39 @@
-"""The ``varscore annotate`` pipeline: read a VCF, score it with a model bundle, run the
-requested annotators and write the VCF back with INFO fields added."""
+"""The ``varscore annotate`` pipeline: read a VCF, score it with a model bundle (or none), run the
+requested annotators and write the VCF back with INFO fields added; long runs checkpoint each
+finished gene so that ``--resume`` continues them."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from varscore.bundle import load_bundle
-from varscore.engine import AlleleScore, ScoringSummary, plan_scoring, run_plan
+from varscore.engine import AlleleScore, GeneCheckpoint, ScoringSummary, plan_scoring, run_plan
 from varscore.errors import InputError
 from varscore.genome import Genome, load_genes
-from varscore.vcf import MAX_KEY, SCORE_HEADERS, SCORE_KEY, SKIP_KEY, format_float, iter_variants, write_annotated
+from varscore.types import Gene, Variant
+from varscore.vcf import (
+    MAX_KEY,
+    SCORE_HEADERS,
+    SCORE_KEY,
+    SKIP_KEY,
+    InfoHeader,
+    format_float,
+    iter_variants,
+    write_annotated,
+)
 
 logger = logging.getLogger(__name__)
+
+NO_MODEL = "none"
+CHECKPOINT_SUFFIX = ".varscore-partial"
+ANNOTATOR_CHUNK = 10_000
 
 
 def _sanitize(text: str) -> str:
@@ -41,9 +59,39 @@ def format_scores(variant_alts: Sequence[str], scores: Sequence[AlleleScore], mo
     return {SCORE_KEY: ",".join(entries), MAX_KEY: ",".join(maxima)}
 
 
+def parse_annotator_options(options: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``["motifs.p_threshold=1e-4", ...]`` -> ``{"motifs": {"p_threshold": "1e-4"}}``."""
+    parsed: dict[str, dict[str, str]] = {}
+    for option in options:
+        name_key, sep, value = option.partition("=")
+        name, dot, key = name_key.strip().partition(".")
+        if not sep or not dot or not name or not key.strip():
+            raise InputError(f"Annotator option '{option}' is not NAME.KEY=VALUE (e.g. motifs.p_threshold=1e-4).")
+        parsed.setdefault(name, {})[key.strip()] = value.strip()
+    return parsed
+
+
+def _build_annotators(names: Sequence[str], options: dict[str, dict[str, str]] | None) -> list[Any]:
+    from varscore.plugins import get_annotator
+
+    options = options or {}
+    unused = sorted(set(options) - set(names))
+    if unused:
+        raise InputError(
+            f"Options are given for annotator(s) {', '.join(unused)} that are not run: add them to --annotate "
+            f"(running: {', '.join(names) or 'none'})."
+        )
+    return [get_annotator(name)(**options.get(name, {})) for name in names]
+
+
+def checkpoint_dir(output: str | Path) -> Path:
+    """Where a run writing ``output`` keeps its finished genes: ``OUTPUT.varscore-partial/``."""
+    return Path(f"{output}{CHECKPOINT_SUFFIX}")
+
+
 def annotate_vcf(
     vcf: str | Path,
-    model: str | Path,
+    model: str | Path | None,
     output: str | Path,
     *,
     fasta: str | Path | None = None,
@@ -54,53 +102,157 @@ def annotate_vcf(
     annotators: Sequence[str] = (),
     progress: bool = False,
     check_ref: str = "flag",
+    resume: bool = False,
+    annotator_options: dict[str, dict[str, str]] | None = None,
+    devices: int = 1,
 ) -> ScoringSummary:
-    """Score every variant of ``vcf`` with ``model`` and write the annotated VCF to ``output``."""
-    from varscore.plugins import get_annotator
+    """Score every variant of ``vcf`` with ``model`` and write the annotated VCF to ``output``.
 
-    annotator_objs = [get_annotator(name)() for name in annotators]
+    ``model`` ``None`` (or ``"none"``) runs only ``annotators``. A sequence model writing to a
+    file checkpoints each finished gene in ``OUTPUT.varscore-partial/`` (removed on success);
+    ``resume`` continues from there (an interrupted run leaves no ``output``).
+    ``annotator_options``: ``{annotator: {option: value}}`` (see :func:`parse_annotator_options`).
+    ``devices`` > 1 (or a ``torchrun`` launch) shares the genes between processes
+    (:func:`varscore.distributed.run_plan_sharded`; no checkpoints); under torchrun only rank 0
+    writes ``output``.
+    """
+    annotator_objs = _build_annotators(annotators, annotator_options)
+    if resume and str(output) == "-":
+        raise InputError("--resume needs an output file (-o OUT.vcf.gz): checkpoints are kept beside it.")
+    if model is None or str(model).lower() == NO_MODEL:
+        if not annotator_objs:
+            raise InputError("--model none scores nothing: name annotators to run with --annotate (e.g. motifs).")
+        return _annotate_only(vcf, output, annotator_objs, fasta, genes_path)
+    from varscore.bundle import load_bundle
+
     bundle = load_bundle(model)
+    genes = load_genes(genes_path) if genes_path else bundle.genes
+    if bundle.manifest["backbone"].get("name") in _genotype_backbones():
+        genome = Genome(Path(fasta)) if fasta else None
+        return _annotate_linear(vcf, bundle, output, genes, annotator_objs, genome)
     fasta_path = Path(fasta) if fasta else bundle.reference_fasta
     if fasta_path is None:
         raise InputError(f"Model '{bundle.name}' records no reference FASTA: pass one with --fasta.")
     genome = Genome(fasta_path)
-    genes = load_genes(genes_path) if genes_path else bundle.genes
-    if bundle.manifest["backbone"].get("name") in _genotype_backbones():
-        return _annotate_linear(vcf, bundle, output, genes)
+    window_size = int(bundle.manifest["window_size"])
     # plan in one streaming pass first, so that bad input fails before the model is loaded
-    plan = plan_scoring(iter_variants(vcf), genes, genome, int(bundle.manifest["window_size"]), check_ref=check_ref)
+    plan = plan_scoring(iter_variants(vcf), genes, genome, window_size, check_ref=check_ref)
     backbone = bundle.backbone()
     if backbone.input_kind != "sequence":
         raise InputError(f"Model '{bundle.name}' takes genotypes, not sequence; it cannot score a VCF by ISM yet.")
     backbone.configure(device=device, bf16=bf16)
-    result = run_plan(plan, backbone, bundle.output_mode(), genome, batch_size=batch_size, progress=progress)
-    info = {
+    from varscore.distributed import launched_by_torchrun, run_plan_sharded
+
+    checkpoint = None
+    if devices > 1 or launched_by_torchrun():
+        result = run_plan_sharded(plan, bundle.path, fasta_path, devices, batch_size, device, bf16)
+        if launched_by_torchrun() and int(os.environ["RANK"]) != 0:
+            return result.summary  # rank 0 writes the output
+    else:
+        if str(output) != "-":
+            fingerprint = _fingerprint(vcf, bundle, fasta_path, genes, check_ref, window_size)
+            checkpoint = GeneCheckpoint(checkpoint_dir(output), fingerprint, resume=resume)
+        result = run_plan(plan, backbone, bundle.output_mode(), genome, batch_size=batch_size, progress=progress,
+                          checkpoint=checkpoint)
+    info: dict[int, dict[str, str]] = {
         record: format_scores(plan.variants[record].alts, scores, bundle.name)
         for record, scores in result.scores.items()
     }
     for record, reason in plan.skipped.items():
         info[record] = {SKIP_KEY: reason}
-    variants = list(plan.variants.values())
     headers = list(SCORE_HEADERS)
-    if annotator_objs:
-        from varscore.base import AnnotationContext
-        from varscore.types import tss_window
-        from varscore.vcf import InfoHeader
+    windows = _windows(genes, window_size)
+    headers += _run_annotators(vcf, annotator_objs, genes, windows, genome, info, result.summary)
+    result.summary.records_written = write_annotated(vcf, output, info, headers)
+    if checkpoint is not None:
+        checkpoint.remove()
+    return result.summary
 
-        context = AnnotationContext(
-            genes=genes, windows={g.gene_id: tss_window(g, backbone.window_size) for g in genes}, fasta=genome
-        )
-        by_key = {v.key: v.index for v in variants}
-        for annotator in annotator_objs:
-            frame = annotator.annotate(variants, context)
+
+def _windows(genes: Sequence[Gene], window_size: int | None) -> dict[str, Any]:
+    from varscore.types import tss_window
+
+    return {g.gene_id: tss_window(g, window_size) for g in genes} if window_size else {}
+
+
+def _chunks(variants: Iterator[Variant], size: int) -> Iterator[list[Variant]]:
+    while chunk := list(islice(variants, size)):
+        yield chunk
+
+
+def _run_annotators(
+    vcf: str | Path,
+    annotators: Sequence[Any],
+    genes: Sequence[Gene],
+    windows: dict[str, Any],
+    genome: Genome | None,
+    info: dict[int, dict[str, str]],
+    summary: ScoringSummary,
+) -> list[InfoHeader]:
+    """Run ``annotators`` over every record (streamed in chunks), adding their INFO values to
+    ``info``; returns their header lines."""
+    if not annotators:
+        return []
+    from varscore.base import AnnotationContext
+
+    context = AnnotationContext(genes=list(genes), windows=windows, fasta=genome)
+    headers = [InfoHeader(f.key, f.number, f.type, f.description) for a in annotators for f in a.info_fields]
+    for chunk in _chunks(iter_variants(vcf), ANNOTATOR_CHUNK):
+        records_of: dict[str, list[int]] = {}
+        for variant in chunk:
+            records_of.setdefault(variant.key, []).append(variant.index)
+        for annotator in annotators:
+            frame = annotator.annotate(chunk, context)
             for field_ in annotator.info_fields:
-                headers.append(InfoHeader(field_.key, field_.number, field_.type, field_.description))
                 if field_.key not in frame.columns:
                     continue
-                for key, value in frame[field_.key].dropna().items():
-                    info.setdefault(by_key[key], {})[field_.key] = str(value)
-    write_annotated(vcf, output, info, headers)
-    return result.summary
+                values = frame[field_.key].dropna()
+                for key, value in values[~values.index.duplicated()].items():
+                    for record in records_of.get(str(key), ()):
+                        info.setdefault(record, {})[field_.key] = str(value)
+                        summary.annotated[field_.key] += 1
+    return headers
+
+
+def _annotate_only(
+    vcf: str | Path, output: str | Path, annotators: Sequence[Any], fasta: str | Path | None,
+    genes_path: str | Path | None,
+) -> ScoringSummary:
+    """``--model none``: annotators only, over every record."""
+    genome = Genome(Path(fasta)) if fasta else None
+    genes = load_genes(genes_path) if genes_path else []
+    summary = ScoringSummary()
+    for _ in iter_variants(vcf):
+        summary.records_read += 1
+    if summary.records_read:
+        summary.not_scored["no_model"] = summary.records_read
+    info: dict[int, dict[str, str]] = {}
+    headers = _run_annotators(vcf, annotators, genes, {}, genome, info, summary)
+    summary.records_written = write_annotated(vcf, output, info, headers)
+    return summary
+
+
+def _fingerprint(
+    vcf: str | Path, bundle: Any, fasta: Path, genes: Sequence[Gene], check_ref: str, window_size: int
+) -> str:
+    """A digest of everything the scores depend on: the VCF's bytes, the bundle's manifest and
+    weights, the FASTA, the genes and the options."""
+    digest = hashlib.sha256()
+    with open(vcf, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    for path in sorted(Path(bundle.path).iterdir()):
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    fasta_stat = fasta.stat()
+    digest.update(json.dumps({
+        "fasta": [str(fasta.resolve()), fasta_stat.st_size, fasta_stat.st_mtime_ns],
+        "genes": [dataclasses.astuple(g) for g in genes],
+        "check_ref": check_ref,
+        "window_size": window_size,
+    }).encode())
+    return digest.hexdigest()
 
 
 def _genotype_backbones() -> set[str]:
@@ -109,7 +261,10 @@ def _genotype_backbones() -> set[str]:
     return {name for name, (cls, _) in manager.registry.entries["backbones"].items() if getattr(cls, "input_kind", "") == "genotypes"}
 
 
-def _annotate_linear(vcf: str | Path, bundle: Any, output: str | Path, genes: list[Any]) -> ScoringSummary:
+def _annotate_linear(
+    vcf: str | Path, bundle: Any, output: str | Path, genes: list[Any], annotators: Sequence[Any],
+    genome: Genome | None,
+) -> ScoringSummary:
     """Linear bundles score the variants they hold (2 × coefficient); no FASTA is needed."""
     from varscore.engine import score_linear
 
@@ -120,5 +275,8 @@ def _annotate_linear(vcf: str | Path, bundle: Any, output: str | Path, genes: li
         "(linear model: REF_PRED = intercept, ALT_PRED = intercept + 2 x coefficient, i.e. homozygous ALT"
         " vs homozygous REF; variants outside the model get no entry)"))
     headers = [linear, SCORE_HEADERS[1]]
-    write_annotated(vcf, output, info, headers)
+    window_size = bundle.manifest.get("window_size")
+    headers += _run_annotators(vcf, annotators, genes, _windows(genes, int(window_size) if window_size else None),
+                               genome, info, result.summary)
+    result.summary.records_written = write_annotated(vcf, output, info, headers)
     return result.summary

@@ -4,15 +4,24 @@ window with the alternates batched -> per-allele, per-gene scores."""
 from __future__ import annotations
 
 import bisect
+import hashlib
+import json
 import logging
+import os
+import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
+import numpy as np
+
+from varscore.base import ISMResult
 from varscore.errors import InputError
 from varscore.genome import Genome, match_contigs
-from varscore.types import Gene, Variant, tss_window
+from varscore.sequence import one_hot
+from varscore.types import Gene, Variant, Window, tss_window
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +44,13 @@ class AlleleScore:
 
 @dataclass
 class ScoringSummary:
-    """What happened to every record: ``records_read = scored + sum(not_scored.values())``."""
+    """What happened to every record: ``records_read = records_scored + sum(not_scored.values())``
+    and, once the output is written, ``records_written = records_read``.
+
+    ``indel_records``: scored records with at least one allele that is not a single-base
+    substitution (insertions, deletions, MNPs). ``not_scored["no_model"]`` counts every record
+    of an annotators-only run (``--model none``).
+    """
 
     records_read: int = 0
     records_scored: int = 0
@@ -43,14 +58,21 @@ class ScoringSummary:
     genes_scored: int = 0
     windows_padded: int = 0
     contig_mapping: dict[str, str] = field(default_factory=dict)
+    records_written: int | None = None
+    indel_records: int = 0
+    annotated: Counter[str] = field(default_factory=Counter)  # INFO key -> records given a value
 
     def lines(self) -> list[str]:
-        out = [
-            f"records read: {self.records_read}",
-            f"records scored: {self.records_scored}",
-        ]
+        out = [f"records read: {self.records_read}"]
+        if self.records_written is not None:
+            out.append(f"records written: {self.records_written}")
+        out.append(f"records scored: {self.records_scored}")
+        if self.indel_records:
+            out.append(f"records scored with indel or MNP alleles: {self.indel_records}")
         for reason, count in sorted(self.not_scored.items()):
             out.append(f"not scored ({reason}): {count}")
+        for key, count in sorted(self.annotated.items()):
+            out.append(f"annotated ({key}): {count}")
         out.append(f"genes scored: {self.genes_scored}")
         if self.windows_padded:
             out.append(f"gene windows padded with N past a contig end: {self.windows_padded}")
@@ -95,46 +117,218 @@ class WindowIndex:
         return self.genes[chrom][lo:hi]
 
 
-SKIP_REASONS = ("outside_windows", "missing_alt", "symbolic", "ambiguous_ref", "indel", "ref_mismatch")
+SKIP_REASONS = (
+    "outside_windows", "missing_alt", "symbolic", "ambiguous_ref", "ambiguous_alt", "ref_mismatch",
+)
 CHECK_REF_MODES = ("skip", "flag", "fail")
 
 
+# --- alleles as edits of the reference, and the alternate windows they give --------------------
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One ALT allele as a change to the reference contig: the ``deleted`` bases from the 0-based
+    contig index ``start`` are replaced by ``inserted`` (upper case A/C/G/T).
+
+    :meth:`from_vcf` trims the bases REF and ALT share at the start (VCF's padding base), then
+    those they share at the end, so ``C -> CAG`` at POS 10 is an insertion of ``AG`` before
+    index 10 and ``AT -> AC`` an SNV at index POS.
+    """
+
+    start: int
+    deleted: int
+    inserted: str
+
+    @classmethod
+    def from_vcf(cls, pos: int, ref: str, alt: str) -> Edit:
+        ref, alt = ref.upper(), alt.upper()
+        lead = 0
+        while lead < min(len(ref), len(alt)) and ref[lead] == alt[lead]:
+            lead += 1
+        ref, alt = ref[lead:], alt[lead:]
+        tail = 0
+        while tail < min(len(ref), len(alt)) and ref[-1 - tail] == alt[-1 - tail]:
+            tail += 1
+        return cls(pos - 1 + lead, len(ref) - tail, alt[: len(alt) - tail])
+
+    @property
+    def end(self) -> int:
+        """0-based index just past the deleted bases (``start`` for a pure insertion)."""
+        return self.start + self.deleted
+
+    @property
+    def length_change(self) -> int:
+        return len(self.inserted) - self.deleted
+
+    @property
+    def is_snv(self) -> bool:
+        return self.deleted == 1 and len(self.inserted) == 1
+
+    def anchor_shift(self, anchor: int) -> int:
+        """How far the alternate window moves (in the edited contig's coordinates) so that the base
+        at 0-based contig index ``anchor`` (the TSS) keeps its index in the window.
+
+        0 when the edit lies downstream of the anchor, ``length_change`` when it lies upstream
+        (an insertion right before the anchor base is upstream), and half of it, rounded towards
+        zero, when the anchor base itself is deleted or replaced.
+        """
+        change = self.length_change
+        if anchor < self.start:
+            return 0
+        if anchor >= self.end:
+            return change
+        return change // 2 if change >= 0 else -((-change) // 2)
+
+
+class ReferenceSource:
+    """One-hot reference bases of ``[start, end)`` of a contig, N (all-zero) off the contig's
+    ends; :meth:`bases` slices inside it and fetches from the genome beyond it."""
+
+    def __init__(self, genome: Genome, chrom: str, start: int, end: int) -> None:
+        self.genome, self.chrom, self.start, self.end = genome, chrom, start, end
+        self.one_hot = genome.window_sequence(Window(chrom, start, end)).one_hot
+
+    @classmethod
+    def from_one_hot(cls, one_hot: np.ndarray, start: int) -> ReferenceSource:
+        """A source over an ``(L, 4)`` array already in memory (``start``: its first contig index)."""
+        source = cls.__new__(cls)
+        source.genome, source.chrom = None, ""  # type: ignore[assignment]
+        source.start, source.end, source.one_hot = start, start + len(one_hot), one_hot
+        return source
+
+    def bases(self, start: int, end: int) -> np.ndarray:
+        """``(end - start, 4)`` one-hot of contig indices ``[start, end)``."""
+        if self.start <= start and end <= self.end:
+            return self.one_hot[start - self.start : end - self.start]
+        if self.genome is None:
+            raise InputError(
+                f"Contig bases {start}-{end} are outside the {self.end - self.start} bp held in memory "
+                f"({self.start}-{self.end}); pass a longer flank."
+            )
+        return self.genome.window_sequence(Window(self.chrom, start, end)).one_hot
+
+
+def edit_margin(edits: Iterable[Edit]) -> int:
+    """Reference bases beyond either end of a window that :func:`edited_window` may read when it
+    applies ``edits`` together: the window moves by at most the summed length changes, and so does
+    each reference segment inside it."""
+    return 2 * sum(abs(e.length_change) for e in edits)
+
+
+def _alternate_start(window: Window, edits: Sequence[Edit]) -> int:
+    """The alternate window's first index in the edited contig's coordinates."""
+    anchor = window.start + window.length // 2
+    return window.start + sum(e.anchor_shift(anchor) for e in edits)
+
+
+def edited_window(
+    window: Window, edits: Sequence[Edit], reference: ReferenceSource, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The ``(L, 4)`` one-hot alternate window: ``edits`` applied to the contig, then the
+    ``L = window.length`` bases that keep the TSS (index ``L // 2`` of ``window``) at index
+    ``L // 2`` (see :meth:`Edit.anchor_shift`; the shifts of several edits add up).
+
+    ``edits`` are sorted and do not overlap (``edits[i].end <= edits[i + 1].start``). Bases
+    pushed past an end of the window by an insertion are dropped there; a deletion pulls in the
+    flanking reference bases (N off the contig). The edited contig is reference segments and
+    inserted alleles in turn; each piece inside the window is one slice copy. ``out``: an
+    ``(L, 4)`` float32 array to fill instead of a new one.
+    """
+    length = window.length
+    alt_start = _alternate_start(window, edits)
+    alt_end = alt_start + length
+    if out is None:
+        out = np.empty((length, 4), dtype=np.float32)
+    shift = 0  # edited-contig index minus reference index in the current reference segment
+    segment_start: int | None = None  # None: the first segment reaches back indefinitely
+    for edit in [*edits, None]:
+        lo = alt_start if segment_start is None else max(segment_start + shift, alt_start)
+        hi = alt_end if edit is None else min(edit.start + shift, alt_end)
+        if lo < hi:
+            out[lo - alt_start : hi - alt_start] = reference.bases(lo - shift, hi - shift)
+        if edit is None:
+            break
+        first = edit.start + shift
+        lo, hi = max(first, alt_start), min(first + len(edit.inserted), alt_end)
+        if lo < hi:
+            out[lo - alt_start : hi - alt_start] = one_hot(edit.inserted[lo - first : hi - first])
+        shift += edit.length_change
+        segment_start = edit.end
+    return out
+
+
+def window_indices(window: Window, edits: Sequence[Edit], positions: np.ndarray) -> np.ndarray:
+    """Where reference bases land in the alternate window of :func:`edited_window`:
+    ``positions`` ``(S,)`` 0-based contig indices -> ``(S,)`` window indices, -1 for bases the
+    edits delete or replace and for bases outside the window."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if not edits:
+        index = positions - window.start
+    else:
+        starts = np.array([e.start for e in edits], dtype=np.int64)
+        ends = np.array([e.end for e in edits], dtype=np.int64)
+        shifts = np.concatenate([[0], np.cumsum([e.length_change for e in edits])])
+        index = positions + shifts[np.searchsorted(ends, positions, side="right")] - _alternate_start(window, edits)
+        last = np.searchsorted(starts, positions, side="right") - 1
+        inside = (last >= 0) & (positions < ends[np.maximum(last, 0)])
+        index[inside] = -1
+    index[(index < 0) | (index >= window.length)] = -1
+    return index
+
+
+# --- which records and alleles can be scored ---------------------------------------------------
+
+
+def _is_symbolic(alt: str) -> bool:
+    return alt.startswith("<") or alt == "*" or "[" in alt or "]" in alt or "." in alt
+
+
+def scorable_alleles(variant: Variant) -> list[str]:
+    """The ALT alleles of ``variant`` that are plain sequence (A/C/G/T, any case) over a plain REF:
+    SNVs, MNPs, insertions, deletions and complex substitutions."""
+    if not variant.ref or any(c not in NUCLEOTIDES for c in variant.ref.upper()):
+        return []
+    return [a for a in variant.alts if a and all(c in NUCLEOTIDES for c in a.upper())]
+
+
 def unscorable_reason(variant: Variant) -> str | None:
-    """Why no ALT allele of ``variant`` can be scored as a substitution, or None if one can.
+    """Why no ALT allele of ``variant`` can be scored, or None if one can.
 
     ``missing_alt`` (ALT ``.``), ``ambiguous_ref`` (REF with N or IUPAC codes), ``symbolic``
-    (``<DEL>``, ``<*>``, breakends), ``indel`` (not scored yet).
+    (``<DEL>``, ``<*>``, ``*``, breakends), ``ambiguous_alt`` (ALT with N or IUPAC codes).
     """
     alts = [a for a in variant.alts if a and a != "."]
     if not alts:
         return "missing_alt"
-    if snv_alleles(variant):
+    if scorable_alleles(variant):
         return None
-    if any(c not in NUCLEOTIDES for c in variant.ref.upper()):
+    if not variant.ref or any(c not in NUCLEOTIDES for c in variant.ref.upper()):
         return "ambiguous_ref"
-    if all(a.startswith("<") or "[" in a or "]" in a or a == "*" for a in alts):
+    if all(_is_symbolic(a) for a in alts):
         return "symbolic"
-    return "indel"
+    return "ambiguous_alt"
 
 
-def snv_alleles(variant: Variant) -> list[str]:
-    """The ALT alleles of ``variant`` that are scorable substitutions (SNVs)."""
-    if len(variant.ref) != 1 or variant.ref.upper() not in NUCLEOTIDES:
-        return []
-    return [a for a in variant.alts if len(a) == 1 and a.upper() in NUCLEOTIDES]
+class AlleleJob(NamedTuple):
+    """One allele of one record to score for one gene."""
+
+    record: int
+    allele: str  # the ALT as upper-case sequence
+    edit: Edit
 
 
 @dataclass
 class ScoringPlan:
-    """Which (record, position, allele) each gene must score; built in one streaming pass.
+    """Which alleles each gene must score; built in one streaming pass.
 
-    ``jobs``: gene_id -> ``[(record index, 1-based pos, ALT)]``; ``variants``: the records that
-    will be scored, by index (records outside every window are only counted).
+    ``jobs``: gene_id -> :class:`AlleleJob` list; ``variants``: the records that will be scored,
+    by index (records outside every window are only counted).
     """
 
     window_size: int
     genes: dict[str, Gene]
-    jobs: dict[str, list[tuple[int, int, str]]]
+    jobs: dict[str, list[AlleleJob]]
     variants: dict[int, Variant]
     summary: ScoringSummary
     skipped: dict[int, str] = field(default_factory=dict)  # record -> reason, for records in a window
@@ -147,13 +341,14 @@ def plan_scoring(
     window_size: int,
     check_ref: str = "flag",
 ) -> ScoringPlan:
-    """Stream ``variants`` once, keeping only the SNV alleles inside some gene's window.
+    """Stream ``variants`` once, keeping the sequence alleles of records whose POS lies in some
+    gene's window.
 
     Records that cannot be scored are counted in the summary by reason (:data:`SKIP_REASONS`);
     those inside a window keep their reason in ``plan.skipped`` so the output can flag them.
     ``check_ref``: ``flag`` (a REF that differs from the FASTA is not scored, reason
-    ``ref_mismatch``), ``fail`` (stop with an error), ``skip`` (do not compare; score from the
-    FASTA's base).
+    ``ref_mismatch``), ``fail`` (stop with an error), ``skip`` (do not compare; the allele
+    replaces as many FASTA bases as REF has).
     """
     if check_ref not in CHECK_REF_MODES:
         raise InputError(f"check_ref must be one of {', '.join(CHECK_REF_MODES)}; got '{check_ref}'.")
@@ -168,7 +363,7 @@ def plan_scoring(
             f"(FASTA has {', '.join(genome.contigs[:5])}). Pass the reference the model was built on with --fasta."
         )
     contig_map: dict[str, str | None] = {}  # VCF contig -> gene contig
-    jobs: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+    jobs: dict[str, list[AlleleJob]] = defaultdict(list)
     kept: dict[int, Variant] = {}
     skipped: dict[int, str] = {}
     for variant in variants:
@@ -185,30 +380,99 @@ def plan_scoring(
             continue
         reason = unscorable_reason(variant)
         if reason is None and check_ref != "skip":
-            fasta_base = genome.base(hits[0].chrom, variant.pos)
-            if fasta_base != variant.ref.upper():
+            fasta_ref = genome.fetch(Window(hits[0].chrom, variant.pos - 1, variant.pos - 1 + len(variant.ref)))
+            if fasta_ref != variant.ref.upper():
                 if check_ref == "fail":
                     raise InputError(
                         f"REF mismatch at {variant.chrom}:{variant.pos}: the VCF says {variant.ref}, the FASTA "
-                        f"{genome.path} has {fasta_base}. Wrong genome build? Use --check-ref flag to score the rest."
+                        f"{genome.path} has {fasta_ref}. Wrong genome build? Use --check-ref flag to score the rest."
                     )
                 reason = "ref_mismatch"
         if reason is not None:
             summary.not_scored[reason] += 1
             skipped[variant.index] = reason
             continue
-        alleles = snv_alleles(variant)
+        alleles = [(a.upper(), Edit.from_vcf(variant.pos, variant.ref, a)) for a in scorable_alleles(variant)]
         for gene in hits:
-            for allele in alleles:
-                jobs[gene.gene_id].append((variant.index, variant.pos, allele.upper()))
+            for allele, edit in alleles:
+                jobs[gene.gene_id].append(AlleleJob(variant.index, allele, edit))
         kept[variant.index] = variant
         summary.records_scored += 1
+        if any(not edit.is_snv for _, edit in alleles):
+            summary.indel_records += 1
     if summary.records_read and not summary.contig_mapping:
         raise InputError(
             f"0 of {summary.records_read} variants are on contigs the model knows: the VCF has "
             f"{', '.join(sorted(contig_map)[:5])}, the model has {', '.join(index.contigs[:5])}."
         )
     return ScoringPlan(window_size, {g.gene_id: g for g in genes}, dict(jobs), kept, summary, skipped)
+
+
+# --- running a plan, with checkpoints ----------------------------------------------------------
+
+
+class GeneCheckpoint:
+    """Finished genes' scores in a directory, one JSON file per gene, so that an interrupted run
+    can continue (``varscore annotate --resume``).
+
+    ``fingerprint`` identifies the inputs (VCF, model, FASTA, genes, options); a directory made
+    for other inputs is refused when resuming and cleared otherwise.
+    """
+
+    MANIFEST = "checkpoint.json"
+
+    def __init__(self, directory: str | Path, fingerprint: str, resume: bool) -> None:
+        self.directory = Path(directory)
+        self.fingerprint = fingerprint
+        manifest = self.directory / self.MANIFEST
+        if resume and manifest.exists():
+            found = json.loads(manifest.read_text()).get("fingerprint")
+            if found != fingerprint:
+                raise InputError(
+                    f"The checkpoint {self.directory} was made for other inputs or options; rerun without "
+                    "--resume to start over (it is then replaced)."
+                )
+            logger.info("resuming from %s: %d genes done", self.directory, len(self.finished()))
+            return
+        if self.directory.exists():
+            shutil.rmtree(self.directory)
+        self.directory.mkdir(parents=True)
+        _write_atomically(manifest, json.dumps({"fingerprint": fingerprint}))
+
+    def _path(self, gene_id: str) -> Path:
+        return self.directory / (hashlib.sha1(gene_id.encode()).hexdigest()[:16] + ".json")
+
+    def finished(self) -> list[Path]:
+        return [p for p in self.directory.glob("*.json") if p.name != self.MANIFEST]
+
+    def load(self, gene_id: str) -> tuple[list[tuple[int, AlleleScore]], int] | None:
+        """A finished gene's ``(record, score)`` rows and its window's padded base count, or None."""
+        path = self._path(gene_id)
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        if data.get("gene_id") != gene_id:
+            return None
+        rows = [(int(r), AlleleScore(a, data["label"], float(ref), float(alt))) for r, a, ref, alt in data["rows"]]
+        return rows, int(data["padded"])
+
+    def save(self, gene_id: str, label: str, rows: Sequence[tuple[int, AlleleScore]], padded: int) -> None:
+        data = {
+            "gene_id": gene_id,
+            "label": label,
+            "padded": padded,
+            "rows": [[r, s.allele, s.ref_pred, s.alt_pred] for r, s in rows],  # JSON floats round-trip
+        }
+        _write_atomically(self._path(gene_id), json.dumps(data))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def run_plan(
@@ -218,11 +482,14 @@ def run_plan(
     genome: Genome,
     batch_size: int = 8,
     progress: bool = False,
+    checkpoint: GeneCheckpoint | None = None,
 ) -> ScoringResult:
-    """ISM for every planned allele: one reference pass per gene window, alternates batched.
+    """Score every planned allele: one reference pass per gene window, alternates batched.
 
-    ``backbone`` is a built sequence backbone with ``window_size == plan.window_size``;
-    ``output_mode`` reduces a prediction to one value per sequence.
+    SNVs go through ``backbone.ism`` (so a backbone's fast ISM applies); other alleles are
+    scored on windows built by :func:`edited_window`. ``backbone`` is a built sequence backbone
+    with ``window_size == plan.window_size``; ``output_mode`` reduces a prediction to one value
+    per sequence. With a ``checkpoint``, finished genes are read back and new ones saved.
     """
     from tqdm.auto import tqdm
 
@@ -232,20 +499,60 @@ def run_plan(
     scores: dict[int, list[AlleleScore]] = defaultdict(list)
     for gene_id in tqdm(list(plan.jobs), desc="genes", unit="gene", disable=not progress, leave=False):
         gene = plan.genes[gene_id]
-        window = tss_window(gene, plan.window_size)
-        window_seq = genome.window_sequence(window)
-        if window_seq.padded:
-            summary.windows_padded += 1
-        pairs = plan.jobs[gene_id]
-        subs = sorted({(window.offset(pos), allele) for _, pos, allele in pairs})
-        result = backbone.ism(window_seq.one_hot, subs, output_mode.reduce, batch_size=batch_size)
-        row_of = {sub: row for row, sub in enumerate(subs)}
-        ref_pred = float(result.reference[0])
-        for record, pos, allele in pairs:
-            alt_pred = float(result.alternates[row_of[(window.offset(pos), allele)], 0])
-            scores[record].append(AlleleScore(allele, gene.label, ref_pred, alt_pred))
+        done = checkpoint.load(gene_id) if checkpoint is not None else None
+        if done is None:
+            rows, padded = score_gene(gene, plan.jobs[gene_id], backbone, output_mode, genome, plan.window_size,
+                                      batch_size)
+            if checkpoint is not None:
+                checkpoint.save(gene_id, gene.label, rows, padded)
+        else:
+            rows, padded = done
+        for record, score in rows:
+            scores[record].append(score)
+        summary.windows_padded += int(padded > 0)
         summary.genes_scored += 1
     return ScoringResult(dict(scores), summary)
+
+
+def score_gene(
+    gene: Gene,
+    jobs: Sequence[AlleleJob],
+    backbone: Any,
+    output_mode: Any,
+    genome: Genome,
+    window_size: int,
+    batch_size: int = 8,
+) -> tuple[list[tuple[int, AlleleScore]], int]:
+    """One gene's ``(record, score)`` rows, in ``jobs`` order, and how many bases of its window lie
+    off the contig (padded with N)."""
+    window = tss_window(gene, window_size)
+    window_seq = genome.window_sequence(window)
+    snvs = sorted({(job.edit.start - window.start, job.edit.inserted) for job in jobs if _in_window_snv(job.edit, window)})
+    features = getattr(output_mode, "features", output_mode.reduce)
+    raw = backbone.ism(window_seq.one_hot, snvs, features, batch_size=batch_size)
+    result = output_mode.score(raw) if hasattr(output_mode, "score") else raw
+    ref_pred = float(result.reference[0])
+    alt_of: dict[Edit, float] = {}
+    for row, (offset, base) in enumerate(snvs):
+        alt_of[Edit(window.start + offset, 1, base)] = float(result.alternates[row, 0])
+    others = sorted({job.edit for job in jobs if job.edit not in alt_of}, key=lambda e: (e.start, e.deleted, e.inserted))
+    if others:
+        margin = max(edit_margin([e]) for e in others)
+        source = ReferenceSource(genome, gene.chrom, window.start - margin, window.end + margin)
+        for begin in range(0, len(others), batch_size):
+            chunk = others[begin : begin + batch_size]
+            batch = np.stack([edited_window(window, [edit], source) for edit in chunk])
+            reduced = np.asarray(features(backbone.predict(batch)))
+            if hasattr(output_mode, "score"):
+                reduced = output_mode.score(ISMResult(raw.reference, reduced)).alternates
+            for edit, value in zip(chunk, reduced[:, 0], strict=True):
+                alt_of[edit] = float(value)
+    rows = [(job.record, AlleleScore(job.allele, gene.label, ref_pred, alt_of[job.edit])) for job in jobs]
+    return rows, window_seq.padded
+
+
+def _in_window_snv(edit: Edit, window: Window) -> bool:
+    return edit.is_snv and window.start <= edit.start < window.end
 
 
 def score_linear(variants: Iterable[Variant], backbone: Any, gene_labels: dict[str, str] | None = None) -> ScoringResult:

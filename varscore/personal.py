@@ -1,8 +1,11 @@
-"""Personal genomes built in memory: the SNVs of each person in a window, read from a VCF, applied
-to the reference window's one-hot encoding (dosage or two haplotypes) for many people at once.
+"""Personal genomes built in memory: the variants of each person in a window, read from a VCF,
+applied to the reference window's one-hot encoding (dosage or two haplotypes) for many people at
+once.
 
 The result equals one-hot encoding ``bcftools consensus -H 1`` and ``-H 2`` of the window for each
-person (SNVs only for now) and, in dosage mode, averaging the two.
+person and, in dosage mode, averaging the two. SNVs by default; with ``indels=True`` insertions,
+deletions and MNPs too, each haplotype's window then taken so that the TSS keeps its index
+(:func:`varscore.engine.edited_window`, README "Indels").
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from varscore.engine import Edit, ReferenceSource, edit_margin, edited_window, window_indices
 from varscore.errors import InputError
 from varscore.genome import Genome, match_contigs
 from varscore.sequence import one_hot
@@ -34,16 +38,18 @@ class GenotypeSummary:
     """What reading a window's genotypes kept, skipped and filled in.
 
     - ``records``: VCF records whose position lies in the window.
-    - ``snvs``: ALT alleles kept (the ``V`` columns of :class:`WindowGenotypes`).
+    - ``snvs``: ALT alleles kept (the ``V`` columns of :class:`WindowGenotypes`; indels and MNPs
+      included when the reader applies them).
     - ``skipped_non_snv``: ALT alleles skipped because they are not single-base substitutions
-      (indels, MNPs, symbolic ``<DEL>``, ``*``); a later version applies indels.
+      (indels and MNPs unless the reader applies them; symbolic ``<DEL>``, ``*``, N alleles).
     - ``skipped_ref_mismatch``: SNV alleles whose REF differs from the reference base (or whose
       reference base is N); ``mismatch_examples`` lists the first few as ``pos:REF>ALT (ref X)``.
     - ``missing_calls``: allele calls written ``.`` in records with a kept SNV, counted per person
       and haplotype; they are treated as the reference allele.
     - ``people_with_missing``: people with at least one such call.
-    - ``overlapping_calls``: haplotypes that carry ALT alleles of two records at one position; the
-      first record (VCF order) is applied and the rest dropped, as ``bcftools consensus`` does.
+    - ``overlapping_calls``: haplotypes that carry ALT alleles of two records at one position (with
+      indels: whose changed bases overlap, the padding base not counted); the first record (VCF
+      order) is applied and the rest dropped, as ``bcftools consensus`` does.
     """
 
     records: int = 0
@@ -74,6 +80,9 @@ class WindowGenotypes:
       calls in the window is unphased (``/``), i.e. when haplotype mode guesses a phase;
       homozygous and haploid calls need no phase.
     - ``summary``: counts of what was kept, skipped and filled in.
+    - ``context``: with indels, the ``(L + 2M, 4)`` one-hot reference of the window with ``M``
+      flanking bases on each side (deletions pull them in); ``context_start`` is the 0-based
+      contig index of its first base. None without indels.
     """
 
     window: Window
@@ -84,6 +93,8 @@ class WindowGenotypes:
     haplotypes: np.ndarray
     phased: np.ndarray
     summary: GenotypeSummary = field(default_factory=GenotypeSummary)
+    context: np.ndarray | None = None
+    context_start: int = 0
 
     @property
     def n_people(self) -> int:
@@ -99,9 +110,16 @@ class WindowGenotypes:
         return self.positions - 1 - self.window.start
 
     @property
+    def is_snv(self) -> np.ndarray:
+        """``(V,)`` bool: whether each column is a single-base substitution."""
+        return np.array([len(r) == 1 and len(a) == 1 for r, a in zip(self.refs.tolist(), self.alts.tolist(),
+                                                                       strict=True)], dtype=bool)
+
+    @property
     def alt_codes(self) -> np.ndarray:
-        """``(V,)`` int64: each column's ALT base as its one-hot channel (A=0, C=1, G=2, T=3)."""
-        return _codes(self.alts)
+        """``(V,)`` int64: each SNV column's ALT base as its one-hot channel (A=0, C=1, G=2, T=3);
+        -1 for indel and MNP columns."""
+        return np.array([_BASE_CODE[a] if len(a) == 1 else -1 for a in self.alts.tolist()], dtype=np.int64)
 
     def dosage(self) -> np.ndarray:
         """``(P, V)`` float32 ALT-allele counts 0/1/2 (missing calls count as reference), the
@@ -119,10 +137,6 @@ class WindowGenotypes:
                 f"{'…' if len(unknown) > _EXAMPLES else ''}. Read their genotypes first."
             )
         return np.array([lookup[p] for p in people], dtype=np.int64)
-
-
-def _codes(bases: np.ndarray) -> np.ndarray:
-    return np.array([_BASE_CODE[b] for b in bases.tolist()], dtype=np.int64)
 
 
 def _window_label(window: Window) -> str:
@@ -147,17 +161,20 @@ def _has_index(path: Path) -> bool:
 
 
 class GenotypeReader:
-    """A VCF/BCF opened once to read the SNV genotypes of many windows for a fixed list of people.
+    """A VCF/BCF opened once to read the genotypes of many windows for a fixed list of people.
 
     Uses region queries when the file has a ``.tbi``/``.csi`` index beside it, otherwise scans
     the whole file for every window (logged as a warning: index it with ``tabix -p vcf``).
-    ``samples`` picks and orders the people (all the VCF's samples by default).
+    ``samples`` picks and orders the people (all the VCF's samples by default). ``indels``: keep
+    insertions, deletions and MNPs as well as SNVs (records whose POS lies in the window); off by
+    default, since the linear baselines' genotype matrices are SNVs only.
     """
 
-    def __init__(self, path: str | Path, samples: Sequence[str] | None = None) -> None:
+    def __init__(self, path: str | Path, samples: Sequence[str] | None = None, indels: bool = False) -> None:
         from varscore.vcf import open_vcf
 
         self.path = Path(path)
+        self.indels = indels
         self._vcf = open_vcf(self.path)
         vcf_samples = list(self._vcf.samples)
         if samples is None:
@@ -222,17 +239,22 @@ class GenotypeReader:
                 key = (record.CHROM, window.chrom)
                 if key not in self._chrom_matches:
                     self._chrom_matches[key] = bool(match_contigs([window.chrom], [record.CHROM]))
-                if self._chrom_matches[key] and window.start < record.POS <= window.end:
+                # overlap, as a region query answers: a deletion may start before the window
+                if self._chrom_matches[key] and record.POS <= window.end and record.POS + len(record.REF) - 1 > window.start:
                     yield record
         finally:
             scan.close()
 
     def read(self, window: Window, reference: str | np.ndarray | Genome) -> WindowGenotypes:
-        """The SNV genotypes of the reader's people inside ``window``.
+        """The genotypes of the reader's people inside ``window``.
 
         ``reference`` is the window's reference sequence (a string of length ``L``, an ``(L, 4)``
         one-hot array, or a :class:`Genome` to fetch it from); REF alleles are checked against it.
+        Reading indels needs the :class:`Genome`: deletions pull in bases beyond the window.
         """
+        genome = reference if isinstance(reference, Genome) else None
+        if self.indels and genome is None:
+            raise InputError("Reading indels needs the reference as a Genome (deletions pull in flanking bases).")
         if isinstance(reference, Genome):
             reference = reference.fetch(window)
         ref_codes = reference_codes(reference)
@@ -248,18 +270,27 @@ class GenotypeReader:
         columns: list[np.ndarray] = []
         unphased = np.zeros(n_people, dtype=bool)
         missing_per_person = np.zeros(n_people, dtype=np.int64)
-        records = non_snv = mismatch = 0
+        non_snv = mismatch = 0
         mismatch_examples: list[str] = []
-        try:
-            for record in self._records(window):
+        def take(region: Window) -> int:
+            """Add the kept alleles of the records whose POS lies in ``region``; returns how many
+            records that was."""
+            nonlocal non_snv, mismatch, missing_per_person, unphased
+            count = 0
+            if region.end <= 0:
+                return count  # wholly before the contig
+            for record in self._records(region):
                 pos = int(record.POS)
-                if not window.start < pos <= window.end:
-                    continue  # a deletion starting before the window
-                records += 1
+                if not region.start < pos <= region.end:
+                    continue  # a deletion starting before the region
+                count += 1
                 ref = record.REF.upper()
                 kept: list[tuple[int, str]] = []
                 for allele, alt in enumerate(record.ALT, start=1):
                     alt = alt.upper()
+                    if self.indels and _is_sequence_change(ref, alt):
+                        kept.append((allele, alt))  # REF checked below, against the flanked reference
+                        continue
                     if len(ref) != 1 or len(alt) != 1 or alt not in _BASE_CODE or ref not in _BASE_CODE or alt == ref:
                         non_snv += 1
                         continue
@@ -284,6 +315,30 @@ class GenotypeReader:
                     positions.append(pos)
                     refs.append(ref)
                     alts.append(alt)
+            return count
+
+        def first_overlapping(region: Window) -> int:
+            """The start to widen ``region`` to so that it holds the POS of every record overlapping
+            it (deletions starting before it)."""
+            return min([region.start] + [int(r.POS) - 1 for r in self._records(region)]) if region.end > 0 else region.start
+
+        try:
+            # With indels, a window's bases can come from beyond its ends (deletions pull flanking
+            # bases in), where other variants then apply: widen until the variants read so far
+            # cannot reach further (far variants shift the window and its bases alike).
+            low, high = (first_overlapping(window) if self.indels else window.start), window.end
+            records = take(Window(window.chrom, low, high))
+            while self.indels:
+                reach = edit_margin(Edit.from_vcf(p, r, a) for p, r, a in zip(positions, refs, alts, strict=True))
+                if window.start - reach >= low and window.end + reach <= high:
+                    break
+                if window.start - reach < low:
+                    new_low = first_overlapping(Window(window.chrom, window.start - reach, low))
+                    take(Window(window.chrom, new_low, low))
+                    low = new_low
+                if window.end + reach > high:
+                    take(Window(window.chrom, high, window.end + reach))
+                    high = window.end + reach
         except InputError:
             raise
         except Exception as exc:  # htslib parse errors surface as bare Exceptions
@@ -291,10 +346,30 @@ class GenotypeReader:
 
         haplotypes = np.stack(columns, axis=2) if columns else np.zeros((n_people, 2, 0), dtype=np.int8)
         position_array = np.array(positions, dtype=np.int64)
-        overlapping = _drop_overlapping(haplotypes, position_array)
+        context, context_start = None, 0
+        if self.indels and genome is not None:
+            edits = [Edit.from_vcf(p, r, a) for p, r, a in zip(positions, refs, alts, strict=True)]
+            margin = edit_margin(edits)
+            context_start = min(low, window.start - margin) - 1
+            context_end = max(high + max((len(r) for r in refs), default=1), window.end + margin) + 1
+            context_text = genome.fetch(Window(window.chrom, context_start, context_end))
+            keep = np.array([context_text[p - 1 - context_start : p - 1 - context_start + len(r)] == r
+                             for p, r in zip(positions, refs, strict=True)], dtype=bool)
+            for p_, r_, a_ in zip(position_array[~keep], np.array(refs)[~keep], np.array(alts)[~keep], strict=True):
+                if len(mismatch_examples) < _EXAMPLES:
+                    mismatch_examples.append(f"{p_}:{r_}>{a_}")
+            mismatch += int((~keep).sum())
+            haplotypes, position_array = haplotypes[:, :, keep], position_array[keep]
+            refs = [r for r, k in zip(refs, keep.tolist(), strict=True) if k]
+            alts = [a for a, k in zip(alts, keep.tolist(), strict=True) if k]
+            kept_edits = [e for e, k in zip(edits, keep.tolist(), strict=True) if k]
+            overlapping = _drop_overlapping_spans(haplotypes, position_array, kept_edits)
+            context = one_hot(context_text)
+        else:
+            overlapping = _drop_overlapping(haplotypes, position_array)
         summary = GenotypeSummary(
             records=records,
-            snvs=len(positions),
+            snvs=len(position_array),
             skipped_non_snv=non_snv,
             skipped_ref_mismatch=mismatch,
             missing_calls=int(missing_per_person.sum()),
@@ -312,6 +387,8 @@ class GenotypeReader:
             haplotypes=haplotypes,
             phased=~unphased,
             summary=summary,
+            context=context,
+            context_start=context_start,
         )
 
 
@@ -329,6 +406,29 @@ def _alleles(genotype: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.nd
     alleles[haploid, 1] = alleles[haploid, 0]
     phased |= haploid
     return alleles, phased
+
+
+def _is_sequence_change(ref: str, alt: str) -> bool:
+    return bool(ref) and bool(alt) and ref != alt and all(c in _BASE_CODE for c in ref + alt)
+
+
+def _drop_overlapping_spans(haplotypes: np.ndarray, positions: np.ndarray, edits: Sequence[Edit]) -> int:
+    """Per haplotype, apply records in POS order (VCF order among equals) and drop an ALT whose
+    changed bases (REF and ALT trimmed of shared leading and trailing bases) start before the end
+    of the changed bases of one already applied (in place), as ``bcftools consensus`` does;
+    returns how many calls were dropped."""
+    order = np.argsort(positions, kind="stable")
+    frozen = np.full(haplotypes.shape[:2], np.iinfo(np.int64).min, dtype=np.int64)  # end of applied changes
+    dropped = 0
+    for column in order.tolist():
+        edit = edits[column]
+        carried = haplotypes[:, :, column] == 1
+        clash = carried & (edit.start < frozen)
+        dropped += int(clash.sum())
+        haplotypes[:, :, column][clash] = 0
+        applied = carried & ~clash
+        frozen[applied] = np.maximum(frozen[applied], edit.end)
+    return dropped
 
 
 def _drop_overlapping(haplotypes: np.ndarray, positions: np.ndarray) -> int:
@@ -368,7 +468,7 @@ def _log_summary(window: Window, summary: GenotypeSummary, path: Path) -> None:
         )
     if summary.skipped_non_snv:
         logger.info(
-            "%s in %s: %d non-SNV ALT alleles skipped (indels are not applied yet)",
+            "%s in %s: %d non-SNV ALT alleles skipped (read with indels=True to apply indels and MNPs)",
             label,
             path,
             summary.skipped_non_snv,
@@ -406,10 +506,18 @@ def personal_one_hot(
     dtype: Any = np.float32,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Personal one-hot windows: the reference with each person's SNVs applied.
+    """Personal one-hot windows: the reference with each person's variants applied.
 
     ``reference`` is the window's ``(L, 4)`` one-hot encoding; ``people`` selects rows of
     ``genotypes`` (a batch; all ``P`` by default, giving ``B = P``). Missing calls stay reference.
+
+    A haplotype carrying an indel (or MNP; read with ``GenotypeReader(indels=True)``) is the
+    window of its edited sequence that keeps the TSS at index ``L // 2`` (insertions trimmed at
+    the window edge on their side of the TSS, deletions filled from the flank beyond it; see
+    :func:`varscore.engine.edited_window`), with its SNVs applied there. Its dosage window is
+    the mean of the two haplotypes' one-hots as they are written, so an unphased heterozygous
+    indel ``0/1`` averages the reference window and the indel's window, and an unphased person
+    with two heterozygous indels gets the as-written (``a`` on haplotype 0) phase.
 
     - ``mode="dosage"``: ``(B, L, 4)``, the mean of the two haplotypes' one-hot encodings, so a base
       is 0, 0.5 or 1 (0 / 1 / 2 allele counts with ``dtype=uint8``, i.e. 2 × dosage).
@@ -437,25 +545,75 @@ def personal_one_hot(
         out = np.empty(shape, dtype=out_dtype)
     elif out.shape != shape or out.dtype != out_dtype:
         raise InputError(f"out must have shape {shape} and dtype {out_dtype}; got {out.shape} {out.dtype}.")
-    offsets = genotypes.offsets
-    alt_one_hot = np.eye(4, dtype=np.float32)[genotypes.alt_codes]  # (V, 4)
+    is_snv = genotypes.is_snv
+    # SNVs read beyond the window matter only to haplotypes with indels (rebuilt below)
+    snv_columns = np.flatnonzero(is_snv & (genotypes.offsets >= 0) & (genotypes.offsets < length))
+    offsets = genotypes.offsets[snv_columns]
+    alt_one_hot = np.eye(4, dtype=np.float32)[genotypes.alt_codes[snv_columns]]  # (S, 4)
+    snv_haplotypes = haplotypes[:, :, snv_columns]
     scale = 2.0 if mode == "dosage" and out_dtype == np.uint8 else 1.0
     reference32 = reference.astype(np.float32, copy=False)
     # Cast once: broadcasting a float32 source into a float16 array is ~50x slower than a same-dtype copy.
     out[:] = (reference32 * np.float32(scale)).astype(out_dtype)
     if mode == "haplotypes":
         for h in (0, 1):
-            person, column = np.nonzero(haplotypes[:, h, :] == 1)
+            person, column = np.nonzero(snv_haplotypes[:, h, :] == 1)
             out[person, h, offsets[column]] = alt_one_hot[column]
-        return out
-    for h in (0, 1):
-        # (person, offset) pairs are unique within one haplotype (overlaps were dropped on
-        # reading), so buffered fancy-index updates do not lose increments.
-        person, column = np.nonzero(haplotypes[:, h, :] == 1)
-        where = offsets[column]
-        delta = np.float32(scale / 2) * (alt_one_hot[column] - reference32[where])
-        out[person, where] = (out[person, where].astype(np.float32) + delta).astype(out_dtype)
+    else:
+        for h in (0, 1):
+            # (person, offset) pairs are unique within one haplotype (overlaps were dropped on
+            # reading), so buffered fancy-index updates do not lose increments.
+            person, column = np.nonzero(snv_haplotypes[:, h, :] == 1)
+            where = offsets[column]
+            delta = np.float32(scale / 2) * (alt_one_hot[column] - reference32[where])
+            out[person, where] = (out[person, where].astype(np.float32) + delta).astype(out_dtype)
+    if not is_snv.all():
+        _apply_indel_haplotypes(out, genotypes, haplotypes, mode, np.float32(scale))
     return out
+
+
+_INDEL_PEOPLE_CHUNK = 64
+
+
+def _apply_indel_haplotypes(
+    out: np.ndarray, genotypes: WindowGenotypes, haplotypes: np.ndarray, mode: str, scale: np.float32
+) -> None:
+    """Rebuild (in ``out``) the windows of people with a haplotype carrying an indel or MNP: each
+    haplotype's window is laid out from its carried indels (:func:`edited_window`, slice
+    copies), then its SNVs are placed where their reference bases landed
+    (:func:`window_indices`)."""
+    indel_columns = np.flatnonzero(~genotypes.is_snv)
+    carriers = np.flatnonzero((haplotypes[:, :, indel_columns] == 1).any(axis=(1, 2)))
+    if carriers.size == 0:
+        return
+    if genotypes.context is None:
+        raise InputError("These genotypes hold indels but no flanking reference: read them with a Genome.")
+    window = genotypes.window
+    source = ReferenceSource.from_one_hot(genotypes.context.astype(np.float32, copy=False), genotypes.context_start)
+    edits = [Edit.from_vcf(int(p), r, a) for p, r, a in zip(genotypes.positions, genotypes.refs.tolist(),
+                                                            genotypes.alts.tolist(), strict=True)]
+    start_of = np.array([e.start for e in edits], dtype=np.int64)
+    snv_columns = np.flatnonzero(genotypes.is_snv)
+    snv_positions = genotypes.positions[snv_columns] - 1  # (S,) 0-based contig indices
+    snv_one_hot = np.eye(4, dtype=np.float32)[genotypes.alt_codes[snv_columns]]
+    carried_indels = haplotypes[:, :, indel_columns] == 1
+    carried_snvs = haplotypes[:, :, snv_columns] == 1
+    for begin in range(0, carriers.size, _INDEL_PEOPLE_CHUNK):
+        people = carriers[begin : begin + _INDEL_PEOPLE_CHUNK]
+        block = np.empty((people.size, 2, window.length, 4), dtype=np.float32)
+        for row, person in enumerate(people.tolist()):
+            for h in (0, 1):
+                columns = indel_columns[carried_indels[person, h]]
+                applied = [edits[c] for c in columns[np.argsort(start_of[columns], kind="stable")]]
+                edited_window(window, applied, source, out=block[row, h])
+                snvs = np.flatnonzero(carried_snvs[person, h])
+                where = window_indices(window, applied, snv_positions[snvs])
+                landed = where >= 0
+                block[row, h, where[landed]] = snv_one_hot[snvs[landed]]
+        if mode == "haplotypes":
+            out[people] = block.astype(out.dtype, copy=False)
+        else:
+            out[people] = ((block[:, 0] + block[:, 1]) * (scale / 2)).astype(out.dtype, copy=False)
 
 
 class PersonalWindows:

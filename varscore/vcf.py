@@ -4,6 +4,7 @@ fields added; ``.gz`` outputs are bgzipped and tabix-indexed; outputs are writte
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -14,6 +15,8 @@ from typing import IO, Any
 
 from varscore.errors import InputError
 from varscore.types import Variant
+
+logger = logging.getLogger(__name__)
 
 SCORE_KEY = "VARSCORE"
 MAX_KEY = "VARSCORE_MAX"
@@ -44,7 +47,8 @@ SCORE_HEADERS = (
         SKIP_KEY,
         "1",
         "String",
-        "Why a record inside a gene window was not scored: missing_alt, symbolic, ambiguous_ref, indel, "
+        "Why a record inside a gene window was not scored: missing_alt, symbolic (symbolic alleles, *, "
+        "breakends), ambiguous_ref (N or IUPAC codes in REF), ambiguous_alt (N or IUPAC codes in every ALT), "
         "ref_mismatch (REF differs from the reference FASTA)",
     ),
 )
@@ -89,7 +93,10 @@ def iter_variants(path: str | Path) -> Iterator[Variant]:
     except Exception as exc:
         if isinstance(exc, InputError):
             raise
-        raise InputError(f"Error reading {path} near record {index + 2}: {exc}") from exc
+        raise InputError(
+            f"Error reading {path}: htslib cannot parse record {index + 2} ({exc}); 'bcftools view {path}' "
+            "names the line."
+        ) from exc
     finally:
         reader.close()
 
@@ -131,12 +138,14 @@ def write_annotated(
     info_by_record: Mapping[int, Mapping[str, str]],
     headers: Sequence[InfoHeader],
     extra_header_lines: Sequence[str] = (),
-) -> None:
+) -> int:
     """Copy every record of ``source`` to ``out`` in order, setting the INFO values in
-    ``info_by_record`` (record index -> {key: formatted value}).
+    ``info_by_record`` (record index -> {key: formatted value}); returns the number of records
+    written.
 
-    ``out`` may be ``-`` (stdout), ``*.vcf`` or ``*.vcf.gz`` (bgzipped, with a ``.tbi`` index).
-    Files are written to a temporary name and renamed, so a failed run leaves nothing behind.
+    ``out`` may be ``-`` (stdout), ``*.vcf`` or ``*.vcf.gz`` (bgzipped, with a ``.tbi`` index
+    when the records are sorted). Files are written to a temporary name and renamed, so a failed
+    or killed run leaves no output file behind.
     """
     reader = open_vcf(source)
     try:
@@ -146,9 +155,9 @@ def write_annotated(
             reader.add_to_header(line)
         header = reader.raw_header
         if str(out) == "-":
-            _write_records(reader, header, info_by_record, sys.stdout)
+            written = _write_records(reader, header, info_by_record, sys.stdout)
             sys.stdout.flush()
-            return
+            return written
         out_path = Path(out)
         compressed = out_path.name.endswith((".gz", ".bgz"))
         with atomic_output(out_path) as tmp:
@@ -157,12 +166,13 @@ def write_annotated(
 
                 with libcbgzf.BGZFile(str(tmp), "wb", None) as raw:
                     text = _TextToBytes(raw)
-                    _write_records(reader, header, info_by_record, text)
+                    written = _write_records(reader, header, info_by_record, text)
             else:
                 with open(tmp, "w") as handle:
-                    _write_records(reader, header, info_by_record, handle)
+                    written = _write_records(reader, header, info_by_record, handle)
             if compressed:
                 _tabix_index(tmp, out_path)
+        return written
     finally:
         reader.close()
 
@@ -177,34 +187,47 @@ class _TextToBytes:
         self.raw.write(text.encode())
 
 
-def _write_records(reader: Any, header: str, info_by_record: Mapping[int, Mapping[str, str]], handle: IO[str] | Any) -> None:
+def _write_records(reader: Any, header: str, info_by_record: Mapping[int, Mapping[str, str]], handle: IO[str] | Any) -> int:
     handle.write(header)
-    for index, record in enumerate(reader):
-        values = info_by_record.get(index)
-        if values:
-            for key, value in values.items():
-                record.INFO[key] = value
-        handle.write(str(record))
+    written = 0
+    try:
+        for index, record in enumerate(reader):
+            values = info_by_record.get(index)
+            if values:
+                for key, value in values.items():
+                    record.INFO[key] = value
+            handle.write(str(record))
+            written += 1
+    except Exception as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"Error re-reading the VCF near record {written + 1} while writing: {exc}") from exc
+    return written
 
 
 def _tabix_index(tmp: Path, final: Path) -> None:
     """Index ``tmp`` (a bgzipped VCF) and move the index beside ``final``.
 
-    An unsorted VCF cannot be indexed: the output is kept and the failure reported.
+    Unsorted records cannot be indexed: the output is kept without an index (an old index beside
+    ``final`` is removed) and a warning says how to sort it.
     """
     import pysam
 
     index_tmp = Path(f"{tmp}.tbi")
+    final_index = Path(f"{final}.tbi")
     try:
         pysam.tabix_index(str(tmp), preset="vcf", force=True, keep_original=True)
     except (OSError, ValueError) as exc:
         if index_tmp.exists():
             index_tmp.unlink()
-        raise InputError(
-            f"Could not tabix-index {final} ({exc}); is the input sorted? Sort it with "
-            "'bcftools sort', or write plain '.vcf' output."
-        ) from exc
-    os.replace(index_tmp, Path(f"{final}.tbi"))
+        if final_index.exists():
+            final_index.unlink()
+        logger.warning(
+            "%s is not indexed: tabix cannot index it (%s); the input is probably unsorted. "
+            "Sort it with 'bcftools sort' to get an index.", final, str(exc).strip()
+        )
+        return
+    os.replace(index_tmp, final_index)
 
 
 def format_float(value: float) -> str:
