@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,10 @@ def predict_gene(bundle: ModelBundle, backbone: object, data: FinetuneData, gene
 
 def evaluate_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[int] | None = None,
                     batch_size: int = 8) -> Evaluation:
-    """Per-gene metrics of ``bundle`` on ``people`` (default: the data's test people)."""
+    """Per-gene metrics of ``bundle`` on ``people`` (default: the data's test people); coverage-track
+    bundles are evaluated by :func:`evaluate_track_bundle`."""
+    if bundle.manifest.get("output_mode", {}).get("name") == "track":
+        return evaluate_track_bundle(bundle, data, people, batch_size)
     backbone = bundle.backbone()
     genotype_model = backbone.input_kind == "genotypes"  # linear: intercept + dosage @ coef per gene
     if backbone.window_size != data.genes[0].windows.reference.shape[0]:
@@ -70,3 +74,163 @@ def evaluate_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[in
             "pearson": pearson if not math.isnan(pearson) else np.nan,
         })
     return Evaluation(pd.DataFrame(rows))
+
+
+# --- coverage-track models ---
+
+
+TSS_RANK_BP = 1_000  # heat-map rows are ranked by observed coverage within this distance of the TSS
+
+
+@dataclass
+class CoverageComparison:
+    """Observed and predicted coverage of one gene's window for held-out people.
+
+    ``observed``, ``predicted``: ``(P, bins)``; ``people``: their ids (rows); ``window_start``:
+    0-based start of the window; ``bin_size`` in bp. Per-bin statistics across people are
+    properties: :attr:`bin_pearson` ``(bins,)``, :meth:`cov` ``(bins,)``.
+    """
+
+    gene: str
+    people: list[str]
+    observed: np.ndarray
+    predicted: np.ndarray
+    chrom: str
+    window_start: int
+    bin_size: int
+    tss: int
+
+    @property
+    def bin_pearson(self) -> np.ndarray:
+        """Pearson r across people of observed vs predicted coverage in each bin, ``(bins,)``
+        (NaN where either side is constant)."""
+        return columnwise_pearson(self.observed, self.predicted)
+
+    @staticmethod
+    def cov(values: np.ndarray) -> np.ndarray:
+        """Coefficient of variation across people per bin, ``std (ddof=1) / mean``: ``(P, bins)`` ->
+        ``(bins,)`` (NaN where the mean is 0)."""
+        mean = values.mean(axis=0)
+        std = values.std(axis=0, ddof=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(mean > 0, std / np.where(mean > 0, mean, 1.0), np.nan)
+
+
+def columnwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r of each column of ``a`` with the same column of ``b`` (``(P, K)`` each) ->
+    ``(K,)``; NaN where a column is constant."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    da, db = a - a.mean(axis=0), b - b.mean(axis=0)
+    denominator = np.sqrt((da**2).sum(axis=0) * (db**2).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (da * db).sum(axis=0) / np.where(denominator > 0, denominator, 1.0), np.nan)
+
+
+def compare_coverage(bundle: ModelBundle, backbone: object, data: FinetuneData, gene_index: int,
+                     people: np.ndarray, batch_size: int = 8) -> CoverageComparison:
+    """Predicted (the bundle's track) and observed coverage of ``people`` for one gene."""
+    from varscore.types import tss_window
+
+    gene_data = data.genes[gene_index]
+    if gene_data.coverage is None:
+        raise InputError(f"No observed coverage for {gene_data.gene.label}: pass --coverage.")
+    track = int(bundle.manifest.get("output_mode", {}).get("params", {}).get("track", 0))
+    out = []
+    for start in range(0, len(people), batch_size):
+        batch = gene_data.windows.batch(people[start : start + batch_size]).astype(np.float32, copy=False)
+        out.append(backbone.predict(batch)[:, :, track])  # type: ignore[attr-defined]
+    window = tss_window(gene_data.gene, gene_data.windows.reference.shape[0])
+    return CoverageComparison(
+        gene=gene_data.gene.label,
+        people=[data.people[i] for i in people],
+        observed=np.asarray(gene_data.coverage[people], dtype=np.float64),
+        predicted=np.concatenate(out).astype(np.float64),
+        chrom=window.chrom,
+        window_start=window.start,
+        bin_size=int(bundle.manifest.get("bin_size") or backbone.bin_size),  # type: ignore[attr-defined]
+        tss=gene_data.gene.tss,
+    )
+
+
+def evaluate_track_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[int] | None = None,
+                          batch_size: int = 8) -> Evaluation:
+    """Per-gene metrics of a coverage-track bundle across held-out people: ``r2``/``pearson`` of
+    each person's total coverage over the window, ``bin_pearson`` (mean over bins of the per-bin
+    Pearson r across people, bins where both sides vary), and the coefficient of variation across
+    people per bin: ``cov_observed``/``cov_predicted`` (means over bins) and ``cov_pearson`` (Pearson
+    r of the two CoV profiles over bins)."""
+    backbone = bundle.backbone()
+    chosen = np.asarray(data.test if people is None else people, dtype=np.int64)
+    if len(chosen) < 2:
+        raise InputError(f"Evaluation needs at least 2 held-out people; got {len(chosen)}.")
+    trained = set(bundle.manifest.get("train_genes") or [g["gene_id"] for g in bundle.manifest.get("genes", [])])
+    rows = []
+    for index, gene_data in enumerate(data.genes):
+        comparison = compare_coverage(bundle, backbone, data, index, chosen, batch_size)
+        totals = (comparison.predicted.sum(axis=1), comparison.observed.sum(axis=1))
+        (r2, pearson), = per_gene_metrics(np.zeros(len(chosen), dtype=np.int64), totals[0], totals[1], 1)
+        cov_obs, cov_pred = CoverageComparison.cov(comparison.observed), CoverageComparison.cov(comparison.predicted)
+        both = np.isfinite(cov_obs) & np.isfinite(cov_pred)
+        cov_r = columnwise_pearson(cov_obs[both, None], cov_pred[both, None])[0] if both.sum() > 2 else math.nan
+        per_bin = comparison.bin_pearson
+        rows.append({
+            "model": bundle.name,
+            "gene": gene_data.gene.label,
+            "set": "HOP" if gene_data.gene.gene_id in trained else "HOGP",
+            "people": len(chosen),
+            "r2": r2,
+            "pearson": pearson if not math.isnan(pearson) else np.nan,
+            "bin_pearson": float(np.nanmean(per_bin)) if np.isfinite(per_bin).any() else np.nan,
+            "cov_observed": float(np.nanmean(cov_obs)) if np.isfinite(cov_obs).any() else np.nan,
+            "cov_predicted": float(np.nanmean(cov_pred)) if np.isfinite(cov_pred).any() else np.nan,
+            "cov_pearson": cov_r,
+        })
+    return Evaluation(pd.DataFrame(rows))
+
+
+def plot_coverage(comparison: CoverageComparison, path: str | Path, title: str | None = None) -> Path:
+    """Heat maps of observed and predicted coverage (people × bins, one colour scale, people
+    sorted from highest to lowest observed coverage within ``TSS_RANK_BP`` of the TSS), each with
+    its coefficient of variation across people beneath (each on its own scale); written as PNG to
+    ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    tss_bin = (comparison.tss - 1 - comparison.window_start) // comparison.bin_size
+    reach = max(TSS_RANK_BP // comparison.bin_size, 0)
+    near_tss = comparison.observed[:, max(tss_bin - reach, 0) : tss_bin + reach + 1].mean(axis=1)
+    order = np.argsort(-near_tss, kind="stable")
+    observed, predicted = np.log1p(comparison.observed[order]), np.log1p(comparison.predicted[order])
+    n_bins = observed.shape[1]
+    kb = (comparison.window_start + comparison.bin_size * np.arange(n_bins + 1) - (comparison.tss - 1)) / 1000
+    vmax = float(np.percentile(np.concatenate([observed.ravel(), predicted.ravel()]), 99.5)) or 1.0
+    figure, axes = plt.subplots(4, 2, figsize=(11, 8), sharex="col", width_ratios=[40, 1],
+                                height_ratios=[3, 1, 3, 1], layout="constrained")
+    for row, (label, values, raw) in enumerate((("Observed", observed, comparison.observed),
+                                                 ("Predicted", predicted, comparison.predicted))):
+        heat = axes[2 * row, 0].pcolormesh(kb, np.arange(values.shape[0] + 1), values, cmap="BuPu", vmin=0,
+                                           vmax=vmax, shading="flat")
+        axes[2 * row, 0].invert_yaxis()
+        axes[2 * row, 0].yaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[2 * row, 0].set_ylabel(f"{label}\nheld-out people\n(rank: observed near TSS)")
+        figure.colorbar(heat, cax=axes[2 * row, 1], label="log(1 + depth)")
+        cov = CoverageComparison.cov(raw)
+        centres = (kb[:-1] + kb[1:]) / 2
+        axes[2 * row + 1, 0].plot(centres, cov, color="#5e3c99", linewidth=0.8)
+        axes[2 * row + 1, 0].set_ylabel(f"CoV\n({label.lower()})")
+        top = float(np.nanmax(cov)) if np.isfinite(cov).any() else 0.0
+        axes[2 * row + 1, 0].set_ylim(0, top * 1.1 or 1.0)
+        axes[2 * row + 1, 1].axis("off")
+    for ax in axes[:, 0]:
+        ax.axvline(0, color="#e66101", linewidth=0.8, linestyle="--")
+    axes[3, 0].set_xlabel(f"position relative to the TSS of {comparison.gene} (kb, {comparison.chrom})")
+    figure.suptitle(title or f"{comparison.gene}: observed vs predicted coverage of {len(comparison.people)} "
+                             "held-out people (dashed: TSS; CoV = coefficient of variation across people)")
+    path = Path(path)
+    figure.savefig(path, dpi=130)
+    plt.close(figure)
+    return path

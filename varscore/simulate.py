@@ -105,6 +105,10 @@ class SimulationConfig:
     causal variants (at most 10) within the central 80% of the ``window``-bp TSS-centred window,
     a ``motif_fraction`` of them chosen because they create or disrupt a JASPAR motif match, a
     ``rare_fraction`` of them with MAF < 0.05.
+
+    Coverage (``coverage``): per-person RNA-seq-like read depth over every gene's window in
+    ``coverage_bin``-bp bins (``coverage.npz``; with ``coverage_bigwig`` also one bigWig per person),
+    scaled by each person's simulated TPM so that the genetic effects show up in it.
     """
 
     people: int = 670
@@ -127,6 +131,9 @@ class SimulationConfig:
     recombination_rate: float = 1e-8
     mutation_rate: float = 1.29e-8
     jaspar_release: str = "JASPAR2024"
+    coverage: bool = False
+    coverage_bin: int = 32
+    coverage_bigwig: bool = False
 
     def __post_init__(self) -> None:
         for name in ("fasta", "gene_table"):
@@ -138,6 +145,14 @@ class SimulationConfig:
         _check_int("window", self.window, 1_000, "Use a window of at least 1,000 bp (default 49,152).")
         _check_int("seed", self.seed, 0, "Use a non-negative integer seed.")
         _check_int("population_size", self.population_size, 1, "Use a positive effective population size.")
+        _check_int("coverage_bin", self.coverage_bin, 1, "Use a coverage bin of at least 1 bp (default 32).")
+        if self.coverage and self.window % self.coverage_bin:
+            raise InputError(
+                f"coverage_bin {self.coverage_bin} does not divide the window ({self.window} bp); use a divisor "
+                "such as 32."
+            )
+        if self.coverage_bigwig and not self.coverage:
+            object.__setattr__(self, "coverage", True)
         for name in ("h2_mean", "h2_null_fraction", "motif_fraction", "rare_fraction"):
             _check_fraction(name, getattr(self, name))
         if self.h2 is not None:
@@ -211,6 +226,8 @@ class SimulationResult:
     genes: int
     causal_variants: int
     mean_h2: float
+    coverage: Path | None = None  # coverage.npz (with --coverage)
+    coverage_bigwigs: Path | None = None  # folder of PERSON.bw (with --coverage-bigwig)
 
 
 def _option(name: str) -> str:
@@ -1139,11 +1156,17 @@ def _command_line(config: SimulationConfig, out_dir: Path) -> str:
         parts.append("--unphased")
     if config.indels:
         parts.append("--indels")
+    if config.coverage_bigwig:
+        parts.append("--coverage-bigwig")
+    elif config.coverage:
+        parts.append("--coverage")
+    if config.coverage and config.coverage_bin != default.coverage_bin:
+        parts.append(f"--coverage-bin {config.coverage_bin}")
     extra = [
         f.name
         for f in dataclasses.fields(config)
         if f.name not in flags
-        and f.name not in ("fasta", "gene_table", "phased", "indels")
+        and f.name not in ("fasta", "gene_table", "phased", "indels", "coverage", "coverage_bin", "coverage_bigwig")
         and getattr(config, f.name) != getattr(default, f.name)
     ]
     if extra:  # options only the Python API sets
@@ -1173,6 +1196,11 @@ def simulate_cohort(config: SimulationConfig, out_dir: str | Path) -> Simulation
       genetic value), ``h2_latent`` and the number of causal variants.
     - ``params.json``: the config (paths relative to ``out_dir``), seed, the command that
       regenerates the files, model constants and software versions.
+    - with ``config.coverage``: ``coverage.npz`` (``people``, ``gene_id``, ``chrom``, ``start``
+      (0-based window starts), ``bin_size``, ``values`` ``(genes, people, bins)`` mean read depth per
+      bin over each TSS-centred window; see :func:`_write_coverage`), and with
+      ``config.coverage_bigwig`` ``coverage/PERSON.bw``. Drawn from their own seed stream, so the
+      other files are the same with or without coverage.
     """
     if not isinstance(config, SimulationConfig):
         raise InputError(f"simulate_cohort needs a SimulationConfig; got {type(config).__name__}.")
@@ -1219,6 +1247,9 @@ def simulate_cohort(config: SimulationConfig, out_dir: str | Path) -> Simulation
             out_dir,
             np.random.default_rng(output_seed),
         )
+        if config.coverage:
+            files.update(_write_coverage(staging, config, reference.contigs, truths, np.asarray(latent),
+                                         np.random.default_rng(root.spawn(1)[0])))
         params = _params(config, reference, motifs, files, out_dir, len(variants.pos))
         (staging / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
         files["params"] = "params.json"
@@ -1258,7 +1289,130 @@ def simulate_cohort(config: SimulationConfig, out_dir: str | Path) -> Simulation
         genes=len(truths),
         causal_variants=n_causal,
         mean_h2=float(np.mean([t.h2_realised for t in truths])),
+        coverage=path("coverage") if config.coverage else None,
+        coverage_bigwigs=path("coverage_bigwigs") if config.coverage_bigwig else None,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Coverage tracks
+
+COVERAGE_DEPTH = 20.0  # mean read depth over exons of a gene at its population-mean TPM
+READ_LENGTH = 100  # bp; the Poisson noise is on read starts per bin
+COVERAGE_LEVELS = {"intergenic": 0.02, "intron": 0.1, "exon": 1.0}
+
+
+def _gene_profile(gene: Gene, window: Window, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+    """A gene's relative per-base depth on the genome, ``(start, (length,))``: exons (the first on
+    the TSS) and introns downstream of the TSS on the gene's strand, level 1 on exons, 0.1 on
+    introns; 0 elsewhere."""
+    half = window.length // 2
+    body = int(rng.uniform(0.15, 0.45) * half)
+    profile = np.full(body, COVERAGE_LEVELS["intron"])
+    n_exons = int(rng.integers(3, 9))
+    starts = np.concatenate([[0], np.sort(rng.integers(200, max(body - 400, 201), size=n_exons - 1))])
+    for start in starts:
+        profile[start : start + int(rng.integers(100, 400))] = COVERAGE_LEVELS["exon"]
+    tss0 = gene.tss - 1
+    if gene.strand == "-":
+        return tss0 - body + 1, profile[::-1].copy()
+    return tss0, profile
+
+
+def _write_coverage(
+    staging: Path,
+    config: SimulationConfig,
+    contigs: dict[str, int],
+    truths: list[_GeneTruth],
+    latent: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, str]:
+    """Write ``coverage.npz`` (and with ``coverage_bigwig`` one bigWig per person); return roles.
+
+    Each person's expected depth at a base is the sum over genes of ``profile × COVERAGE_DEPTH ×
+    TPM / mean TPM × library size`` plus an intergenic floor, where TPM is the person's simulated
+    TPM of the gene (``exp(log_tpm_mean + log_tpm_sd × latent)``, as in ``cohort.tpm.tsv``); the
+    observed mean depth of a bin is ``READ_LENGTH / bin × Poisson(expected × bin / READ_LENGTH)``,
+    drawn per gene window.
+    """
+    from varscore.types import tss_window
+
+    step = config.coverage_bin
+    samples = _sample_ids(config.people)
+    library = np.exp(rng.normal(0.0, 0.2, size=config.people))
+    profiles = [_gene_profile(t.gene, tss_window(t.gene, config.window), rng) for t in truths]
+    scale = []
+    for truth, values in zip(truths, latent, strict=True):
+        tpm = np.exp(truth.log_tpm_mean + truth.log_tpm_sd * values)
+        scale.append(COVERAGE_DEPTH * tpm / tpm.mean() * library)
+    windows = [tss_window(t.gene, config.window) for t in truths]
+    n_bins = config.window // step
+    values = np.empty((len(truths), config.people, n_bins), dtype=np.float32)
+    for g, window in enumerate(windows):
+        expected = np.full((config.people, n_bins), COVERAGE_LEVELS["intergenic"] * COVERAGE_DEPTH)
+        for other, (start, profile) in enumerate(profiles):
+            if truths[other].gene.chrom != window.chrom:
+                continue
+            lo, hi = max(start, window.start), min(start + len(profile), window.end)
+            if lo >= hi:
+                continue
+            base = np.zeros(window.length)
+            base[lo - window.start : hi - window.start] = profile[lo - start : hi - start]
+            expected += scale[other][:, None] * base.reshape(n_bins, step).mean(axis=1)[None, :]
+        reads = rng.poisson(expected * step / READ_LENGTH)
+        values[g] = (reads * READ_LENGTH / step).astype(np.float32)
+    arrays = {
+        "people": np.array(samples),
+        "gene_id": np.array([t.gene.gene_id for t in truths]),
+        "chrom": np.array([w.chrom for w in windows]),
+        "start": np.array([w.start for w in windows], dtype=np.int64),
+        "bin_size": np.array(step, dtype=np.int64),
+        "values": values,
+    }
+    _write_npz(staging / "coverage.npz", arrays)
+    roles = {"coverage": "coverage.npz"}
+    if config.coverage_bigwig:
+        folder = staging / "coverage"
+        folder.mkdir()
+        for person, name in enumerate(samples):
+            _write_person_bigwig(folder / f"{name}.bw", contigs, windows, values[:, person], step)
+        roles["coverage_bigwigs"] = "coverage"
+    return roles
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez_compressed`` with fixed zip timestamps, so the file is byte-identical for a seed."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for key, array in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
+
+
+def _write_person_bigwig(
+    path: Path, contigs: dict[str, int], windows: list[Window], values: np.ndarray, step: int
+) -> None:
+    """One person's binned depth (``values``: ``(genes, bins)``) as a bigWig; where gene windows
+    overlap, the earlier window's bins are kept."""
+    import pybigtools
+
+    entries = []
+    order = sorted(range(len(windows)), key=lambda i: (windows[i].chrom, windows[i].start))
+    written_to: dict[str, int] = {}
+    for g in order:
+        window = windows[g]
+        size = contigs[window.chrom]
+        for b, value in enumerate(values[g].tolist()):
+            start = max(window.start + b * step, written_to.get(window.chrom, 0), 0)
+            end = min(window.start + (b + 1) * step, size)
+            if start < end:
+                entries.append((window.chrom, start, end, float(value)))
+                written_to[window.chrom] = end
+    writer = pybigtools.open(str(path), "w")
+    writer.write(dict(contigs), iter(entries))
 
 
 def _gene_motif_changes(

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import torch
 
     from varscore.personal import PersonalWindows
-    from varscore.types import Gene
+    from varscore.types import Gene, Window
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,30 @@ def variformer_loss(pred: torch.Tensor, target: torch.Tensor, mse_weight: float 
     i, j = torch.triu_indices(pred.numel(), pred.numel(), offset=1, device=pred.device)
     pairwise = torch.mean(((pred[i] - pred[j]) - (target[i] - target[j])) ** 2)
     return mse_weight * mse + (1.0 - mse_weight) * pairwise
+
+
+TRACK_LOSSES = ("poisson", "mse")
+
+
+def track_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "poisson") -> torch.Tensor:
+    """Loss of predicted coverage tracks: ``pred``, ``target``: ``(B, bins)``, ``pred`` >= 0.
+
+    ``poisson``: mean over people and bins of ``ŷ − y·log(ŷ)`` (the Poisson negative log-likelihood
+    without the constant ``log y!``, as ``torch.nn.PoissonNLLLoss(log_input=False)``);
+    ``mse``: mean squared error.
+    """
+    import torch
+
+    pred, target = pred.float(), target.float()
+    if kind == "mse":
+        return torch.mean((pred - target) ** 2)
+    if bool((pred < 0).any()):
+        raise InputError(
+            "The Poisson track loss needs non-negative predicted coverage, but this model's head predicts negative "
+            "values (e.g. Enformer's linear Variformer head): use --track-loss mse, or a softplus head "
+            "(Borzoi head='track', Enformer head='pretrained')."
+        )
+    return torch.mean(pred - target * torch.log(pred + 1e-8))
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,13 @@ class TrainingConfig:
     # identical personal sequences, so train-mode batch statistics are per-gene statistics and the
     # running averages end up describing the last genes seen, shifting tune/test predictions
     freeze_batchnorm: bool = False
+    # "scalar": one value per person (bin center_bin of track); "track": every bin of track, against
+    # per-person coverage (GeneData.coverage) with track_loss "poisson" or "mse"
+    output_mode: str = "scalar"
+    track_loss: str = "poisson"
+    # train only the backbone's head (its head_module()) for this many epochs, then every layer
+    # (the paper's Borzoi track fine-tuning: 5)
+    freeze_trunk_epochs: int = 0
 
     def __post_init__(self) -> None:
         checks = {
@@ -85,13 +116,17 @@ class TrainingConfig:
             "people_per_epoch": self.people_per_epoch >= 2,
             "devices": self.devices >= 1,
             "mse_weight": 0.0 <= self.mse_weight <= 1.0,
+            "output_mode": self.output_mode in ("scalar", "track"),
+            "track_loss": self.track_loss in TRACK_LOSSES,
+            "freeze_trunk_epochs": self.freeze_trunk_epochs >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
             raise InputError(
                 f"Invalid training settings: {values} (batch size >= 2 for the pairwise loss, "
-                "positive learning rate and counts, mse_weight in [0, 1])."
+                "positive learning rate and counts, mse_weight in [0, 1], output_mode scalar or track, "
+                f"track_loss one of {', '.join(TRACK_LOSSES)}, freeze_trunk_epochs >= 0)."
             )
 
 
@@ -99,12 +134,14 @@ class TrainingConfig:
 class GeneData:
     """One gene's personal windows and expression, people in the cohort's order.
 
-    ``expression``: ``(P,)`` float32; ``windows`` builds ``(B, L, 4)`` batches of those people.
+    ``expression``: ``(P,)`` float32; ``windows`` builds ``(B, L, 4)`` batches of those people;
+    ``coverage``: ``(P, bins)`` float32 observed coverage over the window's bins (track mode), or None.
     """
 
     gene: Gene
     windows: PersonalWindows
     expression: np.ndarray
+    coverage: np.ndarray | None = None
 
 
 @dataclass
@@ -132,20 +169,28 @@ class FinetuneData:
 class PersonGeneDataset:
     """Map-style dataset over ``gene_index * n_people + person_index``.
 
-    Item: ``(x (L, 4) float32, y float32, gene index, person index)``.
+    Item: ``(x (L, 4) float32, y, gene index, person index)``; ``y`` is the expression (float32),
+    or with ``track=True`` the person's coverage ``(bins,)`` float32.
     """
 
-    def __init__(self, data: FinetuneData) -> None:
+    def __init__(self, data: FinetuneData, track: bool = False) -> None:
         self.data = data
         self.n_people = len(data.people)
+        self.track = track
+        if track:
+            missing = [g.gene.label for g in data.genes if g.coverage is None]
+            if missing:
+                raise InputError(f"Track-mode training needs coverage for every gene; none for {', '.join(missing[:5])}.")
 
     def __len__(self) -> int:
         return len(self.data.genes) * self.n_people
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.float32, int, int]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, Any, int, int]:
         gene_index, person = divmod(int(index), self.n_people)
         gene = self.data.genes[gene_index]
         x = gene.windows.batch([person])[0].astype(np.float32, copy=False)
+        if self.track:
+            return x, np.asarray(gene.coverage[person], dtype=np.float32), gene_index, person  # type: ignore[index]
         return x, np.float32(gene.expression[person]), gene_index, person
 
 
@@ -290,7 +335,7 @@ def _collate(batch: list[tuple[np.ndarray, np.float32, int, int]]) -> tuple[Any,
     import torch
 
     x = torch.from_numpy(np.stack([b[0] for b in batch]))
-    y = torch.tensor([b[1] for b in batch], dtype=torch.float32)
+    y = torch.from_numpy(np.stack([np.asarray(b[1], dtype=np.float32) for b in batch]))
     genes = torch.tensor([b[2] for b in batch], dtype=torch.long)
     people = torch.tensor([b[3] for b in batch], dtype=torch.long)
     return x, y, genes, people
@@ -314,6 +359,13 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
     ``patience``. Writes ``metrics.csv`` and Lightning checkpoints (``checkpoints/last.ckpt``,
     used by ``resume``) under ``output_dir``. On return the backbone holds the best epoch's
     weights.
+
+    With ``config.output_mode == "track"`` the model learns every bin of track ``config.track``
+    from ``GeneData.coverage`` (loss :func:`track_loss`), and ``tune_mean_r2`` is the per-gene R²
+    of the total predicted vs observed coverage over the window; early stopping and the kept epoch
+    follow the tune loss (``tune_loss``).
+    ``config.freeze_trunk_epochs`` trains only ``backbone.head_module()`` for the
+    first epochs.
     """
     import lightning as L
     import torch
@@ -324,7 +376,21 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
     net = backbone.torch_module()
     n_bins = backbone.window_size // backbone.bin_size
     center = config.center_bin if config.center_bin is not None else n_bins // 2
-    dataset = PersonGeneDataset(data)
+    track_mode = config.output_mode == "track"
+    dataset = PersonGeneDataset(data, track=track_mode)
+    if track_mode:
+        wrong = [g.gene.label for g in data.genes if g.coverage is not None and g.coverage.shape[1] != n_bins]
+        if wrong:
+            raise InputError(f"Coverage of {', '.join(wrong[:5])} does not have the model's {n_bins} bins.")
+    trunk: list[Any] = []
+    if config.freeze_trunk_epochs:
+        if not hasattr(backbone, "head_module"):
+            raise InputError(
+                f"Backbone '{backbone.name}' does not name its output layer, so its trunk cannot be frozen "
+                "(freeze_trunk_epochs); train all layers instead."
+            )
+        head_ids = {id(p) for p in backbone.head_module().parameters()}
+        trunk = [p for p in net.parameters() if id(p) not in head_ids]
     n_genes, n_people = len(data.genes), len(data.people)
     train_sampler = SameGeneBatchSampler(
         n_genes, n_people, data.train, config.batch_size, config.accumulate, config.people_per_epoch, config.seed
@@ -342,10 +408,13 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
             self.history: list[dict[str, float]] = []
             self.best_state: dict[str, torch.Tensor] | None = None
             self.best = (-1, -math.inf)
+            self.best_r2 = -math.inf
             self.train_losses: list[float] = []
+            self.tune_losses: list[float] = []
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net(x)[:, center, config.track]
+            out = self.net(x)
+            return out[:, :, config.track] if track_mode else out[:, center, config.track]
 
         def train(self, mode: bool = True) -> VariformerModule:
             super().train(mode)
@@ -357,10 +426,18 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
 
         def on_train_epoch_start(self) -> None:
             train_sampler.set_epoch(self.current_epoch)
+            frozen = self.current_epoch < config.freeze_trunk_epochs
+            for param in trunk:
+                param.requires_grad_(not frozen)
+
+        def loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            if track_mode:
+                return track_loss(pred, y, config.track_loss)
+            return variformer_loss(pred, y, config.mse_weight)
 
         def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
             x, y, _, _ = batch
-            loss = variformer_loss(self(x), y, config.mse_weight)
+            loss = self.loss(self(x), y)
             self.train_losses.append(float(loss.detach()))
             self.log("train_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
             return loss
@@ -368,6 +445,9 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
         def validation_step(self, batch: Any, batch_idx: int) -> None:
             x, y, genes, _ = batch
             pred = self(x).float()
+            if track_mode:  # metrics on each person's total coverage; the loss on every bin
+                self.tune_losses.append(float(self.loss(pred, y)) * len(y))
+                pred, y = pred.sum(dim=1), y.sum(dim=1)
             self.outputs.append((genes.cpu().numpy(), pred.cpu().numpy(), y.cpu().numpy()))
 
         def on_validation_epoch_end(self) -> None:
@@ -381,16 +461,25 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
             # every rank evaluates all tune people, so the metric is the same everywhere
             self.log("tune_mean_r2", r2, sync_dist=False)
             self.log("tune_mean_pearson", float(np.mean(pearson)) if pearson else math.nan, sync_dist=False)
+            tune_loss = sum(self.tune_losses) / len(genes) if self.tune_losses else None
+            self.tune_losses.clear()
+            if tune_loss is not None:
+                self.log("tune_loss", tune_loss, sync_dist=False)
             if self.trainer.sanity_checking:
                 return
             row = {"epoch": float(self.current_epoch), "tune_mean_r2": r2,
                    "tune_mean_pearson": float(np.mean(pearson)) if pearson else math.nan}
+            if tune_loss is not None:
+                row["tune_loss"] = tune_loss
             if self.train_losses:  # this rank's mean loss over the epoch's batches
                 row["train_loss"] = float(np.mean(self.train_losses))
                 self.train_losses.clear()
             self.history.append(row)
-            if r2 > self.best[1]:
-                self.best = (self.current_epoch, r2)
+            # track mode keeps the epoch with the lowest tune loss (the best stored as its negative)
+            score = -tune_loss if track_mode and tune_loss is not None else r2
+            if score > self.best[1]:
+                self.best = (self.current_epoch, score)
+                self.best_r2 = r2
                 self.best_state = {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
             if self.trainer.is_global_zero:
                 _write_metrics(out_dir / "metrics.csv", self.history)
@@ -404,7 +493,8 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
     module.train()  # backbones are built in eval mode; Lightning keeps submodules as it finds them
     checkpoints = out_dir / "checkpoints"
     callbacks = [
-        L.pytorch.callbacks.EarlyStopping(monitor="tune_mean_r2", mode="max", patience=config.patience),
+        L.pytorch.callbacks.EarlyStopping(monitor="tune_loss" if track_mode else "tune_mean_r2",
+                                          mode="min" if track_mode else "max", patience=config.patience),
         L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0),
     ]
     devices = config.devices
@@ -440,7 +530,7 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
     return TrainingResult(
         history=module.history,
         best_epoch=int(module.best[0]),
-        best_tune_r2=float(module.best[1]),
+        best_tune_r2=float(module.best_r2),
         is_global_zero=trainer.is_global_zero,
         config=asdict(config),
     )
@@ -496,6 +586,7 @@ class CohortInputs:
     folds: Path | None = None
     replicate: int = 0
     gene_names: Sequence[str] | None = None
+    coverage: Path | None = None  # track mode: coverage.npz or a directory of per-person bigWigs
 
 
 @dataclass
@@ -507,8 +598,11 @@ class LoadedCohort:
     report: list[str]
 
 
-def load_cohort(inputs: CohortInputs, window_size: int, fold_seed: int = 0) -> LoadedCohort:
+def load_cohort(inputs: CohortInputs, window_size: int, fold_seed: int = 0, bin_size: int | None = None) -> LoadedCohort:
     """Read the VCF, expression and genes; match people; build per-gene personal windows.
+
+    With ``inputs.coverage`` each gene also gets the people's observed coverage over the window in
+    ``bin_size``-bp bins (see :func:`read_coverage`).
 
     Folds come from ``inputs.folds`` when given (the same file for every backbone); otherwise
     they are made with ``fold_seed`` (80/10/10, 3 replicates). Genes missing from the
@@ -543,6 +637,13 @@ def load_cohort(inputs: CohortInputs, window_size: int, fold_seed: int = 0) -> L
             sequence = genome.window_sequence(window)
             genotypes = reader.read(window, sequence.one_hot)  # REF checked against the same fetch
             gene_data.append(GeneData(gene, PersonalWindows(sequence.one_hot, genotypes), matrix.values[row]))
+    if inputs.coverage is not None:
+        if bin_size is None:
+            raise InputError("Coverage needs the model's bin size to be read.")
+        windows = {g.gene.gene_id: tss_window(g.gene, window_size) for g in gene_data}
+        coverage = read_coverage(inputs.coverage, windows, people, bin_size)
+        for g in gene_data:
+            g.coverage = coverage[g.gene.gene_id]
     if not gene_data:
         raise InputError(f"None of the genes in {inputs.genes} has expression in {inputs.expression}.")
     report.append(
@@ -557,3 +658,89 @@ def load_cohort(inputs: CohortInputs, window_size: int, fold_seed: int = 0) -> L
         test=np.array([position[p] for p in splits["test"]], dtype=np.int64),
     )
     return LoadedCohort(data, folds, report)
+
+
+COVERAGE_NPZ_KEYS = ("people", "gene_id", "chrom", "start", "bin_size", "values")
+
+
+def read_coverage(path: str | Path, windows: dict[str, Window], people: Sequence[str], bin_size: int
+                  ) -> dict[str, np.ndarray]:
+    """Observed coverage of ``people`` over each gene's window, as the mean per-base depth in
+    ``bin_size``-bp bins: ``{gene_id: (P, window length / bin_size) float32}``.
+
+    ``path`` is either a ``coverage.npz`` (as ``varscore simulate --coverage`` writes: ``people``
+    ``(P',)``, ``gene_id``/``chrom``/``start`` ``(G,)`` with 0-based window starts, ``bin_size``
+    and ``values`` ``(G, P', bins')`` mean depth per bin; its bins must nest in the model's), or a
+    directory with one bigWig per person (``PERSON.bw`` / ``.bigWig``) of per-base depth (missing
+    values count as 0).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _coverage_from_bigwigs(path, windows, people, bin_size)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in COVERAGE_NPZ_KEYS if k not in npz.files]
+            if missing:
+                raise InputError(f"Coverage file {path} lacks {', '.join(missing)} (expected {COVERAGE_NPZ_KEYS}).")
+            stored = {k: npz[k] for k in COVERAGE_NPZ_KEYS}
+    except (OSError, ValueError) as err:
+        raise InputError(f"Cannot read coverage {path}: {err} (give a coverage.npz or a directory of bigWigs).") from err
+    column = _person_columns([str(p) for p in stored["people"]], people, path)
+    rows = {str(g): i for i, g in enumerate(stored["gene_id"])}
+    step = int(stored["bin_size"])
+    if bin_size % step:
+        raise InputError(f"Coverage {path} has {step}-bp bins, which do not nest in the model's {bin_size}-bp bins.")
+    out = {}
+    for gene_id, window in windows.items():
+        if gene_id not in rows:
+            raise InputError(f"Coverage {path} has no gene {gene_id}.")
+        row = rows[gene_id]
+        offset = window.start - int(stored["start"][row])
+        n_fine = stored["values"].shape[2]
+        if str(stored["chrom"][row]) != window.chrom or offset < 0 or offset % step or offset + window.length > n_fine * step:
+            raise InputError(
+                f"Coverage of {gene_id} in {path} ({stored['chrom'][row]}:{int(stored['start'][row])}+{n_fine * step} bp) "
+                f"does not cover the model's window {window.chrom}:{window.start}-{window.end} on its bins."
+            )
+        first = offset // step
+        fine = stored["values"][row][:, first : first + window.length // step][column]
+        out[gene_id] = fine.reshape(len(people), -1, bin_size // step).mean(axis=2).astype(np.float32)
+    return out
+
+
+def _person_columns(stored: list[str], people: Sequence[str], source: Path) -> np.ndarray:
+    index = {p: i for i, p in enumerate(stored)}
+    missing = [p for p in people if p not in index]
+    if missing:
+        raise InputError(f"Coverage {source} has no data for {len(missing)} people, e.g. {', '.join(missing[:5])}.")
+    return np.array([index[p] for p in people], dtype=np.int64)
+
+
+def _coverage_from_bigwigs(directory: Path, windows: dict[str, Window], people: Sequence[str], bin_size: int
+                           ) -> dict[str, np.ndarray]:
+    import pybigtools
+
+    files = {}
+    for person in people:
+        found = [directory / f"{person}{suffix}" for suffix in (".bw", ".bigWig", ".bigwig")]
+        found = [f for f in found if f.is_file()]
+        if not found:
+            raise InputError(f"No bigWig for {person} in {directory} (expected {person}.bw).")
+        files[person] = found[0]
+    out = {gene_id: np.zeros((len(people), w.length // bin_size), dtype=np.float32) for gene_id, w in windows.items()}
+    for i, person in enumerate(people):
+        reader = pybigtools.open(str(files[person]))
+        try:
+            sizes = dict(reader.chroms())
+            for gene_id, window in windows.items():
+                if window.chrom not in sizes:
+                    continue  # no coverage on this contig: zero
+                start, end = max(window.start, 0), min(window.end, sizes[window.chrom])
+                depth = np.zeros(window.length, dtype=np.float64)
+                if end > start:
+                    values = np.asarray(reader.values(window.chrom, start, end, fillna=0), dtype=np.float64)
+                    depth[start - window.start : end - window.start] = np.nan_to_num(values)
+                out[gene_id][i] = depth.reshape(-1, bin_size).mean(axis=1)
+        finally:
+            reader.close()
+    return out

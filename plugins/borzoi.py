@@ -1,0 +1,433 @@
+"""Borzoi backbone (borzoi-pytorch): a U-net over 32-bp bins with a scalar head (one value per
+person, like Variformer), a coverage-track head (softplus, the paper's track fine-tuning) or Borzoi's
+own pre-trained human head. torch, transformers and borzoi-pytorch are imported only when a model is
+built or loaded, so importing this plugin stays cheap. Install with ``pip install varscore[borzoi]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from varscore.base import SequenceBackbone
+from varscore.errors import BundleError, InputError
+from varscore.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "weights.safetensors"
+HEADS = ("scalar", "track", "pretrained")
+BIN_SIZE = 32  # output resolution (bp per bin)
+TRANSFORMER_BIN = 128  # resolution the transformer works at: the window must be a multiple of it
+#: Borzoi's own conv widths: stem, the 5 conv-tower blocks; then the width of the final joined convs.
+BORZOI_CHANNELS = (512, 608, 736, 896, 1056, 1280)
+BORZOI_FINAL_CHANNELS = 1920
+PRETRAINED_TRACKS = 7611  # human head of the published models
+# Hyper-parameters passed to borzoi-pytorch's BorzoiConfig.
+BORZOI_HPARAMS = ("dim", "depth", "heads", "attn_dim_key", "attn_dim_value", "dropout_rate", "attn_dropout",
+                  "pos_dropout")
+
+
+def tiny_params(window_size: int = 2048, **overrides: Any) -> dict[str, Any]:
+    """Hyper-parameters of a tiny Borzoi (about 25 k weights in the parts that run) that builds and
+    runs in milliseconds on a CPU: conv widths 16, one transformer layer of dim 32 with 2 heads,
+    64 bins of 32 bp at 2,048 bp.
+
+    For tests, docs and examples; ``overrides`` replace any entry (e.g. ``head="track"``).
+    """
+    params: dict[str, Any] = {
+        "window_size": window_size,
+        "dim": 32,
+        "depth": 1,
+        "heads": 2,
+        "attn_dim_key": 8,
+        "attn_dim_value": 16,
+        "channels": [16, 16, 16, 16, 16, 16],
+        "final_channels": 16,
+    }
+    params.update(overrides)
+    return params
+
+
+def _check_params(params: dict[str, Any]) -> None:
+    """Raise InputError when borzoi-pytorch would fail (or silently misbehave) with ``params``."""
+    for key in ("window_size", "dim", "depth", "heads", "attn_dim_key", "attn_dim_value", "n_tracks"):
+        value = params[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"Backbone 'borzoi': {key} must be a positive integer; got {value!r}.")
+    if params["head"] not in HEADS:
+        raise InputError(f"Backbone 'borzoi': unknown head {params['head']!r}. Choose one of: {', '.join(HEADS)}.")
+    window = params["window_size"]
+    if window % TRANSFORMER_BIN:
+        lower = max(TRANSFORMER_BIN, window // TRANSFORMER_BIN * TRANSFORMER_BIN)
+        raise InputError(
+            f"Backbone 'borzoi': window_size {window} is not a multiple of {TRANSFORMER_BIN} (the transformer's "
+            f"resolution); use e.g. {lower} or {lower + TRANSFORMER_BIN}."
+        )
+    channels = params["channels"]
+    if channels is not None and (
+        not isinstance(channels, (list, tuple))
+        or len(channels) != len(BORZOI_CHANNELS)
+        or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels)
+    ):
+        raise InputError(
+            f"Backbone 'borzoi': channels must be {len(BORZOI_CHANNELS)} positive integers (stem and conv tower "
+            f"widths; Borzoi's are {list(BORZOI_CHANNELS)}) or null; got {channels!r}."
+        )
+    final = params["final_channels"]
+    if final is not None and (isinstance(final, bool) or not isinstance(final, int) or final < 1):
+        raise InputError(f"Backbone 'borzoi': final_channels must be a positive integer or null; got {final!r}.")
+    if params["head"] == "scalar" and params["n_tracks"] != 1:
+        raise InputError("Backbone 'borzoi': the scalar head predicts one value (n_tracks=1); use head='track'.")
+    if params["pretrained_dir"] is not None and (channels is not None or final is not None):
+        raise InputError(
+            "Backbone 'borzoi': pretrained_dir fixes the conv widths to Borzoi's; leave channels and final_channels "
+            "unset."
+        )
+
+
+class BorzoiBackbone(SequenceBackbone):
+    """Borzoi (borzoi-pytorch) on ``(N, window_size, 4)`` one-hot sequences -> ``(N, window_size / 32,
+    tracks)``.
+
+    Heads (``head``): ``"scalar"`` — a new linear 1x1 convolution to one track (the paper's scalar
+    Borzoi: a linear output layer on the embeddings); ``"track"`` — a new 1x1 convolution to
+    ``n_tracks`` coverage tracks with softplus (the paper's track fine-tuning); ``"pretrained"`` —
+    Borzoi's own human head (7,611 tracks, softplus). No cropping: every 32-bp bin of the window is
+    predicted, so ``bins × 32 == window_size`` (Borzoi itself keeps the central 6,144 of 16,384 bins
+    at 524,288 bp; edge bins see less context).
+
+    borzoi-pytorch takes channels-first input; this backbone takes the package's ``(N, L, 4)`` and
+    transposes. Its attention's relative-position table is rebuilt for the window's length (the
+    package fixes it at 4,096 positions, right only at 524,288 bp).
+
+    ``channels`` / ``final_channels`` shrink the conv widths (tests and demos); ``None`` keeps
+    Borzoi's. ``pretrained_dir``: a local directory with ``config.json`` and ``model.safetensors``
+    (read with safetensors and ``load_state_dict``; nothing is downloaded, no pickle is read); its
+    config replaces the architecture hyper-parameters. ``seed`` fixes the random initialisation.
+    """
+
+    name: ClassVar[str] = "borzoi"
+    output_modes: ClassVar[tuple[str, ...]] = ("scalar", "track")
+    default_params: ClassVar[dict[str, Any]] = {
+        "window_size": 524_288,
+        "head": "scalar",
+        "n_tracks": 1,
+        "pretrained_dir": None,
+        "seed": 0,
+        "dim": 1536,
+        "depth": 8,
+        "heads": 8,
+        "attn_dim_key": 64,
+        "attn_dim_value": 192,
+        "dropout_rate": 0.2,
+        "attn_dropout": 0.05,
+        "pos_dropout": 0.01,
+        "channels": None,
+        "final_channels": None,
+    }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.params = copy.deepcopy(self.params)
+        if self.params["pretrained_dir"] is not None:
+            self.params["pretrained_dir"] = str(self.params["pretrained_dir"])
+        if isinstance(self.params["channels"], tuple):
+            self.params["channels"] = list(self.params["channels"])
+        _check_params(self.params)
+        self._device = "cpu"
+        self._bf16 = False
+
+    @property
+    def window_size(self) -> int:
+        return int(self.params["window_size"])
+
+    @property
+    def bin_size(self) -> int:
+        return BIN_SIZE
+
+    @property
+    def n_bins(self) -> int:
+        return self.window_size // BIN_SIZE
+
+    @property
+    def n_tracks(self) -> int:
+        return PRETRAINED_TRACKS if self.params["head"] == "pretrained" else int(self.params["n_tracks"])
+
+    # -- building and persistence -------------------------------------------------------------
+
+    def build(self) -> BorzoiBackbone:
+        """Create the model (pre-trained trunk from ``pretrained_dir`` when set, else random) with
+        the head ``head`` asks for. Returns self."""
+        with self._seeded():
+            if self.params["pretrained_dir"] is not None:
+                model = self._pretrained_borzoi(Path(self.params["pretrained_dir"]))
+            else:
+                model = self._new_borzoi()
+            self._attach_head(model)
+        self._place(model)
+        return self
+
+    def save(self, directory: Path) -> None:
+        """Write ``directory/weights.safetensors``; never pickle."""
+        from safetensors.torch import save_model
+
+        self._require_built()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = directory / (WEIGHTS_FILE + ".partial")
+        metadata = {"format": "pt", "backbone": self.name, "head": str(self.params["head"])}
+        try:
+            save_model(self.model_, str(partial), metadata=metadata)
+            os.replace(partial, directory / WEIGHTS_FILE)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def load(self, directory: Path) -> BorzoiBackbone:
+        """Build the architecture ``params`` describe (never from ``pretrained_dir``) and load
+        ``directory/weights.safetensors``. Returns self."""
+        from safetensors.torch import load_file
+
+        path = Path(directory) / WEIGHTS_FILE
+        if not path.is_file():
+            raise BundleError(f"Borzoi weights not found: {path} does not exist (save() writes it).")
+        with self._seeded():
+            model = self._new_borzoi()
+            self._attach_head(model)
+        try:
+            state = load_file(str(path))
+        except Exception as err:  # safetensors raises its own error types
+            raise BundleError(f"Cannot read Borzoi weights {path}: {err}") from err
+        problem = _load_weights(model, state)
+        if problem:
+            raise BundleError(
+                f"{path} does not fit the Borzoi hyper-parameters in the manifest (head={self.params['head']!r}, "
+                f"dim={self.params['dim']}, depth={self.params['depth']}): {problem}"
+            )
+        self._place(model)
+        return self
+
+    def _seeded(self) -> contextlib.AbstractContextManager[Any]:
+        import torch
+
+        seed = self.params["seed"]
+        if seed is None:
+            return contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.random.fork_rng(devices=[]))
+        torch.manual_seed(int(seed))
+        return stack
+
+    def _config(self) -> Any:
+        from borzoi_pytorch.config_borzoi import BorzoiConfig
+
+        hparams = {key: self.params[key] for key in BORZOI_HPARAMS}
+        # No crop: every bin of the window (TargetLengthCrop leaves a full-length target alone).
+        return BorzoiConfig(**hparams, return_center_bins_only=True, bins_to_return=self.n_bins,
+                            enable_mouse_head=False)
+
+    def _new_borzoi(self) -> torch.nn.Module:
+        from borzoi_pytorch import Borzoi
+
+        model = Borzoi(self._config())
+        if self.params["channels"] is not None or self.params["final_channels"] is not None:
+            _resize_convs(model, self.params["channels"] or list(BORZOI_CHANNELS),
+                          self.params["final_channels"] or BORZOI_FINAL_CHANNELS, int(self.params["dim"]))
+        _fit_positions(model, self.window_size // TRANSFORMER_BIN)
+        return model
+
+    def _attach_head(self, model: torch.nn.Module) -> None:
+        """Replace Borzoi's human head by the scalar or track head (a fresh 1x1 convolution)."""
+        import torch
+
+        if self.params["head"] == "pretrained":
+            return
+        width = model.human_head.in_channels
+        model.human_head = torch.nn.Conv1d(width, int(self.params["n_tracks"]), kernel_size=1)
+
+    def _place(self, model: torch.nn.Module) -> None:
+        model.eval()
+        self.model_ = model.to(self._device)
+
+    def _pretrained_borzoi(self, directory: Path) -> torch.nn.Module:
+        """Borzoi from a local ``save_pretrained``-style directory: its config, then the weights
+        with ``load_state_dict`` (``from_pretrained`` leaves the attention's position buffer on the
+        meta device)."""
+        from borzoi_pytorch.config_borzoi import BorzoiConfig
+        from safetensors.torch import load_file
+
+        config_path, weights_path = directory / "config.json", directory / "model.safetensors"
+        missing = [p.name for p in (config_path, weights_path) if not p.is_file()]
+        if missing:
+            pickles = sorted(p.name for p in directory.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".h5")) \
+                if directory.is_dir() else []
+            hint = f" It holds {', '.join(pickles)}, which varscore does not read: convert to model.safetensors." \
+                if pickles else ""
+            raise InputError(
+                f"Borzoi pretrained_dir {str(directory)!r} lacks {', '.join(missing)}: it must be a local directory "
+                f"holding config.json and model.safetensors (varscore never downloads weights).{hint}"
+            )
+        try:
+            config = BorzoiConfig.from_json_file(str(config_path))
+        except (OSError, ValueError, TypeError) as err:
+            raise InputError(f"Cannot read the Borzoi config {config_path}: {err}") from err
+        for key in BORZOI_HPARAMS:
+            if hasattr(config, key):
+                self.params[key] = copy.deepcopy(getattr(config, key))
+        _check_params(self.params)
+        model = self._new_borzoi()
+        try:
+            state = load_file(str(weights_path))
+        except Exception as err:  # safetensors raises its own error types
+            raise InputError(f"Cannot read Borzoi weights {weights_path}: {err}") from err
+        state = {k: v for k, v in state.items() if not k.startswith("mouse_head.")}
+        problem = _load_weights(model, state)
+        if problem:
+            raise InputError(f"The weights in {directory} do not fit the Borzoi its config.json describes: {problem}")
+        logger.info("Loaded pre-trained Borzoi from %s (dim=%s, depth=%s)", directory, config.dim, config.depth)
+        return model
+
+    # -- inference ----------------------------------------------------------------------------
+
+    def configure(self, device: str = "cpu", bf16: bool = False) -> None:
+        """Run on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``); ``bf16`` turns on
+        bfloat16 autocast on CUDA (the head stays float32, as borzoi-pytorch keeps it)."""
+        import torch
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            resolved = torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise InputError(f"Unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'.") from err
+        if resolved.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"Device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'.")
+        if bf16 and resolved.type != "cuda":
+            logger.warning("bf16 autocast is only used on CUDA; running %s in float32.", resolved)
+            bf16 = False
+        self._device, self._bf16 = str(resolved), bool(bf16)
+        if self.is_built:
+            self.model_.to(resolved)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """``batch``: ``(N, window_size, 4)`` one-hot (A, C, G, T) -> ``(N, bins, tracks)`` float32."""
+        import torch
+
+        self._require_built()
+        array = np.asarray(batch)
+        if array.ndim != 3 or array.shape[1:] != (self.window_size, 4):
+            raise InputError(
+                f"Borzoi predict() needs one-hot sequences of shape (N, {self.window_size}, 4); got shape {array.shape}."
+            )
+        if array.shape[0] == 0:
+            return np.zeros((0, self.n_bins, self.n_tracks), dtype=np.float32)
+        x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self._device)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self._bf16 else contextlib.nullcontext()
+        self.model_.eval()
+        with torch.inference_mode(), autocast:
+            out = _forward(self.model_, x, self.params["head"])
+        return out.float().cpu().numpy()
+
+    def torch_module(self) -> torch.nn.Module:
+        """The trainable model: ``(B, L, 4)`` -> ``(B, bins, tracks)``, sharing this backbone's
+        parameters."""
+        import torch
+
+        self._require_built()
+        head = self.params["head"]
+        model = self.model_
+
+        class BorzoiForward(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return _forward(self.model, x, head)
+
+        return BorzoiForward()
+
+    def head_module(self) -> torch.nn.Module:
+        """The output layer (trained alone while the trunk is frozen)."""
+        self._require_built()
+        return self.model_.human_head
+
+
+def _forward(model: torch.nn.Module, x: torch.Tensor, head: str) -> torch.Tensor:
+    """``(B, L, 4)`` -> ``(B, bins, tracks)``: Borzoi's forward on channels-first input, with the
+    head's activation (identity for the scalar head, softplus otherwise) in float32."""
+    import torch
+
+    embeddings = model.final_joined_convs(model.get_embs_after_crop(x.transpose(1, 2)))
+    with torch.autocast(x.device.type, enabled=False):
+        out = model.human_head(embeddings.float())
+        if head != "scalar":
+            out = torch.nn.functional.softplus(out)
+    return out.transpose(1, 2)
+
+
+def _resize_convs(model: torch.nn.Module, channels: list[int], final: int, dim: int) -> None:
+    """Give Borzoi's convolutions the widths ``channels`` (stem, 5 tower blocks) and ``final``,
+    keeping every module name (so state dicts keep Borzoi's keys)."""
+    import torch
+    from borzoi_pytorch.pytorch_borzoi_model import ConvBlock
+
+    pool = model._max_pool
+    model.conv_dna.conv_layer = torch.nn.Conv1d(4, channels[0], kernel_size=15, padding="same")
+    tower: list[torch.nn.Module] = []
+    for i in range(5):
+        if i:
+            tower.append(pool)
+        tower.append(ConvBlock(in_channels=channels[i], out_channels=channels[i + 1], kernel_size=5))
+    model.res_tower = torch.nn.Sequential(*tower)
+    model.unet1 = torch.nn.Sequential(pool, ConvBlock(in_channels=channels[5], out_channels=dim, kernel_size=5))
+    model.horizontal_conv0 = ConvBlock(in_channels=channels[5], out_channels=dim, kernel_size=1)
+    model.final_joined_convs = torch.nn.Sequential(
+        ConvBlock(in_channels=dim, out_channels=final, kernel_size=1),
+        torch.nn.Dropout(0.1),
+        torch.nn.GELU(approximate="tanh"),
+    )
+    model.human_head = torch.nn.Conv1d(final, PRETRAINED_TRACKS, kernel_size=1)
+
+
+def _fit_positions(model: torch.nn.Module, n_positions: int) -> None:
+    """Rebuild every attention layer's relative-position table for ``n_positions`` transformer
+    positions (borzoi-pytorch builds it for 4,096, and its relative shift assumes the table matches
+    the sequence)."""
+    from borzoi_pytorch.pytorch_borzoi_transformer import Attention, get_positional_embed
+
+    for module in model.modules():
+        if isinstance(module, Attention):
+            device = module.to_v.weight.device
+            module.positions = get_positional_embed(n_positions, module.num_rel_pos_features, device)
+
+
+def _load_weights(model: torch.nn.Module, state: dict[str, Any]) -> str | None:
+    """Copy ``state`` into ``model``; return what did not fit, or None."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k].shape))
+    if missing or unexpected or mismatched:
+        parts = [
+            f"{len(names)} {label} (e.g. {', '.join(names[:3])})"
+            for label, names in (("missing", missing), ("unexpected", unexpected), ("of another shape", mismatched))
+            if names
+        ]
+        return "; ".join(parts) + " tensor(s)."
+    model.load_state_dict(state, strict=True)
+    return None
+
+
+@hookimpl
+def register_backbones(register):  # type: ignore[no-untyped-def]
+    register(BorzoiBackbone)

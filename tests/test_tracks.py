@@ -1,0 +1,429 @@
+"""``varscore track``: genome-browser tracks read back equal the scores ``annotate`` writes."""
+
+from __future__ import annotations
+
+import struct
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pybigtools
+import pyBigWig
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import read_vcf_lines, write_vcf
+from varscore.cli import cli
+from varscore.errors import InputError
+from varscore.tracks import (
+    DECREASE_RGB,
+    INCREASE_RGB,
+    Interval,
+    VariantEffect,
+    check_intervals,
+    make_tracks,
+    parse_formats,
+    strongest_per_position,
+    top_variants,
+)
+from varscore.types import tss_window
+from varscore.vcf import SCORE_KEY
+
+
+def _alt(base: str, step: int = 1) -> str:
+    return "ACGT"[("ACGT".index(base) + step) % 4]
+
+
+def _records(seqs: dict[str, str]) -> list[tuple[str, int, str, str]]:
+    chr1, chr2 = seqs["chr1"], seqs["chr2"]
+    return [
+        ("chr1", 5, chr1[4], _alt(chr1[4])),  # outside every window
+        ("chr1", 180, chr1[179], _alt(chr1[179])),  # G1 only
+        ("chr1", 200, chr1[199], f"{_alt(chr1[199])},{_alt(chr1[199], 2)},{_alt(chr1[199], 3)}"),  # G1+G2, 3 ALTs
+        ("chr1", 215, chr1[214], _alt(chr1[214])),  # G1 + G2
+        ("chr1", 215, chr1[214], _alt(chr1[214], 2)),  # the same position again, another record
+        ("chr1", 226, chr1[225], _alt(chr1[225])),  # G1 + G2
+        ("chr1", 255, chr1[254], _alt(chr1[254])),  # G2 only
+        ("chr2", 10, chr2[9], _alt(chr2[9])),  # G3 (window runs off the contig start)
+        ("chr2", 30, chr2[29], _alt(chr2[29], 2)),  # G3
+    ]
+
+
+def _vcf_deltas(path: Path) -> dict[str, dict[tuple[str, int], float]]:
+    """Per gene, each position's DELTA with the largest |DELTA| over alleles and records, parsed
+    from the annotated VCF's text (``"*"`` = over every gene)."""
+    best: dict[str, dict[tuple[str, int], float]] = {}
+    for line in read_vcf_lines(path):
+        if line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        info = dict(kv.split("=", 1) for kv in fields[7].split(";") if "=" in kv)
+        for entry in info.get(SCORE_KEY, "").split(",") if SCORE_KEY in info else []:
+            _, gene, _, _, _, delta = entry.split("|")
+            for key in (gene, "*"):
+                table = best.setdefault(key, {})
+                site = (fields[0], int(fields[1]))
+                value = float(delta)
+                if site not in table or (abs(value), value) > (abs(table[site]), table[site]):
+                    table[site] = value
+    return best
+
+
+def _bigwig_values(path: Path) -> dict[tuple[str, int], float]:
+    """Every interval of a bigWig read with pyBigWig (libBigWig), keyed by 1-based position."""
+    handle = pyBigWig.open(str(path))
+    try:
+        values = {}
+        for chrom in handle.chroms():
+            for start, end, value in handle.intervals(chrom) or ():
+                assert end == start + 1
+                values[(chrom, end)] = value
+        return values
+    finally:
+        handle.close()
+
+
+@pytest.fixture
+def world(toy_world):
+    """The toy world with a bundle whose score sums all 8 bins of track 1: every variant in a
+    window changes it (the toy world's own bundle reads only the centre bin)."""
+    from varscore.bundle import save_bundle
+    from varscore_plugins.outputs import ScalarOutput
+
+    toy_world["bundle"] = save_bundle(
+        toy_world["tmp"] / "models" / "toy-all-bins", name="toy-model", backbone=toy_world["backbone"],
+        output_mode=ScalarOutput(track=1, center_bins=8), genes=toy_world["genes"],
+        reference_fasta=toy_world["fasta"])
+    return toy_world
+
+
+def _annotate_and_track(world: dict, *track_args: str) -> tuple[Path, Path]:
+    tmp = world["tmp"]
+    vcf = write_vcf(tmp / "in.vcf", _records(world["seqs"]))
+    annotated = tmp / "annotated.vcf"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["annotate", str(vcf), "-m", str(world["bundle"]), "-o", str(annotated)])
+    assert result.exit_code == 0, result.output
+    out = tmp / "tracks"
+    result = runner.invoke(cli, ["track", str(vcf), "-m", str(world["bundle"]), "-o", str(out), *track_args])
+    assert result.exit_code == 0, result.output
+    return annotated, out
+
+
+def test_bigwig_tracks_equal_the_vcf_scores(world):
+    annotated, out = _annotate_and_track(world, "--format", "bigwig,bedgraph,bed")
+    expected = _vcf_deltas(annotated)
+    assert set(expected) == {"GENEA", "GENEB", "GENEC", "*"}
+    assert len(expected["*"]) == 7  # 8 scored records, two at chr1:215
+    assert set(expected["GENEA"]) & set(expected["GENEB"])  # overlapping windows share positions
+    for gene, table in expected.items():
+        path = out / ("ism.merged.bw" if gene == "*" else f"ism.{gene}.bw")
+        got = _bigwig_values(path)
+        assert set(got) == set(table), gene
+        for site, value in table.items():
+            assert got[site] == pytest.approx(value, rel=1e-5, abs=1e-9), (gene, site)
+    # the second bigWig library reads the same values
+    reader = pybigtools.open(str(out / "ism.merged.bw"))
+    try:
+        again = {("chr1", end): v for _, end, v in reader.records("chr1")}
+    finally:
+        reader.close()
+    assert again == {k: v for k, v in _bigwig_values(out / "ism.merged.bw").items() if k[0] == "chr1"}
+
+
+def test_from_vcf_draws_the_same_tracks_as_scoring(world):
+    annotated, out = _annotate_and_track(world)
+    again = world["tmp"] / "again"
+    result = CliRunner().invoke(cli, ["track", str(annotated), "--from-vcf", "-o", str(again),
+                                      "--fasta", str(world["fasta"])])
+    assert result.exit_code == 0, result.output
+    # a VCF that already holds VARSCORE entries is read without --from-vcf when no model is given
+    implicit = world["tmp"] / "implicit"
+    result = CliRunner().invoke(cli, ["track", str(annotated), "-o", str(implicit), "--genome", "hg19",
+                                      "--fasta", str(world["fasta"])])
+    assert result.exit_code == 0, result.output
+    for name in ("ism.merged.bw", "ism.GENEA.bw", "ism.GENEB.bw", "ism.GENEC.bw"):
+        scored = _bigwig_values(out / name)  # the VCF holds 6 significant digits
+        assert _bigwig_values(again / name) == pytest.approx(scored, rel=1e-5, abs=1e-9)
+        assert _bigwig_values(implicit / name) == pytest.approx(scored, rel=1e-5, abs=1e-9)
+    bed_rows = [line.split("\t") for line in (out / "top_variants.bed").read_text().splitlines()[1:]]
+    again_rows = [line.split("\t") for line in (again / "top_variants.bed").read_text().splitlines()[1:]]
+    assert [r[:4] + r[5:] for r in again_rows] == [r[:4] + r[5:] for r in bed_rows]
+    assert [int(r[4]) for r in again_rows] == pytest.approx([int(r[4]) for r in bed_rows], abs=1)
+
+
+def test_tracks_use_the_fasta_contig_names(world):
+    """A VCF naming contigs 1, 2 against a FASTA with chr1, chr2: tracks follow the FASTA."""
+    tmp = world["tmp"]
+    records = [(chrom.removeprefix("chr"), pos, ref, alt) for chrom, pos, ref, alt in _records(world["seqs"])]
+    vcf = write_vcf(tmp / "nochr.vcf", records)
+    result = CliRunner().invoke(cli, ["track", str(vcf), "-m", str(world["bundle"]), "-o", str(tmp / "t")])
+    assert result.exit_code == 0, result.output
+    assert {chrom for chrom, _ in _bigwig_values(tmp / "t" / "ism.merged.bw")} == {"chr1", "chr2"}
+    assert {line.split("\t")[0] for line in (tmp / "t" / "top_variants.bed").read_text().splitlines()[1:]} == {
+        "chr1", "chr2"}
+
+
+def test_bigwig_header_has_the_fasta_contig_sizes(world):
+    _, out = _annotate_and_track(world)
+    fasta_sizes = {name: len(seq) for name, seq in world["seqs"].items()}
+    fai = dict(line.split("\t")[:2] for line in Path(f"{world['fasta']}.fai").read_text().splitlines())
+    assert {k: int(v) for k, v in fai.items()} == fasta_sizes
+    # a bigWig's chromosome tree lists the contigs that hold data (as bedGraphToBigWig writes it)
+    with_data = {"ism.merged.bw": {"chr1", "chr2"}, "ism.GENEA.bw": {"chr1"}, "ism.GENEB.bw": {"chr1"},
+                 "ism.GENEC.bw": {"chr2"}}
+    assert sorted(p.name for p in out.glob("*.bw")) == sorted(with_data)
+    for name, contigs in with_data.items():
+        handle = pyBigWig.open(str(out / name))
+        assert handle.chroms() == {c: fasta_sizes[c] for c in contigs}, name
+        handle.close()
+    reader = pybigtools.open(str(out / "top_variants.bb"))
+    try:
+        assert reader.chroms() == fasta_sizes
+    finally:
+        reader.close()
+
+
+def test_bedgraph_is_sorted_non_overlapping_half_open(world):
+    annotated, out = _annotate_and_track(world, "--format", "bedgraph")
+    expected = _vcf_deltas(annotated)
+    assert not list(out.glob("*.bw"))
+    for gene, table in expected.items():
+        lines = (out / ("ism.merged.bedGraph" if gene == "*" else f"ism.{gene}.bedGraph")).read_text().splitlines()
+        assert lines[0].startswith("track type=bedGraph")
+        rows = [(c, int(s), int(e), float(v)) for c, s, e, v in (line.split("\t") for line in lines[1:])]
+        assert rows == sorted(rows)
+        for (c1, _, e1, _), (c2, s2, _, _) in zip(rows, rows[1:], strict=False):
+            assert c1 != c2 or e1 <= s2
+        assert all(e == s + 1 for _, s, e, _ in rows)  # 0-based half-open: VCF POS p is [p-1, p)
+        assert {(c, e): v for c, _, e, v in rows} == pytest.approx(table, rel=1e-5)
+
+
+def test_bed9_colours_follow_the_sign(world):
+    annotated, out = _annotate_and_track(world, "--format", "bigwig,bed", "--top", "2")
+    expected = _vcf_deltas(annotated)
+    lines = (out / "top_variants.bed").read_text().splitlines()
+    # the bigBed holds the same items, declared as BED9 (fieldCount = definedFieldCount = 9)
+    header = (out / "top_variants.bb").read_bytes()[:44]
+    magic, *_, field_count, defined_count, _ = struct.unpack("<IHHQQQHHQ", header)
+    assert (magic, field_count, defined_count) == (0x8789F2EB, 9, 9)
+    handle = pyBigWig.open(str(out / "top_variants.bb"))
+    items = [f"{chrom}\t{s}\t{e}\t{rest}" for chrom in ("chr1", "chr2")
+             for s, e, rest in handle.entries(chrom, 0, handle.chroms(chrom)) or ()]
+    handle.close()
+    assert items == lines[1:]
+    assert lines[0].startswith("track ") and 'itemRgb="On"' in lines[0]
+    rows = [line.split("\t") for line in lines[1:]]
+    assert all(len(row) == 9 for row in rows)
+    per_gene: dict[str, int] = {}
+    scores = []
+    for chrom, start, end, name, score, strand, thick_start, thick_end, rgb in rows:
+        gene = name.rsplit(":", 1)[1]
+        per_gene[gene] = per_gene.get(gene, 0) + 1
+        delta = expected[gene][(chrom, int(end))]
+        assert int(end) == int(start) + 1 and (thick_start, thick_end) == (start, end) and strand == "."
+        assert delta != 0 and rgb == (INCREASE_RGB if delta > 0 else DECREASE_RGB)
+        scores.append((abs(delta), int(score)))
+    assert per_gene == {"GENEA": 2, "GENEB": 2, "GENEC": 2}
+    largest = max(d for d, _ in scores)
+    assert all(0 <= s <= 1000 and s == round(1000 * d / largest) for d, s in scores)
+    assert any(s == 1000 for _, s in scores)
+    # the top 2 of each gene are its 2 largest |delta|
+    for gene in per_gene:
+        ranked = sorted(expected[gene].values(), key=abs, reverse=True)[:2]
+        names = [r for r in rows if r[3].endswith(f":{gene}")]
+        assert sorted(abs(expected[gene][(r[0], int(r[2]))]) for r in names) == sorted(abs(v) for v in ranked)
+
+
+def test_igv_session_and_ucsc_hub_reference_existing_files(world):
+    _, out = _annotate_and_track(world, "--format", "bigwig,bedgraph,bed", "--genome", "hg19",
+                                 "--hub-email", "lab@example.org")
+    root = ET.parse(out / "igv_session.xml").getroot()
+    assert root.tag == "Session" and root.get("genome") == "hg19"
+    chrom, span = root.get("locus").split(":")
+    start, end = map(int, span.split("-"))
+    assert chrom in ("chr1", "chr2") and 1 <= start < end
+    paths = [r.get("path") for r in root.iter("Resource")]
+    assert paths and all((out / p).is_file() for p in paths)
+    assert {"ism.merged.bw", "ism.GENEA.bw", "ism.GENEB.bw", "ism.GENEC.bw", "top_variants.bb"} == set(paths)
+    stanzas = (out / "trackDb.txt").read_text().strip().split("\n\n")
+    urls = [line.split(" ", 1)[1] for s in stanzas for line in s.splitlines() if line.startswith("bigDataUrl ")]
+    assert len(urls) == len(stanzas) == 5 and all((out / u).is_file() for u in urls)
+    names = [s.splitlines()[0].split(" ", 1)[1] for s in stanzas]
+    assert len(set(names)) == len(names)
+    assert any("type bigBed 9" in s and "itemRgb on" in s for s in stanzas)
+    assert all(len(line) <= len("shortLabel ") + 17 for s in stanzas for line in s.splitlines()
+               if line.startswith("shortLabel "))
+    hub = dict(line.split(" ", 1) for line in (out / "hub.txt").read_text().splitlines())
+    assert hub["genomesFile"] == "genomes.txt" and hub["email"] == "lab@example.org"
+    genomes = dict(line.split(" ", 1) for line in (out / "genomes.txt").read_text().splitlines())
+    assert genomes == {"genome": "hg19", "trackDb": "trackDb.txt"}
+
+
+def test_session_without_a_build_loads_the_fasta(world):
+    _, out = _annotate_and_track(world, "--format", "bed")
+    root = ET.parse(out / "igv_session.xml").getroot()
+    assert Path(root.get("genome")) == Path(world["fasta"]).resolve()
+    assert [r.get("path") for r in root.iter("Resource")] == ["top_variants.bed"]
+    assert not (out / "trackDb.txt").exists() and not (out / "hub.txt").exists()
+
+
+def test_track_model_coverage_equals_direct_predictions(world):
+    """A ``track`` output-mode bundle: ref, alt and delta coverage per gene, bin by bin, equal the
+    toy model's own predictions on hand-built windows."""
+    from tests.toy_plugin import ToyBackbone
+    from varscore.bundle import save_bundle
+    from varscore_plugins.outputs import TrackOutput
+
+    tmp, seqs, genes = world["tmp"], world["seqs"], world["genes"]
+    backbone = ToyBackbone().build()
+    bundle = save_bundle(tmp / "models" / "toy-track", name="toy-track", backbone=backbone,
+                         output_mode=TrackOutput(track=1), genes=genes, reference_fasta=world["fasta"])
+    vcf = write_vcf(tmp / "in.vcf", _records(seqs))
+    result = make_tracks(vcf, tmp / "cov", model=bundle, formats="bigwig", coverage_top=10)
+    from varscore.genome import Genome
+
+    genome = Genome(world["fasta"])
+    positions = {"GENEA": [180, 200, 215, 226], "GENEB": [200, 215, 226, 255], "GENEC": [10, 30]}
+    for gene in genes:
+        window = tss_window(gene, backbone.window_size)
+        reference = genome.window_sequence(window).one_hot
+        ref_pred = backbone.predict(reference[None])[0, :, 1]
+        size = len(seqs[gene.chrom])
+        bins = [(max(window.start + 8 * i, 0), min(window.start + 8 * (i + 1), size), i) for i in range(8)]
+        bins = [(lo, hi, i) for lo, hi, i in bins if lo < hi]
+
+        def read(path: Path, chrom: str = gene.chrom) -> list[tuple[int, int, float]]:
+            handle = pyBigWig.open(str(path))
+            rows = list(handle.intervals(chrom))
+            handle.close()
+            return rows
+
+        got_ref = read(tmp / "cov" / f"coverage.{gene.label}.ref.bw")
+        assert [(s, e) for s, e, _ in got_ref] == [(lo, hi) for lo, hi, _ in bins]
+        assert [v for _, _, v in got_ref] == pytest.approx([ref_pred[i] for _, _, i in bins], rel=1e-5, abs=1e-5)
+        # every scored position of the gene gets an alt track (coverage_top=10 > positions); match them up
+        alts = {}
+        for pos in positions[gene.label]:
+            for base in set("ACGT") - {seqs[gene.chrom][pos - 1]}:
+                mutated = reference.copy()
+                mutated[window.offset(pos)] = 0
+                mutated[window.offset(pos), "ACGT".index(base)] = 1
+                alts[(pos, base)] = backbone.predict(mutated[None])[0, :, 1]
+        # each alt track names its variant (VCF ID rsN = record N); ranks follow |ISM delta|
+        described = {f.path: f.description for f in result.files}
+        ism = _bigwig_values(tmp / "cov" / f"ism.{gene.label}.bw")
+        strengths = []
+        for rank in range(1, len(positions[gene.label]) + 1):
+            path = tmp / "cov" / f"coverage.{gene.label}.top{rank}.alt.bw"
+            record, change = described[path.name].split(" with ")[1].split(" ")[:2]
+            pos, allele = _records(seqs)[int(record[2:])][1], change.split(">")[1]
+            values = np.array([v for _, _, v in read(path)])
+            assert values == pytest.approx([alts[(pos, allele)][i] for _, _, i in bins], rel=1e-5, abs=1e-5)
+            delta = np.array([v for _, _, v in read(Path(str(path).replace(".alt.bw", ".delta.bw")))])
+            assert delta == pytest.approx(values - [ref_pred[i] for _, _, i in bins], rel=1e-4, abs=1e-4)
+            strengths.append(abs(ism[(gene.chrom, pos)]))
+        assert strengths == sorted(strengths, reverse=True)
+        assert not (tmp / "cov" / f"coverage.{gene.label}.top{len(positions[gene.label]) + 1}.alt.bw").exists()
+    session = ET.parse(result.session).getroot()
+    assert all((result.out_dir / r.get("path")).is_file() for r in session.iter("Resource"))
+    assert sum("coverage." in r.get("path") for r in session.iter("Resource")) == 3 + 2 * (4 + 4 + 2)
+
+
+def test_linear_bundle_tracks_equal_its_vcf_scores(tmp_path):
+    """The bundled elastic-net demo on the bundled cohort: no FASTA pass needed, same equality."""
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    vcf, model = examples / "data" / "cohort.vcf.gz", str(examples / "models" / "elastic-net-demo")
+    runner = CliRunner()
+    annotated = tmp_path / "annotated.vcf"
+    assert runner.invoke(cli, ["annotate", str(vcf), "-m", model, "-o", str(annotated)]).exit_code == 0
+    result = runner.invoke(cli, ["track", str(vcf), "-m", model, "-o", str(tmp_path / "t"), "--top", "0"])
+    assert result.exit_code == 0, result.output
+    expected = _vcf_deltas(annotated)
+    for gene, table in expected.items():
+        got = _bigwig_values(tmp_path / "t" / ("ism.merged.bw" if gene == "*" else f"ism.{gene}.bw"))
+        assert got == pytest.approx(table, rel=1e-5, abs=1e-9), gene
+    handle = pyBigWig.open(str(tmp_path / "t" / "ism.merged.bw"))
+    assert handle.chroms() == {"chr20": 63_025_520}  # the FASTA's full-length contig (see examples/data)
+    handle.close()
+    rows = (tmp_path / "t" / "top_variants.bed").read_text().splitlines()[1:]
+    assert len(rows) == sum(1 for g, t in expected.items() if g != "*" for v in t.values() if v != 0)
+    root = ET.parse(tmp_path / "t" / "igv_session.xml").getroot()
+    assert root.get("genome") == "hg19"  # the bundle's genome_build
+
+
+def test_strongest_allele_and_gene_rules():
+    def effect(pos: int, gene: str, delta: float, allele: str = "A") -> VariantEffect:
+        return VariantEffect("chr1", pos, "C", allele, gene, delta, f"v{pos}")
+
+    effects = [effect(5, "g1", 0.5), effect(5, "g1", -0.7, "G"), effect(5, "g2", 0.6), effect(9, "g2", 0.2),
+               effect(9, "g1", -0.2), effect(3, "g1", float("nan")), effect(11, "g2", 0.0)]
+    merged = strongest_per_position(effects)
+    assert [(e.pos, e.delta) for e in merged] == [(5, -0.7), (9, 0.2), (11, 0.0)]  # ties: the larger value
+    assert [e.delta for e in strongest_per_position(effects[::-1])] == [-0.7, 0.2, 0.0]  # order does not matter
+    assert len(top_variants(effects, per_gene=0)) == 4  # every non-zero position of each gene
+    items = top_variants(effects, per_gene=1)
+    assert [(i.name, i.score, i.rgb) for i in items] == [  # sorted by position, then name
+        ("v5:C>A:g2", round(1000 * 0.6 / 0.7), INCREASE_RGB), ("v5:C>G:g1", 1000, DECREASE_RGB)]
+
+
+def test_interval_checks_and_formats():
+    sizes = {"chr1": 100}
+    check_intervals([Interval("chr1", 0, 1, 1.0), Interval("chr1", 1, 2, 1.0)], sizes, "ok")
+    for bad, fragment in [
+        ([Interval("chr1", 5, 10, 1.0), Interval("chr1", 7, 8, 1.0)], "overlap"),
+        ([Interval("chr1", 99, 101, 1.0)], "outside the contig"),
+        ([Interval("chrX", 1, 2, 1.0)], "no known length"),
+    ]:
+        with pytest.raises(InputError, match=fragment):
+            check_intervals(bad, sizes, "t")
+    assert parse_formats("bed, BigWig") == ["bigwig", "bed"]
+    with pytest.raises(InputError, match="bigwig, bedgraph, bed"):
+        parse_formats("bigwig,wig")
+
+
+def _assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    message = [line for line in result.output.splitlines() if line.strip()]
+    assert len(message) == 1 and message[0].startswith("Error: "), result.output
+    for fragment in fragments:
+        assert fragment in message[0], message[0]
+
+
+def test_bad_input_gives_one_line_errors(world):
+    tmp, bundle = world["tmp"], str(world["bundle"])
+    runner = CliRunner()
+    vcf = write_vcf(tmp / "in.vcf", _records(world["seqs"]))
+    out = str(tmp / "t")
+    _assert_one_line_error(runner.invoke(cli, ["track", str(tmp / "missing.vcf"), "-m", bundle, "-o", out]),
+                           "not found")
+    _assert_one_line_error(runner.invoke(cli, ["track", str(vcf), "-m", bundle, "-o", out, "--format", "wig"]),
+                           "Unknown track format", "bigwig")
+    _assert_one_line_error(runner.invoke(cli, ["track", str(vcf), "-o", out]), "no VARSCORE", "--model")
+    _assert_one_line_error(runner.invoke(cli, ["track", str(vcf), "--from-vcf", "-o", out]), "VARSCORE",
+                           "varscore annotate")
+    # scores but no contig lengths anywhere (no ##contig lines, no FASTA)
+    annotated = tmp / "annotated.vcf"
+    assert runner.invoke(cli, ["annotate", str(vcf), "-m", bundle, "-o", str(annotated)]).exit_code == 0
+    _assert_one_line_error(runner.invoke(cli, ["track", str(annotated), "-o", out]), "--fasta")
+    _assert_one_line_error(runner.invoke(cli, ["track", str(annotated), "-o", out, "--from-vcf", "--model", "other"]),
+                           "no scores of model 'other'", "toy-model")
+    # contig lines too short for the variants: a different build
+    short = write_vcf(tmp / "short.vcf", [("chr1", 180, "A", "C")], contigs={"chr1": 100})
+    short.write_text(short.read_text().replace("\tDP=10", f"\tDP=10;{SCORE_KEY}=C|G|m|1|2|1"))
+    text = short.read_text().replace(
+        "##INFO=<ID=DP",
+        f'##INFO=<ID={SCORE_KEY},Number=.,Type=String,Description="x. Format: ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA">\n'
+        "##INFO=<ID=DP")
+    short.write_text(text)
+    _assert_one_line_error(runner.invoke(cli, ["track", str(short), "-o", out, "--genome", "hg19"]),
+                           "outside the contig", "build")
+    outside = write_vcf(tmp / "outside.vcf", [("chr1", 5, world["seqs"]["chr1"][4], "N")])
+    _assert_one_line_error(runner.invoke(cli, ["track", str(outside), "-m", bundle, "-o", out]),
+                           "No variant", "outside_windows", "nothing to draw")
+    not_dir = tmp / "file.txt"
+    not_dir.write_text("x")
+    assert "is a file" in runner.invoke(cli, ["track", str(vcf), "-m", bundle, "-o", str(not_dir)]).output
+    with pytest.raises(InputError, match="not a directory"):
+        make_tracks(vcf, not_dir, model=bundle)
+    assert not_dir.read_text() == "x"
