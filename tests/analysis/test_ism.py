@@ -1,0 +1,144 @@
+"""ISM tables against explicit mutate-and-predict, linear weights, tracks and the analysis CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import write_vcf
+from varscore.analysis.ism import (
+    ModelScorer,
+    distance_to_tss,
+    ism_table,
+    read_gene_variants,
+    write_ism_track,
+)
+from varscore.bundle import load_bundle
+from varscore.cli import cli
+from varscore.genome import Genome
+from varscore.sequence import BASE_INDEX
+from varscore.types import Gene, tss_window
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PEOPLE = [f"P{i}" for i in range(8)]
+
+
+@pytest.fixture
+def cohort(toy_world):
+    """Six SNVs in G1's and G2's windows (chr1, 64-bp windows around 200 and 230) for 8 people."""
+    seqs = toy_world["seqs"]
+    rng = np.random.default_rng(5)
+    records, genotypes = [], []
+    for pos in (175, 190, 199, 205, 222, 240):
+        ref = seqs["chr1"][pos - 1]
+        alt = next(b for b in "ACGT" if b != ref)
+        records.append(("chr1", pos, ref, alt))
+        genotypes.append([f"{rng.integers(0, 2)}|{rng.integers(0, 2)}" for _ in PEOPLE])
+    vcf = write_vcf(toy_world["tmp"] / "cohort.vcf", records, samples=PEOPLE, contigs={"chr1": 1000, "chr2": 500},
+                    genotypes=genotypes)
+    return {**toy_world, "vcf": vcf, "records": records, "genotypes": genotypes}
+
+
+def test_ism_table_matches_explicit_mutation(cohort):
+    bundle = load_bundle(cohort["bundle"])
+    scorer = ModelScorer.from_bundle(bundle)
+    genome = Genome(cohort["fasta"])
+    gene = cohort["genes"][1]  # minus strand
+    variants = read_gene_variants(cohort["vcf"], [gene], genome, scorer.window_size)[gene.gene_id]
+    table = ism_table(scorer, gene, genome, variants)
+    window = tss_window(gene, scorer.window_size)
+    reference = genome.window_sequence(window).one_hot
+    mode = bundle.output_mode()
+    ref_pred = mode.reduce(scorer.backbone.predict(reference[None]))[0, 0]
+    inside = [r for r in cohort["records"] if window.start < r[1] <= window.end]
+    assert table["pos"].tolist() == [r[1] for r in inside]
+    for row in table.itertuples():
+        mutated = reference.copy()
+        mutated[row.pos - 1 - window.start] = np.eye(4)[BASE_INDEX[row.alt]]
+        alt_pred = mode.reduce(scorer.backbone.predict(mutated[None]))[0, 0]
+        assert row.delta == pytest.approx(alt_pred - ref_pred, rel=1e-5, abs=1e-6)
+        assert row.distance_to_tss == gene.tss - row.pos  # minus strand: upstream is larger pos
+    # MAF from the genotypes, explicitly
+    for row in table.itertuples():
+        i = [r[1] for r in cohort["records"]].index(row.pos)
+        alt = sum(int(a) for gt in cohort["genotypes"][i] for a in gt.split("|")) / (2 * len(PEOPLE))
+        assert row.maf == pytest.approx(min(alt, 1 - alt))
+
+
+def test_saturation_scores_every_position_times_three(cohort):
+    bundle = load_bundle(cohort["bundle"])
+    scorer = ModelScorer.from_bundle(bundle)
+    genome = Genome(cohort["fasta"])
+    gene = cohort["genes"][0]
+    table = ism_table(scorer, gene, genome, saturation=True)
+    assert len(table) == 3 * scorer.window_size
+    assert (table["ref"] != table["alt"]).all()
+    assert table.groupby("pos").size().eq(3).all()
+    assert table["maf"].isna().all()
+
+
+def test_distance_to_tss_is_strand_aware():
+    plus, minus = Gene("a", "chr1", 1000, "+"), Gene("b", "chr1", 1000, "-")
+    assert distance_to_tss(np.array([900, 1100]), plus).tolist() == [-100, 100]
+    assert distance_to_tss(np.array([900, 1100]), minus).tolist() == [100, -100]
+
+
+def test_linear_model_weights_are_two_times_the_coefficient():
+    bundle = load_bundle(EXAMPLES / "models" / "elastic-net-demo")
+    scorer = ModelScorer.from_bundle(bundle)
+    gene = next(g for g in bundle.genes if g.label == "SNAP25")
+    weights = scorer.linear_weights(gene)
+    chrom, pos, ref, alt = zip(*(k.split(":") for k in weights.variant_keys), strict=True)
+    table = pd.DataFrame({"chrom": chrom, "pos": np.array(pos, dtype=int), "ref": ref, "alt": alt})
+    scored = scorer.score(gene, np.zeros((0, 4)), table)
+    np.testing.assert_allclose(scored["delta"], 2 * weights.coef)
+    assert (scored["ref_pred"] == weights.intercept).all()
+
+
+def test_track_keeps_the_largest_effect_per_position(tmp_path):
+    table = pd.DataFrame({"chrom": "chr1", "pos": [10, 10, 10, 12], "delta": [0.1, -0.5, 0.2, 0.3]})
+    path = write_ism_track(table, tmp_path / "ism.bedGraph", {"chr1": 100})
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("track type=bedGraph")
+    assert lines[1:] == ["chr1\t9\t10\t-0.5", "chr1\t11\t12\t0.3"]
+    import pybigtools
+
+    bigwig = write_ism_track(table, tmp_path / "ism.bw", {"chr1": 100})
+    values = list(pybigtools.open(str(bigwig)).records("chr1"))
+    assert [(s, e, round(v, 6)) for s, e, v in values] == [(9, 10, -0.5), (11, 12, 0.3)]
+
+
+def test_analysis_commands_on_the_toy_world(cohort, tmp_path):
+    runner = CliRunner()
+    bundle = str(cohort["bundle"])
+    people = tmp_path / "people.txt"
+    people.write_text("\n".join(PEOPLE) + "\n")
+    out = tmp_path / "ism.tsv"
+    result = runner.invoke(cli, ["ism", "-m", bundle, "--vcf", str(cohort["vcf"]), "-o", str(out), "--track",
+                                 str(tmp_path / "ism.bedGraph"), "--gene", "GENEA"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, sep="\t")
+    assert list(table.columns) == ["chrom", "pos", "ref", "alt", "gene", "distance_to_tss", "ref_pred", "alt_pred",
+                                   "delta", "maf"]
+    result = runner.invoke(cli, ["hsv", "-m", bundle, "--vcf", str(cohort["vcf"]), "--k", "2", "-o",
+                                 str(tmp_path / "hsv.tsv")])
+    assert result.exit_code == 0, result.output
+    hsv = pd.read_csv(tmp_path / "hsv.tsv", sep="\t")
+    top = hsv[hsv["gene"] == "GENEA"]
+    assert len(top) == 2
+    assert sorted(top["delta"].abs()) == pytest.approx(sorted(table["delta"].abs().nlargest(2)))
+    result = runner.invoke(cli, ["drivers", "-m", bundle, "--vcf", str(cohort["vcf"]), "--people", str(people),
+                                 "-o", str(tmp_path / "drivers.tsv")])
+    assert result.exit_code == 0, result.output
+    assert "explained_all" in result.output
+    # user errors are one line, no traceback
+    result = runner.invoke(cli, ["hsv", "-m", bundle, "--vcf", str(cohort["vcf"]), "-o", str(tmp_path / "x.tsv")])
+    assert result.exit_code == 1 and "exactly one of --linear" in result.output
+    result = runner.invoke(cli, ["ism", "-m", bundle, "-o", str(tmp_path / "x.tsv")])
+    assert result.exit_code == 1 and "--saturation" in result.output
+    result = runner.invoke(cli, ["drivers", "-m", bundle, "--vcf", str(cohort["vcf"]), "-o", str(tmp_path / "x.tsv")])
+    assert result.exit_code == 1 and "--people" in result.output

@@ -1,0 +1,1 @@
+"""Variant analyses: ISM tables, high-scoring variants, drivers, attributions, enrichments, figures."""

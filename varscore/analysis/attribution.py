@@ -1,0 +1,113 @@
+"""Gradient × input attributions of a sequence model's scalar output, on the reference window and
+on personal genomes (mean over people), summarised as the "standardised attribution": ``|·|``,
+maximum over the 4 bases, z-scored along the window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from varscore.errors import InputError
+
+
+def gradient_x_input(
+    module: Any,
+    sequences: np.ndarray,
+    reduce: Callable[[Any], Any],
+    batch_size: int = 8,
+    device: str = "cpu",
+) -> np.ndarray:
+    """Gradient of the reduced output with respect to the input, times the input.
+
+    ``module``: a ``torch.nn.Module`` mapping ``(B, L, 4)`` to ``(B, bins, tracks)``;
+    ``sequences``: ``(N, L, 4)`` one-hot (or dosage) windows; ``reduce`` maps the module's output
+    to ``(B, 1)`` (an output mode's ``reduce`` works on tensors too). Returns ``(N, L, 4)`` float64.
+    The module is put in eval mode; its parameters are not changed.
+    """
+    import torch
+
+    array = np.asarray(sequences)
+    if array.ndim != 3 or array.shape[2] != 4:
+        raise InputError(f"Attribution needs (N, L, 4) sequences; got shape {array.shape}.")
+    module.eval()
+    dtype = next(iter(module.parameters())).dtype if any(True for _ in module.parameters()) else torch.float32
+    out = np.empty(array.shape, dtype=np.float64)
+    for start in range(0, len(array), batch_size):
+        x = torch.tensor(array[start : start + batch_size], dtype=dtype, device=device, requires_grad=True)
+        with torch.enable_grad():
+            value = reduce(module(x))
+            if value.ndim != 2 or value.shape[1] != 1:
+                raise InputError(f"Attribution needs one output per sequence; the output mode gives {tuple(value.shape)}.")
+            (grad,) = torch.autograd.grad(value.sum(), x)
+        out[start : start + len(x)] = (grad * x).detach().double().cpu().numpy()
+    return out
+
+
+def standardised_attribution(attribution: np.ndarray) -> np.ndarray:
+    """``(L, 4)`` gradient × input -> ``(L,)``: ``|·|``, maximum over bases, z-scored along the
+    window (all zeros when the window's attribution is constant)."""
+    a = np.abs(np.asarray(attribution, dtype=np.float64)).max(axis=1)
+    sd = a.std()
+    return (a - a.mean()) / sd if sd > 0 else np.zeros_like(a)
+
+
+@dataclass(frozen=True)
+class GeneAttribution:
+    """Standardised attributions of one gene's window: ``reference`` ``(L,)`` from the reference
+    sequence, ``personal`` ``(L,)`` from the mean of the people's gradient × input (None when no
+    people were given). ``start`` is the window's 0-based start (position ``start + 1 + i``)."""
+
+    gene: str
+    chrom: str
+    start: int
+    reference: np.ndarray
+    personal: np.ndarray | None
+
+    def at(self, positions: np.ndarray, which: str = "personal") -> np.ndarray:
+        """Values at 1-based ``positions`` (NaN outside the window)."""
+        track = self.personal if which == "personal" and self.personal is not None else self.reference
+        offsets = np.asarray(positions, dtype=np.int64) - 1 - self.start
+        inside = (offsets >= 0) & (offsets < len(track))
+        out = np.full(len(offsets), np.nan)
+        out[inside] = track[offsets[inside]]
+        return out
+
+
+def attribute_gene(scorer: Any, variants: Any, rows: np.ndarray | None = None, batch_size: int = 4) -> GeneAttribution:
+    """Standardised attributions of ``scorer``'s model (a :class:`~varscore.analysis.ism.ModelScorer`
+    of a sequence model) on ``variants``' reference window and on the people at ``rows``."""
+    from varscore.personal import personal_one_hot
+
+    if scorer.is_linear:
+        raise InputError(f"Attribution needs a sequence model; '{scorer.name}' is a linear model.")
+    try:
+        module = scorer.backbone.torch_module()
+    except NotImplementedError as exc:
+        raise InputError(f"Model '{scorer.name}' exposes no torch module, so gradients cannot be computed.") from exc
+    device = getattr(scorer.backbone, "_device", "cpu")
+    reduce = scorer.output_mode.reduce
+    ref = gradient_x_input(module, variants.reference[None], reduce, device=device)[0]
+    personal = None
+    if rows is not None and len(rows):
+        total = np.zeros_like(ref)
+        rows = np.asarray(rows, dtype=np.int64)
+        for start in range(0, len(rows), batch_size):
+            batch = personal_one_hot(variants.reference, variants.genotypes, people=rows[start : start + batch_size])
+            total += gradient_x_input(module, batch, reduce, batch_size=batch_size, device=device).sum(axis=0)
+        personal = standardised_attribution(total / len(rows))
+    return GeneAttribution(variants.gene.label, variants.window.chrom, variants.window.start,
+                           standardised_attribution(ref), personal)
+
+
+def attribution_table(attribution: GeneAttribution) -> pd.DataFrame:
+    """Per-position table: chrom, pos (1-based), reference, personal."""
+    n = len(attribution.reference)
+    table = pd.DataFrame({"chrom": attribution.chrom, "pos": attribution.start + 1 + np.arange(n),
+                          "gene": attribution.gene, "reference": attribution.reference})
+    table["personal"] = attribution.personal if attribution.personal is not None else np.nan
+    return table

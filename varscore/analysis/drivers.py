@@ -1,0 +1,201 @@
+"""Driver variants: the few variants whose genotype × ISM linear approximation explains a model's
+predictions across held-out people, found by forward selection (DESIGN.md §4).
+
+Each variant contributes ``c_v = dosage_v / 2 × ISM_v`` to a person's approximate prediction (ISM
+is the homozygous-ALT effect, dosage 0/1/2). Starting from no variants, each step tries every
+remaining variant, adds the one whose inclusion gives the approximation ``a = Σ c_v`` the largest
+explained fraction of the model's predictions (``R² = pearson(a, prediction)²``, 0 when the
+correlation is negative), and stops when that variant fails any of: the explained fraction rises
+by more than ``min_gain`` (0.05); the variant's own contribution correlates positively with the
+predictions; and that correlation's one-sided p-value is below ``alpha / n`` (0.01 / number of
+candidate variants).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from varscore.errors import InputError
+
+
+@dataclass(frozen=True)
+class Drivers:
+    """Forward-selection result for one gene.
+
+    ``selected``: column indices of the drivers in the order chosen. ``explained``: the explained
+    fraction after each addition. ``own_r`` / ``own_p``: each driver's own contribution's Pearson r
+    with the predictions and its one-sided p-value. ``explained_all``: the explained fraction of
+    the approximation using every variant (what the drivers are compared with).
+    """
+
+    selected: np.ndarray
+    explained: np.ndarray
+    own_r: np.ndarray
+    own_p: np.ndarray
+    explained_all: float
+    n_candidates: int
+    n_people: int
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def final_explained(self) -> float:
+        return float(self.explained[-1]) if len(self.explained) else 0.0
+
+
+def _centred(x: np.ndarray) -> np.ndarray:
+    return x - x.mean(axis=0, keepdims=True)
+
+
+def explained_fraction(approximation: np.ndarray, predictions: np.ndarray) -> float:
+    """``pearson(approximation, predictions)²`` when the correlation is positive, else 0 (also 0
+    when either side is constant)."""
+    a, y = _centred(np.asarray(approximation, float)), _centred(np.asarray(predictions, float))
+    denom = np.sqrt((a @ a) * (y @ y))
+    if denom <= 0:
+        return 0.0
+    r = float(a @ y / denom)
+    return r * r if r > 0 else 0.0
+
+
+def _one_sided_p(r: np.ndarray, n: int) -> np.ndarray:
+    """P(R >= r) under no correlation for ``n`` pairs (as ``scipy.stats.pearsonr(alternative="greater")``)."""
+    from scipy.stats import beta
+
+    dist = beta(n / 2 - 1, n / 2 - 1, loc=-1, scale=2)
+    return np.asarray(dist.sf(np.clip(r, -1.0, 1.0)), dtype=np.float64)
+
+
+def forward_select_drivers(
+    dosage: np.ndarray,
+    effects: np.ndarray,
+    predictions: np.ndarray,
+    min_gain: float = 0.05,
+    alpha: float = 0.01,
+    max_drivers: int | None = None,
+) -> Drivers:
+    """Drivers of one gene. ``dosage``: ``(n, V)`` ALT counts 0/1/2 of the ``n`` held-out people;
+    ``effects``: ``(V,)`` ISM deltas; ``predictions``: ``(n,)`` the model's predictions for them."""
+    g = np.asarray(dosage, dtype=np.float64)
+    d = np.asarray(effects, dtype=np.float64)
+    y = np.asarray(predictions, dtype=np.float64)
+    if g.ndim != 2 or g.shape != (len(y), len(d)):
+        raise InputError(f"Drivers need dosage (n, V), effects (V,), predictions (n,); got {g.shape}, "
+                         f"{d.shape}, {y.shape}.")
+    n, n_vars = g.shape
+    if n < 3:
+        raise InputError(f"Driver selection needs at least 3 people; got {n}.")
+    contributions = _centred(g * d[None, :] / 2.0)  # (n, V)
+    yc = _centred(y)
+    y_norm = float(np.sqrt(yc @ yc))
+    col_sq = np.einsum("ij,ij->j", contributions, contributions)
+    col_dot_y = contributions.T @ yc
+    with np.errstate(invalid="ignore", divide="ignore"):
+        own_r = np.where(col_sq > 0, col_dot_y / np.sqrt(col_sq) / max(y_norm, 1e-300), np.nan)
+    own_p = np.where(np.isnan(own_r), 1.0, _one_sided_p(np.nan_to_num(own_r), n))
+    eligible = (own_r > 0) & (own_p < alpha / max(n_vars, 1)) & (y_norm > 0)
+
+    approx = np.zeros(n)
+    current = 0.0
+    selected: list[int] = []
+    explained: list[float] = []
+    limit = n_vars if max_drivers is None else max_drivers
+    while len(selected) < limit:
+        cross = contributions.T @ approx  # (V,)
+        norm_sq = approx @ approx + 2 * cross + col_sq
+        num = approx @ yc + col_dot_y
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.where(norm_sq > 1e-300, num / np.sqrt(norm_sq) / max(y_norm, 1e-300), 0.0)
+        score = np.where(r > 0, r * r, 0.0)
+        score[~eligible] = -np.inf
+        score[selected] = -np.inf
+        best = int(np.argmax(score))
+        if not np.isfinite(score[best]) or score[best] - current <= min_gain:
+            break
+        selected.append(best)
+        approx = approx + contributions[:, best]
+        current = float(score[best])
+        explained.append(current)
+    chosen = np.array(selected, dtype=np.int64)
+    return Drivers(
+        selected=chosen,
+        explained=np.array(explained),
+        own_r=own_r[chosen],
+        own_p=own_p[chosen],
+        explained_all=explained_fraction(contributions.sum(axis=1), y),
+        n_candidates=n_vars,
+        n_people=n,
+        thresholds={"min_gain": min_gain, "alpha": alpha, "p_threshold": alpha / max(n_vars, 1)},
+    )
+
+
+def drivers_table(ism: pd.DataFrame, drivers: Drivers) -> pd.DataFrame:
+    """The driver rows of one gene's ISM table (rows aligned with the dosage columns), with
+    ``driver_rank``, ``explained`` (cumulative), ``own_r`` and ``own_p``."""
+    rows = ism.iloc[drivers.selected].copy()
+    rows["driver_rank"] = np.arange(1, len(rows) + 1)
+    rows["explained"] = drivers.explained
+    rows["own_r"] = drivers.own_r
+    rows["own_p"] = drivers.own_p
+    rows["explained_all"] = drivers.explained_all
+    return rows
+
+
+def mean_pairwise_ld(dosage: np.ndarray) -> float:
+    """Mean pairwise r² between the columns of ``dosage`` ``(n, K)`` (NaN for fewer than 2)."""
+    x = np.asarray(dosage, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < 2:
+        return float("nan")
+    x = x[:, x.std(axis=0) > 0]
+    if x.shape[1] < 2:
+        return float("nan")
+    corr = np.atleast_2d(np.corrcoef(x, rowvar=False))
+    upper = corr[np.triu_indices_from(corr, k=1)]
+    return float(np.mean(upper**2))
+
+
+def find_drivers(
+    scorer: Any,
+    variants: dict[str, Any],
+    ism: pd.DataFrame,
+    people: list[str],
+    min_gain: float = 0.05,
+    alpha: float = 0.01,
+    batch_size: int = 8,
+    progress: bool = False,
+    predictions: dict[str, np.ndarray] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Drivers of every gene in ``variants`` (gene id -> :class:`~varscore.analysis.ism.GeneVariants`)
+    for ``scorer``'s model on ``people``, using the ISM deltas of ``ism`` (one gene's rows in the
+    order of its variants' columns). ``predictions`` (gene label -> ``(len(people),)``) skips
+    predicting again when the caller has them.
+
+    Returns the driver rows (the ISM columns plus driver_rank, explained, own_r, own_p,
+    explained_all) and a per-gene summary (gene, people, candidates, drivers, explained,
+    explained_all, mean_ld).
+    """
+    from tqdm.auto import tqdm
+
+    rows, summary = [], []
+    for gv in tqdm(list(variants.values()), desc=f"drivers {scorer.name}", unit="gene", disable=not progress,
+                   leave=False):
+        gene_ism = ism[ism["gene"] == gv.gene.label]
+        if list(gene_ism["key"]) != list(gv.table["key"]):
+            raise InputError(f"The ISM table of {gv.gene.label} does not match its variants; score them together.")
+        people_rows = gv.people_rows(people)
+        if predictions is not None and gv.gene.label in predictions:
+            predicted = np.asarray(predictions[gv.gene.label])
+        else:
+            predicted = scorer.predict_people(gv, people_rows, batch_size=batch_size)
+        result = forward_select_drivers(gv.dosage[people_rows], gene_ism["delta"].to_numpy(), predicted,
+                                        min_gain=min_gain, alpha=alpha)
+        rows.append(drivers_table(gene_ism, result))
+        summary.append({"gene": gv.gene.label, "people": result.n_people, "candidates": result.n_candidates,
+                        "drivers": len(result.selected), "explained": result.final_explained,
+                        "explained_all": result.explained_all,
+                        "mean_ld": mean_pairwise_ld(gv.dosage[:, result.selected])})
+    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    return table, pd.DataFrame(summary)

@@ -1,0 +1,179 @@
+"""High-scoring variants (HSVs), matched control variants, enrichment of a variant set for known
+causal variants, and sign agreement of variant weights with a linear model.
+
+HSVs of a gene: the ``k`` variants with the largest ``|ISM|``; ``k`` = the number of non-zero
+elastic-net coefficients for that gene, so that every model contributes as many variants as the
+linear model selects.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from varscore.errors import InputError
+
+HSV_MAF_TOLERANCE = 0.005
+DRIVER_MAF_TOLERANCE = 0.10
+CONTROL_DISTANCE_BP = 2500
+
+
+def top_k_by_magnitude(weights: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` entries of ``weights`` ``(V,)`` with the largest ``|weight|``, largest
+    first; ties keep the earlier index. ``k`` larger than ``V`` gives all ``V``."""
+    if k < 0:
+        raise InputError(f"k must be >= 0; got {k}.")
+    weights = np.asarray(weights, dtype=np.float64)
+    order = np.argsort(-np.abs(weights), kind="stable")
+    return order[: min(k, len(weights))]
+
+
+def k_from_linear(linear_backbone: object) -> dict[str, int]:
+    """Per gene id: the number of non-zero coefficients of a linear model (elastic net)."""
+    genes = getattr(linear_backbone, "genes", None)
+    if not isinstance(genes, dict):
+        raise InputError("--linear must be a linear model bundle (elastic-net, lasso or ridge).")
+    return {gene_id: int(weights.n_nonzero) for gene_id, weights in genes.items()}
+
+
+def high_scoring_variants(ism: pd.DataFrame, k_by_gene: dict[str, int] | int) -> pd.DataFrame:
+    """The HSVs of every gene of an ISM table (columns gene, delta, ...): the ``k`` rows of each
+    gene with the largest ``|delta|``, with ``hsv_rank`` (1 = largest). ``k_by_gene`` is one ``k``
+    for all genes, or a ``k`` per gene label/id (genes it lacks get no HSVs)."""
+    parts = []
+    for gene, rows in ism.groupby("gene", sort=False):
+        k = k_by_gene if isinstance(k_by_gene, int) else k_by_gene.get(str(gene))
+        if k is None or k == 0:
+            continue
+        picked = rows.iloc[top_k_by_magnitude(rows["delta"].to_numpy(), int(k))].copy()
+        picked["hsv_rank"] = np.arange(1, len(picked) + 1)
+        parts.append(picked)
+    if not parts:
+        return ism.iloc[0:0].assign(hsv_rank=pd.Series(dtype=int))
+    return pd.concat(parts, ignore_index=True)
+
+
+def matched_controls(
+    selected: pd.DataFrame,
+    pool: pd.DataFrame,
+    maf_tolerance: float,
+    distance_bp: int = CONTROL_DISTANCE_BP,
+) -> pd.DataFrame:
+    """Control variants for each selected variant: variants of ``pool`` (columns gene, key,
+    distance_to_tss, maf) of the same gene, not themselves selected, within ``distance_bp`` of the
+    selected variant's distance to the TSS and within ``maf_tolerance`` (absolute) of its MAF.
+
+    Returns one row per (selected variant, control): the control's pool row plus
+    ``matched_to`` (the selected variant's key). A control may serve several selected variants.
+    """
+    chosen = set(zip(selected["gene"], selected["key"], strict=True))
+    rows = []
+    for gene, picked in selected.groupby("gene", sort=False):
+        candidates = pool[(pool["gene"] == gene)]
+        candidates = candidates[[(gene, k) not in chosen for k in candidates["key"]]]
+        dist = candidates["distance_to_tss"].to_numpy()
+        maf = candidates["maf"].to_numpy()
+        for _, variant in picked.iterrows():
+            ok = (np.abs(dist - variant["distance_to_tss"]) <= distance_bp) & (
+                np.abs(maf - variant["maf"]) <= maf_tolerance + 1e-12)
+            rows.append(candidates[ok].assign(matched_to=variant["key"]))
+    if not rows:
+        return pool.iloc[0:0].assign(matched_to=pd.Series(dtype=str))
+    return pd.concat(rows, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class Enrichment:
+    """Causal variants among selected variants vs among their matched controls.
+
+    ``odds_ratio`` (Haldane-corrected: +0.5 per cell) and one-sided Fisher exact ``p_value``
+    (selected enriched). Controls are counted once per (gene, variant).
+    """
+
+    selected: int
+    selected_causal: int
+    controls: int
+    controls_causal: int
+    odds_ratio: float
+    p_value: float
+
+    @property
+    def selected_rate(self) -> float:
+        return self.selected_causal / self.selected if self.selected else math.nan
+
+    @property
+    def control_rate(self) -> float:
+        return self.controls_causal / self.controls if self.controls else math.nan
+
+
+def causal_enrichment(selected: pd.DataFrame, controls: pd.DataFrame,
+                      causal: Iterable[tuple[str, str]]) -> Enrichment:
+    """:class:`Enrichment` of ``selected`` (columns gene, key) over ``controls`` for the
+    ``causal`` ``(gene, key)`` pairs (a variant is causal for a gene, not for every gene whose
+    window holds it)."""
+    from scipy.stats import fisher_exact
+
+    causal_set = set(causal)
+    sel = set(zip(selected["gene"], selected["key"], strict=True))
+    ctl = set(zip(controls["gene"], controls["key"], strict=True)) - sel
+    a, b = len(sel & causal_set), len(sel - causal_set)
+    c, d = len(ctl & causal_set), len(ctl - causal_set)
+    odds = ((a + 0.5) * (d + 0.5)) / ((b + 0.5) * (c + 0.5))
+    p = float(fisher_exact([[a, b], [c, d]], alternative="greater")[1]) if (a + b) and (c + d) else math.nan
+    return Enrichment(a + b, a, c + d, c, float(odds), p)
+
+
+def read_truth(path: str) -> set[tuple[str, str]]:
+    """``(gene, key)`` pairs of a simulation's ``truth_variants.tsv`` (gene by name and by id)."""
+    from pathlib import Path
+
+    if not Path(path).exists():
+        raise InputError(f"Truth table not found: {path}.")
+    table = pd.read_csv(path, sep="\t")
+    needed = {"gene_id", "chrom", "pos", "ref", "alt"}
+    if not needed <= set(table.columns):
+        raise InputError(f"{path} lacks columns {', '.join(sorted(needed - set(table.columns)))}: "
+                         "expected a varscore simulate truth_variants.tsv.")
+    keys = table["chrom"].astype(str) + ":" + table["pos"].astype(str) + ":" + table["ref"] + ":" + table["alt"]
+    pairs = set(zip(table["gene_id"].astype(str), keys, strict=True))
+    if "gene_name" in table.columns:
+        pairs |= set(zip(table["gene_name"].astype(str), keys, strict=True))
+    return pairs
+
+
+@dataclass(frozen=True)
+class SignAgreement:
+    """Sign agreement of two models' variant weights over variants where both ``|weight|`` exceed
+    ``threshold``: ``agree`` of ``n``; ``p_value`` is Fisher's exact test (two-sided) of the 2×2
+    table of signs."""
+
+    n: int
+    agree: int
+    threshold: float
+    p_value: float
+
+    @property
+    def fraction(self) -> float:
+        return self.agree / self.n if self.n else math.nan
+
+
+def sign_agreement(model_weights: Sequence[float] | np.ndarray, linear_weights: Sequence[float] | np.ndarray,
+                   threshold: float = 0.05) -> SignAgreement:
+    """Compare the signs of ``model_weights`` ``(V,)`` (ISM deltas) and ``linear_weights`` ``(V,)``
+    (e.g. elastic-net coefficients), aligned by variant, keeping pairs where both exceed
+    ``threshold`` in magnitude."""
+    from scipy.stats import fisher_exact
+
+    x = np.asarray(model_weights, dtype=np.float64)
+    y = np.asarray(linear_weights, dtype=np.float64)
+    if x.shape != y.shape:
+        raise InputError(f"Weights must be aligned: got {x.shape} and {y.shape}.")
+    keep = (np.abs(x) > threshold) & (np.abs(y) > threshold)
+    sx, sy = x[keep] > 0, y[keep] > 0
+    table = [[int(np.sum(sx & sy)), int(np.sum(sx & ~sy))], [int(np.sum(~sx & sy)), int(np.sum(~sx & ~sy))]]
+    p = float(fisher_exact(table)[1]) if keep.sum() else math.nan
+    return SignAgreement(int(keep.sum()), int(np.sum(sx == sy)), threshold, p)

@@ -1,0 +1,280 @@
+"""In-silico mutagenesis tables: every observed SNV (or every position × 3 alternatives) of a
+gene's window scored by a model, with distance to the TSS and minor-allele frequency.
+
+Variant weight = ``alt_pred - ref_pred``. Sequence models: the model's output (the output mode's
+scalar) on the reference window with the ALT base on both haplotypes, minus the reference's.
+Linear models: ``REF_PRED`` is the intercept and ``ALT_PRED`` the intercept + 2 × coefficient
+(homozygous ALT), the same scale (see :func:`varscore.engine.score_linear`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from varscore.errors import InputError
+from varscore.sequence import BASES
+from varscore.types import Gene, Window, tss_window
+
+logger = logging.getLogger(__name__)
+
+ISM_COLUMNS = ("chrom", "pos", "ref", "alt", "gene", "distance_to_tss", "ref_pred", "alt_pred", "delta", "maf")
+
+
+def distance_to_tss(pos: np.ndarray | int, gene: Gene) -> np.ndarray:
+    """Signed distance (bp) of 1-based ``pos`` from the gene's TSS along its strand: negative
+    upstream, positive downstream (as in ``truth_variants.tsv``)."""
+    sign = -1 if gene.strand == "-" else 1
+    return (np.asarray(pos, dtype=np.int64) - gene.tss) * sign
+
+
+def variant_key(chrom: str, pos: int, ref: str, alt: str) -> str:
+    return f"{chrom}:{int(pos)}:{ref}:{alt}"
+
+
+@dataclass
+class GeneVariants:
+    """The observed SNVs of one gene's window and everyone's genotypes.
+
+    ``table``: one row per SNV column — chrom, pos (1-based), ref, alt, key, distance_to_tss,
+    maf (over all people with a call). ``dosage``: ``(P, V)`` float32 ALT counts 0/1/2 (missing
+    calls count as reference), rows in ``people`` order. ``reference``: the window's ``(L, 4)``
+    one-hot. ``genotypes``: the :class:`~varscore.personal.WindowGenotypes` they came from.
+    """
+
+    gene: Gene
+    window: Window
+    table: pd.DataFrame
+    dosage: np.ndarray
+    people: list[str]
+    reference: np.ndarray
+    genotypes: Any
+
+    def people_rows(self, people: Sequence[str]) -> np.ndarray:
+        """``(B,)`` row indices of ``people``; unknown names are an :class:`InputError`."""
+        return np.asarray(self.genotypes.sample_indices(list(people)))
+
+
+def _maf(haplotypes: np.ndarray) -> np.ndarray:
+    """``(V,)`` minor-allele frequency from ``(P, 2, V)`` haplotypes (1 ALT, 0 other, -1 missing)."""
+    called = (haplotypes >= 0).sum(axis=(0, 1))
+    alt = (haplotypes == 1).sum(axis=(0, 1))
+    af = np.divide(alt, called, out=np.zeros(alt.shape, dtype=np.float64), where=called > 0)
+    return np.minimum(af, 1.0 - af)
+
+
+def read_gene_variants(
+    vcf: str | Path,
+    genes: Sequence[Gene],
+    genome: Any,
+    window_size: int,
+    people: Sequence[str] | None = None,
+) -> dict[str, GeneVariants]:
+    """The observed SNVs of each gene's ``window_size`` TSS-centred window, by gene id."""
+    from varscore.personal import GenotypeReader
+
+    out: dict[str, GeneVariants] = {}
+    with GenotypeReader(vcf, samples=people) as reader:
+        for gene in genes:
+            window = tss_window(gene, window_size)
+            reference = genome.window_sequence(window).one_hot
+            genotypes = reader.read(window, reference)
+            positions = genotypes.positions.astype(np.int64)
+            refs, alts = genotypes.refs.astype(str), genotypes.alts.astype(str)
+            table = pd.DataFrame({
+                "chrom": gene.chrom,
+                "pos": positions,
+                "ref": refs,
+                "alt": alts,
+                "key": [variant_key(gene.chrom, p, r, a) for p, r, a in zip(positions, refs, alts, strict=True)],
+                "gene": gene.label,
+                "distance_to_tss": distance_to_tss(positions, gene),
+                "maf": _maf(genotypes.haplotypes),
+            })
+            out[gene.gene_id] = GeneVariants(gene, window, table, genotypes.dosage(), list(genotypes.samples),
+                                             reference, genotypes)
+    return out
+
+
+def saturation_substitutions(reference: np.ndarray) -> list[tuple[int, str]]:
+    """Every position × the 3 bases other than the reference base: ``(offset, base)`` pairs
+    (positions with N get all 4 bases)."""
+    codes = np.where(reference.max(axis=1) == 1, reference.argmax(axis=1), 4)
+    return [(offset, base) for offset, code in enumerate(codes.tolist())
+            for b, base in enumerate(BASES) if b != code]
+
+
+@dataclass
+class ModelScorer:
+    """A loaded model bundle ready to score variants: ``backbone`` (built) and ``output_mode``."""
+
+    name: str
+    backbone: Any
+    output_mode: Any
+    window_size: int
+
+    @classmethod
+    def from_bundle(cls, bundle: Any, device: str = "cpu") -> ModelScorer:
+        backbone = bundle.backbone()
+        if backbone.input_kind == "sequence":
+            backbone.configure(device=device)
+        return cls(bundle.name, backbone, bundle.output_mode(), int(backbone.window_size))
+
+    @property
+    def is_linear(self) -> bool:
+        return self.backbone.input_kind == "genotypes"
+
+    def linear_weights(self, gene: Gene) -> Any:
+        """A linear model's :class:`~varscore_plugins.linear.GeneWeights` for ``gene`` (None if absent)."""
+        genes = self.backbone.genes
+        return genes.get(gene.gene_id) or genes.get(gene.name)
+
+    def score(self, gene: Gene, reference: np.ndarray, table: pd.DataFrame, batch_size: int = 8) -> pd.DataFrame:
+        """``table`` (chrom, pos, ref, alt, ...) of ``gene``'s window with ref_pred, alt_pred and
+        delta added. Linear models give every variant they lack a weight of 0."""
+        window = tss_window(gene, self.window_size)
+        out = table.copy()
+        if self.is_linear:
+            weights = self.linear_weights(gene)
+            if weights is None:
+                raise InputError(f"Linear model '{self.name}' has no weights for gene '{gene.label}'.")
+            coef = dict(zip(weights.variant_keys, weights.coef, strict=True))
+            keys = [variant_key(c, p, r, a) for c, p, r, a in zip(out["chrom"], out["pos"], out["ref"], out["alt"],
+                                                                  strict=True)]
+            out["ref_pred"] = float(weights.intercept)
+            out["alt_pred"] = float(weights.intercept) + 2.0 * np.array([coef.get(k, 0.0) for k in keys])
+        else:
+            if reference.shape != (self.window_size, 4):
+                raise InputError(f"Model '{self.name}' takes {self.window_size}-bp windows; got {reference.shape[0]} bp.")
+            subs = [(window.offset(int(p)), str(a)) for p, a in zip(out["pos"], out["alt"], strict=True)]
+            result = self.backbone.ism(reference, subs, self.output_mode.reduce, batch_size=batch_size)
+            if result.reference.shape[0] != 1:
+                raise InputError(f"Model '{self.name}' has output mode '{self.output_mode.name}' with "
+                                 f"{result.reference.shape[0]} outputs; variant analyses need one number per "
+                                 "sequence (the 'scalar' output mode).")
+            out["ref_pred"] = float(result.reference[0])
+            out["alt_pred"] = result.alternates[:, 0].astype(np.float64) if len(subs) else np.empty(0)
+        out["delta"] = out["alt_pred"] - out["ref_pred"]
+        return out
+
+    def predict_people(self, variants: GeneVariants, rows: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        """The model's prediction for the people at ``rows`` of ``variants``: ``(B,)``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.is_linear:
+            weights = self.linear_weights(variants.gene)
+            if weights is None:
+                raise InputError(f"Linear model '{self.name}' has no weights for gene '{variants.gene.label}'.")
+            pred, _ = weights.predict_aligned(list(variants.table["key"]), variants.dosage[rows])
+            return np.asarray(pred, dtype=np.float64)
+        from varscore.personal import personal_one_hot
+
+        out = []
+        for start in range(0, len(rows), batch_size):
+            batch = personal_one_hot(variants.reference, variants.genotypes, people=rows[start : start + batch_size])
+            out.append(self.output_mode.reduce(self.backbone.predict(batch))[:, 0])
+        return np.concatenate(out).astype(np.float64) if out else np.empty(0)
+
+
+def ism_table(
+    scorer: ModelScorer,
+    gene: Gene,
+    genome: Any,
+    variants: GeneVariants | None = None,
+    saturation: bool = False,
+    batch_size: int = 8,
+) -> pd.DataFrame:
+    """The ISM table of one gene (columns :data:`ISM_COLUMNS`, plus ``key``): the observed SNVs of
+    ``variants``, or with ``saturation`` every position × 3 alternative bases (``maf`` then
+    filled in for observed SNVs only, NaN elsewhere)."""
+    window = tss_window(gene, scorer.window_size)
+    if variants is not None and variants.window != window:
+        raise InputError(f"Variants were read for {variants.window}; model '{scorer.name}' needs {window}.")
+    if saturation:
+        if scorer.is_linear:
+            raise InputError(f"Saturation mutagenesis needs a sequence model; '{scorer.name}' is a linear model. "
+                             "Score the observed variants (--vcf) instead.")
+        reference = variants.reference if variants is not None else genome.window_sequence(window).one_hot
+        subs = saturation_substitutions(reference)
+        pos = np.array([window.start + 1 + offset for offset, _ in subs], dtype=np.int64)
+        ref_bases = np.array(list("ACGTN"))[np.where(reference.max(axis=1) == 1, reference.argmax(axis=1), 4)]
+        table = pd.DataFrame({"chrom": gene.chrom, "pos": pos, "ref": ref_bases[pos - 1 - window.start],
+                              "alt": [b for _, b in subs]})
+        table["key"] = [variant_key(gene.chrom, p, r, a) for p, r, a in zip(table["pos"], table["ref"], table["alt"],
+                                                                            strict=True)]
+        table["gene"] = gene.label
+        table["distance_to_tss"] = distance_to_tss(pos, gene)
+        maf = variants.table.set_index("key")["maf"] if variants is not None else pd.Series(dtype=float)
+        table["maf"] = table["key"].map(maf).astype(float)
+    elif variants is None:
+        raise InputError("ISM of observed variants needs a VCF (--vcf); or ask for --saturation.")
+    else:
+        reference, table = variants.reference, variants.table
+    scored = scorer.score(gene, reference, table, batch_size=batch_size)
+    return scored[[*ISM_COLUMNS, "key"]]
+
+
+def ism_track(table: pd.DataFrame) -> pd.DataFrame:
+    """Per-position signal of an ISM table: the delta of largest magnitude among the position's
+    alleles. Columns chrom, start (0-based), end, value; sorted."""
+    if table.empty:
+        return pd.DataFrame(columns=["chrom", "start", "end", "value"])
+    order = table.assign(_abs=table["delta"].abs()).sort_values(["chrom", "pos", "_abs"], ascending=[True, True, False])
+    top = order.drop_duplicates(["chrom", "pos"])
+    return pd.DataFrame({"chrom": top["chrom"].to_numpy(), "start": top["pos"].to_numpy() - 1,
+                         "end": top["pos"].to_numpy(), "value": top["delta"].to_numpy()})
+
+
+def write_ism_track(table: pd.DataFrame, path: str | Path, chrom_sizes: dict[str, int]) -> Path:
+    """Write :func:`ism_track` with :mod:`varscore.tracks`: bigWig when ``path`` ends
+    ``.bw``/``.bigwig``, else bedGraph. ``chrom_sizes``: contig lengths (the FASTA's)."""
+    from varscore.tracks import Interval, write_bedgraph, write_bigwig
+
+    path = Path(path)
+    track = ism_track(table)
+    intervals = [Interval(str(c), int(s), int(e), float(v))
+                 for c, s, e, v in zip(track["chrom"], track["start"], track["end"], track["value"], strict=True)]
+    if path.suffix.lower() in (".bw", ".bigwig"):
+        write_bigwig(path, intervals, chrom_sizes)
+    else:
+        write_bedgraph(path, intervals, chrom_sizes, name="ism", description="ISM delta (alt - ref), largest |delta| "
+                       "per position")
+    return path
+
+
+def score_genes(
+    scorer: ModelScorer,
+    variants: dict[str, GeneVariants],
+    genome: Any,
+    saturation: bool = False,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """ISM tables of every gene in ``variants`` (by gene id), concatenated."""
+    from tqdm.auto import tqdm
+
+    parts = [ism_table(scorer, gv.gene, genome, gv, saturation=saturation, batch_size=batch_size)
+             for gv in tqdm(list(variants.values()), desc=f"ISM {scorer.name}", unit="gene", disable=not progress,
+                            leave=False)]
+    if not parts:
+        return pd.DataFrame(columns=[*ISM_COLUMNS, "key"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def held_out_people(bundle: Any, people_file: str | Path | None = None) -> list[str]:
+    """The held-out people: one per line of ``people_file``, else the bundle's recorded test people."""
+    if people_file is not None:
+        path = Path(people_file)
+        if not path.exists():
+            raise InputError(f"People file not found: {path}.")
+        people = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    else:
+        people = list((bundle.manifest.get("people") or {}).get("test") or [])
+    if not people:
+        raise InputError(f"Model '{bundle.name}' records no test people: pass --people FILE (one person per line).")
+    return people

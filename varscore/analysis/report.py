@@ -1,0 +1,500 @@
+"""``varscore report``: run the variant analyses for one model (and models to compare) on a cohort
+and write the paper's figures (PNG + PDF), their tables (TSV) and one ``index.html``.
+
+Figures that need an input that was not given are listed in the HTML as "not produced" with the
+option that would produce them.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from varscore.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReportConfig:
+    """What the report runs on. ``linear``: the elastic-net bundle giving k per gene and the sign
+    comparison (default: the first linear model among ``compare``)."""
+
+    model: str
+    vcf: Path
+    expression: Path
+    genes: Path
+    fasta: Path | None
+    out_dir: Path
+    compare: list[str] = field(default_factory=list)
+    linear: str | None = None
+    people_file: Path | None = None
+    gene_names: list[str] | None = None
+    k: int | None = None
+    truth: Path | None = None
+    motifs: str | None = None
+    chromhmm: Path | None = None
+    finemap: Path | None = None
+    attribution: bool = False
+    batch_size: int = 8
+    device: str = "cpu"
+    progress: bool = False
+
+
+@dataclass
+class FigureEntry:
+    """One figure of the report: produced (``png``/``pdf`` set) or not (``missing`` says why)."""
+
+    key: str
+    title: str
+    caption: str
+    png: Path | None = None
+    pdf: Path | None = None
+    missing: str | None = None
+
+
+@dataclass
+class ReportResult:
+    out_dir: Path
+    html: Path
+    figures: list[FigureEntry]
+    tables: dict[str, Path]
+    numbers: dict[str, Any]
+
+
+@dataclass
+class _ModelRun:
+    name: str
+    scorer: Any
+    variants: dict[str, Any]
+    ism: pd.DataFrame
+    predictions: dict[str, np.ndarray]
+
+
+def _load_models(config: ReportConfig) -> tuple[Any, list[Any], Any]:
+    from varscore.bundle import load_bundle
+
+    main = load_bundle(config.model)
+    others = [load_bundle(m) for m in config.compare]
+    names = [main.name, *[b.name for b in others]]
+    if len(set(names)) != len(names):
+        raise InputError(f"Models to compare must have different names; got {', '.join(names)}.")
+    if config.linear is not None:
+        linear = next((b for b in others if b.name == config.linear or str(b.path) == config.linear), None)
+        linear = linear or load_bundle(config.linear)
+    else:
+        linear = next((b for b in others if b.manifest["backbone"]["name"] in ("elastic-net", "lasso", "ridge")), None)
+    return main, others, linear
+
+
+def _observed(config: ReportConfig, main: Any, window: int) -> tuple[dict[str, pd.Series], list[str]]:
+    """Observed expression per gene label (indexed by person) and the held-out people."""
+    from varscore.analysis.ism import held_out_people
+    from varscore.training import CohortInputs, load_cohort
+
+    fold_info = main.manifest.get("folds") or {}
+    folds = main.path / fold_info["file"] if fold_info.get("file") and (main.path / fold_info["file"]).exists() else None
+    fasta = config.fasta or main.reference_fasta
+    inputs = CohortInputs(config.vcf, config.expression, config.genes, fasta, folds,
+                          int(fold_info.get("replicate", 0)), config.gene_names)
+    cohort = load_cohort(inputs, window)
+    for line in cohort.report:
+        logger.info(line)
+    data = cohort.data
+    observed = {g.gene.label: pd.Series(g.expression, index=data.people) for g in data.genes}
+    people = held_out_people(main, config.people_file)
+    unknown = [p for p in people if p not in set(data.people)]
+    if unknown:
+        raise InputError(f"{len(unknown)} held-out people are not in the cohort: {', '.join(unknown[:5])}.")
+    return observed, people
+
+
+def _run_model(bundle: Any, config: ReportConfig, genome: Any, genes: list[Any], people: list[str]) -> _ModelRun:
+    from tqdm.auto import tqdm
+
+    from varscore.analysis.ism import ModelScorer, read_gene_variants, score_genes
+
+    scorer = ModelScorer.from_bundle(bundle, device=config.device)
+    if scorer.is_linear:
+        genes = [g for g in genes if scorer.linear_weights(g) is not None]
+    variants = read_gene_variants(config.vcf, genes, genome, scorer.window_size)
+    ism = score_genes(scorer, variants, genome, batch_size=config.batch_size, progress=config.progress)
+    predictions = {}
+    for gv in tqdm(list(variants.values()), desc=f"predict {scorer.name}", unit="gene", disable=not config.progress,
+                   leave=False):
+        predictions[gv.gene.label] = scorer.predict_people(gv, gv.people_rows(people), batch_size=config.batch_size)
+    return _ModelRun(bundle.name, scorer, variants, ism.assign(model=bundle.name), predictions)
+
+
+def _motif_hits(config: ReportConfig, genome: Any, genes: list[Any], tables: list[pd.DataFrame],
+                window: int) -> set[tuple[str, str]]:
+    """(gene, key) of the variants in ``tables`` whose ALT allele changes a motif match."""
+    from varscore.base import AnnotationContext
+    from varscore.plugins import get_annotator
+    from varscore.types import Variant, tss_window
+
+    annotator = get_annotator("motifs")(motifs=config.motifs)
+    rows = pd.concat(tables, ignore_index=True).drop_duplicates(["key"])
+    variants = [Variant(str(r.chrom), int(r.pos), str(r.ref), (str(r.alt),), index=i)
+                for i, r in enumerate(rows.itertuples())]
+    context = AnnotationContext(genes=genes, windows={g.gene_id: tss_window(g, window) for g in genes}, fasta=genome)
+    frame = annotator.annotate(variants, context)
+    changed = {key for key, value in frame.iloc[:, 0].items() if isinstance(value, str) and value}
+    all_rows = pd.concat(tables, ignore_index=True)
+    return {(g, k) for g, k in zip(all_rows["gene"], all_rows["key"], strict=True) if k in changed}
+
+
+def build_report(config: ReportConfig) -> ReportResult:
+    """Run every analysis the inputs allow and write the report into ``config.out_dir``."""
+    from varscore.analysis import plots
+    from varscore.analysis.drivers import find_drivers, mean_pairwise_ld
+    from varscore.analysis.hsv import (
+        DRIVER_MAF_TOLERANCE,
+        HSV_MAF_TOLERANCE,
+        causal_enrichment,
+        high_scoring_variants,
+        k_from_linear,
+        matched_controls,
+        read_truth,
+        sign_agreement,
+    )
+    from varscore.genome import Genome, load_genes
+    from varscore.training import per_gene_metrics
+
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    main, others, linear = _load_models(config)
+    bundles = [main, *others]
+    if linear is not None and linear.name not in {b.name for b in bundles}:
+        bundles.append(linear)
+    models = [b.name for b in bundles]
+    fasta = config.fasta or main.reference_fasta
+    if fasta is None:
+        raise InputError(f"Model '{main.name}' records no reference FASTA: pass --fasta.")
+    genome = Genome(fasta)
+    observed, people = _observed(config, main, int(main.manifest["window_size"]))
+    genes = [g for g in load_genes(config.genes, names=config.gene_names) if g.label in observed]
+    runs = {b.name: _run_model(b, config, genome, genes, people) for b in bundles}
+    figures: list[FigureEntry] = []
+    tables: dict[str, Path] = {}
+    numbers: dict[str, Any] = {"models": models, "people": len(people), "genes": [g.label for g in genes]}
+
+    def table(name: str, frame: pd.DataFrame) -> None:
+        path = out / f"{name}.tsv"
+        frame.to_csv(path, sep="\t", index=False, float_format="%.6g")
+        tables[name] = path
+
+    def figure(key: str, title: str, caption: str, make: Any = None, missing: str | None = None) -> None:
+        entry = FigureEntry(key, title, caption, missing=missing)
+        if missing is None:
+            entry.png, entry.pdf = plots.save_figure(make(), out, key)
+        figures.append(entry)
+
+    # Fig. 1: accuracy across held-out people
+    pred_rows, metric_rows = [], []
+    for name, run in runs.items():
+        for label, pred in run.predictions.items():
+            obs = observed[label].loc[people].to_numpy()
+            pred_rows.append(pd.DataFrame({"model": name, "gene": label, "person": people, "observed": obs,
+                                           "predicted": pred}))
+            (r2, r), = per_gene_metrics(np.zeros(len(obs), dtype=np.int64), pred, obs, 1)
+            metric_rows.append({"model": name, "gene": label, "people": len(obs), "r2": r2, "pearson": r})
+    predictions = pd.concat(pred_rows, ignore_index=True)
+    metrics = pd.DataFrame(metric_rows)
+    table("predictions", predictions)
+    table("metrics", metrics)
+    figure("fig1a_observed_vs_predicted", "Fig. 1a — observed vs predicted expression",
+           "Each point is a held-out person; r is Pearson's correlation.",
+           lambda: plots.observed_vs_predicted(predictions, models))
+    compared = [m for m in models if m != main.name]
+    for key, metric, label in (("fig1b_r2_between_models", "r2", "R²"),
+                               ("fig1c_pearson_between_models", "pearson", "Pearson r")):
+        figure(key, f"Fig. 1{key[4]} — per-gene {label}, {main.name} vs other models",
+               f"Per-gene {label} across held-out people; points above the dashed line favour {main.name}.",
+               lambda metric=metric: plots.metric_between_models(metrics, metric, main.name, compared),
+               missing=None if compared else "needs --compare MODEL")
+
+    # HSVs: k per gene from the elastic net (or --k)
+    if linear is not None:
+        per_id = k_from_linear(runs[linear.name].scorer.backbone)
+        k_by_gene: dict[str, int] | int = {g.label: per_id[g.gene_id] for g in genes if g.gene_id in per_id}
+    else:
+        k_by_gene = config.k or 10
+    numbers["k"] = k_by_gene
+    ism_all = pd.concat([r.ism for r in runs.values()], ignore_index=True)
+    hsv_parts, control_parts = [], []
+    for name, run in runs.items():
+        picked = high_scoring_variants(run.ism, k_by_gene).assign(model=name)
+        hsv_parts.append(picked)
+        control_parts.append(matched_controls(picked, run.ism, HSV_MAF_TOLERANCE).assign(model=name))
+    hsvs = pd.concat(hsv_parts, ignore_index=True)
+    hsv_controls = pd.concat(control_parts, ignore_index=True)
+    table("ism", ism_all)
+    table("hsvs", hsvs)
+
+    # Drivers (sequence models: forward selection; linear models: their non-zero coefficients)
+    driver_parts, driver_summary = [], []
+    for name, run in runs.items():
+        if run.scorer.is_linear:
+            chosen = []
+            for gv in run.variants.values():
+                weights = run.scorer.linear_weights(gv.gene)
+                nonzero = {k for k, c in zip(weights.variant_keys, weights.coef, strict=True) if c != 0}
+                rows = run.ism[(run.ism["gene"] == gv.gene.label) & run.ism["key"].isin(nonzero)]
+                chosen.append(rows)
+                cols = np.flatnonzero(gv.table["key"].isin(nonzero).to_numpy())
+                driver_summary.append({"model": name, "gene": gv.gene.label, "drivers": len(rows),
+                                       "mean_ld": mean_pairwise_ld(gv.dosage[:, cols])})
+            driver_parts.append(pd.concat(chosen, ignore_index=True).assign(model=name))
+            continue
+        found, summary = find_drivers(run.scorer, run.variants, run.ism, people, batch_size=config.batch_size,
+                                      progress=config.progress, predictions=run.predictions)
+        driver_parts.append(found.assign(model=name))
+        driver_summary.extend(summary.assign(model=name).to_dict("records"))
+    drivers = pd.concat(driver_parts, ignore_index=True)
+    drivers_summary = pd.DataFrame(driver_summary).merge(metrics[["model", "gene", "r2"]], on=["model", "gene"],
+                                                         how="left")
+    driver_controls = pd.concat([matched_controls(drivers[drivers["model"] == m], runs[m].ism, DRIVER_MAF_TOLERANCE)
+                                 .assign(model=m) for m in models], ignore_index=True)
+    if linear is not None:
+        lin_r2 = metrics[metrics["model"] == linear.name].set_index("gene")["r2"]
+        drivers_summary["r2_relative"] = drivers_summary["r2"] - drivers_summary["gene"].map(lin_r2)
+    table("drivers", drivers)
+    table("drivers_summary", drivers_summary)
+
+    # Motif changes (the motifs annotator), when asked for
+    motif_pairs: set[tuple[str, str]] = set()
+    motif_missing = "needs --motifs (a JASPAR release such as JASPAR2024, or a MEME/JASPAR/HOCOMOCO file)"
+    if config.motifs:
+        from varscore.errors import PluginError
+
+        try:
+            motif_pairs = _motif_hits(config, genome, genes, [hsvs, hsv_controls, drivers, driver_controls],
+                                      int(main.manifest["window_size"]))
+            motif_missing = None  # type: ignore[assignment]
+        except PluginError as exc:
+            motif_missing = f"needs the motifs annotator plugin ({exc})"
+    motif_keys = {(m, g, k) for m, g, k in zip(hsvs["model"], hsvs["gene"], hsvs["key"], strict=True)
+                  if (g, k) in motif_pairs}
+
+    figure("fig2a_weights_vs_distance", "Fig. 2a — variant weights vs distance to TSS",
+           "ISM (alt − ref) for sequence models; 2 × coefficient (homozygous ALT, the same scale) for linear "
+           "models. Large dots are HSVs" + ("; light vertical lines mark HSVs that change a TF motif." if motif_keys
+                                            else "." if motif_missing is None else
+                                            f" (motif marks not drawn: {motif_missing})."),
+           lambda: plots.weights_vs_distance(ism_all, hsvs, models, motif_keys,
+                                             {n: r.scorer.window_size for n, r in runs.items()}))
+
+    # Fig. 2c: sign agreement with the linear model
+    if linear is not None:
+        pairs_parts, agreements = [], {}
+        coef = {}
+        for gene in genes:
+            weights = runs[linear.name].scorer.linear_weights(gene)
+            if weights is not None:
+                coef.update({(gene.label, k): float(c) for k, c in zip(weights.variant_keys, weights.coef, strict=True)
+                             if c != 0})
+        for name in models:
+            if name == linear.name:
+                continue
+            run_ism = runs[name].ism
+            keep = [(g, k) in coef for g, k in zip(run_ism["gene"], run_ism["key"], strict=True)]
+            rows = run_ism[keep]
+            pair = pd.DataFrame({"model": name, "gene": rows["gene"].to_numpy(), "key": rows["key"].to_numpy(),
+                                 "linear_weight": [coef[(g, k)] for g, k in zip(rows["gene"], rows["key"], strict=True)],
+                                 "model_weight": rows["delta"].to_numpy()})
+            pairs_parts.append(pair)
+            agreements[name] = sign_agreement(pair["model_weight"], pair["linear_weight"], 0.05)
+        if agreements:
+            pairs = pd.concat(pairs_parts, ignore_index=True)
+            table("sign_agreement_pairs", pairs)
+            numbers["sign_agreement"] = {m: {"agree": a.agree, "n": a.n, "fraction": a.fraction,
+                                             "fisher_p": a.p_value} for m, a in agreements.items()}
+            figure("fig2c_sign_agreement", f"Fig. 2c — sign agreement with {linear.name}",
+                   "Variants with a non-zero linear coefficient; agreement counts pairs where both weights exceed "
+                   "0.05 in magnitude (p: Fisher's exact test of the 2×2 sign table).",
+                   lambda: plots.sign_agreement_plot(pairs, linear.name, agreements))
+        else:
+            figure("fig2c_sign_agreement", "Fig. 2c — sign agreement", "", missing="needs a non-linear model besides "
+                   "the linear one")
+    else:
+        figure("fig2c_sign_agreement", "Fig. 2c — sign agreement with the linear model", "",
+               missing="needs --linear or an elastic-net model among --compare")
+
+    # Fig. 3
+    if config.chromhmm is not None:
+        from varscore.analysis.enrichment import read_segmentation, state_enrichment
+        from varscore.types import tss_window
+
+        segmentation = read_segmentation(config.chromhmm)
+        per_state = pd.concat([
+            state_enrichment(hsvs[hsvs["model"] == name],
+                             {g.label: tss_window(g, run.scorer.window_size) for g in genes}, segmentation).per_state
+            for name, run in runs.items()], ignore_index=True)
+        table("chromhmm_enrichment", per_state)
+        figure("fig3a_chromhmm_enrichment", "Fig. 3a — chromatin-state enrichment of HSVs",
+               "Per state: ln of the HSVs observed in it over those expected from the state's share of the annotated "
+               "bases of each gene's window, summed over genes.",
+               lambda: plots.state_enrichment_plot(per_state, models))
+    else:
+        figure("fig3a_chromhmm_enrichment", "Fig. 3a — chromatin-state enrichment of HSVs", "",
+               missing="needs --chromhmm BED (a ChromHMM segmentation)")
+
+    def motif_rates(selected: pd.DataFrame, controls: pd.DataFrame, label: str) -> pd.DataFrame:
+        rows = []
+        for name in models:
+            for group, frame in ((label, selected), ("matched controls", controls)):
+                part = frame[frame["model"] == name].drop_duplicates(["gene", "key"])
+                k = sum((g, key) in motif_pairs for g, key in zip(part["gene"], part["key"], strict=True))
+                rows.append({"model": name, "group": group, "k": k, "n": len(part),
+                             "rate": k / len(part) if len(part) else math.nan})
+        return pd.DataFrame(rows)
+
+    hsv_motif = motif_rates(hsvs, hsv_controls, "HSVs") if motif_missing is None else None
+    figure("fig3b_motif_changes", "Fig. 3b — HSVs that change a TF motif",
+           "Share of HSVs (and of their distance- and MAF-matched controls) whose ALT allele creates, strengthens, "
+           "weakens or destroys a motif match (p < 5e-5, motifbreakR effect strong or weak).",
+           lambda: plots.rate_bars(hsv_motif, "HSVs changing a TF motif", "share of variants"),
+           missing=motif_missing)
+    finemap_missing = "needs --finemap TABLE (CAVIAR, SuSiE or DAP-G fine-mapping)" if config.finemap is None else None
+    if config.finemap is not None:
+        try:
+            from varscore_plugins.finemap import evaluate_finemap, read_finemap_table
+        except ImportError:
+            finemap_missing = "needs the finemap plugin (varscore_plugins.finemap)"
+    if finemap_missing is None:
+        evaluation = evaluate_finemap(ism_all[["model", "gene", "chrom", "pos", "delta"]],
+                                      read_finemap_table(config.finemap), {g.label: g for g in genes})
+        table("finemap_per_gene", evaluation.per_gene)
+        table("finemap_overall", evaluation.overall)
+        numbers["finemap"] = evaluation.overall.to_dict("records")
+        figure("fig3c_finemap_auroc", "Fig. 3c — fine-mapped eQTL auROC / auPR",
+               "Positives: fine-mapped variants (posterior ≥ 0.1); 5 distance-matched negatives each; score: "
+               "|variant weight|.", lambda: plots.finemap_plot(evaluation.per_gene, evaluation.overall, models))
+    else:
+        figure("fig3c_finemap_auroc", "Fig. 3c — fine-mapped eQTL auROC / auPR", "", missing=finemap_missing)
+    figure("fig3d_hsv_maf", "Fig. 3d — MAF of HSVs", "Minor-allele frequency in the cohort (all people).",
+           lambda: plots.maf_distribution(hsvs, models, "HSVs"))
+
+    # Fig. 4
+    figure("fig4e_drivers_ld", "Fig. 4e — drivers: performance vs LD",
+           "Sequence models: drivers (forward selection on held-out people); linear models: non-zero "
+           "coefficients." + (f" y: R² minus {linear.name}'s R²." if linear is not None else ""),
+           lambda: plots.drivers_overview(drivers_summary, models, linear.name if linear is not None else None))
+    figure("fig4f_driver_distance", "Fig. 4f — distance to TSS of drivers",
+           "Sequence models: drivers; linear models: non-zero coefficients.",
+           lambda: plots.distance_distribution(drivers, models, "drivers (linear models: non-zero coefficients)"))
+    driver_motif = motif_rates(drivers, driver_controls, "drivers") if motif_missing is None else None
+    figure("fig4g_driver_motifs", "Fig. 4g — drivers that change a TF motif", "",
+           lambda: plots.rate_bars(driver_motif, "Drivers changing a TF motif", "share of variants"),
+           missing=motif_missing)
+
+    # Gradient x input at HSVs/drivers vs their matched controls (sequence models)
+    sequence_models = [n for n in models if not runs[n].scorer.is_linear]
+    if config.attribution and sequence_models:
+        from tqdm.auto import tqdm
+
+        from varscore.analysis.attribution import attribute_gene
+
+        rows = []
+        for name in sequence_models:
+            run = runs[name]
+            for gv in tqdm(list(run.variants.values()), desc=f"attribution {name}", unit="gene",
+                           disable=not config.progress, leave=False):
+                gene_attr = attribute_gene(run.scorer, gv, gv.people_rows(people), batch_size=config.batch_size)
+                for group, frame in (("HSVs", hsvs), ("HSV controls", hsv_controls), ("drivers", drivers),
+                                     ("driver controls", driver_controls)):
+                    part = frame[(frame["model"] == name) & (frame["gene"] == gv.gene.label)]
+                    part = part.drop_duplicates(["key"])
+                    for background in ("reference", "personal"):
+                        for value in gene_attr.at(part["pos"].to_numpy(), background):
+                            rows.append({"model": name, "gene": gv.gene.label, "group": group,
+                                         "background": background, "value": value})
+        attributions = pd.DataFrame(rows)
+        table("attribution_at_variants", attributions)
+        figure("figS10_attribution", "Standardised gradient × input at HSVs and drivers",
+               "Reference: the reference window; personal: the mean over held-out people's windows. Controls are "
+               "matched by distance to TSS (±2.5 kb) and MAF.",
+               lambda: plots.attribution_at_variants(attributions, sequence_models))
+    else:
+        figure("figS10_attribution", "Standardised gradient × input at HSVs and drivers", "",
+               missing="needs --attribution (and a sequence model)")
+
+    # Simulation truth: enrichment of HSVs and drivers for causal variants
+    if config.truth is not None:
+        causal = read_truth(str(config.truth))
+        rows, enrich = [], {}
+        for name in models:
+            for label, sel, ctl in (("HSVs", hsvs, hsv_controls), ("drivers", drivers, driver_controls)):
+                result = causal_enrichment(sel[sel["model"] == name], ctl[ctl["model"] == name], causal)
+                enrich[f"{name} {label}"] = result.__dict__
+                rows.append({"model": name, "group": label, "k": result.selected_causal, "n": result.selected,
+                             "rate": result.selected_rate})
+                rows.append({"model": name, "group": f"{label} controls", "k": result.controls_causal,
+                             "n": result.controls, "rate": result.control_rate})
+        truth_rates = pd.DataFrame(rows)
+        table("causal_enrichment", truth_rates)
+        numbers["causal_enrichment"] = enrich
+        figure("figS_causal_enrichment", "Causal variants among HSVs and drivers (simulation truth)",
+               "Share of selected variants that are true causal variants of their gene, vs their distance- and "
+               "MAF-matched controls (±2.5 kb; MAF within 0.5% for HSVs, 10% for drivers). Linear models: their "
+               "non-zero coefficients stand in for drivers.",
+               lambda: plots.rate_bars(truth_rates, "Causal variants (simulated truth)", "share causal"))
+    else:
+        figure("figS_causal_enrichment", "Causal variants among HSVs and drivers", "",
+               missing="needs --truth truth_variants.tsv (a simulated cohort)")
+
+    page = out / "index.html"
+    page.write_text(_html(main.name, models, people, figures, tables, numbers))
+    return ReportResult(out, page, figures, tables, numbers)
+
+
+def _html(main: str, models: list[str], people: list[str], figures: list[FigureEntry], tables: dict[str, Path],
+          numbers: dict[str, Any]) -> str:
+    esc = html.escape
+    parts = [
+        "<!doctype html>", "<html><head><meta charset='utf-8'>",
+        f"<title>varscore report: {esc(main)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+        "figure{margin:2em 0}img{max-width:100%;border:1px solid #ddd}.missing{color:#a33}"
+        "td,th{padding:2px 8px;text-align:left}</style></head><body>",
+        f"<h1>varscore report: {esc(main)}</h1>",
+        f"<p>Models: {esc(', '.join(models))}. Held-out people: {len(people)}. "
+        f"Genes: {esc(', '.join(numbers.get('genes', [])))}.</p>",
+    ]
+    if "sign_agreement" in numbers:
+        parts.append("<h2>Sign agreement with the linear model (|weight| &gt; 0.05)</h2><table>"
+                     "<tr><th>model</th><th>agree</th><th>n</th><th>share</th><th>Fisher p</th></tr>")
+        for model, row in numbers["sign_agreement"].items():
+            parts.append(f"<tr><td>{esc(model)}</td><td>{row['agree']}</td><td>{row['n']}</td>"
+                         f"<td>{row['fraction']:.1%}</td><td>{row['fisher_p']:.3g}</td></tr>")
+        parts.append("</table>")
+    if "causal_enrichment" in numbers:
+        parts.append("<h2>Causal variants vs matched controls (simulation truth)</h2><table><tr><th>set</th>"
+                     "<th>causal / selected</th><th>causal / controls</th><th>odds ratio</th><th>one-sided p</th></tr>")
+        for label, row in numbers["causal_enrichment"].items():
+            parts.append(f"<tr><td>{esc(label)}</td><td>{row['selected_causal']}/{row['selected']}</td>"
+                         f"<td>{row['controls_causal']}/{row['controls']}</td><td>{row['odds_ratio']:.2f}</td>"
+                         f"<td>{row['p_value']:.3g}</td></tr>")
+        parts.append("</table>")
+    parts.append("<h2>Figures</h2>")
+    for entry in figures:
+        if entry.missing:
+            parts.append(f"<figure id='{esc(entry.key)}'><h3>{esc(entry.title)}</h3>"
+                         f"<p class='missing'>not produced: {esc(entry.missing)}</p></figure>")
+            continue
+        assert entry.png is not None and entry.pdf is not None
+        parts.append(f"<figure id='{esc(entry.key)}'><h3>{esc(entry.title)}</h3>"
+                     f"<img src='{esc(entry.png.name)}' alt='{esc(entry.title)}'>"
+                     f"<figcaption>{esc(entry.caption)} <a href='{esc(entry.pdf.name)}'>PDF</a></figcaption></figure>")
+    parts.append("<h2>Tables</h2><ul>")
+    parts.extend(f"<li><a href='{esc(p.name)}'>{esc(p.name)}</a></li>" for p in tables.values())
+    parts.append("</ul></body></html>")
+    return "\n".join(parts) + "\n"
