@@ -93,13 +93,16 @@ class ModelBundle:
         from varscore.plugins import get_backbone
 
         spec = self.manifest["backbone"]
-        cls = get_backbone(spec["name"])
+        cls = get_backbone(spec["name"], distribution=spec.get("distribution"))
         return cls(**spec.get("params", {})).load(self.path)
 
     def output_mode(self) -> Any:
-        from varscore.plugins import get_output_mode
+        from varscore.plugins import check_output_mode, get_backbone, get_output_mode, manager
 
         spec = self.manifest.get("output_mode", {"name": "scalar"})
+        backbone = self.manifest["backbone"]
+        if backbone["name"] in manager.registry.entries["backbones"]:
+            check_output_mode(get_backbone(backbone["name"]), spec["name"])
         return get_output_mode(spec["name"])(**spec.get("params", {}))
 
 
@@ -149,6 +152,14 @@ def _atomic_directory(target: Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def _provider(backbone_name: str) -> dict[str, str]:
+    """The installed package that provides a backbone, recorded so a missing plugin can be named."""
+    from varscore.plugins import manager
+
+    found = manager.distribution_of("backbones", backbone_name)
+    return {"distribution": found[0], "distribution_version": found[1]} if found else {}
+
+
 def save_bundle(
     directory: str | Path,
     *,
@@ -185,7 +196,7 @@ def save_bundle(
             "schema_version": SCHEMA_VERSION,
             "name": name,
             "varscore_version": __version__,
-            "backbone": {"name": backbone.name, "params": backbone.params},
+            "backbone": {"name": backbone.name, "params": backbone.params, **_provider(backbone.name)},
             "output_mode": {"name": output_mode.name, "params": output_mode.params},
             "window_size": backbone.window_size,
             "bin_size": backbone.bin_size,

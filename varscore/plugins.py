@@ -74,6 +74,7 @@ class PluginManager:
         self.pm.add_hookspecs(hookspecs)
         self._registry: Registry | None = None
         self._loaded = False
+        self._distributions: dict[str, tuple[str, str]] = {}  # plugin -> (distribution, version)
 
     def load(self) -> None:
         """Load entry-point plugins (restricted by ``VARSCORE_LOAD_PLUGINS``) exactly once."""
@@ -94,6 +95,8 @@ class PluginManager:
                 raise PluginError(f"Plugin '{ep.name}' ({ep.value}) failed to import: {exc}") from exc
             self._register_checked(module, ep.name)
             found.add(ep.name)
+            if ep.dist is not None:
+                self._distributions[ep.name] = (ep.dist.name, ep.dist.version)
         if allowed is not None and allowed - found:
             missing = ", ".join(sorted(allowed - found))
             logger.warning("%s names plugins that are not installed: %s", LOAD_ENV, missing)
@@ -141,6 +144,12 @@ class PluginManager:
         self.load()
         return sorted(name for name, _ in self.pm.list_name_plugin())
 
+    def distribution_of(self, kind: str, name: str) -> tuple[str, str] | None:
+        """The installed package (``(name, version)``) whose plugin registered ``name``; None for
+        plugins registered by hand."""
+        entry = self.registry.entries[kind].get(name)
+        return self._distributions.get(entry[1]) if entry else None
+
     def provided_by(self, plugin: str) -> dict[str, list[str]]:
         """What one plugin registers: ``{kind: [names]}``."""
         out: dict[str, list[str]] = {}
@@ -157,12 +166,33 @@ class PluginManager:
 manager = PluginManager()
 
 
-def get_backbone(name: str) -> type[Backbone]:
+def get_backbone(name: str, distribution: str | None = None) -> type[Backbone]:
+    """The backbone class registered as ``name``. ``distribution``: the package that provided it
+    when a bundle was saved, named in the error when it is not installed now."""
+    if distribution and name not in manager.registry.entries["backbones"]:
+        installed = ", ".join(manager.registry.names("backbones")) or "none"
+        restricted = os.environ.get(LOAD_ENV)
+        hint = f" ({LOAD_ENV}={restricted} may be excluding it)" if restricted else ""
+        raise PluginError(
+            f"backbone '{name}' is not installed; pip install {distribution} (the package that provided it when "
+            f"this model was saved){hint}. Installed backbones: {installed}."
+        )
     return manager.registry.get("backbones", name)
 
 
 def get_output_mode(name: str) -> type[OutputMode]:
     return manager.registry.get("output_modes", name)
+
+
+def check_output_mode(backbone: type[Backbone] | Backbone, mode: str) -> None:
+    """Raise :class:`PluginError` unless ``backbone`` declares output mode ``mode`` in its
+    ``output_modes``."""
+    supported = tuple(getattr(backbone, "output_modes", ()))
+    if mode not in supported:
+        raise PluginError(
+            f"Backbone '{backbone.name}' does not support output mode '{mode}'; it supports: "
+            f"{', '.join(supported) or 'none'}."
+        )
 
 
 def get_annotator(name: str) -> type[Annotator]:
