@@ -10,22 +10,30 @@ import json
 import logging
 import math
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from varscore.base import SequenceBackbone
+from varscore.base import ISMResult, Reducer, SequenceBackbone
 from varscore.errors import BundleError, InputError
 from varscore.hookspecs import hookimpl
+from varscore.sequence import BASE_INDEX
 
 if TYPE_CHECKING:
     import torch
+
+    from varscore.fastpredict import WindowEdit
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "weights.safetensors"
 HEADS = ("variformer", "pretrained")
+# "naive" forces ISM through full forward passes (to check the fast path against).
+ISM_METHOD_ENV = "VARSCORE_ISM"
+ISM_METHODS = ("fast", "naive")
 
 # Hyper-parameters passed to enformer-pytorch's EnformerConfig (target_length is always -1).
 ENFORMER_HPARAMS = (
@@ -132,6 +140,96 @@ def _check_architecture(params: dict[str, Any]) -> None:
         )
 
 
+@dataclass(frozen=True)
+class TowerGeometry:
+    """Where Enformer's stem + conv tower reads and writes, for exact partial recomputation.
+
+    The stem and tower are ``n`` stages, each a same-padded convolution of half-width
+    ``halves[i]`` (the stem's width-15 conv, then each tower layer's width-5 conv; the width-1 convs,
+    batch norms in eval mode and GELUs are per-position) followed by a pool over pairs. Bin ``j``
+    of the tower output therefore depends on a bounded stretch of input bases and a base
+    changes a bounded run of bins. Positions are 0-based; ranges are inclusive ``(first, last)``.
+    """
+
+    length: int
+    halves: tuple[int, ...]
+
+    @classmethod
+    def for_enformer(cls, window_size: int, num_downsamples: int) -> TowerGeometry:
+        return cls(window_size, (7,) + (2,) * (num_downsamples - 1))
+
+    @property
+    def bin_size(self) -> int:
+        return 2 ** len(self.halves)
+
+    @property
+    def n_bins(self) -> int:
+        return self.length // self.bin_size
+
+    def affected_bins(self, first: int, last: int) -> tuple[int, int]:
+        """The tower-output bins a change of bases ``first..last`` can alter."""
+        size = self.length
+        for half in self.halves:
+            first, last = max(first - half, 0) // 2, min(last + half, size - 1) // 2
+            size //= 2
+        return first, last
+
+    def affected_chunks(self, offsets: np.ndarray, chunk_bins: int) -> np.ndarray:
+        """Sorted unique ids of the ``chunk_bins``-bin chunks (chunk ``c`` = bins
+        ``c * chunk_bins`` onwards) that changes at ``offsets`` (``(k,)`` bases) can alter."""
+        first = np.asarray(offsets, dtype=np.int64)
+        last = first.copy()
+        size = self.length
+        for half in self.halves:
+            first, last = np.maximum(first - half, 0) // 2, np.minimum(last + half, size - 1) // 2
+            size //= 2
+        first, last = first // chunk_bins, last // chunk_bins
+        spans = [np.arange(lo, hi + 1) for lo, hi in zip(first.tolist(), last.tolist(), strict=True)]
+        return np.unique(np.concatenate(spans)) if spans else np.empty(0, dtype=np.int64)
+
+    def needed_bases(self, first_bin: int, last_bin: int) -> tuple[int, int]:
+        """The input bases tower-output bins ``first_bin..last_bin`` depend on, before clipping
+        to the window (positions outside it are the convolutions' zero padding)."""
+        first, last = first_bin, last_bin
+        for half in reversed(self.halves):
+            first, last = 2 * first - half, 2 * last + 1 + half
+        return first, last
+
+    def patch_bins(self, first_bin: int, last_bin: int) -> tuple[int, int]:
+        """``(start_bin, width)`` of a bin-aligned input patch from which ``first_bin..last_bin``
+        are computed exactly: it holds every base they depend on, and at a window edge it starts
+        (or ends) at the edge so that the zero padding is the full forward's."""
+        first, last = self.needed_bases(first_bin, last_bin)
+        start = max(first, 0) // self.bin_size
+        stop = -(-(min(last, self.length - 1) + 1) // self.bin_size)
+        return start, stop - start
+
+    def snv_patch_width(self) -> int:
+        """Bins of a patch wide enough for any single-base change anywhere in the window: the
+        widest interior need over one bin's worth of alignments, capped at the window."""
+        # Probe a window long enough that no edge clips the interior pattern, which repeats
+        # every bin_size bases.
+        probe = TowerGeometry(self.bin_size * 4096, self.halves)
+        centre = probe.length // 2
+        widest = max(probe.patch_bins(*probe.affected_bins(p, p))[1] for p in range(centre, centre + self.bin_size))
+        return min(widest, self.n_bins)
+
+    def chunk_patch_width(self, chunk_bins: int) -> int:
+        """Bins of a patch from which any ``chunk_bins``-bin chunk (aligned to multiples of
+        ``chunk_bins``) is computed exactly, capped at the window."""
+        probe = TowerGeometry(self.bin_size * 4096, self.halves)
+        first = probe.n_bins // 2 // chunk_bins * chunk_bins
+        return min(probe.patch_bins(first, first + chunk_bins - 1)[1], self.n_bins)
+
+    def place_patch(self, first_bin: int, last_bin: int, width: int) -> int:
+        """Start bin of a ``width``-bin patch covering the need of ``first_bin..last_bin`` (one
+        fixed width lets patches be batched); shifted inwards at the window edges."""
+        start, needed = self.patch_bins(first_bin, last_bin)
+        if needed > width:
+            raise ValueError(f"a {width}-bin patch cannot cover bins {first_bin}..{last_bin} (needs {needed})")
+        return min(start, self.n_bins - width)
+
+
 class EnformerBackbone(SequenceBackbone):
     """Enformer (enformer-pytorch) on ``(N, window_size, 4)`` one-hot sequences.
 
@@ -179,6 +277,10 @@ class EnformerBackbone(SequenceBackbone):
         _check_architecture(self.params)
         self._device = "cpu"
         self._bf16 = False
+        self._compile = False
+        self._compiled: dict[str, Any] = {}
+        #: ``"fast"`` or ``"naive"`` ISM; None follows ``$VARSCORE_ISM`` (default fast).
+        self.ism_method: str | None = None
 
     @property
     def window_size(self) -> int:
@@ -284,6 +386,7 @@ class EnformerBackbone(SequenceBackbone):
     def _place(self, model: torch.nn.Module) -> None:
         model.eval()
         self.model_ = model.to(self._device)
+        self._compiled = {}
 
     def _pretrained_enformer(self, directory: Path) -> torch.nn.Module:
         """Enformer from a local ``save_pretrained``-style directory, read with safetensors only
@@ -327,10 +430,12 @@ class EnformerBackbone(SequenceBackbone):
 
     # -- inference ----------------------------------------------------------------------------
 
-    def configure(self, device: str = "cpu", bf16: bool = False) -> None:
+    def configure(self, device: str = "cpu", bf16: bool = False, compile: bool = False) -> None:
         """Run on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``: CUDA when
         available). ``bf16`` turns on bfloat16 autocast, on CUDA only (ignored with a warning on
-        CPU)."""
+        CPU). ``compile`` runs the fast-ISM pieces (stem + conv tower, transformer + head) through
+        ``torch.compile``, meant for CUDA (on a CPU it needs a C++ compiler and minutes of
+        compilation)."""
         import torch
 
         if device == "auto":
@@ -348,6 +453,8 @@ class EnformerBackbone(SequenceBackbone):
             bf16 = False
         self._device = str(resolved)
         self._bf16 = bool(bf16)
+        self._compile = bool(compile)
+        self._compiled = {}
         if self.is_built:
             self.model_.to(resolved)
 
@@ -394,12 +501,256 @@ class EnformerBackbone(SequenceBackbone):
     def _forward(self, x: torch.Tensor, model: torch.nn.Module | None = None) -> torch.Tensor:
         # Same arithmetic as HeadAdapterWrapper.forward, without its side effect of switching the
         # batch norms' requires_grad off on every call.
-        model = self.model_ if model is None else model
+        module: Any = self.model_ if model is None else model
         if self.params["head"] == "variformer":
-            embeddings = model.enformer(x, return_only_embeddings=True)
+            embeddings = module.enformer(x, return_only_embeddings=True)
+            return module.to_tracks(embeddings)
+        embeddings = module(x, return_only_embeddings=True)
+        return module.heads[self.params["output_head"]](embeddings)
+
+    # -- fast in-silico mutagenesis -----------------------------------------------------------
+
+    def tower_geometry(self) -> TowerGeometry:
+        """Receptive fields of this model's stem + conv tower (see :class:`TowerGeometry`)."""
+        return TowerGeometry.for_enformer(self.window_size, int(self.params["num_downsamples"]))
+
+    def uses_fast_ism(self) -> bool:
+        """Whether :meth:`ism` takes the cached-tower path: ``ism_method`` when set, else
+        ``$VARSCORE_ISM`` (``fast`` by default, ``naive`` for full forward passes)."""
+        method = self.ism_method or os.environ.get(ISM_METHOD_ENV, "").strip().lower() or "fast"
+        if method not in ISM_METHODS:
+            raise InputError(
+                f"Unknown ISM method {method!r} (from ism_method or ${ISM_METHOD_ENV}); choose fast or naive."
+            )
+        return method == "fast"
+
+    def ism(
+        self,
+        reference: np.ndarray,
+        substitutions: Sequence[tuple[int, str]],
+        reduce: Reducer,
+        batch_size: int = 8,
+    ) -> ISMResult:
+        """In-silico mutagenesis with the reference's conv-tower output computed once.
+
+        A single-base substitution changes only a few tower-output bins (its receptive field), so
+        each alternate recomputes the stem + conv tower on a short bin-aligned patch around it,
+        splices the changed bins into the cached reference tower output and runs only the
+        transformer and head on the whole window. Exact (equal to full forward passes up to
+        float round-off). Other substitutions (indels, several bases) and ``ism_method="naive"``
+        go through :meth:`SequenceBackbone.ism`. ``reference``: ``(L, 4)`` one-hot; returns
+        reduced predictions, ``(K,)`` and ``(M, K)``.
+        """
+        if not self.uses_fast_ism():
+            return super().ism(reference, substitutions, reduce, batch_size)
+        self._require_built()
+        reference = np.asarray(reference)
+        if reference.shape != (self.window_size, 4):
+            raise InputError(f"ISM needs a ({self.window_size}, 4) one-hot window; got shape {reference.shape}.")
+        if batch_size < 1:
+            raise InputError(f"batch size must be >= 1; got {batch_size}.")
+        fast = [i for i, sub in enumerate(substitutions) if _is_single_base(sub, self.window_size)]
+        if not fast:
+            return super().ism(reference, substitutions, reduce, batch_size)
+        ref_out, fast_rows = self._fast_ism(reference, [substitutions[i] for i in fast], reduce, batch_size)
+        if len(fast) == len(substitutions):
+            return ISMResult(reference=ref_out, alternates=fast_rows)
+        fast_set = set(fast)
+        others = [i for i in range(len(substitutions)) if i not in fast_set]
+        naive = super().ism(reference, [substitutions[i] for i in others], reduce, batch_size)
+        alternates = np.empty((len(substitutions), fast_rows.shape[1]), dtype=fast_rows.dtype)
+        alternates[fast] = fast_rows
+        alternates[others] = naive.alternates
+        return ISMResult(reference=ref_out, alternates=alternates)
+
+    def _fast_ism(
+        self, reference: np.ndarray, substitutions: Sequence[tuple[int, str]], reduce: Reducer, batch_size: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        geometry = self.tower_geometry()
+        width = geometry.snv_patch_width()
+        bin_size = geometry.bin_size
+        device = torch.device(self._device)
+        ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32)).to(device)
+        codes = np.eye(5, 4, dtype=np.float32)  # row 4: an unknown base is all-zero, as in predict()
+        patch_range = torch.arange(width * bin_size, device=device)
+        self.model_.eval()
+        alt_rows: list[np.ndarray] = []
+        with torch.inference_mode(), self._autocast():
+            ref_tower = self._run("tower", ref[None])
+            ref_out = np.asarray(reduce(self._run("head", ref_tower).float().cpu().numpy()))[0]
+            for begin in range(0, len(substitutions), batch_size):
+                chunk = substitutions[begin : begin + batch_size]
+                offsets = np.array([int(offset) for offset, _ in chunk], dtype=np.int64)
+                spans = [geometry.affected_bins(int(offset), int(offset)) for offset in offsets]
+                starts = np.array([geometry.place_patch(first, last, width) for first, last in spans], dtype=np.int64)
+                start_bases = torch.from_numpy(starts * bin_size).to(device)
+                patches = ref[start_bases[:, None] + patch_range]  # (n, width * bin_size, 4), a copy
+                alleles = codes[[BASE_INDEX.get(base, 4) for _, base in chunk]]
+                rows = torch.arange(len(chunk), device=device)
+                columns = torch.from_numpy(offsets - starts * bin_size).to(device)
+                patches[rows, columns] = torch.from_numpy(alleles).to(device)
+                patch_towers = self._run("tower", patches)  # (n, dim, width)
+                towers = ref_tower.expand(len(chunk), -1, -1).clone()  # (n, dim, bins)
+                for row, ((first, last), start) in enumerate(zip(spans, starts.tolist(), strict=True)):
+                    towers[row, :, first : last + 1] = patch_towers[row, :, first - start : last + 1 - start]
+                alt_rows.append(np.asarray(reduce(self._run("head", towers).float().cpu().numpy())))
+        return ref_out, np.concatenate(alt_rows)
+
+    def predict_edits(
+        self,
+        reference: np.ndarray,
+        edits: Sequence[WindowEdit],
+        batch_size: int = 8,
+        chunk_bins: int = 8,
+    ) -> np.ndarray:
+        """Predictions of windows that differ from ``reference`` at a few positions, e.g. personal
+        genomes; equal to :meth:`predict` of the edited windows up to float round-off.
+
+        ``reference``: ``(L, 4)``; each edit sets bases ``offsets`` (``(k,)``) to ``values``
+        (``(k, 4)``, e.g. dosage one-hot rows). Returns ``(N, bins, tracks)``. The reference's
+        stem + conv tower output is computed once; the tower output is split into
+        ``chunk_bins``-bin chunks, and a chunk an edit can reach is recomputed on a bin-aligned
+        patch around it. Patches with the same content (people sharing the variants near a
+        chunk) are computed once for all windows. When patches would cost more than full
+        towers, full towers are computed instead. The transformer and head run once per window.
+        """
+        import torch
+
+        self._require_built()
+        reference = np.asarray(reference, dtype=np.float32)
+        if reference.shape != (self.window_size, 4):
+            raise InputError(f"reference must be a ({self.window_size}, 4) one-hot window; got {reference.shape}.")
+        if batch_size < 1 or chunk_bins < 1:
+            raise InputError(f"batch_size and chunk_bins must be >= 1; got {batch_size} and {chunk_bins}.")
+        geometry = self.tower_geometry()
+        bin_size, n_bins = geometry.bin_size, geometry.n_bins
+        width = geometry.chunk_patch_width(chunk_bins)
+
+        # Plan: which (chunk, patch content) each window needs; identical patches share one slot.
+        slots: dict[tuple[int, bytes, bytes], int] = {}
+        sources: list[tuple[int, int, int]] = []  # per slot: (window, patch start bin, chunk)
+        splices: list[list[tuple[int, int]]] = []  # per window: (chunk, slot)
+        for row, (offsets, values) in enumerate(edits):
+            offsets = np.asarray(offsets, dtype=np.int64)
+            if offsets.size and (offsets.min() < 0 or offsets.max() >= self.window_size):
+                raise InputError(f"edit {row} has offsets outside the {self.window_size}-bp window.")
+            values = np.asarray(values, dtype=np.float32).reshape(len(offsets), 4)
+            needed = []
+            for chunk in geometry.affected_chunks(offsets, chunk_bins).tolist():
+                last = min((chunk + 1) * chunk_bins, n_bins) - 1
+                start = geometry.place_patch(chunk * chunk_bins, last, width)
+                inside = (offsets >= start * bin_size) & (offsets < (start + width) * bin_size)
+                key = (chunk, offsets[inside].tobytes(), values[inside].tobytes())
+                if key not in slots:
+                    slots[key] = len(sources)
+                    sources.append((row, start, chunk))
+                needed.append((chunk, slots[key]))
+            splices.append(needed)
+        use_patches = len(sources) * width < len(edits) * n_bins
+        logger.info(
+            "%d windows: %d distinct %d-bin patches (%.1f%% of full-tower work)%s",
+            len(edits),
+            len(sources),
+            width,
+            100 * len(sources) * width / max(len(edits) * n_bins, 1),
+            "" if use_patches else "; computing full towers instead",
+        )
+
+        device = torch.device(self._device)
+        ref = torch.from_numpy(np.ascontiguousarray(reference)).to(device)
+        self.model_.eval()
+        predictions: list[np.ndarray] = []
+        with torch.inference_mode(), self._autocast():
+            ref_tower = self._run("tower", ref[None])  # (1, dim, bins)
+            chunk_towers = None
+            if use_patches and sources:
+                pieces = []
+                for begin in range(0, len(sources), batch_size * 4):
+                    group = sources[begin : begin + batch_size * 4]
+                    patches = np.empty((len(group), width * bin_size, 4), dtype=np.float32)
+                    for i, (row, start, _) in enumerate(group):
+                        patches[i] = _edited(reference, edits[row], start * bin_size, (start + width) * bin_size)
+                    towers = self._run("tower", torch.from_numpy(patches).to(device))  # (n, dim, width)
+                    for i, (_, start, chunk) in enumerate(group):
+                        first = chunk * chunk_bins - start
+                        piece = towers[i, :, first : first + chunk_bins]
+                        pieces.append(torch.nn.functional.pad(piece, (0, chunk_bins - piece.shape[-1])))
+                chunk_towers = torch.stack(pieces)  # (slots, dim, chunk_bins)
+            for begin in range(0, len(edits), batch_size):
+                rows = range(begin, min(begin + batch_size, len(edits)))
+                if use_patches:
+                    towers = ref_tower.expand(len(rows), -1, -1).clone()
+                    for i, row in enumerate(rows):
+                        for chunk, slot in splices[row]:
+                            first, last = chunk * chunk_bins, min((chunk + 1) * chunk_bins, n_bins)
+                            towers[i, :, first:last] = chunk_towers[slot, :, : last - first]  # type: ignore[index]
+                else:
+                    windows = np.stack([_edited(reference, edits[row], 0, self.window_size) for row in rows])
+                    towers = self._run("tower", torch.from_numpy(windows).to(device))
+                predictions.append(self._run("head", towers).float().cpu().numpy())
+        if not predictions:
+            return np.zeros((0, self.n_bins, self.n_tracks), dtype=np.float32)
+        return np.concatenate(predictions)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        import torch
+
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self._bf16 else contextlib.nullcontext()
+
+    def _run(self, piece: str, x: torch.Tensor) -> torch.Tensor:
+        """``piece="tower"``: one-hot ``(N, L', 4)`` -> stem + conv tower output ``(N, dim, L' / bin_size)``;
+        ``piece="head"``: tower output ``(N, dim, bins)`` -> prediction ``(N, bins, tracks)``.
+        Together they are :meth:`_forward`; compiled when ``configure(compile=True)``."""
+        function = self._tower_forward if piece == "tower" else self._head_forward
+        if not self._compile:
+            return function(x)
+        if piece not in self._compiled:
+            import torch
+
+            self._compiled[piece] = torch.compile(function, dynamic=False)
+        return self._compiled[piece](x)
+
+    def _trunk_module(self) -> Any:
+        """The ``Enformer`` (its stem, conv tower, transformer, ... as attributes)."""
+        return self.model_.enformer if self.params["head"] == "variformer" else self.model_
+
+    def _tower_forward(self, x: torch.Tensor) -> torch.Tensor:
+        enformer = self._trunk_module()
+        return enformer.conv_tower(enformer.stem(x.transpose(1, 2)))
+
+    def _head_forward(self, tower: torch.Tensor) -> torch.Tensor:
+        # The rest of Enformer's trunk (transformer, crop, final pointwise) and the head, as in
+        # _forward.
+        enformer = self._trunk_module()
+        embeddings = enformer.final_pointwise(enformer.crop_final(enformer.transformer(tower.transpose(1, 2))))
+        model: Any = self.model_
+        if self.params["head"] == "variformer":
             return model.to_tracks(embeddings)
-        embeddings = model(x, return_only_embeddings=True)
         return model.heads[self.params["output_head"]](embeddings)
+
+
+def _edited(reference: np.ndarray, edit: WindowEdit, start: int, stop: int) -> np.ndarray:
+    """``reference[start:stop]`` (``(stop - start, 4)``) with the edit's bases inside it applied."""
+    offsets, values = np.asarray(edit[0], dtype=np.int64), np.asarray(edit[1], dtype=np.float32)
+    out = reference[start:stop].copy()
+    inside = (offsets >= start) & (offsets < stop)
+    out[offsets[inside] - start] = values.reshape(len(offsets), 4)[inside]
+    return out
+
+
+def _is_single_base(substitution: tuple[int, str], length: int) -> bool:
+    if len(substitution) != 2:
+        return False
+    offset, base = substitution
+    return (
+        isinstance(offset, (int, np.integer))
+        and not isinstance(offset, bool)
+        and 0 <= offset < length
+        and isinstance(base, str)
+        and len(base) == 1
+    )
 
 
 def _load_weights(model: torch.nn.Module, state: dict[str, Any]) -> str | None:

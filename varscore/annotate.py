@@ -145,7 +145,7 @@ def annotate_vcf(
 
     checkpoint = None
     if devices > 1 or launched_by_torchrun():
-        result = run_plan_sharded(plan, bundle.path, fasta_path, devices, batch_size, device, bf16)
+        result = run_plan_sharded(plan, bundle.path, fasta_path, devices, batch_size, device, bf16, progress=progress)
         if launched_by_torchrun() and int(os.environ["RANK"]) != 0:
             return result.summary  # rank 0 writes the output
     else:

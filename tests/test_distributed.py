@@ -1,0 +1,114 @@
+"""Scoring sharded by gene over 2 CPU processes equals single-process scoring."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("enformer_pytorch")
+
+from varscore.bundle import load_bundle  # noqa: E402
+from varscore.distributed import GeneRows, merge_gene_rows, run_plan_sharded, shard_genes  # noqa: E402
+from varscore.engine import AlleleScore, plan_scoring, run_plan  # noqa: E402
+from varscore.genome import Genome  # noqa: E402
+from varscore.vcf import iter_variants  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+FASTA = EXAMPLES / "data" / "ucsc.hg19.chr20.unittest.fasta.gz"
+
+
+def _plan():  # type: ignore[no-untyped-def]
+    bundle = load_bundle(EXAMPLES / "models" / "variformer-demo")
+    genome = Genome(FASTA)
+    window = int(bundle.manifest["window_size"])
+    return (
+        bundle,
+        genome,
+        plan_scoring(iter_variants(EXAMPLES / "data" / "cohort.vcf.gz"), bundle.genes, genome, window),
+    )
+
+
+def test_shards_cover_every_gene_once_and_balance_work() -> None:
+    _, _, plan = _plan()
+    shards = shard_genes(plan, 3)
+    flat = [gene for shard in shards for gene in shard]
+    assert sorted(flat) == sorted(plan.jobs) and len(flat) == len(set(flat))
+    loads = [sum(len(plan.jobs[g]) for g in shard) for shard in shards]
+    assert max(loads) - min(loads) <= max(len(jobs) for jobs in plan.jobs.values())
+
+
+def test_merge_follows_plan_order_whatever_the_shard_order() -> None:
+    _, _, plan = _plan()
+    genes = list(plan.jobs)[:3]
+    plan.jobs = {g: plan.jobs[g] for g in genes}
+    rows = [GeneRows(g, [(i, AlleleScore("A", g, 0.0, float(i)))], 0) for i, g in enumerate(genes)]
+    merged = merge_gene_rows(copy.deepcopy(plan), rows[::-1])
+    assert [s.gene for scores in merged.scores.values() for s in scores] == genes
+    with pytest.raises(RuntimeError, match="not scored"):
+        merge_gene_rows(copy.deepcopy(plan), rows[:2])
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one() -> None:
+    bundle, genome, plan = _plan()
+    assert len(plan.jobs) >= 4 and sum(len(j) for j in plan.jobs.values()) >= 50
+    backbone = bundle.backbone()
+    backbone.configure("cpu")
+    # one torch thread everywhere, so that every sum is added up in the same order
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = run_plan(copy.deepcopy(plan), backbone, bundle.output_mode(), genome, batch_size=8)
+    finally:
+        torch.set_num_threads(threads)
+    sharded = run_plan_sharded(
+        copy.deepcopy(plan), bundle.path, FASTA, devices=2, batch_size=8, device="cpu", threads=1
+    )
+    assert sharded.scores == single.scores  # same records, alleles, genes, order and floats
+    assert sharded.summary == single.summary
+
+
+@pytest.mark.slow
+def test_annotate_with_two_devices_writes_the_same_vcf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    from click.testing import CliRunner
+
+    from varscore.cli import cli
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the workers' thread count: sums in the same order
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    outputs = {}
+    try:
+        for devices in (1, 2):
+            out = tmp_path / f"out{devices}.vcf.gz"
+            args = [
+                "annotate",
+                str(EXAMPLES / "data" / "cohort.vcf.gz"),
+                "-m",
+                str(EXAMPLES / "models" / "variformer-demo"),
+            ]
+            args += ["--fasta", str(FASTA), "--device", "cpu", "--devices", str(devices), "-o", str(out)]
+            result = CliRunner().invoke(cli, args)
+            assert result.exit_code == 0, result.output
+            with gzip.open(out, "rt") as handle:
+                outputs[devices] = handle.read()
+    finally:
+        torch.set_num_threads(threads)
+    assert outputs[1] == outputs[2]
+    assert outputs[1].count("VARSCORE=") >= 50
+
+
+@pytest.mark.slow
+def test_a_failing_worker_is_one_error(tmp_path: Path) -> None:
+    from varscore.errors import VarscoreError
+
+    _, _, plan = _plan()
+    with pytest.raises(VarscoreError, match="A scoring process failed"):
+        run_plan_sharded(
+            plan, EXAMPLES / "models" / "variformer-demo", tmp_path / "missing.fa", devices=2, device="cpu"
+        )
