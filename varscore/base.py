@@ -192,6 +192,17 @@ class OutputMode(ABC):
     def output_names(self, n_bins: int, n_tracks: int) -> list[str]:
         """Names of the K outputs of :meth:`reduce`."""
 
+    def features(self, prediction: np.ndarray) -> np.ndarray:
+        """What ISM keeps of each prediction, ``(N, bins, tracks)`` -> ``(N, F)``; :meth:`score`
+        turns them into the scores. Default: :meth:`reduce`."""
+        return self.reduce(prediction)
+
+    def score(self, result: ISMResult) -> ISMResult:
+        """Scores of an ISM run over :meth:`features` (``(F,)`` and ``(M, F)``) as ``(K,)`` and
+        ``(M, K)``. Default: unchanged. Modes whose score compares an alternate with the reference
+        (e.g. a distance between tracks) override both."""
+        return result
+
 
 @dataclass(frozen=True)
 class InfoField:

@@ -66,6 +66,11 @@ def cli(verbose: int) -> None:
               help="Share of causal variants with MAF < 0.05.")
 @click.option("--window", default=49152, show_default=True, type=int,
               help="Model window (bp) centred on each TSS; causal variants lie in its central 80%.")
+@click.option("--coverage", is_flag=True,
+              help="Also write per-person RNA-seq-like coverage over every gene window (coverage.npz), "
+                   "for track-mode fine-tuning.")
+@click.option("--coverage-bin", default=32, show_default=True, type=int, help="Coverage bin size (bp).")
+@click.option("--coverage-bigwig", is_flag=True, help="Also write one coverage bigWig per person (implies --coverage).")
 def simulate(
     out_dir: Path,
     people: int,
@@ -83,6 +88,9 @@ def simulate(
     motif_fraction: float,
     rare_fraction: float,
     window: int,
+    coverage: bool,
+    coverage_bin: int,
+    coverage_bigwig: bool,
 ) -> None:
     """Simulate a cohort with known causal variants: genotypes (VCF), expression (GTEx BED), truth."""
     from varscore.simulate import SimulationConfig, simulate_cohort
@@ -91,6 +99,7 @@ def simulate(
         people=people, genes=n_genes, fasta=fasta, region=region, gene_table=gene_table, seed=seed,
         phased=phased, indels=indels, window=window, h2=h2, h2_mean=h2_mean, h2_null_fraction=null_fraction,
         causal_per_gene=causal_per_gene, motif_fraction=motif_fraction, rare_fraction=rare_fraction,
+        coverage=coverage, coverage_bin=coverage_bin, coverage_bigwig=coverage_bigwig,
     )
     result = simulate_cohort(config, out_dir)
     click.echo(
@@ -103,7 +112,8 @@ def simulate(
 
 @cli.command()
 @click.argument("vcf", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-m", "--model", required=True, help="Model bundle name or directory (see 'varscore models list').")
+@click.option("-m", "--model", required=True,
+              help="Model bundle name or directory (see 'varscore models list'); 'none' runs only --annotate.")
 @click.option("-o", "--output", default="-", show_default=True,
               help="Output VCF: '-' for stdout, *.vcf, or *.vcf.gz (bgzipped + tabix-indexed).")
 @click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path),
@@ -115,10 +125,17 @@ def simulate(
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--bf16/--no-bf16", default=False, show_default=True, help="bfloat16 autocast on GPU.")
 @click.option("--annotate", "annotators", default="", help="Comma-separated annotators to run as well.")
+@click.option("--annotator-opt", "annotator_opts", multiple=True, metavar="NAME.KEY=VALUE",
+              help="An annotator option, e.g. motifs.p_threshold=1e-4 or chromhmm.bed=states.bed (repeatable).")
 @click.option("--check-ref", type=click.Choice(["skip", "flag", "fail"]), default="flag", show_default=True,
               help="REF differing from the FASTA: flag (not scored, INFO VARSCORE_SKIP=ref_mismatch), "
                    "fail (stop), skip (do not compare).")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run from the genes it finished (kept in OUTPUT.varscore-partial/).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@click.option("--devices", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Processes to share the genes between (one per GPU with CUDA, else CPU workers); "
+                   "under torchrun, every launched process takes a share (README: Scale-out).")
 def annotate(
     vcf: Path,
     model: str,
@@ -129,27 +146,98 @@ def annotate(
     device: str,
     bf16: bool,
     annotators: str,
+    annotator_opts: tuple[str, ...],
     check_ref: str,
+    resume: bool,
     progress: bool,
+    devices: int,
 ) -> None:
-    """Add each variant's predicted effect on expression to a VCF (INFO VARSCORE)."""
-    from varscore.annotate import annotate_vcf
+    """Add each variant's predicted effect on expression to a VCF (INFO VARSCORE).
 
-    summary = annotate_vcf(
-        vcf,
-        model,
-        output,
-        fasta=fasta,
-        genes_path=genes_path,
-        batch_size=batch_size,
-        device=device,
-        bf16=bf16,
-        annotators=[a.strip() for a in annotators.split(",") if a.strip()],
-        progress=progress and sys.stderr.isatty(),
-        check_ref=check_ref,
-    )
+    Records come out as they went in, in order; those in a gene window that cannot be scored get
+    INFO VARSCORE_SKIP=reason. SNVs, MNPs, insertions and deletions are scored (README: Indels).
+    A summary of what happened to every record goes to stderr.
+    """
+    import signal
+    import threading
+
+    from varscore.annotate import annotate_vcf, parse_annotator_options
+
+    # SIGTERM unwinds like Ctrl-C, so that temporary output files are removed on the way out
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum)) if in_main_thread else None
+    try:
+        summary = annotate_vcf(
+            vcf,
+            model,
+            output,
+            fasta=fasta,
+            genes_path=genes_path,
+            batch_size=batch_size,
+            device=device,
+            bf16=bf16,
+            annotators=[a.strip() for a in annotators.split(",") if a.strip()],
+            progress=progress and sys.stderr.isatty(),
+            check_ref=check_ref,
+            annotator_options=parse_annotator_options(annotator_opts),
+            resume=resume,
+            devices=devices,
+        )
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     for line in summary.lines():
         click.echo(line, err=True)
+
+
+# --- genome-browser tracks (issue 7) ---
+
+
+@cli.command()
+@click.argument("vcf", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-m", "--model", help="Model bundle to score with; with --from-vcf, whose VARSCORE entries to draw.")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory (created if missing; files in it are replaced).")
+@click.option("--format", "formats", default="bigwig,bed", show_default=True,
+              help="Comma-separated: bigwig (bigWig tracks + bigBed of top variants), bedgraph, bed (BED9).")
+@click.option("--from-vcf", is_flag=True,
+              help="Draw the VCF's VARSCORE entries instead of scoring (default when no --model is given).")
+@click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path),
+              help="Reference FASTA: contig names and lengths (default: the model bundle's).")
+@click.option("--genes", "genes_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Gene/TSS table (TSV, GTF or GFF3) instead of the bundle's genes.")
+@click.option("--genome", help="IGV genome id / UCSC database (hg19, hg38) or FASTA for the session "
+                               "[the bundle's build, else the FASTA].")
+@click.option("--top", default=20, show_default=True, type=click.IntRange(min=0),
+              help="Variants per gene in the BED9, by |delta| (0 = all).")
+@click.option("--coverage-top", default=3, show_default=True, type=click.IntRange(min=0),
+              help="Track models: strongest variants per gene whose ALT and delta coverage are drawn.")
+@click.option("--hub-email", help="Contact e-mail for hub.txt (UCSC asks for one on public hubs).")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Alternate windows per forward pass.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--bf16/--no-bf16", default=False, show_default=True, help="bfloat16 autocast on GPU.")
+@click.option("--check-ref", type=click.Choice(["skip", "flag", "fail"]), default="flag", show_default=True,
+              help="REF differing from the FASTA: flag (not scored), fail (stop), skip (do not compare).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+def track(
+    vcf: Path, model: str | None, out_dir: Path, formats: str, from_vcf: bool, fasta: Path | None,
+    genes_path: Path | None, genome: str | None, top: int, coverage_top: int, hub_email: str | None,
+    batch_size: int, device: str, bf16: bool, check_ref: str, progress: bool,
+) -> None:
+    """Genome-browser tracks of variant scores: bigWig/bedGraph, BED9, IGV session, UCSC hub."""
+    from varscore.tracks import make_tracks
+
+    result = make_tracks(
+        vcf, out_dir, model=model, formats=formats, from_vcf=from_vcf, fasta=fasta, genes_path=genes_path,
+        genome=genome, top=top, coverage_top=coverage_top, hub_email=hub_email, batch_size=batch_size,
+        device=device, bf16=bf16, check_ref=check_ref, progress=progress and sys.stderr.isatty(),
+    )
+    for line in result.lines:
+        click.echo(line, err=True)
+    click.echo(f"wrote {len(result.files)} track files to {result.out_dir}; open {result.session} in IGV"
+               + (f", or load {result.trackdb.parent / 'hub.txt'} in UCSC" if (result.out_dir / "hub.txt").exists()
+                  and result.trackdb else ""))
 
 
 @cli.command("plugins")
@@ -161,6 +249,28 @@ def plugins_command() -> None:
         provided = manager.provided_by(name)
         details = "; ".join(f"{kind.replace('_', ' ')}: {', '.join(names)}" for kind, names in provided.items())
         click.echo(f"{name}\t{details or '(registers nothing)'}")
+
+
+@cli.group("plugin")
+def plugin_group() -> None:
+    """Start a new plugin package (see docs/plugins.md)."""
+
+
+@plugin_group.command("new")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["backbone", "output-mode", "annotator"]), default="backbone",
+              show_default=True, help="What the plugin registers.")
+@click.option("-o", "--output", "out_dir", default=".", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Directory to create varscore-NAME/ in.")
+@click.option("--force", is_flag=True, help="Write into an existing non-empty varscore-NAME/.")
+def plugin_new(name: str, kind: str, out_dir: Path, force: bool) -> None:
+    """Write a pip-installable plugin skeleton varscore-NAME/ with passing tests."""
+    from varscore.plugin_template import write_plugin
+
+    made = write_plugin(name, out_dir, kind=kind, force=force)
+    for relative in made.files:
+        click.echo(f"wrote {made.directory / relative}")
+    click.echo(f"next: pip install -e {made.directory} && python -m pytest {made.directory / 'tests'}")
 
 
 @cli.group()
@@ -293,7 +403,7 @@ def _cohort_options(func: Any) -> Any:
               help="Bundle directory to write (training files go to OUTPUT.training/).")
 @click.option("--recipe", type=click.Choice(sorted(RECIPES)), help="The paper's settings for a tissue.")
 @click.option("--pretrained", type=click.Path(file_okay=False, path_type=Path),
-              help="Start from a pre-trained Enformer in this local directory.")
+              help="Start from a pre-trained Enformer or Borzoi in this local directory.")
 @click.option("--param", "params", multiple=True, help="Backbone hyper-parameter KEY=VALUE (JSON value).")
 @click.option("--window", type=int, help="Input window in bp [recipe or backbone default].")
 @click.option("--lr", type=float, help="Learning rate [5e-6].")
@@ -305,6 +415,17 @@ def _cohort_options(func: Any) -> Any:
 @click.option("--freeze-batchnorm", is_flag=True,
               help="Re-estimate batch-norm statistics over train people of all genes, then keep them fixed "
                    "(batch norms in eval mode) while fine-tuning.")
+@click.option("--output-mode", type=click.Choice(["scalar", "track"]), default="scalar", show_default=True,
+              help="scalar: one expression value per person; track: per-person coverage over the window's bins "
+                   "(needs --coverage).")
+@click.option("--coverage", type=click.Path(path_type=Path),
+              help="Track mode: coverage.npz (varscore simulate --coverage) or a directory of PERSON.bw bigWigs.")
+@click.option("--track-loss", type=click.Choice(["poisson", "mse"]), default="poisson", show_default=True,
+              help="Track-mode loss.")
+@click.option("--freeze-trunk-epochs", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Train only the new output layer for this many epochs, then all layers (the paper's Borzoi: 5).")
+@click.option("--score-stat", type=click.Choice(["SUM", "logSUM", "D1", "D2"]), default="SUM", show_default=True,
+              help="Track mode: the statistic 'annotate' reports for a variant (alt vs ref predicted coverage).")
 @click.option("--devices", default=1, show_default=True, help="Devices (GPUs, or CPU processes) for DDP.")
 @click.option("--accelerator", default="auto", show_default=True, help="auto, cpu, gpu.")
 @click.option("--seed", default=0, show_default=True, help="Seed for folds, sampling and initialisation.")
@@ -315,15 +436,18 @@ def finetune(
     gene_names: tuple[str, ...], backbone: str, output: Path, recipe: str | None, pretrained: Path | None,
     params: tuple[str, ...], window: int | None, lr: float | None, batch_size: int | None,
     accumulate: int | None, max_epochs: int | None, patience: int | None, people_per_epoch: int | None,
-    freeze_batchnorm: bool, devices: int, accelerator: str, seed: int, resume: bool, progress: bool,
+    freeze_batchnorm: bool, output_mode: str, coverage: Path | None, track_loss: str, freeze_trunk_epochs: int,
+    score_stat: str, devices: int, accelerator: str, seed: int, resume: bool, progress: bool,
 ) -> None:
     """Fine-tune a sequence model on personal genomes + expression (Variformer), or fit a linear
     baseline per gene on the same folds (--backbone elastic-net, lasso, ridge)."""
     from varscore.bundle import save_bundle, sha256
     from varscore.cohort import write_folds
-    from varscore.plugins import get_backbone, get_output_mode
+    from varscore.plugins import check_output_mode, get_backbone, get_output_mode
     from varscore.training import CohortInputs, TrainingConfig, load_cohort
 
+    if output_mode == "track" and coverage is None:
+        raise click.UsageError("--output-mode track trains on coverage: pass --coverage (coverage.npz or a bigWig folder).")
     settings = dict(RECIPES.get(recipe or "", {}))
     if recipe and pretrained is None:
         raise click.UsageError(
@@ -339,6 +463,7 @@ def finetune(
     if "window" in settings:
         backbone_params["window_size"] = settings["window"]
     model = get_backbone(backbone)(**backbone_params)
+    check_output_mode(model, output_mode)
     if model.input_kind == "genotypes":  # linear baselines: same folds and genes, no training loop
         inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None)
         _finetune_genotype_model(model, inputs, output, seed)
@@ -347,10 +472,12 @@ def finetune(
     config_fields = {k: settings[k] for k in ("lr", "batch_size", "accumulate", "grad_clip", "max_epochs",
                                               "patience", "people_per_epoch") if k in settings}
     config = TrainingConfig(**config_fields, seed=seed, devices=devices, accelerator=accelerator,
-                            freeze_batchnorm=freeze_batchnorm,
+                            freeze_batchnorm=freeze_batchnorm, output_mode=output_mode, track_loss=track_loss,
+                            freeze_trunk_epochs=freeze_trunk_epochs,
                             output_dir=str(training_dir), resume=resume, progress=progress and sys.stderr.isatty())
-    inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None)
-    cohort = load_cohort(inputs, model.window_size, fold_seed=seed)
+    inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None,
+                          coverage=coverage)
+    cohort = load_cohort(inputs, model.window_size, fold_seed=seed, bin_size=model.bin_size)
     for line in cohort.report:
         click.echo(line, err=True)
     training_dir.mkdir(parents=True, exist_ok=True)
@@ -361,12 +488,14 @@ def finetune(
         return
     data = cohort.data
     people = {split: [data.people[i] for i in getattr(data, split)] for split in ("train", "tune", "test")}
+    mode = get_output_mode("track")(stat=score_stat) if output_mode == "track" else get_output_mode("scalar")()
     save_bundle(
-        output, name=output.name, backbone=model, output_mode=get_output_mode("scalar")(),
+        output, name=output.name, backbone=model, output_mode=mode,
         genes=[g.gene for g in data.genes], reference_fasta=fasta, tissue=settings.get("tissue"),
         metrics={"best_epoch": result.best_epoch, "best_tune_mean_r2": result.best_tune_r2,
                  "history": result.history},
         provenance={"vcf_sha256": sha256(vcf), "expression_sha256": sha256(expression),
+                    "coverage_sha256": sha256(coverage) if coverage is not None and coverage.is_file() else None,
                     "training": result.config, "recipe": recipe},
         extra={"train_genes": [g.gene.gene_id for g in data.genes], "people": people,
                "folds": {"file": "folds.tsv", "replicate": replicate}},
@@ -384,12 +513,18 @@ def finetune(
               help="File with one held-out person per line (default: the first model's test people).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the per-gene TSV here.")
 @click.option("--batch-size", default=8, show_default=True)
+@click.option("--coverage", type=click.Path(path_type=Path),
+              help="Observed coverage (coverage.npz or a bigWig folder), for coverage-track models.")
 def evaluate(
     vcf: Path, expression: Path, genes_path: Path, fasta: Path, folds: Path | None, replicate: int,
     gene_names: tuple[str, ...], models_: tuple[str, ...], compare: tuple[str, ...], people_file: Path | None,
-    output: Path | None, batch_size: int,
+    output: Path | None, batch_size: int, coverage: Path | None,
 ) -> None:
-    """Per-gene R2 and Pearson r across held-out people (HOP: train genes, HOGP: other genes)."""
+    """Per-gene R2 and Pearson r across held-out people (HOP: train genes, HOGP: other genes).
+
+    Coverage-track models (finetune --output-mode track; give --coverage) also get, per gene, the mean
+    per-bin Pearson r across people (bin_pearson) and the coefficient of variation across people of
+    observed and predicted coverage (cov_observed, cov_predicted, and cov_pearson between the two)."""
     import pandas as pd
 
     from varscore.bundle import load_bundle
@@ -404,12 +539,18 @@ def evaluate(
         folds, replicate = first.path / fold_info["file"], int(fold_info.get("replicate", replicate))
     inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None)
     tables = []
-    cohort_by_window: dict[int, Any] = {}
+    cohort_by_window: dict[tuple[int, int], Any] = {}
     for bundle in bundles:
         window = int(bundle.manifest["window_size"])
-        if window not in cohort_by_window:
-            cohort_by_window[window] = load_cohort(inputs, window)
-        data = cohort_by_window[window].data
+        track_model = bundle.manifest.get("output_mode", {}).get("name") == "track"
+        if track_model and coverage is None:
+            raise InputError(f"Model '{bundle.name}' predicts coverage tracks: pass --coverage to evaluate it.")
+        bins = int(bundle.manifest.get("bin_size") or 1) if track_model else 0
+        if (window, bins) not in cohort_by_window:
+            cohort_by_window[(window, bins)] = load_cohort(
+                CohortInputs(**{**inputs.__dict__, "coverage": coverage if track_model else None}), window,
+                bin_size=bins or None)
+        data = cohort_by_window[(window, bins)].data
         if people_file:
             wanted = [line.strip() for line in people_file.read_text().splitlines() if line.strip()]
         else:
@@ -425,6 +566,57 @@ def evaluate(
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     summary = table.groupby(["model", "set"])[["r2", "pearson"]].mean()
     click.echo("\nmean per model and gene set:\n" + summary.to_string(float_format=lambda v: f"{v:.3f}"))
+
+
+@cli.command("plot-coverage")
+@_cohort_options
+@click.option("-m", "--model", required=True, help="Coverage-track model bundle (finetune --output-mode track).")
+@click.option("--coverage", required=True, type=click.Path(path_type=Path),
+              help="Observed coverage: coverage.npz or a directory of PERSON.bw bigWigs.")
+@click.option("--people", "people_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File with one held-out person per line (default: the model's test people).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PNG to write.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+def plot_coverage_command(
+    vcf: Path, expression: Path, genes_path: Path, fasta: Path, folds: Path | None, replicate: int,
+    gene_names: tuple[str, ...], model: str, coverage: Path, people_file: Path | None, output: Path, batch_size: int,
+) -> None:
+    """Heat map of observed vs predicted coverage (held-out people x bins) for one gene (--gene), with
+    the coefficient of variation across people; people ranked by observed coverage at the TSS."""
+    import numpy as np
+
+    from varscore.bundle import load_bundle
+    from varscore.errors import InputError
+    from varscore.evaluate import CoverageComparison, columnwise_pearson, compare_coverage, plot_coverage
+    from varscore.training import CohortInputs, load_cohort
+
+    bundle = load_bundle(model)
+    if bundle.manifest.get("output_mode", {}).get("name") != "track":
+        raise InputError(f"Model '{bundle.name}' does not predict coverage tracks (finetune --output-mode track).")
+    if len(gene_names) > 1:
+        raise InputError(f"plot-coverage draws one gene; got --gene {len(gene_names)} times.")
+    fold_info = bundle.manifest.get("folds") or {}
+    if folds is None and fold_info.get("file") and (bundle.path / fold_info["file"]).exists():
+        folds, replicate = bundle.path / fold_info["file"], int(fold_info.get("replicate", replicate))
+    wanted_genes = list(gene_names) or [bundle.genes[0].gene_id]
+    inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, wanted_genes, coverage=coverage)
+    data = load_cohort(inputs, int(bundle.manifest["window_size"]), bin_size=int(bundle.manifest["bin_size"])).data
+    if people_file:
+        wanted = [line.strip() for line in people_file.read_text().splitlines() if line.strip()]
+    else:
+        wanted = (bundle.manifest.get("people") or {}).get("test") or [data.people[i] for i in data.test]
+    index = {p: i for i, p in enumerate(data.people)}
+    unknown = [p for p in wanted if p not in index]
+    if unknown:
+        raise InputError(f"{len(unknown)} held-out people are not in the cohort: {', '.join(unknown[:5])}.")
+    comparison = compare_coverage(bundle, bundle.backbone(), data, 0, np.array([index[p] for p in wanted]),
+                                  batch_size)
+    plot_coverage(comparison, output)
+    cov_obs, cov_pred = CoverageComparison.cov(comparison.observed), CoverageComparison.cov(comparison.predicted)
+    both = np.isfinite(cov_obs) & np.isfinite(cov_pred)
+    cov_r = columnwise_pearson(cov_obs[both, None], cov_pred[both, None])[0] if both.sum() > 2 else float("nan")
+    click.echo(f"wrote {output}: {comparison.gene}, {len(wanted)} people x {comparison.observed.shape[1]} bins; "
+               f"mean per-bin Pearson r {np.nanmean(comparison.bin_pearson):.3f}, CoV profile Pearson r {cov_r:.3f}")
 
 
 # --- linear baselines (issue 5) ---
@@ -512,6 +704,303 @@ def models_import_predictdb(db: Path, output: Path, vcf: Path | None, genes_path
                 genes=genes, genome_build=build, provenance={"predictdb": str(db), "predictdb_sha256": sha256(db)},
                 extra={"train_genes": sorted(model_genes)})
     click.echo(f"wrote {output} ({len(model_genes)} genes)")
+
+
+# --- variant analyses (issue 9) ---
+
+
+def _analysis_options(func: Any) -> Any:
+    options = [
+        click.option("-m", "--model", required=True, help="Model bundle name or directory."),
+        click.option("--vcf", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Cohort VCF/BCF (indexed): its SNVs are scored and give MAFs and genotypes."),
+        click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Reference FASTA (default: the one recorded in the model bundle)."),
+        click.option("--gene", "gene_names", multiple=True, help="Only this gene (repeatable; default: all)."),
+        click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
+                     help="Sequences per forward pass."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _analysis_inputs(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[str, ...],
+                     device: str, need_vcf: bool = True) -> Any:
+    """Bundle, scorer, genome, chosen genes and (when a VCF is given) their variants."""
+    from types import SimpleNamespace
+
+    from varscore.analysis.ism import ModelScorer, read_gene_variants
+    from varscore.bundle import load_bundle
+    from varscore.errors import InputError
+    from varscore.genome import Genome
+
+    bundle = load_bundle(model)
+    fasta = fasta or bundle.reference_fasta
+    if fasta is None:
+        raise InputError(f"Model '{bundle.name}' records no reference FASTA: pass --fasta.")
+    if vcf is None and need_vcf:
+        raise InputError("This analysis needs the cohort's genotypes: pass --vcf.")
+    genes = bundle.genes
+    if gene_names:
+        wanted = set(gene_names)
+        genes = [g for g in genes if g.gene_id in wanted or g.name in wanted]
+        unknown = wanted - {g.gene_id for g in genes} - {g.name for g in genes}
+        if unknown:
+            known = ", ".join(g.label for g in bundle.genes[:10])
+            raise InputError(f"Model '{bundle.name}' has no gene {', '.join(sorted(unknown))} (it has {known}).")
+    if not genes:
+        raise InputError(f"Model '{bundle.name}' lists no genes.")
+    scorer = ModelScorer.from_bundle(bundle, device=device)
+    genome = Genome(fasta)
+    variants = read_gene_variants(vcf, genes, genome, scorer.window_size) if vcf is not None else None
+    return SimpleNamespace(bundle=bundle, scorer=scorer, genome=genome, genes=genes, variants=variants)
+
+
+def _write_table(table: Any, output: Path) -> None:
+    from varscore.vcf import atomic_output
+
+    with atomic_output(output) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+@cli.command()
+@_analysis_options
+@click.option("--saturation", is_flag=True, help="Every position of the window × 3 alternative bases.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="TSV to write.")
+@click.option("--track", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the per-position ISM as a track: .bedGraph, or .bw (bigWig).")
+def ism(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[str, ...], batch_size: int, device: str,
+        progress: bool, saturation: bool, output: Path, track: Path | None) -> None:
+    """In-silico mutagenesis of each gene's window: observed SNVs (--vcf) or all (--saturation)."""
+    from varscore.analysis.ism import ism_table, write_ism_track
+    from varscore.errors import InputError
+
+    if vcf is None and not saturation:
+        raise InputError("Give --vcf (score the cohort's SNVs) or --saturation (every position × 3 bases).")
+    run = _analysis_inputs(model, vcf, fasta, gene_names, device, need_vcf=False)
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    parts = []
+    for gene in tqdm(run.genes, desc="ISM", unit="gene", disable=not (progress and sys.stderr.isatty())):
+        variants = run.variants[gene.gene_id] if run.variants is not None else None
+        parts.append(ism_table(run.scorer, gene, run.genome, variants, saturation=saturation, batch_size=batch_size))
+    table = pd.concat(parts, ignore_index=True)
+    if vcf is None:
+        table = table.drop(columns=["maf"])
+    _write_table(table.drop(columns=["key"]), output)
+    click.echo(f"wrote {output} ({len(table):,} substitutions, {len(run.genes)} genes)", err=True)
+    if track is not None:
+        write_ism_track(table, track, run.genome.lengths)
+        click.echo(f"wrote {track}", err=True)
+
+
+@cli.command()
+@_analysis_options
+@click.option("--linear", help="Elastic-net bundle: k per gene = its number of non-zero coefficients.")
+@click.option("--k", "k", type=click.IntRange(min=1), help="The same k for every gene (instead of --linear).")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path),
+              help="truth_variants.tsv of a simulated cohort: report enrichment for causal variants.")
+@click.option("--controls", "controls_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the matched control variants (±2.5 kb distance to TSS, MAF within 0.5%).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="TSV to write.")
+def hsv(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[str, ...], batch_size: int, device: str,
+        progress: bool, linear: str | None, k: int | None, truth: Path | None, controls_out: Path | None,
+        output: Path) -> None:
+    """High-scoring variants: per gene the k SNVs with the largest |ISM|."""
+    from varscore.analysis.hsv import (
+        HSV_MAF_TOLERANCE,
+        causal_enrichment,
+        high_scoring_variants,
+        k_from_linear,
+        matched_controls,
+        read_truth,
+        sign_agreement,
+    )
+    from varscore.analysis.ism import ModelScorer, score_genes
+    from varscore.bundle import load_bundle
+    from varscore.errors import InputError
+
+    if (linear is None) == (k is None):
+        raise InputError("Give exactly one of --linear BUNDLE (k = its non-zero coefficients per gene) or --k N.")
+    run = _analysis_inputs(model, vcf, fasta, gene_names, device)
+    ism_scores = score_genes(run.scorer, run.variants, run.genome, batch_size=batch_size,
+                             progress=progress and sys.stderr.isatty())
+    if linear is not None:
+        linear_scorer = ModelScorer.from_bundle(load_bundle(linear))
+        per_id = k_from_linear(linear_scorer.backbone)
+        k_by_gene: dict[str, int] | int = {g.label: per_id[g.gene_id] for g in run.genes if g.gene_id in per_id}
+    else:
+        k_by_gene = int(k)  # type: ignore[arg-type]
+    table = high_scoring_variants(ism_scores, k_by_gene)
+    _write_table(table.drop(columns=["key"]), output)
+    click.echo(f"wrote {output} ({len(table)} HSVs in {table['gene'].nunique()} genes)", err=True)
+    controls = matched_controls(table, ism_scores, HSV_MAF_TOLERANCE)
+    if controls_out is not None:
+        _write_table(controls.drop(columns=["key"]), controls_out)
+    if linear is not None:
+        agree = sign_agreement(*_linear_aligned(linear_scorer, run, ism_scores, only_nonzero=True))
+        click.echo(f"sign agreement with {linear_scorer.name} (|weight| > {agree.threshold}): "
+                   f"{agree.agree}/{agree.n} = {agree.fraction:.1%} (Fisher p = {agree.p_value:.3g})")
+    if truth is not None:
+        result = causal_enrichment(table, controls, read_truth(str(truth)))
+        click.echo(f"causal variants: {result.selected_causal}/{result.selected} HSVs vs {result.controls_causal}/"
+                   f"{result.controls} matched controls; odds ratio {result.odds_ratio:.2f}, "
+                   f"one-sided Fisher p = {result.p_value:.3g}")
+
+
+def _linear_aligned(linear_scorer: Any, run: Any, ism_scores: Any, only_nonzero: bool) -> tuple[Any, Any]:
+    """The model's ISM deltas and the linear model's coefficients for the same variants."""
+    import numpy as np
+
+    coef: dict[tuple[str, str], float] = {}
+    for gene in run.genes:
+        weights = linear_scorer.linear_weights(gene)
+        if weights is not None:
+            coef.update({(gene.label, key): float(c) for key, c in zip(weights.variant_keys, weights.coef, strict=True)})
+    pairs = [(d, coef[(g, key)]) for g, key, d in zip(ism_scores["gene"], ism_scores["key"], ism_scores["delta"],
+                                                     strict=True)
+             if (g, key) in coef and (coef[(g, key)] != 0 or not only_nonzero)]
+    model_w = np.array([p[0] for p in pairs], dtype=float)
+    linear_w = np.array([p[1] for p in pairs], dtype=float)
+    return model_w, linear_w
+
+
+@cli.command()
+@_analysis_options
+@click.option("--people", "people_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Held-out people, one per line (default: the model's recorded test people).")
+@click.option("--min-gain", default=0.05, show_default=True, help="Least rise of the explained fraction per driver.")
+@click.option("--alpha", default=0.01, show_default=True, help="One-sided p threshold, divided by the variant count.")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path),
+              help="truth_variants.tsv of a simulated cohort: report recall and enrichment of causal variants.")
+@click.option("--summary", "summary_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the per-gene summary TSV (explained fraction, mean LD of drivers).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="TSV to write.")
+def drivers(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[str, ...], batch_size: int,
+            device: str, progress: bool, people_file: Path | None, min_gain: float, alpha: float,
+            truth: Path | None, summary_out: Path | None, output: Path) -> None:
+    """Driver variants: forward selection of SNVs whose genotype × ISM approximates the model's
+    predictions in held-out people."""
+    from varscore.analysis.drivers import find_drivers
+    from varscore.analysis.hsv import DRIVER_MAF_TOLERANCE, causal_enrichment, matched_controls, read_truth
+    from varscore.analysis.ism import held_out_people, score_genes
+
+    run = _analysis_inputs(model, vcf, fasta, gene_names, device)
+    people = held_out_people(run.bundle, people_file)
+    show = progress and sys.stderr.isatty()
+    ism_scores = score_genes(run.scorer, run.variants, run.genome, batch_size=batch_size, progress=show)
+    table, summary = find_drivers(run.scorer, run.variants, ism_scores, people, min_gain=min_gain, alpha=alpha,
+                                  batch_size=batch_size, progress=show)
+    _write_table(table.drop(columns=["key"]) if len(table) else table, output)
+    if summary_out is not None:
+        _write_table(summary, summary_out)
+    click.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if truth is not None and len(table):
+        causal = read_truth(str(truth))
+        found = sum((g, k) in causal for g, k in zip(table["gene"], table["key"], strict=True))
+        result = causal_enrichment(table, matched_controls(table, ism_scores, DRIVER_MAF_TOLERANCE), causal)
+        click.echo(f"causal variants: {found}/{len(table)} drivers; {result.controls_causal}/{result.controls} "
+                   f"matched controls; one-sided Fisher p = {result.p_value:.3g}")
+
+
+@cli.command()
+@_analysis_options
+@click.option("--people", "people_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="People for the personal-genome attribution, one per line (default: the model's test people).")
+@click.option("--reference-only", is_flag=True, help="Only the reference-sequence attribution.")
+@click.option("--variants", "variants_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="An 'hsv' or 'drivers' TSV: compare their attributions with matched control variants.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Per-position TSV: chrom, pos, gene, reference, personal (standardised attributions).")
+def attribute(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[str, ...], batch_size: int,
+              device: str, progress: bool, people_file: Path | None, reference_only: bool,
+              variants_file: Path | None, output: Path) -> None:
+    """Gradient × input on the reference and on personal genomes (mean over people), |·| max over
+    bases, z-scored along the window."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from varscore.analysis.attribution import attribute_gene, attribution_table
+    from varscore.analysis.hsv import DRIVER_MAF_TOLERANCE, HSV_MAF_TOLERANCE, matched_controls
+    from varscore.analysis.ism import held_out_people
+    from varscore.errors import InputError
+
+    run = _analysis_inputs(model, vcf, fasta, gene_names, device)
+    people = None if reference_only else held_out_people(run.bundle, people_file)
+    results = {}
+    for gv in tqdm(list(run.variants.values()), desc="attribution", unit="gene",
+                   disable=not (progress and sys.stderr.isatty())):
+        rows = gv.people_rows(people) if people else None
+        results[gv.gene.label] = attribute_gene(run.scorer, gv, rows, batch_size=batch_size)
+    _write_table(pd.concat([attribution_table(a) for a in results.values()], ignore_index=True), output)
+    click.echo(f"wrote {output}", err=True)
+    if variants_file is None:
+        return
+    chosen = pd.read_csv(variants_file, sep="\t")
+    missing = {"chrom", "pos", "ref", "alt", "gene"} - set(chosen.columns)
+    if missing:
+        raise InputError(f"{variants_file} lacks columns {', '.join(sorted(missing))}: give an 'hsv' or 'drivers' TSV.")
+    chosen["key"] = (chosen["chrom"].astype(str) + ":" + chosen["pos"].astype(str) + ":" + chosen["ref"] + ":"
+                     + chosen["alt"])
+    chosen = chosen[chosen["gene"].isin(results)]
+    pool = pd.concat([gv.table for gv in run.variants.values()], ignore_index=True)
+    tolerance = DRIVER_MAF_TOLERANCE if "driver_rank" in chosen.columns else HSV_MAF_TOLERANCE
+    controls = matched_controls(chosen, pool, tolerance)
+    which = "reference" if reference_only else "personal"
+    for label, frame in (("selected", chosen), ("controls", controls.drop_duplicates(["gene", "key"]))):
+        values = pd.concat([pd.Series(results[g].at(rows["pos"].to_numpy(), which))
+                            for g, rows in frame.groupby("gene")]) if len(frame) else pd.Series(dtype=float)
+        click.echo(f"{label}: {len(frame)} variants, mean standardised attribution ({which}) {values.mean():.3f}")
+
+
+@cli.command()
+@click.option("-m", "--model", required=True, help="Model bundle to report on.")
+@click.option("--compare", multiple=True, help="Other bundles shown beside it (repeatable).")
+@click.option("--linear", help="Elastic-net bundle for k per gene and sign agreement [first linear --compare].")
+@click.option("--vcf", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Cohort VCF/BCF (indexed).")
+@click.option("--expression", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="GTEx-layout expression BED of the same people.")
+@click.option("--genes", "genes_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Gene/TSS table (TSV, GTF or GFF3).")
+@click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path), help="Reference FASTA [the model's].")
+@click.option("--gene", "gene_names", multiple=True, help="Only this gene (repeatable).")
+@click.option("--people", "people_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Held-out people, one per line [the model's test people].")
+@click.option("--k", "k", type=click.IntRange(min=1), help="HSVs per gene when there is no linear model [10].")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path),
+              help="truth_variants.tsv of a simulated cohort: enrichment of HSVs/drivers for causal variants.")
+@click.option("--motifs", help="Motif source for motif-change marks and rates (JASPAR2024, or a motif file).")
+@click.option("--chromhmm", type=click.Path(dir_okay=False, path_type=Path), help="ChromHMM segmentation BED.")
+@click.option("--finemap", type=click.Path(dir_okay=False, path_type=Path), help="Fine-mapped eQTL table.")
+@click.option("--attribution", is_flag=True,
+              help="Also compute gradient × input at HSVs/drivers vs controls (slow: one backward pass per person).")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for index.html, the figures (PNG + PDF) and tables (TSV).")
+def report(model: str, compare: tuple[str, ...], linear: str | None, vcf: Path, expression: Path, genes_path: Path,
+           fasta: Path | None, gene_names: tuple[str, ...], people_file: Path | None, k: int | None,
+           truth: Path | None, motifs: str | None, chromhmm: Path | None, finemap: Path | None, attribution: bool,
+           batch_size: int, device: str, progress: bool, output: Path) -> None:
+    """Figures of the paper for a model (and models to compare) on a cohort, in one HTML page."""
+    from varscore.analysis.report import ReportConfig, build_report
+
+    config = ReportConfig(model=model, vcf=vcf, expression=expression, genes=genes_path, fasta=fasta, out_dir=output,
+                          compare=list(compare), linear=linear, people_file=people_file,
+                          gene_names=list(gene_names) or None, k=k, truth=truth, motifs=motifs, chromhmm=chromhmm,
+                          finemap=finemap, attribution=attribution, batch_size=batch_size, device=device,
+                          progress=progress and sys.stderr.isatty())
+    result = build_report(config)
+    made = [f for f in result.figures if f.missing is None]
+    click.echo(f"wrote {result.html} ({len(made)} figures)")
+    for entry in result.figures:
+        if entry.missing:
+            click.echo(f"not produced: {entry.title}: {entry.missing}", err=True)
 
 
 def main() -> None:
