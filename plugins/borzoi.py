@@ -6,25 +6,26 @@ built or loaded, so importing this plugin stays cheap. Install with ``pip instal
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
-from varscore.base import SequenceBackbone
-from varscore.errors import BundleError, InputError
+from varscore.errors import InputError
 from varscore.hookspecs import hookimpl
+from varscore.torch_backbone import (
+    TorchSequenceBackbone,
+    check_positive_ints,
+    check_window_multiple,
+    load_state_checked,
+    read_weights,
+)
 
 if TYPE_CHECKING:
     import torch
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_FILE = "weights.safetensors"
 HEADS = ("scalar", "track", "pretrained")
 BIN_SIZE = 32  # output resolution (bp per bin)
 TRANSFORMER_BIN = 128  # resolution the transformer works at: the window must be a multiple of it
@@ -60,19 +61,12 @@ def tiny_params(window_size: int = 2048, **overrides: Any) -> dict[str, Any]:
 
 def _check_params(params: dict[str, Any]) -> None:
     """Raise InputError when borzoi-pytorch would fail (or silently misbehave) with ``params``."""
-    for key in ("window_size", "dim", "depth", "heads", "attn_dim_key", "attn_dim_value", "n_tracks"):
-        value = params[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"Backbone 'borzoi': {key} must be a positive integer; got {value!r}.")
+    ints = ("window_size", "dim", "depth", "heads", "attn_dim_key", "attn_dim_value", "n_tracks")
+    check_positive_ints("Backbone 'borzoi'", params, ints)
     if params["head"] not in HEADS:
         raise InputError(f"Backbone 'borzoi': unknown head {params['head']!r}. Choose one of: {', '.join(HEADS)}.")
-    window = params["window_size"]
-    if window % TRANSFORMER_BIN:
-        lower = max(TRANSFORMER_BIN, window // TRANSFORMER_BIN * TRANSFORMER_BIN)
-        raise InputError(
-            f"Backbone 'borzoi': window_size {window} is not a multiple of {TRANSFORMER_BIN} (the transformer's "
-            f"resolution); use e.g. {lower} or {lower + TRANSFORMER_BIN}."
-        )
+    check_window_multiple("Backbone 'borzoi'", params["window_size"], TRANSFORMER_BIN,
+                          f"{TRANSFORMER_BIN} (the transformer's resolution)")
     channels = params["channels"]
     if channels is not None and (
         not isinstance(channels, (list, tuple))
@@ -95,7 +89,7 @@ def _check_params(params: dict[str, Any]) -> None:
         )
 
 
-class BorzoiBackbone(SequenceBackbone):
+class BorzoiBackbone(TorchSequenceBackbone):
     """Borzoi (borzoi-pytorch) on ``(N, window_size, 4)`` one-hot sequences -> ``(N, window_size / 32,
     tracks)``.
 
@@ -117,6 +111,8 @@ class BorzoiBackbone(SequenceBackbone):
     """
 
     name: ClassVar[str] = "borzoi"
+    label: ClassVar[str] = "Borzoi"
+    summary_params: ClassVar[tuple[str, ...]] = ("head", "dim", "depth")
     output_modes: ClassVar[tuple[str, ...]] = ("scalar", "track")
     default_params: ClassVar[dict[str, Any]] = {
         "window_size": 524_288,
@@ -138,26 +134,13 @@ class BorzoiBackbone(SequenceBackbone):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.params = copy.deepcopy(self.params)
-        if self.params["pretrained_dir"] is not None:
-            self.params["pretrained_dir"] = str(self.params["pretrained_dir"])
         if isinstance(self.params["channels"], tuple):
             self.params["channels"] = list(self.params["channels"])
         _check_params(self.params)
-        self._device = "cpu"
-        self._bf16 = False
-
-    @property
-    def window_size(self) -> int:
-        return int(self.params["window_size"])
 
     @property
     def bin_size(self) -> int:
         return BIN_SIZE
-
-    @property
-    def n_bins(self) -> int:
-        return self.window_size // BIN_SIZE
 
     @property
     def n_tracks(self) -> int:
@@ -171,61 +154,11 @@ class BorzoiBackbone(SequenceBackbone):
         with self._seeded():
             if self.params["pretrained_dir"] is not None:
                 model = self._pretrained_borzoi(Path(self.params["pretrained_dir"]))
+                self._attach_head(model)
             else:
-                model = self._new_borzoi()
-            self._attach_head(model)
+                model = self._new_model()
         self._place(model)
         return self
-
-    def save(self, directory: Path) -> None:
-        """Write ``directory/weights.safetensors``; never pickle."""
-        from safetensors.torch import save_model
-
-        self._require_built()
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        partial = directory / (WEIGHTS_FILE + ".partial")
-        metadata = {"format": "pt", "backbone": self.name, "head": str(self.params["head"])}
-        try:
-            save_model(self.model_, str(partial), metadata=metadata)
-            os.replace(partial, directory / WEIGHTS_FILE)
-        finally:
-            partial.unlink(missing_ok=True)
-
-    def load(self, directory: Path) -> BorzoiBackbone:
-        """Build the architecture ``params`` describe (never from ``pretrained_dir``) and load
-        ``directory/weights.safetensors``. Returns self."""
-        from safetensors.torch import load_file
-
-        path = Path(directory) / WEIGHTS_FILE
-        if not path.is_file():
-            raise BundleError(f"Borzoi weights not found: {path} does not exist (save() writes it).")
-        with self._seeded():
-            model = self._new_borzoi()
-            self._attach_head(model)
-        try:
-            state = load_file(str(path))
-        except Exception as err:  # safetensors raises its own error types
-            raise BundleError(f"Cannot read Borzoi weights {path}: {err}") from err
-        problem = _load_weights(model, state)
-        if problem:
-            raise BundleError(
-                f"{path} does not fit the Borzoi hyper-parameters in the manifest (head={self.params['head']!r}, "
-                f"dim={self.params['dim']}, depth={self.params['depth']}): {problem}"
-            )
-        self._place(model)
-        return self
-
-    def _seeded(self) -> contextlib.AbstractContextManager[Any]:
-        import torch
-
-        seed = self.params["seed"]
-        if seed is None:
-            return contextlib.nullcontext()
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.random.fork_rng(devices=[]))
-        torch.manual_seed(int(seed))
-        return stack
 
     def _config(self) -> Any:
         from borzoi_pytorch.config_borzoi import BorzoiConfig
@@ -245,6 +178,11 @@ class BorzoiBackbone(SequenceBackbone):
         _fit_positions(model, self.window_size // TRANSFORMER_BIN)
         return model
 
+    def _new_model(self) -> torch.nn.Module:
+        model = self._new_borzoi()
+        self._attach_head(model)
+        return model
+
     def _attach_head(self, model: torch.nn.Module) -> None:
         """Replace Borzoi's human head by the scalar or track head (a fresh 1x1 convolution)."""
         import torch
@@ -254,16 +192,11 @@ class BorzoiBackbone(SequenceBackbone):
         width = model.human_head.in_channels
         model.human_head = torch.nn.Conv1d(width, int(self.params["n_tracks"]), kernel_size=1)
 
-    def _place(self, model: torch.nn.Module) -> None:
-        model.eval()
-        self.model_ = model.to(self._device)
-
     def _pretrained_borzoi(self, directory: Path) -> torch.nn.Module:
         """Borzoi from a local ``save_pretrained``-style directory: its config, then the weights
         with ``load_state_dict`` (``from_pretrained`` leaves the attention's position buffer on the
         meta device)."""
         from borzoi_pytorch.config_borzoi import BorzoiConfig
-        from safetensors.torch import load_file
 
         config_path, weights_path = directory / "config.json", directory / "model.safetensors"
         missing = [p.name for p in (config_path, weights_path) if not p.is_file()]
@@ -285,12 +218,9 @@ class BorzoiBackbone(SequenceBackbone):
                 self.params[key] = copy.deepcopy(getattr(config, key))
         _check_params(self.params)
         model = self._new_borzoi()
-        try:
-            state = load_file(str(weights_path))
-        except Exception as err:  # safetensors raises its own error types
-            raise InputError(f"Cannot read Borzoi weights {weights_path}: {err}") from err
+        state = read_weights(weights_path, self.label, InputError)
         state = {k: v for k, v in state.items() if not k.startswith("mouse_head.")}
-        problem = _load_weights(model, state)
+        problem = load_state_checked(model, state)
         if problem:
             raise InputError(f"The weights in {directory} do not fit the Borzoi its config.json describes: {problem}")
         logger.info("Loaded pre-trained Borzoi from %s (dim=%s, depth=%s)", directory, config.dim, config.depth)
@@ -298,63 +228,8 @@ class BorzoiBackbone(SequenceBackbone):
 
     # -- inference ----------------------------------------------------------------------------
 
-    def configure(self, device: str = "cpu", bf16: bool = False) -> None:
-        """Run on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``); ``bf16`` turns on
-        bfloat16 autocast on CUDA (the head stays float32, as borzoi-pytorch keeps it)."""
-        import torch
-
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            resolved = torch.device(device)
-        except (RuntimeError, TypeError) as err:
-            raise InputError(f"Unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'.") from err
-        if resolved.type == "cuda" and not torch.cuda.is_available():
-            raise InputError(f"Device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'.")
-        if bf16 and resolved.type != "cuda":
-            logger.warning("bf16 autocast is only used on CUDA; running %s in float32.", resolved)
-            bf16 = False
-        self._device, self._bf16 = str(resolved), bool(bf16)
-        if self.is_built:
-            self.model_.to(resolved)
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """``batch``: ``(N, window_size, 4)`` one-hot (A, C, G, T) -> ``(N, bins, tracks)`` float32."""
-        import torch
-
-        self._require_built()
-        array = np.asarray(batch)
-        if array.ndim != 3 or array.shape[1:] != (self.window_size, 4):
-            raise InputError(
-                f"Borzoi predict() needs one-hot sequences of shape (N, {self.window_size}, 4); got shape {array.shape}."
-            )
-        if array.shape[0] == 0:
-            return np.zeros((0, self.n_bins, self.n_tracks), dtype=np.float32)
-        x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self._device)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self._bf16 else contextlib.nullcontext()
-        self.model_.eval()
-        with torch.inference_mode(), autocast:
-            out = _forward(self.model_, x, self.params["head"])
-        return out.float().cpu().numpy()
-
-    def torch_module(self) -> torch.nn.Module:
-        """The trainable model: ``(B, L, 4)`` -> ``(B, bins, tracks)``, sharing this backbone's
-        parameters."""
-        import torch
-
-        self._require_built()
-        head = self.params["head"]
-        model = self.model_
-
-        class BorzoiForward(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return _forward(self.model, x, head)
-
-        return BorzoiForward()
+    def _forward(self, x: torch.Tensor, model: torch.nn.Module | None = None) -> torch.Tensor:
+        return _forward(self.model_ if model is None else model, x, self.params["head"])
 
     def head_module(self) -> torch.nn.Module:
         """The output layer (trained alone while the trunk is frozen)."""
@@ -403,29 +278,20 @@ def _fit_positions(model: torch.nn.Module, n_positions: int) -> None:
     """Rebuild every attention layer's relative-position table for ``n_positions`` transformer
     positions (borzoi-pytorch builds it for 4,096, and its relative shift assumes the table matches
     the sequence)."""
+    import inspect
+
     from borzoi_pytorch.pytorch_borzoi_transformer import Attention, get_positional_embed
 
+    # borzoi-pytorch < 0.5 takes (seq_len, features, device); 0.5 adds the training length the
+    # feature widths scale with. Passing the window's own length as both keeps one table for all.
+    takes_train_length = "seq_len_train" in inspect.signature(get_positional_embed).parameters
     for module in model.modules():
         if isinstance(module, Attention):
             device = module.to_v.weight.device
-            module.positions = get_positional_embed(n_positions, module.num_rel_pos_features, device)
-
-
-def _load_weights(model: torch.nn.Module, state: dict[str, Any]) -> str | None:
-    """Copy ``state`` into ``model``; return what did not fit, or None."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k].shape))
-    if missing or unexpected or mismatched:
-        parts = [
-            f"{len(names)} {label} (e.g. {', '.join(names[:3])})"
-            for label, names in (("missing", missing), ("unexpected", unexpected), ("of another shape", mismatched))
-            if names
-        ]
-        return "; ".join(parts) + " tensor(s)."
-    model.load_state_dict(state, strict=True)
-    return None
+            if takes_train_length:
+                module.positions = get_positional_embed(n_positions, n_positions, module.num_rel_pos_features, device)
+            else:
+                module.positions = get_positional_embed(n_positions, module.num_rel_pos_features, device)
 
 
 @hookimpl

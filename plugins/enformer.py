@@ -4,7 +4,6 @@ built or loaded, so importing this plugin stays cheap."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import logging
@@ -17,10 +16,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from varscore.base import ISMResult, Reducer, SequenceBackbone
-from varscore.errors import BundleError, InputError
+from varscore.base import ISMResult, Reducer
+from varscore.errors import InputError
 from varscore.hookspecs import hookimpl
 from varscore.sequence import BASE_INDEX
+from varscore.torch_backbone import (
+    TorchSequenceBackbone,
+    check_positive_ints,
+    check_window_multiple,
+    load_state_checked,
+    read_weights,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -29,7 +35,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_FILE = "weights.safetensors"
 HEADS = ("variformer", "pretrained")
 # "naive" forces ISM through full forward passes (to check the fast path against).
 ISM_METHOD_ENV = "VARSCORE_ISM"
@@ -84,13 +89,7 @@ def _conv_tower_channels(dim: int, num_downsamples: int, divisible_by: int) -> l
 def _check_architecture(params: dict[str, Any]) -> None:
     """Raise InputError when enformer-pytorch would fail (or silently misbehave) with ``params``."""
     ints = ("window_size", "dim", "depth", "heads", "attn_dim_key", "num_downsamples", "dim_divisible_by")
-    for key in ints:
-        value = params[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "depth" else 1):
-            raise InputError(f"Backbone 'enformer': {key} must be a positive integer; got {value!r}.")
-    seed = params["seed"]
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise InputError(f"Backbone 'enformer': seed must be an integer or None; got {seed!r}.")
+    check_positive_ints("Backbone 'enformer'", params, ints, allow_zero=("depth",))
     head = params["head"]
     if head not in HEADS:
         raise InputError(f"Backbone 'enformer': unknown head {head!r}. Choose one of: {', '.join(HEADS)}.")
@@ -114,12 +113,7 @@ def _check_architecture(params: dict[str, Any]) -> None:
         raise InputError(f"Backbone 'enformer': num_downsamples must be at least 3; got {num_downsamples}.")
     bin_size = 2**num_downsamples
     window = params["window_size"]
-    if window % bin_size:
-        lower = max(bin_size, window // bin_size * bin_size)
-        raise InputError(
-            f"Backbone 'enformer': window_size {window} is not a multiple of the bin size {bin_size} "
-            f"(2**num_downsamples); use e.g. {lower} or {lower + bin_size}."
-        )
+    check_window_multiple("Backbone 'enformer'", window, bin_size, f"the bin size {bin_size} (2**num_downsamples)")
     dim, heads = params["dim"], params["heads"]
     if dim % heads or (dim // heads) % 6:
         raise InputError(
@@ -230,7 +224,7 @@ class TowerGeometry:
         return min(start, self.n_bins - width)
 
 
-class EnformerBackbone(SequenceBackbone):
+class EnformerBackbone(TorchSequenceBackbone):
     """Enformer (enformer-pytorch) on ``(N, window_size, 4)`` one-hot sequences.
 
     Heads: ``"variformer"`` wraps the trunk in ``HeadAdapterWrapper(num_tracks=1,
@@ -248,6 +242,8 @@ class EnformerBackbone(SequenceBackbone):
     """
 
     name: ClassVar[str] = "enformer"
+    label: ClassVar[str] = "Enformer"
+    summary_params: ClassVar[tuple[str, ...]] = ("head", "dim", "depth")
     output_modes: ClassVar[tuple[str, ...]] = ("scalar", "track")
     default_params: ClassVar[dict[str, Any]] = {
         "window_size": 49_152,
@@ -271,28 +267,15 @@ class EnformerBackbone(SequenceBackbone):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.params = copy.deepcopy(self.params)
-        if self.params["pretrained_dir"] is not None:
-            self.params["pretrained_dir"] = str(self.params["pretrained_dir"])
         _check_architecture(self.params)
-        self._device = "cpu"
-        self._bf16 = False
         self._compile = False
         self._compiled: dict[str, Any] = {}
         #: ``"fast"`` or ``"naive"`` ISM; None follows ``$VARSCORE_ISM`` (default fast).
         self.ism_method: str | None = None
 
     @property
-    def window_size(self) -> int:
-        return int(self.params["window_size"])
-
-    @property
     def bin_size(self) -> int:
         return int(2 ** self.params["num_downsamples"])
-
-    @property
-    def n_bins(self) -> int:
-        return self.window_size // self.bin_size
 
     @property
     def n_tracks(self) -> int:
@@ -313,56 +296,13 @@ class EnformerBackbone(SequenceBackbone):
             self._place(self._wrap(enformer))
         return self
 
-    def save(self, directory: Path) -> None:
-        """Write ``directory/weights.safetensors`` (shared tensors stored once); never pickle."""
-        from safetensors.torch import save_model
+    def _new_model(self) -> torch.nn.Module:
+        return self._wrap(self._new_enformer())
 
-        self._require_built()
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / WEIGHTS_FILE
-        partial = directory / (WEIGHTS_FILE + ".partial")
-        metadata = {"format": "pt", "backbone": self.name, "head": str(self.params["head"])}
-        try:
-            save_model(self.model_, str(partial), metadata=metadata)
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
-
-    def load(self, directory: Path) -> EnformerBackbone:
-        """Build the architecture ``params`` describe (never from ``pretrained_dir``: the weights
-        come from the bundle) and load ``directory/weights.safetensors``. Returns self."""
-        from safetensors.torch import load_file
-
-        path = Path(directory) / WEIGHTS_FILE
-        if not path.is_file():
-            raise BundleError(f"Enformer weights not found: {path} does not exist (save() writes it).")
-        with self._seeded():
-            model = self._wrap(self._new_enformer())
-        try:
-            state = load_file(str(path))
-        except Exception as err:  # safetensors raises its own error types
-            raise BundleError(f"Cannot read Enformer weights {path}: {err}") from err
-        problem = _load_weights(model, state)
-        if problem:
-            raise BundleError(
-                f"{path} does not fit the Enformer hyper-parameters in the manifest "
-                f"(head={self.params['head']!r}, dim={self.params['dim']}, depth={self.params['depth']}): "
-                f"{problem}"
-            )
-        self._place(model)
-        return self
-
-    def _seeded(self) -> contextlib.AbstractContextManager[Any]:
-        import torch
-
-        seed = self.params["seed"]
-        if seed is None:
-            return contextlib.nullcontext()
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.random.fork_rng(devices=[]))
-        torch.manual_seed(int(seed))
-        return stack
+    def _load_state(self, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+        # enformer-pytorch registers each module under two names (``stem.*`` and ``_trunk.1.*``); a
+        # complete file may hold either name of each pair (save() keeps one).
+        return load_state_checked(model, state, aliases=True)
 
     def _new_enformer(self) -> torch.nn.Module:
         from enformer_pytorch import Enformer, EnformerConfig
@@ -384,8 +324,7 @@ class EnformerBackbone(SequenceBackbone):
         )
 
     def _place(self, model: torch.nn.Module) -> None:
-        model.eval()
-        self.model_ = model.to(self._device)
+        super()._place(model)
         self._compiled = {}
 
     def _pretrained_enformer(self, directory: Path) -> torch.nn.Module:
@@ -393,7 +332,6 @@ class EnformerBackbone(SequenceBackbone):
         (not ``from_pretrained``: it rejects files without ``format`` metadata and "re-initialises"
         the second name of every shared module)."""
         from enformer_pytorch import Enformer, EnformerConfig
-        from safetensors.torch import load_file
 
         config_path, weight_files = _pretrained_files(directory)
         try:
@@ -406,11 +344,8 @@ class EnformerBackbone(SequenceBackbone):
 
         state: dict[str, Any] = {}
         for path in weight_files:
-            try:
-                state.update(load_file(str(path)))
-            except Exception as err:  # safetensors raises its own error types
-                raise InputError(f"Cannot read Enformer weights {path}: {err}") from err
-        problem = _load_weights(model, state)
+            state.update(read_weights(path, self.label, InputError))
+        problem = self._load_state(model, state)
         if problem:
             raise InputError(f"The weights in {directory} do not fit the Enformer its config.json describes: {problem}")
         logger.info("Loaded pre-trained Enformer from %s (dim=%s, depth=%s)", directory, config.dim, config.depth)
@@ -436,67 +371,9 @@ class EnformerBackbone(SequenceBackbone):
         CPU). ``compile`` runs the fast-ISM pieces (stem + conv tower, transformer + head) through
         ``torch.compile``, meant for CUDA (on a CPU it needs a C++ compiler and minutes of
         compilation)."""
-        import torch
-
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            resolved = torch.device(device)
-        except (RuntimeError, TypeError) as err:
-            raise InputError(f"Unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'.") from err
-        if resolved.type not in ("cpu", "cuda"):
-            raise InputError(f"Unsupported device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'.")
-        if resolved.type == "cuda" and not torch.cuda.is_available():
-            raise InputError(f"Device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'.")
-        if bf16 and resolved.type != "cuda":
-            logger.warning("bf16 autocast is only used on CUDA; running %s in float32.", resolved)
-            bf16 = False
-        self._device = str(resolved)
-        self._bf16 = bool(bf16)
+        super().configure(device, bf16)
         self._compile = bool(compile)
         self._compiled = {}
-        if self.is_built:
-            self.model_.to(resolved)
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """``batch``: ``(N, window_size, 4)`` one-hot (A, C, G, T) -> ``(N, bins, tracks)`` float32."""
-        import torch
-
-        self._require_built()
-        array = np.asarray(batch)
-        if array.ndim != 3 or array.shape[1:] != (self.window_size, 4):
-            raise InputError(
-                f"Enformer predict() needs one-hot sequences of shape (N, {self.window_size}, 4); "
-                f"got shape {array.shape}."
-            )
-        if array.shape[0] == 0:
-            return np.zeros((0, self.n_bins, self.n_tracks), dtype=np.float32)
-        x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self._device)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self._bf16 else contextlib.nullcontext()
-        self.model_.eval()
-        with torch.inference_mode(), autocast:
-            out = self._forward(x)
-        return out.float().cpu().numpy()
-
-    def torch_module(self) -> torch.nn.Module:
-        """The trainable model as one ``nn.Module``: ``(B, L, 4)`` -> ``(B, bins, tracks)``.
-
-        Shares its parameters with this backbone, so training it trains the backbone.
-        """
-        import torch
-
-        self._require_built()
-        backbone = self
-
-        class EnformerForward(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = backbone.model_
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return backbone._forward(x, self.model)
-
-        return EnformerForward()
 
     def _forward(self, x: torch.Tensor, model: torch.nn.Module | None = None) -> torch.Tensor:
         # Same arithmetic as HeadAdapterWrapper.forward, without its side effect of switching the
@@ -543,12 +420,7 @@ class EnformerBackbone(SequenceBackbone):
         """
         if not self.uses_fast_ism():
             return super().ism(reference, substitutions, reduce, batch_size)
-        self._require_built()
-        reference = np.asarray(reference)
-        if reference.shape != (self.window_size, 4):
-            raise InputError(f"ISM needs a ({self.window_size}, 4) one-hot window; got shape {reference.shape}.")
-        if batch_size < 1:
-            raise InputError(f"batch size must be >= 1; got {batch_size}.")
+        reference = self._checked_ism_input(reference, batch_size)
         fast = [i for i, sub in enumerate(substitutions) if _is_single_base(sub, self.window_size)]
         if not fast:
             return super().ism(reference, substitutions, reduce, batch_size)
@@ -694,11 +566,6 @@ class EnformerBackbone(SequenceBackbone):
             return np.zeros((0, self.n_bins, self.n_tracks), dtype=np.float32)
         return np.concatenate(predictions)
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        import torch
-
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self._bf16 else contextlib.nullcontext()
-
     def _run(self, piece: str, x: torch.Tensor) -> torch.Tensor:
         """``piece="tower"``: one-hot ``(N, L', 4)`` -> stem + conv tower output ``(N, dim, L' / bin_size)``;
         ``piece="head"``: tower output ``(N, dim, bins)`` -> prediction ``(N, bins, tracks)``.
@@ -751,32 +618,6 @@ def _is_single_base(substitution: tuple[int, str], length: int) -> bool:
         and isinstance(base, str)
         and len(base) == 1
     )
-
-
-def _load_weights(model: torch.nn.Module, state: dict[str, Any]) -> str | None:
-    """Copy ``state`` into ``model``; return what did not fit, or None.
-
-    enformer-pytorch registers each module under two names (``stem.*`` and ``_trunk.1.*``), so a
-    complete file may hold either name of each pair (``save_model`` keeps one). A batch norm fills
-    in a missing ``num_batches_tracked`` silently, which is why this does not rely on
-    ``load_state_dict``'s own bookkeeping.
-    """
-    expected = model.state_dict()
-    aliases: dict[int, list[str]] = {}
-    for key, tensor in expected.items():
-        aliases.setdefault(tensor.untyped_storage().data_ptr(), []).append(key)
-    missing = sorted(names[0] for names in aliases.values() if not any(name in state for name in names))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k].shape))
-    if missing or unexpected or mismatched:
-        parts = [
-            f"{len(names)} {label} (e.g. {', '.join(names[:3])})"
-            for label, names in (("missing", missing), ("unexpected", unexpected), ("of another shape", mismatched))
-            if names
-        ]
-        return "; ".join(parts) + " tensor(s)."
-    model.load_state_dict(state, strict=False)
-    return None
 
 
 def _pretrained_files(directory: Path) -> tuple[Path, list[Path]]:

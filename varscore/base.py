@@ -153,13 +153,7 @@ class SequenceBackbone(Backbone):
         reduce: Reducer,
         batch_size: int = 8,
     ) -> ISMResult:
-        self._require_built()
-        if reference.shape != (self.window_size, 4):
-            raise InputError(
-                f"ISM needs a ({self.window_size}, 4) one-hot window; got shape {reference.shape}."
-            )
-        if batch_size < 1:
-            raise InputError(f"batch size must be >= 1; got {batch_size}.")
+        reference = self._checked_ism_input(reference, batch_size)
         ref_out = np.asarray(reduce(self.predict(reference[None].astype(np.float32))))[0]
         alt_rows: list[np.ndarray] = []
         for start in range(0, len(substitutions), batch_size):
@@ -173,6 +167,19 @@ class SequenceBackbone(Backbone):
         n_out = ref_out.shape[0]
         alternates = np.concatenate(alt_rows) if alt_rows else np.empty((0, n_out), np.float32)
         return ISMResult(reference=ref_out, alternates=alternates)
+
+    def _checked_ism_input(self, reference: np.ndarray, batch_size: int) -> np.ndarray:
+        """``reference`` as an array after checking what every ISM needs: a built model, an
+        ``(L, 4)`` window and ``batch_size >= 1``."""
+        self._require_built()
+        reference = np.asarray(reference)
+        if reference.shape != (self.window_size, 4):
+            raise InputError(
+                f"ISM needs a ({self.window_size}, 4) one-hot window; got shape {reference.shape}."
+            )
+        if batch_size < 1:
+            raise InputError(f"batch size must be >= 1; got {batch_size}.")
+        return reference
 
 
 class OutputMode(ABC):

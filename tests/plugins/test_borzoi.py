@@ -41,6 +41,8 @@ def test_scalar_and_track_heads_pass_check_backbone():
 
 def test_predict_matches_borzoi_pytorch_forward_on_channels_first_input():
     """The package's own forward (channels-first, softplus human head) on the same weights."""
+    import inspect
+
     from borzoi_pytorch.pytorch_borzoi_transformer import get_positional_embed
 
     backbone = BorzoiBackbone(**tiny_params(head="track", n_tracks=3, seed=5)).build()
@@ -52,7 +54,12 @@ def test_predict_matches_borzoi_pytorch_forward_on_channels_first_input():
     assert expected.shape == (2, BINS, 3) and np.all(expected >= 0)
     # the relative-position table fits the transformer's WINDOW / 128 positions
     attention = next(m for m in model.modules() if type(m).__name__ == "Attention")
-    assert torch.equal(attention.positions, get_positional_embed(WINDOW // 128, attention.num_rel_pos_features, "cpu"))
+    n, features = WINDOW // 128, attention.num_rel_pos_features
+    if "seq_len_train" in inspect.signature(get_positional_embed).parameters:  # borzoi-pytorch >= 0.5
+        table = get_positional_embed(n, n, features, "cpu")
+    else:
+        table = get_positional_embed(n, features, "cpu")
+    assert attention.positions.shape[0] == 2 * n - 1 and torch.equal(attention.positions, table)
 
 
 def test_scalar_head_is_linear_and_track_head_softplus():

@@ -6,29 +6,44 @@ or loaded (in :mod:`varscore_basenji2.network`).
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
-import numpy as np
-from varscore.base import SequenceBackbone
-from varscore.errors import BundleError, InputError
+from varscore.errors import InputError
 from varscore.hookspecs import hookimpl
+from varscore.torch_backbone import TorchSequenceBackbone, check_positive_ints, check_window_multiple
 
 if TYPE_CHECKING:
     import torch
 
 __version__ = "0.1.0"
-__all__ = ["Basenji2Backbone", "tiny_params"]
+__all__ = ["ARCHITECTURE", "Basenji2Backbone", "tiny_params"]
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_FILE = "weights.safetensors"
 HEADS = ("variformer", "pretrained")
+
+# Architecture hyper-parameters (names as in the backbone's params) and the Basenji2 paper's values
+# (basenji2_pytorch.basenji2_params["model"], Kelley 2020).
+ARCHITECTURE: dict[str, Any] = {
+    "activation": "gelu",
+    "bn_momentum": 0.9,
+    "stem_filters": 288,
+    "stem_kernel_size": 15,
+    "tower_filters_init": 339,
+    "tower_filters_mult": 1.1776,
+    "tower_kernel_size": 5,
+    "tower_repeat": 6,
+    "dilated_filters": 384,
+    "dilated_rate_mult": 1.5,
+    "dilated_repeat": 11,
+    "dilated_dropout": 0.3,
+    "final_filters": 1536,
+    "final_dropout": 0.05,
+    "n_tracks": 5313,
+}
 
 
 def tiny_params(window_size: int = 1024, **overrides: Any) -> dict[str, Any]:
@@ -55,30 +70,19 @@ def _check_params(params: dict[str, Any]) -> None:
     """Raise InputError for hyper-parameters basenji2-pytorch would reject or mis-handle."""
     ints = ("window_size", "stem_filters", "stem_kernel_size", "tower_filters_init", "tower_kernel_size",
             "tower_repeat", "dilated_filters", "dilated_repeat", "final_filters", "n_tracks")
-    for key in ints:
-        value = params[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"Backbone 'basenji2': {key} must be a positive integer; got {value!r}.")
+    check_positive_ints("Backbone 'basenji2'", params, ints)
     if params["head"] not in HEADS:
         raise InputError(f"Backbone 'basenji2': unknown head {params['head']!r}. Choose one of: {', '.join(HEADS)}.")
     if params["activation"] not in ("gelu", "relu"):
         raise InputError(f"Backbone 'basenji2': activation must be 'gelu' or 'relu'; got {params['activation']!r}.")
-    seed = params["seed"]
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise InputError(f"Backbone 'basenji2': seed must be an integer or None; got {seed!r}.")
     if params["tower_repeat"] < 2:
         raise InputError(f"Backbone 'basenji2': tower_repeat must be at least 2; got {params['tower_repeat']}.")
     bin_size = 2 ** (params["tower_repeat"] + 1)
-    window = params["window_size"]
-    if window % bin_size:
-        lower = max(bin_size, window // bin_size * bin_size)
-        raise InputError(
-            f"Backbone 'basenji2': window_size {window} is not a multiple of the bin size {bin_size} "
-            f"(2**(tower_repeat + 1)); use e.g. {lower} or {lower + bin_size}."
-        )
+    check_window_multiple("Backbone 'basenji2'", params["window_size"], bin_size,
+                          f"the bin size {bin_size} (2**(tower_repeat + 1))")
 
 
-class Basenji2Backbone(SequenceBackbone):
+class Basenji2Backbone(TorchSequenceBackbone):
     """Basenji2 (Kelley 2020; ``basenji2-pytorch``) on ``(N, window_size, 4)`` one-hot sequences.
 
     A stem convolution and ``tower_repeat`` pooling convolutions (bins of ``2**(tower_repeat + 1)``
@@ -98,49 +102,23 @@ class Basenji2Backbone(SequenceBackbone):
     """
 
     name: ClassVar[str] = "basenji2"
+    label: ClassVar[str] = "Basenji2"
     output_modes: ClassVar[tuple[str, ...]] = ("scalar", "track")
     default_params: ClassVar[dict[str, Any]] = {
         "window_size": 131_072,
         "head": "variformer",
         "pretrained_dir": None,
         "seed": 0,
-        "activation": "gelu",
-        "bn_momentum": 0.9,
-        "stem_filters": 288,
-        "stem_kernel_size": 15,
-        "tower_filters_init": 339,
-        "tower_filters_mult": 1.1776,
-        "tower_kernel_size": 5,
-        "tower_repeat": 6,
-        "dilated_filters": 384,
-        "dilated_rate_mult": 1.5,
-        "dilated_repeat": 11,
-        "dilated_dropout": 0.3,
-        "final_filters": 1536,
-        "final_dropout": 0.05,
-        "n_tracks": 5313,
+        **ARCHITECTURE,
     }
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.params = copy.deepcopy(self.params)
-        if self.params["pretrained_dir"] is not None:
-            self.params["pretrained_dir"] = str(self.params["pretrained_dir"])
         _check_params(self.params)
-        self._device = "cpu"
-        self._bf16 = False
-
-    @property
-    def window_size(self) -> int:
-        return int(self.params["window_size"])
 
     @property
     def bin_size(self) -> int:
         return int(2 ** (self.params["tower_repeat"] + 1))
-
-    @property
-    def n_bins(self) -> int:
-        return self.window_size // self.bin_size
 
     @property
     def n_tracks(self) -> int:
@@ -163,7 +141,7 @@ class Basenji2Backbone(SequenceBackbone):
                 )
             self._adopt_config(network.read_config(directory))
         with self._seeded():
-            model = network.build_network(self.params)
+            model = self._new_model()
         if directory is not None:
             network.load_pretrained_trunk(model, directory)
             logger.info("Loaded pre-trained Basenji2 weights from %s", directory)
@@ -178,100 +156,17 @@ class Basenji2Backbone(SequenceBackbone):
             self.params[key] = value
         _check_params(self.params)
 
-    def save(self, directory: Path) -> None:
-        """Write ``directory/weights.safetensors``; never pickle."""
-        from safetensors.torch import save_file
-
-        self._require_built()
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        partial = directory / (WEIGHTS_FILE + ".partial")
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
-        try:
-            save_file(state, str(partial), metadata={"format": "pt", "backbone": self.name})
-            os.replace(partial, directory / WEIGHTS_FILE)
-        finally:
-            partial.unlink(missing_ok=True)
-
-    def load(self, directory: Path) -> Basenji2Backbone:
-        """Build the architecture ``params`` describe and load ``directory/weights.safetensors``
-        (``pretrained_dir`` is not read: the weights come from the bundle). Returns self."""
-        from safetensors.torch import load_file
-
+    def _new_model(self) -> torch.nn.Module:
         from varscore_basenji2 import network
 
-        path = Path(directory) / WEIGHTS_FILE
-        if not path.is_file():
-            raise BundleError(f"Basenji2 weights not found: {path} does not exist (save() writes it).")
-        try:
-            state = load_file(str(path))
-        except Exception as err:  # safetensors raises its own error types
-            raise BundleError(f"Cannot read Basenji2 weights {path}: {err}") from err
-        with self._seeded():
-            model = network.build_network(self.params)
-        problem = network.copy_weights(model, state)
-        if problem:
-            raise BundleError(f"{path} does not fit the Basenji2 hyper-parameters in the manifest: {problem}")
-        self._place(model)
-        return self
+        return network.build_network(self.params)
 
-    def _seeded(self) -> contextlib.AbstractContextManager[Any]:
-        import torch
+    def _load_state(self, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+        from varscore_basenji2 import network
 
-        if self.params["seed"] is None:
-            return contextlib.nullcontext()
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.random.fork_rng(devices=[]))
-        torch.manual_seed(int(self.params["seed"]))
-        return stack
+        return network.copy_weights(model, state)
 
-    def _place(self, model: torch.nn.Module) -> None:
-        model.eval()
-        self.model_ = model.to(self._device)
-
-    # -- inference ----------------------------------------------------------------------------
-
-    def configure(self, device: str = "cpu", bf16: bool = False) -> None:
-        """Run on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``); ``bf16`` turns on
-        bfloat16 autocast on CUDA (ignored with a warning on CPU)."""
-        import torch
-
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            resolved = torch.device(device)
-        except (RuntimeError, TypeError) as err:
-            raise InputError(f"Unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'.") from err
-        if resolved.type == "cuda" and not torch.cuda.is_available():
-            raise InputError(f"Device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'.")
-        if resolved.type not in ("cpu", "cuda"):
-            raise InputError(f"Unsupported device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'.")
-        if bf16 and resolved.type != "cuda":
-            logger.warning("bf16 autocast is only used on CUDA; running %s in float32.", resolved)
-            bf16 = False
-        self._device, self._bf16 = str(resolved), bool(bf16)
-        if self.is_built:
-            self.model_.to(resolved)
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """``batch``: ``(N, window_size, 4)`` one-hot (A, C, G, T) -> ``(N, bins, tracks)`` float32."""
-        import torch
-
-        self._require_built()
-        array = np.asarray(batch)
-        if array.ndim != 3 or array.shape[1:] != (self.window_size, 4):
-            raise InputError(
-                f"Basenji2 predict() needs one-hot sequences of shape (N, {self.window_size}, 4); "
-                f"got shape {array.shape}."
-            )
-        if array.shape[0] == 0:
-            return np.zeros((0, self.n_bins, self.n_tracks), dtype=np.float32)
-        x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self._device)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self._bf16 else contextlib.nullcontext()
-        self.model_.eval()
-        with torch.inference_mode(), autocast:
-            out = self.model_(x)
-        return out.float().cpu().numpy()
+    # -- fine-tuning (configure and predict come from TorchSequenceBackbone) -------------------
 
     def torch_module(self) -> torch.nn.Module:
         """The network itself, ``(B, L, 4)`` -> ``(B, bins, tracks)``; training it trains the backbone."""

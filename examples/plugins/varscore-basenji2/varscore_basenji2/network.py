@@ -13,33 +13,15 @@ from typing import Any
 import torch
 from basenji2_pytorch import Basenji2
 from basenji2_pytorch.blocks import Cropping1d
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from varscore.errors import InputError
+from varscore.torch_backbone import load_state_checked, read_weights
+
+from varscore_basenji2 import ARCHITECTURE
 
 CONFIG_FILE = "config.json"
 PRETRAINED_WEIGHTS = "model.safetensors"
-
-# Architecture hyper-parameters (names as in the backbone's params) and the Basenji2 paper's values
-# (basenji2_pytorch.basenji2_params["model"], Kelley 2020).
-ARCHITECTURE: dict[str, Any] = {
-    "activation": "gelu",
-    "bn_momentum": 0.9,
-    "stem_filters": 288,
-    "stem_kernel_size": 15,
-    "tower_filters_init": 339,
-    "tower_filters_mult": 1.1776,
-    "tower_kernel_size": 5,
-    "tower_repeat": 6,
-    "dilated_filters": 384,
-    "dilated_rate_mult": 1.5,
-    "dilated_repeat": 11,
-    "dilated_dropout": 0.3,
-    "final_filters": 1536,
-    "final_dropout": 0.05,
-    "n_tracks": 5313,
-}
-
 
 def basenji2_model_params(params: dict[str, Any], with_head: bool) -> dict[str, Any]:
     """The ``params["model"]`` dictionary ``basenji2_pytorch.Basenji2`` takes, from backbone params.
@@ -104,10 +86,7 @@ def load_pretrained_trunk(network: Basenji2Network, directory: Path) -> None:
     """Copy ``directory/model.safetensors`` (``basenji2_pytorch.Basenji2`` state-dict keys) into
     ``network``; the output head too when ``network`` uses the pre-trained head."""
     path = directory / PRETRAINED_WEIGHTS
-    try:
-        state = load_file(str(path))
-    except Exception as err:  # safetensors raises its own error types
-        raise InputError(f"Cannot read Basenji2 weights {path}: {err}") from err
+    state = read_weights(path, "Basenji2", InputError)
     if network.head != "pretrained":
         state = {k: v for k, v in state.items() if not k.startswith("model.head.")}
     problem = copy_weights(network.basenji2, state, optional_head=network.head != "pretrained")
@@ -121,22 +100,10 @@ def copy_weights(module: nn.Module, state: dict[str, torch.Tensor], optional_hea
     Batch-norm ``num_batches_tracked`` counters may be absent (checkpoints converted from Keras lack
     them); every other tensor must be present with the right shape.
     """
-    expected = module.state_dict()
-    missing = sorted(
-        k for k in set(expected) - set(state)
-        if not k.endswith("num_batches_tracked") and not (optional_head and k.startswith("model.head."))
-    )
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k].shape))
-    if missing or unexpected or mismatched:
-        parts = [
-            f"{len(names)} {label} (e.g. {', '.join(names[:3])})"
-            for label, names in (("missing", missing), ("unexpected", unexpected), ("of another shape", mismatched))
-            if names
-        ]
-        return "; ".join(parts) + " tensor(s)."
-    module.load_state_dict(state, strict=False)
-    return None
+    def optional(name: str) -> bool:
+        return name.endswith("num_batches_tracked") or (optional_head and name.startswith("model.head."))
+
+    return load_state_checked(module, state, optional=optional)
 
 
 def read_config(directory: Path) -> dict[str, Any]:

@@ -1,0 +1,282 @@
+"""What every PyTorch sequence backbone shares: seeded construction, device and bf16 set-up,
+``predict``, and ``weights.safetensors`` written and read back with a checked state-dict copy.
+torch and safetensors are imported inside functions only, so importing this module stays cheap."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+from abc import abstractmethod
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from varscore.base import SequenceBackbone
+from varscore.errors import BundleError, InputError, VarscoreError
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11; only read by type checkers
+
+    import torch
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "weights.safetensors"
+
+
+class TorchSequenceBackbone(SequenceBackbone):
+    """A :class:`SequenceBackbone` whose ``model_`` is a ``torch.nn.Module``.
+
+    Subclasses set ``label`` (the model's name in messages, e.g. ``"Borzoi"``), give ``params`` a
+    ``window_size`` and usually a ``seed`` (absent or ``None``: torch's global generator; checked
+    here), and implement ``bin_size``, ``n_tracks``, :meth:`build` and :meth:`_new_model` (their own
+    parameter checks may use :func:`check_positive_ints` and :func:`check_window_multiple`).
+    :meth:`_forward` maps ``(B, L, 4)`` to ``(B, bins, tracks)``; the default calls the module,
+    override it when the module takes another layout. :meth:`_load_state` decides which saved
+    tensors must be present. This class provides ``configure``, ``predict``, ``torch_module``,
+    ``save`` and ``load``.
+    """
+
+    label: ClassVar[str]
+    #: params quoted when saved weights do not fit the manifest, e.g. ``("head", "dim")``.
+    summary_params: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.params = copy.deepcopy(self.params)  # defaults may hold dicts and lists
+        if self.params.get("pretrained_dir") is not None:
+            self.params["pretrained_dir"] = str(self.params["pretrained_dir"])
+        seed = self.params.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise InputError(f"Backbone '{self.name}': seed must be an integer or None; got {seed!r}.")
+        self._device = "cpu"
+        self._bf16 = False
+
+    @property
+    def window_size(self) -> int:
+        return int(self.params["window_size"])
+
+    @property
+    def n_bins(self) -> int:
+        return self.window_size // self.bin_size
+
+    @property
+    @abstractmethod
+    def n_tracks(self) -> int:
+        """Tracks per bin of :meth:`predict`'s output."""
+
+    # -- building and persistence -------------------------------------------------------------
+
+    @abstractmethod
+    def _new_model(self) -> torch.nn.Module:
+        """The architecture ``params`` describe, randomly initialised (never from a pre-trained
+        directory); :meth:`load` fills it with saved weights. Called inside :meth:`_seeded`."""
+
+    def _load_state(self, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+        """Copy ``state`` into ``model``; return what did not fit, or None
+        (:func:`load_state_checked` by default)."""
+        return load_state_checked(model, state)
+
+    def save(self, directory: Path) -> None:
+        """Write ``directory/weights.safetensors`` (tensors shared by several names stored once);
+        never pickle."""
+        self._require_built()
+        metadata = {"format": "pt", "backbone": self.name}
+        if "head" in self.params:
+            metadata["head"] = str(self.params["head"])
+        save_weights(self.model_, Path(directory) / WEIGHTS_FILE, metadata)
+
+    def load(self, directory: Path) -> Self:
+        """Build the architecture ``params`` describe (``pretrained_dir`` is not read: the weights
+        come from the bundle) and load ``directory/weights.safetensors``. Returns self."""
+        path = Path(directory) / WEIGHTS_FILE
+        if not path.is_file():
+            raise BundleError(f"{self.label} weights not found: {path} does not exist (save() writes it).")
+        with self._seeded():
+            model = self._new_model()
+        state = read_weights(path, self.label, BundleError)
+        problem = self._load_state(model, state)
+        if problem:
+            summary = ", ".join(f"{key}={self.params[key]!r}" for key in self.summary_params)
+            raise BundleError(
+                f"{path} does not fit the {self.label} hyper-parameters in the manifest"
+                f"{f' ({summary})' if summary else ''}: {problem}"
+            )
+        self._place(model)
+        return self
+
+    def _seeded(self) -> contextlib.AbstractContextManager[Any]:
+        """A context in which torch's CPU generator starts from ``params["seed"]`` and is restored
+        afterwards (nothing happens without a seed)."""
+        import torch
+
+        seed = self.params.get("seed")
+        if seed is None:
+            return contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.random.fork_rng(devices=[]))
+        torch.manual_seed(int(seed))
+        return stack
+
+    def _place(self, model: torch.nn.Module) -> None:
+        """Make ``model`` this backbone's ``model_``, in eval mode on the configured device."""
+        model.eval()
+        self.model_ = model.to(self._device)
+
+    # -- inference ----------------------------------------------------------------------------
+
+    def configure(self, device: str = "cpu", bf16: bool = False) -> None:
+        """Run on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``: CUDA when
+        available); ``bf16`` turns on bfloat16 autocast on CUDA (ignored with a warning on CPU)."""
+        import torch
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            resolved = torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise InputError(f"Unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'.") from err
+        if resolved.type not in ("cpu", "cuda"):
+            raise InputError(f"Unsupported device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'.")
+        if resolved.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"Device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'.")
+        if bf16 and resolved.type != "cuda":
+            logger.warning("bf16 autocast is only used on CUDA; running %s in float32.", resolved)
+            bf16 = False
+        self._device, self._bf16 = str(resolved), bool(bf16)
+        if self.is_built:
+            self.model_.to(resolved)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        import torch
+
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self._bf16 else contextlib.nullcontext()
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """``batch``: ``(N, window_size, 4)`` one-hot (A, C, G, T) -> ``(N, bins, tracks)`` float32."""
+        import torch
+
+        self._require_built()
+        array = np.asarray(batch)
+        if array.ndim != 3 or array.shape[1:] != (self.window_size, 4):
+            raise InputError(
+                f"{self.label} predict() needs one-hot sequences of shape (N, {self.window_size}, 4); "
+                f"got shape {array.shape}."
+            )
+        if array.shape[0] == 0:
+            return np.zeros((0, self.n_bins, self.n_tracks), dtype=np.float32)
+        x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self._device)
+        self.model_.eval()
+        with torch.inference_mode(), self._autocast():
+            out = self._forward(x)
+        return out.float().cpu().numpy()
+
+    def _forward(self, x: torch.Tensor, model: torch.nn.Module | None = None) -> torch.Tensor:
+        """``(B, L, 4)`` -> ``(B, bins, tracks)`` through ``model`` (default ``model_``)."""
+        return (self.model_ if model is None else model)(x)
+
+    def torch_module(self) -> torch.nn.Module:
+        """The trainable model as one ``nn.Module``, ``(B, L, 4)`` -> ``(B, bins, tracks)``, holding
+        ``model_`` as its ``model``: training it trains this backbone."""
+        import torch
+
+        self._require_built()
+        backbone = self
+
+        class BackboneForward(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = backbone.model_
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return backbone._forward(x, self.model)
+
+        return BackboneForward()
+
+
+def read_weights(path: Path, label: str, error: type[VarscoreError] = BundleError) -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors file ``path`` (on the CPU); a file safetensors cannot read
+    raises ``error`` naming ``label``'s weights and the file."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types
+        raise error(f"Cannot read {label} weights {path}: {err}") from err
+
+
+def save_weights(model: torch.nn.Module, path: Path, metadata: Mapping[str, str]) -> None:
+    """Write ``model``'s state dict to the safetensors file ``path`` (parent created), replacing it
+    only once complete. Tensors registered under several names are stored once."""
+    from safetensors.torch import save_model
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        save_model(model, str(partial), metadata=dict(metadata))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def load_state_checked(
+    model: torch.nn.Module,
+    state: Mapping[str, torch.Tensor],
+    aliases: bool = False,
+    optional: Callable[[str], bool] | None = None,
+) -> str | None:
+    """Copy ``state`` into ``model`` if it fits; otherwise leave ``model`` alone and return what did
+    not fit (counts and examples of missing, unexpected and wrongly shaped tensors).
+
+    ``aliases``: tensors registered under several names (the same storage, as enformer-pytorch's
+    modules are) count as present when ``state`` holds any one of their names — ``save_weights``
+    keeps one. ``optional(name)`` is true for tensors that may be absent (they keep their current
+    values). The check is done here rather than by ``load_state_dict(strict=True)`` because a batch
+    norm fills in a missing ``num_batches_tracked`` silently.
+    """
+    expected = model.state_dict()
+    groups: dict[Any, list[str]] = {}
+    for key, tensor in expected.items():
+        # empty tensors have no storage to share (and save_weights keeps each of their names)
+        group = tensor.untyped_storage().data_ptr() if aliases and tensor.numel() else key
+        groups.setdefault(group, []).append(key)
+    missing = sorted(
+        names[0] for names in groups.values()
+        if not any(name in state for name in names) and not (optional is not None and optional(names[0]))
+    )
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k].shape))
+    if missing or unexpected or mismatched:
+        parts = [
+            f"{len(names)} {label} (e.g. {', '.join(names[:3])})"
+            for label, names in (("missing", missing), ("unexpected", unexpected), ("of another shape", mismatched))
+            if names
+        ]
+        return "; ".join(parts) + " tensor(s)."
+    model.load_state_dict(state, strict=False)
+    return None
+
+
+def check_positive_ints(owner: str, params: Mapping[str, Any], keys: Sequence[str], allow_zero: Collection[str] = ()) -> None:
+    """Raise InputError naming ``owner`` (e.g. ``"Backbone 'borzoi'"``) unless every ``params[key]``
+    is an integer >= 1 (>= 0 for the keys in ``allow_zero``); booleans are not integers here."""
+    for key in keys:
+        value = params[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key in allow_zero else 1):
+            raise InputError(f"{owner}: {key} must be a positive integer; got {value!r}.")
+
+
+def check_window_multiple(owner: str, window: int, multiple: int, what: str) -> None:
+    """Raise InputError naming ``owner`` when ``window`` (bp) is not a multiple of ``multiple``;
+    ``what`` says what ``multiple`` is, e.g. ``"the bin size 128 (2**num_downsamples)"``. The
+    message suggests the two nearest valid sizes."""
+    if window % multiple:
+        lower = max(multiple, window // multiple * multiple)
+        raise InputError(
+            f"{owner}: window_size {window} is not a multiple of {what}; use e.g. {lower} or {lower + multiple}."
+        )
