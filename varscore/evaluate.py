@@ -7,13 +7,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from varscore.bundle import ModelBundle
 from varscore.errors import InputError
-from varscore.training import FinetuneData, per_gene_metrics
+from varscore.training import FinetuneData, GeneData, per_gene_metrics
 
 
 @dataclass
@@ -63,17 +64,22 @@ def evaluate_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[in
             pred = backbone.predict_people(gene_data, chosen, data.train)
         else:
             pred = predict_gene(bundle, backbone, data, index, chosen, batch_size)
-        target = gene_data.expression[chosen]
-        (r2, pearson), = per_gene_metrics(np.zeros(len(chosen), dtype=np.int64), pred, target, 1)
-        rows.append({
-            "model": bundle.name,
-            "gene": gene_data.gene.label,
-            "set": "HOP" if gene_data.gene.gene_id in trained else "HOGP",
-            "people": len(chosen),
-            "r2": r2,
-            "pearson": pearson if not math.isnan(pearson) else np.nan,
-        })
+        rows.append(_metrics_row(bundle, gene_data, trained, pred, gene_data.expression[chosen]))
     return Evaluation(pd.DataFrame(rows))
+
+
+def _metrics_row(bundle: ModelBundle, gene_data: GeneData, trained: set[str], predicted: np.ndarray,
+                 observed: np.ndarray) -> dict[str, Any]:
+    """One gene's row: model, gene, HOP (trained gene) or HOGP, people, R² and Pearson."""
+    (r2, pearson), = per_gene_metrics(np.zeros(len(observed), dtype=np.int64), predicted, observed, 1)
+    return {
+        "model": bundle.name,
+        "gene": gene_data.gene.label,
+        "set": "HOP" if gene_data.gene.gene_id in trained else "HOGP",
+        "people": len(observed),
+        "r2": r2,
+        "pearson": pearson if not math.isnan(pearson) else np.nan,
+    }
 
 
 # --- coverage-track models ---
@@ -168,19 +174,14 @@ def evaluate_track_bundle(bundle: ModelBundle, data: FinetuneData, people: Seque
     rows = []
     for index, gene_data in enumerate(data.genes):
         comparison = compare_coverage(bundle, backbone, data, index, chosen, batch_size)
-        totals = (comparison.predicted.sum(axis=1), comparison.observed.sum(axis=1))
-        (r2, pearson), = per_gene_metrics(np.zeros(len(chosen), dtype=np.int64), totals[0], totals[1], 1)
+        row = _metrics_row(bundle, gene_data, trained, comparison.predicted.sum(axis=1),
+                           comparison.observed.sum(axis=1))
         cov_obs, cov_pred = CoverageComparison.cov(comparison.observed), CoverageComparison.cov(comparison.predicted)
         both = np.isfinite(cov_obs) & np.isfinite(cov_pred)
         cov_r = columnwise_pearson(cov_obs[both, None], cov_pred[both, None])[0] if both.sum() > 2 else math.nan
         per_bin = comparison.bin_pearson
         rows.append({
-            "model": bundle.name,
-            "gene": gene_data.gene.label,
-            "set": "HOP" if gene_data.gene.gene_id in trained else "HOGP",
-            "people": len(chosen),
-            "r2": r2,
-            "pearson": pearson if not math.isnan(pearson) else np.nan,
+            **row,
             "bin_pearson": float(np.nanmean(per_bin)) if np.isfinite(per_bin).any() else np.nan,
             "cov_observed": float(np.nanmean(cov_obs)) if np.isfinite(cov_obs).any() else np.nan,
             "cov_predicted": float(np.nanmean(cov_pred)) if np.isfinite(cov_pred).any() else np.nan,
