@@ -186,6 +186,8 @@ def annotate(
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 writes the output and reports the summary
     for line in summary.lines():
         click.echo(line, err=True)
 
