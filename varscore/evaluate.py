@@ -29,9 +29,17 @@ class Evaluation:
 
 def predict_gene(bundle: ModelBundle, backbone: object, data: FinetuneData, gene_index: int,
                  people: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """The model's scalar prediction for each of ``people`` (indices) for one gene: ``(n,)``."""
+    """The model's scalar prediction for each of ``people`` (indices) for one gene: ``(n,)``.
+
+    Dosage genomes go through :func:`varscore.fastpredict.predict_people` (each distinct dosage
+    pattern predicted once; for Enformer only the conv-tower patches the variants reach)."""
+    from varscore.fastpredict import predict_people
+
     mode = bundle.output_mode()
     windows = data.genes[gene_index].windows
+    if len(people) and getattr(windows, "mode", None) == "dosage":
+        predicted = predict_people(backbone, windows.reference, windows.genotypes, people, batch_size).predictions
+        return mode.reduce(predicted)[:, 0]
     out = []
     for start in range(0, len(people), batch_size):
         batch = windows.batch(people[start : start + batch_size]).astype(np.float32, copy=False)
