@@ -37,7 +37,7 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-# --- simulate command (issue 3) ---
+# --- simulate command ---
 
 
 @cli.command()
@@ -192,7 +192,7 @@ def annotate(
         click.echo(line, err=True)
 
 
-# --- genome-browser tracks (issue 7) ---
+# --- genome-browser tracks ---
 
 
 @cli.command()
@@ -621,7 +621,7 @@ def plot_coverage_command(
                f"mean per-bin Pearson r {np.nanmean(comparison.bin_pearson):.3f}, CoV profile Pearson r {cov_r:.3f}")
 
 
-# --- linear baselines (issue 5) ---
+# --- linear baselines ---
 
 
 def _finetune_genotype_model(model: Any, inputs: Any, output: Path, seed: int) -> None:
@@ -708,7 +708,7 @@ def models_import_predictdb(db: Path, output: Path, vcf: Path | None, genes_path
     click.echo(f"wrote {output} ({len(model_genes)} genes)")
 
 
-# --- variant analyses (issue 9) ---
+# --- variant analyses ---
 
 
 def _analysis_options(func: Any) -> Any:
