@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ from varscore.types import Gene
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATA = Path(__file__).resolve().parent / "data"
+BCFTOOLS = shutil.which("bcftools")
+needs_bcftools = pytest.mark.skipif(BCFTOOLS is None, reason="bcftools is not installed (apt-get install bcftools)")
 
 
 @pytest.fixture

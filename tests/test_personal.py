@@ -11,6 +11,7 @@ import numpy as np
 import pysam
 import pytest
 
+from tests.conftest import BCFTOOLS, needs_bcftools
 from varscore.errors import InputError
 from varscore.genome import Genome
 from varscore.personal import (
@@ -22,8 +23,6 @@ from varscore.personal import (
 from varscore.sequence import one_hot
 from varscore.types import Window
 
-BCFTOOLS = shutil.which("bcftools")
-needs_bcftools = pytest.mark.skipif(BCFTOOLS is None, reason="bcftools is not installed (apt-get install bcftools)")
 REAL_VCF = (
     Path(__file__).resolve().parents[2]
     / "shared/data/real/1000g_chr20_b37/1000g_phase3_300samples_chr20_1-4Mb_phased.vcf.gz"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,14 +19,12 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import SHARED, random_sequence, write_fasta
+from tests.conftest import BCFTOOLS, SHARED, needs_bcftools, random_sequence, write_fasta
 from varscore.cli import cli
 from varscore.types import Gene
 
 REPO = Path(__file__).resolve().parents[1]
 EDGE_CASES = SHARED / "real" / "vcf_edge_cases"
-BCFTOOLS = shutil.which("bcftools")
-needs_bcftools = pytest.mark.skipif(BCFTOOLS is None, reason="bcftools is not installed (apt-get install bcftools)")
 CONTIG_LENGTH = 400
 CONTIGS = ("1", "2", "3", "20", "22", "X")
 

@@ -137,14 +137,10 @@ def annotate_vcf(
     window_size = int(bundle.manifest["window_size"])
     # plan in one streaming pass first, so that bad input fails before the model is loaded
     plan = plan_scoring(iter_variants(vcf), genes, genome, window_size, check_ref=check_ref)
-    backbone = bundle.backbone()
-    if backbone.input_kind != "sequence":
-        raise InputError(f"Model '{bundle.name}' takes genotypes, not sequence; it cannot score a VCF by ISM yet.")
-    backbone.configure(device=device, bf16=bf16)
     from varscore.distributed import launched_by_torchrun, run_plan_sharded
 
     checkpoint = None
-    if devices > 1 or launched_by_torchrun():
+    if devices > 1 or launched_by_torchrun():  # every process loads the model itself
         result = run_plan_sharded(plan, bundle.path, fasta_path, devices, batch_size, device, bf16, progress=progress)
         if launched_by_torchrun() and int(os.environ["RANK"]) != 0:
             return result.summary  # rank 0 writes the output
@@ -152,6 +148,7 @@ def annotate_vcf(
         if str(output) != "-":
             fingerprint = _fingerprint(vcf, bundle, fasta_path, genes, check_ref, window_size)
             checkpoint = GeneCheckpoint(checkpoint_dir(output), fingerprint, resume=resume)
+        backbone = bundle.sequence_backbone(device, bf16)
         result = run_plan(plan, backbone, bundle.output_mode(), genome, batch_size=batch_size, progress=progress,
                           checkpoint=checkpoint)
     info: dict[int, dict[str, str]] = {

@@ -96,6 +96,17 @@ class ModelBundle:
         cls = get_backbone(spec["name"], distribution=spec.get("distribution"))
         return cls(**spec.get("params", {})).load(self.path)
 
+    def sequence_backbone(self, device: str = "auto", bf16: bool = False) -> Any:
+        """The backbone loaded and placed on ``device``, for scoring windows of sequence by ISM;
+        genotype models (linear backbones) are refused."""
+        from varscore.errors import InputError
+
+        backbone = self.backbone()
+        if backbone.input_kind != "sequence":
+            raise InputError(f"Model '{self.name}' takes genotypes, not sequence; it cannot score a VCF by ISM.")
+        backbone.configure(device=device, bf16=bf16)
+        return backbone
+
     def output_mode(self) -> Any:
         from varscore.plugins import check_output_mode, get_backbone, get_output_mode, manager
 

@@ -167,8 +167,7 @@ def _score_shard(
             elif init_method != "env://" and "OMP_NUM_THREADS" not in os.environ:
                 torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
         bundle = load_bundle(bundle_path)
-        backbone = bundle.backbone()
-        backbone.configure(device=worker_device, bf16=bf16)
+        backbone = bundle.sequence_backbone(worker_device, bf16)
         genome = Genome(Path(fasta))
         output_mode = bundle.output_mode()
         mine = shard_genes(plan, world_size)[rank]

@@ -60,10 +60,7 @@ def evaluate_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[in
             f"Model '{bundle.name}' takes {backbone.window_size}-bp windows; the cohort was loaded with "
             f"{data.genes[0].windows.reference.shape[0]}-bp windows."
         )
-    chosen = np.asarray(data.test if people is None else people, dtype=np.int64)
-    if len(chosen) < 2:
-        raise InputError(f"Evaluation needs at least 2 held-out people; got {len(chosen)}.")
-    trained = set(bundle.manifest.get("train_genes") or [g["gene_id"] for g in bundle.manifest.get("genes", [])])
+    chosen, trained = _held_out(bundle, data, people)
     rows = []
     for index, gene_data in enumerate(data.genes):
         if genotype_model:
@@ -74,6 +71,16 @@ def evaluate_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[in
             pred = predict_gene(bundle, backbone, data, index, chosen, batch_size)
         rows.append(_metrics_row(bundle, gene_data, trained, pred, gene_data.expression[chosen]))
     return Evaluation(pd.DataFrame(rows))
+
+
+def _held_out(bundle: ModelBundle, data: FinetuneData,
+              people: Sequence[int] | None) -> tuple[np.ndarray, set[str]]:
+    """The people to evaluate on (default: the data's test people) and the bundle's train genes."""
+    chosen = np.asarray(data.test if people is None else people, dtype=np.int64)
+    if len(chosen) < 2:
+        raise InputError(f"Evaluation needs at least 2 held-out people; got {len(chosen)}.")
+    trained = set(bundle.manifest.get("train_genes") or [g["gene_id"] for g in bundle.manifest.get("genes", [])])
+    return chosen, trained
 
 
 def _metrics_row(bundle: ModelBundle, gene_data: GeneData, trained: set[str], predicted: np.ndarray,
@@ -175,10 +182,7 @@ def evaluate_track_bundle(bundle: ModelBundle, data: FinetuneData, people: Seque
     people per bin: ``cov_observed``/``cov_predicted`` (means over bins) and ``cov_pearson`` (Pearson
     r of the two CoV profiles over bins)."""
     backbone = bundle.backbone()
-    chosen = np.asarray(data.test if people is None else people, dtype=np.int64)
-    if len(chosen) < 2:
-        raise InputError(f"Evaluation needs at least 2 held-out people; got {len(chosen)}.")
-    trained = set(bundle.manifest.get("train_genes") or [g["gene_id"] for g in bundle.manifest.get("genes", [])])
+    chosen, trained = _held_out(bundle, data, people)
     rows = []
     for index, gene_data in enumerate(data.genes):
         comparison = compare_coverage(bundle, backbone, data, index, chosen, batch_size)

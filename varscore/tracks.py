@@ -540,10 +540,7 @@ def _score_with_model(
         raise InputError(f"Model '{bundle.name}' records no reference FASTA: pass one with --fasta.")
     window_size = int(bundle.manifest["window_size"])
     plan = plan_scoring(iter_variants(vcf), genes, genome, window_size, check_ref=check_ref)
-    backbone = bundle.backbone()
-    if backbone.input_kind != "sequence":
-        raise InputError(f"Model '{bundle.name}' takes genotypes, not sequence; it cannot score a VCF by ISM.")
-    backbone.configure(device=device, bf16=bf16)
+    backbone = bundle.sequence_backbone(device, bf16)
     output_mode = bundle.output_mode()
     result = run_plan(plan, backbone, output_mode, genome, batch_size=batch_size, progress=progress)
     effects = effects_from_scores(plan.variants, result.scores, rename)
