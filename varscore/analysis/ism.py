@@ -172,13 +172,12 @@ class ModelScorer:
                 raise InputError(f"Linear model '{self.name}' has no weights for gene '{variants.gene.label}'.")
             pred, _ = weights.predict_aligned(list(variants.table["key"]), variants.dosage[rows])
             return np.asarray(pred, dtype=np.float64)
-        from varscore.personal import personal_one_hot
+        from varscore.fastpredict import predict_people
 
-        out = []
-        for start in range(0, len(rows), batch_size):
-            batch = personal_one_hot(variants.reference, variants.genotypes, people=rows[start : start + batch_size])
-            out.append(self.output_mode.reduce(self.backbone.predict(batch))[:, 0])
-        return np.concatenate(out).astype(np.float64) if out else np.empty(0)
+        if len(rows) == 0:
+            return np.empty(0)
+        predicted = predict_people(self.backbone, variants.reference, variants.genotypes, rows, batch_size).predictions
+        return self.output_mode.reduce(predicted)[:, 0].astype(np.float64)
 
 
 def ism_table(
