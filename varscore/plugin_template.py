@@ -211,6 +211,22 @@ def register_backbones(register):  # type: ignore[no-untyped-def]
     register($cls)
 '''
 
+# the generated tests' fixture: the plugin through its entry point, or registered by hand from source
+_REGISTERED_FIXTURE = '''\
+@pytest.fixture
+def registered():
+    """The plugin as varscore sees it: through its entry point when installed, else registered by hand."""
+    try:
+        importlib.metadata.distribution("$distribution")
+        installed = True
+    except importlib.metadata.PackageNotFoundError:
+        installed = False
+        manager.register($package, name="$name")
+    yield manager
+    if not installed:
+        manager.unregister("$name")
+'''
+
 _BACKBONE_TESTS = '''\
 """Tests of the '$name' backbone: varscore's conformance check plus the model's own arithmetic."""
 
@@ -228,19 +244,7 @@ import $package
 from $package import $cls
 
 
-@pytest.fixture
-def registered():
-    """The plugin as varscore sees it: through its entry point when installed, else registered by hand."""
-    try:
-        importlib.metadata.distribution("$distribution")
-        installed = True
-    except importlib.metadata.PackageNotFoundError:
-        installed = False
-        manager.register($package, name="$name")
-    yield manager
-    if not installed:
-        manager.unregister("$name")
-
+''' + _REGISTERED_FIXTURE + '''
 
 def test_conformance():
     check_backbone($cls, {"window_size": 64, "bin_size": 8, "tracks": 2})
@@ -331,19 +335,7 @@ import $package
 from $package import $cls
 
 
-@pytest.fixture
-def registered():
-    """The plugin as varscore sees it: through its entry point when installed, else registered by hand."""
-    try:
-        importlib.metadata.distribution("$distribution")
-        installed = True
-    except importlib.metadata.PackageNotFoundError:
-        installed = False
-        manager.register($package, name="$name")
-    yield manager
-    if not installed:
-        manager.unregister("$name")
-
+''' + _REGISTERED_FIXTURE + '''
 
 def test_registered(registered):
     from varscore.plugins import get_output_mode
@@ -449,19 +441,7 @@ import $package
 from $package import $cls
 
 
-@pytest.fixture
-def registered():
-    """The plugin as varscore sees it: through its entry point when installed, else registered by hand."""
-    try:
-        importlib.metadata.distribution("$distribution")
-        installed = True
-    except importlib.metadata.PackageNotFoundError:
-        installed = False
-        manager.register($package, name="$name")
-    yield manager
-    if not installed:
-        manager.unregister("$name")
-
+''' + _REGISTERED_FIXTURE + '''
 
 def test_registered(registered):
     from varscore.plugins import get_annotator
