@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HEADS = ("variformer", "pretrained")
+# Where Enformer's batch norms take their statistics (see EnformerBackbone).
+NORM_STATS = ("batch", "window")
 # "naive" forces ISM through full forward passes (to check the fast path against).
 ISM_METHOD_ENV = "VARSCORE_ISM"
 ISM_METHODS = ("fast", "naive")
@@ -102,6 +104,10 @@ def _check_architecture(params: dict[str, Any]) -> None:
         raise InputError(
             "Backbone 'enformer': output_heads must map head names to track counts, "
             f"e.g. {{'human': 5313, 'mouse': 1643}}; got {output_heads!r}."
+        )
+    if params["norm_stats"] not in NORM_STATS:
+        raise InputError(
+            f"Backbone 'enformer': unknown norm_stats {params['norm_stats']!r}. Choose one of: {', '.join(NORM_STATS)}."
         )
     if head == "pretrained" and params["output_head"] not in output_heads:
         raise InputError(
@@ -234,6 +240,17 @@ class EnformerBackbone(TorchSequenceBackbone):
     centre bins, for the baseline). No cropping: ``bins = window_size / 2**num_downsamples``
     (384 at 49,152 bp).
 
+    ``norm_stats``: ``"batch"`` (Enformer's batch norms: batch statistics while training, running
+    statistics when predicting) or ``"window"`` (each window normalised by its own per-channel
+    statistics over positions, in training and prediction alike; the scale and shift weights, and the
+    state-dict layout, stay Enformer's). Fine-tuning batches hold one gene's people, so in training a
+    batch norm normalises by that gene's statistics, which nearly equal any one of its windows'
+    statistics; ``"window"`` keeps that normalisation when predicting, whereas ``"batch"``
+    predicts with running statistics mixed over all genes, which flattens the predictions of a
+    several-gene model trained from random weights (README: "Batch norms and one-gene batches"). A
+    window's statistics depend on every base, so ISM and cohort prediction take full forward passes
+    (no cached conv tower).
+
     ``pretrained_dir`` is a local directory with ``config.json`` and ``model.safetensors`` (or a
     sharded ``model.safetensors.index.json``); its config replaces the architecture
     hyper-parameters in ``params``, so a saved model reloads without the directory. Nothing is ever
@@ -263,6 +280,7 @@ class EnformerBackbone(TorchSequenceBackbone):
         "output_heads": {"human": 5313, "mouse": 1643},
         "use_tf_gamma": False,
         "use_checkpointing": False,
+        "norm_stats": "batch",
     }
 
     def __init__(self, **params: Any) -> None:
@@ -311,6 +329,8 @@ class EnformerBackbone(TorchSequenceBackbone):
         return Enformer(EnformerConfig(**hparams, target_length=-1))
 
     def _wrap(self, enformer: torch.nn.Module) -> torch.nn.Module:
+        if self.params["norm_stats"] == "window":
+            _use_window_norm(enformer)
         if self.params["head"] != "variformer":
             return enformer
         import torch
@@ -399,7 +419,20 @@ class EnformerBackbone(TorchSequenceBackbone):
             raise InputError(
                 f"Unknown ISM method {method!r} (from ism_method or ${ISM_METHOD_ENV}); choose fast or naive."
             )
-        return method == "fast"
+        return method == "fast" and self.tower_is_local()
+
+    def finetune(self, data: Any, config: Any) -> Any:
+        if config.freeze_batchnorm and self.params["norm_stats"] == "window":
+            raise InputError(
+                "--freeze-batchnorm re-estimates batch-norm running statistics, which an Enformer with "
+                "norm_stats='window' never uses; drop one of the two."
+            )
+        return super().finetune(data, config)
+
+    def tower_is_local(self) -> bool:
+        """Whether a base changes only the conv-tower bins in its receptive field (not so with
+        ``norm_stats="window"``: the window statistics see every base)."""
+        return bool(self.params["norm_stats"] == "batch")
 
     def ism(
         self,
@@ -496,6 +529,8 @@ class EnformerBackbone(TorchSequenceBackbone):
             raise InputError(f"reference must be a ({self.window_size}, 4) one-hot window; got {reference.shape}.")
         if batch_size < 1 or chunk_bins < 1:
             raise InputError(f"batch_size and chunk_bins must be >= 1; got {batch_size} and {chunk_bins}.")
+        if not self.tower_is_local():
+            return self._predict_edited(reference, edits, batch_size)
         geometry = self.tower_geometry()
         bin_size, n_bins = geometry.bin_size, geometry.n_bins
         width = geometry.chunk_patch_width(chunk_bins)
@@ -565,6 +600,21 @@ class EnformerBackbone(TorchSequenceBackbone):
         if not predictions:
             return np.zeros((0, self.n_bins, self.n_tracks), dtype=np.float32)
         return np.concatenate(predictions)
+
+    def _predict_edited(self, reference: np.ndarray, edits: Sequence[WindowEdit], batch_size: int) -> np.ndarray:
+        """:meth:`predict_edits` by full forward passes of the edited windows."""
+        parts = []
+        for begin in range(0, len(edits), batch_size):
+            windows = np.repeat(reference[None], len(edits[begin : begin + batch_size]), axis=0)
+            for row, (offsets, values) in enumerate(edits[begin : begin + batch_size]):
+                offsets = np.asarray(offsets, dtype=np.int64)
+                if offsets.size and (offsets.min() < 0 or offsets.max() >= self.window_size):
+                    raise InputError(f"edit {begin + row} has offsets outside the {self.window_size}-bp window.")
+                windows[row, offsets] = np.asarray(values, dtype=np.float32).reshape(len(offsets), 4)
+            parts.append(np.asarray(self.predict(windows)))
+        if not parts:
+            return np.empty((0, self.window_size // self.bin_size, self.n_tracks), dtype=np.float32)
+        return np.concatenate(parts)
 
     def _run(self, piece: str, x: torch.Tensor) -> torch.Tensor:
         """``piece="tower"``: one-hot ``(N, L', 4)`` -> stem + conv tower output ``(N, dim, L' / bin_size)``;
@@ -661,3 +711,37 @@ def _pretrained_files(directory: Path) -> tuple[Path, list[Path]]:
 @hookimpl
 def register_backbones(register):  # type: ignore[no-untyped-def]
     register(EnformerBackbone)
+
+
+def _use_window_norm(model: torch.nn.Module) -> None:
+    """Make every batch norm in ``model`` normalise each window by its own statistics over
+    positions (``norm_stats="window"``). The class of each module is swapped in place, because
+    enformer-pytorch reaches its stem and tower modules under two names. enformer-pytorch builds
+    ``SyncBatchNorm`` instead of ``BatchNorm1d`` inside a process group (distributed scoring or
+    training); both hold the same weights and are converted alike."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    window_norm = _window_norm_class()
+    for module in model.modules():
+        if isinstance(module, _BatchNorm) and not isinstance(module, window_norm):
+            module.__class__ = window_norm
+
+
+def _window_norm_class() -> type:
+    global _WINDOW_NORM
+    if _WINDOW_NORM is None:
+        import torch
+        import torch.nn.functional as F
+
+        class WindowNorm1d(torch.nn.BatchNorm1d):
+            """A batch norm whose statistics are each window's own, over positions, in training and
+            prediction; its weights and (unused) running statistics keep BatchNorm1d's names."""
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return F.instance_norm(x, weight=self.weight, bias=self.bias, use_input_stats=True, eps=self.eps)
+
+        _WINDOW_NORM = WindowNorm1d
+    return _WINDOW_NORM
+
+
+_WINDOW_NORM: type | None = None

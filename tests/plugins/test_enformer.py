@@ -316,3 +316,93 @@ def test_load_errors(tmp_path: Path) -> None:
         EnformerBackbone(**tiny_params(WINDOW, head="pretrained")).load(tmp_path)
     with pytest.raises(BundleError, match="does not fit"):
         EnformerBackbone(**tiny_params(WINDOW, depth=3)).load(tmp_path)
+
+
+# -- norm_stats="window" ---------------------------------------------------------------------------
+
+
+def test_conformance_window_norm() -> None:
+    check_backbone(EnformerBackbone, tiny_params(WINDOW, norm_stats="window"))
+
+
+def test_window_norm_unknown_value() -> None:
+    with pytest.raises(InputError, match="unknown norm_stats 'layer'"):
+        EnformerBackbone(**tiny_params(WINDOW, norm_stats="layer"))
+
+
+def test_window_norm_matches_numpy_and_ignores_batch_and_mode() -> None:
+    """Every batch norm normalises each window by its own per-channel mean and (biased) variance
+    over positions, in train and eval mode, whatever else is in the batch; the state dict keeps
+    Enformer's names."""
+    batch_model = EnformerBackbone(**tiny_params(WINDOW)).build()
+    window_model = EnformerBackbone(**tiny_params(WINDOW, norm_stats="window")).build()
+    assert batch_model.model_.state_dict().keys() == window_model.model_.state_dict().keys()
+    norms = [m for m in window_model.model_.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert norms and all(type(m).__name__ == "WindowNorm1d" for m in norms)
+
+    rng = np.random.default_rng(3)
+    norm = norms[1]
+    with torch.no_grad():
+        norm.weight.copy_(torch.from_numpy(rng.normal(1.0, 0.3, norm.num_features).astype(np.float32)))
+        norm.bias.copy_(torch.from_numpy(rng.normal(0.0, 0.3, norm.num_features).astype(np.float32)))
+    x = rng.normal(2.0, 3.0, (3, norm.num_features, 40)).astype(np.float32)
+    mean, var = x.mean(axis=2, keepdims=True), x.var(axis=2, keepdims=True)
+    expected = (x - mean) / np.sqrt(var + norm.eps) * norm.weight.detach().numpy()[:, None] + (
+        norm.bias.detach().numpy()[:, None]
+    )
+    for training in (True, False):
+        norm.train(training)
+        with torch.no_grad():
+            got = norm(torch.from_numpy(x)).numpy()
+            alone = norm(torch.from_numpy(x[1:2])).numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(alone, expected[1:2], rtol=1e-4, atol=1e-4)
+
+    # The whole model: a window's prediction does not depend on the other windows of its batch.
+    windows = _random_one_hot(rng, 4)
+    together = window_model.predict(windows)
+    np.testing.assert_allclose(window_model.predict(windows[2:3]), together[2:3], rtol=1e-5, atol=1e-6)
+
+
+def test_window_norm_ism_and_edits_equal_full_forwards() -> None:
+    """With window statistics a base changes every bin, so ISM and predict_edits run full
+    forward passes: equal to predicting the edited windows."""
+    backbone = EnformerBackbone(**tiny_params(WINDOW, norm_stats="window")).build()
+    _perturb_(backbone.model_, seed=2)
+    assert not backbone.uses_fast_ism()
+    rng = np.random.default_rng(8)
+    reference = _random_one_hot(rng, 1)[0]
+    subs = [(int(p), BASES[int(b)]) for p, b in zip(rng.integers(0, WINDOW, 6), rng.integers(0, 4, 6), strict=True)]
+    output = ScalarOutput(track=0, center_bins=1)
+    result = backbone.ism(reference, subs, output.reduce, batch_size=4)
+    for row, (pos, base) in enumerate(subs):
+        edited = reference.copy()
+        edited[pos] = one_hot(base)[0]
+        np.testing.assert_allclose(
+            result.alternates[row], output.reduce(backbone.predict(edited[None]))[0], rtol=1e-4, atol=1e-5
+        )
+
+    offsets = [np.sort(rng.choice(WINDOW, size=k, replace=False)) for k in (1, 3, 0)]
+    edits = [(o, np.full((len(o), 4), 0.25, dtype=np.float32)) for o in offsets]
+    windows = np.repeat(reference[None], len(edits), axis=0)
+    for row, (o, values) in enumerate(edits):
+        windows[row, o] = values
+    np.testing.assert_allclose(backbone.predict_edits(reference, edits, batch_size=2), backbone.predict(windows),
+                               rtol=1e-4, atol=1e-5)
+    with pytest.raises(InputError, match="outside the 2048-bp window"):
+        backbone.predict_edits(reference, [(np.array([WINDOW]), np.ones((1, 4), dtype=np.float32))])
+
+
+def test_window_norm_converts_sync_batch_norms() -> None:
+    """Inside a process group enformer-pytorch builds SyncBatchNorm; window statistics must
+    replace those too (else distributed scoring would use running statistics)."""
+    from varscore_plugins.enformer import _use_window_norm
+
+    model = torch.nn.Sequential(torch.nn.SyncBatchNorm(3), torch.nn.Conv1d(3, 3, 1), torch.nn.BatchNorm1d(3))
+    _use_window_norm(model)
+    assert [type(m).__name__ for m in model] == ["WindowNorm1d", "Conv1d", "WindowNorm1d"]
+    x = torch.randn(2, 3, 10) * 4 + 3
+    model.eval()
+    with torch.no_grad():
+        out = model[0](x)
+    np.testing.assert_allclose(out.mean(dim=2).numpy(), 0, atol=1e-5)
