@@ -5,6 +5,7 @@ built or loaded, so importing this plugin stays cheap."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import math
@@ -383,6 +384,16 @@ class EnformerBackbone(TorchSequenceBackbone):
             self.params[key] = value
         _check_architecture(self.params)
 
+    # -- fine-tuning ---------------------------------------------------------------------------
+
+    def finetune(self, data: Any, config: Any) -> Any:
+        if config.freeze_batchnorm and self.params["norm_stats"] == "window":
+            raise InputError(
+                "--freeze-batchnorm re-estimates batch-norm running statistics, which an Enformer with "
+                "norm_stats='window' never uses; drop one of the two."
+            )
+        return super().finetune(data, config)
+
     # -- inference ----------------------------------------------------------------------------
 
     def configure(self, device: str = "cpu", bf16: bool = False, compile: bool = False) -> None:
@@ -420,14 +431,6 @@ class EnformerBackbone(TorchSequenceBackbone):
                 f"Unknown ISM method {method!r} (from ism_method or ${ISM_METHOD_ENV}); choose fast or naive."
             )
         return method == "fast" and self.tower_is_local()
-
-    def finetune(self, data: Any, config: Any) -> Any:
-        if config.freeze_batchnorm and self.params["norm_stats"] == "window":
-            raise InputError(
-                "--freeze-batchnorm re-estimates batch-norm running statistics, which an Enformer with "
-                "norm_stats='window' never uses; drop one of the two."
-            )
-        return super().finetune(data, config)
 
     def tower_is_local(self) -> bool:
         """Whether a base changes only the conv-tower bins in its receptive field (not so with
@@ -727,21 +730,16 @@ def _use_window_norm(model: torch.nn.Module) -> None:
             module.__class__ = window_norm
 
 
+@functools.cache
 def _window_norm_class() -> type:
-    global _WINDOW_NORM
-    if _WINDOW_NORM is None:
-        import torch
-        import torch.nn.functional as F
+    import torch
+    import torch.nn.functional as F
 
-        class WindowNorm1d(torch.nn.BatchNorm1d):
-            """A batch norm whose statistics are each window's own, over positions, in training and
-            prediction; its weights and (unused) running statistics keep BatchNorm1d's names."""
+    class WindowNorm1d(torch.nn.BatchNorm1d):
+        """A batch norm whose statistics are each window's own, over positions, in training and
+        prediction; its weights and (unused) running statistics keep BatchNorm1d's names."""
 
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return F.instance_norm(x, weight=self.weight, bias=self.bias, use_input_stats=True, eps=self.eps)
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.instance_norm(x, weight=self.weight, bias=self.bias, use_input_stats=True, eps=self.eps)
 
-        _WINDOW_NORM = WindowNorm1d
-    return _WINDOW_NORM
-
-
-_WINDOW_NORM: type | None = None
+    return WindowNorm1d

@@ -77,7 +77,8 @@ def predict_people(
     default) for one window, equal to ``backbone.predict(personal_one_hot(...))``.
 
     ``reference``: the window's ``(L, 4)`` one-hot. ``method="fast"`` predicts each distinct
-    dosage pattern once, through ``backbone.predict_edits`` when the backbone has it;
+    dosage pattern once, through ``backbone.predict_edits`` when the backbone has it and its
+    ``tower_is_local()`` (if defined) is true;
     ``"naive"`` builds and predicts every person's window (for checking).
     """
     from tqdm.auto import tqdm
@@ -97,7 +98,9 @@ def predict_people(
         logger.info("%d people, %d distinct dosage patterns", len(rows), len(representatives))
 
     parts = []
-    edits_path = method == "fast" and hasattr(backbone, "predict_edits")
+    # Edits pay only where a change stays local (not so for Enformer with window statistics).
+    local = getattr(backbone, "tower_is_local", lambda: True)()
+    edits_path = method == "fast" and hasattr(backbone, "predict_edits") and local
     edits: list[WindowEdit] = []
     for start in tqdm(range(0, len(representatives), _GROUP), desc="patterns", disable=not progress, leave=False):
         windows = personal_one_hot(reference, genotypes, "dosage", people=representatives[start : start + _GROUP])
