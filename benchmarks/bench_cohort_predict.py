@@ -16,19 +16,19 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from bench_ism import mid_size_params, untie_initialisation_
 
+from varscore.examples import data_dir
 from varscore.fastpredict import predict_people
 from varscore.genome import Genome
 from varscore.personal import GenotypeReader
 from varscore.types import Gene, tss_window
 from varscore_plugins.enformer import EnformerBackbone
 
-DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
+DATA = data_dir()
 
 
 def main() -> None:

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from varscore.examples import data_dir
 from varscore.personal import GenotypeReader
 from varscore.types import Window
 
 ROOT = Path(__file__).resolve().parents[1]
 THOUSAND_GENOMES = ROOT.parent / "shared/data/real/1000g_chr20_b37/1000g_phase3_300samples_chr20_1-4Mb_phased.vcf.gz"
-COHORT = ROOT / "examples/data/cohort.vcf.gz"
+COHORT = data_dir() / "cohort.vcf.gz"
 
 
 def region_of(vcf: Path) -> tuple[str, int, int]:

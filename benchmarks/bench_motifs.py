@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
+from varscore.examples import data_dir
 from varscore.genome import Genome
 from varscore.types import Variant, Window
 from varscore_plugins.motifs import BACKGROUNDS, CompiledMotifs, best_scores, encode, jaspar_motifs, variant_motif_hits
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
+EXAMPLES = data_dir()
 SLICE = ("chr20", 9_995_001, 11_095_000)  # the part of the bundled FASTA that holds real sequence
 
 

@@ -23,10 +23,7 @@ from varscore.personal import GenotypeSummary, PersonalWindows, WindowGenotypes,
 from varscore.sequence import one_hot
 from varscore.types import Window
 
-REAL_VCF = (
-    Path(__file__).resolve().parents[2]
-    / "shared/data/real/1000g_chr20_b37/1000g_phase3_300samples_chr20_1-4Mb_phased.vcf.gz"
-)
+REAL_VCF = Path(__file__).resolve().parents[1] / "tests/data/1000g/1000g_phase3_300samples_chr20_1-4Mb_phased.vcf.gz"
 
 
 def simulated_genotypes(

@@ -1,8 +1,8 @@
-"""Regenerate the bundled example cohort in ``examples/data/`` (fixed seed: byte-identical files).
+"""Regenerate the bundled example cohort in ``varscore/examples/data/`` (fixed seed: byte-identical files).
 
 670 simulated people (the size of GTEx v8 whole blood) over the 5 protein-coding genes of a
 1.1 Mb slice of real hg19 chr20 sequence. The FASTA and TSS table are copies of public data
-(see ``examples/data/README.md``); pass ``--source DIR`` to copy them afresh from a folder
+(see ``varscore/examples/data/README.md``); pass ``--source DIR`` to copy them afresh from a folder
 holding ``ucsc.hg19.chr20.unittest.fasta.gz`` (+ ``.fai``, ``.gzi``) and
 ``protein_coding_tss_hg19.tsv``.
 
@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE / "data"
+PACKAGED = HERE.parent / "varscore" / "examples"  # shipped as package data
+DATA = PACKAGED / "data"
 FASTA = "ucsc.hg19.chr20.unittest.fasta.gz"
 TSS_TABLE = "protein_coding_tss_hg19.tsv"
 SOURCE_FILES = (FASTA, f"{FASTA}.fai", f"{FASTA}.gzi", TSS_TABLE)
@@ -31,7 +32,7 @@ SEED = 7
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, help="copy the FASTA and TSS table from this folder first")
-    parser.add_argument("--out", type=Path, default=DATA, help="output folder (default: examples/data)")
+    parser.add_argument("--out", type=Path, default=DATA, help="output folder (default: varscore/examples/data)")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing

@@ -1,5 +1,5 @@
-"""Re-train ``examples/models/variformer-demo``: a small Enformer-architecture Variformer
-fine-tuned from random weights on the bundled simulated cohort (examples/data), on CPU.
+"""Re-train ``varscore/examples/models/variformer-demo``: a small Enformer-architecture Variformer
+fine-tuned from random weights on the bundled simulated cohort (varscore/examples/data), on CPU.
 
 The paper's recipe (49,152-bp windows, pre-trained Enformer, lr 5e-6) needs a GPU; this demo
 uses a tiny model, 16,384-bp windows (every common causal variant of the simulated genes lies within
@@ -21,7 +21,8 @@ from varscore.cli import cli
 from varscore_plugins.enformer import tiny_params
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE / "data"
+PACKAGED = HERE.parent / "varscore" / "examples"  # shipped as package data
+DATA = PACKAGED / "data"
 WINDOW = 16384
 
 
@@ -33,7 +34,7 @@ def main() -> None:
         "--expression", str(DATA / "cohort.expression.bed.gz"),
         "--genes", str(DATA / "genes.tsv"),
         "--fasta", str(DATA / "ucsc.hg19.chr20.unittest.fasta.gz"),
-        "-o", str(HERE / "models" / "variformer-demo"),
+        "-o", str(PACKAGED / "models" / "variformer-demo"),
         "--window", str(WINDOW),
         "--lr", "3e-4", "--batch-size", "16", "--accumulate", "1",
         "--people-per-epoch", "256", "--max-epochs", "60", "--patience", "20", "--seed", "0",

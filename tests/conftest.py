@@ -1,18 +1,60 @@
 from __future__ import annotations
 
 import gzip
+import importlib
+import os
 import shutil
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import numpy as np
 import pytest
 
 from varscore.types import Gene
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent / "data"  # real public files, see tests/data/README.md
 BCFTOOLS = shutil.which("bcftools")
-needs_bcftools = pytest.mark.skipif(BCFTOOLS is None, reason="bcftools is not installed (apt-get install bcftools)")
+# On CI every optional tool must be present: a skip for a missing one becomes a failure there.
+ON_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def missing_tool(tool: str, install: str, module_level: bool = False) -> NoReturn:
+    """Skip (with the install command in the reason) where ``tool`` is absent; fail on CI."""
+    message = f"{tool} is not installed ({install})"
+    if ON_CI:
+        pytest.fail(f"CI=true but {message}", pytrace=False)
+    pytest.skip(message, allow_module_level=module_level)
+
+
+def optional_import(module: str, install: str) -> ModuleType:
+    """Import an optional package, or skip (fail on CI) naming how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        missing_tool(module, install, module_level=True)
+
+
+needs_bcftools = pytest.mark.skipif(
+    BCFTOOLS is None and not ON_CI, reason="bcftools is not installed (apt-get install bcftools)"
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "opt_in(env): runs only when the environment variable env is 1")
+    if ON_CI and BCFTOOLS is None:
+        raise pytest.UsageError("CI=true but bcftools is not installed (apt-get install bcftools tabix)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect opt-in tests (minutes of compilation on a CPU) unless their variable is set."""
+    selected, deselected = [], []
+    for item in items:
+        marker = item.get_closest_marker("opt_in")
+        (deselected if marker and os.environ.get(marker.args[0]) != "1" else selected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
 
 
 @pytest.fixture

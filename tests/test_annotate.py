@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import read_vcf_lines, write_fasta, write_vcf
+from tests.conftest import missing_tool, read_vcf_lines, write_fasta, write_vcf
 from varscore.cli import cli
+from varscore.examples import examples_dir
 from varscore.sequence import one_hot
 from varscore.types import tss_window
 from varscore.vcf import MAX_KEY, SCORE_FORMAT, SCORE_KEY
@@ -116,7 +117,7 @@ def test_stdout_and_bcftools_reads_output(toy_world):
     out = tmp / "out.vcf.gz"
     CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out)])
     if shutil.which("bcftools") is None:
-        pytest.skip("bcftools is not installed (.ci/run installs it)")
+        missing_tool("bcftools", "apt-get install bcftools")
     view = subprocess.run(["bcftools", "view", "-H", str(out)], capture_output=True, text=True, check=True)
     assert len(view.stdout.splitlines()) == 8
     query = subprocess.run(["bcftools", "query", "-f", "%POS\\t%INFO/VARSCORE_MAX\\n", "-r", "chr1:200", str(out)],
@@ -240,7 +241,7 @@ def test_unscorable_records_are_flagged_with_a_reason(toy_world):
 @pytest.mark.slow
 def test_bundled_demo_model_annotates_the_bundled_cohort(tmp_path):
     """The README's main command: the shipped demo bundle resolves by name and scores."""
-    examples = Path(__file__).resolve().parents[1] / "examples"
+    examples = examples_dir()
     out = tmp_path / "out.vcf.gz"
     result = CliRunner().invoke(cli, ["annotate", str(examples / "data" / "cohort.vcf.gz"),
                                       "--model", "variformer-demo", "-o", str(out)])

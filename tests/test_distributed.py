@@ -6,17 +6,16 @@ import copy
 from pathlib import Path
 
 import pytest
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("enformer_pytorch")
+import torch  # noqa: E402
 
 from varscore.bundle import load_bundle  # noqa: E402
 from varscore.distributed import GeneRows, merge_gene_rows, run_plan_sharded, shard_genes  # noqa: E402
 from varscore.engine import AlleleScore, plan_scoring, run_plan  # noqa: E402
+from varscore.examples import examples_dir
 from varscore.genome import Genome  # noqa: E402
 from varscore.vcf import iter_variants  # noqa: E402
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = examples_dir()
 FASTA = EXAMPLES / "data" / "ucsc.hg19.chr20.unittest.fasta.gz"
 
 

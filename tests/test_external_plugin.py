@@ -17,19 +17,18 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import missing_tool
 from varscore.cli import cli
+from varscore.examples import data_dir
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data"
+EXAMPLE = data_dir()
 DISTRIBUTION = "varscore-basenji2"
 WINDOW = 1024
 
 try:
     importlib.metadata.distribution(DISTRIBUTION)
 except importlib.metadata.PackageNotFoundError:
-    pytest.skip(
-        f"{DISTRIBUTION} is not installed: pip install -e examples/plugins/varscore-basenji2 (.ci/run does)",
-        allow_module_level=True,
-    )
+    missing_tool(DISTRIBUTION, "pip install -e examples/plugins/varscore-basenji2 (.ci/run does)", module_level=True)
 
 
 def _example_args() -> list[str]:

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED, write_fasta
+from tests.conftest import write_fasta
 from varscore.errors import InputError
+from varscore.examples import data_dir
 from varscore.genome import Genome, load_genes, match_contigs
 from varscore.sequence import decode, one_hot
 from varscore.types import Gene, tss_window
 
-HG19 = SHARED / "real" / "hg19_chr20_slice"
+HG19 = data_dir()  # the real hg19 chr20 slice and its TSS table
 
 
 def test_one_hot_round_trip_and_n_is_zero():

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import optional_import
 from varscore.cli import cli
 from varscore.errors import InputError
 from varscore.plugin_template import KINDS, write_plugin
@@ -116,7 +117,7 @@ def test_plugin_guide_examples_run(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_generated_code_passes_ruff(kind: str, tmp_path: Path) -> None:
-    pytest.importorskip("ruff")
+    optional_import("ruff", "pip install -e .[test]")
     made = write_plugin("my-model", tmp_path, kind=kind)
     lint = _run([sys.executable, "-m", "ruff", "check", "--isolated", "--line-length", "120",
                  "--select", "E,F,W,I,B,UP", "."], cwd=made.directory)

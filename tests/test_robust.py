@@ -19,12 +19,14 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import BCFTOOLS, SHARED, needs_bcftools, random_sequence, write_fasta
+from tests.conftest import BCFTOOLS, DATA, needs_bcftools, random_sequence, write_fasta
 from varscore.cli import cli
 from varscore.types import Gene
 
 REPO = Path(__file__).resolve().parents[1]
-EDGE_CASES = SHARED / "real" / "vcf_edge_cases"
+EDGE_CASES = DATA / "vcf_edge_cases"
+EDGE_CASE_FILES = sorted(p.name for p in EDGE_CASES.glob("*.vcf"))
+assert len(EDGE_CASE_FILES) == 9, f"tests/data/vcf_edge_cases should hold 9 VCFs, found {EDGE_CASE_FILES}"
 CONTIG_LENGTH = 400
 CONTIGS = ("1", "2", "3", "20", "22", "X")
 
@@ -112,7 +114,7 @@ def run_annotate(world: dict, vcf: Path, out: Path, *extra: str):
                                     "--no-progress", *extra])
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in EDGE_CASES.glob("*.vcf")))
+@pytest.mark.parametrize("name", EDGE_CASE_FILES)
 @pytest.mark.parametrize("suffix", [".vcf", ".vcf.gz"])
 def test_edge_case_files_are_accounted_for(robust_world, name, suffix):
     out = robust_world["tmp"] / f"{name}.out{suffix}"

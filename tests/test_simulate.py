@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import missing_tool
 from varscore.errors import InputError
+from varscore.examples import data_dir
 from varscore.simulate import SimulationConfig, SimulationResult, random_genome, simulate_cohort
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
+EXAMPLES = data_dir()
 HG19 = EXAMPLES / "ucsc.hg19.chr20.unittest.fasta.gz"
 HG19_TSS = EXAMPLES / "protein_coding_tss_hg19.tsv"
 HG19_REGION = "chr20:10,150,001-10,450,000"  # SNAP25, MKKS and SLX4IP
@@ -168,7 +170,7 @@ def test_vcf_ref_matches_real_fasta_with_indels(hg19_cohort: SimulationResult) -
 def test_bcftools_finds_nothing_to_fix(hg19_cohort: SimulationResult) -> None:
     """REF matches and indels are normalised by bcftools' own standard (when it is installed)."""
     if shutil.which("bcftools") is None:
-        pytest.skip("bcftools not installed")
+        missing_tool("bcftools", "apt-get install bcftools")
     run = subprocess.run(
         ["bcftools", "norm", "-c", "e", "-f", str(HG19), "-Ou", "-o", "/dev/null", str(hg19_cohort.vcf)],
         capture_output=True,

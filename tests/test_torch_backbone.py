@@ -11,9 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-
+import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from varscore.errors import BundleError, InputError  # noqa: E402

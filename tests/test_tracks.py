@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from tests.conftest import read_vcf_lines, write_vcf
 from varscore.cli import cli
 from varscore.errors import InputError
+from varscore.examples import examples_dir
 from varscore.tracks import (
     DECREASE_RGB,
     INCREASE_RGB,
@@ -332,7 +333,7 @@ def test_track_model_coverage_equals_direct_predictions(world):
 
 def test_linear_bundle_tracks_equal_its_vcf_scores(tmp_path):
     """The bundled elastic-net demo on the bundled cohort: no FASTA pass needed, same equality."""
-    examples = Path(__file__).resolve().parents[1] / "examples"
+    examples = examples_dir()
     vcf, model = examples / "data" / "cohort.vcf.gz", str(examples / "models" / "elastic-net-demo")
     runner = CliRunner()
     annotated = tmp_path / "annotated.vcf"

@@ -1,7 +1,7 @@
 """Model bundles: a directory with ``varscore.json`` (the manifest) and ``weights.safetensors``.
 
 Names resolve in order: an existing path; ``$VARSCORE_MODELS``; the user cache
-(``~/.cache/varscore/models``); the bundled examples (``examples/models``).
+(``~/.cache/varscore/models``); the bundled demo models (package data, ``varscore/examples/models``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def user_cache() -> Path:
 
 
 def bundled_models() -> Path:
-    return Path(__file__).resolve().parent.parent / "examples" / "models"
+    from varscore.examples import models_dir
+
+    return models_dir()
 
 
 def search_path() -> list[Path]:

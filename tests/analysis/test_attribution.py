@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch  # noqa: E402
 
 from varscore.analysis.attribution import gradient_x_input, standardised_attribution
-
-torch = pytest.importorskip("torch")
 
 
 def centre_bin(prediction):

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy.stats import pearsonr
 
 from varscore.analysis.drivers import explained_fraction, forward_select_drivers, mean_pairwise_ld
+from varscore.examples import examples_dir
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = examples_dir()
 
 
 def slow_drivers(dosage, effects, predictions, min_gain=0.05, alpha=0.01):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,8 +14,9 @@ from varscore.analysis.hsv import (
     sign_agreement,
     top_k_by_magnitude,
 )
+from varscore.examples import examples_dir
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = examples_dir()
 
 
 def test_top_k_by_magnitude_is_by_absolute_value():

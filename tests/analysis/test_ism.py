@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,11 +17,12 @@ from varscore.analysis.ism import (
 )
 from varscore.bundle import load_bundle
 from varscore.cli import cli
+from varscore.examples import examples_dir
 from varscore.genome import Genome
 from varscore.sequence import BASE_INDEX
 from varscore.types import Gene, tss_window
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = examples_dir()
 PEOPLE = [f"P{i}" for i in range(8)]
 
 

@@ -11,8 +11,9 @@ from click.testing import CliRunner
 
 from varscore.bundle import load_bundle
 from varscore.cli import cli
+from varscore.examples import examples_dir
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = examples_dir()
 DATA = EXAMPLES / "data"
 MOTIFS = Path(__file__).resolve().parents[1] / "data" / "motifs" / "hocomoco_v11_subset.pfm"
 COHORT = ["--vcf", str(DATA / "cohort.vcf.gz"), "--expression", str(DATA / "cohort.expression.bed.gz"),

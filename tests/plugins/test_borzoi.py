@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import optional_import
+
 torch = pytest.importorskip("torch")
-borzoi_pytorch = pytest.importorskip("borzoi_pytorch")
+borzoi_pytorch = optional_import("borzoi_pytorch", "pip install -e .[borzoi]")
 
 from click.testing import CliRunner  # noqa: E402
 

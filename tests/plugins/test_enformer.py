@@ -10,10 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-enformer_pytorch = pytest.importorskip("enformer_pytorch")
-
+import torch  # noqa: E402
 from enformer_pytorch import Enformer, str_to_one_hot  # noqa: E402
 from enformer_pytorch.finetune import HeadAdapterWrapper  # noqa: E402
 from safetensors.torch import save_model  # noqa: E402

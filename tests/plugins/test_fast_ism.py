@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch  # noqa: E402
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("enformer_pytorch")
-
+from tests.conftest import missing_tool
 from varscore.errors import InputError  # noqa: E402
 from varscore.fastpredict import predict_people, window_edits  # noqa: E402
 from varscore.personal import WindowGenotypes, personal_one_hot  # noqa: E402
@@ -299,16 +298,14 @@ def test_predict_edits_errors() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.opt_in("VARSCORE_TEST_COMPILE")
 def test_compiled_fast_ism_equals_full_forward() -> None:
     """``configure(compile=True)`` (meant for CUDA) gives the same scores; on a CPU it needs a C++
-    compiler and compiles for a minute or more."""
-    import os
+    compiler and compiles for a minute or more, so it runs only with VARSCORE_TEST_COMPILE=1."""
     import shutil
 
-    if os.environ.get("VARSCORE_TEST_COMPILE") != "1":
-        pytest.skip("set VARSCORE_TEST_COMPILE=1 to compile (minutes on a CPU)")
     if shutil.which("g++") is None and shutil.which("c++") is None:
-        pytest.skip("torch.compile on a CPU needs a C++ compiler")
+        missing_tool("a C++ compiler", "apt-get install g++; torch.compile on a CPU needs one")
     backbone = _perturbed(CONFIGS["tiny"], seed=10)
     rng = np.random.default_rng(10)
     reference = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 2048)]

@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import SHARED, random_sequence, write_fasta, write_vcf
+from tests.conftest import DATA as TEST_DATA
+from tests.conftest import random_sequence, write_fasta, write_vcf
 from varscore.base import AnnotationContext
 from varscore.errors import InputError
+from varscore.examples import data_dir
 from varscore.genome import Genome
 from varscore.types import Variant
 from varscore_plugins.motifs import (
@@ -30,8 +32,8 @@ from varscore_plugins.motifs import (
 )
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "motifs"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
-HOCOMOCO = SHARED / "real" / "motifs" / "HOCOMOCOv11_HUMAN.pfm"
+EXAMPLES = data_dir()
+HOCOMOCO = TEST_DATA / "motifs" / "HOCOMOCOv11_HUMAN.pfm"
 
 
 def brute_force_tail(matrix: np.ndarray, background: np.ndarray) -> dict[int, float]:
@@ -171,7 +173,6 @@ def test_motif_file_formats_agree(tmp_path):
     np.testing.assert_allclose(from_meme.counts / 20, probs, rtol=1e-6)
 
 
-@pytest.mark.skipif(not HOCOMOCO.exists(), reason="shared HOCOMOCO file not present")
 def test_reads_the_papers_hocomoco_database():
     motifs = read_motif_file(HOCOMOCO)
     assert len(motifs) == 401
