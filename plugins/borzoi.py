@@ -131,6 +131,11 @@ class BorzoiBackbone(TorchSequenceBackbone):
         "channels": None,
         "final_channels": None,
     }
+    # twice the published architecture (dim 1536, 8 layers, 524,288 bp, 7,611 tracks) or more
+    param_limits: ClassVar[dict[str, int]] = {
+        "window_size": 1 << 21, "dim": 4096, "depth": 48, "heads": 64, "attn_dim_key": 1024,
+        "attn_dim_value": 4096, "n_tracks": 50_000,
+    }
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

@@ -283,6 +283,11 @@ class EnformerBackbone(TorchSequenceBackbone):
         "use_checkpointing": False,
         "norm_stats": "batch",
     }
+    # twice the published architecture (dim 1536, 11 layers, 196,608 bp, 5,313 tracks) or more
+    param_limits: ClassVar[dict[str, int]] = {
+        "window_size": 1 << 20, "dim": 4096, "depth": 48, "heads": 64, "attn_dim_key": 1024,
+        "num_downsamples": 12, "output_heads": 50_000,
+    }
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -178,7 +179,10 @@ def test_models_list_and_info(toy_world, monkeypatch):
     listed = runner.invoke(cli, ["models", "list"])
     assert listed.exit_code == 0 and "toy-model" in listed.output
     info = runner.invoke(cli, ["models", "info", "toy-model"])
-    assert info.exit_code == 0 and '"name": "toy"' in info.output and "3 genes" in info.output
+    assert info.exit_code == 0 and "backbone:     toy" in info.output and "genes:        3 (GENEA" in info.output
+    as_json = runner.invoke(cli, ["models", "info", "toy-model", "--json"])
+    manifest = json.loads(as_json.output)
+    assert manifest["backbone"]["name"] == "toy" and len(manifest["genes"]) == 3
     vcf = write_vcf(toy_world["tmp"] / "in.vcf", _records(toy_world["seqs"]))
     by_name = runner.invoke(cli, ["annotate", str(vcf), "-m", "toy-model", "-o", str(toy_world["tmp"] / "o.vcf")])
     assert by_name.exit_code == 0, by_name.output

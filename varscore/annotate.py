@@ -130,9 +130,7 @@ def annotate_vcf(
     if bundle.manifest["backbone"].get("name") in _genotype_backbones():
         genome = Genome(Path(fasta)) if fasta else None
         return _annotate_linear(vcf, bundle, output, genes, annotator_objs, genome)
-    fasta_path = Path(fasta) if fasta else bundle.reference_fasta
-    if fasta_path is None:
-        raise InputError(f"Model '{bundle.name}' records no reference FASTA: pass one with --fasta.")
+    fasta_path = bundle.resolve_reference(fasta)
     genome = Genome(fasta_path)
     window_size = int(bundle.manifest["window_size"])
     # plan in one streaming pass first, so that bad input fails before the model is loaded

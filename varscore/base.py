@@ -6,6 +6,8 @@ Hooks only register these classes; everything they do is defined here. Sequences
 
 from __future__ import annotations
 
+import os
+
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +33,27 @@ def _checked_params(owner: str, defaults: dict[str, Any], params: dict[str, Any]
         allowed = ", ".join(sorted(defaults)) or "none"
         raise InputError(f"{owner}: unknown option(s) {', '.join(unknown)}. Allowed: {allowed}.")
     return {**defaults, **params}
+
+
+ALLOW_LARGE_ENV = "VARSCORE_ALLOW_LARGE_MODELS"
+
+
+def _check_limits(owner: str, limits: dict[str, int], params: dict[str, Any]) -> None:
+    """Refuse a hyper-parameter above its limit before anything is allocated (a manifest asking for
+    ``depth=100000`` would exhaust memory); numbers inside an object (track counts per head) count too.
+    ``$VARSCORE_ALLOW_LARGE_MODELS=1`` (the CLI's ``--allow-large-models``) lifts the limits."""
+    if os.environ.get(ALLOW_LARGE_ENV, "") not in ("", "0"):
+        return
+    for key, limit in limits.items():
+        value = params.get(key)
+        values = value.items() if isinstance(value, dict) else [(None, value)]
+        for inner, number in values:
+            if isinstance(number, (int, float)) and not isinstance(number, bool) and number > limit:
+                field = f"{key}[{inner!r}]" if inner is not None else key
+                raise InputError(
+                    f"{owner}: {field}={number:,} is above the limit of {limit:,} for this architecture, "
+                    f"so the model would not fit in memory. Check the manifest, or pass --allow-large-models."
+                )
 
 
 class ISMResult(NamedTuple):
@@ -62,9 +85,12 @@ class Backbone(ABC):
     input_kind: ClassVar[str] = "sequence"
     output_modes: ClassVar[tuple[str, ...]] = ("scalar",)
     default_params: ClassVar[dict[str, Any]] = {}
+    #: Upper bounds of size hyper-parameters, checked before building (see :func:`_check_limits`).
+    param_limits: ClassVar[dict[str, int]] = {}
 
     def __init__(self, **params: Any) -> None:
         self.params = _checked_params(f"Backbone '{self.name}'", self.default_params, params)
+        _check_limits(f"Backbone '{self.name}'", self.param_limits, self.params)
 
     @property
     @abstractmethod

@@ -31,10 +31,34 @@ class VarscoreGroup(click.Group):
 @click.group(cls=VarscoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="varscore")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def cli(verbose: int) -> None:
+@click.option("--trust-unverified", is_flag=True,
+              help="Load model bundles whose manifest records no checksums (only bundles you trust).")
+@click.option("--allow-large-models", is_flag=True,
+              help="Build models above the size limits that protect against bad manifests.")
+def cli(verbose: int, trust_unverified: bool, allow_large_models: bool) -> None:
     """Score genetic variants by their predicted effect on gene expression."""
+    from varscore.base import ALLOW_LARGE_ENV
+    from varscore.bundle import TRUST_ENV
+
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for flag, variable in ((trust_unverified, TRUST_ENV), (allow_large_models, ALLOW_LARGE_ENV)):
+        if flag:
+            os.environ[variable] = "1"
+
+
+@cli.group("examples")
+def examples_group() -> None:
+    """The bundled example cohort and demo models."""
+
+
+@examples_group.command("path")
+@click.option("--models", "which", flag_value="models", help="Print the demo models' folder instead.")
+def examples_path(which: str | None) -> None:
+    """Print the folder of the example data (cohort.vcf.gz, expression, genes, hg19 FASTA slice)."""
+    from varscore.examples import data_dir, models_dir
+
+    click.echo(str(models_dir() if which == "models" else data_dir()))
 
 
 # --- simulate command ---
@@ -295,25 +319,24 @@ def models_list() -> None:
 
 @models.command("info")
 @click.argument("name")
-def models_info(name: str) -> None:
-    """Show a bundle's manifest (without its gene list)."""
+@click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
+def models_info(name: str, as_json: bool) -> None:
+    """Summarise a bundle: backbone, size, window, genes, build, output mode, metrics, provenance."""
     import json
 
-    from varscore.bundle import load_bundle
+    from varscore.bundle import load_bundle, summarise_bundle
 
     bundle = load_bundle(name)
-    shown = {k: v for k, v in bundle.manifest.items() if k != "genes"}
-    shown["genes"] = f"{len(bundle.manifest.get('genes', []))} genes"
-    click.echo(f"path: {bundle.path}")
-    click.echo(json.dumps(shown, indent=2))
+    click.echo(json.dumps(bundle.manifest, indent=2) if as_json else summarise_bundle(bundle))
 
 
 @models.command("install")
 @click.argument("source")
 @click.option("--sha256", "expected", help="Expected sha256 of weights.safetensors.")
-@click.option("--name", help="Install under this name (default: the directory name).")
+@click.option("--name", help="Install under this plain name (letters, digits, . _ -; default: the directory name).")
 def models_install(source: str, expected: str | None, name: str | None) -> None:
-    """Copy a bundle directory into the user cache, checking its weights' sha256."""
+    """Copy a bundle directory into the user cache after validating it as loading does (manifest,
+    every file's sha256, regular files only, backbone and weights)."""
     from varscore.bundle import install_bundle
 
     dest = install_bundle(source, expected, name)
@@ -351,7 +374,7 @@ def models_from_enformer(
     ).build()
     mode = get_output_mode("scalar")(track=track, center_bins=center_bins)
     save_bundle(output, name=output.name, backbone=backbone, output_mode=mode, genes=genes,
-                reference_fasta=fasta, provenance={"pretrained_dir": str(pretrained_dir)})
+                reference_fasta=fasta, provenance={"pretrained_dir": pretrained_dir.name})
     click.echo(f"wrote {output}")
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -740,9 +763,7 @@ def _analysis_inputs(model: str, vcf: Path | None, fasta: Path | None, gene_name
     from varscore.genome import Genome
 
     bundle = load_bundle(model)
-    fasta = fasta or bundle.reference_fasta
-    if fasta is None:
-        raise InputError(f"Model '{bundle.name}' records no reference FASTA: pass --fasta.")
+    fasta = bundle.resolve_reference(fasta)
     if vcf is None and need_vcf:
         raise InputError("This analysis needs the cohort's genotypes: pass --vcf.")
     genes = bundle.genes

@@ -518,7 +518,8 @@ def _score_with_model(
     from varscore.vcf import iter_variants
 
     bundle = load_bundle(model)
-    fasta_path = Path(fasta) if fasta else bundle.reference_fasta
+    is_linear = get_backbone(bundle.manifest["backbone"]["name"]).input_kind == "genotypes"
+    fasta_path = Path(fasta) if fasta and is_linear else (None if is_linear else bundle.resolve_reference(fasta))
     genome = Genome(fasta_path) if fasta_path is not None else None
     genes = load_genes(genes_path) if genes_path else bundle.genes
     build = browser_genome(bundle.manifest.get("genome_build"))

@@ -1,0 +1,110 @@
+"""File integrity for model bundles: sha256 checksums (with a cached verdict), plain names, paths
+that stay inside their directory, and directories holding only regular files."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import stat
+import tempfile
+from pathlib import Path
+
+from varscore.errors import BundleError, InputError
+
+PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def plain_name(name: str, what: str = "bundle name") -> str:
+    """``name`` if it is a plain file name (letters, digits, ``.``, ``_``, ``-``; not ``.``/``..``),
+    so that joining it to a directory never leaves that directory."""
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name) or name in (".", "..") or len(name) > 200:
+        raise InputError(
+            f"Invalid {what} {name!r}: use letters, digits, '.', '_' and '-' only (not '.' or '..', no '/')."
+        )
+    return name
+
+
+def inside(directory: Path, relative: str, what: str) -> Path:
+    """``directory / relative`` when that path stays inside ``directory`` (no absolute path, no
+    ``..``, no link out); else :class:`BundleError` naming ``what``."""
+    if not isinstance(relative, str) or not relative:
+        raise BundleError(f"{directory}: {what} must be a file name inside the bundle, got {relative!r}.")
+    candidate = Path(relative)
+    root = directory.resolve()
+    resolved = (root / candidate).resolve()
+    if candidate.is_absolute() or ".." in candidate.parts or not resolved.is_relative_to(root):
+        raise BundleError(
+            f"{directory}: {what} {relative!r} lies outside the bundle directory; a bundle names only its own files."
+        )
+    return resolved
+
+
+def check_regular_files(directory: Path) -> None:
+    """Refuse a directory holding symbolic links or special files (devices, pipes, sockets)."""
+    for root, dirs, files in os.walk(directory, followlinks=False):
+        for entry in (*dirs, *files):
+            path = Path(root) / entry
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                raise BundleError(
+                    f"{path} is a symbolic link; a bundle holds only regular files (copy the file in instead)."
+                )
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise BundleError(f"{path} is not a regular file; a bundle holds only regular files.")
+
+
+def file_checksums(directory: Path, exclude: tuple[str, ...] = ()) -> dict[str, str]:
+    """The sha256 of every regular file below ``directory`` (POSIX relative paths), except ``exclude``."""
+    check_regular_files(directory)
+    return {
+        path.relative_to(directory).as_posix(): sha256(path)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.relative_to(directory).as_posix() not in exclude
+    }
+
+
+def _verdict_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "varscore" / "verified.json"
+
+
+def _stat_key(path: Path) -> list[int]:
+    info = path.stat()
+    return [info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev]
+
+
+def verified_sha256(path: Path) -> str:
+    """``sha256(path)``, remembered by (size, mtime, inode, device) in the user cache so a large
+    unchanged file is hashed once; any change to the file forces a new hash."""
+    cache = _verdict_cache()
+    key = str(path.resolve())
+    try:
+        known = json.loads(cache.read_text())
+        if not isinstance(known, dict):
+            known = {}
+    except (OSError, ValueError):
+        known = {}
+    stamp = _stat_key(path)
+    entry = known.get(key)
+    if isinstance(entry, dict) and entry.get("stat") == stamp and SHA256.fullmatch(str(entry.get("sha256"))):
+        return str(entry["sha256"])
+    digest = sha256(path)
+    known[key] = {"stat": stamp, "sha256": digest}
+    with contextlib.suppress(OSError):  # a read-only home only costs a re-hash next time
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".verified.", dir=cache.parent)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(known, handle)
+        os.replace(tmp, cache)
+    return digest
