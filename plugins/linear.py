@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from varscore.base import Backbone
-from varscore.errors import InputError, NotFittedError
+from varscore.errors import BundleError, InputError, NotFittedError
 from varscore.hookspecs import hookimpl
 
 WEIGHTS_FILE = "weights.safetensors"
@@ -367,21 +367,29 @@ class LinearBackbone(Backbone):
         path = Path(directory) / WEIGHTS_FILE
         if not path.exists():
             raise InputError(f"{path} does not exist: not a linear model bundle.")
-        with safe_open(str(path), framework="numpy") as handle:
-            raw = (handle.metadata() or {}).get(METADATA_KEY)
-            if raw is None:
-                raise InputError(f"{path} has no '{METADATA_KEY}' metadata: not written by a linear backbone.")
-            meta = json.loads(raw)
-            t = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-        offsets, keys = t["offsets"], meta["variant_keys"]
-        self.model_ = {}
-        for i, gene_id in enumerate(meta["genes"]):
-            lo, hi = int(offsets[i]), int(offsets[i + 1])
-            self.model_[gene_id] = GeneWeights(gene_id, keys[lo:hi], t["coef"][lo:hi].copy(),
-                                               float(t["intercepts"][i]), float(t["tune_r2"][i]),
-                                               float(t["alphas"][i]))
-            if "tune_pval" in t:  # bundles written before p-values were recorded lack it
-                self.model_[gene_id].tune_pval = float(t["tune_pval"][i])
+        try:
+            with safe_open(str(path), framework="numpy") as handle:
+                raw = (handle.metadata() or {}).get(METADATA_KEY)
+                if raw is None:
+                    raise InputError(f"{path} has no '{METADATA_KEY}' metadata: not written by a linear backbone.")
+                meta = json.loads(raw)
+                t = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+            offsets, keys = t["offsets"], meta["variant_keys"]
+            model: dict[str, GeneWeights] = {}
+            for i, gene_id in enumerate(meta["genes"]):
+                lo, hi = int(offsets[i]), int(offsets[i + 1])
+                model[gene_id] = GeneWeights(gene_id, keys[lo:hi], t["coef"][lo:hi].copy(),
+                                             float(t["intercepts"][i]), float(t["tune_r2"][i]),
+                                             float(t["alphas"][i]))
+                if "tune_pval" in t:  # bundles written before p-values were recorded lack it
+                    model[gene_id].tune_pval = float(t["tune_pval"][i])
+        except InputError:
+            raise
+        except Exception as exc:  # safetensors' own errors, a JSON or key error from a foreign file
+            raise BundleError(
+                f"{path} is not a linear model's weights file ({type(exc).__name__}: {exc}); re-save the bundle."
+            ) from exc
+        self.model_ = model
         return self
 
 

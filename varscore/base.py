@@ -7,7 +7,6 @@ Hooks only register these classes; everything they do is defined here. Sequences
 from __future__ import annotations
 
 import os
-
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass

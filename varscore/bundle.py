@@ -178,7 +178,8 @@ def load_bundle(name: str | Path, trust_unverified: bool | None = None) -> Model
 
 
 def _type_name(value: Any) -> str:
-    return "null" if value is None else {dict: "an object", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _require(where: str, field: str, value: Any, kinds: tuple[type, ...], label: str) -> None:
@@ -424,7 +425,7 @@ def install_bundle(
     """Copy a bundle directory into the user cache under a plain ``name``, after validating it
     exactly as loading does (manifest, checksums, regular files only, backbone and weights)."""
     bundle = load_bundle(source, trust_unverified)
-    target_name = plain_name(name or bundle.path.resolve().name)
+    target_name = plain_name(name if name is not None else bundle.path.resolve().name)
     if expected_sha256:
         actual = verified_sha256(bundle.path / WEIGHTS)
         if expected_sha256.lower() != actual:
@@ -432,7 +433,8 @@ def install_bundle(
                 f"Checksum mismatch for {bundle.path / WEIGHTS}: --sha256 says {expected_sha256}, the file is "
                 f"{actual}. The download is incomplete or the bundle was altered."
             )
-    bundle.backbone()  # the backbone builds and its weights load, as annotate would do
+    bundle.output_mode()  # the output mode exists and suits the backbone,
+    bundle.backbone()  # and the backbone builds and its weights load, as annotate would do
     cache = user_cache()
     dest = cache / target_name
     if dest.resolve().parent != cache.resolve():
