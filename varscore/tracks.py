@@ -641,7 +641,9 @@ def make_tracks(
     files = _write_tracks(out, scored, chosen, top)
     session_files = _preferred(files)
     session = out / "igv_session.xml"
-    _write_text(session, igv_session_xml(session_genome, _locus(scored.effects, scored.chrom_sizes), session_files))
+    # a genome id (hg19, hg38) where the build is known; else the FASTA, relative to the session
+    session_path = os.path.relpath(session_genome, out.resolve()) if Path(session_genome).is_absolute() else session_genome
+    _write_text(session, igv_session_xml(session_path, _locus(scored.effects, scored.chrom_sizes), session_files))
     lines = [*scored.lines, f"positions drawn: {len(strongest_per_position(scored.effects))}",
              f"genes drawn: {len(effects_by_gene(scored.effects))}"]
     trackdb = None
