@@ -518,8 +518,7 @@ def _score_with_model(
     from varscore.vcf import iter_variants
 
     bundle = load_bundle(model)
-    is_linear = get_backbone(bundle.manifest["backbone"]["name"]).input_kind == "genotypes"
-    fasta_path = Path(fasta) if fasta and is_linear else (None if is_linear else bundle.resolve_reference(fasta))
+    fasta_path = Path(fasta) if fasta else bundle.reference_fasta
     genome = Genome(fasta_path) if fasta_path is not None else None
     genes = load_genes(genes_path) if genes_path else bundle.genes
     build = browser_genome(bundle.manifest.get("genome_build"))
@@ -537,8 +536,8 @@ def _score_with_model(
         effects = effects_from_scores(seen, result.scores, rename)
         return _Scored(effects, bundle.name, sizes, build or (str(fasta_path.resolve()) if fasta_path else None),
                        result.summary.lines())
-    if genome is None:
-        raise InputError(f"Model '{bundle.name}' records no reference FASTA: pass one with --fasta.")
+    checked = bundle.resolve_reference(fasta)  # a one-line error when it is missing or of another build
+    genome = genome if genome is not None else Genome(checked)
     window_size = int(bundle.manifest["window_size"])
     plan = plan_scoring(iter_variants(vcf), genes, genome, window_size, check_ref=check_ref)
     backbone = bundle.sequence_backbone(device, bf16)
