@@ -798,7 +798,7 @@ def _write_table(table: Any, output: Path) -> None:
 def ism(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[str, ...], batch_size: int, device: str,
         progress: bool, saturation: bool, output: Path, track: Path | None) -> None:
     """In-silico mutagenesis of each gene's window: observed SNVs (--vcf) or all (--saturation)."""
-    from varscore.analysis.ism import ism_table, write_ism_track
+    from varscore.analysis.ism import alleles_to_score, ism_table, write_ism_track
     from varscore.errors import InputError
 
     if vcf is None and not saturation:
@@ -808,9 +808,12 @@ def ism(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[str,
     from tqdm.auto import tqdm
 
     parts = []
-    for gene in tqdm(run.genes, desc="ISM", unit="gene", disable=not (progress and sys.stderr.isatty())):
-        variants = run.variants[gene.gene_id] if run.variants is not None else None
-        parts.append(ism_table(run.scorer, gene, run.genome, variants, saturation=saturation, batch_size=batch_size))
+    total = alleles_to_score(run.scorer, run.genes, run.variants, saturation)
+    with tqdm(total=total, desc="ISM", unit="allele", disable=not (progress and sys.stderr.isatty())) as bar:
+        for gene in run.genes:
+            variants = run.variants[gene.gene_id] if run.variants is not None else None
+            parts.append(ism_table(run.scorer, gene, run.genome, variants, saturation=saturation,
+                                   batch_size=batch_size, advance=bar.update))
     table = pd.concat(parts, ignore_index=True)
     if vcf is None:
         table = table.drop(columns=["maf"])

@@ -141,3 +141,20 @@ def test_analysis_commands_on_the_toy_world(cohort, tmp_path):
     assert result.exit_code == 1 and "--saturation" in result.output
     result = runner.invoke(cli, ["drivers", "-m", bundle, "--vcf", str(cohort["vcf"]), "-o", str(tmp_path / "x.tsv")])
     assert result.exit_code == 1 and "--people" in result.output
+
+
+def test_saturation_progress_moves_per_allele_and_chunks_do_not_change_scores(cohort, monkeypatch):
+    """A saturation scan of one gene reports progress per chunk of alleles; chunking is exact."""
+    import varscore.analysis.ism as ism_module
+
+    scorer = ModelScorer.from_bundle(load_bundle(cohort["bundle"]))
+    genome = Genome(cohort["fasta"])
+    gene = cohort["genes"][0]
+    whole = ism_table(scorer, gene, genome, saturation=True)
+    monkeypatch.setattr(ism_module, "CHUNK_ALLELES", 10)
+    steps: list[int] = []
+    chunked = ism_table(scorer, gene, genome, saturation=True, advance=steps.append)
+    assert sum(steps) == len(chunked) == 3 * scorer.window_size == ism_module.alleles_to_score(
+        scorer, [gene], None, saturation=True)
+    assert len(steps) == -(-len(chunked) // 10) and max(steps) == 10
+    pd.testing.assert_frame_equal(whole, chunked)

@@ -10,7 +10,7 @@ Linear models: ``REF_PRED`` is the intercept and ``ALT_PRED`` the intercept + 2 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from varscore.sequence import BASES
 from varscore.types import Gene, Window, tss_window
 
 logger = logging.getLogger(__name__)
+CHUNK_ALLELES = 512  # alleles per backbone.ism call when scoring a gene (progress granularity)
 
 ISM_COLUMNS = ("chrom", "pos", "ref", "alt", "gene", "distance_to_tss", "ref_pred", "alt_pred", "delta", "maf")
 
@@ -135,9 +136,11 @@ class ModelScorer:
         genes = self.backbone.genes
         return genes.get(gene.gene_id) or genes.get(gene.name)
 
-    def score(self, gene: Gene, reference: np.ndarray, table: pd.DataFrame, batch_size: int = 8) -> pd.DataFrame:
+    def score(self, gene: Gene, reference: np.ndarray, table: pd.DataFrame, batch_size: int = 8,
+              advance: Callable[[int], object] | None = None) -> pd.DataFrame:
         """``table`` (chrom, pos, ref, alt, ...) of ``gene``'s window with ref_pred, alt_pred and
-        delta added. Linear models give every variant they lack a weight of 0."""
+        delta added. Linear models give every variant they lack a weight of 0. ``advance(n)`` is
+        called as each chunk of ``n`` alleles is scored (a progress bar moves per allele, not per gene)."""
         window = tss_window(gene, self.window_size)
         out = table.copy()
         if self.is_linear:
@@ -153,13 +156,23 @@ class ModelScorer:
             if reference.shape != (self.window_size, 4):
                 raise InputError(f"Model '{self.name}' takes {self.window_size}-bp windows; got {reference.shape[0]} bp.")
             subs = [(window.offset(int(p)), str(a)) for p, a in zip(out["pos"], out["alt"], strict=True)]
-            result = self.backbone.ism(reference, subs, self.output_mode.reduce, batch_size=batch_size)
-            if result.reference.shape[0] != 1:
-                raise InputError(f"Model '{self.name}' has output mode '{self.output_mode.name}' with "
-                                 f"{result.reference.shape[0]} outputs; variant analyses need one number per "
-                                 "sequence (the 'scalar' output mode).")
-            out["ref_pred"] = float(result.reference[0])
-            out["alt_pred"] = result.alternates[:, 0].astype(np.float64) if len(subs) else np.empty(0)
+            # chunks of alleles, so progress is reported while a saturation scan of one gene runs
+            # (each chunk repeats the one reference pass: a small share of CHUNK_ALLELES forwards)
+            step = max(CHUNK_ALLELES, batch_size)
+            alternates, ref_pred = [], None
+            for start in range(0, max(len(subs), 1), step):
+                result = self.backbone.ism(reference, subs[start : start + step], self.output_mode.reduce,
+                                           batch_size=batch_size)
+                if result.reference.shape[0] != 1:
+                    raise InputError(f"Model '{self.name}' has output mode '{self.output_mode.name}' with "
+                                     f"{result.reference.shape[0]} outputs; variant analyses need one number per "
+                                     "sequence (the 'scalar' output mode).")
+                ref_pred = float(result.reference[0])
+                alternates.append(np.asarray(result.alternates[:, 0], dtype=np.float64))
+                if advance is not None:
+                    advance(len(subs[start : start + step]))
+            out["ref_pred"] = ref_pred
+            out["alt_pred"] = np.concatenate(alternates) if len(subs) else np.empty(0)
         out["delta"] = out["alt_pred"] - out["ref_pred"]
         return out
 
@@ -187,10 +200,11 @@ def ism_table(
     variants: GeneVariants | None = None,
     saturation: bool = False,
     batch_size: int = 8,
+    advance: Callable[[int], object] | None = None,
 ) -> pd.DataFrame:
     """The ISM table of one gene (columns :data:`ISM_COLUMNS`, plus ``key``): the observed SNVs of
     ``variants``, or with ``saturation`` every position × 3 alternative bases (``maf`` then
-    filled in for observed SNVs only, NaN elsewhere)."""
+    filled in for observed SNVs only, NaN elsewhere). ``advance(n)``: see :meth:`ModelScorer.score`."""
     window = tss_window(gene, scorer.window_size)
     if variants is not None and variants.window != window:
         raise InputError(f"Variants were read for {variants.window}; model '{scorer.name}' needs {window}.")
@@ -214,8 +228,18 @@ def ism_table(
         raise InputError("ISM of observed variants needs a VCF (--vcf); or ask for --saturation.")
     else:
         reference, table = variants.reference, variants.table
-    scored = scorer.score(gene, reference, table, batch_size=batch_size)
+    scored = scorer.score(gene, reference, table, batch_size=batch_size, advance=advance)
+    if advance is not None and scorer.is_linear:
+        advance(len(scored))
     return scored[[*ISM_COLUMNS, "key"]]
+
+
+def alleles_to_score(scorer: ModelScorer, genes: list[Gene], variants: dict[str, GeneVariants] | None,
+                     saturation: bool) -> int:
+    """How many alleles an ISM run scores: the total of its progress bar."""
+    if saturation:
+        return 3 * scorer.window_size * len(genes)
+    return sum(len(variants[g.gene_id].table) for g in genes if variants is not None and g.gene_id in variants)
 
 
 def ism_track(table: pd.DataFrame) -> pd.DataFrame:
@@ -257,9 +281,11 @@ def score_genes(
     """ISM tables of every gene in ``variants`` (by gene id), concatenated."""
     from tqdm.auto import tqdm
 
-    parts = [ism_table(scorer, gv.gene, genome, gv, saturation=saturation, batch_size=batch_size)
-             for gv in tqdm(list(variants.values()), desc=f"ISM {scorer.name}", unit="gene", disable=not progress,
-                            leave=False)]
+    genes = [gv.gene for gv in variants.values()]
+    total = alleles_to_score(scorer, genes, {gv.gene.gene_id: gv for gv in variants.values()}, saturation)
+    with tqdm(total=total, desc=f"ISM {scorer.name}", unit="allele", disable=not progress, leave=False) as bar:
+        parts = [ism_table(scorer, gv.gene, genome, gv, saturation=saturation, batch_size=batch_size,
+                           advance=bar.update) for gv in variants.values()]
     if not parts:
         return pd.DataFrame(columns=[*ISM_COLUMNS, "key"])
     return pd.concat(parts, ignore_index=True)
