@@ -87,9 +87,9 @@ def check_backbone(
             raise AssertionError("load(save()) does not reproduce predictions")
 
     if output_mode is None:
-        from varscore_plugins.outputs import ScalarOutput
+        from varscore.plugins import get_output_mode
 
-        output_mode = ScalarOutput()
+        output_mode = get_output_mode("scalar")()  # the registered scalar mode, whichever plugin provides it
     reference = batch[0]
     offsets = [0, length // 2, length - 1]
     subs = []
