@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from varscore.errors import InputError
+from varscore.infotext import header_text, header_value
 from varscore.types import Variant
 
 logger = logging.getLogger(__name__)
@@ -129,7 +130,8 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
 
 
 def _header_line(info: InfoHeader) -> dict[str, str]:
-    return {"ID": info.key, "Number": info.number, "Type": info.type, "Description": info.description}
+    return {"ID": header_value(info.key), "Number": header_value(info.number), "Type": header_value(info.type),
+            "Description": header_text(info.description)}
 
 
 def write_annotated(
@@ -155,36 +157,43 @@ def write_annotated(
             reader.add_to_header(line)
         header = reader.raw_header
         if str(out) == "-":
-            written = _write_records(reader, header, info_by_record, sys.stdout)
-            sys.stdout.flush()
+            try:
+                written = _write_records(reader, header, info_by_record, sys.stdout)
+                sys.stdout.flush()
+            except OSError as exc:
+                raise InputError(f"Cannot write the VCF to standard output: {exc.strerror or exc}.") from exc
             return written
         out_path = Path(out)
         compressed = out_path.name.endswith((".gz", ".bgz"))
-        with atomic_output(out_path) as tmp:
-            if compressed:
-                from pysam import libcbgzf
+        try:
+            with atomic_output(out_path) as tmp:
+                if compressed:
+                    from pysam import libcbgzf
 
-                with libcbgzf.BGZFile(str(tmp), "wb", None) as raw:
-                    text = _TextToBytes(raw)
-                    written = _write_records(reader, header, info_by_record, text)
-            else:
-                with open(tmp, "w") as handle:
-                    written = _write_records(reader, header, info_by_record, handle)
-            if compressed:
-                _tabix_index(tmp, out_path)
+                    with libcbgzf.BGZFile(str(tmp), "wb", None) as raw:
+                        written = _write_records(reader, header, info_by_record, _Sink(raw, encode=True))
+                else:
+                    with open(tmp, "w") as handle:
+                        written = _write_records(reader, header, info_by_record, _Sink(handle))
+                if compressed:
+                    _tabix_index(tmp, out_path)
+        except OSError as exc:
+            raise InputError(
+                f"Cannot write {out_path}: {exc.strerror or exc}; nothing was written (the partial file was removed)."
+            ) from exc
         return written
     finally:
         reader.close()
 
 
-class _TextToBytes:
-    """A minimal text writer over a binary stream (BGZFile takes bytes)."""
+class _Sink:
+    """Where output text goes: a text file, or a binary stream (BGZFile takes bytes)."""
 
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
+    def __init__(self, raw: Any, encode: bool = False) -> None:
+        self.raw, self.encode = raw, encode
 
     def write(self, text: str) -> None:
-        self.raw.write(text.encode())
+        self.raw.write(text.encode() if self.encode else text)
 
 
 def _write_records(reader: Any, header: str, info_by_record: Mapping[int, Mapping[str, str]], handle: IO[str] | Any) -> int:
@@ -199,7 +208,7 @@ def _write_records(reader: Any, header: str, info_by_record: Mapping[int, Mappin
             handle.write(str(record))
             written += 1
     except Exception as exc:
-        if isinstance(exc, InputError):
+        if isinstance(exc, (InputError, OSError)):
             raise
         raise InputError(f"Error re-reading the VCF near record {written + 1} while writing: {exc}") from exc
     return written
