@@ -48,3 +48,16 @@ def header_value(text: object) -> str:
     """An unquoted value inside a structured header line (``<ID=...,Build=...>``)."""
     cleaned = _HEADER_VALUE_UNSAFE.sub("_", str(text))
     return cleaned or "."
+
+
+def one_line(text: object) -> str:
+    """``text`` with control characters and line breaks replaced by spaces."""
+    return _HEADER_UNSAFE.sub(" ", str(text))
+
+
+_SPACE_UNSAFE = re.compile(rf"[{_CONTROL}\s]")
+
+
+def no_space(text: object) -> str:
+    """``text`` with white space and control characters replaced by ``_`` (one column of a table)."""
+    return _SPACE_UNSAFE.sub("_", str(text)) or "."
