@@ -55,9 +55,25 @@ SCORE_HEADERS = (
 )
 
 
+def quiet_htslib() -> None:
+    """Keep htslib's own ``[W::...]``/``[E::...]`` lines off stderr (varscore's errors say what is
+    wrong, in one line); with ``-v`` (INFO logging) they are shown."""
+    import ctypes
+
+    import cyvcf2.cyvcf2
+
+    level = 3 if logging.getLogger("varscore").isEnabledFor(logging.INFO) else 0  # HTS_LOG_WARNING / OFF
+    try:
+        ctypes.CDLL(cyvcf2.cyvcf2.__file__).hts_set_log_level(level)
+    except (OSError, AttributeError):  # a cyvcf2 build that does not export htslib's symbols
+        logger.debug("cannot set htslib's log level")
+
+
 def open_vcf(path: str | Path) -> Any:
     """Open a VCF, VCF.gz or BCF with cyvcf2; clear errors for missing or non-VCF files."""
     from cyvcf2 import VCF
+
+    quiet_htslib()
 
     path = Path(path)
     if not path.exists():
