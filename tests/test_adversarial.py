@@ -68,6 +68,7 @@ def run_cli(args: list[str], stdin: Path | None = None, fault: Callable[[], None
             sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
             sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
             logging.root.handlers.clear()
+            sys.argv = ["varscore", *args]
             if fault is not None:
                 fault()
             cli.main(args=args, prog_name="varscore")
