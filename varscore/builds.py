@@ -3,9 +3,12 @@ scored silently against a model (and FASTA) of the other."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from varscore.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 # Primary-assembly contig lengths (UCSC hg19 = GRCh37 but for chrM; hg38 = GRCh38).
 _HG19 = (249250621, 243199373, 198022430, 191154276, 180915260, 171115067, 159138663, 146364022, 141213431,
@@ -58,7 +61,12 @@ def check_contig_lengths(
     recorded_build: str | None = None,
 ) -> None:
     """Stop when a ``##contig`` length of the VCF differs from the same contig in the FASTA (or,
-    without a FASTA, from the length in the model's recorded build)."""
+    without a FASTA, from the length in the model's recorded build).
+
+    A FASTA contig whose length is no known build's (a test or partial reference, another
+    species) cannot tell builds apart: a differing length is then a warning, and the REF check
+    of the scored records (``--max-ref-mismatch``) still stops a VCF of another build.
+    """
     from varscore.genome import match_contigs
 
     build = model_build(recorded_build, fasta_lengths)
@@ -66,11 +74,15 @@ def check_contig_lengths(
         name: n for name, n in KNOWN_LENGTHS.get(build or "", {}).items()
     }
     mapping = match_contigs(vcf_lengths, reference)
+    unplaced: list[str] = []
     for name, length in vcf_lengths.items():
         other = mapping.get(name)
         if other is None or reference[other] == length:
             continue
         vcf_build = build_of_contig(name, length)
+        if fasta_lengths and build_of_contig(other, reference[other]) is None:
+            unplaced.append(f"{name} {length:,} vs {reference[other]:,} bp")
+            continue
         likely = f" ({vcf_build}'s length)" if vcf_build else ""
         model = f" the model's {build}" if build else " the model's reference"
         where = f"the FASTA {fasta}" if fasta_lengths else f"{build}"
@@ -78,6 +90,13 @@ def check_contig_lengths(
             f"Contig {name} is {length:,} bp in {source}{likely} but {reference[other]:,} bp in {where}: the VCF "
             f"looks like a different genome build than{model}. Lift it over (e.g. bcftools +liftover or "
             "CrossMap), or use a model built on the VCF's build."
+        )
+    if unplaced:
+        more = f" and {len(unplaced) - 3} more" if len(unplaced) > 3 else ""
+        logger.warning(
+            "Contig lengths of %s differ from the FASTA %s (%s%s), whose lengths are no known build's (a partial "
+            "or non-human reference?): REF alleles are still checked against it.",
+            source, fasta, "; ".join(unplaced[:3]), more,
         )
 
 
