@@ -510,3 +510,12 @@ def test_quiet_silences_progress_and_summary(toy_world, tmp_path):
     assert quiet.status == 0 and quiet.stderr == ""
     loud = run_cli(["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(tmp_path / "o.vcf")])
     assert loud.status == 0 and "records read: 1" in loud.stderr
+
+
+def test_ism_table_gets_its_provenance_sidecar(toy_world, tmp_path):
+    out = tmp_path / "ism.tsv"
+    result = CliRunner().invoke(cli, ["ism", "-m", str(toy_world["bundle"]), "--saturation", "--gene", "G1",
+                                      "--no-progress", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(Path(f"{out}.provenance.json").read_text())
+    assert record["varscore_model"]["ID"] == "toy-model" and record["varscore_version"]

@@ -574,7 +574,10 @@ def evaluate(
         tables.append(evaluate_bundle(bundle, data, [index[p] for p in wanted], batch_size).table)
     table = pd.concat(tables, ignore_index=True)
     if output:
+        from varscore.outputguard import write_provenance_sidecar
+
         table.to_csv(output, sep="\t", index=False, float_format="%.4f")
+        write_provenance_sidecar(output, first, ["varscore", *sys.argv[1:]], {"models": [b.name for b in bundles]})
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     summary = table.groupby(["model", "set"])[["r2", "pearson"]].mean()
     click.echo("\nmean per model and gene set:\n" + summary.to_string(float_format=lambda v: f"{v:.3f}"))
@@ -772,10 +775,14 @@ def _analysis_inputs(model: str, vcf: Path | None, fasta: Path | None, gene_name
 
 
 def _write_table(table: Any, output: Path) -> None:
+    from varscore.bundle import load_bundle
+    from varscore.outputguard import write_provenance_sidecar
     from varscore.vcf import atomic_output
 
     with atomic_output(output) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    model = click.get_current_context().params.get("model")  # provenance in OUTPUT.provenance.json
+    write_provenance_sidecar(output, load_bundle(model) if model else None, ["varscore", *sys.argv[1:]])
 
 
 @cli.command()

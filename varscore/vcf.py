@@ -84,6 +84,9 @@ def open_vcf(path: str | Path) -> Any:
         head = handle.read(4)
     if not head:
         raise InputError(f"{path} is empty: a VCF needs at least the '##fileformat' and '#CHROM' header lines.")
+    from varscore.vcfinput import check_readable
+
+    check_readable(path)  # text htslib would crash on (spaces for tabs, blank lines) is refused first
     try:
         reader = VCF(str(path), lazy=True, threads=1)
     except (OSError, Exception) as exc:  # cyvcf2 raises bare Exception for unreadable files

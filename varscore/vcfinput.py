@@ -97,7 +97,47 @@ def prepared_vcf(path: str | Path, replace_keys: Iterable[str] = ()) -> Iterator
             )
         if prepared.normalised:
             logger.info("%s read through a normalised copy: %s", source, "; ".join(prepared.normalised))
-        yield prepared
+        stamp = _stamp(prepared.path)
+        _CHECKED.add(stamp)  # checked (or normalised) above: htslib may open it without another pass
+        try:
+            yield prepared
+        finally:
+            if prepared.path.parent == Path(tmp):
+                _CHECKED.discard(stamp)  # the copy is removed with the folder
+
+
+_CHECKED: set[tuple[str, int, int, int]] = set()  # (path, inode, size, mtime) of text VCFs found safe
+
+
+def _stamp(path: Path) -> tuple[str, int, int, int]:
+    info = path.stat()
+    return str(path.resolve()), info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def check_readable(path: str | Path) -> None:
+    """Refuse (one-line :class:`InputError`) a text VCF that htslib would crash on or misread,
+    before htslib opens it: the checks of :func:`prepared_vcf`, without the normalised copy (a
+    file that needs one is an error naming the fix). Files already checked are not read again."""
+    path = Path(path)
+    try:
+        stamp = _stamp(path)
+    except OSError:
+        return  # missing files get their own message
+    if stamp in _CHECKED or not stat.S_ISREG(path.stat().st_mode):
+        return
+    kind = _kind(path, str(path))
+    if kind == "bcf":
+        _CHECKED.add(stamp)
+        return
+    prepared = PreparedVCF(path=path, source=str(path))
+    fixes = _scan(path, str(path), kind == "gz", set(), prepared, None)
+    if fixes:
+        raise InputError(
+            f"{path} needs fixing before htslib can read it ({'; '.join(sorted(fixes)).replace(' dropped', '')}): "
+            "'varscore annotate' reads it through a normalised copy; for other commands remove blank lines "
+            "(grep -v '^$') and add the missing INFO column ('.')."
+        )
+    _CHECKED.add(stamp)
 
 
 def _spooled(path: str | Path, tmp: Path) -> Path:
@@ -233,7 +273,10 @@ def _scan(
                         )
                 found = 8 + (fields[8].count(b"\t") + 1 if len(fields) == 9 else 0)
                 if 9 < found < columns:
-                    raise InputError(f"{where} has {found} columns; the '#CHROM' line names {columns} (one per sample).")
+                    spaces = " (spaces instead of tabs?)" if b" " in line else ""
+                    raise InputError(
+                        f"{where} has {found} columns; the '#CHROM' line names {columns} (one per sample){spaces}."
+                    )
                 _check_record(fields, where)
                 if strip_info is not None and any(k in fields[7] for k in replace):
                     cleaned = strip_info.sub(b"", fields[7]).lstrip(b";") or b"."
