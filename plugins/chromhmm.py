@@ -4,7 +4,6 @@ ChromHMM segmentation (see :mod:`varscore.analysis.enrichment` for the definitio
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from varscore.base import AnnotationContext, Annotator, InfoField
 from varscore.errors import InputError
 from varscore.hookspecs import hookimpl
+from varscore.infotext import info_atom
 
 if TYPE_CHECKING:
     import click
@@ -67,7 +67,7 @@ class ChromHMMAnnotator(Annotator):
             states = segmentation.states_at(chrom, [v.pos for v in group])
             for variant, state in zip(group, states, strict=True):
                 if state is not None:
-                    values[variant.key] = re.sub(r"[|,;=\s]", "_", state)
+                    values[variant.key] = info_atom(state)
         return pd.DataFrame({CHROMHMM_KEY: pd.Series(values, dtype=object)})
 
 

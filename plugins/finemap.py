@@ -200,7 +200,9 @@ class FinemapAnnotator(Annotator):
 
 
 def _clean(text: str) -> str:
-    return re.sub(r"[|,;=\s]", "_", str(text))
+    from varscore.infotext import info_atom
+
+    return info_atom(text)
 
 
 # --------------------------------------------------------------------------------------------

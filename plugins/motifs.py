@@ -79,7 +79,9 @@ class Motif:
 
 
 def _sanitize(text: str) -> str:
-    return re.sub(r"[|,;=\s]", "_", text)
+    from varscore.infotext import info_atom
+
+    return info_atom(text)
 
 
 def _checked_counts(rows: list[list[float]], where: str) -> np.ndarray:

@@ -14,12 +14,13 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import missing_tool, write_fasta, write_vcf
+from varscore.builds import infer_build
 from varscore.bundle import MANIFEST, WEIGHTS, load_bundle, save_bundle
 from varscore.cli import cli
 from varscore.errors import BundleError
 from varscore.examples import data_dir, models_dir
 from varscore.integrity import sha256
-from varscore.reference import ReferenceRecord, contig_md5s, infer_build
+from varscore.reference import ReferenceRecord, contig_md5s
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ finished gene so that ``--resume`` continues them."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -14,9 +15,12 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from varscore.builds import REF_MISMATCH_MIN_CHECKED, ref_mismatch_error
 from varscore.engine import AlleleScore, GeneCheckpoint, ScoringSummary, plan_scoring, run_plan
 from varscore.errors import InputError
 from varscore.genome import Genome, load_genes
+from varscore.infotext import info_atom, info_value
+from varscore.outputguard import check_output_path, output_lock, provenance_header_lines
 from varscore.types import Gene, Variant
 from varscore.vcf import (
     MAX_KEY,
@@ -28,26 +32,21 @@ from varscore.vcf import (
     iter_variants,
     write_annotated,
 )
+from varscore.vcfinput import PreparedVCF, prepared_vcf
 
 logger = logging.getLogger(__name__)
 
 NO_MODEL = "none"
+DEFAULT_MAX_REF_MISMATCH = 0.05
 CHECKPOINT_SUFFIX = ".varscore-partial"
 ANNOTATOR_CHUNK = 10_000
-
-
-def _sanitize(text: str) -> str:
-    """INFO values may not hold separators: replace them."""
-    for char in "|,;= \t":
-        text = text.replace(char, "_")
-    return text
 
 
 def format_scores(variant_alts: Sequence[str], scores: Sequence[AlleleScore], model: str) -> dict[str, str]:
     """The ``VARSCORE`` and ``VARSCORE_MAX`` INFO values of one record."""
     entries = [
         "|".join(
-            (s.allele, _sanitize(s.gene), _sanitize(model), format_float(s.ref_pred),
+            (info_atom(s.allele), info_atom(s.gene), info_atom(model), format_float(s.ref_pred),
              format_float(s.alt_pred), format_float(s.delta))
         )
         for s in scores
@@ -105,6 +104,9 @@ def annotate_vcf(
     resume: bool = False,
     annotator_options: dict[str, dict[str, str]] | None = None,
     devices: int = 1,
+    max_ref_mismatch: float = DEFAULT_MAX_REF_MISMATCH,
+    fail_if_none: bool = False,
+    argv: Sequence[str] | None = None,
 ) -> ScoringSummary:
     """Score every variant of ``vcf`` with ``model`` and write the annotated VCF to ``output``.
 
@@ -115,26 +117,77 @@ def annotate_vcf(
     ``devices`` > 1 (or a ``torchrun`` launch) shares the genes between processes
     (:func:`varscore.distributed.run_plan_sharded`; no checkpoints); under torchrun only rank 0
     writes ``output``.
+
+    ``vcf`` may be ``-`` (stdin) or a named pipe (read once into a temporary file). The output
+    path is checked and locked before any work; a VCF whose ``##contig`` lengths or REF alleles
+    show another genome build than the model's (more than ``max_ref_mismatch`` of the checked REF
+    alleles differ from the FASTA) is refused; a run that scores nothing warns, or with
+    ``fail_if_none`` fails. ``argv`` (default ``sys.argv``) is recorded in the output header.
     """
     annotator_objs = _build_annotators(annotators, annotator_options)
     if resume and str(output) == "-":
         raise InputError("--resume needs an output file (-o OUT.vcf.gz): checkpoints are kept beside it.")
-    if model is None or str(model).lower() == NO_MODEL:
-        if not annotator_objs:
-            raise InputError("--model none scores nothing: name annotators to run with --annotate (e.g. motifs).")
-        return _annotate_only(vcf, output, annotator_objs, fasta, genes_path)
+    if not 0.0 <= max_ref_mismatch <= 1.0:
+        raise InputError(f"--max-ref-mismatch must be a share between 0 and 1; got {max_ref_mismatch}.")
+    from varscore.distributed import launched_by_torchrun
+
+    writer = not launched_by_torchrun() or os.environ.get("RANK", "0") == "0"
+    if writer:
+        check_output_path(output)
+    keys = [f.key for a in annotator_objs for f in a.info_fields]
+    no_model = model is None or str(model).lower() == NO_MODEL
+    if not no_model:
+        keys += [SCORE_KEY, MAX_KEY, SKIP_KEY]
+    with output_lock(output) if writer else _nothing(), prepared_vcf(vcf, replace_keys=keys) as prepared:
+        if no_model:
+            if not annotator_objs:
+                raise InputError("--model none scores nothing: name annotators to run with --annotate (e.g. motifs).")
+            return _annotate_only(prepared, output, annotator_objs, fasta, genes_path, argv)
+        return _annotate_with_model(
+            prepared, model, output, annotator_objs, fasta=fasta, genes_path=genes_path, batch_size=batch_size,
+            device=device, bf16=bf16, progress=progress, check_ref=check_ref, resume=resume, devices=devices,
+            max_ref_mismatch=max_ref_mismatch, fail_if_none=fail_if_none, argv=argv,
+        )
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _annotate_with_model(
+    prepared: PreparedVCF, model: str | Path | None, output: str | Path, annotator_objs: Sequence[Any], *,
+    fasta: str | Path | None, genes_path: str | Path | None, batch_size: int, device: str, bf16: bool,
+    progress: bool, check_ref: str, resume: bool, devices: int, max_ref_mismatch: float, fail_if_none: bool,
+    argv: Sequence[str] | None,
+) -> ScoringSummary:
+    from varscore.builds import check_contig_lengths, model_build
     from varscore.bundle import load_bundle
 
-    bundle = load_bundle(model)
+    vcf = prepared.path
+    bundle = load_bundle(model)  # type: ignore[arg-type]
     genes = load_genes(genes_path) if genes_path else bundle.genes
+    provenance = provenance_header_lines(bundle, argv)
+    recorded_build = bundle.manifest.get("genome_build")
     if bundle.manifest["backbone"].get("name") in _genotype_backbones():
         genome = Genome(Path(fasta)) if fasta else None
-        return _annotate_linear(vcf, bundle, output, genes, annotator_objs, genome)
+        check_contig_lengths(prepared.contig_lengths, genome.lengths if genome else {}, prepared.source,
+                             str(fasta), recorded_build)
+        return _annotate_linear(prepared, bundle, output, genes, annotator_objs, genome, fail_if_none, provenance)
     fasta_path = bundle.resolve_reference(fasta)
     genome = Genome(fasta_path)
+    check_contig_lengths(prepared.contig_lengths, genome.lengths, prepared.source, str(fasta_path), recorded_build)
     window_size = int(bundle.manifest["window_size"])
     # plan in one streaming pass first, so that bad input fails before the model is loaded
     plan = plan_scoring(iter_variants(vcf), genes, genome, window_size, check_ref=check_ref)
+    _check_contig_mapping(plan.summary, prepared.source)
+    summary = plan.summary
+    if check_ref == "flag" and summary.ref_checked >= REF_MISMATCH_MIN_CHECKED:
+        mismatched = summary.not_scored.get("ref_mismatch", 0)
+        if mismatched > max_ref_mismatch * summary.ref_checked:
+            raise ref_mismatch_error(mismatched, summary.ref_checked, max_ref_mismatch, prepared.source,
+                                     model_build(recorded_build, genome.lengths))
+    _report_nothing_scored(summary, genes, window_size, prepared.source, fail_if_none)
     from varscore.distributed import launched_by_torchrun, run_plan_sharded
 
     checkpoint = None
@@ -158,10 +211,64 @@ def annotate_vcf(
     headers = list(SCORE_HEADERS)
     windows = _windows(genes, window_size)
     headers += _run_annotators(vcf, annotator_objs, genes, windows, genome, info, result.summary)
-    result.summary.records_written = write_annotated(vcf, output, info, headers)
+    result.summary.records_written = write_annotated(vcf, output, info, headers, provenance)
     if checkpoint is not None:
         checkpoint.remove()
     return result.summary
+
+
+def _check_contig_mapping(summary: ScoringSummary, source: str) -> None:
+    """Two VCF contigs matched to one model contig (``chr20`` and ``20``) are an error, not a merge."""
+    by_target: dict[str, str] = {}
+    for name, target in summary.contig_mapping.items():
+        other = by_target.setdefault(target, name)
+        if other != name:
+            raise InputError(
+                f"{source} names one contig two ways, '{other}' and '{name}': rename one (bcftools annotate "
+                "--rename-chrs) so that every record uses the same name."
+            )
+
+
+def _describe_windows(genes: Sequence[Gene], window_size: int | None, limit: int = 4) -> str:
+    from varscore.types import tss_window
+
+    shown = []
+    for gene in list(genes)[:limit]:
+        if window_size:
+            window = tss_window(gene, window_size)
+            shown.append(f"{gene.label} {gene.chrom}:{max(window.start + 1, 1)}-{window.end}")
+        else:
+            shown.append(gene.label)
+    more = f" and {len(genes) - limit} more" if len(genes) > limit else ""
+    return ", ".join(shown) + more
+
+
+def _report_nothing_scored(
+    summary: ScoringSummary, genes: Sequence[Gene], window_size: int | None, source: str, fail_if_none: bool
+) -> None:
+    """One warning (an error with ``fail_if_none``) when no record can be scored."""
+    if summary.records_scored:
+        return
+    inside = summary.records_read - summary.not_scored.get("outside_windows", 0) - summary.not_scored.get(
+        "not_in_model", 0)
+    windows = f"gene windows ({_describe_windows(genes, window_size)})" if window_size else \
+        f"genes ({_describe_windows(genes, None)})"
+    if not summary.records_read:
+        text = f"{source} has no records: nothing was scored."
+    elif not inside:
+        text = (
+            f"No record of {source} was scored: none of its {summary.records_read} records lies in the model's "
+            f"{windows}. Pass --genes GENES.tsv (chrom, tss, strand, gene_id) to score other genes."
+        )
+    else:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.not_scored.items()) if k not in ("outside_windows", "not_in_model"))
+        text = (
+            f"No record of {source} was scored: {inside} of {summary.records_read} records lie in the model's "
+            f"{windows} but none could be scored ({reasons or 'not in the model'})."
+        )
+    if fail_if_none:
+        raise InputError(text + " (--fail-if-none)")
+    logger.warning("%s", text)
 
 
 def _windows(genes: Sequence[Gene], window_size: int | None) -> dict[str, Any]:
@@ -204,17 +311,22 @@ def _run_annotators(
                 values = frame[field_.key].dropna()
                 for key, value in values[~values.index.duplicated()].items():
                     for record in records_of.get(str(key), ()):
-                        info.setdefault(record, {})[field_.key] = str(value)
+                        info.setdefault(record, {})[field_.key] = info_value(value)
                         summary.annotated[field_.key] += 1
     return headers
 
 
 def _annotate_only(
-    vcf: str | Path, output: str | Path, annotators: Sequence[Any], fasta: str | Path | None,
-    genes_path: str | Path | None,
+    prepared: PreparedVCF, output: str | Path, annotators: Sequence[Any], fasta: str | Path | None,
+    genes_path: str | Path | None, argv: Sequence[str] | None,
 ) -> ScoringSummary:
     """``--model none``: annotators only, over every record."""
+    vcf = prepared.path
     genome = Genome(Path(fasta)) if fasta else None
+    if genome is not None:
+        from varscore.builds import check_contig_lengths
+
+        check_contig_lengths(prepared.contig_lengths, genome.lengths, prepared.source, str(fasta))
     genes = load_genes(genes_path) if genes_path else []
     summary = ScoringSummary()
     for _ in iter_variants(vcf):
@@ -223,7 +335,7 @@ def _annotate_only(
         summary.not_scored["no_model"] = summary.records_read
     info: dict[int, dict[str, str]] = {}
     headers = _run_annotators(vcf, annotators, genes, {}, genome, info, summary)
-    summary.records_written = write_annotated(vcf, output, info, headers)
+    summary.records_written = write_annotated(vcf, output, info, headers, provenance_header_lines(None, argv))
     return summary
 
 
@@ -257,13 +369,16 @@ def _genotype_backbones() -> set[str]:
 
 
 def _annotate_linear(
-    vcf: str | Path, bundle: Any, output: str | Path, genes: list[Any], annotators: Sequence[Any],
-    genome: Genome | None,
+    prepared: PreparedVCF, bundle: Any, output: str | Path, genes: list[Any], annotators: Sequence[Any],
+    genome: Genome | None, fail_if_none: bool, provenance: Sequence[str],
 ) -> ScoringSummary:
     """Linear bundles score the variants they hold (2 × coefficient); no FASTA is needed."""
     from varscore.engine import score_linear
 
+    vcf = prepared.path
     result = score_linear(iter_variants(vcf), bundle.backbone(), {g.gene_id: g.label for g in genes})
+    _check_contig_mapping(result.summary, prepared.source)
+    _report_nothing_scored(result.summary, genes, None, prepared.source, fail_if_none)
     info = {record: format_scores(result.alts[record], s, bundle.name) for record, s in result.scores.items()}
     linear = dataclasses.replace(SCORE_HEADERS[0], description=SCORE_HEADERS[0].description.replace(
         "(ALT minus REF prediction of the model on the reference window with the allele applied)",
@@ -273,5 +388,5 @@ def _annotate_linear(
     window_size = bundle.manifest.get("window_size")
     headers += _run_annotators(vcf, annotators, genes, _windows(genes, int(window_size) if window_size else None),
                                genome, info, result.summary)
-    result.summary.records_written = write_annotated(vcf, output, info, headers)
+    result.summary.records_written = write_annotated(vcf, output, info, headers, provenance)
     return result.summary

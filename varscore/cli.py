@@ -160,6 +160,10 @@ def simulate(
 @click.option("--devices", default=1, show_default=True, type=click.IntRange(min=1),
               help="Processes to share the genes between (one per GPU with CUDA, else CPU workers); "
                    "under torchrun, every launched process takes a share (README: Scale-out).")
+@click.option("--max-ref-mismatch", default=0.05, show_default=True, type=click.FloatRange(0, 1),
+              help="Stop when more than this share of checked REF alleles differ from the FASTA (wrong build?).")
+@click.option("--fail-if-none", is_flag=True, help="Exit with an error when no record can be scored.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary (warnings and errors still show).")
 def annotate(
     vcf: Path,
     model: str,
@@ -175,6 +179,9 @@ def annotate(
     resume: bool,
     progress: bool,
     devices: int,
+    max_ref_mismatch: float,
+    fail_if_none: bool,
+    quiet: bool,
 ) -> None:
     """Add each variant's predicted effect on expression to a VCF (INFO VARSCORE).
 
@@ -201,16 +208,19 @@ def annotate(
             device=device,
             bf16=bf16,
             annotators=[a.strip() for a in annotators.split(",") if a.strip()],
-            progress=progress and sys.stderr.isatty(),
+            progress=progress and not quiet and sys.stderr.isatty(),
             check_ref=check_ref,
             annotator_options=parse_annotator_options(annotator_opts),
             resume=resume,
             devices=devices,
+            max_ref_mismatch=max_ref_mismatch,
+            fail_if_none=fail_if_none,
+            argv=["varscore", *sys.argv[1:]],
         )
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
-    if os.environ.get("RANK", "0") != "0":
+    if os.environ.get("RANK", "0") != "0" or quiet:
         return  # under torchrun, rank 0 writes the output and reports the summary
     for line in summary.lines():
         click.echo(line, err=True)
@@ -587,7 +597,10 @@ def evaluate(
         tables.append(evaluate_bundle(bundle, data, [index[p] for p in wanted], batch_size).table)
     table = pd.concat(tables, ignore_index=True)
     if output:
+        from varscore.outputguard import write_provenance_sidecar
+
         table.to_csv(output, sep="\t", index=False, float_format="%.4f")
+        write_provenance_sidecar(output, first, ["varscore", *sys.argv[1:]], {"models": [b.name for b in bundles]})
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     summary = table.groupby(["model", "set"])[["r2", "pearson"]].mean()
     click.echo("\nmean per model and gene set:\n" + summary.to_string(float_format=lambda v: f"{v:.3f}"))
@@ -783,10 +796,14 @@ def _analysis_inputs(model: str, vcf: Path | None, fasta: Path | None, gene_name
 
 
 def _write_table(table: Any, output: Path) -> None:
+    from varscore.bundle import load_bundle
+    from varscore.outputguard import write_provenance_sidecar
     from varscore.vcf import atomic_output
 
     with atomic_output(output) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    model = click.get_current_context().params.get("model")  # provenance in OUTPUT.provenance.json
+    write_provenance_sidecar(output, load_bundle(model) if model else None, ["varscore", *sys.argv[1:]])
 
 
 @cli.command()

@@ -105,6 +105,13 @@ def read_expression(path: str | Path) -> ExpressionData:
     values = table.iloc[:, 4:].apply(pd.to_numeric, errors="coerce")
     values.columns = pd.Index(people)
     values.index = pd.Index(genes, name="gene_id")
+    infinite = np.isinf(values.to_numpy(dtype=np.float64))
+    if infinite.any():
+        g, p = np.argwhere(infinite)[0]
+        raise InputError(
+            f"Expression file {path}: {int(infinite.sum())} values are infinite, e.g. gene {genes[g]}, person "
+            f"{people[p]}: '{table.iloc[g, 4 + p]}'. Expression must be finite numbers."
+        )
     bad = values.isna().to_numpy()
     if bad.any():
         g, p = np.argwhere(bad)[0]
@@ -146,6 +153,8 @@ def read_gene_table(path: str | Path) -> pd.DataFrame:
     numeric = table.apply(pd.to_numeric, errors="coerce")
     if numeric.isna().to_numpy().any() or numeric.shape[1] == 0:
         raise InputError(f"Gene table {path} needs a gene ID column then one numeric column per sample.")
+    if np.isinf(numeric.to_numpy(dtype=np.float64)).any():
+        raise InputError(f"Gene table {path} holds infinite values ('inf'): values must be finite numbers.")
     if _duplicates(list(numeric.index)):
         raise InputError(
             f"Gene table {path} has more than one row for genes {_examples(_duplicates(list(numeric.index)))}."
@@ -184,6 +193,11 @@ class SampleMatch:
             text += f"; {len(self.expression_only)} only in the expression table ({_examples(self.expression_only)})"
         if self.vcf_only:
             text += f"; {len(self.vcf_only)} only in the VCF ({_examples(self.vcf_only)})"
+        by_case = {s.lower(): s for s in self.vcf_only}
+        case_only = [f"{p} vs {by_case[p.lower()]}" for p in self.expression_only if p.lower() in by_case]
+        if case_only:
+            text += (f"; {len(case_only)} of those IDs match only up to letter case ({_examples(case_only)}): "
+                     "make them identical to use those people")
         return text + "."
 
 

@@ -61,6 +61,7 @@ class ScoringSummary:
     records_written: int | None = None
     indel_records: int = 0
     annotated: Counter[str] = field(default_factory=Counter)  # INFO key -> records given a value
+    ref_checked: int = 0  # records whose REF was compared with the FASTA
 
     def lines(self) -> list[str]:
         out = [f"records read: {self.records_read}"]
@@ -381,6 +382,7 @@ def plan_scoring(
         reason = unscorable_reason(variant)
         if reason is None and check_ref != "skip":
             fasta_ref = genome.fetch(Window(hits[0].chrom, variant.pos - 1, variant.pos - 1 + len(variant.ref)))
+            summary.ref_checked += 1
             if fasta_ref != variant.ref.upper():
                 if check_ref == "fail":
                     raise InputError(
@@ -426,17 +428,22 @@ class GeneCheckpoint:
         self.fingerprint = fingerprint
         manifest = self.directory / self.MANIFEST
         if resume and manifest.exists():
-            found = json.loads(manifest.read_text()).get("fingerprint")
+            found = _read_json(manifest).get("fingerprint")
             if found != fingerprint:
                 raise InputError(
                     f"The checkpoint {self.directory} was made for other inputs or options; rerun without "
                     "--resume to start over (it is then replaced)."
                 )
+            for stale in self.directory.glob(".*.part"):  # a killed run's half-written file
+                stale.unlink(missing_ok=True)
             logger.info("resuming from %s: %d genes done", self.directory, len(self.finished()))
             return
-        if self.directory.exists():
-            shutil.rmtree(self.directory)
-        self.directory.mkdir(parents=True)
+        try:
+            if self.directory.exists():
+                shutil.rmtree(self.directory)
+            self.directory.mkdir(parents=True)
+        except OSError as exc:
+            raise InputError(f"Cannot make the checkpoint folder {self.directory}: {exc.strerror or exc}.") from exc
         _write_atomically(manifest, json.dumps({"fingerprint": fingerprint}))
 
     def _path(self, gene_id: str) -> Path:
@@ -450,14 +457,15 @@ class GeneCheckpoint:
         path = self._path(gene_id)
         if not path.exists():
             return None
-        data = json.loads(path.read_text())
-        if data.get("gene_id") != gene_id:
-            return None
+        data = _read_json(path)
+        if data.get("gene_id") != gene_id or data.get("fingerprint") != self.fingerprint:
+            return None  # another gene's (hash collision) or another run's file: scored again
         rows = [(int(r), AlleleScore(a, data["label"], float(ref), float(alt))) for r, a, ref, alt in data["rows"]]
         return rows, int(data["padded"])
 
     def save(self, gene_id: str, label: str, rows: Sequence[tuple[int, AlleleScore]], padded: int) -> None:
         data = {
+            "fingerprint": self.fingerprint,
             "gene_id": gene_id,
             "label": label,
             "padded": padded,
@@ -469,10 +477,30 @@ class GeneCheckpoint:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    """A checkpoint file; a damaged one (a truncated write, another program's file) is an InputError."""
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return data
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"The checkpoint file {path} is damaged or truncated ({exc}); rerun without --resume to start over."
+        ) from exc
+
+
 def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(
+            f"Cannot write checkpoint {path}: {exc.strerror or exc} (was its folder removed by another run "
+            "writing the same output?)."
+        ) from exc
 
 
 def run_plan(
@@ -497,7 +525,9 @@ def run_plan(
         raise InputError(f"Backbone window {backbone.window_size} bp differs from the plan's {plan.window_size} bp.")
     summary = plan.summary
     scores: dict[int, list[AlleleScore]] = defaultdict(list)
-    for gene_id in tqdm(list(plan.jobs), desc="genes", unit="gene", disable=not progress, leave=False):
+    bar = tqdm(total=sum(len(j) for j in plan.jobs.values()), desc="alleles", unit="allele", disable=not progress,
+               leave=False)
+    for gene_id in list(plan.jobs):
         gene = plan.genes[gene_id]
         done = checkpoint.load(gene_id) if checkpoint is not None else None
         if done is None:
@@ -511,6 +541,8 @@ def run_plan(
             scores[record].append(score)
         summary.windows_padded += int(padded > 0)
         summary.genes_scored += 1
+        bar.update(len(plan.jobs[gene_id]))
+    bar.close()
     return ScoringResult(dict(scores), summary)
 
 

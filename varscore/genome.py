@@ -129,7 +129,13 @@ GENE_TSV_COLUMNS = ("chrom", "tss", "strand")
 def _genes_from_tsv(path: Path) -> list[Gene]:
     import pandas as pd
 
-    table = pd.read_csv(path, sep="\t", dtype=str, comment=None)
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, comment=None, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"Gene table {path} is empty: it needs a header (chrom, tss, strand, gene_id) and rows.") \
+            from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"Cannot read gene table {path}: {exc}".rstrip() + " (tab-separated text expected).") from exc
     table.columns = [c.lstrip("#").strip().lower() for c in table.columns]
     missing = [c for c in GENE_TSV_COLUMNS if c not in table.columns]
     id_col = "gene_id" if "gene_id" in table.columns else ("gene_name" if "gene_name" in table.columns else None)
@@ -180,6 +186,26 @@ def _genes_from_gtf(path: Path) -> list[Gene]:
     return genes
 
 
+def _check_genes(genes: Sequence[Gene], path: Path) -> None:
+    """No rows, a repeated gene id, an empty id or contig, or a TSS below 1 is an error, never a
+    silently dropped gene."""
+    if not genes:
+        raise InputError(f"Gene table {path} lists no genes.")
+    counts: dict[str, int] = {}
+    for gene in genes:
+        counts[gene.gene_id] = counts.get(gene.gene_id, 0) + 1
+        if not gene.gene_id.strip() or not gene.chrom.strip():
+            raise InputError(f"Gene table {path}: a gene has an empty id or contig ({gene.gene_id!r} on {gene.chrom!r}).")
+        if gene.tss < 1:
+            raise InputError(f"Gene table {path}: gene {gene.gene_id} has TSS {gene.tss}; TSSs are 1-based (>= 1).")
+    repeated = sorted(g for g, n in counts.items() if n > 1)
+    if repeated:
+        shown = ", ".join(repeated[:5]) + (f" and {len(repeated) - 5} more" if len(repeated) > 5 else "")
+        raise InputError(
+            f"Gene table {path} defines these gene ids more than once: {shown}. Keep one row per gene."
+        )
+
+
 def load_genes(path: str | Path, names: Sequence[str] | None = None) -> list[Gene]:
     """Read genes and their TSSs from a GTF, GFF3 or TSV (``chrom, tss, strand, gene_id|gene_name``;
     TSS 1-based). ``names`` keeps only genes whose id or name is listed."""
@@ -191,6 +217,7 @@ def load_genes(path: str | Path, names: Sequence[str] | None = None) -> list[Gen
         genes = _genes_from_gtf(path)
     else:
         genes = _genes_from_tsv(path)
+    _check_genes(genes, path)
     if names is not None:
         wanted = set(names)
         genes = [g for g in genes if g.gene_id in wanted or g.name in wanted]

@@ -17,35 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from varscore.builds import infer_build
 from varscore.errors import BundleError, InputError
 
 logger = logging.getLogger(__name__)
 MAX_UP = 3  # a relative hint climbs at most this many folders from the bundle
-
-# Lengths of a few contigs that tell the common human builds apart (UCSC / GRC facts).
-BUILD_LENGTHS: dict[str, dict[str, int]] = {
-    "hg19": {"1": 249_250_621, "20": 63_025_520, "21": 48_129_895, "22": 51_304_566, "X": 155_270_560},
-    "hg38": {"1": 248_956_422, "20": 64_444_167, "21": 46_709_983, "22": 50_818_468, "X": 156_040_895},
-}
-
-
-def _bare(name: str) -> str:
-    return name[3:] if name.lower().startswith("chr") else name
-
-
-def infer_build(lengths: dict[str, int]) -> str | None:
-    """``hg19`` or ``hg38`` when the contig lengths match one build's (and no other), else None."""
-    votes = {
-        build: sum(known.get(_bare(name)) == length for name, length in lengths.items())
-        for build, known in BUILD_LENGTHS.items()
-    }
-    against = {
-        build: sum(_bare(name) in known and known[_bare(name)] != length for name, length in lengths.items())
-        for build, known in BUILD_LENGTHS.items()
-    }
-    matches = [b for b in BUILD_LENGTHS if votes[b] and not against[b]]
-    return matches[0] if len(matches) == 1 else None
-
 
 def fasta_lengths(path: Path) -> dict[str, int]:
     """Contig lengths from the ``.fai`` index (made by pyfaidx when missing)."""

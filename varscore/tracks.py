@@ -71,7 +71,9 @@ class VariantEffect:
     @property
     def label(self) -> str:
         """A BED item name: ``ID:REF>ALT:GENE``."""
-        return f"{self.name}:{self.ref}>{self.allele}:{self.gene}".replace(" ", "_")
+        from varscore.infotext import no_space
+
+        return no_space(f"{self.name}:{self.ref}>{self.allele}:{self.gene}")
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,9 @@ def sorted_intervals(intervals: Iterable[Interval]) -> list[Interval]:
 
 
 def _track_line(kind: str | None, name: str, description: str, extra: str = "") -> str:
-    clean = [text.replace('"', "'") for text in (name, description)]
+    from varscore.infotext import one_line
+
+    clean = [one_line(text).replace('"', "'") for text in (name, description)]
     kind_field = f"type={kind} " if kind else ""  # BED custom tracks take no type
     return f'track {kind_field}name="{clean[0]}" description="{clean[1]}"{extra}\n'
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from varscore.errors import InputError
+from varscore.infotext import header_text, header_value
 from varscore.types import Variant
 
 logger = logging.getLogger(__name__)
@@ -54,9 +55,25 @@ SCORE_HEADERS = (
 )
 
 
+def quiet_htslib() -> None:
+    """Keep htslib's own ``[W::...]``/``[E::...]`` lines off stderr (varscore's errors say what is
+    wrong, in one line); with ``-v`` (INFO logging) they are shown."""
+    import ctypes
+
+    import cyvcf2.cyvcf2
+
+    level = 3 if logging.getLogger("varscore").isEnabledFor(logging.INFO) else 0  # HTS_LOG_WARNING / OFF
+    try:
+        ctypes.CDLL(cyvcf2.cyvcf2.__file__).hts_set_log_level(level)
+    except (OSError, AttributeError):  # a cyvcf2 build that does not export htslib's symbols
+        logger.debug("cannot set htslib's log level")
+
+
 def open_vcf(path: str | Path) -> Any:
     """Open a VCF, VCF.gz or BCF with cyvcf2; clear errors for missing or non-VCF files."""
     from cyvcf2 import VCF
+
+    quiet_htslib()
 
     path = Path(path)
     if not path.exists():
@@ -67,6 +84,9 @@ def open_vcf(path: str | Path) -> Any:
         head = handle.read(4)
     if not head:
         raise InputError(f"{path} is empty: a VCF needs at least the '##fileformat' and '#CHROM' header lines.")
+    from varscore.vcfinput import check_readable
+
+    check_readable(path)  # text htslib would crash on (spaces for tabs, blank lines) is refused first
     try:
         reader = VCF(str(path), lazy=True, threads=1)
     except (OSError, Exception) as exc:  # cyvcf2 raises bare Exception for unreadable files
@@ -129,7 +149,8 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
 
 
 def _header_line(info: InfoHeader) -> dict[str, str]:
-    return {"ID": info.key, "Number": info.number, "Type": info.type, "Description": info.description}
+    return {"ID": header_value(info.key), "Number": header_value(info.number), "Type": header_value(info.type),
+            "Description": header_text(info.description)}
 
 
 def write_annotated(
@@ -155,36 +176,43 @@ def write_annotated(
             reader.add_to_header(line)
         header = reader.raw_header
         if str(out) == "-":
-            written = _write_records(reader, header, info_by_record, sys.stdout)
-            sys.stdout.flush()
+            try:
+                written = _write_records(reader, header, info_by_record, sys.stdout)
+                sys.stdout.flush()
+            except OSError as exc:
+                raise InputError(f"Cannot write the VCF to standard output: {exc.strerror or exc}.") from exc
             return written
         out_path = Path(out)
         compressed = out_path.name.endswith((".gz", ".bgz"))
-        with atomic_output(out_path) as tmp:
-            if compressed:
-                from pysam import libcbgzf
+        try:
+            with atomic_output(out_path) as tmp:
+                if compressed:
+                    from pysam import libcbgzf
 
-                with libcbgzf.BGZFile(str(tmp), "wb", None) as raw:
-                    text = _TextToBytes(raw)
-                    written = _write_records(reader, header, info_by_record, text)
-            else:
-                with open(tmp, "w") as handle:
-                    written = _write_records(reader, header, info_by_record, handle)
-            if compressed:
-                _tabix_index(tmp, out_path)
+                    with libcbgzf.BGZFile(str(tmp), "wb", None) as raw:
+                        written = _write_records(reader, header, info_by_record, _Sink(raw, encode=True))
+                else:
+                    with open(tmp, "w") as handle:
+                        written = _write_records(reader, header, info_by_record, _Sink(handle))
+                if compressed:
+                    _tabix_index(tmp, out_path)
+        except OSError as exc:
+            raise InputError(
+                f"Cannot write {out_path}: {exc.strerror or exc}; nothing was written (the partial file was removed)."
+            ) from exc
         return written
     finally:
         reader.close()
 
 
-class _TextToBytes:
-    """A minimal text writer over a binary stream (BGZFile takes bytes)."""
+class _Sink:
+    """Where output text goes: a text file, or a binary stream (BGZFile takes bytes)."""
 
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
+    def __init__(self, raw: Any, encode: bool = False) -> None:
+        self.raw, self.encode = raw, encode
 
     def write(self, text: str) -> None:
-        self.raw.write(text.encode())
+        self.raw.write(text.encode() if self.encode else text)
 
 
 def _write_records(reader: Any, header: str, info_by_record: Mapping[int, Mapping[str, str]], handle: IO[str] | Any) -> int:
@@ -199,7 +227,7 @@ def _write_records(reader: Any, header: str, info_by_record: Mapping[int, Mappin
             handle.write(str(record))
             written += 1
     except Exception as exc:
-        if isinstance(exc, InputError):
+        if isinstance(exc, (InputError, OSError)):
             raise
         raise InputError(f"Error re-reading the VCF near record {written + 1} while writing: {exc}") from exc
     return written
