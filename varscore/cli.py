@@ -877,13 +877,29 @@ def hsv(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[str,
         _write_table(controls.drop(columns=["key"]), controls_out)
     if linear is not None:
         agree = sign_agreement(*_linear_aligned(linear_scorer, run, ism_scores, only_nonzero=True))
+        from varscore.analysis.matched import describe_p
+
         click.echo(f"sign agreement with {linear_scorer.name} (|weight| > {agree.threshold}): "
-                   f"{agree.agree}/{agree.n} = {agree.fraction:.1%} (Fisher p = {agree.p_value:.3g})")
+                   f"{agree.agree}/{agree.n} = {agree.fraction:.1%} (Fisher's exact test, "
+                   f"{describe_p(agree.p_value, agree.n)})")
     if truth is not None:
         result = causal_enrichment(table, controls, read_truth(str(truth)))
         click.echo(f"causal variants: {result.selected_causal}/{result.selected} HSVs vs {result.controls_causal}/"
                    f"{result.controls} matched controls; odds ratio {result.odds_ratio:.2f}, "
                    f"one-sided Fisher p = {result.p_value:.3g}")
+        _echo_matched_enrichment(table, ism_scores, read_truth(str(truth)), HSV_MAF_TOLERANCE)
+
+
+def _echo_matched_enrichment(selected: Any, pool: Any, causal: Any, tolerance: float) -> None:
+    """The permutation test over matched control sets and its dependence on the MAF tolerance."""
+    from varscore.analysis.matched import permutation_enrichment, tolerance_sensitivity
+
+    perm = permutation_enrichment(selected, pool, causal, tolerance)
+    click.echo(f"{perm.test} ({perm.n_perm} draws, {perm.controls_per_variant} control per variant; matching: "
+               f"{perm.rule}): {perm.observed} causal among {perm.matched} matched variants (of {perm.selected}) vs "
+               f"{perm.null_mean:.2f} expected; {perm.describe()}")
+    click.echo("dependence on the MAF tolerance:\n" + tolerance_sensitivity(selected, pool, causal).to_string(
+        index=False, float_format=lambda v: f"{v:.3g}"))
 
 
 def _linear_aligned(linear_scorer: Any, run: Any, ism_scores: Any, only_nonzero: bool) -> tuple[Any, Any]:
@@ -933,12 +949,17 @@ def drivers(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[
     if summary_out is not None:
         _write_table(summary, summary_out)
     click.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if len(summary) and summary["mean_ld"].isna().any():
+        from varscore.analysis.drivers import LD_NAN_REASON
+
+        click.echo(f"({LD_NAN_REASON}: {int(summary['mean_ld'].isna().sum())} of {len(summary)} genes)")
     if truth is not None and len(table):
         causal = read_truth(str(truth))
         found = sum((g, k) in causal for g, k in zip(table["gene"], table["key"], strict=True))
         result = causal_enrichment(table, matched_controls(table, ism_scores, DRIVER_MAF_TOLERANCE), causal)
         click.echo(f"causal variants: {found}/{len(table)} drivers; {result.controls_causal}/{result.controls} "
                    f"matched controls; one-sided Fisher p = {result.p_value:.3g}")
+        _echo_matched_enrichment(table, ism_scores, causal, DRIVER_MAF_TOLERANCE)
 
 
 @cli.command()
