@@ -24,7 +24,7 @@ def _overlap(a: Any, b: Any, pad: float = 1.0) -> bool:
     return bool(a.x0 < b.x1 + pad and b.x0 < a.x1 + pad and a.y0 < b.y1 + pad and b.y0 < a.y1 + pad)
 
 
-def place_labels(ax: Any, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str],
+def place_labels(ax: Any, xs: Sequence[float] | np.ndarray, ys: Sequence[float] | np.ndarray, labels: Sequence[str],
                  fontsize: float = 7, avoid: Sequence[Any] = (), sizes: Sequence[float] | None = None) -> list[Any]:
     """Annotate points ``(xs[i], ys[i])`` with ``labels[i]`` so that no two labels overlap, no
     label covers a labelled point or leaves the axes: each label takes the first offset of
@@ -81,8 +81,8 @@ def _points(ax: Any) -> np.ndarray:
     """Data coordinates of every scatter point of ``ax`` ``(N, 2)``."""
     from matplotlib.collections import PathCollection
 
-    parts = [np.asarray(c.get_offsets(), dtype=float) for c in ax.collections
-             if isinstance(c, PathCollection) and len(c.get_offsets())]
+    parts = [np.asarray(c.get_offsets(), dtype=float) for c in ax.collections if isinstance(c, PathCollection)]
+    parts = [part for part in parts if len(part)]
     return np.concatenate(parts) if parts else np.zeros((0, 2))
 
 
@@ -124,7 +124,8 @@ def figure_facts(fig: Any) -> list[dict[str, Any]]:
             under = int(((display[:, 0] > box.x0) & (display[:, 0] < box.x1) & (display[:, 1] > box.y0)
                          & (display[:, 1] < box.y1)).sum())
         sizes = sorted({round(float(s), 3) for c in ax.collections
-                        if isinstance(c, PathCollection) and len(c.get_offsets()) for s in np.atleast_1d(c.get_sizes())})
+                        if isinstance(c, PathCollection) and len(np.asarray(c.get_offsets()))
+                        for s in np.atleast_1d(c.get_sizes())})
         facts.append({
             "title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
             "xlim": (float(x0), float(x1)), "ylim": (float(y0), float(y1)),

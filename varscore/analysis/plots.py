@@ -52,7 +52,7 @@ def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.0, 3.4)) -> tup
 def observed_vs_predicted(predictions: pd.DataFrame, models: Sequence[str]) -> Any:
     """Fig. 1a. ``predictions``: model, gene, person, observed, predicted (held-out people)."""
     genes = list(dict.fromkeys(predictions["gene"]))
-    fig, axes = _grid(len(genes))
+    fig, axes = _grid(len(genes), size=(4.0, 4.0))
     for ax, gene in zip(axes, genes, strict=True):
         rows = predictions[predictions["gene"] == gene]
         for model in models:
@@ -65,7 +65,7 @@ def observed_vs_predicted(predictions: pd.DataFrame, models: Sequence[str]) -> A
         ax.set_title(gene)
         ax.set_xlabel("predicted expression (model units)")
         ax.set_ylabel("observed expression\n(inverse-normal)")
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)  # below the data
     fig.suptitle(f"Observed vs predicted expression, held-out people (n = {predictions['person'].nunique()})")
     fig.tight_layout()
     return fig
@@ -301,7 +301,10 @@ def drivers_overview(summary: pd.DataFrame, models: Sequence[str], relative_to: 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     y_col = "r2"  # absolute: the linear model's own drivers (its non-zero coefficients) are shown too
-    xs, ys, labels, areas = [], [], [], []
+    xs: list[float] = []
+    ys: list[float] = []
+    labels: list[str] = []
+    areas: list[float] = []
     for model in models:
         rows = summary[summary["model"] == model]
         if rows.empty:
