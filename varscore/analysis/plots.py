@@ -134,11 +134,11 @@ def weights_vs_distance(ism: pd.DataFrame, hsvs: pd.DataFrame, models: Sequence[
             filled = rank == 0
             marker = markers[rank % len(markers)]
             ax.scatter(rows["distance_to_tss"] / 1000, rows["delta"], s=7, marker=marker, zorder=z,
-                       facecolors=c if filled else "none", edgecolors=c, linewidths=0.6, alpha=0.6)
+                       facecolors=c if filled else "none", edgecolors=c, linewidths=0.6, alpha=0.6, gid=model)
             top = hsvs[(hsvs["gene"] == gene) & (hsvs["model"] == model)]
             handle = ax.scatter(top["distance_to_tss"] / 1000, top["delta"], s=34, marker=marker, zorder=z + 1,
                                 facecolors=c if filled else "none", edgecolors=c if not filled else "black",
-                                linewidths=1.2 if not filled else 0.5)
+                                linewidths=1.2 if not filled else 0.5, gid=model)
             handles.setdefault(f"{model}: all variants (small), HSVs (large)", handle)
             if motif_keys:
                 for _, hit in top.iterrows():
