@@ -238,11 +238,14 @@ def evaluate_track_bundle(bundle: ModelBundle, data: FinetuneData, people: Seque
     backbone = bundle.backbone()
     chosen, trained = _held_out(bundle, data, people)
     indices = bootstrap_indices(len(chosen), n_boot, seed)
-    rows = []
+    rows, predictions = [], []
     for index, gene_data in enumerate(data.genes):
         comparison = compare_coverage(bundle, backbone, data, index, chosen, batch_size)
         row = _metrics_row(bundle, gene_data, trained, comparison.predicted.sum(axis=1),
                            comparison.observed.sum(axis=1), indices)
+        predictions.append(pd.DataFrame({"model": bundle.name, "gene": gene_data.gene.label,
+                                         "person": comparison.people, "observed": comparison.observed.sum(axis=1),
+                                         "predicted": comparison.predicted.sum(axis=1)}))
         cov_obs, cov_pred = CoverageComparison.cov(comparison.observed), CoverageComparison.cov(comparison.predicted)
         both = np.isfinite(cov_obs) & np.isfinite(cov_pred)
         cov_r = columnwise_pearson(cov_obs[both, None], cov_pred[both, None])[0] if both.sum() > 2 else math.nan
@@ -254,7 +257,7 @@ def evaluate_track_bundle(bundle: ModelBundle, data: FinetuneData, people: Seque
             "cov_predicted": float(np.nanmean(cov_pred)) if np.isfinite(cov_pred).any() else np.nan,
             "cov_pearson": cov_r,
         })
-    return Evaluation(pd.DataFrame(rows))
+    return Evaluation(pd.DataFrame(rows), pd.concat(predictions, ignore_index=True) if predictions else None)
 
 
 def plot_coverage(comparison: CoverageComparison, path: str | Path, title: str | None = None) -> Path:
