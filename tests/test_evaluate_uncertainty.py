@@ -134,3 +134,36 @@ def test_evaluate_compare_gives_paired_differences(tmp_path):
         assert row["d_r2"] == pytest.approx(expected, abs=2e-3)  # the TSV rounds to 4 digits
         assert row["d_r2_lo"] <= row["d_r2"] <= row["d_r2_hi"]
     assert "paired difference" in result.output
+
+
+@pytest.mark.slow
+def test_evaluate_replicates_gives_mean_and_sd_over_fold_replicates(tmp_path):
+    """Three elastic nets fitted on the 3 fold replicates of the demo folds: each is evaluated on
+    its own test people; the replicate summary is the mean ± sd of the per-replicate gene means."""
+    from varscore.bundle import load_bundle
+
+    runner = CliRunner()
+    folds = models_dir() / "variformer-demo" / "folds.tsv"
+    bundles = []
+    for replicate in range(3):
+        out = tmp_path / f"enet{replicate}"
+        result = runner.invoke(cli, ["finetune", *COHORT, "--folds", str(folds), "--replicate", str(replicate),
+                                     "--gene", "SNAP25", "--gene", "MKKS", "--backbone", "elastic-net",
+                                     "--window", "16384", "-o", str(out), "--no-progress"])
+        assert result.exit_code == 0, result.output
+        bundles.append(out)
+    table_path = tmp_path / "t.tsv"
+    result = runner.invoke(cli, ["evaluate", *COHORT, *[a for b in bundles for a in ("-m", str(b))], "--replicates",
+                                 "--bootstrap", "100", "-o", str(table_path)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(table_path, sep="\t")
+    assert sorted(table["replicate"].unique()) == [0, 1, 2]
+    for replicate, path in enumerate(bundles):  # its own test people
+        assert (table.loc[table["replicate"] == replicate, "people"]
+                == len(load_bundle(path).manifest["people"]["test"])).all()
+    means = table.groupby("replicate")["r2"].mean()
+    line = next(ln for ln in result.output.splitlines()[::-1] if ln.strip().startswith("HOP"))
+    values = line.split()
+    assert int(values[1]) == 3
+    assert float(values[2]) == pytest.approx(means.mean(), abs=2e-3)
+    assert float(values[3]) == pytest.approx(means.std(ddof=1), abs=2e-3)
