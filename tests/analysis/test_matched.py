@@ -115,3 +115,23 @@ def test_tolerance_table_reports_fisher_and_permutation_per_tolerance():
     assert row["fisher_p"] == pytest.approx(fisher_exact([[a, b], [c, d]], alternative="greater")[1])
     for r in table.itertuples():
         assert r.verdict == describe_p(r.perm_p, r.matched, what="matched variants")
+
+
+@pytest.mark.slow
+def test_hsv_cli_states_the_tests_and_the_tolerance_table():
+    from click.testing import CliRunner
+
+    from varscore.cli import cli
+    from varscore.examples import data_dir, models_dir
+
+    result = CliRunner().invoke(cli, [
+        "hsv", "-m", str(models_dir() / "variformer-demo"), "--vcf", str(data_dir() / "cohort.vcf.gz"),
+        "--gene", "SNAP25", "--gene", "MKKS", "--linear", str(models_dir() / "elastic-net-demo"),
+        "--truth", str(data_dir() / "truth_variants.tsv"), "-o", "/dev/null", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "sign agreement" in result.output and f"too few pairs (n = 2 < {MIN_PAIRS})" in result.output
+    assert "one-sided permutation test over matched control sets (2000 draws, 1 control per variant" in result.output
+    assert "MAF within ±0.005" in result.output
+    table_lines = result.output.split("dependence on the MAF tolerance:\n")[1].splitlines()
+    assert table_lines[0].split()[:3] == ["maf_tolerance", "selected", "matched"]
+    assert [float(line.split()[0]) for line in table_lines[1:6]] == [0.005, 0.01, 0.02, 0.05, 0.1]
