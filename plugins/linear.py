@@ -493,7 +493,8 @@ def export_predictdb(bundle: Any, path: str | Path, genome_build: str | None = N
         with contextlib.closing(sqlite3.connect(tmp)) as db:
             for statement in PREDICTDB_SCHEMA:
                 db.execute(statement)
-            qvals = bh_qvalues([g.tune_pval for g in backbone.genes.values()])
+            pvals = tune_pvalues(bundle, backbone)
+            qvals = bh_qvalues([pvals[g] for g in backbone.genes])
             for gene, qvalue in zip(backbone.genes.values(), qvals, strict=True):
                 rows = []
                 for key, weight in zip(gene.variant_keys, gene.coef, strict=True):
@@ -503,7 +504,7 @@ def export_predictdb(bundle: Any, path: str | Path, genome_build: str | None = N
                 db.executemany("INSERT INTO weights VALUES (?, ?, ?, ?, ?)", rows)
                 n_weights += len(rows)
                 r2 = None if math.isnan(gene.tune_r2) else gene.tune_r2
-                pval, qval = (None if math.isnan(v) else v for v in (gene.tune_pval, float(qvalue)))
+                pval, qval = (None if math.isnan(v) else v for v in (pvals[gene.gene_id], float(qvalue)))
                 db.execute("INSERT INTO extra VALUES (?, ?, ?, ?, ?, ?)",
                            (gene.gene_id, names.get(gene.gene_id, gene.gene_id), len(rows), r2, pval, qval))
                 alpha = None if math.isnan(gene.alpha) else gene.alpha
@@ -514,6 +515,25 @@ def export_predictdb(bundle: Any, path: str | Path, genome_build: str | None = N
             db.execute("CREATE INDEX weights_gene ON weights (gene)")
             db.commit()
     return PredictDBExport(Path(path), len(backbone.genes), n_weights, suffix)
+
+
+def tune_pvalues(bundle: Any, backbone: LinearBackbone) -> dict[str, float]:
+    """Per gene id: the two-sided p-value of the tune-people Pearson correlation. Bundles whose
+    weights file records it (``tune_pval``) give it directly; older bundles (the bundled
+    ``elastic-net-demo`` among them) recorded only the correlation, in the manifest's
+    ``metrics.per_gene`` (``tune_pearson``), with the tune people in ``people.tune``: the p-value
+    follows from those two (NaN where neither is known)."""
+    recorded = {str(row.get("gene")): row.get("tune_pearson")
+                for row in (bundle.manifest.get("metrics") or {}).get("per_gene") or [] if isinstance(row, dict)}
+    n_tune = len((bundle.manifest.get("people") or {}).get("tune") or [])
+    out = {}
+    for gene_id, gene in backbone.genes.items():
+        pval = gene.tune_pval
+        pearson = recorded.get(gene_id)
+        if math.isnan(pval) and isinstance(pearson, int | float) and n_tune >= 3:
+            pval = pearson_pvalue(float(pearson), n_tune)
+        out[gene_id] = pval
+    return out
 
 
 @dataclass

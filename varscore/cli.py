@@ -550,12 +550,21 @@ def finetune(
 @click.option("--batch-size", default=8, show_default=True)
 @click.option("--coverage", type=click.Path(path_type=Path),
               help="Observed coverage (coverage.npz or a bigWig folder), for coverage-track models.")
+@click.option("--bootstrap", "n_boot", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Bootstrap resamples of the held-out people for the 95% CIs.")
+@click.option("--bootstrap-seed", default=0, show_default=True, help="Seed of the bootstrap resamples.")
+@click.option("--replicates", is_flag=True,
+              help="The -m models are fits on different fold replicates: each is evaluated on its own test "
+                   "people and the summary gives mean ± sd over replicates.")
 def evaluate(
     vcf: Path, expression: Path, genes_path: Path, fasta: Path, folds: Path | None, replicate: int,
     gene_names: tuple[str, ...], models_: tuple[str, ...], compare: tuple[str, ...], people_file: Path | None,
-    output: Path | None, batch_size: int, coverage: Path | None,
+    output: Path | None, batch_size: int, coverage: Path | None, n_boot: int, bootstrap_seed: int, replicates: bool,
 ) -> None:
-    """Per-gene R2 and Pearson r across held-out people (HOP: train genes, HOGP: other genes).
+    """Per-gene R2 and Pearson r across held-out people (HOP: train genes, HOGP: other genes), with
+    bootstrap 95% CIs over the people (r2_lo/r2_hi, pearson_lo/pearson_hi) and Pearson's two-sided
+    p-value (pearson_p). With --compare, the paired difference of each compared model from the first
+    (same people, same resamples) with its CI, written to OUTPUT's .compare.tsv beside it.
 
     Coverage-track models (finetune --output-mode track; give --coverage) also get, per gene, the mean
     per-bin Pearson r across people (bin_pearson) and the coefficient of variation across people of
@@ -564,8 +573,9 @@ def evaluate(
 
     from varscore.bundle import load_bundle
     from varscore.errors import InputError
-    from varscore.evaluate import evaluate_bundle
+    from varscore.evaluate import compare_evaluations, evaluate_bundle
     from varscore.training import CohortInputs, load_cohort
+    from varscore.uncertainty import replicate_summary, summarise
 
     bundles = [load_bundle(m) for m in (*models_, *compare)]
     first = bundles[0]
@@ -573,7 +583,7 @@ def evaluate(
     if folds is None and fold_info.get("file") and (first.path / fold_info["file"]).exists():
         folds, replicate = first.path / fold_info["file"], int(fold_info.get("replicate", replicate))
     inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None)
-    tables = []
+    evaluations = []
     cohort_by_window: dict[tuple[int, int], Any] = {}
     for bundle in bundles:
         window = int(bundle.manifest["window_size"])
@@ -586,24 +596,46 @@ def evaluate(
                 CohortInputs(**{**inputs.__dict__, "coverage": coverage if track_model else None}), window,
                 bin_size=bins or None)
         data = cohort_by_window[(window, bins)].data
+        own = bundle if replicates and bundle.name in {b.name for b in bundles[: len(models_)]} else first
         if people_file:
             wanted = [line.strip() for line in people_file.read_text().splitlines() if line.strip()]
         else:
-            wanted = (first.manifest.get("people") or {}).get("test") or [data.people[i] for i in data.test]
+            wanted = (own.manifest.get("people") or {}).get("test") or [data.people[i] for i in data.test]
         index = {p: i for i, p in enumerate(data.people)}
         unknown = [p for p in wanted if p not in index]
         if unknown:
             raise InputError(f"{len(unknown)} held-out people are not in the cohort: {', '.join(unknown[:5])}.")
-        tables.append(evaluate_bundle(bundle, data, [index[p] for p in wanted], batch_size).table)
-    table = pd.concat(tables, ignore_index=True)
+        evaluations.append(evaluate_bundle(bundle, data, [index[p] for p in wanted], batch_size, n_boot,
+                                           bootstrap_seed))
+    table = pd.concat([e.table for e in evaluations], ignore_index=True)
+    paired = [compare_evaluations(evaluations[0], e, n_boot, bootstrap_seed) for e in evaluations[len(models_):]]
+    paired_table = pd.concat(paired, ignore_index=True) if paired else pd.DataFrame()
     if output:
         from varscore.outputguard import write_provenance_sidecar
 
-        table.to_csv(output, sep="\t", index=False, float_format="%.4f")
+        table.to_csv(output, sep="\t", index=False, float_format="%.4g", na_rep="NaN")
         write_provenance_sidecar(output, first, ["varscore", *sys.argv[1:]], {"models": [b.name for b in bundles]})
-    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    summary = table.groupby(["model", "set"])[["r2", "pearson"]].mean()
-    click.echo("\nmean per model and gene set:\n" + summary.to_string(float_format=lambda v: f"{v:.3f}"))
+        if not paired_table.empty:
+            paired_table.to_csv(output.with_suffix(".compare.tsv"), sep="\t", index=False, float_format="%.4g",
+                                na_rep="NaN")
+    shown = ["model", "gene", "set", "people", "r2", "r2_lo", "r2_hi", "pearson", "pearson_lo", "pearson_hi",
+             "pearson_p"]
+    click.echo(table[[c for c in shown if c in table]].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    summary = summarise(table)
+    click.echo(f"\nmean per model and gene set (over genes; r2_n/pearson_n genes used, *_nan genes NaN = constant "
+               f"predictions; CIs: {n_boot} bootstrap resamples of people, seed {bootstrap_seed}):\n"
+               + summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if not paired_table.empty:
+        click.echo(f"\npaired difference from {first.name} (model minus {first.name}; 95% bootstrap CI):\n"
+                   + paired_table[["model", "gene", "people", "d_r2", "d_r2_lo", "d_r2_hi", "d_pearson",
+                                   "d_pearson_lo", "d_pearson_hi"]].to_string(index=False,
+                                                                            float_format=lambda v: f"{v:.3f}"))
+    if replicates:
+        reps = table[table["model"].isin([b.name for b in bundles[: len(models_)]])]
+        if reps["replicate"].nunique() < 2:
+            raise InputError("--replicates needs -m models fitted on at least 2 different fold replicates.")
+        click.echo("\nover fold replicates (mean ± sd of the per-replicate means over genes):\n"
+                   + replicate_summary(reps).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 @cli.command("plot-coverage")
@@ -886,13 +918,29 @@ def hsv(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[str,
         _write_table(controls.drop(columns=["key"]), controls_out)
     if linear is not None:
         agree = sign_agreement(*_linear_aligned(linear_scorer, run, ism_scores, only_nonzero=True))
+        from varscore.analysis.matched import describe_p
+
         click.echo(f"sign agreement with {linear_scorer.name} (|weight| > {agree.threshold}): "
-                   f"{agree.agree}/{agree.n} = {agree.fraction:.1%} (Fisher p = {agree.p_value:.3g})")
+                   f"{agree.agree}/{agree.n} = {agree.fraction:.1%} (Fisher's exact test, "
+                   f"{describe_p(agree.p_value, agree.n)})")
     if truth is not None:
         result = causal_enrichment(table, controls, read_truth(str(truth)))
         click.echo(f"causal variants: {result.selected_causal}/{result.selected} HSVs vs {result.controls_causal}/"
                    f"{result.controls} matched controls; odds ratio {result.odds_ratio:.2f}, "
                    f"one-sided Fisher p = {result.p_value:.3g}")
+        _echo_matched_enrichment(table, ism_scores, read_truth(str(truth)), HSV_MAF_TOLERANCE)
+
+
+def _echo_matched_enrichment(selected: Any, pool: Any, causal: Any, tolerance: float) -> None:
+    """The permutation test over matched control sets and its dependence on the MAF tolerance."""
+    from varscore.analysis.matched import permutation_enrichment, tolerance_sensitivity
+
+    perm = permutation_enrichment(selected, pool, causal, tolerance)
+    click.echo(f"{perm.test} ({perm.n_perm} draws, {perm.controls_per_variant} control per variant; matching: "
+               f"{perm.rule}): {perm.observed} causal among {perm.matched} matched variants (of {perm.selected}) vs "
+               f"{perm.null_mean:.2f} expected; {perm.describe()}")
+    click.echo("dependence on the MAF tolerance:\n" + tolerance_sensitivity(selected, pool, causal).to_string(
+        index=False, float_format=lambda v: f"{v:.3g}"))
 
 
 def _linear_aligned(linear_scorer: Any, run: Any, ism_scores: Any, only_nonzero: bool) -> tuple[Any, Any]:
@@ -942,12 +990,17 @@ def drivers(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[
     if summary_out is not None:
         _write_table(summary, summary_out)
     click.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if len(summary) and summary["mean_ld"].isna().any():
+        from varscore.analysis.drivers import LD_NAN_REASON
+
+        click.echo(f"({LD_NAN_REASON}: {int(summary['mean_ld'].isna().sum())} of {len(summary)} genes)")
     if truth is not None and len(table):
         causal = read_truth(str(truth))
         found = sum((g, k) in causal for g, k in zip(table["gene"], table["key"], strict=True))
         result = causal_enrichment(table, matched_controls(table, ism_scores, DRIVER_MAF_TOLERANCE), causal)
         click.echo(f"causal variants: {found}/{len(table)} drivers; {result.controls_causal}/{result.controls} "
                    f"matched controls; one-sided Fisher p = {result.p_value:.3g}")
+        _echo_matched_enrichment(table, ism_scores, causal, DRIVER_MAF_TOLERANCE)
 
 
 @cli.command()

@@ -15,16 +15,24 @@ import pandas as pd
 from varscore.bundle import ModelBundle
 from varscore.errors import InputError
 from varscore.training import FinetuneData, GeneData, per_gene_metrics
+from varscore.uncertainty import N_BOOT, SEED, bootstrap_indices, gene_uncertainty, pearson_p
 
 
 @dataclass
 class Evaluation:
-    """``table``: one row per gene — model, gene, set (HOP/HOGP), people, r2, pearson."""
+    """``table``: one row per gene — model, gene, set (HOP/HOGP), people, r2, pearson, their
+    bootstrap 95% CIs over the held-out people (``r2_lo``/``r2_hi``, ``pearson_lo``/``pearson_hi``;
+    see :mod:`varscore.uncertainty`) and ``pearson_p`` (two-sided). ``predictions``: model, gene,
+    person, observed, predicted (what the table was computed from; paired comparisons use it)."""
 
     table: pd.DataFrame
+    predictions: pd.DataFrame | None = None
 
     def summary(self) -> pd.DataFrame:
-        return self.table.groupby(["model", "set"])[["r2", "pearson"]].mean().reset_index()
+        """Means over genes per model and gene set, with the genes used and the NaN count."""
+        from varscore.uncertainty import summarise
+
+        return summarise(self.table)
 
 
 def predict_gene(bundle: ModelBundle, backbone: object, data: FinetuneData, gene_index: int,
@@ -48,11 +56,12 @@ def predict_gene(bundle: ModelBundle, backbone: object, data: FinetuneData, gene
 
 
 def evaluate_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[int] | None = None,
-                    batch_size: int = 8) -> Evaluation:
-    """Per-gene metrics of ``bundle`` on ``people`` (default: the data's test people); coverage-track
-    bundles are evaluated by :func:`evaluate_track_bundle`."""
+                    batch_size: int = 8, n_boot: int = N_BOOT, seed: int = SEED) -> Evaluation:
+    """Per-gene metrics of ``bundle`` on ``people`` (default: the data's test people), with
+    bootstrap CIs from ``n_boot`` resamples of those people (``seed``); coverage-track bundles are
+    evaluated by :func:`evaluate_track_bundle`."""
     if bundle.manifest.get("output_mode", {}).get("name") == "track":
-        return evaluate_track_bundle(bundle, data, people, batch_size)
+        return evaluate_track_bundle(bundle, data, people, batch_size, n_boot, seed)
     backbone = bundle.backbone()
     genotype_model = backbone.input_kind == "genotypes"  # linear: intercept + dosage @ coef per gene
     if backbone.window_size != data.genes[0].windows.reference.shape[0]:
@@ -61,7 +70,8 @@ def evaluate_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[in
             f"{data.genes[0].windows.reference.shape[0]}-bp windows."
         )
     chosen, trained = _held_out(bundle, data, people)
-    rows = []
+    indices = bootstrap_indices(len(chosen), n_boot, seed)
+    rows, predictions = [], []
     for index, gene_data in enumerate(data.genes):
         if genotype_model:
             if gene_data.gene.gene_id not in backbone.genes:
@@ -69,8 +79,45 @@ def evaluate_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[in
             pred = backbone.predict_people(gene_data, chosen, data.train)
         else:
             pred = predict_gene(bundle, backbone, data, index, chosen, batch_size)
-        rows.append(_metrics_row(bundle, gene_data, trained, pred, gene_data.expression[chosen]))
-    return Evaluation(pd.DataFrame(rows))
+        rows.append(_metrics_row(bundle, gene_data, trained, pred, gene_data.expression[chosen], indices))
+        predictions.append(_prediction_rows(bundle, gene_data, data, chosen, pred))
+    return Evaluation(pd.DataFrame(rows), pd.concat(predictions, ignore_index=True) if predictions else None)
+
+
+def _prediction_rows(bundle: ModelBundle, gene_data: GeneData, data: FinetuneData, chosen: np.ndarray,
+                     predicted: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"model": bundle.name, "gene": gene_data.gene.label,
+                         "person": [data.people[i] for i in chosen],
+                         "observed": np.asarray(gene_data.expression[chosen], np.float64),
+                         "predicted": np.asarray(predicted, np.float64)})
+
+
+def compare_evaluations(reference: Evaluation, other: Evaluation, n_boot: int = N_BOOT,
+                        seed: int = SEED) -> pd.DataFrame:
+    """Paired per-gene differences ``other − reference`` (R² and Pearson r) on the people both were
+    evaluated on, with bootstrap CIs (the same resamples of people for both models) and a two-sided
+    bootstrap p-value (``d_r2_p``, ``d_pearson_p``); see :func:`varscore.uncertainty.paired_difference`."""
+    from varscore.uncertainty import paired_difference
+
+    if reference.predictions is None or other.predictions is None:
+        raise InputError("Paired comparisons need the predictions of both evaluations.")
+    rows = []
+    a_all, b_all = reference.predictions, other.predictions
+    for gene in dict.fromkeys(a_all["gene"]):
+        a = a_all[a_all["gene"] == gene].set_index("person")
+        b = b_all[b_all["gene"] == gene].set_index("person")
+        if b.empty:
+            continue
+        people = [p for p in a.index if p in b.index]
+        if len(people) < 2:
+            continue
+        observed = a.loc[people, "observed"].to_numpy()
+        indices = bootstrap_indices(len(people), n_boot, seed)
+        rows.append({"model": str(b["model"].iloc[0]), "reference": str(a["model"].iloc[0]), "gene": gene,
+                     "people": len(people),
+                     **paired_difference(observed, a.loc[people, "predicted"].to_numpy(),
+                                         b.loc[people, "predicted"].to_numpy(), indices)})
+    return pd.DataFrame(rows)
 
 
 def _held_out(bundle: ModelBundle, data: FinetuneData,
@@ -84,9 +131,12 @@ def _held_out(bundle: ModelBundle, data: FinetuneData,
 
 
 def _metrics_row(bundle: ModelBundle, gene_data: GeneData, trained: set[str], predicted: np.ndarray,
-                 observed: np.ndarray) -> dict[str, Any]:
-    """One gene's row: model, gene, HOP (trained gene) or HOGP, people, R² and Pearson."""
+                 observed: np.ndarray, indices: np.ndarray) -> dict[str, Any]:
+    """One gene's row: model, gene, HOP (trained gene) or HOGP, people, R² and Pearson with
+    bootstrap CIs and the Pearson p-value."""
     (r2, pearson), = per_gene_metrics(np.zeros(len(observed), dtype=np.int64), predicted, observed, 1)
+    spread = gene_uncertainty(observed, predicted, indices)
+    replicate = (bundle.manifest.get("folds") or {}).get("replicate")
     return {
         "model": bundle.name,
         "gene": gene_data.gene.label,
@@ -94,6 +144,10 @@ def _metrics_row(bundle: ModelBundle, gene_data: GeneData, trained: set[str], pr
         "people": len(observed),
         "r2": r2,
         "pearson": pearson if not math.isnan(pearson) else np.nan,
+        "r2_lo": spread["r2_lo"], "r2_hi": spread["r2_hi"],
+        "pearson_lo": spread["pearson_lo"], "pearson_hi": spread["pearson_hi"],
+        "pearson_p": pearson_p(pearson, len(observed)) if not math.isnan(pearson) else np.nan,
+        "replicate": np.nan if replicate is None else int(replicate),
     }
 
 
@@ -175,7 +229,7 @@ def compare_coverage(bundle: ModelBundle, backbone: object, data: FinetuneData, 
 
 
 def evaluate_track_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[int] | None = None,
-                          batch_size: int = 8) -> Evaluation:
+                          batch_size: int = 8, n_boot: int = N_BOOT, seed: int = SEED) -> Evaluation:
     """Per-gene metrics of a coverage-track bundle across held-out people: ``r2``/``pearson`` of
     each person's total coverage over the window, ``bin_pearson`` (mean over bins of the per-bin
     Pearson r across people, bins where both sides vary), and the coefficient of variation across
@@ -183,11 +237,15 @@ def evaluate_track_bundle(bundle: ModelBundle, data: FinetuneData, people: Seque
     r of the two CoV profiles over bins)."""
     backbone = bundle.backbone()
     chosen, trained = _held_out(bundle, data, people)
-    rows = []
+    indices = bootstrap_indices(len(chosen), n_boot, seed)
+    rows, predictions = [], []
     for index, gene_data in enumerate(data.genes):
         comparison = compare_coverage(bundle, backbone, data, index, chosen, batch_size)
         row = _metrics_row(bundle, gene_data, trained, comparison.predicted.sum(axis=1),
-                           comparison.observed.sum(axis=1))
+                           comparison.observed.sum(axis=1), indices)
+        predictions.append(pd.DataFrame({"model": bundle.name, "gene": gene_data.gene.label,
+                                         "person": comparison.people, "observed": comparison.observed.sum(axis=1),
+                                         "predicted": comparison.predicted.sum(axis=1)}))
         cov_obs, cov_pred = CoverageComparison.cov(comparison.observed), CoverageComparison.cov(comparison.predicted)
         both = np.isfinite(cov_obs) & np.isfinite(cov_pred)
         cov_r = columnwise_pearson(cov_obs[both, None], cov_pred[both, None])[0] if both.sum() > 2 else math.nan
@@ -199,7 +257,7 @@ def evaluate_track_bundle(bundle: ModelBundle, data: FinetuneData, people: Seque
             "cov_predicted": float(np.nanmean(cov_pred)) if np.isfinite(cov_pred).any() else np.nan,
             "cov_pearson": cov_r,
         })
-    return Evaluation(pd.DataFrame(rows))
+    return Evaluation(pd.DataFrame(rows), pd.concat(predictions, ignore_index=True) if predictions else None)
 
 
 def plot_coverage(comparison: CoverageComparison, path: str | Path, title: str | None = None) -> Path:

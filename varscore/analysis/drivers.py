@@ -144,8 +144,19 @@ def drivers_table(ism: pd.DataFrame, drivers: Drivers) -> pd.DataFrame:
     return rows
 
 
+def ld_pairs(dosage: np.ndarray) -> int:
+    """Pairs of varying columns of ``dosage`` ``(n, K)`` that :func:`mean_pairwise_ld` averages over."""
+    x = np.asarray(dosage, dtype=np.float64)
+    k = int((x.std(axis=0) > 0).sum()) if x.ndim == 2 and x.shape[0] else 0
+    return k * (k - 1) // 2
+
+
+LD_NAN_REASON = "mean_ld is NaN where fewer than 2 drivers vary in the people (no pair to correlate)"
+
+
 def mean_pairwise_ld(dosage: np.ndarray) -> float:
-    """Mean pairwise r² between the columns of ``dosage`` ``(n, K)`` (NaN for fewer than 2)."""
+    """Mean pairwise r² between the columns of ``dosage`` ``(n, K)`` (NaN with fewer than 2 varying
+    columns: no pair to correlate; see :data:`LD_NAN_REASON`)."""
     x = np.asarray(dosage, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] < 2:
         return float("nan")
@@ -175,7 +186,8 @@ def find_drivers(
 
     Returns the driver rows (the ISM columns plus driver_rank, explained, own_r, own_p,
     explained_all) and a per-gene summary (gene, people, candidates, drivers, explained,
-    explained_all, mean_ld).
+    explained_all, mean_ld, ld_pairs; ``mean_ld`` is NaN when ``ld_pairs`` is 0, i.e. fewer
+    than 2 varying drivers).
     """
     from tqdm.auto import tqdm
 
@@ -196,6 +208,7 @@ def find_drivers(
         summary.append({"gene": gv.gene.label, "people": result.n_people, "candidates": result.n_candidates,
                         "drivers": len(result.selected), "explained": result.final_explained,
                         "explained_all": result.explained_all,
-                        "mean_ld": mean_pairwise_ld(gv.dosage[:, result.selected])})
+                        "mean_ld": mean_pairwise_ld(gv.dosage[:, result.selected]),
+                        "ld_pairs": ld_pairs(gv.dosage[:, result.selected])})
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     return table, pd.DataFrame(summary)

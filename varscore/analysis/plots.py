@@ -52,7 +52,7 @@ def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.0, 3.4)) -> tup
 def observed_vs_predicted(predictions: pd.DataFrame, models: Sequence[str]) -> Any:
     """Fig. 1a. ``predictions``: model, gene, person, observed, predicted (held-out people)."""
     genes = list(dict.fromkeys(predictions["gene"]))
-    fig, axes = _grid(len(genes))
+    fig, axes = _grid(len(genes), size=(4.0, 4.0))
     for ax, gene in zip(axes, genes, strict=True):
         rows = predictions[predictions["gene"] == gene]
         for model in models:
@@ -65,31 +65,46 @@ def observed_vs_predicted(predictions: pd.DataFrame, models: Sequence[str]) -> A
         ax.set_title(gene)
         ax.set_xlabel("predicted expression (model units)")
         ax.set_ylabel("observed expression\n(inverse-normal)")
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)  # below the data
     fig.suptitle(f"Observed vs predicted expression, held-out people (n = {predictions['person'].nunique()})")
     fig.tight_layout()
     return fig
 
 
 def metric_between_models(metrics: pd.DataFrame, metric: str, reference: str, others: Sequence[str]) -> Any:
-    """Fig. 1b/c. Per-gene ``metric`` (r2 or pearson) of ``reference`` (y) against each other model (x)."""
+    """Fig. 1b/c. Per-gene ``metric`` (r2 or pearson) of ``reference`` (y) against each other model (x),
+    with bootstrap 95% CIs as error bars where ``metrics`` has ``METRIC_lo``/``METRIC_hi``; gene
+    labels placed by :func:`varscore.analysis.layout.place_labels` (no overlaps)."""
+    from varscore.analysis.layout import place_labels
+
     label = {"r2": "R²", "pearson": "Pearson r"}[metric]
-    fig, axes = _grid(len(others), ncols=3, size=(4.2, 4.0))
+    fig, axes = _grid(len(others), ncols=3, size=(4.6, 4.4))
     wide = metrics.pivot_table(index="gene", columns="model", values=metric)
+    has_ci = {f"{metric}_lo", f"{metric}_hi"} <= set(metrics.columns)
     for ax, other in zip(axes, others, strict=True):
         both = wide[[reference, other]].dropna()
-        ax.scatter(both[other], both[reference], s=25, color="#1f77b4")
-        for gene, row in both.iterrows():
-            ax.annotate(str(gene), (row[other], row[reference]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         values = both.to_numpy().ravel()
+        if has_ci:
+            ci = metrics.set_index(["model", "gene"])
+            for gene, row in both.iterrows():
+                xlo, xhi = ci.loc[(other, gene), [f"{metric}_lo", f"{metric}_hi"]]
+                ylo, yhi = ci.loc[(reference, gene), [f"{metric}_lo", f"{metric}_hi"]]
+                ax.plot([xlo, xhi], [row[reference]] * 2, color="#9ecae1", lw=1, zorder=1)
+                ax.plot([row[other]] * 2, [ylo, yhi], color="#9ecae1", lw=1, zorder=1)
+        ax.scatter(both[other], both[reference], s=25, color="#1f77b4", zorder=3)
         lo, hi = (float(np.nanmin(values)), float(np.nanmax(values))) if len(values) else (0.0, 1.0)
-        pad = 0.05 * (hi - lo or 1.0)
-        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", lw=0.8, ls="--", label="y = x")
+        pad = 0.12 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", lw=0.8, ls="--", zorder=0)
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_aspect("equal", adjustable="box")
         better = int((both[reference] > both[other]).sum())
-        ax.set_title(f"{reference} better on {better}/{len(both)} genes", fontsize=9)
+        ax.set_title(f"{reference} better on {better}/{len(both)} genes\n(dashed: y = x"
+                     + ("; lines: 95% bootstrap CIs)" if has_ci else ")"), fontsize=9)
         ax.set_xlabel(f"{label}, {other}")
         ax.set_ylabel(f"{label}, {reference}")
-        ax.legend(fontsize=7, loc="upper left")
+        fig.tight_layout()
+        place_labels(ax, both[other].to_numpy(), both[reference].to_numpy(), [str(g) for g in both.index])
     fig.suptitle(f"Per-gene {label} across held-out people")
     fig.tight_layout()
     return fig
@@ -100,63 +115,115 @@ def weights_vs_distance(ism: pd.DataFrame, hsvs: pd.DataFrame, models: Sequence[
                         windows: dict[str, int] | None = None) -> Any:
     """Fig. 2a. ``ism``: model, gene, distance_to_tss, delta, key; ``hsvs`` the same for HSVs.
     ``motif_keys``: (model, gene, key) of HSVs with a motif change, drawn as light vertical lines.
-    ``windows``: model -> window (bp); windows narrower than the widest are shaded."""
+    ``windows``: model -> input window (bp); each model scores only variants inside its window, and
+    every window narrower than the widest is shaded. The first model is drawn on top (filled
+    markers); the others underneath as open markers, so no model's points hide another's. One legend
+    for the figure, below the panels."""
     genes = list(dict.fromkeys(ism["gene"]))
     fig, axes = _grid(len(genes), ncols=2, size=(6.0, 3.4))
+    markers = ("o", "s", "^", "D", "v", "P", "X", "*")
+    handles: dict[str, Any] = {}
+    widest = max((windows or {}).values(), default=0)
     for ax, gene in zip(axes, genes, strict=True):
-        for model in models:
+        for rank, model in enumerate(models):
             rows = ism[(ism["gene"] == gene) & (ism["model"] == model)]
             if rows.empty:
                 continue
             c = colour(models, model)
-            ax.scatter(rows["distance_to_tss"] / 1000, rows["delta"], s=6, color=c, alpha=0.35)
+            z = 2 * (len(models) - rank) + 2  # the first model on top
+            filled = rank == 0
+            marker = markers[rank % len(markers)]
+            ax.scatter(rows["distance_to_tss"] / 1000, rows["delta"], s=7, marker=marker, zorder=z,
+                       facecolors=c if filled else "none", edgecolors=c, linewidths=0.6, alpha=0.6, gid=model)
             top = hsvs[(hsvs["gene"] == gene) & (hsvs["model"] == model)]
-            ax.scatter(top["distance_to_tss"] / 1000, top["delta"], s=30, color=c, edgecolor="black", lw=0.5,
-                       label=f"{model} ({len(top)} HSVs)")
+            handle = ax.scatter(top["distance_to_tss"] / 1000, top["delta"], s=34, marker=marker, zorder=z + 1,
+                                facecolors=c if filled else "none", edgecolors=c if not filled else "black",
+                                linewidths=1.2 if not filled else 0.5, gid=model)
+            handles.setdefault(f"{model}: all variants (small), HSVs (large)", handle)
             if motif_keys:
                 for _, hit in top.iterrows():
                     if (model, gene, hit["key"]) in motif_keys:
-                        ax.axvline(hit["distance_to_tss"] / 1000, color=c, alpha=0.3, lw=1)
-        widest = max((windows or {}).values(), default=0)
+                        ax.axvline(hit["distance_to_tss"] / 1000, color=c, alpha=0.3, lw=1, zorder=1)
         for model, size in (windows or {}).items():
             if size < widest:
-                ax.axvspan(-size / 2000, size / 2000, color=colour(models, model), alpha=0.08,
-                           label=f"{model} window ({size / 1000:g} kb)")
-        ax.axhline(0, color="grey", lw=0.6)
-        ax.axvline(0, color="black", lw=0.6, ls=":")
+                span = ax.axvspan(-size / 2000, size / 2000, color=colour(models, model), alpha=0.08, zorder=0)
+                handles.setdefault(f"{model}'s input window ({size / 1000:g} kb; it scores no variant outside)",
+                                   span)
+        ax.axhline(0, color="grey", lw=0.6, zorder=1)
+        ax.axvline(0, color="black", lw=0.6, ls=":", zorder=1)
+        if widest:
+            ax.set_xlim(-widest / 2000 * 1.03, widest / 2000 * 1.03)
         ax.set_title(gene)
         ax.set_xlabel("distance to TSS (kb; upstream < 0)")
         ax.set_ylabel("variant weight\n(predicted alt − ref)")
-        ax.legend(fontsize=7, loc="best")
     note = "; light vertical lines: HSVs that change a TF motif" if motif_keys else ""
-    fig.suptitle(f"Variant weights vs distance to TSS (large dots: HSVs{note})")
-    fig.tight_layout()
+    widths = ", ".join(f"{m} {w / 1000:g} kb" for m, w in (windows or {}).items())
+    fig.suptitle(f"Variant weights vs distance to TSS (large markers: HSVs{note})"
+                 + (f"\ninput windows: {widths}" if widths else ""))
+    fig.tight_layout(rect=(0, 0.07 if handles else 0, 1, 1))
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 2),
+                   fontsize=8, frameon=False)
     return fig
 
 
-def sign_agreement_plot(pairs: pd.DataFrame, linear_name: str, agreements: dict[str, Any]) -> Any:
-    """Fig. 2c. ``pairs``: model, linear_weight, model_weight (variants with non-zero linear weight)."""
+def _symlog_axis(ax: Any, values: np.ndarray, max_ticks: int = 4) -> None:
+    """A symmetric-log y axis for ``values``: linear below the 10th percentile of the non-zero
+    magnitudes, at most ``max_ticks`` decades labelled on each side of 0."""
+    from matplotlib.ticker import NullLocator
+
+    magnitude = np.abs(values[np.isfinite(values)])
+    magnitude = magnitude[magnitude > 0]
+    if not len(magnitude):
+        return
+    linthresh = 10.0 ** math.floor(math.log10(float(np.quantile(magnitude, 0.1))))
+    ax.set_yscale("symlog", linthresh=linthresh)
+    top = math.ceil(math.log10(float(magnitude.max())))
+    low = math.log10(linthresh)
+    step = max(1, math.ceil((top - low) / max_ticks))
+    decades = [10.0 ** k for k in range(top, int(low), -step)][:max_ticks]
+    ticks = sorted([*(-d for d in decades), 0.0, *decades])
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def sign_agreement_plot(pairs: pd.DataFrame, linear_name: str, agreements: dict[str, Any],
+                        all_pairs: dict[str, Any] | None = None) -> Any:
+    """Fig. 2c. ``pairs``: model, linear_weight, model_weight (variants with non-zero linear weight);
+    ``agreements``: per model the :class:`~varscore.analysis.hsv.SignAgreement` of pairs where both
+    weights exceed its threshold (no p-value below ``MIN_PAIRS``: "too few pairs"); ``all_pairs``:
+    the same over every pair with both weights non-zero. The ISM axis is symmetric-log, so weights
+    of very different sizes are all visible."""
+    from varscore.analysis.matched import describe_p
+
     models = list(agreements)
-    fig, axes = _grid(len(models), ncols=3, size=(4.2, 4.0))
+    fig, axes = _grid(len(models), ncols=3, size=(4.6, 4.4))
     for ax, model in zip(axes, models, strict=True):
         rows = pairs[pairs["model"] == model]
         agree = agreements[model]
         threshold = agree.threshold
         strong = (rows["linear_weight"].abs() > threshold) & (rows["model_weight"].abs() > threshold)
-        ax.scatter(rows.loc[~strong, "linear_weight"], rows.loc[~strong, "model_weight"], s=10, color="lightgrey",
-                   label=f"|weight| ≤ {threshold} on either axis")
-        same = strong & (np.sign(rows["linear_weight"]) == np.sign(rows["model_weight"]))
-        ax.scatter(rows.loc[same, "linear_weight"], rows.loc[same, "model_weight"], s=18, color="#2ca02c",
-                   label="same sign")
-        ax.scatter(rows.loc[strong & ~same, "linear_weight"], rows.loc[strong & ~same, "model_weight"], s=18,
-                   color="#d62728", label="opposite sign")
+        same = np.sign(rows["linear_weight"]) == np.sign(rows["model_weight"])
+        for mask, colour_, label in ((~strong & same, "#a1d99b", "same sign"),
+                                     (~strong & ~same, "#fcbba1", "opposite sign"),
+                                     (strong & same, "#2ca02c", f"same sign, both |w| > {threshold}"),
+                                     (strong & ~same, "#d62728", f"opposite sign, both |w| > {threshold}")):
+            ax.scatter(rows.loc[mask, "linear_weight"], rows.loc[mask, "model_weight"], s=16 if "both" in label else 10,
+                       color=colour_, label=f"{label} ({int(mask.sum())})", zorder=3)
+        _symlog_axis(ax, rows["model_weight"].to_numpy(dtype=float))
         ax.axhline(0, color="grey", lw=0.6)
         ax.axvline(0, color="grey", lw=0.6)
-        frac = "n/a" if agree.n == 0 else f"{agree.fraction:.1%}"
-        ax.set_title(f"{model}: {agree.agree}/{agree.n} agree ({frac})\nFisher p = {agree.p_value:.2g}", fontsize=9)
+        frac = "n/a" if agree.n == 0 else f"{agree.fraction:.0%}"
+        lines = [f"{model}: |w| > {threshold}: {agree.agree}/{agree.n} agree ({frac}), "
+                 f"{describe_p(agree.p_value, agree.n)}"]
+        if all_pairs and model in all_pairs:
+            every = all_pairs[model]
+            lines.append(f"all {every.n} pairs: {every.agree} agree ({every.fraction:.0%}), Fisher "
+                         f"{describe_p(every.p_value, every.n)}")
+        ax.set_title("\n".join(lines), fontsize=8)
         ax.set_xlabel(f"{linear_name} coefficient (per ALT allele)")
-        ax.set_ylabel(f"{model} ISM (alt − ref)")
-        ax.legend(fontsize=7, loc="best")
+        ax.set_ylabel(f"{model} ISM (alt − ref; symlog)")
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     fig.suptitle(f"Sign agreement with {linear_name} (variants with non-zero coefficients)")
     fig.tight_layout()
     return fig
@@ -183,56 +250,94 @@ def maf_distribution(selected: pd.DataFrame, models: Sequence[str], what: str) -
 
 
 def rate_bars(rates: pd.DataFrame, title: str, ylabel: str) -> Any:
-    """Grouped bars: ``rates`` has model, group (e.g. HSVs / matched controls), rate, k, n."""
+    """Grouped bars: ``rates`` has model, group (e.g. HSVs / matched controls), rate, k, n. The share
+    axis stops at 1 (its top is the largest share plus room for the count labels, at most 1); the
+    legend sits below the axes."""
     plt = _pyplot()
     models = list(dict.fromkeys(rates["model"]))
     groups = list(dict.fromkeys(rates["group"]))
-    fig, ax = plt.subplots(figsize=(1.5 + 1.6 * len(models), 4.0))
+    fig, ax = plt.subplots(figsize=(1.5 + 1.6 * len(models), 4.4))
     width = 0.8 / max(len(groups), 1)
     shades = ("#1f77b4", "#bbbbbb", "#ff7f0e", "#dddddd")
+    largest = float(np.nanmax(rates["rate"].to_numpy(dtype=float), initial=0))
+    top = min(1.0, max(0.05, largest * 1.25))
     for j, group in enumerate(groups):
         for i, model in enumerate(models):
             row = rates[(rates["model"] == model) & (rates["group"] == group)]
             if row.empty:
                 continue
             rate = float(row["rate"].iloc[0])
+            shown = 0 if math.isnan(rate) else rate
             x = i + (j - (len(groups) - 1) / 2) * width
-            ax.bar(x, 0 if math.isnan(rate) else rate, width=width, color=shades[j % len(shades)],
+            ax.bar(x, shown, width=width, color=shades[j % len(shades)],
                    label=group if i == 0 else None, edgecolor="black", lw=0.4)
-            ax.annotate(f"{int(row['k'].iloc[0])}/{int(row['n'].iloc[0])}", (x, 0 if math.isnan(rate) else rate),
-                        ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+            inside = shown > 0.85 * top  # no room above: label inside the bar
+            ax.annotate(f"{int(row['k'].iloc[0])}/{int(row['n'].iloc[0])}", (x, shown), ha="center",
+                        va="top" if inside else "bottom", fontsize=7, xytext=(0, -2 if inside else 2),
+                        textcoords="offset points")
     ax.set_xticks(range(len(models)), models, fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    ax.set_ylim(0, max(0.05, float(np.nanmax(rates["rate"].to_numpy(dtype=float), initial=0)) * 1.45))
-    ax.legend(fontsize=8, loc="upper center", ncol=2, title="bar label: count / total", title_fontsize=7)
+    ax.set_ylim(0, top)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False,
+              title="bar label: count / total", title_fontsize=7)
     fig.tight_layout()
     return fig
 
 
+NA_LD_X = -0.15  # where genes without a pairwise LD (fewer than 2 drivers) are drawn in Fig. 4e
+
+
 def drivers_overview(summary: pd.DataFrame, models: Sequence[str], relative_to: str | None) -> Any:
-    """Fig. 4e. ``summary``: model, gene, drivers, mean_ld, r2 (and r2_linear when ``relative_to``)."""
+    """Fig. 4e. ``summary``: model, gene, drivers, mean_ld, r2; ``relative_to``: the linear model, whose
+    drivers are its non-zero coefficients.
+    x: mean pairwise LD (r², 0..1) of a gene's drivers; genes with fewer than 2 drivers have no pair
+    and are drawn in a separate "n/a" column left of the axis. Marker area is proportional to the
+    number of drivers (size key in the legend); labels placed without overlaps."""
+    from matplotlib.lines import Line2D
+
+    from varscore.analysis.layout import place_labels
+
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    y_col = "r2_relative" if relative_to else "r2"
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    y_col = "r2"  # absolute: the linear model's own drivers (its non-zero coefficients) are shown too
+    xs: list[float] = []
+    ys: list[float] = []
+    labels: list[str] = []
+    areas: list[float] = []
     for model in models:
-        if model == relative_to:
-            continue  # zero by definition
         rows = summary[summary["model"] == model]
         if rows.empty:
             continue
-        ld = rows["mean_ld"].fillna(0.0)
-        ax.scatter(ld, rows[y_col], s=np.minimum(20 + 15 * rows["drivers"], 200), color=colour(models, model),
-                   alpha=0.7, edgecolor="black", lw=0.4, label=model)
-        for _, row in rows.iterrows():
-            ax.annotate(f"{row['gene']} ({int(row['drivers'])})", (ld[row.name], row[y_col]), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
+        ld = rows["mean_ld"].to_numpy(dtype=float)
+        x = np.where(np.isnan(ld), NA_LD_X, ld)
+        area = 18 * rows["drivers"].clip(lower=1).to_numpy(dtype=float)
+        ax.scatter(x, rows[y_col], s=area, color=colour(models, model), alpha=0.7, edgecolor="black", lw=0.4,
+                   zorder=3)
+        areas.extend(area)
+        xs.extend(x)
+        ys.extend(rows[y_col])
+        labels.extend(f"{g} ({int(d)})" for g, d in zip(rows["gene"], rows["drivers"], strict=True))
     ax.axhline(0, color="grey", lw=0.6)
-    ax.set_xlabel("mean pairwise LD (r²) of selected variants (0 when fewer than 2)")
-    ax.set_ylabel(f"R² minus {relative_to}'s R²" if relative_to else "R² (held-out people)")
-    ax.set_title("Drivers: performance vs LD (dot size and label: number of drivers)", fontsize=10)
-    ax.legend(fontsize=8, markerscale=0.6)
+    ax.axvline((NA_LD_X + 0) / 2, color="grey", lw=0.6, ls=":")
+    ax.set_xlim(NA_LD_X - 0.08, 1.02)
+    ax.set_xticks([NA_LD_X, 0, 0.25, 0.5, 0.75, 1.0], ["n/a", "0", "0.25", "0.5", "0.75", "1"])
+    if ys:
+        lo, hi = float(np.nanmin(ys)), float(np.nanmax(ys))
+        pad = 0.15 * ((hi - lo) or max(abs(hi), 0.05))
+        ax.set_ylim(min(lo, 0) - pad, max(hi, 0) + pad)
+    ax.set_xlabel("mean pairwise LD (r²) of a gene's drivers\n(n/a: fewer than 2 drivers, no pair to correlate)")
+    ax.set_ylabel("R² (held-out people)")
+    ax.set_title("Drivers: performance vs LD (marker area and label: number of drivers)", fontsize=10)
+    model_keys = [Line2D([], [], ls="", marker="o", color=colour(models, m),
+                         label=m + (" (non-zero coefficients)" if m == relative_to else "")) for m in models
+                  if (summary["model"] == m).any()]
+    size_keys = [ax.scatter([], [], s=18 * n, color="white", edgecolor="black", lw=0.4, label=f"{n} driver(s)")
+                 for n in (1, 5, 20)]
+    ax.legend(handles=[*model_keys, *size_keys], fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1),
+              frameon=False, labelspacing=1.2)
     fig.tight_layout()
+    place_labels(ax, np.array(xs), np.array(ys, dtype=float), labels, sizes=areas)
     return fig
 
 

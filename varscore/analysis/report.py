@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,9 @@ class ReportConfig:
 
 @dataclass
 class FigureEntry:
-    """One figure of the report: produced (``png``/``pdf`` set) or not (``missing`` says why)."""
+    """One figure of the report: produced (``png``/``pdf`` set) or not (``missing`` says why).
+    ``caption`` states n, the test and its result; ``tables``: the TSVs it was drawn from;
+    ``facts``: what it shows per axes (:func:`varscore.analysis.layout.figure_facts`)."""
 
     key: str
     title: str
@@ -58,6 +61,8 @@ class FigureEntry:
     png: Path | None = None
     pdf: Path | None = None
     missing: str | None = None
+    tables: list[str] = field(default_factory=list)
+    facts: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -154,7 +159,7 @@ def _motif_hits(config: ReportConfig, genome: Any, genes: list[Any], tables: lis
 def build_report(config: ReportConfig) -> ReportResult:
     """Run every analysis the inputs allow and write the report into ``config.out_dir``."""
     from varscore.analysis import plots
-    from varscore.analysis.drivers import find_drivers, mean_pairwise_ld
+    from varscore.analysis.drivers import LD_NAN_REASON, find_drivers, ld_pairs, mean_pairwise_ld
     from varscore.analysis.hsv import (
         DRIVER_MAF_TOLERANCE,
         HSV_MAF_TOLERANCE,
@@ -165,8 +170,10 @@ def build_report(config: ReportConfig) -> ReportResult:
         read_truth,
         sign_agreement,
     )
+    from varscore.analysis.matched import MIN_PAIRS, describe_p, permutation_enrichment, tolerance_sensitivity
     from varscore.genome import Genome, load_genes
     from varscore.training import per_gene_metrics
+    from varscore.uncertainty import N_BOOT, SEED, bootstrap_indices, gene_uncertainty
 
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,13 +198,19 @@ def build_report(config: ReportConfig) -> ReportResult:
         frame.to_csv(path, sep="\t", index=False, float_format="%.6g")
         tables[name] = path
 
-    def figure(key: str, title: str, caption: str, make: Any = None, missing: str | None = None) -> None:
-        entry = FigureEntry(key, title, caption, missing=missing)
+    def figure(key: str, title: str, caption: str, make: Any = None, missing: str | None = None,
+               sources: Sequence[str] = ()) -> None:
+        from varscore.analysis.layout import figure_facts
+
+        entry = FigureEntry(key, title, caption, missing=missing, tables=list(sources))
         if missing is None:
-            entry.png, entry.pdf = plots.save_figure(make(), out, key)
+            fig = make()
+            entry.facts = figure_facts(fig)
+            entry.png, entry.pdf = plots.save_figure(fig, out, key)
         figures.append(entry)
 
-    # Fig. 1: accuracy across held-out people
+    # Fig. 1: accuracy across held-out people (bootstrap CIs over the people, seeded)
+    boot = bootstrap_indices(len(people), N_BOOT, SEED)
     pred_rows, metric_rows = [], []
     for name, run in runs.items():
         for label, pred in run.predictions.items():
@@ -205,21 +218,34 @@ def build_report(config: ReportConfig) -> ReportResult:
             pred_rows.append(pd.DataFrame({"model": name, "gene": label, "person": people, "observed": obs,
                                            "predicted": pred}))
             (r2, r), = per_gene_metrics(np.zeros(len(obs), dtype=np.int64), pred, obs, 1)
-            metric_rows.append({"model": name, "gene": label, "people": len(obs), "r2": r2, "pearson": r})
+            metric_rows.append({"model": name, "gene": label, "people": len(obs), "r2": r2, "pearson": r,
+                                **gene_uncertainty(obs, pred, boot)})
     predictions = pd.concat(pred_rows, ignore_index=True)
     metrics = pd.DataFrame(metric_rows)
     table("predictions", predictions)
     table("metrics", metrics)
+    main_rows = metrics[metrics["model"] == main.name]
+    best = main_rows.loc[main_rows["r2"].idxmax()] if main_rows["r2"].notna().any() else None
     figure("fig1a_observed_vs_predicted", "Fig. 1a — observed vs predicted expression",
-           "Each point is a held-out person; r is Pearson's correlation.",
-           lambda: plots.observed_vs_predicted(predictions, models))
+           f"n = {len(people)} held-out people per panel, {len(genes)} genes; r: Pearson's correlation (two-sided "
+           "t test p-values and bootstrap 95% CIs in metrics.tsv)."
+           + (f" Best {main.name} gene: {best['gene']}, r = {best['pearson']:.2f} "
+              f"(95% CI {best['pearson_lo']:.2f}–{best['pearson_hi']:.2f}, p = {best['pearson_p']:.2g})."
+              if best is not None else ""),
+           lambda: plots.observed_vs_predicted(predictions, models), sources=["predictions", "metrics"])
     compared = [m for m in models if m != main.name]
     for key, metric, label in (("fig1b_r2_between_models", "r2", "R²"),
                                ("fig1c_pearson_between_models", "pearson", "Pearson r")):
+        wide = metrics.pivot_table(index="gene", columns="model", values=metric)
+        counts = "; ".join(f"{main.name} higher on {int((wide[main.name] > wide[o]).sum())} of "
+                           f"{int(wide[[main.name, o]].notna().all(axis=1).sum())} genes vs {o}"
+                           for o in compared if o in wide)
         figure(key, f"Fig. 1{key[4]} — per-gene {label}, {main.name} vs other models",
-               f"Per-gene {label} across held-out people; points above the dashed line favour {main.name}.",
+               f"n = {len(wide)} genes (points), each across {len(people)} held-out people; {counts}. Lines: 95% "
+               f"percentile-bootstrap CIs ({N_BOOT} resamples of the people, seed {SEED}). No test across genes: "
+               "with this few genes, read the per-gene intervals (paired differences: varscore evaluate --compare).",
                lambda metric=metric: plots.metric_between_models(metrics, metric, main.name, compared),
-               missing=None if compared else "needs --compare MODEL")
+               missing=None if compared else "needs --compare MODEL", sources=["metrics"])
 
     # HSVs: k per gene from the elastic net (or --k)
     if linear is not None:
@@ -251,7 +277,8 @@ def build_report(config: ReportConfig) -> ReportResult:
                 chosen.append(rows)
                 cols = np.flatnonzero(gv.table["key"].isin(nonzero).to_numpy())
                 driver_summary.append({"model": name, "gene": gv.gene.label, "drivers": len(rows),
-                                       "mean_ld": mean_pairwise_ld(gv.dosage[:, cols])})
+                                       "mean_ld": mean_pairwise_ld(gv.dosage[:, cols]),
+                                       "ld_pairs": ld_pairs(gv.dosage[:, cols])})
             driver_parts.append(pd.concat(chosen, ignore_index=True).assign(model=name))
             continue
         found, summary = find_drivers(run.scorer, run.variants, run.ism, people, batch_size=config.batch_size,
@@ -284,17 +311,23 @@ def build_report(config: ReportConfig) -> ReportResult:
     motif_keys = {(m, g, k) for m, g, k in zip(hsvs["model"], hsvs["gene"], hsvs["key"], strict=True)
                   if (g, k) in motif_pairs}
 
+    window_sizes = {n: r.scorer.window_size for n, r in runs.items()}
+    scored = "; ".join(f"{n}: {int((ism_all['model'] == n).sum())} variants scored, {int((hsvs['model'] == n).sum())} "
+                       f"HSVs, {window_sizes[n] / 1000:g}-kb window" for n in models)
     figure("fig2a_weights_vs_distance", "Fig. 2a — variant weights vs distance to TSS",
-           "ISM (alt − ref) for sequence models; 2 × coefficient (homozygous ALT, the same scale) for linear "
-           "models. Large dots are HSVs" + ("; light vertical lines mark HSVs that change a TF motif." if motif_keys
-                                            else "." if motif_missing is None else
-                                            f" (motif marks not drawn: {motif_missing})."),
-           lambda: plots.weights_vs_distance(ism_all, hsvs, models, motif_keys,
-                                             {n: r.scorer.window_size for n, r in runs.items()}))
+           f"n: {scored}. Each model scores only the variants inside its own input window (the windows differ: "
+           "a sequence model sees the sequence it was trained on, a linear model every SNV of its larger window); "
+           "narrower windows are shaded. ISM (alt − ref) for sequence models; 2 × coefficient (homozygous ALT, the "
+           f"same scale) for linear models. {main.name} is drawn on top (filled); other models as open markers. "
+           "No test. Large markers are HSVs" + ("; light vertical lines mark HSVs that change a TF motif."
+                                                if motif_keys else "." if motif_missing is None else
+                                                f" (motif marks not drawn: {motif_missing})."),
+           lambda: plots.weights_vs_distance(ism_all, hsvs, models, motif_keys, window_sizes),
+           sources=["ism", "hsvs"])
 
     # Fig. 2c: sign agreement with the linear model
     if linear is not None:
-        pairs_parts, agreements = [], {}
+        pairs_parts, agreements, all_pairs = [], {}, {}
         coef = {}
         for gene in genes:
             weights = runs[linear.name].scorer.linear_weights(gene)
@@ -312,15 +345,23 @@ def build_report(config: ReportConfig) -> ReportResult:
                                  "model_weight": rows["delta"].to_numpy()})
             pairs_parts.append(pair)
             agreements[name] = sign_agreement(pair["model_weight"], pair["linear_weight"], 0.05)
+            all_pairs[name] = sign_agreement(pair["model_weight"], pair["linear_weight"], 0.0)
         if agreements:
             pairs = pd.concat(pairs_parts, ignore_index=True)
             table("sign_agreement_pairs", pairs)
-            numbers["sign_agreement"] = {m: {"agree": a.agree, "n": a.n, "fraction": a.fraction,
-                                             "fisher_p": a.p_value} for m, a in agreements.items()}
+            numbers["sign_agreement"] = {
+                f"{m} ({label})": {"agree": a.agree, "n": a.n, "fraction": a.fraction, "fisher_p": a.p_value,
+                                   "result": describe_p(a.p_value, a.n)}
+                for m in agreements for label, a in (("|w| > 0.05", agreements[m]), ("all pairs", all_pairs[m]))}
+            agree_text = "; ".join(f"{m}: {a.agree}/{a.n} agree with both |w| > 0.05 ({describe_p(a.p_value, a.n)}), "
+                               f"{all_pairs[m].agree}/{all_pairs[m].n} over all pairs "
+                               f"({describe_p(all_pairs[m].p_value, all_pairs[m].n)})" for m, a in agreements.items())
             figure("fig2c_sign_agreement", f"Fig. 2c — sign agreement with {linear.name}",
-                   "Variants with a non-zero linear coefficient; agreement counts pairs where both weights exceed "
-                   "0.05 in magnitude (p: Fisher's exact test of the 2×2 sign table).",
-                   lambda: plots.sign_agreement_plot(pairs, linear.name, agreements))
+                   f"n: variants with a non-zero {linear.name} coefficient (points). Test: Fisher's exact test "
+                   f"(two-sided) of the 2×2 table of signs, given only from {MIN_PAIRS} pairs up. Result: {agree_text}. "
+                   "The ISM axis is symmetric-log so that small and large weights are both visible.",
+                   lambda: plots.sign_agreement_plot(pairs, linear.name, agreements, all_pairs),
+                   sources=["sign_agreement_pairs"])
         else:
             figure("fig2c_sign_agreement", "Fig. 2c — sign agreement", "", missing="needs a non-linear model besides "
                    "the linear one")
@@ -341,11 +382,22 @@ def build_report(config: ReportConfig) -> ReportResult:
         table("chromhmm_enrichment", per_state)
         figure("fig3a_chromhmm_enrichment", "Fig. 3a — chromatin-state enrichment of HSVs",
                "Per state: ln of the HSVs observed in it over those expected from the state's share of the annotated "
-               "bases of each gene's window, summed over genes.",
-               lambda: plots.state_enrichment_plot(per_state, models))
+               f"bases of each gene's window, summed over genes; n = {len(hsvs)} HSVs over {len(genes)} genes "
+               "(bar label: HSVs in the state). No test.",
+               lambda: plots.state_enrichment_plot(per_state, models), sources=["chromhmm_enrichment", "hsvs"])
     else:
         figure("fig3a_chromhmm_enrichment", "Fig. 3a — chromatin-state enrichment of HSVs", "",
                missing="needs --chromhmm BED (a ChromHMM segmentation)")
+
+    def motif_test(selected: pd.DataFrame, controls: pd.DataFrame, label: str) -> str:
+        """The one-sided Fisher test of motif-changing variants among ``selected`` vs their controls."""
+        parts = []
+        for name in models:
+            sel, ctl = selected[selected["model"] == name], controls[controls["model"] == name]
+            result = causal_enrichment(sel, ctl, motif_pairs)
+            parts.append(f"{name}: {result.selected_causal}/{result.selected} {label} vs {result.controls_causal}/"
+                         f"{result.controls} controls, {describe_p(result.p_value, result.selected)}")
+        return "; ".join(parts)
 
     def motif_rates(selected: pd.DataFrame, controls: pd.DataFrame, label: str) -> pd.DataFrame:
         rows = []
@@ -358,11 +410,15 @@ def build_report(config: ReportConfig) -> ReportResult:
         return pd.DataFrame(rows)
 
     hsv_motif = motif_rates(hsvs, hsv_controls, "HSVs") if motif_missing is None else None
+    if hsv_motif is not None:
+        table("motif_rates_hsvs", hsv_motif)
     figure("fig3b_motif_changes", "Fig. 3b — HSVs that change a TF motif",
-           "Share of HSVs (and of their distance- and MAF-matched controls) whose ALT allele creates, strengthens, "
-           "weakens or destroys a motif match (p < 5e-5, motifbreakR effect strong or weak).",
+           "Share of HSVs (and of their distance- and MAF-matched controls: ±2.5 kb, MAF ±0.5%) whose ALT allele "
+           "creates, strengthens, weakens or destroys a motif match (the motifs annotator's default threshold; "
+           "motifbreakR effect strong or weak). Test: one-sided Fisher exact, HSVs vs distinct controls. "
+           + (motif_test(hsvs, hsv_controls, "HSVs") + "." if motif_missing is None else ""),
            lambda: plots.rate_bars(hsv_motif, "HSVs changing a TF motif", "share of variants"),
-           missing=motif_missing)
+           missing=motif_missing, sources=["motif_rates_hsvs", "hsvs"])
     finemap_missing = "needs --finemap TABLE (CAVIAR, SuSiE or DAP-G fine-mapping)" if config.finemap is None else None
     if config.finemap is not None:
         try:
@@ -377,24 +433,38 @@ def build_report(config: ReportConfig) -> ReportResult:
         numbers["finemap"] = evaluation.overall.to_dict("records")
         figure("fig3c_finemap_auroc", "Fig. 3c — fine-mapped eQTL auROC / auPR",
                "Positives: fine-mapped variants (posterior ≥ 0.1); 5 distance-matched negatives each; score: "
-               "|variant weight|.", lambda: plots.finemap_plot(evaluation.per_gene, evaluation.overall, models))
+               "|variant weight|; n: positives and negatives per model in finemap_overall.tsv. No test.",
+               lambda: plots.finemap_plot(evaluation.per_gene, evaluation.overall, models),
+               sources=["finemap_per_gene", "finemap_overall"])
     else:
         figure("fig3c_finemap_auroc", "Fig. 3c — fine-mapped eQTL auROC / auPR", "", missing=finemap_missing)
-    figure("fig3d_hsv_maf", "Fig. 3d — MAF of HSVs", "Minor-allele frequency in the cohort (all people).",
-           lambda: plots.maf_distribution(hsvs, models, "HSVs"))
+    figure("fig3d_hsv_maf", "Fig. 3d — MAF of HSVs",
+           "Minor-allele frequency in the cohort (all people); n per model under each box ("
+           + ", ".join(f"{m}: {int((hsvs['model'] == m).sum())}" for m in models) + "). No test.",
+           lambda: plots.maf_distribution(hsvs, models, "HSVs"), sources=["hsvs"])
 
     # Fig. 4
+    no_ld = int(drivers_summary["mean_ld"].isna().sum())
     figure("fig4e_drivers_ld", "Fig. 4e — drivers: performance vs LD",
-           "Sequence models: drivers (forward selection on held-out people); linear models: non-zero "
-           "coefficients." + (f" y: R² minus {linear.name}'s R²." if linear is not None else ""),
-           lambda: plots.drivers_overview(drivers_summary, models, linear.name if linear is not None else None))
+           f"n = {len(drivers_summary)} (model, gene) points. Sequence models: drivers (forward selection on "
+           f"{len(people)} held-out people); linear models: non-zero coefficients. x: mean pairwise r² of a gene's "
+           f"drivers; {no_ld} points have no pair ({LD_NAN_REASON}) and sit in the 'n/a' column. y: R² on the "
+           "held-out people. Marker area ∝ number of drivers. No test.",
+           lambda: plots.drivers_overview(drivers_summary, models, linear.name if linear is not None else None),
+           sources=["drivers_summary", "metrics"])
     figure("fig4f_driver_distance", "Fig. 4f — distance to TSS of drivers",
-           "Sequence models: drivers; linear models: non-zero coefficients.",
-           lambda: plots.distance_distribution(drivers, models, "drivers (linear models: non-zero coefficients)"))
+           "Sequence models: drivers; linear models: non-zero coefficients; n per model on the axis. No test.",
+           lambda: plots.distance_distribution(drivers, models, "drivers (linear models: non-zero coefficients)"),
+           sources=["drivers"])
     driver_motif = motif_rates(drivers, driver_controls, "drivers") if motif_missing is None else None
-    figure("fig4g_driver_motifs", "Fig. 4g — drivers that change a TF motif", "",
+    if driver_motif is not None:
+        table("motif_rates_drivers", driver_motif)
+    figure("fig4g_driver_motifs", "Fig. 4g — drivers that change a TF motif",
+           "Share of drivers (linear models: non-zero coefficients) and of their matched controls (±2.5 kb, MAF "
+           "±10%) whose ALT allele changes a motif match. Test: one-sided Fisher exact. "
+           + (motif_test(drivers, driver_controls, "drivers") + "." if motif_missing is None else ""),
            lambda: plots.rate_bars(driver_motif, "Drivers changing a TF motif", "share of variants"),
-           missing=motif_missing)
+           missing=motif_missing, sources=["motif_rates_drivers", "drivers"])
 
     # Gradient x input at HSVs/drivers vs their matched controls (sequence models)
     sequence_models = [n for n in models if not runs[n].scorer.is_linear]
@@ -421,8 +491,10 @@ def build_report(config: ReportConfig) -> ReportResult:
         table("attribution_at_variants", attributions)
         figure("figS10_attribution", "Standardised gradient × input at HSVs and drivers",
                "Reference: the reference window; personal: the mean over held-out people's windows. Controls are "
-               "matched by distance to TSS (±2.5 kb) and MAF.",
-               lambda: plots.attribution_at_variants(attributions, sequence_models))
+               "matched by distance to TSS (±2.5 kb) and MAF; n per bar under it. Bars: mean with a 95% bootstrap "
+               "CI (1,000 resamples of variants). No test.",
+               lambda: plots.attribution_at_variants(attributions, sequence_models),
+               sources=["attribution_at_variants"])
     else:
         figure("figS10_attribution", "Standardised gradient × input at HSVs and drivers", "",
                missing="needs --attribution (and a sequence model)")
@@ -430,30 +502,58 @@ def build_report(config: ReportConfig) -> ReportResult:
     # Simulation truth: enrichment of HSVs and drivers for causal variants
     if config.truth is not None:
         causal = read_truth(str(config.truth))
-        rows, enrich = [], {}
+        rows, enrich, sensitivity = [], {}, []
         for name in models:
-            for label, sel, ctl in (("HSVs", hsvs, hsv_controls), ("drivers", drivers, driver_controls)):
-                result = causal_enrichment(sel[sel["model"] == name], ctl[ctl["model"] == name], causal)
-                enrich[f"{name} {label}"] = result.__dict__
+            for label, sel, ctl, tolerance in (("HSVs", hsvs, hsv_controls, HSV_MAF_TOLERANCE),
+                                               ("drivers", drivers, driver_controls, DRIVER_MAF_TOLERANCE)):
+                chosen = sel[sel["model"] == name]
+                result = causal_enrichment(chosen, ctl[ctl["model"] == name], causal)
+                perm = permutation_enrichment(chosen, runs[name].ism, causal, tolerance)
+                enrich[f"{name} {label}"] = {**result.__dict__, "fisher": describe_p(result.p_value, result.selected),
+                                             "perm": perm.describe(), "matched": perm.matched,
+                                             "perm_null_mean": perm.null_mean, "rule": perm.rule,
+                                             "median_candidates": perm.median_candidates}
+                sensitivity.append(tolerance_sensitivity(chosen, runs[name].ism, causal).assign(model=name,
+                                                                                               group=label))
                 rows.append({"model": name, "group": label, "k": result.selected_causal, "n": result.selected,
                              "rate": result.selected_rate})
                 rows.append({"model": name, "group": f"{label} controls", "k": result.controls_causal,
                              "n": result.controls, "rate": result.control_rate})
         truth_rates = pd.DataFrame(rows)
         table("causal_enrichment", truth_rates)
+        tolerance_table = pd.concat(sensitivity, ignore_index=True)
+        table("causal_enrichment_tolerance", tolerance_table)
         numbers["causal_enrichment"] = enrich
+        numbers["causal_enrichment_tolerance"] = tolerance_table
+        results = "; ".join(f"{k}: {v['selected_causal']}/{v['selected']} causal, permutation {v['perm']}, Fisher "
+                            f"{v['fisher']}" for k, v in enrich.items())
         figure("figS_causal_enrichment", "Causal variants among HSVs and drivers (simulation truth)",
                "Share of selected variants that are true causal variants of their gene, vs their distance- and "
                "MAF-matched controls (±2.5 kb; MAF within 0.5% for HSVs, 10% for drivers). Linear models: their "
-               "non-zero coefficients stand in for drivers.",
-               lambda: plots.rate_bars(truth_rates, "Causal variants (simulated truth)", "share causal"))
+               "non-zero coefficients stand in for drivers. Tests: a one-sided permutation test (2,000 matched "
+               "control sets, one control drawn per selected variant with a match) and the one-sided Fisher exact "
+               f"test against all distinct controls; no p-value below {MIN_PAIRS} variants. Results: {results}. "
+               "How both depend on the MAF tolerance: causal_enrichment_tolerance.tsv and the table above.",
+               lambda: plots.rate_bars(truth_rates, "Causal variants (simulated truth)", "share causal"),
+               sources=["causal_enrichment", "causal_enrichment_tolerance"])
     else:
         figure("figS_causal_enrichment", "Causal variants among HSVs and drivers", "",
                missing="needs --truth truth_variants.tsv (a simulated cohort)")
 
+    import json
+
+    (out / "figures.json").write_text(json.dumps(
+        [{"key": f.key, "title": f.title, "caption": f.caption, "missing": f.missing, "tables": f.tables,
+          "facts": f.facts} for f in figures], indent=1, default=str) + "\n")
     page = out / "index.html"
     page.write_text(_html(main.name, models, people, figures, tables, numbers))
     return ReportResult(out, page, figures, tables, numbers)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "NaN" if math.isnan(value) else f"{value:.3g}"
+    return str(value)
 
 
 def _html(main: str, models: list[str], people: list[str], figures: list[FigureEntry], tables: dict[str, Path],
@@ -470,20 +570,36 @@ def _html(main: str, models: list[str], people: list[str], figures: list[FigureE
         f"Genes: {esc(', '.join(numbers.get('genes', [])))}.</p>",
     ]
     if "sign_agreement" in numbers:
-        parts.append("<h2>Sign agreement with the linear model (|weight| &gt; 0.05)</h2><table>"
-                     "<tr><th>model</th><th>agree</th><th>n</th><th>share</th><th>Fisher p</th></tr>")
+        parts.append("<h2>Sign agreement with the linear model</h2><table>"
+                     "<tr><th>model (pairs)</th><th>agree</th><th>n</th><th>share</th><th>Fisher's exact test</th></tr>")
         for model, row in numbers["sign_agreement"].items():
             parts.append(f"<tr><td>{esc(model)}</td><td>{row['agree']}</td><td>{row['n']}</td>"
-                         f"<td>{row['fraction']:.1%}</td><td>{row['fisher_p']:.3g}</td></tr>")
+                         f"<td>{row['fraction']:.1%}</td><td>{esc(row['result'])}</td></tr>")
         parts.append("</table>")
     if "causal_enrichment" in numbers:
         parts.append("<h2>Causal variants vs matched controls (simulation truth)</h2><table><tr><th>set</th>"
-                     "<th>causal / selected</th><th>causal / controls</th><th>odds ratio</th><th>one-sided p</th></tr>")
+                     "<th>causal / selected</th><th>matched</th><th>median candidates</th><th>permutation test "
+                     "(expected causal)</th><th>causal / controls</th><th>odds ratio</th><th>one-sided Fisher</th>"
+                     "</tr>")
         for label, row in numbers["causal_enrichment"].items():
             parts.append(f"<tr><td>{esc(label)}</td><td>{row['selected_causal']}/{row['selected']}</td>"
+                         f"<td>{row['matched']}</td><td>{row['median_candidates']:.3g}</td>"
+                         f"<td>{esc(row['perm'])} ({row['perm_null_mean']:.2f})</td>"
                          f"<td>{row['controls_causal']}/{row['controls']}</td><td>{row['odds_ratio']:.2f}</td>"
-                         f"<td>{row['p_value']:.3g}</td></tr>")
-        parts.append("</table>")
+                         f"<td>{esc(row['fisher'])}</td></tr>")
+        parts.append("</table><p>Matching rule: same gene, distance to TSS within ±2,500 bp, MAF within the "
+                     "tolerance (HSVs 0.5%, drivers 10%), not itself selected. Permutation test: one control drawn "
+                     "per matched selected variant, 2,000 draws, p = (1 + draws with at least as many causal) / "
+                     "2,001.</p>")
+        sensitivity = numbers.get("causal_enrichment_tolerance")
+        if sensitivity is not None and len(sensitivity):
+            columns = ["model", "group", "maf_tolerance", "matched", "median_candidates", "causal_selected",
+                       "perm_null_mean", "verdict", "fisher_controls", "fisher_controls_causal", "fisher_p"]
+            parts.append("<h3>Dependence on the MAF tolerance</h3><table><tr>"
+                         + "".join(f"<th>{esc(c)}</th>" for c in columns) + "</tr>")
+            for row in sensitivity[columns].itertuples(index=False):
+                parts.append("<tr>" + "".join(f"<td>{esc(_cell(v))}</td>" for v in row) + "</tr>")
+            parts.append("</table>")
     parts.append("<h2>Figures</h2>")
     for entry in figures:
         if entry.missing:
@@ -491,9 +607,13 @@ def _html(main: str, models: list[str], people: list[str], figures: list[FigureE
                          f"<p class='missing'>not produced: {esc(entry.missing)}</p></figure>")
             continue
         assert entry.png is not None and entry.pdf is not None
+        sources = ", ".join(f"<a href='{esc(tables[t].name)}'>{esc(tables[t].name)}</a>" for t in entry.tables
+                            if t in tables)
         parts.append(f"<figure id='{esc(entry.key)}'><h3>{esc(entry.title)}</h3>"
                      f"<img src='{esc(entry.png.name)}' alt='{esc(entry.title)}'>"
-                     f"<figcaption>{esc(entry.caption)} <a href='{esc(entry.pdf.name)}'>PDF</a></figcaption></figure>")
+                     f"<figcaption>{esc(entry.caption)}"
+                     + (f" <span class='sources'>Drawn from: {sources}.</span>" if sources else "")
+                     + f" <a href='{esc(entry.pdf.name)}'>PDF</a></figcaption></figure>")
     parts.append("<h2>Tables</h2><ul>")
     parts.extend(f"<li><a href='{esc(p.name)}'>{esc(p.name)}</a></li>" for p in tables.values())
     parts.append("</ul></body></html>")

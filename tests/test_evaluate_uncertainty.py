@@ -1,0 +1,169 @@
+"""``evaluate``'s uncertainty: bootstrap CIs over held-out people against a slow explicit loop
+(sklearn ``r2_score`` and scipy ``pearsonr`` per resample), paired differences, summaries that
+count NaN genes, and the CLI on the bundled demo models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from scipy.stats import pearsonr
+from sklearn.metrics import r2_score
+
+from varscore.cli import cli
+from varscore.examples import data_dir, models_dir
+from varscore.uncertainty import (
+    bootstrap_indices,
+    gene_uncertainty,
+    paired_difference,
+    pearson_p,
+    replicate_summary,
+    summarise,
+)
+
+DATA = data_dir()
+COHORT = ["--vcf", str(DATA / "cohort.vcf.gz"), "--expression", str(DATA / "cohort.expression.bed.gz"),
+          "--genes", str(DATA / "genes.tsv"), "--fasta", str(DATA / "ucsc.hg19.chr20.unittest.fasta.gz")]
+
+
+def slow_percentile_ci(values: list[float]) -> tuple[float, float]:
+    finite = sorted(v for v in values if not math.isnan(v))
+    return float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))
+
+
+def slow_bootstrap(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> dict[str, float]:
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(y), size=(n_boot, len(y)))  # people drawn with replacement
+    r2s, rs = [], []
+    for b in range(n_boot):
+        ys = [y[draws[b, i]] for i in range(len(y))]
+        ps = [p[draws[b, i]] for i in range(len(y))]
+        r2s.append(r2_score(ys, ps) if np.ptp(ys) > 0 else math.nan)
+        rs.append(pearsonr(ys, ps)[0] if np.ptp(ys) > 0 and np.ptp(ps) > 0 else math.nan)
+    (r2_lo, r2_hi), (r_lo, r_hi) = slow_percentile_ci(r2s), slow_percentile_ci(rs)
+    return {"r2_lo": r2_lo, "r2_hi": r2_hi, "pearson_lo": r_lo, "pearson_hi": r_hi}
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_bootstrap_cis_equal_a_slow_explicit_loop(seed):
+    rng = np.random.default_rng(100 + seed)
+    y = rng.normal(size=25)
+    p = 0.6 * y + rng.normal(size=25)
+    p[:3] = p[3]  # ties: some resamples are near-constant
+    fast = gene_uncertainty(y, p, bootstrap_indices(len(y), 400, seed))
+    slow = slow_bootstrap(y, p, 400, seed)
+    for key, value in slow.items():
+        assert fast[key] == pytest.approx(value, abs=1e-10), key
+    assert fast["pearson_p"] == pytest.approx(pearsonr(y, p).pvalue, rel=1e-9)
+    # seeded: the same seed gives the same interval, another seed another one
+    assert gene_uncertainty(y, p, bootstrap_indices(len(y), 400, seed)) == fast
+    assert gene_uncertainty(y, p, bootstrap_indices(len(y), 400, seed + 1))["r2_lo"] != fast["r2_lo"]
+    assert fast["r2_lo"] < r2_score(y, p) < fast["r2_hi"]
+
+
+def test_paired_difference_equals_a_slow_loop_on_the_same_resamples():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=30)
+    a = 0.3 * y + rng.normal(size=30)
+    b = 0.8 * y + 0.5 * rng.normal(size=30)
+    indices = bootstrap_indices(len(y), 300, 5)
+    fast = paired_difference(y, a, b, indices)
+    diffs = [r2_score(y[i], b[i]) - r2_score(y[i], a[i]) for i in indices]
+    assert fast["d_r2"] == pytest.approx(r2_score(y, b) - r2_score(y, a))
+    assert (fast["d_r2_lo"], fast["d_r2_hi"]) == pytest.approx(slow_percentile_ci(diffs), abs=1e-10)
+    share_not_better = sum(d <= 0 for d in diffs) / len(diffs)
+    assert fast["d_r2_p"] == pytest.approx(min(1.0, 2 * min(share_not_better, sum(d >= 0 for d in diffs) / 300)))
+    r_diffs = [pearsonr(y[i], b[i])[0] - pearsonr(y[i], a[i])[0] for i in indices]
+    assert (fast["d_pearson_lo"], fast["d_pearson_hi"]) == pytest.approx(slow_percentile_ci(r_diffs), abs=1e-10)
+    assert fast["d_r2_lo"] > 0  # b is clearly better
+
+
+def test_pearson_p_is_scipys_two_sided_p():
+    rng = np.random.default_rng(1)
+    for n in (3, 5, 40):
+        x, y = rng.normal(size=n), rng.normal(size=n)
+        result = pearsonr(x, y)
+        assert pearson_p(float(result.statistic), n) == pytest.approx(result.pvalue, rel=1e-9, abs=1e-15)
+    assert math.isnan(pearson_p(math.nan, 10))
+
+
+def test_summaries_count_the_genes_they_average_and_the_nan_ones():
+    table = pd.DataFrame({"model": "m", "set": ["HOP", "HOP", "HOP", "HOGP"], "gene": list("abcd"),
+                          "r2": [0.2, 0.4, -0.1, 0.3], "pearson": [0.5, np.nan, 0.1, 0.6]})
+    row = summarise(table).set_index("set").loc["HOP"]
+    assert row["genes"] == 3 and row["pearson_n"] == 2 and row["pearson_nan"] == 1
+    assert row["pearson_mean"] == pytest.approx(0.3)  # the NaN gene is counted, not averaged as 0
+    assert row["r2_mean"] == pytest.approx(0.5 / 3)
+    reps = pd.concat([table.assign(replicate=i, r2=table["r2"] + 0.1 * i) for i in range(3)])
+    over = replicate_summary(reps).set_index("set").loc["HOP"]
+    assert over["replicates"] == 3
+    assert over["r2_mean"] == pytest.approx(0.5 / 3 + 0.1)
+    assert over["r2_sd"] == pytest.approx(np.std([0.5 / 3 + 0.1 * i for i in range(3)], ddof=1))
+
+
+def test_evaluate_cli_writes_ci_and_p_columns(tmp_path):
+    out = tmp_path / "t.tsv"
+    result = CliRunner().invoke(cli, ["evaluate", *COHORT, "-m", str(models_dir() / "elastic-net-demo"),
+                                      "--bootstrap", "200", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, sep="\t")
+    for column in ("r2_lo", "r2_hi", "pearson_lo", "pearson_hi", "pearson_p"):
+        assert table[column].notna().all(), column
+    assert (table["r2_lo"] <= table["r2"]).all() and (table["r2"] <= table["r2_hi"]).all()
+    snap = table.set_index("gene").loc["SNAP25"]
+    assert snap["pearson_p"] < 1e-6 and snap["pearson_lo"] > 0.4
+    assert "r2_nan" in result.output and "pearson_n" in result.output
+
+
+@pytest.mark.slow
+def test_evaluate_compare_gives_paired_differences(tmp_path):
+    out = tmp_path / "t.tsv"
+    models = models_dir()
+    result = CliRunner().invoke(cli, ["evaluate", *COHORT, "-m", str(models / "variformer-demo"), "--compare",
+                                      str(models / "elastic-net-demo"), "--gene", "SNAP25", "--gene", "JAG1",
+                                      "--bootstrap", "300", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    paired = pd.read_csv(tmp_path / "t.compare.tsv", sep="\t").set_index("gene")
+    table = pd.read_csv(out, sep="\t").set_index(["model", "gene"])
+    for gene in ("SNAP25", "JAG1"):
+        row = paired.loc[gene]
+        expected = table.loc[("elastic-net-demo", gene), "r2"] - table.loc[("variformer-demo", gene), "r2"]
+        assert row["d_r2"] == pytest.approx(expected, abs=2e-3)  # the TSV rounds to 4 digits
+        assert row["d_r2_lo"] <= row["d_r2"] <= row["d_r2_hi"]
+    assert "paired difference" in result.output
+
+
+@pytest.mark.slow
+def test_evaluate_replicates_gives_mean_and_sd_over_fold_replicates(tmp_path):
+    """Three elastic nets fitted on the 3 fold replicates of the demo folds: each is evaluated on
+    its own test people; the replicate summary is the mean ± sd of the per-replicate gene means."""
+    from varscore.bundle import load_bundle
+
+    runner = CliRunner()
+    folds = models_dir() / "variformer-demo" / "folds.tsv"
+    bundles = []
+    for replicate in range(3):
+        out = tmp_path / f"enet{replicate}"
+        result = runner.invoke(cli, ["finetune", *COHORT, "--folds", str(folds), "--replicate", str(replicate),
+                                     "--gene", "SNAP25", "--gene", "MKKS", "--backbone", "elastic-net",
+                                     "--window", "16384", "-o", str(out), "--no-progress"])
+        assert result.exit_code == 0, result.output
+        bundles.append(out)
+    table_path = tmp_path / "t.tsv"
+    result = runner.invoke(cli, ["evaluate", *COHORT, *[a for b in bundles for a in ("-m", str(b))], "--replicates",
+                                 "--bootstrap", "100", "-o", str(table_path)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(table_path, sep="\t")
+    assert sorted(table["replicate"].unique()) == [0, 1, 2]
+    for replicate, path in enumerate(bundles):  # its own test people
+        assert (table.loc[table["replicate"] == replicate, "people"]
+                == len(load_bundle(path).manifest["people"]["test"])).all()
+    means = table.groupby("replicate")["r2"].mean()
+    line = next(ln for ln in result.output.splitlines()[::-1] if ln.strip().startswith("HOP"))
+    values = line.split()
+    assert int(values[1]) == 3
+    assert float(values[2]) == pytest.approx(means.mean(), abs=2e-3)
+    assert float(values[3]) == pytest.approx(means.std(ddof=1), abs=2e-3)
