@@ -70,10 +70,8 @@ def test_cohort_shifted_by_19358_bp_is_refused_as_another_build(tmp_path):
     genes = [Gene("SNAP25", "chr20", 10199479, "+")]
     plan = plan_scoring(iter_variants(COHORT), genes, genome, 16384)
     assert plan.summary.ref_checked > 20 and plan.summary.not_scored.get("ref_mismatch", 0) == 0
-    # the limit is an option: a share above it is accepted when asked for
-    result = CliRunner().invoke(cli, ["annotate", str(vcf), "-m", "variformer-demo", "-o", str(out),
-                                      "--max-ref-mismatch", "1", "--fail-if-none"])
-    assert "different genome build" not in result.output
+    # (that the limit is an option, --max-ref-mismatch 1 accepting such a file, is checked on the toy
+    # model in tests/test_adversarial.py::ref_mismatch_allowed: scoring this one takes minutes on a CPU)
 
 
 def test_contig_length_of_another_build_names_contig_lengths_and_build(tmp_path):
