@@ -14,7 +14,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from varscore.engine import AlleleScore, GeneCheckpoint, ScoringSummary, plan_scoring, run_plan
+from varscore.engine import AlleleScore, GeneCheckpoint, ScoringSummary, plan_scoring
 from varscore.errors import InputError
 from varscore.genome import Genome, load_genes
 from varscore.types import Gene, Variant
@@ -105,6 +105,8 @@ def annotate_vcf(
     resume: bool = False,
     annotator_options: dict[str, dict[str, str]] | None = None,
     devices: int = 1,
+    rc: bool = False,
+    shifts: Sequence[int] = (0,),
 ) -> ScoringSummary:
     """Score every variant of ``vcf`` with ``model`` and write the annotated VCF to ``output``.
 
@@ -114,7 +116,8 @@ def annotate_vcf(
     ``annotator_options``: ``{annotator: {option: value}}`` (see :func:`parse_annotator_options`).
     ``devices`` > 1 (or a ``torchrun`` launch) shares the genes between processes
     (:func:`varscore.distributed.run_plan_sharded`; no checkpoints); under torchrun only rank 0
-    writes ``output``.
+    writes ``output``. ``rc`` / ``shifts``: test-time augmentation; a bundle of several replicates
+    scores with their mean and adds their spread (:mod:`varscore.ensemble`).
     """
     annotator_objs = _build_annotators(annotators, annotator_options)
     if resume and str(output) == "-":
@@ -138,26 +141,33 @@ def annotate_vcf(
     # plan in one streaming pass first, so that bad input fails before the model is loaded
     plan = plan_scoring(iter_variants(vcf), genes, genome, window_size, check_ref=check_ref)
     from varscore.distributed import launched_by_torchrun, run_plan_sharded
+    from varscore.ensemble import replicate_files, score_plan, sd_header, sd_info
 
     checkpoint = None
+    spread: dict[int, list[float]] = {}
+    if (devices > 1 or launched_by_torchrun()) and (rc or tuple(shifts) != (0,) or len(replicate_files(bundle.manifest)) > 1):
+        raise InputError("Replicate ensembles and --rc/--shifts score in one process for now: drop --devices / torchrun.")
     if devices > 1 or launched_by_torchrun():  # every process loads the model itself
         result = run_plan_sharded(plan, bundle.path, fasta_path, devices, batch_size, device, bf16, progress=progress)
         if launched_by_torchrun() and int(os.environ["RANK"]) != 0:
             return result.summary  # rank 0 writes the output
     else:
         if str(output) != "-":
-            fingerprint = _fingerprint(vcf, bundle, fasta_path, genes, check_ref, window_size)
+            fingerprint = _fingerprint(vcf, bundle, fasta_path, genes, check_ref, window_size,
+                                       augment=f"rc={rc} shifts={tuple(shifts)}" if rc or tuple(shifts) != (0,) else "")
             checkpoint = GeneCheckpoint(checkpoint_dir(output), fingerprint, resume=resume)
-        backbone = bundle.sequence_backbone(device, bf16)
-        result = run_plan(plan, backbone, bundle.output_mode(), genome, batch_size=batch_size, progress=progress,
-                          checkpoint=checkpoint)
+        result, ensemble = score_plan(bundle, plan, genome, device=device, bf16=bf16, batch_size=batch_size,
+                                      progress=progress, checkpoint=checkpoint, rc=rc, shifts=shifts)
+        spread = ensemble.sd
     info: dict[int, dict[str, str]] = {
         record: format_scores(plan.variants[record].alts, scores, bundle.name)
         for record, scores in result.scores.items()
     }
+    for record, value in sd_info(spread).items():
+        info[record][sd_header().key] = value
     for record, reason in plan.skipped.items():
         info[record] = {SKIP_KEY: reason}
-    headers = list(SCORE_HEADERS)
+    headers = list(SCORE_HEADERS) + ([sd_header()] if spread else [])
     windows = _windows(genes, window_size)
     headers += _run_annotators(vcf, annotator_objs, genes, windows, genome, info, result.summary)
     result.summary.records_written = write_annotated(vcf, output, info, headers)
@@ -230,7 +240,8 @@ def _annotate_only(
 
 
 def _fingerprint(
-    vcf: str | Path, bundle: Any, fasta: Path, genes: Sequence[Gene], check_ref: str, window_size: int
+    vcf: str | Path, bundle: Any, fasta: Path, genes: Sequence[Gene], check_ref: str, window_size: int,
+    augment: str = "",
 ) -> str:
     """A digest of everything the scores depend on: the VCF's bytes, the bundle's manifest and
     weights, the FASTA, the genes and the options."""
@@ -248,6 +259,7 @@ def _fingerprint(
         "genes": [dataclasses.astuple(g) for g in genes],
         "check_ref": check_ref,
         "window_size": window_size,
+        **({"augment": augment} if augment else {}),
     }).encode())
     return digest.hexdigest()
 
