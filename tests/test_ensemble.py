@@ -197,3 +197,33 @@ def test_annotate_with_tta_matches_the_wrapped_backbone(world: dict[str, object]
         expected = mode.reduce(wrapped.predict(np.stack([seq, _alternate(seq, offset, alt_base)])))[:, 0]
         assert ref == pytest.approx(expected[0], rel=1e-4, abs=1e-5)
         assert alt == pytest.approx(expected[1], rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_finetune_replicates_saves_one_ensemble_bundle(tmp_path: Path) -> None:
+    import json
+
+    from varscore.simulate import SimulationConfig, simulate_cohort
+
+    cohort = tmp_path / "cohort"
+    simulate_cohort(SimulationConfig(people=60, genes=2, window=WINDOW, seed=4, h2=0.5), cohort)
+    params = tiny_params(window_size=WINDOW, output_heads={"human": 4})
+    args = [arg for k, v in params.items() if k != "window_size" for arg in ("--param", f"{k}={json.dumps(v)}")]
+    model = tmp_path / "ens"
+    result = CliRunner().invoke(cli, [
+        "finetune", "--vcf", str(cohort / "cohort.vcf.gz"), "--expression", str(cohort / "cohort.expression.bed.gz"),
+        "--genes", str(cohort / "genes.tsv"), "--fasta", str(cohort / "reference.fa"), "-o", str(model),
+        "--window", str(WINDOW), *args, "--lr", "1e-3", "--batch-size", "4", "--accumulate", "1",
+        "--people-per-epoch", "8", "--max-epochs", "1", "--no-progress", "--replicates", "2",
+    ])
+    assert result.exit_code == 0, result.output
+    manifest = load_bundle(model).manifest
+    assert manifest["replicates"] == ["weights.safetensors", "weights.r1.safetensors"]
+    assert [m["replicate"] for m in manifest["metrics"]["replicates"]] == [0, 1]
+    tests = {r: set(p["test"]) for r, p in manifest["replicate_people"].items()}
+    assert tests["0"] != tests["1"]  # different folds
+    assert (tmp_path / "ens.training" / "replicate0").is_dir() and (tmp_path / "ens.training" / "replicate1").is_dir()
+    from safetensors.numpy import load_file
+
+    w0, w1 = load_file(str(model / "weights.safetensors")), load_file(str(model / "weights.r1.safetensors"))
+    assert set(w0) == set(w1) and any(not np.array_equal(w0[k], w1[k]) for k in w0)

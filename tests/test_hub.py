@@ -259,3 +259,22 @@ def test_the_shipped_registry_is_well_formed() -> None:
             assert all(sha is None or len(sha) == 64 for sha in replicate["files"].values())
     assert len(models["borzoi"]["replicates"]) == 4
     assert hub.model_hint("enformer") == "Download it with 'varscore models fetch enformer'"
+
+
+def test_names_resolve_to_fetched_models_or_say_how_to_get_them(
+    server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from varscore.bundle import resolve_model
+    from varscore.errors import ModelNotFoundError
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("VARSCORE_MODELS", raising=False)
+    for name, command in (("enformer", "varscore models fetch enformer"), ("borzoi", "varscore models fetch borzoi"),
+                          ("variformer-blood", "varscore finetune --recipe variformer-blood")):
+        with pytest.raises(ModelNotFoundError, match=command):
+            resolve_model(name)
+    _use_registry(monkeypatch)
+    with pytest.raises(ModelNotFoundError, match="varscore models fetch tiny"):
+        resolve_model("tiny")
+    fetched = hub.fetch_model("tiny", endpoint=server.endpoint, cache_dir=tmp_path / "hub")
+    assert resolve_model("tiny") == fetched == tmp_path / "xdg" / "varscore" / "models" / "tiny"

@@ -507,13 +507,16 @@ def _cohort_options(func: Any) -> Any:
 @click.option("--seed", default=0, show_default=True, help="Seed for folds, sampling and initialisation.")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT.training/checkpoints/last.ckpt.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--replicates", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Train this many replicate folds (from --replicate on) and save them as one ensemble bundle, "
+                   "scored by the replicates' mean (training files in OUTPUT.training/replicateN/).")
 def finetune(
     vcf: Path, expression: Path, genes_path: Path, fasta: Path, folds: Path | None, replicate: int,
     gene_names: tuple[str, ...], backbone: str, output: Path, recipe: str | None, pretrained: Path | None,
     params: tuple[str, ...], window: int | None, lr: float | None, batch_size: int | None,
     accumulate: int | None, max_epochs: int | None, patience: int | None, people_per_epoch: int | None,
     freeze_batchnorm: bool, output_mode: str, coverage: Path | None, track_loss: str, freeze_trunk_epochs: int,
-    score_stat: str, devices: int, accelerator: str, seed: int, resume: bool, progress: bool,
+    score_stat: str, devices: int, accelerator: str, seed: int, resume: bool, progress: bool, replicates: int = 1,
 ) -> None:
     """Fine-tune a sequence model on personal genomes + expression (Variformer), or fit a linear
     baseline per gene on the same folds (--backbone elastic-net, lasso, ridge)."""
@@ -551,6 +554,20 @@ def finetune(
                             freeze_batchnorm=freeze_batchnorm, output_mode=output_mode, track_loss=track_loss,
                             freeze_trunk_epochs=freeze_trunk_epochs,
                             output_dir=str(training_dir), resume=resume, progress=progress and sys.stderr.isatty())
+    if replicates > 1:
+        from varscore.ensemble import finetune_replicates
+
+        finetune_replicates(
+            lambda: get_backbone(backbone)(**backbone_params), model, config, range(replicate, replicate + replicates),
+            lambda r, f: load_cohort(CohortInputs(vcf, expression, genes_path, fasta, f, r, list(gene_names) or None,
+                                                  coverage=coverage), model.window_size, fold_seed=seed,
+                                     bin_size=model.bin_size),
+            folds, training_dir, output, echo=lambda line: click.echo(line, err=True),
+            save=dict(output_mode=output_mode, score_stat=score_stat, fasta=fasta, tissue=settings.get("tissue"),
+                      provenance={"vcf_sha256": sha256(vcf), "expression_sha256": sha256(expression),
+                                  "recipe": recipe}),
+        )
+        return
     inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None,
                           coverage=coverage)
     cohort = load_cohort(inputs, model.window_size, fold_seed=seed, bin_size=model.bin_size)
