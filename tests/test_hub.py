@@ -278,3 +278,23 @@ def test_names_resolve_to_fetched_models_or_say_how_to_get_them(
         resolve_model("tiny")
     fetched = hub.fetch_model("tiny", endpoint=server.endpoint, cache_dir=tmp_path / "hub")
     assert resolve_model("tiny") == fetched == tmp_path / "xdg" / "varscore" / "models" / "tiny"
+
+
+def test_fetch_writes_a_pretrained_dir_for_finetune(
+    server: HubServer, checkpoint: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from varscore.cli import cli
+    from varscore_plugins.enformer import EnformerBackbone
+
+    _, x, expected = checkpoint
+    _use_registry(monkeypatch)
+    pretrained = tmp_path / "pre"
+    result = CliRunner().invoke(cli, ["models", "fetch", "tiny", "-o", str(tmp_path / "m"), "--endpoint",
+                                      server.endpoint, "--cache-dir", str(tmp_path / "c"), "--pretrained-dir",
+                                      str(pretrained)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in pretrained.iterdir()) == ["config.json", "model.safetensors"]
+    backbone = EnformerBackbone(head="pretrained", pretrained_dir=str(pretrained), window_size=2048).build()
+    np.testing.assert_allclose(backbone.predict(x), expected, rtol=1e-5, atol=1e-6)

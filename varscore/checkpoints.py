@@ -344,3 +344,43 @@ def import_checkpoints(directories: Sequence[str | Path], output: str | Path, op
             reference_fasta=options.reference_fasta, genome_build=options.genome_build,
             provenance={"imported_from": kind}, extra=extra, files=files,
         )
+
+
+def write_pretrained_dir(bundle_dir: str | Path, directory: str | Path) -> Path:
+    """Write ``directory`` as a ``--pretrained`` / ``pretrained_dir`` for fine-tuning from an
+    imported Enformer or Borzoi bundle: ``config.json`` (the package's config) and
+    ``model.safetensors`` (a hard link to the bundle's weights where the file system allows, else a
+    copy). Returns ``directory``."""
+    import os
+    import shutil
+
+    from varscore.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    spec = bundle.manifest["backbone"]
+    params = spec.get("params", {})
+    if spec["name"] not in FORMATS or params.get("head") != "pretrained":
+        raise InputError(f"{bundle.path} is not an imported Enformer or Borzoi (head 'pretrained'); it has no "
+                         "pre-trained weights to fine-tune from.")
+    if bundle.manifest.get("replicates"):
+        logger.warning("%s holds %d replicates; the pre-trained directory gets the first", bundle.path,
+                       len(bundle.manifest["replicates"]))
+    if spec["name"] == "enformer":
+        from enformer_pytorch import EnformerConfig
+
+        config: Any = EnformerConfig(**{k: params[k] for k in ENFORMER_CONFIG_KEYS if k in params},
+                                     target_length=-1, use_tf_gamma=bool(params.get("use_tf_gamma")))
+    else:
+        from borzoi_pytorch.config_borzoi import BorzoiConfig
+
+        config = BorzoiConfig(**{k: params[k] for k in BORZOI_CONFIG_KEYS if k in params})
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    config.to_json_file(str(out / CONFIG))
+    target = out / SAFETENSORS
+    target.unlink(missing_ok=True)
+    try:
+        os.link(bundle.path / "weights.safetensors", target)
+    except OSError:
+        shutil.copyfile(bundle.path / "weights.safetensors", target)
+    return out

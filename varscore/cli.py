@@ -410,9 +410,11 @@ def models_import(
 @click.option("--window", type=int, help="Input window in bp [the model's published one].")
 @click.option("--endpoint", help="Hub server [HF_ENDPOINT, else https://huggingface.co].")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Hub cache [HF_HUB_CACHE].")
+@click.option("--pretrained-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write a config.json + model.safetensors directory here, for 'finetune --pretrained'.")
 @click.option("--list", "list_", is_flag=True, help="List the known published models and exit.")
 def models_fetch(name: str | None, output: Path | None, genes_path: Path | None, fasta: Path | None, window: int | None,
-                 endpoint: str | None, cache_dir: Path | None, list_: bool) -> None:
+                 endpoint: str | None, cache_dir: Path | None, pretrained_dir: Path | None, list_: bool) -> None:
     """Download a published model (pinned revision, every file's sha256 verified) and import it.
     HF_HUB_OFFLINE=1 uses the Hub cache only; --list shows the known models."""
     from varscore.hub import fetch_model, registry
@@ -426,6 +428,10 @@ def models_fetch(name: str | None, output: Path | None, genes_path: Path | None,
     bundle = fetch_model(name, output, endpoint=endpoint, cache_dir=cache_dir, genes_path=genes_path,
                          reference_fasta=fasta, window_size=window)
     click.echo(f"wrote {bundle}; score with --model {bundle if output else name}")
+    if pretrained_dir is not None:
+        from varscore.checkpoints import write_pretrained_dir
+
+        click.echo(f"wrote {write_pretrained_dir(bundle, pretrained_dir)}; fine-tune with --pretrained {pretrained_dir}")
 
 
 RECIPES: dict[str, dict[str, Any]] = {
