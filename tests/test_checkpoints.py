@@ -277,3 +277,19 @@ def test_full_size_borzoi_import(full_borzoi: Any, tmp_path: Path, layout: str) 
     got = imported_prediction(layouts[layout], tmp_path / "bundle", x, window_size=4096)
     assert got.shape == (1, 128, 7611)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_imported_model_without_genes_asks_for_them(tiny_enformer: Enformer, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from varscore.cli import cli
+
+    directory = save_layout(tiny_enformer, tmp_path / "ckpt", "bin")
+    runner = CliRunner()
+    imported = runner.invoke(cli, ["models", "import", str(directory), "-o", str(tmp_path / "b"), "--window", "2048"])
+    assert imported.exit_code == 0, imported.output
+    (tmp_path / "in.vcf").write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+    (tmp_path / "ref.fa").write_text(">chr1\nACGT\n")
+    result = runner.invoke(cli, ["annotate", str(tmp_path / "in.vcf"), "-m", str(tmp_path / "b"), "--fasta",
+                                 str(tmp_path / "ref.fa"), "-o", str(tmp_path / "o.vcf")])
+    assert result.exit_code != 0 and "--genes" in result.output and "Traceback" not in result.output, result.output

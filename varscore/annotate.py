@@ -130,6 +130,9 @@ def annotate_vcf(
 
     bundle = load_bundle(model)
     genes = load_genes(genes_path) if genes_path else bundle.genes
+    if not genes:
+        raise InputError(f"Model '{bundle.name}' records no genes (e.g. an imported published model): pass a gene/TSS "
+                         "table with --genes.")
     if bundle.manifest["backbone"].get("name") in _genotype_backbones():
         genome = Genome(Path(fasta)) if fasta else None
         return _annotate_linear(vcf, bundle, output, genes, annotator_objs, genome)
