@@ -77,6 +77,9 @@ def _check_params(params: dict[str, Any]) -> None:
             f"Backbone 'borzoi': channels must be {len(BORZOI_CHANNELS)} positive integers (stem and conv tower "
             f"widths; Borzoi's are {list(BORZOI_CHANNELS)}) or null; got {channels!r}."
         )
+    trained = params["trained_positions"]
+    if trained is not None and (isinstance(trained, bool) or not isinstance(trained, int) or trained < 1):
+        raise InputError(f"Backbone 'borzoi': trained_positions must be a positive integer or null; got {trained!r}.")
     final = params["final_channels"]
     if final is not None and (isinstance(final, bool) or not isinstance(final, int) or final < 1):
         raise InputError(f"Backbone 'borzoi': final_channels must be a positive integer or null; got {final!r}.")
@@ -130,6 +133,7 @@ class BorzoiBackbone(TorchSequenceBackbone):
         "pos_dropout": 0.01,
         "channels": None,
         "final_channels": None,
+        "trained_positions": None,
     }
     # twice the published architecture (dim 1536, 8 layers, 524,288 bp, 7,611 tracks) or more
     param_limits: ClassVar[dict[str, int]] = {
@@ -180,7 +184,7 @@ class BorzoiBackbone(TorchSequenceBackbone):
         if self.params["channels"] is not None or self.params["final_channels"] is not None:
             _resize_convs(model, self.params["channels"] or list(BORZOI_CHANNELS),
                           self.params["final_channels"] or BORZOI_FINAL_CHANNELS, int(self.params["dim"]))
-        _fit_positions(model, self.window_size // TRANSFORMER_BIN)
+        _fit_positions(model, self.window_size // TRANSFORMER_BIN, self.params["trained_positions"])
         return model
 
     def _new_model(self) -> torch.nn.Module:
@@ -279,10 +283,12 @@ def _resize_convs(model: torch.nn.Module, channels: list[int], final: int, dim: 
     model.human_head = torch.nn.Conv1d(final, PRETRAINED_TRACKS, kernel_size=1)
 
 
-def _fit_positions(model: torch.nn.Module, n_positions: int) -> None:
+def _fit_positions(model: torch.nn.Module, n_positions: int, trained: int | None = None) -> None:
     """Rebuild every attention layer's relative-position table for ``n_positions`` transformer
     positions (borzoi-pytorch builds it for 4,096, and its relative shift assumes the table matches
-    the sequence)."""
+    the sequence). ``trained``: the length the positional feature widths were trained at (4,096
+    for the published Borzoi weights, so that a shorter window sees the features they expect;
+    None: ``n_positions``)."""
     import inspect
 
     from borzoi_pytorch.pytorch_borzoi_transformer import Attention, get_positional_embed
@@ -294,7 +300,8 @@ def _fit_positions(model: torch.nn.Module, n_positions: int) -> None:
         if isinstance(module, Attention):
             device = module.to_v.weight.device
             if takes_train_length:
-                module.positions = get_positional_embed(n_positions, n_positions, module.num_rel_pos_features, device)
+                module.positions = get_positional_embed(n_positions, trained or n_positions,
+                                                        module.num_rel_pos_features, device)
             else:
                 module.positions = get_positional_embed(n_positions, module.num_rel_pos_features, device)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from varscore.builds import REF_MISMATCH_MIN_CHECKED, ref_mismatch_error
-from varscore.engine import AlleleScore, GeneCheckpoint, ScoringSummary, plan_scoring, run_plan
+from varscore.engine import AlleleScore, GeneCheckpoint, ScoringSummary, plan_scoring
 from varscore.errors import InputError
 from varscore.genome import Genome, load_genes
 from varscore.infotext import info_atom, info_value
@@ -107,6 +107,8 @@ def annotate_vcf(
     max_ref_mismatch: float = DEFAULT_MAX_REF_MISMATCH,
     fail_if_none: bool = False,
     argv: Sequence[str] | None = None,
+    rc: bool = False,
+    shifts: Sequence[int] = (0,),
 ) -> ScoringSummary:
     """Score every variant of ``vcf`` with ``model`` and write the annotated VCF to ``output``.
 
@@ -123,6 +125,8 @@ def annotate_vcf(
     show another genome build than the model's (more than ``max_ref_mismatch`` of the checked REF
     alleles differ from the FASTA) is refused; a run that scores nothing warns, or with
     ``fail_if_none`` fails. ``argv`` (default ``sys.argv``) is recorded in the output header.
+    ``rc`` / ``shifts``: test-time augmentation; a bundle of several replicates scores with their
+    mean and adds their spread (:mod:`varscore.ensemble`).
     """
     annotator_objs = _build_annotators(annotators, annotator_options)
     if resume and str(output) == "-":
@@ -146,7 +150,7 @@ def annotate_vcf(
         return _annotate_with_model(
             prepared, model, output, annotator_objs, fasta=fasta, genes_path=genes_path, batch_size=batch_size,
             device=device, bf16=bf16, progress=progress, check_ref=check_ref, resume=resume, devices=devices,
-            max_ref_mismatch=max_ref_mismatch, fail_if_none=fail_if_none, argv=argv,
+            max_ref_mismatch=max_ref_mismatch, fail_if_none=fail_if_none, argv=argv, rc=rc, shifts=shifts,
         )
 
 
@@ -159,7 +163,7 @@ def _annotate_with_model(
     prepared: PreparedVCF, model: str | Path | None, output: str | Path, annotator_objs: Sequence[Any], *,
     fasta: str | Path | None, genes_path: str | Path | None, batch_size: int, device: str, bf16: bool,
     progress: bool, check_ref: str, resume: bool, devices: int, max_ref_mismatch: float, fail_if_none: bool,
-    argv: Sequence[str] | None,
+    argv: Sequence[str] | None, rc: bool, shifts: Sequence[int],
 ) -> ScoringSummary:
     from varscore.builds import check_contig_lengths, model_build
     from varscore.bundle import load_bundle
@@ -169,6 +173,9 @@ def _annotate_with_model(
     genes = load_genes(genes_path) if genes_path else bundle.genes
     provenance = provenance_header_lines(bundle, argv)
     recorded_build = bundle.manifest.get("genome_build")
+    if not genes:
+        raise InputError(f"Model '{bundle.name}' records no genes (e.g. an imported published model): pass a gene/TSS "
+                         "table with --genes.")
     if bundle.manifest["backbone"].get("name") in _genotype_backbones():
         genome = Genome(Path(fasta)) if fasta else None
         check_contig_lengths(prepared.contig_lengths, genome.lengths if genome else {}, prepared.source,
@@ -189,26 +196,34 @@ def _annotate_with_model(
                                      model_build(recorded_build, genome.lengths))
     _report_nothing_scored(summary, genes, window_size, prepared.source, fail_if_none)
     from varscore.distributed import launched_by_torchrun, run_plan_sharded
+    from varscore.ensemble import replicate_files, score_plan, sd_header, sd_info
 
     checkpoint = None
+    spread: dict[int, list[float]] = {}
+    augmented = rc or tuple(shifts) != (0,)
+    if (devices > 1 or launched_by_torchrun()) and (augmented or len(replicate_files(bundle.manifest)) > 1):
+        raise InputError("Replicate ensembles and --rc/--shifts score in one process for now: drop --devices / torchrun.")
     if devices > 1 or launched_by_torchrun():  # every process loads the model itself
         result = run_plan_sharded(plan, bundle.path, fasta_path, devices, batch_size, device, bf16, progress=progress)
         if launched_by_torchrun() and int(os.environ["RANK"]) != 0:
             return result.summary  # rank 0 writes the output
     else:
         if str(output) != "-":
-            fingerprint = _fingerprint(vcf, bundle, fasta_path, genes, check_ref, window_size)
+            fingerprint = _fingerprint(vcf, bundle, fasta_path, genes, check_ref, window_size,
+                                       augment=f"rc={rc} shifts={tuple(shifts)}" if augmented else "")
             checkpoint = GeneCheckpoint(checkpoint_dir(output), fingerprint, resume=resume)
-        backbone = bundle.sequence_backbone(device, bf16)
-        result = run_plan(plan, backbone, bundle.output_mode(), genome, batch_size=batch_size, progress=progress,
-                          checkpoint=checkpoint)
+        result, ensemble = score_plan(bundle, plan, genome, device=device, bf16=bf16, batch_size=batch_size,
+                                      progress=progress, checkpoint=checkpoint, rc=rc, shifts=shifts)
+        spread = ensemble.sd
     info: dict[int, dict[str, str]] = {
         record: format_scores(plan.variants[record].alts, scores, bundle.name)
         for record, scores in result.scores.items()
     }
+    for record, value in sd_info(spread).items():
+        info[record][sd_header().key] = value
     for record, reason in plan.skipped.items():
         info[record] = {SKIP_KEY: reason}
-    headers = list(SCORE_HEADERS)
+    headers = list(SCORE_HEADERS) + ([sd_header()] if spread else [])
     windows = _windows(genes, window_size)
     headers += _run_annotators(vcf, annotator_objs, genes, windows, genome, info, result.summary)
     result.summary.records_written = write_annotated(vcf, output, info, headers, provenance)
@@ -340,7 +355,8 @@ def _annotate_only(
 
 
 def _fingerprint(
-    vcf: str | Path, bundle: Any, fasta: Path, genes: Sequence[Gene], check_ref: str, window_size: int
+    vcf: str | Path, bundle: Any, fasta: Path, genes: Sequence[Gene], check_ref: str, window_size: int,
+    augment: str = "",
 ) -> str:
     """A digest of everything the scores depend on: the VCF's bytes, the bundle's manifest and
     weights, the FASTA, the genes and the options."""
@@ -358,6 +374,7 @@ def _fingerprint(
         "genes": [dataclasses.astuple(g) for g in genes],
         "check_ref": check_ref,
         "window_size": window_size,
+        **({"augment": augment} if augment else {}),
     }).encode())
     return digest.hexdigest()
 

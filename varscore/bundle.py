@@ -38,7 +38,8 @@ TRUST_ENV = "VARSCORE_TRUST_UNVERIFIED"
 RECIPE_HINTS = {
     "variformer-blood": (
         "Train it with the paper's recipe on GTEx v8 WGS + Whole Blood expression (dbGaP phs000424): "
-        "'varscore finetune --recipe variformer-blood ...'"
+        "'varscore models fetch enformer --pretrained-dir enformer-pretrained', then 'varscore finetune "
+        "--recipe variformer-blood --pretrained enformer-pretrained --replicates 3 ...'"
     ),
 }
 
@@ -71,7 +72,9 @@ def resolve_model(name: str | Path) -> Path:
         if (path / MANIFEST).exists():
             return path
     searched = ", ".join(str(d) for d in search_path())
-    hint = RECIPE_HINTS.get(str(name), "Train one with 'varscore finetune'")
+    from varscore.hub import model_hint
+
+    hint = RECIPE_HINTS.get(str(name)) or model_hint(str(name)) or "Train one with 'varscore finetune'"
     raise ModelNotFoundError(
         f"Unknown model '{name}' (searched {searched}). {hint}, or install a bundle with "
         "'varscore models install PATH', or pass a bundle directory. 'varscore models list' shows "

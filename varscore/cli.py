@@ -164,6 +164,8 @@ def simulate(
               help="Stop when more than this share of checked REF alleles differ from the FASTA (wrong build?).")
 @click.option("--fail-if-none", is_flag=True, help="Exit with an error when no record can be scored.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary (warnings and errors still show).")
+@click.option("--rc", is_flag=True, help="Test-time augmentation: also score reverse-complemented windows, averaged.")
+@click.option("--shifts", help="Test-time augmentation: window shifts in bp to average over, e.g. -1,0,1.")
 def annotate(
     vcf: Path,
     model: str,
@@ -182,6 +184,8 @@ def annotate(
     max_ref_mismatch: float,
     fail_if_none: bool,
     quiet: bool,
+    rc: bool,
+    shifts: str | None,
 ) -> None:
     """Add each variant's predicted effect on expression to a VCF (INFO VARSCORE).
 
@@ -193,6 +197,7 @@ def annotate(
     import threading
 
     from varscore.annotate import annotate_vcf, parse_annotator_options
+    from varscore.ensemble import parse_shifts
 
     # SIGTERM unwinds like Ctrl-C, so that temporary output files are removed on the way out
     in_main_thread = threading.current_thread() is threading.main_thread()
@@ -216,6 +221,8 @@ def annotate(
             max_ref_mismatch=max_ref_mismatch,
             fail_if_none=fail_if_none,
             argv=["varscore", *sys.argv[1:]],
+            rc=rc,
+            shifts=parse_shifts(shifts),
         )
     finally:
         if in_main_thread:
@@ -387,6 +394,79 @@ def models_from_enformer(
                 reference_fasta=fasta, provenance={"pretrained_dir": pretrained_dir.name})
     click.echo(f"wrote {output}")
 
+@models.command("import")
+@click.argument("directories", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "format_", type=click.Choice(["enformer", "borzoi"]),
+              help="Checkpoint layout [from config.json's model_type].")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
+@click.option("--name", help="Model name in the manifest [the output directory's name].")
+@click.option("--genes", "genes_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Gene/TSS table (TSV, GTF or GFF3) to record (else pass --genes when annotating).")
+@click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path), help="Reference FASTA to record.")
+@click.option("--genome-build", help="Genome build of the weights (e.g. hg38).")
+@click.option("--window", type=int, help="Input window in bp [196608 Enformer, 524288 Borzoi].")
+@click.option("--track", type=int, help="Output track scored [Enformer 4950 CAGE:blood; Borzoi 7531 RNA:blood].")
+@click.option("--center-bins", type=int, help="Centre bins summed (stat center) [Enformer 3].")
+@click.option("--stat", type=click.Choice(["center", "SUM", "logSUM", "D1", "D2"]),
+              help="Score statistic [Enformer center, Borzoi SUM].")
+@click.option("--head", "output_head", default="human", show_default=True, help="Enformer output head.")
+@click.option("--tf-gamma", is_flag=True, help="Enformer: TensorFlow's gamma positional features (196,608 bp only).")
+@click.option("--tracks", "tracks_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Track list to copy into the bundle [Borzoi: borzoi-pytorch's targets.txt].")
+@click.option("--licence", help="Licence of the weights, recorded in the manifest.")
+@click.option("--citation", help="How to cite the weights, recorded in the manifest.")
+def models_import(
+    directories: tuple[Path, ...], format_: str | None, output: Path, name: str | None, genes_path: Path | None,
+    fasta: Path | None, genome_build: str | None, window: int | None, track: int | None, center_bins: int | None,
+    stat: str | None, output_head: str, tf_gamma: bool, tracks_file: Path | None, licence: str | None,
+    citation: str | None,
+) -> None:
+    """Make a bundle from published Enformer / Borzoi checkpoint directories (config.json +
+    model.safetensors or pytorch_model.bin); several directories make a replicate ensemble."""
+    from varscore.checkpoints import ImportOptions, import_checkpoints
+
+    options = ImportOptions(
+        name=name or output.name, window_size=window, output_head=output_head, use_tf_gamma=tf_gamma, track=track,
+        center_bins=center_bins, stat=stat, genes_path=genes_path, reference_fasta=fasta, genome_build=genome_build,
+        tracks_file=tracks_file, licence=licence, citation=citation,
+    )
+    bundle = import_checkpoints(list(directories), output, options, format=format_)
+    click.echo(f"wrote {bundle} ({len(directories)} replicate{'s' if len(directories) > 1 else ''})")
+
+
+@models.command("fetch")
+@click.argument("name", required=False)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Bundle directory [the user model cache].")
+@click.option("--genes", "genes_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Gene/TSS table to record in the bundle.")
+@click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path), help="Reference FASTA to record.")
+@click.option("--window", type=int, help="Input window in bp [the model's published one].")
+@click.option("--endpoint", help="Hub server [HF_ENDPOINT, else https://huggingface.co].")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Hub cache [HF_HUB_CACHE].")
+@click.option("--pretrained-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write a config.json + model.safetensors directory here, for 'finetune --pretrained'.")
+@click.option("--list", "list_", is_flag=True, help="List the known published models and exit.")
+def models_fetch(name: str | None, output: Path | None, genes_path: Path | None, fasta: Path | None, window: int | None,
+                 endpoint: str | None, cache_dir: Path | None, pretrained_dir: Path | None, list_: bool) -> None:
+    """Download a published model (pinned revision, every file's sha256 verified) and import it.
+    HF_HUB_OFFLINE=1 uses the Hub cache only; --list shows the known models."""
+    from varscore.hub import fetch_model, registry
+
+    if list_ or not name:
+        if not list_:
+            raise click.UsageError("name a model to fetch (see 'varscore models fetch --list').")
+        for key, entry in sorted(registry().items()):
+            click.echo(f"{key}\t{entry.get('description', '')}")
+        return
+    bundle = fetch_model(name, output, endpoint=endpoint, cache_dir=cache_dir, genes_path=genes_path,
+                         reference_fasta=fasta, window_size=window)
+    click.echo(f"wrote {bundle}; score with --model {bundle if output else name}")
+    if pretrained_dir is not None:
+        from varscore.checkpoints import write_pretrained_dir
+
+        click.echo(f"wrote {write_pretrained_dir(bundle, pretrained_dir)}; fine-tune with --pretrained {pretrained_dir}")
+
+
 RECIPES: dict[str, dict[str, Any]] = {
     # the paper's whole-blood Variformer (Drusinsky, Whalen & Pollard): DESIGN.md section 4
     "variformer-blood": {
@@ -466,13 +546,16 @@ def _cohort_options(func: Any) -> Any:
 @click.option("--seed", default=0, show_default=True, help="Seed for folds, sampling and initialisation.")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT.training/checkpoints/last.ckpt.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--replicates", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Train this many replicate folds (from --replicate on) and save them as one ensemble bundle, "
+                   "scored by the replicates' mean (training files in OUTPUT.training/replicateN/).")
 def finetune(
     vcf: Path, expression: Path, genes_path: Path, fasta: Path, folds: Path | None, replicate: int,
     gene_names: tuple[str, ...], backbone: str, output: Path, recipe: str | None, pretrained: Path | None,
     params: tuple[str, ...], window: int | None, lr: float | None, batch_size: int | None,
     accumulate: int | None, max_epochs: int | None, patience: int | None, people_per_epoch: int | None,
     freeze_batchnorm: bool, output_mode: str, coverage: Path | None, track_loss: str, freeze_trunk_epochs: int,
-    score_stat: str, devices: int, accelerator: str, seed: int, resume: bool, progress: bool,
+    score_stat: str, devices: int, accelerator: str, seed: int, resume: bool, progress: bool, replicates: int = 1,
 ) -> None:
     """Fine-tune a sequence model on personal genomes + expression (Variformer), or fit a linear
     baseline per gene on the same folds (--backbone elastic-net, lasso, ridge)."""
@@ -510,6 +593,20 @@ def finetune(
                             freeze_batchnorm=freeze_batchnorm, output_mode=output_mode, track_loss=track_loss,
                             freeze_trunk_epochs=freeze_trunk_epochs,
                             output_dir=str(training_dir), resume=resume, progress=progress and sys.stderr.isatty())
+    if replicates > 1:
+        from varscore.ensemble import finetune_replicates
+
+        finetune_replicates(
+            lambda: get_backbone(backbone)(**backbone_params), model, config, range(replicate, replicate + replicates),
+            lambda r, f: load_cohort(CohortInputs(vcf, expression, genes_path, fasta, f, r, list(gene_names) or None,
+                                                  coverage=coverage), model.window_size, fold_seed=seed,
+                                     bin_size=model.bin_size),
+            folds, training_dir, output, echo=lambda line: click.echo(line, err=True),
+            save=dict(output_mode=output_mode, score_stat=score_stat, fasta=fasta, tissue=settings.get("tissue"),
+                      provenance={"vcf_sha256": sha256(vcf), "expression_sha256": sha256(expression),
+                                  "recipe": recipe}),
+        )
+        return
     inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None,
                           coverage=coverage)
     cohort = load_cohort(inputs, model.window_size, fold_seed=seed, bin_size=model.bin_size)

@@ -90,10 +90,11 @@ class TorchSequenceBackbone(SequenceBackbone):
             metadata["head"] = str(self.params["head"])
         save_weights(self.model_, Path(directory) / WEIGHTS_FILE, metadata)
 
-    def load(self, directory: Path) -> Self:
+    def load(self, directory: Path, weights: str = WEIGHTS_FILE) -> Self:
         """Build the architecture ``params`` describe (``pretrained_dir`` is not read: the weights
-        come from the bundle) and load ``directory/weights.safetensors``. Returns self."""
-        path = Path(directory) / WEIGHTS_FILE
+        come from the bundle) and load ``directory/weights.safetensors`` (or the file ``weights``
+        of the bundle, e.g. one replicate of an ensemble). Returns self."""
+        path = Path(directory) / weights
         if not path.is_file():
             raise BundleError(f"{self.label} weights not found: {path} does not exist (save() writes it).")
         with self._seeded():
@@ -104,6 +105,24 @@ class TorchSequenceBackbone(SequenceBackbone):
             summary = ", ".join(f"{key}={self.params[key]!r}" for key in self.summary_params)
             raise BundleError(
                 f"{path} does not fit the {self.label} hyper-parameters in the manifest"
+                f"{f' ({summary})' if summary else ''}: {problem}"
+            )
+        self._place(model)
+        return self
+
+    def load_state(
+        self, state: Mapping[str, torch.Tensor], source: str, error: type[VarscoreError] = InputError
+    ) -> Self:
+        """Build the architecture ``params`` describe and copy ``state`` into it (every tensor must
+        be present with the right shape, see :meth:`_load_state`); ``source`` names where the
+        tensors came from in the ``error`` raised otherwise. Returns self."""
+        with self._seeded():
+            model = self._new_model()
+        problem = self._load_state(model, dict(state))
+        if problem:
+            summary = ", ".join(f"{key}={self.params[key]!r}" for key in self.summary_params)
+            raise error(
+                f"The weights in {source} do not fit the {self.label} architecture"
                 f"{f' ({summary})' if summary else ''}: {problem}"
             )
         self._place(model)
