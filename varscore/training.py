@@ -855,6 +855,7 @@ def load_cohort(inputs: CohortInputs, window_size: int, fold_seed: int = 0, bin_
             sequence = genome.window_sequence(window)
             genotypes = reader.read(window, sequence.one_hot)  # REF checked against the same fetch
             gene_data.append(GeneData(gene, PersonalWindows(sequence.one_hot, genotypes), matrix.values[row]))
+        report.extend(genotype_report([g.windows.genotypes.summary for g in gene_data], reader.contig_names))
     if inputs.coverage is not None:
         if bin_size is None:
             raise InputError("Coverage needs the model's bin size to be read.")
@@ -876,6 +877,37 @@ def load_cohort(inputs: CohortInputs, window_size: int, fold_seed: int = 0, bin_
         test=np.array([position[p] for p in splits["test"]], dtype=np.int64),
     )
     return LoadedCohort(data, folds, report)
+
+
+def genotype_report(summaries: Sequence[Any], contig_names: dict[str, str]) -> list[str]:
+    """What reading the genes' windows used and dropped, over all windows
+    (:class:`~varscore.personal.GenotypeSummary` each): one line on contig names, one on alleles
+    and calls."""
+    def total(name: str) -> int:
+        return sum(int(getattr(s, name)) for s in summaries)
+
+    def examples(name: str) -> str:
+        found = [e for s in summaries for e in getattr(s, name)][:3]
+        return f" (e.g. {', '.join(found)})" if found else ""
+
+    renamed = {ref: vcf for ref, vcf in contig_names.items() if ref != vcf}
+    lines = []
+    if renamed:
+        lines.append("contig names: " + ", ".join(f"{ref} (reference) = {vcf} (VCF)" for ref, vcf in renamed.items()))
+    elif contig_names:
+        lines.append(f"contig names match between reference and VCF ({', '.join(contig_names)})")
+    text = (f"genotypes in {len(summaries)} gene windows: {total('records')} VCF records, {total('snvs')} SNV alleles "
+            f"used, {total('skipped_non_snv')} indel/MNP/symbolic alleles skipped")
+    if total("skipped_ref_mismatch"):
+        text += f", {total('skipped_ref_mismatch')} SNV alleles skipped for a REF mismatch{examples('mismatch_examples')}"
+    if total("missing_calls"):
+        text += f", {total('missing_calls')} missing allele calls read as reference"
+    if total("overlapping_calls"):
+        text += (f", {total('overlapping_calls')} haplotype calls colliding with an earlier record at the same position "
+                 f"left out of personal sequences{examples('overlap_examples')} (sequences apply the first record, as "
+                 "bcftools consensus; linear models count every record's own dosage)")
+    lines.append(text)
+    return lines
 
 
 COVERAGE_NPZ_KEYS = ("people", "gene_id", "chrom", "start", "bin_size", "values")
