@@ -886,6 +886,7 @@ def hsv(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[str,
 
     if (linear is None) == (k is None):
         raise InputError("Give exactly one of --linear BUNDLE (k = its non-zero coefficients per gene) or --k N.")
+    causal = read_truth(str(truth)) if truth is not None else None  # checked before anything is written
     run = _analysis_inputs(model, vcf, fasta, gene_names, device)
     ism_scores = score_genes(run.scorer, run.variants, run.genome, batch_size=batch_size,
                              progress=progress and sys.stderr.isatty())
@@ -903,10 +904,15 @@ def hsv(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[str,
         _write_table(controls.drop(columns=["key"]), controls_out)
     if linear is not None:
         agree = sign_agreement(*_linear_aligned(linear_scorer, run, ism_scores, only_nonzero=True))
-        click.echo(f"sign agreement with {linear_scorer.name} (|weight| > {agree.threshold}): "
-                   f"{agree.agree}/{agree.n} = {agree.fraction:.1%} (Fisher p = {agree.p_value:.3g})")
-    if truth is not None:
-        result = causal_enrichment(table, controls, read_truth(str(truth)))
+        cut = f"|ISM| > {agree.threshold:.3g} and |weight| > {agree.linear_threshold:.3g}, each model's median"
+        if agree.n:
+            click.echo(f"sign agreement with {linear_scorer.name} ({cut}): {agree.agree}/{agree.n} = "
+                       f"{agree.fraction:.1%} (Fisher p = {agree.p_value:.3g})")
+        else:
+            click.echo(f"sign agreement with {linear_scorer.name}: no variant has both weights above the thresholds "
+                       f"({cut}; the linear model has no non-zero weight on the scored variants)")
+    if causal is not None:
+        result = causal_enrichment(table, controls, causal)
         click.echo(f"causal variants: {result.selected_causal}/{result.selected} HSVs vs {result.controls_causal}/"
                    f"{result.controls} matched controls; odds ratio {result.odds_ratio:.2f}, "
                    f"one-sided Fisher p = {result.p_value:.3g}")
