@@ -337,13 +337,13 @@ def test_genotype_matrix_equals_bcftools_dosage_of_every_record(tmp_path: Path) 
     haplotype) and unsplit multi-allelic records: the linear models' genotype matrix counts each
     record's own ALT alleles, as ``bcftools query`` GTs do; personal sequences still apply the
     first record only, and the summary names the collisions."""
-    from tests.conftest import missing_tool
-    from tests.test_personal import write_fasta, write_vcf
+    from tests.conftest import BCFTOOLS, missing_tool
+    from tests.test_personal import write_vcf
     from varscore.personal import personal_one_hot, read_window_genotypes
     from varscore.sequence import one_hot
     from varscore.types import Window
 
-    if shutil_which("bcftools") is None:
+    if BCFTOOLS is None:
         missing_tool("bcftools", "apt-get install bcftools")
     rng = np.random.default_rng(3)
     contig = "".join(rng.choice(list("ACGT"), size=60))
@@ -376,9 +376,3 @@ def test_genotype_matrix_equals_bcftools_dosage_of_every_record(tmp_path: Path) 
     # personal sequences: the first record at position 5 wins on the haplotype both carry
     haplotypes = personal_one_hot(reference, genotypes, mode="haplotypes")
     assert "ACGT"[int(haplotypes[0, 1, 4].argmax())] == other[5][0]
-
-
-def shutil_which(tool: str) -> str | None:
-    import shutil
-
-    return shutil.which(tool)
