@@ -441,6 +441,8 @@ def _cohort_options(func: Any) -> Any:
                    "size --param values).")
 @click.option("--smooth-epochs", default=1, show_default=True, type=click.IntRange(min=1),
               help="Early stopping and the kept epoch follow tune R2 averaged over this many epochs.")
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Data-loader worker processes building batches while the model trains.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-epoch lines.")
 def finetune(
@@ -450,7 +452,7 @@ def finetune(
     accumulate: int | None, max_epochs: int | None, patience: int | None, people_per_epoch: int | None,
     freeze_batchnorm: bool, output_mode: str, coverage: Path | None, track_loss: str, freeze_trunk_epochs: int,
     score_stat: str, devices: int, accelerator: str, seed: int, resume: bool, from_scratch: bool,
-    smooth_epochs: int, progress: bool, quiet: bool,
+    smooth_epochs: int, workers: int, progress: bool, quiet: bool,
 ) -> None:
     """Fine-tune a sequence model on personal genomes + expression (Variformer), or fit a linear
     baseline per gene on the same folds (--backbone elastic-net, lasso, ridge)."""
@@ -487,7 +489,7 @@ def finetune(
                                               "patience", "people_per_epoch") if k in settings}
     config = TrainingConfig(**config_fields, seed=seed, devices=devices, accelerator=accelerator,
                             freeze_batchnorm=freeze_batchnorm, output_mode=output_mode, track_loss=track_loss,
-                            freeze_trunk_epochs=freeze_trunk_epochs, smooth_epochs=smooth_epochs,
+                            freeze_trunk_epochs=freeze_trunk_epochs, smooth_epochs=smooth_epochs, num_workers=workers,
                             output_dir=str(training_dir), resume=resume,
                             progress=progress and not quiet and sys.stderr.isatty())
     inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None,

@@ -10,6 +10,7 @@ import contextlib
 import csv
 import logging
 import math
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -721,8 +722,11 @@ def _stop_on_signals() -> Iterator[list[int]]:
         yield received
         return
     armed = [True]
+    main_pid = os.getpid()
 
     def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != main_pid:
+            return  # a data-loader worker: the main process stops and shuts it down
         received.append(signum)
         if armed[0] and len(received) == 1:
             raise _StopSignal(signum)
