@@ -119,7 +119,7 @@ def _model_args() -> list[str]:
 @pytest.mark.slow
 def test_two_process_ddp_finetune_makes_a_bundle_that_scores(cohort: Path, tmp_path: Path):
     model = tmp_path / "models" / "ddp-model"
-    cmd = [sys.executable, "-m", "varscore", "finetune", *_cohort_args(cohort), "-o", str(model),
+    cmd = [sys.executable, "-m", "varscore", "-vv", "finetune", *_cohort_args(cohort), "-o", str(model),
            "--window", str(WINDOW), *_model_args(), "--lr", "1e-3", "--batch-size", "4", "--accumulate", "2",
            "--people-per-epoch", "16", "--max-epochs", "2", "--devices", "2", "--accelerator", "cpu",
            "--no-progress"]
