@@ -39,6 +39,10 @@ logger = logging.getLogger(__name__)
 HEADS = ("variformer", "pretrained")
 # Where Enformer's batch norms take their statistics (see EnformerBackbone).
 NORM_STATS = ("batch", "window")
+#: how the Variformer head reads the trunk: "center" (the paper: its value at each bin is that bin's
+#: embedding, the centre bin read), "mean" or "attention" (one value pooled over all bins, the same at
+#: every bin, so a distal effect need not be relayed to the centre bin by the transformer)
+POOLS = ("center", "mean", "attention")
 # "naive" forces ISM through full forward passes (to check the fast path against).
 ISM_METHOD_ENV = "VARSCORE_ISM"
 ISM_METHODS = ("fast", "naive")
@@ -110,6 +114,9 @@ def _check_architecture(params: dict[str, Any]) -> None:
         raise InputError(
             f"Backbone 'enformer': unknown norm_stats {params['norm_stats']!r}. Choose one of: {', '.join(NORM_STATS)}."
         )
+    if params.get("pool", "center") not in POOLS or (params.get("pool", "center") != "center" and head != "variformer"):
+        raise InputError(f"Backbone 'enformer': pool must be one of {', '.join(POOLS)} (other than center only with "
+                         f"head='variformer'); got {params.get('pool')!r}.")
     if head == "pretrained" and params["output_head"] not in output_heads:
         raise InputError(
             f"Backbone 'enformer': output_head {params['output_head']!r} is not one of the model's "
@@ -282,6 +289,7 @@ class EnformerBackbone(TorchSequenceBackbone):
         "use_tf_gamma": False,
         "use_checkpointing": False,
         "norm_stats": "batch",
+        "pool": "center",
     }
     # twice the published architecture (dim 1536, 11 layers, 196,608 bp, 5,313 tracks) or more
     param_limits: ClassVar[dict[str, int]] = {
@@ -342,12 +350,15 @@ class EnformerBackbone(TorchSequenceBackbone):
         import torch
         from enformer_pytorch.finetune import HeadAdapterWrapper
 
-        return HeadAdapterWrapper(
+        wrapper = HeadAdapterWrapper(
             enformer=enformer,
             num_tracks=1,
             post_transformer_embed=False,
             output_activation=torch.nn.Identity(),
         )
+        if self.params.get("pool", "center") != "center":
+            wrapper.to_tracks = pooled_tracks(wrapper.to_tracks, self.params["pool"])
+        return wrapper
 
     def _place(self, model: torch.nn.Module) -> None:
         super()._place(model)
@@ -654,6 +665,32 @@ class EnformerBackbone(TorchSequenceBackbone):
         if self.params["head"] == "variformer":
             return model.to_tracks(embeddings)
         return model.heads[self.params["output_head"]](embeddings)
+
+
+def pooled_tracks(to_tracks: torch.nn.Sequential, kind: str) -> torch.nn.Sequential:
+    """The Variformer head's ``to_tracks`` (``Linear(dim, 1)``, ``Identity``) reading embeddings
+    ``(N, bins, dim)`` pooled over all bins: their mean, or (``"attention"``) their softmax-weighted
+    mean with one learned score per embedding; ``(N, bins, 1)``, the pooled value at every bin.
+    The linear layer keeps its state-dict names (``0.weight``, ``0.bias``); attention adds
+    ``score.weight``."""
+    import torch
+
+    class PooledTracks(torch.nn.Sequential):
+        def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+            if kind == "attention":
+                weights = torch.softmax(self.score(embeddings).float(), dim=1).to(embeddings.dtype)  # (N, bins, 1)
+                pooled = (weights * embeddings).sum(dim=1, keepdim=True)
+            else:
+                pooled = embeddings.mean(dim=1, keepdim=True)
+            out = self[1](self[0](pooled))
+            return out.expand(-1, embeddings.shape[1], -1)
+
+    pooled = PooledTracks(*to_tracks)
+    if kind == "attention":
+        score = torch.nn.Linear(to_tracks[0].in_features, 1, bias=False)
+        torch.nn.init.zeros_(score.weight)  # starts as the mean
+        pooled.add_module("score", score)
+    return pooled
 
 
 def _edited(reference: np.ndarray, edit: WindowEdit, start: int, stop: int) -> np.ndarray:

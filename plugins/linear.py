@@ -83,8 +83,12 @@ def variant_keys(genotypes: Any) -> list[str]:
 
 def imputed_dosage(genotypes: Any, train: np.ndarray) -> tuple[np.ndarray, int]:
     """``(P, V)`` float64 ALT dosages 0/1/2 with missing genotypes (either haplotype ``.``) set to
-    the column's mean over the non-missing ``train`` people; also the number of calls imputed."""
-    haplotypes = np.asarray(genotypes.haplotypes)
+    the column's mean over the non-missing ``train`` people; also the number of calls imputed.
+
+    Dosages count each VCF record's own calls (``WindowGenotypes.record_calls``), also where split
+    multi-allelic or duplicate records at one position collide on a haplotype, which personal
+    sequences resolve by applying the first record only."""
+    haplotypes = np.asarray(getattr(genotypes, "record_calls", genotypes.haplotypes))
     dosage = (haplotypes == 1).sum(axis=1).astype(np.float64)
     missing = (haplotypes < 0).any(axis=1)
     n_missing = int(missing.sum())

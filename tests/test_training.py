@@ -119,7 +119,7 @@ def _model_args() -> list[str]:
 @pytest.mark.slow
 def test_two_process_ddp_finetune_makes_a_bundle_that_scores(cohort: Path, tmp_path: Path):
     model = tmp_path / "models" / "ddp-model"
-    cmd = [sys.executable, "-m", "varscore", "finetune", *_cohort_args(cohort), "-o", str(model),
+    cmd = [sys.executable, "-m", "varscore", "-vv", "finetune", *_cohort_args(cohort), "-o", str(model),
            "--window", str(WINDOW), *_model_args(), "--lr", "1e-3", "--batch-size", "4", "--accumulate", "2",
            "--people-per-epoch", "16", "--max-epochs", "2", "--devices", "2", "--accelerator", "cpu",
            "--no-progress"]
@@ -227,3 +227,164 @@ def test_calibrated_batchnorm_stays_fixed_while_fine_tuning(cohort: Path, tmp_pa
     for before, after in zip(fresh, norms, strict=True):
         assert torch.allclose(before.running_mean, after.running_mean, atol=1e-5)
         assert torch.allclose(before.running_var, after.running_var, rtol=1e-4, atol=1e-5)
+
+
+# --- resume, signals, logs -------------------------------------------------------------------
+
+_RESUME_ARGS = ["--lr", "1e-3", "--batch-size", "4", "--accumulate", "1", "--people-per-epoch", "4",
+                "--max-epochs", "4", "--patience", "10"]
+
+
+def _finetune_cmd(cohort: Path, model: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "varscore", "finetune", *_cohort_args(cohort), "-o", str(model), "--window",
+            str(WINDOW), *_model_args(), *_RESUME_ARGS, *extra]
+
+
+def _one_thread_env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _run_until_epoch(cmd: list[str], epoch: int, signum: int, cwd: Path) -> tuple[int, list[str]]:
+    """Run ``cmd``; send ``signum`` as soon as it reports the end of ``epoch``; return its exit
+    status and its stderr lines."""
+    import signal as _signal
+
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=cwd,
+                            env=_one_thread_env())
+    lines: list[str] = []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        lines.append(line.rstrip("\n"))
+        if line.startswith(f"epoch {epoch}/"):
+            proc.send_signal(signum)
+    assert signum in (_signal.SIGTERM, _signal.SIGINT)
+    return proc.wait(timeout=120), lines
+
+
+def _epoch_lines(lines: list[str]) -> list[int]:
+    return [int(line.split()[1].split("/")[0]) for line in lines if line.startswith("epoch ")]
+
+
+def _bundle_state(model: Path) -> tuple[dict, dict]:
+    from safetensors.numpy import load_file
+
+    manifest = json.loads((model / "varscore.json").read_text())
+    return load_file(str(model / "weights.safetensors")), manifest["metrics"]
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(cohort: Path, tmp_path: Path):
+    """SIGTERM after epoch 1 (exit 143, checkpoint kept, no bundle), resume, SIGINT after epoch 2
+    (exit 130), resume again: metrics, best epoch and final weights equal one uninterrupted run's."""
+    import signal as _signal
+
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    log = tmp_path / "whole.stderr"
+    with open(log, "w") as handle:  # stderr redirected to a file, not a terminal
+        code = subprocess.run(_finetune_cmd(cohort, whole), stdout=subprocess.DEVNULL, stderr=handle, timeout=300,
+                              env=_one_thread_env(), cwd=tmp_path).returncode
+    lines = log.read_text().splitlines()
+    assert code == 0, lines[-20:]
+    # one line per epoch, nothing twice, no Lightning advert
+    assert _epoch_lines(lines) == list(range(4))
+    assert len(lines) == len(set(lines))
+    assert not [line for line in lines if "Tip" in line or "GPU available" in line or "litlogger" in line
+                or "Traceback" in line]
+
+    code, lines = _run_until_epoch(_finetune_cmd(cohort, parts), 1, _signal.SIGTERM, tmp_path)
+    assert code == 143, lines[-5:]
+    assert "SIGTERM" in lines[-1] and "--resume" in lines[-1]
+    assert not (parts / "varscore.json").exists()
+    checkpoint = tmp_path / "parts.training" / "checkpoints" / "last.ckpt"
+    state = torch.load(checkpoint, weights_only=True)["varscore_training"]
+    first = len(state["history"])
+    assert 1 <= first <= 2  # the epoch that was running when the signal came is not kept
+
+    code, lines = _run_until_epoch(_finetune_cmd(cohort, parts, "--resume"), 2, _signal.SIGINT, tmp_path)
+    assert code == 130, lines[-5:]
+    assert _epoch_lines(lines)[0] == first  # continued after the checkpointed epoch
+    assert "SIGINT" in lines[-1] and not (parts / "varscore.json").exists()
+
+    run = subprocess.run(_finetune_cmd(cohort, parts, "--resume"), capture_output=True, text=True, timeout=300,
+                         env=_one_thread_env(), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert _epoch_lines(run.stderr.splitlines())[-1] == 3
+    weights_whole, metrics_whole = _bundle_state(whole)
+    weights_parts, metrics_parts = _bundle_state(parts)
+    assert metrics_parts == metrics_whole and len(metrics_whole["history"]) == 4
+    assert sorted(weights_parts) == sorted(weights_whole)
+    for key, value in weights_whole.items():
+        np.testing.assert_array_equal(weights_parts[key], value, err_msg=key)
+    assert (tmp_path / "whole.training" / "metrics.csv").read_text() == (
+        tmp_path / "parts.training" / "metrics.csv").read_text()
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_smoothed_scores_equal_a_trailing_mean_loop():
+    from varscore.training import smoothed_scores
+
+    scores = [0.1, float("nan"), 0.3, -0.2, 0.5, float("nan"), float("nan")]
+    for window in (1, 2, 3):
+        expected = []
+        for e in range(len(scores)):
+            part = [v for v in scores[max(0, e - window + 1) : e + 1] if v == v]
+            expected.append(sum(part) / len(part) if part else float("nan"))
+        np.testing.assert_allclose(smoothed_scores(scores, window), expected, equal_nan=True)
+    assert smoothed_scores([0.1, 0.9, 0.1], 1) == [0.1, 0.9, 0.1]
+
+
+def test_batched_dataset_equals_per_person_items(cohort: Path):
+    from varscore.training import BatchedPersonGeneDataset, CohortInputs, PersonGeneDataset, _collate, load_cohort
+
+    data = load_cohort(CohortInputs(cohort / "cohort.vcf.gz", cohort / "cohort.expression.bed.gz",
+                                    cohort / "genes.tsv", cohort / "reference.fa"), WINDOW).data
+    per_item, batched = PersonGeneDataset(data), BatchedPersonGeneDataset(data)
+    n = len(data.people)
+    for indices in ([1 * n + 3, 1 * n + 0, 1 * n + 7], [0 * n + 5, 2 * n + 5, 0 * n + 1]):  # one gene; mixed
+        want = _collate([per_item[i] for i in indices])
+        got = _collate(batched.__getitems__(indices))
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # a DataLoader with a batch sampler goes through __getitems__ and yields the same batches
+    from torch.utils.data import DataLoader
+
+    batches = [[2 * n + 1, 2 * n + 2], [0 * n + 4, 0 * n + 9]]
+    fast = list(DataLoader(batched, batch_sampler=batches, collate_fn=_collate))  # type: ignore[arg-type]
+    slow = list(DataLoader(per_item, batch_sampler=batches, collate_fn=_collate))  # type: ignore[arg-type]
+    for f, s in zip(fast, slow, strict=True):
+        for a, b in zip(f, s, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_full_size_random_start_needs_from_scratch(cohort: Path, tmp_path: Path):
+    result = CliRunner().invoke(cli, ["finetune", *_cohort_args(cohort), "-o", str(tmp_path / "big"),
+                                      "--backbone", "enformer"])
+    assert result.exit_code == 2 and "--from-scratch" in result.output and "250 M" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "big.training").exists()
+
+
+def test_smoothed_early_stopping_and_quiet(cohort: Path, tmp_path: Path, one_thread):
+    """--smooth-epochs 2 --patience 1: the kept epoch is the first maximum of the trailing 2-epoch
+    mean of tune R², training stops one epoch after it; --quiet prints no epoch line."""
+    from varscore.training import smoothed_scores
+
+    model = tmp_path / "smooth"
+    result = CliRunner().invoke(cli, ["finetune", *_cohort_args(cohort), "-o", str(model), "--window", str(WINDOW),
+                                      *_model_args(), "--lr", "3e-3", "--batch-size", "4", "--accumulate", "1",
+                                      "--people-per-epoch", "4", "--max-epochs", "6", "--patience", "1",
+                                      "--smooth-epochs", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "epoch 0/" not in result.output
+    metrics = json.loads((model / "varscore.json").read_text())["metrics"]
+    r2 = [row["tune_mean_r2"] for row in metrics["history"]]
+    smooth = smoothed_scores(r2, 2)
+    best = int(np.argmax(smooth))
+    assert metrics["best_epoch"] == best and metrics["best_tune_mean_r2"] == pytest.approx(r2[best])
+    assert len(r2) == min(6, best + 2)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,9 @@ class VarscoreGroup(click.Group):
         except VarscoreError as exc:
             if os.environ.get("VARSCORE_DEBUG"):
                 raise
-            raise click.ClickException(str(exc)) from exc
+            error = click.ClickException(str(exc))
+            error.exit_code = getattr(exc, "exit_code", 1)  # type: ignore[misc]  # e.g. 143 after SIGTERM, as shells report it
+            raise error from exc
 
 
 @click.group(cls=VarscoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -545,17 +549,26 @@ def _cohort_options(func: Any) -> Any:
 @click.option("--accelerator", default="auto", show_default=True, help="auto, cpu, gpu.")
 @click.option("--seed", default=0, show_default=True, help="Seed for folds, sampling and initialisation.")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT.training/checkpoints/last.ckpt.")
+@click.option("--from-scratch", is_flag=True,
+              help="Train from random weights at the backbone's full default size (without --pretrained or "
+                   "size --param values).")
+@click.option("--smooth-epochs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Early stopping and the kept epoch follow tune R2 averaged over this many epochs.")
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Data-loader worker processes building batches while the model trains.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--replicates", default=1, show_default=True, type=click.IntRange(min=1),
               help="Train this many replicate folds (from --replicate on) and save them as one ensemble bundle, "
                    "scored by the replicates' mean (training files in OUTPUT.training/replicateN/).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-epoch lines.")
 def finetune(
     vcf: Path, expression: Path, genes_path: Path, fasta: Path, folds: Path | None, replicate: int,
     gene_names: tuple[str, ...], backbone: str, output: Path, recipe: str | None, pretrained: Path | None,
     params: tuple[str, ...], window: int | None, lr: float | None, batch_size: int | None,
     accumulate: int | None, max_epochs: int | None, patience: int | None, people_per_epoch: int | None,
     freeze_batchnorm: bool, output_mode: str, coverage: Path | None, track_loss: str, freeze_trunk_epochs: int,
-    score_stat: str, devices: int, accelerator: str, seed: int, resume: bool, progress: bool, replicates: int = 1,
+    score_stat: str, devices: int, accelerator: str, seed: int, resume: bool, from_scratch: bool,
+    smooth_epochs: int, workers: int, progress: bool, quiet: bool, replicates: int = 1,
 ) -> None:
     """Fine-tune a sequence model on personal genomes + expression (Variformer), or fit a linear
     baseline per gene on the same folds (--backbone elastic-net, lasso, ridge)."""
@@ -581,6 +594,7 @@ def finetune(
     if "window" in settings:
         backbone_params["window_size"] = settings["window"]
     model = get_backbone(backbone)(**backbone_params)
+    _check_from_scratch(model, backbone_params, from_scratch)
     check_output_mode(model, output_mode)
     if model.input_kind == "genotypes":  # linear baselines: same folds and genes, no training loop
         inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None)
@@ -591,8 +605,9 @@ def finetune(
                                               "patience", "people_per_epoch") if k in settings}
     config = TrainingConfig(**config_fields, seed=seed, devices=devices, accelerator=accelerator,
                             freeze_batchnorm=freeze_batchnorm, output_mode=output_mode, track_loss=track_loss,
-                            freeze_trunk_epochs=freeze_trunk_epochs,
-                            output_dir=str(training_dir), resume=resume, progress=progress and sys.stderr.isatty())
+                            freeze_trunk_epochs=freeze_trunk_epochs, smooth_epochs=smooth_epochs, num_workers=workers,
+                            output_dir=str(training_dir), resume=resume,
+                            progress=progress and not quiet and sys.stderr.isatty())
     if replicates > 1:
         from varscore.ensemble import finetune_replicates
 
@@ -615,7 +630,8 @@ def finetune(
     training_dir.mkdir(parents=True, exist_ok=True)
     folds_path = folds or write_folds(cohort.folds, training_dir / "folds.tsv")
     model.build()
-    result = model.finetune(cohort.data, config)
+    with _epoch_lines(enabled=not quiet):
+        result = model.finetune(cohort.data, config)
     if not result.is_global_zero:
         return
     data = cohort.data
@@ -634,6 +650,50 @@ def finetune(
         files={"folds.tsv": folds_path},  # the bundle carries its folds, so others reuse them
     )
     click.echo(f"wrote {output} (best epoch {result.best_epoch}, tune mean R2 {result.best_tune_r2:.3f})")
+
+
+# size hyper-parameters' complement: --param keys that leave a from-scratch model at its full default size
+_NOT_SIZE_PARAMS = {"window_size", "seed", "head", "output_head", "norm_stats", "pretrained_dir", "dropout_rate",
+                    "attn_dropout", "pos_dropout", "use_checkpointing", "use_tf_gamma", "n_tracks"}
+
+
+def _check_from_scratch(model: Any, params: dict[str, Any], from_scratch: bool) -> None:
+    """A sequence backbone that can start pre-trained, asked for neither --pretrained nor any size
+    --param, would silently train its full architecture from random weights: require --from-scratch."""
+    defaults = getattr(model, "default_params", {})
+    if from_scratch or model.input_kind != "sequence" or "pretrained_dir" not in defaults:
+        return
+    if params.get("pretrained_dir") is not None or set(params) - _NOT_SIZE_PARAMS:
+        return
+    n = {"enformer": "about 250 M", "borzoi": "about 190 M"}.get(model.name, "all its default")
+    raise click.UsageError(
+        f"--backbone {model.name} without --pretrained would train the full-size architecture ({n} weights) from "
+        "random weights, which needs a GPU cluster and far more people than a cohort usually has. Pass --pretrained "
+        "DIR (and --recipe) to fine-tune a pre-trained model, give size --param values (e.g. dim, depth) for a "
+        "smaller model, or add --from-scratch if the full-size random start is what you want."
+    )
+
+
+class _EchoHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+@contextlib.contextmanager
+def _epoch_lines(enabled: bool) -> Iterator[None]:
+    """Show the ``varscore.progress`` lines (one per epoch) on stderr, once, while active."""
+    log = logging.getLogger("varscore.progress")
+    handler, saved = _EchoHandler(), (log.level, log.propagate)
+    if enabled:
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    log.propagate = False  # not a second time through -v's root handler
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
 
 
 @cli.command()
@@ -998,6 +1058,7 @@ def hsv(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[str,
 
     if (linear is None) == (k is None):
         raise InputError("Give exactly one of --linear BUNDLE (k = its non-zero coefficients per gene) or --k N.")
+    causal = read_truth(str(truth)) if truth is not None else None  # checked before anything is written
     run = _analysis_inputs(model, vcf, fasta, gene_names, device)
     ism_scores = score_genes(run.scorer, run.variants, run.genome, batch_size=batch_size,
                              progress=progress and sys.stderr.isatty())
@@ -1017,15 +1078,19 @@ def hsv(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[str,
         agree = sign_agreement(*_linear_aligned(linear_scorer, run, ism_scores, only_nonzero=True))
         from varscore.analysis.matched import describe_p
 
-        click.echo(f"sign agreement with {linear_scorer.name} (|weight| > {agree.threshold}): "
-                   f"{agree.agree}/{agree.n} = {agree.fraction:.1%} (Fisher's exact test, "
-                   f"{describe_p(agree.p_value, agree.n)})")
-    if truth is not None:
-        result = causal_enrichment(table, controls, read_truth(str(truth)))
+        cut = f"|ISM| > {agree.threshold:.3g} and |weight| > {agree.linear_threshold:.3g}, each model's median"
+        if agree.n:
+            click.echo(f"sign agreement with {linear_scorer.name} ({cut}): {agree.agree}/{agree.n} = "
+                       f"{agree.fraction:.1%} (Fisher's exact test, {describe_p(agree.p_value, agree.n)})")
+        else:
+            click.echo(f"sign agreement with {linear_scorer.name}: no variant has both weights above the thresholds "
+                       f"({cut}; the linear model has no non-zero weight on the scored variants)")
+    if causal is not None:
+        result = causal_enrichment(table, controls, causal)
         click.echo(f"causal variants: {result.selected_causal}/{result.selected} HSVs vs {result.controls_causal}/"
                    f"{result.controls} matched controls; odds ratio {result.odds_ratio:.2f}, "
                    f"one-sided Fisher p = {result.p_value:.3g}")
-        _echo_matched_enrichment(table, ism_scores, read_truth(str(truth)), HSV_MAF_TOLERANCE)
+        _echo_matched_enrichment(table, ism_scores, causal, HSV_MAF_TOLERANCE)
 
 
 def _echo_matched_enrichment(selected: Any, pool: Any, causal: Any, tolerance: float) -> None:

@@ -49,7 +49,9 @@ class GenotypeSummary:
     - ``people_with_missing``: people with at least one such call.
     - ``overlapping_calls``: haplotypes that carry ALT alleles of two records at one position (with
       indels: whose changed bases overlap, the padding base not counted); the first record (VCF
-      order) is applied and the rest dropped, as ``bcftools consensus`` does.
+      order) is applied and the rest dropped, as ``bcftools consensus`` does (personal sequences
+      only: genotype matrices keep every record's own calls, see ``WindowGenotypes.record_calls``);
+      ``overlap_examples`` lists the first few as ``pos:REF>ALT (person)``.
     """
 
     records: int = 0
@@ -60,6 +62,7 @@ class GenotypeSummary:
     people_with_missing: int = 0
     overlapping_calls: int = 0
     mismatch_examples: tuple[str, ...] = ()
+    overlap_examples: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,10 @@ class WindowGenotypes:
     - ``phased``: ``(P,)`` bool; False when one of that person's heterozygous (or half-missing)
       calls in the window is unphased (``/``), i.e. when haplotype mode guesses a phase;
       homozygous and haploid calls need no phase.
+    - ``calls``: ``(P, 2, V)`` int8 like ``haplotypes`` but as each record states them, before ALT
+      calls colliding with an earlier record's were dropped from ``haplotypes`` (see
+      ``GenotypeSummary.overlapping_calls``); None when nothing was dropped. Use
+      :attr:`record_calls`.
     - ``summary``: counts of what was kept, skipped and filled in.
     - ``context``: with indels, the ``(L + 2M, 4)`` one-hot reference of the window with ``M``
       flanking bases on each side (deletions pull them in); ``context_start`` is the 0-based
@@ -95,6 +102,14 @@ class WindowGenotypes:
     summary: GenotypeSummary = field(default_factory=GenotypeSummary)
     context: np.ndarray | None = None
     context_start: int = 0
+    calls: np.ndarray | None = None
+
+    @property
+    def record_calls(self) -> np.ndarray:
+        """``(P, 2, V)`` int8 calls as each VCF record states them (1 ALT, 0 other allele, -1
+        missing), also where two records at one position collide on a haplotype: what genotype
+        matrices count, whereas ``haplotypes`` holds what personal sequences apply."""
+        return self.haplotypes if self.calls is None else self.calls
 
     @property
     def n_people(self) -> int:
@@ -122,9 +137,10 @@ class WindowGenotypes:
         return np.array([_BASE_CODE[a] if len(a) == 1 else -1 for a in self.alts.tolist()], dtype=np.int64)
 
     def dosage(self) -> np.ndarray:
-        """``(P, V)`` float32 ALT-allele counts 0/1/2 (missing calls count as reference), the
-        genotype matrix of the linear baselines."""
-        return (self.haplotypes == 1).sum(axis=1, dtype=np.int8).astype(np.float32)
+        """``(P, V)`` float32 ALT-allele counts 0/1/2 of each record's own genotype (missing calls
+        count as reference; calls colliding with another record at the same position are kept),
+        the genotype matrix of the linear baselines."""
+        return (self.record_calls == 1).sum(axis=1, dtype=np.int8).astype(np.float32)
 
     def sample_indices(self, people: Sequence[str]) -> np.ndarray:
         """``(B,)`` int64 rows of ``people``; unknown names are an :class:`InputError`."""
@@ -204,6 +220,8 @@ class GenotypeReader:
         self.indexed = _has_index(self.path)
         self._warned_scan = False
         self._chrom_matches: dict[tuple[str, str], bool] = {}
+        #: reference contig name -> the VCF's name for it, for every contig read so far
+        self.contig_names: dict[str, str] = {}
 
     def close(self) -> None:
         self._vcf.close()
@@ -220,6 +238,7 @@ class GenotypeReader:
             if window.chrom not in mapping:
                 logger.info("VCF %s has no records on contig %s", self.path, window.chrom)
                 return
+            self.contig_names[window.chrom] = mapping[window.chrom]
             yield from self._vcf(f"{mapping[window.chrom]}:{max(window.start, 0) + 1}-{window.end}")
             return
         if not self._warned_scan:
@@ -240,6 +259,8 @@ class GenotypeReader:
                 if key not in self._chrom_matches:
                     self._chrom_matches[key] = bool(match_contigs([window.chrom], [record.CHROM]))
                 # overlap, as a region query answers: a deletion may start before the window
+                if self._chrom_matches[key]:
+                    self.contig_names.setdefault(window.chrom, record.CHROM)
                 if self._chrom_matches[key] and record.POS <= window.end and record.POS + len(record.REF) - 1 > window.start:
                     yield record
         finally:
@@ -363,10 +384,18 @@ class GenotypeReader:
             refs = [r for r, k in zip(refs, keep.tolist(), strict=True) if k]
             alts = [a for a, k in zip(alts, keep.tolist(), strict=True) if k]
             kept_edits = [e for e, k in zip(edits, keep.tolist(), strict=True) if k]
+            calls = haplotypes.copy()
             overlapping = _drop_overlapping_spans(haplotypes, position_array, kept_edits)
             context = one_hot(context_text)
         else:
+            calls = haplotypes.copy()
             overlapping = _drop_overlapping(haplotypes, position_array)
+        overlap_examples: list[str] = []
+        if overlapping:
+            person, _, column = np.nonzero((calls == 1) & (haplotypes != 1))
+            for p_, c_ in list(dict.fromkeys(zip(person.tolist(), column.tolist(), strict=True)))[:_EXAMPLES]:
+                overlap_examples.append(f"{window.chrom}:{position_array[c_]}:{refs[c_]}>{alts[c_]} "
+                                        f"({self.samples[p_]})")
         summary = GenotypeSummary(
             records=records,
             snvs=len(position_array),
@@ -376,6 +405,7 @@ class GenotypeReader:
             people_with_missing=int((missing_per_person > 0).sum()),
             overlapping_calls=overlapping,
             mismatch_examples=tuple(mismatch_examples),
+            overlap_examples=tuple(overlap_examples),
         )
         _log_summary(window, summary, self.path)
         return WindowGenotypes(
@@ -389,6 +419,7 @@ class GenotypeReader:
             summary=summary,
             context=context,
             context_start=context_start,
+            calls=calls if overlapping else None,
         )
 
 

@@ -6,9 +6,12 @@ torch and lightning are imported inside functions so that importing this module 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
+import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from varscore.errors import InputError
+from varscore.errors import InputError, VarscoreError
 
 if TYPE_CHECKING:
     import torch
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
     from varscore.types import Gene, Window
 
 logger = logging.getLogger(__name__)
+#: one INFO line per fine-tuning epoch (the CLI shows it unless --quiet)
+progress_logger = logging.getLogger("varscore.progress")
 
 
 def variformer_loss(pred: torch.Tensor, target: torch.Tensor, mse_weight: float = 0.5) -> torch.Tensor:
@@ -105,6 +110,11 @@ class TrainingConfig:
     # train only the backbone's head (its head_module()) for this many epochs, then every layer
     # (the paper's Borzoi track fine-tuning: 5)
     freeze_trunk_epochs: int = 0
+    # early stopping and the kept epoch follow the tune score averaged over the last this many
+    # epochs (1: each epoch's own score), so one lucky epoch is not picked
+    smooth_epochs: int = 1
+    # build each single-gene batch at once (PersonalWindows.batch) instead of person by person
+    batched_loader: bool = True
 
     def __post_init__(self) -> None:
         checks = {
@@ -119,6 +129,7 @@ class TrainingConfig:
             "output_mode": self.output_mode in ("scalar", "track"),
             "track_loss": self.track_loss in TRACK_LOSSES,
             "freeze_trunk_epochs": self.freeze_trunk_epochs >= 0,
+            "smooth_epochs": self.smooth_epochs >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -126,7 +137,7 @@ class TrainingConfig:
             raise InputError(
                 f"Invalid training settings: {values} (batch size >= 2 for the pairwise loss, "
                 "positive learning rate and counts, mse_weight in [0, 1], output_mode scalar or track, "
-                f"track_loss one of {', '.join(TRACK_LOSSES)}, freeze_trunk_epochs >= 0)."
+                f"track_loss one of {', '.join(TRACK_LOSSES)}, freeze_trunk_epochs >= 0, smooth_epochs >= 1)."
             )
 
 
@@ -192,6 +203,36 @@ class PersonGeneDataset:
         if self.track:
             return x, np.asarray(gene.coverage[person], dtype=np.float32), gene_index, person  # type: ignore[index]
         return x, np.float32(gene.expression[person]), gene_index, person
+
+    def batch(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Items ``indices`` as one batch ``(x (B, L, 4), y, genes, people)``, each gene's people
+        built at once with :meth:`PersonalWindows.batch` (equal to stacking ``self[i]``)."""
+        genes, people = np.divmod(np.asarray(indices, dtype=np.int64), self.n_people)
+        first = self.data.genes[int(genes[0])]
+        shape = first.windows.reference.shape
+        x = np.empty((len(people), *(shape if first.windows.mode == "dosage" else (2, *shape))), dtype=np.float32)
+        for gene_index in np.unique(genes).tolist():
+            rows = np.flatnonzero(genes == gene_index)
+            gene = self.data.genes[gene_index]
+            if rows.size == len(people) and gene.windows.dtype == np.float32:
+                gene.windows.batch(people, out=x)  # the usual single-gene batch, built in place
+            else:
+                x[rows] = gene.windows.batch(people[rows])
+        if self.track:
+            y = np.stack([np.asarray(self.data.genes[g].coverage[p], dtype=np.float32)  # type: ignore[index]
+                          for g, p in zip(genes.tolist(), people.tolist(), strict=True)])
+        else:
+            y = np.array([self.data.genes[g].expression[p] for g, p in zip(genes.tolist(), people.tolist(),
+                                                                            strict=True)], dtype=np.float32)
+        return x, y, genes, people
+
+
+class BatchedPersonGeneDataset(PersonGeneDataset):
+    """:class:`PersonGeneDataset` whose DataLoader batches are built whole (``__getitems__``): one
+    vectorised :meth:`PersonalWindows.batch` call per single-gene batch instead of one per person."""
+
+    def __getitems__(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.batch(indices)
 
 
 class SameGeneBatchSampler:
@@ -331,9 +372,13 @@ class TrainingResult:
     config: dict[str, Any]
 
 
-def _collate(batch: list[tuple[np.ndarray, np.float32, int, int]]) -> tuple[Any, ...]:
+def _collate(batch: Any) -> tuple[Any, ...]:
+    """Tensors ``(x, y, genes, people)`` of a list of items or of a batch already built whole
+    (:meth:`BatchedPersonGeneDataset.__getitems__`)."""
     import torch
 
+    if isinstance(batch, tuple):
+        return tuple(torch.from_numpy(np.ascontiguousarray(part)) for part in batch)
     x = torch.from_numpy(np.stack([b[0] for b in batch]))
     y = torch.from_numpy(np.stack([np.asarray(b[1], dtype=np.float32) for b in batch]))
     genes = torch.tensor([b[2] for b in batch], dtype=torch.long)
@@ -351,14 +396,76 @@ def _precision(config: TrainingConfig) -> str:
     return "32-true"
 
 
+class TrainingInterrupted(VarscoreError):
+    """Fine-tuning was stopped by SIGTERM or SIGINT; ``exit_code`` is the shell's ``128 + signal``
+    (143, 130). The message says which checkpoint was kept and how to resume."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class _StopSignal(BaseException):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by the SIGTERM/SIGINT handler to leave ``trainer.fit`` (BaseException, so that no
+    ``except Exception`` on the way swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+CHECKPOINT_NAME = "last.ckpt"
+CHECKPOINT_KEY = "varscore_training"
+# settings a resumed run must share with the run that wrote the checkpoint
+_RESUME_KEYS = ("lr", "weight_decay", "batch_size", "accumulate", "grad_clip", "people_per_epoch", "mse_weight",
+                "seed", "devices", "center_bin", "track", "output_mode", "track_loss", "freeze_trunk_epochs",
+                "freeze_batchnorm", "smooth_epochs")
+
+
+def batch_seed(seed: int, epoch: int, batch: int, rank: int = 0) -> int:
+    """The torch seed of one training batch (dropout and any other randomness of its forward pass):
+    a function of ``(seed, epoch, batch, rank)`` only, so a resumed run repeats an uninterrupted
+    one whatever else drew random numbers in between (data-loader iterators, validation)."""
+    return int(np.random.SeedSequence([seed, epoch, batch, rank]).generate_state(1)[0])
+
+
+def smoothed_scores(scores: Sequence[float], window: int) -> list[float]:
+    """Each epoch's score averaged with the ``window - 1`` epochs before it (fewer at the start),
+    NaN epochs left out; NaN when all are NaN."""
+    out = []
+    for end in range(1, len(scores) + 1):
+        part = [v for v in scores[max(0, end - window) : end] if not math.isnan(v)]
+        out.append(float(np.mean(part)) if part else math.nan)
+    return out
+
+
+def _quiet_lightning() -> None:
+    """Lightning's start-up lines (accelerator report, product tips) go to its INFO level, once:
+    its own stream handler is removed so records reach the application's handlers only, and its
+    INFO lines show only when the application logs at DEBUG (``varscore -vv``)."""
+    app_level = logging.getLogger().getEffectiveLevel()
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+        lib = logging.getLogger(name)
+        for handler in list(lib.handlers):
+            if type(handler) is logging.StreamHandler:
+                lib.removeHandler(handler)
+        lib.propagate = True
+        lib.setLevel(logging.DEBUG if app_level <= logging.DEBUG else logging.WARNING)
+
+
 def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: TrainingConfig) -> TrainingResult:
     """Fine-tune ``backbone`` (built, with a ``torch_module()``) on ``data``; keep the best epoch.
 
     Each epoch: train genes × ``people_per_epoch`` train people in single-gene batches, then the
-    mean per-gene R² over tune people (``tune_mean_r2``); early stopping on it with
-    ``patience``. Writes ``metrics.csv`` and Lightning checkpoints (``checkpoints/last.ckpt``,
-    used by ``resume``) under ``output_dir``. On return the backbone holds the best epoch's
-    weights.
+    mean per-gene R² over tune people (``tune_mean_r2``); early stopping on it (averaged over the
+    last ``smooth_epochs`` epochs) with ``patience``. Writes ``metrics.csv`` and, after every
+    epoch, ``checkpoints/last.ckpt`` under ``output_dir``: model and optimizer state with the best
+    epoch's weights, the best score and the epoch history, so ``resume`` continues exactly where the
+    run stopped (each batch's randomness is seeded by :func:`batch_seed`). On return the backbone
+    holds the best epoch's weights. One INFO line per epoch goes to the ``varscore.progress``
+    logger. SIGTERM and SIGINT stop training with :class:`TrainingInterrupted`, the checkpoint of
+    the last finished epoch kept.
 
     With ``config.output_mode == "track"`` the model learns every bin of track ``config.track``
     from ``GeneData.coverage`` (loss :func:`track_loss`), and ``tune_mean_r2`` is the per-gene R²
@@ -371,13 +478,15 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
     import torch
     from torch.utils.data import DataLoader
 
+    _quiet_lightning()
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     net = backbone.torch_module()
     n_bins = backbone.window_size // backbone.bin_size
     center = config.center_bin if config.center_bin is not None else n_bins // 2
     track_mode = config.output_mode == "track"
-    dataset = PersonGeneDataset(data, track=track_mode)
+    dataset_class = BatchedPersonGeneDataset if config.batched_loader else PersonGeneDataset
+    dataset = dataset_class(data, track=track_mode)
     if track_mode:
         wrong = [g.gene.label for g in data.genes if g.coverage is not None and g.coverage.shape[1] != n_bins]
         if wrong:
@@ -396,9 +505,14 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
         n_genes, n_people, data.train, config.batch_size, config.accumulate, config.people_per_epoch, config.seed
     )
     tune_batches = eval_batches(n_people, range(n_genes), data.tune, config.batch_size)
-    loader_args: dict[str, Any] = {"collate_fn": _collate, "num_workers": config.num_workers}
+    loader_args: dict[str, Any] = {"collate_fn": _collate, "num_workers": config.num_workers,
+                                   "persistent_workers": config.num_workers > 0}
     train_loader: Any = DataLoader(dataset, batch_sampler=train_sampler, **loader_args)  # type: ignore[arg-type]
     tune_loader: Any = DataLoader(dataset, batch_sampler=tune_batches, **loader_args)  # type: ignore[arg-type]
+    resume_key = {k: getattr(config, k) for k in _RESUME_KEYS} | {
+        "genes": [g.gene.gene_id for g in data.genes], "train": [data.people[i] for i in data.train],
+        "tune": [data.people[i] for i in data.tune]}
+    import time
 
     class VariformerModule(L.LightningModule):
         def __init__(self) -> None:
@@ -409,8 +523,10 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
             self.best_state: dict[str, torch.Tensor] | None = None
             self.best = (-1, -math.inf)
             self.best_r2 = -math.inf
+            self.stopped = False
             self.train_losses: list[float] = []
             self.tune_losses: list[float] = []
+            self.epoch_started = time.monotonic()
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             out = self.net(x)
@@ -424,11 +540,19 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
                         sub.eval()
             return self
 
+        def on_train_start(self) -> None:
+            if self.stopped:  # resumed from the checkpoint of the epoch that stopped early
+                self.trainer.should_stop = True
+
         def on_train_epoch_start(self) -> None:
             train_sampler.set_epoch(self.current_epoch)
             frozen = self.current_epoch < config.freeze_trunk_epochs
             for param in trunk:
                 param.requires_grad_(not frozen)
+            self.epoch_started = time.monotonic()
+
+        def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+            torch.manual_seed(batch_seed(config.seed, self.current_epoch, batch_idx, self.global_rank))
 
         def loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             if track_mode:
@@ -439,7 +563,6 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
             x, y, _, _ = batch
             loss = self.loss(self(x), y)
             self.train_losses.append(float(loss.detach()))
-            self.log("train_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
             return loss
 
         def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -458,45 +581,69 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
             metrics = per_gene_metrics(genes, pred, target, n_genes)
             r2 = float(np.nanmean([m[0] for m in metrics]))
             pearson = [m[1] for m in metrics if not math.isnan(m[1])]
-            # every rank evaluates all tune people, so the metric is the same everywhere
-            self.log("tune_mean_r2", r2, sync_dist=False)
-            self.log("tune_mean_pearson", float(np.mean(pearson)) if pearson else math.nan, sync_dist=False)
             tune_loss = sum(self.tune_losses) / len(genes) if self.tune_losses else None
             self.tune_losses.clear()
-            if tune_loss is not None:
-                self.log("tune_loss", tune_loss, sync_dist=False)
             if self.trainer.sanity_checking:
                 return
+            # every rank evaluates all tune people, so the metrics are the same everywhere
             row = {"epoch": float(self.current_epoch), "tune_mean_r2": r2,
                    "tune_mean_pearson": float(np.mean(pearson)) if pearson else math.nan}
             if tune_loss is not None:
-                row["tune_loss"] = tune_loss
+                row["tune_loss"] = float(tune_loss)
             if self.train_losses:  # this rank's mean loss over the epoch's batches
                 row["train_loss"] = float(np.mean(self.train_losses))
                 self.train_losses.clear()
             self.history.append(row)
-            # track mode keeps the epoch with the lowest tune loss (the best stored as its negative)
-            score = -tune_loss if track_mode and tune_loss is not None else r2
+            # track mode keeps the epoch with the lowest tune loss (scores are its negative)
+            scores = [-h["tune_loss"] if track_mode and "tune_loss" in h else h["tune_mean_r2"] for h in self.history]
+            score = smoothed_scores(scores, config.smooth_epochs)[-1]
             if score > self.best[1]:
                 self.best = (self.current_epoch, score)
                 self.best_r2 = r2
                 self.best_state = {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
+            if self.current_epoch - self.best[0] >= config.patience:
+                self.stopped = True
+                self.trainer.should_stop = True
             if self.trainer.is_global_zero:
                 _write_metrics(out_dir / "metrics.csv", self.history)
+                _log_epoch(row, self.best, self.best_r2, config, time.monotonic() - self.epoch_started)
 
         def configure_optimizers(self) -> Any:
             return torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
-    if config.freeze_batchnorm and not config.resume:
+        def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+            checkpoint[CHECKPOINT_KEY] = {
+                "history": [dict(row) for row in self.history], "best_epoch": int(self.best[0]),
+                "best_score": float(self.best[1]), "best_r2": float(self.best_r2), "stopped": bool(self.stopped),
+                "best_state": self.best_state, "settings": resume_key,
+            }
+
+        def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+            state = checkpoint.get(CHECKPOINT_KEY)
+            if state is None:
+                raise InputError(f"{checkpoint_path} was not written by varscore finetune; it cannot be resumed.")
+            differ = sorted(k for k in resume_key if state["settings"].get(k) != resume_key[k])
+            if differ:
+                raise InputError(
+                    f"--resume: {checkpoint_path} was written with other settings or data ({', '.join(differ)}); "
+                    "resume with the same command, or start afresh in another output directory."
+                )
+            self.history = [dict(row) for row in state["history"]]
+            self.best = (int(state["best_epoch"]), float(state["best_score"]))
+            self.best_r2 = float(state["best_r2"])
+            self.stopped = bool(state["stopped"])
+            self.best_state = state["best_state"]
+
+    checkpoints = out_dir / "checkpoints"
+    checkpoint_path = checkpoints / CHECKPOINT_NAME
+    ckpt_path = str(checkpoint_path) if config.resume and checkpoint_path.exists() else None
+    if config.resume and ckpt_path is None:
+        logger.warning("--resume: no checkpoint at %s; starting from the beginning", checkpoint_path)
+    if config.freeze_batchnorm and ckpt_path is None:
         _calibrate_batchnorm(net, dataset, eval_batches(n_people, range(n_genes), data.train, config.batch_size))
     module = VariformerModule()
+    saved: list[int] = []  # epochs whose checkpoint was written
     module.train()  # backbones are built in eval mode; Lightning keeps submodules as it finds them
-    checkpoints = out_dir / "checkpoints"
-    callbacks = [
-        L.pytorch.callbacks.EarlyStopping(monitor="tune_loss" if track_mode else "tune_mean_r2",
-                                          mode="min" if track_mode else "max", patience=config.patience),
-        L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0),
-    ]
     devices = config.devices
     strategy: Any = "auto"
     if devices > 1:
@@ -511,7 +658,7 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
         gradient_clip_val=config.grad_clip,
         gradient_clip_algorithm="norm",
         accumulate_grad_batches=config.accumulate,
-        callbacks=callbacks,
+        callbacks=[_checkpoint_callback(checkpoint_path, saved)],
         logger=False,
         enable_progress_bar=config.progress,
         enable_model_summary=False,
@@ -519,11 +666,14 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
         use_distributed_sampler=False,
         default_root_dir=str(out_dir),
     )
-    last = checkpoints / "last.ckpt"
-    ckpt_path = str(last) if config.resume and last.exists() else None
-    if config.resume and ckpt_path is None:
-        logger.warning("--resume: no checkpoint at %s; starting from the beginning", last)
-    trainer.fit(module, train_loader, tune_loader, ckpt_path=ckpt_path)
+    with _stop_on_signals() as received, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers|num_workers).*")
+        try:
+            trainer.fit(module, train_loader, tune_loader, ckpt_path=ckpt_path, weights_only=True)
+        except _StopSignal:
+            pass
+    if received:
+        raise _interrupted(received[0], saved[-1] if saved else None, checkpoint_path)
     if module.best_state is not None:
         net.load_state_dict(module.best_state)
     net.eval()
@@ -534,6 +684,78 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
         is_global_zero=trainer.is_global_zero,
         config=asdict(config),
     )
+
+
+def _log_epoch(row: dict[str, float], best: tuple[int, float], best_r2: float, config: TrainingConfig,
+               seconds: float) -> None:
+    train = f"train loss {row['train_loss']:.4f}" if "train_loss" in row else "train loss n/a"
+    tune_loss = f", tune loss {row['tune_loss']:.4f}" if "tune_loss" in row else ""
+    progress_logger.info(
+        "epoch %d/%d: %s%s, tune R2 %.4f, tune r %.4f; best epoch %d (tune R2 %.4f); %.1f s",
+        int(row["epoch"]), config.max_epochs, train, tune_loss, row["tune_mean_r2"], row["tune_mean_pearson"],
+        best[0], best_r2, seconds,
+    )
+
+
+def _interrupted(signum: int, saved_epoch: int | None, checkpoint: Path) -> TrainingInterrupted:
+    import signal
+
+    name = signal.Signals(signum).name
+    if checkpoint.exists():
+        done = f"epoch {saved_epoch}" if saved_epoch is not None else "an earlier run"
+        message = (f"fine-tuning stopped by {name}; the checkpoint of {done} is kept in {checkpoint}: "
+                   "run the same command with --resume to continue from it.")
+    else:
+        message = f"fine-tuning stopped by {name} before the first epoch finished; there is nothing to resume."
+    return TrainingInterrupted(message, signum)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[list[int]]:
+    """While active, SIGTERM and SIGINT are recorded in the yielded list and the first one raises
+    :class:`_StopSignal` (main thread only; elsewhere nothing is installed)."""
+    import signal
+    import threading
+
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    armed = [True]
+    main_pid = os.getpid()
+
+    def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != main_pid:
+            return  # a data-loader worker: the main process stops and shuts it down
+        received.append(signum)
+        if armed[0] and len(received) == 1:
+            raise _StopSignal(signum)
+
+    saved = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield received
+    finally:
+        armed[0] = False
+        for s, previous in saved.items():
+            signal.signal(s, previous)
+
+
+def _checkpoint_callback(path: Path, saved: list[int]) -> Any:
+    """A Lightning ``Checkpoint`` callback writing ``path`` atomically at the end of every training
+    epoch (after validation, so it holds that epoch's history and best weights); appends the
+    epoch to ``saved``."""
+    import lightning as L
+
+    class EpochCheckpoint(L.pytorch.callbacks.Checkpoint):
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".part")
+            trainer.save_checkpoint(tmp)
+            if trainer.is_global_zero:
+                tmp.replace(path)
+            saved.append(int(trainer.current_epoch))
+
+    return EpochCheckpoint()
 
 
 def _calibrate_batchnorm(net: Any, dataset: PersonGeneDataset, batches: list[list[int]]) -> None:
@@ -637,6 +859,7 @@ def load_cohort(inputs: CohortInputs, window_size: int, fold_seed: int = 0, bin_
             sequence = genome.window_sequence(window)
             genotypes = reader.read(window, sequence.one_hot)  # REF checked against the same fetch
             gene_data.append(GeneData(gene, PersonalWindows(sequence.one_hot, genotypes), matrix.values[row]))
+        report.extend(genotype_report([g.windows.genotypes.summary for g in gene_data], reader.contig_names))
     if inputs.coverage is not None:
         if bin_size is None:
             raise InputError("Coverage needs the model's bin size to be read.")
@@ -658,6 +881,37 @@ def load_cohort(inputs: CohortInputs, window_size: int, fold_seed: int = 0, bin_
         test=np.array([position[p] for p in splits["test"]], dtype=np.int64),
     )
     return LoadedCohort(data, folds, report)
+
+
+def genotype_report(summaries: Sequence[Any], contig_names: dict[str, str]) -> list[str]:
+    """What reading the genes' windows used and dropped, over all windows
+    (:class:`~varscore.personal.GenotypeSummary` each): one line on contig names, one on alleles
+    and calls."""
+    def total(name: str) -> int:
+        return sum(int(getattr(s, name)) for s in summaries)
+
+    def examples(name: str) -> str:
+        found = [e for s in summaries for e in getattr(s, name)][:3]
+        return f" (e.g. {', '.join(found)})" if found else ""
+
+    renamed = {ref: vcf for ref, vcf in contig_names.items() if ref != vcf}
+    lines = []
+    if renamed:
+        lines.append("contig names: " + ", ".join(f"{ref} (reference) = {vcf} (VCF)" for ref, vcf in renamed.items()))
+    elif contig_names:
+        lines.append(f"contig names match between reference and VCF ({', '.join(contig_names)})")
+    text = (f"genotypes in {len(summaries)} gene windows: {total('records')} VCF records, {total('snvs')} SNV alleles "
+            f"used, {total('skipped_non_snv')} indel/MNP/symbolic alleles skipped")
+    if total("skipped_ref_mismatch"):
+        text += f", {total('skipped_ref_mismatch')} SNV alleles skipped for a REF mismatch{examples('mismatch_examples')}"
+    if total("missing_calls"):
+        text += f", {total('missing_calls')} missing allele calls read as reference"
+    if total("overlapping_calls"):
+        text += (f", {total('overlapping_calls')} haplotype calls colliding with an earlier record at the same position "
+                 f"left out of personal sequences{examples('overlap_examples')} (sequences apply the first record, as "
+                 "bcftools consensus; linear models count every record's own dosage)")
+    lines.append(text)
+    return lines
 
 
 COVERAGE_NPZ_KEYS = ("people", "gene_id", "chrom", "start", "bin_size", "values")

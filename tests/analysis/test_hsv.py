@@ -110,3 +110,39 @@ def test_demo_model_hsvs_are_enriched_for_causal_variants():
     columns = list(gene.table["key"])
     top, planted = (gene.dosage[:, columns.index(key)] for key in (snap25["key"].iloc[0], "chr20:10199381:C:T"))
     np.testing.assert_array_equal(top, planted)
+
+
+def test_sign_agreement_threshold_follows_each_models_scale():
+    model = [8, -7, 6, -5, 0.1, 0.2, 0.3, 0.4]  # ISM deltas: median |w| (0.4 + 5) / 2 = 2.7
+    linear = [0.5, -0.4, -0.3, 0.2, -0.06, 0.07, -0.08, 0.09]  # coefficients: median (0.09 + 0.2) / 2 = 0.145
+    result = sign_agreement(model, linear)  # kept: 0 (+,+), 1 (-,-), 2 (+,-), 3 (-,+)
+    assert (result.n, result.agree) == (4, 2)
+    assert (result.threshold, result.linear_threshold) == (pytest.approx(2.7), pytest.approx(0.145))
+    assert (sign_agreement(model, linear, 0.05).n, sign_agreement(model, linear, 0.05).agree) == (8, 4)
+    empty = sign_agreement(model, [0.0] * 8)
+    assert empty.n == 0 and empty.agree == 0
+
+
+@pytest.mark.parametrize("text", ["", "gene_id\tchrom\tpos\tref\talt\n", "gene_id\tchrom\tpos\tref\talt\nG\tchr1\tx\tA\tC\n",
+                                  "gene\tpos\nG\t3\n"])
+def test_read_truth_rejects_broken_files(tmp_path, text):
+    from varscore.analysis.hsv import read_truth
+    from varscore.errors import InputError
+
+    path = tmp_path / "truth.tsv"
+    path.write_text(text)
+    with pytest.raises(InputError, match="truth|lacks"):
+        read_truth(str(path))
+
+
+def test_hsv_checks_the_truth_file_before_writing(tmp_path):
+    from click.testing import CliRunner
+
+    from varscore.cli import cli
+
+    truth = tmp_path / "truth.tsv"
+    truth.write_text("gene\tpos\nG\t3\n")
+    out = tmp_path / "hsv.tsv"
+    result = CliRunner().invoke(cli, ["hsv", "-m", "variformer-demo", "--k", "1", "--truth", str(truth), "-o", str(out)])
+    assert result.exit_code == 1 and "lacks columns" in result.output and "Traceback" not in result.output
+    assert not out.exists()

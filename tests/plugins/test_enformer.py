@@ -403,3 +403,34 @@ def test_window_norm_converts_sync_batch_norms() -> None:
     with torch.no_grad():
         out = model[0](x)
     np.testing.assert_allclose(out.mean(dim=2).numpy(), 0, atol=1e-5)
+
+
+@pytest.mark.parametrize("pool", ["mean", "attention"])
+def test_pooled_head_equals_explicit_pooling_and_round_trips(pool: str, tmp_path: Path) -> None:
+    """pool="mean"/"attention": every bin holds Linear(pooled embeddings), pooled by an explicit
+    numpy mean / softmax-weighted mean of the trunk's embeddings; the bundle reloads it."""
+    backbone = EnformerBackbone(**tiny_params(window_size=WINDOW, seed=3, pool=pool)).build()
+    module = backbone.model_
+    if pool == "attention":  # non-trivial scores (they start at zero, i.e. the mean)
+        with torch.no_grad():
+            module.to_tracks.score.weight.normal_(0, 1.0)
+    x = one_hot("".join(np.random.default_rng(1).choice(list("ACGT"), size=WINDOW)))[None].repeat(2, axis=0)
+    x[1, 100] = [0, 0, 0, 1]  # far from the centre
+    pred = backbone.predict(x)
+    with torch.no_grad():
+        emb = module.enformer(torch.from_numpy(x), return_only_embeddings=True).numpy().astype(np.float64)
+    if pool == "mean":
+        pooled = emb.mean(axis=1)
+    else:
+        logits = emb @ module.to_tracks.score.weight.detach().numpy().astype(np.float64).T  # (N, bins, 1)
+        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+        pooled = (weights / weights.sum(axis=1, keepdims=True) * emb).sum(axis=1)
+    linear = module.to_tracks[0]
+    expected = pooled @ linear.weight.detach().numpy().T.astype(np.float64) + linear.bias.detach().numpy()
+    assert pred.shape == (2, WINDOW // 128, 1)
+    np.testing.assert_allclose(pred, np.repeat(expected[:, None, :], WINDOW // 128, axis=1), rtol=1e-4, atol=1e-5)
+    backbone.save(tmp_path)
+    reloaded = EnformerBackbone(**backbone.params).load(tmp_path)
+    np.testing.assert_allclose(reloaded.predict(x), pred, rtol=1e-5, atol=1e-6)
+    with pytest.raises(InputError, match="pool"):
+        EnformerBackbone(**tiny_params(window_size=WINDOW, pool=pool, head="pretrained"))

@@ -308,3 +308,71 @@ def test_annotate_with_a_linear_bundle_gives_twice_the_coefficient(bundle_dir: P
         np.testing.assert_allclose([a for _, _, a in got], [a for _, _, a in want], rtol=1e-5, atol=1e-6)
     assert n_scored == len(expected) and f"records scored: {n_scored}" in result.output
     assert f"not scored (not_in_model): {len(body) - n_scored}" in result.output
+
+
+def _bcftools_dosages(vcf: Path, region: str) -> tuple[list[tuple[int, str, str]], np.ndarray, np.ndarray]:
+    """Per (record, SNV ALT) column: ``(pos, ref, alt)``, GT-derived ALT dosage ``(P, V)`` and a
+    missing mask ``(P, V)`` (either allele '.'), from ``bcftools query`` output parsed here."""
+    import subprocess
+
+    from tests.conftest import BCFTOOLS
+
+    out = subprocess.run([str(BCFTOOLS), "query", "-r", region, "-f", "%POS\t%REF\t%ALT[\t%GT]\n", str(vcf)],
+                         capture_output=True, text=True, check=True).stdout
+    keys, dosage, missing = [], [], []
+    for line in out.splitlines():
+        pos, ref, alts, *gts = line.split("\t")
+        alleles = [gt.replace("|", "/").split("/") for gt in gts]
+        for index, alt in enumerate(alts.split(","), start=1):
+            if len(ref) != 1 or len(alt) != 1:
+                continue  # linear models use SNVs only
+            keys.append((int(pos), ref, alt))
+            dosage.append([sum(a == str(index) for a in person) for person in alleles])
+            missing.append(["." in person for person in alleles])
+    return keys, np.array(dosage, dtype=np.float64).T, np.array(missing, dtype=bool).T
+
+
+def test_genotype_matrix_equals_bcftools_dosage_of_every_record(tmp_path: Path) -> None:
+    """Split multi-allelic and duplicate records at one position (their ALT calls collide on a
+    haplotype) and unsplit multi-allelic records: the linear models' genotype matrix counts each
+    record's own ALT alleles, as ``bcftools query`` GTs do; personal sequences still apply the
+    first record only, and the summary names the collisions."""
+    from tests.conftest import BCFTOOLS, missing_tool
+    from tests.test_personal import write_vcf
+    from varscore.personal import personal_one_hot, read_window_genotypes
+    from varscore.sequence import one_hot
+    from varscore.types import Window
+
+    if BCFTOOLS is None:
+        missing_tool("bcftools", "apt-get install bcftools")
+    rng = np.random.default_rng(3)
+    contig = "".join(rng.choice(list("ACGT"), size=60))
+    ref = {p: contig[p - 1] for p in (5, 12, 20, 30, 40)}
+    other = {p: [b for b in "ACGT" if b != ref[p]] for p in ref}
+    samples = ["P1", "P2", "P3", "P4", "P5"]
+    rows = [
+        (5, ref[5], other[5][0], ["0/1", "1/1", "0|1", "0/0", "1/0"]),  # split multi-allelic, first part
+        (5, ref[5], other[5][1], ["0/1", "0/0", "1|0", "1/1", "0/1"]),  # second part: collides unphased
+        (12, ref[12], other[12][0], ["0/1", "1/1", "0/0", "./1", "0/1"]),  # duplicate records
+        (12, ref[12], other[12][0], ["0/1", "0/1", "1/1", "0/0", "./."]),
+        (20, ref[20], f"{other[20][0]},{other[20][1]}", ["1/2", "2/2", "0/1", "1|2", "0/2"]),  # unsplit
+        (30, ref[30], other[30][2], ["0/0", "0/1", "1/1", "./.", "0/1"]),
+        (40, ref[40], f"{ref[40]}A,{other[40][0]}", ["1/2", "0/2", "2/2", "0/1", "0/0"]),  # indel + SNV ALT
+    ]
+    vcf = write_vcf(tmp_path / "collide.vcf.gz", "chr20", len(contig), samples, rows)
+    reference = one_hot(contig)
+    genotypes = read_window_genotypes(vcf, Window("chr20", 0, len(contig)), reference)
+    keys, expected, missing = _bcftools_dosages(vcf, "chr20:1-60")
+    assert [(int(p), r, a) for p, r, a in zip(genotypes.positions, genotypes.refs, genotypes.alts,
+                                              strict=True)] == keys
+    assert genotypes.summary.overlapping_calls > 0 and genotypes.summary.overlap_examples
+    train = np.arange(len(samples))
+    dosage, n_missing = imputed_dosage(genotypes, train)
+    assert n_missing == int(missing.sum()) > 0
+    np.testing.assert_array_equal(dosage[~missing], expected[~missing])
+    means = np.array([expected[~missing[:, j], j].mean() for j in range(expected.shape[1])])
+    np.testing.assert_allclose(dosage[missing], np.broadcast_to(means, expected.shape)[missing])
+    np.testing.assert_array_equal(genotypes.dosage(), expected)  # raw counts: a missing allele counts 0
+    # personal sequences: the first record at position 5 wins on the haplotype both carry
+    haplotypes = personal_one_hot(reference, genotypes, mode="haplotypes")
+    assert "ACGT"[int(haplotypes[0, 1, 4].argmax())] == other[5][0]

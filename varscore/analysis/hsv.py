@@ -131,13 +131,21 @@ def read_truth(path: str) -> set[tuple[str, str]]:
     """``(gene, key)`` pairs of a simulation's ``truth_variants.tsv`` (gene by name and by id)."""
     from pathlib import Path
 
-    if not Path(path).exists():
+    if not Path(path).is_file():
         raise InputError(f"Truth table not found: {path}.")
-    table = pd.read_csv(path, sep="\t")
+    try:
+        table = pd.read_csv(path, sep="\t", dtype={"chrom": str, "ref": str, "alt": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"Cannot read truth table {path}: {exc} (expected a varscore simulate truth_variants.tsv).") from exc
     needed = {"gene_id", "chrom", "pos", "ref", "alt"}
     if not needed <= set(table.columns):
         raise InputError(f"{path} lacks columns {', '.join(sorted(needed - set(table.columns)))}: "
                          "expected a varscore simulate truth_variants.tsv.")
+    pos = pd.to_numeric(table["pos"], errors="coerce")
+    if table.empty or pos.isna().any() or (pos % 1 != 0).any() or table[list(needed)].isna().any().any():
+        raise InputError(f"{path} has no variants, or rows with an empty field or a non-integer pos: "
+                         "expected a varscore simulate truth_variants.tsv.")
+    table["pos"] = pos.astype(np.int64)
     keys = table["chrom"].astype(str) + ":" + table["pos"].astype(str) + ":" + table["ref"] + ":" + table["alt"]
     pairs = set(zip(table["gene_id"].astype(str), keys, strict=True))
     if "gene_name" in table.columns:
@@ -155,6 +163,7 @@ class SignAgreement:
     agree: int
     threshold: float
     p_value: float
+    linear_threshold: float = math.nan  # the linear weights' own threshold when it differs
 
     @property
     def fraction(self) -> float:
@@ -162,18 +171,25 @@ class SignAgreement:
 
 
 def sign_agreement(model_weights: Sequence[float] | np.ndarray, linear_weights: Sequence[float] | np.ndarray,
-                   threshold: float = 0.05) -> SignAgreement:
+                   threshold: float | None = None, quantile: float = 0.5) -> SignAgreement:
     """Compare the signs of ``model_weights`` ``(V,)`` (ISM deltas) and ``linear_weights`` ``(V,)``
     (e.g. elastic-net coefficients), aligned by variant, keeping pairs where both exceed
-    ``threshold`` in magnitude."""
+    ``threshold`` in magnitude, or by default (``threshold=None``) where each exceeds its own
+    model's ``quantile`` of its non-zero ``|weights|`` (the two models' units differ)."""
     from scipy.stats import fisher_exact
 
     x = np.asarray(model_weights, dtype=np.float64)
     y = np.asarray(linear_weights, dtype=np.float64)
     if x.shape != y.shape:
         raise InputError(f"Weights must be aligned: got {x.shape} and {y.shape}.")
-    keep = (np.abs(x) > threshold) & (np.abs(y) > threshold)
+
+    def scale(w: np.ndarray) -> float:
+        nonzero = np.abs(w[np.isfinite(w) & (w != 0)])
+        return float(np.quantile(nonzero, quantile)) if nonzero.size else math.inf
+
+    tx, ty = (threshold, threshold) if threshold is not None else (scale(x), scale(y))
+    keep = (np.abs(x) > tx) & (np.abs(y) > ty)
     sx, sy = x[keep] > 0, y[keep] > 0
     table = [[int(np.sum(sx & sy)), int(np.sum(sx & ~sy))], [int(np.sum(~sx & sy)), int(np.sum(~sx & ~sy))]]
     p = float(fisher_exact(table)[1]) if keep.sum() else math.nan
-    return SignAgreement(int(keep.sum()), int(np.sum(sx == sy)), threshold, p)
+    return SignAgreement(int(keep.sum()), int(np.sum(sx == sy)), tx, p, ty)
