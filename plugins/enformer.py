@@ -30,6 +30,7 @@ from varscore.torch_backbone import (
 )
 
 if TYPE_CHECKING:
+    import click
     import torch
 
     from varscore.fastpredict import WindowEdit
@@ -785,3 +786,85 @@ def _window_norm_class() -> type:
             return F.instance_norm(x, weight=self.weight, bias=self.bias, use_input_stats=True, eps=self.eps)
 
     return WindowNorm1d
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    """``varscore models from-enformer``: a single-track scorer from a local pre-trained Enformer."""
+    import click
+
+    models = cli.commands["models"]
+    if not isinstance(models, click.Group):
+        return
+
+    @models.command("from-enformer")
+    @click.argument("pretrained_dir", type=click.Path(file_okay=False, path_type=Path))
+    @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
+    @click.option("--genes", "genes_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                  help="Gene/TSS table (TSV, GTF or GFF3).")
+    @click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path), help="Reference FASTA to record.")
+    @click.option("--track", default=4950, show_default=True, help="Output track (4950 = CAGE:blood, adult, pool1).")
+    @click.option("--center-bins", default=3, show_default=True, help="Centre bins summed into the score.")
+    @click.option("--head", "output_head", default="human", show_default=True, help="Enformer output head.")
+    @click.option("--window", default=196608, show_default=True, help="Input window in bp.")
+    def models_from_enformer(
+        pretrained_dir: Path,
+        output: Path,
+        genes_path: Path,
+        fasta: Path | None,
+        track: int,
+        center_bins: int,
+        output_head: str,
+        window: int,
+    ) -> None:
+        """Make a bundle from a pre-trained Enformer in a local directory (config.json + model.safetensors)."""
+        from varscore.bundle import save_bundle
+        from varscore.genome import load_genes
+        from varscore.plugins import get_backbone, get_output_mode
+
+        genes = load_genes(genes_path)
+        backbone = get_backbone("enformer")(
+            head="pretrained", pretrained_dir=str(pretrained_dir), output_head=output_head, window_size=window
+        ).build()
+        mode = get_output_mode("scalar")(track=track, center_bins=center_bins)
+        save_bundle(output, name=output.name, backbone=backbone, output_mode=mode, genes=genes,
+                    reference_fasta=fasta, provenance={"pretrained_dir": pretrained_dir.name})
+        click.echo(f"wrote {output}")
+
+    @models.command("import")
+    @click.argument("directories", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+    @click.option("--format", "format_", type=click.Choice(["enformer", "borzoi"]),
+                  help="Checkpoint layout [from config.json's model_type].")
+    @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
+    @click.option("--name", help="Model name in the manifest [the output directory's name].")
+    @click.option("--genes", "genes_path", type=click.Path(dir_okay=False, path_type=Path),
+                  help="Gene/TSS table (TSV, GTF or GFF3) to record (else pass --genes when annotating).")
+    @click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path), help="Reference FASTA to record.")
+    @click.option("--genome-build", help="Genome build of the weights (e.g. hg38).")
+    @click.option("--window", type=int, help="Input window in bp [196608 Enformer, 524288 Borzoi].")
+    @click.option("--track", type=int, help="Output track scored [Enformer 4950 CAGE:blood; Borzoi 7531 RNA:blood].")
+    @click.option("--center-bins", type=int, help="Centre bins summed (stat center) [Enformer 3].")
+    @click.option("--stat", type=click.Choice(["center", "SUM", "logSUM", "D1", "D2"]),
+                  help="Score statistic [Enformer center, Borzoi SUM].")
+    @click.option("--head", "output_head", default="human", show_default=True, help="Enformer output head.")
+    @click.option("--tf-gamma", is_flag=True, help="Enformer: TensorFlow's gamma positional features (196,608 bp only).")
+    @click.option("--tracks", "tracks_file", type=click.Path(dir_okay=False, path_type=Path),
+                  help="Track list to copy into the bundle [Borzoi: borzoi-pytorch's targets.txt].")
+    @click.option("--licence", help="Licence of the weights, recorded in the manifest.")
+    @click.option("--citation", help="How to cite the weights, recorded in the manifest.")
+    def models_import(
+        directories: tuple[Path, ...], format_: str | None, output: Path, name: str | None, genes_path: Path | None,
+        fasta: Path | None, genome_build: str | None, window: int | None, track: int | None, center_bins: int | None,
+        stat: str | None, output_head: str, tf_gamma: bool, tracks_file: Path | None, licence: str | None,
+        citation: str | None,
+    ) -> None:
+        """Make a bundle from published Enformer / Borzoi checkpoint directories (config.json +
+        model.safetensors or pytorch_model.bin); several directories make a replicate ensemble."""
+        from varscore.checkpoints import ImportOptions, import_checkpoints
+
+        options = ImportOptions(
+            name=name or output.name, window_size=window, output_head=output_head, use_tf_gamma=tf_gamma, track=track,
+            center_bins=center_bins, stat=stat, genes_path=genes_path, reference_fasta=fasta, genome_build=genome_build,
+            tracks_file=tracks_file, licence=licence, citation=citation,
+        )
+        bundle = import_checkpoints(list(directories), output, options, format=format_)
+        click.echo(f"wrote {bundle} ({len(directories)} replicate{'s' if len(directories) > 1 else ''})")

@@ -20,13 +20,16 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from varscore.base import Backbone
 from varscore.errors import BundleError, InputError, NotFittedError
 from varscore.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import click
 
 WEIGHTS_FILE = "weights.safetensors"
 METADATA_KEY = "varscore_linear"
@@ -670,3 +673,55 @@ def _match_report(model: LinearBackbone, vcf: str | Path, build: str | None) -> 
                 "probably on another genome build (lift it over, or use a model for the VCF's build)."
             )
     return lines
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    """``varscore models export`` and ``varscore models import-predictdb`` (PrediXcan/PredictDB sqlite)."""
+    import click
+
+    models = cli.commands["models"]
+    if not isinstance(models, click.Group):
+        return
+
+    @models.command("export")
+    @click.argument("name")
+    @click.option("--format", "format_", type=click.Choice(["predictdb"]), default="predictdb", show_default=True,
+                  help="predictdb: PrediXcan/PredictDB sqlite (tables weights and extra).")
+    @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write.")
+    @click.option("--genome-build", help="Build tag of the variant IDs (GRCh38 -> _b38) [the bundle's, else GRCh38].")
+    def models_export(name: str, format_: str, output: Path, genome_build: str | None) -> None:
+        """Export a linear model bundle (elastic-net, lasso, ridge) for other tools."""
+        from varscore.bundle import load_bundle
+
+        result = export_predictdb(load_bundle(name), output, genome_build)
+        click.echo(f"wrote {result.path} ({result.genes} genes, {result.weights} weights, IDs chr*_*_*_*_{result.build})")
+
+
+    @models.command("import-predictdb")
+    @click.argument("db", type=click.Path(dir_okay=False, path_type=Path))
+    @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+                  help="Bundle directory to write.")
+    @click.option("--vcf", type=click.Path(dir_okay=False, path_type=Path),
+                  help="Report how many model SNPs this VCF holds.")
+    @click.option("--genes", "genes_path", type=click.Path(dir_okay=False, path_type=Path),
+                  help="Gene/TSS table (TSV, GTF or GFF3) giving the model genes' TSSs.")
+    @click.option("--backbone", default="elastic-net", show_default=True,
+                  type=click.Choice(["elastic-net", "lasso", "ridge"]),
+                  help="Backbone to record when the database does not say.")
+    def models_import_predictdb(db: Path, output: Path, vcf: Path | None, genes_path: Path | None, backbone: str) -> None:
+        """Make a linear model bundle from a PredictDB (PrediXcan) sqlite database."""
+        from varscore.bundle import save_bundle, sha256
+        from varscore.genome import load_genes
+        from varscore.plugins import get_output_mode
+
+        imported = read_predictdb(db, vcf=vcf, backbone=backbone)
+        for line in imported.report:
+            click.echo(line, err=True)
+        model_genes = set(imported.backbone.genes)
+        genes = [g for g in load_genes(genes_path) if g.gene_id in model_genes] if genes_path else []
+        build = {"b38": "GRCh38", "b37": "GRCh37"}.get(imported.build or "")
+        save_bundle(output, name=output.name, backbone=imported.backbone, output_mode=get_output_mode("scalar")(),
+                    genes=genes, genome_build=build, provenance={"predictdb": str(db), "predictdb_sha256": sha256(db)},
+                    extra={"train_genes": sorted(model_genes)})
+        click.echo(f"wrote {output} ({len(model_genes)} genes)")

@@ -364,80 +364,6 @@ def models_install(source: str, expected: str | None, name: str | None) -> None:
     click.echo(f"installed {dest}")
 
 
-@models.command("from-enformer")
-@click.argument("pretrained_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
-@click.option("--genes", "genes_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Gene/TSS table (TSV, GTF or GFF3).")
-@click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path), help="Reference FASTA to record.")
-@click.option("--track", default=4950, show_default=True, help="Output track (4950 = CAGE:blood, adult, pool1).")
-@click.option("--center-bins", default=3, show_default=True, help="Centre bins summed into the score.")
-@click.option("--head", "output_head", default="human", show_default=True, help="Enformer output head.")
-@click.option("--window", default=196608, show_default=True, help="Input window in bp.")
-def models_from_enformer(
-    pretrained_dir: Path,
-    output: Path,
-    genes_path: Path,
-    fasta: Path | None,
-    track: int,
-    center_bins: int,
-    output_head: str,
-    window: int,
-) -> None:
-    """Make a bundle from a pre-trained Enformer in a local directory (config.json + model.safetensors)."""
-    from varscore.bundle import save_bundle
-    from varscore.genome import load_genes
-    from varscore.plugins import get_backbone, get_output_mode
-
-    genes = load_genes(genes_path)
-    backbone = get_backbone("enformer")(
-        head="pretrained", pretrained_dir=str(pretrained_dir), output_head=output_head, window_size=window
-    ).build()
-    mode = get_output_mode("scalar")(track=track, center_bins=center_bins)
-    save_bundle(output, name=output.name, backbone=backbone, output_mode=mode, genes=genes,
-                reference_fasta=fasta, provenance={"pretrained_dir": pretrained_dir.name})
-    click.echo(f"wrote {output}")
-
-@models.command("import")
-@click.argument("directories", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--format", "format_", type=click.Choice(["enformer", "borzoi"]),
-              help="Checkpoint layout [from config.json's model_type].")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
-@click.option("--name", help="Model name in the manifest [the output directory's name].")
-@click.option("--genes", "genes_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Gene/TSS table (TSV, GTF or GFF3) to record (else pass --genes when annotating).")
-@click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path), help="Reference FASTA to record.")
-@click.option("--genome-build", help="Genome build of the weights (e.g. hg38).")
-@click.option("--window", type=int, help="Input window in bp [196608 Enformer, 524288 Borzoi].")
-@click.option("--track", type=int, help="Output track scored [Enformer 4950 CAGE:blood; Borzoi 7531 RNA:blood].")
-@click.option("--center-bins", type=int, help="Centre bins summed (stat center) [Enformer 3].")
-@click.option("--stat", type=click.Choice(["center", "SUM", "logSUM", "D1", "D2"]),
-              help="Score statistic [Enformer center, Borzoi SUM].")
-@click.option("--head", "output_head", default="human", show_default=True, help="Enformer output head.")
-@click.option("--tf-gamma", is_flag=True, help="Enformer: TensorFlow's gamma positional features (196,608 bp only).")
-@click.option("--tracks", "tracks_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Track list to copy into the bundle [Borzoi: borzoi-pytorch's targets.txt].")
-@click.option("--licence", help="Licence of the weights, recorded in the manifest.")
-@click.option("--citation", help="How to cite the weights, recorded in the manifest.")
-def models_import(
-    directories: tuple[Path, ...], format_: str | None, output: Path, name: str | None, genes_path: Path | None,
-    fasta: Path | None, genome_build: str | None, window: int | None, track: int | None, center_bins: int | None,
-    stat: str | None, output_head: str, tf_gamma: bool, tracks_file: Path | None, licence: str | None,
-    citation: str | None,
-) -> None:
-    """Make a bundle from published Enformer / Borzoi checkpoint directories (config.json +
-    model.safetensors or pytorch_model.bin); several directories make a replicate ensemble."""
-    from varscore.checkpoints import ImportOptions, import_checkpoints
-
-    options = ImportOptions(
-        name=name or output.name, window_size=window, output_head=output_head, use_tf_gamma=tf_gamma, track=track,
-        center_bins=center_bins, stat=stat, genes_path=genes_path, reference_fasta=fasta, genome_build=genome_build,
-        tracks_file=tracks_file, licence=licence, citation=citation,
-    )
-    bundle = import_checkpoints(list(directories), output, options, format=format_)
-    click.echo(f"wrote {bundle} ({len(directories)} replicate{'s' if len(directories) > 1 else ''})")
-
-
 @models.command("fetch")
 @click.argument("name", required=False)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Bundle directory [the user model cache].")
@@ -886,51 +812,6 @@ def _finetune_genotype_model(model: Any, inputs: Any, output: Path, seed: int) -
     )
     shown = "n/a" if mean_r2 is None else f"{mean_r2:.3f}"
     click.echo(f"wrote {output} ({len(data.genes)} genes, tune mean R2 {shown})")
-
-
-@models.command("export")
-@click.argument("name")
-@click.option("--format", "format_", type=click.Choice(["predictdb"]), default="predictdb", show_default=True,
-              help="predictdb: PrediXcan/PredictDB sqlite (tables weights and extra).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write.")
-@click.option("--genome-build", help="Build tag of the variant IDs (GRCh38 -> _b38) [the bundle's, else GRCh38].")
-def models_export(name: str, format_: str, output: Path, genome_build: str | None) -> None:
-    """Export a linear model bundle (elastic-net, lasso, ridge) for other tools."""
-    from varscore.bundle import load_bundle
-    from varscore_plugins.linear import export_predictdb
-
-    result = export_predictdb(load_bundle(name), output, genome_build)
-    click.echo(f"wrote {result.path} ({result.genes} genes, {result.weights} weights, IDs chr*_*_*_*_{result.build})")
-
-
-@models.command("import-predictdb")
-@click.argument("db", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Bundle directory to write.")
-@click.option("--vcf", type=click.Path(dir_okay=False, path_type=Path),
-              help="Report how many model SNPs this VCF holds.")
-@click.option("--genes", "genes_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Gene/TSS table (TSV, GTF or GFF3) giving the model genes' TSSs.")
-@click.option("--backbone", default="elastic-net", show_default=True,
-              type=click.Choice(["elastic-net", "lasso", "ridge"]),
-              help="Backbone to record when the database does not say.")
-def models_import_predictdb(db: Path, output: Path, vcf: Path | None, genes_path: Path | None, backbone: str) -> None:
-    """Make a linear model bundle from a PredictDB (PrediXcan) sqlite database."""
-    from varscore.bundle import save_bundle, sha256
-    from varscore.genome import load_genes
-    from varscore.plugins import get_output_mode
-    from varscore_plugins.linear import read_predictdb
-
-    imported = read_predictdb(db, vcf=vcf, backbone=backbone)
-    for line in imported.report:
-        click.echo(line, err=True)
-    model_genes = set(imported.backbone.genes)
-    genes = [g for g in load_genes(genes_path) if g.gene_id in model_genes] if genes_path else []
-    build = {"b38": "GRCh38", "b37": "GRCh37"}.get(imported.build or "")
-    save_bundle(output, name=output.name, backbone=imported.backbone, output_mode=get_output_mode("scalar")(),
-                genes=genes, genome_build=build, provenance={"predictdb": str(db), "predictdb_sha256": sha256(db)},
-                extra={"train_genes": sorted(model_genes)})
-    click.echo(f"wrote {output} ({len(model_genes)} genes)")
 
 
 # --- variant analyses ---

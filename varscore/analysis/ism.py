@@ -132,7 +132,7 @@ class ModelScorer:
         return self.backbone.input_kind == "genotypes"
 
     def linear_weights(self, gene: Gene) -> Any:
-        """A linear model's :class:`~varscore_plugins.linear.GeneWeights` for ``gene`` (None if absent)."""
+        """A linear model's per-gene weights for ``gene`` (None if absent)."""
         genes = self.backbone.genes
         return genes.get(gene.gene_id) or genes.get(gene.name)
 

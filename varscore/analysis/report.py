@@ -421,11 +421,8 @@ def build_report(config: ReportConfig) -> ReportResult:
            missing=motif_missing, sources=["motif_rates_hsvs", "hsvs"])
     finemap_missing = "needs --finemap TABLE (CAVIAR, SuSiE or DAP-G fine-mapping)" if config.finemap is None else None
     if config.finemap is not None:
-        try:
-            from varscore_plugins.finemap import evaluate_finemap, read_finemap_table
-        except ImportError:
-            finemap_missing = "needs the finemap plugin (varscore_plugins.finemap)"
-    if finemap_missing is None:
+        from varscore.finemapping import evaluate_finemap, read_finemap_table
+
         evaluation = evaluate_finemap(ism_all[["model", "gene", "chrom", "pos", "delta"]],
                                       read_finemap_table(config.finemap), {g.label: g for g in genes})
         table("finemap_per_gene", evaluation.per_gene)
