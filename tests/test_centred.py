@@ -567,3 +567,17 @@ def test_gzip_vcf_output_is_indexed(track_bundle):
     with gzip.open(out, "rt") as handle:
         assert sum(1 for line in handle if not line.startswith("#")) == 10
     assert Path(f"{out}.tbi").exists()
+
+
+def test_fetch_starting_at_a_bgzf_block_end_equals_pysam():
+    """pyfaidx cannot start a read of a bgzipped FASTA exactly at a BGZF block end (chr20:10922661 of the
+    example is one); the genome reads one base earlier there."""
+    import pysam
+
+    from varscore.examples import data_dir
+
+    path = data_dir() / "ucsc.hg19.chr20.unittest.fasta.gz"
+    genome = Genome(path)
+    reference = pysam.FastaFile(str(path))
+    for start in (10922659, 10922660, 10922661):
+        assert genome.fetch(genome_window("chr20", start, start + 64)) == reference.fetch("chr20", start, start + 64).upper()
