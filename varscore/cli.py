@@ -170,6 +170,22 @@ def simulate(
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary (warnings and errors still show).")
 @click.option("--rc", is_flag=True, help="Test-time augmentation: also score reverse-complemented windows, averaged.")
 @click.option("--shifts", help="Test-time augmentation: window shifts in bp to average over, e.g. -1,0,1.")
+@click.option("--mode", type=click.Choice(["gene", "variant"]), default="gene", show_default=True,
+              help="gene: the TSS windows of the model's genes; variant: a window centred on every variant "
+                   "(track models; docs/variant-centred.md).")
+@click.option("--tracks", default="all", show_default=True,
+              help="--mode variant: tracks to score: all, indices (0,5,10-12) or a pattern over --targets descriptions.")
+@click.option("--targets", type=click.Path(dir_okay=False, path_type=Path),
+              help="--mode variant: targets file naming the model's tracks (tab-separated, 'description' column).")
+@click.option("--gtf", type=click.Path(dir_okay=False, path_type=Path),
+              help="--mode variant: GTF/GFF3 with genes and exons, for gene-level scores over exon bins.")
+@click.option("--stats", default="SUM,logSUM,D1,D2", show_default=True,
+              help="--mode variant: statistics (the first is the VCF headline).")
+@click.option("--detail", type=click.Path(dir_okay=False, path_type=Path),
+              help="--mode variant: write every (allele, gene, track, statistic) value to this Parquet file.")
+@click.option("--centring", type=click.Choice(["exact", "tiled"]), default="exact", show_default=True,
+              help="--mode variant: a window per variant position (exact) or one per genome tile (tiled).")
+@click.option("--tile-bins", type=click.IntRange(min=1), help="--centring tiled: tile width in output bins.")
 def annotate(
     vcf: Path,
     model: str,
@@ -190,6 +206,14 @@ def annotate(
     quiet: bool,
     rc: bool,
     shifts: str | None,
+    mode: str = "gene",
+    tracks: str = "all",
+    targets: Path | None = None,
+    gtf: Path | None = None,
+    stats: str = "SUM,logSUM,D1,D2",
+    detail: Path | None = None,
+    centring: str = "exact",
+    tile_bins: int | None = None,
 ) -> None:
     """Add each variant's predicted effect on expression to a VCF (INFO VARSCORE).
 
@@ -207,6 +231,18 @@ def annotate(
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum)) if in_main_thread else None
     try:
+        if mode == "variant":
+            from varscore.genomewide import annotate_variant_centred
+
+            if annotators or resume or devices > 1:
+                raise click.UsageError("--mode variant does not take --annotate, --resume or --devices yet.")
+            centred = annotate_variant_centred(
+                vcf, model, output, fasta=fasta, tracks=tracks, targets=targets, gtf=gtf, stats=stats, detail=detail,
+                centring=centring, tile_bins=tile_bins, batch_size=batch_size, device=device, bf16=bf16,
+                check_ref=check_ref, progress=progress and sys.stderr.isatty())
+            for line in centred.lines():
+                click.echo(line, err=True)
+            return
         summary = annotate_vcf(
             vcf,
             model,
@@ -362,6 +398,36 @@ def models_install(source: str, expected: str | None, name: str | None) -> None:
 
     dest = install_bundle(source, expected, name)
     click.echo(f"installed {dest}")
+
+
+@models.command("calibrate")
+@click.argument("name")
+@click.option("--vcf", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Background variants (e.g. common SNVs of a 1000 Genomes VCF).")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Write a calibrated copy of the bundle here (default: update the bundle in place).")
+@click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path), help="Reference FASTA [the bundle's].")
+@click.option("--tracks", default="all", show_default=True, help="Tracks: all, indices or a pattern over --targets.")
+@click.option("--targets", type=click.Path(dir_okay=False, path_type=Path), help="Targets file naming the tracks.")
+@click.option("--gtf", type=click.Path(dir_okay=False, path_type=Path), help="GTF/GFF3 for gene-level backgrounds.")
+@click.option("--stats", default="SUM,logSUM,D1,D2", show_default=True, help="Statistics to calibrate.")
+@click.option("--centring", type=click.Choice(["exact", "tiled"]), default="exact", show_default=True)
+@click.option("--tile-bins", type=click.IntRange(min=1), help="--centring tiled: tile width in output bins.")
+@click.option("--max-variants", type=click.IntRange(min=1), help="Use only the first N scorable records.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def models_calibrate(name: str, vcf: Path, output: Path | None, fasta: Path | None, tracks: str, targets: Path | None,
+                     gtf: Path | None, stats: str, centring: str, tile_bins: int | None, max_variants: int | None,
+                     batch_size: int, device: str) -> None:
+    """Score background variants and store |score| quantiles in the bundle (annotate adds VARSCORE_Q)."""
+    from varscore.genomewide import calibrate_model
+
+    path, calibration, summary = calibrate_model(
+        name, vcf, output=output, fasta=fasta, tracks=tracks, targets=targets, gtf=gtf, stats=stats,
+        centring=centring, tile_bins=tile_bins, batch_size=batch_size, device=device, max_records=max_variants)
+    for line in summary.lines():
+        click.echo(line, err=True)
+    click.echo(f"calibrated {path} on {calibration.records} background records ({len(calibration.counts)} keys)")
 
 
 @models.command("fetch")

@@ -113,7 +113,13 @@ class Genome:
         start, end = max(window.start, 0), min(window.end, length)
         if end <= start:
             return "N" * window.length, window.length
-        body = str(self._fasta[name][start:end])
+        try:
+            body = str(self._fasta[name][start:end])
+        except ValueError:
+            if start == 0:
+                raise
+            # pyfaidx (Bio.bgzf) cannot start a read exactly at the end of a BGZF block: read one base earlier
+            body = str(self._fasta[name][start - 1 : end])[1:]
         left = start - window.start
         right = window.length - left - len(body)
         return "N" * left + body + "N" * right, left + right
