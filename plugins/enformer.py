@@ -39,9 +39,10 @@ logger = logging.getLogger(__name__)
 HEADS = ("variformer", "pretrained")
 # Where Enformer's batch norms take their statistics (see EnformerBackbone).
 NORM_STATS = ("batch", "window")
-# "naive" forces ISM through full forward passes (to check the fast path against).
+# "naive" forces ISM through full forward passes (to check the fast path against); "patch" keeps the
+# cached conv tower but runs the whole transformer and head per alternate.
 ISM_METHOD_ENV = "VARSCORE_ISM"
-ISM_METHODS = ("fast", "naive")
+ISM_METHODS = ("fast", "patch", "naive")
 
 # Hyper-parameters passed to enformer-pytorch's EnformerConfig (target_length is always -1).
 ENFORMER_HPARAMS = (
@@ -428,9 +429,9 @@ class EnformerBackbone(TorchSequenceBackbone):
         method = self.ism_method or os.environ.get(ISM_METHOD_ENV, "").strip().lower() or "fast"
         if method not in ISM_METHODS:
             raise InputError(
-                f"Unknown ISM method {method!r} (from ism_method or ${ISM_METHOD_ENV}); choose fast or naive."
+                f"Unknown ISM method {method!r} (from ism_method or ${ISM_METHOD_ENV}); choose fast, patch or naive."
             )
-        return method == "fast" and self.tower_is_local()
+        return method != "naive" and self.tower_is_local()
 
     def tower_is_local(self) -> bool:
         """Whether a base changes only the conv-tower bins in its receptive field (not so with
@@ -474,37 +475,74 @@ class EnformerBackbone(TorchSequenceBackbone):
     def _fast_ism(
         self, reference: np.ndarray, substitutions: Sequence[tuple[int, str]], reduce: Reducer, batch_size: int
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Cached conv tower + patches (see :meth:`ism`); with ``ism_method="patch"`` the whole
+        transformer and head then run per alternate, otherwise :mod:`varscore_plugins.fast_ism`'s
+        exact shortcuts through the transformer and head."""
         import torch
 
-        geometry = self.tower_geometry()
-        width = geometry.snv_patch_width()
-        bin_size = geometry.bin_size
+        from varscore_plugins.fast_ism import CachedTransformer, bins_read, enformer_positions, reduce_rows
+
+        method = self.ism_method or os.environ.get(ISM_METHOD_ENV, "").strip().lower() or "fast"
         device = torch.device(self._device)
         ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32)).to(device)
-        codes = np.eye(5, 4, dtype=np.float32)  # row 4: an unknown base is all-zero, as in predict()
-        patch_range = torch.arange(width * bin_size, device=device)
+        n_bins = self.n_bins
+        bins = bins_read(reduce, n_bins) if method == "fast" else None
         self.model_.eval()
         alt_rows: list[np.ndarray] = []
         with torch.inference_mode(), self._autocast():
-            ref_tower = self._run("tower", ref[None])
-            ref_out = np.asarray(reduce(self._run("head", ref_tower).float().cpu().numpy()))[0]
+            ref_tower = self._run("tower", ref[None])  # (1, dim, bins)
+            if method == "patch":
+                ref_out = np.asarray(reduce(self._run("head", ref_tower).float().cpu().numpy()))[0]
+            else:
+                transformer = CachedTransformer(self._trunk_module().transformer, n_bins, enformer_positions)
+                embeddings, cache = transformer.reference(ref_tower.transpose(1, 2))
+                ref_out = np.asarray(reduce(self._output_head(embeddings).float().cpu().numpy()))[0]
             for begin in range(0, len(substitutions), batch_size):
-                chunk = substitutions[begin : begin + batch_size]
-                offsets = np.array([int(offset) for offset, _ in chunk], dtype=np.int64)
-                spans = [geometry.affected_bins(int(offset), int(offset)) for offset in offsets]
-                starts = np.array([geometry.place_patch(first, last, width) for first, last in spans], dtype=np.int64)
-                start_bases = torch.from_numpy(starts * bin_size).to(device)
-                patches = ref[start_bases[:, None] + patch_range]  # (n, width * bin_size, 4), a copy
-                alleles = codes[[BASE_INDEX.get(base, 4) for _, base in chunk]]
-                rows = torch.arange(len(chunk), device=device)
-                columns = torch.from_numpy(offsets - starts * bin_size).to(device)
-                patches[rows, columns] = torch.from_numpy(alleles).to(device)
-                patch_towers = self._run("tower", patches)  # (n, dim, width)
-                towers = ref_tower.expand(len(chunk), -1, -1).clone()  # (n, dim, bins)
-                for row, ((first, last), start) in enumerate(zip(spans, starts.tolist(), strict=True)):
-                    towers[row, :, first : last + 1] = patch_towers[row, :, first - start : last + 1 - start]
-                alt_rows.append(np.asarray(reduce(self._run("head", towers).float().cpu().numpy())))
+                towers, spans = self._alternate_towers(ref, ref_tower, substitutions[begin : begin + batch_size])
+                if method == "patch":
+                    alt_rows.append(np.asarray(reduce(self._run("head", towers).float().cpu().numpy())))
+                    continue
+                width = max(last - first + 1 for first, last in spans)
+                starts = torch.tensor([min(first, n_bins - width) for first, _ in spans], device=device)
+                rows = transformer.alternates(cache, towers.transpose(1, 2), starts, width, bins)
+                alt_rows.append(reduce_rows(reduce, self._output_head(rows).float().cpu().numpy(), bins, n_bins))
         return ref_out, np.concatenate(alt_rows)
+
+    def _alternate_towers(
+        self, ref: torch.Tensor, ref_tower: torch.Tensor, chunk: Sequence[tuple[int, str]]
+    ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """Tower outputs ``(n, dim, bins)`` of the single-base alternates ``chunk`` of the one-hot
+        window ``ref`` ``(L, 4)``: the changed bins (``spans``, inclusive) recomputed on patches and
+        spliced into the reference tower output ``ref_tower`` ``(1, dim, bins)``."""
+        import torch
+
+        geometry = self.tower_geometry()
+        width, bin_size = geometry.snv_patch_width(), geometry.bin_size
+        device = ref.device
+        codes = np.eye(5, 4, dtype=np.float32)  # row 4: an unknown base is all-zero, as in predict()
+        offsets = np.array([int(offset) for offset, _ in chunk], dtype=np.int64)
+        spans = [geometry.affected_bins(int(offset), int(offset)) for offset in offsets]
+        starts = np.array([geometry.place_patch(first, last, width) for first, last in spans], dtype=np.int64)
+        start_bases = torch.from_numpy(starts * bin_size).to(device)
+        patches = ref[start_bases[:, None] + torch.arange(width * bin_size, device=device)]  # (n, width * bin_size, 4)
+        alleles = codes[[BASE_INDEX.get(base, 4) for _, base in chunk]]
+        rows = torch.arange(len(chunk), device=device)
+        patches[rows, torch.from_numpy(offsets - starts * bin_size).to(device)] = torch.from_numpy(alleles).to(device)
+        patch_towers = self._run("tower", patches)  # (n, dim, width)
+        towers = ref_tower.expand(len(chunk), -1, -1).clone()  # (n, dim, bins)
+        for row, ((first, last), start) in enumerate(zip(spans, starts.tolist(), strict=True)):
+            towers[row, :, first : last + 1] = patch_towers[row, :, first - start : last + 1 - start]
+        return towers, spans
+
+    def _output_head(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Transformer output ``(N, m, dim)`` -> prediction ``(N, m, tracks)``: Enformer's final
+        pointwise block and the head, both per bin (so any subset of bins may be passed)."""
+        enformer = self._trunk_module()
+        out = enformer.final_pointwise(enformer.crop_final(embeddings))
+        model: Any = self.model_
+        if self.params["head"] == "variformer":
+            return model.to_tracks(out)
+        return model.heads[self.params["output_head"]](out)
 
     def predict_edits(
         self,
