@@ -24,12 +24,13 @@ Layers in between see every token changed and run as they are.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from varscore.base import ISMResult
 from varscore.errors import InputError
 
 if TYPE_CHECKING:
@@ -71,6 +72,42 @@ def reduce_rows(reduce: Callable[..., Any], rows: np.ndarray, bins: slice | None
     if np.isnan(out).any() and not np.isnan(rows).any():
         raise InputError(f"The output mode read bins outside the ones it declared ({bins.start}..{bins.stop - 1}).")
     return out
+
+
+def split_ism(
+    fast: Callable[[list[tuple[int, str]]], tuple[np.ndarray, np.ndarray]],
+    naive: Callable[[list[tuple[int, str]]], Any],
+    substitutions: Sequence[tuple[int, str]],
+    length: int,
+) -> ISMResult:
+    """ISM of ``substitutions`` with single-base ones through ``fast`` (-> reference ``(K,)``,
+    alternates ``(M, K)``) and the rest through ``naive`` (-> an :class:`ISMResult`), in order."""
+    quick = [i for i, sub in enumerate(substitutions) if _is_single_base(sub, length)]
+    if not quick:
+        return naive(list(substitutions))  # type: ignore[no-any-return]
+    ref_out, quick_rows = fast([substitutions[i] for i in quick])
+    if len(quick) == len(substitutions):
+        return ISMResult(reference=ref_out, alternates=quick_rows)
+    taken = set(quick)
+    others = [i for i in range(len(substitutions)) if i not in taken]
+    slow = naive([substitutions[i] for i in others])
+    alternates = np.empty((len(substitutions), quick_rows.shape[1]), dtype=quick_rows.dtype)
+    alternates[quick] = quick_rows
+    alternates[others] = slow.alternates
+    return ISMResult(reference=ref_out, alternates=alternates)
+
+
+def _is_single_base(substitution: tuple[int, str], length: int) -> bool:
+    if len(substitution) != 2:
+        return False
+    offset, base = substitution
+    return (
+        isinstance(offset, (int, np.integer))
+        and not isinstance(offset, bool)
+        and 0 <= offset < length
+        and isinstance(base, str)
+        and len(base) == 1
+    )
 
 
 @dataclass
@@ -330,3 +367,155 @@ def borzoi_positions(attention: Any, n: int) -> torch.Tensor:
     if attention.positions is None or attention.positions.shape[0] != 2 * n - 1:
         raise InputError(f"Borzoi's attention position table does not fit {n} transformer positions.")
     return attention.positions.to(attention.to_rel_k.weight.dtype)
+
+
+# -- Borzoi -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class BorzoiTowers:
+    """Borzoi's local (convolutional) activations of ``B`` windows or patches: ``unet0`` the conv
+    tower output ``(B, channels, L / 32)``, ``unet1`` the next U-net level ``(B, dim, L / 64)``,
+    ``tokens`` the transformer input ``(B, L / 128, dim)``, and the horizontal (skip) convolutions
+    of the two levels, ``skip0`` ``(B, dim, L / 32)`` and ``skip1`` ``(B, dim, L / 64)``."""
+
+    unet0: torch.Tensor
+    unet1: torch.Tensor
+    tokens: torch.Tensor
+    skip0: torch.Tensor
+    skip1: torch.Tensor
+
+
+def borzoi_towers(model: Any, x: torch.Tensor) -> BorzoiTowers:
+    """The convolutional part of Borzoi's forward (``get_embs_after_crop`` up to the transformer)
+    on one-hot ``x`` ``(B, L', 4)``."""
+    unet0 = model.res_tower(model.conv_dna(x.transpose(1, 2)))
+    unet1 = model.unet1(unet0)
+    tokens = model._max_pool(unet1).transpose(1, 2)
+    return BorzoiTowers(unet0, unet1, tokens, model.horizontal_conv0(unet0), model.horizontal_conv1(unet1))
+
+
+def borzoi_upsample(model: Any, transformed: torch.Tensor, towers: BorzoiTowers) -> torch.Tensor:
+    """The rest of ``get_embs_after_crop`` on every bin: transformer output ``(B, n, dim)`` ->
+    embeddings ``(B, dim, 4n)`` (the crop keeps every bin)."""
+    x = model.upsampling_unet1(transformed.transpose(1, 2)) + towers.skip1
+    x = model.upsampling_unet0(model.separable1(x)) + towers.skip0
+    return model.separable0(x)
+
+
+def _same_conv_rows(conv: Any, x: torch.Tensor, lo: int, first: int, last: int, n: int) -> torch.Tensor:
+    """Outputs ``first..last`` of a width-3 same-padded convolution over ``n`` positions, from its
+    input ``x`` ``(B, C, m)`` at positions ``lo..lo + m - 1``, which must hold every in-window
+    neighbour of ``first..last`` (positions outside ``0..n-1`` are the convolution's zero padding)."""
+    if lo > max(first - 1, 0) or lo + x.shape[-1] - 1 < min(last + 1, n - 1):
+        raise ValueError("the input slice misses neighbours of the wanted outputs")
+    return conv(x)[..., first - lo : last - lo + 1]
+
+
+def borzoi_upsample_bins(
+    model: Any, transformed: torch.Tensor, row_lo: int, towers: BorzoiTowers, first: int, last: int
+) -> torch.Tensor:
+    """Embeddings of output bins ``first..last`` only: ``(B, dim, last - first + 1)``, from the
+    transformer output rows ``row_lo..`` (``transformed`` ``(B, m, dim)``, as many as
+    :func:`borzoi_token_rows` asks for) and the skip activations of every bin (``towers``)."""
+    n0 = towers.skip0.shape[-1]
+    n1 = towers.skip1.shape[-1]
+    lo0, hi0 = max(first - 1, 0), min(last + 1, n0 - 1)  # separable0 inputs
+    q_first, q_last = lo0 // 2, hi0 // 2  # separable1 outputs they read
+    lo1, hi1 = max(q_first - 1, 0), min(q_last + 1, n1 - 1)  # separable1 inputs
+    up1 = model.upsampling_unet1[0](transformed.transpose(1, 2))  # per token, before the 2x repeat
+    level1 = up1[..., [q // 2 - row_lo for q in range(lo1, hi1 + 1)]] + towers.skip1[..., lo1 : hi1 + 1]
+    s1 = _same_conv_rows(model.separable1, level1, lo1, q_first, q_last, n1)  # (B, dim, q_last - q_first + 1)
+    up0 = model.upsampling_unet0[0](s1)
+    level0 = up0[..., [p // 2 - q_first for p in range(lo0, hi0 + 1)]] + towers.skip0[..., lo0 : hi0 + 1]
+    return _same_conv_rows(model.separable0, level0, lo0, first, last, n0)
+
+
+def borzoi_token_rows(n_bins: int, first: int, last: int) -> slice:
+    """The transformer output rows that output bins ``first..last`` (of ``n_bins`` 32-bp bins) read
+    through the upsampling path."""
+    lo0, hi0 = max(first - 1, 0), min(last + 1, n_bins - 1)
+    lo1, hi1 = max(lo0 // 2 - 1, 0), min(hi0 // 2 + 1, n_bins // 2 - 1)
+    return slice(lo1 // 2, hi1 // 2 + 1)
+
+
+def borzoi_head(model: Any, embeddings: torch.Tensor, head: str) -> torch.Tensor:
+    """Embeddings ``(B, dim, m)`` -> predictions ``(B, m, tracks)``, per bin, as the backbone's
+    forward computes them (head in float32, softplus unless the scalar head)."""
+    import torch
+
+    out = model.final_joined_convs(embeddings)
+    with torch.autocast(embeddings.device.type, enabled=False):
+        out = model.human_head(out.float())
+        if head != "scalar":
+            out = torch.nn.functional.softplus(out)
+    return out.transpose(1, 2)
+
+
+def borzoi_ism(
+    backbone: Any,
+    reference: np.ndarray,
+    substitutions: list[tuple[int, str]],
+    reduce: Callable[..., Any],
+    batch_size: int,
+    bins: slice | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reduced predictions ``(K,)`` of the window ``reference`` ``(L, 4)`` and ``(M, K)`` of its
+    single-base alternates, exact: the convolutional activations of the reference are computed
+    once and each alternate's changed bins recomputed on a patch and spliced in (Borzoi's stem,
+    tower and first U-net level have the receptive fields of :class:`TowerGeometry` with 7
+    stages, like Enformer's); the transformer runs through :class:`CachedTransformer`; with
+    ``bins`` (the output bins ``reduce`` reads) only those bins go through the upsampling path
+    and head, else every bin."""
+    import torch
+
+    from varscore.sequence import BASE_INDEX
+    from varscore_plugins.enformer import TowerGeometry
+
+    model = backbone.model_
+    head = backbone.params["head"]
+    geometry = TowerGeometry.for_enformer(backbone.window_size, 7)
+    n_tokens, n_bins = geometry.n_bins, backbone.n_bins
+    width, token_bp = geometry.snv_patch_width(), geometry.bin_size
+    device = torch.device(backbone._device)
+    ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32)).to(device)
+    codes = np.eye(5, 4, dtype=np.float32)
+    if bins is not None:
+        rows = borzoi_token_rows(n_bins, bins.start, bins.stop - 1)
+    model.eval()
+    alternates: list[np.ndarray] = []
+    with torch.inference_mode(), backbone._autocast():
+        towers = borzoi_towers(model, ref[None])
+        transformer = CachedTransformer(model.transformer, n_tokens, borzoi_positions)
+        transformed, cache = transformer.reference(towers.tokens)
+        ref_out = np.asarray(reduce(borzoi_head(model, borzoi_upsample(model, transformed, towers), head)
+                                    .float().cpu().numpy()))[0]
+        for begin in range(0, len(substitutions), batch_size):
+            chunk = substitutions[begin : begin + batch_size]
+            offsets = np.array([int(offset) for offset, _ in chunk], dtype=np.int64)
+            spans = [geometry.affected_bins(int(offset), int(offset)) for offset in offsets]
+            starts = np.array([geometry.place_patch(first, last, width) for first, last in spans], dtype=np.int64)
+            bases = torch.from_numpy(starts * token_bp).to(device)
+            patches = ref[bases[:, None] + torch.arange(width * token_bp, device=device)]
+            index = torch.arange(len(chunk), device=device)
+            alleles = torch.from_numpy(codes[[BASE_INDEX.get(base, 4) for _, base in chunk]]).to(device)
+            patches[index, torch.from_numpy(offsets - starts * token_bp).to(device)] = alleles
+            patch = borzoi_towers(model, patches)
+            alt = BorzoiTowers(towers.unet0, towers.unet1, *(t.expand(len(chunk), *t.shape[1:]).clone() for t in (
+                towers.tokens, towers.skip0, towers.skip1)))
+            for row, ((first, last), start) in enumerate(zip(spans, starts.tolist(), strict=True)):
+                a, b = first - start, last + 1 - start
+                alt.tokens[row, first : last + 1] = patch.tokens[row, a:b]
+                alt.skip1[row, :, 2 * first : 2 * last + 2] = patch.skip1[row, :, 2 * a : 2 * b]
+                alt.skip0[row, :, 4 * first : 4 * last + 4] = patch.skip0[row, :, 4 * a : 4 * b]
+            span = max(last - first + 1 for first, last in spans)
+            changed = torch.tensor([min(first, n_tokens - span) for first, _ in spans], device=device)
+            if bins is None:
+                out = transformer.alternates(cache, alt.tokens, changed, span, None)
+                predicted = borzoi_head(model, borzoi_upsample(model, out, alt), head)
+            else:
+                out = transformer.alternates(cache, alt.tokens, changed, span, rows)
+                embeddings = borzoi_upsample_bins(model, out, rows.start, alt, bins.start, bins.stop - 1)
+                predicted = borzoi_head(model, embeddings, head)
+            alternates.append(reduce_rows(reduce, predicted.float().cpu().numpy(), bins, n_bins))
+    return ref_out, np.concatenate(alternates)
