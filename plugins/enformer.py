@@ -475,33 +475,48 @@ class EnformerBackbone(TorchSequenceBackbone):
     def _fast_ism(
         self, reference: np.ndarray, substitutions: Sequence[tuple[int, str]], reduce: Reducer, batch_size: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Cached conv tower + patches (see :meth:`ism`); with ``ism_method="patch"`` the whole
-        transformer and head then run per alternate, otherwise :mod:`varscore_plugins.fast_ism`'s
-        exact shortcuts through the transformer and head."""
+        """``ism_method="patch"``: cached conv tower + patches, then the whole transformer and head per
+        alternate; otherwise :mod:`varscore_plugins.fast_ism`'s exact shortcuts (the tower stage by
+        stage from cached activations, the cached-reference transformer, the head on the bins read)."""
         import torch
 
-        from varscore_plugins.fast_ism import CachedTransformer, bins_read, enformer_positions, reduce_rows
+        from varscore_plugins.fast_ism import (
+            CachedTransformer,
+            TowerPyramid,
+            bins_read,
+            enformer_positions,
+            reduce_rows,
+        )
 
         method = self.ism_method or os.environ.get(ISM_METHOD_ENV, "").strip().lower() or "fast"
         device = torch.device(self._device)
         ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32)).to(device)
         n_bins = self.n_bins
         bins = bins_read(reduce, n_bins) if method == "fast" else None
+        codes = np.eye(5, 4, dtype=np.float32)  # row 4: an unknown base is all-zero, as in predict()
         self.model_.eval()
         alt_rows: list[np.ndarray] = []
         with torch.inference_mode(), self._autocast():
-            ref_tower = self._run("tower", ref[None])  # (1, dim, bins)
             if method == "patch":
+                ref_tower = self._run("tower", ref[None])  # (1, dim, bins)
                 ref_out = np.asarray(reduce(self._run("head", ref_tower).float().cpu().numpy()))[0]
             else:
+                pyramid = TowerPyramid(self._trunk_module(), ref)
+                ref_tower = pyramid.output
                 transformer = CachedTransformer(self._trunk_module().transformer, n_bins, enformer_positions)
                 embeddings, cache = transformer.reference(ref_tower.transpose(1, 2))
                 ref_out = np.asarray(reduce(self._output_head(embeddings).float().cpu().numpy()))[0]
             for begin in range(0, len(substitutions), batch_size):
-                towers, spans = self._alternate_towers(ref, ref_tower, substitutions[begin : begin + batch_size])
+                chunk = substitutions[begin : begin + batch_size]
                 if method == "patch":
+                    towers, spans = self._alternate_towers(ref, ref_tower, chunk)
                     alt_rows.append(np.asarray(reduce(self._run("head", towers).float().cpu().numpy())))
                     continue
+                alleles = torch.from_numpy(codes[[BASE_INDEX.get(base, 4) for _, base in chunk]]).to(device)
+                bins_new, bins_start, spans = pyramid.alternates(np.array([o for o, _ in chunk]), alleles)
+                towers = ref_tower.expand(len(chunk), -1, -1).clone()
+                for row, start in enumerate(bins_start.tolist()):
+                    towers[row, :, start : start + bins_new.shape[-1]] = bins_new[row]
                 width = max(last - first + 1 for first, last in spans)
                 starts = torch.tensor([min(first, n_bins - width) for first, _ in spans], device=device)
                 rows = transformer.alternates(cache, towers.transpose(1, 2), starts, width, bins)

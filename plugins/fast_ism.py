@@ -519,3 +519,76 @@ def borzoi_ism(
                 predicted = borzoi_head(model, embeddings, head)
             alternates.append(reduce_rows(reduce, predicted.float().cpu().numpy(), bins, n_bins))
     return ref_out, np.concatenate(alternates)
+
+
+# -- Enformer's conv tower, stage by stage ----------------------------------------------------------
+
+
+@dataclass
+class _Stage:
+    prefix: Any  # per-position modules before the convolution (batch norm, GELU), or None
+    conv: Any  # same-padded Conv1d
+    rest: Any  # per-position residual block, then the pool over pairs
+
+
+class TowerPyramid:
+    """Exact single-base updates of Enformer's stem + conv tower from cached reference activations.
+
+    Each stage is (per-position prefix) -> same-padded convolution -> per-position residual block
+    -> pool over pairs. The input of every stage's convolution is cached for the reference window
+    (zero-padded as the convolution pads it); an alternate recomputes at each stage only the
+    pooled positions its base can reach, reading the cached reference around them, instead of a
+    patch of whole bins through every stage. The modules must be in eval mode."""
+
+    def __init__(self, enformer: Any, reference: torch.Tensor) -> None:
+        """``enformer``: the ``Enformer`` module; ``reference``: one-hot ``(L, 4)``."""
+        import torch.nn.functional as F
+
+        stem = enformer.stem
+        self.stages = [_Stage(None, stem[0], stem[1:])]
+        for layer in enformer.conv_tower:
+            block = layer[0]
+            self.stages.append(_Stage(block[:2], block[2], layer[1:]))
+        self.inputs: list[torch.Tensor] = []  # per stage: padded conv input (C, len + 2 * half)
+        x = reference.t()[None]  # (1, 4, L)
+        for stage in self.stages:
+            half = stage.conv.padding[0]
+            conv_in = x if stage.prefix is None else stage.prefix(x)
+            self.inputs.append(F.pad(conv_in[0], (half, half)))
+            x = stage.rest(F.conv1d(conv_in, stage.conv.weight, stage.conv.bias, padding=half))
+        self.output = x  # (1, dim, bins): the reference tower output
+
+    def alternates(self, offsets: np.ndarray, alleles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """Tower outputs of single-base alternates: base ``offsets[b]`` set to ``alleles[b]`` (``(B, 4)``).
+        Returns the recomputed bins ``(B, dim, w)``, their first bins ``(B,)`` and each alternate's
+        changed bins ``(first, last)`` (inclusive, within the recomputed ones)."""
+        import torch
+        import torch.nn.functional as F
+
+        device = alleles.device
+        batch = len(offsets)
+        first = [int(o) for o in offsets]
+        last = list(first)
+        values = alleles[:, :, None]  # (B, C, w) new stage input at positions start..start + w - 1
+        start = torch.tensor(first, device=device)
+        for stage, padded in zip(self.stages, self.inputs, strict=True):
+            half = stage.conv.padding[0]
+            length = padded.shape[-1] - 2 * half
+            first = [max(a - half, 0) // 2 for a in first]
+            last = [min(b + half, length - 1) // 2 for b in last]
+            width = max(b - a + 1 for a, b in zip(first, last, strict=True))
+            out_start = [min(a, length // 2 - width) for a in first]
+            # conv outputs 2 * out_start .. + 2 * width - 1 read padded positions from 2 * out_start
+            span = 2 * width + 2 * half
+            begin = torch.tensor([2 * s for s in out_start], device=device)
+            window = padded[:, begin[:, None] + torch.arange(span, device=device)].transpose(0, 1).clone()
+            new = values if stage.prefix is None else stage.prefix(values)
+            for row in range(batch):
+                # new input positions start[row] + j land at window column start[row] + j + half - begin
+                shift = int(start[row]) + half - int(begin[row])
+                lo, hi = max(shift, 0), min(shift + new.shape[-1], span)
+                if hi > lo:
+                    window[row, :, lo:hi] = new[row, :, lo - shift : hi - shift]
+            values = stage.rest(F.conv1d(window, stage.conv.weight, stage.conv.bias))  # (B, C', width)
+            start = torch.tensor(out_start, device=device)
+        return values, start, list(zip(first, last, strict=True))
