@@ -246,10 +246,10 @@ class BorzoiBackbone(TorchSequenceBackbone):
         batch_size: int = 8,
     ) -> ISMResult:
         """In-silico mutagenesis with the reference's convolutional activations computed once
-        (:func:`varscore_plugins.fast_ism.borzoi_ism`: exact, equal to full forward passes up to float
+        (:class:`varscore_plugins.fast_ism.BorzoiISM`: exact, equal to full forward passes up to float
         round-off). Other substitutions than single bases, and ``ism_method="naive"`` (or
         ``$VARSCORE_ISM=naive``), take full forward passes."""
-        from varscore_plugins.fast_ism import bins_read, borzoi_ism, split_ism
+        from varscore_plugins.fast_ism import BorzoiISM, split_ism
 
         method = self.ism_method or os.environ.get("VARSCORE_ISM", "").strip().lower() or "fast"
         if method not in ("fast", "naive"):
@@ -257,9 +257,14 @@ class BorzoiBackbone(TorchSequenceBackbone):
         if method == "naive":
             return super().ism(reference, substitutions, reduce, batch_size)
         reference = self._checked_ism_input(reference, batch_size)
-        bins = bins_read(reduce, self.n_bins)
+
+        def fast(subs: list[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+            window = BorzoiISM(self, reference, reduce)
+            rows = [window.alternates(subs[i : i + batch_size]) for i in range(0, len(subs), batch_size)]
+            return window.reference_output, np.concatenate(rows)
+
         return split_ism(
-            lambda subs: borzoi_ism(self, reference, subs, reduce, batch_size, bins),
+            fast,
             lambda subs: super(BorzoiBackbone, self).ism(reference, subs, reduce, batch_size),
             substitutions,
             self.window_size,

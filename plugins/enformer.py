@@ -400,8 +400,8 @@ class EnformerBackbone(TorchSequenceBackbone):
     def configure(self, device: str = "cpu", bf16: bool = False, compile: bool = False) -> None:
         """Run on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``: CUDA when
         available). ``bf16`` turns on bfloat16 autocast, on CUDA only (ignored with a warning on
-        CPU). ``compile`` runs the fast-ISM pieces (stem + conv tower, transformer + head) through
-        ``torch.compile``, meant for CUDA (on a CPU it needs a C++ compiler and minutes of
+        CPU). ``compile`` runs the patch-ISM and personal-genome pieces (stem + conv tower,
+        transformer + head) through ``torch.compile``, meant for CUDA (on a CPU it needs a C++ compiler and minutes of
         compilation)."""
         super().configure(device, bf16)
         self._compile = bool(compile)
@@ -445,15 +445,19 @@ class EnformerBackbone(TorchSequenceBackbone):
         reduce: Reducer,
         batch_size: int = 8,
     ) -> ISMResult:
-        """In-silico mutagenesis with the reference's conv-tower output computed once.
+        """In-silico mutagenesis from a cached reference pass, exact (equal to full forward passes
+        up to float round-off).
 
-        A single-base substitution changes only a few tower-output bins (its receptive field), so
-        each alternate recomputes the stem + conv tower on a short bin-aligned patch around it,
-        splices the changed bins into the cached reference tower output and runs only the
-        transformer and head on the whole window. Exact (equal to full forward passes up to
-        float round-off). Other substitutions (indels, several bases) and ``ism_method="naive"``
-        go through :meth:`SequenceBackbone.ism`. ``reference``: ``(L, 4)`` one-hot; returns
-        reduced predictions, ``(K,)`` and ``(M, K)``.
+        A single-base substitution changes only a few tower-output bins (its receptive field).
+        ``ism_method="fast"`` (default): the stem + conv tower is updated stage by stage from the
+        reference's cached activations; the first transformer layer recomputes only the changed
+        tokens' projections and attention rows/columns and updates every other row from the cached
+        reference; when the output mode declares the bins it reads (``reads_bins``, e.g. the scalar
+        mode's centre bins), the last layer and the head run on those bins only
+        (:mod:`varscore_plugins.fast_ism`). ``"patch"``: the tower recomputed on a bin-aligned
+        patch and spliced in, then the whole transformer and head. Other substitutions (indels,
+        several bases) and ``"naive"`` go through :meth:`SequenceBackbone.ism`. ``reference``:
+        ``(L, 4)`` one-hot; returns reduced predictions, ``(K,)`` and ``(M, K)``.
         """
         if not self.uses_fast_ism():
             return super().ism(reference, substitutions, reduce, batch_size)
@@ -480,47 +484,22 @@ class EnformerBackbone(TorchSequenceBackbone):
         stage from cached activations, the cached-reference transformer, the head on the bins read)."""
         import torch
 
-        from varscore_plugins.fast_ism import (
-            CachedTransformer,
-            TowerPyramid,
-            bins_read,
-            enformer_positions,
-            reduce_rows,
-        )
+        from varscore_plugins.fast_ism import EnformerISM
 
         method = self.ism_method or os.environ.get(ISM_METHOD_ENV, "").strip().lower() or "fast"
-        device = torch.device(self._device)
-        ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32)).to(device)
-        n_bins = self.n_bins
-        bins = bins_read(reduce, n_bins) if method == "fast" else None
-        codes = np.eye(5, 4, dtype=np.float32)  # row 4: an unknown base is all-zero, as in predict()
+        chunks = [substitutions[begin : begin + batch_size] for begin in range(0, len(substitutions), batch_size)]
+        if method != "patch":
+            window = EnformerISM(self, reference, reduce)
+            return window.reference_output, np.concatenate([window.alternates(chunk) for chunk in chunks])
+        ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32)).to(torch.device(self._device))
         self.model_.eval()
-        alt_rows: list[np.ndarray] = []
         with torch.inference_mode(), self._autocast():
-            if method == "patch":
-                ref_tower = self._run("tower", ref[None])  # (1, dim, bins)
-                ref_out = np.asarray(reduce(self._run("head", ref_tower).float().cpu().numpy()))[0]
-            else:
-                pyramid = TowerPyramid(self._trunk_module(), ref)
-                ref_tower = pyramid.output
-                transformer = CachedTransformer(self._trunk_module().transformer, n_bins, enformer_positions)
-                embeddings, cache = transformer.reference(ref_tower.transpose(1, 2))
-                ref_out = np.asarray(reduce(self._output_head(embeddings).float().cpu().numpy()))[0]
-            for begin in range(0, len(substitutions), batch_size):
-                chunk = substitutions[begin : begin + batch_size]
-                if method == "patch":
-                    towers, spans = self._alternate_towers(ref, ref_tower, chunk)
-                    alt_rows.append(np.asarray(reduce(self._run("head", towers).float().cpu().numpy())))
-                    continue
-                alleles = torch.from_numpy(codes[[BASE_INDEX.get(base, 4) for _, base in chunk]]).to(device)
-                bins_new, bins_start, spans = pyramid.alternates(np.array([o for o, _ in chunk]), alleles)
-                towers = ref_tower.expand(len(chunk), -1, -1).clone()
-                for row, start in enumerate(bins_start.tolist()):
-                    towers[row, :, start : start + bins_new.shape[-1]] = bins_new[row]
-                width = max(last - first + 1 for first, last in spans)
-                starts = torch.tensor([min(first, n_bins - width) for first, _ in spans], device=device)
-                rows = transformer.alternates(cache, towers.transpose(1, 2), starts, width, bins)
-                alt_rows.append(reduce_rows(reduce, self._output_head(rows).float().cpu().numpy(), bins, n_bins))
+            ref_tower = self._run("tower", ref[None])  # (1, dim, bins)
+            ref_out = np.asarray(reduce(self._run("head", ref_tower).float().cpu().numpy()))[0]
+            alt_rows = []
+            for chunk in chunks:
+                towers, _ = self._alternate_towers(ref, ref_tower, chunk)
+                alt_rows.append(np.asarray(reduce(self._run("head", towers).float().cpu().numpy())))
         return ref_out, np.concatenate(alt_rows)
 
     def _alternate_towers(

@@ -452,51 +452,53 @@ def borzoi_head(model: Any, embeddings: torch.Tensor, head: str) -> torch.Tensor
     return out.transpose(1, 2)
 
 
-def borzoi_ism(
-    backbone: Any,
-    reference: np.ndarray,
-    substitutions: list[tuple[int, str]],
-    reduce: Callable[..., Any],
-    batch_size: int,
-    bins: slice | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Reduced predictions ``(K,)`` of the window ``reference`` ``(L, 4)`` and ``(M, K)`` of its
-    single-base alternates, exact: the convolutional activations of the reference are computed
-    once and each alternate's changed bins recomputed on a patch and spliced in (Borzoi's stem,
-    tower and first U-net level have the receptive fields of :class:`TowerGeometry` with 7
-    stages, like Enformer's); the transformer runs through :class:`CachedTransformer`; with
-    ``bins`` (the output bins ``reduce`` reads) only those bins go through the upsampling path
-    and head, else every bin."""
-    import torch
+class BorzoiISM:
+    """One window's cached reference pass for the Borzoi backbone's exact fast ISM: the
+    convolutional activations (Borzoi's stem, tower and first U-net level have the receptive
+    fields of :class:`TowerGeometry` with 7 stages, like Enformer's), the first transformer
+    layer's cache, and the reference's reduced prediction ``reference_output`` ``(K,)``.
+    Alternates recompute their changed bins on a patch and splice them in; the transformer runs
+    through :class:`CachedTransformer`; when ``reduce`` declares the output bins it reads, only
+    those go through the upsampling path and head, else every bin."""
 
-    from varscore.sequence import BASE_INDEX
-    from varscore_plugins.enformer import TowerGeometry
+    def __init__(self, backbone: Any, reference: np.ndarray, reduce: Callable[..., Any]) -> None:
+        import torch
 
-    model = backbone.model_
-    head = backbone.params["head"]
-    geometry = TowerGeometry.for_enformer(backbone.window_size, 7)
-    n_tokens, n_bins = geometry.n_bins, backbone.n_bins
-    width, token_bp = geometry.snv_patch_width(), geometry.bin_size
-    device = torch.device(backbone._device)
-    ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32)).to(device)
-    codes = np.eye(5, 4, dtype=np.float32)
-    if bins is not None:
-        rows = borzoi_token_rows(n_bins, bins.start, bins.stop - 1)
-    model.eval()
-    alternates: list[np.ndarray] = []
-    with torch.inference_mode(), backbone._autocast():
-        towers = borzoi_towers(model, ref[None])
-        transformer = CachedTransformer(model.transformer, n_tokens, borzoi_positions)
-        transformed, cache = transformer.reference(towers.tokens)
-        ref_out = np.asarray(reduce(borzoi_head(model, borzoi_upsample(model, transformed, towers), head)
-                                    .float().cpu().numpy()))[0]
-        for begin in range(0, len(substitutions), batch_size):
-            chunk = substitutions[begin : begin + batch_size]
+        from varscore_plugins.enformer import TowerGeometry
+
+        self.backbone, self.reduce = backbone, reduce
+        self.model, self.head = backbone.model_, backbone.params["head"]
+        self.geometry = TowerGeometry.for_enformer(backbone.window_size, 7)
+        self.n_bins = backbone.n_bins
+        self.bins = bins_read(reduce, self.n_bins)
+        self.rows = None if self.bins is None else borzoi_token_rows(self.n_bins, self.bins.start, self.bins.stop - 1)
+        self.device = torch.device(backbone._device)
+        self.model.eval()
+        with torch.inference_mode(), backbone._autocast():
+            self.ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32)).to(self.device)
+            self.towers = borzoi_towers(self.model, self.ref[None])
+            self.transformer = CachedTransformer(self.model.transformer, self.geometry.n_bins, borzoi_positions)
+            transformed, self.cache = self.transformer.reference(self.towers.tokens)
+            embeddings = borzoi_upsample(self.model, transformed, self.towers)
+            predicted = borzoi_head(self.model, embeddings, self.head).float().cpu().numpy()
+        self.reference_output = np.asarray(reduce(predicted))[0]
+
+    def alternates(self, chunk: Sequence[tuple[int, str]]) -> np.ndarray:
+        """Reduced predictions ``(len(chunk), K)`` of single-base substitutions, as one batch."""
+        import torch
+
+        from varscore.sequence import BASE_INDEX
+
+        geometry, model, device, towers = self.geometry, self.model, self.device, self.towers
+        n_tokens = geometry.n_bins
+        width, token_bp = geometry.snv_patch_width(), geometry.bin_size
+        codes = np.eye(5, 4, dtype=np.float32)
+        with torch.inference_mode(), self.backbone._autocast():
             offsets = np.array([int(offset) for offset, _ in chunk], dtype=np.int64)
             spans = [geometry.affected_bins(int(offset), int(offset)) for offset in offsets]
             starts = np.array([geometry.place_patch(first, last, width) for first, last in spans], dtype=np.int64)
             bases = torch.from_numpy(starts * token_bp).to(device)
-            patches = ref[bases[:, None] + torch.arange(width * token_bp, device=device)]
+            patches = self.ref[bases[:, None] + torch.arange(width * token_bp, device=device)]
             index = torch.arange(len(chunk), device=device)
             alleles = torch.from_numpy(codes[[BASE_INDEX.get(base, 4) for _, base in chunk]]).to(device)
             patches[index, torch.from_numpy(offsets - starts * token_bp).to(device)] = alleles
@@ -510,15 +512,13 @@ def borzoi_ism(
                 alt.skip0[row, :, 4 * first : 4 * last + 4] = patch.skip0[row, :, 4 * a : 4 * b]
             span = max(last - first + 1 for first, last in spans)
             changed = torch.tensor([min(first, n_tokens - span) for first, _ in spans], device=device)
-            if bins is None:
-                out = transformer.alternates(cache, alt.tokens, changed, span, None)
-                predicted = borzoi_head(model, borzoi_upsample(model, out, alt), head)
+            out = self.transformer.alternates(self.cache, alt.tokens, changed, span, self.rows)
+            if self.bins is None or self.rows is None:
+                embeddings = borzoi_upsample(model, out, alt)
             else:
-                out = transformer.alternates(cache, alt.tokens, changed, span, rows)
-                embeddings = borzoi_upsample_bins(model, out, rows.start, alt, bins.start, bins.stop - 1)
-                predicted = borzoi_head(model, embeddings, head)
-            alternates.append(reduce_rows(reduce, predicted.float().cpu().numpy(), bins, n_bins))
-    return ref_out, np.concatenate(alternates)
+                embeddings = borzoi_upsample_bins(model, out, self.rows.start, alt, self.bins.start, self.bins.stop - 1)
+            predicted = borzoi_head(model, embeddings, self.head).float().cpu().numpy()
+        return reduce_rows(self.reduce, predicted, self.bins, self.n_bins)
 
 
 # -- Enformer's conv tower, stage by stage ----------------------------------------------------------
@@ -592,3 +592,47 @@ class TowerPyramid:
             values = stage.rest(F.conv1d(window, stage.conv.weight, stage.conv.bias))  # (B, C', width)
             start = torch.tensor(out_start, device=device)
         return values, start, list(zip(first, last, strict=True))
+
+
+class EnformerISM:
+    """One window's cached reference pass for the Enformer backbone's exact fast ISM (see
+    :meth:`EnformerBackbone.ism`): the tower's stage activations, the first transformer layer's
+    cache, and the reference's reduced prediction ``reference_output`` ``(K,)``."""
+
+    def __init__(self, backbone: Any, reference: np.ndarray, reduce: Callable[..., Any]) -> None:
+        import torch
+
+        self.backbone, self.reduce = backbone, reduce
+        self.n_bins = backbone.n_bins
+        self.bins = bins_read(reduce, self.n_bins)
+        self.device = torch.device(backbone._device)
+        trunk = backbone._trunk_module()
+        backbone.model_.eval()
+        with torch.inference_mode(), backbone._autocast():
+            ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32)).to(self.device)
+            self.pyramid = TowerPyramid(trunk, ref)
+            self.transformer = CachedTransformer(trunk.transformer, self.n_bins, enformer_positions)
+            embeddings, self.cache = self.transformer.reference(self.pyramid.output.transpose(1, 2))
+            predicted = backbone._output_head(embeddings).float().cpu().numpy()
+        self.reference_output = np.asarray(reduce(predicted))[0]
+
+    def alternates(self, chunk: Sequence[tuple[int, str]]) -> np.ndarray:
+        """Reduced predictions ``(len(chunk), K)`` of single-base substitutions ``(offset, base)``,
+        computed as one batch."""
+        import torch
+
+        from varscore.sequence import BASE_INDEX
+
+        codes = np.eye(5, 4, dtype=np.float32)  # row 4: an unknown base is all-zero, as in predict()
+        n_bins, bins = self.n_bins, self.bins
+        with torch.inference_mode(), self.backbone._autocast():
+            alleles = torch.from_numpy(codes[[BASE_INDEX.get(base, 4) for _, base in chunk]]).to(self.device)
+            new, new_start, spans = self.pyramid.alternates(np.array([o for o, _ in chunk]), alleles)
+            towers = self.pyramid.output.expand(len(chunk), -1, -1).clone()
+            for row, start in enumerate(new_start.tolist()):
+                towers[row, :, start : start + new.shape[-1]] = new[row]
+            width = max(last - first + 1 for first, last in spans)
+            starts = torch.tensor([min(first, n_bins - width) for first, _ in spans], device=self.device)
+            rows = self.transformer.alternates(self.cache, towers.transpose(1, 2), starts, width, bins)
+            predicted = self.backbone._output_head(rows).float().cpu().numpy()
+        return reduce_rows(self.reduce, predicted, bins, n_bins)

@@ -83,6 +83,20 @@ def _enformer_tower(channels: list[int], bases: int) -> float:
     return flops
 
 
+def _enformer_pyramid(channels: list[int], length: int, offset: int) -> float:
+    """The stage-by-stage tower update (:class:`~varscore_plugins.fast_ism.TowerPyramid`) for a base
+    at ``offset`` of a ``length``-bp window."""
+    first = last = offset
+    flops = 0.0
+    for stage, (c_in, c_out) in enumerate(zip([4, *channels[:-1]], channels, strict=True)):
+        half = 7 if stage == 0 else 2
+        first, last = max(first - half, 0) // 2, min(last + half, length - 1) // 2
+        outputs = 2 * (last - first + 1)  # convolution outputs before the pool
+        flops += 2 * c_in * c_out * (2 * half + 1) * outputs + 2 * 2 * c_out * c_out * outputs  # + residual, pool
+        length //= 2
+    return flops
+
+
 def enformer_ism_flops(params: dict[str, Any], rows: int | None = 1, changed: int | None = None) -> IsmFlops:
     """FLOP per single-base variant of an Enformer with hyper-parameters ``params`` (a backbone's
     ``params``), for an output read from ``rows`` centre bins (None: every bin); ``changed``: the
@@ -106,7 +120,8 @@ def enformer_ism_flops(params: dict[str, Any], rows: int | None = 1, changed: in
     return IsmFlops(
         naive=tower + full_transformer + n * head_per_bin,
         patch=patch_tower + full_transformer + n * head_per_bin,
-        fast=patch_tower + fast_transformer + (n if rows is None else rows) * head_per_bin,
+        fast=_enformer_pyramid(channels, geometry.length, geometry.length // 2) + fast_transformer
+        + (n if rows is None else rows) * head_per_bin,
     )
 
 
