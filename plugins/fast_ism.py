@@ -18,7 +18,11 @@ up to float round-off):
 - the relative-position keys (``to_rel_k`` of the positional features) do not depend on the input
   and are computed once per layer.
 
-Layers in between see every token changed and run as they are.
+Layers in between see every token changed and run as they are. Below the transformer,
+:class:`TowerPyramid` updates Enformer's conv tower stage by stage from cached activations, and
+:class:`BorzoiISM` splices patch-recomputed convolutional activations into Borzoi's cached ones
+(and, for outputs read from a few bins, runs its U-net upsampling path on those bins only).
+:class:`EnformerISM` and :class:`BorzoiISM` hold one window's reference pass.
 """
 
 from __future__ import annotations
