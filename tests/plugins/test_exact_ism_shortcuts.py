@@ -87,7 +87,8 @@ REDUCERS = {
 
 @pytest.mark.parametrize(
     ("config", "depth", "seeds"),
-    [("tiny", 1, (1, 2)), ("tiny", 2, (1, 2)), ("tiny", 3, (1,)), ("coarse", 1, (1,)), ("coarse", 3, (2,)), ("mid", 2, (1,))],
+    [("tiny", 0, (1,)), ("tiny", 1, (1, 2)), ("tiny", 2, (1, 2)), ("tiny", 3, (1,)), ("coarse", 1, (1,)), ("coarse", 3, (2,)),
+     ("mid", 2, (1,))],
 )
 def test_enformer_fast_ism_equals_full_forwards(config, depth, seeds) -> None:
     for seed in seeds:
