@@ -4,7 +4,7 @@ bound (varscore_plugins.fast_ism_flops) next to the measured ratio.
 - Enformer: dim 1536, 11 layers, 8 heads, the Variformer window of 49,152 bp (384 bins), the
   Variformer head, the centre bin read (``ScalarOutput()``).
 - Borzoi: the published widths (stem 512 ... 1280, dim 1536, 8 layers, final 1920), scalar head,
-  the centre 32-bp bin read; its 524,288-bp forward (~4.5 TFLOP) takes many minutes on a small CPU,
+  the centre 32-bp bin read; its 524,288-bp forward (~4.8 TFLOP) takes many minutes on a small CPU,
   so by default it is measured at ``--borzoi-window`` and the full window is given by the FLOP
   model only (labelled as such).
 
