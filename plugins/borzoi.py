@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
+from varscore.base import ISMResult, Reducer
 from varscore.errors import InputError
 from varscore.hookspecs import hookimpl
 from varscore.torch_backbone import (
@@ -143,6 +148,8 @@ class BorzoiBackbone(TorchSequenceBackbone):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
+        #: ``"fast"`` or ``"naive"`` ISM; None follows ``$VARSCORE_ISM`` (default fast).
+        self.ism_method: str | None = None
         if isinstance(self.params["channels"], tuple):
             self.params["channels"] = list(self.params["channels"])
         _check_params(self.params)
@@ -239,6 +246,38 @@ class BorzoiBackbone(TorchSequenceBackbone):
 
     def _forward(self, x: torch.Tensor, model: torch.nn.Module | None = None) -> torch.Tensor:
         return _forward(self.model_ if model is None else model, x, self.params["head"])
+
+    def ism(
+        self,
+        reference: np.ndarray,
+        substitutions: Sequence[tuple[int, str]],
+        reduce: Reducer,
+        batch_size: int = 8,
+    ) -> ISMResult:
+        """In-silico mutagenesis with the reference's convolutional activations computed once
+        (:class:`varscore_plugins.fast_ism.BorzoiISM`: exact, equal to full forward passes up to float
+        round-off). Other substitutions than single bases, and ``ism_method="naive"`` (or
+        ``$VARSCORE_ISM=naive``), take full forward passes."""
+        from varscore_plugins.fast_ism import BorzoiISM, split_ism
+
+        method = self.ism_method or os.environ.get("VARSCORE_ISM", "").strip().lower() or "fast"
+        if method not in ("fast", "naive"):
+            raise InputError(f"Unknown ISM method {method!r} (from ism_method or $VARSCORE_ISM); choose fast or naive.")
+        if method == "naive":
+            return super().ism(reference, substitutions, reduce, batch_size)
+        reference = self._checked_ism_input(reference, batch_size)
+
+        def fast(subs: list[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+            window = BorzoiISM(self, reference, reduce)
+            rows = [window.alternates(subs[i : i + batch_size]) for i in range(0, len(subs), batch_size)]
+            return window.reference_output, np.concatenate(rows)
+
+        return split_ism(
+            fast,
+            lambda subs: super(BorzoiBackbone, self).ism(reference, subs, reduce, batch_size),
+            substitutions,
+            self.window_size,
+        )
 
     def head_module(self) -> torch.nn.Module:
         """The output layer (trained alone while the trunk is frozen)."""

@@ -44,9 +44,10 @@ NORM_STATS = ("batch", "window")
 #: embedding, the centre bin read), "mean" or "attention" (one value pooled over all bins, the same at
 #: every bin, so a distal effect need not be relayed to the centre bin by the transformer)
 POOLS = ("center", "mean", "attention")
-# "naive" forces ISM through full forward passes (to check the fast path against).
+# "naive" forces ISM through full forward passes (to check the fast path against); "patch" keeps the
+# cached conv tower but runs the whole transformer and head per alternate.
 ISM_METHOD_ENV = "VARSCORE_ISM"
-ISM_METHODS = ("fast", "naive")
+ISM_METHODS = ("fast", "patch", "naive")
 
 # Hyper-parameters passed to enformer-pytorch's EnformerConfig (target_length is always -1).
 ENFORMER_HPARAMS = (
@@ -416,8 +417,8 @@ class EnformerBackbone(TorchSequenceBackbone):
     def configure(self, device: str = "cpu", bf16: bool = False, compile: bool = False) -> None:
         """Run on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``: CUDA when
         available). ``bf16`` turns on bfloat16 autocast, on CUDA only (ignored with a warning on
-        CPU). ``compile`` runs the fast-ISM pieces (stem + conv tower, transformer + head) through
-        ``torch.compile``, meant for CUDA (on a CPU it needs a C++ compiler and minutes of
+        CPU). ``compile`` runs the patch-ISM and personal-genome pieces (stem + conv tower,
+        transformer + head) through ``torch.compile``, meant for CUDA (on a CPU it needs a C++ compiler and minutes of
         compilation)."""
         super().configure(device, bf16)
         self._compile = bool(compile)
@@ -445,9 +446,9 @@ class EnformerBackbone(TorchSequenceBackbone):
         method = self.ism_method or os.environ.get(ISM_METHOD_ENV, "").strip().lower() or "fast"
         if method not in ISM_METHODS:
             raise InputError(
-                f"Unknown ISM method {method!r} (from ism_method or ${ISM_METHOD_ENV}); choose fast or naive."
+                f"Unknown ISM method {method!r} (from ism_method or ${ISM_METHOD_ENV}); choose fast, patch or naive."
             )
-        return method == "fast" and self.tower_is_local()
+        return method != "naive" and self.tower_is_local()
 
     def tower_is_local(self) -> bool:
         """Whether a base changes only the conv-tower bins in its receptive field (not so with
@@ -461,15 +462,19 @@ class EnformerBackbone(TorchSequenceBackbone):
         reduce: Reducer,
         batch_size: int = 8,
     ) -> ISMResult:
-        """In-silico mutagenesis with the reference's conv-tower output computed once.
+        """In-silico mutagenesis from a cached reference pass, exact (equal to full forward passes
+        up to float round-off).
 
-        A single-base substitution changes only a few tower-output bins (its receptive field), so
-        each alternate recomputes the stem + conv tower on a short bin-aligned patch around it,
-        splices the changed bins into the cached reference tower output and runs only the
-        transformer and head on the whole window. Exact (equal to full forward passes up to
-        float round-off). Other substitutions (indels, several bases) and ``ism_method="naive"``
-        go through :meth:`SequenceBackbone.ism`. ``reference``: ``(L, 4)`` one-hot; returns
-        reduced predictions, ``(K,)`` and ``(M, K)``.
+        A single-base substitution changes only a few tower-output bins (its receptive field).
+        ``ism_method="fast"`` (default): the stem + conv tower is updated stage by stage from the
+        reference's cached activations; the first transformer layer recomputes only the changed
+        tokens' projections and attention rows/columns and updates every other row from the cached
+        reference; when the output mode declares the bins it reads (``reads_bins``, e.g. the scalar
+        mode's centre bins), the last layer and the head run on those bins only
+        (:mod:`varscore_plugins.fast_ism`). ``"patch"``: the tower recomputed on a bin-aligned
+        patch and spliced in, then the whole transformer and head. Other substitutions (indels,
+        several bases) and ``"naive"`` go through :meth:`SequenceBackbone.ism`. ``reference``:
+        ``(L, 4)`` one-hot; returns reduced predictions, ``(K,)`` and ``(M, K)``.
         """
         if not self.uses_fast_ism():
             return super().ism(reference, substitutions, reduce, batch_size)
@@ -491,37 +496,64 @@ class EnformerBackbone(TorchSequenceBackbone):
     def _fast_ism(
         self, reference: np.ndarray, substitutions: Sequence[tuple[int, str]], reduce: Reducer, batch_size: int
     ) -> tuple[np.ndarray, np.ndarray]:
+        """``ism_method="patch"``: cached conv tower + patches, then the whole transformer and head per
+        alternate; otherwise :mod:`varscore_plugins.fast_ism`'s exact shortcuts (the tower stage by
+        stage from cached activations, the cached-reference transformer, the head on the bins read)."""
+        import torch
+
+        from varscore_plugins.fast_ism import EnformerISM
+
+        method = self.ism_method or os.environ.get(ISM_METHOD_ENV, "").strip().lower() or "fast"
+        chunks = [substitutions[begin : begin + batch_size] for begin in range(0, len(substitutions), batch_size)]
+        if method != "patch":
+            window = EnformerISM(self, reference, reduce)
+            return window.reference_output, np.concatenate([window.alternates(chunk) for chunk in chunks])
+        ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32)).to(torch.device(self._device))
+        self.model_.eval()
+        with torch.inference_mode(), self._autocast():
+            ref_tower = self._run("tower", ref[None])  # (1, dim, bins)
+            ref_out = np.asarray(reduce(self._run("head", ref_tower).float().cpu().numpy()))[0]
+            alt_rows = []
+            for chunk in chunks:
+                towers, _ = self._alternate_towers(ref, ref_tower, chunk)
+                alt_rows.append(np.asarray(reduce(self._run("head", towers).float().cpu().numpy())))
+        return ref_out, np.concatenate(alt_rows)
+
+    def _alternate_towers(
+        self, ref: torch.Tensor, ref_tower: torch.Tensor, chunk: Sequence[tuple[int, str]]
+    ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """Tower outputs ``(n, dim, bins)`` of the single-base alternates ``chunk`` of the one-hot
+        window ``ref`` ``(L, 4)``: the changed bins (``spans``, inclusive) recomputed on patches and
+        spliced into the reference tower output ``ref_tower`` ``(1, dim, bins)``."""
         import torch
 
         geometry = self.tower_geometry()
-        width = geometry.snv_patch_width()
-        bin_size = geometry.bin_size
-        device = torch.device(self._device)
-        ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32)).to(device)
+        width, bin_size = geometry.snv_patch_width(), geometry.bin_size
+        device = ref.device
         codes = np.eye(5, 4, dtype=np.float32)  # row 4: an unknown base is all-zero, as in predict()
-        patch_range = torch.arange(width * bin_size, device=device)
-        self.model_.eval()
-        alt_rows: list[np.ndarray] = []
-        with torch.inference_mode(), self._autocast():
-            ref_tower = self._run("tower", ref[None])
-            ref_out = np.asarray(reduce(self._run("head", ref_tower).float().cpu().numpy()))[0]
-            for begin in range(0, len(substitutions), batch_size):
-                chunk = substitutions[begin : begin + batch_size]
-                offsets = np.array([int(offset) for offset, _ in chunk], dtype=np.int64)
-                spans = [geometry.affected_bins(int(offset), int(offset)) for offset in offsets]
-                starts = np.array([geometry.place_patch(first, last, width) for first, last in spans], dtype=np.int64)
-                start_bases = torch.from_numpy(starts * bin_size).to(device)
-                patches = ref[start_bases[:, None] + patch_range]  # (n, width * bin_size, 4), a copy
-                alleles = codes[[BASE_INDEX.get(base, 4) for _, base in chunk]]
-                rows = torch.arange(len(chunk), device=device)
-                columns = torch.from_numpy(offsets - starts * bin_size).to(device)
-                patches[rows, columns] = torch.from_numpy(alleles).to(device)
-                patch_towers = self._run("tower", patches)  # (n, dim, width)
-                towers = ref_tower.expand(len(chunk), -1, -1).clone()  # (n, dim, bins)
-                for row, ((first, last), start) in enumerate(zip(spans, starts.tolist(), strict=True)):
-                    towers[row, :, first : last + 1] = patch_towers[row, :, first - start : last + 1 - start]
-                alt_rows.append(np.asarray(reduce(self._run("head", towers).float().cpu().numpy())))
-        return ref_out, np.concatenate(alt_rows)
+        offsets = np.array([int(offset) for offset, _ in chunk], dtype=np.int64)
+        spans = [geometry.affected_bins(int(offset), int(offset)) for offset in offsets]
+        starts = np.array([geometry.place_patch(first, last, width) for first, last in spans], dtype=np.int64)
+        start_bases = torch.from_numpy(starts * bin_size).to(device)
+        patches = ref[start_bases[:, None] + torch.arange(width * bin_size, device=device)]  # (n, width * bin_size, 4)
+        alleles = codes[[BASE_INDEX.get(base, 4) for _, base in chunk]]
+        rows = torch.arange(len(chunk), device=device)
+        patches[rows, torch.from_numpy(offsets - starts * bin_size).to(device)] = torch.from_numpy(alleles).to(device)
+        patch_towers = self._run("tower", patches)  # (n, dim, width)
+        towers = ref_tower.expand(len(chunk), -1, -1).clone()  # (n, dim, bins)
+        for row, ((first, last), start) in enumerate(zip(spans, starts.tolist(), strict=True)):
+            towers[row, :, first : last + 1] = patch_towers[row, :, first - start : last + 1 - start]
+        return towers, spans
+
+    def _output_head(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Transformer output ``(N, m, dim)`` -> prediction ``(N, m, tracks)``: Enformer's final
+        pointwise block and the head, both per bin (so any subset of bins may be passed)."""
+        enformer = self._trunk_module()
+        out = enformer.final_pointwise(enformer.crop_final(embeddings))
+        model: Any = self.model_
+        if self.params["head"] == "variformer":
+            return model.to_tracks(out)
+        return model.heads[self.params["output_head"]](out)
 
     def predict_edits(
         self,

@@ -89,6 +89,11 @@ class ScalarOutput(OutputMode):
         start = n_bins // 2 - (width - 1) // 2
         return slice(start, start + width)
 
+    def reads_bins(self, n_bins: int) -> slice | None:
+        """The bins :meth:`reduce` and :meth:`features` read (the centre bins for ``stat="center"``;
+        None: all), so that ISM may compute only those."""
+        return self.bins(n_bins) if self.stat == "center" else None
+
     def reduce(self, prediction: Any) -> Any:
         """``(N, bins, tracks)`` -> ``(N, 1)``; numpy arrays or torch tensors (for attribution)."""
         if self.stat in DISTANCE_STATS:

@@ -434,3 +434,26 @@ def test_pooled_head_equals_explicit_pooling_and_round_trips(pool: str, tmp_path
     np.testing.assert_allclose(reloaded.predict(x), pred, rtol=1e-5, atol=1e-6)
     with pytest.raises(InputError, match="pool"):
         EnformerBackbone(**tiny_params(window_size=WINDOW, pool=pool, head="pretrained"))
+
+
+@pytest.mark.parametrize("pool", ["mean", "attention"])
+def test_fast_ism_of_a_pooled_head_equals_full_forwards(pool: str) -> None:
+    """A pooled head reads every bin, so the fast path may not shortcut the last layer to the centre
+    bins the scalar mode takes: its ISM must still equal full forward passes."""
+    from varscore_plugins.outputs import ScalarOutput
+
+    backbone = EnformerBackbone(**tiny_params(window_size=WINDOW, seed=5, pool=pool)).build()
+    if pool == "attention":
+        with torch.no_grad():
+            backbone.model_.to_tracks.score.weight.normal_(0, 1.0)
+    reference = one_hot("".join(np.random.default_rng(2).choice(list("ACGT"), size=WINDOW)))
+    subs = [(3, "A"), (WINDOW // 2, "C"), (WINDOW - 200, "G"), (WINDOW - 1, "T")]
+    subs = [(o, b if reference[o].argmax() != "ACGT".index(b) else "N") for o, b in subs]
+    mode = ScalarOutput(track=0, center_bins=1)
+    backbone.ism_method = "fast"
+    fast = backbone.ism(reference, subs, mode.reduce, batch_size=2)
+    backbone.ism_method = "naive"
+    naive = backbone.ism(reference, subs, mode.reduce, batch_size=2)
+    np.testing.assert_allclose(fast.reference, naive.reference, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast.alternates, naive.alternates, rtol=1e-4, atol=1e-5)
+    assert np.abs(naive.delta).max() > 0  # the edits change the pooled prediction

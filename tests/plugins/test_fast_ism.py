@@ -310,6 +310,7 @@ def test_compiled_fast_ism_equals_full_forward() -> None:
     rng = np.random.default_rng(10)
     reference = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 2048)]
     substitutions = _substitutions(rng, reference, [0, 500, 1024, 2047])
+    backbone.ism_method = "patch"  # the path whose pieces are compiled
     expected = backbone.ism(reference, substitutions, _flat, batch_size=2)
     backbone.configure("cpu", compile=True)
     compiled = backbone.ism(reference, substitutions, _flat, batch_size=2)
