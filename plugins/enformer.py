@@ -824,8 +824,8 @@ def register_commands(cli: click.Group) -> None:
     """``varscore models from-enformer``: a single-track scorer from a local pre-trained Enformer."""
     import click
 
-    models = cli.commands["models"]
-    if not isinstance(models, click.Group):
+    models = cli.commands.get("models")
+    if not isinstance(models, click.Group):  # a command line without the models group
         return
 
     @models.command("from-enformer")

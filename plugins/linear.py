@@ -680,8 +680,8 @@ def register_commands(cli: click.Group) -> None:
     """``varscore models export`` and ``varscore models import-predictdb`` (PrediXcan/PredictDB sqlite)."""
     import click
 
-    models = cli.commands["models"]
-    if not isinstance(models, click.Group):
+    models = cli.commands.get("models")
+    if not isinstance(models, click.Group):  # a command line without the models group
         return
 
     @models.command("export")

@@ -181,9 +181,11 @@ def _annotate_with_model(
         check_contig_lengths(prepared.contig_lengths, genome.lengths if genome else {}, prepared.source,
                              str(fasta), recorded_build)
         return _annotate_linear(prepared, bundle, output, genes, annotator_objs, genome, fail_if_none, provenance)
-    fasta_path = bundle.resolve_reference(fasta)
+    fasta_path = bundle.resolve_reference(fasta, check=False)
     genome = Genome(fasta_path)
+    # the VCF against the FASTA first (the likelier mistake), then the FASTA against the model's reference
     check_contig_lengths(prepared.contig_lengths, genome.lengths, prepared.source, str(fasta_path), recorded_build)
+    bundle.check_reference(fasta_path)
     window_size = int(bundle.manifest["window_size"])
     # plan in one streaming pass first, so that bad input fails before the model is loaded
     plan = plan_scoring(iter_variants(vcf), genes, genome, window_size, check_ref=check_ref)

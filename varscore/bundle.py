@@ -123,9 +123,10 @@ class ModelBundle:
                 return found if found.exists() else None
         return None
 
-    def resolve_reference(self, fasta: str | Path | None = None) -> Path:
+    def resolve_reference(self, fasta: str | Path | None = None, check: bool = True) -> Path:
         """The FASTA to score with: ``fasta`` when given, else the model's reference found on the
-        search path; checked against the recorded contig lengths (another build is an error)."""
+        search path; checked against the recorded contig lengths (another build is an error) unless
+        ``check`` is False (then call :meth:`check_reference` later)."""
         record = self.reference
         path = Path(fasta) if fasta is not None else self.reference_fasta
         if path is None:
@@ -137,9 +138,15 @@ class ModelBundle:
             )
         if not path.exists():
             raise InputError(f"FASTA file not found: {path}. Pass an existing file with --fasta.")
-        if record is not None:
-            record.check(path)
+        if check:
+            self.check_reference(path)
         return path
+
+    def check_reference(self, fasta: Path) -> None:
+        """Raise :class:`InputError` when ``fasta`` is not the model's recorded reference."""
+        record = self.reference
+        if record is not None:
+            record.check(fasta)
 
     def backbone(self) -> Any:
         """The backbone with its weights loaded."""

@@ -25,18 +25,13 @@ from varscore.centred import (
 )
 from varscore.errors import InputError
 from varscore.genome import Genome
+from varscore.infotext import info_atom
 from varscore.vcf import MAX_KEY, SCORE_KEY, SKIP_KEY, InfoHeader, format_float, iter_variants, write_annotated
 
 logger = logging.getLogger(__name__)
 
 TOP_KEY = "VARSCORE_TOP"
 QUANTILE_KEY = "VARSCORE_Q"
-
-
-def _sanitize(text: str) -> str:
-    for char in "|,;= \t":
-        text = text.replace(char, "_")
-    return text
 
 
 def centred_headers(stat: str, calibrated: bool) -> list[InfoHeader]:
@@ -119,7 +114,7 @@ def format_record(record: RecordScores, model: str, selection: TrackSelection, s
         for label, values in [(".", allele.window)] + [(g.label, v) for g, v in allele.genes]:
             t = int(np.argmax(np.abs(np.asarray(values)[:, 0, 2])))
             ref_value, alt_value, value = (float(x) for x in np.asarray(values)[t, 0])
-            entries.append("|".join((allele.allele, _sanitize(label), _sanitize(f"{model}:{selection.names[t]}"),
+            entries.append("|".join((allele.allele, info_atom(label), info_atom(f"{model}:{selection.names[t]}"),
                                      format_float(ref_value), format_float(alt_value), format_float(value))))
     for alt_allele in record.variant.alts:
         found = tops_of.get(alt_allele.upper())
@@ -130,7 +125,7 @@ def format_record(record: RecordScores, model: str, selection: TrackSelection, s
             continue
         score, t, label = found
         maxima.append(format_float(abs(score)))
-        tops.append("|".join((stats[0], _sanitize(selection.names[t]), _sanitize(label))))
+        tops.append("|".join((stats[0], info_atom(selection.names[t]), info_atom(label))))
         if calibration is not None:
             q = calibration.quantile("window" if label == "." else "gene", selection.indices[t], stats[0], score)
             quantiles.append("." if q is None else format_float(q))
