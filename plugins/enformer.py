@@ -478,20 +478,14 @@ class EnformerBackbone(TorchSequenceBackbone):
         """
         if not self.uses_fast_ism():
             return super().ism(reference, substitutions, reduce, batch_size)
+        from varscore_plugins.fast_ism import split_ism
+
         reference = self._checked_ism_input(reference, batch_size)
-        fast = [i for i, sub in enumerate(substitutions) if _is_single_base(sub, self.window_size)]
-        if not fast:
-            return super().ism(reference, substitutions, reduce, batch_size)
-        ref_out, fast_rows = self._fast_ism(reference, [substitutions[i] for i in fast], reduce, batch_size)
-        if len(fast) == len(substitutions):
-            return ISMResult(reference=ref_out, alternates=fast_rows)
-        fast_set = set(fast)
-        others = [i for i in range(len(substitutions)) if i not in fast_set]
-        naive = super().ism(reference, [substitutions[i] for i in others], reduce, batch_size)
-        alternates = np.empty((len(substitutions), fast_rows.shape[1]), dtype=fast_rows.dtype)
-        alternates[fast] = fast_rows
-        alternates[others] = naive.alternates
-        return ISMResult(reference=ref_out, alternates=alternates)
+        return split_ism(
+            lambda subs: self._fast_ism(reference, subs, reduce, batch_size),
+            lambda subs: super(EnformerBackbone, self).ism(reference, subs, reduce, batch_size),
+            substitutions, self.window_size,
+        )
 
     def _fast_ism(
         self, reference: np.ndarray, substitutions: Sequence[tuple[int, str]], reduce: Reducer, batch_size: int
@@ -733,19 +727,6 @@ def _edited(reference: np.ndarray, edit: WindowEdit, start: int, stop: int) -> n
     inside = (offsets >= start) & (offsets < stop)
     out[offsets[inside] - start] = values.reshape(len(offsets), 4)[inside]
     return out
-
-
-def _is_single_base(substitution: tuple[int, str], length: int) -> bool:
-    if len(substitution) != 2:
-        return False
-    offset, base = substitution
-    return (
-        isinstance(offset, (int, np.integer))
-        and not isinstance(offset, bool)
-        and 0 <= offset < length
-        and isinstance(base, str)
-        and len(base) == 1
-    )
 
 
 def _pretrained_files(directory: Path) -> tuple[Path, list[Path]]:
