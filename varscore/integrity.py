@@ -10,12 +10,15 @@ import os
 import re
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from varscore.errors import BundleError, InputError
 
 PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
 SHA256 = re.compile(r"[0-9a-f]{64}")
+T = TypeVar("T")
 
 
 def sha256(path: Path) -> str:
@@ -75,19 +78,15 @@ def file_checksums(directory: Path, exclude: tuple[str, ...] = ()) -> dict[str, 
     }
 
 
-def _verdict_cache() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "varscore" / "verified.json"
+def _cache_file(name: str) -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "varscore" / name
 
 
-def _stat_key(path: Path) -> list[int]:
-    info = path.stat()
-    return [info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev]
-
-
-def verified_sha256(path: Path) -> str:
-    """``sha256(path)``, remembered by (size, mtime, inode, device) in the user cache so a large
-    unchanged file is hashed once; any change to the file forces a new hash."""
-    cache = _verdict_cache()
+def cached_by_stat(cache_name: str, path: Path, compute: Callable[[Path], T], valid: Callable[[object], bool]) -> T:
+    """``compute(path)``, remembered in the user cache file ``cache_name`` under the file's size,
+    mtime, inode and device, so an unchanged large file is processed once; any change to the file
+    computes again. ``valid`` checks a remembered value before it is trusted."""
+    cache = _cache_file(cache_name)
     key = str(path.resolve())
     try:
         known = json.loads(cache.read_text())
@@ -95,16 +94,23 @@ def verified_sha256(path: Path) -> str:
             known = {}
     except (OSError, ValueError):
         known = {}
-    stamp = _stat_key(path)
+    info = path.stat()
+    stamp = [info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev]
     entry = known.get(key)
-    if isinstance(entry, dict) and entry.get("stat") == stamp and SHA256.fullmatch(str(entry.get("sha256"))):
-        return str(entry["sha256"])
-    digest = sha256(path)
-    known[key] = {"stat": stamp, "sha256": digest}
-    with contextlib.suppress(OSError):  # a read-only home only costs a re-hash next time
+    if isinstance(entry, dict) and entry.get("stat") == stamp and valid(entry.get("value")):
+        return entry["value"]  # type: ignore[no-any-return]
+    value = compute(path)
+    known[key] = {"stat": stamp, "value": value}
+    with contextlib.suppress(OSError):  # a read-only home only costs a recomputation next time
         cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".verified.", dir=cache.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{cache_name}.", dir=cache.parent)
         with os.fdopen(fd, "w") as handle:
             json.dump(known, handle)
         os.replace(tmp, cache)
-    return digest
+    return value
+
+
+def verified_sha256(path: Path) -> str:
+    """``sha256(path)``, remembered by (size, mtime, inode, device) in the user cache
+    (``verified.json``) so a large unchanged file is hashed once; any change forces a new hash."""
+    return cached_by_stat("verified.json", path, lambda p: sha256(p), lambda v: bool(SHA256.fullmatch(str(v))))

@@ -8,10 +8,8 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,27 +56,10 @@ def contig_md5s(path: Path) -> dict[str, str]:
 
 
 def _cached_md5s(path: Path) -> dict[str, str]:
-    """:func:`contig_md5s`, remembered by the file's size and mtime (hashing a genome takes a while)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "varscore" / "references.json"
-    info = path.stat()
-    key, stamp = str(path.resolve()), [info.st_size, info.st_mtime_ns, info.st_ino]
-    try:
-        known = json.loads(cache.read_text())
-        known = known if isinstance(known, dict) else {}
-    except (OSError, ValueError):
-        known = {}
-    entry = known.get(key)
-    if isinstance(entry, dict) and entry.get("stat") == stamp and isinstance(entry.get("md5"), dict):
-        return dict(entry["md5"])
-    digests = contig_md5s(path)
-    known[key] = {"stat": stamp, "md5": digests}
-    with contextlib.suppress(OSError):
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".references.", dir=cache.parent)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(known, handle)
-        os.replace(tmp, cache)
-    return digests
+    """:func:`contig_md5s`, remembered by the file's stat (hashing a genome takes a while)."""
+    from varscore.integrity import cached_by_stat
+
+    return dict(cached_by_stat("references.json", path, contig_md5s, lambda v: isinstance(v, dict)))
 
 
 @dataclass(frozen=True)

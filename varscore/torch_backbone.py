@@ -97,18 +97,8 @@ class TorchSequenceBackbone(SequenceBackbone):
         path = Path(directory) / weights
         if not path.is_file():
             raise BundleError(f"{self.label} weights not found: {path} does not exist (save() writes it).")
-        with self._seeded():
-            model = self._new_model()
         state = read_weights(path, self.label, BundleError)
-        problem = self._load_state(model, state)
-        if problem:
-            summary = ", ".join(f"{key}={self.params[key]!r}" for key in self.summary_params)
-            raise BundleError(
-                f"{path} does not fit the {self.label} hyper-parameters in the manifest"
-                f"{f' ({summary})' if summary else ''}: {problem}"
-            )
-        self._place(model)
-        return self
+        return self._build_with(state, BundleError, f"{path} does not fit the {self.label} hyper-parameters in the manifest")
 
     def load_state(
         self, state: Mapping[str, torch.Tensor], source: str, error: type[VarscoreError] = InputError
@@ -116,15 +106,17 @@ class TorchSequenceBackbone(SequenceBackbone):
         """Build the architecture ``params`` describe and copy ``state`` into it (every tensor must
         be present with the right shape, see :meth:`_load_state`); ``source`` names where the
         tensors came from in the ``error`` raised otherwise. Returns self."""
+        return self._build_with(dict(state), error, f"The weights in {source} do not fit the {self.label} architecture")
+
+    def _build_with(self, state: dict[str, torch.Tensor], error: type[VarscoreError], lead: str) -> Self:
+        """A new model of this architecture holding ``state``, placed as this backbone's ``model_``;
+        ``error`` (its message starting with ``lead``) names what did not fit."""
         with self._seeded():
             model = self._new_model()
-        problem = self._load_state(model, dict(state))
+        problem = self._load_state(model, state)
         if problem:
             summary = ", ".join(f"{key}={self.params[key]!r}" for key in self.summary_params)
-            raise error(
-                f"The weights in {source} do not fit the {self.label} architecture"
-                f"{f' ({summary})' if summary else ''}: {problem}"
-            )
+            raise error(f"{lead}{f' ({summary})' if summary else ''}: {problem}")
         self._place(model)
         return self
 
