@@ -19,7 +19,21 @@ logger = logging.getLogger("varscore")
 
 
 class VarscoreGroup(click.Group):
-    """Turns :class:`VarscoreError` into a one-line message (traceback with VARSCORE_DEBUG=1)."""
+    """Turns :class:`VarscoreError` into a one-line message (traceback with VARSCORE_DEBUG=1), and
+    adds the plugins' commands before the first command line is parsed, however it is invoked."""
+
+    plugin_commands_added = False
+
+    def add_plugin_commands(self) -> None:
+        if not self.plugin_commands_added:
+            from varscore.plugins import manager
+
+            manager.add_commands(self)
+            self.plugin_commands_added = True
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        self.add_plugin_commands()
+        return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -428,6 +442,46 @@ def models_calibrate(name: str, vcf: Path, output: Path | None, fasta: Path | No
     for line in summary.lines():
         click.echo(line, err=True)
     click.echo(f"calibrated {path} on {calibration.records} background records ({len(calibration.counts)} keys)")
+
+
+@models.command("import")
+@click.argument("directories", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "format_", type=click.Choice(["enformer", "borzoi"]),
+              help="Checkpoint layout [from config.json's model_type].")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
+@click.option("--name", help="Model name in the manifest [the output directory's name].")
+@click.option("--genes", "genes_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Gene/TSS table (TSV, GTF or GFF3) to record (else pass --genes when annotating).")
+@click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path), help="Reference FASTA to record.")
+@click.option("--genome-build", help="Genome build of the weights (e.g. hg38).")
+@click.option("--window", type=int, help="Input window in bp [196608 Enformer, 524288 Borzoi].")
+@click.option("--track", type=int, help="Output track scored [Enformer 4950 CAGE:blood; Borzoi 7531 RNA:blood].")
+@click.option("--center-bins", type=int, help="Centre bins summed (stat center) [Enformer 3].")
+@click.option("--stat", type=click.Choice(["center", "SUM", "logSUM", "D1", "D2"]),
+              help="Score statistic [Enformer center, Borzoi SUM].")
+@click.option("--head", "output_head", default="human", show_default=True, help="Enformer output head.")
+@click.option("--tf-gamma", is_flag=True, help="Enformer: TensorFlow's gamma positional features (196,608 bp only).")
+@click.option("--tracks", "tracks_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Track list to copy into the bundle [Borzoi: borzoi-pytorch's targets.txt].")
+@click.option("--licence", help="Licence of the weights, recorded in the manifest.")
+@click.option("--citation", help="How to cite the weights, recorded in the manifest.")
+def models_import(
+    directories: tuple[Path, ...], format_: str | None, output: Path, name: str | None, genes_path: Path | None,
+    fasta: Path | None, genome_build: str | None, window: int | None, track: int | None, center_bins: int | None,
+    stat: str | None, output_head: str, tf_gamma: bool, tracks_file: Path | None, licence: str | None,
+    citation: str | None,
+) -> None:
+    """Make a bundle from published Enformer / Borzoi checkpoint directories (config.json +
+    model.safetensors or pytorch_model.bin); several directories make a replicate ensemble."""
+    from varscore.checkpoints import ImportOptions, import_checkpoints
+
+    options = ImportOptions(
+        name=name or output.name, window_size=window, output_head=output_head, use_tf_gamma=tf_gamma, track=track,
+        center_bins=center_bins, stat=stat, genes_path=genes_path, reference_fasta=fasta, genome_build=genome_build,
+        tracks_file=tracks_file, licence=licence, citation=citation,
+    )
+    bundle = import_checkpoints(list(directories), output, options, format=format_)
+    click.echo(f"wrote {bundle} ({len(directories)} replicate{'s' if len(directories) > 1 else ''})")
 
 
 @models.command("fetch")
@@ -1209,10 +1263,8 @@ def report(model: str, compare: tuple[str, ...], linear: str | None, vcf: Path, 
 
 
 def main() -> None:
-    from varscore.plugins import manager
-
     try:
-        manager.add_commands(cli)
+        cli.add_plugin_commands()
     except VarscoreError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
