@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from varscore.engine import Edit
+from varscore.edits import Edit
 from varscore.genome import Genome
 from varscore.personal import GenotypeReader, personal_one_hot
 from varscore.sequence import one_hot

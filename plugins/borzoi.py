@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
@@ -119,6 +119,7 @@ class BorzoiBackbone(TorchSequenceBackbone):
     """
 
     name: ClassVar[str] = "borzoi"
+    has_head_module: ClassVar[bool] = True
     label: ClassVar[str] = "Borzoi"
     summary_params: ClassVar[tuple[str, ...]] = ("head", "dim", "depth")
     output_modes: ClassVar[tuple[str, ...]] = ("scalar", "track")
@@ -205,7 +206,7 @@ class BorzoiBackbone(TorchSequenceBackbone):
 
         if self.params["head"] == "pretrained":
             return
-        width = model.human_head.in_channels
+        width = cast("torch.nn.Conv1d", model.human_head).in_channels
         model.human_head = torch.nn.Conv1d(width, int(self.params["n_tracks"]), kernel_size=1)
 
     def _pretrained_borzoi(self, directory: Path) -> torch.nn.Module:
@@ -282,7 +283,7 @@ class BorzoiBackbone(TorchSequenceBackbone):
     def head_module(self) -> torch.nn.Module:
         """The output layer (trained alone while the trunk is frozen)."""
         self._require_built()
-        return self.model_.human_head
+        return cast("torch.nn.Module", self.model_.human_head)
 
 
 def _forward(model: torch.nn.Module, x: torch.Tensor, head: str) -> torch.Tensor:
@@ -290,9 +291,10 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, head: str) -> torch.Tensor
     head's activation (identity for the scalar head, softplus otherwise) in float32."""
     import torch
 
-    embeddings = model.final_joined_convs(model.get_embs_after_crop(x.transpose(1, 2)))
+    borzoi: Any = model  # borzoi-pytorch's submodules, untyped
+    embeddings = borzoi.final_joined_convs(borzoi.get_embs_after_crop(x.transpose(1, 2)))
     with torch.autocast(x.device.type, enabled=False):
-        out = model.human_head(embeddings.float())
+        out = borzoi.human_head(embeddings.float())
         if head != "scalar":
             out = torch.nn.functional.softplus(out)
     return out.transpose(1, 2)
@@ -304,8 +306,8 @@ def _resize_convs(model: torch.nn.Module, channels: list[int], final: int, dim: 
     import torch
     from borzoi_pytorch.pytorch_borzoi_model import ConvBlock
 
-    pool = model._max_pool
-    model.conv_dna.conv_layer = torch.nn.Conv1d(4, channels[0], kernel_size=15, padding="same")
+    pool = cast("torch.nn.Module", model._max_pool)
+    cast(Any, model.conv_dna).conv_layer = torch.nn.Conv1d(4, channels[0], kernel_size=15, padding="same")
     tower: list[torch.nn.Module] = []
     for i in range(5):
         if i:
@@ -346,5 +348,5 @@ def _fit_positions(model: torch.nn.Module, n_positions: int, trained: int | None
 
 
 @hookimpl
-def register_backbones(register):  # type: ignore[no-untyped-def]
+def register_backbones(register):
     register(BorzoiBackbone)

@@ -72,7 +72,7 @@ class ChromHMMAnnotator(Annotator):
 
 
 @hookimpl
-def register_annotators(register):  # type: ignore[no-untyped-def]
+def register_annotators(register):
     register(ChromHMMAnnotator)
 
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
@@ -270,6 +270,7 @@ class EnformerBackbone(TorchSequenceBackbone):
 
     name: ClassVar[str] = "enformer"
     label: ClassVar[str] = "Enformer"
+    fast_edits: ClassVar[bool] = True  # predict_edits recomputes only the conv-tower patches edits reach
     summary_params: ClassVar[tuple[str, ...]] = ("head", "dim", "depth")
     output_modes: ClassVar[tuple[str, ...]] = ("scalar", "track")
     default_params: ClassVar[dict[str, Any]] = {
@@ -449,6 +450,9 @@ class EnformerBackbone(TorchSequenceBackbone):
                 f"Unknown ISM method {method!r} (from ism_method or ${ISM_METHOD_ENV}); choose fast, patch or naive."
             )
         return method != "naive" and self.tower_is_local()
+
+    def edits_are_local(self) -> bool:
+        return self.tower_is_local()
 
     def tower_is_local(self) -> bool:
         """Whether a base changes only the conv-tower bins in its receptive field (not so with
@@ -705,7 +709,7 @@ def pooled_tracks(to_tracks: torch.nn.Sequential, kind: str) -> torch.nn.Sequent
     class PooledTracks(torch.nn.Sequential):
         def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
             if kind == "attention":
-                weights = torch.softmax(self.score(embeddings).float(), dim=1).to(embeddings.dtype)  # (N, bins, 1)
+                weights = torch.softmax(cast(torch.nn.Linear, self.score)(embeddings).float(), dim=1).to(embeddings.dtype)  # (N, bins, 1)
                 pooled = (weights * embeddings).sum(dim=1, keepdim=True)
             else:
                 pooled = embeddings.mean(dim=1, keepdim=True)
@@ -714,7 +718,7 @@ def pooled_tracks(to_tracks: torch.nn.Sequential, kind: str) -> torch.nn.Sequent
 
     pooled = PooledTracks(*to_tracks)
     if kind == "attention":
-        score = torch.nn.Linear(to_tracks[0].in_features, 1, bias=False)
+        score = torch.nn.Linear(cast(torch.nn.Linear, to_tracks[0]).in_features, 1, bias=False)
         torch.nn.init.zeros_(score.weight)  # starts as the mean
         pooled.add_module("score", score)
     return pooled
@@ -768,7 +772,7 @@ def _pretrained_files(directory: Path) -> tuple[Path, list[Path]]:
 
 
 @hookimpl
-def register_backbones(register):  # type: ignore[no-untyped-def]
+def register_backbones(register):
     register(EnformerBackbone)
 
 

@@ -88,7 +88,7 @@ def split_ism(
     alternates ``(M, K)``) and the rest through ``naive`` (-> an :class:`ISMResult`), in order."""
     quick = [i for i, sub in enumerate(substitutions) if _is_single_base(sub, length)]
     if not quick:
-        return naive(list(substitutions))  # type: ignore[no-any-return]
+        return naive(list(substitutions))
     ref_out, quick_rows = fast([substitutions[i] for i in quick])
     if len(quick) == len(substitutions):
         return ISMResult(reference=ref_out, alternates=quick_rows)

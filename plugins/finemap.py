@@ -114,7 +114,7 @@ def _clean(text: str) -> str:
 
 
 @hookimpl
-def register_annotators(register):  # type: ignore[no-untyped-def]
+def register_annotators(register):
     register(FinemapAnnotator)
 
 

@@ -5,10 +5,9 @@ A bundle stores, per gene, the variant keys (``chrom:pos:ref:alt``, 1-based ``po
 coefficients on the original dosage scale (variants dropped by ``VarianceThreshold`` get 0) and
 the intercept, in ``weights.safetensors`` (arrays + JSON metadata; never pickle).
 
-Variant effect (for ``annotate``/ISM, a later step): a linear model's effect of a variant is
-``coefficient × 2`` — the change in predicted expression from a homozygous-reference to a
-homozygous-ALT genotype, matching a sequence model's ISM on a window carrying the ALT on both
-haplotypes (dosage one-hot 1.0). Units are those of the training expression (inverse-normal).
+Variant effects follow from :class:`~varscore.base.GenotypeBackbone`: the prediction with the ALT
+homozygous minus the prediction with every variant homozygous reference, i.e. 2 × the
+coefficient. Units are those of the training expression (inverse-normal).
 """
 
 from __future__ import annotations
@@ -24,9 +23,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from varscore.base import Backbone
+from varscore.base import GenotypeBackbone, GenotypeFitResult
 from varscore.errors import BundleError, InputError, NotFittedError
 from varscore.hookspecs import hookimpl
+from varscore.personal import imputed_dosage, variant_keys
 
 if TYPE_CHECKING:
     import click
@@ -76,33 +76,6 @@ class GeneWeights:
             else:
                 absent += 1
         return out, absent
-
-
-def variant_keys(genotypes: Any) -> list[str]:
-    """``chrom:pos:ref:alt`` of each column of a :class:`~varscore.personal.WindowGenotypes`."""
-    chrom = genotypes.window.chrom
-    return [f"{chrom}:{int(p)}:{r}:{a}" for p, r, a in zip(genotypes.positions, genotypes.refs, genotypes.alts, strict=True)]
-
-
-def imputed_dosage(genotypes: Any, train: np.ndarray) -> tuple[np.ndarray, int]:
-    """``(P, V)`` float64 ALT dosages 0/1/2 with missing genotypes (either haplotype ``.``) set to
-    the column's mean over the non-missing ``train`` people; also the number of calls imputed.
-
-    Dosages count each VCF record's own calls (``WindowGenotypes.record_calls``), also where split
-    multi-allelic or duplicate records at one position collide on a haplotype, which personal
-    sequences resolve by applying the first record only."""
-    haplotypes = np.asarray(getattr(genotypes, "record_calls", genotypes.haplotypes))
-    dosage = (haplotypes == 1).sum(axis=1).astype(np.float64)
-    missing = (haplotypes < 0).any(axis=1)
-    n_missing = int(missing.sum())
-    if n_missing:
-        train_rows = np.zeros(len(dosage), dtype=bool)
-        train_rows[train] = True
-        observed = ~missing & train_rows[:, None]
-        counts = observed.sum(axis=0)
-        means = np.where(counts > 0, (dosage * observed).sum(axis=0) / np.maximum(counts, 1), 0.0)
-        dosage = np.where(missing, means[None, :], dosage)
-    return dosage, n_missing
 
 
 def make_pipeline(kind: str, params: dict[str, Any], cv: Any) -> Any:
@@ -244,14 +217,17 @@ def bh_qvalues(pvalues: Sequence[float]) -> np.ndarray:
     return q
 
 
-class LinearBackbone(Backbone):
+class LinearBackbone(GenotypeBackbone):
     """Per-gene penalised linear regression on window SNV dosages (the paper's baselines).
 
     ``predict(batch, gene=None)``: ``batch`` ``(N, V)`` dosages in the gene's ``variant_keys``
     order -> ``(N, 1)``; ``gene`` may be left out when the model holds exactly one gene.
     """
 
-    input_kind: ClassVar[str] = "genotypes"
+    effect_description: ClassVar[str] = (
+        "linear model: REF_PRED = intercept, ALT_PRED = intercept + 2 x coefficient, i.e. homozygous ALT vs "
+        "homozygous REF"
+    )
     output_modes: ClassVar[tuple[str, ...]] = ("scalar",)
     default_params: ClassVar[dict[str, Any]] = {
         "window_size": 49_152, "cv_folds": 5, "n_alphas": 50, "l1_ratio": 0.5, "max_iter": 2000, "seed": 0,
@@ -265,10 +241,6 @@ class LinearBackbone(Backbone):
     @property
     def window_size(self) -> int:
         return int(self.params["window_size"])
-
-    @property
-    def bin_size(self) -> int:
-        return 1
 
     @property
     def genes(self) -> dict[str, GeneWeights]:
@@ -296,19 +268,26 @@ class LinearBackbone(Backbone):
         """Variants of the only gene (what ``check_backbone`` feeds ``predict``)."""
         return len(self.gene_weights().coef)
 
+    def gene_ids(self) -> list[str]:
+        return list(self.genes)
+
+    def variant_keys(self, gene_id: str) -> list[str]:
+        return list(self.gene_weights(gene_id).variant_keys)
+
+    def predict_dosages(self, gene_id: str, dosages: np.ndarray) -> np.ndarray:
+        return self.gene_weights(gene_id).predict(dosages)
+
+    def allele_weights(self, gene_id: str) -> dict[str, float]:
+        weights = self.gene_weights(gene_id)
+        return {key: float(c) for key, c in zip(weights.variant_keys, weights.coef, strict=True)}
+
+    def predict_aligned(self, gene_id: str, keys: Sequence[str], dosages: np.ndarray) -> tuple[np.ndarray, int]:
+        return self.gene_weights(gene_id).predict_aligned(keys, dosages)
+
     def predict(self, batch: np.ndarray, gene: str | None = None) -> np.ndarray:
         if not self.genes:
             raise NotFittedError(f"Model '{self.name}' has no fitted genes yet.")
-        return self.gene_weights(gene).predict(batch)[:, None].astype(np.float32)
-
-    def predict_people(self, gene_data: Any, people: np.ndarray, train: np.ndarray) -> np.ndarray:
-        """``(n,)`` predictions for ``people`` (indices) of a :class:`~varscore.training.GeneData`;
-        missing calls get the ``train`` people's mean dosage, variants are matched by key."""
-        genotypes = gene_data.windows.genotypes
-        dosage, _ = imputed_dosage(genotypes, np.asarray(train))
-        weights = self.gene_weights(gene_data.gene.gene_id)
-        pred, _ = weights.predict_aligned(variant_keys(genotypes), dosage[np.asarray(people)])
-        return pred
+        return super().predict(batch, gene)
 
     def fit_gene_matrix(self, gene_id: str, keys: Sequence[str], x: np.ndarray, y: np.ndarray,
                         splits: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> GeneWeights:
@@ -400,14 +379,8 @@ class LinearBackbone(Backbone):
         return self
 
 
-@dataclass
-class LinearFitResult:
+class LinearFitResult(GenotypeFitResult):
     """Per-gene fit summary (``rows``: gene, variants, nonzero, alpha, tune_r2, tune_pearson)."""
-
-    rows: list[dict[str, Any]]
-    mean_tune_r2: float
-    imputed_calls: int
-    is_global_zero: bool = True
 
 
 class ElasticNetBackbone(LinearBackbone):
@@ -423,7 +396,7 @@ class RidgeBackbone(LinearBackbone):
 
 
 @hookimpl
-def register_backbones(register):  # type: ignore[no-untyped-def]
+def register_backbones(register):
     register(ElasticNetBackbone)
     register(LassoBackbone)
     register(RidgeBackbone)

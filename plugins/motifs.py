@@ -766,5 +766,5 @@ class MotifAnnotator(Annotator):
 
 
 @hookimpl
-def register_annotators(register):  # type: ignore[no-untyped-def]
+def register_annotators(register):
     register(MotifAnnotator)

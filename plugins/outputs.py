@@ -164,6 +164,6 @@ class TrackOutput(OutputMode):
 
 
 @hookimpl
-def register_output_modes(register):  # type: ignore[no-untyped-def]
+def register_output_modes(register):
     register(ScalarOutput)
     register(TrackOutput)

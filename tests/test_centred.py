@@ -467,7 +467,7 @@ def test_calibrated_quantiles_equal_numpys_empirical_cdf(track_bundle, tmp_path)
 def test_large_backgrounds_keep_a_quantile_grid():
     from varscore.calibrate import BackgroundCollector
     from varscore.centred import AlleleValues, RecordScores
-    from varscore.engine import Edit
+    from varscore.edits import Edit
     from varscore.types import Variant
 
     rng = np.random.default_rng(2)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from tests.conftest import read_vcf_lines, write_vcf
 from varscore.cli import cli
-from varscore.engine import Edit, ReferenceSource, edit_margin, edited_window
+from varscore.edits import Edit, ReferenceSource, edit_margin, edited_window
 from varscore.genome import Genome
 from varscore.sequence import one_hot
 from varscore.types import Gene, Window, tss_window

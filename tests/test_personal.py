@@ -461,7 +461,7 @@ def random_indel_rows(rng: np.random.Generator, sequence: str, n_people: int, ph
 def shifted_slice(haplotype_contig: str, window: Window, carried: list[tuple[int, str, str]]) -> str:
     """The window of a whole edited contig (e.g. from bcftools consensus) that keeps the TSS at
     index L // 2: its start moves by the carried variants' anchor shifts (README "Indels")."""
-    from varscore.engine import Edit
+    from varscore.edits import Edit
 
     anchor = window.start + window.length // 2
     start = window.start + sum(Edit.from_vcf(p, r, a).anchor_shift(anchor) for p, r, a in carried)

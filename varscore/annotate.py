@@ -176,11 +176,11 @@ def _annotate_with_model(
     if not genes:
         raise InputError(f"Model '{bundle.name}' records no genes (e.g. an imported published model): pass a gene/TSS "
                          "table with --genes.")
-    if bundle.manifest["backbone"].get("name") in _genotype_backbones():
+    if bundle.takes_genotypes:
         genome = Genome(Path(fasta)) if fasta else None
         check_contig_lengths(prepared.contig_lengths, genome.lengths if genome else {}, prepared.source,
                              str(fasta), recorded_build)
-        return _annotate_linear(prepared, bundle, output, genes, annotator_objs, genome, fail_if_none, provenance)
+        return _annotate_genotypes(prepared, bundle, output, genes, annotator_objs, genome, fail_if_none, provenance)
     fasta_path = bundle.resolve_reference(fasta, check=False)
     genome = Genome(fasta_path)
     # the VCF against the FASTA first (the likelier mistake), then the FASTA against the model's reference
@@ -381,29 +381,23 @@ def _fingerprint(
     return digest.hexdigest()
 
 
-def _genotype_backbones() -> set[str]:
-    from varscore.plugins import manager
-
-    return {name for name, (cls, _) in manager.registry.entries["backbones"].items() if getattr(cls, "input_kind", "") == "genotypes"}
-
-
-def _annotate_linear(
+def _annotate_genotypes(
     prepared: PreparedVCF, bundle: Any, output: str | Path, genes: list[Any], annotators: Sequence[Any],
     genome: Genome | None, fail_if_none: bool, provenance: Sequence[str],
 ) -> ScoringSummary:
-    """Linear bundles score the variants they hold (2 × coefficient); no FASTA is needed."""
-    from varscore.engine import score_linear
+    """Genotype models score the variants they hold (their variant effects); no FASTA is needed."""
+    from varscore.engine import score_genotypes
 
     vcf = prepared.path
-    result = score_linear(iter_variants(vcf), bundle.backbone(), {g.gene_id: g.label for g in genes})
+    backbone = bundle.genotype_backbone()
+    result = score_genotypes(iter_variants(vcf), backbone, {g.gene_id: g.label for g in genes})
     _check_contig_mapping(result.summary, prepared.source)
     _report_nothing_scored(result.summary, genes, None, prepared.source, fail_if_none)
     info = {record: format_scores(result.alts[record], s, bundle.name) for record, s in result.scores.items()}
-    linear = dataclasses.replace(SCORE_HEADERS[0], description=SCORE_HEADERS[0].description.replace(
+    described = dataclasses.replace(SCORE_HEADERS[0], description=SCORE_HEADERS[0].description.replace(
         "(ALT minus REF prediction of the model on the reference window with the allele applied)",
-        "(linear model: REF_PRED = intercept, ALT_PRED = intercept + 2 x coefficient, i.e. homozygous ALT"
-        " vs homozygous REF; variants outside the model get no entry)"))
-    headers = [linear, SCORE_HEADERS[1]]
+        f"({backbone.effect_description}; variants outside the model get no entry)"))
+    headers = [described, SCORE_HEADERS[1]]
     window_size = bundle.manifest.get("window_size")
     headers += _run_annotators(vcf, annotators, genes, _windows(genes, int(window_size) if window_size else None),
                                genome, info, result.summary)

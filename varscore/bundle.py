@@ -20,13 +20,16 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from varscore import __version__
 from varscore.errors import BundleError, InputError, ModelNotFoundError
 from varscore.integrity import check_regular_files, file_checksums, inside, plain_name, sha256, verified_sha256
 from varscore.reference import ReferenceRecord, fasta_search_path
 from varscore.types import Gene
+
+if TYPE_CHECKING:
+    from varscore.base import Backbone, GenotypeBackbone, SequenceBackbone
 
 __all__ = ["ModelBundle", "install_bundle", "list_models", "load_bundle", "resolve_model", "save_bundle", "sha256"]
 
@@ -148,21 +151,43 @@ class ModelBundle:
         if record is not None:
             record.check(fasta)
 
-    def backbone(self) -> Any:
+    def backbone(self) -> Backbone:
         """The backbone with its weights loaded."""
+        return self.backbone_class()(**self.manifest["backbone"].get("params", {})).load(self.path)
+
+    def backbone_class(self) -> type[Backbone]:
+        """The class of the manifest's backbone (a one-line error names the missing plugin)."""
         from varscore.plugins import get_backbone
 
         spec = self.manifest["backbone"]
-        cls = get_backbone(spec["name"], distribution=spec.get("distribution"))
-        return cls(**spec.get("params", {})).load(self.path)
+        return get_backbone(spec["name"], distribution=spec.get("distribution"))
 
-    def sequence_backbone(self, device: str = "auto", bf16: bool = False) -> Any:
-        """The backbone loaded and placed on ``device``, for scoring windows of sequence by ISM;
-        genotype models (linear backbones) are refused."""
+    @property
+    def takes_genotypes(self) -> bool:
+        """Whether the model is a :class:`~varscore.base.GenotypeBackbone` (variant dosages in)."""
+        from varscore.base import GenotypeBackbone
+
+        return issubclass(self.backbone_class(), GenotypeBackbone)
+
+    def genotype_backbone(self) -> GenotypeBackbone:
+        """The backbone loaded, for scoring variants by a genotype model's variant effects;
+        sequence models are refused."""
+        from varscore.base import GenotypeBackbone
         from varscore.errors import InputError
 
         backbone = self.backbone()
-        if backbone.input_kind != "sequence":
+        if not isinstance(backbone, GenotypeBackbone):
+            raise InputError(f"Model '{self.name}' takes sequence, not genotypes.")
+        return backbone
+
+    def sequence_backbone(self, device: str = "auto", bf16: bool = False) -> SequenceBackbone:
+        """The backbone loaded and placed on ``device``, for scoring windows of sequence by ISM;
+        genotype models are refused."""
+        from varscore.base import SequenceBackbone
+        from varscore.errors import InputError
+
+        backbone = self.backbone()
+        if not isinstance(backbone, SequenceBackbone):
             raise InputError(f"Model '{self.name}' takes genotypes, not sequence; it cannot score a VCF by ISM.")
         backbone.configure(device=device, bf16=bf16)
         return backbone

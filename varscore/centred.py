@@ -21,16 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from varscore.engine import (
-    CHECK_REF_MODES,
-    Edit,
-    ReferenceSource,
-    ScoringSummary,
-    edit_margin,
-    edited_window,
-    scorable_alleles,
-    unscorable_reason,
-)
+from varscore.edits import Edit, ReferenceSource, edit_margin, edited_window
+from varscore.engine import CHECK_REF_MODES, ScoringSummary, scorable_alleles, unscorable_reason
 from varscore.errors import InputError
 from varscore.exons import GeneModel, GeneModelIndex
 from varscore.genome import Genome
@@ -126,7 +118,7 @@ def statistics(reference: np.ndarray, alternates: np.ndarray, stats: Sequence[st
     ``reference``: ``(bins, T)``; ``alternates``: ``(M, bins, T)``. Returns ``(M, T, S, 3)``
     float64: REF value, ALT value and score per statistic — SUM: ``Σ ref``, ``Σ alt``, their
     difference; logSUM: the same of ``log2(x + 1)``; D1 / D2: 0, the L1 / L2 distance between
-    the ALT and REF tracks, that distance (as ``varscore_plugins.outputs.track_scores``).
+    the ALT and REF tracks, that distance (as the track output mode scores them).
     """
     ref = np.asarray(reference, dtype=np.float64)
     alt = np.asarray(alternates, dtype=np.float64)

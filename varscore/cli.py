@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import click
 
 from varscore import __version__
 from varscore.errors import VarscoreError
+from varscore.finetune import RECIPES
 
 logger = logging.getLogger("varscore")
 
@@ -517,15 +516,6 @@ def models_fetch(name: str | None, output: Path | None, genes_path: Path | None,
         click.echo(f"wrote {write_pretrained_dir(bundle, pretrained_dir)}; fine-tune with --pretrained {pretrained_dir}")
 
 
-RECIPES: dict[str, dict[str, Any]] = {
-    # the paper's whole-blood Variformer (Drusinsky, Whalen & Pollard): DESIGN.md section 4
-    "variformer-blood": {
-        "window": 49_152, "lr": 5e-6, "batch_size": 32, "accumulate": 4, "grad_clip": 0.05,
-        "patience": 20, "people_per_epoch": 512, "tissue": "Whole Blood", "max_epochs": 150,
-    },
-}
-
-
 def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
     import json
 
@@ -618,128 +608,30 @@ def finetune(
 ) -> None:
     """Fine-tune a sequence model on personal genomes + expression (Variformer), or fit a linear
     baseline per gene on the same folds (--backbone elastic-net, lasso, ridge)."""
-    from varscore.bundle import save_bundle, sha256
-    from varscore.cohort import write_folds
-    from varscore.plugins import check_output_mode, get_backbone, get_output_mode
-    from varscore.training import CohortInputs, TrainingConfig, load_cohort
+    from varscore.finetune import FinetuneJob, OptionError, run_finetune
+    from varscore.training import CohortInputs
 
-    if output_mode == "track" and coverage is None:
-        raise click.UsageError("--output-mode track trains on coverage: pass --coverage (coverage.npz or a bigWig folder).")
-    settings = dict(RECIPES.get(recipe or "", {}))
-    if recipe and pretrained is None:
-        raise click.UsageError(
-            f"--recipe {recipe} fine-tunes pre-trained Enformer: pass --pretrained DIR (a local Enformer in "
-            "safetensors form). The paper trained it on GTEx v8 WGS + Whole Blood expression (dbGaP phs000424)."
-        )
-    chosen = {"window": window, "lr": lr, "batch_size": batch_size, "accumulate": accumulate,
-              "max_epochs": max_epochs, "patience": patience, "people_per_epoch": people_per_epoch}
-    settings.update({k: v for k, v in chosen.items() if v is not None})
-    backbone_params = _parse_params(params)
-    if pretrained is not None:
-        backbone_params.update(pretrained_dir=str(pretrained))
-    if "window" in settings:
-        backbone_params["window_size"] = settings["window"]
-    model = get_backbone(backbone)(**backbone_params)
-    _check_from_scratch(model, backbone_params, from_scratch)
-    check_output_mode(model, output_mode)
-    if model.input_kind == "genotypes":  # linear baselines: same folds and genes, no training loop
-        inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None)
-        _finetune_genotype_model(model, inputs, output, seed)
-        return
-    training_dir = output.parent / f"{output.name}.training"
-    config_fields = {k: settings[k] for k in ("lr", "batch_size", "accumulate", "grad_clip", "max_epochs",
-                                              "patience", "people_per_epoch") if k in settings}
-    config = TrainingConfig(**config_fields, seed=seed, devices=devices, accelerator=accelerator,
-                            freeze_batchnorm=freeze_batchnorm, output_mode=output_mode, track_loss=track_loss,
-                            freeze_trunk_epochs=freeze_trunk_epochs, smooth_epochs=smooth_epochs, num_workers=workers,
-                            output_dir=str(training_dir), resume=resume,
-                            progress=progress and not quiet and sys.stderr.isatty())
-    if replicates > 1:
-        from varscore.ensemble import finetune_replicates
-
-        finetune_replicates(
-            lambda: get_backbone(backbone)(**backbone_params), model, config, range(replicate, replicate + replicates),
-            lambda r, f: load_cohort(CohortInputs(vcf, expression, genes_path, fasta, f, r, list(gene_names) or None,
-                                                  coverage=coverage), model.window_size, fold_seed=seed,
-                                     bin_size=model.bin_size),
-            folds, training_dir, output, echo=lambda line: click.echo(line, err=True),
-            save=dict(output_mode=output_mode, score_stat=score_stat, fasta=fasta, tissue=settings.get("tissue"),
-                      provenance={"vcf_sha256": sha256(vcf), "expression_sha256": sha256(expression),
-                                  "recipe": recipe}),
-        )
-        return
     inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None,
                           coverage=coverage)
-    cohort = load_cohort(inputs, model.window_size, fold_seed=seed, bin_size=model.bin_size)
-    for line in cohort.report:
-        click.echo(line, err=True)
-    training_dir.mkdir(parents=True, exist_ok=True)
-    folds_path = folds or write_folds(cohort.folds, training_dir / "folds.tsv")
-    model.build()
-    with _epoch_lines(enabled=not quiet):
-        result = model.finetune(cohort.data, config)
-    if not result.is_global_zero:
-        return
-    data = cohort.data
-    people = {split: [data.people[i] for i in getattr(data, split)] for split in ("train", "tune", "test")}
-    mode = get_output_mode("track")(stat=score_stat) if output_mode == "track" else get_output_mode("scalar")()
-    save_bundle(
-        output, name=output.name, backbone=model, output_mode=mode,
-        genes=[g.gene for g in data.genes], reference_fasta=fasta, tissue=settings.get("tissue"),
-        metrics={"best_epoch": result.best_epoch, "best_tune_mean_r2": result.best_tune_r2,
-                 "history": result.history},
-        provenance={"vcf_sha256": sha256(vcf), "expression_sha256": sha256(expression),
-                    "coverage_sha256": sha256(coverage) if coverage is not None and coverage.is_file() else None,
-                    "training": result.config, "recipe": recipe},
-        extra={"train_genes": [g.gene.gene_id for g in data.genes], "people": people,
-               "folds": {"file": "folds.tsv", "replicate": replicate}},
-        files={"folds.tsv": folds_path},  # the bundle carries its folds, so others reuse them
+    job = FinetuneJob(
+        inputs, output, backbone=backbone, backbone_params=_parse_params(params), recipe=recipe, pretrained=pretrained,
+        settings={"window": window, "lr": lr, "batch_size": batch_size, "accumulate": accumulate,
+                  "max_epochs": max_epochs, "patience": patience, "people_per_epoch": people_per_epoch},
+        training={"devices": devices, "accelerator": accelerator, "freeze_batchnorm": freeze_batchnorm,
+                  "track_loss": track_loss, "freeze_trunk_epochs": freeze_trunk_epochs,
+                  "smooth_epochs": smooth_epochs, "num_workers": workers, "resume": resume,
+                  "progress": progress and not quiet and sys.stderr.isatty()},
+        output_mode=output_mode, score_stat=score_stat, seed=seed, from_scratch=from_scratch,
+        replicates=replicates, quiet=quiet,
     )
-    click.echo(f"wrote {output} (best epoch {result.best_epoch}, tune mean R2 {result.best_tune_r2:.3f})")
-
-
-# size hyper-parameters' complement: --param keys that leave a from-scratch model at its full default size
-_NOT_SIZE_PARAMS = {"window_size", "seed", "head", "output_head", "norm_stats", "pretrained_dir", "dropout_rate",
-                    "attn_dropout", "pos_dropout", "use_checkpointing", "use_tf_gamma", "n_tracks"}
-
-
-def _check_from_scratch(model: Any, params: dict[str, Any], from_scratch: bool) -> None:
-    """A sequence backbone that can start pre-trained, asked for neither --pretrained nor any size
-    --param, would silently train its full architecture from random weights: require --from-scratch."""
-    defaults = getattr(model, "default_params", {})
-    if from_scratch or model.input_kind != "sequence" or "pretrained_dir" not in defaults:
-        return
-    if params.get("pretrained_dir") is not None or set(params) - _NOT_SIZE_PARAMS:
-        return
-    n = {"enformer": "about 250 M", "borzoi": "about 190 M"}.get(model.name, "all its default")
-    raise click.UsageError(
-        f"--backbone {model.name} without --pretrained would train the full-size architecture ({n} weights) from "
-        "random weights, which needs a GPU cluster and far more people than a cohort usually has. Pass --pretrained "
-        "DIR (and --recipe) to fine-tune a pre-trained model, give size --param values (e.g. dim, depth) for a "
-        "smaller model, or add --from-scratch if the full-size random start is what you want."
-    )
-
-
-class _EchoHandler(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        click.echo(self.format(record), err=True)
-
-
-@contextlib.contextmanager
-def _epoch_lines(enabled: bool) -> Iterator[None]:
-    """Show the ``varscore.progress`` lines (one per epoch) on stderr, once, while active."""
-    log = logging.getLogger("varscore.progress")
-    handler, saved = _EchoHandler(), (log.level, log.propagate)
-    if enabled:
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-    log.propagate = False  # not a second time through -v's root handler
     try:
-        yield
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(saved[0])
-        log.propagate = saved[1]
+        run_finetune(job, echo=_echo_stderr, announce=click.echo)
+    except OptionError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _echo_stderr(line: str) -> None:
+    click.echo(line, err=True)
 
 
 @cli.command()
@@ -775,6 +667,7 @@ def evaluate(
     import pandas as pd
 
     from varscore.bundle import load_bundle
+    from varscore.cohort import held_out_people
     from varscore.errors import InputError
     from varscore.evaluate import compare_evaluations, evaluate_bundle
     from varscore.training import CohortInputs, load_cohort
@@ -800,14 +693,8 @@ def evaluate(
                 bin_size=bins or None)
         data = cohort_by_window[(window, bins)].data
         own = bundle if replicates and bundle.name in {b.name for b in bundles[: len(models_)]} else first
-        if people_file:
-            wanted = [line.strip() for line in people_file.read_text().splitlines() if line.strip()]
-        else:
-            wanted = (own.manifest.get("people") or {}).get("test") or [data.people[i] for i in data.test]
+        wanted = held_out_people(own, people_file, [data.people[i] for i in data.test], data.people)
         index = {p: i for i, p in enumerate(data.people)}
-        unknown = [p for p in wanted if p not in index]
-        if unknown:
-            raise InputError(f"{len(unknown)} held-out people are not in the cohort: {', '.join(unknown[:5])}.")
         evaluations.append(evaluate_bundle(bundle, data, [index[p] for p in wanted], batch_size, n_boot,
                                            bootstrap_seed))
     table = pd.concat([e.table for e in evaluations], ignore_index=True)
@@ -859,6 +746,7 @@ def plot_coverage_command(
     import numpy as np
 
     from varscore.bundle import load_bundle
+    from varscore.cohort import held_out_people
     from varscore.errors import InputError
     from varscore.evaluate import CoverageComparison, columnwise_pearson, compare_coverage, plot_coverage
     from varscore.training import CohortInputs, load_cohort
@@ -874,14 +762,8 @@ def plot_coverage_command(
     wanted_genes = list(gene_names) or [bundle.genes[0].gene_id]
     inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, wanted_genes, coverage=coverage)
     data = load_cohort(inputs, int(bundle.manifest["window_size"]), bin_size=int(bundle.manifest["bin_size"])).data
-    if people_file:
-        wanted = [line.strip() for line in people_file.read_text().splitlines() if line.strip()]
-    else:
-        wanted = (bundle.manifest.get("people") or {}).get("test") or [data.people[i] for i in data.test]
+    wanted = held_out_people(bundle, people_file, [data.people[i] for i in data.test], data.people)
     index = {p: i for i, p in enumerate(data.people)}
-    unknown = [p for p in wanted if p not in index]
-    if unknown:
-        raise InputError(f"{len(unknown)} held-out people are not in the cohort: {', '.join(unknown[:5])}.")
     comparison = compare_coverage(bundle, bundle.backbone(), data, 0, np.array([index[p] for p in wanted]),
                                   batch_size)
     plot_coverage(comparison, output)
@@ -893,45 +775,6 @@ def plot_coverage_command(
 
 
 # --- linear baselines ---
-
-
-def _finetune_genotype_model(model: Any, inputs: Any, output: Path, seed: int) -> None:
-    """Fit a genotype (linear) backbone per gene on the train people; write a bundle like the deep
-    models' (same folds file, ``train_genes`` and ``people``)."""
-    import math
-
-    from varscore.bundle import save_bundle, sha256
-    from varscore.cohort import write_folds
-    from varscore.plugins import get_output_mode
-    from varscore.training import load_cohort
-
-    cohort = load_cohort(inputs, model.window_size, fold_seed=seed)
-    for line in cohort.report:
-        click.echo(line, err=True)
-    training_dir = output.parent / f"{output.name}.training"
-    training_dir.mkdir(parents=True, exist_ok=True)
-    folds_path = inputs.folds or write_folds(cohort.folds, training_dir / "folds.tsv")
-    model.build()
-    result = model.finetune(cohort.data)
-    if result.imputed_calls:
-        click.echo(f"{result.imputed_calls:,} missing genotype calls set to the train people's mean dosage",
-                   err=True)
-    data = cohort.data
-    people = {split: [data.people[i] for i in getattr(data, split)] for split in ("train", "tune", "test")}
-    per_gene = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-                for row in result.rows]
-    mean_r2 = None if math.isnan(result.mean_tune_r2) else result.mean_tune_r2
-    save_bundle(
-        output, name=output.name, backbone=model, output_mode=get_output_mode("scalar")(),
-        genes=[g.gene for g in data.genes], reference_fasta=inputs.fasta,
-        metrics={"tune_mean_r2": mean_r2, "per_gene": per_gene, "imputed_calls": result.imputed_calls},
-        provenance={"vcf_sha256": sha256(inputs.vcf), "expression_sha256": sha256(inputs.expression), "seed": seed},
-        extra={"train_genes": [g.gene.gene_id for g in data.genes], "people": people,
-               "folds": {"file": "folds.tsv", "replicate": inputs.replicate}},
-        files={"folds.tsv": folds_path},
-    )
-    shown = "n/a" if mean_r2 is None else f"{mean_r2:.3f}"
-    click.echo(f"wrote {output} ({len(data.genes)} genes, tune mean R2 {shown})")
 
 
 # --- variant analyses ---
@@ -1052,6 +895,7 @@ def hsv(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[str,
         matched_controls,
         read_truth,
         sign_agreement,
+        weight_pairs,
     )
     from varscore.analysis.ism import ModelScorer, score_genes
     from varscore.bundle import load_bundle
@@ -1076,7 +920,8 @@ def hsv(model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[str,
     if controls_out is not None:
         _write_table(controls.drop(columns=["key"]), controls_out)
     if linear is not None:
-        agree = sign_agreement(*_linear_aligned(linear_scorer, run, ism_scores, only_nonzero=True))
+        pairs = weight_pairs(linear_scorer, run.genes, ism_scores, only_nonzero=True)
+        agree = sign_agreement(pairs["model_weight"].to_numpy(), pairs["linear_weight"].to_numpy())
         from varscore.analysis.matched import describe_p
 
         cut = f"|ISM| > {agree.threshold:.3g} and |weight| > {agree.linear_threshold:.3g}, each model's median"
@@ -1104,23 +949,6 @@ def _echo_matched_enrichment(selected: Any, pool: Any, causal: Any, tolerance: f
                f"{perm.null_mean:.2f} expected; {perm.describe()}")
     click.echo("dependence on the MAF tolerance:\n" + tolerance_sensitivity(selected, pool, causal).to_string(
         index=False, float_format=lambda v: f"{v:.3g}"))
-
-
-def _linear_aligned(linear_scorer: Any, run: Any, ism_scores: Any, only_nonzero: bool) -> tuple[Any, Any]:
-    """The model's ISM deltas and the linear model's coefficients for the same variants."""
-    import numpy as np
-
-    coef: dict[tuple[str, str], float] = {}
-    for gene in run.genes:
-        weights = linear_scorer.linear_weights(gene)
-        if weights is not None:
-            coef.update({(gene.label, key): float(c) for key, c in zip(weights.variant_keys, weights.coef, strict=True)})
-    pairs = [(d, coef[(g, key)]) for g, key, d in zip(ism_scores["gene"], ism_scores["key"], ism_scores["delta"],
-                                                     strict=True)
-             if (g, key) in coef and (coef[(g, key)] != 0 or not only_nonzero)]
-    model_w = np.array([p[0] for p in pairs], dtype=float)
-    linear_w = np.array([p[1] for p in pairs], dtype=float)
-    return model_w, linear_w
 
 
 @cli.command()

@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -258,6 +258,28 @@ def match_samples(expression_people: Sequence[str], vcf_samples: Sequence[str]) 
 
 # --------------------------------------------------------------------------------------------
 # Normalisation (GTEx eQTL pipeline: expression filter, TMM, inverse-normal transform)
+
+
+def held_out_people(bundle: Any, people_file: str | Path | None = None, default: Sequence[str] | None = None,
+                    cohort_people: Sequence[str] | None = None) -> list[str]:
+    """The people a model is evaluated or analysed on: one per line of ``people_file``, else the
+    test people ``bundle``'s manifest records, else ``default`` (e.g. the cohort's own test split).
+    With ``cohort_people``, people missing from the cohort are a one-line error."""
+    if people_file is not None:
+        path = Path(people_file)
+        if not path.is_file():
+            raise InputError(f"People file not found: {path}.")
+        people = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    else:
+        people = [str(p) for p in ((bundle.manifest.get("people") or {}).get("test") or [])] or list(default or [])
+    if not people:
+        raise InputError(f"Model '{bundle.name}' records no test people: pass --people FILE (one person per line).")
+    if cohort_people is not None:
+        known = set(cohort_people)
+        unknown = [p for p in people if p not in known]
+        if unknown:
+            raise InputError(f"{len(unknown)} held-out people are not in the cohort: {', '.join(unknown[:5])}.")
+    return people
 
 
 def inverse_normal_transform(values: np.ndarray) -> np.ndarray:

@@ -17,10 +17,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from varscore.base import ISMResult
+from varscore.base import GenotypeBackbone, ISMResult, OutputMode, SequenceBackbone
+from varscore.edits import Edit, ReferenceSource, edit_margin, edited_window
 from varscore.errors import InputError
 from varscore.genome import Genome, match_contigs
-from varscore.sequence import one_hot
 from varscore.types import Gene, Variant, Window, tss_window
 
 logger = logging.getLogger(__name__)
@@ -122,160 +122,6 @@ SKIP_REASONS = (
     "outside_windows", "missing_alt", "symbolic", "ambiguous_ref", "ambiguous_alt", "ref_mismatch",
 )
 CHECK_REF_MODES = ("skip", "flag", "fail")
-
-
-# --- alleles as edits of the reference, and the alternate windows they give --------------------
-
-
-@dataclass(frozen=True)
-class Edit:
-    """One ALT allele as a change to the reference contig: the ``deleted`` bases from the 0-based
-    contig index ``start`` are replaced by ``inserted`` (upper case A/C/G/T).
-
-    :meth:`from_vcf` trims the bases REF and ALT share at the start (VCF's padding base), then
-    those they share at the end, so ``C -> CAG`` at POS 10 is an insertion of ``AG`` before
-    index 10 and ``AT -> AC`` an SNV at index POS.
-    """
-
-    start: int
-    deleted: int
-    inserted: str
-
-    @classmethod
-    def from_vcf(cls, pos: int, ref: str, alt: str) -> Edit:
-        ref, alt = ref.upper(), alt.upper()
-        lead = 0
-        while lead < min(len(ref), len(alt)) and ref[lead] == alt[lead]:
-            lead += 1
-        ref, alt = ref[lead:], alt[lead:]
-        tail = 0
-        while tail < min(len(ref), len(alt)) and ref[-1 - tail] == alt[-1 - tail]:
-            tail += 1
-        return cls(pos - 1 + lead, len(ref) - tail, alt[: len(alt) - tail])
-
-    @property
-    def end(self) -> int:
-        """0-based index just past the deleted bases (``start`` for a pure insertion)."""
-        return self.start + self.deleted
-
-    @property
-    def length_change(self) -> int:
-        return len(self.inserted) - self.deleted
-
-    @property
-    def is_snv(self) -> bool:
-        return self.deleted == 1 and len(self.inserted) == 1
-
-    def anchor_shift(self, anchor: int) -> int:
-        """How far the alternate window moves (in the edited contig's coordinates) so that the base
-        at 0-based contig index ``anchor`` (the TSS) keeps its index in the window.
-
-        0 when the edit lies downstream of the anchor, ``length_change`` when it lies upstream
-        (an insertion right before the anchor base is upstream), and half of it, rounded towards
-        zero, when the anchor base itself is deleted or replaced.
-        """
-        change = self.length_change
-        if anchor < self.start:
-            return 0
-        if anchor >= self.end:
-            return change
-        return change // 2 if change >= 0 else -((-change) // 2)
-
-
-class ReferenceSource:
-    """One-hot reference bases of ``[start, end)`` of a contig, N (all-zero) off the contig's
-    ends; :meth:`bases` slices inside it and fetches from the genome beyond it."""
-
-    def __init__(self, genome: Genome, chrom: str, start: int, end: int) -> None:
-        self.genome, self.chrom, self.start, self.end = genome, chrom, start, end
-        self.one_hot = genome.window_sequence(Window(chrom, start, end)).one_hot
-
-    @classmethod
-    def from_one_hot(cls, one_hot: np.ndarray, start: int) -> ReferenceSource:
-        """A source over an ``(L, 4)`` array already in memory (``start``: its first contig index)."""
-        source = cls.__new__(cls)
-        source.genome, source.chrom = None, ""  # type: ignore[assignment]
-        source.start, source.end, source.one_hot = start, start + len(one_hot), one_hot
-        return source
-
-    def bases(self, start: int, end: int) -> np.ndarray:
-        """``(end - start, 4)`` one-hot of contig indices ``[start, end)``."""
-        if self.start <= start and end <= self.end:
-            return self.one_hot[start - self.start : end - self.start]
-        if self.genome is None:
-            raise InputError(
-                f"Contig bases {start}-{end} are outside the {self.end - self.start} bp held in memory "
-                f"({self.start}-{self.end}); pass a longer flank."
-            )
-        return self.genome.window_sequence(Window(self.chrom, start, end)).one_hot
-
-
-def edit_margin(edits: Iterable[Edit]) -> int:
-    """Reference bases beyond either end of a window that :func:`edited_window` may read when it
-    applies ``edits`` together: the window moves by at most the summed length changes, and so does
-    each reference segment inside it."""
-    return 2 * sum(abs(e.length_change) for e in edits)
-
-
-def _alternate_start(window: Window, edits: Sequence[Edit]) -> int:
-    """The alternate window's first index in the edited contig's coordinates."""
-    anchor = window.start + window.length // 2
-    return window.start + sum(e.anchor_shift(anchor) for e in edits)
-
-
-def edited_window(
-    window: Window, edits: Sequence[Edit], reference: ReferenceSource, out: np.ndarray | None = None
-) -> np.ndarray:
-    """The ``(L, 4)`` one-hot alternate window: ``edits`` applied to the contig, then the
-    ``L = window.length`` bases that keep the TSS (index ``L // 2`` of ``window``) at index
-    ``L // 2`` (see :meth:`Edit.anchor_shift`; the shifts of several edits add up).
-
-    ``edits`` are sorted and do not overlap (``edits[i].end <= edits[i + 1].start``). Bases
-    pushed past an end of the window by an insertion are dropped there; a deletion pulls in the
-    flanking reference bases (N off the contig). The edited contig is reference segments and
-    inserted alleles in turn; each piece inside the window is one slice copy. ``out``: an
-    ``(L, 4)`` float32 array to fill instead of a new one.
-    """
-    length = window.length
-    alt_start = _alternate_start(window, edits)
-    alt_end = alt_start + length
-    if out is None:
-        out = np.empty((length, 4), dtype=np.float32)
-    shift = 0  # edited-contig index minus reference index in the current reference segment
-    segment_start: int | None = None  # None: the first segment reaches back indefinitely
-    for edit in [*edits, None]:
-        lo = alt_start if segment_start is None else max(segment_start + shift, alt_start)
-        hi = alt_end if edit is None else min(edit.start + shift, alt_end)
-        if lo < hi:
-            out[lo - alt_start : hi - alt_start] = reference.bases(lo - shift, hi - shift)
-        if edit is None:
-            break
-        first = edit.start + shift
-        lo, hi = max(first, alt_start), min(first + len(edit.inserted), alt_end)
-        if lo < hi:
-            out[lo - alt_start : hi - alt_start] = one_hot(edit.inserted[lo - first : hi - first])
-        shift += edit.length_change
-        segment_start = edit.end
-    return out
-
-
-def window_indices(window: Window, edits: Sequence[Edit], positions: np.ndarray) -> np.ndarray:
-    """Where reference bases land in the alternate window of :func:`edited_window`:
-    ``positions`` ``(S,)`` 0-based contig indices -> ``(S,)`` window indices, -1 for bases the
-    edits delete or replace and for bases outside the window."""
-    positions = np.asarray(positions, dtype=np.int64)
-    if not edits:
-        index = positions - window.start
-    else:
-        starts = np.array([e.start for e in edits], dtype=np.int64)
-        ends = np.array([e.end for e in edits], dtype=np.int64)
-        shifts = np.concatenate([[0], np.cumsum([e.length_change for e in edits])])
-        index = positions + shifts[np.searchsorted(ends, positions, side="right")] - _alternate_start(window, edits)
-        last = np.searchsorted(starts, positions, side="right") - 1
-        inside = (last >= 0) & (positions < ends[np.maximum(last, 0)])
-        index[inside] = -1
-    index[(index < 0) | (index >= window.length)] = -1
-    return index
 
 
 # --- which records and alleles can be scored ---------------------------------------------------
@@ -549,8 +395,8 @@ def run_plan(
 def score_gene(
     gene: Gene,
     jobs: Sequence[AlleleJob],
-    backbone: Any,
-    output_mode: Any,
+    backbone: SequenceBackbone,
+    output_mode: OutputMode,
     genome: Genome,
     window_size: int,
     batch_size: int = 8,
@@ -560,9 +406,9 @@ def score_gene(
     window = tss_window(gene, window_size)
     window_seq = genome.window_sequence(window)
     snvs = sorted({(job.edit.start - window.start, job.edit.inserted) for job in jobs if _in_window_snv(job.edit, window)})
-    features = getattr(output_mode, "features", output_mode.reduce)
+    features = output_mode.features
     raw = backbone.ism(window_seq.one_hot, snvs, features, batch_size=batch_size)
-    result = output_mode.score(raw) if hasattr(output_mode, "score") else raw
+    result = output_mode.score(raw)
     ref_pred = float(result.reference[0])
     alt_of: dict[Edit, float] = {}
     for row, (offset, base) in enumerate(snvs):
@@ -574,9 +420,7 @@ def score_gene(
         for begin in range(0, len(others), batch_size):
             chunk = others[begin : begin + batch_size]
             batch = np.stack([edited_window(window, [edit], source) for edit in chunk])
-            reduced = np.asarray(features(backbone.predict(batch)))
-            if hasattr(output_mode, "score"):
-                reduced = output_mode.score(ISMResult(raw.reference, reduced)).alternates
+            reduced = output_mode.score(ISMResult(raw.reference, np.asarray(features(backbone.predict(batch))))).alternates
             for edit, value in zip(chunk, reduced[:, 0], strict=True):
                 alt_of[edit] = float(value)
     rows = [(job.record, AlleleScore(job.allele, gene.label, ref_pred, alt_of[job.edit])) for job in jobs]
@@ -587,17 +431,18 @@ def _in_window_snv(edit: Edit, window: Window) -> bool:
     return edit.is_snv and window.start <= edit.start < window.end
 
 
-def score_linear(variants: Iterable[Variant], backbone: Any, gene_labels: dict[str, str] | None = None) -> ScoringResult:
-    """Variant effects of a genotype (linear) model: for each ALT allele that is one of a gene
-    model's variants, ``REF_PRED`` = the intercept (everyone homozygous reference) and
-    ``ALT_PRED`` = intercept + 2 × coefficient (homozygous ALT), matching a sequence model's ISM
-    on a window carrying the ALT on both haplotypes. Other records count as ``not_in_model``.
-    """
+def score_genotypes(variants: Iterable[Variant], backbone: GenotypeBackbone,
+                    gene_labels: dict[str, str] | None = None) -> ScoringResult:
+    """Variant effects of a genotype model (:meth:`~varscore.base.GenotypeBackbone.variant_effects`):
+    for each ALT allele that is one of a gene model's variants, ``REF_PRED`` = the prediction with
+    everyone homozygous reference and ``ALT_PRED`` = with that ALT homozygous, matching a sequence
+    model's ISM on a window carrying the ALT on both haplotypes. Other records count as
+    ``not_in_model``."""
     by_key: dict[str, list[tuple[str, float, float]]] = defaultdict(list)
-    for gene_id, weights in backbone.genes.items():
+    for gene_id in backbone.gene_ids():
         label = (gene_labels or {}).get(gene_id, gene_id)
-        for key, coef in zip(weights.variant_keys, weights.coef, strict=True):
-            by_key[key].append((label, float(coef), float(weights.intercept)))
+        for effect in backbone.variant_effects(gene_id):
+            by_key[effect.key].append((label, effect.ref_pred, effect.alt_pred))
     model_contigs = sorted({key.split(":", 1)[0] for key in by_key})
     contig_map: dict[str, str | None] = {}
     summary = ScoringSummary()
@@ -611,8 +456,8 @@ def score_linear(variants: Iterable[Variant], backbone: Any, gene_labels: dict[s
                 summary.contig_mapping[variant.chrom] = contig_map[variant.chrom]  # type: ignore[assignment]
         chrom = contig_map[variant.chrom]
         for alt in variant.alts:
-            for label, coef, intercept in by_key.get(f"{chrom}:{variant.pos}:{variant.ref}:{alt}", ()):
-                scores[variant.index].append(AlleleScore(alt.upper(), label, intercept, intercept + 2.0 * coef))
+            for label, ref_pred, alt_pred in by_key.get(f"{chrom}:{variant.pos}:{variant.ref}:{alt}", ()):
+                scores[variant.index].append(AlleleScore(alt.upper(), label, ref_pred, alt_pred))
         if variant.index in scores:
             summary.records_scored += 1
             alts[variant.index] = variant.alts

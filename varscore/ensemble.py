@@ -78,7 +78,7 @@ def load_member(bundle: Any, index: int, device: str = "auto", bf16: bool = Fals
     spec = bundle.manifest["backbone"]
     cls = get_backbone(spec["name"], distribution=spec.get("distribution"))
     backbone: Any = cls(**spec.get("params", {}))
-    if not hasattr(backbone, "load_state"):
+    if not backbone.holds_replicates:
         raise BundleError(f"Backbone '{spec['name']}' cannot hold replicate weights ({names[index]}).")
     backbone.load(bundle.path, weights=names[index])
     backbone.configure(device=device, bf16=bf16)

@@ -35,26 +35,6 @@ class Evaluation:
         return summarise(self.table)
 
 
-def predict_gene(bundle: ModelBundle, backbone: object, data: FinetuneData, gene_index: int,
-                 people: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """The model's scalar prediction for each of ``people`` (indices) for one gene: ``(n,)``.
-
-    Dosage genomes go through :func:`varscore.fastpredict.predict_people` (each distinct dosage
-    pattern predicted once; for Enformer only the conv-tower patches the variants reach)."""
-    from varscore.fastpredict import predict_people
-
-    mode = bundle.output_mode()
-    windows = data.genes[gene_index].windows
-    if len(people) and getattr(windows, "mode", None) == "dosage":
-        predicted = predict_people(backbone, windows.reference, windows.genotypes, people, batch_size).predictions
-        return mode.reduce(predicted)[:, 0]
-    out = []
-    for start in range(0, len(people), batch_size):
-        batch = windows.batch(people[start : start + batch_size]).astype(np.float32, copy=False)
-        out.append(mode.reduce(backbone.predict(batch))[:, 0])  # type: ignore[attr-defined]
-    return np.concatenate(out) if out else np.empty(0, np.float32)
-
-
 def evaluate_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[int] | None = None,
                     batch_size: int = 8, n_boot: int = N_BOOT, seed: int = SEED) -> Evaluation:
     """Per-gene metrics of ``bundle`` on ``people`` (default: the data's test people), with
@@ -63,7 +43,7 @@ def evaluate_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[in
     if bundle.manifest.get("output_mode", {}).get("name") == "track":
         return evaluate_track_bundle(bundle, data, people, batch_size, n_boot, seed)
     backbone = bundle.backbone()
-    genotype_model = backbone.input_kind == "genotypes"  # linear: intercept + dosage @ coef per gene
+    mode = bundle.output_mode()
     if backbone.window_size != data.genes[0].windows.reference.shape[0]:
         raise InputError(
             f"Model '{bundle.name}' takes {backbone.window_size}-bp windows; the cohort was loaded with "
@@ -72,13 +52,10 @@ def evaluate_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[in
     chosen, trained = _held_out(bundle, data, people)
     indices = bootstrap_indices(len(chosen), n_boot, seed)
     rows, predictions = [], []
-    for index, gene_data in enumerate(data.genes):
-        if genotype_model:
-            if gene_data.gene.gene_id not in backbone.genes:
-                continue  # a per-gene linear model has nothing to say about other genes
-            pred = backbone.predict_people(gene_data, chosen, data.train)
-        else:
-            pred = predict_gene(bundle, backbone, data, index, chosen, batch_size)
+    for gene_data in data.genes:
+        if not backbone.has_gene(gene_data.gene.gene_id):
+            continue  # a per-gene (genotype) model has nothing to say about other genes
+        pred = backbone.predict_people(gene_data, chosen, data.train, mode, batch_size)
         rows.append(_metrics_row(bundle, gene_data, trained, pred, gene_data.expression[chosen], indices))
         predictions.append(_prediction_rows(bundle, gene_data, data, chosen, pred))
     return Evaluation(pd.DataFrame(rows), pd.concat(predictions, ignore_index=True) if predictions else None)

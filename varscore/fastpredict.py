@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from varscore.errors import InputError
 from varscore.personal import WindowGenotypes, personal_one_hot
+
+if TYPE_CHECKING:
+    from varscore.base import SequenceBackbone
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +68,7 @@ def window_edits(reference: np.ndarray, windows: np.ndarray) -> list[WindowEdit]
 
 
 def predict_people(
-    backbone: Any,
+    backbone: SequenceBackbone,
     reference: np.ndarray,
     genotypes: WindowGenotypes,
     people: Sequence[int] | np.ndarray | None = None,
@@ -77,8 +80,8 @@ def predict_people(
     default) for one window, equal to ``backbone.predict(personal_one_hot(...))``.
 
     ``reference``: the window's ``(L, 4)`` one-hot. ``method="fast"`` predicts each distinct
-    dosage pattern once, through ``backbone.predict_edits`` when the backbone has it and its
-    ``tower_is_local()`` (if defined) is true;
+    dosage pattern once, through ``backbone.predict_edits`` when the backbone's ``fast_edits``
+    and ``edits_are_local()`` say it pays;
     ``"naive"`` builds and predicts every person's window (for checking).
     """
     from tqdm.auto import tqdm
@@ -99,8 +102,7 @@ def predict_people(
 
     parts = []
     # Edits pay only where a change stays local (not so for Enformer with window statistics).
-    local = getattr(backbone, "tower_is_local", lambda: True)()
-    edits_path = method == "fast" and hasattr(backbone, "predict_edits") and local
+    edits_path = method == "fast" and backbone.fast_edits and backbone.edits_are_local()
     edits: list[WindowEdit] = []
     for start in tqdm(range(0, len(representatives), _GROUP), desc="patterns", disable=not progress, leave=False):
         windows = personal_one_hot(reference, genotypes, "dosage", people=representatives[start : start + _GROUP])

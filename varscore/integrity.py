@@ -98,7 +98,7 @@ def cached_by_stat(cache_name: str, path: Path, compute: Callable[[Path], T], va
     stamp = [info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev]
     entry = known.get(key)
     if isinstance(entry, dict) and entry.get("stat") == stamp and valid(entry.get("value")):
-        return entry["value"]  # type: ignore[no-any-return]
+        return entry["value"]
     value = compute(path)
     known[key] = {"stat": stamp, "value": value}
     with contextlib.suppress(OSError):  # a read-only home only costs a recomputation next time

@@ -5,7 +5,7 @@ once.
 The result equals one-hot encoding ``bcftools consensus -H 1`` and ``-H 2`` of the window for each
 person and, in dosage mode, averaging the two. SNVs by default; with ``indels=True`` insertions,
 deletions and MNPs too, each haplotype's window then taken so that the TSS keeps its index
-(:func:`varscore.engine.edited_window`, README "Indels").
+(:func:`varscore.edits.edited_window`, README "Indels").
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from varscore.engine import Edit, ReferenceSource, edit_margin, edited_window, window_indices
+from varscore.edits import Edit, ReferenceSource, edit_margin, edited_window, window_indices
 from varscore.errors import InputError
 from varscore.genome import Genome, match_contigs
 from varscore.sequence import one_hot
@@ -545,7 +545,7 @@ def personal_one_hot(
     A haplotype carrying an indel (or MNP; read with ``GenotypeReader(indels=True)``) is the
     window of its edited sequence that keeps the TSS at index ``L // 2`` (insertions trimmed at
     the window edge on their side of the TSS, deletions filled from the flank beyond it; see
-    :func:`varscore.engine.edited_window`), with its SNVs applied there. Its dosage window is
+    :func:`varscore.edits.edited_window`), with its SNVs applied there. Its dosage window is
     the mean of the two haplotypes' one-hots as they are written, so an unphased heterozygous
     indel ``0/1`` averages the reference window and the indel's window, and an unphased person
     with two heterozygous indels gets the as-written (``a`` on haplotype 0) phase.
@@ -702,12 +702,41 @@ class PersonalWindows:
         return personal_one_hot(self.reference, self.genotypes, self.mode, people=rows, dtype=self.dtype, out=out)
 
 
+def variant_keys(genotypes: WindowGenotypes) -> list[str]:
+    """``chrom:pos:ref:alt`` of each column of ``genotypes``."""
+    chrom = genotypes.window.chrom
+    return [f"{chrom}:{int(p)}:{r}:{a}" for p, r, a in zip(genotypes.positions, genotypes.refs, genotypes.alts, strict=True)]
+
+
+def imputed_dosage(genotypes: WindowGenotypes, train: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(P, V)`` float64 ALT dosages 0/1/2 with missing genotypes (either haplotype ``.``) set to
+    the column's mean over the non-missing ``train`` people; also the number of calls imputed.
+
+    Dosages count each VCF record's own calls (:attr:`WindowGenotypes.record_calls`), also where
+    split multi-allelic or duplicate records at one position collide on a haplotype, which personal
+    sequences resolve by applying the first record only."""
+    haplotypes = np.asarray(getattr(genotypes, "record_calls", genotypes.haplotypes))  # a bare haplotype holder too
+    dosage = (haplotypes == 1).sum(axis=1).astype(np.float64)
+    missing = (haplotypes < 0).any(axis=1)
+    n_missing = int(missing.sum())
+    if n_missing:
+        train_rows = np.zeros(len(dosage), dtype=bool)
+        train_rows[train] = True
+        observed = ~missing & train_rows[:, None]
+        counts = observed.sum(axis=0)
+        means = np.where(counts > 0, (dosage * observed).sum(axis=0) / np.maximum(counts, 1), 0.0)
+        dosage = np.where(missing, means[None, :], dosage)
+    return dosage, n_missing
+
+
 __all__ = [
     "GenotypeReader",
     "GenotypeSummary",
     "PersonalWindows",
     "WindowGenotypes",
+    "imputed_dosage",
     "personal_one_hot",
     "read_window_genotypes",
     "reference_codes",
+    "variant_keys",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from varscore.base import Backbone, OutputMode
+from varscore.base import HOMOZYGOUS_ALT, Backbone, GenotypeBackbone, OutputMode, SequenceBackbone
 from varscore.errors import InputError, NotFittedError
 from varscore.sequence import BASES
 
@@ -35,11 +35,11 @@ def check_backbone(
     ``AssertionError`` naming the failed property.
     """
     params = dict(params or {})
-    for attr in ("name", "input_kind", "output_modes"):
+    for attr in ("name", "output_modes"):
         if not getattr(backbone_cls, attr, None):
             raise AssertionError(f"{backbone_cls.__name__} lacks class attribute '{attr}'")
-    if backbone_cls.input_kind not in ("sequence", "genotypes"):
-        raise AssertionError(f"input_kind must be 'sequence' or 'genotypes'; got {backbone_cls.input_kind!r}")
+    if not issubclass(backbone_cls, (SequenceBackbone, GenotypeBackbone)):
+        raise AssertionError(f"{backbone_cls.__name__} must derive from SequenceBackbone or GenotypeBackbone")
     try:
         backbone_cls(**params, no_such_option_xyz=1)
     except InputError:
@@ -49,7 +49,7 @@ def check_backbone(
 
     unbuilt = backbone_cls(**params)
     rng = np.random.default_rng(seed)
-    if backbone_cls.input_kind != "sequence":
+    if issubclass(backbone_cls, GenotypeBackbone):
         return _check_genotype_backbone(backbone_cls, params, rng, atol)
 
     length = unbuilt.window_size
@@ -111,16 +111,42 @@ def check_backbone(
 
 
 def _check_genotype_backbone(
-    backbone_cls: type[Backbone], params: dict[str, Any], rng: np.random.Generator, atol: float
+    backbone_cls: type[GenotypeBackbone], params: dict[str, Any], rng: np.random.Generator, atol: float
 ) -> None:
-    backbone = backbone_cls(**params).build()
-    n_variants = int(getattr(backbone, "n_variants", 5))
-    dosages = rng.integers(0, 3, size=(4, n_variants)).astype(np.float32)
-    pred = np.asarray(backbone.predict(dosages))
-    if pred.ndim != 2 or pred.shape[0] != 4:
-        raise AssertionError(f"genotype predict() must return (N, tracks); got shape {pred.shape}")
+    """``build()`` gives a model holding at least one gene (a genotype model's ``build`` may fit
+    or fill it); predictions, variant effects and aligned predictions must agree, and survive
+    ``save``/``load``."""
+    backbone = backbone_cls(**params)
+    backbone.build()
+    genes = backbone.gene_ids()
+    if not genes:
+        raise AssertionError("a built genotype backbone must hold at least one gene for the checks")
+    gene = genes[0]
+    keys = backbone.variant_keys(gene)
+    dosages = rng.integers(0, 3, size=(4, len(keys))).astype(np.float32)
+    pred = np.asarray(backbone.predict_dosages(gene, dosages))
+    if pred.shape != (4,):
+        raise AssertionError(f"predict_dosages() must return (N,); got shape {pred.shape}")
+    as_batch = np.asarray(backbone.predict(dosages, gene))
+    if as_batch.shape != (4, 1) or not np.allclose(as_batch[:, 0], pred, atol=atol):
+        raise AssertionError("predict(batch, gene) must equal predict_dosages(gene, batch) as (N, 1)")
+    if not backbone.has_gene(gene) or backbone.has_gene("no-such-gene-xyz"):
+        raise AssertionError("has_gene() must be true exactly for gene_ids()")
+    reference = float(np.asarray(backbone.predict_dosages(gene, np.zeros((1, len(keys)))))[0])
+    for j, effect in enumerate(backbone.variant_effects(gene)):
+        one = np.zeros((1, len(keys)))
+        one[0, j] = HOMOZYGOUS_ALT
+        alt = float(np.asarray(backbone.predict_dosages(gene, one))[0])
+        if effect.key != keys[j] or not np.isclose(effect.ref_pred, reference, atol=atol) or not np.isclose(
+                effect.alt_pred, alt, atol=atol):
+            raise AssertionError(f"variant_effects() entry {j} differs from predict_dosages() with that ALT homozygous")
+    order = rng.permutation(len(keys))
+    shuffled, absent = backbone.predict_aligned(gene, [keys[i] for i in order], dosages[:, order])
+    if absent or not np.allclose(shuffled, pred, atol=atol):
+        raise AssertionError("predict_aligned() with the columns shuffled must equal predict_dosages()")
     with tempfile.TemporaryDirectory() as tmp:
         backbone.save(Path(tmp))
-        restored = backbone_cls(**backbone.params).load(Path(tmp))
-        if not np.allclose(pred, np.asarray(restored.predict(dosages)), atol=atol):
+        restored = backbone_cls(**backbone.params)
+        restored.load(Path(tmp))
+        if not np.allclose(pred, np.asarray(restored.predict_dosages(gene, dosages)), atol=atol):
             raise AssertionError("load(save()) does not reproduce predictions")

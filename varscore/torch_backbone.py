@@ -42,6 +42,7 @@ class TorchSequenceBackbone(SequenceBackbone):
     """
 
     label: ClassVar[str]
+    holds_replicates: ClassVar[bool] = True  # load(directory, weights=FILE)
     #: params quoted when saved weights do not fit the manifest, e.g. ``("head", "dim")``.
     summary_params: ClassVar[tuple[str, ...]] = ()
 
@@ -55,6 +56,10 @@ class TorchSequenceBackbone(SequenceBackbone):
             raise InputError(f"Backbone '{self.name}': seed must be an integer or None; got {seed!r}.")
         self._device = "cpu"
         self._bf16 = False
+
+    @property
+    def device(self) -> str:
+        return self._device
 
     @property
     def window_size(self) -> int:

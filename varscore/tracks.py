@@ -516,9 +516,8 @@ def _score_with_model(
 ) -> _Scored:
     """Score ``vcf`` exactly as ``varscore annotate`` does (same plan and engine)."""
     from varscore.bundle import load_bundle
-    from varscore.engine import plan_scoring, run_plan, score_linear
+    from varscore.engine import plan_scoring, run_plan, score_genotypes
     from varscore.genome import Genome, load_genes
-    from varscore.plugins import get_backbone
     from varscore.vcf import iter_variants
 
     bundle = load_bundle(model)
@@ -528,7 +527,7 @@ def _score_with_model(
     build = browser_genome(bundle.manifest.get("genome_build"))
     rename = genome.resolve if genome is not None else None
     sizes = _fasta_sizes(genome) if genome is not None else vcf_contig_lengths(vcf)
-    if get_backbone(bundle.manifest["backbone"]["name"]).input_kind == "genotypes":
+    if bundle.takes_genotypes:
         seen: dict[int, Any] = {}
 
         def remember(variants: Iterable[Any]) -> Iterable[Any]:
@@ -536,7 +535,7 @@ def _score_with_model(
                 seen[variant.index] = variant
                 yield variant
 
-        result = score_linear(remember(iter_variants(vcf)), bundle.backbone(), {g.gene_id: g.label for g in genes})
+        result = score_genotypes(remember(iter_variants(vcf)), bundle.genotype_backbone(), {g.gene_id: g.label for g in genes})
         effects = effects_from_scores(seen, result.scores, rename)
         return _Scored(effects, bundle.name, sizes, build or (str(fasta_path.resolve()) if fasta_path else None),
                        result.summary.lines())

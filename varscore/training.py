@@ -219,7 +219,7 @@ class PersonGeneDataset:
             else:
                 x[rows] = gene.windows.batch(people[rows])
         if self.track:
-            y = np.stack([np.asarray(self.data.genes[g].coverage[p], dtype=np.float32)  # type: ignore[index]
+            y = np.stack([np.asarray(self.data.genes[g].coverage[p], dtype=np.float32)
                           for g, p in zip(genes.tolist(), people.tolist(), strict=True)])
         else:
             y = np.array([self.data.genes[g].expression[p] for g, p in zip(genes.tolist(), people.tolist(),
@@ -493,7 +493,7 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
             raise InputError(f"Coverage of {', '.join(wrong[:5])} does not have the model's {n_bins} bins.")
     trunk: list[Any] = []
     if config.freeze_trunk_epochs:
-        if not hasattr(backbone, "head_module"):
+        if not backbone.has_head_module:
             raise InputError(
                 f"Backbone '{backbone.name}' does not name its output layer, so its trunk cannot be frozen "
                 "(freeze_trunk_epochs); train all layers instead."

@@ -90,7 +90,7 @@ def test_linear_model_weights_are_two_times_the_coefficient():
     bundle = load_bundle(EXAMPLES / "models" / "elastic-net-demo")
     scorer = ModelScorer.from_bundle(bundle)
     gene = next(g for g in bundle.genes if g.label == "SNAP25")
-    weights = scorer.linear_weights(gene)
+    weights = scorer.backbone.gene_weights(gene.gene_id)
     chrom, pos, ref, alt = zip(*(k.split(":") for k in weights.variant_keys), strict=True)
     table = pd.DataFrame({"chrom": chrom, "pos": np.array(pos, dtype=int), "ref": ref, "alt": alt})
     scored = scorer.score(gene, np.zeros((0, 4)), table)

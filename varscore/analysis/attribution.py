@@ -83,13 +83,13 @@ def attribute_gene(scorer: Any, variants: Any, rows: np.ndarray | None = None, b
     of a sequence model) on ``variants``' reference window and on the people at ``rows``."""
     from varscore.personal import personal_one_hot
 
-    if scorer.is_linear:
-        raise InputError(f"Attribution needs a sequence model; '{scorer.name}' is a linear model.")
+    if not scorer.scores_sequence:
+        raise InputError(f"Attribution needs a sequence model; '{scorer.name}' is a genotype model.")
     try:
         module = scorer.backbone.torch_module()
     except NotImplementedError as exc:
         raise InputError(f"Model '{scorer.name}' exposes no torch module, so gradients cannot be computed.") from exc
-    device = getattr(scorer.backbone, "_device", "cpu")
+    device = scorer.backbone.device
     reduce = scorer.output_mode.reduce
     ref = gradient_x_input(module, variants.reference[None], reduce, device=device)[0]
     personal = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,11 +34,29 @@ def top_k_by_magnitude(weights: np.ndarray, k: int) -> np.ndarray:
 
 
 def k_from_linear(linear_backbone: object) -> dict[str, int]:
-    """Per gene id: the number of non-zero coefficients of a linear model (elastic net)."""
-    genes = getattr(linear_backbone, "genes", None)
-    if not isinstance(genes, dict):
-        raise InputError("--linear must be a linear model bundle (elastic-net, lasso or ridge).")
-    return {gene_id: int(weights.n_nonzero) for gene_id, weights in genes.items()}
+    """Per gene id: how many variants a genotype model uses (an elastic net's non-zero coefficients)."""
+    from varscore.base import GenotypeBackbone
+
+    if not isinstance(linear_backbone, GenotypeBackbone):
+        raise InputError("--linear must be a genotype model bundle (e.g. elastic-net, lasso or ridge).")
+    return {gene_id: len(linear_backbone.used_variants(gene_id)) for gene_id in linear_backbone.gene_ids()}
+
+
+def weight_pairs(linear_scorer: Any, genes: Sequence[Any], ism: pd.DataFrame, only_nonzero: bool = True) -> pd.DataFrame:
+    """The ISM table's variants that ``linear_scorer``'s model weighs (non-zero weights only, with
+    ``only_nonzero``): columns gene, key, linear_weight (the additive weight per ALT dosage) and
+    model_weight (the ISM delta), in the ISM table's order."""
+    weights: dict[tuple[str, str], float] = {}
+    for gene in genes:
+        per_key = linear_scorer.allele_weights(gene)
+        if per_key is None and linear_scorer.has_gene(gene):
+            raise InputError(f"Model '{linear_scorer.name}' has no additive per-variant weights to compare signs with.")
+        weights.update({(gene.label, key): w for key, w in (per_key or {}).items() if w != 0 or not only_nonzero})
+    keep = [(g, k) in weights for g, k in zip(ism["gene"], ism["key"], strict=True)]
+    rows = ism[keep]
+    return pd.DataFrame({"gene": rows["gene"].to_numpy(), "key": rows["key"].to_numpy(),
+                         "linear_weight": [weights[(g, k)] for g, k in zip(rows["gene"], rows["key"], strict=True)],
+                         "model_weight": rows["delta"].to_numpy(dtype=float)})
 
 
 def high_scoring_variants(ism: pd.DataFrame, k_by_gene: dict[str, int] | int) -> pd.DataFrame:

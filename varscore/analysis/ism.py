@@ -3,8 +3,8 @@ gene's window scored by a model, with distance to the TSS and minor-allele frequ
 
 Variant weight = ``alt_pred - ref_pred``. Sequence models: the model's output (the output mode's
 scalar) on the reference window with the ALT base on both haplotypes, minus the reference's.
-Linear models: ``REF_PRED`` is the intercept and ``ALT_PRED`` the intercept + 2 × coefficient
-(homozygous ALT), the same scale (see :func:`varscore.engine.score_linear`).
+Genotype models: their variant effects, on the same scale (see
+:data:`varscore.base.HOMOZYGOUS_ALT`; a linear model's ALT_PRED is the intercept + 2 × coefficient).
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from varscore.cohort import held_out_people  # noqa: F401  (re-exported for the analyses)
 from varscore.errors import InputError
 from varscore.sequence import BASES
 from varscore.types import Gene, Window, tss_window
@@ -113,84 +114,141 @@ def saturation_substitutions(reference: np.ndarray) -> list[tuple[int, str]]:
 
 @dataclass
 class ModelScorer:
-    """A loaded model bundle ready to score variants: ``backbone`` (built) and ``output_mode``."""
+    """A loaded model bundle ready to score variants: ``backbone`` (built) and ``output_mode``.
+    :meth:`from_bundle` gives a :class:`SequenceScorer` or a :class:`GenotypeScorer`.
+
+    Capabilities: ``scores_sequence`` — any substitution of a window can be scored (saturation
+    mutagenesis, gradients); ``declares_drivers`` — the model itself says which variants it uses
+    (:meth:`model_drivers`), so drivers need no forward selection."""
 
     name: str
     backbone: Any
     output_mode: Any
     window_size: int
+    scores_sequence: ClassVar[bool] = False
+    declares_drivers: ClassVar[bool] = False
 
     @classmethod
     def from_bundle(cls, bundle: Any, device: str = "cpu") -> ModelScorer:
+        from varscore.base import GenotypeBackbone
+
         backbone = bundle.backbone()
-        if backbone.input_kind == "sequence":
-            backbone.configure(device=device)
-        return cls(bundle.name, backbone, bundle.output_mode(), int(backbone.window_size))
+        backbone.configure(device=device)
+        scorer = GenotypeScorer if isinstance(backbone, GenotypeBackbone) else SequenceScorer
+        return scorer(bundle.name, backbone, bundle.output_mode(), int(backbone.window_size))
 
-    @property
-    def is_linear(self) -> bool:
-        return self.backbone.input_kind == "genotypes"
+    def has_gene(self, gene: Gene) -> bool:
+        """Whether the model predicts ``gene``."""
+        return True
 
-    def linear_weights(self, gene: Gene) -> Any:
-        """A linear model's per-gene weights for ``gene`` (None if absent)."""
-        genes = self.backbone.genes
-        return genes.get(gene.gene_id) or genes.get(gene.name)
+    def model_drivers(self, gene: Gene) -> set[str]:
+        """Keys of the variants the model uses for ``gene`` (models with ``declares_drivers``)."""
+        raise InputError(f"Model '{self.name}' does not say which variants it uses; find drivers by selection.")
+
+    def allele_weights(self, gene: Gene) -> dict[str, float] | None:
+        """Additive per-ALT-dosage weights of ``gene``'s variants, for models that have them."""
+        return None
 
     def score(self, gene: Gene, reference: np.ndarray, table: pd.DataFrame, batch_size: int = 8,
               advance: Callable[[int], object] | None = None) -> pd.DataFrame:
         """``table`` (chrom, pos, ref, alt, ...) of ``gene``'s window with ref_pred, alt_pred and
-        delta added. Linear models give every variant they lack a weight of 0. ``advance(n)`` is
-        called as each chunk of ``n`` alleles is scored (a progress bar moves per allele, not per gene)."""
-        window = tss_window(gene, self.window_size)
+        delta added. ``advance(n)`` is called as each chunk of ``n`` alleles is scored (a progress
+        bar moves per allele, not per gene)."""
         out = table.copy()
-        if self.is_linear:
-            weights = self.linear_weights(gene)
-            if weights is None:
-                raise InputError(f"Linear model '{self.name}' has no weights for gene '{gene.label}'.")
-            coef = dict(zip(weights.variant_keys, weights.coef, strict=True))
-            keys = [variant_key(c, p, r, a) for c, p, r, a in zip(out["chrom"], out["pos"], out["ref"], out["alt"],
-                                                                  strict=True)]
-            out["ref_pred"] = float(weights.intercept)
-            out["alt_pred"] = float(weights.intercept) + 2.0 * np.array([coef.get(k, 0.0) for k in keys])
-        else:
-            if reference.shape != (self.window_size, 4):
-                raise InputError(f"Model '{self.name}' takes {self.window_size}-bp windows; got {reference.shape[0]} bp.")
-            subs = [(window.offset(int(p)), str(a)) for p, a in zip(out["pos"], out["alt"], strict=True)]
-            # chunks of alleles, so progress is reported while a saturation scan of one gene runs
-            # (each chunk repeats the one reference pass: a small share of CHUNK_ALLELES forwards)
-            step = max(CHUNK_ALLELES, batch_size)
-            alternates, ref_pred = [], None
-            for start in range(0, max(len(subs), 1), step):
-                result = self.backbone.ism(reference, subs[start : start + step], self.output_mode.reduce,
-                                           batch_size=batch_size)
-                if result.reference.shape[0] != 1:
-                    raise InputError(f"Model '{self.name}' has output mode '{self.output_mode.name}' with "
-                                     f"{result.reference.shape[0]} outputs; variant analyses need one number per "
-                                     "sequence (the 'scalar' output mode).")
-                ref_pred = float(result.reference[0])
-                alternates.append(np.asarray(result.alternates[:, 0], dtype=np.float64))
-                if advance is not None:
-                    advance(len(subs[start : start + step]))
-            out["ref_pred"] = ref_pred
-            out["alt_pred"] = np.concatenate(alternates) if len(subs) else np.empty(0)
+        out["ref_pred"], out["alt_pred"] = self._predictions(gene, reference, out, batch_size, advance)
         out["delta"] = out["alt_pred"] - out["ref_pred"]
         return out
 
+    def _predictions(self, gene: Gene, reference: np.ndarray, table: pd.DataFrame, batch_size: int,
+                     advance: Callable[[int], object] | None) -> tuple[Any, Any]:
+        raise NotImplementedError
+
     def predict_people(self, variants: GeneVariants, rows: np.ndarray, batch_size: int = 8) -> np.ndarray:
         """The model's prediction for the people at ``rows`` of ``variants``: ``(B,)``."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if self.is_linear:
-            weights = self.linear_weights(variants.gene)
-            if weights is None:
-                raise InputError(f"Linear model '{self.name}' has no weights for gene '{variants.gene.label}'.")
-            pred, _ = weights.predict_aligned(list(variants.table["key"]), variants.dosage[rows])
-            return np.asarray(pred, dtype=np.float64)
+        raise NotImplementedError
+
+
+class SequenceScorer(ModelScorer):
+    """Scores by ISM of the reference window."""
+
+    scores_sequence: ClassVar[bool] = True
+
+    def _predictions(self, gene: Gene, reference: np.ndarray, table: pd.DataFrame, batch_size: int,
+                     advance: Callable[[int], object] | None) -> tuple[Any, Any]:
+        if reference.shape != (self.window_size, 4):
+            raise InputError(f"Model '{self.name}' takes {self.window_size}-bp windows; got {reference.shape[0]} bp.")
+        window = tss_window(gene, self.window_size)
+        subs = [(window.offset(int(p)), str(a)) for p, a in zip(table["pos"], table["alt"], strict=True)]
+        # chunks of alleles, so progress is reported while a saturation scan of one gene runs
+        # (each chunk repeats the one reference pass: a small share of CHUNK_ALLELES forwards)
+        step = max(CHUNK_ALLELES, batch_size)
+        alternates, ref_pred = [], None
+        for start in range(0, max(len(subs), 1), step):
+            result = self.backbone.ism(reference, subs[start : start + step], self.output_mode.reduce,
+                                       batch_size=batch_size)
+            if result.reference.shape[0] != 1:
+                raise InputError(f"Model '{self.name}' has output mode '{self.output_mode.name}' with "
+                                 f"{result.reference.shape[0]} outputs; variant analyses need one number per "
+                                 "sequence (the 'scalar' output mode).")
+            ref_pred = float(result.reference[0])
+            alternates.append(np.asarray(result.alternates[:, 0], dtype=np.float64))
+            if advance is not None:
+                advance(len(subs[start : start + step]))
+        return ref_pred, (np.concatenate(alternates) if len(subs) else np.empty(0))
+
+    def predict_people(self, variants: GeneVariants, rows: np.ndarray, batch_size: int = 8) -> np.ndarray:
         from varscore.fastpredict import predict_people
 
+        rows = np.asarray(rows, dtype=np.int64)
         if len(rows) == 0:
             return np.empty(0)
         predicted = predict_people(self.backbone, variants.reference, variants.genotypes, rows, batch_size).predictions
         return self.output_mode.reduce(predicted)[:, 0].astype(np.float64)
+
+
+class GenotypeScorer(ModelScorer):
+    """Scores by the genotype model's variant effects (see :data:`varscore.base.HOMOZYGOUS_ALT`);
+    variants the model lacks get no effect (ALT_PRED = REF_PRED)."""
+
+    declares_drivers: ClassVar[bool] = True
+
+    def _gene_id(self, gene: Gene) -> str | None:
+        """The model's id of ``gene`` (its id, else its name), None if the model lacks it."""
+        return next((key for key in (gene.gene_id, gene.name) if key and self.backbone.has_gene(key)), None)
+
+    def _required_gene_id(self, gene: Gene) -> str:
+        gene_id = self._gene_id(gene)
+        if gene_id is None:
+            raise InputError(f"Genotype model '{self.name}' has no weights for gene '{gene.label}'.")
+        return gene_id
+
+    def has_gene(self, gene: Gene) -> bool:
+        return self._gene_id(gene) is not None
+
+    def model_drivers(self, gene: Gene) -> set[str]:
+        return set(self.backbone.used_variants(self._required_gene_id(gene)))
+
+    def allele_weights(self, gene: Gene) -> dict[str, float] | None:
+        gene_id = self._gene_id(gene)
+        return None if gene_id is None else self.backbone.allele_weights(gene_id)
+
+    def _predictions(self, gene: Gene, reference: np.ndarray, table: pd.DataFrame, batch_size: int,
+                     advance: Callable[[int], object] | None) -> tuple[Any, Any]:
+        effects = self.backbone.variant_effects(self._required_gene_id(gene))
+        ref_pred = effects[0].ref_pred if effects else float(
+            self.backbone.predict_dosages(self._required_gene_id(gene), np.zeros((1, 0)))[0])
+        alt_of = {e.key: e.alt_pred for e in effects}
+        keys = [variant_key(c, p, r, a) for c, p, r, a in zip(table["chrom"], table["pos"], table["ref"], table["alt"],
+                                                              strict=True)]
+        if advance is not None:
+            advance(len(keys))
+        return ref_pred, np.array([alt_of.get(k, ref_pred) for k in keys], dtype=np.float64)
+
+    def predict_people(self, variants: GeneVariants, rows: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        pred, _ = self.backbone.predict_aligned(self._required_gene_id(variants.gene), list(variants.table["key"]),
+                                                variants.dosage[rows])
+        return np.asarray(pred, dtype=np.float64)
 
 
 def ism_table(
@@ -209,8 +267,8 @@ def ism_table(
     if variants is not None and variants.window != window:
         raise InputError(f"Variants were read for {variants.window}; model '{scorer.name}' needs {window}.")
     if saturation:
-        if scorer.is_linear:
-            raise InputError(f"Saturation mutagenesis needs a sequence model; '{scorer.name}' is a linear model. "
+        if not scorer.scores_sequence:
+            raise InputError(f"Saturation mutagenesis needs a sequence model; '{scorer.name}' is a genotype model. "
                              "Score the observed variants (--vcf) instead.")
         reference = variants.reference if variants is not None else genome.window_sequence(window).one_hot
         subs = saturation_substitutions(reference)
@@ -229,8 +287,6 @@ def ism_table(
     else:
         reference, table = variants.reference, variants.table
     scored = scorer.score(gene, reference, table, batch_size=batch_size, advance=advance)
-    if advance is not None and scorer.is_linear:
-        advance(len(scored))
     return scored[[*ISM_COLUMNS, "key"]]
 
 
@@ -289,17 +345,3 @@ def score_genes(
     if not parts:
         return pd.DataFrame(columns=[*ISM_COLUMNS, "key"])
     return pd.concat(parts, ignore_index=True)
-
-
-def held_out_people(bundle: Any, people_file: str | Path | None = None) -> list[str]:
-    """The held-out people: one per line of ``people_file``, else the bundle's recorded test people."""
-    if people_file is not None:
-        path = Path(people_file)
-        if not path.exists():
-            raise InputError(f"People file not found: {path}.")
-        people = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    else:
-        people = list((bundle.manifest.get("people") or {}).get("test") or [])
-    if not people:
-        raise InputError(f"Model '{bundle.name}' records no test people: pass --people FILE (one person per line).")
-    return people

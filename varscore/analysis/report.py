@@ -95,13 +95,13 @@ def _load_models(config: ReportConfig) -> tuple[Any, list[Any], Any]:
         linear = next((b for b in others if b.name == config.linear or str(b.path) == config.linear), None)
         linear = linear or load_bundle(config.linear)
     else:
-        linear = next((b for b in others if b.manifest["backbone"]["name"] in ("elastic-net", "lasso", "ridge")), None)
+        linear = next((b for b in others if b.takes_genotypes), None)
     return main, others, linear
 
 
 def _observed(config: ReportConfig, main: Any, window: int) -> tuple[dict[str, pd.Series], list[str]]:
     """Observed expression per gene label (indexed by person) and the held-out people."""
-    from varscore.analysis.ism import held_out_people
+    from varscore.cohort import held_out_people
     from varscore.training import CohortInputs, load_cohort
 
     fold_info = main.manifest.get("folds") or {}
@@ -114,11 +114,7 @@ def _observed(config: ReportConfig, main: Any, window: int) -> tuple[dict[str, p
         logger.info(line)
     data = cohort.data
     observed = {g.gene.label: pd.Series(g.expression, index=data.people) for g in data.genes}
-    people = held_out_people(main, config.people_file)
-    unknown = [p for p in people if p not in set(data.people)]
-    if unknown:
-        raise InputError(f"{len(unknown)} held-out people are not in the cohort: {', '.join(unknown[:5])}.")
-    return observed, people
+    return observed, held_out_people(main, config.people_file, cohort_people=data.people)
 
 
 def _run_model(bundle: Any, config: ReportConfig, genome: Any, genes: list[Any], people: list[str]) -> _ModelRun:
@@ -127,8 +123,7 @@ def _run_model(bundle: Any, config: ReportConfig, genome: Any, genes: list[Any],
     from varscore.analysis.ism import ModelScorer, read_gene_variants, score_genes
 
     scorer = ModelScorer.from_bundle(bundle, device=config.device)
-    if scorer.is_linear:
-        genes = [g for g in genes if scorer.linear_weights(g) is not None]
+    genes = [g for g in genes if scorer.has_gene(g)]
     variants = read_gene_variants(config.vcf, genes, genome, scorer.window_size)
     ism = score_genes(scorer, variants, genome, batch_size=config.batch_size, progress=config.progress)
     predictions = {}
@@ -169,6 +164,7 @@ def build_report(config: ReportConfig) -> ReportResult:
         matched_controls,
         read_truth,
         sign_agreement,
+        weight_pairs,
     )
     from varscore.analysis.matched import MIN_PAIRS, describe_p, permutation_enrichment, tolerance_sensitivity
     from varscore.genome import Genome, load_genes
@@ -265,14 +261,14 @@ def build_report(config: ReportConfig) -> ReportResult:
     table("ism", ism_all)
     table("hsvs", hsvs)
 
-    # Drivers (sequence models: forward selection; linear models: their non-zero coefficients)
+    # Drivers (sequence models: forward selection; genotype models: the variants they use, e.g. an
+    # elastic net's non-zero coefficients)
     driver_parts, driver_summary = [], []
     for name, run in runs.items():
-        if run.scorer.is_linear:
+        if run.scorer.declares_drivers:
             chosen = []
             for gv in run.variants.values():
-                weights = run.scorer.linear_weights(gv.gene)
-                nonzero = {k for k, c in zip(weights.variant_keys, weights.coef, strict=True) if c != 0}
+                nonzero = run.scorer.model_drivers(gv.gene)
                 rows = run.ism[(run.ism["gene"] == gv.gene.label) & run.ism["key"].isin(nonzero)]
                 chosen.append(rows)
                 cols = np.flatnonzero(gv.table["key"].isin(nonzero).to_numpy())
@@ -328,21 +324,11 @@ def build_report(config: ReportConfig) -> ReportResult:
     # Fig. 2c: sign agreement with the linear model
     if linear is not None:
         pairs_parts, agreements, all_pairs = [], {}, {}
-        coef = {}
-        for gene in genes:
-            weights = runs[linear.name].scorer.linear_weights(gene)
-            if weights is not None:
-                coef.update({(gene.label, k): float(c) for k, c in zip(weights.variant_keys, weights.coef, strict=True)
-                             if c != 0})
         for name in models:
             if name == linear.name:
                 continue
-            run_ism = runs[name].ism
-            keep = [(g, k) in coef for g, k in zip(run_ism["gene"], run_ism["key"], strict=True)]
-            rows = run_ism[keep]
-            pair = pd.DataFrame({"model": name, "gene": rows["gene"].to_numpy(), "key": rows["key"].to_numpy(),
-                                 "linear_weight": [coef[(g, k)] for g, k in zip(rows["gene"], rows["key"], strict=True)],
-                                 "model_weight": rows["delta"].to_numpy()})
+            pair = weight_pairs(runs[linear.name].scorer, genes, runs[name].ism).assign(model=name)
+            pair = pair[["model", "gene", "key", "linear_weight", "model_weight"]]
             pairs_parts.append(pair)
             agreements[name] = sign_agreement(pair["model_weight"], pair["linear_weight"], 0.05)
             all_pairs[name] = sign_agreement(pair["model_weight"], pair["linear_weight"], 0.0)
@@ -464,7 +450,7 @@ def build_report(config: ReportConfig) -> ReportResult:
            missing=motif_missing, sources=["motif_rates_drivers", "drivers"])
 
     # Gradient x input at HSVs/drivers vs their matched controls (sequence models)
-    sequence_models = [n for n in models if not runs[n].scorer.is_linear]
+    sequence_models = [n for n in models if runs[n].scorer.scores_sequence]
     if config.attribution and sequence_models:
         from tqdm.auto import tqdm
 
