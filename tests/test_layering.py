@@ -1,0 +1,101 @@
+"""Layering of the core: module-level imports form no cycle; the contract and engine modules are
+on no cycle even counting the imports deferred into functions (only ``TYPE_CHECKING`` imports are
+left out); the core never imports the built-in plugins."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import varscore
+
+CORE = Path(varscore.__file__).resolve().parent
+#: modules that must not reach themselves through any import, deferred ones included
+FOUNDATIONS = ("varscore.base", "varscore.edits", "varscore.engine", "varscore.personal", "varscore.training")
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, deferred: bool) -> set[str]:
+    """Modules ``path`` imports (and ``module.name`` for each ``from module import name``):
+    module level only, or with ``deferred`` also inside functions; never under TYPE_CHECKING."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+
+    def walk(nodes: list[ast.stmt], top: bool) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                walk(node.orelse, top)
+                continue
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            is_function = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if is_function and not deferred:
+                continue
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                children = getattr(node, field, None)
+                if isinstance(children, list):
+                    walk([c for c in children if isinstance(c, ast.stmt | ast.excepthandler)], top and not is_function)
+
+    walk(tree.body, True)
+    return found
+
+
+def _graph(root: Path, deferred: bool) -> dict[str, set[str]]:
+    modules = {_module_name(p, root): p for p in root.rglob("*.py")}
+    return {name: {m for m in _imports(path, deferred) if m in modules and m != name} for name, path in modules.items()}
+
+
+def _cycle_through(graph: dict[str, set[str]], start: str) -> list[str] | None:
+    """A shortest import path from ``start`` back to itself, or None."""
+    paths = {nxt: [start, nxt] for nxt in sorted(graph.get(start, ()))}
+    queue = list(paths)
+    while queue:
+        node = queue.pop(0)
+        if node == start:
+            return paths[node]
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in paths:
+                paths[nxt] = [*paths[node], nxt]
+                queue.append(nxt)
+    return None
+
+
+def test_module_level_imports_have_no_cycle() -> None:
+    graph = _graph(CORE, deferred=False)
+    cycles = {m: c for m in graph if (c := _cycle_through(graph, m))}
+    assert cycles == {}
+
+
+def test_the_foundation_modules_are_on_no_cycle_even_through_deferred_imports() -> None:
+    graph = _graph(CORE, deferred=True)
+    cycles = {m: " -> ".join(c) for m in FOUNDATIONS if (c := _cycle_through(graph, m))}
+    assert cycles == {}
+
+
+def test_the_cycle_check_finds_a_deferred_cycle(tmp_path: Path) -> None:
+    pkg = tmp_path / "varscore"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "base.py").write_text("def finetune():\n    from varscore.training import fit\n")
+    (pkg / "training.py").write_text("from varscore.personal import one_hot\n")
+    (pkg / "personal.py").write_text("import varscore.engine\n")
+    (pkg / "engine.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import varscore.cli\n"
+                                   "from varscore.base import ISMResult\n")
+    (pkg / "cli.py").write_text("import varscore.engine\n")
+    assert _cycle_through(_graph(pkg, deferred=False), "varscore.base") is None
+    assert _cycle_through(_graph(pkg, deferred=True), "varscore.base") == [
+        "varscore.base", "varscore.training", "varscore.personal", "varscore.engine", "varscore.base"]
+    assert _cycle_through(_graph(pkg, deferred=True), "varscore.cli") is None  # TYPE_CHECKING does not count
+
+
+def test_the_core_never_imports_the_built_in_plugins() -> None:
+    offenders = [str(p.relative_to(CORE)) for p in CORE.rglob("*") if p.is_file() and p.suffix in {".py", ".json", ".txt"}
+                 and "varscore_plugins" in p.read_text(errors="ignore")]
+    assert offenders == []
