@@ -63,8 +63,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="Device peak for the utilisation figure [989 with --bf16 on CUDA, else none].")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="Device peak for the utilisation figure [989 with --bf16 on CUDA, else none].",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads.")
     args = parser.parse_args()
     if args.threads:
@@ -75,9 +79,11 @@ def main() -> None:
     backbone.build()
     backbone.configure(device=args.device, bf16=args.bf16)
     n_params = sum(p.numel() for p in backbone.model_.parameters())
-    print(f"Borzoi full size: {n_params / 1e6:.0f} M weights, {args.window:,} bp, {backbone.n_bins} bins x "
-          f"{backbone.n_tracks} tracks, built in {time.perf_counter() - started:.1f} s on {args.device}"
-          f"{' (bf16)' if args.bf16 else ''}")
+    print(
+        f"Borzoi full size: {n_params / 1e6:.0f} M weights, {args.window:,} bp, {backbone.n_bins} bins x "
+        f"{backbone.n_tracks} tracks, built in {time.perf_counter() - started:.1f} s on {args.device}"
+        f"{' (bf16)' if args.bf16 else ''}"
+    )
     rng = np.random.default_rng(0)
     reference = np.eye(4, dtype=np.float32)[rng.integers(0, 4, args.window)]
     offsets = rng.choice(np.arange(args.window // 4, 3 * args.window // 4), size=args.variants, replace=False)
@@ -92,11 +98,15 @@ def main() -> None:
         rate = args.variants / seconds
         executed = rate * passes * flops * (1 + 1 / args.variants)  # alternates plus the reference pass
         util = f" = {100 * executed / 1e12 / peak:.1f}% of {peak:.0f} TFLOP/s" if peak else ""
-        print(f"   {label}: {rate:.3f} variant-scores/s ({seconds:.1f} s for {args.variants}); "
-              f"{executed / 1e9:.1f} GFLOP/s executed{util}")
+        print(
+            f"   {label}: {rate:.3f} variant-scores/s ({seconds:.1f} s for {args.variants}); "
+            f"{executed / 1e9:.1f} GFLOP/s executed{util}"
+        )
         rates[label] = rate
-    print(f"   --rc costs {rates['plain'] / rates['--rc']:.2f}x plain; a 4-replicate ensemble scores "
-          f"{rates['plain'] / 4:.3f} variant-scores/s (members in turn)")
+    print(
+        f"   --rc costs {rates['plain'] / rates['--rc']:.2f}x plain; a 4-replicate ensemble scores "
+        f"{rates['plain'] / 4:.3f} variant-scores/s (members in turn)"
+    )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,15 @@ def main() -> None:
     genes = load_gene_models(args.gtf) if args.gtf else None
     scores: dict[str, dict] = {}
     for centring in ("exact", "tiled"):
-        scorer = VariantCentredScorer(backbone, genome, stats=STATS, centring=centring, genes=genes,
-                                      tile_bins=args.tile_bins, batch_size=args.batch_size)
+        scorer = VariantCentredScorer(
+            backbone,
+            genome,
+            stats=STATS,
+            centring=centring,
+            genes=genes,
+            tile_bins=args.tile_bins,
+            batch_size=args.batch_size,
+        )
         start = time.perf_counter()
         records = list(scorer.score(variants))
         seconds = time.perf_counter() - start
@@ -63,9 +70,11 @@ def main() -> None:
                     table[(record.variant.index, allele.allele, gene.gene_id)] = values
         scores[centring] = table
         s = scorer.summary
-        print(f"{centring}: {s.records_scored} records, {s.reference_passes} reference passes, "
-              f"{s.alternate_windows} alternate windows, {seconds:.1f} s; tile {scorer.tile} bp "
-              f"(window {scorer.length} bp, {scorer.geometry.n_bins} bins of {scorer.geometry.bin_size} bp)")
+        print(
+            f"{centring}: {s.records_scored} records, {s.reference_passes} reference passes, "
+            f"{s.alternate_windows} alternate windows, {seconds:.1f} s; tile {scorer.tile} bp "
+            f"(window {scorer.length} bp, {scorer.geometry.n_bins} bins of {scorer.geometry.bin_size} bp)"
+        )
     exact, tiled = scores["exact"], scores["tiled"]
     print(f"model {bundle.name}, {len(variants)} records of the example VCF")
     print("scope   stat    n      pearson_r  max|diff|  max|exact|")

@@ -52,16 +52,27 @@ def simulated_data(rng: np.random.Generator, window_size: int, people: int, gene
         alts = np.array([rng.choice([b for b in "ACGT" if b != r]) for r in refs])
         freq = np.minimum(rng.beta(0.2, 1.5, size=snvs) + 1.0 / (2 * people), 0.99)
         genotypes = WindowGenotypes(
-            window=window, samples=[f"P{i:04d}" for i in range(people)], positions=offsets + 1 + window.start,
-            refs=refs, alts=alts, haplotypes=(rng.random((people, 2, snvs)) < freq).astype(np.int8),
-            phased=np.ones(people, dtype=bool), summary=GenotypeSummary(snvs=snvs))
+            window=window,
+            samples=[f"P{i:04d}" for i in range(people)],
+            positions=offsets + 1 + window.start,
+            refs=refs,
+            alts=alts,
+            haplotypes=(rng.random((people, 2, snvs)) < freq).astype(np.int8),
+            phased=np.ones(people, dtype=bool),
+            summary=GenotypeSummary(snvs=snvs),
+        )
         gene = Gene(f"G{g}", "chr1", window.start + window_size // 2 + 1, "+", f"GENE{g}")
-        out.append(GeneData(gene, PersonalWindows(one_hot(reference), genotypes),
-                            rng.normal(size=people).astype(np.float32)))
+        out.append(
+            GeneData(gene, PersonalWindows(one_hot(reference), genotypes), rng.normal(size=people).astype(np.float32))
+        )
     order = rng.permutation(people)
     n_tune = max(2, people // 6)
-    return FinetuneData(genes=out, people=[f"P{i:04d}" for i in range(people)], train=np.sort(order[n_tune:]),
-                        tune=np.sort(order[:n_tune]))
+    return FinetuneData(
+        genes=out,
+        people=[f"P{i:04d}" for i in range(people)],
+        train=np.sort(order[n_tune:]),
+        tune=np.sort(order[:n_tune]),
+    )
 
 
 class _EpochTimes(logging.Handler):
@@ -73,8 +84,9 @@ class _EpochTimes(logging.Handler):
         self.seconds.append(float(record.args[-1]))  # type: ignore[index]
 
 
-def epoch_rate(data: FinetuneData, size: str, window: int, batched: bool, epochs: int, batch: int,
-               per_gene: int) -> float:
+def epoch_rate(
+    data: FinetuneData, size: str, window: int, batched: bool, epochs: int, batch: int, per_gene: int
+) -> float:
     from varscore_plugins.enformer import EnformerBackbone, tiny_params
 
     params = tiny_params(window_size=window, output_heads={"human": 4}, **SIZES[size])
@@ -86,22 +98,36 @@ def epoch_rate(data: FinetuneData, size: str, window: int, batched: bool, epochs
     progress.propagate = False
     try:
         with tempfile.TemporaryDirectory() as out:
-            config = TrainingConfig(lr=1e-4, batch_size=batch, accumulate=1, max_epochs=epochs, patience=epochs,
-                                    people_per_epoch=per_gene, output_dir=out, progress=False, accelerator="cpu",
-                                    batched_loader=batched)
+            config = TrainingConfig(
+                lr=1e-4,
+                batch_size=batch,
+                accumulate=1,
+                max_epochs=epochs,
+                patience=epochs,
+                people_per_epoch=per_gene,
+                output_dir=out,
+                progress=False,
+                accelerator="cpu",
+                batched_loader=batched,
+            )
             finetune_sequence_backbone(backbone, data, config)
     finally:
         progress.removeHandler(times)
-    people = len(data.genes) * (SameGeneBatchSampler(len(data.genes), len(data.people), data.train, batch, 1,
-                                                     per_gene).people_per_gene() + len(data.tune))
+    people = len(data.genes) * (
+        SameGeneBatchSampler(len(data.genes), len(data.people), data.train, batch, 1, per_gene).people_per_gene()
+        + len(data.tune)
+    )
     return people / statistics.median(times.seconds[1:] or times.seconds)
 
 
 def loader_rate(data: FinetuneData, batched: bool, batch: int, repeats: int = 3) -> float:
     dataset: Any = BatchedPersonGeneDataset(data) if batched else PersonGeneDataset(data)
     n = len(data.people)
-    batches = [[g * n + int(p) for p in data.train[i : i + batch]] for g in range(len(data.genes))
-               for i in range(0, len(data.train) - batch + 1, batch)]
+    batches = [
+        [g * n + int(p) for p in data.train[i : i + batch]]
+        for g in range(len(data.genes))
+        for i in range(0, len(data.train) - batch + 1, batch)
+    ]
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -126,16 +152,22 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     data = simulated_data(np.random.default_rng(0), args.window, args.people, args.genes)
-    print(f"{args.genes} genes x {args.window:,} bp, {len(data.train)} train / {len(data.tune)} tune people, "
-          f"batch {args.batch_size}, {args.people_per_epoch} people per gene per epoch, {args.threads} thread(s)")
+    print(
+        f"{args.genes} genes x {args.window:,} bp, {len(data.train)} train / {len(data.tune)} tune people, "
+        f"batch {args.batch_size}, {args.people_per_epoch} people per gene per epoch, {args.threads} thread(s)"
+    )
     per_item, batched = loader_rate(data, False, args.batch_size), loader_rate(data, True, args.batch_size)
-    print(f"loader only      per-person {per_item:10.1f} windows/s   batched {batched:10.1f} windows/s   "
-          f"speed-up {batched / per_item:5.2f}x")
+    print(
+        f"loader only      per-person {per_item:10.1f} windows/s   batched {batched:10.1f} windows/s   "
+        f"speed-up {batched / per_item:5.2f}x"
+    )
     for size in args.sizes.split(","):
         old = epoch_rate(data, size, args.window, False, args.epochs, args.batch_size, args.people_per_epoch)
         new = epoch_rate(data, size, args.window, True, args.epochs, args.batch_size, args.people_per_epoch)
-        print(f"epoch, {size:5s}    per-person {old:10.1f} people/s    batched {new:10.1f} people/s    "
-              f"speed-up {new / old:5.2f}x")
+        print(
+            f"epoch, {size:5s}    per-person {old:10.1f} people/s    batched {new:10.1f} people/s    "
+            f"speed-up {new / old:5.2f}x"
+        )
 
 
 if __name__ == "__main__":

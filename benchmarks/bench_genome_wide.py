@@ -48,9 +48,11 @@ def generate_vcf(path: Path, n: int, seed: int = 0) -> Path:
     kinds = rng.random(n)
     alt_pick = rng.integers(0, 3, size=n)
     ins = ["A", "AT", "GGC", "T"]
-    header = ("##fileformat=VCFv4.2\n"
-              f"##contig=<ID={chrom},length={genome.lengths[chrom]}>\n"
-              "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+    header = (
+        "##fileformat=VCFv4.2\n"
+        f"##contig=<ID={chrom},length={genome.lengths[chrom]}>\n"
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    )
     with libcbgzf.BGZFile(str(path), "wb", None) as out:
         out.write(header.encode())
         lines = []
@@ -83,14 +85,27 @@ def make_track_bundles(directory: Path) -> dict[str, Path]:
     manager.register(toy_plugin, name="toy-plugin")
     fasta = data_dir() / "ucsc.hg19.chr20.unittest.fasta.gz"
     toy = toy_plugin.ToyBackbone(window_size=64, bin_size=8, tracks=3).build()
-    bundles = {"toy": save_bundle(directory / "toy", name="toy", backbone=toy,
-                                  output_mode=get_output_mode("track")(track=0), genes=[], reference_fasta=fasta)}
+    bundles = {
+        "toy": save_bundle(
+            directory / "toy",
+            name="toy",
+            backbone=toy,
+            output_mode=get_output_mode("track")(track=0),
+            genes=[],
+            reference_fasta=fasta,
+        )
+    }
     from varscore_plugins.enformer import tiny_params
 
     enformer = get_backbone("enformer")(**tiny_params(2048, head="pretrained", seed=0)).build()
-    bundles["tiny-enformer"] = save_bundle(directory / "tiny-enformer", name="tiny-enformer", backbone=enformer,
-                                           output_mode=get_output_mode("track")(track=0), genes=[],
-                                           reference_fasta=fasta)
+    bundles["tiny-enformer"] = save_bundle(
+        directory / "tiny-enformer",
+        name="tiny-enformer",
+        backbone=enformer,
+        output_mode=get_output_mode("track")(track=0),
+        genes=[],
+        reference_fasta=fasta,
+    )
     return bundles
 
 
@@ -111,8 +126,13 @@ def run_measured(command: list[str]) -> tuple[float, float, int]:
     """``(seconds, peak RSS in MiB, exit status)`` of one process."""
     with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r", suffix=".rss") as report:
         start = time.perf_counter()
-        process = subprocess.run([sys.executable, "-c", LAUNCHER, report.name, *command], cwd=REPO,
-                                 stdout=subprocess.DEVNULL, stderr=err, check=False)
+        process = subprocess.run(
+            [sys.executable, "-c", LAUNCHER, report.name, *command],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            check=False,
+        )
         seconds = time.perf_counter() - start
         text = open(report.name).read().split()
         rss_kib, status = (int(text[0]), int(text[1])) if len(text) == 2 else (0, process.returncode or 1)
@@ -136,7 +156,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000,1000000", help="Record counts for bcftools and the elastic net.")
     parser.add_argument("--track-sizes", default="100000,1000000", help="Record counts for the toy track model.")
-    parser.add_argument("--enformer-sizes", default="1000,4000", help="Record counts for the tiny Enformer ('' = none).")
+    parser.add_argument(
+        "--enformer-sizes", default="1000,4000", help="Record counts for the tiny Enformer ('' = none)."
+    )
     parser.add_argument("--centring", default="tiled", choices=["exact", "tiled"])
     parser.add_argument("--keep", type=Path, help="Keep the generated files in this directory.")
     args = parser.parse_args()
@@ -158,24 +180,72 @@ def main() -> None:
             if n in sizes:
                 if bcftools:
                     jobs.append(("bcftools view", [bcftools, "view", str(vcf), "-Oz", "-o", str(work / "b.vcf.gz")]))
-                jobs.append(("elastic-net-demo", me + ["annotate", str(vcf), "-m", "elastic-net-demo", "-o",
-                                                       str(work / "e.vcf.gz"), "--no-progress"]))
+                jobs.append(
+                    (
+                        "elastic-net-demo",
+                        me
+                        + [
+                            "annotate",
+                            str(vcf),
+                            "-m",
+                            "elastic-net-demo",
+                            "-o",
+                            str(work / "e.vcf.gz"),
+                            "--no-progress",
+                        ],
+                    )
+                )
             models = (["toy"] if n in track_sizes else []) + (["tiny-enformer"] if n in enformer_sizes else [])
             for model in models:
-                jobs.append((f"{model} --mode variant", me + [
-                    "annotate", str(vcf), "-m", str(bundles[model]), "-o", str(work / "t.vcf.gz"), "--mode", "variant",
-                    "--centring", args.centring, "--gtf", gtf, "--detail", str(work / "t.parquet"), "--no-progress",
-                    "--device", "cpu", "--batch-size", "32", "--stats", "SUM,D1,D2" if model == "toy" else "SUM,logSUM,D1,D2"]))
+                jobs.append(
+                    (
+                        f"{model} --mode variant",
+                        me
+                        + [
+                            "annotate",
+                            str(vcf),
+                            "-m",
+                            str(bundles[model]),
+                            "-o",
+                            str(work / "t.vcf.gz"),
+                            "--mode",
+                            "variant",
+                            "--centring",
+                            args.centring,
+                            "--gtf",
+                            gtf,
+                            "--detail",
+                            str(work / "t.parquet"),
+                            "--no-progress",
+                            "--device",
+                            "cpu",
+                            "--batch-size",
+                            "32",
+                            "--stats",
+                            "SUM,D1,D2" if model == "toy" else "SUM,logSUM,D1,D2",
+                        ],
+                    )
+                )
             for name, command in jobs:
                 seconds, rss, status = run_measured(command)
-                rows.append({"records": n, "job": name, "seconds": round(seconds, 2),
-                             "records_per_s": round(n / seconds), "peak_rss_mib": round(rss, 1), "status": status})
+                rows.append(
+                    {
+                        "records": n,
+                        "job": name,
+                        "seconds": round(seconds, 2),
+                        "records_per_s": round(n / seconds),
+                        "peak_rss_mib": round(rss, 1),
+                        "status": status,
+                    }
+                )
                 print(json.dumps(rows[-1]), flush=True)
         print(f"\n{'records':>9}  {'job':28} {'seconds':>9} {'records/s':>10} {'peak RSS MiB':>13}")
         for row in rows:
             flag = "" if row["status"] == 0 else f"  (exit {row['status']})"
-            print(f"{row['records']:>9}  {row['job']:28} {row['seconds']:>9} {row['records_per_s']:>10} "
-                  f"{row['peak_rss_mib']:>13}{flag}")
+            print(
+                f"{row['records']:>9}  {row['job']:28} {row['seconds']:>9} {row['records_per_s']:>10} "
+                f"{row['peak_rss_mib']:>13}{flag}"
+            )
         if args.keep:
             shutil.copytree(work, args.keep, dirs_exist_ok=True)
     finally:

@@ -25,7 +25,9 @@ from varscore.sequence import one_hot
 from varscore.types import Window
 
 
-def cohort(rng: np.random.Generator, sequence: str, people: int, window: Window) -> list[tuple[int, str, str, list[str]]]:
+def cohort(
+    rng: np.random.Generator, sequence: str, people: int, window: Window
+) -> list[tuple[int, str, str, list[str]]]:
     rows = []
     pos = window.start + 200
     while pos < window.end - 200:
@@ -50,9 +52,12 @@ def write_inputs(directory: Path, sequence: str, rows: list, people: int) -> tup
 
     fasta = directory / "ref.fa"
     fasta.write_text(">c\n" + "\n".join(sequence[i : i + 60] for i in range(0, len(sequence), 60)) + "\n")
-    lines = ["##fileformat=VCFv4.2", f"##contig=<ID=c,length={len(sequence)}>",
-             '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
-             "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join(f"P{i}" for i in range(people))]
+    lines = [
+        "##fileformat=VCFv4.2",
+        f"##contig=<ID=c,length={len(sequence)}>",
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join(f"P{i}" for i in range(people)),
+    ]
     lines += [f"c\t{p}\t.\t{r}\t{a}\t.\tPASS\t.\tGT\t" + "\t".join(g) for p, r, a, g in rows]
     plain = directory / "cohort.vcf"
     plain.write_text("\n".join(lines) + "\n")

@@ -16,8 +16,10 @@ from varscore import vcfinput
 from varscore.examples import data_dir
 from varscore.vcf import iter_variants
 
-FILES = [Path(__file__).resolve().parents[1] / "tests/data/1000g/1000g_phase3_300samples_chr20_1-4Mb_phased.vcf.gz",
-         data_dir() / "cohort.vcf.gz"]
+FILES = [
+    Path(__file__).resolve().parents[1] / "tests/data/1000g/1000g_phase3_300samples_chr20_1-4Mb_phased.vcf.gz",
+    data_dir() / "cohort.vcf.gz",
+]
 
 
 def main() -> None:
@@ -35,8 +37,10 @@ def main() -> None:
             start = time.perf_counter()  # the file is now known to be safe: htslib alone
             records = sum(1 for _ in iter_variants(path))
             read.append(time.perf_counter() - start)
-        print(f"{path.name}: {records} records; line check {min(check):.2f} s, one htslib pass {min(read):.2f} s, "
-              f"ratio {min(check) / min(read):.2f}")
+        print(
+            f"{path.name}: {records} records; line check {min(check):.2f} s, one htslib pass {min(read):.2f} s, "
+            f"ratio {min(check) / min(read):.2f}"
+        )
 
 
 if __name__ == "__main__":

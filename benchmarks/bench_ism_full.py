@@ -53,7 +53,10 @@ def measure(backbone: Any, window_class: Any, flops: IsmFlops, label: str, args:
     reference = np.eye(4, dtype=np.float32)[rng.integers(0, 4, backbone.window_size)]
     # interior SNVs in the centre half of the window (the FLOP model's interior variant)
     quarter = backbone.window_size // 4
-    subs = [(offset + quarter, base) for offset, base in random_substitutions(rng, reference[quarter:-quarter], args.variants)]
+    subs = [
+        (offset + quarter, base)
+        for offset, base in random_substitutions(rng, reference[quarter:-quarter], args.variants)
+    ]
     reduce = ScalarOutput().reduce  # the centre bin
     windows = np.repeat(reference[None], args.variants, axis=0)
     for row, (offset, base) in enumerate(subs):
@@ -72,7 +75,9 @@ def measure(backbone: Any, window_class: Any, flops: IsmFlops, label: str, args:
         f"   FLOP per variant: naive {flops.naive / 1e9:,.1f} G, patch path {flops.patch / 1e9:,.1f} G "
         f"(bound {flops.patch_bound:.2f}x), fast {flops.fast / 1e9:,.1f} G (bound {flops.fast_bound:.2f}x)"
     )
-    print(f"   naive: {naive_wall:7.2f} s/variant wall, {naive_cpu:7.2f} s CPU (full forwards of {k} alternate windows)")
+    print(
+        f"   naive: {naive_wall:7.2f} s/variant wall, {naive_cpu:7.2f} s CPU (full forwards of {k} alternate windows)"
+    )
     print(f"   fast:  {fast_wall:7.2f} s/variant wall, {fast_cpu:7.2f} s CPU ({k} alternates, one batch)")
     print(f"   fast reference pass (once per window, shared by its variants): {t_ref:.2f} s wall, {c_ref:.2f} s CPU")
     print(

@@ -58,8 +58,12 @@ def main() -> None:
     rng = np.random.default_rng(0)
     genes = [simulated_gene(rng, args.people, args.snvs) for _ in range(args.genes)]
     splits = cv_splits(args.people, 5, seed=0)
-    methods = {"ElasticNetCV, 1 job": (fit_sklearn, 1), "ElasticNetCV, 2 jobs": (fit_sklearn, 2),
-               "fit_enet_cv, 1 thread": (fit_ours, 1), "fit_enet_cv, 2 threads": (fit_ours, 2)}
+    methods = {
+        "ElasticNetCV, 1 job": (fit_sklearn, 1),
+        "ElasticNetCV, 2 jobs": (fit_sklearn, 2),
+        "fit_enet_cv, 1 thread": (fit_ours, 1),
+        "fit_enet_cv, 2 threads": (fit_ours, 2),
+    }
     times = dict.fromkeys(methods, 0.0)
     worst_diff, same_alpha = 0.0, 0
     with warnings.catch_warnings():
@@ -74,15 +78,19 @@ def main() -> None:
             for coef, _ in results.values():
                 worst_diff = max(worst_diff, float(np.max(np.abs(coef - ref_coef))))
             same_alpha += all(np.isclose(alpha, ref_alpha, rtol=1e-6) for _, alpha in results.values())
-    print(f"{args.genes} genes, {args.people} people × {args.snvs} SNVs, 5-fold CV, {args.alphas} alphas, "
-          f"l1_ratio 0.5, {os.cpu_count()} CPUs")
+    print(
+        f"{args.genes} genes, {args.people} people × {args.snvs} SNVs, 5-fold CV, {args.alphas} alphas, "
+        f"l1_ratio 0.5, {os.cpu_count()} CPUs"
+    )
     for name, total in times.items():
         print(f"  {name:<24s} {total / args.genes * 1000:8.1f} ms per gene")
     base = times["ElasticNetCV, 1 job"]
     print(f"  ratio ElasticNetCV (1 job) / fit_enet_cv (1 thread):  {base / times['fit_enet_cv, 1 thread']:.2f}x")
     print(f"  ratio ElasticNetCV (1 job) / fit_enet_cv (2 threads): {base / times['fit_enet_cv, 2 threads']:.2f}x")
-    print(f"  ratio ElasticNetCV (2 jobs) / fit_enet_cv (2 threads): "
-          f"{times['ElasticNetCV, 2 jobs'] / times['fit_enet_cv, 2 threads']:.2f}x")
+    print(
+        f"  ratio ElasticNetCV (2 jobs) / fit_enet_cv (2 threads): "
+        f"{times['ElasticNetCV, 2 jobs'] / times['fit_enet_cv, 2 threads']:.2f}x"
+    )
     print(f"  same alpha chosen by all for {same_alpha}/{args.genes} genes; max |coef difference| {worst_diff:.2e}")
 
 

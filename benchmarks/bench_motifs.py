@@ -70,15 +70,19 @@ def main() -> None:
     motifs = jaspar_motifs()
     compiled = CompiledMotifs.build(motifs, BACKGROUNDS["genome"])
     prepare = time.perf_counter() - t0
-    print(f"{len(variants):,} SNVs × {len(motifs)} motifs (JASPAR2024 CORE vertebrates); "
-          f"loading + exact p-value tables: {prepare:.2f} s")
+    print(
+        f"{len(variants):,} SNVs × {len(motifs)} motifs (JASPAR2024 CORE vertebrates); "
+        f"loading + exact p-value tables: {prepare:.2f} s"
+    )
 
     t0 = time.perf_counter()
     hits = variant_motif_hits(variants, genome, compiled, p_threshold=5e-5)
     full = time.perf_counter() - t0
     reported = sum(len(v) for v in hits.values())
-    print(f"annotation (fetch, scan REF+ALT, p-values, effects): {full:.2f} s = {len(variants) / full:,.0f} variants/s; "
-          f"{reported:,} motif changes reported at p < 5e-5 for {len(hits):,} variants")
+    print(
+        f"annotation (fetch, scan REF+ALT, p-values, effects): {full:.2f} s = {len(variants) / full:,.0f} variants/s; "
+        f"{reported:,} motif changes reported at p < 5e-5 for {len(hits):,} variants"
+    )
 
     flank = max(m.length for m in motifs) - 1
     contexts = [genome.fetch(Window(v.chrom, v.pos - 1 - flank, v.pos + flank)) for v in variants]
@@ -87,8 +91,10 @@ def main() -> None:
     ours = best_scores(codes, flank, compiled)
     scan = time.perf_counter() - t0
     pairs = len(variants) * len(motifs)
-    print(f"scan, one allele: {scan:.2f} s = {pairs / scan:,.0f} (variant × motif)/s "
-          f"= {len(variants) / scan / 2:,.0f} variants/s for REF and ALT")
+    print(
+        f"scan, one allele: {scan:.2f} s = {pairs / scan:,.0f} (variant × motif)/s "
+        f"= {len(variants) / scan / 2:,.0f} variants/s for REF and ALT"
+    )
 
     subset = list(range(0, len(motifs), max(1, len(motifs) // args.loop_motifs)))[: args.loop_motifs]
     t0 = time.perf_counter()
@@ -96,8 +102,10 @@ def main() -> None:
     loop_time = time.perf_counter() - t0
     loop_rate = len(variants) * len(subset) / loop_time
     same = bool(np.array_equal(loop, ours[:, subset]))
-    print(f"per-motif loop on {len(subset)} motifs: {loop_time:.2f} s = {loop_rate:,.0f} (variant × motif)/s; "
-          f"identical best scores: {same}")
+    print(
+        f"per-motif loop on {len(subset)} motifs: {loop_time:.2f} s = {loop_rate:,.0f} (variant × motif)/s; "
+        f"identical best scores: {same}"
+    )
     print(f"ratio (scan / per-motif loop, variant × motif per second): {pairs / scan / loop_rate:.1f}x")
 
 

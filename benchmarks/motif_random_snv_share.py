@@ -41,18 +41,29 @@ def main() -> None:
             variants.append(Variant("chr20", start + i + 1, text[i], (alt,), index=len(variants)))
     compiled = MotifAnnotator(motifs=args.motifs).compiled
     print(f"{len(variants)} random SNVs, {len(compiled.motifs)} motifs ({args.motifs})")
-    rules = [("none", 5e-5, 1.0), ("none", 1e-5, 1.0), ("none", 1e-6, 1.0),
-             ("bonferroni", 5e-5, 0.05), ("bh", 5e-5, 0.1), ("bh", 5e-5, 0.05), ("bh", 5e-5, 0.03), ("bh", 5e-5, 0.02),
-             ("bh", 5e-5, 0.01)]
+    rules = [
+        ("none", 5e-5, 1.0),
+        ("none", 1e-5, 1.0),
+        ("none", 1e-6, 1.0),
+        ("bonferroni", 5e-5, 0.05),
+        ("bh", 5e-5, 0.1),
+        ("bh", 5e-5, 0.05),
+        ("bh", 5e-5, 0.03),
+        ("bh", 5e-5, 0.02),
+        ("bh", 5e-5, 0.01),
+    ]
     for correction, p_threshold, q_threshold in rules:
-        hits = variant_motif_hits(variants, genome, compiled, p_threshold, correction=correction,
-                                  q_threshold=q_threshold)
+        hits = variant_motif_hits(
+            variants, genome, compiled, p_threshold, correction=correction, q_threshold=q_threshold
+        )
         k = len(hits)
         ci = binomtest(k, len(variants)).proportion_ci()
         rule = f"p < {p_threshold:g}" + ("" if correction == "none" else f", {correction} q < {q_threshold:g}")
-        print(f"{rule:32s} flagged {k}/{len(variants)} = {k / len(variants):.1%} "
-              f"(95% CI {ci.low:.1%}-{ci.high:.1%}); motifs per flagged SNV "
-              f"{(sum(len(v) for v in hits.values()) / k) if k else math.nan:.2f}")
+        print(
+            f"{rule:32s} flagged {k}/{len(variants)} = {k / len(variants):.1%} "
+            f"(95% CI {ci.low:.1%}-{ci.high:.1%}); motifs per flagged SNV "
+            f"{(sum(len(v) for v in hits.values()) / k) if k else math.nan:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -30,16 +30,38 @@ def main() -> None:
     params = tiny_params(window_size=WINDOW, seed=0, output_heads={"human": 8}, norm_stats="window")
     args = [
         "finetune",
-        "--vcf", str(DATA / "cohort.vcf.gz"),
-        "--expression", str(DATA / "cohort.expression.bed.gz"),
-        "--genes", str(DATA / "genes.tsv"),
-        "--fasta", str(DATA / "ucsc.hg19.chr20.unittest.fasta.gz"),
-        "-o", str(PACKAGED / "models" / "variformer-demo"),
-        "--window", str(WINDOW),
-        "--lr", "3e-4", "--batch-size", "16", "--accumulate", "1",
-        "--people-per-epoch", "256", "--max-epochs", "60", "--patience", "20", "--seed", "0",
-        *[arg for key, value in params.items() if key != "window_size"
-          for arg in ("--param", f"{key}={json.dumps(value)}")],
+        "--vcf",
+        str(DATA / "cohort.vcf.gz"),
+        "--expression",
+        str(DATA / "cohort.expression.bed.gz"),
+        "--genes",
+        str(DATA / "genes.tsv"),
+        "--fasta",
+        str(DATA / "ucsc.hg19.chr20.unittest.fasta.gz"),
+        "-o",
+        str(PACKAGED / "models" / "variformer-demo"),
+        "--window",
+        str(WINDOW),
+        "--lr",
+        "3e-4",
+        "--batch-size",
+        "16",
+        "--accumulate",
+        "1",
+        "--people-per-epoch",
+        "256",
+        "--max-epochs",
+        "60",
+        "--patience",
+        "20",
+        "--seed",
+        "0",
+        *[
+            arg
+            for key, value in params.items()
+            if key != "window_size"
+            for arg in ("--param", f"{key}={json.dumps(value)}")
+        ],
         *sys.argv[1:],
     ]
     cli.main(args, prog_name="varscore")

@@ -39,8 +39,16 @@ BORZOI_CHANNELS = (512, 608, 736, 896, 1056, 1280)
 BORZOI_FINAL_CHANNELS = 1920
 PRETRAINED_TRACKS = 7611  # human head of the published models
 # Hyper-parameters passed to borzoi-pytorch's BorzoiConfig.
-BORZOI_HPARAMS = ("dim", "depth", "heads", "attn_dim_key", "attn_dim_value", "dropout_rate", "attn_dropout",
-                  "pos_dropout")
+BORZOI_HPARAMS = (
+    "dim",
+    "depth",
+    "heads",
+    "attn_dim_key",
+    "attn_dim_value",
+    "dropout_rate",
+    "attn_dropout",
+    "pos_dropout",
+)
 
 
 def tiny_params(window_size: int = 2048, **overrides: Any) -> dict[str, Any]:
@@ -70,8 +78,9 @@ def _check_params(params: dict[str, Any]) -> None:
     check_positive_ints("Backbone 'borzoi'", params, ints)
     if params["head"] not in HEADS:
         raise InputError(f"Backbone 'borzoi': unknown head {params['head']!r}. Choose one of: {', '.join(HEADS)}.")
-    check_window_multiple("Backbone 'borzoi'", params["window_size"], TRANSFORMER_BIN,
-                          f"{TRANSFORMER_BIN} (the transformer's resolution)")
+    check_window_multiple(
+        "Backbone 'borzoi'", params["window_size"], TRANSFORMER_BIN, f"{TRANSFORMER_BIN} (the transformer's resolution)"
+    )
     channels = params["channels"]
     if channels is not None and (
         not isinstance(channels, (list, tuple))
@@ -143,8 +152,13 @@ class BorzoiBackbone(TorchSequenceBackbone):
     }
     # twice the published architecture (dim 1536, 8 layers, 524,288 bp, 7,611 tracks) or more
     param_limits: ClassVar[dict[str, int]] = {
-        "window_size": 1 << 21, "dim": 4096, "depth": 48, "heads": 64, "attn_dim_key": 1024,
-        "attn_dim_value": 4096, "n_tracks": 50_000,
+        "window_size": 1 << 21,
+        "dim": 4096,
+        "depth": 48,
+        "heads": 64,
+        "attn_dim_key": 1024,
+        "attn_dim_value": 4096,
+        "n_tracks": 50_000,
     }
 
     def __init__(self, **params: Any) -> None:
@@ -182,16 +196,21 @@ class BorzoiBackbone(TorchSequenceBackbone):
 
         hparams = {key: self.params[key] for key in BORZOI_HPARAMS}
         # No crop: every bin of the window (TargetLengthCrop leaves a full-length target alone).
-        return BorzoiConfig(**hparams, return_center_bins_only=True, bins_to_return=self.n_bins,
-                            enable_mouse_head=False)
+        return BorzoiConfig(
+            **hparams, return_center_bins_only=True, bins_to_return=self.n_bins, enable_mouse_head=False
+        )
 
     def _new_borzoi(self) -> torch.nn.Module:
         from borzoi_pytorch import Borzoi
 
         model = Borzoi(self._config())
         if self.params["channels"] is not None or self.params["final_channels"] is not None:
-            _resize_convs(model, self.params["channels"] or list(BORZOI_CHANNELS),
-                          self.params["final_channels"] or BORZOI_FINAL_CHANNELS, int(self.params["dim"]))
+            _resize_convs(
+                model,
+                self.params["channels"] or list(BORZOI_CHANNELS),
+                self.params["final_channels"] or BORZOI_FINAL_CHANNELS,
+                int(self.params["dim"]),
+            )
         _fit_positions(model, self.window_size // TRANSFORMER_BIN, self.params["trained_positions"])
         return model
 
@@ -218,10 +237,16 @@ class BorzoiBackbone(TorchSequenceBackbone):
         config_path, weights_path = directory / "config.json", directory / "model.safetensors"
         missing = [p.name for p in (config_path, weights_path) if not p.is_file()]
         if missing:
-            pickles = sorted(p.name for p in directory.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".h5")) \
-                if directory.is_dir() else []
-            hint = f" It holds {', '.join(pickles)}, which varscore does not read: convert to model.safetensors." \
-                if pickles else ""
+            pickles = (
+                sorted(p.name for p in directory.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".h5"))
+                if directory.is_dir()
+                else []
+            )
+            hint = (
+                f" It holds {', '.join(pickles)}, which varscore does not read: convert to model.safetensors."
+                if pickles
+                else ""
+            )
             raise InputError(
                 f"Borzoi pretrained_dir {str(directory)!r} lacks {', '.join(missing)}: it must be a local directory "
                 f"holding config.json and model.safetensors (varscore never downloads weights).{hint}"
@@ -341,8 +366,9 @@ def _fit_positions(model: torch.nn.Module, n_positions: int, trained: int | None
         if isinstance(module, Attention):
             device = module.to_v.weight.device
             if takes_train_length:
-                module.positions = get_positional_embed(n_positions, trained or n_positions,
-                                                        module.num_rel_pos_features, device)
+                module.positions = get_positional_embed(
+                    n_positions, trained or n_positions, module.num_rel_pos_features, device
+                )
             else:
                 module.positions = get_positional_embed(n_positions, module.num_rel_pos_features, device)
 

@@ -82,21 +82,50 @@ def register_commands(cli: click.Group) -> None:
 
     @cli.command("enrichment")
     @click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
-    @click.option("--bed", required=True, type=click.Path(dir_okay=False, path_type=Path),
-                  help="ChromHMM segmentation (segments BED, or the dense/expanded browser BED).")
-    @click.option("--genes", "genes_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-                  help="Gene/TSS table (TSV, GTF or GFF3) naming the genes of the weights.")
-    @click.option("--window", default=49152, show_default=True, type=click.IntRange(min=1),
-                  help="TSS-centred window (bp) whose annotated bases give the expected counts.")
+    @click.option(
+        "--bed",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="ChromHMM segmentation (segments BED, or the dense/expanded browser BED).",
+    )
+    @click.option(
+        "--genes",
+        "genes_path",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Gene/TSS table (TSV, GTF or GFF3) naming the genes of the weights.",
+    )
+    @click.option(
+        "--window",
+        default=49152,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="TSS-centred window (bp) whose annotated bases give the expected counts.",
+    )
     @click.option("--top", type=click.IntRange(min=1), help="HSVs per gene and model: the K largest |delta|.")
     @click.option("--k-from", help="HSVs per gene: as many as this model has non-zero weights (e.g. an elastic net).")
-    @click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path),
-                  help="Reference FASTA: check that the BED's contigs exist in it.")
-    @click.option("--per-gene", type=click.Path(dir_okay=False, path_type=Path),
-                  help="Also write the per-gene observed/expected counts (TSV).")
+    @click.option(
+        "--fasta",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Reference FASTA: check that the BED's contigs exist in it.",
+    )
+    @click.option(
+        "--per-gene",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Also write the per-gene observed/expected counts (TSV).",
+    )
     @click.option("-o", "--output", default="-", show_default=True, help="Output TSV ('-' for stdout).")
-    def enrichment(weights: Path, bed: Path, genes_path: Path, window: int, top: int | None, k_from: str | None,
-                   fasta: Path | None, per_gene: Path | None, output: str) -> None:
+    def enrichment(
+        weights: Path,
+        bed: Path,
+        genes_path: Path,
+        window: int,
+        top: int | None,
+        k_from: str | None,
+        fasta: Path | None,
+        per_gene: Path | None,
+        output: str,
+    ) -> None:
         """Enrichment of high-scoring variants across chromatin states: ln(observed/expected) per model
         and state. WEIGHTS is an annotated VCF (VARSCORE entries) or an ISM table."""
         from varscore.analysis.enrichment import read_segmentation, read_variant_weights, select_hsvs, state_enrichment

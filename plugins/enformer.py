@@ -117,8 +117,10 @@ def _check_architecture(params: dict[str, Any]) -> None:
             f"Backbone 'enformer': unknown norm_stats {params['norm_stats']!r}. Choose one of: {', '.join(NORM_STATS)}."
         )
     if params.get("pool", "center") not in POOLS or (params.get("pool", "center") != "center" and head != "variformer"):
-        raise InputError(f"Backbone 'enformer': pool must be one of {', '.join(POOLS)} (other than center only with "
-                         f"head='variformer'); got {params.get('pool')!r}.")
+        raise InputError(
+            f"Backbone 'enformer': pool must be one of {', '.join(POOLS)} (other than center only with "
+            f"head='variformer'); got {params.get('pool')!r}."
+        )
     if head == "pretrained" and params["output_head"] not in output_heads:
         raise InputError(
             f"Backbone 'enformer': output_head {params['output_head']!r} is not one of the model's "
@@ -296,8 +298,13 @@ class EnformerBackbone(TorchSequenceBackbone):
     }
     # twice the published architecture (dim 1536, 11 layers, 196,608 bp, 5,313 tracks) or more
     param_limits: ClassVar[dict[str, int]] = {
-        "window_size": 1 << 20, "dim": 4096, "depth": 48, "heads": 64, "attn_dim_key": 1024,
-        "num_downsamples": 12, "output_heads": 50_000,
+        "window_size": 1 << 20,
+        "dim": 4096,
+        "depth": 48,
+        "heads": 64,
+        "attn_dim_key": 1024,
+        "num_downsamples": 12,
+        "output_heads": 50_000,
     }
 
     def __init__(self, **params: Any) -> None:
@@ -488,7 +495,8 @@ class EnformerBackbone(TorchSequenceBackbone):
         return split_ism(
             lambda subs: self._fast_ism(reference, subs, reduce, batch_size),
             lambda subs: super(EnformerBackbone, self).ism(reference, subs, reduce, batch_size),
-            substitutions, self.window_size,
+            substitutions,
+            self.window_size,
         )
 
     def _fast_ism(
@@ -709,7 +717,9 @@ def pooled_tracks(to_tracks: torch.nn.Sequential, kind: str) -> torch.nn.Sequent
     class PooledTracks(torch.nn.Sequential):
         def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
             if kind == "attention":
-                weights = torch.softmax(cast(torch.nn.Linear, self.score)(embeddings).float(), dim=1).to(embeddings.dtype)  # (N, bins, 1)
+                weights = torch.softmax(cast(torch.nn.Linear, self.score)(embeddings).float(), dim=1).to(
+                    embeddings.dtype
+                )  # (N, bins, 1)
                 pooled = (weights * embeddings).sum(dim=1, keepdim=True)
             else:
                 pooled = embeddings.mean(dim=1, keepdim=True)
@@ -804,6 +814,7 @@ def _window_norm_class() -> type:
 
     return WindowNorm1d
 
+
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     """``varscore models from-enformer``: a single-track scorer from a local pre-trained Enformer."""
@@ -816,8 +827,13 @@ def register_commands(cli: click.Group) -> None:
     @models.command("from-enformer")
     @click.argument("pretrained_dir", type=click.Path(file_okay=False, path_type=Path))
     @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
-    @click.option("--genes", "genes_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-                  help="Gene/TSS table (TSV, GTF or GFF3).")
+    @click.option(
+        "--genes",
+        "genes_path",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Gene/TSS table (TSV, GTF or GFF3).",
+    )
     @click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path), help="Reference FASTA to record.")
     @click.option("--track", default=4950, show_default=True, help="Output track (4950 = CAGE:blood, adult, pool1).")
     @click.option("--center-bins", default=3, show_default=True, help="Centre bins summed into the score.")
@@ -843,6 +859,13 @@ def register_commands(cli: click.Group) -> None:
             head="pretrained", pretrained_dir=str(pretrained_dir), output_head=output_head, window_size=window
         ).build()
         mode = get_output_mode("scalar")(track=track, center_bins=center_bins)
-        save_bundle(output, name=output.name, backbone=backbone, output_mode=mode, genes=genes,
-                    reference_fasta=fasta, provenance={"pretrained_dir": pretrained_dir.name})
+        save_bundle(
+            output,
+            name=output.name,
+            backbone=backbone,
+            output_mode=mode,
+            genes=genes,
+            reference_fasta=fasta,
+            provenance={"pretrained_dir": pretrained_dir.name},
+        )
         click.echo(f"wrote {output}")

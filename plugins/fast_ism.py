@@ -507,8 +507,11 @@ class BorzoiISM:
             alleles = torch.from_numpy(codes[[BASE_INDEX.get(base, 4) for _, base in chunk]]).to(device)
             patches[index, torch.from_numpy(offsets - starts * token_bp).to(device)] = alleles
             patch = borzoi_towers(model, patches)
-            alt = BorzoiTowers(towers.unet0, towers.unet1, *(t.expand(len(chunk), *t.shape[1:]).clone() for t in (
-                towers.tokens, towers.skip0, towers.skip1)))
+            alt = BorzoiTowers(
+                towers.unet0,
+                towers.unet1,
+                *(t.expand(len(chunk), *t.shape[1:]).clone() for t in (towers.tokens, towers.skip0, towers.skip1)),
+            )
             for row, ((first, last), start) in enumerate(zip(spans, starts.tolist(), strict=True)):
                 a, b = first - start, last + 1 - start
                 alt.tokens[row, first : last + 1] = patch.tokens[row, a:b]

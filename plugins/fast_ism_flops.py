@@ -120,7 +120,8 @@ def enformer_ism_flops(params: dict[str, Any], rows: int | None = 1, changed: in
     return IsmFlops(
         naive=tower + full_transformer + n * head_per_bin,
         patch=patch_tower + full_transformer + n * head_per_bin,
-        fast=_enformer_pyramid(channels, geometry.length, geometry.length // 2) + fast_transformer
+        fast=_enformer_pyramid(channels, geometry.length, geometry.length // 2)
+        + fast_transformer
         + (n if rows is None else rows) * head_per_bin,
     )
 

@@ -72,8 +72,12 @@ class FinemapAnnotator(Annotator):
 
     name: ClassVar[str] = "finemap"
     info_fields: ClassVar[tuple[InfoField, ...]] = (
-        InfoField(FINEMAP_KEY, ".", "String",
-                  "Fine-mapping posterior of the variant for each gene (eQTL fine-mapping table). Format: " + FINEMAP_FORMAT),
+        InfoField(
+            FINEMAP_KEY,
+            ".",
+            "String",
+            "Fine-mapping posterior of the variant for each gene (eQTL fine-mapping table). Format: " + FINEMAP_FORMAT,
+        ),
     )
     default_params: ClassVar[dict[str, Any]] = {"table": "", "format": "auto", "tissue": "", "min_posterior": 0.0}
 
@@ -124,20 +128,51 @@ def register_commands(cli: click.Group) -> None:
 
     @cli.command("finemap-eval")
     @click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
-    @click.option("--finemap", "table_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-                  help="Fine-mapping table (GTEx CAVIAR, SuSiE or DAP-G).")
+    @click.option(
+        "--finemap",
+        "table_path",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Fine-mapping table (GTEx CAVIAR, SuSiE or DAP-G).",
+    )
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
-    @click.option("--genes", "genes_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-                  help="Gene/TSS table (TSV, GTF or GFF3) naming the genes of the weights.")
+    @click.option(
+        "--genes",
+        "genes_path",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Gene/TSS table (TSV, GTF or GFF3) naming the genes of the weights.",
+    )
     @click.option("--tissue", help="Use only this tissue's rows of the table.")
-    @click.option("--min-posterior", default=0.1, show_default=True, type=click.FloatRange(0, 1),
-                  help="Posterior a fine-mapped variant needs to count as a positive.")
-    @click.option("--negatives", default=5, show_default=True, type=click.IntRange(min=1),
-                  help="Distance-matched negatives per positive.")
-    @click.option("--per-gene", type=click.Path(dir_okay=False, path_type=Path), help="Also write per-gene results (TSV).")
+    @click.option(
+        "--min-posterior",
+        default=0.1,
+        show_default=True,
+        type=click.FloatRange(0, 1),
+        help="Posterior a fine-mapped variant needs to count as a positive.",
+    )
+    @click.option(
+        "--negatives",
+        default=5,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Distance-matched negatives per positive.",
+    )
+    @click.option(
+        "--per-gene", type=click.Path(dir_okay=False, path_type=Path), help="Also write per-gene results (TSV)."
+    )
     @click.option("-o", "--output", default="-", show_default=True, help="Output TSV ('-' for stdout).")
-    def finemap_eval(weights: Path, table_path: Path, fmt: str, genes_path: Path, tissue: str | None,
-                     min_posterior: float, negatives: int, per_gene: Path | None, output: str) -> None:
+    def finemap_eval(
+        weights: Path,
+        table_path: Path,
+        fmt: str,
+        genes_path: Path,
+        tissue: str | None,
+        min_posterior: float,
+        negatives: int,
+        per_gene: Path | None,
+        output: str,
+    ) -> None:
         """auROC/auPR of |variant weight| for fine-mapped eQTLs against distance-matched negatives, per
         model. WEIGHTS is an annotated VCF (VARSCORE entries) or an ISM table."""
         from varscore.analysis.enrichment import read_variant_weights
@@ -152,8 +187,10 @@ def register_commands(cli: click.Group) -> None:
             genes[gene.gene_id] = genes[gene.label] = gene
         result = evaluate_finemap(frame, table, genes, min_posterior=min_posterior, negatives=negatives)
         if result.overall.empty:
-            raise InputError("No gene has both a fine-mapped positive and a negative among the weighted variants: "
-                             "check that the table's genes and positions match the weights (same build?).")
+            raise InputError(
+                "No gene has both a fine-mapped positive and a negative among the weighted variants: "
+                "check that the table's genes and positions match the weights (same build?)."
+            )
         if per_gene is not None:
             result.per_gene.to_csv(per_gene, sep="\t", index=False, float_format="%.6g")
         text = result.overall.to_csv(sep="\t", index=False, float_format="%.6g")

@@ -52,9 +52,7 @@ class GeneWeights:
         """``(N, V)`` dosages in ``variant_keys`` order -> ``(N,)``."""
         dosages = np.asarray(dosages, dtype=np.float64)
         if dosages.ndim != 2 or dosages.shape[1] != len(self.coef):
-            raise InputError(
-                f"Gene '{self.gene_id}' takes (N, {len(self.coef)}) dosages; got shape {dosages.shape}."
-            )
+            raise InputError(f"Gene '{self.gene_id}' takes (N, {len(self.coef)}) dosages; got shape {dosages.shape}.")
         return self.intercept + dosages @ self.coef
 
     @property
@@ -85,8 +83,9 @@ def make_pipeline(kind: str, params: dict[str, Any], cv: Any) -> Any:
     from sklearn.pipeline import Pipeline
 
     if kind == "elastic-net":
-        model: Any = ElasticNetCV(l1_ratio=params["l1_ratio"], alphas=int(params["n_alphas"]),
-                                  max_iter=params["max_iter"], cv=cv)
+        model: Any = ElasticNetCV(
+            l1_ratio=params["l1_ratio"], alphas=int(params["n_alphas"]), max_iter=params["max_iter"], cv=cv
+        )
     elif kind == "lasso":
         model = LassoCV(alphas=int(params["n_alphas"]), max_iter=params["max_iter"], cv=cv)
     elif kind == "ridge":
@@ -103,8 +102,9 @@ def cv_splits(n: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarra
     return list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros((n, 1))))
 
 
-def fit_gene(kind: str, params: dict[str, Any], x: np.ndarray, y: np.ndarray,
-             splits: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, float, float]:
+def fit_gene(
+    kind: str, params: dict[str, Any], x: np.ndarray, y: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, float, float]:
     """Fit one gene: ``x`` ``(n, V)`` train dosages, ``y`` ``(n,)``. Returns the coefficients
     ``(V,)`` on the dosage scale, the intercept and the chosen penalty.
 
@@ -120,8 +120,15 @@ def fit_gene(kind: str, params: dict[str, Any], x: np.ndarray, y: np.ndarray,
         l1_ratio = 1.0 if kind == "lasso" else float(params["l1_ratio"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            coef[kept], intercept, alpha = fit_enet_cv(x[:, kept], y, splits, l1_ratio, int(params["n_alphas"]),
-                                                       int(params["max_iter"]), int(params.get("threads", 0)))
+            coef[kept], intercept, alpha = fit_enet_cv(
+                x[:, kept],
+                y,
+                splits,
+                l1_ratio,
+                int(params["n_alphas"]),
+                int(params["max_iter"]),
+                int(params.get("threads", 0)),
+            )
         return coef, intercept, alpha
     pipe = make_pipeline(kind, params, list(splits))
     with warnings.catch_warnings():
@@ -143,23 +150,31 @@ def alpha_grid(x: np.ndarray, y: np.ndarray, l1_ratio: float, n_alphas: int, eps
     return np.geomspace(alpha_max, alpha_max * eps, n_alphas)
 
 
-def _fold_mse(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, grid: np.ndarray,
-              l1_ratio: float, max_iter: int) -> np.ndarray:
+def _fold_mse(
+    x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, grid: np.ndarray, l1_ratio: float, max_iter: int
+) -> np.ndarray:
     """Held-out mean squared error along the whole penalty path for one CV fold."""
     from sklearn.linear_model import enet_path
 
     xt, yt = x[train], y[train]
     mx, my = xt.mean(axis=0), yt.mean()
     xt, yt = np.asfortranarray(xt - mx), yt - my
-    _, coefs, _ = enet_path(xt, yt, l1_ratio=l1_ratio, alphas=grid, precompute=xt.T @ xt, Xy=xt.T @ yt,
-                            max_iter=max_iter, check_input=False)
+    _, coefs, _ = enet_path(
+        xt, yt, l1_ratio=l1_ratio, alphas=grid, precompute=xt.T @ xt, Xy=xt.T @ yt, max_iter=max_iter, check_input=False
+    )
     pred = (x[test] - mx) @ coefs + my  # (n_test, n_alphas)
     return ((pred - y[test, None]) ** 2).mean(axis=0)
 
 
-def fit_enet_cv(x: np.ndarray, y: np.ndarray, splits: Sequence[tuple[np.ndarray, np.ndarray]],
-                l1_ratio: float, n_alphas: int, max_iter: int = 2000,
-                threads: int = 0) -> tuple[np.ndarray, float, float]:
+def fit_enet_cv(
+    x: np.ndarray,
+    y: np.ndarray,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    l1_ratio: float,
+    n_alphas: int,
+    max_iter: int = 2000,
+    threads: int = 0,
+) -> tuple[np.ndarray, float, float]:
     """Cross-validated elastic net, the same procedure as ``ElasticNetCV(l1_ratio, alphas=n_alphas,
     cv=splits)``: penalty grid from all people, per fold one warm-started coordinate-descent path
     on a precomputed Gram matrix, the penalty with the lowest mean held-out MSE, then a refit on all
@@ -187,8 +202,16 @@ def fit_enet_cv(x: np.ndarray, y: np.ndarray, splits: Sequence[tuple[np.ndarray,
     best = int(np.argmin(mse))
     mx, my = x.mean(axis=0), y.mean()
     xc, yc = np.asfortranarray(x - mx), y - my
-    _, coefs, _ = enet_path(xc, yc, l1_ratio=l1_ratio, alphas=grid[: best + 1], precompute=xc.T @ xc,
-                            Xy=xc.T @ yc, max_iter=max_iter, check_input=False)
+    _, coefs, _ = enet_path(
+        xc,
+        yc,
+        l1_ratio=l1_ratio,
+        alphas=grid[: best + 1],
+        precompute=xc.T @ xc,
+        Xy=xc.T @ yc,
+        max_iter=max_iter,
+        check_input=False,
+    )
     coef = coefs[:, -1]
     return coef, float(my - mx @ coef), float(grid[best])
 
@@ -230,8 +253,14 @@ class LinearBackbone(GenotypeBackbone):
     )
     output_modes: ClassVar[tuple[str, ...]] = ("scalar",)
     default_params: ClassVar[dict[str, Any]] = {
-        "window_size": 49_152, "cv_folds": 5, "n_alphas": 50, "l1_ratio": 0.5, "max_iter": 2000, "seed": 0,
-        "solver": "gram", "threads": 0,
+        "window_size": 49_152,
+        "cv_folds": 5,
+        "n_alphas": 50,
+        "l1_ratio": 0.5,
+        "max_iter": 2000,
+        "seed": 0,
+        "solver": "gram",
+        "threads": 0,
     }
 
     def __init__(self, **params: Any) -> None:
@@ -289,8 +318,14 @@ class LinearBackbone(GenotypeBackbone):
             raise NotFittedError(f"Model '{self.name}' has no fitted genes yet.")
         return super().predict(batch, gene)
 
-    def fit_gene_matrix(self, gene_id: str, keys: Sequence[str], x: np.ndarray, y: np.ndarray,
-                        splits: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> GeneWeights:
+    def fit_gene_matrix(
+        self,
+        gene_id: str,
+        keys: Sequence[str],
+        x: np.ndarray,
+        y: np.ndarray,
+        splits: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> GeneWeights:
         """Fit one gene on ``x`` ``(n, V)`` dosages and ``y`` ``(n,)``; CV folds default to
         :func:`cv_splits` with the ``seed`` param."""
         if x.shape != (len(y), len(keys)):
@@ -317,15 +352,23 @@ class LinearBackbone(GenotypeBackbone):
             dosage, n_missing = imputed_dosage(genotypes, train)
             imputed += n_missing
             y = np.asarray(gene_data.expression, dtype=np.float64)
-            weights = self.fit_gene_matrix(gene_data.gene.gene_id, variant_keys(genotypes), dosage[train],
-                                           y[train], splits)
+            weights = self.fit_gene_matrix(
+                gene_data.gene.gene_id, variant_keys(genotypes), dosage[train], y[train], splits
+            )
             pred = weights.predict(dosage[tune])
-            (r2, pearson), = per_gene_metrics(np.zeros(len(tune), dtype=np.int64), pred, y[tune], 1)
+            ((r2, pearson),) = per_gene_metrics(np.zeros(len(tune), dtype=np.int64), pred, y[tune], 1)
             weights.tune_r2 = r2
             weights.tune_pval = pearson_pvalue(pearson, len(tune))
-            rows.append({"gene": gene_data.gene.gene_id, "variants": len(weights.coef),
-                         "nonzero": weights.n_nonzero, "alpha": weights.alpha, "tune_r2": r2,
-                         "tune_pearson": pearson})
+            rows.append(
+                {
+                    "gene": gene_data.gene.gene_id,
+                    "variants": len(weights.coef),
+                    "nonzero": weights.n_nonzero,
+                    "alpha": weights.alpha,
+                    "tune_r2": r2,
+                    "tune_pearson": pearson,
+                }
+            )
         r2s = [r["tune_r2"] for r in rows if not math.isnan(r["tune_r2"])]
         return LinearFitResult(rows, float(np.mean(r2s)) if r2s else math.nan, imputed)
 
@@ -364,9 +407,14 @@ class LinearBackbone(GenotypeBackbone):
             model: dict[str, GeneWeights] = {}
             for i, gene_id in enumerate(meta["genes"]):
                 lo, hi = int(offsets[i]), int(offsets[i + 1])
-                model[gene_id] = GeneWeights(gene_id, keys[lo:hi], t["coef"][lo:hi].copy(),
-                                             float(t["intercepts"][i]), float(t["tune_r2"][i]),
-                                             float(t["alphas"][i]))
+                model[gene_id] = GeneWeights(
+                    gene_id,
+                    keys[lo:hi],
+                    t["coef"][lo:hi].copy(),
+                    float(t["intercepts"][i]),
+                    float(t["tune_r2"][i]),
+                    float(t["alphas"][i]),
+                )
                 if "tune_pval" in t:  # bundles written before p-values were recorded lack it
                     model[gene_id].tune_pval = float(t["tune_pval"][i])
         except InputError:
@@ -412,8 +460,16 @@ PREDICTDB_SCHEMA = (
     "CREATE TABLE varscore_model (gene TEXT, intercept DOUBLE, alpha DOUBLE)",
     "CREATE TABLE varscore_meta (key TEXT, value TEXT)",
 )
-_BUILD_SUFFIX = {"grch38": "b38", "hg38": "b38", "b38": "b38", "38": "b38",
-                 "grch37": "b37", "hg19": "b37", "b37": "b37", "37": "b37"}
+_BUILD_SUFFIX = {
+    "grch38": "b38",
+    "hg38": "b38",
+    "b38": "b38",
+    "38": "b38",
+    "grch37": "b37",
+    "hg19": "b37",
+    "b37": "b37",
+    "37": "b37",
+}
 
 
 def build_suffix(genome_build: str | None) -> str:
@@ -485,12 +541,19 @@ def export_predictdb(bundle: Any, path: str | Path, genome_build: str | None = N
                 n_weights += len(rows)
                 r2 = None if math.isnan(gene.tune_r2) else gene.tune_r2
                 pval, qval = (None if math.isnan(v) else v for v in (pvals[gene.gene_id], float(qvalue)))
-                db.execute("INSERT INTO extra VALUES (?, ?, ?, ?, ?, ?)",
-                           (gene.gene_id, names.get(gene.gene_id, gene.gene_id), len(rows), r2, pval, qval))
+                db.execute(
+                    "INSERT INTO extra VALUES (?, ?, ?, ?, ?, ?)",
+                    (gene.gene_id, names.get(gene.gene_id, gene.gene_id), len(rows), r2, pval, qval),
+                )
                 alpha = None if math.isnan(gene.alpha) else gene.alpha
                 db.execute("INSERT INTO varscore_model VALUES (?, ?, ?)", (gene.gene_id, gene.intercept, alpha))
-            meta = {"backbone": backbone.name, "build": suffix, "chrom_style": chr_style,
-                    "window_size": str(backbone.window_size), "source_bundle": bundle.name}
+            meta = {
+                "backbone": backbone.name,
+                "build": suffix,
+                "chrom_style": chr_style,
+                "window_size": str(backbone.window_size),
+                "source_bundle": bundle.name,
+            }
             db.executemany("INSERT INTO varscore_meta VALUES (?, ?)", sorted(meta.items()))
             db.execute("CREATE INDEX weights_gene ON weights (gene)")
             db.commit()
@@ -503,8 +566,11 @@ def tune_pvalues(bundle: Any, backbone: LinearBackbone) -> dict[str, float]:
     ``elastic-net-demo`` among them) recorded only the correlation, in the manifest's
     ``metrics.per_gene`` (``tune_pearson``), with the tune people in ``people.tune``: the p-value
     follows from those two (NaN where neither is known)."""
-    recorded = {str(row.get("gene")): row.get("tune_pearson")
-                for row in (bundle.manifest.get("metrics") or {}).get("per_gene") or [] if isinstance(row, dict)}
+    recorded = {
+        str(row.get("gene")): row.get("tune_pearson")
+        for row in (bundle.manifest.get("metrics") or {}).get("per_gene") or []
+        if isinstance(row, dict)
+    }
     n_tune = len((bundle.manifest.get("people") or {}).get("tune") or [])
     out = {}
     for gene_id, gene in backbone.genes.items():
@@ -541,8 +607,11 @@ def read_predictdb(path: str | Path, vcf: str | Path | None = None, backbone: st
         weights = db.execute("SELECT rsid, gene, weight, ref_allele, eff_allele FROM weights").fetchall()
         extra = db.execute('SELECT gene, genename, "pred.perf.R2" FROM extra').fetchall()
         meta = dict(db.execute("SELECT key, value FROM varscore_meta").fetchall()) if "varscore_meta" in tables else {}
-        model_rows = (db.execute("SELECT gene, intercept, alpha FROM varscore_model").fetchall()
-                      if "varscore_model" in tables else [])
+        model_rows = (
+            db.execute("SELECT gene, intercept, alpha FROM varscore_model").fetchall()
+            if "varscore_model" in tables
+            else []
+        )
     report: list[str] = []
     chrom_style = meta.get("chrom_style")
     if chrom_style is None:
@@ -577,14 +646,16 @@ def read_predictdb(path: str | Path, vcf: str | Path | None = None, backbone: st
     if flipped:
         report.append(f"{flipped:,} weights count the REF allele; converted to ALT dosage.")
     model = _backbone_class(meta.get("backbone", backbone))(
-        window_size=int(meta.get("window_size", LinearBackbone.default_params["window_size"]))).build()
+        window_size=int(meta.get("window_size", LinearBackbone.default_params["window_size"]))
+    ).build()
     tune_r2 = {g: (math.nan if r is None else float(r)) for g, _, r in extra}
     for gene in [*tune_r2, *intercepts]:  # genes whose model kept no SNP still predict their intercept
         per_gene.setdefault(gene, ([], [], 0.0))
     for gene, (keys, coefs, shift) in per_gene.items():
         intercept, alpha = intercepts.get(gene, (0.0, math.nan))
-        model.genes[gene] = GeneWeights(gene, keys, np.array(coefs, dtype=np.float64), intercept + shift,
-                                        tune_r2.get(gene, math.nan), alpha)
+        model.genes[gene] = GeneWeights(
+            gene, keys, np.array(coefs, dtype=np.float64), intercept + shift, tune_r2.get(gene, math.nan), alpha
+        )
     build: str | None = meta.get("build") or (next(iter(builds)) if len(builds) == 1 else None)
     if vcf is not None:
         report.extend(_match_report(model, vcf, build))
@@ -659,30 +730,55 @@ def register_commands(cli: click.Group) -> None:
 
     @models.command("export")
     @click.argument("name")
-    @click.option("--format", "format_", type=click.Choice(["predictdb"]), default="predictdb", show_default=True,
-                  help="predictdb: PrediXcan/PredictDB sqlite (tables weights and extra).")
-    @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write.")
+    @click.option(
+        "--format",
+        "format_",
+        type=click.Choice(["predictdb"]),
+        default="predictdb",
+        show_default=True,
+        help="predictdb: PrediXcan/PredictDB sqlite (tables weights and extra).",
+    )
+    @click.option(
+        "-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write."
+    )
     @click.option("--genome-build", help="Build tag of the variant IDs (GRCh38 -> _b38) [the bundle's, else GRCh38].")
     def models_export(name: str, format_: str, output: Path, genome_build: str | None) -> None:
         """Export a linear model bundle (elastic-net, lasso, ridge) for other tools."""
         from varscore.bundle import load_bundle
 
         result = export_predictdb(load_bundle(name), output, genome_build)
-        click.echo(f"wrote {result.path} ({result.genes} genes, {result.weights} weights, IDs chr*_*_*_*_{result.build})")
-
+        click.echo(
+            f"wrote {result.path} ({result.genes} genes, {result.weights} weights, IDs chr*_*_*_*_{result.build})"
+        )
 
     @models.command("import-predictdb")
     @click.argument("db", type=click.Path(dir_okay=False, path_type=Path))
-    @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
-                  help="Bundle directory to write.")
-    @click.option("--vcf", type=click.Path(dir_okay=False, path_type=Path),
-                  help="Report how many model SNPs this VCF holds.")
-    @click.option("--genes", "genes_path", type=click.Path(dir_okay=False, path_type=Path),
-                  help="Gene/TSS table (TSV, GTF or GFF3) giving the model genes' TSSs.")
-    @click.option("--backbone", default="elastic-net", show_default=True,
-                  type=click.Choice(["elastic-net", "lasso", "ridge"]),
-                  help="Backbone to record when the database does not say.")
-    def models_import_predictdb(db: Path, output: Path, vcf: Path | None, genes_path: Path | None, backbone: str) -> None:
+    @click.option(
+        "-o",
+        "--output",
+        required=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Bundle directory to write.",
+    )
+    @click.option(
+        "--vcf", type=click.Path(dir_okay=False, path_type=Path), help="Report how many model SNPs this VCF holds."
+    )
+    @click.option(
+        "--genes",
+        "genes_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Gene/TSS table (TSV, GTF or GFF3) giving the model genes' TSSs.",
+    )
+    @click.option(
+        "--backbone",
+        default="elastic-net",
+        show_default=True,
+        type=click.Choice(["elastic-net", "lasso", "ridge"]),
+        help="Backbone to record when the database does not say.",
+    )
+    def models_import_predictdb(
+        db: Path, output: Path, vcf: Path | None, genes_path: Path | None, backbone: str
+    ) -> None:
         """Make a linear model bundle from a PredictDB (PrediXcan) sqlite database."""
         from varscore.bundle import save_bundle, sha256
         from varscore.genome import load_genes
@@ -694,7 +790,14 @@ def register_commands(cli: click.Group) -> None:
         model_genes = set(imported.backbone.genes)
         genes = [g for g in load_genes(genes_path) if g.gene_id in model_genes] if genes_path else []
         build = {"b38": "GRCh38", "b37": "GRCh37"}.get(imported.build or "")
-        save_bundle(output, name=output.name, backbone=imported.backbone, output_mode=get_output_mode("scalar")(),
-                    genes=genes, genome_build=build, provenance={"predictdb": str(db), "predictdb_sha256": sha256(db)},
-                    extra={"train_genes": sorted(model_genes)})
+        save_bundle(
+            output,
+            name=output.name,
+            backbone=imported.backbone,
+            output_mode=get_output_mode("scalar")(),
+            genes=genes,
+            genome_build=build,
+            provenance={"predictdb": str(db), "predictdb_sha256": sha256(db)},
+            extra={"train_genes": sorted(model_genes)},
+        )
         click.echo(f"wrote {output} ({len(model_genes)} genes)")

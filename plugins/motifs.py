@@ -61,7 +61,7 @@ BACKGROUNDS = {
     "genome": (0.295, 0.205, 0.205, 0.295),  # human genome, 41% GC
     "uniform": (0.25, 0.25, 0.25, 0.25),
 }
-_N_PENALTY = -10**5  # integer score of an N: a window holding one never matches
+_N_PENALTY = -(10**5)  # integer score of an N: a window holding one never matches
 _CODES = np.full(256, 4, dtype=np.int64)
 for _i, _b in enumerate(BASES):
     _CODES[ord(_b)] = _i
@@ -94,7 +94,9 @@ def _sanitize(text: str) -> str:
 def _checked_counts(rows: list[list[float]], where: str) -> np.ndarray:
     counts = np.asarray(rows, dtype=float)
     if counts.ndim != 2 or counts.shape[1] != 4 or counts.shape[0] == 0:
-        raise InputError(f"{where}: a motif needs at least one position of 4 values (A, C, G, T); got shape {counts.shape}.")
+        raise InputError(
+            f"{where}: a motif needs at least one position of 4 values (A, C, G, T); got shape {counts.shape}."
+        )
     if not np.all(np.isfinite(counts)) or (counts < 0).any():
         raise InputError(f"{where}: motif values must be finite and non-negative.")
     if (counts.sum(axis=1) <= 0).any():
@@ -122,8 +124,10 @@ def read_motif_file(path: str | Path) -> list[Motif]:
     first = next((ln for ln in lines if ln.strip() and not ln.startswith("#")), "")
     motifs = _read_meme(lines, path) if first.startswith("MEME version") else _read_fasta_like(lines, path)
     if not motifs:
-        raise InputError(f"{path} holds no motifs: expected MEME ('MEME version', 'MOTIF' blocks) or "
-                         "JASPAR/HOCOMOCO ('>name' lines followed by count rows).")
+        raise InputError(
+            f"{path} holds no motifs: expected MEME ('MEME version', 'MOTIF' blocks) or "
+            "JASPAR/HOCOMOCO ('>name' lines followed by count rows)."
+        )
     seen: set[str] = set()
     for motif in motifs:
         if motif.motif_id in seen:
@@ -154,7 +158,9 @@ def _read_fasta_like(lines: list[str], path: Path) -> list[Motif]:
         values = [v for _, v in rows]
         if all(letter is not None for letter in letters):  # JASPAR: "A [ 1 2 3 ]"
             if sorted(letters) != list(BASES):  # type: ignore[type-var]
-                raise InputError(f"{where}: JASPAR rows must be A, C, G and T once each; got {', '.join(map(str, letters))}.")
+                raise InputError(
+                    f"{where}: JASPAR rows must be A, C, G and T once each; got {', '.join(map(str, letters))}."
+                )
             by_base = dict(zip(letters, values, strict=True))
             lengths = {len(v) for v in values}
             if len(lengths) != 1:
@@ -168,8 +174,10 @@ def _read_fasta_like(lines: list[str], path: Path) -> list[Motif]:
             counts = _checked_counts(np.array(values).T.tolist(), where)
         else:
             widths = sorted({len(v) for v in values})
-            raise InputError(f"{where}: cannot read the count rows ({len(values)} rows of {widths} values); "
-                             "expected rows of 4 values (A C G T) or 4 rows (A, C, G, T).")
+            raise InputError(
+                f"{where}: cannot read the count rows ({len(values)} rows of {widths} values); "
+                "expected rows of 4 values (A C G T) or 4 rows (A, C, G, T)."
+            )
         motifs.append(Motif(motif_id, tf, counts))
 
     for line_no, line in enumerate(lines, start=1):
@@ -186,8 +194,10 @@ def _read_fasta_like(lines: list[str], path: Path) -> list[Motif]:
             header, rows = (motif_id, tf, line_no), []
             continue
         if header is None:
-            raise InputError(f"{path}:{line_no}: expected a '>' motif name line before count rows, got "
-                             f"'{text[:60]}'. Motif files must be MEME, JASPAR or .pfm.")
+            raise InputError(
+                f"{path}:{line_no}: expected a '>' motif name line before count rows, got "
+                f"'{text[:60]}'. Motif files must be MEME, JASPAR or .pfm."
+            )
         letter = None
         match = re.match(r"^([ACGTacgt])\s*[\[\s:]", text)
         if match and not text[0].isdigit():
@@ -247,16 +257,19 @@ def _read_meme(lines: list[str], path: Path) -> list[Motif]:
     return motifs
 
 
-def jaspar_motifs(release: str = "JASPAR2024", collection: str = "CORE", tax_group: str = "vertebrates",
-                  motif_ids: Sequence[str] = ()) -> list[Motif]:
+def jaspar_motifs(
+    release: str = "JASPAR2024", collection: str = "CORE", tax_group: str = "vertebrates", motif_ids: Sequence[str] = ()
+) -> list[Motif]:
     """Motifs from pyjaspar's bundled SQLite (offline): the latest version of every matrix of
     ``collection`` and ``tax_group``, or exactly ``motif_ids`` (versioned, e.g. ``MA0079.5``)."""
     from pyjaspar import jaspardb
 
     releases = jaspardb().get_releases()
     if release not in releases:  # pyjaspar only prints a warning for an unknown release
-        raise InputError(f"JASPAR release '{release}' is not bundled with pyjaspar (it has {', '.join(releases)}); "
-                         "or pass a motif file.")
+        raise InputError(
+            f"JASPAR release '{release}' is not bundled with pyjaspar (it has {', '.join(releases)}); "
+            "or pass a motif file."
+        )
     database = jaspardb(release=release)
     if motif_ids:
         records = []
@@ -269,9 +282,7 @@ def jaspar_motifs(release: str = "JASPAR2024", collection: str = "CORE", tax_gro
         records = database.fetch_motifs(collection=collection, tax_group=[tax_group])
         if not records:
             raise InputError(f"{release} has no motifs for collection '{collection}' and tax group '{tax_group}'.")
-    return [
-        Motif(r.matrix_id, r.name, np.array([r.counts[b] for b in BASES], dtype=float).T) for r in records
-    ]
+    return [Motif(r.matrix_id, r.name, np.array([r.counts[b] for b in BASES], dtype=float).T) for r in records]
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,7 +379,9 @@ def _check_contexts(codes: np.ndarray, flank: int, motifs: CompiledMotifs) -> in
     allele = codes.shape[1] - 2 * flank
     longest = max((s.shape[0] for s in motifs.scores), default=1)
     if allele < 1 or flank < longest - 1:
-        raise ValueError(f"contexts of width {codes.shape[1]} with flank {flank} cannot hold motifs of length {longest}")
+        raise ValueError(
+            f"contexts of width {codes.shape[1]} with flank {flank} cannot hold motifs of length {longest}"
+        )
     return allele
 
 
@@ -403,15 +416,19 @@ def best_scores(codes: np.ndarray, flank: int, motifs: CompiledMotifs, chunk: in
             span = one_hot[:, first * 4 : (first + placements + length - 1) * 4]
             windows = np.lib.stride_tricks.sliding_window_view(span, length * 4, axis=1)[:, ::4]  # (c, P, L*4)
             scores = (windows.reshape(c * placements, length * 4) @ weights).reshape(c, placements, -1)
-            n_count = (n_before[lo : lo + c, first + length : first + length + placements]
-                       - n_before[lo : lo + c, first : first + placements])
+            n_count = (
+                n_before[lo : lo + c, first + length : first + length + placements]
+                - n_before[lo : lo + c, first : first + placements]
+            )
             if n_count.any():
                 scores -= np.float32(1e7) * (n_count > 0)[:, :, None]
             best[lo : lo + c, members] = np.rint(scores.max(axis=1).reshape(c, 2, -1).max(axis=1))
     return best
 
 
-def locate(codes: np.ndarray, flank: int, motifs: CompiledMotifs, motif_index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def locate(
+    codes: np.ndarray, flank: int, motifs: CompiledMotifs, motif_index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best placement of motif ``motif_index[i]`` in context ``codes[i]`` (``(K, W)``; see
     :func:`best_scores`). Returns ``(K,)`` score, strand (0 = +, 1 = -) and 0-based start."""
     k = codes.shape[0]
@@ -545,16 +562,28 @@ def allele_hits(
         _, ref_strand, ref_start = locate(ref_codes[rows], flank, motifs, cols)
         _, alt_strand, alt_start = locate(alt_codes[rows], flank, motifs, cols)
         strand = np.where(use_ref, ref_strand, alt_strand)
-        delta = np.array([
-            _weighted_sum(motifs.ppm[c], alt_codes[r], a_start, a_strand)
-            - _weighted_sum(motifs.ppm[c], ref_codes[r], r_start, r_strand)
-            for r, c, r_start, r_strand, a_start, a_strand in zip(
-                rows, cols, ref_start, ref_strand, alt_start, alt_strand, strict=True)
-        ])
+        delta = np.array(
+            [
+                _weighted_sum(motifs.ppm[c], alt_codes[r], a_start, a_strand)
+                - _weighted_sum(motifs.ppm[c], ref_codes[r], r_start, r_strand)
+                for r, c, r_start, r_strand, a_start, a_strand in zip(
+                    rows, cols, ref_start, ref_strand, alt_start, alt_strand, strict=True
+                )
+            ]
+        )
     effects = _effect(delta)
     return [
-        MotifHit(int(r), alt_allele[int(r)], int(c), "+-"[int(s)], float(ref_p[r, c]), float(alt_p[r, c]), float(d), str(e),
-                 float(q[r, c]))
+        MotifHit(
+            int(r),
+            alt_allele[int(r)],
+            int(c),
+            "+-"[int(s)],
+            float(ref_p[r, c]),
+            float(alt_p[r, c]),
+            float(d),
+            str(e),
+            float(q[r, c]),
+        )
         for r, c, s, d, e in zip(rows, cols, strand, delta, effects, strict=True)
         if e != "neutral"
     ]
@@ -632,10 +661,18 @@ def variant_motif_hits(
     if any(skipped.values()):
         logger.info("motif scan skipped: %s", ", ".join(f"{k} {v}" for k, v in skipped.items() if v))
     out: dict[str, list[tuple[MotifHit, Motif]]] = {}
-    for _, batch in tqdm(sorted(jobs.items()), desc="motif scan", unit="allele shape", disable=not progress, leave=False):
+    for _, batch in tqdm(
+        sorted(jobs.items()), desc="motif scan", unit="allele shape", disable=not progress, leave=False
+    ):
         hits = allele_hits(
-            [b[2] for b in batch], [b[3] for b in batch], [b[1] for b in batch],
-            flank, motifs, p_threshold, correction, q_threshold,
+            [b[2] for b in batch],
+            [b[3] for b in batch],
+            [b[1] for b in batch],
+            flank,
+            motifs,
+            p_threshold,
+            correction,
+            q_threshold,
         )
         for hit in hits:
             out.setdefault(batch[hit.variant][0].key, []).append((hit, motifs.motifs[hit.motif]))
@@ -645,8 +682,18 @@ def variant_motif_hits(
 def format_hits(hits: Sequence[tuple[MotifHit, Motif]]) -> str:
     """``VARSCORE_MOTIF`` value: comma-separated ``ALLELE|MOTIF|TF|STRAND|REF_P|ALT_P|EFFECT|Q``."""
     return ",".join(
-        "|".join((hit.allele, _sanitize(motif.motif_id), _sanitize(motif.tf), hit.strand,
-                  f"{hit.ref_p:.3g}", f"{hit.alt_p:.3g}", hit.effect, f"{hit.q:.3g}"))
+        "|".join(
+            (
+                hit.allele,
+                _sanitize(motif.motif_id),
+                _sanitize(motif.tf),
+                hit.strand,
+                f"{hit.ref_p:.3g}",
+                f"{hit.alt_p:.3g}",
+                hit.effect,
+                f"{hit.q:.3g}",
+            )
+        )
         for hit, motif in sorted(hits, key=lambda h: (h[0].allele, min(h[0].ref_p, h[0].alt_p)))
     )
 
@@ -664,8 +711,10 @@ def _background(value: Any) -> tuple[float, ...]:
     except (TypeError, ValueError):
         freqs = ()
     if len(freqs) != 4 or min(freqs) <= 0 or not math.isclose(sum(freqs), 1.0, abs_tol=1e-3):
-        raise InputError(f"motifs.background must be 'genome', 'uniform' or four A,C,G,T frequencies summing "
-                         f"to 1 (e.g. 0.3,0.2,0.2,0.3); got '{value}'.")
+        raise InputError(
+            f"motifs.background must be 'genome', 'uniform' or four A,C,G,T frequencies summing "
+            f"to 1 (e.g. 0.3,0.2,0.2,0.3); got '{value}'."
+        )
     return tuple(f / sum(freqs) for f in freqs)
 
 
@@ -722,8 +771,9 @@ class MotifAnnotator(Annotator):
         self.q_threshold = _positive_float("q_threshold", self.params["q_threshold"], upper=1.0)
         self.correction = str(self.params["correction"]).lower()
         if self.correction not in CORRECTIONS:
-            raise InputError(f"motifs.correction must be one of {', '.join(CORRECTIONS)}; got "
-                             f"'{self.params['correction']}'.")
+            raise InputError(
+                f"motifs.correction must be one of {', '.join(CORRECTIONS)}; got '{self.params['correction']}'."
+            )
         self.pseudocount = _positive_float("pseudocount", self.params["pseudocount"])
         self.background = _background(self.params["background"])
         try:
@@ -759,8 +809,15 @@ class MotifAnnotator(Annotator):
 
         if context.fasta is None:
             raise InputError("The motifs annotator needs the reference sequence: pass --fasta.")
-        hits = variant_motif_hits(variants, context.fasta, self.compiled, self.p_threshold, self.max_indel,
-                                  correction=self.correction, q_threshold=self.q_threshold)
+        hits = variant_motif_hits(
+            variants,
+            context.fasta,
+            self.compiled,
+            self.p_threshold,
+            self.max_indel,
+            correction=self.correction,
+            q_threshold=self.q_threshold,
+        )
         values = {key: format_hits(found) for key, found in hits.items()}
         return pd.DataFrame({MOTIF_KEY: pd.Series(values, dtype=object)})
 

@@ -81,8 +81,13 @@ def random_sequence(rng: np.random.Generator, length: int) -> str:
     return "".join(rng.choice(list("ACGT"), size=length))
 
 
-def write_vcf(path: Path, records: list[tuple[str, int, str, str]], samples: list[str] | None = None,
-              contigs: dict[str, int] | None = None, genotypes: list[list[str]] | None = None) -> Path:
+def write_vcf(
+    path: Path,
+    records: list[tuple[str, int, str, str]],
+    samples: list[str] | None = None,
+    contigs: dict[str, int] | None = None,
+    genotypes: list[list[str]] | None = None,
+) -> Path:
     """A small VCF; ``records`` are (chrom, pos, ref, alt). Written as .vcf or bgzipped .vcf.gz."""
     lines = ["##fileformat=VCFv4.2"]
     for name, length in (contigs or {}).items():
@@ -129,8 +134,14 @@ def toy_world(tmp_path: Path, toy_plugin):
         Gene("G3", "chr2", 20, "+", "GENEC"),  # window runs off the contig start
     ]
     backbone = ToyBackbone().build()
-    bundle = save_bundle(tmp_path / "models" / "toy-model", name="toy-model", backbone=backbone,
-                         output_mode=ScalarOutput(track=1, center_bins=1), genes=genes, reference_fasta=fasta)
+    bundle = save_bundle(
+        tmp_path / "models" / "toy-model",
+        name="toy-model",
+        backbone=backbone,
+        output_mode=ScalarOutput(track=1, center_bins=1),
+        genes=genes,
+        reference_fasta=fasta,
+    )
     return {"fasta": fasta, "seqs": seqs, "genes": genes, "bundle": bundle, "backbone": backbone, "tmp": tmp_path}
 
 

@@ -91,8 +91,10 @@ class CarrierBackbone(GenotypeBackbone):
         from safetensors.numpy import save_file
 
         genes = self.gene_ids()
-        tensors = {"intercepts": np.array([self.model_[g][2] for g in genes], dtype=np.float64),
-                   "weights": np.concatenate([self.model_[g][1] for g in genes] or [np.zeros(0)]).astype(np.float64)}
+        tensors = {
+            "intercepts": np.array([self.model_[g][2] for g in genes], dtype=np.float64),
+            "weights": np.concatenate([self.model_[g][1] for g in genes] or [np.zeros(0)]).astype(np.float64),
+        }
         meta = {"genes": genes, "keys": [self.model_[g][0] for g in genes]}
         Path(directory).mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(Path(directory) / WEIGHTS_FILE), metadata={"carrier": json.dumps(meta)})

@@ -46,8 +46,13 @@ class Outcome:
     out_bytes: bytes = b""
 
 
-def run_cli(args: list[str], stdin: Path | None = None, fault: Callable[[], None] | None = None,
-            timeout: float = 120, out_file: Path | None = None) -> Outcome:
+def run_cli(
+    args: list[str],
+    stdin: Path | None = None,
+    fault: Callable[[], None] | None = None,
+    timeout: float = 120,
+    out_file: Path | None = None,
+) -> Outcome:
     """``varscore ARGS`` in a forked child: its exit status (minus the signal if one ended it),
     stdout and stderr. ``fault`` runs in the child first (fault injection)."""
     from varscore.cli import cli
@@ -59,9 +64,11 @@ def run_cli(args: list[str], stdin: Path | None = None, fault: Callable[[], None
         code = 1
         try:
             faulthandler.disable()
-            for fd, path, flags in ((0, stdin or os.devnull, os.O_RDONLY),
-                                    (1, stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
-                                    (2, stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+            for fd, path, flags in (
+                (0, stdin or os.devnull, os.O_RDONLY),
+                (1, stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                (2, stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+            ):
                 opened = os.open(path, flags, 0o644)
                 os.dup2(opened, fd)
                 os.close(opened)
@@ -118,10 +125,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     rng = np.random.default_rng(17)
     seqs = {"chr1": random_sequence(rng, 1000), "chr2": random_sequence(rng, 500)}
     fasta = write_fasta(tmp / "ref.fa", seqs)
-    genes = [Gene("G1", "chr1", 200, "+", "GENEA"), Gene("G2", "chr1", 230, "-", "GENEB"),
-             Gene("G3", "chr2", 20, "+", "GENEC")]
-    bundle = save_bundle(tmp / "adv-model", name="adv-model", backbone=ToyBackbone().build(),
-                         output_mode=ScalarOutput(track=1, center_bins=1), genes=genes, reference_fasta=fasta)
+    genes = [
+        Gene("G1", "chr1", 200, "+", "GENEA"),
+        Gene("G2", "chr1", 230, "-", "GENEB"),
+        Gene("G3", "chr2", 20, "+", "GENEC"),
+    ]
+    bundle = save_bundle(
+        tmp / "adv-model",
+        name="adv-model",
+        backbone=ToyBackbone().build(),
+        output_mode=ScalarOutput(track=1, center_bins=1),
+        genes=genes,
+        reference_fasta=fasta,
+    )
     yield {"tmp": tmp, "seqs": seqs, "fasta": fasta, "bundle": bundle, "genes": genes}
     manager.unregister("toy-plugin-adversarial")
 
@@ -138,8 +154,13 @@ def snv(seqs: dict[str, str], chrom: str, pos: int, **kw: str) -> list[str]:
     return [chrom, str(pos), kw.get("id", "."), ref, alt, ".", "PASS", kw.get("info", ".")]
 
 
-def vcf_text(records: list[list[str]], samples: list[str] | None = None, header: list[str] | None = None,
-             contigs: dict[str, int] | None = None, genotypes: list[str] | None = None) -> str:
+def vcf_text(
+    records: list[list[str]],
+    samples: list[str] | None = None,
+    header: list[str] | None = None,
+    contigs: dict[str, int] | None = None,
+    genotypes: list[str] | None = None,
+) -> str:
     lines = ["##fileformat=VCFv4.2"]
     for name, length in (contigs if contigs is not None else {"chr1": 1000, "chr2": 500}).items():
         lines.append(f"##contig=<ID={name},length={length}>")
@@ -151,7 +172,7 @@ def vcf_text(records: list[list[str]], samples: list[str] | None = None, header:
     for i, record in enumerate(records):
         row = list(record)
         if samples:
-            gts = (genotypes[i] if genotypes else "\t".join(["0/1"] * len(samples)))
+            gts = genotypes[i] if genotypes else "\t".join(["0/1"] * len(samples))
             row += ["GT", gts]
         lines.append("\t".join(row))
     return "\n".join(lines) + "\n"
@@ -198,38 +219,82 @@ def _cases(seqs: dict[str, str]) -> list[Case]:
     sampled = vcf_text(good, samples=SAMPLE_HEADER)
     cases = [
         # malformed records and files: a one-line error naming the problem
-        Case("spaces_for_tabs", "error", with_body(body[:2] + [body[2].replace("\t", " ")] + body[3:]),
-             message=r"line \d+ .*spaces instead of tabs"),
-        Case("space_in_chrom", "error", with_body(body[:1] + ["chr1 190" + body[1][len("chr1\t190"):]]),
-             message=r"line \d+"),
-        Case("five_columns", "error", with_body(body[:1] + ["\t".join(body[1].split("\t")[:5])]),
-             message=r"line \d+ has 5 tab-separated columns"),
-        Case("fewer_sample_columns", "error",
-             "\n".join(sampled.splitlines()[:-1] + [sampled.splitlines()[-1].rsplit("\t", 1)[0]]) + "\n",
-             message=r"line \d+ has 10 columns; the '#CHROM' line names 11"),
-        Case("pos_not_a_number", "error", with_body([body[0].replace("\t5\t", "\tX5\t", 1)] + body[1:]),
-             message=r"POS 'X5'"),
+        Case(
+            "spaces_for_tabs",
+            "error",
+            with_body(body[:2] + [body[2].replace("\t", " ")] + body[3:]),
+            message=r"line \d+ .*spaces instead of tabs",
+        ),
+        Case(
+            "space_in_chrom",
+            "error",
+            with_body(body[:1] + ["chr1 190" + body[1][len("chr1\t190") :]]),
+            message=r"line \d+",
+        ),
+        Case(
+            "five_columns",
+            "error",
+            with_body(body[:1] + ["\t".join(body[1].split("\t")[:5])]),
+            message=r"line \d+ has 5 tab-separated columns",
+        ),
+        Case(
+            "fewer_sample_columns",
+            "error",
+            "\n".join(sampled.splitlines()[:-1] + [sampled.splitlines()[-1].rsplit("\t", 1)[0]]) + "\n",
+            message=r"line \d+ has 10 columns; the '#CHROM' line names 11",
+        ),
+        Case(
+            "pos_not_a_number",
+            "error",
+            with_body([body[0].replace("\t5\t", "\tX5\t", 1)] + body[1:]),
+            message=r"POS 'X5'",
+        ),
         Case("pos_dot", "error", with_body([body[0].replace("\t5\t", "\t.\t", 1)] + body[1:]), message="POS"),
         Case("pos_negative", "error", with_body([body[0].replace("\t5\t", "\t-5\t", 1)] + body[1:]), message="POS"),
-        Case("empty_chrom", "error", with_body(["\t" + "\t".join(body[0].split("\t")[1:])] + body[1:]),
-             message="CHROM column is empty"),
-        Case("empty_ref", "error", with_body([re.sub(r"^(\S+\t\S+\t\S+\t)\S+", r"\1", body[0])] + body[1:]),
-             message="REF column is empty"),
-        Case("no_chrom_header_line", "error", "\n".join([ln for ln in lines if not ln.startswith("#CHROM")]) + "\n",
-             message="before the '#CHROM' header line"),
-        Case("chrom_header_with_spaces", "error", good_text.replace("#CHROM\tPOS\tID", "#CHROM POS ID"),
-             message="'#CHROM' header line"),
+        Case(
+            "empty_chrom",
+            "error",
+            with_body(["\t" + "\t".join(body[0].split("\t")[1:])] + body[1:]),
+            message="CHROM column is empty",
+        ),
+        Case(
+            "empty_ref",
+            "error",
+            with_body([re.sub(r"^(\S+\t\S+\t\S+\t)\S+", r"\1", body[0])] + body[1:]),
+            message="REF column is empty",
+        ),
+        Case(
+            "no_chrom_header_line",
+            "error",
+            "\n".join([ln for ln in lines if not ln.startswith("#CHROM")]) + "\n",
+            message="before the '#CHROM' header line",
+        ),
+        Case(
+            "chrom_header_with_spaces",
+            "error",
+            good_text.replace("#CHROM\tPOS\tID", "#CHROM POS ID"),
+            message="'#CHROM' header line",
+        ),
         Case("plain_text_not_vcf", "error", "hello world\nthis is not a VCF\n"),
         Case("binary_garbage", "error", bytes(np.random.default_rng(3).integers(0, 256, 3000, dtype=np.uint8))),
         Case("empty_file", "error", b"", message="empty"),
-        Case("truncated_gz", "error", _truncated_gz(good_text), form="vcf.gz",
-             message="truncated or damaged"),
+        Case("truncated_gz", "error", _truncated_gz(good_text), form="vcf.gz", message="truncated or damaged"),
         Case("gzip_magic_garbage", "error", b"\x1f\x8b" + bytes(range(256)) * 4, form="vcf.gz"),
-        Case("six_columns_sites_only", "error", with_body(["\t".join(r.split("\t")[:6]) for r in body]),
-             message="6 tab-separated columns"),
-        Case("seven_columns_with_samples", "error",
-             "\n".join([ln for ln in sampled.splitlines() if ln.startswith("#")]
-                       + ["\t".join(r.split("\t")[:7]) for r in body]) + "\n", message="7 tab-separated columns"),
+        Case(
+            "six_columns_sites_only",
+            "error",
+            with_body(["\t".join(r.split("\t")[:6]) for r in body]),
+            message="6 tab-separated columns",
+        ),
+        Case(
+            "seven_columns_with_samples",
+            "error",
+            "\n".join(
+                [ln for ln in sampled.splitlines() if ln.startswith("#")] + ["\t".join(r.split("\t")[:7]) for r in body]
+            )
+            + "\n",
+            message="7 tab-separated columns",
+        ),
         # normalised, then read: what bcftools reads is read
         Case("seven_columns_sites_only", "ok", with_body(["\t".join(r.split("\t")[:7]) for r in body])),
         Case("blank_line_in_middle", "ok", with_body(body[:3] + [""] + body[3:])),
@@ -250,13 +315,19 @@ def _cases(seqs: dict[str, str]) -> list[Case]:
         Case("five_alts", "ok", vcf_text([s(190, alt="A,C,G,T,AT".replace(seqs["chr1"][189] + ",", "")), s(200)])),
         Case("long_insertion", "ok", vcf_text([s(190, alt=seqs["chr1"][189] + "T" * 70)])),
         Case("long_deletion", "ok", vcf_text([s(190, ref=seqs["chr1"][189:229], alt=seqs["chr1"][189])])),
-        Case("mnp", "ok", vcf_text([s(190, ref=seqs["chr1"][189:192], alt="".join(_other(b) for b in
-                                                                                     seqs["chr1"][189:192]))])),
+        Case(
+            "mnp",
+            "ok",
+            vcf_text([s(190, ref=seqs["chr1"][189:192], alt="".join(_other(b) for b in seqs["chr1"][189:192]))]),
+        ),
         Case("pos_past_contig_end", "ok", vcf_text([s(200), s(5000, ref="A", alt="C")])),
         Case("duplicate_records", "ok", vcf_text([s(190), s(190), s(200)])),
         Case("unsorted_records", "ok", vcf_text([s(255), s(10, "chr2"), s(190)])),
-        Case("overlapping_records", "ok", vcf_text([s(190, ref=seqs["chr1"][189:195], alt=seqs["chr1"][189]),
-                                                    s(192), s(193)])),
+        Case(
+            "overlapping_records",
+            "ok",
+            vcf_text([s(190, ref=seqs["chr1"][189:195], alt=seqs["chr1"][189]), s(192), s(193)]),
+        ),
         Case("one_ref_mismatch", "ok", vcf_text([s(190, ref=_other(seqs["chr1"][189])), s(200), s(210)])),
         Case("unicode_id", "ok", vcf_text([s(190, id="rs\u00e9\u4e2d"), s(200)])),
         # ploidy and genotypes
@@ -266,50 +337,114 @@ def _cases(seqs: dict[str, str]) -> list[Case]:
         Case("mixed_phasing", "ok", vcf_text(good, samples=SAMPLE_HEADER, genotypes=["0|1\t1/0"] * len(good))),
         Case("fifty_samples", "ok", vcf_text(good, samples=[f"P{i}" for i in range(50)])),
         # conflicting and odd headers: replaced with a warning, bcftools reads the result
-        Case("varscore_integer_header", "ok", vcf_text(
-            [s(190, info="VARSCORE=3"), s(5, info="DP=1;VARSCORE=7")],
-            header=['##INFO=<ID=VARSCORE,Number=1,Type=Integer,Description="old">',
-                    '##INFO=<ID=DP,Number=1,Type=Integer,Description="d">']), message="replaced"),
-        Case("varscore_max_flag_header", "ok", vcf_text(
-            [s(190, info="VARSCORE_MAX"), s(200)],
-            header=['##INFO=<ID=VARSCORE_MAX,Number=0,Type=Flag,Description="old">']), message="replaced"),
-        Case("varscore_skip_integer", "ok", vcf_text(
-            [s(5, info="VARSCORE_SKIP=1"), s(200)],
-            header=['##INFO=<ID=VARSCORE_SKIP,Number=1,Type=Integer,Description="old">']), message="replaced"),
-        Case("all_three_conflict", "ok", vcf_text(
-            [s(190, info="VARSCORE=1;VARSCORE_MAX=2;VARSCORE_SKIP=3"), s(5, info="VARSCORE=4")],
-            header=[f'##INFO=<ID={k},Number=1,Type=Integer,Description="old">'
-                    for k in ("VARSCORE", "VARSCORE_MAX", "VARSCORE_SKIP")]), message="replaced"),
-        Case("identical_definition_old_values", "ok", vcf_text(
-            [s(5, info="VARSCORE=a|G1|m|1|2|1"), s(200)],
-            header=['##INFO=<ID=VARSCORE,Number=.,Type=String,Description="old run">']), message="replaced"),
+        Case(
+            "varscore_integer_header",
+            "ok",
+            vcf_text(
+                [s(190, info="VARSCORE=3"), s(5, info="DP=1;VARSCORE=7")],
+                header=[
+                    '##INFO=<ID=VARSCORE,Number=1,Type=Integer,Description="old">',
+                    '##INFO=<ID=DP,Number=1,Type=Integer,Description="d">',
+                ],
+            ),
+            message="replaced",
+        ),
+        Case(
+            "varscore_max_flag_header",
+            "ok",
+            vcf_text(
+                [s(190, info="VARSCORE_MAX"), s(200)],
+                header=['##INFO=<ID=VARSCORE_MAX,Number=0,Type=Flag,Description="old">'],
+            ),
+            message="replaced",
+        ),
+        Case(
+            "varscore_skip_integer",
+            "ok",
+            vcf_text(
+                [s(5, info="VARSCORE_SKIP=1"), s(200)],
+                header=['##INFO=<ID=VARSCORE_SKIP,Number=1,Type=Integer,Description="old">'],
+            ),
+            message="replaced",
+        ),
+        Case(
+            "all_three_conflict",
+            "ok",
+            vcf_text(
+                [s(190, info="VARSCORE=1;VARSCORE_MAX=2;VARSCORE_SKIP=3"), s(5, info="VARSCORE=4")],
+                header=[
+                    f'##INFO=<ID={k},Number=1,Type=Integer,Description="old">'
+                    for k in ("VARSCORE", "VARSCORE_MAX", "VARSCORE_SKIP")
+                ],
+            ),
+            message="replaced",
+        ),
+        Case(
+            "identical_definition_old_values",
+            "ok",
+            vcf_text(
+                [s(5, info="VARSCORE=a|G1|m|1|2|1"), s(200)],
+                header=['##INFO=<ID=VARSCORE,Number=.,Type=String,Description="old run">'],
+            ),
+            message="replaced",
+        ),
         Case("undefined_info_keys", "ok", vcf_text([s(190, info="FOO=1;BAR"), s(200, info="X=y")])),
-        Case("lookalike_key_kept", "ok", vcf_text(
-            [s(190, info="VARSCORE_X=5"), s(200)],
-            header=['##INFO=<ID=VARSCORE_X,Number=1,Type=Integer,Description="other tool">'])),
+        Case(
+            "lookalike_key_kept",
+            "ok",
+            vcf_text(
+                [s(190, info="VARSCORE_X=5"), s(200)],
+                header=['##INFO=<ID=VARSCORE_X,Number=1,Type=Integer,Description="other tool">'],
+            ),
+        ),
         # wrong build and contig names
-        Case("contig_length_differs_from_a_toy_fasta", "ok", vcf_text(good, contigs={"chr1": 248956422, "chr2": 500}),
-             message=r"Contig lengths of .* differ from the FASTA .*chr1 248,956,422 vs 1,000 bp"),
-        Case("contig_length_of_another_build", "error",
-             vcf_text([["chr20", "100", ".", "A", "C", ".", ".", "."]], contigs={"chr20": 64444167}),
-             args=["--fasta", str(data_dir() / "ucsc.hg19.chr20.unittest.fasta.gz")],
-             message=r"Contig chr20 is 64,444,167 bp .*\(hg38's length\) but 63,025,520 bp .*than the model's hg19"),
-        Case("ref_alleles_of_another_build", "error",
-             vcf_text([s(p, ref=seqs["chr1"][p + 6]) for p in range(170, 230, 2)]),
-             message="looks like a different genome build"),
-        Case("ref_mismatch_allowed", "ok", vcf_text([s(p, ref=seqs["chr1"][p + 6]) for p in range(170, 230, 2)]),
-             args=["--max-ref-mismatch", "1"]),
-        Case("chr_and_no_chr", "error", vcf_text([s(190), ["1", "200", ".", seqs["chr1"][199], "A", ".", ".", "."]],
-                                                 contigs={}), message="'chr1' and '1'"),
+        Case(
+            "contig_length_differs_from_a_toy_fasta",
+            "ok",
+            vcf_text(good, contigs={"chr1": 248956422, "chr2": 500}),
+            message=r"Contig lengths of .* differ from the FASTA .*chr1 248,956,422 vs 1,000 bp",
+        ),
+        Case(
+            "contig_length_of_another_build",
+            "error",
+            vcf_text([["chr20", "100", ".", "A", "C", ".", ".", "."]], contigs={"chr20": 64444167}),
+            args=["--fasta", str(data_dir() / "ucsc.hg19.chr20.unittest.fasta.gz")],
+            message=r"Contig chr20 is 64,444,167 bp .*\(hg38's length\) but 63,025,520 bp .*than the model's hg19",
+        ),
+        Case(
+            "ref_alleles_of_another_build",
+            "error",
+            vcf_text([s(p, ref=seqs["chr1"][p + 6]) for p in range(170, 230, 2)]),
+            message="looks like a different genome build",
+        ),
+        Case(
+            "ref_mismatch_allowed",
+            "ok",
+            vcf_text([s(p, ref=seqs["chr1"][p + 6]) for p in range(170, 230, 2)]),
+            args=["--max-ref-mismatch", "1"],
+        ),
+        Case(
+            "chr_and_no_chr",
+            "error",
+            vcf_text([s(190), ["1", "200", ".", seqs["chr1"][199], "A", ".", ".", "."]], contigs={}),
+            message="'chr1' and '1'",
+        ),
         Case("unknown_contigs_only", "error", vcf_text([["chrZ", "5", ".", "A", "C", ".", ".", "."]], contigs={})),
         # input forms
         Case("stdin", "ok", good_text, form="stdin"),
         Case("stdin_gzipped", "ok", good_text, form="stdin.gz"),
         Case("named_pipe", "ok", good_text, form="fifo"),
         Case("bcf", "ok", sampled, form="bcf"),
-        Case("bcf_conflicting_header", "ok", vcf_text(
-            [s(190, info="VARSCORE=3"), s(200)],
-            header=['##INFO=<ID=VARSCORE,Number=1,Type=Integer,Description="old">']), form="bcf", message="replaced"),
+        Case(
+            "bcf_conflicting_header",
+            "ok",
+            vcf_text(
+                [s(190, info="VARSCORE=3"), s(200)],
+                header=['##INFO=<ID=VARSCORE,Number=1,Type=Integer,Description="old">'],
+            ),
+            form="bcf",
+            message="replaced",
+        ),
         Case("bgzipped", "ok", sampled, form="vcf.gz"),
         Case("stdout_output", "ok", good_text, output="-"),
         Case("plain_vcf_output", "ok", good_text, output="out.vcf"),
@@ -318,39 +453,91 @@ def _cases(seqs: dict[str, str]) -> list[Case]:
         # gene tables
         Case("genes_empty_file", "error", good_text, genes="", message="empty"),
         Case("genes_header_only", "error", good_text, genes="chrom\ttss\tstrand\tgene_id\n", message="no genes"),
-        Case("genes_duplicate_ids", "error", good_text,
-             genes="chrom\ttss\tstrand\tgene_id\nchr1\t200\t+\tG1\nchr1\t300\t+\tG1\n", message="more than once: G1"),
-        Case("genes_tss_zero", "error", good_text, genes="chrom\ttss\tstrand\tgene_id\nchr1\t0\t+\tG1\n",
-             message="TSS 0"),
-        Case("genes_tss_negative", "error", good_text, genes="chrom\ttss\tstrand\tgene_id\nchr1\t-4\t+\tG1\n",
-             message="TSS -4"),
-        Case("genes_tss_text", "error", good_text, genes="chrom\ttss\tstrand\tgene_id\nchr1\tabc\t+\tG1\n",
-             message="not an integer"),
-        Case("genes_missing_column", "error", good_text, genes="chrom\ttss\tgene_id\nchr1\t200\tG1\n",
-             message="needs columns"),
-        Case("genes_bad_strand", "error", good_text, genes="chrom\ttss\tstrand\tgene_id\nchr1\t200\tx\tG1\n",
-             message="strand"),
+        Case(
+            "genes_duplicate_ids",
+            "error",
+            good_text,
+            genes="chrom\ttss\tstrand\tgene_id\nchr1\t200\t+\tG1\nchr1\t300\t+\tG1\n",
+            message="more than once: G1",
+        ),
+        Case(
+            "genes_tss_zero", "error", good_text, genes="chrom\ttss\tstrand\tgene_id\nchr1\t0\t+\tG1\n", message="TSS 0"
+        ),
+        Case(
+            "genes_tss_negative",
+            "error",
+            good_text,
+            genes="chrom\ttss\tstrand\tgene_id\nchr1\t-4\t+\tG1\n",
+            message="TSS -4",
+        ),
+        Case(
+            "genes_tss_text",
+            "error",
+            good_text,
+            genes="chrom\ttss\tstrand\tgene_id\nchr1\tabc\t+\tG1\n",
+            message="not an integer",
+        ),
+        Case(
+            "genes_missing_column",
+            "error",
+            good_text,
+            genes="chrom\ttss\tgene_id\nchr1\t200\tG1\n",
+            message="needs columns",
+        ),
+        Case(
+            "genes_bad_strand",
+            "error",
+            good_text,
+            genes="chrom\ttss\tstrand\tgene_id\nchr1\t200\tx\tG1\n",
+            message="strand",
+        ),
         Case("genes_good", "ok", good_text, genes="chrom\ttss\tstrand\tgene_id\nchr1\t300\t+\tNEW1\n"),
-        Case("genes_newline_in_id", "ok", good_text,
-             genes='chrom\ttss\tstrand\tgene_id\nchr1\t200\t+\t"BAD\nID;x=1"\n'),
+        Case(
+            "genes_newline_in_id", "ok", good_text, genes='chrom\ttss\tstrand\tgene_id\nchr1\t200\t+\t"BAD\nID;x=1"\n'
+        ),
         # outputs and faults
-        Case("output_is_directory", "error", good_text, output="outdir", setup="mkdir-output",
-             message="is a directory"),
-        Case("output_folder_read_only", "error", good_text, output="/proc/varscore-out.vcf.gz",
-             message="cannot be written"),
-        Case("output_parent_is_a_file", "error", good_text, output="afile/out.vcf.gz", setup="file-parent",
-             message="cannot be written"),
+        Case(
+            "output_is_directory", "error", good_text, output="outdir", setup="mkdir-output", message="is a directory"
+        ),
+        Case(
+            "output_folder_read_only",
+            "error",
+            good_text,
+            output="/proc/varscore-out.vcf.gz",
+            message="cannot be written",
+        ),
+        Case(
+            "output_parent_is_a_file",
+            "error",
+            good_text,
+            output="afile/out.vcf.gz",
+            setup="file-parent",
+            message="cannot be written",
+        ),
         Case("disk_full_gz", "error", good_text, setup="enospc", message="No space left on device"),
-        Case("disk_full_plain", "error", good_text, output="out.vcf", setup="enospc",
-             message="No space left on device"),
-        Case("output_locked_by_another_run", "error", good_text, setup="lock",
-             message="another varscore run is writing"),
-        Case("resume_truncated_checkpoint", "error", good_text, setup="truncated-checkpoint", args=["--resume"],
-             message="rerun without --resume"),
+        Case(
+            "disk_full_plain", "error", good_text, output="out.vcf", setup="enospc", message="No space left on device"
+        ),
+        Case(
+            "output_locked_by_another_run", "error", good_text, setup="lock", message="another varscore run is writing"
+        ),
+        Case(
+            "resume_truncated_checkpoint",
+            "error",
+            good_text,
+            setup="truncated-checkpoint",
+            args=["--resume"],
+            message="rerun without --resume",
+        ),
         Case("leftover_part_files_removed", "ok", good_text, setup="leftover-part"),
         Case("nothing_scored_warns", "ok", vcf_text([s(5), s(400, "chr2")]), message="--genes"),
-        Case("nothing_scored_fail_if_none", "error", vcf_text([s(5), s(400, "chr2")]), args=["--fail-if-none"],
-             message=r"GENEA chr1:168-231.*--genes"),
+        Case(
+            "nothing_scored_fail_if_none",
+            "error",
+            vcf_text([s(5), s(400, "chr2")]),
+            args=["--fail-if-none"],
+            message=r"GENEA chr1:168-231.*--genes",
+        ),
         Case("max_ref_mismatch_out_of_range", "error", good_text, args=["--max-ref-mismatch", "2"]),
         Case("quiet", "ok", good_text, args=["--quiet"]),
     ]
@@ -408,8 +595,16 @@ def _write_input(case: Case, folder: Path) -> tuple[list[str], Path | None]:
 def _run_case(case: Case, world: dict, folder: Path) -> tuple[Outcome, Path | None]:
     vcf_args, stdin = _write_input(case, folder)
     out = None if case.output == "-" else (Path(case.output) if case.output.startswith("/") else folder / case.output)
-    args = ["annotate", *vcf_args, "-m", str(world["bundle"]), "-o", str(out) if out else "-", "--no-progress",
-            *case.args]
+    args = [
+        "annotate",
+        *vcf_args,
+        "-m",
+        str(world["bundle"]),
+        "-o",
+        str(out) if out else "-",
+        "--no-progress",
+        *case.args,
+    ]
     if case.genes is not None:
         (folder / "genes.tsv").write_text(case.genes)
         args += ["--genes", str(folder / "genes.tsv")]
@@ -421,6 +616,7 @@ def _run_case(case: Case, world: dict, folder: Path) -> tuple[Outcome, Path | No
     elif case.setup == "file-parent":
         (folder / "afile").write_text("not a folder\n")
     elif case.setup == "enospc":
+
         def fault() -> None:
             import varscore.vcf
 
@@ -491,7 +687,7 @@ def test_adversarial_case(world, tmp_path, name):
     if outcome.status != 0:
         assert case.expect in ("error", "either"), text
         usage = [line for line in lines[:-1] if line.startswith(("Usage: ", "Try '"))]  # click's usage errors
-        lines = lines[len(usage):]
+        lines = lines[len(usage) :]
         assert len(lines) == 1 and lines[0].startswith("Error: "), text
         if case.message:
             assert re.search(case.message, lines[0]), text
@@ -514,12 +710,16 @@ def test_adversarial_case(world, tmp_path, name):
     assert view.returncode == 0, view.stderr
     assert len(view.stdout.splitlines()) == expected
     header = subprocess.run([BCFTOOLS, "view", "-h", str(out)], capture_output=True, text=True, check=True).stdout
-    assert re.search(r"^##varscore_version=", header, re.M) and re.search(r"^##varscore_model=<ID=adv-model,", header,
-                                                                          re.M)
+    assert re.search(r"^##varscore_version=", header, re.M) and re.search(
+        r"^##varscore_model=<ID=adv-model,", header, re.M
+    )
     if case.message == "replaced":  # the old definitions are gone, every VARSCORE value parses
         assert 'Description="old' not in header
-        query = subprocess.run([BCFTOOLS, "query", "-f", "%INFO/VARSCORE_MAX\\t%INFO/VARSCORE_SKIP\\n", str(out)],
-                               capture_output=True, text=True)
+        query = subprocess.run(
+            [BCFTOOLS, "query", "-f", "%INFO/VARSCORE_MAX\\t%INFO/VARSCORE_SKIP\\n", str(out)],
+            capture_output=True,
+            text=True,
+        )
         assert query.returncode == 0 and "Error" not in query.stderr, query.stderr
         assert not re.search(r"VARSCORE(_MAX|_SKIP)?=(3|4|7|1|2)(;|\t|$)", view.stdout)
     if case.setup == "leftover-part":

@@ -121,8 +121,12 @@ def test_stdout_and_bcftools_reads_output(toy_world):
         missing_tool("bcftools", "apt-get install bcftools")
     view = subprocess.run(["bcftools", "view", "-H", str(out)], capture_output=True, text=True, check=True)
     assert len(view.stdout.splitlines()) == 8
-    query = subprocess.run(["bcftools", "query", "-f", "%POS\\t%INFO/VARSCORE_MAX\\n", "-r", "chr1:200", str(out)],
-                           capture_output=True, text=True, check=True)
+    query = subprocess.run(
+        ["bcftools", "query", "-f", "%POS\\t%INFO/VARSCORE_MAX\\n", "-r", "chr1:200", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert query.stdout.startswith("200\t") and "," in query.stdout
 
 
@@ -155,14 +159,17 @@ def test_bad_input_gives_one_line_errors(toy_world):
     not_vcf.write_text("this is not a VCF\n")
     _assert_one_line_error(runner.invoke(cli, ["annotate", str(not_vcf), "-m", bundle]), "notes.vcf")
     vcf = write_vcf(tmp / "in.vcf", _records(toy_world["seqs"]))
-    _assert_one_line_error(runner.invoke(cli, ["annotate", str(vcf), "-m", "no-such-model"]),
-                           "Unknown model 'no-such-model'", "varscore models install")
+    _assert_one_line_error(
+        runner.invoke(cli, ["annotate", str(vcf), "-m", "no-such-model"]),
+        "Unknown model 'no-such-model'",
+        "varscore models install",
+    )
     other = write_fasta(tmp / "other.fa", {"chrX": "ACGT" * 50})
-    _assert_one_line_error(runner.invoke(cli, ["annotate", str(vcf), "-m", bundle, "--fasta", str(other)]),
-                           "lacks the contigs", "--fasta")
+    _assert_one_line_error(
+        runner.invoke(cli, ["annotate", str(vcf), "-m", bundle, "--fasta", str(other)]), "lacks the contigs", "--fasta"
+    )
     wrong = write_vcf(tmp / "wrong.vcf", [("chr9", 10, "A", "C")])
-    _assert_one_line_error(runner.invoke(cli, ["annotate", str(wrong), "-m", bundle]),
-                           "0 of 1 variants", "chr9")
+    _assert_one_line_error(runner.invoke(cli, ["annotate", str(wrong), "-m", bundle]), "0 of 1 variants", "chr9")
     out = tmp / "never.vcf.gz"
     runner.invoke(cli, ["annotate", str(wrong), "-m", bundle, "-o", str(out)])
     assert not out.exists() and not list(tmp.glob(".never*"))
@@ -228,15 +235,22 @@ def test_unscorable_records_are_flagged_with_a_reason(toy_world):
     result = runner.invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out)])
     assert result.exit_code == 0, result.output
     body = [x for x in read_vcf_lines(out) if not x.startswith("#")]
-    assert [_info(x).get(SKIP_KEY) for x in body] == ["ref_mismatch", "symbolic", "missing_alt", "ambiguous_ref",
-                                                      "ambiguous_alt", None]
+    assert [_info(x).get(SKIP_KEY) for x in body] == [
+        "ref_mismatch",
+        "symbolic",
+        "missing_alt",
+        "ambiguous_ref",
+        "ambiguous_alt",
+        None,
+    ]
     assert not any(SCORE_KEY in _info(x) for x in body)
     for reason in ("ref_mismatch", "symbolic", "missing_alt", "ambiguous_ref", "ambiguous_alt", "outside_windows"):
         assert f"not scored ({reason}): 1" in result.output
     failed = runner.invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "--check-ref", "fail"])
     _assert_one_line_error(failed, "REF mismatch at chr1:200", "--check-ref")
-    lenient = runner.invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out),
-                                  "--check-ref", "skip"])
+    lenient = runner.invoke(
+        cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out), "--check-ref", "skip"]
+    )
     assert lenient.exit_code == 0
     first = [x for x in read_vcf_lines(out) if not x.startswith("#")][0]
     assert SCORE_KEY in _info(first)
@@ -247,8 +261,9 @@ def test_bundled_demo_model_annotates_the_bundled_cohort(tmp_path):
     """The README's main command: the shipped demo bundle resolves by name and scores."""
     examples = examples_dir()
     out = tmp_path / "out.vcf.gz"
-    result = CliRunner().invoke(cli, ["annotate", str(examples / "data" / "cohort.vcf.gz"),
-                                      "--model", "variformer-demo", "-o", str(out)])
+    result = CliRunner().invoke(
+        cli, ["annotate", str(examples / "data" / "cohort.vcf.gz"), "--model", "variformer-demo", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "records read: 4227" in result.output and "genes scored: 5" in result.output
     body = [x for x in read_vcf_lines(out) if not x.startswith("#")]
@@ -281,8 +296,23 @@ def test_model_none_runs_annotators_only(toy_world, toy_annotator):
     vcf = write_vcf(tmp / "in.vcf", records)
     out = tmp / "gc.vcf"
     runner = CliRunner()
-    result = runner.invoke(cli, ["annotate", str(vcf), "--model", "none", "--fasta", str(toy_world["fasta"]),
-                                 "--annotate", "toy-gc", "--annotator-opt", "toy-gc.flank=3", "-o", str(out)])
+    result = runner.invoke(
+        cli,
+        [
+            "annotate",
+            str(vcf),
+            "--model",
+            "none",
+            "--fasta",
+            str(toy_world["fasta"]),
+            "--annotate",
+            "toy-gc",
+            "--annotator-opt",
+            "toy-gc.flank=3",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     body = [x for x in read_vcf_lines(out) if not x.startswith("#")]
     assert len(body) == len(records)
@@ -291,8 +321,13 @@ def test_model_none_runs_annotators_only(toy_world, toy_annotator):
         assert SCORE_KEY not in info
         assert info["TOY_GC"] == _gc_expected(seqs[chrom], pos, flank=3)
     assert any(x.startswith("##INFO=<ID=TOY_GC,") for x in read_vcf_lines(out))
-    for line in ("records read: 8", "records written: 8", "records scored: 0", "not scored (no_model): 8",
-                 "annotated (TOY_GC): 8"):
+    for line in (
+        "records read: 8",
+        "records written: 8",
+        "records scored: 0",
+        "not scored (no_model): 8",
+        "annotated (TOY_GC): 8",
+    ):
         assert line in result.output.splitlines()
     nothing = runner.invoke(cli, ["annotate", str(vcf), "--model", "none", "-o", str(out)])
     _assert_one_line_error(nothing, "--model none scores nothing", "--annotate")
@@ -302,8 +337,9 @@ def test_model_and_annotator_together(toy_world, toy_annotator):
     tmp, seqs = toy_world["tmp"], toy_world["seqs"]
     vcf = write_vcf(tmp / "in.vcf", _records(seqs))
     out = tmp / "both.vcf"
-    result = CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "--annotate", "toy-gc",
-                                      "-o", str(out)])
+    result = CliRunner().invoke(
+        cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "--annotate", "toy-gc", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     body = [x for x in read_vcf_lines(out) if not x.startswith("#")]
     assert [SCORE_KEY in _info(x) for x in body] == [False, True, True, True, False, True, True, False]

@@ -68,7 +68,9 @@ def _edit_manifest(bundle: Path, **changes) -> None:
 def _annotate(world: dict, bundle: Path, *extra: str):
     ref = world["seqs"]["chr1"][149]
     vcf = write_vcf(world["tmp"] / "in.vcf", [("chr1", 150, ref, "C" if ref == "A" else "A")])
-    return CliRunner().invoke(cli, [*extra, "annotate", str(vcf), "-m", str(bundle), "-o", str(world["tmp"] / "out.vcf")])
+    return CliRunner().invoke(
+        cli, [*extra, "annotate", str(vcf), "-m", str(bundle), "-o", str(world["tmp"] / "out.vcf")]
+    )
 
 
 # -- install: names never leave the cache -------------------------------------------------------
@@ -217,7 +219,9 @@ def test_manifests_that_are_not_json_objects_are_one_line_errors(toy_world, tmp_
 def test_a_linear_weights_file_of_random_bytes_is_a_one_line_error(tmp_path):
     bundle = _copy(models_dir() / "elastic-net-demo", tmp_path)
     (bundle / WEIGHTS).write_bytes(os.urandom(4096))
-    _edit_manifest(bundle, files={**json.loads((bundle / MANIFEST).read_text())["files"], WEIGHTS: sha256(bundle / WEIGHTS)})
+    _edit_manifest(
+        bundle, files={**json.loads((bundle / MANIFEST).read_text())["files"], WEIGHTS: sha256(bundle / WEIGHTS)}
+    )
     vcf = data_dir() / "cohort.vcf.gz"
     result = CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(bundle), "-o", str(tmp_path / "o.vcf.gz")])
     _one_line_error(result, WEIGHTS)
@@ -228,8 +232,12 @@ def test_a_linear_weights_file_of_random_bytes_is_a_one_line_error(tmp_path):
 
 @pytest.mark.parametrize(
     ("param", "value", "field"),
-    [("depth", 100_000, "depth=100,000"), ("window_size", 2**31, "window_size=2,147,483,648"),
-     ("dim", 196_608, "dim=196,608"), ("output_heads", {"human": 10**9}, "output_heads['human']")],
+    [
+        ("depth", 100_000, "depth=100,000"),
+        ("window_size", 2**31, "window_size=2,147,483,648"),
+        ("dim", 196_608, "dim=196,608"),
+        ("output_heads", {"human": 10**9}, "output_heads['human']"),
+    ],
 )
 def test_oversized_enformer_manifests_are_refused_naming_the_field(tmp_path, param, value, field):
     bundle = _copy(models_dir() / "variformer-demo", tmp_path)
@@ -260,7 +268,11 @@ def test_demo_manifests_hold_no_absolute_path_and_name_their_reference(name):
     assert not [s for s in _strings(manifest) if os.path.isabs(s)]
     assert manifest["genome_build"] == "hg19" and manifest["reference"]["build"] == "hg19"
     assert manifest["reference"]["contigs"] == [
-        {"name": "chr20", "length": 63_025_520, "md5": contig_md5s(data_dir() / "ucsc.hg19.chr20.unittest.fasta.gz")["chr20"]}
+        {
+            "name": "chr20",
+            "length": 63_025_520,
+            "md5": contig_md5s(data_dir() / "ucsc.hg19.chr20.unittest.fasta.gz")["chr20"],
+        }
     ]
     assert set(manifest["files"]) == {"weights.safetensors", "folds.tsv"}
 
@@ -271,13 +283,22 @@ def test_saved_bundles_record_no_absolute_path(toy_world, tmp_path):
 
     (tmp_path / "far" / "away" / "deep" / "down").mkdir(parents=True)
     fasta = write_fasta(tmp_path / "far" / "away" / "deep" / "down" / "genome.fa", toy_world["seqs"])
-    target = save_bundle(tmp_path / "models" / "m", name="m", backbone=ToyBackbone().build(),
-                         output_mode=ScalarOutput(track=1), genes=toy_world["genes"], reference_fasta=fasta,
-                         provenance={"output_dir": str(tmp_path / "training"), "inputs": [str(fasta)]})
+    target = save_bundle(
+        tmp_path / "models" / "m",
+        name="m",
+        backbone=ToyBackbone().build(),
+        output_mode=ScalarOutput(track=1),
+        genes=toy_world["genes"],
+        reference_fasta=fasta,
+        provenance={"output_dir": str(tmp_path / "training"), "inputs": [str(fasta)]},
+    )
     manifest = json.loads((target / MANIFEST).read_text())
     assert not [s for s in _strings(manifest) if os.path.isabs(s)]
     assert manifest["provenance"]["output_dir"] == "training" and manifest["provenance"]["inputs"] == ["genome.fa"]
-    assert manifest["reference"]["name"] == "genome.fa" and manifest["reference"]["relative_path"] == "../../far/away/deep/down/genome.fa"
+    assert (
+        manifest["reference"]["name"] == "genome.fa"
+        and manifest["reference"]["relative_path"] == "../../far/away/deep/down/genome.fa"
+    )
 
 
 def test_the_reference_md5_equals_samtools_dict():
@@ -287,7 +308,9 @@ def test_the_reference_md5_equals_samtools_dict():
     fasta = data_dir() / "ucsc.hg19.chr20.unittest.fasta.gz"
     text = subprocess.run([samtools, "dict", str(fasta)], capture_output=True, text=True, check=True).stdout
     m5 = {f.split(":")[1]: f.split(":", 1)[1] for f in text.split() if f.startswith(("SN:", "M5:"))}
-    fields = dict(item.split(":", 1) for line in text.splitlines() if line.startswith("@SQ") for item in line.split("\t")[1:])
+    fields = dict(
+        item.split(":", 1) for line in text.splitlines() if line.startswith("@SQ") for item in line.split("\t")[1:]
+    )
     assert m5 and contig_md5s(fasta)[fields["SN"]] == fields["M5"]
 
 
@@ -321,8 +344,13 @@ def test_models_info_summarises_and_json_gives_the_manifest():
     runner = CliRunner()
     text = runner.invoke(cli, ["models", "info", "variformer-demo"])
     assert text.exit_code == 0, text.output
-    for fragment in ("backbone:     enformer", "window:       16,384 bp", "genome build: hg19",
-                     "genes:        5 (SNAP25", "weights.safetensors sha256 "):
+    for fragment in (
+        "backbone:     enformer",
+        "window:       16,384 bp",
+        "genome build: hg19",
+        "genes:        5 (SNAP25",
+        "weights.safetensors sha256 ",
+    ):
         assert fragment in text.output
     manifest = json.loads(runner.invoke(cli, ["models", "info", "variformer-demo", "--json"]).output)
     assert manifest == json.loads((models_dir() / "variformer-demo" / MANIFEST).read_text())
@@ -336,8 +364,9 @@ def test_saving_over_a_directory_that_is_not_a_bundle_is_refused(toy_world, tmp_
     home.mkdir()
     (home / "thesis.tex").write_text("years of work")
     with pytest.raises(Exception, match="not a model bundle"):
-        save_bundle(home, name="m", backbone=ToyBackbone().build(), output_mode=ScalarOutput(track=1),
-                    genes=toy_world["genes"])
+        save_bundle(
+            home, name="m", backbone=ToyBackbone().build(), output_mode=ScalarOutput(track=1), genes=toy_world["genes"]
+        )
     assert (home / "thesis.tex").read_text() == "years of work"
 
 

@@ -97,7 +97,11 @@ def test_select_tracks_by_index_pattern_and_all():
     assert all("CAGE" in n and "blood" in n for n in blood.names)
     picked = select_tracks("0,5,10-12", 5313, descriptions)
     assert picked.indices == (0, 5, 10, 11, 12) and picked.names[0] == descriptions[0]
-    assert select_tracks("all", 3).indices == (0, 1, 2) and select_tracks("all", 3).names == ("track0", "track1", "track2")
+    assert select_tracks("all", 3).indices == (0, 1, 2) and select_tracks("all", 3).names == (
+        "track0",
+        "track1",
+        "track2",
+    )
     with pytest.raises(InputError, match="targets file"):
         select_tracks("CAGE", 3)
     with pytest.raises(InputError, match="outside"):
@@ -120,8 +124,9 @@ def test_geometry_bin_mask_equals_a_loop_over_bins():
         for _ in range(int(rng.integers(1, 4))):
             a = int(rng.integers(start - 20, start + 120))
             intervals.append((a, a + int(rng.integers(1, 30))))
-        expected = [any(s < start + 10 + (b + 1) * 8 and e > start + 10 + b * 8 for s, e in intervals)
-                    for b in range(10)]
+        expected = [
+            any(s < start + 10 + (b + 1) * 8 and e > start + 10 + b * 8 for s, e in intervals) for b in range(10)
+        ]
         assert geometry.bin_mask(start, intervals).tolist() == expected
 
 
@@ -173,8 +178,9 @@ def test_every_example_record_equals_explicit_forward_passes(example_toy):
         (allele,) = record.alleles
         for t in range(3):
             for k, stat in enumerate(stats):
-                np.testing.assert_allclose(allele.window[t, k], loop_stats(ref_pred[i, :, t], alt_pred[i, :, t], stat),
-                                           rtol=1e-5, atol=1e-4)
+                np.testing.assert_allclose(
+                    allele.window[t, k], loop_stats(ref_pred[i, :, t], alt_pred[i, :, t], stat), rtol=1e-5, atol=1e-4
+                )
 
 
 def genome_window(chrom: str, start: int, end: int):
@@ -218,8 +224,13 @@ def test_indels_and_unscorable_records_are_all_accounted_for(indel_world):
     assert dict(s.not_scored) == {"symbolic": 1, "ambiguous_ref": 1, "ref_mismatch": 1, "not_in_fasta": 1}
     assert s.indel_records == 4 and s.windows_padded == 2
     assert s.reference_passes == 5  # the insertion and deletion at chr1:100 share one
-    assert [r.reason for r in records] == [None] * 5 + ["symbolic", "ambiguous_ref", "ref_mismatch",
-                                                        "not_in_fasta", None]
+    assert [r.reason for r in records] == [None] * 5 + [
+        "symbolic",
+        "ambiguous_ref",
+        "ref_mismatch",
+        "not_in_fasta",
+        None,
+    ]
     for record in records:
         if record.reason:
             assert not record.alleles
@@ -233,8 +244,9 @@ def test_indels_and_unscorable_records_are_all_accounted_for(indel_world):
             pred = w["backbone"].predict(np.stack([one_hot(ref_s), one_hot(alt_s)]))
             for t in range(2):
                 for k, stat in enumerate(("SUM", "D2")):
-                    np.testing.assert_allclose(allele.window[t, k], loop_stats(pred[0, :, t], pred[1, :, t], stat),
-                                               rtol=1e-5, atol=1e-4)
+                    np.testing.assert_allclose(
+                        allele.window[t, k], loop_stats(pred[0, :, t], pred[1, :, t], stat), rtol=1e-5, atol=1e-4
+                    )
 
 
 def test_log_sum_refuses_predictions_below_minus_one(indel_world):
@@ -261,11 +273,14 @@ def write_gtf(path: Path, genes: list[tuple[str, str, int, int, str, list[tuple[
 
 def test_gene_values_equal_an_explicit_sum_over_exon_bins(indel_world):
     w = indel_world
-    gtf = write_gtf(w["tmp"] / "genes.gtf", [
-        ("GA", "chr1", 80, 160, "+", [(80, 95), (120, 125), (150, 160)]),
-        ("GB", "chr1", 190, 260, "-", [(190, 200), (201, 204), (255, 260)]),  # two exons touching: merged
-        ("GC", "chr1", 300, 390, "+", [(380, 390)]),  # span overlaps some windows, exons only far off
-    ])
+    gtf = write_gtf(
+        w["tmp"] / "genes.gtf",
+        [
+            ("GA", "chr1", 80, 160, "+", [(80, 95), (120, 125), (150, 160)]),
+            ("GB", "chr1", 190, 260, "-", [(190, 200), (201, 204), (255, 260)]),  # two exons touching: merged
+            ("GC", "chr1", 300, 390, "+", [(380, 390)]),  # span overlaps some windows, exons only far off
+        ],
+    )
     models = load_gene_models(gtf)
     assert {m.gene_id: m.exons for m in models}["GB"] == ((189, 204), (254, 260))
     scorer = VariantCentredScorer(w["backbone"], Genome(w["fasta"]), stats=STATS[:1] + STATS[2:], genes=models)
@@ -276,18 +291,28 @@ def test_gene_values_equal_an_explicit_sum_over_exon_bins(indel_world):
         v = record.variant
         start = record.window_start
         # the genes whose span overlaps the window and that have an exon base in some bin
-        expected_genes = [m for m in models if m.chrom == v.chrom and m.start < start + 64 and m.end > start
-                          and any(s < start + 64 and e > start for s, e in m.exons)]
+        expected_genes = [
+            m
+            for m in models
+            if m.chrom == v.chrom
+            and m.start < start + 64
+            and m.end > start
+            and any(s < start + 64 and e > start for s, e in m.exons)
+        ]
         for allele in record.alleles:
             assert [g.gene_id for g, _ in allele.genes] == [g.gene_id for g in expected_genes]
             ref_s, alt_s = explicit_windows(w["seqs"][v.chrom], v.pos, v.ref, allele.allele, 64, start)
             pred = w["backbone"].predict(np.stack([one_hot(ref_s), one_hot(alt_s)]))
             for gene, values in allele.genes:
-                bins = [b for b in range(8) if any(s < start + (b + 1) * 8 and e > start + b * 8 for s, e in gene.exons)]
+                bins = [
+                    b for b in range(8) if any(s < start + (b + 1) * 8 and e > start + b * 8 for s, e in gene.exons)
+                ]
                 for t in range(2):
                     ref_sum = sum(float(pred[0, b, t]) for b in bins)
                     alt_sum = sum(float(pred[1, b, t]) for b in bins)
-                    np.testing.assert_allclose(values[t, 0], (ref_sum, alt_sum, alt_sum - ref_sum), rtol=1e-5, atol=1e-4)
+                    np.testing.assert_allclose(
+                        values[t, 0], (ref_sum, alt_sum, alt_sum - ref_sum), rtol=1e-5, atol=1e-4
+                    )
                     d1 = sum(abs(float(pred[1, b, t]) - float(pred[0, b, t])) for b in bins)
                     np.testing.assert_allclose(values[t, 1], (0.0, d1, d1), rtol=1e-5, atol=1e-4)
                 checked += 1
@@ -296,14 +321,20 @@ def test_gene_values_equal_an_explicit_sum_over_exon_bins(indel_world):
 
 def test_gff3_exons_hang_off_transcripts(tmp_path):
     gff = tmp_path / "genes.gff3"
-    gff.write_text("##gff-version 3\n" + "\n".join([
-        "chr1\tt\tgene\t100\t300\t.\t+\t.\tID=gene:G1;Name=ONE",
-        "chr1\tt\tmRNA\t100\t300\t.\t+\t.\tID=transcript:T1;Parent=gene:G1",
-        "chr1\tt\texon\t100\t150\t.\t+\t.\tParent=transcript:T1",
-        "chr1\tt\texon\t200\t300\t.\t+\t.\tParent=transcript:T1",
-        "chr1\tt\tmRNA\t100\t300\t.\t+\t.\tID=transcript:T2;Parent=gene:G1",
-        "chr1\tt\texon\t140\t160\t.\t+\t.\tParent=transcript:T2",
-    ]) + "\n")
+    gff.write_text(
+        "##gff-version 3\n"
+        + "\n".join(
+            [
+                "chr1\tt\tgene\t100\t300\t.\t+\t.\tID=gene:G1;Name=ONE",
+                "chr1\tt\tmRNA\t100\t300\t.\t+\t.\tID=transcript:T1;Parent=gene:G1",
+                "chr1\tt\texon\t100\t150\t.\t+\t.\tParent=transcript:T1",
+                "chr1\tt\texon\t200\t300\t.\t+\t.\tParent=transcript:T1",
+                "chr1\tt\tmRNA\t100\t300\t.\t+\t.\tID=transcript:T2;Parent=gene:G1",
+                "chr1\tt\texon\t140\t160\t.\t+\t.\tParent=transcript:T2",
+            ]
+        )
+        + "\n"
+    )
     (model,) = load_gene_models(gff)
     assert model == GeneModel("G1", "ONE", "chr1", 99, 300, "+", ((99, 160), (199, 300)))
 
@@ -326,12 +357,21 @@ def track_bundle(indel_world):
     from varscore_plugins.outputs import TrackOutput
 
     w = indel_world
-    gtf = write_gtf(w["tmp"] / "genes.gtf", [
-        ("GA", "chr1", 80, 160, "+", [(80, 95), (120, 125), (150, 160)]),
-        ("GB", "chr1", 190, 260, "-", [(190, 200), (255, 260)]),
-    ])
-    bundle = save_bundle(w["tmp"] / "models" / "toy-track", name="toy-track", backbone=w["backbone"],
-                         output_mode=TrackOutput(track=0), genes=[], reference_fasta=w["fasta"])
+    gtf = write_gtf(
+        w["tmp"] / "genes.gtf",
+        [
+            ("GA", "chr1", 80, 160, "+", [(80, 95), (120, 125), (150, 160)]),
+            ("GB", "chr1", 190, 260, "-", [(190, 200), (255, 260)]),
+        ],
+    )
+    bundle = save_bundle(
+        w["tmp"] / "models" / "toy-track",
+        name="toy-track",
+        backbone=w["backbone"],
+        output_mode=TrackOutput(track=0),
+        genes=[],
+        reference_fasta=w["fasta"],
+    )
     return {**w, "bundle": bundle, "gtf": gtf}
 
 
@@ -345,13 +385,31 @@ def test_parquet_detail_round_trips_with_one_row_per_allele_gene_track_stat(trac
 
     w = track_bundle
     out, detail = w["tmp"] / "out.vcf", w["tmp"] / "detail.parquet"
-    result = CliRunner().invoke(cli, [
-        "annotate", str(w["vcf"]), "-m", str(w["bundle"]), "-o", str(out), "--mode", "variant",
-        "--gtf", str(w["gtf"]), "--stats", "SUM,D1,D2", "--detail", str(detail), "--no-progress"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "annotate",
+            str(w["vcf"]),
+            "-m",
+            str(w["bundle"]),
+            "-o",
+            str(out),
+            "--mode",
+            "variant",
+            "--gtf",
+            str(w["gtf"]),
+            "--stats",
+            "SUM,D1,D2",
+            "--detail",
+            str(detail),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "records read: 10" in result.output and "records scored: 6" in result.output
-    scorer = VariantCentredScorer(w["backbone"], Genome(w["fasta"]), stats=("SUM", "D1", "D2"),
-                                  genes=load_gene_models(w["gtf"]))
+    scorer = VariantCentredScorer(
+        w["backbone"], Genome(w["fasta"]), stats=("SUM", "D1", "D2"), genes=load_gene_models(w["gtf"])
+    )
     records = [r for r in scorer.score(iter_variants(w["vcf"]))]
     n_alleles = sum(len(r.alleles) for r in records)
     n_gene_pairs = sum(len(a.genes) for r in records for a in r.alleles)
@@ -368,10 +426,12 @@ def test_parquet_detail_round_trips_with_one_row_per_allele_gene_track_stat(trac
             scopes = [(None, allele.window)] + [(g.gene_id, v) for g, v in allele.genes]
             for gene_id, values in scopes:
                 part = rows[rows.gene_id.isna()] if gene_id is None else rows[rows.gene_id == gene_id]
-                part = part.sort_values(["track", "stat"], key=lambda c: c.map({"SUM": 0, "D1": 1, "D2": 2})
-                                        if c.name == "stat" else c)
-                np.testing.assert_allclose(part[["ref_value", "alt_value", "score"]].to_numpy(),
-                                           np.asarray(values).reshape(-1, 3), rtol=1e-12)
+                part = part.sort_values(
+                    ["track", "stat"], key=lambda c: c.map({"SUM": 0, "D1": 1, "D2": 2}) if c.name == "stat" else c
+                )
+                np.testing.assert_allclose(
+                    part[["ref_value", "alt_value", "score"]].to_numpy(), np.asarray(values).reshape(-1, 3), rtol=1e-12
+                )
     # the VCF headline: largest |SUM| over tracks, window and genes, and where it is
     lines = [line for line in read_vcf_lines(out) if not line.startswith("#")]
     assert len(lines) == 10
@@ -397,8 +457,9 @@ def test_detail_row_groups_are_written_as_scoring_proceeds(track_bundle, tmp_pat
     from varscore.detail import DetailWriter
 
     w = track_bundle
-    scorer = VariantCentredScorer(w["backbone"], Genome(w["fasta"]), stats=("SUM", "D2"),
-                                  genes=load_gene_models(w["gtf"]))
+    scorer = VariantCentredScorer(
+        w["backbone"], Genome(w["fasta"]), stats=("SUM", "D2"), genes=load_gene_models(w["gtf"])
+    )
     path = tmp_path / "d.parquet"
     with DetailWriter(path, [0, 1], ["a", "b"], ["SUM", "D2"], row_group_rows=8) as writer:
         for record in scorer.score(iter_variants(w["vcf"])):
@@ -417,27 +478,75 @@ def test_calibrated_quantiles_equal_numpys_empirical_cdf(track_bundle, tmp_path)
     rng = np.random.default_rng(11)
     s1 = w["seqs"]["chr1"]
     positions = sorted(rng.choice(np.arange(5, 395), size=120, replace=False))
-    background = write_vcf(tmp_path / "bg.vcf", [("chr1", int(p), s1[p - 1], "ACGT".replace(s1[p - 1], "")[int(p) % 3])
-                                                 for p in positions])
+    background = write_vcf(
+        tmp_path / "bg.vcf", [("chr1", int(p), s1[p - 1], "ACGT".replace(s1[p - 1], "")[int(p) % 3]) for p in positions]
+    )
     calibrated = tmp_path / "calibrated"
     runner = CliRunner()
-    result = runner.invoke(cli, ["models", "calibrate", str(w["bundle"]), "--vcf", str(background), "-o",
-                                 str(calibrated), "--gtf", str(w["gtf"]), "--stats", "SUM,D2"])
+    result = runner.invoke(
+        cli,
+        [
+            "models",
+            "calibrate",
+            str(w["bundle"]),
+            "--vcf",
+            str(background),
+            "-o",
+            str(calibrated),
+            "--gtf",
+            str(w["gtf"]),
+            "--stats",
+            "SUM,D2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "calibrated" in result.output and (calibrated / CALIBRATION_FILE).exists()
     manifest = json.loads((calibrated / "varscore.json").read_text())
     assert manifest["calibration"]["records"] == 120
     # the background's |scores|, from its own detail table
     bg_detail = tmp_path / "bg.parquet"
-    result = runner.invoke(cli, ["annotate", str(background), "-m", str(w["bundle"]), "-o", str(tmp_path / "bg.out.vcf"),
-                                 "--mode", "variant", "--gtf", str(w["gtf"]), "--stats", "SUM,D2", "--detail",
-                                 str(bg_detail)])
+    result = runner.invoke(
+        cli,
+        [
+            "annotate",
+            str(background),
+            "-m",
+            str(w["bundle"]),
+            "-o",
+            str(tmp_path / "bg.out.vcf"),
+            "--mode",
+            "variant",
+            "--gtf",
+            str(w["gtf"]),
+            "--stats",
+            "SUM,D2",
+            "--detail",
+            str(bg_detail),
+        ],
+    )
     assert result.exit_code == 0, result.output
     bg = pd.read_parquet(bg_detail)
     # score the test VCF with the calibrated copy
     out, detail = tmp_path / "out.vcf.gz", tmp_path / "detail.parquet"
-    result = runner.invoke(cli, ["annotate", str(w["vcf"]), "-m", str(calibrated), "-o", str(out), "--mode", "variant",
-                                 "--gtf", str(w["gtf"]), "--stats", "SUM,D2", "--detail", str(detail)])
+    result = runner.invoke(
+        cli,
+        [
+            "annotate",
+            str(w["vcf"]),
+            "-m",
+            str(calibrated),
+            "-o",
+            str(out),
+            "--mode",
+            "variant",
+            "--gtf",
+            str(w["gtf"]),
+            "--stats",
+            "SUM,D2",
+            "--detail",
+            str(detail),
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(detail)
     header = "\n".join(line for line in read_vcf_lines(out) if line.startswith("##INFO=<ID=VARSCORE_Q"))
@@ -448,8 +557,9 @@ def test_calibrated_quantiles_equal_numpys_empirical_cdf(track_bundle, tmp_path)
         if "VARSCORE_Q" not in info:
             continue
         record = int(line.split("\t")[2][2:])  # IDs rsN = record N
-        for alt, top, q in zip(line.split("\t")[4].split(","), info["VARSCORE_TOP"].split(","),
-                               info["VARSCORE_Q"].split(","), strict=True):
+        for alt, top, q in zip(
+            line.split("\t")[4].split(","), info["VARSCORE_TOP"].split(","), info["VARSCORE_Q"].split(","), strict=True
+        ):
             stat, track_name, gene = top.split("|")
             rows = table[(table.record == record) & (table.alt == alt) & (table.stat == stat)]
             best = rows.iloc[int(np.argmax(rows.score.abs().to_numpy()))]
@@ -475,8 +585,11 @@ def test_large_backgrounds_keep_a_quantile_grid():
     scores = rng.normal(size=5000)
     for i, score in enumerate(scores):
         values = np.array([[[0.0, score, score]]])
-        collector.add(RecordScores(Variant("c", i + 1, "A", ("C",), index=i), None, 0,
-                                   [AlleleValues("C", Edit(i, 1, "C"), values)]))
+        collector.add(
+            RecordScores(
+                Variant("c", i + 1, "A", ("C",), index=i), None, 0, [AlleleValues("C", Edit(i, 1, "C"), values)]
+            )
+        )
     exact = collector.finish()
     grid = collector.finish(exact_limit=100, grid=501)
     assert exact.exact and not exact.grid and grid.grid and not grid.exact
@@ -492,8 +605,7 @@ def test_large_backgrounds_keep_a_quantile_grid():
 
 def test_tiled_windows_equal_explicit_forward_passes_at_the_tile(indel_world):
     w = indel_world
-    scorer = VariantCentredScorer(w["backbone"], Genome(w["fasta"]), stats=("SUM", "D1"), centring="tiled",
-                                  tile_bins=2)
+    scorer = VariantCentredScorer(w["backbone"], Genome(w["fasta"]), stats=("SUM", "D1"), centring="tiled", tile_bins=2)
     records = list(scorer.score(iter_variants(w["vcf"])))
     assert scorer.tile == 16
     scored = [r for r in records if not r.reason]
@@ -510,8 +622,9 @@ def test_tiled_windows_equal_explicit_forward_passes_at_the_tile(indel_world):
                     continue
             pred = w["backbone"].predict(np.stack([one_hot(ref_s), one_hot(alt_s)]))
             for t in range(2):
-                np.testing.assert_allclose(allele.window[t, 0], loop_stats(pred[0, :, t], pred[1, :, t], "SUM"),
-                                           rtol=1e-5, atol=1e-4)
+                np.testing.assert_allclose(
+                    allele.window[t, 0], loop_stats(pred[0, :, t], pred[1, :, t], "SUM"), rtol=1e-5, atol=1e-4
+                )
 
 
 def test_tiled_enformer_patch_ism_equals_full_forwards(tmp_path):
@@ -526,8 +639,9 @@ def test_tiled_enformer_patch_ism_equals_full_forwards(tmp_path):
     positions = [3000, 3010, 3100, 3500, 4100]
     vcf = write_vcf(tmp_path / "v.vcf", [("chr1", p, seq[p - 1], "ACGT".replace(seq[p - 1], "")[0]) for p in positions])
     backbone = get_backbone("enformer")(**tiny_params(2048, head="pretrained", seed=1)).build()
-    scorer = VariantCentredScorer(backbone, Genome(fasta), tracks=[0, 3], stats=("SUM", "D2"), centring="tiled",
-                                  tile_bins=4)
+    scorer = VariantCentredScorer(
+        backbone, Genome(fasta), tracks=[0, 3], stats=("SUM", "D2"), centring="tiled", tile_bins=4
+    )
     records = list(scorer.score(iter_variants(vcf)))
     assert scorer.summary.reference_passes == len({(p - 1) // 512 for p in positions})
     for record in records:
@@ -537,8 +651,9 @@ def test_tiled_enformer_patch_ism_equals_full_forwards(tmp_path):
         (allele,) = record.alleles
         for t in range(2):
             for k, stat in enumerate(("SUM", "D2")):
-                np.testing.assert_allclose(allele.window[t, k], loop_stats(pred[0, :, t], pred[1, :, t], stat),
-                                           rtol=1e-4, atol=1e-4)
+                np.testing.assert_allclose(
+                    allele.window[t, k], loop_stats(pred[0, :, t], pred[1, :, t], stat), rtol=1e-4, atol=1e-4
+                )
 
 
 def test_variant_mode_bad_input_is_one_line(track_bundle):
@@ -547,8 +662,12 @@ def test_variant_mode_bad_input_is_one_line(track_bundle):
     w = track_bundle
     runner = CliRunner()
     base = ["annotate", str(w["vcf"]), "-m", str(w["bundle"]), "-o", str(w["tmp"] / "x.vcf"), "--mode", "variant"]
-    for extra, message in ((["--tracks", "CAGE"], "targets file"), (["--tracks", "5"], "outside"),
-                           (["--stats", "MEAN"], "Unknown statistic"), (["--gtf", str(w["vcf"])], "GTF")):
+    for extra, message in (
+        (["--tracks", "CAGE"], "targets file"),
+        (["--tracks", "5"], "outside"),
+        (["--stats", "MEAN"], "Unknown statistic"),
+        (["--gtf", str(w["vcf"])], "GTF"),
+    ):
         result = runner.invoke(cli, base + extra)
         assert result.exit_code != 0 and message in result.output, result.output
         assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
@@ -560,8 +679,23 @@ def test_gzip_vcf_output_is_indexed(track_bundle):
 
     w = track_bundle
     out = w["tmp"] / "o.vcf.gz"
-    result = CliRunner().invoke(cli, ["annotate", str(w["vcf"]), "-m", str(w["bundle"]), "-o", str(out),
-                                      "--mode", "variant", "--centring", "tiled", "--stats", "D1"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "annotate",
+            str(w["vcf"]),
+            "-m",
+            str(w["bundle"]),
+            "-o",
+            str(out),
+            "--mode",
+            "variant",
+            "--centring",
+            "tiled",
+            "--stats",
+            "D1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "centring: tiled" in result.output
     with gzip.open(out, "rt") as handle:
@@ -580,4 +714,7 @@ def test_fetch_starting_at_a_bgzf_block_end_equals_pysam():
     genome = Genome(path)
     reference = pysam.FastaFile(str(path))
     for start in (10922659, 10922660, 10922661):
-        assert genome.fetch(genome_window("chr20", start, start + 64)) == reference.fetch("chr20", start, start + 64).upper()
+        assert (
+            genome.fetch(genome_window("chr20", start, start + 64))
+            == reference.fetch("chr20", start, start + 64).upper()
+        )

@@ -21,8 +21,15 @@ from varscore.bundle import load_bundle
 from varscore.checkpoints import ImportOptions, import_checkpoints, read_checkpoint
 from varscore.errors import InputError
 
-TINY_ENFORMER = {"dim": 48, "depth": 2, "heads": 4, "attn_dim_key": 8, "num_downsamples": 7, "dim_divisible_by": 8,
-                 "output_heads": {"human": 8, "mouse": 4}}
+TINY_ENFORMER = {
+    "dim": 48,
+    "depth": 2,
+    "heads": 4,
+    "attn_dim_key": 8,
+    "num_downsamples": 7,
+    "dim_divisible_by": 8,
+    "output_heads": {"human": 8, "mouse": 4},
+}
 # conv widths are fixed by borzoi-pytorch; a small transformer keeps this fast
 TINY_BORZOI = {"dim": 32, "depth": 1, "heads": 2, "attn_dim_key": 8, "attn_dim_value": 16}
 
@@ -52,8 +59,7 @@ def source_enformer(hparams: dict[str, Any], seed: int = 1) -> Enformer:
 
 def source_borzoi(hparams: dict[str, Any], bins: int, seed: int = 1) -> Borzoi:
     torch.manual_seed(seed)
-    model = Borzoi(BorzoiConfig(**hparams, enable_mouse_head=True, return_center_bins_only=True,
-                                bins_to_return=bins))
+    model = Borzoi(BorzoiConfig(**hparams, enable_mouse_head=True, return_center_bins_only=True, bins_to_return=bins))
     _randomise_norms(model, seed)
     return model.eval()
 
@@ -74,8 +80,10 @@ def save_layout(model: torch.nn.Module, directory: Path, layout: str) -> Path:
     elif layout == "sharded":
         state = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("_trunk.")}
         keys = sorted(state)
-        halves = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2],
-                  "model-00002-of-00002.safetensors": keys[len(keys) // 2 :]}
+        halves = {
+            "model-00001-of-00002.safetensors": keys[: len(keys) // 2],
+            "model-00002-of-00002.safetensors": keys[len(keys) // 2 :],
+        }
         for name, part in halves.items():
             save_file({k: state[k] for k in part}, str(directory / name))
         index = {"weight_map": {k: name for name, part in halves.items() for k in part}}
@@ -219,8 +227,24 @@ def test_cli_import(tiny_enformer: Enformer, tmp_path: Path) -> None:
 
     directory = save_layout(tiny_enformer, tmp_path / "ckpt", "bin")
     out = tmp_path / "bundle"
-    result = CliRunner().invoke(cli, ["models", "import", str(directory), "-o", str(out), "--window", "2048",
-                                      "--track", "2", "--genome-build", "hg38", "--licence", "CC-BY-4.0"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "models",
+            "import",
+            str(directory),
+            "-o",
+            str(out),
+            "--window",
+            "2048",
+            "--track",
+            "2",
+            "--genome-build",
+            "hg38",
+            "--licence",
+            "CC-BY-4.0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     manifest = load_bundle(out).manifest
     assert manifest["genome_build"] == "hg38" and manifest["licence"] == "CC-BY-4.0"
@@ -290,6 +314,17 @@ def test_imported_model_without_genes_asks_for_them(tiny_enformer: Enformer, tmp
     assert imported.exit_code == 0, imported.output
     (tmp_path / "in.vcf").write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
     (tmp_path / "ref.fa").write_text(">chr1\nACGT\n")
-    result = runner.invoke(cli, ["annotate", str(tmp_path / "in.vcf"), "-m", str(tmp_path / "b"), "--fasta",
-                                 str(tmp_path / "ref.fa"), "-o", str(tmp_path / "o.vcf")])
+    result = runner.invoke(
+        cli,
+        [
+            "annotate",
+            str(tmp_path / "in.vcf"),
+            "-m",
+            str(tmp_path / "b"),
+            "--fasta",
+            str(tmp_path / "ref.fa"),
+            "-o",
+            str(tmp_path / "o.vcf"),
+        ],
+    )
     assert result.exit_code != 0 and "--genes" in result.output and "Traceback" not in result.output, result.output

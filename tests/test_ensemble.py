@@ -60,7 +60,7 @@ def test_tta_equals_explicit_construction(rc: bool, shifts: tuple[int, ...], mod
     features = []
     predictions = []
     for shift in shifts:
-        for reverse in ((False, True) if rc else (False,)):
+        for reverse in (False, True) if rc else (False,):
             augmented = np.stack([_explicit_shift_rc(w, shift, reverse) for w in windows])
             prediction = backbone.predict(augmented)
             if reverse:
@@ -111,14 +111,17 @@ def world(tmp_path: Path) -> dict[str, object]:
     vcf = write_vcf(tmp_path / "in.vcf", records)
     members = [tiny(seed) for seed in (1, 2, 3)]
     mode = ScalarOutput(track=2, center_bins=3)
-    singles = [save_bundle(tmp_path / f"m{i}", name=f"m{i}", backbone=m, output_mode=mode, genes=genes,
-                           reference_fasta=fasta) for i, m in enumerate(members)]
+    singles = [
+        save_bundle(tmp_path / f"m{i}", name=f"m{i}", backbone=m, output_mode=mode, genes=genes, reference_fasta=fasta)
+        for i, m in enumerate(members)
+    ]
     paths = []
     for i, member in enumerate(members[1:], start=1):
         paths.append(tmp_path / f"replicate{i}.safetensors")
         save_weights(member.model_, paths[-1], {"format": "pt"})
-    ensemble = save_ensemble_bundle(tmp_path / "ens", members[0], paths, name="ens", output_mode=mode, genes=genes,
-                                    reference_fasta=fasta)
+    ensemble = save_ensemble_bundle(
+        tmp_path / "ens", members[0], paths, name="ens", output_mode=mode, genes=genes, reference_fasta=fasta
+    )
     return {"vcf": vcf, "singles": singles, "ensemble": ensemble, "tmp": tmp_path}
 
 
@@ -143,8 +146,9 @@ def _scores(path: Path) -> tuple[dict[tuple[str, str], tuple[float, float, float
 
 
 def _annotate(vcf: Path, model: Path, out: Path, *extra: str) -> None:
-    result = CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(model), "-o", str(out), "--device", "cpu",
-                                      "--no-progress", *extra])
+    result = CliRunner().invoke(
+        cli, ["annotate", str(vcf), "-m", str(model), "-o", str(out), "--device", "cpu", "--no-progress", *extra]
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -192,8 +196,11 @@ def test_annotate_with_tta_matches_the_wrapped_backbone(world: dict[str, object]
         window = tss_window(genes[gene], WINDOW)
         seq = genome.window_sequence(window).one_hot
         offset = int(pos) - 1 - window.start
-        alt_base = next(line.split("\t")[4] for line in world["vcf"].read_text().splitlines()  # type: ignore[attr-defined]
-                        if not line.startswith("#") and line.split("\t")[1] == pos)
+        alt_base = next(
+            line.split("\t")[4]
+            for line in world["vcf"].read_text().splitlines()  # type: ignore[attr-defined]
+            if not line.startswith("#") and line.split("\t")[1] == pos
+        )
         expected = mode.reduce(wrapped.predict(np.stack([seq, _alternate(seq, offset, alt_base)])))[:, 0]
         assert ref == pytest.approx(expected[0], rel=1e-4, abs=1e-5)
         assert alt == pytest.approx(expected[1], rel=1e-4, abs=1e-5)
@@ -210,12 +217,38 @@ def test_finetune_replicates_saves_one_ensemble_bundle(tmp_path: Path) -> None:
     params = tiny_params(window_size=WINDOW, output_heads={"human": 4})
     args = [arg for k, v in params.items() if k != "window_size" for arg in ("--param", f"{k}={json.dumps(v)}")]
     model = tmp_path / "ens"
-    result = CliRunner().invoke(cli, [
-        "finetune", "--vcf", str(cohort / "cohort.vcf.gz"), "--expression", str(cohort / "cohort.expression.bed.gz"),
-        "--genes", str(cohort / "genes.tsv"), "--fasta", str(cohort / "reference.fa"), "-o", str(model),
-        "--window", str(WINDOW), *args, "--lr", "1e-3", "--batch-size", "4", "--accumulate", "1",
-        "--people-per-epoch", "8", "--max-epochs", "1", "--no-progress", "--replicates", "2",
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "finetune",
+            "--vcf",
+            str(cohort / "cohort.vcf.gz"),
+            "--expression",
+            str(cohort / "cohort.expression.bed.gz"),
+            "--genes",
+            str(cohort / "genes.tsv"),
+            "--fasta",
+            str(cohort / "reference.fa"),
+            "-o",
+            str(model),
+            "--window",
+            str(WINDOW),
+            *args,
+            "--lr",
+            "1e-3",
+            "--batch-size",
+            "4",
+            "--accumulate",
+            "1",
+            "--people-per-epoch",
+            "8",
+            "--max-epochs",
+            "1",
+            "--no-progress",
+            "--replicates",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     manifest = load_bundle(model).manifest
     assert manifest["replicates"] == ["weights.safetensors", "weights.r1.safetensors"]

@@ -25,8 +25,16 @@ from varscore.uncertainty import (
 )
 
 DATA = data_dir()
-COHORT = ["--vcf", str(DATA / "cohort.vcf.gz"), "--expression", str(DATA / "cohort.expression.bed.gz"),
-          "--genes", str(DATA / "genes.tsv"), "--fasta", str(DATA / "ucsc.hg19.chr20.unittest.fasta.gz")]
+COHORT = [
+    "--vcf",
+    str(DATA / "cohort.vcf.gz"),
+    "--expression",
+    str(DATA / "cohort.expression.bed.gz"),
+    "--genes",
+    str(DATA / "genes.tsv"),
+    "--fasta",
+    str(DATA / "ucsc.hg19.chr20.unittest.fasta.gz"),
+]
 
 
 def slow_percentile_ci(values: list[float]) -> tuple[float, float]:
@@ -91,8 +99,15 @@ def test_pearson_p_is_scipys_two_sided_p():
 
 
 def test_summaries_count_the_genes_they_average_and_the_nan_ones():
-    table = pd.DataFrame({"model": "m", "set": ["HOP", "HOP", "HOP", "HOGP"], "gene": list("abcd"),
-                          "r2": [0.2, 0.4, -0.1, 0.3], "pearson": [0.5, np.nan, 0.1, 0.6]})
+    table = pd.DataFrame(
+        {
+            "model": "m",
+            "set": ["HOP", "HOP", "HOP", "HOGP"],
+            "gene": list("abcd"),
+            "r2": [0.2, 0.4, -0.1, 0.3],
+            "pearson": [0.5, np.nan, 0.1, 0.6],
+        }
+    )
     row = summarise(table).set_index("set").loc["HOP"]
     assert row["genes"] == 3 and row["pearson_n"] == 2 and row["pearson_nan"] == 1
     assert row["pearson_mean"] == pytest.approx(0.3)  # the NaN gene is counted, not averaged as 0
@@ -106,8 +121,9 @@ def test_summaries_count_the_genes_they_average_and_the_nan_ones():
 
 def test_evaluate_cli_writes_ci_and_p_columns(tmp_path):
     out = tmp_path / "t.tsv"
-    result = CliRunner().invoke(cli, ["evaluate", *COHORT, "-m", str(models_dir() / "elastic-net-demo"),
-                                      "--bootstrap", "200", "-o", str(out)])
+    result = CliRunner().invoke(
+        cli, ["evaluate", *COHORT, "-m", str(models_dir() / "elastic-net-demo"), "--bootstrap", "200", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out, sep="\t")
     for column in ("r2_lo", "r2_hi", "pearson_lo", "pearson_hi", "pearson_p"):
@@ -122,9 +138,25 @@ def test_evaluate_cli_writes_ci_and_p_columns(tmp_path):
 def test_evaluate_compare_gives_paired_differences(tmp_path):
     out = tmp_path / "t.tsv"
     models = models_dir()
-    result = CliRunner().invoke(cli, ["evaluate", *COHORT, "-m", str(models / "variformer-demo"), "--compare",
-                                      str(models / "elastic-net-demo"), "--gene", "SNAP25", "--gene", "JAG1",
-                                      "--bootstrap", "300", "-o", str(out)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            *COHORT,
+            "-m",
+            str(models / "variformer-demo"),
+            "--compare",
+            str(models / "elastic-net-demo"),
+            "--gene",
+            "SNAP25",
+            "--gene",
+            "JAG1",
+            "--bootstrap",
+            "300",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     paired = pd.read_csv(tmp_path / "t.compare.tsv", sep="\t").set_index("gene")
     table = pd.read_csv(out, sep="\t").set_index(["model", "gene"])
@@ -147,20 +179,51 @@ def test_evaluate_replicates_gives_mean_and_sd_over_fold_replicates(tmp_path):
     bundles = []
     for replicate in range(3):
         out = tmp_path / f"enet{replicate}"
-        result = runner.invoke(cli, ["finetune", *COHORT, "--folds", str(folds), "--replicate", str(replicate),
-                                     "--gene", "SNAP25", "--gene", "MKKS", "--backbone", "elastic-net",
-                                     "--window", "16384", "-o", str(out), "--no-progress"])
+        result = runner.invoke(
+            cli,
+            [
+                "finetune",
+                *COHORT,
+                "--folds",
+                str(folds),
+                "--replicate",
+                str(replicate),
+                "--gene",
+                "SNAP25",
+                "--gene",
+                "MKKS",
+                "--backbone",
+                "elastic-net",
+                "--window",
+                "16384",
+                "-o",
+                str(out),
+                "--no-progress",
+            ],
+        )
         assert result.exit_code == 0, result.output
         bundles.append(out)
     table_path = tmp_path / "t.tsv"
-    result = runner.invoke(cli, ["evaluate", *COHORT, *[a for b in bundles for a in ("-m", str(b))], "--replicates",
-                                 "--bootstrap", "100", "-o", str(table_path)])
+    result = runner.invoke(
+        cli,
+        [
+            "evaluate",
+            *COHORT,
+            *[a for b in bundles for a in ("-m", str(b))],
+            "--replicates",
+            "--bootstrap",
+            "100",
+            "-o",
+            str(table_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(table_path, sep="\t")
     assert sorted(table["replicate"].unique()) == [0, 1, 2]
     for replicate, path in enumerate(bundles):  # its own test people
-        assert (table.loc[table["replicate"] == replicate, "people"]
-                == len(load_bundle(path).manifest["people"]["test"])).all()
+        assert (
+            table.loc[table["replicate"] == replicate, "people"] == len(load_bundle(path).manifest["people"]["test"])
+        ).all()
     means = table.groupby("replicate")["r2"].mean()
     line = next(ln for ln in result.output.splitlines()[::-1] if ln.strip().startswith("HOP"))
     values = line.split()

@@ -32,8 +32,16 @@ except importlib.metadata.PackageNotFoundError:
 
 
 def _example_args() -> list[str]:
-    return ["--vcf", str(EXAMPLE / "cohort.vcf.gz"), "--expression", str(EXAMPLE / "cohort.expression.bed.gz"),
-            "--genes", str(EXAMPLE / "genes.tsv"), "--fasta", str(EXAMPLE / "ucsc.hg19.chr20.unittest.fasta.gz")]
+    return [
+        "--vcf",
+        str(EXAMPLE / "cohort.vcf.gz"),
+        "--expression",
+        str(EXAMPLE / "cohort.expression.bed.gz"),
+        "--genes",
+        str(EXAMPLE / "genes.tsv"),
+        "--fasta",
+        str(EXAMPLE / "ucsc.hg19.chr20.unittest.fasta.gz"),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +49,37 @@ def basenji2_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Basenji2 fine-tuned for one epoch on the bundled example (SNAP25, 8 people)."""
     from varscore_basenji2 import tiny_params
 
-    params = [arg for k, v in tiny_params().items() if k != "window_size" for arg in ("--param", f"{k}={json.dumps(v)}")]
+    params = [
+        arg for k, v in tiny_params().items() if k != "window_size" for arg in ("--param", f"{k}={json.dumps(v)}")
+    ]
     model = tmp_path_factory.mktemp("models") / "basenji2-snap25"
-    result = CliRunner().invoke(cli, [
-        "finetune", "--backbone", "basenji2", *_example_args(), "--gene", "SNAP25", "--window", str(WINDOW), *params,
-        "--lr", "1e-3", "--batch-size", "4", "--accumulate", "1", "--people-per-epoch", "8", "--max-epochs", "1",
-        "--no-progress", "-o", str(model),
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "finetune",
+            "--backbone",
+            "basenji2",
+            *_example_args(),
+            "--gene",
+            "SNAP25",
+            "--window",
+            str(WINDOW),
+            *params,
+            "--lr",
+            "1e-3",
+            "--batch-size",
+            "4",
+            "--accumulate",
+            "1",
+            "--people-per-epoch",
+            "8",
+            "--max-epochs",
+            "1",
+            "--no-progress",
+            "-o",
+            str(model),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return model
 
@@ -103,8 +135,9 @@ def direct_predictions(basenji2_bundle: Path) -> dict[tuple[int, str], tuple[flo
     return out
 
 
-def _assert_matches(got: dict[tuple[int, str], tuple[float, float, float]],
-                    expected: dict[tuple[int, str], tuple[float, float]]) -> None:
+def _assert_matches(
+    got: dict[tuple[int, str], tuple[float, float, float]], expected: dict[tuple[int, str], tuple[float, float]]
+) -> None:
     assert set(got) == set(expected)
     for key, (ref_pred, alt_pred, delta) in got.items():
         want_ref, want_alt = expected[key]
@@ -118,8 +151,20 @@ def test_annotate_with_the_plugin_bundle_matches_direct_predictions(
     basenji2_bundle: Path, direct_predictions: dict, tmp_path: Path
 ) -> None:
     out = tmp_path / "scored.vcf"
-    result = CliRunner().invoke(cli, ["annotate", str(EXAMPLE / "cohort.vcf.gz"), "-m", str(basenji2_bundle),
-                                      "-o", str(out), "--device", "cpu", "--no-progress"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "annotate",
+            str(EXAMPLE / "cohort.vcf.gz"),
+            "-m",
+            str(basenji2_bundle),
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     got = {}
     for line in out.read_text().splitlines():
@@ -141,24 +186,64 @@ def test_ism_evaluate_and_track_work_with_the_plugin_bundle(
 
     runner = CliRunner()
     fasta = str(EXAMPLE / "ucsc.hg19.chr20.unittest.fasta.gz")
-    ism = runner.invoke(cli, ["ism", "-m", str(basenji2_bundle), "--vcf", str(EXAMPLE / "cohort.vcf.gz"),
-                              "--fasta", fasta, "--device", "cpu", "--no-progress", "-o", str(tmp_path / "ism.tsv")])
+    ism = runner.invoke(
+        cli,
+        [
+            "ism",
+            "-m",
+            str(basenji2_bundle),
+            "--vcf",
+            str(EXAMPLE / "cohort.vcf.gz"),
+            "--fasta",
+            fasta,
+            "--device",
+            "cpu",
+            "--no-progress",
+            "-o",
+            str(tmp_path / "ism.tsv"),
+        ],
+    )
     assert ism.exit_code == 0, ism.output
     table = pd.read_csv(tmp_path / "ism.tsv", sep="\t")
     assert set(table["gene"]) == {"SNAP25"}
-    _assert_matches({(int(r.pos), r.alt): (r.ref_pred, r.alt_pred, r.delta) for r in table.itertuples()},
-                    direct_predictions)
+    _assert_matches(
+        {(int(r.pos), r.alt): (r.ref_pred, r.alt_pred, r.delta) for r in table.itertuples()}, direct_predictions
+    )
 
-    evaluated = runner.invoke(cli, ["evaluate", *_example_args(), "--gene", "SNAP25", "-m", str(basenji2_bundle),
-                                    "-o", str(tmp_path / "eval.tsv")])
+    evaluated = runner.invoke(
+        cli,
+        [
+            "evaluate",
+            *_example_args(),
+            "--gene",
+            "SNAP25",
+            "-m",
+            str(basenji2_bundle),
+            "-o",
+            str(tmp_path / "eval.tsv"),
+        ],
+    )
     assert evaluated.exit_code == 0, evaluated.output
     metrics = pd.read_csv(tmp_path / "eval.tsv", sep="\t")
     assert list(metrics["gene"]) == ["SNAP25"] and metrics["people"].iloc[0] > 0
     assert np.isfinite(metrics[["r2", "pearson"]].to_numpy()).all()
 
-    tracks = runner.invoke(cli, ["track", str(EXAMPLE / "cohort.vcf.gz"), "-m", str(basenji2_bundle),
-                                 "-o", str(tmp_path / "tracks"), "--format", "bedgraph", "--device", "cpu",
-                                 "--no-progress"])
+    tracks = runner.invoke(
+        cli,
+        [
+            "track",
+            str(EXAMPLE / "cohort.vcf.gz"),
+            "-m",
+            str(basenji2_bundle),
+            "-o",
+            str(tmp_path / "tracks"),
+            "--format",
+            "bedgraph",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    )
     assert tracks.exit_code == 0, tracks.output
     bedgraph = (tmp_path / "tracks" / "ism.SNAP25.bedGraph").read_text().splitlines()
     values = [line.split("\t") for line in bedgraph if line and not line.startswith(("track", "#"))]
@@ -207,12 +292,15 @@ def test_without_the_plugin_core_works_and_bundle_names_the_package(basenji2_bun
     assert "basenji2" not in names and {"enformer", "linear", "outputs"} <= set(names)
 
     # a core model still scores
-    core = varscore("annotate", str(EXAMPLE / "cohort.vcf.gz"), "-m", "elastic-net-demo", "-o", str(tmp_path / "en.vcf"))
+    core = varscore(
+        "annotate", str(EXAMPLE / "cohort.vcf.gz"), "-m", "elastic-net-demo", "-o", str(tmp_path / "en.vcf")
+    )
     assert core.returncode == 0, core.stderr
     assert "VARSCORE=" in (tmp_path / "en.vcf").read_text()
 
-    missing = varscore("annotate", str(EXAMPLE / "cohort.vcf.gz"), "-m", str(basenji2_bundle),
-                       "-o", str(tmp_path / "b2.vcf"))
+    missing = varscore(
+        "annotate", str(EXAMPLE / "cohort.vcf.gz"), "-m", str(basenji2_bundle), "-o", str(tmp_path / "b2.vcf")
+    )
     assert missing.returncode == 1
     assert "backbone 'basenji2' is not installed; pip install varscore-basenji2" in missing.stderr
     assert "Traceback" not in missing.stderr and len(missing.stderr.strip().splitlines()) == 1

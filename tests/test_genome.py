@@ -25,7 +25,11 @@ def test_one_hot_round_trip_and_n_is_zero():
 
 
 def test_match_contigs():
-    assert match_contigs(["20", "chrM", "X", "7"], ["chr20", "MT", "chrX"]) == {"20": "chr20", "chrM": "MT", "X": "chrX"}
+    assert match_contigs(["20", "chrM", "X", "7"], ["chr20", "MT", "chrX"]) == {
+        "20": "chr20",
+        "chrM": "MT",
+        "X": "chrX",
+    }
     assert match_contigs(["chr1"], ["chr1", "1"]) == {"chr1": "chr1"}
     # ambiguous: both spellings of the mitochondrion present
     assert match_contigs(["M"], ["chrM", "MT"]) == {}

@@ -33,13 +33,23 @@ def carrier_plugin():
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    return simulate_cohort(SimulationConfig(people=240, genes=4, window=WINDOW, seed=5, h2_mean=0.4),
-                           tmp_path_factory.mktemp("carrier_sim"))
+    return simulate_cohort(
+        SimulationConfig(people=240, genes=4, window=WINDOW, seed=5, h2_mean=0.4),
+        tmp_path_factory.mktemp("carrier_sim"),
+    )
 
 
 def _cohort_args(cohort) -> list[str]:  # type: ignore[no-untyped-def]
-    return ["--vcf", str(cohort.vcf), "--expression", str(cohort.expression), "--genes", str(cohort.genes_tsv),
-            "--fasta", str(cohort.fasta)]
+    return [
+        "--vcf",
+        str(cohort.vcf),
+        "--expression",
+        str(cohort.expression),
+        "--genes",
+        str(cohort.genes_tsv),
+        "--fasta",
+        str(cohort.fasta),
+    ]
 
 
 def test_the_carrier_backbone_passes_the_genotype_contract(carrier_plugin) -> None:  # type: ignore[no-untyped-def]
@@ -57,10 +67,15 @@ def test_the_carrier_backbone_passes_the_genotype_contract(carrier_plugin) -> No
 
 def _bcftools_dosages(vcf: Path) -> tuple[list[str], dict[str, np.ndarray]]:
     """Samples and, per ``chrom:pos:ref:alt`` SNV, the GT-derived ALT dosage of each sample."""
-    samples = subprocess.run([str(BCFTOOLS), "query", "-l", str(vcf)], capture_output=True, text=True,
-                             check=True).stdout.split()
-    out = subprocess.run([str(BCFTOOLS), "query", "-f", "%CHROM\t%POS\t%REF\t%ALT[\t%GT]\n", str(vcf)],
-                         capture_output=True, text=True, check=True).stdout
+    samples = subprocess.run(
+        [str(BCFTOOLS), "query", "-l", str(vcf)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    out = subprocess.run(
+        [str(BCFTOOLS), "query", "-f", "%CHROM\t%POS\t%REF\t%ALT[\t%GT]\n", str(vcf)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     dosages: dict[str, np.ndarray] = {}
     for line in out.splitlines():
         chrom, pos, ref, alts, *gts = line.split("\t")
@@ -78,8 +93,10 @@ def test_a_third_party_genotype_model_trains_evaluates_and_annotates(carrier_plu
 
     runner = CliRunner()
     bundle_dir = tmp_path / "carrier-model"
-    result = runner.invoke(cli, ["finetune", *_cohort_args(cohort), "--backbone", "carrier", "--window", str(WINDOW),
-                                 "-o", str(bundle_dir)])
+    result = runner.invoke(
+        cli,
+        ["finetune", *_cohort_args(cohort), "--backbone", "carrier", "--window", str(WINDOW), "-o", str(bundle_dir)],
+    )
     assert result.exit_code == 0, result.output
     bundle = load_bundle(bundle_dir)
     model = bundle.backbone()
@@ -129,8 +146,9 @@ def test_a_third_party_genotype_model_trains_evaluates_and_annotates(carrier_plu
             assert "VARSCORE" not in info
             continue
         scored += 1
-        entries = sorted((e.split("|")[1], float(e.split("|")[3]), float(e.split("|")[4]))
-                         for e in info["VARSCORE"].split(","))
+        entries = sorted(
+            (e.split("|")[1], float(e.split("|")[3]), float(e.split("|")[4])) for e in info["VARSCORE"].split(",")
+        )
         want = sorted(expected[key])
         assert [e[0] for e in entries] == [w[0] for w in want]
         np.testing.assert_allclose([e[1:] for e in entries], [w[1:] for w in want], rtol=1e-5, atol=1e-6)

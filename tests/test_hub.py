@@ -47,7 +47,7 @@ class HubServer:
                 prefix = f"/{REPO}/resolve/"
                 if not self.path.startswith(prefix):
                     return None
-                revision, _, filename = self.path[len(prefix):].partition("/")
+                revision, _, filename = self.path[len(prefix) :].partition("/")
                 if revision not in (COMMIT, "main") or filename not in server.files:
                     return None
                 return filename, server.files[filename]
@@ -91,7 +91,7 @@ class HubServer:
                 start = 0
                 requested = self.headers.get("Range")
                 if requested and requested.startswith("bytes="):
-                    start = int(requested[len("bytes="):].split("-")[0])
+                    start = int(requested[len("bytes=") :].split("-")[0])
                 status = 206 if start else 200
                 self._headers(filename, data, len(body) - start, status)
                 if start:
@@ -134,10 +134,14 @@ def server(checkpoint: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServ
 def _use_registry(monkeypatch: pytest.MonkeyPatch, sha: dict[str, str | None] | None = None) -> None:
     entry = {
         "format": "enformer",
-        "replicates": [{"repo": REPO, "revision": COMMIT,
-                        "files": sha or {"config.json": None, "pytorch_model.bin": None}}],
-        "genome_build": "hg38", "window_size": 2048, "output": {"track": 1, "center_bins": 1},
-        "licence": "CC-BY-4.0", "citation": "A tiny test model.",
+        "replicates": [
+            {"repo": REPO, "revision": COMMIT, "files": sha or {"config.json": None, "pytorch_model.bin": None}}
+        ],
+        "genome_build": "hg38",
+        "window_size": 2048,
+        "output": {"track": 1, "center_bins": 1},
+        "licence": "CC-BY-4.0",
+        "citation": "A tiny test model.",
     }
     monkeypatch.setattr(hub, "registry", lambda: {"tiny": entry, "needs-training": {"hint": "Train it: 'x'"}})
 
@@ -198,8 +202,9 @@ def test_registry_checksums_win_and_config_is_checked_by_git_blob_id(
     with pytest.raises(VarscoreError, match="the registry says 0000"):
         hub.fetch_model("tiny", tmp_path / "a", endpoint=server.endpoint, cache_dir=tmp_path / "c1")
     good = hashlib.sha256(files["pytorch_model.bin"]).hexdigest()
-    _use_registry(monkeypatch, {"config.json": hashlib.sha256(files["config.json"]).hexdigest(),
-                                "pytorch_model.bin": good})
+    _use_registry(
+        monkeypatch, {"config.json": hashlib.sha256(files["config.json"]).hexdigest(), "pytorch_model.bin": good}
+    )
     hub.fetch_model("tiny", tmp_path / "b", endpoint=server.endpoint, cache_dir=tmp_path / "c2")
     # a config.json changed on the server (its Git blob id with it) but altered on the way is caught
     server.files["config.json"] = files["config.json"].replace(b'"depth": 2', b'"depth": 2 ')
@@ -233,8 +238,20 @@ def test_cli_fetch_and_name_hints(server: HubServer, tmp_path: Path, monkeypatch
     _use_registry(monkeypatch)
     runner = CliRunner()
     out = tmp_path / "m"
-    result = runner.invoke(cli, ["models", "fetch", "tiny", "-o", str(out), "--endpoint", server.endpoint,
-                                 "--cache-dir", str(tmp_path / "cache")])
+    result = runner.invoke(
+        cli,
+        [
+            "models",
+            "fetch",
+            "tiny",
+            "-o",
+            str(out),
+            "--endpoint",
+            server.endpoint,
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (out / "varscore.json").is_file()
     result = runner.invoke(cli, ["models", "fetch", "needs-training"])
@@ -269,8 +286,11 @@ def test_names_resolve_to_fetched_models_or_say_how_to_get_them(
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("VARSCORE_MODELS", raising=False)
-    for name, command in (("enformer", "varscore models fetch enformer"), ("borzoi", "varscore models fetch borzoi"),
-                          ("variformer-blood", "varscore finetune --recipe variformer-blood")):
+    for name, command in (
+        ("enformer", "varscore models fetch enformer"),
+        ("borzoi", "varscore models fetch borzoi"),
+        ("variformer-blood", "varscore finetune --recipe variformer-blood"),
+    ):
         with pytest.raises(ModelNotFoundError, match=command):
             resolve_model(name)
     _use_registry(monkeypatch)
@@ -291,9 +311,22 @@ def test_fetch_writes_a_pretrained_dir_for_finetune(
     _, x, expected = checkpoint
     _use_registry(monkeypatch)
     pretrained = tmp_path / "pre"
-    result = CliRunner().invoke(cli, ["models", "fetch", "tiny", "-o", str(tmp_path / "m"), "--endpoint",
-                                      server.endpoint, "--cache-dir", str(tmp_path / "c"), "--pretrained-dir",
-                                      str(pretrained)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "models",
+            "fetch",
+            "tiny",
+            "-o",
+            str(tmp_path / "m"),
+            "--endpoint",
+            server.endpoint,
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--pretrained-dir",
+            str(pretrained),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in pretrained.iterdir()) == ["config.json", "model.safetensors"]
     backbone = EnformerBackbone(head="pretrained", pretrained_dir=str(pretrained), window_size=2048).build()

@@ -46,7 +46,7 @@ def slow_alternate(contig: str, window: Window, edits: list[tuple[int, str, str]
         bases += [(contig[begin + i], begin + i) for i in range(lead)]
         changed_from, changed_to = begin + lead, begin + len(ref) - tail
         if changed_from <= tss < changed_to:
-            change = (len(alt) - len(ref))
+            change = len(alt) - len(ref)
             tss_edit = (len(bases) + (tss - changed_from), int(change / 2))
         bases += [(base.upper(), None) for base in alt[lead : len(alt) - tail]]
         bases += [(contig[i], i) for i in range(changed_to, begin + len(ref))]
@@ -222,8 +222,14 @@ def test_snv_written_as_mnp_scores_like_the_snv(toy_world) -> None:
     edited-window path agree)."""
     tmp, chr1 = toy_world["tmp"], toy_world["seqs"]["chr1"]
     alt = "ACGT".replace(chr1[200], "")[0]
-    vcf = write_vcf(tmp / "mnp.vcf", [("chr1", 200, chr1[199:201], chr1[199] + alt), ("chr1", 201, chr1[200], alt),
-                                      ("chr1", 201, chr1[200:202], alt + chr1[201])])
+    vcf = write_vcf(
+        tmp / "mnp.vcf",
+        [
+            ("chr1", 200, chr1[199:201], chr1[199] + alt),
+            ("chr1", 201, chr1[200], alt),
+            ("chr1", 201, chr1[200:202], alt + chr1[201]),
+        ],
+    )
     out = tmp / "mnp.out.vcf"
     result = CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out)])
     assert result.exit_code == 0, result.output

@@ -86,16 +86,26 @@ def test_the_cycle_check_finds_a_deferred_cycle(tmp_path: Path) -> None:
     (pkg / "base.py").write_text("def finetune():\n    from varscore.training import fit\n")
     (pkg / "training.py").write_text("from varscore.personal import one_hot\n")
     (pkg / "personal.py").write_text("import varscore.engine\n")
-    (pkg / "engine.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import varscore.cli\n"
-                                   "from varscore.base import ISMResult\n")
+    (pkg / "engine.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import varscore.cli\n"
+        "from varscore.base import ISMResult\n"
+    )
     (pkg / "cli.py").write_text("import varscore.engine\n")
     assert _cycle_through(_graph(pkg, deferred=False), "varscore.base") is None
     assert _cycle_through(_graph(pkg, deferred=True), "varscore.base") == [
-        "varscore.base", "varscore.training", "varscore.personal", "varscore.engine", "varscore.base"]
+        "varscore.base",
+        "varscore.training",
+        "varscore.personal",
+        "varscore.engine",
+        "varscore.base",
+    ]
     assert _cycle_through(_graph(pkg, deferred=True), "varscore.cli") is None  # TYPE_CHECKING does not count
 
 
 def test_the_core_never_imports_the_built_in_plugins() -> None:
-    offenders = [str(p.relative_to(CORE)) for p in CORE.rglob("*") if p.is_file() and p.suffix in {".py", ".json", ".txt"}
-                 and "varscore_plugins" in p.read_text(errors="ignore")]
+    offenders = [
+        str(p.relative_to(CORE))
+        for p in CORE.rglob("*")
+        if p.is_file() and p.suffix in {".py", ".json", ".txt"} and "varscore_plugins" in p.read_text(errors="ignore")
+    ]
     assert offenders == []

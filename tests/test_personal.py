@@ -432,8 +432,14 @@ def test_real_1000g_windows_match_bcftools(real_vcf: Path, tmp_path: Path) -> No
 # --- indels -----------------------------------------------------------------------------------
 
 
-def random_indel_rows(rng: np.random.Generator, sequence: str, n_people: int, phased: bool,
-                      start: int = 20, spacing: tuple[int, int] = (3, 25)) -> list[tuple[int, str, str, list[str]]]:
+def random_indel_rows(
+    rng: np.random.Generator,
+    sequence: str,
+    n_people: int,
+    phased: bool,
+    start: int = 20,
+    spacing: tuple[int, int] = (3, 25),
+) -> list[tuple[int, str, str, list[str]]]:
     """Non-overlapping SNVs, insertions, deletions (some long) and MNPs with random genotypes."""
     sep = "|" if phased else "/"
     rows = []
@@ -480,10 +486,12 @@ def indel_world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     phased_rows = random_indel_rows(rng, sequence, len(samples), phased=True)
     unphased_rows = random_indel_rows(rng, sequence, len(samples), phased=False)
     return {
-        "tmp": tmp, "sequence": sequence, "fasta": fasta, "samples": samples,
+        "tmp": tmp,
+        "sequence": sequence,
+        "fasta": fasta,
+        "samples": samples,
         "phased": (write_vcf(tmp / "phased.vcf.gz", "chr20", len(sequence), samples, phased_rows), phased_rows),
-        "unphased": (write_vcf(tmp / "unphased.vcf.gz", "chr20", len(sequence), samples, unphased_rows),
-                     unphased_rows),
+        "unphased": (write_vcf(tmp / "unphased.vcf.gz", "chr20", len(sequence), samples, unphased_rows), unphased_rows),
         # windows at both contig ends and inside; 128 bp (short, so indels reach past the ends)
         "windows": [Window("chr20", tss - 1 - 64, tss - 1 + 64) for tss in (30, 300, 701, 1100, 1480)],
     }
@@ -533,8 +541,7 @@ def test_unphased_indel_dosage_is_the_mean_of_slow_haplotypes(indel_world: dict)
             counts = personal_one_hot(reference, genotypes, mode="dosage", dtype=np.uint8)
             unphased_people += int((~genotypes.phased).sum())
             for person in range(len(world["samples"])):
-                haps = [one_hot(slow_alternate(sequence, window, carried(rows, person, h)))
-                        for h in (0, 1)]
+                haps = [one_hot(slow_alternate(sequence, window, carried(rows, person, h))) for h in (0, 1)]
                 np.testing.assert_array_equal(dosage[person], (haps[0] + haps[1]) / 2)
                 np.testing.assert_array_equal(counts[person], (haps[0] + haps[1]).astype(np.uint8))
     assert unphased_people > 10

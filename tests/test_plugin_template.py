@@ -34,14 +34,32 @@ def test_generated_plugin_installs_registers_and_passes_its_tests(kind: str, tmp
     assert result.exit_code == 0, result.output
     package = tmp_path / "src" / f"varscore-{name}"
     assert sorted(str(p.relative_to(package)) for p in package.rglob("*") if p.is_file()) == sorted(
-        ["pyproject.toml", "README.md", f"varscore_demo_{kind.split('-')[0]}/__init__.py",
-         f"tests/test_varscore_demo_{kind.split('-')[0]}.py"]
+        [
+            "pyproject.toml",
+            "README.md",
+            f"varscore_demo_{kind.split('-')[0]}/__init__.py",
+            f"tests/test_varscore_demo_{kind.split('-')[0]}.py",
+        ]
     )
 
     # a real (non-editable) pip install into a private directory: builds the wheel, writes the entry point
     site = tmp_path / "site"
-    install = _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--target", str(site), str(package)], cwd=tmp_path)
+    install = _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(package),
+        ],
+        cwd=tmp_path,
+    )
     assert install.returncode == 0, install.stderr
     elsewhere = tmp_path / "elsewhere"  # not the source tree: tests import the installed copy
     elsewhere.mkdir()
@@ -51,8 +69,11 @@ def test_generated_plugin_installs_registers_and_passes_its_tests(kind: str, tmp
     plural = {"backbone": "backbones", "output-mode": "output modes", "annotator": "annotators"}[kind]
     assert f"{name}\t{plural}: {name}" in listed.stdout.splitlines()
 
-    tests = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", str(package / "tests")],
-                 cwd=elsewhere, PYTHONPATH=str(site))
+    tests = _run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", str(package / "tests")],
+        cwd=elsewhere,
+        PYTHONPATH=str(site),
+    )
     assert tests.returncode == 0, tests.stdout[-3000:]
     summary = tests.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "skipped" not in summary and "failed" not in summary
@@ -74,7 +95,11 @@ def test_generated_files_name_the_plugin(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "kind", "message"),
-    [("My_Plugin", "backbone", "not valid"), ("9lives", "backbone", "not valid"), ("ok", "model", "Unknown plugin kind")],
+    [
+        ("My_Plugin", "backbone", "not valid"),
+        ("9lives", "backbone", "not valid"),
+        ("ok", "model", "Unknown plugin kind"),
+    ],
 )
 def test_bad_names_and_kinds(tmp_path: Path, name: str, kind: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
@@ -107,8 +132,16 @@ def test_plugin_guide_examples_run(tmp_path: Path) -> None:
     run = _run([sys.executable, "guide.py"], cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
-    for expected in ("(1, 8, 2)", "(1,) (2, 1) (2, 1)", "(1, 1)", "0.750", "GENEA:-10", "GENEA:30",
-                     "VARSCORE_TSSDIST=GENEA:5", "conformance: ok"):
+    for expected in (
+        "(1, 8, 2)",
+        "(1,) (2, 1) (2, 1)",
+        "(1, 1)",
+        "0.750",
+        "GENEA:-10",
+        "GENEA:30",
+        "VARSCORE_TSSDIST=GENEA:5",
+        "conformance: ok",
+    ):
         assert expected in out, (expected, out)
     scored = next(line for line in out.splitlines() if line.startswith("chr1\t205"))
     delta = float(scored.split("VARSCORE=")[1].split(";")[0].split("|")[5])
@@ -119,6 +152,8 @@ def test_plugin_guide_examples_run(tmp_path: Path) -> None:
 def test_generated_code_passes_ruff(kind: str, tmp_path: Path) -> None:
     optional_import("ruff", "pip install -e .[test]")
     made = write_plugin("my-model", tmp_path, kind=kind)
-    lint = _run([sys.executable, "-m", "ruff", "check", "--isolated", "--line-length", "120",
-                 "--select", "E,F,W,I,B,UP", "."], cwd=made.directory)
+    lint = _run(
+        [sys.executable, "-m", "ruff", "check", "--isolated", "--line-length", "120", "--select", "E,F,W,I,B,UP", "."],
+        cwd=made.directory,
+    )
     assert lint.returncode == 0, lint.stdout

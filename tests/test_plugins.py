@@ -34,8 +34,9 @@ def test_builtins_load_through_entry_points():
 def test_duplicate_names_name_both_plugins():
     manager = PluginManager()
     manager.register(toy_plugin, name="first-toy")
-    manager.register(_plugin("second", register_backbones=lambda register: register(toy_plugin.ToyBackbone)),
-                     name="second-toy")
+    manager.register(
+        _plugin("second", register_backbones=lambda register: register(toy_plugin.ToyBackbone)), name="second-toy"
+    )
     with pytest.raises(PluginError) as err:
         _ = manager.registry
     message = str(err.value)
@@ -90,8 +91,9 @@ def test_plugin_commands_are_added():
 
 
 def test_help_is_fast_and_imports_no_torch():
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "varscore", "--help"],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "varscore", "--help"], capture_output=True, text=True, check=True
+    )
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
     assert "Usage" in result.stdout
     assert not imported & {"torch", "transformers", "lightning", "tensorflow", "numba", "enformer_pytorch"}

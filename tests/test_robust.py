@@ -48,8 +48,14 @@ def robust_world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     fasta = write_fasta(tmp / "ref.fa", seqs)
     genes = [Gene(f"G{c}_{tss}", c, tss, "+", f"G{c}_{tss}") for c in CONTIGS for tss in (64, 150)]
     backbone = ToyBackbone(window_size=128).build()
-    bundle = save_bundle(tmp / "robust-model", name="robust-model", backbone=backbone,
-                         output_mode=ScalarOutput(track=0, center_bins=1), genes=genes, reference_fasta=fasta)
+    bundle = save_bundle(
+        tmp / "robust-model",
+        name="robust-model",
+        backbone=backbone,
+        output_mode=ScalarOutput(track=0, center_bins=1),
+        genes=genes,
+        reference_fasta=fasta,
+    )
     yield {"tmp": tmp, "fasta": fasta, "seqs": seqs, "bundle": bundle}
     manager.unregister("toy-plugin-robust")
 
@@ -58,7 +64,9 @@ def _text_lines(path: Path) -> list[str]:
     with open(path, "rb") as handle:
         magic = handle.read(2)
     if path.suffix == ".bcf":
-        return subprocess.run([BCFTOOLS, "view", str(path)], capture_output=True, text=True, check=True).stdout.splitlines()
+        return subprocess.run(
+            [BCFTOOLS, "view", str(path)], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
     opener = gzip.open if magic == b"\x1f\x8b" else open
     with opener(path, "rt") as handle:
         return handle.read().splitlines()
@@ -82,8 +90,8 @@ def check_accounted(source: Path, out: Path, result) -> str:
     """The property: exit 0 with every record written back in order (bcftools reads the output)
     and a summary that adds up, or a one-line error. Returns ``"ok"`` or ``"error"``."""
     assert "Traceback" not in result.output, result.output
-    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), (
-        repr(result.exception)
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), repr(
+        result.exception
     )
     if result.exit_code != 0:
         lines = [line for line in result.output.splitlines() if line.strip()]
@@ -110,8 +118,9 @@ def check_accounted(source: Path, out: Path, result) -> str:
 
 
 def run_annotate(world: dict, vcf: Path, out: Path, *extra: str):
-    return CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(world["bundle"]), "-o", str(out),
-                                    "--no-progress", *extra])
+    return CliRunner().invoke(
+        cli, ["annotate", str(vcf), "-m", str(world["bundle"]), "-o", str(out), "--no-progress", *extra]
+    )
 
 
 @pytest.mark.parametrize("name", EDGE_CASE_FILES)
@@ -138,7 +147,9 @@ def test_edge_cases_are_scored_where_they_can_be(robust_world):
     assert check_accounted(EDGE_CASES / name, out, result) == "ok"
     body = [line for line in _text_lines(out) if not line.startswith("#")]
     scored = [line for line in body if "VARSCORE=" in line]
-    indels = [line for line in scored if any(len(a) != len(line.split("\t")[3]) for a in line.split("\t")[4].split(","))]
+    indels = [
+        line for line in scored if any(len(a) != len(line.split("\t")[3]) for a in line.split("\t")[4].split(","))
+    ]
     assert len(indels) >= 5
     multi = next(line for line in scored if line.split("\t")[1] == "114" and line.startswith("2\t"))
     alts = multi.split("\t")[4].split(",")
@@ -156,18 +167,26 @@ IUPAC = "RYSWKMBDHVN"
 @st.composite
 def vcf_records(draw, seqs: dict[str, str]) -> tuple[str, int, str, str]:
     chrom = draw(st.sampled_from(["1", "chr1", "2", "X", "chrX", "MT", "unknown_contig", "20"]))
-    pos = draw(st.one_of(st.sampled_from([0, 1, 2, CONTIG_LENGTH, CONTIG_LENGTH + 1, 10**7]),
-                         st.integers(1, CONTIG_LENGTH)))
+    pos = draw(
+        st.one_of(st.sampled_from([0, 1, 2, CONTIG_LENGTH, CONTIG_LENGTH + 1, 10**7]), st.integers(1, CONTIG_LENGTH))
+    )
     seq = seqs.get(chrom.removeprefix("chr"), "A" * CONTIG_LENGTH)
     true_ref = seq[pos - 1 : pos - 1 + draw(st.integers(1, 4))] if 1 <= pos <= CONTIG_LENGTH else "A"
-    ref = draw(st.one_of(
-        st.just(true_ref), st.just(true_ref.lower()), st.text("ACGTN", min_size=1, max_size=3),
-        st.text(IUPAC, min_size=1, max_size=2), st.just(true_ref + "".join(seq[pos : pos + 40])),
-    ))
+    ref = draw(
+        st.one_of(
+            st.just(true_ref),
+            st.just(true_ref.lower()),
+            st.text("ACGTN", min_size=1, max_size=3),
+            st.text(IUPAC, min_size=1, max_size=2),
+            st.just(true_ref + "".join(seq[pos : pos + 40])),
+        )
+    )
     allele = st.one_of(
-        st.text("ACGT", min_size=1, max_size=3), st.text("acgtn", min_size=1, max_size=2),
-        st.just(ref[0] + "T" * 70), st.just(ref[0]), st.sampled_from(["<DEL>", "<*>", "*", "<NON_REF>", "N[1:20[",
-                                                                      ".A", "R", "N"]),
+        st.text("ACGT", min_size=1, max_size=3),
+        st.text("acgtn", min_size=1, max_size=2),
+        st.just(ref[0] + "T" * 70),
+        st.just(ref[0]),
+        st.sampled_from(["<DEL>", "<*>", "*", "<NON_REF>", "N[1:20[", ".A", "R", "N"]),
     )
     alts = draw(st.one_of(st.just("."), st.lists(allele, min_size=1, max_size=3).map(",".join)))
     return chrom, pos, ref, alts
@@ -221,8 +240,9 @@ def write_generated(path: Path, spec: dict) -> Path:
 
 
 @needs_bcftools
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=st.data())
 def test_generated_vcfs_are_accounted_for_or_fail_in_one_line(robust_world, data):
     spec = data.draw(vcf_files(robust_world["seqs"]))
@@ -273,8 +293,14 @@ def slow_world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     lines += [f"chr5\t{p}\t.\t{r}\t{a}\t.\t.\t." for p, r, a in records]
     vcf = tmp / "in.vcf"
     vcf.write_text("\n".join(lines) + "\n")
-    bundle = save_bundle(tmp / "slow-toy", name="slow-toy", backbone=ToyBackbone(delay=0.03).build(),
-                         output_mode=ScalarOutput(track=0, center_bins=1), genes=genes, reference_fasta=fasta)
+    bundle = save_bundle(
+        tmp / "slow-toy",
+        name="slow-toy",
+        backbone=ToyBackbone(delay=0.03).build(),
+        output_mode=ScalarOutput(track=0, center_bins=1),
+        genes=genes,
+        reference_fasta=fasta,
+    )
     return {"tmp": tmp, "vcf": vcf, "bundle": bundle, "records": len(records)}
 
 
@@ -286,8 +312,20 @@ RUNNER = (
 
 
 def _annotate_process(world: dict, out: Path, *extra: str) -> subprocess.Popen:
-    args = [sys.executable, "-c", RUNNER, "-v", "annotate", str(world["vcf"]), "-m", str(world["bundle"]),
-            "-o", str(out), "--no-progress", *extra]
+    args = [
+        sys.executable,
+        "-c",
+        RUNNER,
+        "-v",
+        "annotate",
+        str(world["vcf"]),
+        "-m",
+        str(world["bundle"]),
+        "-o",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -340,11 +378,11 @@ def test_resume_refuses_a_checkpoint_of_other_inputs(slow_world, tmp_path, robus
 
     out = tmp_path / "other.vcf"
     GeneCheckpoint(Path(f"{out}.varscore-partial"), "another-fingerprint", resume=False)
-    result = CliRunner().invoke(cli, ["annotate", str(slow_world["vcf"]), "-m", str(slow_world["bundle"]),
-                                      "-o", str(out), "--resume"])
+    result = CliRunner().invoke(
+        cli, ["annotate", str(slow_world["vcf"]), "-m", str(slow_world["bundle"]), "-o", str(out), "--resume"]
+    )
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "other inputs" in lines[0] and "without --resume" in lines[0]
-    stdout = CliRunner().invoke(cli, ["annotate", str(slow_world["vcf"]), "-m", str(slow_world["bundle"]),
-                                      "--resume"])
+    stdout = CliRunner().invoke(cli, ["annotate", str(slow_world["vcf"]), "-m", str(slow_world["bundle"]), "--resume"])
     assert stdout.exit_code == 1 and "--resume needs an output file" in stdout.output

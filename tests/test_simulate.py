@@ -137,9 +137,7 @@ def _check_refs(genotypes: Genotypes, fasta: Path) -> None:
 
     reference = pyfaidx.Fasta(str(fasta), sequence_always_upper=True)
     assert len(genotypes.pos) > 0
-    for chrom, pos, ref, alt in zip(
-        genotypes.chrom, genotypes.pos, genotypes.ref, genotypes.alt, strict=True
-    ):
+    for chrom, pos, ref, alt in zip(genotypes.chrom, genotypes.pos, genotypes.ref, genotypes.alt, strict=True):
         assert str(reference[chrom][pos - 1 : pos - 1 + len(ref)]) == ref, f"{chrom}:{pos} REF {ref}"
         assert set(ref) <= set("ACGT") and set(alt) <= set("ACGT") and ref != alt
         if len(ref) != len(alt):  # indels keep the padding base and are left-aligned

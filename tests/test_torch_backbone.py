@@ -213,7 +213,9 @@ def test_load_state_checked_reports_and_loads(tmp_path: Path) -> None:
         "1 unexpected (e.g. surplus); 1 of another shape (e.g. norm.running_var) tensor(s)."
     )
     lacking = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    assert load_state_checked(_Shared(), lacking, aliases=True) == "1 missing (e.g. norm.num_batches_tracked) tensor(s)."
+    assert (
+        load_state_checked(_Shared(), lacking, aliases=True) == "1 missing (e.g. norm.num_batches_tracked) tensor(s)."
+    )
     assert load_state_checked(_Shared(), lacking, aliases=True, optional=lambda k: k.endswith("tracked")) is None
 
 

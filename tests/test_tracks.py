@@ -92,9 +92,13 @@ def world(toy_world):
     from varscore_plugins.outputs import ScalarOutput
 
     toy_world["bundle"] = save_bundle(
-        toy_world["tmp"] / "models" / "toy-all-bins", name="toy-model", backbone=toy_world["backbone"],
-        output_mode=ScalarOutput(track=1, center_bins=8), genes=toy_world["genes"],
-        reference_fasta=toy_world["fasta"])
+        toy_world["tmp"] / "models" / "toy-all-bins",
+        name="toy-model",
+        backbone=toy_world["backbone"],
+        output_mode=ScalarOutput(track=1, center_bins=8),
+        genes=toy_world["genes"],
+        reference_fasta=toy_world["fasta"],
+    )
     return toy_world
 
 
@@ -135,13 +139,15 @@ def test_bigwig_tracks_equal_the_vcf_scores(world):
 def test_from_vcf_draws_the_same_tracks_as_scoring(world):
     annotated, out = _annotate_and_track(world)
     again = world["tmp"] / "again"
-    result = CliRunner().invoke(cli, ["track", str(annotated), "--from-vcf", "-o", str(again),
-                                      "--fasta", str(world["fasta"])])
+    result = CliRunner().invoke(
+        cli, ["track", str(annotated), "--from-vcf", "-o", str(again), "--fasta", str(world["fasta"])]
+    )
     assert result.exit_code == 0, result.output
     # a VCF that already holds VARSCORE entries is read without --from-vcf when no model is given
     implicit = world["tmp"] / "implicit"
-    result = CliRunner().invoke(cli, ["track", str(annotated), "-o", str(implicit), "--genome", "hg19",
-                                      "--fasta", str(world["fasta"])])
+    result = CliRunner().invoke(
+        cli, ["track", str(annotated), "-o", str(implicit), "--genome", "hg19", "--fasta", str(world["fasta"])]
+    )
     assert result.exit_code == 0, result.output
     for name in ("ism.merged.bw", "ism.GENEA.bw", "ism.GENEB.bw", "ism.GENEC.bw"):
         scored = _bigwig_values(out / name)  # the VCF holds 6 significant digits
@@ -162,7 +168,9 @@ def test_tracks_use_the_fasta_contig_names(world):
     assert result.exit_code == 0, result.output
     assert {chrom for chrom, _ in _bigwig_values(tmp / "t" / "ism.merged.bw")} == {"chr1", "chr2"}
     assert {line.split("\t")[0] for line in (tmp / "t" / "top_variants.bed").read_text().splitlines()[1:]} == {
-        "chr1", "chr2"}
+        "chr1",
+        "chr2",
+    }
 
 
 def test_bigwig_header_has_the_fasta_contig_sizes(world):
@@ -171,8 +179,12 @@ def test_bigwig_header_has_the_fasta_contig_sizes(world):
     fai = dict(line.split("\t")[:2] for line in Path(f"{world['fasta']}.fai").read_text().splitlines())
     assert {k: int(v) for k, v in fai.items()} == fasta_sizes
     # a bigWig's chromosome tree lists the contigs that hold data (as bedGraphToBigWig writes it)
-    with_data = {"ism.merged.bw": {"chr1", "chr2"}, "ism.GENEA.bw": {"chr1"}, "ism.GENEB.bw": {"chr1"},
-                 "ism.GENEC.bw": {"chr2"}}
+    with_data = {
+        "ism.merged.bw": {"chr1", "chr2"},
+        "ism.GENEA.bw": {"chr1"},
+        "ism.GENEB.bw": {"chr1"},
+        "ism.GENEC.bw": {"chr2"},
+    }
     assert sorted(p.name for p in out.glob("*.bw")) == sorted(with_data)
     for name, contigs in with_data.items():
         handle = pyBigWig.open(str(out / name))
@@ -209,8 +221,11 @@ def test_bed9_colours_follow_the_sign(world):
     magic, *_, field_count, defined_count, _ = struct.unpack("<IHHQQQHHQ", header)
     assert (magic, field_count, defined_count) == (0x8789F2EB, 9, 9)
     handle = pyBigWig.open(str(out / "top_variants.bb"))
-    items = [f"{chrom}\t{s}\t{e}\t{rest}" for chrom in ("chr1", "chr2")
-             for s, e, rest in handle.entries(chrom, 0, handle.chroms(chrom)) or ()]
+    items = [
+        f"{chrom}\t{s}\t{e}\t{rest}"
+        for chrom in ("chr1", "chr2")
+        for s, e, rest in handle.entries(chrom, 0, handle.chroms(chrom)) or ()
+    ]
     handle.close()
     assert items == lines[1:]
     assert lines[0].startswith("track ") and 'itemRgb="On"' in lines[0]
@@ -237,8 +252,9 @@ def test_bed9_colours_follow_the_sign(world):
 
 
 def test_igv_session_and_ucsc_hub_reference_existing_files(world):
-    _, out = _annotate_and_track(world, "--format", "bigwig,bedgraph,bed", "--genome", "hg19",
-                                 "--hub-email", "lab@example.org")
+    _, out = _annotate_and_track(
+        world, "--format", "bigwig,bedgraph,bed", "--genome", "hg19", "--hub-email", "lab@example.org"
+    )
     root = ET.parse(out / "igv_session.xml").getroot()
     assert root.tag == "Session" and root.get("genome") == "hg19"
     chrom, span = root.get("locus").split(":")
@@ -253,8 +269,12 @@ def test_igv_session_and_ucsc_hub_reference_existing_files(world):
     names = [s.splitlines()[0].split(" ", 1)[1] for s in stanzas]
     assert len(set(names)) == len(names)
     assert any("type bigBed 9" in s and "itemRgb on" in s for s in stanzas)
-    assert all(len(line) <= len("shortLabel ") + 17 for s in stanzas for line in s.splitlines()
-               if line.startswith("shortLabel "))
+    assert all(
+        len(line) <= len("shortLabel ") + 17
+        for s in stanzas
+        for line in s.splitlines()
+        if line.startswith("shortLabel ")
+    )
     hub = dict(line.split(" ", 1) for line in (out / "hub.txt").read_text().splitlines())
     assert hub["genomesFile"] == "genomes.txt" and hub["email"] == "lab@example.org"
     genomes = dict(line.split(" ", 1) for line in (out / "genomes.txt").read_text().splitlines())
@@ -279,8 +299,14 @@ def test_track_model_coverage_equals_direct_predictions(world):
 
     tmp, seqs, genes = world["tmp"], world["seqs"], world["genes"]
     backbone = ToyBackbone().build()
-    bundle = save_bundle(tmp / "models" / "toy-track", name="toy-track", backbone=backbone,
-                         output_mode=TrackOutput(track=1), genes=genes, reference_fasta=world["fasta"])
+    bundle = save_bundle(
+        tmp / "models" / "toy-track",
+        name="toy-track",
+        backbone=backbone,
+        output_mode=TrackOutput(track=1),
+        genes=genes,
+        reference_fasta=world["fasta"],
+    )
     vcf = write_vcf(tmp / "in.vcf", _records(seqs))
     result = make_tracks(vcf, tmp / "cov", model=bundle, formats="bigwig", coverage_top=10)
     from varscore.genome import Genome
@@ -358,15 +384,24 @@ def test_strongest_allele_and_gene_rules():
     def effect(pos: int, gene: str, delta: float, allele: str = "A") -> VariantEffect:
         return VariantEffect("chr1", pos, "C", allele, gene, delta, f"v{pos}")
 
-    effects = [effect(5, "g1", 0.5), effect(5, "g1", -0.7, "G"), effect(5, "g2", 0.6), effect(9, "g2", 0.2),
-               effect(9, "g1", -0.2), effect(3, "g1", float("nan")), effect(11, "g2", 0.0)]
+    effects = [
+        effect(5, "g1", 0.5),
+        effect(5, "g1", -0.7, "G"),
+        effect(5, "g2", 0.6),
+        effect(9, "g2", 0.2),
+        effect(9, "g1", -0.2),
+        effect(3, "g1", float("nan")),
+        effect(11, "g2", 0.0),
+    ]
     merged = strongest_per_position(effects)
     assert [(e.pos, e.delta) for e in merged] == [(5, -0.7), (9, 0.2), (11, 0.0)]  # ties: the larger value
     assert [e.delta for e in strongest_per_position(effects[::-1])] == [-0.7, 0.2, 0.0]  # order does not matter
     assert len(top_variants(effects, per_gene=0)) == 4  # every non-zero position of each gene
     items = top_variants(effects, per_gene=1)
     assert [(i.name, i.score, i.rgb) for i in items] == [  # sorted by position, then name
-        ("v5:C>A:g2", round(1000 * 0.6 / 0.7), INCREASE_RGB), ("v5:C>G:g1", 1000, DECREASE_RGB)]
+        ("v5:C>A:g2", round(1000 * 0.6 / 0.7), INCREASE_RGB),
+        ("v5:C>G:g1", 1000, DECREASE_RGB),
+    ]
 
 
 def test_interval_checks_and_formats():
@@ -397,32 +432,46 @@ def test_bad_input_gives_one_line_errors(world):
     runner = CliRunner()
     vcf = write_vcf(tmp / "in.vcf", _records(world["seqs"]))
     out = str(tmp / "t")
-    _assert_one_line_error(runner.invoke(cli, ["track", str(tmp / "missing.vcf"), "-m", bundle, "-o", out]),
-                           "not found")
-    _assert_one_line_error(runner.invoke(cli, ["track", str(vcf), "-m", bundle, "-o", out, "--format", "wig"]),
-                           "Unknown track format", "bigwig")
+    _assert_one_line_error(
+        runner.invoke(cli, ["track", str(tmp / "missing.vcf"), "-m", bundle, "-o", out]), "not found"
+    )
+    _assert_one_line_error(
+        runner.invoke(cli, ["track", str(vcf), "-m", bundle, "-o", out, "--format", "wig"]),
+        "Unknown track format",
+        "bigwig",
+    )
     _assert_one_line_error(runner.invoke(cli, ["track", str(vcf), "-o", out]), "no VARSCORE", "--model")
-    _assert_one_line_error(runner.invoke(cli, ["track", str(vcf), "--from-vcf", "-o", out]), "VARSCORE",
-                           "varscore annotate")
+    _assert_one_line_error(
+        runner.invoke(cli, ["track", str(vcf), "--from-vcf", "-o", out]), "VARSCORE", "varscore annotate"
+    )
     # scores but no contig lengths anywhere (no ##contig lines, no FASTA)
     annotated = tmp / "annotated.vcf"
     assert runner.invoke(cli, ["annotate", str(vcf), "-m", bundle, "-o", str(annotated)]).exit_code == 0
     _assert_one_line_error(runner.invoke(cli, ["track", str(annotated), "-o", out]), "--fasta")
-    _assert_one_line_error(runner.invoke(cli, ["track", str(annotated), "-o", out, "--from-vcf", "--model", "other"]),
-                           "no scores of model 'other'", "toy-model")
+    _assert_one_line_error(
+        runner.invoke(cli, ["track", str(annotated), "-o", out, "--from-vcf", "--model", "other"]),
+        "no scores of model 'other'",
+        "toy-model",
+    )
     # contig lines too short for the variants: a different build
     short = write_vcf(tmp / "short.vcf", [("chr1", 180, "A", "C")], contigs={"chr1": 100})
     short.write_text(short.read_text().replace("\tDP=10", f"\tDP=10;{SCORE_KEY}=C|G|m|1|2|1"))
     text = short.read_text().replace(
         "##INFO=<ID=DP",
         f'##INFO=<ID={SCORE_KEY},Number=.,Type=String,Description="x. Format: ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA">\n'
-        "##INFO=<ID=DP")
+        "##INFO=<ID=DP",
+    )
     short.write_text(text)
-    _assert_one_line_error(runner.invoke(cli, ["track", str(short), "-o", out, "--genome", "hg19"]),
-                           "outside the contig", "build")
+    _assert_one_line_error(
+        runner.invoke(cli, ["track", str(short), "-o", out, "--genome", "hg19"]), "outside the contig", "build"
+    )
     outside = write_vcf(tmp / "outside.vcf", [("chr1", 5, world["seqs"]["chr1"][4], "N")])
-    _assert_one_line_error(runner.invoke(cli, ["track", str(outside), "-m", bundle, "-o", out]),
-                           "No variant", "outside_windows", "nothing to draw")
+    _assert_one_line_error(
+        runner.invoke(cli, ["track", str(outside), "-m", bundle, "-o", out]),
+        "No variant",
+        "outside_windows",
+        "nothing to draw",
+    )
     not_dir = tmp / "file.txt"
     not_dir.write_text("x")
     assert "is a file" in runner.invoke(cli, ["track", str(vcf), "-m", bundle, "-o", str(not_dir)]).output

@@ -26,8 +26,9 @@ WINDOW = 2048
 
 def slow_loss(pred: np.ndarray, target: np.ndarray, mse_weight: float = 0.5) -> float:
     mse = sum((p - t) ** 2 for p, t in zip(pred, target, strict=True)) / len(pred)
-    pairs = [((pred[i] - pred[j]) - (target[i] - target[j])) ** 2
-             for i in range(len(pred)) for j in range(i + 1, len(pred))]
+    pairs = [
+        ((pred[i] - pred[j]) - (target[i] - target[j])) ** 2 for i in range(len(pred)) for j in range(i + 1, len(pred))
+    ]
     return mse_weight * mse + (1 - mse_weight) * sum(pairs) / len(pairs)
 
 
@@ -36,8 +37,9 @@ def slow_loss(pred: np.ndarray, target: np.ndarray, mse_weight: float = 0.5) -> 
 def test_loss_equals_explicit_pair_loop(size, mse_weight):
     rng = np.random.default_rng(size)
     pred, target = rng.normal(size=size), rng.normal(size=size)
-    got = variformer_loss(torch.tensor(pred, dtype=torch.float64), torch.tensor(target, dtype=torch.float64),
-                          mse_weight).item()
+    got = variformer_loss(
+        torch.tensor(pred, dtype=torch.float64), torch.tensor(target, dtype=torch.float64), mse_weight
+    ).item()
     assert got == pytest.approx(slow_loss(pred, target, mse_weight), abs=1e-6)
 
 
@@ -52,8 +54,17 @@ def _batches(sampler: SameGeneBatchSampler) -> list[list[int]]:
 
 def test_sampler_single_gene_batches_and_accumulation():
     n_people = 50
-    sampler = SameGeneBatchSampler(n_genes=4, n_people=n_people, people=range(40), batch_size=4, accumulate=3,
-                                   people_per_epoch=30, seed=1, rank=0, world_size=1)
+    sampler = SameGeneBatchSampler(
+        n_genes=4,
+        n_people=n_people,
+        people=range(40),
+        batch_size=4,
+        accumulate=3,
+        people_per_epoch=30,
+        seed=1,
+        rank=0,
+        world_size=1,
+    )
     batches = _batches(sampler)
     assert len(batches) == len(sampler) == 4 * 24 // 4  # 30 people rounded down to 2 steps of 12
     genes = [{i // n_people for i in b} for b in batches]
@@ -71,8 +82,9 @@ def _ddp_worker(rank: int, world: int, store: str, out: str) -> None:
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    sampler = SameGeneBatchSampler(n_genes=3, n_people=100, people=range(64), batch_size=4, accumulate=2,
-                                   people_per_epoch=32, seed=7)
+    sampler = SameGeneBatchSampler(
+        n_genes=3, n_people=100, people=range(64), batch_size=4, accumulate=2, people_per_epoch=32, seed=7
+    )
     batches = _batches(sampler)
     Path(out, f"rank{rank}.json").write_text(json.dumps({"batches": batches, "len": len(sampler)}))
     dist.barrier()
@@ -107,8 +119,16 @@ def cohort(tmp_path_factory) -> Path:
 
 
 def _cohort_args(cohort: Path) -> list[str]:
-    return ["--vcf", str(cohort / "cohort.vcf.gz"), "--expression", str(cohort / "cohort.expression.bed.gz"),
-            "--genes", str(cohort / "genes.tsv"), "--fasta", str(cohort / "reference.fa")]
+    return [
+        "--vcf",
+        str(cohort / "cohort.vcf.gz"),
+        "--expression",
+        str(cohort / "cohort.expression.bed.gz"),
+        "--genes",
+        str(cohort / "genes.tsv"),
+        "--fasta",
+        str(cohort / "reference.fa"),
+    ]
 
 
 def _model_args() -> list[str]:
@@ -119,10 +139,34 @@ def _model_args() -> list[str]:
 @pytest.mark.slow
 def test_two_process_ddp_finetune_makes_a_bundle_that_scores(cohort: Path, tmp_path: Path):
     model = tmp_path / "models" / "ddp-model"
-    cmd = [sys.executable, "-m", "varscore", "-vv", "finetune", *_cohort_args(cohort), "-o", str(model),
-           "--window", str(WINDOW), *_model_args(), "--lr", "1e-3", "--batch-size", "4", "--accumulate", "2",
-           "--people-per-epoch", "16", "--max-epochs", "2", "--devices", "2", "--accelerator", "cpu",
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "varscore",
+        "-vv",
+        "finetune",
+        *_cohort_args(cohort),
+        "-o",
+        str(model),
+        "--window",
+        str(WINDOW),
+        *_model_args(),
+        "--lr",
+        "1e-3",
+        "--batch-size",
+        "4",
+        "--accumulate",
+        "2",
+        "--people-per-epoch",
+        "16",
+        "--max-epochs",
+        "2",
+        "--devices",
+        "2",
+        "--accelerator",
+        "cpu",
+        "--no-progress",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -145,9 +189,29 @@ def test_finetune_then_evaluate_matches_sklearn_and_scipy(cohort: Path, tmp_path
 
     model = tmp_path / "m"
     runner = CliRunner()
-    result = runner.invoke(cli, ["finetune", *_cohort_args(cohort), "-o", str(model), "--window", str(WINDOW),
-                                 *_model_args(), "--lr", "1e-3", "--batch-size", "4", "--accumulate", "1",
-                                 "--people-per-epoch", "8", "--max-epochs", "1", "--no-progress"])
+    result = runner.invoke(
+        cli,
+        [
+            "finetune",
+            *_cohort_args(cohort),
+            "-o",
+            str(model),
+            "--window",
+            str(WINDOW),
+            *_model_args(),
+            "--lr",
+            "1e-3",
+            "--batch-size",
+            "4",
+            "--accumulate",
+            "1",
+            "--people-per-epoch",
+            "8",
+            "--max-epochs",
+            "1",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = tmp_path / "eval.tsv"
     result = runner.invoke(cli, ["evaluate", *_cohort_args(cohort), "-m", str(model), "-o", str(table)])
@@ -157,9 +221,16 @@ def test_finetune_then_evaluate_matches_sklearn_and_scipy(cohort: Path, tmp_path
 
     rows = pd.read_csv(table, sep="\t")
     bundle = load_bundle(model)
-    data = load_cohort(CohortInputs(cohort / "cohort.vcf.gz", cohort / "cohort.expression.bed.gz",
-                                    cohort / "genes.tsv", cohort / "reference.fa",
-                                    bundle.path / bundle.manifest["folds"]["file"]), WINDOW).data
+    data = load_cohort(
+        CohortInputs(
+            cohort / "cohort.vcf.gz",
+            cohort / "cohort.expression.bed.gz",
+            cohort / "genes.tsv",
+            cohort / "reference.fa",
+            bundle.path / bundle.manifest["folds"]["file"],
+        ),
+        WINDOW,
+    ).data
     backbone = bundle.backbone()
     test = [data.people.index(p) for p in bundle.manifest["people"]["test"]]
     checked = 0
@@ -188,13 +259,26 @@ def test_mismatched_samples_and_unknown_fold_people_fail_clearly(cohort: Path, t
     bad_expr.write_text("\n".join(lines) + "\n")
     args = _cohort_args(cohort)
     args[args.index("--expression") + 1] = str(bad_expr)
-    result = CliRunner().invoke(cli, ["finetune", *args, "-o", str(tmp_path / "x"), "--window", str(WINDOW),
-                                      *_model_args()])
+    result = CliRunner().invoke(
+        cli, ["finetune", *args, "-o", str(tmp_path / "x"), "--window", str(WINDOW), *_model_args()]
+    )
     assert result.exit_code != 0 and "Traceback" not in result.output and "shared" in result.output
     folds = tmp_path / "folds.tsv"
     folds.write_text("person\treplicate\tsplit\nNOBODY\t0\ttrain\n")
-    result = CliRunner().invoke(cli, ["finetune", *_cohort_args(cohort), "--folds", str(folds), "-o",
-                                      str(tmp_path / "y"), "--window", str(WINDOW), *_model_args()])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "finetune",
+            *_cohort_args(cohort),
+            "--folds",
+            str(folds),
+            "-o",
+            str(tmp_path / "y"),
+            "--window",
+            str(WINDOW),
+            *_model_args(),
+        ],
+    )
     assert result.exit_code != 0 and "NOBODY" in result.output
 
 
@@ -204,10 +288,30 @@ def test_calibrated_batchnorm_stays_fixed_while_fine_tuning(cohort: Path, tmp_pa
     from varscore.training import PersonGeneDataset, _calibrate_batchnorm, eval_batches
 
     model = tmp_path / "frozen"
-    result = CliRunner().invoke(cli, ["finetune", *_cohort_args(cohort), "-o", str(model), "--window", str(WINDOW),
-                                      *_model_args(), "--lr", "1e-3", "--batch-size", "4", "--accumulate", "1",
-                                      "--people-per-epoch", "8", "--max-epochs", "2", "--freeze-batchnorm",
-                                      "--no-progress"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "finetune",
+            *_cohort_args(cohort),
+            "-o",
+            str(model),
+            "--window",
+            str(WINDOW),
+            *_model_args(),
+            "--lr",
+            "1e-3",
+            "--batch-size",
+            "4",
+            "--accumulate",
+            "1",
+            "--people-per-epoch",
+            "8",
+            "--max-epochs",
+            "2",
+            "--freeze-batchnorm",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     bundle = load_bundle(model)
     trained = bundle.backbone().torch_module()
@@ -217,12 +321,20 @@ def test_calibrated_batchnorm_stays_fixed_while_fine_tuning(cohort: Path, tmp_pa
     from varscore.training import CohortInputs, load_cohort
     from varscore_plugins.enformer import EnformerBackbone
 
-    data = load_cohort(CohortInputs(cohort / "cohort.vcf.gz", cohort / "cohort.expression.bed.gz",
-                                    cohort / "genes.tsv", cohort / "reference.fa",
-                                    bundle.path / "folds.tsv"), WINDOW).data
+    data = load_cohort(
+        CohortInputs(
+            cohort / "cohort.vcf.gz",
+            cohort / "cohort.expression.bed.gz",
+            cohort / "genes.tsv",
+            cohort / "reference.fa",
+            bundle.path / "folds.tsv",
+        ),
+        WINDOW,
+    ).data
     initial = EnformerBackbone(**bundle.manifest["backbone"]["params"]).build().torch_module()
-    _calibrate_batchnorm(initial, PersonGeneDataset(data), eval_batches(len(data.people), range(len(data.genes)),
-                                                                        data.train, 4))
+    _calibrate_batchnorm(
+        initial, PersonGeneDataset(data), eval_batches(len(data.people), range(len(data.genes)), data.train, 4)
+    )
     fresh = [m for m in initial.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for before, after in zip(fresh, norms, strict=True):
         assert torch.allclose(before.running_mean, after.running_mean, atol=1e-5)
@@ -231,13 +343,37 @@ def test_calibrated_batchnorm_stays_fixed_while_fine_tuning(cohort: Path, tmp_pa
 
 # --- resume, signals, logs -------------------------------------------------------------------
 
-_RESUME_ARGS = ["--lr", "1e-3", "--batch-size", "4", "--accumulate", "1", "--people-per-epoch", "4",
-                "--max-epochs", "4", "--patience", "10"]
+_RESUME_ARGS = [
+    "--lr",
+    "1e-3",
+    "--batch-size",
+    "4",
+    "--accumulate",
+    "1",
+    "--people-per-epoch",
+    "4",
+    "--max-epochs",
+    "4",
+    "--patience",
+    "10",
+]
 
 
 def _finetune_cmd(cohort: Path, model: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "varscore", "finetune", *_cohort_args(cohort), "-o", str(model), "--window",
-            str(WINDOW), *_model_args(), *_RESUME_ARGS, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "varscore",
+        "finetune",
+        *_cohort_args(cohort),
+        "-o",
+        str(model),
+        "--window",
+        str(WINDOW),
+        *_model_args(),
+        *_RESUME_ARGS,
+        *extra,
+    ]
 
 
 def _one_thread_env() -> dict[str, str]:
@@ -249,8 +385,9 @@ def _run_until_epoch(cmd: list[str], epoch: int, signum: int, cwd: Path) -> tupl
     status and its stderr lines."""
     import signal as _signal
 
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=cwd,
-                            env=_one_thread_env())
+    proc = subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=cwd, env=_one_thread_env()
+    )
     lines: list[str] = []
     assert proc.stderr is not None
     for line in proc.stderr:
@@ -281,15 +418,22 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(cohort: Path, tmp_pa
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     log = tmp_path / "whole.stderr"
     with open(log, "w") as handle:  # stderr redirected to a file, not a terminal
-        code = subprocess.run(_finetune_cmd(cohort, whole), stdout=subprocess.DEVNULL, stderr=handle, timeout=300,
-                              env=_one_thread_env(), cwd=tmp_path).returncode
+        code = subprocess.run(
+            _finetune_cmd(cohort, whole),
+            stdout=subprocess.DEVNULL,
+            stderr=handle,
+            timeout=300,
+            env=_one_thread_env(),
+            cwd=tmp_path,
+        ).returncode
     lines = log.read_text().splitlines()
     assert code == 0, lines[-20:]
     # one line per epoch, nothing twice, no Lightning advert
     assert _epoch_lines(lines) == list(range(4))
     assert len(lines) == len(set(lines))
-    assert not [line for line in lines if "Tip" in line or "GPU available" in line or "litlogger" in line
-                or "Traceback" in line]
+    assert not [
+        line for line in lines if "Tip" in line or "GPU available" in line or "litlogger" in line or "Traceback" in line
+    ]
 
     code, lines = _run_until_epoch(_finetune_cmd(cohort, parts), 1, _signal.SIGTERM, tmp_path)
     assert code == 143, lines[-5:]
@@ -305,8 +449,14 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(cohort: Path, tmp_pa
     assert _epoch_lines(lines)[0] == first  # continued after the checkpointed epoch
     assert "SIGINT" in lines[-1] and not (parts / "varscore.json").exists()
 
-    run = subprocess.run(_finetune_cmd(cohort, parts, "--resume"), capture_output=True, text=True, timeout=300,
-                         env=_one_thread_env(), cwd=tmp_path)
+    run = subprocess.run(
+        _finetune_cmd(cohort, parts, "--resume"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_one_thread_env(),
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert _epoch_lines(run.stderr.splitlines())[-1] == 3
     weights_whole, metrics_whole = _bundle_state(whole)
@@ -316,7 +466,8 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(cohort: Path, tmp_pa
     for key, value in weights_whole.items():
         np.testing.assert_array_equal(weights_parts[key], value, err_msg=key)
     assert (tmp_path / "whole.training" / "metrics.csv").read_text() == (
-        tmp_path / "parts.training" / "metrics.csv").read_text()
+        tmp_path / "parts.training" / "metrics.csv"
+    ).read_text()
 
 
 @pytest.fixture
@@ -343,8 +494,12 @@ def test_smoothed_scores_equal_a_trailing_mean_loop():
 def test_batched_dataset_equals_per_person_items(cohort: Path):
     from varscore.training import BatchedPersonGeneDataset, CohortInputs, PersonGeneDataset, _collate, load_cohort
 
-    data = load_cohort(CohortInputs(cohort / "cohort.vcf.gz", cohort / "cohort.expression.bed.gz",
-                                    cohort / "genes.tsv", cohort / "reference.fa"), WINDOW).data
+    data = load_cohort(
+        CohortInputs(
+            cohort / "cohort.vcf.gz", cohort / "cohort.expression.bed.gz", cohort / "genes.tsv", cohort / "reference.fa"
+        ),
+        WINDOW,
+    ).data
     per_item, batched = PersonGeneDataset(data), BatchedPersonGeneDataset(data)
     n = len(data.people)
     for indices in ([1 * n + 3, 1 * n + 0, 1 * n + 7], [0 * n + 5, 2 * n + 5, 0 * n + 1]):  # one gene; mixed
@@ -364,8 +519,9 @@ def test_batched_dataset_equals_per_person_items(cohort: Path):
 
 
 def test_full_size_random_start_needs_from_scratch(cohort: Path, tmp_path: Path):
-    result = CliRunner().invoke(cli, ["finetune", *_cohort_args(cohort), "-o", str(tmp_path / "big"),
-                                      "--backbone", "enformer"])
+    result = CliRunner().invoke(
+        cli, ["finetune", *_cohort_args(cohort), "-o", str(tmp_path / "big"), "--backbone", "enformer"]
+    )
     assert result.exit_code == 2 and "--from-scratch" in result.output and "250 M" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "big.training").exists()
 
@@ -376,10 +532,33 @@ def test_smoothed_early_stopping_and_quiet(cohort: Path, tmp_path: Path, one_thr
     from varscore.training import smoothed_scores
 
     model = tmp_path / "smooth"
-    result = CliRunner().invoke(cli, ["finetune", *_cohort_args(cohort), "-o", str(model), "--window", str(WINDOW),
-                                      *_model_args(), "--lr", "3e-3", "--batch-size", "4", "--accumulate", "1",
-                                      "--people-per-epoch", "4", "--max-epochs", "6", "--patience", "1",
-                                      "--smooth-epochs", "2", "--quiet"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "finetune",
+            *_cohort_args(cohort),
+            "-o",
+            str(model),
+            "--window",
+            str(WINDOW),
+            *_model_args(),
+            "--lr",
+            "3e-3",
+            "--batch-size",
+            "4",
+            "--accumulate",
+            "1",
+            "--people-per-epoch",
+            "4",
+            "--max-epochs",
+            "6",
+            "--patience",
+            "1",
+            "--smooth-epochs",
+            "2",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "epoch 0/" not in result.output
     metrics = json.loads((model / "varscore.json").read_text())["metrics"]

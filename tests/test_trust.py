@@ -126,9 +126,9 @@ def test_input_defining_varscore_otherwise_is_replaced_with_one_warning(toy_worl
     seqs = toy_world["seqs"]
     vcf = toy_world["tmp"] / "old.vcf"
     text = (
-        "##fileformat=VCFv4.2\n##INFO=<ID=VARSCORE,Number=1,Type=Integer,Description=\"old\">\n"
-        "##INFO=<ID=VARSCORE_MAX,Number=1,Type=Integer,Description=\"old\">\n"
-        "##INFO=<ID=DP,Number=1,Type=Integer,Description=\"depth\">\n##contig=<ID=chr1,length=1000>\n"
+        '##fileformat=VCFv4.2\n##INFO=<ID=VARSCORE,Number=1,Type=Integer,Description="old">\n'
+        '##INFO=<ID=VARSCORE_MAX,Number=1,Type=Integer,Description="old">\n'
+        '##INFO=<ID=DP,Number=1,Type=Integer,Description="depth">\n##contig=<ID=chr1,length=1000>\n'
         "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
         f"chr1\t190\t.\t{seqs['chr1'][189]}\tA,C\t.\t.\tVARSCORE=5;VARSCORE_MAX=3\n"
         f"chr1\t5\t.\t{seqs['chr1'][4]}\tA\t.\t.\tDP=3;VARSCORE=9\n"
@@ -141,8 +141,12 @@ def test_input_defining_varscore_otherwise_is_replaced_with_one_warning(toy_worl
     assert len(replaced) == 1 and "VARSCORE, VARSCORE_MAX" in replaced[0].getMessage()
     header = subprocess.run([BCFTOOLS, "view", "-h", str(out)], capture_output=True, text=True, check=True).stdout
     assert 'Description="old"' not in header and re.search(r"##INFO=<ID=VARSCORE_MAX,Number=A,Type=Float", header)
-    query = subprocess.run([BCFTOOLS, "query", "-f", "%POS\t%INFO/VARSCORE_MAX\t%INFO/DP\n", str(out)],
-                           capture_output=True, text=True, check=True)
+    query = subprocess.run(
+        [BCFTOOLS, "query", "-f", "%POS\t%INFO/VARSCORE_MAX\t%INFO/DP\n", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rows = [line.split("\t") for line in query.stdout.splitlines()]
     assert rows[1] == ["5", ".", "3"]  # the old value is gone, the other key kept
     maxima = rows[0][1].split(",")
@@ -187,12 +191,19 @@ def test_newline_in_bundle_name_and_gene_id_does_not_split_records(toy_world, tm
     from varscore_plugins.outputs import ScalarOutput
 
     genes = [Gene("G1\nchr1\t5\t.\tA\tC", "chr1", 200, "+", "BAD\nNAME;X=1")]
-    bundle = save_bundle(tmp_path / "evil", name="evil\nchr1\t1\t.\tA\tC\t.\t.\t.", backbone=ToyBackbone().build(),
-                         output_mode=ScalarOutput(track=1, center_bins=1), genes=genes,
-                         reference_fasta=toy_world["fasta"])
+    bundle = save_bundle(
+        tmp_path / "evil",
+        name="evil\nchr1\t1\t.\tA\tC\t.\t.\t.",
+        backbone=ToyBackbone().build(),
+        output_mode=ScalarOutput(track=1, center_bins=1),
+        genes=genes,
+        reference_fasta=toy_world["fasta"],
+    )
     seqs = toy_world["seqs"]
-    vcf = write_vcf(tmp_path / "in.vcf", [("chr1", 190, seqs["chr1"][189], "A" if seqs["chr1"][189] != "A" else "C"),
-                                          ("chr1", 5, seqs["chr1"][4], "N")])
+    vcf = write_vcf(
+        tmp_path / "in.vcf",
+        [("chr1", 190, seqs["chr1"][189], "A" if seqs["chr1"][189] != "A" else "C"), ("chr1", 5, seqs["chr1"][4], "N")],
+    )
     genes_tsv = tmp_path / "genes.tsv"
     genes_tsv.write_text('chrom\ttss\tstrand\tgene_id\nchr1\t200\t+\t"EVIL\nchr1\t7\t.\tA\tC"\n')
     for extra in ([], ["--genes", str(genes_tsv)]):
@@ -221,8 +232,14 @@ def slow_bundle(toy_world, tmp_path):
     genes = [Gene(f"S{i}", "chr5", 100 + 200 * i, "+") for i in range(12)]
     records = [("chr5", g.tss + 3, seq[g.tss + 2], "ACGT".replace(seq[g.tss + 2], "")[0]) for g in genes]
     vcf = write_vcf(tmp_path / "slow.vcf", records)
-    bundle = save_bundle(tmp_path / "slow-model", name="slow-model", backbone=ToyBackbone(delay=0.15).build(),
-                         output_mode=ScalarOutput(track=0, center_bins=1), genes=genes, reference_fasta=fasta)
+    bundle = save_bundle(
+        tmp_path / "slow-model",
+        name="slow-model",
+        backbone=ToyBackbone(delay=0.15).build(),
+        output_mode=ScalarOutput(track=0, center_bins=1),
+        genes=genes,
+        reference_fasta=fasta,
+    )
     return {"vcf": vcf, "bundle": bundle, "genes": genes, "records": records}
 
 
@@ -241,8 +258,10 @@ def test_two_runs_on_one_output_never_mix(slow_bundle, tmp_path):
     second = run_cli(args)
     first.join(120)
     assert second.status == 1
-    assert second.stderr.strip() == f"Error: another varscore run is writing {out} (it holds {lock}): wait for it " \
-                                    "to finish, or choose another -o."
+    assert (
+        second.stderr.strip() == f"Error: another varscore run is writing {out} (it holds {lock}): wait for it "
+        "to finish, or choose another -o."
+    )
     assert results["first"].status == 0, results["first"].stderr  # type: ignore[attr-defined]
     assert len(_body(out)) == len(slow_bundle["records"])
 
@@ -304,13 +323,16 @@ def test_leftover_part_files_are_removed_by_the_next_run(toy_world, tmp_path):
 # --- 6. gene tables and contig names --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("", "is empty"),
-    ("chrom\ttss\tstrand\tgene_id\n", "lists no genes"),
-    ("chrom\ttss\tstrand\tgene_id\nchr1\t10\t+\tA\nchr1\t20\t+\tB\nchr2\t30\t+\tA\n", "more than once: A"),
-    ("chrom\ttss\tstrand\tgene_id\nchr1\t0\t+\tA\n", "TSS 0"),
-    ("chrom\ttss\tstrand\tgene_id\nchr1\t-3\t+\tA\n", "TSS -3"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "is empty"),
+        ("chrom\ttss\tstrand\tgene_id\n", "lists no genes"),
+        ("chrom\ttss\tstrand\tgene_id\nchr1\t10\t+\tA\nchr1\t20\t+\tB\nchr2\t30\t+\tA\n", "more than once: A"),
+        ("chrom\ttss\tstrand\tgene_id\nchr1\t0\t+\tA\n", "TSS 0"),
+        ("chrom\ttss\tstrand\tgene_id\nchr1\t-3\t+\tA\n", "TSS -3"),
+    ],
+)
 def test_bad_gene_tables_are_errors(tmp_path, content, message):
     from varscore.genome import load_genes
 
@@ -322,16 +344,22 @@ def test_bad_gene_tables_are_errors(tmp_path, content, message):
 
 def test_vcf_with_chr20_and_20_is_an_error(toy_world, tmp_path):
     seqs = toy_world["seqs"]
-    vcf = write_vcf(tmp_path / "mixed.vcf", [("chr1", 190, seqs["chr1"][189], "N"), ("1", 200, seqs["chr1"][199], "N")],
-                    contigs={"chr1": 1000, "1": 1000})
-    result = CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(tmp_path / "o.vcf")])
+    vcf = write_vcf(
+        tmp_path / "mixed.vcf",
+        [("chr1", 190, seqs["chr1"][189], "N"), ("1", 200, seqs["chr1"][199], "N")],
+        contigs={"chr1": 1000, "1": 1000},
+    )
+    result = CliRunner().invoke(
+        cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(tmp_path / "o.vcf")]
+    )
     assert result.exit_code == 1 and "names one contig two ways, 'chr1' and '1'" in result.output
     # in a BCF too (checked on the contigs the records use)
     if BCFTOOLS:
         bcf = tmp_path / "mixed.bcf"
         subprocess.run([BCFTOOLS, "view", "-Ob", "-o", str(bcf), str(vcf)], check=True, capture_output=True)
-        result = CliRunner().invoke(cli, ["annotate", str(bcf), "-m", str(toy_world["bundle"]), "-o",
-                                          str(tmp_path / "o.vcf")])
+        result = CliRunner().invoke(
+            cli, ["annotate", str(bcf), "-m", str(toy_world["bundle"]), "-o", str(tmp_path / "o.vcf")]
+        )
         assert result.exit_code == 1 and "names one contig two ways" in result.output
 
 
@@ -340,12 +368,16 @@ def test_vcf_with_chr20_and_20_is_an_error(toy_world, tmp_path):
 
 def test_record_with_spaces_for_tabs_is_a_one_line_error_not_a_segfault(toy_world, tmp_path):
     vcf = tmp_path / "spaces.vcf"
-    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
-                   "chr1\t10\t.\tA\tC\t.\t.\t.\nchr1 20 . A C . . .\n")
+    vcf.write_text(
+        "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        "chr1\t10\t.\tA\tC\t.\t.\t.\nchr1 20 . A C . . .\n"
+    )
     outcome = run_cli(["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(tmp_path / "o.vcf")])
     assert outcome.status == 1
-    assert outcome.stderr.strip() == (f"Error: {vcf} line 4 has 1 tab-separated columns; a record needs at least 8 "
-                                      "(CHROM POS ID REF ALT QUAL FILTER INFO) (spaces instead of tabs?).")
+    assert outcome.stderr.strip() == (
+        f"Error: {vcf} line 4 has 1 tab-separated columns; a record needs at least 8 "
+        "(CHROM POS ID REF ALT QUAL FILTER INFO) (spaces instead of tabs?)."
+    )
 
 
 @needs_bcftools
@@ -367,11 +399,13 @@ def test_stdin_and_named_pipe_are_read(toy_world, tmp_path):
 @needs_bcftools
 def test_seven_column_sites_only_file_is_read_like_bcftools(toy_world, tmp_path):
     out = tmp_path / "causal.vcf.gz"
-    result = CliRunner().invoke(cli, ["annotate", str(SITES_ONLY_7_COLUMNS), "-m", str(toy_world["bundle"]),
-                                      "-o", str(out)])
+    result = CliRunner().invoke(
+        cli, ["annotate", str(SITES_ONLY_7_COLUMNS), "-m", str(toy_world["bundle"]), "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
-    expected = subprocess.run([BCFTOOLS, "view", "-H", str(SITES_ONLY_7_COLUMNS)], capture_output=True, text=True,
-                              check=True).stdout.splitlines()
+    expected = subprocess.run(
+        [BCFTOOLS, "view", "-H", str(SITES_ONLY_7_COLUMNS)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     written = _body(out)
     assert len(written) == len(expected) == 16
     assert [w.split("\t")[:7] for w in written] == [e.split("\t")[:7] for e in expected]
@@ -396,6 +430,7 @@ def test_disk_full_is_one_line_and_leaves_nothing(toy_world, tmp_path, monkeypat
 
     tmp_path = tmp_path / "run"
     tmp_path.mkdir()
+
     def full(self, text):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -404,11 +439,16 @@ def test_disk_full_is_one_line_and_leaves_nothing(toy_world, tmp_path, monkeypat
     out = tmp_path / "o.vcf.gz"
     result = CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out)])
     assert result.exit_code == 1
-    assert result.output.strip() == f"Error: Cannot write {out}: No space left on device; nothing was written " \
-                                    "(the partial file was removed)."
+    assert (
+        result.output.strip() == f"Error: Cannot write {out}: No space left on device; nothing was written "
+        "(the partial file was removed)."
+    )
     # no output and no temporary file; the finished genes are kept, so that --resume completes the run
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.vcf", "o.vcf.gz.varscore-lock",
-                                                           "o.vcf.gz.varscore-partial"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "in.vcf",
+        "o.vcf.gz.varscore-lock",
+        "o.vcf.gz.varscore-partial",
+    ]
     monkeypatch.undo()
     result = CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out), "--resume"])
     assert result.exit_code == 0 and len(_body(out)) == 1
@@ -446,8 +486,9 @@ def test_outputs_carry_version_command_and_model(toy_world, tmp_path):
     out = tmp_path / "o.vcf.gz"
     outcome = run_cli(["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out), "--no-progress"])
     assert outcome.status == 0, outcome.stderr
-    header = subprocess.run(f"{BCFTOOLS} view -h {out} | grep '^##varscore_'", shell=True, capture_output=True,
-                            text=True, check=True).stdout.splitlines()
+    header = subprocess.run(
+        f"{BCFTOOLS} view -h {out} | grep '^##varscore_'", shell=True, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     sha = load_bundle(toy_world["bundle"]).manifest["provenance"]["weights_sha256"]
     assert header[0] == f"##varscore_version={__version__}"
     assert header[1].startswith("##varscore_command=varscore annotate ") and str(vcf) in header[1]
@@ -490,8 +531,10 @@ def test_progress_counts_alleles(toy_world, monkeypatch):
 
     monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
     seqs = toy_world["seqs"]
-    records = [("chr1", p, seqs["chr1"][p - 1], "ACGT".replace(seqs["chr1"][p - 1], "")[:2].replace("", ",")[1:-1])
-               for p in (190, 200, 210)]
+    records = [
+        ("chr1", p, seqs["chr1"][p - 1], "ACGT".replace(seqs["chr1"][p - 1], "")[:2].replace("", ",")[1:-1])
+        for p in (190, 200, 210)
+    ]
     vcf = write_vcf(toy_world["tmp"] / "p.vcf", records)
     bundle = load_bundle(toy_world["bundle"])
     genome = Genome(toy_world["fasta"])
@@ -512,8 +555,9 @@ def test_quiet_silences_progress_and_summary(toy_world, tmp_path):
 
 def test_ism_table_gets_its_provenance_sidecar(toy_world, tmp_path):
     out = tmp_path / "ism.tsv"
-    result = CliRunner().invoke(cli, ["ism", "-m", str(toy_world["bundle"]), "--saturation", "--gene", "G1",
-                                      "--no-progress", "-o", str(out)])
+    result = CliRunner().invoke(
+        cli, ["ism", "-m", str(toy_world["bundle"]), "--saturation", "--gene", "G1", "--no-progress", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(Path(f"{out}.provenance.json").read_text())
     assert record["varscore_model"]["ID"] == "toy-model" and record["varscore_version"]

@@ -93,7 +93,6 @@ def register_backbones(register):  # type: ignore[no-untyped-def]
     register(ToyBackbone)
 
 
-
 class AnnotatorPlugin:
     """Registers :class:`GCAnnotator`; a separate plugin object, so that tests opt in to it."""
 

@@ -10,13 +10,14 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from varscore.builds import REF_MISMATCH_MIN_CHECKED, ref_mismatch_error
-from varscore.engine import AlleleScore, GeneCheckpoint, ScoringSummary, plan_scoring
+from varscore.engine import AlleleScore, GeneCheckpoint, ScoringPlan, ScoringResult, ScoringSummary, plan_scoring
 from varscore.errors import InputError
 from varscore.genome import Genome, load_genes
 from varscore.infotext import info_atom, info_value
@@ -46,8 +47,14 @@ def format_scores(variant_alts: Sequence[str], scores: Sequence[AlleleScore], mo
     """The ``VARSCORE`` and ``VARSCORE_MAX`` INFO values of one record."""
     entries = [
         "|".join(
-            (info_atom(s.allele), info_atom(s.gene), info_atom(model), format_float(s.ref_pred),
-             format_float(s.alt_pred), format_float(s.delta))
+            (
+                info_atom(s.allele),
+                info_atom(s.gene),
+                info_atom(model),
+                format_float(s.ref_pred),
+                format_float(s.alt_pred),
+                format_float(s.delta),
+            )
         )
         for s in scores
     ]
@@ -148,9 +155,24 @@ def annotate_vcf(
                 raise InputError("--model none scores nothing: name annotators to run with --annotate (e.g. motifs).")
             return _annotate_only(prepared, output, annotator_objs, fasta, genes_path, argv)
         return _annotate_with_model(
-            prepared, model, output, annotator_objs, fasta=fasta, genes_path=genes_path, batch_size=batch_size,
-            device=device, bf16=bf16, progress=progress, check_ref=check_ref, resume=resume, devices=devices,
-            max_ref_mismatch=max_ref_mismatch, fail_if_none=fail_if_none, argv=argv, rc=rc, shifts=shifts,
+            prepared,
+            model,
+            output,
+            annotator_objs,
+            fasta=fasta,
+            genes_path=genes_path,
+            batch_size=batch_size,
+            device=device,
+            bf16=bf16,
+            progress=progress,
+            check_ref=check_ref,
+            resume=resume,
+            devices=devices,
+            max_ref_mismatch=max_ref_mismatch,
+            fail_if_none=fail_if_none,
+            argv=argv,
+            rc=rc,
+            shifts=shifts,
         )
 
 
@@ -159,28 +181,68 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def _annotate_with_model(
-    prepared: PreparedVCF, model: str | Path | None, output: str | Path, annotator_objs: Sequence[Any], *,
-    fasta: str | Path | None, genes_path: str | Path | None, batch_size: int, device: str, bf16: bool,
-    progress: bool, check_ref: str, resume: bool, devices: int, max_ref_mismatch: float, fail_if_none: bool,
-    argv: Sequence[str] | None, rc: bool, shifts: Sequence[int],
-) -> ScoringSummary:
-    from varscore.builds import check_contig_lengths, model_build
-    from varscore.bundle import load_bundle
+@dataclass
+class VcfScores:
+    """What :func:`score_vcf` found. ``result``: per record index the allele × gene scores and the
+    summary; ``variants``: the records those scores belong to, by index; ``skipped``: records not
+    scored with their ``VARSCORE_SKIP`` reason; ``spread``: per record the replicates' SD of each
+    score (ensembles); ``headers``: the score INFO headers (a genotype model's say what its
+    REF_PRED/ALT_PRED mean); ``worker``: a torchrun rank other than 0, which writes nothing."""
 
-    vcf = prepared.path
-    bundle = load_bundle(model)  # type: ignore[arg-type]
-    genes = load_genes(genes_path) if genes_path else bundle.genes
-    provenance = provenance_header_lines(bundle, argv)
+    result: ScoringResult
+    variants: Mapping[int, Variant]
+    genome: Genome | None
+    window_size: int | None
+    headers: list[Any]
+    skipped: dict[int, str] = field(default_factory=dict)
+    spread: dict[int, list[float]] = field(default_factory=dict)
+    checkpoint: GeneCheckpoint | None = None
+    worker: bool = False
+    plan: ScoringPlan | None = None  # sequence models: the genes and alleles scored
+
+
+def score_vcf(
+    prepared: PreparedVCF,
+    bundle: Any,
+    genes: Sequence[Gene],
+    *,
+    fasta: str | Path | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+    bf16: bool = False,
+    progress: bool = False,
+    check_ref: str = "flag",
+    checkpoint_output: str | Path | None = None,
+    resume: bool = False,
+    devices: int = 1,
+    max_ref_mismatch: float = DEFAULT_MAX_REF_MISMATCH,
+    fail_if_none: bool = False,
+    rc: bool = False,
+    shifts: Sequence[int] = (0,),
+) -> VcfScores:
+    """Score every record of ``prepared`` with ``bundle`` (what ``annotate`` and ``track`` share).
+
+    Genotype models score the variants they hold (their variant effects; no FASTA needed).
+    Sequence models: the VCF's contig lengths are checked against the FASTA, the FASTA against the
+    model's reference, the plan against ``check_ref`` / ``max_ref_mismatch``; then the genes are
+    scored in one process (ensembles and ``rc``/``shifts`` included, checkpointed beside
+    ``checkpoint_output`` when given, ``resume`` continuing from there) or shared between
+    ``devices`` processes. A run that scores nothing warns, or with ``fail_if_none`` fails."""
+    from varscore.builds import check_contig_lengths, model_build
+
     recorded_build = bundle.manifest.get("genome_build")
     if not genes:
-        raise InputError(f"Model '{bundle.name}' records no genes (e.g. an imported published model): pass a gene/TSS "
-                         "table with --genes.")
+        raise InputError(
+            f"Model '{bundle.name}' records no genes (e.g. an imported published model): pass a gene/TSS "
+            "table with --genes."
+        )
     if bundle.takes_genotypes:
         genome = Genome(Path(fasta)) if fasta else None
-        check_contig_lengths(prepared.contig_lengths, genome.lengths if genome else {}, prepared.source,
-                             str(fasta), recorded_build)
-        return _annotate_genotypes(prepared, bundle, output, genes, annotator_objs, genome, fail_if_none, provenance)
+        check_contig_lengths(
+            prepared.contig_lengths, genome.lengths if genome else {}, prepared.source, str(fasta), recorded_build
+        )
+        return _score_genotypes(prepared, bundle, genes, genome, fail_if_none)
+    vcf = prepared.path
     fasta_path = bundle.resolve_reference(fasta, check=False)
     genome = Genome(fasta_path)
     # the VCF against the FASTA first (the likelier mistake), then the FASTA against the model's reference
@@ -194,43 +256,160 @@ def _annotate_with_model(
     if check_ref == "flag" and summary.ref_checked >= REF_MISMATCH_MIN_CHECKED:
         mismatched = summary.not_scored.get("ref_mismatch", 0)
         if mismatched > max_ref_mismatch * summary.ref_checked:
-            raise ref_mismatch_error(mismatched, summary.ref_checked, max_ref_mismatch, prepared.source,
-                                     model_build(recorded_build, genome.lengths))
+            raise ref_mismatch_error(
+                mismatched,
+                summary.ref_checked,
+                max_ref_mismatch,
+                prepared.source,
+                model_build(recorded_build, genome.lengths),
+            )
     _report_nothing_scored(summary, genes, window_size, prepared.source, fail_if_none)
     from varscore.distributed import launched_by_torchrun, run_plan_sharded
-    from varscore.ensemble import replicate_files, score_plan, sd_header, sd_info
+    from varscore.ensemble import replicate_files, score_plan, sd_header
 
-    checkpoint = None
-    spread: dict[int, list[float]] = {}
+    scored = VcfScores(
+        ScoringResult({}, summary),
+        plan.variants,
+        genome,
+        window_size,
+        list(SCORE_HEADERS),
+        dict(plan.skipped),
+        plan=plan,
+    )
     augmented = rc or tuple(shifts) != (0,)
     if (devices > 1 or launched_by_torchrun()) and (augmented or len(replicate_files(bundle.manifest)) > 1):
-        raise InputError("Replicate ensembles and --rc/--shifts score in one process for now: drop --devices / torchrun.")
+        raise InputError(
+            "Replicate ensembles and --rc/--shifts score in one process for now: drop --devices / torchrun."
+        )
     if devices > 1 or launched_by_torchrun():  # every process loads the model itself
-        result = run_plan_sharded(plan, bundle.path, fasta_path, devices, batch_size, device, bf16, progress=progress)
-        if launched_by_torchrun() and int(os.environ["RANK"]) != 0:
-            return result.summary  # rank 0 writes the output
-    else:
-        if str(output) != "-":
-            fingerprint = _fingerprint(vcf, bundle, fasta_path, genes, check_ref, window_size,
-                                       augment=f"rc={rc} shifts={tuple(shifts)}" if augmented else "")
-            checkpoint = GeneCheckpoint(checkpoint_dir(output), fingerprint, resume=resume)
-        result, ensemble = score_plan(bundle, plan, genome, device=device, bf16=bf16, batch_size=batch_size,
-                                      progress=progress, checkpoint=checkpoint, rc=rc, shifts=shifts)
-        spread = ensemble.sd
+        scored.result = run_plan_sharded(
+            plan, bundle.path, fasta_path, devices, batch_size, device, bf16, progress=progress
+        )
+        scored.worker = launched_by_torchrun() and int(os.environ["RANK"]) != 0  # rank 0 writes the output
+        return scored
+    if checkpoint_output is not None and str(checkpoint_output) != "-":
+        fingerprint = _fingerprint(
+            vcf,
+            bundle,
+            fasta_path,
+            genes,
+            check_ref,
+            window_size,
+            augment=f"rc={rc} shifts={tuple(shifts)}" if augmented else "",
+        )
+        scored.checkpoint = GeneCheckpoint(checkpoint_dir(checkpoint_output), fingerprint, resume=resume)
+    scored.result, ensemble = score_plan(
+        bundle,
+        plan,
+        genome,
+        device=device,
+        bf16=bf16,
+        batch_size=batch_size,
+        progress=progress,
+        checkpoint=scored.checkpoint,
+        rc=rc,
+        shifts=shifts,
+    )
+    scored.spread = ensemble.sd
+    if scored.spread:
+        scored.headers.append(sd_header())
+    return scored
+
+
+def _score_genotypes(
+    prepared: PreparedVCF, bundle: Any, genes: Sequence[Gene], genome: Genome | None, fail_if_none: bool
+) -> VcfScores:
+    """Genotype models score the variants they hold (their variant effects); no FASTA is needed."""
+    from varscore.engine import score_genotypes
+
+    backbone = bundle.genotype_backbone()
+    seen: dict[int, Variant] = {}
+
+    def remember(variants: Iterator[Variant]) -> Iterator[Variant]:
+        for variant in variants:
+            seen[variant.index] = variant
+            yield variant
+
+    result = score_genotypes(remember(iter_variants(prepared.path)), backbone, {g.gene_id: g.label for g in genes})
+    _check_contig_mapping(result.summary, prepared.source)
+    _report_nothing_scored(result.summary, genes, None, prepared.source, fail_if_none)
+    described = dataclasses.replace(
+        SCORE_HEADERS[0],
+        description=SCORE_HEADERS[0].description.replace(
+            "(ALT minus REF prediction of the model on the reference window with the allele applied)",
+            f"({backbone.effect_description}; variants outside the model get no entry)",
+        ),
+    )
+    window_size = bundle.manifest.get("window_size")
+    scored_variants = {index: seen[index] for index in result.scores}
+    return VcfScores(
+        result, scored_variants, genome, int(window_size) if window_size else None, [described, SCORE_HEADERS[1]]
+    )
+
+
+def _annotate_with_model(
+    prepared: PreparedVCF,
+    model: str | Path | None,
+    output: str | Path,
+    annotator_objs: Sequence[Any],
+    *,
+    fasta: str | Path | None,
+    genes_path: str | Path | None,
+    batch_size: int,
+    device: str,
+    bf16: bool,
+    progress: bool,
+    check_ref: str,
+    resume: bool,
+    devices: int,
+    max_ref_mismatch: float,
+    fail_if_none: bool,
+    argv: Sequence[str] | None,
+    rc: bool,
+    shifts: Sequence[int],
+) -> ScoringSummary:
+    from varscore.bundle import load_bundle
+    from varscore.ensemble import sd_header, sd_info
+
+    bundle = load_bundle(model)  # type: ignore[arg-type]
+    genes = load_genes(genes_path) if genes_path else bundle.genes
+    provenance = provenance_header_lines(bundle, argv)
+    scored = score_vcf(
+        prepared,
+        bundle,
+        genes,
+        fasta=fasta,
+        batch_size=batch_size,
+        device=device,
+        bf16=bf16,
+        progress=progress,
+        check_ref=check_ref,
+        checkpoint_output=output,
+        resume=resume,
+        devices=devices,
+        max_ref_mismatch=max_ref_mismatch,
+        fail_if_none=fail_if_none,
+        rc=rc,
+        shifts=shifts,
+    )
+    result = scored.result
+    if scored.worker:
+        return result.summary
     info: dict[int, dict[str, str]] = {
-        record: format_scores(plan.variants[record].alts, scores, bundle.name)
+        record: format_scores(scored.variants[record].alts, scores, bundle.name)
         for record, scores in result.scores.items()
     }
-    for record, value in sd_info(spread).items():
+    for record, value in sd_info(scored.spread).items():
         info[record][sd_header().key] = value
-    for record, reason in plan.skipped.items():
+    for record, reason in scored.skipped.items():
         info[record] = {SKIP_KEY: reason}
-    headers = list(SCORE_HEADERS) + ([sd_header()] if spread else [])
-    windows = _windows(genes, window_size)
-    headers += _run_annotators(vcf, annotator_objs, genes, windows, genome, info, result.summary)
-    result.summary.records_written = write_annotated(vcf, output, info, headers, provenance)
-    if checkpoint is not None:
-        checkpoint.remove()
+    windows = _windows(genes, scored.window_size)
+    headers = scored.headers + _run_annotators(
+        prepared.path, annotator_objs, genes, windows, scored.genome, info, result.summary
+    )
+    result.summary.records_written = write_annotated(prepared.path, output, info, headers, provenance)
+    if scored.checkpoint is not None:
+        scored.checkpoint.remove()
     return result.summary
 
 
@@ -266,10 +445,14 @@ def _report_nothing_scored(
     """One warning (an error with ``fail_if_none``) when no record can be scored."""
     if summary.records_scored:
         return
-    inside = summary.records_read - summary.not_scored.get("outside_windows", 0) - summary.not_scored.get(
-        "not_in_model", 0)
-    windows = f"gene windows ({_describe_windows(genes, window_size)})" if window_size else \
-        f"genes ({_describe_windows(genes, None)})"
+    inside = (
+        summary.records_read - summary.not_scored.get("outside_windows", 0) - summary.not_scored.get("not_in_model", 0)
+    )
+    windows = (
+        f"gene windows ({_describe_windows(genes, window_size)})"
+        if window_size
+        else f"genes ({_describe_windows(genes, None)})"
+    )
     if not summary.records_read:
         text = f"{source} has no records: nothing was scored."
     elif not inside:
@@ -278,7 +461,9 @@ def _report_nothing_scored(
             f"{windows}. Pass --genes GENES.tsv (chrom, tss, strand, gene_id) to score other genes."
         )
     else:
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.not_scored.items()) if k not in ("outside_windows", "not_in_model"))
+        reasons = ", ".join(
+            f"{k} {v}" for k, v in sorted(summary.not_scored.items()) if k not in ("outside_windows", "not_in_model")
+        )
         text = (
             f"No record of {source} was scored: {inside} of {summary.records_read} records lie in the model's "
             f"{windows} but none could be scored ({reasons or 'not in the model'})."
@@ -334,8 +519,12 @@ def _run_annotators(
 
 
 def _annotate_only(
-    prepared: PreparedVCF, output: str | Path, annotators: Sequence[Any], fasta: str | Path | None,
-    genes_path: str | Path | None, argv: Sequence[str] | None,
+    prepared: PreparedVCF,
+    output: str | Path,
+    annotators: Sequence[Any],
+    fasta: str | Path | None,
+    genes_path: str | Path | None,
+    argv: Sequence[str] | None,
 ) -> ScoringSummary:
     """``--model none``: annotators only, over every record."""
     vcf = prepared.path
@@ -357,7 +546,12 @@ def _annotate_only(
 
 
 def _fingerprint(
-    vcf: str | Path, bundle: Any, fasta: Path, genes: Sequence[Gene], check_ref: str, window_size: int,
+    vcf: str | Path,
+    bundle: Any,
+    fasta: Path,
+    genes: Sequence[Gene],
+    check_ref: str,
+    window_size: int,
     augment: str = "",
 ) -> str:
     """A digest of everything the scores depend on: the VCF's bytes, the bundle's manifest and
@@ -371,35 +565,15 @@ def _fingerprint(
             stat = path.stat()
             digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     fasta_stat = fasta.stat()
-    digest.update(json.dumps({
-        "fasta": [str(fasta.resolve()), fasta_stat.st_size, fasta_stat.st_mtime_ns],
-        "genes": [dataclasses.astuple(g) for g in genes],
-        "check_ref": check_ref,
-        "window_size": window_size,
-        **({"augment": augment} if augment else {}),
-    }).encode())
+    digest.update(
+        json.dumps(
+            {
+                "fasta": [str(fasta.resolve()), fasta_stat.st_size, fasta_stat.st_mtime_ns],
+                "genes": [dataclasses.astuple(g) for g in genes],
+                "check_ref": check_ref,
+                "window_size": window_size,
+                **({"augment": augment} if augment else {}),
+            }
+        ).encode()
+    )
     return digest.hexdigest()
-
-
-def _annotate_genotypes(
-    prepared: PreparedVCF, bundle: Any, output: str | Path, genes: list[Any], annotators: Sequence[Any],
-    genome: Genome | None, fail_if_none: bool, provenance: Sequence[str],
-) -> ScoringSummary:
-    """Genotype models score the variants they hold (their variant effects); no FASTA is needed."""
-    from varscore.engine import score_genotypes
-
-    vcf = prepared.path
-    backbone = bundle.genotype_backbone()
-    result = score_genotypes(iter_variants(vcf), backbone, {g.gene_id: g.label for g in genes})
-    _check_contig_mapping(result.summary, prepared.source)
-    _report_nothing_scored(result.summary, genes, None, prepared.source, fail_if_none)
-    info = {record: format_scores(result.alts[record], s, bundle.name) for record, s in result.scores.items()}
-    described = dataclasses.replace(SCORE_HEADERS[0], description=SCORE_HEADERS[0].description.replace(
-        "(ALT minus REF prediction of the model on the reference window with the allele applied)",
-        f"({backbone.effect_description}; variants outside the model get no entry)"))
-    headers = [described, SCORE_HEADERS[1]]
-    window_size = bundle.manifest.get("window_size")
-    headers += _run_annotators(vcf, annotators, genes, _windows(genes, int(window_size) if window_size else None),
-                               genome, info, result.summary)
-    result.summary.records_written = write_annotated(vcf, output, info, headers, provenance)
-    return result.summary

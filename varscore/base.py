@@ -132,9 +132,7 @@ class Backbone(ABC):
 
     def _require_built(self) -> None:
         if not self.is_built:
-            raise NotFittedError(
-                f"Backbone '{self.name}' has no model yet: call build() or load(directory) first."
-            )
+            raise NotFittedError(f"Backbone '{self.name}' has no model yet: call build() or load(directory) first.")
 
     def ism(
         self,
@@ -160,8 +158,14 @@ class Backbone(ABC):
         return True
 
     @abstractmethod
-    def predict_people(self, gene_data: Any, people: np.ndarray, train: np.ndarray,
-                       output_mode: OutputMode | None = None, batch_size: int = 8) -> np.ndarray:
+    def predict_people(
+        self,
+        gene_data: Any,
+        people: np.ndarray,
+        train: np.ndarray,
+        output_mode: OutputMode | None = None,
+        batch_size: int = 8,
+    ) -> np.ndarray:
         """``(n,)`` scalar predictions of one gene for ``people`` (row indices) of a
         :class:`~varscore.cohort.GeneData`; ``train`` are the training people's rows (a genotype
         model imputes their mean dosage for missing calls) and ``output_mode`` reduces a sequence
@@ -194,8 +198,9 @@ class SequenceBackbone(Backbone):
         sees the whole window); :meth:`predict_edits` pays only then."""
         return True
 
-    def predict_edits(self, reference: np.ndarray, edits: Sequence[tuple[np.ndarray, np.ndarray]],
-                      batch_size: int = 8) -> np.ndarray:
+    def predict_edits(
+        self, reference: np.ndarray, edits: Sequence[tuple[np.ndarray, np.ndarray]], batch_size: int = 8
+    ) -> np.ndarray:
         """Predictions ``(N, bins, tracks)`` of windows that differ from ``reference`` ``(L, 4)``
         at a few positions: each edit sets the bases at ``offsets`` ``(k,)`` to ``values``
         ``(k, 4)``. Default: build each edited window and :meth:`predict` it."""
@@ -221,8 +226,14 @@ class SequenceBackbone(Backbone):
             "(freeze_trunk_epochs); train all layers instead."
         )
 
-    def predict_people(self, gene_data: Any, people: np.ndarray, train: np.ndarray,
-                       output_mode: OutputMode | None = None, batch_size: int = 8) -> np.ndarray:
+    def predict_people(
+        self,
+        gene_data: Any,
+        people: np.ndarray,
+        train: np.ndarray,
+        output_mode: OutputMode | None = None,
+        batch_size: int = 8,
+    ) -> np.ndarray:
         """Dosage genomes go through :func:`varscore.fastpredict.predict_people` (each distinct
         dosage pattern predicted once, through :meth:`predict_edits` where it pays); haplotype
         windows are predicted person by person."""
@@ -280,9 +291,7 @@ class SequenceBackbone(Backbone):
         self._require_built()
         reference = np.asarray(reference)
         if reference.shape != (self.window_size, 4):
-            raise InputError(
-                f"ISM needs a ({self.window_size}, 4) one-hot window; got shape {reference.shape}."
-            )
+            raise InputError(f"ISM needs a ({self.window_size}, 4) one-hot window; got shape {reference.shape}.")
         if batch_size < 1:
             raise InputError(f"batch size must be >= 1; got {batch_size}.")
         return reference
@@ -406,8 +415,14 @@ class GenotypeBackbone(Backbone):
             effects.extend(VariantEffect(keys[j], ref_pred, float(a)) for j, a in zip(rows, alt, strict=True))
         return effects
 
-    def predict_people(self, gene_data: Any, people: np.ndarray, train: np.ndarray,
-                       output_mode: OutputMode | None = None, batch_size: int = 8) -> np.ndarray:
+    def predict_people(
+        self,
+        gene_data: Any,
+        people: np.ndarray,
+        train: np.ndarray,
+        output_mode: OutputMode | None = None,
+        batch_size: int = 8,
+    ) -> np.ndarray:
         """From each VCF record's own dosages, missing calls set to the ``train`` people's mean
         (see :func:`varscore.personal.imputed_dosage`); variants are matched by key."""
         from varscore.personal import imputed_dosage, variant_keys

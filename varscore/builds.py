@@ -11,18 +11,67 @@ from varscore.errors import InputError
 logger = logging.getLogger(__name__)
 
 # Primary-assembly contig lengths (UCSC hg19 = GRCh37 but for chrM; hg38 = GRCh38).
-_HG19 = (249250621, 243199373, 198022430, 191154276, 180915260, 171115067, 159138663, 146364022, 141213431,
-         135534747, 135006516, 133851895, 115169878, 107349540, 102531392, 90354753, 81195210, 78077248,
-         59128983, 63025520, 48129895, 51304566)
-_HG38 = (248956422, 242193529, 198295559, 190214555, 181538259, 170805979, 159345973, 145138636, 138394717,
-         133797422, 135086622, 133275309, 114364328, 107043718, 101991189, 90338345, 83257441, 80373285,
-         58617616, 64444167, 46709983, 50818468)
+_HG19 = (
+    249250621,
+    243199373,
+    198022430,
+    191154276,
+    180915260,
+    171115067,
+    159138663,
+    146364022,
+    141213431,
+    135534747,
+    135006516,
+    133851895,
+    115169878,
+    107349540,
+    102531392,
+    90354753,
+    81195210,
+    78077248,
+    59128983,
+    63025520,
+    48129895,
+    51304566,
+)
+_HG38 = (
+    248956422,
+    242193529,
+    198295559,
+    190214555,
+    181538259,
+    170805979,
+    159345973,
+    145138636,
+    138394717,
+    133797422,
+    135086622,
+    133275309,
+    114364328,
+    107043718,
+    101991189,
+    90338345,
+    83257441,
+    80373285,
+    58617616,
+    64444167,
+    46709983,
+    50818468,
+)
 KNOWN_LENGTHS: dict[str, dict[str, int]] = {
     "hg19": {**{str(i + 1): n for i, n in enumerate(_HG19)}, "X": 155270560, "Y": 59373566},
     "hg38": {**{str(i + 1): n for i, n in enumerate(_HG38)}, "X": 156040895, "Y": 57227415},
 }
-ALIASES = {"hg19": "hg19", "grch37": "hg19", "b37": "hg19", "hs37d5": "hg19", "hg38": "hg38", "grch38": "hg38",
-           "b38": "hg38"}
+ALIASES = {
+    "hg19": "hg19",
+    "grch37": "hg19",
+    "b37": "hg19",
+    "hs37d5": "hg19",
+    "hg38": "hg38",
+    "grch38": "hg38",
+    "b38": "hg38",
+}
 REF_MISMATCH_MIN_CHECKED = 20  # the share of REF mismatches is judged from this many checked alleles on
 
 
@@ -57,7 +106,10 @@ def model_build(recorded: str | None, fasta_lengths: Mapping[str, int] | None = 
 
 
 def check_contig_lengths(
-    vcf_lengths: Mapping[str, int], fasta_lengths: Mapping[str, int], source: str, fasta: str,
+    vcf_lengths: Mapping[str, int],
+    fasta_lengths: Mapping[str, int],
+    source: str,
+    fasta: str,
     recorded_build: str | None = None,
 ) -> None:
     """Stop when a ``##contig`` length of the VCF differs from the same contig in the FASTA (or,
@@ -70,9 +122,7 @@ def check_contig_lengths(
     from varscore.genome import match_contigs
 
     build = model_build(recorded_build, fasta_lengths)
-    reference = dict(fasta_lengths) or {
-        name: n for name, n in KNOWN_LENGTHS.get(build or "", {}).items()
-    }
+    reference = dict(fasta_lengths) or {name: n for name, n in KNOWN_LENGTHS.get(build or "", {}).items()}
     mapping = match_contigs(vcf_lengths, reference)
     unplaced: list[str] = []
     for name, length in vcf_lengths.items():
@@ -96,7 +146,10 @@ def check_contig_lengths(
         logger.warning(
             "Contig lengths of %s differ from the FASTA %s (%s%s), whose lengths are no known build's (a partial "
             "or non-human reference?): REF alleles are still checked against it.",
-            source, fasta, "; ".join(unplaced[:3]), more,
+            source,
+            fasta,
+            "; ".join(unplaced[:3]),
+            more,
         )
 
 

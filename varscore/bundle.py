@@ -259,7 +259,9 @@ def validate_manifest(manifest: Any, where: str) -> dict[str, Any]:
         _require(where, f"genes[{i}]", gene, (dict,), "an object with gene_id, chrom, tss, strand")
         unknown = sorted(set(gene) - set(fields))
         if unknown or any(k not in gene for k in ("gene_id", "chrom", "tss", "strand")):
-            raise BundleError(f"{where}: genes[{i}] must have gene_id, chrom, tss, strand (and name); got {sorted(gene)}.")
+            raise BundleError(
+                f"{where}: genes[{i}] must have gene_id, chrom, tss, strand (and name); got {sorted(gene)}."
+            )
         for key, kinds in fields.items():
             if key in gene:
                 _require(where, f"genes[{i}].{key}", gene[key], kinds, "an integer" if key == "tss" else "a string")
@@ -309,7 +311,11 @@ def verify_files(path: Path, manifest: dict[str, Any], trust_unverified: bool | 
     if not expected or unlisted:
         if trusting_unverified(trust_unverified):
             return
-        what = "records no checksums" if not expected else f"has weights its manifest does not cover ({', '.join(unlisted)})"
+        what = (
+            "records no checksums"
+            if not expected
+            else f"has weights its manifest does not cover ({', '.join(unlisted)})"
+        )
         raise BundleError(
             f"Bundle {path} {what}, so its weights cannot be verified. Re-save it with this varscore, or pass "
             "--trust-unverified if you trust where it came from."
@@ -419,7 +425,9 @@ def save_bundle(
             "reference": record.to_json() if record else None,
             "genes": [g.__dict__ for g in genes],
             "metrics": metrics or {},
-            "provenance": portable({**(provenance or {}), **({"weights_sha256": sha256(weights)} if weights.exists() else {})}),
+            "provenance": portable(
+                {**(provenance or {}), **({"weights_sha256": sha256(weights)} if weights.exists() else {})}
+            ),
             **portable(extra or {}),
             "files": file_checksums(tmp, exclude=(MANIFEST,)),
         }
@@ -454,7 +462,9 @@ def list_models() -> list[tuple[str, Path]]:
 
 
 def install_bundle(
-    source: str | Path, expected_sha256: str | None = None, name: str | None = None,
+    source: str | Path,
+    expected_sha256: str | None = None,
+    name: str | None = None,
     trust_unverified: bool | None = None,
 ) -> Path:
     """Copy a bundle directory into the user cache under a plain ``name``, after validating it
@@ -520,7 +530,8 @@ def summarise_bundle(bundle: ModelBundle) -> str:
         f"backbone:     {spec['name']}" + (f" ({', '.join(f'{k}={v}' for k, v in shown.items())})" if shown else ""),
         f"size:         {size_text}",
         f"window:       {m.get('window_size', '?'):,} bp, {m.get('bin_size', '?')} bp bins"
-        if isinstance(m.get("window_size"), int) else f"window:       {m.get('window_size')}",
+        if isinstance(m.get("window_size"), int)
+        else f"window:       {m.get('window_size')}",
         f"output mode:  {mode['name']} {json.dumps(mode.get('params', {}))}",
         f"genome build: {bundle.genome_build or 'not recorded'}"
         + (f" (reference {record.name}, {len(record.contigs)} contigs)" if record else ""),
@@ -536,16 +547,35 @@ def summarise_bundle(bundle: ModelBundle) -> str:
         columns = [c for c in per_gene[0] if c != "gene"][:4]
         lines.append("  gene        " + "  ".join(f"{c:>10}" for c in columns))
         for row in per_gene[:20]:
-            lines.append(f"  {str(row.get('gene', '')):<10}  " + "  ".join(
-                f"{row[c]:>10.4g}" if isinstance(row.get(c), (int, float)) else f"{row.get(c)!s:>10}" for c in columns))
+            lines.append(
+                f"  {str(row.get('gene', '')):<10}  "
+                + "  ".join(
+                    f"{row[c]:>10.4g}" if isinstance(row.get(c), (int, float)) else f"{row.get(c)!s:>10}"
+                    for c in columns
+                )
+            )
     history = metrics.get("history")
-    if isinstance(history, list) and isinstance(metrics.get("best_epoch"), int) and 0 <= metrics["best_epoch"] < len(history):
+    if (
+        isinstance(history, list)
+        and isinstance(metrics.get("best_epoch"), int)
+        and 0 <= metrics["best_epoch"] < len(history)
+    ):
         best = history[metrics["best_epoch"]]
-        lines.append("best epoch:   " + ", ".join(f"{k} {v:.4g}" for k, v in best.items() if isinstance(v, (int, float))))
-    provenance = {k: v for k, v in (m.get("provenance") or {}).items() if v is not None and not isinstance(v, (dict, list))}
+        lines.append(
+            "best epoch:   " + ", ".join(f"{k} {v:.4g}" for k, v in best.items() if isinstance(v, (int, float)))
+        )
+    provenance = {
+        k: v for k, v in (m.get("provenance") or {}).items() if v is not None and not isinstance(v, (dict, list))
+    }
     if provenance:
-        lines.append("provenance:   " + ", ".join(
-            f"{k}={str(v)[:16]}…" if str(k).endswith("sha256") else f"{k}={v}" for k, v in provenance.items()))
+        lines.append(
+            "provenance:   "
+            + ", ".join(
+                f"{k}={str(v)[:16]}…" if str(k).endswith("sha256") else f"{k}={v}" for k, v in provenance.items()
+            )
+        )
     lines.append(f"varscore:     {m.get('varscore_version', '?')} wrote it")
-    lines.append("checksums:    " + "\n              ".join(f"{n} sha256 {d}" for n, d in recorded_checksums(m).items()))
+    lines.append(
+        "checksums:    " + "\n              ".join(f"{n} sha256 {d}" for n, d in recorded_checksums(m).items())
+    )
     return "\n".join(lines)

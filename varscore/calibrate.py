@@ -62,8 +62,12 @@ class Calibration:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "version": CALIBRATION_VERSION, "stats": list(self.stats), "tracks": list(self.tracks),
-            "track_names": list(self.track_names), "centring": self.centring, "records": self.records,
+            "version": CALIBRATION_VERSION,
+            "stats": list(self.stats),
+            "tracks": list(self.tracks),
+            "track_names": list(self.track_names),
+            "centring": self.centring,
+            "records": self.records,
             "counts": self.counts,
             "exact": {k: v.tolist() for k, v in self.exact.items()},
             "grid": {k: v.tolist() for k, v in self.grid.items()},
@@ -74,8 +78,11 @@ class Calibration:
         if data.get("version") != CALIBRATION_VERSION:
             raise BundleError(f"Calibration version {data.get('version')} is not {CALIBRATION_VERSION}: recalibrate.")
         return cls(
-            tuple(data["stats"]), tuple(int(t) for t in data["tracks"]), tuple(data["track_names"]),
-            str(data["centring"]), int(data["records"]),
+            tuple(data["stats"]),
+            tuple(int(t) for t in data["tracks"]),
+            tuple(data["track_names"]),
+            str(data["centring"]),
+            int(data["records"]),
             {k: np.asarray(v, dtype=np.float64) for k, v in data["exact"].items()},
             {k: np.asarray(v, dtype=np.float64) for k, v in data["grid"].items()},
             {k: int(v) for k, v in data["counts"].items()},
@@ -86,7 +93,12 @@ class BackgroundCollector:
     """Collects the background's |scores| from scored records."""
 
     def __init__(self, tracks: Sequence[int], track_names: Sequence[str], stats: Sequence[str], centring: str) -> None:
-        self.tracks, self.track_names, self.stats, self.centring = tuple(tracks), tuple(track_names), tuple(stats), centring
+        self.tracks, self.track_names, self.stats, self.centring = (
+            tuple(tracks),
+            tuple(track_names),
+            tuple(stats),
+            centring,
+        )
         self.records = 0
         self._values: dict[str, list[np.ndarray]] = defaultdict(list)
 
@@ -155,8 +167,12 @@ def write_calibration(bundle: Any, calibration: Calibration, output: str | Path 
         shutil.copytree(source, tmp, dirs_exist_ok=True)
         (tmp / CALIBRATION_FILE).write_text(json.dumps(calibration.to_json()) + "\n")
         manifest["calibration"] = {
-            "file": CALIBRATION_FILE, "sha256": sha256(tmp / CALIBRATION_FILE), "records": calibration.records,
-            "stats": list(calibration.stats), "tracks": list(calibration.tracks), "centring": calibration.centring,
+            "file": CALIBRATION_FILE,
+            "sha256": sha256(tmp / CALIBRATION_FILE),
+            "records": calibration.records,
+            "stats": list(calibration.stats),
+            "tracks": list(calibration.tracks),
+            "centring": calibration.centring,
         }
         manifest["files"] = file_checksums(tmp, exclude=(MANIFEST,))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
@@ -164,6 +180,10 @@ def write_calibration(bundle: Any, calibration: Calibration, output: str | Path 
 
 
 __all__ = [
-    "CALIBRATION_FILE", "BackgroundCollector", "Calibration", "calibration_key", "load_calibration",
+    "CALIBRATION_FILE",
+    "BackgroundCollector",
+    "Calibration",
+    "calibration_key",
+    "load_calibration",
     "write_calibration",
 ]

@@ -221,8 +221,10 @@ class CentredSummary(ScoringSummary):
     def lines(self) -> list[str]:
         self.genes_scored = len(self.genes_seen)
         out = super().lines()
-        out.append(f"centring: {self.centring}; reference passes: {self.reference_passes}; "
-                   f"alternate windows: {self.alternate_windows}")
+        out.append(
+            f"centring: {self.centring}; reference passes: {self.reference_passes}; "
+            f"alternate windows: {self.alternate_windows}"
+        )
         if self.detail_rows:
             out.append(f"detail rows: {self.detail_rows}")
         return out
@@ -270,7 +272,9 @@ class VariantCentredScorer:
         self.length = int(backbone.window_size)
         probe = np.asarray(backbone.predict(np.zeros((1, self.length, 4), dtype=np.float32)))
         if probe.ndim != 3:
-            raise InputError(f"Variant-centred scoring needs a track model ((N, bins, tracks) output); got {probe.shape}.")
+            raise InputError(
+                f"Variant-centred scoring needs a track model ((N, bins, tracks) output); got {probe.shape}."
+            )
         self.geometry = Geometry(self.length, int(backbone.bin_size), int(probe.shape[1]))
         self.n_tracks = int(probe.shape[2])
         self.select_tracks(range(self.n_tracks) if tracks is None else tracks)
@@ -358,16 +362,21 @@ class VariantCentredScorer:
         shape = (self.geometry.n_bins, len(self.tracks))
         values: dict[Edit, np.ndarray] = {}
         if snvs:
-            result = self.backbone.ism(sequence.one_hot, [(e.start - window.start, e.inserted) for e in snvs],
-                                       self._reduce, batch_size=self.batch_size)
+            result = self.backbone.ism(
+                sequence.one_hot,
+                [(e.start - window.start, e.inserted) for e in snvs],
+                self._reduce,
+                batch_size=self.batch_size,
+            )
             reference = np.asarray(result.reference, dtype=np.float32).reshape(shape)
             for edit, row in zip(snvs, np.asarray(result.alternates, dtype=np.float32), strict=True):
                 values[edit] = row.reshape(shape)
         else:
             reference = self._predict([sequence.one_hot])[0]
         if others:
-            for edit, prediction in zip(others, self._predict(self._alternate_windows(group, sequence.one_hot, others)),
-                                        strict=True):
+            for edit, prediction in zip(
+                others, self._predict(self._alternate_windows(group, sequence.one_hot, others)), strict=True
+            ):
                 values[edit] = prediction
         self.summary.reference_passes += 1
         self.summary.alternate_windows += len(edits)
@@ -398,8 +407,9 @@ class VariantCentredScorer:
             record.window_start = group.start
             for allele, edit in alleles:
                 row = row_of[edit]
-                record.alleles.append(AlleleValues(allele, edit, window_values[row],
-                                                   [(g, v[row]) for g, v in gene_values]))
+                record.alleles.append(
+                    AlleleValues(allele, edit, window_values[row], [(g, v[row]) for g, v in gene_values])
+                )
 
     # -- streaming
     def _check(self, variant: Variant) -> tuple[str | None, str | None]:
@@ -468,6 +478,17 @@ class VariantCentredScorer:
 
 
 __all__ = [
-    "CENTRINGS", "STATS", "AlleleValues", "CentredSummary", "Geometry", "RecordScores", "TrackSelection",
-    "VariantCentredScorer", "parse_stats", "read_targets", "select_tracks", "statistics", "window_start",
+    "CENTRINGS",
+    "STATS",
+    "AlleleValues",
+    "CentredSummary",
+    "Geometry",
+    "RecordScores",
+    "TrackSelection",
+    "VariantCentredScorer",
+    "parse_stats",
+    "read_targets",
+    "select_tracks",
+    "statistics",
+    "window_start",
 ]

@@ -41,15 +41,37 @@ FORMATS = ("enformer", "borzoi")
 #: ``model_type`` of each format's config.json.
 MODEL_TYPES = {"enformer": "enformer", "borzoi": "borzoi"}
 #: enformer-pytorch's ``_trunk`` children that are also attributes of the model.
-ENFORMER_TRUNK_ALIASES = {"_trunk.1.": "stem.", "_trunk.2.": "conv_tower.", "_trunk.4.": "transformer.",
-                          "_trunk.6.": "final_pointwise."}
+ENFORMER_TRUNK_ALIASES = {
+    "_trunk.1.": "stem.",
+    "_trunk.2.": "conv_tower.",
+    "_trunk.4.": "transformer.",
+    "_trunk.6.": "final_pointwise.",
+}
 DEFAULT_WINDOWS = {"enformer": 196_608, "borzoi": 524_288}
 #: The length borzoi-pytorch's attention positions were trained at (its relative-position features).
 BORZOI_TRAINED_POSITIONS = 4096
-ENFORMER_CONFIG_KEYS = ("dim", "depth", "heads", "attn_dim_key", "num_downsamples", "dim_divisible_by",
-                        "dropout_rate", "attn_dropout", "pos_dropout", "output_heads")
-BORZOI_CONFIG_KEYS = ("dim", "depth", "heads", "attn_dim_key", "attn_dim_value", "dropout_rate", "attn_dropout",
-                      "pos_dropout")
+ENFORMER_CONFIG_KEYS = (
+    "dim",
+    "depth",
+    "heads",
+    "attn_dim_key",
+    "num_downsamples",
+    "dim_divisible_by",
+    "dropout_rate",
+    "attn_dropout",
+    "pos_dropout",
+    "output_heads",
+)
+BORZOI_CONFIG_KEYS = (
+    "dim",
+    "depth",
+    "heads",
+    "attn_dim_key",
+    "attn_dim_value",
+    "dropout_rate",
+    "attn_dropout",
+    "pos_dropout",
+)
 
 
 @dataclass
@@ -67,7 +89,9 @@ class Checkpoint:
 def read_config(directory: Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG
     if not path.is_file():
-        raise InputError(f"{directory} holds no {CONFIG}: a published checkpoint directory has config.json and weights.")
+        raise InputError(
+            f"{directory} holds no {CONFIG}: a published checkpoint directory has config.json and weights."
+        )
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -113,7 +137,9 @@ def weight_files(directory: Path) -> list[Path]:
                 raise InputError(f"Cannot read the shard index {directory / index}: {err}") from err
             missing = [p.name for p in shards if not p.is_file()]
             if missing:
-                raise InputError(f"{directory / index} lists shard(s) {', '.join(missing)} that are not in {directory}.")
+                raise InputError(
+                    f"{directory / index} lists shard(s) {', '.join(missing)} that are not in {directory}."
+                )
             return shards
     raise InputError(
         f"{directory} holds no weights: expected {SAFETENSORS} (or {SAFETENSORS_INDEX} with its shards) or {PICKLE}."
@@ -151,7 +177,7 @@ def strip_prefix(state: Mapping[str, Any], prefixes: Sequence[str]) -> dict[str,
     out = dict(state)
     for prefix in prefixes:
         if out and all(k.startswith(prefix) for k in out):
-            out = {k[len(prefix):]: v for k, v in out.items()}
+            out = {k[len(prefix) :]: v for k, v in out.items()}
     return out
 
 
@@ -162,8 +188,9 @@ def _enformer_canonical(state: dict[str, Any], source: Path) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for key, tensor in state.items():
-        alias = next((attr + key[len(trunk):] for trunk, attr in ENFORMER_TRUNK_ALIASES.items()
-                      if key.startswith(trunk)), None)
+        alias = next(
+            (attr + key[len(trunk) :] for trunk, attr in ENFORMER_TRUNK_ALIASES.items() if key.startswith(trunk)), None
+        )
         if alias is None:
             out.setdefault(key, tensor)
             continue
@@ -204,8 +231,9 @@ def read_checkpoint(directory: str | Path, format: str | None = None) -> Checkpo
     return Checkpoint(directory, kind, config, state, files, dropped)
 
 
-def backbone_params(checkpoint: Checkpoint, window_size: int | None = None, output_head: str = "human",
-                    use_tf_gamma: bool = False) -> dict[str, Any]:
+def backbone_params(
+    checkpoint: Checkpoint, window_size: int | None = None, output_head: str = "human", use_tf_gamma: bool = False
+) -> dict[str, Any]:
     """The varscore backbone parameters (``head="pretrained"``) that rebuild ``checkpoint``'s
     architecture at ``window_size`` bp (default: the model's published input length)."""
     config = checkpoint.config
@@ -214,15 +242,27 @@ def backbone_params(checkpoint: Checkpoint, window_size: int | None = None, outp
         params = {key: config[key] for key in ENFORMER_CONFIG_KEYS if key in config}
         if isinstance(params.get("output_heads"), dict):
             params["output_heads"] = {str(k): int(v) for k, v in params["output_heads"].items()}
-        return {**params, "window_size": window, "head": "pretrained", "output_head": output_head,
-                "use_tf_gamma": bool(use_tf_gamma), "seed": 0}
+        return {
+            **params,
+            "window_size": window,
+            "head": "pretrained",
+            "output_head": output_head,
+            "use_tf_gamma": bool(use_tf_gamma),
+            "seed": 0,
+        }
     params = {key: config[key] for key in BORZOI_CONFIG_KEYS if key in config}
-    return {**params, "window_size": window, "head": "pretrained", "trained_positions": BORZOI_TRAINED_POSITIONS,
-            "seed": 0}
+    return {
+        **params,
+        "window_size": window,
+        "head": "pretrained",
+        "trained_positions": BORZOI_TRAINED_POSITIONS,
+        "seed": 0,
+    }
 
 
-def checkpoint_backbone(checkpoint: Checkpoint, window_size: int | None = None, output_head: str = "human",
-                        use_tf_gamma: bool = False) -> Any:
+def checkpoint_backbone(
+    checkpoint: Checkpoint, window_size: int | None = None, output_head: str = "human", use_tf_gamma: bool = False
+) -> Any:
     """The varscore backbone of ``checkpoint`` with its weights loaded (every key and shape checked)."""
     from varscore.plugins import get_backbone
 
@@ -282,8 +322,9 @@ def default_tracks_file(kind: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def import_checkpoints(directories: Sequence[str | Path], output: str | Path, options: ImportOptions,
-                       format: str | None = None) -> Path:
+def import_checkpoints(
+    directories: Sequence[str | Path], output: str | Path, options: ImportOptions, format: str | None = None
+) -> Path:
     """Write a bundle at ``output`` from one published checkpoint directory, or from several
     replicates of one architecture (an ensemble bundle: one weight file per replicate, scored by
     their mean). Returns the bundle directory."""
@@ -314,9 +355,13 @@ def import_checkpoints(directories: Sequence[str | Path], output: str | Path, op
             params = backbone.params
             from varscore.bundle import sha256
 
-            provenance.append({"directory": str(Path(directory).resolve()),
-                               "files": {p.name: sha256(p) for p in [Path(directory) / CONFIG, *checkpoint.weight_files]},
-                               "not_imported": checkpoint.dropped[:20] + (["..."] if len(checkpoint.dropped) > 20 else [])})
+            provenance.append(
+                {
+                    "directory": str(Path(directory).resolve()),
+                    "files": {p.name: sha256(p) for p in [Path(directory) / CONFIG, *checkpoint.weight_files]},
+                    "not_imported": checkpoint.dropped[:20] + (["..."] if len(checkpoint.dropped) > 20 else []),
+                }
+            )
             if i == 0:
                 first = backbone
             else:
@@ -336,13 +381,24 @@ def import_checkpoints(directories: Sequence[str | Path], output: str | Path, op
             "licence": options.licence,
             "citation": options.citation,
             "source": {**options.source, "format": kind, "checkpoints": provenance},
-            "tracks": {"file": "tracks.txt" if tracks else None, "count": first.n_tracks,
-                       "output_head": options.output_head if kind == "enformer" else "human"},
+            "tracks": {
+                "file": "tracks.txt" if tracks else None,
+                "count": first.n_tracks,
+                "output_head": options.output_head if kind == "enformer" else "human",
+            },
         }
         return save_ensemble_bundle(
-            output, first, extra_files, name=options.name, output_mode=mode, genes=genes,
-            reference_fasta=options.reference_fasta, genome_build=options.genome_build,
-            provenance={"imported_from": kind}, extra=extra, files=files,
+            output,
+            first,
+            extra_files,
+            name=options.name,
+            output_mode=mode,
+            genes=genes,
+            reference_fasta=options.reference_fasta,
+            genome_build=options.genome_build,
+            provenance={"imported_from": kind},
+            extra=extra,
+            files=files,
         )
 
 
@@ -360,16 +416,24 @@ def write_pretrained_dir(bundle_dir: str | Path, directory: str | Path) -> Path:
     spec = bundle.manifest["backbone"]
     params = spec.get("params", {})
     if spec["name"] not in FORMATS or params.get("head") != "pretrained":
-        raise InputError(f"{bundle.path} is not an imported Enformer or Borzoi (head 'pretrained'); it has no "
-                         "pre-trained weights to fine-tune from.")
+        raise InputError(
+            f"{bundle.path} is not an imported Enformer or Borzoi (head 'pretrained'); it has no "
+            "pre-trained weights to fine-tune from."
+        )
     if bundle.manifest.get("replicates"):
-        logger.warning("%s holds %d replicates; the pre-trained directory gets the first", bundle.path,
-                       len(bundle.manifest["replicates"]))
+        logger.warning(
+            "%s holds %d replicates; the pre-trained directory gets the first",
+            bundle.path,
+            len(bundle.manifest["replicates"]),
+        )
     if spec["name"] == "enformer":
         from enformer_pytorch import EnformerConfig
 
-        config: Any = EnformerConfig(**{k: params[k] for k in ENFORMER_CONFIG_KEYS if k in params},
-                                     target_length=-1, use_tf_gamma=bool(params.get("use_tf_gamma")))
+        config: Any = EnformerConfig(
+            **{k: params[k] for k in ENFORMER_CONFIG_KEYS if k in params},
+            target_length=-1,
+            use_tf_gamma=bool(params.get("use_tf_gamma")),
+        )
     else:
         from borzoi_pytorch.config_borzoi import BorzoiConfig
 

@@ -196,8 +196,10 @@ class SampleMatch:
         by_case = {s.lower(): s for s in self.vcf_only}
         case_only = [f"{p} vs {by_case[p.lower()]}" for p in self.expression_only if p.lower() in by_case]
         if case_only:
-            text += (f"; {len(case_only)} of those IDs match only up to letter case ({_examples(case_only)}): "
-                     "make them identical to use those people")
+            text += (
+                f"; {len(case_only)} of those IDs match only up to letter case ({_examples(case_only)}): "
+                "make them identical to use those people"
+            )
         return text + "."
 
 
@@ -260,8 +262,12 @@ def match_samples(expression_people: Sequence[str], vcf_samples: Sequence[str]) 
 # Normalisation (GTEx eQTL pipeline: expression filter, TMM, inverse-normal transform)
 
 
-def held_out_people(bundle: Any, people_file: str | Path | None = None, default: Sequence[str] | None = None,
-                    cohort_people: Sequence[str] | None = None) -> list[str]:
+def held_out_people(
+    bundle: Any,
+    people_file: str | Path | None = None,
+    default: Sequence[str] | None = None,
+    cohort_people: Sequence[str] | None = None,
+) -> list[str]:
     """The people a model is evaluated or analysed on: one per line of ``people_file``, else the
     test people ``bundle``'s manifest records, else ``default`` (e.g. the cohort's own test split).
     With ``cohort_people``, people missing from the cohort are a one-line error."""

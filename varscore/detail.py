@@ -32,12 +32,26 @@ def detail_schema() -> Any:
     import pyarrow as pa
 
     text = pa.string()
-    return pa.schema([
-        ("record", pa.int64()), ("chrom", text), ("pos", pa.int64()), ("id", text), ("ref", text), ("alt", text),
-        ("window_start", pa.int64()), ("scope", text), ("gene_id", text), ("gene_name", text),
-        ("track", pa.int32()), ("track_name", text), ("stat", text),
-        ("ref_value", pa.float64()), ("alt_value", pa.float64()), ("score", pa.float64()),
-    ])
+    return pa.schema(
+        [
+            ("record", pa.int64()),
+            ("chrom", text),
+            ("pos", pa.int64()),
+            ("id", text),
+            ("ref", text),
+            ("alt", text),
+            ("window_start", pa.int64()),
+            ("scope", text),
+            ("gene_id", text),
+            ("gene_name", text),
+            ("track", pa.int32()),
+            ("track_name", text),
+            ("stat", text),
+            ("ref_value", pa.float64()),
+            ("alt_value", pa.float64()),
+            ("score", pa.float64()),
+        ]
+    )
 
 
 class DetailWriter:
@@ -45,8 +59,14 @@ class DetailWriter:
     ``row_group_rows`` rows. The file appears under its name only when :meth:`close` succeeds
     (written to a temporary name beside it first)."""
 
-    def __init__(self, path: str | Path, tracks: Sequence[int], track_names: Sequence[str], stats: Sequence[str],
-                 row_group_rows: int = ROW_GROUP_ROWS) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        tracks: Sequence[int],
+        track_names: Sequence[str],
+        stats: Sequence[str],
+        row_group_rows: int = ROW_GROUP_ROWS,
+    ) -> None:
         import pyarrow.parquet as pq
 
         if row_group_rows < 1:
@@ -80,10 +100,18 @@ class DetailWriter:
             ]
             for scope, gene_id, gene_name, values in scopes:
                 c = self._columns
-                for name, value in (("record", variant.index), ("chrom", variant.chrom), ("pos", variant.pos),
-                                    ("id", variant.id), ("ref", variant.ref), ("alt", allele.allele),
-                                    ("window_start", record.window_start), ("scope", scope), ("gene_id", gene_id),
-                                    ("gene_name", gene_name)):
+                for name, value in (
+                    ("record", variant.index),
+                    ("chrom", variant.chrom),
+                    ("pos", variant.pos),
+                    ("id", variant.id),
+                    ("ref", variant.ref),
+                    ("alt", allele.allele),
+                    ("window_start", record.window_start),
+                    ("scope", scope),
+                    ("gene_id", gene_id),
+                    ("gene_name", gene_name),
+                ):
                     c[name].append(np.full(block, value, dtype=object))
                 c["track"].append(np.repeat(self.tracks, n_stats))
                 c["track_name"].append(np.repeat(self.track_names, n_stats))
@@ -128,7 +156,9 @@ class DetailWriter:
     def __enter__(self) -> DetailWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close()
         else:

@@ -119,7 +119,12 @@ class WindowIndex:
 
 
 SKIP_REASONS = (
-    "outside_windows", "missing_alt", "symbolic", "ambiguous_ref", "ambiguous_alt", "ref_mismatch",
+    "outside_windows",
+    "missing_alt",
+    "symbolic",
+    "ambiguous_ref",
+    "ambiguous_alt",
+    "ref_mismatch",
 )
 CHECK_REF_MODES = ("skip", "flag", "fail")
 
@@ -371,14 +376,16 @@ def run_plan(
         raise InputError(f"Backbone window {backbone.window_size} bp differs from the plan's {plan.window_size} bp.")
     summary = plan.summary
     scores: dict[int, list[AlleleScore]] = defaultdict(list)
-    bar = tqdm(total=sum(len(j) for j in plan.jobs.values()), desc="alleles", unit="allele", disable=not progress,
-               leave=False)
+    bar = tqdm(
+        total=sum(len(j) for j in plan.jobs.values()), desc="alleles", unit="allele", disable=not progress, leave=False
+    )
     for gene_id in list(plan.jobs):
         gene = plan.genes[gene_id]
         done = checkpoint.load(gene_id) if checkpoint is not None else None
         if done is None:
-            rows, padded = score_gene(gene, plan.jobs[gene_id], backbone, output_mode, genome, plan.window_size,
-                                      batch_size)
+            rows, padded = score_gene(
+                gene, plan.jobs[gene_id], backbone, output_mode, genome, plan.window_size, batch_size
+            )
             if checkpoint is not None:
                 checkpoint.save(gene_id, gene.label, rows, padded)
         else:
@@ -405,7 +412,9 @@ def score_gene(
     off the contig (padded with N)."""
     window = tss_window(gene, window_size)
     window_seq = genome.window_sequence(window)
-    snvs = sorted({(job.edit.start - window.start, job.edit.inserted) for job in jobs if _in_window_snv(job.edit, window)})
+    snvs = sorted(
+        {(job.edit.start - window.start, job.edit.inserted) for job in jobs if _in_window_snv(job.edit, window)}
+    )
     features = output_mode.features
     raw = backbone.ism(window_seq.one_hot, snvs, features, batch_size=batch_size)
     result = output_mode.score(raw)
@@ -413,14 +422,18 @@ def score_gene(
     alt_of: dict[Edit, float] = {}
     for row, (offset, base) in enumerate(snvs):
         alt_of[Edit(window.start + offset, 1, base)] = float(result.alternates[row, 0])
-    others = sorted({job.edit for job in jobs if job.edit not in alt_of}, key=lambda e: (e.start, e.deleted, e.inserted))
+    others = sorted(
+        {job.edit for job in jobs if job.edit not in alt_of}, key=lambda e: (e.start, e.deleted, e.inserted)
+    )
     if others:
         margin = max(edit_margin([e]) for e in others)
         source = ReferenceSource(genome, gene.chrom, window.start - margin, window.end + margin)
         for begin in range(0, len(others), batch_size):
             chunk = others[begin : begin + batch_size]
             batch = np.stack([edited_window(window, [edit], source) for edit in chunk])
-            reduced = output_mode.score(ISMResult(raw.reference, np.asarray(features(backbone.predict(batch))))).alternates
+            reduced = output_mode.score(
+                ISMResult(raw.reference, np.asarray(features(backbone.predict(batch))))
+            ).alternates
             for edit, value in zip(chunk, reduced[:, 0], strict=True):
                 alt_of[edit] = float(value)
     rows = [(job.record, AlleleScore(job.allele, gene.label, ref_pred, alt_of[job.edit])) for job in jobs]
@@ -431,8 +444,9 @@ def _in_window_snv(edit: Edit, window: Window) -> bool:
     return edit.is_snv and window.start <= edit.start < window.end
 
 
-def score_genotypes(variants: Iterable[Variant], backbone: GenotypeBackbone,
-                    gene_labels: dict[str, str] | None = None) -> ScoringResult:
+def score_genotypes(
+    variants: Iterable[Variant], backbone: GenotypeBackbone, gene_labels: dict[str, str] | None = None
+) -> ScoringResult:
     """Variant effects of a genotype model (:meth:`~varscore.base.GenotypeBackbone.variant_effects`):
     for each ALT allele that is one of a gene model's variants, ``REF_PRED`` = the prediction with
     everyone homozygous reference and ``ALT_PRED`` = with that ALT homozygous, matching a sequence

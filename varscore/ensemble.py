@@ -149,11 +149,21 @@ def score_plan(
             member_plan = copy.copy(plan)
             member_plan.summary = copy.deepcopy(plan.summary)
             if checkpoint is not None:
-                member_checkpoint = GeneCheckpoint(Path(checkpoint.directory) / f"replicate{index}",
-                                                   checkpoint.fingerprint, resume=True)
+                member_checkpoint = GeneCheckpoint(
+                    Path(checkpoint.directory) / f"replicate{index}", checkpoint.fingerprint, resume=True
+                )
         logger.info("scoring with %s (%d of %d)", names[index], index + 1, len(names))
-        results.append(run_plan(member_plan, backbone, mode, genome, batch_size=batch_size, progress=progress,
-                                checkpoint=member_checkpoint))
+        results.append(
+            run_plan(
+                member_plan,
+                backbone,
+                mode,
+                genome,
+                batch_size=batch_size,
+                progress=progress,
+                checkpoint=member_checkpoint,
+            )
+        )
         del backbone
     if len(names) > 1:  # the counts of one pass over the plan
         plan.summary.__dict__.update(results[0].summary.__dict__)
@@ -171,8 +181,9 @@ def sd_info(sd: dict[int, list[float]]) -> dict[int, str]:
 def sd_header() -> Any:
     from varscore.vcf import InfoHeader
 
-    return InfoHeader(SD_KEY, ".", "Float",
-                      "Standard deviation of DELTA over the model's replicates, one value per VARSCORE entry")
+    return InfoHeader(
+        SD_KEY, ".", "Float", "Standard deviation of DELTA over the model's replicates, one value per VARSCORE entry"
+    )
 
 
 # -- test-time augmentation ------------------------------------------------------------------
@@ -254,8 +265,9 @@ class AugmentedBackbone:
     """A sequence backbone scoring every window under several augmentations and averaging (see the
     module docstring). Everything else is delegated to the wrapped backbone ``inner``."""
 
-    def __init__(self, inner: Any, rc: bool = False, shifts: Sequence[int] = (0,),
-                 track_pairs: np.ndarray | None = None) -> None:
+    def __init__(
+        self, inner: Any, rc: bool = False, shifts: Sequence[int] = (0,), track_pairs: np.ndarray | None = None
+    ) -> None:
         window = int(inner.window_size)
         bad = [s for s in shifts if abs(int(s)) >= window]
         if bad:
@@ -276,22 +288,26 @@ class AugmentedBackbone:
         assert total is not None
         return (total / len(self.augmentations)).astype(np.float32)
 
-    def ism(self, reference: np.ndarray, substitutions: Sequence[tuple[int, str]], reduce: Reducer,
-            batch_size: int = 8) -> ISMResult:
+    def ism(
+        self, reference: np.ndarray, substitutions: Sequence[tuple[int, str]], reduce: Reducer, batch_size: int = 8
+    ) -> ISMResult:
         reference = np.asarray(reference, dtype=np.float32)
         length = reference.shape[0]
         ref_total: np.ndarray | None = None
         alt_total: np.ndarray | None = None
         for aug in self.augmentations:
-            moved = [(row, aug.offset(int(offset), length), aug.base(base))
-                     for row, (offset, base) in enumerate(substitutions)]
+            moved = [
+                (row, aug.offset(int(offset), length), aug.base(base))
+                for row, (offset, base) in enumerate(substitutions)
+            ]
             kept = [(row, offset, base) for row, offset, base in moved if offset is not None]
 
             def reduce_back(prediction: Any, aug: Augmentation = aug) -> Any:
                 return reduce(aug.prediction(prediction, self.track_pairs))
 
-            result = self.inner.ism(aug.sequence(reference[None])[0], [(o, b) for _, o, b in kept], reduce_back,
-                                    batch_size=batch_size)
+            result = self.inner.ism(
+                aug.sequence(reference[None])[0], [(o, b) for _, o, b in kept], reduce_back, batch_size=batch_size
+            )
             ref_out = np.asarray(result.reference, dtype=np.float64)
             alts = np.repeat(ref_out[None], len(substitutions), axis=0)
             if kept:
@@ -351,18 +367,29 @@ def finetune_replicates(
             data = cohort.data
             ids = [g.gene.gene_id for g in data.genes]
             if genes is not None and ids != [g.gene.gene_id for g in genes]:
-                raise InputError(f"Replicate {replicate} trains other genes than the first; replicates must share them.")
+                raise InputError(
+                    f"Replicate {replicate} trains other genes than the first; replicates must share them."
+                )
             genes = list(data.genes)
             model = first if k == 0 else new_backbone()
             model.build()
-            result = model.finetune(data, dataclasses.replace(config, output_dir=str(training_dir / f"replicate{replicate}")))
+            result = model.finetune(
+                data, dataclasses.replace(config, output_dir=str(training_dir / f"replicate{replicate}"))
+            )
             is_zero = bool(result.is_global_zero)
             if not is_zero:
                 continue
-            metrics.append({"replicate": replicate, "best_epoch": result.best_epoch,
-                            "best_tune_mean_r2": result.best_tune_r2, "history": result.history})
-            people[str(replicate)] = {split: [data.people[i] for i in getattr(data, split)]
-                                      for split in ("train", "tune", "test")}
+            metrics.append(
+                {
+                    "replicate": replicate,
+                    "best_epoch": result.best_epoch,
+                    "best_tune_mean_r2": result.best_tune_r2,
+                    "history": result.history,
+                }
+            )
+            people[str(replicate)] = {
+                split: [data.people[i] for i in getattr(data, split)] for split in ("train", "tune", "test")
+            }
             echo(f"replicate {replicate}: best epoch {result.best_epoch}, tune mean R2 {result.best_tune_r2:.3f}")
             if k:
                 paths.append(Path(tmp) / REPLICATE_TEMPLATE.format(k))
@@ -377,12 +404,22 @@ def finetune_replicates(
             mode = get_output_mode("scalar")()
         r2 = [m["best_tune_mean_r2"] for m in metrics]
         bundle = save_ensemble_bundle(
-            output, first, paths, name=output.name, output_mode=mode, genes=[g.gene for g in genes],
-            reference_fasta=save.get("fasta"), tissue=save.get("tissue"),
+            output,
+            first,
+            paths,
+            name=output.name,
+            output_mode=mode,
+            genes=[g.gene for g in genes],
+            reference_fasta=save.get("fasta"),
+            tissue=save.get("tissue"),
             metrics={"best_tune_mean_r2": float(np.mean(r2)), "replicates": metrics},
             provenance={**(save.get("provenance") or {}), "training": dict(dataclasses.asdict(config))},
-            extra={"train_genes": [g.gene.gene_id for g in genes], "people": people[str(replicates[0])],
-                   "replicate_people": people, "folds": {"file": "folds.tsv", "replicates": list(replicates)}},
+            extra={
+                "train_genes": [g.gene.gene_id for g in genes],
+                "people": people[str(replicates[0])],
+                "replicate_people": people,
+                "folds": {"file": "folds.tsv", "replicates": list(replicates)},
+            },
             files={"folds.tsv": folds_path},
         )
     echo(f"wrote {bundle} ({len(metrics)} replicates, tune mean R2 {np.mean(r2):.3f})")

@@ -35,8 +35,14 @@ class Evaluation:
         return summarise(self.table)
 
 
-def evaluate_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[int] | None = None,
-                    batch_size: int = 8, n_boot: int = N_BOOT, seed: int = SEED) -> Evaluation:
+def evaluate_bundle(
+    bundle: ModelBundle,
+    data: FinetuneData,
+    people: Sequence[int] | None = None,
+    batch_size: int = 8,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
+) -> Evaluation:
     """Per-gene metrics of ``bundle`` on ``people`` (default: the data's test people), with
     bootstrap CIs from ``n_boot`` resamples of those people (``seed``); coverage-track bundles are
     evaluated by :func:`evaluate_track_bundle`."""
@@ -61,16 +67,23 @@ def evaluate_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[in
     return Evaluation(pd.DataFrame(rows), pd.concat(predictions, ignore_index=True) if predictions else None)
 
 
-def _prediction_rows(bundle: ModelBundle, gene_data: GeneData, data: FinetuneData, chosen: np.ndarray,
-                     predicted: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"model": bundle.name, "gene": gene_data.gene.label,
-                         "person": [data.people[i] for i in chosen],
-                         "observed": np.asarray(gene_data.expression[chosen], np.float64),
-                         "predicted": np.asarray(predicted, np.float64)})
+def _prediction_rows(
+    bundle: ModelBundle, gene_data: GeneData, data: FinetuneData, chosen: np.ndarray, predicted: np.ndarray
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "model": bundle.name,
+            "gene": gene_data.gene.label,
+            "person": [data.people[i] for i in chosen],
+            "observed": np.asarray(gene_data.expression[chosen], np.float64),
+            "predicted": np.asarray(predicted, np.float64),
+        }
+    )
 
 
-def compare_evaluations(reference: Evaluation, other: Evaluation, n_boot: int = N_BOOT,
-                        seed: int = SEED) -> pd.DataFrame:
+def compare_evaluations(
+    reference: Evaluation, other: Evaluation, n_boot: int = N_BOOT, seed: int = SEED
+) -> pd.DataFrame:
     """Paired per-gene differences ``other − reference`` (R² and Pearson r) on the people both were
     evaluated on, with bootstrap CIs (the same resamples of people for both models) and a two-sided
     bootstrap p-value (``d_r2_p``, ``d_pearson_p``); see :func:`varscore.uncertainty.paired_difference`."""
@@ -90,15 +103,21 @@ def compare_evaluations(reference: Evaluation, other: Evaluation, n_boot: int = 
             continue
         observed = a.loc[people, "observed"].to_numpy()
         indices = bootstrap_indices(len(people), n_boot, seed)
-        rows.append({"model": str(b["model"].iloc[0]), "reference": str(a["model"].iloc[0]), "gene": gene,
-                     "people": len(people),
-                     **paired_difference(observed, a.loc[people, "predicted"].to_numpy(),
-                                         b.loc[people, "predicted"].to_numpy(), indices)})
+        rows.append(
+            {
+                "model": str(b["model"].iloc[0]),
+                "reference": str(a["model"].iloc[0]),
+                "gene": gene,
+                "people": len(people),
+                **paired_difference(
+                    observed, a.loc[people, "predicted"].to_numpy(), b.loc[people, "predicted"].to_numpy(), indices
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def _held_out(bundle: ModelBundle, data: FinetuneData,
-              people: Sequence[int] | None) -> tuple[np.ndarray, set[str]]:
+def _held_out(bundle: ModelBundle, data: FinetuneData, people: Sequence[int] | None) -> tuple[np.ndarray, set[str]]:
     """The people to evaluate on (default: the data's test people) and the bundle's train genes."""
     chosen = np.asarray(data.test if people is None else people, dtype=np.int64)
     if len(chosen) < 2:
@@ -107,11 +126,17 @@ def _held_out(bundle: ModelBundle, data: FinetuneData,
     return chosen, trained
 
 
-def _metrics_row(bundle: ModelBundle, gene_data: GeneData, trained: set[str], predicted: np.ndarray,
-                 observed: np.ndarray, indices: np.ndarray) -> dict[str, Any]:
+def _metrics_row(
+    bundle: ModelBundle,
+    gene_data: GeneData,
+    trained: set[str],
+    predicted: np.ndarray,
+    observed: np.ndarray,
+    indices: np.ndarray,
+) -> dict[str, Any]:
     """One gene's row: model, gene, HOP (trained gene) or HOGP, people, R² and Pearson with
     bootstrap CIs and the Pearson p-value."""
-    (r2, pearson), = per_gene_metrics(np.zeros(len(observed), dtype=np.int64), predicted, observed, 1)
+    ((r2, pearson),) = per_gene_metrics(np.zeros(len(observed), dtype=np.int64), predicted, observed, 1)
     spread = gene_uncertainty(observed, predicted, indices)
     replicate = (bundle.manifest.get("folds") or {}).get("replicate")
     return {
@@ -121,8 +146,10 @@ def _metrics_row(bundle: ModelBundle, gene_data: GeneData, trained: set[str], pr
         "people": len(observed),
         "r2": r2,
         "pearson": pearson if not math.isnan(pearson) else np.nan,
-        "r2_lo": spread["r2_lo"], "r2_hi": spread["r2_hi"],
-        "pearson_lo": spread["pearson_lo"], "pearson_hi": spread["pearson_hi"],
+        "r2_lo": spread["r2_lo"],
+        "r2_hi": spread["r2_hi"],
+        "pearson_lo": spread["pearson_lo"],
+        "pearson_hi": spread["pearson_hi"],
         "pearson_p": pearson_p(pearson, len(observed)) if not math.isnan(pearson) else np.nan,
         "replicate": np.nan if replicate is None else int(replicate),
     }
@@ -179,8 +206,9 @@ def columnwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(denominator > 0, (da * db).sum(axis=0) / np.where(denominator > 0, denominator, 1.0), np.nan)
 
 
-def compare_coverage(bundle: ModelBundle, backbone: object, data: FinetuneData, gene_index: int,
-                     people: np.ndarray, batch_size: int = 8) -> CoverageComparison:
+def compare_coverage(
+    bundle: ModelBundle, backbone: object, data: FinetuneData, gene_index: int, people: np.ndarray, batch_size: int = 8
+) -> CoverageComparison:
     """Predicted (the bundle's track) and observed coverage of ``people`` for one gene."""
     from varscore.types import tss_window
 
@@ -205,8 +233,14 @@ def compare_coverage(bundle: ModelBundle, backbone: object, data: FinetuneData, 
     )
 
 
-def evaluate_track_bundle(bundle: ModelBundle, data: FinetuneData, people: Sequence[int] | None = None,
-                          batch_size: int = 8, n_boot: int = N_BOOT, seed: int = SEED) -> Evaluation:
+def evaluate_track_bundle(
+    bundle: ModelBundle,
+    data: FinetuneData,
+    people: Sequence[int] | None = None,
+    batch_size: int = 8,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
+) -> Evaluation:
     """Per-gene metrics of a coverage-track bundle across held-out people: ``r2``/``pearson`` of
     each person's total coverage over the window, ``bin_pearson`` (mean over bins of the per-bin
     Pearson r across people, bins where both sides vary), and the coefficient of variation across
@@ -218,22 +252,33 @@ def evaluate_track_bundle(bundle: ModelBundle, data: FinetuneData, people: Seque
     rows, predictions = [], []
     for index, gene_data in enumerate(data.genes):
         comparison = compare_coverage(bundle, backbone, data, index, chosen, batch_size)
-        row = _metrics_row(bundle, gene_data, trained, comparison.predicted.sum(axis=1),
-                           comparison.observed.sum(axis=1), indices)
-        predictions.append(pd.DataFrame({"model": bundle.name, "gene": gene_data.gene.label,
-                                         "person": comparison.people, "observed": comparison.observed.sum(axis=1),
-                                         "predicted": comparison.predicted.sum(axis=1)}))
+        row = _metrics_row(
+            bundle, gene_data, trained, comparison.predicted.sum(axis=1), comparison.observed.sum(axis=1), indices
+        )
+        predictions.append(
+            pd.DataFrame(
+                {
+                    "model": bundle.name,
+                    "gene": gene_data.gene.label,
+                    "person": comparison.people,
+                    "observed": comparison.observed.sum(axis=1),
+                    "predicted": comparison.predicted.sum(axis=1),
+                }
+            )
+        )
         cov_obs, cov_pred = CoverageComparison.cov(comparison.observed), CoverageComparison.cov(comparison.predicted)
         both = np.isfinite(cov_obs) & np.isfinite(cov_pred)
         cov_r = columnwise_pearson(cov_obs[both, None], cov_pred[both, None])[0] if both.sum() > 2 else math.nan
         per_bin = comparison.bin_pearson
-        rows.append({
-            **row,
-            "bin_pearson": float(np.nanmean(per_bin)) if np.isfinite(per_bin).any() else np.nan,
-            "cov_observed": float(np.nanmean(cov_obs)) if np.isfinite(cov_obs).any() else np.nan,
-            "cov_predicted": float(np.nanmean(cov_pred)) if np.isfinite(cov_pred).any() else np.nan,
-            "cov_pearson": cov_r,
-        })
+        rows.append(
+            {
+                **row,
+                "bin_pearson": float(np.nanmean(per_bin)) if np.isfinite(per_bin).any() else np.nan,
+                "cov_observed": float(np.nanmean(cov_obs)) if np.isfinite(cov_obs).any() else np.nan,
+                "cov_predicted": float(np.nanmean(cov_pred)) if np.isfinite(cov_pred).any() else np.nan,
+                "cov_pearson": cov_r,
+            }
+        )
     return Evaluation(pd.DataFrame(rows), pd.concat(predictions, ignore_index=True) if predictions else None)
 
 
@@ -256,12 +301,15 @@ def plot_coverage(comparison: CoverageComparison, path: str | Path, title: str |
     n_bins = observed.shape[1]
     kb = (comparison.window_start + comparison.bin_size * np.arange(n_bins + 1) - (comparison.tss - 1)) / 1000
     vmax = float(np.percentile(np.concatenate([observed.ravel(), predicted.ravel()]), 99.5)) or 1.0
-    figure, axes = plt.subplots(4, 2, figsize=(11, 8), sharex="col", width_ratios=[40, 1],
-                                height_ratios=[3, 1, 3, 1], layout="constrained")
-    for row, (label, values, raw) in enumerate((("Observed", observed, comparison.observed),
-                                                 ("Predicted", predicted, comparison.predicted))):
-        heat = axes[2 * row, 0].pcolormesh(kb, np.arange(values.shape[0] + 1), values, cmap="BuPu", vmin=0,
-                                           vmax=vmax, shading="flat")
+    figure, axes = plt.subplots(
+        4, 2, figsize=(11, 8), sharex="col", width_ratios=[40, 1], height_ratios=[3, 1, 3, 1], layout="constrained"
+    )
+    for row, (label, values, raw) in enumerate(
+        (("Observed", observed, comparison.observed), ("Predicted", predicted, comparison.predicted))
+    ):
+        heat = axes[2 * row, 0].pcolormesh(
+            kb, np.arange(values.shape[0] + 1), values, cmap="BuPu", vmin=0, vmax=vmax, shading="flat"
+        )
         axes[2 * row, 0].invert_yaxis()
         axes[2 * row, 0].yaxis.set_major_locator(MaxNLocator(integer=True))
         axes[2 * row, 0].set_ylabel(f"{label}\nheld-out people\n(rank: observed near TSS)")
@@ -276,8 +324,11 @@ def plot_coverage(comparison: CoverageComparison, path: str | Path, title: str |
     for ax in axes[:, 0]:
         ax.axvline(0, color="#e66101", linewidth=0.8, linestyle="--")
     axes[3, 0].set_xlabel(f"position relative to the TSS of {comparison.gene} (kb, {comparison.chrom})")
-    figure.suptitle(title or f"{comparison.gene}: observed vs predicted coverage of {len(comparison.people)} "
-                             "held-out people (dashed: TSS; CoV = coefficient of variation across people)")
+    figure.suptitle(
+        title
+        or f"{comparison.gene}: observed vs predicted coverage of {len(comparison.people)} "
+        "held-out people (dashed: TSS; CoV = coefficient of variation across people)"
+    )
     path = Path(path)
     figure.savefig(path, dpi=130)
     plt.close(figure)

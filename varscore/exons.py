@@ -64,7 +64,7 @@ def _text(value: Any) -> str:
 def _strip_prefix(identifier: str) -> str:
     for prefix in ("gene:", "transcript:"):
         if identifier.startswith(prefix):
-            return identifier[len(prefix):]
+            return identifier[len(prefix) :]
     return identifier
 
 
@@ -135,8 +135,9 @@ def load_gene_models(path: str | Path) -> list[GeneModel]:
         else:
             chrom, strand = exon_chrom[gene_id]
             start, end, name = merged[0][0], merged[-1][1], ""
-        models.append(GeneModel(gene_id, name, chrom, min(start, merged[0][0]), max(end, merged[-1][1]), strand,
-                                merged))
+        models.append(
+            GeneModel(gene_id, name, chrom, min(start, merged[0][0]), max(end, merged[-1][1]), strand, merged)
+        )
     if not models:
         raise InputError(f"Gene annotation {path} has no exon features: gene-level scores need exons.")
     logger.info("%s: %d genes with exons", path, len(models))

@@ -86,8 +86,11 @@ def read_finemap_table(path: str | Path, fmt: str = "auto", tissue: str | None =
     if fmt == "auto":
         posterior_name = str(found["posterior"]).lower() if found["posterior"] is not None else ""
         fmt = {"probability": "caviar", "variant_pip": "dapg"}.get(posterior_name, "susie")
-    needed = {"caviar": ("tissue", "gene", "variant", "chrom", "pos", "posterior"),
-              "susie": ("gene", "posterior"), "dapg": ("gene", "variant", "posterior")}[fmt]
+    needed = {
+        "caviar": ("tissue", "gene", "variant", "chrom", "pos", "posterior"),
+        "susie": ("gene", "posterior"),
+        "dapg": ("gene", "variant", "posterior"),
+    }[fmt]
     missing = [key for key in needed if found[key] is None]
     if fmt == "susie" and found["variant"] is None and (found["chrom"] is None or found["pos"] is None):
         missing.append("variant")
@@ -111,8 +114,10 @@ def read_finemap_table(path: str | Path, fmt: str = "auto", tissue: str | None =
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         shown = ids.iloc[row] if ids is not None else pos_text.iloc[row]
-        raise InputError(f"Fine-mapping table {path}, row {row + 2}: no position in '{shown}' (expected a POS column "
-                         "or ids like chr1_13550_G_A_b38).")
+        raise InputError(
+            f"Fine-mapping table {path}, row {row + 2}: no position in '{shown}' (expected a POS column "
+            "or ids like chr1_13550_G_A_b38)."
+        )
     table["pos"] = pos_text.astype(np.int64)
     table["chrom"] = table["chrom"].map(norm_chrom)
     table["ref"] = parsed[2].fillna("").str.upper() if parsed is not None else ""
@@ -129,8 +134,10 @@ def read_finemap_table(path: str | Path, fmt: str = "auto", tissue: str | None =
         available = sorted(set(table["tissue"]))
         table = table[table["tissue"] == tissue]
         if table.empty:
-            raise InputError(f"Fine-mapping table {path} has no rows for tissue '{tissue}' "
-                             f"(tissues: {', '.join(available[:8]) or 'none'}).")
+            raise InputError(
+                f"Fine-mapping table {path} has no rows for tissue '{tissue}' "
+                f"(tissues: {', '.join(available[:8]) or 'none'})."
+            )
     return table.reset_index(drop=True)
 
 
@@ -226,7 +233,9 @@ def evaluate_finemap(
     for (model, gene_name), site_rows in sites.groupby(["model", "gene"], sort=True):
         gene = genes.get(str(gene_name))
         if gene is None:
-            raise InputError(f"Gene '{gene_name}' of the weights is not in the gene table: pass the table it comes from.")
+            raise InputError(
+                f"Gene '{gene_name}' of the weights is not in the gene table: pass the table it comes from."
+            )
         keys = {_norm_gene(gene.gene_id), _norm_gene(gene.name)} - {""}
         table = fm[fm["gene_key"].isin(keys)]
         posterior = dict(zip(zip(table["chrom"], table["pos"], strict=True), table["posterior"], strict=True))
@@ -243,7 +252,9 @@ def evaluate_finemap(
             continue
         labels = np.r_[np.ones(len(pos_idx)), np.zeros(len(neg_idx))]
         scores = np.r_[magnitude[pos_idx], magnitude[neg_idx]]
-        rows.append((model, gene_name, len(pos_idx), len(neg_idx), auroc(labels, scores), average_precision(labels, scores)))
+        rows.append(
+            (model, gene_name, len(pos_idx), len(neg_idx), auroc(labels, scores), average_precision(labels, scores))
+        )
         pooled.setdefault(str(model), ([], []))[0].append(labels)
         pooled[str(model)][1].append(scores)
     per_gene = pd.DataFrame(rows, columns=["model", "gene", "positives", "negatives", "auroc", "aupr"])
@@ -251,9 +262,20 @@ def evaluate_finemap(
     for model, (label_parts, score_parts) in sorted(pooled.items()):
         labels, scores = np.concatenate(label_parts), np.concatenate(score_parts)
         genes_rows = per_gene[per_gene["model"] == model]
-        overall_rows.append((model, len(genes_rows), int(labels.sum()), int((labels == 0).sum()),
-                             auroc(labels, scores), average_precision(labels, scores),
-                             float(genes_rows["auroc"].mean()), float(genes_rows["aupr"].mean())))
-    overall = pd.DataFrame(overall_rows, columns=["model", "genes", "positives", "negatives", "auroc", "aupr",
-                                                  "mean_gene_auroc", "mean_gene_aupr"])
+        overall_rows.append(
+            (
+                model,
+                len(genes_rows),
+                int(labels.sum()),
+                int((labels == 0).sum()),
+                auroc(labels, scores),
+                average_precision(labels, scores),
+                float(genes_rows["auroc"].mean()),
+                float(genes_rows["aupr"].mean()),
+            )
+        )
+    overall = pd.DataFrame(
+        overall_rows,
+        columns=["model", "genes", "positives", "negatives", "auroc", "aupr", "mean_gene_auroc", "mean_gene_aupr"],
+    )
     return FinemapEvaluation(per_gene, overall)

@@ -32,16 +32,35 @@ __all__ = ["RECIPES", "FinetuneJob", "OptionError", "check_from_scratch", "run_f
 #: Named settings: the paper's whole-blood Variformer (Drusinsky, Whalen & Pollard; DESIGN.md section 4).
 RECIPES: dict[str, dict[str, Any]] = {
     "variformer-blood": {
-        "window": 49_152, "lr": 5e-6, "batch_size": 32, "accumulate": 4, "grad_clip": 0.05,
-        "patience": 20, "people_per_epoch": 512, "tissue": "Whole Blood", "max_epochs": 150,
+        "window": 49_152,
+        "lr": 5e-6,
+        "batch_size": 32,
+        "accumulate": 4,
+        "grad_clip": 0.05,
+        "patience": 20,
+        "people_per_epoch": 512,
+        "tissue": "Whole Blood",
+        "max_epochs": 150,
     },
 }
 
 _TRAINING_SETTINGS = ("lr", "batch_size", "accumulate", "grad_clip", "max_epochs", "patience", "people_per_epoch")
 
 # size hyper-parameters' complement: params that leave a from-scratch model at its full default size
-_NOT_SIZE_PARAMS = {"window_size", "seed", "head", "output_head", "norm_stats", "pretrained_dir", "dropout_rate",
-                    "attn_dropout", "pos_dropout", "use_checkpointing", "use_tf_gamma", "n_tracks"}
+_NOT_SIZE_PARAMS = {
+    "window_size",
+    "seed",
+    "head",
+    "output_head",
+    "norm_stats",
+    "pretrained_dir",
+    "dropout_rate",
+    "attn_dropout",
+    "pos_dropout",
+    "use_checkpointing",
+    "use_tf_gamma",
+    "n_tracks",
+}
 
 
 class OptionError(InputError):
@@ -120,8 +139,9 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def run_finetune(job: FinetuneJob, echo: Callable[[str], None] = _stderr,
-                 announce: Callable[[str], None] = print) -> Path | None:
+def run_finetune(
+    job: FinetuneJob, echo: Callable[[str], None] = _stderr, announce: Callable[[str], None] = print
+) -> Path | None:
     """Run ``job``; returns the bundle written (None on a distributed worker that does not save).
     ``echo`` receives the data summary and per-epoch lines, ``announce`` the closing line."""
     if job.output_mode == "track" and job.inputs.coverage is None:
@@ -141,19 +161,28 @@ def run_finetune(job: FinetuneJob, echo: Callable[[str], None] = _stderr,
 
 def _training_config(job: FinetuneJob, settings: dict[str, Any], training_dir: Path) -> TrainingConfig:
     fields = {k: settings[k] for k in _TRAINING_SETTINGS if k in settings}
-    return TrainingConfig(**fields, seed=job.seed, output_mode=job.output_mode, output_dir=str(training_dir),
-                          **job.training)
+    return TrainingConfig(
+        **fields, seed=job.seed, output_mode=job.output_mode, output_dir=str(training_dir), **job.training
+    )
 
 
 def _provenance(job: FinetuneJob) -> dict[str, Any]:
     from varscore.bundle import sha256
 
-    return {"vcf_sha256": sha256(job.inputs.vcf), "expression_sha256": sha256(job.inputs.expression),
-            "recipe": job.recipe}
+    return {
+        "vcf_sha256": sha256(job.inputs.vcf),
+        "expression_sha256": sha256(job.inputs.expression),
+        "recipe": job.recipe,
+    }
 
 
-def _finetune_sequence_model(model: SequenceBackbone, params: dict[str, Any], job: FinetuneJob,
-                             echo: Callable[[str], None], announce: Callable[[str], None]) -> Path | None:
+def _finetune_sequence_model(
+    model: SequenceBackbone,
+    params: dict[str, Any],
+    job: FinetuneJob,
+    echo: Callable[[str], None],
+    announce: Callable[[str], None],
+) -> Path | None:
     from varscore.bundle import save_bundle, sha256
     from varscore.cohort import write_folds
     from varscore.plugins import get_backbone, get_output_mode
@@ -169,13 +198,24 @@ def _finetune_sequence_model(model: SequenceBackbone, params: dict[str, Any], jo
         from varscore.ensemble import finetune_replicates
 
         finetune_replicates(
-            lambda: get_backbone(job.backbone)(**params), model, config,
+            lambda: get_backbone(job.backbone)(**params),
+            model,
+            config,
             range(inputs.replicate, inputs.replicate + job.replicates),
-            lambda r, f: load_cohort(replace(inputs, folds=f, replicate=r), model.window_size, fold_seed=job.seed,
-                                     bin_size=model.bin_size),
-            inputs.folds, training_dir, output, echo=echo,
-            save=dict(output_mode=job.output_mode, score_stat=job.score_stat, fasta=inputs.fasta,
-                      tissue=settings.get("tissue"), provenance=_provenance(job)),
+            lambda r, f: load_cohort(
+                replace(inputs, folds=f, replicate=r), model.window_size, fold_seed=job.seed, bin_size=model.bin_size
+            ),
+            inputs.folds,
+            training_dir,
+            output,
+            echo=echo,
+            save=dict(
+                output_mode=job.output_mode,
+                score_stat=job.score_stat,
+                fasta=inputs.fasta,
+                tissue=settings.get("tissue"),
+                provenance=_provenance(job),
+            ),
         )
         return output
     cohort = load_cohort(inputs, model.window_size, fold_seed=job.seed, bin_size=model.bin_size)
@@ -189,27 +229,36 @@ def _finetune_sequence_model(model: SequenceBackbone, params: dict[str, Any], jo
     if not result.is_global_zero:
         return None
     data = cohort.data
-    mode = (get_output_mode("track")(stat=job.score_stat) if job.output_mode == "track"
-            else get_output_mode("scalar")())
+    mode = get_output_mode("track")(stat=job.score_stat) if job.output_mode == "track" else get_output_mode("scalar")()
     coverage = inputs.coverage
     save_bundle(
-        output, name=output.name, backbone=model, output_mode=mode,
-        genes=[g.gene for g in data.genes], reference_fasta=inputs.fasta, tissue=settings.get("tissue"),
-        metrics={"best_epoch": result.best_epoch, "best_tune_mean_r2": result.best_tune_r2,
-                 "history": result.history},
-        provenance={**_provenance(job),
-                    "coverage_sha256": sha256(coverage) if coverage is not None and coverage.is_file() else None,
-                    "training": result.config},
-        extra={"train_genes": [g.gene.gene_id for g in data.genes], "people": _split_people(data),
-               "folds": {"file": "folds.tsv", "replicate": inputs.replicate}},
+        output,
+        name=output.name,
+        backbone=model,
+        output_mode=mode,
+        genes=[g.gene for g in data.genes],
+        reference_fasta=inputs.fasta,
+        tissue=settings.get("tissue"),
+        metrics={"best_epoch": result.best_epoch, "best_tune_mean_r2": result.best_tune_r2, "history": result.history},
+        provenance={
+            **_provenance(job),
+            "coverage_sha256": sha256(coverage) if coverage is not None and coverage.is_file() else None,
+            "training": result.config,
+        },
+        extra={
+            "train_genes": [g.gene.gene_id for g in data.genes],
+            "people": _split_people(data),
+            "folds": {"file": "folds.tsv", "replicate": inputs.replicate},
+        },
         files={"folds.tsv": folds_path},  # the bundle carries its folds, so others reuse them
     )
     announce(f"wrote {output} (best epoch {result.best_epoch}, tune mean R2 {result.best_tune_r2:.3f})")
     return output
 
 
-def _fit_genotype_model(model: GenotypeBackbone, job: FinetuneJob, echo: Callable[[str], None],
-                        announce: Callable[[str], None]) -> Path:
+def _fit_genotype_model(
+    model: GenotypeBackbone, job: FinetuneJob, echo: Callable[[str], None], announce: Callable[[str], None]
+) -> Path:
     """Fit a genotype backbone per gene on the train people; write a bundle like the sequence
     models' (same folds file, ``train_genes`` and ``people``)."""
     from varscore.bundle import save_bundle
@@ -229,17 +278,28 @@ def _fit_genotype_model(model: GenotypeBackbone, job: FinetuneJob, echo: Callabl
     if result.imputed_calls:
         echo(f"{result.imputed_calls:,} missing genotype calls set to the train people's mean dosage")
     data = cohort.data
-    per_gene = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-                for row in result.rows]
+    per_gene = [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in result.rows
+    ]
     mean_r2 = None if math.isnan(result.mean_tune_r2) else result.mean_tune_r2
     save_bundle(
-        output, name=output.name, backbone=model, output_mode=get_output_mode("scalar")(),
-        genes=[g.gene for g in data.genes], reference_fasta=inputs.fasta,
+        output,
+        name=output.name,
+        backbone=model,
+        output_mode=get_output_mode("scalar")(),
+        genes=[g.gene for g in data.genes],
+        reference_fasta=inputs.fasta,
         metrics={"tune_mean_r2": mean_r2, "per_gene": per_gene, "imputed_calls": result.imputed_calls},
-        provenance={"vcf_sha256": _provenance(job)["vcf_sha256"],
-                    "expression_sha256": _provenance(job)["expression_sha256"], "seed": job.seed},
-        extra={"train_genes": [g.gene.gene_id for g in data.genes], "people": _split_people(data),
-               "folds": {"file": "folds.tsv", "replicate": inputs.replicate}},
+        provenance={
+            "vcf_sha256": _provenance(job)["vcf_sha256"],
+            "expression_sha256": _provenance(job)["expression_sha256"],
+            "seed": job.seed,
+        },
+        extra={
+            "train_genes": [g.gene.gene_id for g in data.genes],
+            "people": _split_people(data),
+            "folds": {"file": "folds.tsv", "replicate": inputs.replicate},
+        },
         files={"folds.tsv": folds_path},
     )
     shown = "n/a" if mean_r2 is None else f"{mean_r2:.3f}"

@@ -106,8 +106,7 @@ class Genome:
         if name is None:
             more = "…" if len(self.contigs) > 5 else ""
             raise InputError(
-                f"Contig '{window.chrom}' is not in FASTA {self.path} "
-                f"(it has {', '.join(self.contigs[:5])}{more})."
+                f"Contig '{window.chrom}' is not in FASTA {self.path} (it has {', '.join(self.contigs[:5])}{more})."
             )
         length = self.lengths[name]
         start, end = max(window.start, 0), min(window.end, length)
@@ -138,8 +137,9 @@ def _genes_from_tsv(path: Path) -> list[Gene]:
     try:
         table = pd.read_csv(path, sep="\t", dtype=str, comment=None, keep_default_na=False)
     except pd.errors.EmptyDataError:
-        raise InputError(f"Gene table {path} is empty: it needs a header (chrom, tss, strand, gene_id) and rows.") \
-            from None
+        raise InputError(
+            f"Gene table {path} is empty: it needs a header (chrom, tss, strand, gene_id) and rows."
+        ) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputError(f"Cannot read gene table {path}: {exc}".rstrip() + " (tab-separated text expected).") from exc
     table.columns = [c.lstrip("#").strip().lower() for c in table.columns]
@@ -187,8 +187,15 @@ def _genes_from_gtf(path: Path) -> list[Gene]:
         name = str(record.get("gene_name") or record.get("Name") or "")
         if gene_id.startswith("gene:"):
             gene_id = gene_id[5:]
-        genes.append(Gene(gene_id=gene_id, chrom=str(record["Chromosome"]), tss=tss,
-                          strand=str(record["Strand"]), name=name if name != "nan" else ""))
+        genes.append(
+            Gene(
+                gene_id=gene_id,
+                chrom=str(record["Chromosome"]),
+                tss=tss,
+                strand=str(record["Strand"]),
+                name=name if name != "nan" else "",
+            )
+        )
     return genes
 
 
@@ -201,15 +208,15 @@ def _check_genes(genes: Sequence[Gene], path: Path) -> None:
     for gene in genes:
         counts[gene.gene_id] = counts.get(gene.gene_id, 0) + 1
         if not gene.gene_id.strip() or not gene.chrom.strip():
-            raise InputError(f"Gene table {path}: a gene has an empty id or contig ({gene.gene_id!r} on {gene.chrom!r}).")
+            raise InputError(
+                f"Gene table {path}: a gene has an empty id or contig ({gene.gene_id!r} on {gene.chrom!r})."
+            )
         if gene.tss < 1:
             raise InputError(f"Gene table {path}: gene {gene.gene_id} has TSS {gene.tss}; TSSs are 1-based (>= 1).")
     repeated = sorted(g for g, n in counts.items() if n > 1)
     if repeated:
         shown = ", ".join(repeated[:5]) + (f" and {len(repeated) - 5} more" if len(repeated) > 5 else "")
-        raise InputError(
-            f"Gene table {path} defines these gene ids more than once: {shown}. Keep one row per gene."
-        )
+        raise InputError(f"Gene table {path} defines these gene ids more than once: {shown}. Keep one row per gene.")
 
 
 def load_genes(path: str | Path, names: Sequence[str] | None = None) -> list[Gene]:

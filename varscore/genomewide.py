@@ -36,20 +36,34 @@ QUANTILE_KEY = "VARSCORE_Q"
 
 def centred_headers(stat: str, calibrated: bool) -> list[InfoHeader]:
     headers = [
-        InfoHeader(SCORE_KEY, ".", "String",
-                   f"Variant-centred {stat} score of each ALT allele over the whole prediction (GENE .) and over the "
-                   "exon bins of each overlapping gene, at the chosen track with the largest |DELTA| there "
-                   "(MODEL is model:track). Format: ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA"),
+        InfoHeader(
+            SCORE_KEY,
+            ".",
+            "String",
+            f"Variant-centred {stat} score of each ALT allele over the whole prediction (GENE .) and over the "
+            "exon bins of each overlapping gene, at the chosen track with the largest |DELTA| there "
+            "(MODEL is model:track). Format: ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA",
+        ),
         InfoHeader(MAX_KEY, "A", "Float", f"Largest |{stat}| of the allele over the chosen tracks, window and genes"),
         InfoHeader(TOP_KEY, "A", "String", "Where the allele's largest |score| is: STAT|TRACK|GENE (GENE . = window)"),
-        InfoHeader(SKIP_KEY, "1", "String",
-                   "Why the record was not scored: missing_alt, symbolic, ambiguous_ref, ambiguous_alt, "
-                   "ref_mismatch, not_in_fasta"),
+        InfoHeader(
+            SKIP_KEY,
+            "1",
+            "String",
+            "Why the record was not scored: missing_alt, symbolic, ambiguous_ref, ambiguous_alt, "
+            "ref_mismatch, not_in_fasta",
+        ),
     ]
     if calibrated:
-        headers.append(InfoHeader(QUANTILE_KEY, "A", "Float",
-                                  "Fraction of the model's background variants with a smaller |score| than "
-                                  "VARSCORE_MAX (same track, statistic and scope)"))
+        headers.append(
+            InfoHeader(
+                QUANTILE_KEY,
+                "A",
+                "Float",
+                "Fraction of the model's background variants with a smaller |score| than "
+                "VARSCORE_MAX (same track, statistic and scope)",
+            )
+        )
     return headers
 
 
@@ -79,8 +93,17 @@ def open_scorer(
     descriptions = read_targets(targets) if targets else None
     genes = load_gene_models(gtf) if gtf else None
     backbone = bundle.sequence_backbone(device, bf16)
-    scorer = VariantCentredScorer(backbone, genome, tracks=None, stats=stats, centring=centring, genes=genes,
-                                  tile_bins=tile_bins, batch_size=batch_size, check_ref=check_ref)
+    scorer = VariantCentredScorer(
+        backbone,
+        genome,
+        tracks=None,
+        stats=stats,
+        centring=centring,
+        genes=genes,
+        tile_bins=tile_bins,
+        batch_size=batch_size,
+        check_ref=check_ref,
+    )
     selection = select_tracks(tracks, scorer.n_tracks, descriptions)
     scorer.select_tracks(selection.indices)
     return scorer, selection
@@ -103,8 +126,9 @@ def headline(record: RecordScores, selection: TrackSelection, stat_index: int = 
     return out
 
 
-def format_record(record: RecordScores, model: str, selection: TrackSelection, stats: Sequence[str],
-                  calibration: Calibration | None) -> dict[str, str]:
+def format_record(
+    record: RecordScores, model: str, selection: TrackSelection, stats: Sequence[str], calibration: Calibration | None
+) -> dict[str, str]:
     """The INFO values of one record (see :func:`centred_headers`)."""
     if record.reason is not None:
         return {SKIP_KEY: record.reason}
@@ -114,8 +138,18 @@ def format_record(record: RecordScores, model: str, selection: TrackSelection, s
         for label, values in [(".", allele.window)] + [(g.label, v) for g, v in allele.genes]:
             t = int(np.argmax(np.abs(np.asarray(values)[:, 0, 2])))
             ref_value, alt_value, value = (float(x) for x in np.asarray(values)[t, 0])
-            entries.append("|".join((allele.allele, info_atom(label), info_atom(f"{model}:{selection.names[t]}"),
-                                     format_float(ref_value), format_float(alt_value), format_float(value))))
+            entries.append(
+                "|".join(
+                    (
+                        allele.allele,
+                        info_atom(label),
+                        info_atom(f"{model}:{selection.names[t]}"),
+                        format_float(ref_value),
+                        format_float(alt_value),
+                        format_float(value),
+                    )
+                )
+            )
     for alt_allele in record.variant.alts:
         found = tops_of.get(alt_allele.upper())
         if found is None:
@@ -205,16 +239,43 @@ def annotate_variant_centred(
     keys = [h.key for h in centred_headers(parse_stats(stats)[0], True)]
     with output_lock(output), prepared_vcf(vcf, replace_keys=keys) as prepared:
         return _annotate_prepared(
-            prepared.path, model, output, fasta=fasta, tracks=tracks, targets=targets, gtf=gtf, stats=stats,
-            detail=detail, centring=centring, tile_bins=tile_bins, batch_size=batch_size, device=device, bf16=bf16,
-            check_ref=check_ref, progress=progress,
+            prepared.path,
+            model,
+            output,
+            fasta=fasta,
+            tracks=tracks,
+            targets=targets,
+            gtf=gtf,
+            stats=stats,
+            detail=detail,
+            centring=centring,
+            tile_bins=tile_bins,
+            batch_size=batch_size,
+            device=device,
+            bf16=bf16,
+            check_ref=check_ref,
+            progress=progress,
         )
 
 
 def _annotate_prepared(
-    vcf: str | Path, model: str | Path, output: str | Path, *, fasta: str | Path | None, tracks: str,
-    targets: str | Path | None, gtf: str | Path | None, stats: str | Sequence[str], detail: str | Path | None,
-    centring: str, tile_bins: int | None, batch_size: int, device: str, bf16: bool, check_ref: str, progress: bool,
+    vcf: str | Path,
+    model: str | Path,
+    output: str | Path,
+    *,
+    fasta: str | Path | None,
+    tracks: str,
+    targets: str | Path | None,
+    gtf: str | Path | None,
+    stats: str | Sequence[str],
+    detail: str | Path | None,
+    centring: str,
+    tile_bins: int | None,
+    batch_size: int,
+    device: str,
+    bf16: bool,
+    check_ref: str,
+    progress: bool,
 ) -> CentredSummary:
     from tqdm.auto import tqdm
 
@@ -224,19 +285,32 @@ def _annotate_prepared(
 
     bundle = load_bundle(model)
     stats = parse_stats(stats)
-    scorer, selection = open_scorer(bundle, fasta=fasta, tracks=tracks, targets=targets, gtf=gtf, stats=stats,
-                                    centring=centring, tile_bins=tile_bins, batch_size=batch_size, device=device,
-                                    bf16=bf16, check_ref=check_ref)
+    scorer, selection = open_scorer(
+        bundle,
+        fasta=fasta,
+        tracks=tracks,
+        targets=targets,
+        gtf=gtf,
+        stats=stats,
+        centring=centring,
+        tile_bins=tile_bins,
+        batch_size=batch_size,
+        device=device,
+        bf16=bf16,
+        check_ref=check_ref,
+    )
     calibration = load_calibration(bundle)
     if calibration is not None and calibration.centring != centring:
-        logger.warning("%s was calibrated with %s centring; scoring with %s", bundle.name, calibration.centring,
-                       centring)
+        logger.warning(
+            "%s was calibrated with %s centring; scoring with %s", bundle.name, calibration.centring, centring
+        )
     records = tqdm(scorer.score(iter_variants(vcf)), desc="records", unit="record", disable=not progress, leave=False)
     writer = DetailWriter(detail, selection.indices, selection.names, stats) if detail else None
     info = StreamedInfo(iter(records), lambda r: format_record(r, bundle.name, selection, stats, calibration), writer)
     try:
-        written = write_annotated(vcf, output, info, centred_headers(stats[0], calibration is not None),
-                                  provenance_header_lines(bundle))
+        written = write_annotated(
+            vcf, output, info, centred_headers(stats[0], calibration is not None), provenance_header_lines(bundle)
+        )
         info.drain()
     except BaseException:
         if writer is not None:
@@ -274,9 +348,20 @@ def calibrate_model(
 
     bundle = load_bundle(model)
     stats = parse_stats(stats)
-    scorer, selection = open_scorer(bundle, fasta=fasta, tracks=tracks, targets=targets, gtf=gtf, stats=stats,
-                                    centring=centring, tile_bins=tile_bins, batch_size=batch_size, device=device,
-                                    bf16=bf16, check_ref="flag")
+    scorer, selection = open_scorer(
+        bundle,
+        fasta=fasta,
+        tracks=tracks,
+        targets=targets,
+        gtf=gtf,
+        stats=stats,
+        centring=centring,
+        tile_bins=tile_bins,
+        batch_size=batch_size,
+        device=device,
+        bf16=bf16,
+        check_ref="flag",
+    )
     collector = BackgroundCollector(selection.indices, selection.names, stats, centring)
     scored = (r for r in scorer.score(iter_variants(vcf)) if r.alleles)
     for record in islice(scored, max_records):
@@ -286,6 +371,13 @@ def calibrate_model(
 
 
 __all__ = [
-    "QUANTILE_KEY", "TOP_KEY", "StreamedInfo", "annotate_variant_centred", "calibrate_model", "centred_headers",
-    "format_record", "headline", "open_scorer",
+    "QUANTILE_KEY",
+    "TOP_KEY",
+    "StreamedInfo",
+    "annotate_variant_centred",
+    "calibrate_model",
+    "centred_headers",
+    "format_record",
+    "headline",
+    "open_scorer",
 ]

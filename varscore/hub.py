@@ -88,7 +88,9 @@ def verify_file(path: Path, expected_sha256: str | None, hub_etag: str | None) -
     actual = _sha256(path)
     if expected_sha256:
         if actual != expected_sha256.lower():
-            raise DownloadError(f"sha256 mismatch for {path.name}: the registry says {expected_sha256}, the file is {actual}.")
+            raise DownloadError(
+                f"sha256 mismatch for {path.name}: the registry says {expected_sha256}, the file is {actual}."
+            )
         return actual
     etag = (hub_etag or "").strip('"').lower().removeprefix("w/")
     if SHA256.match(etag):
@@ -98,9 +100,13 @@ def verify_file(path: Path, expected_sha256: str | None, hub_etag: str | None) -
     if GIT_SHA1.match(etag):
         blob = _git_blob_sha1(path)
         if blob != etag:
-            raise DownloadError(f"Checksum mismatch for {path.name}: the Hub's Git blob id is {etag}, the file's is {blob}.")
+            raise DownloadError(
+                f"Checksum mismatch for {path.name}: the Hub's Git blob id is {etag}, the file's is {blob}."
+            )
         return actual
-    raise DownloadError(f"No checksum to verify {path.name} against (the registry has none and the Hub sent {hub_etag!r}).")
+    raise DownloadError(
+        f"No checksum to verify {path.name} against (the registry has none and the Hub sent {hub_etag!r})."
+    )
 
 
 @dataclass
@@ -125,15 +131,26 @@ def _remove_cached(path: Path) -> None:
             pass
 
 
-def fetch_file(repo: str, filename: str, revision: str, expected_sha256: str | None, *,
-               endpoint: str | None = None, cache_dir: str | Path | None = None, offline: bool = False) -> FetchedFile:
+def fetch_file(
+    repo: str,
+    filename: str,
+    revision: str,
+    expected_sha256: str | None,
+    *,
+    endpoint: str | None = None,
+    cache_dir: str | Path | None = None,
+    offline: bool = False,
+) -> FetchedFile:
     """One file of a Hub repository through the Hub cache, verified (a bad file is removed)."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError, RevisionNotFoundError
 
     try:
-        path = Path(hf_hub_download(repo, filename, revision=revision, cache_dir=cache_dir, endpoint=endpoint,
-                                    local_files_only=offline))
+        path = Path(
+            hf_hub_download(
+                repo, filename, revision=revision, cache_dir=cache_dir, endpoint=endpoint, local_files_only=offline
+            )
+        )
     except LocalEntryNotFoundError as err:
         where = "in the Hub cache (HF_HUB_OFFLINE is set)" if offline else "and the Hub cannot be reached"
         raise DownloadError(f"{repo}/{filename}@{revision} is not {where}: {str(err).splitlines()[0]}") from err
@@ -148,8 +165,10 @@ def fetch_file(repo: str, filename: str, revision: str, expected_sha256: str | N
         digest = verify_file(path, expected_sha256, etag)
     except DownloadError as err:
         _remove_cached(path)
-        raise DownloadError(f"{repo}/{filename}@{revision}: {err} The cached copy was removed; run the command again "
-                            "to download it afresh.") from err
+        raise DownloadError(
+            f"{repo}/{filename}@{revision}: {err} The cached copy was removed; run the command again "
+            "to download it afresh."
+        ) from err
     return FetchedFile(filename, path, digest, commit)
 
 
@@ -157,9 +176,16 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def fetch_model(name: str, output: str | Path | None = None, *, endpoint: str | None = None,
-                cache_dir: str | Path | None = None, genes_path: Path | None = None,
-                reference_fasta: Path | None = None, window_size: int | None = None) -> Path:
+def fetch_model(
+    name: str,
+    output: str | Path | None = None,
+    *,
+    endpoint: str | None = None,
+    cache_dir: str | Path | None = None,
+    genes_path: Path | None = None,
+    reference_fasta: Path | None = None,
+    window_size: int | None = None,
+) -> Path:
     """Download (or take from the Hub cache) every file of the published model ``name``, verify
     them, and import them as a bundle at ``output`` (default: the user model cache, so that
     ``--model NAME`` finds it). Returns the bundle directory."""
@@ -173,14 +199,22 @@ def fetch_model(name: str, output: str | Path | None = None, *, endpoint: str | 
     sources: list[dict[str, Any]] = []
     for replicate in entry["replicates"]:
         repo, revision = replicate["repo"], replicate.get("revision", "main")
-        fetched = [fetch_file(repo, filename, revision, sha, endpoint=endpoint, cache_dir=cache_dir, offline=offline)
-                   for filename, sha in replicate["files"].items()]
+        fetched = [
+            fetch_file(repo, filename, revision, sha, endpoint=endpoint, cache_dir=cache_dir, offline=offline)
+            for filename, sha in replicate["files"].items()
+        ]
         folders = {f.path.parent for f in fetched}
         if len(folders) != 1:
             raise DownloadError(f"{repo}: the files came from different snapshots ({', '.join(map(str, folders))}).")
         directories.append(folders.pop())
-        sources.append({"repo": repo, "revision": revision, "commit": fetched[0].commit,
-                        "files": {f.filename: f.sha256 for f in fetched}})
+        sources.append(
+            {
+                "repo": repo,
+                "revision": revision,
+                "commit": fetched[0].commit,
+                "files": {f.filename: f.sha256 for f in fetched},
+            }
+        )
         logger.info("verified %s@%s: %s", repo, fetched[0].commit or revision, ", ".join(f.filename for f in fetched))
     output = Path(output) if output is not None else user_cache() / name
     output_spec = entry.get("output", {})
@@ -196,7 +230,11 @@ def fetch_model(name: str, output: str | Path | None = None, *, endpoint: str | 
         genome_build=entry.get("genome_build"),
         licence=entry.get("licence"),
         citation=entry.get("citation"),
-        source={"registry": name, "hub": sources, "endpoint": endpoint or "https://huggingface.co",
-                "tracks": entry.get("tracks")},
+        source={
+            "registry": name,
+            "hub": sources,
+            "endpoint": endpoint or "https://huggingface.co",
+            "tracks": entry.get("tracks"),
+        },
     )
     return import_checkpoints(directories, output, options, format=entry.get("format"))

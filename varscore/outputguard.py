@@ -38,8 +38,7 @@ def check_output_path(output: str | Path) -> None:
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
     except OSError as exc:
         raise InputError(
-            f"Cannot write output {path}: folder {parent} cannot be written ({exc.strerror or exc}). "
-            "Choose another -o."
+            f"Cannot write output {path}: folder {parent} cannot be written ({exc.strerror or exc}). Choose another -o."
         ) from exc
     os.close(fd)
     os.unlink(probe)
@@ -105,8 +104,11 @@ def model_provenance(bundle: Any) -> dict[str, str]:
         "ID": str(getattr(bundle, "name", None) or "."),
         "Backbone": str(backbone.get("name") if isinstance(backbone, dict) and backbone.get("name") else "."),
         "Build": str(manifest.get("genome_build") or "."),
-        "SHA256": str(provenance.get("weights_sha256") if isinstance(provenance, dict)
-                      and provenance.get("weights_sha256") else "."),
+        "SHA256": str(
+            provenance.get("weights_sha256")
+            if isinstance(provenance, dict) and provenance.get("weights_sha256")
+            else "."
+        ),
     }
 
 
@@ -121,8 +123,12 @@ def provenance_header_lines(bundle: Any | None, argv: Sequence[str] | None = Non
     return lines
 
 
-def write_provenance_sidecar(output: str | Path, bundle: Any | None = None, argv: Sequence[str] | None = None,
-                             extra: dict[str, Any] | None = None) -> Path:
+def write_provenance_sidecar(
+    output: str | Path,
+    bundle: Any | None = None,
+    argv: Sequence[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """``OUTPUT.provenance.json`` beside a table output (TSV, Parquet): version, command, model."""
     from varscore import __version__
 

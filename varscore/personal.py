@@ -127,8 +127,10 @@ class WindowGenotypes:
     @property
     def is_snv(self) -> np.ndarray:
         """``(V,)`` bool: whether each column is a single-base substitution."""
-        return np.array([len(r) == 1 and len(a) == 1 for r, a in zip(self.refs.tolist(), self.alts.tolist(),
-                                                                       strict=True)], dtype=bool)
+        return np.array(
+            [len(r) == 1 and len(a) == 1 for r, a in zip(self.refs.tolist(), self.alts.tolist(), strict=True)],
+            dtype=bool,
+        )
 
     @property
     def alt_codes(self) -> np.ndarray:
@@ -261,7 +263,11 @@ class GenotypeReader:
                 # overlap, as a region query answers: a deletion may start before the window
                 if self._chrom_matches[key]:
                     self.contig_names.setdefault(window.chrom, record.CHROM)
-                if self._chrom_matches[key] and record.POS <= window.end and record.POS + len(record.REF) - 1 > window.start:
+                if (
+                    self._chrom_matches[key]
+                    and record.POS <= window.end
+                    and record.POS + len(record.REF) - 1 > window.start
+                ):
                     yield record
         finally:
             scan.close()
@@ -293,6 +299,7 @@ class GenotypeReader:
         missing_per_person = np.zeros(n_people, dtype=np.int64)
         non_snv = mismatch = 0
         mismatch_examples: list[str] = []
+
         def take(region: Window) -> int:
             """Add the kept alleles of the records whose POS lies in ``region``; returns how many
             records that was."""
@@ -341,7 +348,11 @@ class GenotypeReader:
         def first_overlapping(region: Window) -> int:
             """The start to widen ``region`` to so that it holds the POS of every record overlapping
             it (deletions starting before it)."""
-            return min([region.start] + [int(r.POS) - 1 for r in self._records(region)]) if region.end > 0 else region.start
+            return (
+                min([region.start] + [int(r.POS) - 1 for r in self._records(region)])
+                if region.end > 0
+                else region.start
+            )
 
         try:
             # With indels, a window's bases can come from beyond its ends (deletions pull flanking
@@ -374,8 +385,13 @@ class GenotypeReader:
             context_start = min(low, window.start - margin) - 1
             context_end = max(high + max((len(r) for r in refs), default=1), window.end + margin) + 1
             context_text = genome.fetch(Window(window.chrom, context_start, context_end))
-            keep = np.array([context_text[p - 1 - context_start : p - 1 - context_start + len(r)] == r
-                             for p, r in zip(positions, refs, strict=True)], dtype=bool)
+            keep = np.array(
+                [
+                    context_text[p - 1 - context_start : p - 1 - context_start + len(r)] == r
+                    for p, r in zip(positions, refs, strict=True)
+                ],
+                dtype=bool,
+            )
             for p_, r_, a_ in zip(position_array[~keep], np.array(refs)[~keep], np.array(alts)[~keep], strict=True):
                 if len(mismatch_examples) < _EXAMPLES:
                     mismatch_examples.append(f"{p_}:{r_}>{a_}")
@@ -394,8 +410,9 @@ class GenotypeReader:
         if overlapping:
             person, _, column = np.nonzero((calls == 1) & (haplotypes != 1))
             for p_, c_ in list(dict.fromkeys(zip(person.tolist(), column.tolist(), strict=True)))[:_EXAMPLES]:
-                overlap_examples.append(f"{window.chrom}:{position_array[c_]}:{refs[c_]}>{alts[c_]} "
-                                        f"({self.samples[p_]})")
+                overlap_examples.append(
+                    f"{window.chrom}:{position_array[c_]}:{refs[c_]}>{alts[c_]} ({self.samples[p_]})"
+                )
         summary = GenotypeSummary(
             records=records,
             snvs=len(position_array),
@@ -621,8 +638,10 @@ def _apply_indel_haplotypes(
         raise InputError("These genotypes hold indels but no flanking reference: read them with a Genome.")
     window = genotypes.window
     source = ReferenceSource.from_one_hot(genotypes.context.astype(np.float32, copy=False), genotypes.context_start)
-    edits = [Edit.from_vcf(int(p), r, a) for p, r, a in zip(genotypes.positions, genotypes.refs.tolist(),
-                                                            genotypes.alts.tolist(), strict=True)]
+    edits = [
+        Edit.from_vcf(int(p), r, a)
+        for p, r, a in zip(genotypes.positions, genotypes.refs.tolist(), genotypes.alts.tolist(), strict=True)
+    ]
     start_of = np.array([e.start for e in edits], dtype=np.int64)
     snv_columns = np.flatnonzero(genotypes.is_snv)
     snv_positions = genotypes.positions[snv_columns] - 1  # (S,) 0-based contig indices
@@ -705,7 +724,9 @@ class PersonalWindows:
 def variant_keys(genotypes: WindowGenotypes) -> list[str]:
     """``chrom:pos:ref:alt`` of each column of ``genotypes``."""
     chrom = genotypes.window.chrom
-    return [f"{chrom}:{int(p)}:{r}:{a}" for p, r, a in zip(genotypes.positions, genotypes.refs, genotypes.alts, strict=True)]
+    return [
+        f"{chrom}:{int(p)}:{r}:{a}" for p, r, a in zip(genotypes.positions, genotypes.refs, genotypes.alts, strict=True)
+    ]
 
 
 def imputed_dosage(genotypes: WindowGenotypes, train: np.ndarray) -> tuple[np.ndarray, int]:

@@ -73,7 +73,7 @@ def write_plugin(name: str, out_dir: str | Path, kind: str = "backbone", force: 
 
 _CLASS_SUFFIX = {"backbone": "Backbone", "output-mode": "Output", "annotator": "Annotator"}
 
-_PYPROJECT = '''\
+_PYPROJECT = """\
 [build-system]
 requires = ["setuptools>=64", "wheel"]
 build-backend = "setuptools.build_meta"
@@ -102,9 +102,9 @@ packages = ["$package"]
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]
-'''
+"""
 
-_README = '''\
+_README = """\
 # $distribution
 
 A varscore plugin that registers the $kind `$name`.
@@ -117,7 +117,7 @@ python -m pytest tests      # its tests, including varscore's conformance checks
 
 Edit `$package/__init__.py`; the contracts (array shapes, coordinates) are in varscore's
 `docs/plugins.md`. Publish with `python -m build` and `twine upload dist/*`.
-'''
+"""
 
 _BACKBONE = '''\
 """varscore plugin: the '$name' backbone.
@@ -227,7 +227,8 @@ def registered():
         manager.unregister("$name")
 '''
 
-_BACKBONE_TESTS = '''\
+_BACKBONE_TESTS = (
+    '''\
 """Tests of the '$name' backbone: varscore's conformance check plus the model's own arithmetic."""
 
 from __future__ import annotations
@@ -244,7 +245,9 @@ import $package
 from $package import $cls
 
 
-''' + _REGISTERED_FIXTURE + '''
+'''
+    + _REGISTERED_FIXTURE
+    + """
 
 def test_conformance():
     check_backbone($cls, {"window_size": 64, "bin_size": 8, "tracks": 2})
@@ -276,7 +279,8 @@ def test_rejects_bad_params():
         $cls(window_size=30, bin_size=8)
     with pytest.raises(InputError, match="unknown option"):
         $cls(windowsize=32)
-'''
+"""
+)
 
 _OUTPUT = '''\
 """varscore plugin: the '$name' output mode.
@@ -319,7 +323,8 @@ def register_output_modes(register):  # type: ignore[no-untyped-def]
     register($cls)
 '''
 
-_OUTPUT_TESTS = '''\
+_OUTPUT_TESTS = (
+    '''\
 """Tests of the '$name' output mode."""
 
 from __future__ import annotations
@@ -335,7 +340,9 @@ import $package
 from $package import $cls
 
 
-''' + _REGISTERED_FIXTURE + '''
+'''
+    + _REGISTERED_FIXTURE
+    + """
 
 def test_registered(registered):
     from varscore.plugins import get_output_mode
@@ -358,7 +365,8 @@ def test_rejects_bad_input():
         $cls(track=5).reduce(np.zeros((1, 4, 2)))
     with pytest.raises(InputError, match="unknown option"):
         $cls(trak=1)
-'''
+"""
+)
 
 _ANNOTATOR = '''\
 """varscore plugin: the '$name' annotator.
@@ -424,7 +432,8 @@ def register_annotators(register):  # type: ignore[no-untyped-def]
     register($cls)
 '''
 
-_ANNOTATOR_TESTS = '''\
+_ANNOTATOR_TESTS = (
+    '''\
 """Tests of the '$name' annotator."""
 
 from __future__ import annotations
@@ -441,7 +450,9 @@ import $package
 from $package import $cls
 
 
-''' + _REGISTERED_FIXTURE + '''
+'''
+    + _REGISTERED_FIXTURE
+    + """
 
 def test_registered(registered):
     from varscore.plugins import get_annotator
@@ -474,7 +485,8 @@ def test_params_from_the_command_line():
         $cls(max_distance="far")
     with pytest.raises(InputError, match="unknown option"):
         $cls(max_dist=5)
-'''
+"""
+)
 
 _MODULES = {"backbone": _BACKBONE, "output-mode": _OUTPUT, "annotator": _ANNOTATOR}
 _TESTS = {"backbone": _BACKBONE_TESTS, "output-mode": _OUTPUT_TESTS, "annotator": _ANNOTATOR_TESTS}

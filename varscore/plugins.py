@@ -31,16 +31,12 @@ KINDS = ("backbones", "output_modes", "annotators")
 class Registry:
     """What the loaded plugins provide: ``{kind: {name: (class, plugin name)}}``."""
 
-    entries: dict[str, dict[str, tuple[type, str]]] = field(
-        default_factory=lambda: {kind: {} for kind in KINDS}
-    )
+    entries: dict[str, dict[str, tuple[type, str]]] = field(default_factory=lambda: {kind: {} for kind in KINDS})
 
     def add(self, kind: str, cls: type, plugin: str) -> None:
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:
-            raise PluginError(
-                f"Plugin '{plugin}' registered {cls.__name__} without a 'name' class attribute."
-            )
+            raise PluginError(f"Plugin '{plugin}' registered {cls.__name__} without a 'name' class attribute.")
         table = self.entries[kind]
         if name in table:
             other = table[name][1]

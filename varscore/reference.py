@@ -21,6 +21,7 @@ from varscore.errors import BundleError, InputError
 logger = logging.getLogger(__name__)
 MAX_UP = 3  # a relative hint climbs at most this many folders from the bundle
 
+
 def fasta_lengths(path: Path) -> dict[str, int]:
     """Contig lengths from the ``.fai`` index (made by pyfaidx when missing)."""
     fai = Path(f"{path}.fai")
@@ -79,9 +80,7 @@ class ReferenceRecord:
         md5 = _cached_md5s(fasta)
         inferred = infer_build(lengths)
         if build and inferred and build != inferred:
-            raise InputError(
-                f"--genome-build says {build} but the contig lengths of {fasta.name} are {inferred}'s."
-            )
+            raise InputError(f"--genome-build says {build} but the contig lengths of {fasta.name} are {inferred}'s.")
         relative = None
         if bundle_dir is not None:
             with contextlib.suppress(ValueError):
@@ -142,7 +141,8 @@ class ReferenceRecord:
                 logger.warning(
                     "FASTA %s has the model reference's contig lengths but other bases on %s (MD5 differs; "
                     "masking or patches?): scores may differ from the model's own reference.",
-                    fasta, ", ".join(differ[:3]),
+                    fasta,
+                    ", ".join(differ[:3]),
                 )
 
     def find(self, directories: Iterable[Path], bundle_dir: Path | None = None) -> Path | None:

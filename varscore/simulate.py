@@ -69,9 +69,7 @@ INDEL_SHARE = 0.12  # about one indel per eight SNVs
 GENE_GAP = 10_000  # bp between neighbouring windows in the random genome
 
 # Human dinucleotide frequencies (%, rows = first base, A C G T): GC ~41%, CpG o/e ~0.24.
-_DINUCLEOTIDES = np.array(
-    [[9.8, 5.0, 7.0, 7.7], [7.3, 5.2, 1.0, 7.0], [5.9, 4.3, 5.2, 5.0], [6.5, 5.9, 7.3, 9.8]]
-)
+_DINUCLEOTIDES = np.array([[9.8, 5.0, 7.0, 7.7], [7.3, 5.2, 1.0, 7.0], [5.9, 4.3, 5.2, 5.0], [6.5, 5.9, 7.3, 9.8]])
 _GENOME_BACKGROUND = np.array([0.295, 0.205, 0.205, 0.295])  # A, C, G, T
 _TRANSITION = {"A": "G", "G": "A", "C": "T", "T": "C"}
 
@@ -409,9 +407,7 @@ def _fasta_reference(config: SimulationConfig, rng: np.random.Generator) -> _Ref
         windows = [region]
     else:  # one chunk per cluster of overlapping gene windows
         half = config.window // 2
-        spans = sorted(
-            (g.chrom, max(0, g.tss - 1 - half), min(genome.lengths[g.chrom], g.tss + half)) for g in genes
-        )
+        spans = sorted((g.chrom, max(0, g.tss - 1 - half), min(genome.lengths[g.chrom], g.tss + half)) for g in genes)
         windows = []
         for chrom, start, end in spans:
             last = windows[-1] if windows else None
@@ -537,9 +533,7 @@ def _with_indels(
             span = sequence[offset : offset + k + 1]
             if len(span) == k + 1 and all(b in BASES for b in span):
                 # shift left while deleting one base earlier gives the same haplotype
-                while (
-                    offset > 0 and sequence[offset - 1] in BASES and sequence[offset] == sequence[offset + k]
-                ):
+                while offset > 0 and sequence[offset - 1] in BASES and sequence[offset] == sequence[offset + k]:
                     offset -= 1
                 ref = sequence[offset : offset + k + 1]
                 alt = ref[0]
@@ -565,9 +559,7 @@ def _with_indels(
     )
 
 
-def _simulate_variants(
-    reference: _Reference, config: SimulationConfig, seeds: np.random.SeedSequence
-) -> _Variants:
+def _simulate_variants(reference: _Reference, config: SimulationConfig, seeds: np.random.SeedSequence) -> _Variants:
     chroms: list[str] = []
     positions, refs, alts, haplotypes = [], [], [], []
     for chunk, chunk_seeds in zip(reference.chunks, seeds.spawn(len(reference.chunks)), strict=True):
@@ -626,15 +618,11 @@ def load_motifs(release: str = "JASPAR2024", matrix_ids: Sequence[str] = DEFAULT
     for matrix_id in matrix_ids:
         record = database.fetch_motif_by_id(matrix_id)
         if record is None:
-            raise InputError(
-                f"Motif {matrix_id} is not in {release}. Use an ID with its version, e.g. MA0079.5."
-            )
+            raise InputError(f"Motif {matrix_id} is not in {release}. Use an ID with its version, e.g. MA0079.5.")
         counts = np.array([record.counts[b] for b in BASES], dtype=float).T  # (L, 4)
         probs = (counts + 0.8 * _GENOME_BACKGROUND) / (counts.sum(axis=1, keepdims=True) + 0.8)
         log_odds = np.round(np.log2(probs / _GENOME_BACKGROUND) * 100) / 100
-        motifs.append(
-            Motif(record.matrix_id, record.name, log_odds, _score_threshold(log_odds, MOTIF_P_VALUE))
-        )
+        motifs.append(Motif(record.matrix_id, record.name, log_odds, _score_threshold(log_odds, MOTIF_P_VALUE)))
     return motifs
 
 
@@ -695,9 +683,7 @@ def motif_changes(
             scores[allele] = per_strand.reshape(len(pos), -1)
         ref_best, alt_best = scores["ref"].max(axis=1), scores["alt"].max(axis=1)
         delta = np.abs(alt_best - ref_best)
-        changed = ((ref_best >= motif.threshold) != (alt_best >= motif.threshold)) & (
-            delta >= MIN_MOTIF_DELTA
-        )
+        changed = ((ref_best >= motif.threshold) != (alt_best >= motif.threshold)) & (delta >= MIN_MOTIF_DELTA)
         for i in np.flatnonzero(changed & (delta > best_delta)):
             creates = alt_best[i] >= motif.threshold
             flat = int(np.argmax(scores["alt" if creates else "ref"][i]))
@@ -842,9 +828,7 @@ def _simulate_gene(
     """One gene's latent log-expression ``(people,)`` (mean 0, variance 1) and its truth."""
     people = dosage.shape[1]
     flank = config.causal_flank
-    in_flank = np.flatnonzero(
-        (np.asarray(variants.chrom) == gene.chrom) & (np.abs(variants.pos - gene.tss) <= flank)
-    )
+    in_flank = np.flatnonzero((np.asarray(variants.chrom) == gene.chrom) & (np.abs(variants.pos - gene.tss) <= flank))
     picks = _choose_causal(gene, in_flank, variants, dosage, changes, config, rng) if h2 > 0 else []
     raw = np.zeros(len(picks))
     for i, (row, kind) in enumerate(picks):
@@ -858,9 +842,7 @@ def _simulate_gene(
     genetic = raw @ dosage[[r for r, _ in picks]].astype(float) if picks else np.zeros(people)
     spread = genetic.std(ddof=1)
     if h2 > 0 and spread == 0:
-        logger.warning(
-            "gene %s: no usable variant within %d bp of its TSS; simulated with h2 = 0", gene.label, flank
-        )
+        logger.warning("gene %s: no usable variant within %d bp of its TSS; simulated with h2 = 0", gene.label, flank)
         h2, picks = 0.0, []
     # Noise is made orthogonal to the genetic value in this sample and both are scaled to the
     # realised sample variances, so the h2 below is exact, not only expected.
@@ -999,9 +981,7 @@ def _write_outputs(
     _write_genes(staging / "genes.tsv", staging / "genes.gtf", genes)
     files.update(genes_tsv="genes.tsv", genes_gtf="genes.gtf")
 
-    vcf = _write_vcf(
-        staging / "cohort.vcf", variants, reference.contigs, samples, config.phased, reference_name
-    )
+    vcf = _write_vcf(staging / "cohort.vcf", variants, reference.contigs, samples, config.phased, reference_name)
     files.update(vcf=vcf.name, vcf_index=vcf.name + ".tbi")
 
     # GTEx layout: one row per gene at its TSS (BED start = TSS - 1), INT values per person.
@@ -1248,8 +1228,16 @@ def simulate_cohort(config: SimulationConfig, out_dir: str | Path) -> Simulation
             np.random.default_rng(output_seed),
         )
         if config.coverage:
-            files.update(_write_coverage(staging, config, reference.contigs, truths, np.asarray(latent),
-                                         np.random.default_rng(root.spawn(1)[0])))
+            files.update(
+                _write_coverage(
+                    staging,
+                    config,
+                    reference.contigs,
+                    truths,
+                    np.asarray(latent),
+                    np.random.default_rng(root.spawn(1)[0]),
+                )
+            )
         params = _params(config, reference, motifs, files, out_dir, len(variants.pos))
         (staging / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
         files["params"] = "params.json"
@@ -1419,17 +1407,11 @@ def _gene_motif_changes(
     gene: Gene, variants: _Variants, chunks: dict[Window, _Chunk], motifs: Sequence[Motif], flank: int
 ) -> dict[int, MotifChange]:
     """Motif changes of the SNVs within ``flank`` bp of the gene's TSS, by variant row."""
-    rows = np.flatnonzero(
-        (np.asarray(variants.chrom) == gene.chrom) & (np.abs(variants.pos - gene.tss) <= flank)
-    )
-    rows = np.array(
-        [r for r in rows if len(variants.ref[r]) == 1 and len(variants.alt[r]) == 1], dtype=np.int64
-    )
+    rows = np.flatnonzero((np.asarray(variants.chrom) == gene.chrom) & (np.abs(variants.pos - gene.tss) <= flank))
+    rows = np.array([r for r in rows if len(variants.ref[r]) == 1 and len(variants.alt[r]) == 1], dtype=np.int64)
     if len(rows) == 0:
         return {}
-    chunk = next(
-        c for w, c in chunks.items() if w.chrom == gene.chrom and w.start < variants.pos[rows[0]] <= w.end
-    )
+    chunk = next(c for w, c in chunks.items() if w.chrom == gene.chrom and w.start < variants.pos[rows[0]] <= w.end)
     found = motif_changes(
         chunk.sequence, chunk.window.start, variants.pos[rows], [variants.alt[r] for r in rows], motifs
     )

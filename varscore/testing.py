@@ -137,8 +137,11 @@ def _check_genotype_backbone(
         one = np.zeros((1, len(keys)))
         one[0, j] = HOMOZYGOUS_ALT
         alt = float(np.asarray(backbone.predict_dosages(gene, one))[0])
-        if effect.key != keys[j] or not np.isclose(effect.ref_pred, reference, atol=atol) or not np.isclose(
-                effect.alt_pred, alt, atol=atol):
+        if (
+            effect.key != keys[j]
+            or not np.isclose(effect.ref_pred, reference, atol=atol)
+            or not np.isclose(effect.alt_pred, alt, atol=atol)
+        ):
             raise AssertionError(f"variant_effects() entry {j} differs from predict_dosages() with that ALT homozygous")
     order = rng.permutation(len(keys))
     shuffled, absent = backbone.predict_aligned(gene, [keys[i] for i in order], dosages[:, order])

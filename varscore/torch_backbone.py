@@ -103,7 +103,9 @@ class TorchSequenceBackbone(SequenceBackbone):
         if not path.is_file():
             raise BundleError(f"{self.label} weights not found: {path} does not exist (save() writes it).")
         state = read_weights(path, self.label, BundleError)
-        return self._build_with(state, BundleError, f"{path} does not fit the {self.label} hyper-parameters in the manifest")
+        return self._build_with(
+            state, BundleError, f"{path} does not fit the {self.label} hyper-parameters in the manifest"
+        )
 
     def load_state(
         self, state: Mapping[str, torch.Tensor], source: str, error: type[VarscoreError] = InputError
@@ -262,7 +264,8 @@ def load_state_checked(
         group = tensor.untyped_storage().data_ptr() if aliases and tensor.numel() else key
         groups.setdefault(group, []).append(key)
     missing = sorted(
-        names[0] for names in groups.values()
+        names[0]
+        for names in groups.values()
         if not any(name in state for name in names) and not (optional is not None and optional(names[0]))
     )
     unexpected = sorted(set(state) - set(expected))
@@ -278,7 +281,9 @@ def load_state_checked(
     return None
 
 
-def check_positive_ints(owner: str, params: Mapping[str, Any], keys: Sequence[str], allow_zero: Collection[str] = ()) -> None:
+def check_positive_ints(
+    owner: str, params: Mapping[str, Any], keys: Sequence[str], allow_zero: Collection[str] = ()
+) -> None:
     """Raise InputError naming ``owner`` (e.g. ``"Backbone 'borzoi'"``) unless every ``params[key]``
     is an integer >= 1 (>= 0 for the keys in ``allow_zero``); booleans are not integers here."""
     for key in keys:

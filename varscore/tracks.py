@@ -32,8 +32,14 @@ INCREASE_RGB = "215,48,39"  # red: the ALT allele raises the prediction
 DECREASE_RGB = "69,117,180"  # blue: it lowers it
 # IGV genome ids / UCSC database names of the builds a bundle may record
 BROWSER_GENOMES = {
-    "grch37": "hg19", "hg19": "hg19", "grch38": "hg38", "hg38": "hg38",
-    "grcm38": "mm10", "mm10": "mm10", "grcm39": "mm39", "mm39": "mm39",
+    "grch37": "hg19",
+    "hg19": "hg19",
+    "grch38": "hg38",
+    "hg38": "hg38",
+    "grcm38": "mm10",
+    "mm10": "mm10",
+    "grcm39": "mm39",
+    "mm39": "mm39",
 }
 # autoSql of BED9, so bigBed readers know the extra columns (UCSC's standard field names)
 BED9_AUTOSQL = """table bed9
@@ -98,8 +104,9 @@ class BedItem:
     rgb: str
 
     def line(self) -> str:
-        return "\t".join(map(str, (self.chrom, self.start, self.end, self.name, self.score, ".",
-                                   self.start, self.end, self.rgb)))
+        return "\t".join(
+            map(str, (self.chrom, self.start, self.end, self.name, self.score, ".", self.start, self.end, self.rgb))
+        )
 
 
 @dataclass(frozen=True)
@@ -172,8 +179,9 @@ def top_variants(effects: Iterable[VariantEffect], per_gene: int) -> list[BedIte
     for effect in chosen:
         score = round(1000 * abs(effect.delta) / scale) if scale > 0 else 0
         rgb = INCREASE_RGB if effect.delta > 0 else DECREASE_RGB
-        items.append(BedItem(effect.chrom, effect.pos - 1, effect.pos - 1 + max(len(effect.ref), 1),
-                             effect.label, score, rgb))
+        items.append(
+            BedItem(effect.chrom, effect.pos - 1, effect.pos - 1 + max(len(effect.ref), 1), effect.label, score, rgb)
+        )
     return sorted(items, key=lambda i: (i.chrom, i.start, i.end, i.name))
 
 
@@ -212,8 +220,9 @@ def _track_line(kind: str | None, name: str, description: str, extra: str = "") 
     return f'track {kind_field}name="{clean[0]}" description="{clean[1]}"{extra}\n'
 
 
-def write_bedgraph(path: Path, intervals: Sequence[Interval], chrom_sizes: Mapping[str, int],
-                   name: str, description: str) -> None:
+def write_bedgraph(
+    path: Path, intervals: Sequence[Interval], chrom_sizes: Mapping[str, int], name: str, description: str
+) -> None:
     """A bedGraph with a track line; rows sorted as ``sort -k1,1 -k2,2n`` (bedGraphToBigWig's order)."""
     rows = sorted_intervals(intervals)
     check_intervals(rows, chrom_sizes, str(path))
@@ -261,8 +270,10 @@ def write_bigbed(path: Path, items: Sequence[BedItem], chrom_sizes: Mapping[str,
     for item in items:
         size = chrom_sizes.get(item.chrom)
         if size is None or not 0 <= item.start < item.end <= size:
-            raise InputError(f"{path}: item {item.name} at {item.chrom}:{item.start}-{item.end} is outside the "
-                             "known contigs. Pass the reference with --fasta.")
+            raise InputError(
+                f"{path}: item {item.name} at {item.chrom}:{item.start}-{item.end} is outside the "
+                "known contigs. Pass the reference with --fasta."
+            )
     rows = [(i.chrom, i.start, i.end, "\t".join(i.line().split("\t")[3:])) for i in items]
     _write_bbi(path, chrom_sizes, rows, autosql=BED9_AUTOSQL)
 
@@ -301,11 +312,21 @@ def trackdb_text(files: Sequence[TrackFile]) -> str:
         while name in seen:
             name += "_"
         seen.add(name)
-        lines = [f"track {name}", f"bigDataUrl {track.path}", f"shortLabel {track.label[:17]}",
-                 f"longLabel {track.description[:80]}"]
+        lines = [
+            f"track {name}",
+            f"bigDataUrl {track.path}",
+            f"shortLabel {track.label[:17]}",
+            f"longLabel {track.description[:80]}",
+        ]
         if track.kind == "bigwig":
-            lines += ["type bigWig", "visibility full", "graphType bar", "autoScale on", "alwaysZero on",
-                      f"color {track.color}"]
+            lines += [
+                "type bigWig",
+                "visibility full",
+                "graphType bar",
+                "autoScale on",
+                "alwaysZero on",
+                f"color {track.color}",
+            ]
             if track.alt_color:
                 lines.append(f"altColor {track.alt_color}")
         else:
@@ -381,8 +402,10 @@ def effects_from_vcf(vcf: str | Path, model: str | None = None, rename: Any = No
             for entry in str(value).split(","):
                 parts = entry.split("|")
                 if len(parts) != len(fields):
-                    raise InputError(f"{vcf} record {number} ({record.CHROM}:{record.POS}): {SCORE_KEY} entry "
-                                     f"'{entry}' has {len(parts)} fields; the header says {len(fields)}.")
+                    raise InputError(
+                        f"{vcf} record {number} ({record.CHROM}:{record.POS}): {SCORE_KEY} entry "
+                        f"'{entry}' has {len(parts)} fields; the header says {len(fields)}."
+                    )
                 entry_model = parts[column["MODEL"]]
                 models.add(entry_model)
                 if model is not None and entry_model != model:
@@ -390,15 +413,26 @@ def effects_from_vcf(vcf: str | Path, model: str | None = None, rename: Any = No
                 try:
                     delta = float(parts[column["DELTA"]])
                 except ValueError:
-                    raise InputError(f"{vcf} record {number}: DELTA '{parts[column['DELTA']]}' is not a number.") from None
-                effects.append(VariantEffect(names[record.CHROM], int(record.POS), record.REF,
-                                             parts[column["ALLELE"]], parts[column["GENE"]], delta,
-                                             record.ID or f"{record.CHROM}:{record.POS}"))
+                    raise InputError(
+                        f"{vcf} record {number}: DELTA '{parts[column['DELTA']]}' is not a number."
+                    ) from None
+                effects.append(
+                    VariantEffect(
+                        names[record.CHROM],
+                        int(record.POS),
+                        record.REF,
+                        parts[column["ALLELE"]],
+                        parts[column["GENE"]],
+                        delta,
+                        record.ID or f"{record.CHROM}:{record.POS}",
+                    )
+                )
     finally:
         reader.close()
     if model is None and len(models) > 1:
-        raise InputError(f"{vcf} holds scores of several models ({', '.join(sorted(models))}): "
-                         "choose one with --model NAME.")
+        raise InputError(
+            f"{vcf} holds scores of several models ({', '.join(sorted(models))}): choose one with --model NAME."
+        )
     if model is not None and model not in models and models:
         raise InputError(f"{vcf} holds no scores of model '{model}'; it has {', '.join(sorted(models))}.")
     if not effects:
@@ -406,8 +440,9 @@ def effects_from_vcf(vcf: str | Path, model: str | None = None, rename: Any = No
     return effects, model or next(iter(models))
 
 
-def effects_from_scores(variants: Mapping[int, Any], scores: Mapping[int, Sequence[Any]],
-                        rename: Any = None) -> list[VariantEffect]:
+def effects_from_scores(
+    variants: Mapping[int, Any], scores: Mapping[int, Sequence[Any]], rename: Any = None
+) -> list[VariantEffect]:
     """Effects from the scoring engine: ``variants`` by record index, ``scores`` its
     :class:`~varscore.engine.AlleleScore` lists."""
     effects = []
@@ -416,8 +451,9 @@ def effects_from_scores(variants: Mapping[int, Any], scores: Mapping[int, Sequen
         chrom = (rename(variant.chrom) if rename else None) or variant.chrom
         name = variant.id or f"{variant.chrom}:{variant.pos}"
         for score in allele_scores:
-            effects.append(VariantEffect(chrom, variant.pos, variant.ref, score.allele, score.gene,
-                                         float(score.delta), name))
+            effects.append(
+                VariantEffect(chrom, variant.pos, variant.ref, score.allele, score.gene, float(score.delta), name)
+            )
     return effects
 
 
@@ -483,13 +519,24 @@ def predict_coverage(
         n_bins = reference.shape[0]
         span = n_bins * backbone.bin_size
         if span > window_size:
-            raise InputError(f"Model predicts {n_bins} bins of {backbone.bin_size} bp, more than its "
-                             f"{window_size}-bp window: cannot place the coverage on the genome.")
+            raise InputError(
+                f"Model predicts {n_bins} bins of {backbone.bin_size} bp, more than its "
+                f"{window_size}-bp window: cannot place the coverage on the genome."
+            )
         first = window.start + (window_size - span) // 2  # cropped outputs cover the window's centre
         starts = [first + i * backbone.bin_size for i in range(n_bins)]
         chrom = genome.resolve(gene.chrom) or gene.chrom
-        out.append(Coverage(gene.label, chrom, starts, backbone.bin_size, reference,
-                            np.asarray(result.alternates, dtype=np.float64), ranked))
+        out.append(
+            Coverage(
+                gene.label,
+                chrom,
+                starts,
+                backbone.bin_size,
+                reference,
+                np.asarray(result.alternates, dtype=np.float64),
+                ranked,
+            )
+        )
     return out
 
 
@@ -511,14 +558,23 @@ def _fasta_sizes(genome: Any) -> dict[str, int]:
 
 
 def _score_with_model(
-    vcf: Path, model: str | Path, fasta: Path | None, genes_path: Path | None, batch_size: int, device: str,
-    bf16: bool, check_ref: str, coverage_top: int, progress: bool,
+    vcf: Path,
+    model: str | Path,
+    fasta: Path | None,
+    genes_path: Path | None,
+    batch_size: int,
+    device: str,
+    bf16: bool,
+    check_ref: str,
+    coverage_top: int,
+    progress: bool,
 ) -> _Scored:
-    """Score ``vcf`` exactly as ``varscore annotate`` does (same plan and engine)."""
+    """Score ``vcf`` through :func:`varscore.annotate.score_vcf`, as ``varscore annotate`` does (same
+    checks, plan, engine, ensembles)."""
+    from varscore.annotate import score_vcf
     from varscore.bundle import load_bundle
-    from varscore.engine import plan_scoring, run_plan, score_genotypes
     from varscore.genome import Genome, load_genes
-    from varscore.vcf import iter_variants
+    from varscore.vcfinput import prepared_vcf
 
     bundle = load_bundle(model)
     fasta_path = Path(fasta) if fasta else bundle.reference_fasta
@@ -527,31 +583,37 @@ def _score_with_model(
     build = browser_genome(bundle.manifest.get("genome_build"))
     rename = genome.resolve if genome is not None else None
     sizes = _fasta_sizes(genome) if genome is not None else vcf_contig_lengths(vcf)
-    if bundle.takes_genotypes:
-        seen: dict[int, Any] = {}
-
-        def remember(variants: Iterable[Any]) -> Iterable[Any]:
-            for variant in variants:
-                seen[variant.index] = variant
-                yield variant
-
-        result = score_genotypes(remember(iter_variants(vcf)), bundle.genotype_backbone(), {g.gene_id: g.label for g in genes})
-        effects = effects_from_scores(seen, result.scores, rename)
-        return _Scored(effects, bundle.name, sizes, build or (str(fasta_path.resolve()) if fasta_path else None),
-                       result.summary.lines())
-    checked = bundle.resolve_reference(fasta)  # a one-line error when it is missing or of another build
-    genome = genome if genome is not None else Genome(checked)
-    window_size = int(bundle.manifest["window_size"])
-    plan = plan_scoring(iter_variants(vcf), genes, genome, window_size, check_ref=check_ref)
-    backbone = bundle.sequence_backbone(device, bf16)
+    with prepared_vcf(vcf) as prepared:
+        scores = score_vcf(
+            prepared,
+            bundle,
+            genes,
+            fasta=fasta,
+            batch_size=batch_size,
+            device=device,
+            bf16=bf16,
+            progress=progress,
+            check_ref=check_ref,
+        )
+    effects = effects_from_scores(scores.variants, scores.result.scores, rename)
+    if scores.genome is not None:
+        genome = scores.genome
+    shown = str(genome.path.resolve()) if genome is not None else None
+    scored = _Scored(effects, bundle.name, sizes, build or shown, scores.result.summary.lines())
     output_mode = bundle.output_mode()
-    result = run_plan(plan, backbone, output_mode, genome, batch_size=batch_size, progress=progress)
-    effects = effects_from_scores(plan.variants, result.scores, rename)
-    scored = _Scored(effects, bundle.name, sizes, build or str(genome.path.resolve()), result.summary.lines())
-    if output_mode.name == "track" and coverage_top > 0:
-        scored_genes = [plan.genes[g] for g in plan.jobs]
-        scored.coverage = predict_coverage(scored_genes, effects, backbone, output_mode, genome, window_size,
-                                           coverage_top, batch_size, progress)
+    if scores.plan is not None and genome is not None and output_mode.name == "track" and coverage_top > 0:
+        scored_genes = [scores.plan.genes[g] for g in scores.plan.jobs]
+        scored.coverage = predict_coverage(
+            scored_genes,
+            effects,
+            bundle.sequence_backbone(device, bf16),
+            output_mode,
+            genome,
+            int(bundle.manifest["window_size"]),
+            coverage_top,
+            batch_size,
+            progress,
+        )
     return scored
 
 
@@ -585,8 +647,10 @@ def parse_formats(text: str | Sequence[str]) -> list[str]:
     formats = [f.strip().lower() for f in items if f.strip()]
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
-        raise InputError(f"Unknown track format(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)} "
-                         "(comma-separated, e.g. bigwig,bed).")
+        raise InputError(
+            f"Unknown track format(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)} "
+            "(comma-separated, e.g. bigwig,bed)."
+        )
     return sorted(set(formats), key=FORMATS.index)
 
 
@@ -626,13 +690,25 @@ def make_tracks(
             raise InputError(f"{vcf} holds no {SCORE_KEY} scores: pass --model to score it.")
         scored = _read_scored(vcf, str(model) if model is not None else None, fasta_path)
     else:
-        scored = _score_with_model(vcf, model, fasta_path, Path(genes_path) if genes_path else None, batch_size,
-                                   device, bf16, check_ref, coverage_top, progress)
+        scored = _score_with_model(
+            vcf,
+            model,
+            fasta_path,
+            Path(genes_path) if genes_path else None,
+            batch_size,
+            device,
+            bf16,
+            check_ref,
+            coverage_top,
+            progress,
+        )
     if not scored.effects:
         raise InputError(f"No variant of {vcf} was scored ({'; '.join(scored.lines)}): there is nothing to draw.")
     if not scored.chrom_sizes:
-        raise InputError(f"No contig lengths for the tracks: {vcf} has no ##contig lines with lengths and no "
-                         "FASTA is known. Pass the reference with --fasta.")
+        raise InputError(
+            f"No contig lengths for the tracks: {vcf} has no ##contig lines with lengths and no "
+            "FASTA is known. Pass the reference with --fasta."
+        )
     session_genome = genome or scored.genome
     if not session_genome:
         raise InputError("Cannot tell which genome the tracks are on: pass --genome (e.g. hg38) or --fasta.")
@@ -644,19 +720,28 @@ def make_tracks(
     session_files = _preferred(files)
     session = out / "igv_session.xml"
     # a genome id (hg19, hg38) where the build is known; else the FASTA, relative to the session
-    session_path = os.path.relpath(session_genome, out.resolve()) if Path(session_genome).is_absolute() else session_genome
+    session_path = (
+        os.path.relpath(session_genome, out.resolve()) if Path(session_genome).is_absolute() else session_genome
+    )
     _write_text(session, igv_session_xml(session_path, _locus(scored.effects, scored.chrom_sizes), session_files))
-    lines = [*scored.lines, f"positions drawn: {len(strongest_per_position(scored.effects))}",
-             f"genes drawn: {len(effects_by_gene(scored.effects))}"]
+    lines = [
+        *scored.lines,
+        f"positions drawn: {len(strongest_per_position(scored.effects))}",
+        f"genes drawn: {len(effects_by_gene(scored.effects))}",
+    ]
     trackdb = None
     stanzas = trackdb_text(files)
     if stanzas:
         trackdb = out / "trackDb.txt"
         _write_text(trackdb, stanzas)
-        ucsc = browser_genome(session_genome) or (session_genome if session_genome in BROWSER_GENOMES.values() else None)
+        ucsc = browser_genome(session_genome) or (
+            session_genome if session_genome in BROWSER_GENOMES.values() else None
+        )
         if ucsc:
-            hub = (f"hub varscore_{_ucsc_name(scored.model)}\nshortLabel varscore {scored.model[:8]}\n"
-                   f"longLabel varscore variant effects: model {scored.model}\ngenomesFile genomes.txt\n")
+            hub = (
+                f"hub varscore_{_ucsc_name(scored.model)}\nshortLabel varscore {scored.model[:8]}\n"
+                f"longLabel varscore variant effects: model {scored.model}\ngenomesFile genomes.txt\n"
+            )
             if hub_email:
                 hub += f"email {hub_email}\n"
             _write_text(out / "hub.txt", hub)
@@ -692,27 +777,61 @@ def _write_tracks(out: Path, scored: _Scored, formats: Sequence[str], top: int) 
     files: list[TrackFile] = []
     signal: list[tuple[str, list[Interval], str, str, str | None]] = []  # stem, rows, label, description, alt colour
     model = scored.model
-    signal.append(("ism.merged", position_intervals(scored.effects), "ISM merged",
-                   f"{model}: ISM delta per position, largest |delta| over genes and alleles", DECREASE_RGB))
+    signal.append(
+        (
+            "ism.merged",
+            position_intervals(scored.effects),
+            "ISM merged",
+            f"{model}: ISM delta per position, largest |delta| over genes and alleles",
+            DECREASE_RGB,
+        )
+    )
     stems: set[str] = set()
     for gene, gene_effects in effects_by_gene(scored.effects).items():
         stem = _unique(f"ism.{file_stem(gene)}", stems)
-        signal.append((stem, position_intervals(gene_effects), f"ISM {gene}",
-                       f"{model}: ISM delta for {gene}, largest |delta| over alleles", DECREASE_RGB))
+        signal.append(
+            (
+                stem,
+                position_intervals(gene_effects),
+                f"ISM {gene}",
+                f"{model}: ISM delta for {gene}, largest |delta| over alleles",
+                DECREASE_RGB,
+            )
+        )
     for cov in scored.coverage:
         size = sizes.get(cov.chrom)
         if size is None:
             raise InputError(f"Contig '{cov.chrom}' of gene {cov.gene} has no known length.")
         stem = _unique(f"coverage.{file_stem(cov.gene)}", stems)
-        signal.append((f"{stem}.ref", cov.intervals(cov.reference, size), f"{cov.gene} ref cov",
-                       f"{model}: predicted coverage of the reference window of {cov.gene}", None))
+        signal.append(
+            (
+                f"{stem}.ref",
+                cov.intervals(cov.reference, size),
+                f"{cov.gene} ref cov",
+                f"{model}: predicted coverage of the reference window of {cov.gene}",
+                None,
+            )
+        )
         for rank, (variant, alt) in enumerate(zip(cov.variants, cov.alternates, strict=True), start=1):
             what = f"{variant.name} {variant.ref}>{variant.allele}"
-            signal.append((f"{stem}.top{rank}.alt", cov.intervals(alt, size), f"{cov.gene} alt{rank} cov",
-                           f"{model}: predicted coverage of {cov.gene} with {what} (rank {rank})", None))
-            signal.append((f"{stem}.top{rank}.delta", cov.intervals(alt - cov.reference, size),
-                           f"{cov.gene} delta{rank} cov",
-                           f"{model}: predicted coverage change (alt - ref) of {cov.gene} from {what}", DECREASE_RGB))
+            signal.append(
+                (
+                    f"{stem}.top{rank}.alt",
+                    cov.intervals(alt, size),
+                    f"{cov.gene} alt{rank} cov",
+                    f"{model}: predicted coverage of {cov.gene} with {what} (rank {rank})",
+                    None,
+                )
+            )
+            signal.append(
+                (
+                    f"{stem}.top{rank}.delta",
+                    cov.intervals(alt - cov.reference, size),
+                    f"{cov.gene} delta{rank} cov",
+                    f"{model}: predicted coverage change (alt - ref) of {cov.gene} from {what}",
+                    DECREASE_RGB,
+                )
+            )
     for stem, rows, label, description, alt_color in signal:
         color = INCREASE_RGB if alt_color else "0,0,0"
         if "bigwig" in formats:

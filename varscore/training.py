@@ -191,7 +191,9 @@ class PersonGeneDataset:
         if track:
             missing = [g.gene.label for g in data.genes if g.coverage is None]
             if missing:
-                raise InputError(f"Track-mode training needs coverage for every gene; none for {', '.join(missing[:5])}.")
+                raise InputError(
+                    f"Track-mode training needs coverage for every gene; none for {', '.join(missing[:5])}."
+                )
 
     def __len__(self) -> int:
         return len(self.data.genes) * self.n_people
@@ -219,11 +221,17 @@ class PersonGeneDataset:
             else:
                 x[rows] = gene.windows.batch(people[rows])
         if self.track:
-            y = np.stack([np.asarray(self.data.genes[g].coverage[p], dtype=np.float32)
-                          for g, p in zip(genes.tolist(), people.tolist(), strict=True)])
+            y = np.stack(
+                [
+                    np.asarray(self.data.genes[g].coverage[p], dtype=np.float32)
+                    for g, p in zip(genes.tolist(), people.tolist(), strict=True)
+                ]
+            )
         else:
-            y = np.array([self.data.genes[g].expression[p] for g, p in zip(genes.tolist(), people.tolist(),
-                                                                            strict=True)], dtype=np.float32)
+            y = np.array(
+                [self.data.genes[g].expression[p] for g, p in zip(genes.tolist(), people.tolist(), strict=True)],
+                dtype=np.float32,
+            )
         return x, y, genes, people
 
 
@@ -418,9 +426,24 @@ class _StopSignal(BaseException):  # noqa: N818 - a control-flow signal, not an 
 CHECKPOINT_NAME = "last.ckpt"
 CHECKPOINT_KEY = "varscore_training"
 # settings a resumed run must share with the run that wrote the checkpoint
-_RESUME_KEYS = ("lr", "weight_decay", "batch_size", "accumulate", "grad_clip", "people_per_epoch", "mse_weight",
-                "seed", "devices", "center_bin", "track", "output_mode", "track_loss", "freeze_trunk_epochs",
-                "freeze_batchnorm", "smooth_epochs")
+_RESUME_KEYS = (
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "accumulate",
+    "grad_clip",
+    "people_per_epoch",
+    "mse_weight",
+    "seed",
+    "devices",
+    "center_bin",
+    "track",
+    "output_mode",
+    "track_loss",
+    "freeze_trunk_epochs",
+    "freeze_batchnorm",
+    "smooth_epochs",
+)
 
 
 def batch_seed(seed: int, epoch: int, batch: int, rank: int = 0) -> int:
@@ -505,13 +528,18 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
         n_genes, n_people, data.train, config.batch_size, config.accumulate, config.people_per_epoch, config.seed
     )
     tune_batches = eval_batches(n_people, range(n_genes), data.tune, config.batch_size)
-    loader_args: dict[str, Any] = {"collate_fn": _collate, "num_workers": config.num_workers,
-                                   "persistent_workers": config.num_workers > 0}
+    loader_args: dict[str, Any] = {
+        "collate_fn": _collate,
+        "num_workers": config.num_workers,
+        "persistent_workers": config.num_workers > 0,
+    }
     train_loader: Any = DataLoader(dataset, batch_sampler=train_sampler, **loader_args)  # type: ignore[arg-type]
     tune_loader: Any = DataLoader(dataset, batch_sampler=tune_batches, **loader_args)  # type: ignore[arg-type]
     resume_key = {k: getattr(config, k) for k in _RESUME_KEYS} | {
-        "genes": [g.gene.gene_id for g in data.genes], "train": [data.people[i] for i in data.train],
-        "tune": [data.people[i] for i in data.tune]}
+        "genes": [g.gene.gene_id for g in data.genes],
+        "train": [data.people[i] for i in data.train],
+        "tune": [data.people[i] for i in data.tune],
+    }
     import time
 
     class VariformerModule(L.LightningModule):
@@ -586,8 +614,11 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
             if self.trainer.sanity_checking:
                 return
             # every rank evaluates all tune people, so the metrics are the same everywhere
-            row = {"epoch": float(self.current_epoch), "tune_mean_r2": r2,
-                   "tune_mean_pearson": float(np.mean(pearson)) if pearson else math.nan}
+            row = {
+                "epoch": float(self.current_epoch),
+                "tune_mean_r2": r2,
+                "tune_mean_pearson": float(np.mean(pearson)) if pearson else math.nan,
+            }
             if tune_loss is not None:
                 row["tune_loss"] = float(tune_loss)
             if self.train_losses:  # this rank's mean loss over the epoch's batches
@@ -613,9 +644,13 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
 
         def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
             checkpoint[CHECKPOINT_KEY] = {
-                "history": [dict(row) for row in self.history], "best_epoch": int(self.best[0]),
-                "best_score": float(self.best[1]), "best_r2": float(self.best_r2), "stopped": bool(self.stopped),
-                "best_state": self.best_state, "settings": resume_key,
+                "history": [dict(row) for row in self.history],
+                "best_epoch": int(self.best[0]),
+                "best_score": float(self.best[1]),
+                "best_r2": float(self.best_r2),
+                "stopped": bool(self.stopped),
+                "best_state": self.best_state,
+                "settings": resume_key,
             }
 
         def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -686,14 +721,22 @@ def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: Traini
     )
 
 
-def _log_epoch(row: dict[str, float], best: tuple[int, float], best_r2: float, config: TrainingConfig,
-               seconds: float) -> None:
+def _log_epoch(
+    row: dict[str, float], best: tuple[int, float], best_r2: float, config: TrainingConfig, seconds: float
+) -> None:
     train = f"train loss {row['train_loss']:.4f}" if "train_loss" in row else "train loss n/a"
     tune_loss = f", tune loss {row['tune_loss']:.4f}" if "tune_loss" in row else ""
     progress_logger.info(
         "epoch %d/%d: %s%s, tune R2 %.4f, tune r %.4f; best epoch %d (tune R2 %.4f); %.1f s",
-        int(row["epoch"]), config.max_epochs, train, tune_loss, row["tune_mean_r2"], row["tune_mean_pearson"],
-        best[0], best_r2, seconds,
+        int(row["epoch"]),
+        config.max_epochs,
+        train,
+        tune_loss,
+        row["tune_mean_r2"],
+        row["tune_mean_pearson"],
+        best[0],
+        best_r2,
+        seconds,
     )
 
 
@@ -703,8 +746,10 @@ def _interrupted(signum: int, saved_epoch: int | None, checkpoint: Path) -> Trai
     name = signal.Signals(signum).name
     if checkpoint.exists():
         done = f"epoch {saved_epoch}" if saved_epoch is not None else "an earlier run"
-        message = (f"fine-tuning stopped by {name}; the checkpoint of {done} is kept in {checkpoint}: "
-                   "run the same command with --resume to continue from it.")
+        message = (
+            f"fine-tuning stopped by {name}; the checkpoint of {done} is kept in {checkpoint}: "
+            "run the same command with --resume to continue from it."
+        )
     else:
         message = f"fine-tuning stopped by {name} before the first epoch finished; there is nothing to resume."
     return TrainingInterrupted(message, signum)
@@ -795,8 +840,6 @@ def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
     tmp.replace(path)
 
 
-
-
 @dataclass
 class CohortInputs:
     """Paths and choices that define a fine-tuning or evaluation cohort."""
@@ -820,7 +863,9 @@ class LoadedCohort:
     report: list[str]
 
 
-def load_cohort(inputs: CohortInputs, window_size: int, fold_seed: int = 0, bin_size: int | None = None) -> LoadedCohort:
+def load_cohort(
+    inputs: CohortInputs, window_size: int, fold_seed: int = 0, bin_size: int | None = None
+) -> LoadedCohort:
     """Read the VCF, expression and genes; match people; build per-gene personal windows.
 
     With ``inputs.coverage`` each gene also gets the people's observed coverage over the window in
@@ -887,6 +932,7 @@ def genotype_report(summaries: Sequence[Any], contig_names: dict[str, str]) -> l
     """What reading the genes' windows used and dropped, over all windows
     (:class:`~varscore.personal.GenotypeSummary` each): one line on contig names, one on alleles
     and calls."""
+
     def total(name: str) -> int:
         return sum(int(getattr(s, name)) for s in summaries)
 
@@ -900,16 +946,22 @@ def genotype_report(summaries: Sequence[Any], contig_names: dict[str, str]) -> l
         lines.append("contig names: " + ", ".join(f"{ref} (reference) = {vcf} (VCF)" for ref, vcf in renamed.items()))
     elif contig_names:
         lines.append(f"contig names match between reference and VCF ({', '.join(contig_names)})")
-    text = (f"genotypes in {len(summaries)} gene windows: {total('records')} VCF records, {total('snvs')} SNV alleles "
-            f"used, {total('skipped_non_snv')} indel/MNP/symbolic alleles skipped")
+    text = (
+        f"genotypes in {len(summaries)} gene windows: {total('records')} VCF records, {total('snvs')} SNV alleles "
+        f"used, {total('skipped_non_snv')} indel/MNP/symbolic alleles skipped"
+    )
     if total("skipped_ref_mismatch"):
-        text += f", {total('skipped_ref_mismatch')} SNV alleles skipped for a REF mismatch{examples('mismatch_examples')}"
+        text += (
+            f", {total('skipped_ref_mismatch')} SNV alleles skipped for a REF mismatch{examples('mismatch_examples')}"
+        )
     if total("missing_calls"):
         text += f", {total('missing_calls')} missing allele calls read as reference"
     if total("overlapping_calls"):
-        text += (f", {total('overlapping_calls')} haplotype calls colliding with an earlier record at the same position "
-                 f"left out of personal sequences{examples('overlap_examples')} (sequences apply the first record, as "
-                 "bcftools consensus; linear models count every record's own dosage)")
+        text += (
+            f", {total('overlapping_calls')} haplotype calls colliding with an earlier record at the same position "
+            f"left out of personal sequences{examples('overlap_examples')} (sequences apply the first record, as "
+            "bcftools consensus; linear models count every record's own dosage)"
+        )
     lines.append(text)
     return lines
 
@@ -917,8 +969,9 @@ def genotype_report(summaries: Sequence[Any], contig_names: dict[str, str]) -> l
 COVERAGE_NPZ_KEYS = ("people", "gene_id", "chrom", "start", "bin_size", "values")
 
 
-def read_coverage(path: str | Path, windows: dict[str, Window], people: Sequence[str], bin_size: int
-                  ) -> dict[str, np.ndarray]:
+def read_coverage(
+    path: str | Path, windows: dict[str, Window], people: Sequence[str], bin_size: int
+) -> dict[str, np.ndarray]:
     """Observed coverage of ``people`` over each gene's window, as the mean per-base depth in
     ``bin_size``-bp bins: ``{gene_id: (P, window length / bin_size) float32}``.
 
@@ -938,7 +991,9 @@ def read_coverage(path: str | Path, windows: dict[str, Window], people: Sequence
                 raise InputError(f"Coverage file {path} lacks {', '.join(missing)} (expected {COVERAGE_NPZ_KEYS}).")
             stored = {k: npz[k] for k in COVERAGE_NPZ_KEYS}
     except (OSError, ValueError) as err:
-        raise InputError(f"Cannot read coverage {path}: {err} (give a coverage.npz or a directory of bigWigs).") from err
+        raise InputError(
+            f"Cannot read coverage {path}: {err} (give a coverage.npz or a directory of bigWigs)."
+        ) from err
     column = _person_columns([str(p) for p in stored["people"]], people, path)
     rows = {str(g): i for i, g in enumerate(stored["gene_id"])}
     step = int(stored["bin_size"])
@@ -951,7 +1006,12 @@ def read_coverage(path: str | Path, windows: dict[str, Window], people: Sequence
         row = rows[gene_id]
         offset = window.start - int(stored["start"][row])
         n_fine = stored["values"].shape[2]
-        if str(stored["chrom"][row]) != window.chrom or offset < 0 or offset % step or offset + window.length > n_fine * step:
+        if (
+            str(stored["chrom"][row]) != window.chrom
+            or offset < 0
+            or offset % step
+            or offset + window.length > n_fine * step
+        ):
             raise InputError(
                 f"Coverage of {gene_id} in {path} ({stored['chrom'][row]}:{int(stored['start'][row])}+{n_fine * step} bp) "
                 f"does not cover the model's window {window.chrom}:{window.start}-{window.end} on its bins."
@@ -970,8 +1030,9 @@ def _person_columns(stored: list[str], people: Sequence[str], source: Path) -> n
     return np.array([index[p] for p in people], dtype=np.int64)
 
 
-def _coverage_from_bigwigs(directory: Path, windows: dict[str, Window], people: Sequence[str], bin_size: int
-                           ) -> dict[str, np.ndarray]:
+def _coverage_from_bigwigs(
+    directory: Path, windows: dict[str, Window], people: Sequence[str], bin_size: int
+) -> dict[str, np.ndarray]:
     import pybigtools
 
     files = {}

@@ -75,19 +75,26 @@ def percentile_ci(values: np.ndarray, level: float = LEVEL) -> tuple[float, floa
     return float(lo), float(hi)
 
 
-def gene_uncertainty(observed: np.ndarray, predicted: np.ndarray, indices: np.ndarray,
-                     level: float = LEVEL) -> dict[str, float]:
+def gene_uncertainty(
+    observed: np.ndarray, predicted: np.ndarray, indices: np.ndarray, level: float = LEVEL
+) -> dict[str, float]:
     """Bootstrap CIs of R² and Pearson r of one gene and the Pearson p-value (all people)."""
     y, p = np.asarray(observed, np.float64), np.asarray(predicted, np.float64)
     r = pearson_rows(y, p)[()]
     r2_lo, r2_hi = percentile_ci(r2_rows(y[indices], p[indices]), level)
     r_lo, r_hi = percentile_ci(pearson_rows(y[indices], p[indices]), level)
-    return {"r2_lo": r2_lo, "r2_hi": r2_hi, "pearson_lo": r_lo, "pearson_hi": r_hi,
-            "pearson_p": pearson_p(float(r), len(y))}
+    return {
+        "r2_lo": r2_lo,
+        "r2_hi": r2_hi,
+        "pearson_lo": r_lo,
+        "pearson_hi": r_hi,
+        "pearson_p": pearson_p(float(r), len(y)),
+    }
 
 
-def paired_difference(observed: np.ndarray, predicted_a: np.ndarray, predicted_b: np.ndarray,
-                      indices: np.ndarray, level: float = LEVEL) -> dict[str, float]:
+def paired_difference(
+    observed: np.ndarray, predicted_a: np.ndarray, predicted_b: np.ndarray, indices: np.ndarray, level: float = LEVEL
+) -> dict[str, float]:
     """B minus A on the same people: R² and Pearson r differences with bootstrap CIs (the same
     resamples for both models) and the share of resamples where B is not better (``p_boot``,
     a one-sided bootstrap p-value that B is better; a two-sided one is twice the smaller tail)."""
@@ -99,13 +106,20 @@ def paired_difference(observed: np.ndarray, predicted_a: np.ndarray, predicted_b
         lo, hi = percentile_ci(boot, level)
         finite = boot[np.isfinite(boot)]
         tail = min(float((finite <= 0).mean()), float((finite >= 0).mean())) if len(finite) >= MIN_DEFINED else math.nan
-        out.update({f"d_{name}": full, f"d_{name}_lo": lo, f"d_{name}_hi": hi,
-                    f"d_{name}_p": min(1.0, 2 * tail) if not math.isnan(tail) else math.nan})
+        out.update(
+            {
+                f"d_{name}": full,
+                f"d_{name}_lo": lo,
+                f"d_{name}_hi": hi,
+                f"d_{name}_p": min(1.0, 2 * tail) if not math.isnan(tail) else math.nan,
+            }
+        )
     return out
 
 
-def summarise(table: pd.DataFrame, metrics: Sequence[str] = ("r2", "pearson"),
-              by: Sequence[str] = ("model", "set")) -> pd.DataFrame:
+def summarise(
+    table: pd.DataFrame, metrics: Sequence[str] = ("r2", "pearson"), by: Sequence[str] = ("model", "set")
+) -> pd.DataFrame:
     """Per group: ``genes``, and per metric the mean over the genes where it is defined
     (``METRIC_mean``), how many that is (``METRIC_n``) and how many are NaN (``METRIC_nan``:
     constant predictions or observations)."""

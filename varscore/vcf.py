@@ -149,8 +149,12 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
 
 
 def _header_line(info: InfoHeader) -> dict[str, str]:
-    return {"ID": header_value(info.key), "Number": header_value(info.number), "Type": header_value(info.type),
-            "Description": header_text(info.description)}
+    return {
+        "ID": header_value(info.key),
+        "Number": header_value(info.number),
+        "Type": header_value(info.type),
+        "Description": header_text(info.description),
+    }
 
 
 def write_annotated(
@@ -215,7 +219,9 @@ class _Sink:
         self.raw.write(text.encode() if self.encode else text)
 
 
-def _write_records(reader: Any, header: str, info_by_record: Mapping[int, Mapping[str, str]], handle: IO[str] | Any) -> int:
+def _write_records(
+    reader: Any, header: str, info_by_record: Mapping[int, Mapping[str, str]], handle: IO[str] | Any
+) -> int:
     handle.write(header)
     written = 0
     try:
@@ -252,7 +258,9 @@ def _tabix_index(tmp: Path, final: Path) -> None:
             final_index.unlink()
         logger.warning(
             "%s is not indexed: tabix cannot index it (%s); the input is probably unsorted. "
-            "Sort it with 'bcftools sort' to get an index.", final, str(exc).strip()
+            "Sort it with 'bcftools sort' to get an index.",
+            final,
+            str(exc).strip(),
         )
         return
     os.replace(index_tmp, final_index)

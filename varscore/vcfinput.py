@@ -93,7 +93,8 @@ def prepared_vcf(path: str | Path, replace_keys: Iterable[str] = ()) -> Iterator
         if prepared.replaced_keys:
             logger.warning(
                 "%s already defines INFO %s: the definitions and old values are replaced by this run's.",
-                source, ", ".join(prepared.replaced_keys),
+                source,
+                ", ".join(prepared.replaced_keys),
             )
         if prepared.normalised:
             logger.info("%s read through a normalised copy: %s", source, "; ".join(prepared.normalised))
@@ -306,8 +307,10 @@ def _check_record(fields: list[bytes], where: str) -> None:
         if not value:
             raise InputError(f"{where}: the {name} column is empty.")
         if any(c in value for c in b" \x00\x0b\x0c"):
-            raise InputError(f"{where}: the {name} column '{value.decode(errors='replace')[:40]}' contains a space "
-                             "or a control character (spaces instead of tabs?).")
+            raise InputError(
+                f"{where}: the {name} column '{value.decode(errors='replace')[:40]}' contains a space "
+                "or a control character (spaces instead of tabs?)."
+            )
     if not pos.isdigit():
         raise InputError(f"{where}: POS '{pos.decode(errors='replace')[:40]}' is not a non-negative whole number.")
 
@@ -333,7 +336,9 @@ def _prepare_bcf(path: Path, source: str, replace: set[bytes], tmp: Path) -> Pre
                 for record in reader:
                     out.write(str(record))
         except Exception as exc:
-            raise InputError(f"{source}: htslib cannot read a record ({exc}); 'bcftools view {source}' names it.") from exc
+            raise InputError(
+                f"{source}: htslib cannot read a record ({exc}); 'bcftools view {source}' names it."
+            ) from exc
     finally:
         reader.close()
     return _prepare_text(text, source, False, replace, tmp / "normalised.vcf")

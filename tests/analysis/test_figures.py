@@ -43,8 +43,17 @@ def _ism() -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = []
     for model, width in (("seq", 8000), ("enet", 24000)):
         d = rng.integers(-width, width, 40)
-        rows.append(pd.DataFrame({"model": model, "gene": "G", "key": [f"k{i}" for i in range(40)],
-                                  "distance_to_tss": d, "delta": rng.normal(0, 0.1, 40)}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "model": model,
+                    "gene": "G",
+                    "key": [f"k{i}" for i in range(40)],
+                    "distance_to_tss": d,
+                    "delta": rng.normal(0, 0.1, 40),
+                }
+            )
+        )
     ism = pd.concat(rows, ignore_index=True)
     return ism, ism.groupby("model").head(5)
 
@@ -67,9 +76,15 @@ def test_weights_figure_draws_the_first_model_on_top_with_one_legend_below():
 
 
 def test_drivers_figure_keeps_ld_on_0_to_1_and_sizes_by_driver_count():
-    summary = pd.DataFrame({"model": ["seq"] * 3 + ["enet"] * 3, "gene": list("ABCABC"),
-                            "drivers": [1, 1, 3, 9, 25, 5], "mean_ld": [np.nan, np.nan, 0.2, 0.44, 0.14, 0.54],
-                            "r2": [0.49, 0.25, -0.01, 0.47, 0.11, 0.004]})
+    summary = pd.DataFrame(
+        {
+            "model": ["seq"] * 3 + ["enet"] * 3,
+            "gene": list("ABCABC"),
+            "drivers": [1, 1, 3, 9, 25, 5],
+            "mean_ld": [np.nan, np.nan, 0.2, 0.44, 0.14, 0.54],
+            "r2": [0.49, 0.25, -0.01, 0.47, 0.11, 0.004],
+        }
+    )
     fig = plots.drivers_overview(summary, ["seq", "enet"], "enet")
     (facts,) = figure_facts(fig)
     assert facts["points"] == 6 and facts["label_overlaps"] == [] and facts["tick_overlaps"] == []
@@ -80,14 +95,20 @@ def test_drivers_figure_keeps_ld_on_0_to_1_and_sizes_by_driver_count():
 
 
 def test_share_axis_stops_at_one_and_sign_panel_says_too_few_pairs():
-    rates = pd.DataFrame({"model": ["m", "m"], "group": ["drivers", "controls"], "k": [2, 0], "n": [2, 9],
-                          "rate": [1.0, 0.0]})
+    rates = pd.DataFrame(
+        {"model": ["m", "m"], "group": ["drivers", "controls"], "k": [2, 0], "n": [2, 9], "rate": [1.0, 0.0]}
+    )
     fig = plots.rate_bars(rates, "t", "share")
     (facts,) = figure_facts(fig)
     assert facts["ylim"] == (0.0, 1.0) and facts["texts_outside_figure"] == []
     plots._pyplot().close(fig)
-    pairs = pd.DataFrame({"model": "seq", "linear_weight": [0.2, -0.3, 0.01, -0.02, 0.03],
-                          "model_weight": [1.8, -1.3, 0.001, 2e-4, -5e-4]})
+    pairs = pd.DataFrame(
+        {
+            "model": "seq",
+            "linear_weight": [0.2, -0.3, 0.01, -0.02, 0.03],
+            "model_weight": [1.8, -1.3, 0.001, 2e-4, -5e-4],
+        }
+    )
     agree = {"seq": sign_agreement(pairs["model_weight"], pairs["linear_weight"], 0.05)}
     every = {"seq": sign_agreement(pairs["model_weight"], pairs["linear_weight"], 0.0)}
     fig = plots.sign_agreement_plot(pairs, "enet", agree, every)

@@ -25,8 +25,9 @@ def test_top_k_by_magnitude_is_by_absolute_value():
 
 
 def test_high_scoring_variants_take_k_per_gene():
-    ism = pd.DataFrame({"gene": ["A"] * 4 + ["B"] * 3, "key": list("abcdefg"),
-                        "delta": [0.1, -2, 0.3, 0.0, 5, -6, 0.2]})
+    ism = pd.DataFrame(
+        {"gene": ["A"] * 4 + ["B"] * 3, "key": list("abcdefg"), "delta": [0.1, -2, 0.3, 0.0, 5, -6, 0.2]}
+    )
     picked = high_scoring_variants(ism, {"A": 2, "B": 1})
     assert picked["key"].tolist() == ["b", "c", "f"]
     assert picked["hsv_rank"].tolist() == [1, 2, 1]
@@ -44,19 +45,27 @@ def test_sign_agreement_against_a_hand_count():
 
 
 def test_matched_controls_follow_distance_and_maf_windows():
-    pool = pd.DataFrame({
-        "gene": ["A"] * 6 + ["B"],
-        "key": ["s", "c1", "c2", "far", "rare", "s2", "other_gene"],
-        "distance_to_tss": [100, 2600, -2300, 2700, 150, 120, 100],
-        "maf": [0.20, 0.204, 0.196, 0.20, 0.01, 0.20, 0.20],
-    })
+    pool = pd.DataFrame(
+        {
+            "gene": ["A"] * 6 + ["B"],
+            "key": ["s", "c1", "c2", "far", "rare", "s2", "other_gene"],
+            "distance_to_tss": [100, 2600, -2300, 2700, 150, 120, 100],
+            "maf": [0.20, 0.204, 0.196, 0.20, 0.01, 0.20, 0.20],
+        }
+    )
     selected = pool[pool["key"].isin(["s", "s2"])]
     controls = matched_controls(selected, pool, maf_tolerance=0.005)
     # explicit check of the rule for each selected variant
     for _, sel in selected.iterrows():
         got = set(controls.loc[controls["matched_to"] == sel["key"], "key"])
-        want = {r.key for r in pool.itertuples() if r.gene == sel["gene"] and r.key not in ("s", "s2")
-                and abs(r.distance_to_tss - sel["distance_to_tss"]) <= 2500 and abs(r.maf - sel["maf"]) <= 0.005}
+        want = {
+            r.key
+            for r in pool.itertuples()
+            if r.gene == sel["gene"]
+            and r.key not in ("s", "s2")
+            and abs(r.distance_to_tss - sel["distance_to_tss"]) <= 2500
+            and abs(r.maf - sel["maf"]) <= 0.005
+        }
         assert got == want
     assert set(controls["key"]) == {"c1", "c2"}
     assert len(matched_controls(selected, pool, maf_tolerance=0.2)) > len(controls)
@@ -123,8 +132,10 @@ def test_sign_agreement_threshold_follows_each_models_scale():
     assert empty.n == 0 and empty.agree == 0
 
 
-@pytest.mark.parametrize("text", ["", "gene_id\tchrom\tpos\tref\talt\n", "gene_id\tchrom\tpos\tref\talt\nG\tchr1\tx\tA\tC\n",
-                                  "gene\tpos\nG\t3\n"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "gene_id\tchrom\tpos\tref\talt\n", "gene_id\tchrom\tpos\tref\talt\nG\tchr1\tx\tA\tC\n", "gene\tpos\nG\t3\n"],
+)
 def test_read_truth_rejects_broken_files(tmp_path, text):
     from varscore.analysis.hsv import read_truth
     from varscore.errors import InputError
@@ -143,6 +154,8 @@ def test_hsv_checks_the_truth_file_before_writing(tmp_path):
     truth = tmp_path / "truth.tsv"
     truth.write_text("gene\tpos\nG\t3\n")
     out = tmp_path / "hsv.tsv"
-    result = CliRunner().invoke(cli, ["hsv", "-m", "variformer-demo", "--k", "1", "--truth", str(truth), "-o", str(out)])
+    result = CliRunner().invoke(
+        cli, ["hsv", "-m", "variformer-demo", "--k", "1", "--truth", str(truth), "-o", str(out)]
+    )
     assert result.exit_code == 1 and "lacks columns" in result.output and "Traceback" not in result.output
     assert not out.exists()

@@ -37,8 +37,13 @@ def cohort(toy_world):
         alt = next(b for b in "ACGT" if b != ref)
         records.append(("chr1", pos, ref, alt))
         genotypes.append([f"{rng.integers(0, 2)}|{rng.integers(0, 2)}" for _ in PEOPLE])
-    vcf = write_vcf(toy_world["tmp"] / "cohort.vcf", records, samples=PEOPLE, contigs={"chr1": 1000, "chr2": 500},
-                    genotypes=genotypes)
+    vcf = write_vcf(
+        toy_world["tmp"] / "cohort.vcf",
+        records,
+        samples=PEOPLE,
+        contigs={"chr1": 1000, "chr2": 500},
+        genotypes=genotypes,
+    )
     return {**toy_world, "vcf": vcf, "records": records, "genotypes": genotypes}
 
 
@@ -117,21 +122,58 @@ def test_analysis_commands_on_the_toy_world(cohort, tmp_path):
     people = tmp_path / "people.txt"
     people.write_text("\n".join(PEOPLE) + "\n")
     out = tmp_path / "ism.tsv"
-    result = runner.invoke(cli, ["ism", "-m", bundle, "--vcf", str(cohort["vcf"]), "-o", str(out), "--track",
-                                 str(tmp_path / "ism.bedGraph"), "--gene", "GENEA"])
+    result = runner.invoke(
+        cli,
+        [
+            "ism",
+            "-m",
+            bundle,
+            "--vcf",
+            str(cohort["vcf"]),
+            "-o",
+            str(out),
+            "--track",
+            str(tmp_path / "ism.bedGraph"),
+            "--gene",
+            "GENEA",
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out, sep="\t")
-    assert list(table.columns) == ["chrom", "pos", "ref", "alt", "gene", "distance_to_tss", "ref_pred", "alt_pred",
-                                   "delta", "maf"]
-    result = runner.invoke(cli, ["hsv", "-m", bundle, "--vcf", str(cohort["vcf"]), "--k", "2", "-o",
-                                 str(tmp_path / "hsv.tsv")])
+    assert list(table.columns) == [
+        "chrom",
+        "pos",
+        "ref",
+        "alt",
+        "gene",
+        "distance_to_tss",
+        "ref_pred",
+        "alt_pred",
+        "delta",
+        "maf",
+    ]
+    result = runner.invoke(
+        cli, ["hsv", "-m", bundle, "--vcf", str(cohort["vcf"]), "--k", "2", "-o", str(tmp_path / "hsv.tsv")]
+    )
     assert result.exit_code == 0, result.output
     hsv = pd.read_csv(tmp_path / "hsv.tsv", sep="\t")
     top = hsv[hsv["gene"] == "GENEA"]
     assert len(top) == 2
     assert sorted(top["delta"].abs()) == pytest.approx(sorted(table["delta"].abs().nlargest(2)))
-    result = runner.invoke(cli, ["drivers", "-m", bundle, "--vcf", str(cohort["vcf"]), "--people", str(people),
-                                 "-o", str(tmp_path / "drivers.tsv")])
+    result = runner.invoke(
+        cli,
+        [
+            "drivers",
+            "-m",
+            bundle,
+            "--vcf",
+            str(cohort["vcf"]),
+            "--people",
+            str(people),
+            "-o",
+            str(tmp_path / "drivers.tsv"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "explained_all" in result.output
     # user errors are one line, no traceback
@@ -154,7 +196,11 @@ def test_saturation_progress_moves_per_allele_and_chunks_do_not_change_scores(co
     monkeypatch.setattr(ism_module, "CHUNK_ALLELES", 10)
     steps: list[int] = []
     chunked = ism_table(scorer, gene, genome, saturation=True, advance=steps.append)
-    assert sum(steps) == len(chunked) == 3 * scorer.window_size == ism_module.alleles_to_score(
-        scorer, [gene], None, saturation=True)
+    assert (
+        sum(steps)
+        == len(chunked)
+        == 3 * scorer.window_size
+        == ism_module.alleles_to_score(scorer, [gene], None, saturation=True)
+    )
     assert len(steps) == -(-len(chunked) // 10) and max(steps) == 10
     pd.testing.assert_frame_equal(whole, chunked)

@@ -21,12 +21,14 @@ from varscore.analysis.matched import (
 
 def toy_cohort(seed: int, n_genes: int = 4, per_gene: int = 60):
     rng = np.random.default_rng(seed)
-    pool = pd.DataFrame({
-        "gene": np.repeat([f"G{i}" for i in range(n_genes)], per_gene),
-        "key": [f"v{i}" for i in range(n_genes * per_gene)],
-        "distance_to_tss": rng.integers(-8000, 8000, n_genes * per_gene),
-        "maf": rng.uniform(0.01, 0.5, n_genes * per_gene).round(3),
-    })
+    pool = pd.DataFrame(
+        {
+            "gene": np.repeat([f"G{i}" for i in range(n_genes)], per_gene),
+            "key": [f"v{i}" for i in range(n_genes * per_gene)],
+            "distance_to_tss": rng.integers(-8000, 8000, n_genes * per_gene),
+            "maf": rng.uniform(0.01, 0.5, n_genes * per_gene).round(3),
+        }
+    )
     causal_rows = rng.choice(len(pool), 30, replace=False)
     causal = set(zip(pool["gene"].iloc[causal_rows], pool["key"].iloc[causal_rows], strict=True))
     # selected: half of the causal variants plus random others
@@ -41,9 +43,12 @@ def slow_permutation_p(selected, pool, causal, tol, distance, n_perm, k, seed):
     for sel in selected.itertuples():
         cands = []
         for j, row in enumerate(pool.itertuples()):
-            if (row.gene == sel.gene and (row.gene, row.key) not in chosen
-                    and abs(row.distance_to_tss - sel.distance_to_tss) <= distance
-                    and abs(row.maf - sel.maf) <= tol + 1e-12):
+            if (
+                row.gene == sel.gene
+                and (row.gene, row.key) not in chosen
+                and abs(row.distance_to_tss - sel.distance_to_tss) <= distance
+                and abs(row.maf - sel.maf) <= tol + 1e-12
+            ):
                 cands.append(j)
         if cands:
             candidates.append(cands)
@@ -65,8 +70,9 @@ def slow_permutation_p(selected, pool, causal, tol, distance, n_perm, k, seed):
 @pytest.mark.parametrize(("seed", "tol", "k"), [(0, 0.05, 1), (1, 0.02, 3), (2, 0.1, 2)])
 def test_permutation_enrichment_equals_a_slow_reference(seed, tol, k):
     selected, pool, causal = toy_cohort(seed)
-    fast = permutation_enrichment(selected, pool, causal, tol, distance_bp=3000, n_perm=150,
-                                  controls_per_variant=k, seed=seed)
+    fast = permutation_enrichment(
+        selected, pool, causal, tol, distance_bp=3000, n_perm=150, controls_per_variant=k, seed=seed
+    )
     p, observed, matched, null_mean = slow_permutation_p(selected, pool, causal, tol, 3000, 150, k, seed)
     assert (fast.observed, fast.matched) == (observed, matched)
     assert fast.matched >= MIN_PAIRS
@@ -124,10 +130,27 @@ def test_hsv_cli_states_the_tests_and_the_tolerance_table():
     from varscore.cli import cli
     from varscore.examples import data_dir, models_dir
 
-    result = CliRunner().invoke(cli, [
-        "hsv", "-m", str(models_dir() / "variformer-demo"), "--vcf", str(data_dir() / "cohort.vcf.gz"),
-        "--gene", "SNAP25", "--gene", "MKKS", "--linear", str(models_dir() / "elastic-net-demo"),
-        "--truth", str(data_dir() / "truth_variants.tsv"), "-o", "/dev/null", "--no-progress"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "hsv",
+            "-m",
+            str(models_dir() / "variformer-demo"),
+            "--vcf",
+            str(data_dir() / "cohort.vcf.gz"),
+            "--gene",
+            "SNAP25",
+            "--gene",
+            "MKKS",
+            "--linear",
+            str(models_dir() / "elastic-net-demo"),
+            "--truth",
+            str(data_dir() / "truth_variants.tsv"),
+            "-o",
+            "/dev/null",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     # each model's median |weight| is its threshold: 3 pairs on the demo, below the minimum for a p-value
     assert "sign agreement" in result.output and f"too few pairs (n = 3 < {MIN_PAIRS})" in result.output

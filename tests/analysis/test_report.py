@@ -16,12 +16,29 @@ from varscore.examples import examples_dir
 EXAMPLES = examples_dir()
 DATA = EXAMPLES / "data"
 MOTIFS = Path(__file__).resolve().parents[1] / "data" / "motifs" / "hocomoco_v11_subset.pfm"
-COHORT = ["--vcf", str(DATA / "cohort.vcf.gz"), "--expression", str(DATA / "cohort.expression.bed.gz"),
-          "--genes", str(DATA / "genes.tsv")]
-PRODUCED = ["fig1a_observed_vs_predicted", "fig1b_r2_between_models", "fig1c_pearson_between_models",
-            "fig2a_weights_vs_distance", "fig2c_sign_agreement", "fig3a_chromhmm_enrichment", "fig3b_motif_changes",
-            "fig3c_finemap_auroc", "fig3d_hsv_maf", "fig4e_drivers_ld", "fig4f_driver_distance",
-            "fig4g_driver_motifs", "figS_causal_enrichment"]
+COHORT = [
+    "--vcf",
+    str(DATA / "cohort.vcf.gz"),
+    "--expression",
+    str(DATA / "cohort.expression.bed.gz"),
+    "--genes",
+    str(DATA / "genes.tsv"),
+]
+PRODUCED = [
+    "fig1a_observed_vs_predicted",
+    "fig1b_r2_between_models",
+    "fig1c_pearson_between_models",
+    "fig2a_weights_vs_distance",
+    "fig2c_sign_agreement",
+    "fig3a_chromhmm_enrichment",
+    "fig3b_motif_changes",
+    "fig3c_finemap_auroc",
+    "fig3d_hsv_maf",
+    "fig4e_drivers_ld",
+    "fig4f_driver_distance",
+    "fig4g_driver_motifs",
+    "figS_causal_enrichment",
+]
 
 
 def annotation_inputs(tmp_path):
@@ -29,13 +46,21 @@ def annotation_inputs(tmp_path):
     whose fine-mapped variants are the simulation's causal variants."""
     states = ["1_TssA", "7_Enh", "15_Quies"]
     bed = tmp_path / "segmentation.bed"
-    bed.write_text("".join(f"chr20\t{s}\t{s + 1000}\t{states[i % 3]}\n"
-                           for i, s in enumerate(range(9_995_000, 11_095_000, 1000))))
+    bed.write_text(
+        "".join(f"chr20\t{s}\t{s + 1000}\t{states[i % 3]}\n" for i, s in enumerate(range(9_995_000, 11_095_000, 1000)))
+    )
     truth = pd.read_csv(DATA / "truth_variants.tsv", sep="\t")
     caviar = tmp_path / "caviar.txt"
-    pd.DataFrame({"TISSUE": "Whole_Blood", "GENE": truth["gene_id"], "eQTL": truth["variant_id"],
-                  "CHROM": truth["chrom"], "POS": truth["pos"], "Probability": 1.0}).to_csv(caviar, sep="\t",
-                                                                                           index=False)
+    pd.DataFrame(
+        {
+            "TISSUE": "Whole_Blood",
+            "GENE": truth["gene_id"],
+            "eQTL": truth["variant_id"],
+            "CHROM": truth["chrom"],
+            "POS": truth["pos"],
+            "Probability": 1.0,
+        }
+    ).to_csv(caviar, sep="\t", index=False)
     return bed, caviar
 
 
@@ -70,7 +95,8 @@ def check_figure_contents(out: Path) -> None:
     genes = metrics["gene"].nunique()
     # 1a: one point per held-out person and model in each gene's panel
     assert [ax["points"] for ax in entries["fig1a_observed_vs_predicted"]["facts"]] == [
-        len(predictions[predictions["gene"] == g]) for g in dict.fromkeys(predictions["gene"])]
+        len(predictions[predictions["gene"] == g]) for g in dict.fromkeys(predictions["gene"])
+    ]
     # 1b/1c: one point per gene, square axes holding every point, every gene labelled
     for key in ("fig1b_r2_between_models", "fig1c_pearson_between_models"):
         (ax,) = entries[key]["facts"]
@@ -79,7 +105,8 @@ def check_figure_contents(out: Path) -> None:
     # 2a: every scored variant and every HSV drawn, x-axis spanning the widest window
     facts_2a = entries["fig2a_weights_vs_distance"]["facts"]
     assert [ax["points"] for ax in facts_2a] == [
-        int((ism["gene"] == g).sum() + (hsvs["gene"] == g).sum()) for g in dict.fromkeys(ism["gene"])]
+        int((ism["gene"] == g).sum() + (hsvs["gene"] == g).sum()) for g in dict.fromkeys(ism["gene"])
+    ]
     assert all(ax["xlim"][1] >= 49152 / 2000 for ax in facts_2a)
     assert "input window" in entries["fig2a_weights_vs_distance"]["caption"]
     # 2c: every pair drawn, a symlog ISM axis, and no Fisher p on 2 pairs
@@ -108,11 +135,32 @@ def check_figure_contents(out: Path) -> None:
 def test_report_on_the_demo_models_writes_every_figure_and_an_html_page(tmp_path):
     out = tmp_path / "report"
     bed, caviar = annotation_inputs(tmp_path)
-    result = CliRunner().invoke(cli, [
-        "report", "-m", str(EXAMPLES / "models" / "variformer-demo"),
-        "--compare", str(EXAMPLES / "models" / "elastic-net-demo"), *COHORT, "--truth", str(DATA / "truth_variants.tsv"),
-        "--gene", "SNAP25", "--gene", "MKKS", "--chromhmm", str(bed), "--finemap", str(caviar),
-        "--motifs", str(MOTIFS), "--no-progress", "-o", str(out)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "-m",
+            str(EXAMPLES / "models" / "variformer-demo"),
+            "--compare",
+            str(EXAMPLES / "models" / "elastic-net-demo"),
+            *COHORT,
+            "--truth",
+            str(DATA / "truth_variants.tsv"),
+            "--gene",
+            "SNAP25",
+            "--gene",
+            "MKKS",
+            "--chromhmm",
+            str(bed),
+            "--finemap",
+            str(caviar),
+            "--motifs",
+            str(MOTIFS),
+            "--no-progress",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     page = (out / "index.html").read_text()
     for name in PRODUCED:
@@ -143,20 +191,53 @@ def test_attribute_on_the_demo_model(tmp_path):
     runner = CliRunner()
     model = str(EXAMPLES / "models" / "variformer-demo")
     hsv = tmp_path / "hsv.tsv"
-    result = runner.invoke(cli, ["hsv", "-m", model, "--vcf", str(DATA / "cohort.vcf.gz"), "--gene", "SNAP25",
-                                 "--k", "2", "-o", str(hsv), "--no-progress"])
+    result = runner.invoke(
+        cli,
+        [
+            "hsv",
+            "-m",
+            model,
+            "--vcf",
+            str(DATA / "cohort.vcf.gz"),
+            "--gene",
+            "SNAP25",
+            "--k",
+            "2",
+            "-o",
+            str(hsv),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = tmp_path / "attribution.tsv"
     people = tmp_path / "people.txt"  # 12 of the test people keep the test short
     people.write_text("\n".join(load_bundle(model).manifest["people"]["test"][:12]) + "\n")
-    result = runner.invoke(cli, ["attribute", "-m", model, "--vcf", str(DATA / "cohort.vcf.gz"), "--gene", "SNAP25",
-                                 "--people", str(people), "--variants", str(hsv), "-o", str(out), "--no-progress"])
+    result = runner.invoke(
+        cli,
+        [
+            "attribute",
+            "-m",
+            model,
+            "--vcf",
+            str(DATA / "cohort.vcf.gz"),
+            "--gene",
+            "SNAP25",
+            "--people",
+            str(people),
+            "--variants",
+            str(hsv),
+            "-o",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out, sep="\t")
     assert len(table) == load_bundle(model).manifest["window_size"]
     for column in ("reference", "personal"):
         assert table[column].mean() == pytest.approx(0, abs=1e-6)
         assert table[column].std(ddof=0) == pytest.approx(1, abs=1e-6)
-    selected = float(re.search(r"selected: \d+ variants, mean standardised attribution \(personal\) (\S+)",
-                               result.output).group(1))
+    selected = float(
+        re.search(r"selected: \d+ variants, mean standardised attribution \(personal\) (\S+)", result.output).group(1)
+    )
     assert selected > 1.0  # the HSVs sit on attribution peaks (measured: 31 vs -0.1 for 3 matched controls)

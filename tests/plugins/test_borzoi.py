@@ -161,8 +161,16 @@ def cohort(tmp_path_factory) -> Path:
 
 
 def _cohort_args(cohort: Path) -> list[str]:
-    return ["--vcf", str(cohort / "cohort.vcf.gz"), "--expression", str(cohort / "cohort.expression.bed.gz"),
-            "--genes", str(cohort / "genes.tsv"), "--fasta", str(cohort / "reference.fa")]
+    return [
+        "--vcf",
+        str(cohort / "cohort.vcf.gz"),
+        "--expression",
+        str(cohort / "cohort.expression.bed.gz"),
+        "--genes",
+        str(cohort / "genes.tsv"),
+        "--fasta",
+        str(cohort / "reference.fa"),
+    ]
 
 
 def _model_args(**overrides: object) -> list[str]:
@@ -219,11 +227,37 @@ def test_track_mode_finetune_then_annotate_and_evaluate(cohort: Path, tmp_path: 
 
     model = tmp_path / "borzoi-track"
     runner = CliRunner()
-    result = runner.invoke(cli, [
-        "finetune", *_cohort_args(cohort), "--backbone", "borzoi", "-o", str(model), "--window", str(WINDOW),
-        *_model_args(head="track"), "--output-mode", "track", "--coverage", str(cohort / "coverage.npz"),
-        "--freeze-trunk-epochs", "1", "--lr", "1e-2", "--batch-size", "4", "--accumulate", "1",
-        "--people-per-epoch", "8", "--max-epochs", "2", "--no-progress"])
+    result = runner.invoke(
+        cli,
+        [
+            "finetune",
+            *_cohort_args(cohort),
+            "--backbone",
+            "borzoi",
+            "-o",
+            str(model),
+            "--window",
+            str(WINDOW),
+            *_model_args(head="track"),
+            "--output-mode",
+            "track",
+            "--coverage",
+            str(cohort / "coverage.npz"),
+            "--freeze-trunk-epochs",
+            "1",
+            "--lr",
+            "1e-2",
+            "--batch-size",
+            "4",
+            "--accumulate",
+            "1",
+            "--people-per-epoch",
+            "8",
+            "--max-epochs",
+            "2",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((model / "varscore.json").read_text())
     assert manifest["output_mode"] == {"name": "track", "params": {"track": 0, "stat": "SUM"}}
@@ -232,8 +266,9 @@ def test_track_mode_finetune_then_annotate_and_evaluate(cohort: Path, tmp_path: 
     assert manifest["provenance"]["training"]["freeze_trunk_epochs"] == 1
 
     out = tmp_path / "scored.vcf"
-    result = runner.invoke(cli, ["annotate", str(cohort / "cohort.vcf.gz"), "-m", str(model), "-o", str(out),
-                                 "--no-progress"])
+    result = runner.invoke(
+        cli, ["annotate", str(cohort / "cohort.vcf.gz"), "-m", str(model), "-o", str(out), "--no-progress"]
+    )
     assert result.exit_code == 0, result.output
     assert "genes scored: 2" in result.output
     # ALT_PRED - REF_PRED of a scored SNV is the SUM statistic of direct predictions
@@ -266,8 +301,10 @@ def test_track_mode_finetune_then_annotate_and_evaluate(cohort: Path, tmp_path: 
     assert checked == 3
 
     table = tmp_path / "eval.tsv"
-    result = runner.invoke(cli, ["evaluate", *_cohort_args(cohort), "-m", str(model), "--coverage",
-                                 str(cohort / "coverage"), "-o", str(table)])
+    result = runner.invoke(
+        cli,
+        ["evaluate", *_cohort_args(cohort), "-m", str(model), "--coverage", str(cohort / "coverage"), "-o", str(table)],
+    )
     assert result.exit_code == 0, result.output
     import pandas as pd
 
@@ -282,20 +319,59 @@ def test_track_mode_finetune_then_annotate_and_evaluate(cohort: Path, tmp_path: 
         assert row.cov_observed == pytest.approx(np.mean(cov), rel=1e-3)
 
     png = tmp_path / "heat.png"
-    result = runner.invoke(cli, ["plot-coverage", *_cohort_args(cohort), "-m", str(model), "--coverage",
-                                 str(cohort / "coverage.npz"), "--gene", bundle.genes[1].label, "-o", str(png)])
+    result = runner.invoke(
+        cli,
+        [
+            "plot-coverage",
+            *_cohort_args(cohort),
+            "-m",
+            str(model),
+            "--coverage",
+            str(cohort / "coverage.npz"),
+            "--gene",
+            bundle.genes[1].label,
+            "-o",
+            str(png),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    result = runner.invoke(cli, ["finetune", *_cohort_args(cohort), "--backbone", "borzoi", "-o", str(tmp_path / "x"),
-                                 "--window", str(WINDOW), *_model_args(), "--output-mode", "track"])
+    result = runner.invoke(
+        cli,
+        [
+            "finetune",
+            *_cohort_args(cohort),
+            "--backbone",
+            "borzoi",
+            "-o",
+            str(tmp_path / "x"),
+            "--window",
+            str(WINDOW),
+            *_model_args(),
+            "--output-mode",
+            "track",
+        ],
+    )
     assert result.exit_code != 0 and "--coverage" in result.output
 
 
 def test_unsupported_output_mode_is_a_clear_error(cohort: Path, tmp_path: Path):
-    result = CliRunner().invoke(cli, [
-        "finetune", *_cohort_args(cohort), "--backbone", "ridge", "-o", str(tmp_path / "r"),
-        "--output-mode", "track", "--coverage", str(cohort / "coverage.npz")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "finetune",
+            *_cohort_args(cohort),
+            "--backbone",
+            "ridge",
+            "-o",
+            str(tmp_path / "r"),
+            "--output-mode",
+            "track",
+            "--coverage",
+            str(cohort / "coverage.npz"),
+        ],
+    )
     assert result.exit_code == 1
     assert "does not support output mode 'track'; it supports: scalar" in result.output
 
@@ -325,13 +401,28 @@ def test_frozen_trunk_epoch_trains_only_the_head(cohort: Path, tmp_path: Path):
     from varscore.training import CohortInputs, TrainingConfig, load_cohort
 
     backbone = BorzoiBackbone(**tiny_params(head="track")).build()
-    inputs = CohortInputs(cohort / "cohort.vcf.gz", cohort / "cohort.expression.bed.gz", cohort / "genes.tsv",
-                          cohort / "reference.fa", coverage=cohort / "coverage.npz")
+    inputs = CohortInputs(
+        cohort / "cohort.vcf.gz",
+        cohort / "cohort.expression.bed.gz",
+        cohort / "genes.tsv",
+        cohort / "reference.fa",
+        coverage=cohort / "coverage.npz",
+    )
     data = load_cohort(inputs, WINDOW, bin_size=backbone.bin_size).data
     head_names = {f"human_head.{n}" for n, _ in backbone.head_module().named_parameters()}
     before = {n: p.detach().clone() for n, p in backbone.model_.named_parameters()}
-    config = TrainingConfig(lr=1e-2, batch_size=4, accumulate=1, people_per_epoch=8, max_epochs=1, output_mode="track",
-                            freeze_trunk_epochs=1, output_dir=str(tmp_path), progress=False, accelerator="cpu")
+    config = TrainingConfig(
+        lr=1e-2,
+        batch_size=4,
+        accumulate=1,
+        people_per_epoch=8,
+        max_epochs=1,
+        output_mode="track",
+        freeze_trunk_epochs=1,
+        output_dir=str(tmp_path),
+        progress=False,
+        accelerator="cpu",
+    )
     result = backbone.finetune(data, config)
     after = dict(backbone.model_.named_parameters())
     assert result.best_epoch == 0 and "tune_loss" in result.history[0]

@@ -42,8 +42,13 @@ def write_genes(path: Path) -> Path:
 
 
 ISM = [  # gene, pos (1-based), delta
-    ("GENEA", 10, 0.9), ("GENEA", 70, -0.8), ("GENEA", 95, 0.1), ("GENEA", 30, 0.05),
-    ("GENEB", 160, 1.0), ("GENEB", 120, 0.5), ("GENEB", 180, 0.2),
+    ("GENEA", 10, 0.9),
+    ("GENEA", 70, -0.8),
+    ("GENEA", 95, 0.1),
+    ("GENEA", 30, 0.05),
+    ("GENEB", 160, 1.0),
+    ("GENEB", 120, 0.5),
+    ("GENEB", 180, 0.2),
 ]
 
 
@@ -75,8 +80,14 @@ HAND = {
 @pytest.mark.parametrize("style", ["segments", "dense", "expanded"])
 def test_segmentation_formats_give_the_same_states(tmp_path, style):
     segmentation = read_segmentation(write_segments(tmp_path / f"{style}.bed", style))
-    assert segmentation.states_at("chr1", [1, 60, 61, 91, 200, 201]) == ["1_TssA", "1_TssA", "7_Enh", "15_Quies",
-                                                                        "1_TssA", None]
+    assert segmentation.states_at("chr1", [1, 60, 61, 91, 200, 201]) == [
+        "1_TssA",
+        "1_TssA",
+        "7_Enh",
+        "15_Quies",
+        "1_TssA",
+        None,
+    ]
     assert segmentation.states_at("1", [61]) == ["7_Enh"]  # chr-prefix spelling
     assert segmentation.state_bases(Window("chr1", 0, 100)) == {"1_TssA": 60, "7_Enh": 30, "15_Quies": 10}
 
@@ -101,19 +112,36 @@ def test_enrichment_equals_hand_computation(tmp_path):
 def test_enrichment_command_on_an_annotated_vcf_with_k_from_a_linear_model(tmp_path, full_cli):
     cli = full_cli
 
-    lines = ["##fileformat=VCFv4.2", "##contig=<ID=chr1,length=200>",
-             '##INFO=<ID=VARSCORE,Number=.,Type=String,Description="Predicted effect. '
-             'Format: ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA">',
-             "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    lines = [
+        "##fileformat=VCFv4.2",
+        "##contig=<ID=chr1,length=200>",
+        '##INFO=<ID=VARSCORE,Number=.,Type=String,Description="Predicted effect. '
+        'Format: ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA">',
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO",
+    ]
     enet = {("GENEA", 10): 0.3, ("GENEB", 160): 0.1, ("GENEB", 180): -0.2}  # k: GENEA 1, GENEB 2
     for gene, pos, delta in sorted(ISM, key=lambda r: r[1]):
         entries = [f"C|{gene}|m1|0|{delta}|{delta}", f"C|{gene}|enet|0|0|{enet.get((gene, pos), 0)}"]
         lines.append(f"chr1\t{pos}\t.\tA\tC\t.\t.\tVARSCORE={','.join(entries)}")
     vcf = tmp_path / "scored.vcf"
     vcf.write_text("\n".join(lines) + "\n")
-    result = CliRunner().invoke(cli, ["enrichment", str(vcf), "--bed", str(write_segments(tmp_path / "s.bed", "dense")),
-                                      "--genes", str(write_genes(tmp_path / "genes.tsv")), "--window", "100",
-                                      "--k-from", "enet", "-o", str(tmp_path / "out.tsv")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "enrichment",
+            str(vcf),
+            "--bed",
+            str(write_segments(tmp_path / "s.bed", "dense")),
+            "--genes",
+            str(write_genes(tmp_path / "genes.tsv")),
+            "--window",
+            "100",
+            "--k-from",
+            "enet",
+            "-o",
+            str(tmp_path / "out.tsv"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "out.tsv", sep="\t").set_index(["model", "state"])
     # m1 HSVs: GENEA top 1 -> 10 (TssA); GENEB top 2 -> 160 (Enh), 120 (Quies)
@@ -129,9 +157,23 @@ def test_annotator_adds_states_through_the_cli(tmp_path):
     fasta = write_fasta(tmp_path / "ref.fa", {"chr1": "ACGT" * 60})
     vcf = write_vcf(tmp_path / "in.vcf", [("chr1", 10, "C", "A"), ("chr1", 70, "C", "A"), ("chr1", 230, "C", "A")])
     bed = write_segments(tmp_path / "s.bed", "expanded")
-    result = CliRunner().invoke(cli, ["annotate", str(vcf), "--model", "none", "--fasta", str(fasta),
-                                      "--annotate", "chromhmm", "--annotator-opt", f"chromhmm.bed={bed}",
-                                      "-o", str(tmp_path / "out.vcf")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "annotate",
+            str(vcf),
+            "--model",
+            "none",
+            "--fasta",
+            str(fasta),
+            "--annotate",
+            "chromhmm",
+            "--annotator-opt",
+            f"chromhmm.bed={bed}",
+            "-o",
+            str(tmp_path / "out.vcf"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     records = [line.split("\t") for line in read_vcf_lines(tmp_path / "out.vcf") if not line.startswith("#")]
     assert "VARSCORE_CHROMHMM=1_TssA" in records[0][7]
@@ -145,14 +187,39 @@ def test_bed_with_unknown_contigs_is_a_one_line_error(tmp_path, full_cli):
     fasta = write_fasta(tmp_path / "ref.fa", {"chr1": "ACGT" * 60})
     vcf = write_vcf(tmp_path / "in.vcf", [("chr1", 10, "C", "A")])
     bed = write_segments(tmp_path / "other.bed", chrom="chrUn_gl000220")
-    result = CliRunner().invoke(cli, ["annotate", str(vcf), "--model", "none", "--fasta", str(fasta),
-                                      "--annotate", "chromhmm", "--annotator-opt", f"chromhmm.bed={bed}",
-                                      "-o", str(tmp_path / "out.vcf")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "annotate",
+            str(vcf),
+            "--model",
+            "none",
+            "--fasta",
+            str(fasta),
+            "--annotate",
+            "chromhmm",
+            "--annotator-opt",
+            f"chromhmm.bed={bed}",
+            "-o",
+            str(tmp_path / "out.vcf"),
+        ],
+    )
     assert result.exit_code == 1
     assert len(result.output.strip().splitlines()) == 1
     assert "chrUn_gl000220" in result.output and "other.bed" in result.output
-    result = CliRunner().invoke(cli, ["enrichment", str(write_ism(tmp_path / "ism.tsv")), "--bed", str(bed),
-                                      "--genes", str(write_genes(tmp_path / "genes.tsv")), "--top", "2"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "enrichment",
+            str(write_ism(tmp_path / "ism.tsv")),
+            "--bed",
+            str(bed),
+            "--genes",
+            str(write_genes(tmp_path / "genes.tsv")),
+            "--top",
+            "2",
+        ],
+    )
     assert result.exit_code == 1
     assert len(result.output.strip().splitlines()) == 1
     assert "chr1" in result.output and "chrUn_gl000220" in result.output

@@ -384,8 +384,9 @@ def test_window_norm_ism_and_edits_equal_full_forwards() -> None:
     windows = np.repeat(reference[None], len(edits), axis=0)
     for row, (o, values) in enumerate(edits):
         windows[row, o] = values
-    np.testing.assert_allclose(backbone.predict_edits(reference, edits, batch_size=2), backbone.predict(windows),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        backbone.predict_edits(reference, edits, batch_size=2), backbone.predict(windows), rtol=1e-4, atol=1e-5
+    )
     with pytest.raises(InputError, match="outside the 2048-bp window"):
         backbone.predict_edits(reference, [(np.array([WINDOW]), np.ones((1, 4), dtype=np.float32))])
 

@@ -48,8 +48,19 @@ def _case(length: int, bin_size: int, seed: int, n_random: int = 5) -> tuple[np.
     rng = np.random.default_rng(seed)
     reference = np.eye(4, dtype=np.float32)[rng.integers(0, 4, length)]
     centre = length // 2
-    fixed = [0, 1, 7, bin_size - 1, bin_size, centre - 1, centre, centre + bin_size // 2, length - bin_size, length - 2,
-             length - 1]
+    fixed = [
+        0,
+        1,
+        7,
+        bin_size - 1,
+        bin_size,
+        centre - 1,
+        centre,
+        centre + bin_size // 2,
+        length - bin_size,
+        length - 2,
+        length - 1,
+    ]
     offsets = sorted({*fixed, *rng.integers(0, length, n_random).tolist()})
     current = reference.argmax(axis=1)
     return reference, [(o, BASES[(int(current[o]) + int(rng.integers(1, 4))) % 4]) for o in offsets]
@@ -87,8 +98,15 @@ REDUCERS = {
 
 @pytest.mark.parametrize(
     ("config", "depth", "seeds"),
-    [("tiny", 0, (1,)), ("tiny", 1, (1, 2)), ("tiny", 2, (1, 2)), ("tiny", 3, (1,)), ("coarse", 1, (1,)), ("coarse", 3, (2,)),
-     ("mid", 2, (1,))],
+    [
+        ("tiny", 0, (1,)),
+        ("tiny", 1, (1, 2)),
+        ("tiny", 2, (1, 2)),
+        ("tiny", 3, (1,)),
+        ("coarse", 1, (1,)),
+        ("coarse", 3, (2,)),
+        ("mid", 2, (1,)),
+    ],
 )
 def test_enformer_fast_ism_equals_full_forwards(config, depth, seeds) -> None:
     for seed in seeds:
@@ -188,8 +206,9 @@ def test_borzoi_fast_ism_equals_full_forwards(borzoi, depth, head) -> None:
         backbone = borzoi.BorzoiBackbone(**params).build()
         _perturb(backbone.model_, seed)
         reference, substitutions = _case(2048, 128, seed)
-        _assert_equal_to_naive(backbone, reference, substitutions, [_flat, ScalarOutput().reduce,
-                                                                    ScalarOutput(center_bins=4).reduce])
+        _assert_equal_to_naive(
+            backbone, reference, substitutions, [_flat, ScalarOutput().reduce, ScalarOutput(center_bins=4).reduce]
+        )
 
 
 def test_borzoi_longer_window_and_mixed_substitutions(borzoi) -> None:

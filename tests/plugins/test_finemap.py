@@ -38,8 +38,9 @@ def full_cli():
 
 
 def write_genes(path: Path) -> Path:
-    path.write_text(f"gene_id\tgene_name\tchrom\ttss\tstrand\n{GENE_A}\tGENEA\tchr1\t1000\t+\n"
-                    f"{GENE_B}\tGENEB\tchr1\t5000\t-\n")
+    path.write_text(
+        f"gene_id\tgene_name\tchrom\ttss\tstrand\n{GENE_A}\tGENEA\tchr1\t1000\t+\n{GENE_B}\tGENEB\tchr1\t5000\t-\n"
+    )
     return path
 
 
@@ -79,8 +80,14 @@ def test_matched_negatives_by_hand():
     assert matched_negatives(np.array([5.0]), np.array([1.0]), 5).tolist() == [0]  # fewer when they run out
 
 
-def _expected(weights: pd.DataFrame, positives: dict[str, set[int]], excluded: dict[str, set[int]],
-              tss: dict[str, int], model: str, n_neg: int = 5):
+def _expected(
+    weights: pd.DataFrame,
+    positives: dict[str, set[int]],
+    excluded: dict[str, set[int]],
+    tss: dict[str, int],
+    model: str,
+    n_neg: int = 5,
+):
     """Independent computation: explicit loops for the matching, sklearn for the metrics."""
     per_gene, pooled_labels, pooled_scores = {}, [], []
     for gene, rows in weights[weights["model"] == model].groupby("gene"):
@@ -90,8 +97,10 @@ def _expected(weights: pd.DataFrame, positives: dict[str, set[int]], excluded: d
         chosen = []
         for p in pos_sites:
             d = abs(p - tss[gene])
-            ranked = sorted((c for c in candidates if c not in chosen),
-                            key=lambda c: (abs(abs(c - tss[gene]) - d), candidates.index(c)))
+            ranked = sorted(
+                (c for c in candidates if c not in chosen),
+                key=lambda c: (abs(abs(c - tss[gene]) - d), candidates.index(c)),
+            )
             chosen += ranked[:n_neg]
         labels = [1] * len(pos_sites) + [0] * len(chosen)
         scores = [site[p] for p in pos_sites] + [site[c] for c in chosen]
@@ -104,8 +113,13 @@ def _expected(weights: pd.DataFrame, positives: dict[str, set[int]], excluded: d
 def test_evaluation_equals_an_independent_computation(tmp_path):
     weights = make_weights()
     sites = {g: sorted(weights.loc[weights["gene"] == g, "pos"].unique()) for g in ("GENEA", "GENEB")}
-    fm_rows = [(GENE_A, sites["GENEA"][3], 0.8), (GENE_A, sites["GENEA"][20], 0.35), (GENE_A, sites["GENEA"][30], 0.05),
-               (GENE_B, sites["GENEB"][5], 0.95), (GENE_B, sites["GENEB"][6], 0.5)]
+    fm_rows = [
+        (GENE_A, sites["GENEA"][3], 0.8),
+        (GENE_A, sites["GENEA"][20], 0.35),
+        (GENE_A, sites["GENEA"][30], 0.05),
+        (GENE_B, sites["GENEB"][5], 0.95),
+        (GENE_B, sites["GENEB"][6], 0.5),
+    ]
     table = read_finemap_table(write_caviar(tmp_path / "caviar.txt", fm_rows), tissue="Whole_Blood")
     genes = {}
     for gene in load_genes(write_genes(tmp_path / "genes.tsv")):
@@ -114,7 +128,9 @@ def test_evaluation_equals_an_independent_computation(tmp_path):
     positives = {"GENEA": {sites["GENEA"][3], sites["GENEA"][20]}, "GENEB": {sites["GENEB"][5], sites["GENEB"][6]}}
     excluded = {"GENEA": {sites["GENEA"][30]}, "GENEB": set()}  # in the table, below min_posterior
     for model in ("ridge", "variformer"):
-        per_gene, pooled_auroc, pooled_aupr = _expected(weights, positives, excluded, {"GENEA": 1000, "GENEB": 5000}, model)
+        per_gene, pooled_auroc, pooled_aupr = _expected(
+            weights, positives, excluded, {"GENEA": 1000, "GENEB": 5000}, model
+        )
         ours = result.per_gene[result.per_gene["model"] == model].set_index("gene")
         for gene, (roc, ap, n_neg) in per_gene.items():
             assert ours.loc[gene, "auroc"] == pytest.approx(roc, abs=1e-12)
@@ -132,9 +148,21 @@ def test_finemap_eval_command(tmp_path, full_cli):
     weights.to_csv(ism, sep="\t", index=False)
     sites = sorted(weights.loc[weights["gene"] == "GENEA", "pos"].unique())
     caviar = write_caviar(tmp_path / "caviar.txt", [(GENE_A, sites[1], 0.9), (GENE_A, sites[2], 0.7)])
-    result = CliRunner().invoke(full_cli, ["finemap-eval", str(ism), "--finemap", str(caviar), "--genes",
-                                           str(write_genes(tmp_path / "genes.tsv")), "--tissue", "Whole_Blood",
-                                           "--per-gene", str(tmp_path / "genes_out.tsv")])
+    result = CliRunner().invoke(
+        full_cli,
+        [
+            "finemap-eval",
+            str(ism),
+            "--finemap",
+            str(caviar),
+            "--genes",
+            str(write_genes(tmp_path / "genes.tsv")),
+            "--tissue",
+            "Whole_Blood",
+            "--per-gene",
+            str(tmp_path / "genes_out.tsv"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(pd.io.common.StringIO(result.output), sep="\t")
     assert sorted(table["model"]) == ["ridge", "variformer"]
@@ -146,10 +174,12 @@ def test_finemap_eval_command(tmp_path, full_cli):
 
 def test_susie_dapg_and_caviar_tables_read_alike(tmp_path):
     caviar = read_finemap_table(write_caviar(tmp_path / "c.txt", [(GENE_A, 1200, 0.8)]), tissue="Whole_Blood")
-    (tmp_path / "susie.tsv").write_text("molecular_trait_id\tvariant\tchromosome\tposition\tpip\tcs_id\n"
-                                        f"{GENE_A}\tchr1_1200_A_C\t1\t1200\t0.8\tL1\n")
-    (tmp_path / "dapg.txt").write_text(f"tissue_id\tgene_id\tcluster_id\tvariant_id\tvariant_pip\n"
-                                       f"Whole_Blood\t{GENE_A}\t1\tchr1_1200_A_C_b38\t0.8\n")
+    (tmp_path / "susie.tsv").write_text(
+        f"molecular_trait_id\tvariant\tchromosome\tposition\tpip\tcs_id\n{GENE_A}\tchr1_1200_A_C\t1\t1200\t0.8\tL1\n"
+    )
+    (tmp_path / "dapg.txt").write_text(
+        f"tissue_id\tgene_id\tcluster_id\tvariant_id\tvariant_pip\nWhole_Blood\t{GENE_A}\t1\tchr1_1200_A_C_b38\t0.8\n"
+    )
     susie = read_finemap_table(tmp_path / "susie.tsv")
     dapg = read_finemap_table(tmp_path / "dapg.txt")
     assert (caviar["method"].iloc[0], susie["method"].iloc[0], dapg["method"].iloc[0]) == ("caviar", "susie", "dapg")
@@ -164,10 +194,23 @@ def test_annotator_adds_posteriors_matching_alleles(tmp_path):
 
     caviar = write_caviar(tmp_path / "caviar.txt", [(GENE_A, 1200, 0.8), (GENE_B, 1200, 0.25), (GENE_A, 1300, 0.6)])
     vcf = write_vcf(tmp_path / "in.vcf", [("chr1", 1200, "A", "C"), ("chr1", 1300, "A", "G"), ("chr1", 1400, "A", "C")])
-    result = CliRunner().invoke(cli, ["annotate", str(vcf), "--model", "none", "--annotate", "finemap",
-                                      "--annotator-opt", f"finemap.table={caviar}",
-                                      "--annotator-opt", "finemap.tissue=Whole_Blood",
-                                      "-o", str(tmp_path / "out.vcf")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "annotate",
+            str(vcf),
+            "--model",
+            "none",
+            "--annotate",
+            "finemap",
+            "--annotator-opt",
+            f"finemap.table={caviar}",
+            "--annotator-opt",
+            "finemap.tissue=Whole_Blood",
+            "-o",
+            str(tmp_path / "out.vcf"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = read_vcf_lines(tmp_path / "out.vcf")
     assert any("ID=VARSCORE_FINEMAP" in line and "Format: GENE|TISSUE|METHOD|POSTERIOR" in line for line in lines)
@@ -192,9 +235,19 @@ def test_tables_with_missing_columns_fail_with_one_line_via_cli(tmp_path, full_c
     table.write_text(text)
     ism = tmp_path / "ism.tsv"
     make_weights().to_csv(ism, sep="\t", index=False)
-    for args in (["finemap-eval", str(ism), "--finemap", str(table), "--genes", str(write_genes(tmp_path / "g.tsv"))],
-                 ["annotate", str(write_vcf(tmp_path / "in.vcf", [("chr1", 5, "A", "C")])), "--model", "none",
-                  "--annotate", "finemap", "--annotator-opt", f"finemap.table={table}"]):
+    for args in (
+        ["finemap-eval", str(ism), "--finemap", str(table), "--genes", str(write_genes(tmp_path / "g.tsv"))],
+        [
+            "annotate",
+            str(write_vcf(tmp_path / "in.vcf", [("chr1", 5, "A", "C")])),
+            "--model",
+            "none",
+            "--annotate",
+            "finemap",
+            "--annotator-opt",
+            f"finemap.table={table}",
+        ],
+    ):
         result = CliRunner().invoke(full_cli, args)
         assert result.exit_code == 1, result.output
         assert len(result.output.strip().splitlines()) == 1, result.output

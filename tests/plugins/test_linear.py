@@ -125,7 +125,7 @@ def test_held_out_r2_tracks_simulated_h2(cohort, fitted) -> None:  # type: ignor
     for gene in data.genes:
         x, _ = imputed_dosage(gene.windows.genotypes, data.train)
         pred = model.predict(x[data.test], gene=gene.gene.gene_id)[:, 0]
-        (value, _), = per_gene_metrics(np.zeros(len(data.test), dtype=np.int64), pred, gene.expression[data.test], 1)
+        ((value, _),) = per_gene_metrics(np.zeros(len(data.test), dtype=np.int64), pred, gene.expression[data.test], 1)
         r2.append(value)
     h2 = truth.loc[[g.gene.gene_id for g in data.genes], "h2_realised"].to_numpy()
     # measured 0.79-0.98 over simulation seeds 1-6 (0.98 with seed 3); 30 test people are noisy
@@ -147,15 +147,36 @@ def test_save_load_round_trip_without_pickle(fitted, tmp_path: Path) -> None:  #
 
 
 def _cohort_args(cohort) -> list[str]:  # type: ignore[no-untyped-def]
-    return ["--vcf", str(cohort.vcf), "--expression", str(cohort.expression), "--genes", str(cohort.genes_tsv),
-            "--fasta", str(cohort.fasta)]
+    return [
+        "--vcf",
+        str(cohort.vcf),
+        "--expression",
+        str(cohort.expression),
+        "--genes",
+        str(cohort.genes_tsv),
+        "--fasta",
+        str(cohort.fasta),
+    ]
 
 
 @pytest.fixture(scope="module")
 def bundle_dir(cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     out = tmp_path_factory.mktemp("linear_bundle") / "en"
-    result = CliRunner().invoke(cli, ["finetune", *_cohort_args(cohort), "--backbone", "elastic-net",
-                                      "--window", str(WINDOW), "--param", "n_alphas=20", "-o", str(out)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "finetune",
+            *_cohort_args(cohort),
+            "--backbone",
+            "elastic-net",
+            "--window",
+            str(WINDOW),
+            "--param",
+            "n_alphas=20",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -194,8 +215,20 @@ def test_predictdb_export_import_round_trip(bundle_dir: Path, cohort, fitted, tm
     assert first[0].startswith("chr") and first[0].endswith(f"_{first[1]}_{first[2]}_b38")
 
     out = tmp_path / "imported"
-    result = runner.invoke(cli, ["models", "import-predictdb", str(db), "-o", str(out), "--vcf", str(cohort.vcf),
-                                 "--genes", str(cohort.genes_tsv)])
+    result = runner.invoke(
+        cli,
+        [
+            "models",
+            "import-predictdb",
+            str(db),
+            "-o",
+            str(out),
+            "--vcf",
+            str(cohort.vcf),
+            "--genes",
+            str(cohort.genes_tsv),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "(100.0%) are in cohort.vcf.gz" in result.output
     original, imported = load_bundle(bundle_dir).backbone(), load_bundle(out).backbone()
@@ -246,11 +279,14 @@ def test_predictdb_import_explains_a_build_mismatch(bundle_dir: Path, cohort, tm
     db = tmp_path / "b37.db"
     with sqlite3.connect(db) as con:
         con.execute("CREATE TABLE weights (rsid TEXT, gene TEXT, weight DOUBLE, ref_allele TEXT, eff_allele TEXT)")
-        con.execute('CREATE TABLE extra (gene TEXT, genename TEXT, "n.snps.in.model" INTEGER, "pred.perf.R2" DOUBLE, '
-                    '"pred.perf.pval" DOUBLE, "pred.perf.qval" DOUBLE)')
+        con.execute(
+            'CREATE TABLE extra (gene TEXT, genename TEXT, "n.snps.in.model" INTEGER, "pred.perf.R2" DOUBLE, '
+            '"pred.perf.pval" DOUBLE, "pred.perf.qval" DOUBLE)'
+        )
         contig = pd.read_csv(cohort.truth_genes, sep="\t")["chrom"].iloc[0]
-        con.execute("INSERT INTO weights VALUES (?, 'G1', 0.5, 'A', 'G')",
-                    (predictdb_id(f"{contig}:999999999:A:G", "b37"),))
+        con.execute(
+            "INSERT INTO weights VALUES (?, 'G1', 0.5, 'A', 'G')", (predictdb_id(f"{contig}:999999999:A:G", "b37"),)
+        )
         con.execute("INSERT INTO weights VALUES ('rs123', 'G1', 0.5, 'A', 'G')")
         con.execute("INSERT INTO extra VALUES ('G1', 'G1', 2, 0.1, NULL, NULL)")
     imported = read_predictdb(db, vcf=cohort.vcf)
@@ -269,7 +305,7 @@ def test_evaluate_cli_scores_a_linear_bundle(bundle_dir: Path, cohort, fitted) -
     gene = data.genes[0]
     x, _ = imputed_dosage(gene.windows.genotypes, data.train)
     pred = model.predict(x[data.test], gene=gene.gene.gene_id)[:, 0]
-    (r2, _), = per_gene_metrics(np.zeros(len(data.test), dtype=np.int64), pred, gene.expression[data.test], 1)
+    ((r2, _),) = per_gene_metrics(np.zeros(len(data.test), dtype=np.int64), pred, gene.expression[data.test], 1)
     assert table.loc[table["gene"] == gene.gene.label, "r2"].item() == pytest.approx(r2, abs=1e-3)
 
 
@@ -317,8 +353,12 @@ def _bcftools_dosages(vcf: Path, region: str) -> tuple[list[tuple[int, str, str]
 
     from tests.conftest import BCFTOOLS
 
-    out = subprocess.run([str(BCFTOOLS), "query", "-r", region, "-f", "%POS\t%REF\t%ALT[\t%GT]\n", str(vcf)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(BCFTOOLS), "query", "-r", region, "-f", "%POS\t%REF\t%ALT[\t%GT]\n", str(vcf)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     keys, dosage, missing = [], [], []
     for line in out.splitlines():
         pos, ref, alts, *gts = line.split("\t")
@@ -363,8 +403,7 @@ def test_genotype_matrix_equals_bcftools_dosage_of_every_record(tmp_path: Path) 
     reference = one_hot(contig)
     genotypes = read_window_genotypes(vcf, Window("chr20", 0, len(contig)), reference)
     keys, expected, missing = _bcftools_dosages(vcf, "chr20:1-60")
-    assert [(int(p), r, a) for p, r, a in zip(genotypes.positions, genotypes.refs, genotypes.alts,
-                                              strict=True)] == keys
+    assert [(int(p), r, a) for p, r, a in zip(genotypes.positions, genotypes.refs, genotypes.alts, strict=True)] == keys
     assert genotypes.summary.overlapping_calls > 0 and genotypes.summary.overlap_examples
     train = np.arange(len(samples))
     dosage, n_missing = imputed_dosage(genotypes, train)

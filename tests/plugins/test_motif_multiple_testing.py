@@ -82,8 +82,14 @@ def test_default_flags_a_small_share_of_random_snvs_on_the_bundled_reference():
     genome, variants = _random_snvs(400, seed=11)
     annotator = MotifAnnotator()
     raw = variant_motif_hits(variants, genome, annotator.compiled, 5e-5, correction="none")
-    default = variant_motif_hits(variants, genome, annotator.compiled, annotator.p_threshold,
-                                 correction=annotator.correction, q_threshold=annotator.q_threshold)
+    default = variant_motif_hits(
+        variants,
+        genome,
+        annotator.compiled,
+        annotator.p_threshold,
+        correction=annotator.correction,
+        q_threshold=annotator.q_threshold,
+    )
     assert annotator.correction == "bh" and annotator.q_threshold == DEFAULT_Q_THRESHOLD
     assert len(raw) / len(variants) > 0.35
     assert 0.01 <= len(default) / len(variants) <= 0.10

@@ -160,11 +160,19 @@ def test_motif_file_formats_agree(tmp_path):
     assert [m.tf for m in hocomoco] == ["AHR", "AIRE", "ALX1"]
     ahr = hocomoco[0]
     rows = [" ".join(f"{v:.6f}" for v in ahr.counts[:, b]) for b in range(4)]
-    (tmp_path / "a.jaspar").write_text(">AHR AHR\n" + "".join(f"{b} [ {r} ]\n" for b, r in zip("ACGT", rows, strict=True)))
+    (tmp_path / "a.jaspar").write_text(
+        ">AHR AHR\n" + "".join(f"{b} [ {r} ]\n" for b, r in zip("ACGT", rows, strict=True))
+    )
     (tmp_path / "a.pfm").write_text(">AHR AHR\n" + "\n".join(rows) + "\n")
     probs = ahr.counts / ahr.counts.sum(axis=1, keepdims=True)
-    meme = ["MEME version 4", "", "ALPHABET= ACGT", "", "MOTIF AHR AHR",
-            f"letter-probability matrix: alength= 4 w= {ahr.length} nsites= 20 E= 0"]
+    meme = [
+        "MEME version 4",
+        "",
+        "ALPHABET= ACGT",
+        "",
+        "MOTIF AHR AHR",
+        f"letter-probability matrix: alength= 4 w= {ahr.length} nsites= 20 E= 0",
+    ]
     meme += [" ".join(f"{v:.8f}" for v in row) for row in probs]
     (tmp_path / "a.meme").write_text("\n".join(meme) + "\n")
     for name in ("a.jaspar", "a.pfm"):
@@ -199,9 +207,23 @@ def test_malformed_motif_files_fail_with_one_line_via_cli(tmp_path, name):
     motif_file.write_text(MALFORMED[name])
     fasta = write_fasta(tmp_path / "ref.fa", {"chr1": "ACGT" * 50})
     vcf = write_vcf(tmp_path / "in.vcf", [("chr1", 10, "T", "A")])
-    result = CliRunner().invoke(cli, ["annotate", str(vcf), "--model", "none", "--fasta", str(fasta),
-                                      "--annotate", "motifs", "--annotator-opt", f"motifs.motifs={motif_file}",
-                                      "-o", str(tmp_path / "out.vcf")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "annotate",
+            str(vcf),
+            "--model",
+            "none",
+            "--fasta",
+            str(fasta),
+            "--annotate",
+            "motifs",
+            "--annotator-opt",
+            f"motifs.motifs={motif_file}",
+            "-o",
+            str(tmp_path / "out.vcf"),
+        ],
+    )
     assert result.exit_code == 1, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and name in lines[0], result.output
@@ -223,8 +245,21 @@ def test_bad_annotator_options_are_one_line_errors(tmp_path, option, words):
     from varscore.cli import cli
 
     vcf = write_vcf(tmp_path / "in.vcf", [("chr1", 10, "T", "A")])
-    result = CliRunner().invoke(cli, ["annotate", str(vcf), "--model", "none", "--annotate", "motifs",
-                                      "--annotator-opt", option, "-o", str(tmp_path / "out.vcf")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "annotate",
+            str(vcf),
+            "--model",
+            "none",
+            "--annotate",
+            "motifs",
+            "--annotator-opt",
+            option,
+            "-o",
+            str(tmp_path / "out.vcf"),
+        ],
+    )
     assert result.exit_code == 1
     assert len(result.output.strip().splitlines()) == 1, result.output
     for word in words:
@@ -236,19 +271,41 @@ def test_annotate_without_a_model_adds_motif_entries(tmp_path):
 
     fasta, motif_file, sequence, position_of = _toy_world(tmp_path)
     pos = position_of(1)
-    vcf = write_vcf(tmp_path / "in.vcf", [("chr1", 30, sequence[29], "G"), ("chr1", pos, sequence[pos - 1], "C")],
-                    contigs={"chr1": len(sequence)})
+    vcf = write_vcf(
+        tmp_path / "in.vcf",
+        [("chr1", 30, sequence[29], "G"), ("chr1", pos, sequence[pos - 1], "C")],
+        contigs={"chr1": len(sequence)},
+    )
     out = tmp_path / "out.vcf.gz"
-    result = CliRunner().invoke(cli, ["annotate", str(vcf), "--model", "none", "--fasta", str(fasta),
-                                      "--annotate", "motifs", "--annotator-opt", f"motifs.motifs={motif_file}",
-                                      "--annotator-opt", "motifs.p_threshold=1e-3",
-                                      "--annotator-opt", "motifs.background=uniform", "-o", str(out)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "annotate",
+            str(vcf),
+            "--model",
+            "none",
+            "--fasta",
+            str(fasta),
+            "--annotate",
+            "motifs",
+            "--annotator-opt",
+            f"motifs.motifs={motif_file}",
+            "--annotator-opt",
+            "motifs.p_threshold=1e-3",
+            "--annotator-opt",
+            "motifs.background=uniform",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     import gzip
 
     lines = gzip.open(out, "rt").read().splitlines()
-    assert any(line.startswith("##INFO=<ID=VARSCORE_MOTIF") and "Format: ALLELE|MOTIF|TF|STRAND|REF_P|ALT_P|EFFECT"
-               in line for line in lines)
+    assert any(
+        line.startswith("##INFO=<ID=VARSCORE_MOTIF") and "Format: ALLELE|MOTIF|TF|STRAND|REF_P|ALT_P|EFFECT" in line
+        for line in lines
+    )
     records = [line for line in lines if not line.startswith("#")]
     assert "VARSCORE_MOTIF" not in records[0]
     assert "VARSCORE_MOTIF=C|TOY.1|TOYTF|-|" in records[1]
@@ -282,10 +339,16 @@ def test_planted_motif_variants_are_flagged(tmp_path, record_property):
     CORE vertebrate motifs: on the bundled cohort and on a freshly simulated one."""
     from varscore.simulate import SimulationConfig, simulate_cohort
 
-    sim = simulate_cohort(SimulationConfig(people=20, genes=20, window=10_000, seed=3, h2_null_fraction=0.0,
-                                           causal_per_gene=5, motif_fraction=1.0), tmp_path / "sim")
-    cohorts = [(pd.read_csv(EXAMPLES / "truth_variants.tsv", sep="\t"), EXAMPLES / "ucsc.hg19.chr20.unittest.fasta.gz"),
-               (pd.read_csv(sim.truth_variants, sep="\t"), sim.out_dir / "reference.fa")]
+    sim = simulate_cohort(
+        SimulationConfig(
+            people=20, genes=20, window=10_000, seed=3, h2_null_fraction=0.0, causal_per_gene=5, motif_fraction=1.0
+        ),
+        tmp_path / "sim",
+    )
+    cohorts = [
+        (pd.read_csv(EXAMPLES / "truth_variants.tsv", sep="\t"), EXAMPLES / "ucsc.hg19.chr20.unittest.fasta.gz"),
+        (pd.read_csv(sim.truth_variants, sep="\t"), sim.out_dir / "reference.fa"),
+    ]
     recall = {}
     for threshold in (1e-4, 5e-5):
         found = total = 0

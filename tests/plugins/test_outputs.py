@@ -47,8 +47,9 @@ def test_scalar_stats_match_a_loop(stat):
 
 def test_sum_stats_reduce_each_sequence():
     pred = _predictions()
-    np.testing.assert_allclose(ScalarOutput(track=2, stat="SUM").reduce(pred)[:, 0], pred[:, :, 2].sum(axis=1),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        ScalarOutput(track=2, stat="SUM").reduce(pred)[:, 0], pred[:, :, 2].sum(axis=1), rtol=1e-6
+    )
     expected = [sum(math.log2(v + 1) for v in row) for row in pred[:, :, 0].tolist()]
     np.testing.assert_allclose(ScalarOutput(stat="logSUM").reduce(pred)[:, 0], expected, rtol=1e-5)
 
@@ -109,8 +110,12 @@ def test_bundle_with_an_output_mode_its_backbone_lacks_is_refused(tmp_path):
     from varscore.bundle import MANIFEST, SCHEMA_VERSION, load_bundle
     from varscore.errors import PluginError
 
-    manifest = {"schema_version": SCHEMA_VERSION, "name": "m", "backbone": {"name": "ridge", "params": {}},
-                "output_mode": {"name": "track", "params": {}}}
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "name": "m",
+        "backbone": {"name": "ridge", "params": {}},
+        "output_mode": {"name": "track", "params": {}},
+    }
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(PluginError, match="'ridge' does not support output mode 'track'; it supports: scalar"):
         load_bundle(tmp_path, trust_unverified=True).output_mode()  # a bare manifest: no weights to verify

@@ -35,9 +35,16 @@ def test_predictdb_export_of_the_demo_fills_p_and_q_values(tmp_path: Path) -> No
     assert set(extra) == set(model.genes) and len(extra) == 5
     assert all(p is not None and q is not None for p, q in extra.values())
     data_path = data_dir()
-    data = load_cohort(CohortInputs(data_path / "cohort.vcf.gz", data_path / "cohort.expression.bed.gz",
-                                    data_path / "genes.tsv", data_path / "ucsc.hg19.chr20.unittest.fasta.gz",
-                                    bundle_path / "folds.tsv"), model.window_size).data
+    data = load_cohort(
+        CohortInputs(
+            data_path / "cohort.vcf.gz",
+            data_path / "cohort.expression.bed.gz",
+            data_path / "genes.tsv",
+            data_path / "ucsc.hg19.chr20.unittest.fasta.gz",
+            bundle_path / "folds.tsv",
+        ),
+        model.window_size,
+    ).data
     tune = np.array([data.people.index(p) for p in bundle.manifest["people"]["tune"]])
     assert len(tune) >= 10
     expected_p = {}

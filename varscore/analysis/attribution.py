@@ -42,7 +42,9 @@ def gradient_x_input(
         with torch.enable_grad():
             value = reduce(module(x))
             if value.ndim != 2 or value.shape[1] != 1:
-                raise InputError(f"Attribution needs one output per sequence; the output mode gives {tuple(value.shape)}.")
+                raise InputError(
+                    f"Attribution needs one output per sequence; the output mode gives {tuple(value.shape)}."
+                )
             (grad,) = torch.autograd.grad(value.sum(), x)
         out[start : start + len(x)] = (grad * x).detach().double().cpu().numpy()
     return out
@@ -100,14 +102,21 @@ def attribute_gene(scorer: Any, variants: Any, rows: np.ndarray | None = None, b
             batch = personal_one_hot(variants.reference, variants.genotypes, people=rows[start : start + batch_size])
             total += gradient_x_input(module, batch, reduce, batch_size=batch_size, device=device).sum(axis=0)
         personal = standardised_attribution(total / len(rows))
-    return GeneAttribution(variants.gene.label, variants.window.chrom, variants.window.start,
-                           standardised_attribution(ref), personal)
+    return GeneAttribution(
+        variants.gene.label, variants.window.chrom, variants.window.start, standardised_attribution(ref), personal
+    )
 
 
 def attribution_table(attribution: GeneAttribution) -> pd.DataFrame:
     """Per-position table: chrom, pos (1-based), reference, personal."""
     n = len(attribution.reference)
-    table = pd.DataFrame({"chrom": attribution.chrom, "pos": attribution.start + 1 + np.arange(n),
-                          "gene": attribution.gene, "reference": attribution.reference})
+    table = pd.DataFrame(
+        {
+            "chrom": attribution.chrom,
+            "pos": attribution.start + 1 + np.arange(n),
+            "gene": attribution.gene,
+            "reference": attribution.reference,
+        }
+    )
     table["personal"] = attribution.personal if attribution.personal is not None else np.nan
     return table

@@ -83,8 +83,9 @@ def forward_select_drivers(
     d = np.asarray(effects, dtype=np.float64)
     y = np.asarray(predictions, dtype=np.float64)
     if g.ndim != 2 or g.shape != (len(y), len(d)):
-        raise InputError(f"Drivers need dosage (n, V), effects (V,), predictions (n,); got {g.shape}, "
-                         f"{d.shape}, {y.shape}.")
+        raise InputError(
+            f"Drivers need dosage (n, V), effects (V,), predictions (n,); got {g.shape}, {d.shape}, {y.shape}."
+        )
     n, n_vars = g.shape
     if n < 3:
         raise InputError(f"Driver selection needs at least 3 people; got {n}.")
@@ -192,8 +193,9 @@ def find_drivers(
     from tqdm.auto import tqdm
 
     rows, summary = [], []
-    for gv in tqdm(list(variants.values()), desc=f"drivers {scorer.name}", unit="gene", disable=not progress,
-                   leave=False):
+    for gv in tqdm(
+        list(variants.values()), desc=f"drivers {scorer.name}", unit="gene", disable=not progress, leave=False
+    ):
         gene_ism = ism[ism["gene"] == gv.gene.label]
         if list(gene_ism["key"]) != list(gv.table["key"]):
             raise InputError(f"The ISM table of {gv.gene.label} does not match its variants; score them together.")
@@ -202,13 +204,21 @@ def find_drivers(
             predicted = np.asarray(predictions[gv.gene.label])
         else:
             predicted = scorer.predict_people(gv, people_rows, batch_size=batch_size)
-        result = forward_select_drivers(gv.dosage[people_rows], gene_ism["delta"].to_numpy(), predicted,
-                                        min_gain=min_gain, alpha=alpha)
+        result = forward_select_drivers(
+            gv.dosage[people_rows], gene_ism["delta"].to_numpy(), predicted, min_gain=min_gain, alpha=alpha
+        )
         rows.append(drivers_table(gene_ism, result))
-        summary.append({"gene": gv.gene.label, "people": result.n_people, "candidates": result.n_candidates,
-                        "drivers": len(result.selected), "explained": result.final_explained,
-                        "explained_all": result.explained_all,
-                        "mean_ld": mean_pairwise_ld(gv.dosage[:, result.selected]),
-                        "ld_pairs": ld_pairs(gv.dosage[:, result.selected])})
+        summary.append(
+            {
+                "gene": gv.gene.label,
+                "people": result.n_people,
+                "candidates": result.n_candidates,
+                "drivers": len(result.selected),
+                "explained": result.final_explained,
+                "explained_all": result.explained_all,
+                "mean_ld": mean_pairwise_ld(gv.dosage[:, result.selected]),
+                "ld_pairs": ld_pairs(gv.dosage[:, result.selected]),
+            }
+        )
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     return table, pd.DataFrame(summary)

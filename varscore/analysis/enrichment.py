@@ -132,13 +132,16 @@ def read_segmentation(path: str | Path) -> Segmentation:
                     continue
                 parts = text.split("\t") if "\t" in text else text.split()
                 if len(parts) < 4:
-                    raise InputError(f"{path}:{line_no}: a segmentation line needs chrom, start, end and state; "
-                                     f"got {len(parts)} column(s).")
+                    raise InputError(
+                        f"{path}:{line_no}: a segmentation line needs chrom, start, end and state; "
+                        f"got {len(parts)} column(s)."
+                    )
                 try:
                     start, end = int(parts[1]), int(parts[2])
                 except ValueError as exc:
-                    raise InputError(f"{path}:{line_no}: start and end must be integers; got '{parts[1]}', "
-                                     f"'{parts[2]}'.") from exc
+                    raise InputError(
+                        f"{path}:{line_no}: start and end must be integers; got '{parts[1]}', '{parts[2]}'."
+                    ) from exc
                 if start < 0 or end < start:
                     raise InputError(f"{path}:{line_no}: invalid interval {start}-{end} (0-based, start <= end).")
                 if end == start:
@@ -156,8 +159,10 @@ def read_segmentation(path: str | Path) -> Segmentation:
         overlap = np.flatnonzero(starts[1:] < ends[:-1])
         if len(overlap):
             i = int(overlap[0])
-            raise InputError(f"Segmentation {path}: segments overlap on {chrom} ({starts[i]}-{ends[i]} and "
-                             f"{starts[i + 1]}-{ends[i + 1]}); use one sample's segmentation.")
+            raise InputError(
+                f"Segmentation {path}: segments overlap on {chrom} ({starts[i]}-{ends[i]} and "
+                f"{starts[i + 1]}-{ends[i + 1]}); use one sample's segmentation."
+            )
         segmentation.starts[chrom] = starts
         segmentation.ends[chrom] = ends
         segmentation.states[chrom] = np.array([st for _, _, st in items], dtype=object)
@@ -188,8 +193,10 @@ def _weights_from_vcf(path: Path) -> pd.DataFrame:
     try:
         header = reader.get_header_type(SCORE_KEY) if SCORE_KEY in reader.raw_header else None
         if header is None or SCORE_FORMAT not in str(header.get("Description", "")):
-            raise InputError(f"{path} has no {SCORE_KEY} INFO field (Format: {SCORE_FORMAT}); annotate it with "
-                             "'varscore annotate' first.")
+            raise InputError(
+                f"{path} has no {SCORE_KEY} INFO field (Format: {SCORE_FORMAT}); annotate it with "
+                "'varscore annotate' first."
+            )
         for record in reader:
             value = record.INFO.get(SCORE_KEY)
             if not value:
@@ -214,8 +221,10 @@ def _weights_from_table(path: Path) -> pd.DataFrame:
         table = table.rename(columns={"weight": "delta"})
     missing = [c for c in ("chrom", "pos", "gene", "delta") if c not in table.columns]
     if missing:
-        raise InputError(f"ISM table {path} lacks column(s) {', '.join(missing)}; it needs chrom, pos, gene and "
-                         f"delta (weight), tab-separated with a header. It has: {', '.join(table.columns)}.")
+        raise InputError(
+            f"ISM table {path} lacks column(s) {', '.join(missing)}; it needs chrom, pos, gene and "
+            f"delta (weight), tab-separated with a header. It has: {', '.join(table.columns)}."
+        )
     for column, default in (("ref", ""), ("alt", ""), ("model", path.name.split(".")[0])):
         if column not in table.columns:
             table[column] = default
@@ -248,8 +257,13 @@ def select_hsvs(weights: pd.DataFrame, top: int | None = None, k_from: str | Non
     else:
         k = int(top) if top is not None else 0
     # one row per site: alleles of a multi-allelic record are one variant, weighted by the largest |delta|
-    sites = (weights.assign(magnitude=weights["delta"].abs()).sort_values("magnitude", ascending=False, kind="stable")
-             .drop_duplicates(["model", "gene", "chrom", "pos"]).drop(columns="magnitude").sort_index())
+    sites = (
+        weights.assign(magnitude=weights["delta"].abs())
+        .sort_values("magnitude", ascending=False, kind="stable")
+        .drop_duplicates(["model", "gene", "chrom", "pos"])
+        .drop(columns="magnitude")
+        .sort_index()
+    )
     parts = [high_scoring_variants(rows, k).assign(model=model) for model, rows in sites.groupby("model", sort=True)]
     return pd.concat(parts, ignore_index=True) if parts else weights.iloc[0:0].assign(hsv_rank=pd.Series(dtype=int))
 
@@ -276,7 +290,9 @@ def state_enrichment(hsvs: pd.DataFrame, windows: Mapping[str, Window], segmenta
     """
     missing = sorted(set(hsvs["gene"].astype(str)) - set(windows))
     if missing:
-        raise InputError(f"No window for gene(s) {', '.join(missing[:5])}: pass the gene table they come from (--genes).")
+        raise InputError(
+            f"No window for gene(s) {', '.join(missing[:5])}: pass the gene table they come from (--genes)."
+        )
     gene_rows = []
     for (model, gene), rows in hsvs.groupby(["model", "gene"], sort=True):
         window = windows[str(gene)]

@@ -42,7 +42,9 @@ def k_from_linear(linear_backbone: object) -> dict[str, int]:
     return {gene_id: len(linear_backbone.used_variants(gene_id)) for gene_id in linear_backbone.gene_ids()}
 
 
-def weight_pairs(linear_scorer: Any, genes: Sequence[Any], ism: pd.DataFrame, only_nonzero: bool = True) -> pd.DataFrame:
+def weight_pairs(
+    linear_scorer: Any, genes: Sequence[Any], ism: pd.DataFrame, only_nonzero: bool = True
+) -> pd.DataFrame:
     """The ISM table's variants that ``linear_scorer``'s model weighs (non-zero weights only, with
     ``only_nonzero``): columns gene, key, linear_weight (the additive weight per ALT dosage) and
     model_weight (the ISM delta), in the ISM table's order."""
@@ -54,9 +56,14 @@ def weight_pairs(linear_scorer: Any, genes: Sequence[Any], ism: pd.DataFrame, on
         weights.update({(gene.label, key): w for key, w in (per_key or {}).items() if w != 0 or not only_nonzero})
     keep = [(g, k) in weights for g, k in zip(ism["gene"], ism["key"], strict=True)]
     rows = ism[keep]
-    return pd.DataFrame({"gene": rows["gene"].to_numpy(), "key": rows["key"].to_numpy(),
-                         "linear_weight": [weights[(g, k)] for g, k in zip(rows["gene"], rows["key"], strict=True)],
-                         "model_weight": rows["delta"].to_numpy(dtype=float)})
+    return pd.DataFrame(
+        {
+            "gene": rows["gene"].to_numpy(),
+            "key": rows["key"].to_numpy(),
+            "linear_weight": [weights[(g, k)] for g, k in zip(rows["gene"], rows["key"], strict=True)],
+            "model_weight": rows["delta"].to_numpy(dtype=float),
+        }
+    )
 
 
 def high_scoring_variants(ism: pd.DataFrame, k_by_gene: dict[str, int] | int) -> pd.DataFrame:
@@ -98,7 +105,8 @@ def matched_controls(
         maf = candidates["maf"].to_numpy()
         for _, variant in picked.iterrows():
             ok = (np.abs(dist - variant["distance_to_tss"]) <= distance_bp) & (
-                np.abs(maf - variant["maf"]) <= maf_tolerance + 1e-12)
+                np.abs(maf - variant["maf"]) <= maf_tolerance + 1e-12
+            )
             rows.append(candidates[ok].assign(matched_to=variant["key"]))
     if not rows:
         return pool.iloc[0:0].assign(matched_to=pd.Series(dtype=str))
@@ -129,8 +137,7 @@ class Enrichment:
         return self.controls_causal / self.controls if self.controls else math.nan
 
 
-def causal_enrichment(selected: pd.DataFrame, controls: pd.DataFrame,
-                      causal: Iterable[tuple[str, str]]) -> Enrichment:
+def causal_enrichment(selected: pd.DataFrame, controls: pd.DataFrame, causal: Iterable[tuple[str, str]]) -> Enrichment:
     """:class:`Enrichment` of ``selected`` (columns gene, key) over ``controls`` for the
     ``causal`` ``(gene, key)`` pairs (a variant is causal for a gene, not for every gene whose
     window holds it)."""
@@ -155,15 +162,21 @@ def read_truth(path: str) -> set[tuple[str, str]]:
     try:
         table = pd.read_csv(path, sep="\t", dtype={"chrom": str, "ref": str, "alt": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"Cannot read truth table {path}: {exc} (expected a varscore simulate truth_variants.tsv).") from exc
+        raise InputError(
+            f"Cannot read truth table {path}: {exc} (expected a varscore simulate truth_variants.tsv)."
+        ) from exc
     needed = {"gene_id", "chrom", "pos", "ref", "alt"}
     if not needed <= set(table.columns):
-        raise InputError(f"{path} lacks columns {', '.join(sorted(needed - set(table.columns)))}: "
-                         "expected a varscore simulate truth_variants.tsv.")
+        raise InputError(
+            f"{path} lacks columns {', '.join(sorted(needed - set(table.columns)))}: "
+            "expected a varscore simulate truth_variants.tsv."
+        )
     pos = pd.to_numeric(table["pos"], errors="coerce")
     if table.empty or pos.isna().any() or (pos % 1 != 0).any() or table[list(needed)].isna().any().any():
-        raise InputError(f"{path} has no variants, or rows with an empty field or a non-integer pos: "
-                         "expected a varscore simulate truth_variants.tsv.")
+        raise InputError(
+            f"{path} has no variants, or rows with an empty field or a non-integer pos: "
+            "expected a varscore simulate truth_variants.tsv."
+        )
     table["pos"] = pos.astype(np.int64)
     keys = table["chrom"].astype(str) + ":" + table["pos"].astype(str) + ":" + table["ref"] + ":" + table["alt"]
     pairs = set(zip(table["gene_id"].astype(str), keys, strict=True))
@@ -189,8 +202,12 @@ class SignAgreement:
         return self.agree / self.n if self.n else math.nan
 
 
-def sign_agreement(model_weights: Sequence[float] | np.ndarray, linear_weights: Sequence[float] | np.ndarray,
-                   threshold: float | None = None, quantile: float = 0.5) -> SignAgreement:
+def sign_agreement(
+    model_weights: Sequence[float] | np.ndarray,
+    linear_weights: Sequence[float] | np.ndarray,
+    threshold: float | None = None,
+    quantile: float = 0.5,
+) -> SignAgreement:
     """Compare the signs of ``model_weights`` ``(V,)`` (ISM deltas) and ``linear_weights`` ``(V,)``
     (e.g. elastic-net coefficients), aligned by variant, keeping pairs where both exceed
     ``threshold`` in magnitude, or by default (``threshold=None``) where each exceeds its own

@@ -89,18 +89,21 @@ def read_gene_variants(
             genotypes = reader.read(window, reference)
             positions = genotypes.positions.astype(np.int64)
             refs, alts = genotypes.refs.astype(str), genotypes.alts.astype(str)
-            table = pd.DataFrame({
-                "chrom": gene.chrom,
-                "pos": positions,
-                "ref": refs,
-                "alt": alts,
-                "key": [variant_key(gene.chrom, p, r, a) for p, r, a in zip(positions, refs, alts, strict=True)],
-                "gene": gene.label,
-                "distance_to_tss": distance_to_tss(positions, gene),
-                "maf": _maf(genotypes.haplotypes),
-            })
-            out[gene.gene_id] = GeneVariants(gene, window, table, genotypes.dosage(), list(genotypes.samples),
-                                             reference, genotypes)
+            table = pd.DataFrame(
+                {
+                    "chrom": gene.chrom,
+                    "pos": positions,
+                    "ref": refs,
+                    "alt": alts,
+                    "key": [variant_key(gene.chrom, p, r, a) for p, r, a in zip(positions, refs, alts, strict=True)],
+                    "gene": gene.label,
+                    "distance_to_tss": distance_to_tss(positions, gene),
+                    "maf": _maf(genotypes.haplotypes),
+                }
+            )
+            out[gene.gene_id] = GeneVariants(
+                gene, window, table, genotypes.dosage(), list(genotypes.samples), reference, genotypes
+            )
     return out
 
 
@@ -108,8 +111,7 @@ def saturation_substitutions(reference: np.ndarray) -> list[tuple[int, str]]:
     """Every position × the 3 bases other than the reference base: ``(offset, base)`` pairs
     (positions with N get all 4 bases)."""
     codes = np.where(reference.max(axis=1) == 1, reference.argmax(axis=1), 4)
-    return [(offset, base) for offset, code in enumerate(codes.tolist())
-            for b, base in enumerate(BASES) if b != code]
+    return [(offset, base) for offset, code in enumerate(codes.tolist()) for b, base in enumerate(BASES) if b != code]
 
 
 @dataclass
@@ -149,8 +151,14 @@ class ModelScorer:
         """Additive per-ALT-dosage weights of ``gene``'s variants, for models that have them."""
         return None
 
-    def score(self, gene: Gene, reference: np.ndarray, table: pd.DataFrame, batch_size: int = 8,
-              advance: Callable[[int], object] | None = None) -> pd.DataFrame:
+    def score(
+        self,
+        gene: Gene,
+        reference: np.ndarray,
+        table: pd.DataFrame,
+        batch_size: int = 8,
+        advance: Callable[[int], object] | None = None,
+    ) -> pd.DataFrame:
         """``table`` (chrom, pos, ref, alt, ...) of ``gene``'s window with ref_pred, alt_pred and
         delta added. ``advance(n)`` is called as each chunk of ``n`` alleles is scored (a progress
         bar moves per allele, not per gene)."""
@@ -159,8 +167,14 @@ class ModelScorer:
         out["delta"] = out["alt_pred"] - out["ref_pred"]
         return out
 
-    def _predictions(self, gene: Gene, reference: np.ndarray, table: pd.DataFrame, batch_size: int,
-                     advance: Callable[[int], object] | None) -> tuple[Any, Any]:
+    def _predictions(
+        self,
+        gene: Gene,
+        reference: np.ndarray,
+        table: pd.DataFrame,
+        batch_size: int,
+        advance: Callable[[int], object] | None,
+    ) -> tuple[Any, Any]:
         raise NotImplementedError
 
     def predict_people(self, variants: GeneVariants, rows: np.ndarray, batch_size: int = 8) -> np.ndarray:
@@ -173,8 +187,14 @@ class SequenceScorer(ModelScorer):
 
     scores_sequence: ClassVar[bool] = True
 
-    def _predictions(self, gene: Gene, reference: np.ndarray, table: pd.DataFrame, batch_size: int,
-                     advance: Callable[[int], object] | None) -> tuple[Any, Any]:
+    def _predictions(
+        self,
+        gene: Gene,
+        reference: np.ndarray,
+        table: pd.DataFrame,
+        batch_size: int,
+        advance: Callable[[int], object] | None,
+    ) -> tuple[Any, Any]:
         if reference.shape != (self.window_size, 4):
             raise InputError(f"Model '{self.name}' takes {self.window_size}-bp windows; got {reference.shape[0]} bp.")
         window = tss_window(gene, self.window_size)
@@ -184,12 +204,15 @@ class SequenceScorer(ModelScorer):
         step = max(CHUNK_ALLELES, batch_size)
         alternates, ref_pred = [], None
         for start in range(0, max(len(subs), 1), step):
-            result = self.backbone.ism(reference, subs[start : start + step], self.output_mode.reduce,
-                                       batch_size=batch_size)
+            result = self.backbone.ism(
+                reference, subs[start : start + step], self.output_mode.reduce, batch_size=batch_size
+            )
             if result.reference.shape[0] != 1:
-                raise InputError(f"Model '{self.name}' has output mode '{self.output_mode.name}' with "
-                                 f"{result.reference.shape[0]} outputs; variant analyses need one number per "
-                                 "sequence (the 'scalar' output mode).")
+                raise InputError(
+                    f"Model '{self.name}' has output mode '{self.output_mode.name}' with "
+                    f"{result.reference.shape[0]} outputs; variant analyses need one number per "
+                    "sequence (the 'scalar' output mode)."
+                )
             ref_pred = float(result.reference[0])
             alternates.append(np.asarray(result.alternates[:, 0], dtype=np.float64))
             if advance is not None:
@@ -232,22 +255,34 @@ class GenotypeScorer(ModelScorer):
         gene_id = self._gene_id(gene)
         return None if gene_id is None else self.backbone.allele_weights(gene_id)
 
-    def _predictions(self, gene: Gene, reference: np.ndarray, table: pd.DataFrame, batch_size: int,
-                     advance: Callable[[int], object] | None) -> tuple[Any, Any]:
+    def _predictions(
+        self,
+        gene: Gene,
+        reference: np.ndarray,
+        table: pd.DataFrame,
+        batch_size: int,
+        advance: Callable[[int], object] | None,
+    ) -> tuple[Any, Any]:
         effects = self.backbone.variant_effects(self._required_gene_id(gene))
-        ref_pred = effects[0].ref_pred if effects else float(
-            self.backbone.predict_dosages(self._required_gene_id(gene), np.zeros((1, 0)))[0])
+        ref_pred = (
+            effects[0].ref_pred
+            if effects
+            else float(self.backbone.predict_dosages(self._required_gene_id(gene), np.zeros((1, 0)))[0])
+        )
         alt_of = {e.key: e.alt_pred for e in effects}
-        keys = [variant_key(c, p, r, a) for c, p, r, a in zip(table["chrom"], table["pos"], table["ref"], table["alt"],
-                                                              strict=True)]
+        keys = [
+            variant_key(c, p, r, a)
+            for c, p, r, a in zip(table["chrom"], table["pos"], table["ref"], table["alt"], strict=True)
+        ]
         if advance is not None:
             advance(len(keys))
         return ref_pred, np.array([alt_of.get(k, ref_pred) for k in keys], dtype=np.float64)
 
     def predict_people(self, variants: GeneVariants, rows: np.ndarray, batch_size: int = 8) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
-        pred, _ = self.backbone.predict_aligned(self._required_gene_id(variants.gene), list(variants.table["key"]),
-                                                variants.dosage[rows])
+        pred, _ = self.backbone.predict_aligned(
+            self._required_gene_id(variants.gene), list(variants.table["key"]), variants.dosage[rows]
+        )
         return np.asarray(pred, dtype=np.float64)
 
 
@@ -268,16 +303,20 @@ def ism_table(
         raise InputError(f"Variants were read for {variants.window}; model '{scorer.name}' needs {window}.")
     if saturation:
         if not scorer.scores_sequence:
-            raise InputError(f"Saturation mutagenesis needs a sequence model; '{scorer.name}' is a genotype model. "
-                             "Score the observed variants (--vcf) instead.")
+            raise InputError(
+                f"Saturation mutagenesis needs a sequence model; '{scorer.name}' is a genotype model. "
+                "Score the observed variants (--vcf) instead."
+            )
         reference = variants.reference if variants is not None else genome.window_sequence(window).one_hot
         subs = saturation_substitutions(reference)
         pos = np.array([window.start + 1 + offset for offset, _ in subs], dtype=np.int64)
         ref_bases = np.array(list("ACGTN"))[np.where(reference.max(axis=1) == 1, reference.argmax(axis=1), 4)]
-        table = pd.DataFrame({"chrom": gene.chrom, "pos": pos, "ref": ref_bases[pos - 1 - window.start],
-                              "alt": [b for _, b in subs]})
-        table["key"] = [variant_key(gene.chrom, p, r, a) for p, r, a in zip(table["pos"], table["ref"], table["alt"],
-                                                                            strict=True)]
+        table = pd.DataFrame(
+            {"chrom": gene.chrom, "pos": pos, "ref": ref_bases[pos - 1 - window.start], "alt": [b for _, b in subs]}
+        )
+        table["key"] = [
+            variant_key(gene.chrom, p, r, a) for p, r, a in zip(table["pos"], table["ref"], table["alt"], strict=True)
+        ]
         table["gene"] = gene.label
         table["distance_to_tss"] = distance_to_tss(pos, gene)
         maf = variants.table.set_index("key")["maf"] if variants is not None else pd.Series(dtype=float)
@@ -290,8 +329,9 @@ def ism_table(
     return scored[[*ISM_COLUMNS, "key"]]
 
 
-def alleles_to_score(scorer: ModelScorer, genes: list[Gene], variants: dict[str, GeneVariants] | None,
-                     saturation: bool) -> int:
+def alleles_to_score(
+    scorer: ModelScorer, genes: list[Gene], variants: dict[str, GeneVariants] | None, saturation: bool
+) -> int:
     """How many alleles an ISM run scores: the total of its progress bar."""
     if saturation:
         return 3 * scorer.window_size * len(genes)
@@ -305,8 +345,14 @@ def ism_track(table: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["chrom", "start", "end", "value"])
     order = table.assign(_abs=table["delta"].abs()).sort_values(["chrom", "pos", "_abs"], ascending=[True, True, False])
     top = order.drop_duplicates(["chrom", "pos"])
-    return pd.DataFrame({"chrom": top["chrom"].to_numpy(), "start": top["pos"].to_numpy() - 1,
-                         "end": top["pos"].to_numpy(), "value": top["delta"].to_numpy()})
+    return pd.DataFrame(
+        {
+            "chrom": top["chrom"].to_numpy(),
+            "start": top["pos"].to_numpy() - 1,
+            "end": top["pos"].to_numpy(),
+            "value": top["delta"].to_numpy(),
+        }
+    )
 
 
 def write_ism_track(table: pd.DataFrame, path: str | Path, chrom_sizes: dict[str, int]) -> Path:
@@ -316,13 +362,16 @@ def write_ism_track(table: pd.DataFrame, path: str | Path, chrom_sizes: dict[str
 
     path = Path(path)
     track = ism_track(table)
-    intervals = [Interval(str(c), int(s), int(e), float(v))
-                 for c, s, e, v in zip(track["chrom"], track["start"], track["end"], track["value"], strict=True)]
+    intervals = [
+        Interval(str(c), int(s), int(e), float(v))
+        for c, s, e, v in zip(track["chrom"], track["start"], track["end"], track["value"], strict=True)
+    ]
     if path.suffix.lower() in (".bw", ".bigwig"):
         write_bigwig(path, intervals, chrom_sizes)
     else:
-        write_bedgraph(path, intervals, chrom_sizes, name="ism", description="ISM delta (alt - ref), largest |delta| "
-                       "per position")
+        write_bedgraph(
+            path, intervals, chrom_sizes, name="ism", description="ISM delta (alt - ref), largest |delta| per position"
+        )
     return path
 
 
@@ -340,8 +389,10 @@ def score_genes(
     genes = [gv.gene for gv in variants.values()]
     total = alleles_to_score(scorer, genes, {gv.gene.gene_id: gv for gv in variants.values()}, saturation)
     with tqdm(total=total, desc=f"ISM {scorer.name}", unit="allele", disable=not progress, leave=False) as bar:
-        parts = [ism_table(scorer, gv.gene, genome, gv, saturation=saturation, batch_size=batch_size,
-                           advance=bar.update) for gv in variants.values()]
+        parts = [
+            ism_table(scorer, gv.gene, genome, gv, saturation=saturation, batch_size=batch_size, advance=bar.update)
+            for gv in variants.values()
+        ]
     if not parts:
         return pd.DataFrame(columns=[*ISM_COLUMNS, "key"])
     return pd.concat(parts, ignore_index=True)

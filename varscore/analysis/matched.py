@@ -42,12 +42,15 @@ def describe_p(p: float, n: int, minimum: int = MIN_PAIRS, what: str = "pairs") 
 
 
 def matching_rule(maf_tolerance: float, distance_bp: int) -> str:
-    return (f"same gene, distance to TSS within ±{distance_bp:,} bp and MAF within ±{maf_tolerance:g} "
-            "(absolute) of the selected variant; not itself selected")
+    return (
+        f"same gene, distance to TSS within ±{distance_bp:,} bp and MAF within ±{maf_tolerance:g} "
+        "(absolute) of the selected variant; not itself selected"
+    )
 
 
-def candidate_controls(selected: pd.DataFrame, pool: pd.DataFrame, maf_tolerance: float,
-                       distance_bp: int) -> list[np.ndarray]:
+def candidate_controls(
+    selected: pd.DataFrame, pool: pd.DataFrame, maf_tolerance: float, distance_bp: int
+) -> list[np.ndarray]:
     """Per selected variant (rows of ``selected``, in order): the positional indices into ``pool``
     of its candidate controls under the matching rule."""
     chosen = set(zip(selected["gene"], selected["key"], strict=True))
@@ -57,7 +60,12 @@ def candidate_controls(selected: pd.DataFrame, pool: pd.DataFrame, maf_tolerance
     eligible = np.array([(g, k) not in chosen for g, k in zip(pool["gene"], pool["key"], strict=True)], dtype=bool)
     out = []
     for g, d, m in zip(selected["gene"], selected["distance_to_tss"], selected["maf"], strict=True):
-        ok = eligible & (gene == g) & (np.abs(dist - float(d)) <= distance_bp) & (np.abs(maf - float(m)) <= maf_tolerance + 1e-12)
+        ok = (
+            eligible
+            & (gene == g)
+            & (np.abs(dist - float(d)) <= distance_bp)
+            & (np.abs(maf - float(m)) <= maf_tolerance + 1e-12)
+        )
         out.append(np.flatnonzero(ok))
     return out
 
@@ -97,14 +105,22 @@ def _causal_flags(frame: pd.DataFrame, causal: set[tuple[str, str]]) -> np.ndarr
     return np.array([(g, k) in causal for g, k in zip(frame["gene"], frame["key"], strict=True)], dtype=bool)
 
 
-def permutation_enrichment(selected: pd.DataFrame, pool: pd.DataFrame, causal: Iterable[tuple[str, str]],
-                           maf_tolerance: float, distance_bp: int = 2500, n_perm: int = N_PERMUTATIONS,
-                           controls_per_variant: int = 1, seed: int = 0) -> PermutationEnrichment:
+def permutation_enrichment(
+    selected: pd.DataFrame,
+    pool: pd.DataFrame,
+    causal: Iterable[tuple[str, str]],
+    maf_tolerance: float,
+    distance_bp: int = 2500,
+    n_perm: int = N_PERMUTATIONS,
+    controls_per_variant: int = 1,
+    seed: int = 0,
+) -> PermutationEnrichment:
     """The permutation test of the module docstring. ``selected`` and ``pool``: columns gene, key,
     distance_to_tss, maf (selected variants are unique per gene and key)."""
     if n_perm < 1 or controls_per_variant < 1:
-        raise InputError(f"Permutations and controls per variant must be at least 1; got {n_perm}, "
-                         f"{controls_per_variant}.")
+        raise InputError(
+            f"Permutations and controls per variant must be at least 1; got {n_perm}, {controls_per_variant}."
+        )
     causal_set = set(causal)
     selected = selected.drop_duplicates(["gene", "key"])
     candidates = candidate_controls(selected, pool, maf_tolerance, distance_bp)
@@ -114,8 +130,18 @@ def permutation_enrichment(selected: pd.DataFrame, pool: pd.DataFrame, causal: I
     pool_causal = _causal_flags(pool, causal_set)
     n_matched = len(matched)
     if n_matched == 0:
-        return PermutationEnrichment(len(selected), 0, observed, math.nan, math.nan, n_perm, controls_per_variant,
-                                     math.nan, maf_tolerance, distance_bp)
+        return PermutationEnrichment(
+            len(selected),
+            0,
+            observed,
+            math.nan,
+            math.nan,
+            n_perm,
+            controls_per_variant,
+            math.nan,
+            maf_tolerance,
+            distance_bp,
+        )
     u = np.random.default_rng(seed).random((n_perm, n_matched, controls_per_variant))
     sizes = np.array([len(c) for c in matched])
     flat = np.concatenate(matched)
@@ -123,13 +149,29 @@ def permutation_enrichment(selected: pd.DataFrame, pool: pd.DataFrame, causal: I
     picks = offsets[None, :, None] + np.floor(u * sizes[None, :, None]).astype(np.int64)
     null = pool_causal[flat[picks]].sum(axis=(1, 2)) / controls_per_variant  # (n_perm,)
     p = (1 + int((null >= observed - 1e-9).sum())) / (1 + n_perm) if n_matched >= MIN_PAIRS else math.nan
-    return PermutationEnrichment(len(selected), n_matched, observed, float(null.mean()), p, n_perm,
-                                 controls_per_variant, float(np.median(sizes)), maf_tolerance, distance_bp)
+    return PermutationEnrichment(
+        len(selected),
+        n_matched,
+        observed,
+        float(null.mean()),
+        p,
+        n_perm,
+        controls_per_variant,
+        float(np.median(sizes)),
+        maf_tolerance,
+        distance_bp,
+    )
 
 
-def tolerance_sensitivity(selected: pd.DataFrame, pool: pd.DataFrame, causal: Iterable[tuple[str, str]],
-                          tolerances: Sequence[float] = TOLERANCES, distance_bp: int = 2500,
-                          n_perm: int = N_PERMUTATIONS, seed: int = 0) -> pd.DataFrame:
+def tolerance_sensitivity(
+    selected: pd.DataFrame,
+    pool: pd.DataFrame,
+    causal: Iterable[tuple[str, str]],
+    tolerances: Sequence[float] = TOLERANCES,
+    distance_bp: int = 2500,
+    n_perm: int = N_PERMUTATIONS,
+    seed: int = 0,
+) -> pd.DataFrame:
     """How the enrichment of ``selected`` moves with the MAF tolerance: per tolerance, the pooled
     one-sided Fisher test (all distinct candidate controls, as :func:`causal_enrichment`) and the
     permutation test (one control per matched variant)."""
@@ -141,10 +183,19 @@ def tolerance_sensitivity(selected: pd.DataFrame, pool: pd.DataFrame, causal: It
         controls = matched_controls(selected, pool, tolerance, distance_bp)
         fisher = causal_enrichment(selected, controls, causal_set)
         perm = permutation_enrichment(selected, pool, causal_set, tolerance, distance_bp, n_perm, 1, seed)
-        rows.append({"maf_tolerance": tolerance, "selected": perm.selected, "matched": perm.matched,
-                     "median_candidates": perm.median_candidates, "causal_selected": perm.observed,
-                     "fisher_controls": fisher.controls, "fisher_controls_causal": fisher.controls_causal,
-                     "fisher_p": fisher.p_value if perm.selected >= MIN_PAIRS else math.nan,
-                     "perm_null_mean": perm.null_mean, "perm_p": perm.p_value,
-                     "verdict": perm.describe()})
+        rows.append(
+            {
+                "maf_tolerance": tolerance,
+                "selected": perm.selected,
+                "matched": perm.matched,
+                "median_candidates": perm.median_candidates,
+                "causal_selected": perm.observed,
+                "fisher_controls": fisher.controls,
+                "fisher_controls_causal": fisher.controls_causal,
+                "fisher_p": fisher.p_value if perm.selected >= MIN_PAIRS else math.nan,
+                "perm_null_mean": perm.null_mean,
+                "perm_p": perm.p_value,
+                "verdict": perm.describe(),
+            }
+        )
     return pd.DataFrame(rows)

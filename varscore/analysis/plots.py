@@ -60,8 +60,14 @@ def observed_vs_predicted(predictions: pd.DataFrame, models: Sequence[str]) -> A
             if part.empty:
                 continue
             r = np.corrcoef(part["observed"], part["predicted"])[0, 1] if part["predicted"].std() > 0 else np.nan
-            ax.scatter(part["predicted"], part["observed"], s=12, alpha=0.7, color=colour(models, model),
-                       label=f"{model} (r = {r:.2f})")
+            ax.scatter(
+                part["predicted"],
+                part["observed"],
+                s=12,
+                alpha=0.7,
+                color=colour(models, model),
+                label=f"{model} (r = {r:.2f})",
+            )
         ax.set_title(gene)
         ax.set_xlabel("predicted expression (model units)")
         ax.set_ylabel("observed expression\n(inverse-normal)")
@@ -99,8 +105,11 @@ def metric_between_models(metrics: pd.DataFrame, metric: str, reference: str, ot
         ax.set_ylim(lo - pad, hi + pad)
         ax.set_aspect("equal", adjustable="box")
         better = int((both[reference] > both[other]).sum())
-        ax.set_title(f"{reference} better on {better}/{len(both)} genes\n(dashed: y = x"
-                     + ("; lines: 95% bootstrap CIs)" if has_ci else ")"), fontsize=9)
+        ax.set_title(
+            f"{reference} better on {better}/{len(both)} genes\n(dashed: y = x"
+            + ("; lines: 95% bootstrap CIs)" if has_ci else ")"),
+            fontsize=9,
+        )
         ax.set_xlabel(f"{label}, {other}")
         ax.set_ylabel(f"{label}, {reference}")
         fig.tight_layout()
@@ -110,9 +119,13 @@ def metric_between_models(metrics: pd.DataFrame, metric: str, reference: str, ot
     return fig
 
 
-def weights_vs_distance(ism: pd.DataFrame, hsvs: pd.DataFrame, models: Sequence[str],
-                        motif_keys: set[tuple[str, str, str]] | None = None,
-                        windows: dict[str, int] | None = None) -> Any:
+def weights_vs_distance(
+    ism: pd.DataFrame,
+    hsvs: pd.DataFrame,
+    models: Sequence[str],
+    motif_keys: set[tuple[str, str, str]] | None = None,
+    windows: dict[str, int] | None = None,
+) -> Any:
     """Fig. 2a. ``ism``: model, gene, distance_to_tss, delta, key; ``hsvs`` the same for HSVs.
     ``motif_keys``: (model, gene, key) of HSVs with a motif change, drawn as light vertical lines.
     ``windows``: model -> input window (bp); each model scores only variants inside its window, and
@@ -133,12 +146,30 @@ def weights_vs_distance(ism: pd.DataFrame, hsvs: pd.DataFrame, models: Sequence[
             z = 2 * (len(models) - rank) + 2  # the first model on top
             filled = rank == 0
             marker = markers[rank % len(markers)]
-            ax.scatter(rows["distance_to_tss"] / 1000, rows["delta"], s=7, marker=marker, zorder=z,
-                       facecolors=c if filled else "none", edgecolors=c, linewidths=0.6, alpha=0.6, gid=model)
+            ax.scatter(
+                rows["distance_to_tss"] / 1000,
+                rows["delta"],
+                s=7,
+                marker=marker,
+                zorder=z,
+                facecolors=c if filled else "none",
+                edgecolors=c,
+                linewidths=0.6,
+                alpha=0.6,
+                gid=model,
+            )
             top = hsvs[(hsvs["gene"] == gene) & (hsvs["model"] == model)]
-            handle = ax.scatter(top["distance_to_tss"] / 1000, top["delta"], s=34, marker=marker, zorder=z + 1,
-                                facecolors=c if filled else "none", edgecolors=c if not filled else "black",
-                                linewidths=1.2 if not filled else 0.5, gid=model)
+            handle = ax.scatter(
+                top["distance_to_tss"] / 1000,
+                top["delta"],
+                s=34,
+                marker=marker,
+                zorder=z + 1,
+                facecolors=c if filled else "none",
+                edgecolors=c if not filled else "black",
+                linewidths=1.2 if not filled else 0.5,
+                gid=model,
+            )
             handles.setdefault(f"{model}: all variants (small), HSVs (large)", handle)
             if motif_keys:
                 for _, hit in top.iterrows():
@@ -147,8 +178,7 @@ def weights_vs_distance(ism: pd.DataFrame, hsvs: pd.DataFrame, models: Sequence[
         for model, size in (windows or {}).items():
             if size < widest:
                 span = ax.axvspan(-size / 2000, size / 2000, color=colour(models, model), alpha=0.08, zorder=0)
-                handles.setdefault(f"{model}'s input window ({size / 1000:g} kb; it scores no variant outside)",
-                                   span)
+                handles.setdefault(f"{model}'s input window ({size / 1000:g} kb; it scores no variant outside)", span)
         ax.axhline(0, color="grey", lw=0.6, zorder=1)
         ax.axvline(0, color="black", lw=0.6, ls=":", zorder=1)
         if widest:
@@ -158,12 +188,20 @@ def weights_vs_distance(ism: pd.DataFrame, hsvs: pd.DataFrame, models: Sequence[
         ax.set_ylabel("variant weight\n(predicted alt − ref)")
     note = "; light vertical lines: HSVs that change a TF motif" if motif_keys else ""
     widths = ", ".join(f"{m} {w / 1000:g} kb" for m, w in (windows or {}).items())
-    fig.suptitle(f"Variant weights vs distance to TSS (large markers: HSVs{note})"
-                 + (f"\ninput windows: {widths}" if widths else ""))
+    fig.suptitle(
+        f"Variant weights vs distance to TSS (large markers: HSVs{note})"
+        + (f"\ninput windows: {widths}" if widths else "")
+    )
     fig.tight_layout(rect=(0, 0.07 if handles else 0, 1, 1))
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 2),
-                   fontsize=8, frameon=False)
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="lower center",
+            ncol=min(len(handles), 2),
+            fontsize=8,
+            frameon=False,
+        )
     return fig
 
 
@@ -181,14 +219,15 @@ def _symlog_axis(ax: Any, values: np.ndarray, max_ticks: int = 4) -> None:
     top = math.ceil(math.log10(float(magnitude.max())))
     low = math.log10(linthresh)
     step = max(1, math.ceil((top - low) / max_ticks))
-    decades = [10.0 ** k for k in range(top, int(low), -step)][:max_ticks]
+    decades = [10.0**k for k in range(top, int(low), -step)][:max_ticks]
     ticks = sorted([*(-d for d in decades), 0.0, *decades])
     ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
     ax.yaxis.set_minor_locator(NullLocator())
 
 
-def sign_agreement_plot(pairs: pd.DataFrame, linear_name: str, agreements: dict[str, Any],
-                        all_pairs: dict[str, Any] | None = None) -> Any:
+def sign_agreement_plot(
+    pairs: pd.DataFrame, linear_name: str, agreements: dict[str, Any], all_pairs: dict[str, Any] | None = None
+) -> Any:
     """Fig. 2c. ``pairs``: model, linear_weight, model_weight (variants with non-zero linear weight);
     ``agreements``: per model the :class:`~varscore.analysis.hsv.SignAgreement` of pairs where both
     weights exceed its threshold (no p-value below ``MIN_PAIRS``: "too few pairs"); ``all_pairs``:
@@ -204,22 +243,33 @@ def sign_agreement_plot(pairs: pd.DataFrame, linear_name: str, agreements: dict[
         threshold = agree.threshold
         strong = (rows["linear_weight"].abs() > threshold) & (rows["model_weight"].abs() > threshold)
         same = np.sign(rows["linear_weight"]) == np.sign(rows["model_weight"])
-        for mask, colour_, label in ((~strong & same, "#a1d99b", "same sign"),
-                                     (~strong & ~same, "#fcbba1", "opposite sign"),
-                                     (strong & same, "#2ca02c", f"same sign, both |w| > {threshold}"),
-                                     (strong & ~same, "#d62728", f"opposite sign, both |w| > {threshold}")):
-            ax.scatter(rows.loc[mask, "linear_weight"], rows.loc[mask, "model_weight"], s=16 if "both" in label else 10,
-                       color=colour_, label=f"{label} ({int(mask.sum())})", zorder=3)
+        for mask, colour_, label in (
+            (~strong & same, "#a1d99b", "same sign"),
+            (~strong & ~same, "#fcbba1", "opposite sign"),
+            (strong & same, "#2ca02c", f"same sign, both |w| > {threshold}"),
+            (strong & ~same, "#d62728", f"opposite sign, both |w| > {threshold}"),
+        ):
+            ax.scatter(
+                rows.loc[mask, "linear_weight"],
+                rows.loc[mask, "model_weight"],
+                s=16 if "both" in label else 10,
+                color=colour_,
+                label=f"{label} ({int(mask.sum())})",
+                zorder=3,
+            )
         _symlog_axis(ax, rows["model_weight"].to_numpy(dtype=float))
         ax.axhline(0, color="grey", lw=0.6)
         ax.axvline(0, color="grey", lw=0.6)
         frac = "n/a" if agree.n == 0 else f"{agree.fraction:.0%}"
-        lines = [f"{model}: |w| > {threshold}: {agree.agree}/{agree.n} agree ({frac}), "
-                 f"{describe_p(agree.p_value, agree.n)}"]
+        lines = [
+            f"{model}: |w| > {threshold}: {agree.agree}/{agree.n} agree ({frac}), {describe_p(agree.p_value, agree.n)}"
+        ]
         if all_pairs and model in all_pairs:
             every = all_pairs[model]
-            lines.append(f"all {every.n} pairs: {every.agree} agree ({every.fraction:.0%}), Fisher "
-                         f"{describe_p(every.p_value, every.n)}")
+            lines.append(
+                f"all {every.n} pairs: {every.agree} agree ({every.fraction:.0%}), Fisher "
+                f"{describe_p(every.p_value, every.n)}"
+            )
         ax.set_title("\n".join(lines), fontsize=8)
         ax.set_xlabel(f"{linear_name} coefficient (per ALT allele)")
         ax.set_ylabel(f"{model} ISM (alt − ref; symlog)")
@@ -233,14 +283,16 @@ def maf_distribution(selected: pd.DataFrame, models: Sequence[str], what: str) -
     """Fig. 3d (HSVs) or driver MAFs: one box + points per model on a log10 MAF axis."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(1.8 + 1.3 * len(models), 4.0))
-    data = [np.log10(np.clip(selected.loc[selected["model"] == m, "maf"].dropna().to_numpy(), 1e-4, 0.5))
-            for m in models]
+    data = [
+        np.log10(np.clip(selected.loc[selected["model"] == m, "maf"].dropna().to_numpy(), 1e-4, 0.5)) for m in models
+    ]
     ax.boxplot(data, widths=0.5, showfliers=False)
     rng = np.random.default_rng(0)
     for i, (model, values) in enumerate(zip(models, data, strict=True), start=1):
         ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=10, color=colour(models, model), alpha=0.7)
-    ax.set_xticks(range(1, len(models) + 1), [f"{m}\n(n = {len(d)})" for m, d in zip(models, data, strict=True)],
-                  fontsize=8)
+    ax.set_xticks(
+        range(1, len(models) + 1), [f"{m}\n(n = {len(d)})" for m, d in zip(models, data, strict=True)], fontsize=8
+    )
     ticks = [-4, -3, -2, -1, np.log10(0.5)]
     ax.set_yticks(ticks, ["0.01%", "0.1%", "1%", "10%", "50%"])
     ax.set_ylabel("minor allele frequency (log scale)")
@@ -269,18 +321,38 @@ def rate_bars(rates: pd.DataFrame, title: str, ylabel: str) -> Any:
             rate = float(row["rate"].iloc[0])
             shown = 0 if math.isnan(rate) else rate
             x = i + (j - (len(groups) - 1) / 2) * width
-            ax.bar(x, shown, width=width, color=shades[j % len(shades)],
-                   label=group if i == 0 else None, edgecolor="black", lw=0.4)
+            ax.bar(
+                x,
+                shown,
+                width=width,
+                color=shades[j % len(shades)],
+                label=group if i == 0 else None,
+                edgecolor="black",
+                lw=0.4,
+            )
             inside = shown > 0.85 * top  # no room above: label inside the bar
-            ax.annotate(f"{int(row['k'].iloc[0])}/{int(row['n'].iloc[0])}", (x, shown), ha="center",
-                        va="top" if inside else "bottom", fontsize=7, xytext=(0, -2 if inside else 2),
-                        textcoords="offset points")
+            ax.annotate(
+                f"{int(row['k'].iloc[0])}/{int(row['n'].iloc[0])}",
+                (x, shown),
+                ha="center",
+                va="top" if inside else "bottom",
+                fontsize=7,
+                xytext=(0, -2 if inside else 2),
+                textcoords="offset points",
+            )
     ax.set_xticks(range(len(models)), models, fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.set_ylim(0, top)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False,
-              title="bar label: count / total", title_fontsize=7)
+    ax.legend(
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.12),
+        ncol=2,
+        frameon=False,
+        title="bar label: count / total",
+        title_fontsize=7,
+    )
     fig.tight_layout()
     return fig
 
@@ -312,8 +384,7 @@ def drivers_overview(summary: pd.DataFrame, models: Sequence[str], relative_to: 
         ld = rows["mean_ld"].to_numpy(dtype=float)
         x = np.where(np.isnan(ld), NA_LD_X, ld)
         area = 18 * rows["drivers"].clip(lower=1).to_numpy(dtype=float)
-        ax.scatter(x, rows[y_col], s=area, color=colour(models, model), alpha=0.7, edgecolor="black", lw=0.4,
-                   zorder=3)
+        ax.scatter(x, rows[y_col], s=area, color=colour(models, model), alpha=0.7, edgecolor="black", lw=0.4, zorder=3)
         areas.extend(area)
         xs.extend(x)
         ys.extend(rows[y_col])
@@ -329,13 +400,30 @@ def drivers_overview(summary: pd.DataFrame, models: Sequence[str], relative_to: 
     ax.set_xlabel("mean pairwise LD (r²) of a gene's drivers\n(n/a: fewer than 2 drivers, no pair to correlate)")
     ax.set_ylabel("R² (held-out people)")
     ax.set_title("Drivers: performance vs LD (marker area and label: number of drivers)", fontsize=10)
-    model_keys = [Line2D([], [], ls="", marker="o", color=colour(models, m),
-                         label=m + (" (non-zero coefficients)" if m == relative_to else "")) for m in models
-                  if (summary["model"] == m).any()]
-    size_keys = [ax.scatter([], [], s=18 * n, color="white", edgecolor="black", lw=0.4, label=f"{n} driver(s)")
-                 for n in (1, 5, 20)]
-    ax.legend(handles=[*model_keys, *size_keys], fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1),
-              frameon=False, labelspacing=1.2)
+    model_keys = [
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            color=colour(models, m),
+            label=m + (" (non-zero coefficients)" if m == relative_to else ""),
+        )
+        for m in models
+        if (summary["model"] == m).any()
+    ]
+    size_keys = [
+        ax.scatter([], [], s=18 * n, color="white", edgecolor="black", lw=0.4, label=f"{n} driver(s)")
+        for n in (1, 5, 20)
+    ]
+    ax.legend(
+        handles=[*model_keys, *size_keys],
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        frameon=False,
+        labelspacing=1.2,
+    )
     fig.tight_layout()
     place_labels(ax, np.array(xs), np.array(ys, dtype=float), labels, sizes=areas)
     return fig
@@ -374,16 +462,29 @@ def state_enrichment_plot(per_state: pd.DataFrame, models: Sequence[str]) -> Any
             value = float(rows.loc[state, "log_enrichment"])
             x = i + (j - (len(models) - 1) / 2) * width
             shown = floor if value == -np.inf else value
-            ax.bar(x, shown, width=width, color=colour(models, model), edgecolor="black", lw=0.4,
-                   hatch="//" if value == -np.inf else None, label=model if i == 0 else None)
-            ax.annotate(f"{int(rows.loc[state, 'observed'])}", (x, shown), ha="center",
-                        va="bottom" if shown >= 0 else "top", fontsize=7, xytext=(0, 2 if shown >= 0 else -2),
-                        textcoords="offset points")
+            ax.bar(
+                x,
+                shown,
+                width=width,
+                color=colour(models, model),
+                edgecolor="black",
+                lw=0.4,
+                hatch="//" if value == -np.inf else None,
+                label=model if i == 0 else None,
+            )
+            ax.annotate(
+                f"{int(rows.loc[state, 'observed'])}",
+                (x, shown),
+                ha="center",
+                va="bottom" if shown >= 0 else "top",
+                fontsize=7,
+                xytext=(0, 2 if shown >= 0 else -2),
+                textcoords="offset points",
+            )
     ax.axhline(0, color="black", lw=0.6)
     ax.set_xticks(range(len(states)), states, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("ln(observed / expected HSVs)")
-    ax.set_title("HSV enrichment across chromatin states\n(bar label: HSVs in the state; hatched: none)",
-                 fontsize=10)
+    ax.set_title("HSV enrichment across chromatin states\n(bar label: HSVs in the state; hatched: none)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -419,26 +520,40 @@ def attribution_at_variants(values: pd.DataFrame, models: Sequence[str]) -> Any:
     plt = _pyplot()
     backgrounds = list(dict.fromkeys(values["background"]))
     groups = list(dict.fromkeys(values["group"]))
-    fig, axes = plt.subplots(1, len(backgrounds), figsize=(1.5 + 2.4 * len(models) * len(backgrounds), 4.0),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(backgrounds), figsize=(1.5 + 2.4 * len(models) * len(backgrounds), 4.0), squeeze=False
+    )
     rng = np.random.default_rng(0)
     shades = ("#1f77b4", "#bbbbbb", "#ff7f0e", "#dddddd")
     for ax, background in zip(axes[0], backgrounds, strict=True):
         width = 0.8 / max(len(groups), 1)
         for i, model in enumerate(models):
             for j, group in enumerate(groups):
-                v = values[(values["model"] == model) & (values["background"] == background)
-                           & (values["group"] == group)]["value"].dropna().to_numpy()
+                v = (
+                    values[
+                        (values["model"] == model) & (values["background"] == background) & (values["group"] == group)
+                    ]["value"]
+                    .dropna()
+                    .to_numpy()
+                )
                 if len(v) == 0:
                     continue
                 boot = rng.choice(v, size=(1000, len(v))).mean(axis=1)
                 lo, hi = np.percentile(boot, [2.5, 97.5])
                 x = i + (j - (len(groups) - 1) / 2) * width
-                ax.bar(x, v.mean(), width=width, color=shades[j % len(shades)], edgecolor="black", lw=0.4,
-                       label=group if i == 0 else None)
+                ax.bar(
+                    x,
+                    v.mean(),
+                    width=width,
+                    color=shades[j % len(shades)],
+                    edgecolor="black",
+                    lw=0.4,
+                    label=group if i == 0 else None,
+                )
                 ax.errorbar(x, v.mean(), yerr=[[v.mean() - lo], [hi - v.mean()]], color="black", capsize=2, lw=0.8)
-                ax.annotate(f"n={len(v)}", (x, 0), ha="center", va="top", fontsize=6, xytext=(0, -2),
-                            textcoords="offset points")
+                ax.annotate(
+                    f"n={len(v)}", (x, 0), ha="center", va="top", fontsize=6, xytext=(0, -2), textcoords="offset points"
+                )
         ax.axhline(0, color="black", lw=0.6)
         ax.set_xticks(range(len(models)), models, fontsize=8)
         ax.set_ylabel("standardised attribution (z-score)")

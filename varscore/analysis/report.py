@@ -105,10 +105,13 @@ def _observed(config: ReportConfig, main: Any, window: int) -> tuple[dict[str, p
     from varscore.training import CohortInputs, load_cohort
 
     fold_info = main.manifest.get("folds") or {}
-    folds = main.path / fold_info["file"] if fold_info.get("file") and (main.path / fold_info["file"]).exists() else None
+    folds = (
+        main.path / fold_info["file"] if fold_info.get("file") and (main.path / fold_info["file"]).exists() else None
+    )
     fasta = config.fasta or main.reference_fasta
-    inputs = CohortInputs(config.vcf, config.expression, config.genes, fasta, folds,
-                          int(fold_info.get("replicate", 0)), config.gene_names)
+    inputs = CohortInputs(
+        config.vcf, config.expression, config.genes, fasta, folds, int(fold_info.get("replicate", 0)), config.gene_names
+    )
     cohort = load_cohort(inputs, window)
     for line in cohort.report:
         logger.info(line)
@@ -127,14 +130,16 @@ def _run_model(bundle: Any, config: ReportConfig, genome: Any, genes: list[Any],
     variants = read_gene_variants(config.vcf, genes, genome, scorer.window_size)
     ism = score_genes(scorer, variants, genome, batch_size=config.batch_size, progress=config.progress)
     predictions = {}
-    for gv in tqdm(list(variants.values()), desc=f"predict {scorer.name}", unit="gene", disable=not config.progress,
-                   leave=False):
+    for gv in tqdm(
+        list(variants.values()), desc=f"predict {scorer.name}", unit="gene", disable=not config.progress, leave=False
+    ):
         predictions[gv.gene.label] = scorer.predict_people(gv, gv.people_rows(people), batch_size=config.batch_size)
     return _ModelRun(bundle.name, scorer, variants, ism.assign(model=bundle.name), predictions)
 
 
-def _motif_hits(config: ReportConfig, genome: Any, genes: list[Any], tables: list[pd.DataFrame],
-                window: int) -> set[tuple[str, str]]:
+def _motif_hits(
+    config: ReportConfig, genome: Any, genes: list[Any], tables: list[pd.DataFrame], window: int
+) -> set[tuple[str, str]]:
     """(gene, key) of the variants in ``tables`` whose ALT allele changes a motif match."""
     from varscore.base import AnnotationContext
     from varscore.plugins import get_annotator
@@ -142,8 +147,9 @@ def _motif_hits(config: ReportConfig, genome: Any, genes: list[Any], tables: lis
 
     annotator = get_annotator("motifs")(motifs=config.motifs)
     rows = pd.concat(tables, ignore_index=True).drop_duplicates(["key"])
-    variants = [Variant(str(r.chrom), int(r.pos), str(r.ref), (str(r.alt),), index=i)
-                for i, r in enumerate(rows.itertuples())]
+    variants = [
+        Variant(str(r.chrom), int(r.pos), str(r.ref), (str(r.alt),), index=i) for i, r in enumerate(rows.itertuples())
+    ]
     context = AnnotationContext(genes=genes, windows={g.gene_id: tss_window(g, window) for g in genes}, fasta=genome)
     frame = annotator.annotate(variants, context)
     changed = {key for key, value in frame.iloc[:, 0].items() if isinstance(value, str) and value}
@@ -194,8 +200,9 @@ def build_report(config: ReportConfig) -> ReportResult:
         frame.to_csv(path, sep="\t", index=False, float_format="%.6g")
         tables[name] = path
 
-    def figure(key: str, title: str, caption: str, make: Any = None, missing: str | None = None,
-               sources: Sequence[str] = ()) -> None:
+    def figure(
+        key: str, title: str, caption: str, make: Any = None, missing: str | None = None, sources: Sequence[str] = ()
+    ) -> None:
         from varscore.analysis.layout import figure_facts
 
         entry = FigureEntry(key, title, caption, missing=missing, tables=list(sources))
@@ -211,37 +218,62 @@ def build_report(config: ReportConfig) -> ReportResult:
     for name, run in runs.items():
         for label, pred in run.predictions.items():
             obs = observed[label].loc[people].to_numpy()
-            pred_rows.append(pd.DataFrame({"model": name, "gene": label, "person": people, "observed": obs,
-                                           "predicted": pred}))
-            (r2, r), = per_gene_metrics(np.zeros(len(obs), dtype=np.int64), pred, obs, 1)
-            metric_rows.append({"model": name, "gene": label, "people": len(obs), "r2": r2, "pearson": r,
-                                **gene_uncertainty(obs, pred, boot)})
+            pred_rows.append(
+                pd.DataFrame({"model": name, "gene": label, "person": people, "observed": obs, "predicted": pred})
+            )
+            ((r2, r),) = per_gene_metrics(np.zeros(len(obs), dtype=np.int64), pred, obs, 1)
+            metric_rows.append(
+                {
+                    "model": name,
+                    "gene": label,
+                    "people": len(obs),
+                    "r2": r2,
+                    "pearson": r,
+                    **gene_uncertainty(obs, pred, boot),
+                }
+            )
     predictions = pd.concat(pred_rows, ignore_index=True)
     metrics = pd.DataFrame(metric_rows)
     table("predictions", predictions)
     table("metrics", metrics)
     main_rows = metrics[metrics["model"] == main.name]
     best = main_rows.loc[main_rows["r2"].idxmax()] if main_rows["r2"].notna().any() else None
-    figure("fig1a_observed_vs_predicted", "Fig. 1a — observed vs predicted expression",
-           f"n = {len(people)} held-out people per panel, {len(genes)} genes; r: Pearson's correlation (two-sided "
-           "t test p-values and bootstrap 95% CIs in metrics.tsv)."
-           + (f" Best {main.name} gene: {best['gene']}, r = {best['pearson']:.2f} "
-              f"(95% CI {best['pearson_lo']:.2f}–{best['pearson_hi']:.2f}, p = {best['pearson_p']:.2g})."
-              if best is not None else ""),
-           lambda: plots.observed_vs_predicted(predictions, models), sources=["predictions", "metrics"])
+    figure(
+        "fig1a_observed_vs_predicted",
+        "Fig. 1a — observed vs predicted expression",
+        f"n = {len(people)} held-out people per panel, {len(genes)} genes; r: Pearson's correlation (two-sided "
+        "t test p-values and bootstrap 95% CIs in metrics.tsv)."
+        + (
+            f" Best {main.name} gene: {best['gene']}, r = {best['pearson']:.2f} "
+            f"(95% CI {best['pearson_lo']:.2f}–{best['pearson_hi']:.2f}, p = {best['pearson_p']:.2g})."
+            if best is not None
+            else ""
+        ),
+        lambda: plots.observed_vs_predicted(predictions, models),
+        sources=["predictions", "metrics"],
+    )
     compared = [m for m in models if m != main.name]
-    for key, metric, label in (("fig1b_r2_between_models", "r2", "R²"),
-                               ("fig1c_pearson_between_models", "pearson", "Pearson r")):
+    for key, metric, label in (
+        ("fig1b_r2_between_models", "r2", "R²"),
+        ("fig1c_pearson_between_models", "pearson", "Pearson r"),
+    ):
         wide = metrics.pivot_table(index="gene", columns="model", values=metric)
-        counts = "; ".join(f"{main.name} higher on {int((wide[main.name] > wide[o]).sum())} of "
-                           f"{int(wide[[main.name, o]].notna().all(axis=1).sum())} genes vs {o}"
-                           for o in compared if o in wide)
-        figure(key, f"Fig. 1{key[4]} — per-gene {label}, {main.name} vs other models",
-               f"n = {len(wide)} genes (points), each across {len(people)} held-out people; {counts}. Lines: 95% "
-               f"percentile-bootstrap CIs ({N_BOOT} resamples of the people, seed {SEED}). No test across genes: "
-               "with this few genes, read the per-gene intervals (paired differences: varscore evaluate --compare).",
-               lambda metric=metric: plots.metric_between_models(metrics, metric, main.name, compared),
-               missing=None if compared else "needs --compare MODEL", sources=["metrics"])
+        counts = "; ".join(
+            f"{main.name} higher on {int((wide[main.name] > wide[o]).sum())} of "
+            f"{int(wide[[main.name, o]].notna().all(axis=1).sum())} genes vs {o}"
+            for o in compared
+            if o in wide
+        )
+        figure(
+            key,
+            f"Fig. 1{key[4]} — per-gene {label}, {main.name} vs other models",
+            f"n = {len(wide)} genes (points), each across {len(people)} held-out people; {counts}. Lines: 95% "
+            f"percentile-bootstrap CIs ({N_BOOT} resamples of the people, seed {SEED}). No test across genes: "
+            "with this few genes, read the per-gene intervals (paired differences: varscore evaluate --compare).",
+            lambda metric=metric: plots.metric_between_models(metrics, metric, main.name, compared),
+            missing=None if compared else "needs --compare MODEL",
+            sources=["metrics"],
+        )
 
     # HSVs: k per gene from the elastic net (or --k)
     if linear is not None:
@@ -272,20 +304,39 @@ def build_report(config: ReportConfig) -> ReportResult:
                 rows = run.ism[(run.ism["gene"] == gv.gene.label) & run.ism["key"].isin(nonzero)]
                 chosen.append(rows)
                 cols = np.flatnonzero(gv.table["key"].isin(nonzero).to_numpy())
-                driver_summary.append({"model": name, "gene": gv.gene.label, "drivers": len(rows),
-                                       "mean_ld": mean_pairwise_ld(gv.dosage[:, cols]),
-                                       "ld_pairs": ld_pairs(gv.dosage[:, cols])})
+                driver_summary.append(
+                    {
+                        "model": name,
+                        "gene": gv.gene.label,
+                        "drivers": len(rows),
+                        "mean_ld": mean_pairwise_ld(gv.dosage[:, cols]),
+                        "ld_pairs": ld_pairs(gv.dosage[:, cols]),
+                    }
+                )
             driver_parts.append(pd.concat(chosen, ignore_index=True).assign(model=name))
             continue
-        found, summary = find_drivers(run.scorer, run.variants, run.ism, people, batch_size=config.batch_size,
-                                      progress=config.progress, predictions=run.predictions)
+        found, summary = find_drivers(
+            run.scorer,
+            run.variants,
+            run.ism,
+            people,
+            batch_size=config.batch_size,
+            progress=config.progress,
+            predictions=run.predictions,
+        )
         driver_parts.append(found.assign(model=name))
         driver_summary.extend(summary.assign(model=name).to_dict("records"))
     drivers = pd.concat(driver_parts, ignore_index=True)
-    drivers_summary = pd.DataFrame(driver_summary).merge(metrics[["model", "gene", "r2"]], on=["model", "gene"],
-                                                         how="left")
-    driver_controls = pd.concat([matched_controls(drivers[drivers["model"] == m], runs[m].ism, DRIVER_MAF_TOLERANCE)
-                                 .assign(model=m) for m in models], ignore_index=True)
+    drivers_summary = pd.DataFrame(driver_summary).merge(
+        metrics[["model", "gene", "r2"]], on=["model", "gene"], how="left"
+    )
+    driver_controls = pd.concat(
+        [
+            matched_controls(drivers[drivers["model"] == m], runs[m].ism, DRIVER_MAF_TOLERANCE).assign(model=m)
+            for m in models
+        ],
+        ignore_index=True,
+    )
     if linear is not None:
         lin_r2 = metrics[metrics["model"] == linear.name].set_index("gene")["r2"]
         drivers_summary["r2_relative"] = drivers_summary["r2"] - drivers_summary["gene"].map(lin_r2)
@@ -299,27 +350,40 @@ def build_report(config: ReportConfig) -> ReportResult:
         from varscore.errors import PluginError
 
         try:
-            motif_pairs = _motif_hits(config, genome, genes, [hsvs, hsv_controls, drivers, driver_controls],
-                                      int(main.manifest["window_size"]))
+            motif_pairs = _motif_hits(
+                config, genome, genes, [hsvs, hsv_controls, drivers, driver_controls], int(main.manifest["window_size"])
+            )
             motif_missing = None  # type: ignore[assignment]
         except PluginError as exc:
             motif_missing = f"needs the motifs annotator plugin ({exc})"
-    motif_keys = {(m, g, k) for m, g, k in zip(hsvs["model"], hsvs["gene"], hsvs["key"], strict=True)
-                  if (g, k) in motif_pairs}
+    motif_keys = {
+        (m, g, k) for m, g, k in zip(hsvs["model"], hsvs["gene"], hsvs["key"], strict=True) if (g, k) in motif_pairs
+    }
 
     window_sizes = {n: r.scorer.window_size for n, r in runs.items()}
-    scored = "; ".join(f"{n}: {int((ism_all['model'] == n).sum())} variants scored, {int((hsvs['model'] == n).sum())} "
-                       f"HSVs, {window_sizes[n] / 1000:g}-kb window" for n in models)
-    figure("fig2a_weights_vs_distance", "Fig. 2a — variant weights vs distance to TSS",
-           f"n: {scored}. Each model scores only the variants inside its own input window (the windows differ: "
-           "a sequence model sees the sequence it was trained on, a linear model every SNV of its larger window); "
-           "narrower windows are shaded. ISM (alt − ref) for sequence models; 2 × coefficient (homozygous ALT, the "
-           f"same scale) for linear models. {main.name} is drawn on top (filled); other models as open markers. "
-           "No test. Large markers are HSVs" + ("; light vertical lines mark HSVs that change a TF motif."
-                                                if motif_keys else "." if motif_missing is None else
-                                                f" (motif marks not drawn: {motif_missing})."),
-           lambda: plots.weights_vs_distance(ism_all, hsvs, models, motif_keys, window_sizes),
-           sources=["ism", "hsvs"])
+    scored = "; ".join(
+        f"{n}: {int((ism_all['model'] == n).sum())} variants scored, {int((hsvs['model'] == n).sum())} "
+        f"HSVs, {window_sizes[n] / 1000:g}-kb window"
+        for n in models
+    )
+    figure(
+        "fig2a_weights_vs_distance",
+        "Fig. 2a — variant weights vs distance to TSS",
+        f"n: {scored}. Each model scores only the variants inside its own input window (the windows differ: "
+        "a sequence model sees the sequence it was trained on, a linear model every SNV of its larger window); "
+        "narrower windows are shaded. ISM (alt − ref) for sequence models; 2 × coefficient (homozygous ALT, the "
+        f"same scale) for linear models. {main.name} is drawn on top (filled); other models as open markers. "
+        "No test. Large markers are HSVs"
+        + (
+            "; light vertical lines mark HSVs that change a TF motif."
+            if motif_keys
+            else "."
+            if motif_missing is None
+            else f" (motif marks not drawn: {motif_missing})."
+        ),
+        lambda: plots.weights_vs_distance(ism_all, hsvs, models, motif_keys, window_sizes),
+        sources=["ism", "hsvs"],
+    )
 
     # Fig. 2c: sign agreement with the linear model
     if linear is not None:
@@ -336,24 +400,45 @@ def build_report(config: ReportConfig) -> ReportResult:
             pairs = pd.concat(pairs_parts, ignore_index=True)
             table("sign_agreement_pairs", pairs)
             numbers["sign_agreement"] = {
-                f"{m} ({label})": {"agree": a.agree, "n": a.n, "fraction": a.fraction, "fisher_p": a.p_value,
-                                   "result": describe_p(a.p_value, a.n)}
-                for m in agreements for label, a in (("|w| > 0.05", agreements[m]), ("all pairs", all_pairs[m]))}
-            agree_text = "; ".join(f"{m}: {a.agree}/{a.n} agree with both |w| > 0.05 ({describe_p(a.p_value, a.n)}), "
-                               f"{all_pairs[m].agree}/{all_pairs[m].n} over all pairs "
-                               f"({describe_p(all_pairs[m].p_value, all_pairs[m].n)})" for m, a in agreements.items())
-            figure("fig2c_sign_agreement", f"Fig. 2c — sign agreement with {linear.name}",
-                   f"n: variants with a non-zero {linear.name} coefficient (points). Test: Fisher's exact test "
-                   f"(two-sided) of the 2×2 table of signs, given only from {MIN_PAIRS} pairs up. Result: {agree_text}. "
-                   "The ISM axis is symmetric-log so that small and large weights are both visible.",
-                   lambda: plots.sign_agreement_plot(pairs, linear.name, agreements, all_pairs),
-                   sources=["sign_agreement_pairs"])
+                f"{m} ({label})": {
+                    "agree": a.agree,
+                    "n": a.n,
+                    "fraction": a.fraction,
+                    "fisher_p": a.p_value,
+                    "result": describe_p(a.p_value, a.n),
+                }
+                for m in agreements
+                for label, a in (("|w| > 0.05", agreements[m]), ("all pairs", all_pairs[m]))
+            }
+            agree_text = "; ".join(
+                f"{m}: {a.agree}/{a.n} agree with both |w| > 0.05 ({describe_p(a.p_value, a.n)}), "
+                f"{all_pairs[m].agree}/{all_pairs[m].n} over all pairs "
+                f"({describe_p(all_pairs[m].p_value, all_pairs[m].n)})"
+                for m, a in agreements.items()
+            )
+            figure(
+                "fig2c_sign_agreement",
+                f"Fig. 2c — sign agreement with {linear.name}",
+                f"n: variants with a non-zero {linear.name} coefficient (points). Test: Fisher's exact test "
+                f"(two-sided) of the 2×2 table of signs, given only from {MIN_PAIRS} pairs up. Result: {agree_text}. "
+                "The ISM axis is symmetric-log so that small and large weights are both visible.",
+                lambda: plots.sign_agreement_plot(pairs, linear.name, agreements, all_pairs),
+                sources=["sign_agreement_pairs"],
+            )
         else:
-            figure("fig2c_sign_agreement", "Fig. 2c — sign agreement", "", missing="needs a non-linear model besides "
-                   "the linear one")
+            figure(
+                "fig2c_sign_agreement",
+                "Fig. 2c — sign agreement",
+                "",
+                missing="needs a non-linear model besides the linear one",
+            )
     else:
-        figure("fig2c_sign_agreement", "Fig. 2c — sign agreement with the linear model", "",
-               missing="needs --linear or an elastic-net model among --compare")
+        figure(
+            "fig2c_sign_agreement",
+            "Fig. 2c — sign agreement with the linear model",
+            "",
+            missing="needs --linear or an elastic-net model among --compare",
+        )
 
     # Fig. 3
     if config.chromhmm is not None:
@@ -361,19 +446,34 @@ def build_report(config: ReportConfig) -> ReportResult:
         from varscore.types import tss_window
 
         segmentation = read_segmentation(config.chromhmm)
-        per_state = pd.concat([
-            state_enrichment(hsvs[hsvs["model"] == name],
-                             {g.label: tss_window(g, run.scorer.window_size) for g in genes}, segmentation).per_state
-            for name, run in runs.items()], ignore_index=True)
+        per_state = pd.concat(
+            [
+                state_enrichment(
+                    hsvs[hsvs["model"] == name],
+                    {g.label: tss_window(g, run.scorer.window_size) for g in genes},
+                    segmentation,
+                ).per_state
+                for name, run in runs.items()
+            ],
+            ignore_index=True,
+        )
         table("chromhmm_enrichment", per_state)
-        figure("fig3a_chromhmm_enrichment", "Fig. 3a — chromatin-state enrichment of HSVs",
-               "Per state: ln of the HSVs observed in it over those expected from the state's share of the annotated "
-               f"bases of each gene's window, summed over genes; n = {len(hsvs)} HSVs over {len(genes)} genes "
-               "(bar label: HSVs in the state). No test.",
-               lambda: plots.state_enrichment_plot(per_state, models), sources=["chromhmm_enrichment", "hsvs"])
+        figure(
+            "fig3a_chromhmm_enrichment",
+            "Fig. 3a — chromatin-state enrichment of HSVs",
+            "Per state: ln of the HSVs observed in it over those expected from the state's share of the annotated "
+            f"bases of each gene's window, summed over genes; n = {len(hsvs)} HSVs over {len(genes)} genes "
+            "(bar label: HSVs in the state). No test.",
+            lambda: plots.state_enrichment_plot(per_state, models),
+            sources=["chromhmm_enrichment", "hsvs"],
+        )
     else:
-        figure("fig3a_chromhmm_enrichment", "Fig. 3a — chromatin-state enrichment of HSVs", "",
-               missing="needs --chromhmm BED (a ChromHMM segmentation)")
+        figure(
+            "fig3a_chromhmm_enrichment",
+            "Fig. 3a — chromatin-state enrichment of HSVs",
+            "",
+            missing="needs --chromhmm BED (a ChromHMM segmentation)",
+        )
 
     def motif_test(selected: pd.DataFrame, controls: pd.DataFrame, label: str) -> str:
         """The one-sided Fisher test of motif-changing variants among ``selected`` vs their controls."""
@@ -381,8 +481,10 @@ def build_report(config: ReportConfig) -> ReportResult:
         for name in models:
             sel, ctl = selected[selected["model"] == name], controls[controls["model"] == name]
             result = causal_enrichment(sel, ctl, motif_pairs)
-            parts.append(f"{name}: {result.selected_causal}/{result.selected} {label} vs {result.controls_causal}/"
-                         f"{result.controls} controls, {describe_p(result.p_value, result.selected)}")
+            parts.append(
+                f"{name}: {result.selected_causal}/{result.selected} {label} vs {result.controls_causal}/"
+                f"{result.controls} controls, {describe_p(result.p_value, result.selected)}"
+            )
         return "; ".join(parts)
 
     def motif_rates(selected: pd.DataFrame, controls: pd.DataFrame, label: str) -> pd.DataFrame:
@@ -391,63 +493,95 @@ def build_report(config: ReportConfig) -> ReportResult:
             for group, frame in ((label, selected), ("matched controls", controls)):
                 part = frame[frame["model"] == name].drop_duplicates(["gene", "key"])
                 k = sum((g, key) in motif_pairs for g, key in zip(part["gene"], part["key"], strict=True))
-                rows.append({"model": name, "group": group, "k": k, "n": len(part),
-                             "rate": k / len(part) if len(part) else math.nan})
+                rows.append(
+                    {
+                        "model": name,
+                        "group": group,
+                        "k": k,
+                        "n": len(part),
+                        "rate": k / len(part) if len(part) else math.nan,
+                    }
+                )
         return pd.DataFrame(rows)
 
     hsv_motif = motif_rates(hsvs, hsv_controls, "HSVs") if motif_missing is None else None
     if hsv_motif is not None:
         table("motif_rates_hsvs", hsv_motif)
-    figure("fig3b_motif_changes", "Fig. 3b — HSVs that change a TF motif",
-           "Share of HSVs (and of their distance- and MAF-matched controls: ±2.5 kb, MAF ±0.5%) whose ALT allele "
-           "creates, strengthens, weakens or destroys a motif match (the motifs annotator's default threshold; "
-           "motifbreakR effect strong or weak). Test: one-sided Fisher exact, HSVs vs distinct controls. "
-           + (motif_test(hsvs, hsv_controls, "HSVs") + "." if motif_missing is None else ""),
-           lambda: plots.rate_bars(hsv_motif, "HSVs changing a TF motif", "share of variants"),
-           missing=motif_missing, sources=["motif_rates_hsvs", "hsvs"])
+    figure(
+        "fig3b_motif_changes",
+        "Fig. 3b — HSVs that change a TF motif",
+        "Share of HSVs (and of their distance- and MAF-matched controls: ±2.5 kb, MAF ±0.5%) whose ALT allele "
+        "creates, strengthens, weakens or destroys a motif match (the motifs annotator's default threshold; "
+        "motifbreakR effect strong or weak). Test: one-sided Fisher exact, HSVs vs distinct controls. "
+        + (motif_test(hsvs, hsv_controls, "HSVs") + "." if motif_missing is None else ""),
+        lambda: plots.rate_bars(hsv_motif, "HSVs changing a TF motif", "share of variants"),
+        missing=motif_missing,
+        sources=["motif_rates_hsvs", "hsvs"],
+    )
     finemap_missing = "needs --finemap TABLE (CAVIAR, SuSiE or DAP-G fine-mapping)" if config.finemap is None else None
     if config.finemap is not None:
         from varscore.finemapping import evaluate_finemap, read_finemap_table
 
-        evaluation = evaluate_finemap(ism_all[["model", "gene", "chrom", "pos", "delta"]],
-                                      read_finemap_table(config.finemap), {g.label: g for g in genes})
+        evaluation = evaluate_finemap(
+            ism_all[["model", "gene", "chrom", "pos", "delta"]],
+            read_finemap_table(config.finemap),
+            {g.label: g for g in genes},
+        )
         table("finemap_per_gene", evaluation.per_gene)
         table("finemap_overall", evaluation.overall)
         numbers["finemap"] = evaluation.overall.to_dict("records")
-        figure("fig3c_finemap_auroc", "Fig. 3c — fine-mapped eQTL auROC / auPR",
-               "Positives: fine-mapped variants (posterior ≥ 0.1); 5 distance-matched negatives each; score: "
-               "|variant weight|; n: positives and negatives per model in finemap_overall.tsv. No test.",
-               lambda: plots.finemap_plot(evaluation.per_gene, evaluation.overall, models),
-               sources=["finemap_per_gene", "finemap_overall"])
+        figure(
+            "fig3c_finemap_auroc",
+            "Fig. 3c — fine-mapped eQTL auROC / auPR",
+            "Positives: fine-mapped variants (posterior ≥ 0.1); 5 distance-matched negatives each; score: "
+            "|variant weight|; n: positives and negatives per model in finemap_overall.tsv. No test.",
+            lambda: plots.finemap_plot(evaluation.per_gene, evaluation.overall, models),
+            sources=["finemap_per_gene", "finemap_overall"],
+        )
     else:
         figure("fig3c_finemap_auroc", "Fig. 3c — fine-mapped eQTL auROC / auPR", "", missing=finemap_missing)
-    figure("fig3d_hsv_maf", "Fig. 3d — MAF of HSVs",
-           "Minor-allele frequency in the cohort (all people); n per model under each box ("
-           + ", ".join(f"{m}: {int((hsvs['model'] == m).sum())}" for m in models) + "). No test.",
-           lambda: plots.maf_distribution(hsvs, models, "HSVs"), sources=["hsvs"])
+    figure(
+        "fig3d_hsv_maf",
+        "Fig. 3d — MAF of HSVs",
+        "Minor-allele frequency in the cohort (all people); n per model under each box ("
+        + ", ".join(f"{m}: {int((hsvs['model'] == m).sum())}" for m in models)
+        + "). No test.",
+        lambda: plots.maf_distribution(hsvs, models, "HSVs"),
+        sources=["hsvs"],
+    )
 
     # Fig. 4
     no_ld = int(drivers_summary["mean_ld"].isna().sum())
-    figure("fig4e_drivers_ld", "Fig. 4e — drivers: performance vs LD",
-           f"n = {len(drivers_summary)} (model, gene) points. Sequence models: drivers (forward selection on "
-           f"{len(people)} held-out people); linear models: non-zero coefficients. x: mean pairwise r² of a gene's "
-           f"drivers; {no_ld} points have no pair ({LD_NAN_REASON}) and sit in the 'n/a' column. y: R² on the "
-           "held-out people. Marker area ∝ number of drivers. No test.",
-           lambda: plots.drivers_overview(drivers_summary, models, linear.name if linear is not None else None),
-           sources=["drivers_summary", "metrics"])
-    figure("fig4f_driver_distance", "Fig. 4f — distance to TSS of drivers",
-           "Sequence models: drivers; linear models: non-zero coefficients; n per model on the axis. No test.",
-           lambda: plots.distance_distribution(drivers, models, "drivers (linear models: non-zero coefficients)"),
-           sources=["drivers"])
+    figure(
+        "fig4e_drivers_ld",
+        "Fig. 4e — drivers: performance vs LD",
+        f"n = {len(drivers_summary)} (model, gene) points. Sequence models: drivers (forward selection on "
+        f"{len(people)} held-out people); linear models: non-zero coefficients. x: mean pairwise r² of a gene's "
+        f"drivers; {no_ld} points have no pair ({LD_NAN_REASON}) and sit in the 'n/a' column. y: R² on the "
+        "held-out people. Marker area ∝ number of drivers. No test.",
+        lambda: plots.drivers_overview(drivers_summary, models, linear.name if linear is not None else None),
+        sources=["drivers_summary", "metrics"],
+    )
+    figure(
+        "fig4f_driver_distance",
+        "Fig. 4f — distance to TSS of drivers",
+        "Sequence models: drivers; linear models: non-zero coefficients; n per model on the axis. No test.",
+        lambda: plots.distance_distribution(drivers, models, "drivers (linear models: non-zero coefficients)"),
+        sources=["drivers"],
+    )
     driver_motif = motif_rates(drivers, driver_controls, "drivers") if motif_missing is None else None
     if driver_motif is not None:
         table("motif_rates_drivers", driver_motif)
-    figure("fig4g_driver_motifs", "Fig. 4g — drivers that change a TF motif",
-           "Share of drivers (linear models: non-zero coefficients) and of their matched controls (±2.5 kb, MAF "
-           "±10%) whose ALT allele changes a motif match. Test: one-sided Fisher exact. "
-           + (motif_test(drivers, driver_controls, "drivers") + "." if motif_missing is None else ""),
-           lambda: plots.rate_bars(driver_motif, "Drivers changing a TF motif", "share of variants"),
-           missing=motif_missing, sources=["motif_rates_drivers", "drivers"])
+    figure(
+        "fig4g_driver_motifs",
+        "Fig. 4g — drivers that change a TF motif",
+        "Share of drivers (linear models: non-zero coefficients) and of their matched controls (±2.5 kb, MAF "
+        "±10%) whose ALT allele changes a motif match. Test: one-sided Fisher exact. "
+        + (motif_test(drivers, driver_controls, "drivers") + "." if motif_missing is None else ""),
+        lambda: plots.rate_bars(driver_motif, "Drivers changing a TF motif", "share of variants"),
+        missing=motif_missing,
+        sources=["motif_rates_drivers", "drivers"],
+    )
 
     # Gradient x input at HSVs/drivers vs their matched controls (sequence models)
     sequence_models = [n for n in models if runs[n].scorer.scores_sequence]
@@ -459,75 +593,144 @@ def build_report(config: ReportConfig) -> ReportResult:
         rows = []
         for name in sequence_models:
             run = runs[name]
-            for gv in tqdm(list(run.variants.values()), desc=f"attribution {name}", unit="gene",
-                           disable=not config.progress, leave=False):
+            for gv in tqdm(
+                list(run.variants.values()),
+                desc=f"attribution {name}",
+                unit="gene",
+                disable=not config.progress,
+                leave=False,
+            ):
                 gene_attr = attribute_gene(run.scorer, gv, gv.people_rows(people), batch_size=config.batch_size)
-                for group, frame in (("HSVs", hsvs), ("HSV controls", hsv_controls), ("drivers", drivers),
-                                     ("driver controls", driver_controls)):
+                for group, frame in (
+                    ("HSVs", hsvs),
+                    ("HSV controls", hsv_controls),
+                    ("drivers", drivers),
+                    ("driver controls", driver_controls),
+                ):
                     part = frame[(frame["model"] == name) & (frame["gene"] == gv.gene.label)]
                     part = part.drop_duplicates(["key"])
                     for background in ("reference", "personal"):
                         for value in gene_attr.at(part["pos"].to_numpy(), background):
-                            rows.append({"model": name, "gene": gv.gene.label, "group": group,
-                                         "background": background, "value": value})
+                            rows.append(
+                                {
+                                    "model": name,
+                                    "gene": gv.gene.label,
+                                    "group": group,
+                                    "background": background,
+                                    "value": value,
+                                }
+                            )
         attributions = pd.DataFrame(rows)
         table("attribution_at_variants", attributions)
-        figure("figS10_attribution", "Standardised gradient × input at HSVs and drivers",
-               "Reference: the reference window; personal: the mean over held-out people's windows. Controls are "
-               "matched by distance to TSS (±2.5 kb) and MAF; n per bar under it. Bars: mean with a 95% bootstrap "
-               "CI (1,000 resamples of variants). No test.",
-               lambda: plots.attribution_at_variants(attributions, sequence_models),
-               sources=["attribution_at_variants"])
+        figure(
+            "figS10_attribution",
+            "Standardised gradient × input at HSVs and drivers",
+            "Reference: the reference window; personal: the mean over held-out people's windows. Controls are "
+            "matched by distance to TSS (±2.5 kb) and MAF; n per bar under it. Bars: mean with a 95% bootstrap "
+            "CI (1,000 resamples of variants). No test.",
+            lambda: plots.attribution_at_variants(attributions, sequence_models),
+            sources=["attribution_at_variants"],
+        )
     else:
-        figure("figS10_attribution", "Standardised gradient × input at HSVs and drivers", "",
-               missing="needs --attribution (and a sequence model)")
+        figure(
+            "figS10_attribution",
+            "Standardised gradient × input at HSVs and drivers",
+            "",
+            missing="needs --attribution (and a sequence model)",
+        )
 
     # Simulation truth: enrichment of HSVs and drivers for causal variants
     if config.truth is not None:
         causal = read_truth(str(config.truth))
         rows, enrich, sensitivity = [], {}, []
         for name in models:
-            for label, sel, ctl, tolerance in (("HSVs", hsvs, hsv_controls, HSV_MAF_TOLERANCE),
-                                               ("drivers", drivers, driver_controls, DRIVER_MAF_TOLERANCE)):
+            for label, sel, ctl, tolerance in (
+                ("HSVs", hsvs, hsv_controls, HSV_MAF_TOLERANCE),
+                ("drivers", drivers, driver_controls, DRIVER_MAF_TOLERANCE),
+            ):
                 chosen = sel[sel["model"] == name]
                 result = causal_enrichment(chosen, ctl[ctl["model"] == name], causal)
                 perm = permutation_enrichment(chosen, runs[name].ism, causal, tolerance)
-                enrich[f"{name} {label}"] = {**result.__dict__, "fisher": describe_p(result.p_value, result.selected),
-                                             "perm": perm.describe(), "matched": perm.matched,
-                                             "perm_null_mean": perm.null_mean, "rule": perm.rule,
-                                             "median_candidates": perm.median_candidates}
-                sensitivity.append(tolerance_sensitivity(chosen, runs[name].ism, causal).assign(model=name,
-                                                                                               group=label))
-                rows.append({"model": name, "group": label, "k": result.selected_causal, "n": result.selected,
-                             "rate": result.selected_rate})
-                rows.append({"model": name, "group": f"{label} controls", "k": result.controls_causal,
-                             "n": result.controls, "rate": result.control_rate})
+                enrich[f"{name} {label}"] = {
+                    **result.__dict__,
+                    "fisher": describe_p(result.p_value, result.selected),
+                    "perm": perm.describe(),
+                    "matched": perm.matched,
+                    "perm_null_mean": perm.null_mean,
+                    "rule": perm.rule,
+                    "median_candidates": perm.median_candidates,
+                }
+                sensitivity.append(
+                    tolerance_sensitivity(chosen, runs[name].ism, causal).assign(model=name, group=label)
+                )
+                rows.append(
+                    {
+                        "model": name,
+                        "group": label,
+                        "k": result.selected_causal,
+                        "n": result.selected,
+                        "rate": result.selected_rate,
+                    }
+                )
+                rows.append(
+                    {
+                        "model": name,
+                        "group": f"{label} controls",
+                        "k": result.controls_causal,
+                        "n": result.controls,
+                        "rate": result.control_rate,
+                    }
+                )
         truth_rates = pd.DataFrame(rows)
         table("causal_enrichment", truth_rates)
         tolerance_table = pd.concat(sensitivity, ignore_index=True)
         table("causal_enrichment_tolerance", tolerance_table)
         numbers["causal_enrichment"] = enrich
         numbers["causal_enrichment_tolerance"] = tolerance_table
-        results = "; ".join(f"{k}: {v['selected_causal']}/{v['selected']} causal, permutation {v['perm']}, Fisher "
-                            f"{v['fisher']}" for k, v in enrich.items())
-        figure("figS_causal_enrichment", "Causal variants among HSVs and drivers (simulation truth)",
-               "Share of selected variants that are true causal variants of their gene, vs their distance- and "
-               "MAF-matched controls (±2.5 kb; MAF within 0.5% for HSVs, 10% for drivers). Linear models: their "
-               "non-zero coefficients stand in for drivers. Tests: a one-sided permutation test (2,000 matched "
-               "control sets, one control drawn per selected variant with a match) and the one-sided Fisher exact "
-               f"test against all distinct controls; no p-value below {MIN_PAIRS} variants. Results: {results}. "
-               "How both depend on the MAF tolerance: causal_enrichment_tolerance.tsv and the table above.",
-               lambda: plots.rate_bars(truth_rates, "Causal variants (simulated truth)", "share causal"),
-               sources=["causal_enrichment", "causal_enrichment_tolerance"])
+        results = "; ".join(
+            f"{k}: {v['selected_causal']}/{v['selected']} causal, permutation {v['perm']}, Fisher {v['fisher']}"
+            for k, v in enrich.items()
+        )
+        figure(
+            "figS_causal_enrichment",
+            "Causal variants among HSVs and drivers (simulation truth)",
+            "Share of selected variants that are true causal variants of their gene, vs their distance- and "
+            "MAF-matched controls (±2.5 kb; MAF within 0.5% for HSVs, 10% for drivers). Linear models: their "
+            "non-zero coefficients stand in for drivers. Tests: a one-sided permutation test (2,000 matched "
+            "control sets, one control drawn per selected variant with a match) and the one-sided Fisher exact "
+            f"test against all distinct controls; no p-value below {MIN_PAIRS} variants. Results: {results}. "
+            "How both depend on the MAF tolerance: causal_enrichment_tolerance.tsv and the table above.",
+            lambda: plots.rate_bars(truth_rates, "Causal variants (simulated truth)", "share causal"),
+            sources=["causal_enrichment", "causal_enrichment_tolerance"],
+        )
     else:
-        figure("figS_causal_enrichment", "Causal variants among HSVs and drivers", "",
-               missing="needs --truth truth_variants.tsv (a simulated cohort)")
+        figure(
+            "figS_causal_enrichment",
+            "Causal variants among HSVs and drivers",
+            "",
+            missing="needs --truth truth_variants.tsv (a simulated cohort)",
+        )
 
     import json
 
-    (out / "figures.json").write_text(json.dumps(
-        [{"key": f.key, "title": f.title, "caption": f.caption, "missing": f.missing, "tables": f.tables,
-          "facts": f.facts} for f in figures], indent=1, default=str) + "\n")
+    (out / "figures.json").write_text(
+        json.dumps(
+            [
+                {
+                    "key": f.key,
+                    "title": f.title,
+                    "caption": f.caption,
+                    "missing": f.missing,
+                    "tables": f.tables,
+                    "facts": f.facts,
+                }
+                for f in figures
+            ],
+            indent=1,
+            default=str,
+        )
+        + "\n"
+    )
     page = out / "index.html"
     page.write_text(_html(main.name, models, people, figures, tables, numbers))
     return ReportResult(out, page, figures, tables, numbers)
@@ -539,11 +742,18 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _html(main: str, models: list[str], people: list[str], figures: list[FigureEntry], tables: dict[str, Path],
-          numbers: dict[str, Any]) -> str:
+def _html(
+    main: str,
+    models: list[str],
+    people: list[str],
+    figures: list[FigureEntry],
+    tables: dict[str, Path],
+    numbers: dict[str, Any],
+) -> str:
     esc = html.escape
     parts = [
-        "<!doctype html>", "<html><head><meta charset='utf-8'>",
+        "<!doctype html>",
+        "<html><head><meta charset='utf-8'>",
         f"<title>varscore report: {esc(main)}</title>",
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
         "figure{margin:2em 0}img{max-width:100%;border:1px solid #ddd}.missing{color:#a33}"
@@ -553,50 +763,79 @@ def _html(main: str, models: list[str], people: list[str], figures: list[FigureE
         f"Genes: {esc(', '.join(numbers.get('genes', [])))}.</p>",
     ]
     if "sign_agreement" in numbers:
-        parts.append("<h2>Sign agreement with the linear model</h2><table>"
-                     "<tr><th>model (pairs)</th><th>agree</th><th>n</th><th>share</th><th>Fisher's exact test</th></tr>")
+        parts.append(
+            "<h2>Sign agreement with the linear model</h2><table>"
+            "<tr><th>model (pairs)</th><th>agree</th><th>n</th><th>share</th><th>Fisher's exact test</th></tr>"
+        )
         for model, row in numbers["sign_agreement"].items():
-            parts.append(f"<tr><td>{esc(model)}</td><td>{row['agree']}</td><td>{row['n']}</td>"
-                         f"<td>{row['fraction']:.1%}</td><td>{esc(row['result'])}</td></tr>")
+            parts.append(
+                f"<tr><td>{esc(model)}</td><td>{row['agree']}</td><td>{row['n']}</td>"
+                f"<td>{row['fraction']:.1%}</td><td>{esc(row['result'])}</td></tr>"
+            )
         parts.append("</table>")
     if "causal_enrichment" in numbers:
-        parts.append("<h2>Causal variants vs matched controls (simulation truth)</h2><table><tr><th>set</th>"
-                     "<th>causal / selected</th><th>matched</th><th>median candidates</th><th>permutation test "
-                     "(expected causal)</th><th>causal / controls</th><th>odds ratio</th><th>one-sided Fisher</th>"
-                     "</tr>")
+        parts.append(
+            "<h2>Causal variants vs matched controls (simulation truth)</h2><table><tr><th>set</th>"
+            "<th>causal / selected</th><th>matched</th><th>median candidates</th><th>permutation test "
+            "(expected causal)</th><th>causal / controls</th><th>odds ratio</th><th>one-sided Fisher</th>"
+            "</tr>"
+        )
         for label, row in numbers["causal_enrichment"].items():
-            parts.append(f"<tr><td>{esc(label)}</td><td>{row['selected_causal']}/{row['selected']}</td>"
-                         f"<td>{row['matched']}</td><td>{row['median_candidates']:.3g}</td>"
-                         f"<td>{esc(row['perm'])} ({row['perm_null_mean']:.2f})</td>"
-                         f"<td>{row['controls_causal']}/{row['controls']}</td><td>{row['odds_ratio']:.2f}</td>"
-                         f"<td>{esc(row['fisher'])}</td></tr>")
-        parts.append("</table><p>Matching rule: same gene, distance to TSS within ±2,500 bp, MAF within the "
-                     "tolerance (HSVs 0.5%, drivers 10%), not itself selected. Permutation test: one control drawn "
-                     "per matched selected variant, 2,000 draws, p = (1 + draws with at least as many causal) / "
-                     "2,001.</p>")
+            parts.append(
+                f"<tr><td>{esc(label)}</td><td>{row['selected_causal']}/{row['selected']}</td>"
+                f"<td>{row['matched']}</td><td>{row['median_candidates']:.3g}</td>"
+                f"<td>{esc(row['perm'])} ({row['perm_null_mean']:.2f})</td>"
+                f"<td>{row['controls_causal']}/{row['controls']}</td><td>{row['odds_ratio']:.2f}</td>"
+                f"<td>{esc(row['fisher'])}</td></tr>"
+            )
+        parts.append(
+            "</table><p>Matching rule: same gene, distance to TSS within ±2,500 bp, MAF within the "
+            "tolerance (HSVs 0.5%, drivers 10%), not itself selected. Permutation test: one control drawn "
+            "per matched selected variant, 2,000 draws, p = (1 + draws with at least as many causal) / "
+            "2,001.</p>"
+        )
         sensitivity = numbers.get("causal_enrichment_tolerance")
         if sensitivity is not None and len(sensitivity):
-            columns = ["model", "group", "maf_tolerance", "matched", "median_candidates", "causal_selected",
-                       "perm_null_mean", "verdict", "fisher_controls", "fisher_controls_causal", "fisher_p"]
-            parts.append("<h3>Dependence on the MAF tolerance</h3><table><tr>"
-                         + "".join(f"<th>{esc(c)}</th>" for c in columns) + "</tr>")
+            columns = [
+                "model",
+                "group",
+                "maf_tolerance",
+                "matched",
+                "median_candidates",
+                "causal_selected",
+                "perm_null_mean",
+                "verdict",
+                "fisher_controls",
+                "fisher_controls_causal",
+                "fisher_p",
+            ]
+            parts.append(
+                "<h3>Dependence on the MAF tolerance</h3><table><tr>"
+                + "".join(f"<th>{esc(c)}</th>" for c in columns)
+                + "</tr>"
+            )
             for row in sensitivity[columns].itertuples(index=False):
                 parts.append("<tr>" + "".join(f"<td>{esc(_cell(v))}</td>" for v in row) + "</tr>")
             parts.append("</table>")
     parts.append("<h2>Figures</h2>")
     for entry in figures:
         if entry.missing:
-            parts.append(f"<figure id='{esc(entry.key)}'><h3>{esc(entry.title)}</h3>"
-                         f"<p class='missing'>not produced: {esc(entry.missing)}</p></figure>")
+            parts.append(
+                f"<figure id='{esc(entry.key)}'><h3>{esc(entry.title)}</h3>"
+                f"<p class='missing'>not produced: {esc(entry.missing)}</p></figure>"
+            )
             continue
         assert entry.png is not None and entry.pdf is not None
-        sources = ", ".join(f"<a href='{esc(tables[t].name)}'>{esc(tables[t].name)}</a>" for t in entry.tables
-                            if t in tables)
-        parts.append(f"<figure id='{esc(entry.key)}'><h3>{esc(entry.title)}</h3>"
-                     f"<img src='{esc(entry.png.name)}' alt='{esc(entry.title)}'>"
-                     f"<figcaption>{esc(entry.caption)}"
-                     + (f" <span class='sources'>Drawn from: {sources}.</span>" if sources else "")
-                     + f" <a href='{esc(entry.pdf.name)}'>PDF</a></figcaption></figure>")
+        sources = ", ".join(
+            f"<a href='{esc(tables[t].name)}'>{esc(tables[t].name)}</a>" for t in entry.tables if t in tables
+        )
+        parts.append(
+            f"<figure id='{esc(entry.key)}'><h3>{esc(entry.title)}</h3>"
+            f"<img src='{esc(entry.png.name)}' alt='{esc(entry.title)}'>"
+            f"<figcaption>{esc(entry.caption)}"
+            + (f" <span class='sources'>Drawn from: {sources}.</span>" if sources else "")
+            + f" <a href='{esc(entry.pdf.name)}'>PDF</a></figcaption></figure>"
+        )
     parts.append("<h2>Tables</h2><ul>")
     parts.extend(f"<li><a href='{esc(p.name)}'>{esc(p.name)}</a></li>" for p in tables.values())
     parts.append("</ul></body></html>")

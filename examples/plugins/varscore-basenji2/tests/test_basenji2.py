@@ -246,5 +246,6 @@ def test_finetune_moves_predictions_towards_targets() -> None:
         after = float(loss())
     assert after < 0.25 * before
     # the backbone's predict() sees the trained weights (torch_module shares them)
-    np.testing.assert_allclose(backbone.predict(x.numpy())[:, BINS // 2, 0], net(x)[:, BINS // 2, 0].detach(),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        backbone.predict(x.numpy())[:, BINS // 2, 0], net(x)[:, BINS // 2, 0].detach(), rtol=1e-5, atol=1e-6
+    )

@@ -68,8 +68,18 @@ def tiny_params(window_size: int = 1024, **overrides: Any) -> dict[str, Any]:
 
 def _check_params(params: dict[str, Any]) -> None:
     """Raise InputError for hyper-parameters basenji2-pytorch would reject or mis-handle."""
-    ints = ("window_size", "stem_filters", "stem_kernel_size", "tower_filters_init", "tower_kernel_size",
-            "tower_repeat", "dilated_filters", "dilated_repeat", "final_filters", "n_tracks")
+    ints = (
+        "window_size",
+        "stem_filters",
+        "stem_kernel_size",
+        "tower_filters_init",
+        "tower_kernel_size",
+        "tower_repeat",
+        "dilated_filters",
+        "dilated_repeat",
+        "final_filters",
+        "n_tracks",
+    )
     check_positive_ints("Backbone 'basenji2'", params, ints)
     if params["head"] not in HEADS:
         raise InputError(f"Backbone 'basenji2': unknown head {params['head']!r}. Choose one of: {', '.join(HEADS)}.")
@@ -78,8 +88,9 @@ def _check_params(params: dict[str, Any]) -> None:
     if params["tower_repeat"] < 2:
         raise InputError(f"Backbone 'basenji2': tower_repeat must be at least 2; got {params['tower_repeat']}.")
     bin_size = 2 ** (params["tower_repeat"] + 1)
-    check_window_multiple("Backbone 'basenji2'", params["window_size"], bin_size,
-                          f"the bin size {bin_size} (2**(tower_repeat + 1))")
+    check_window_multiple(
+        "Backbone 'basenji2'", params["window_size"], bin_size, f"the bin size {bin_size} (2**(tower_repeat + 1))"
+    )
 
 
 class Basenji2Backbone(TorchSequenceBackbone):
@@ -187,8 +198,13 @@ def register_commands(cli):  # type: ignore[no-untyped-def]
 
     @basenji2_group.command("convert")
     @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
-                  help="Directory to write model.safetensors and config.json into (use as pretrained_dir).")
+    @click.option(
+        "-o",
+        "--output",
+        required=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Directory to write model.safetensors and config.json into (use as pretrained_dir).",
+    )
     def convert(checkpoint: Path, output: Path) -> None:
         """Convert a basenji2-pytorch checkpoint (e.g. basenji2.pth) to safetensors, reading tensors only."""
         from varscore_basenji2.network import convert_checkpoint

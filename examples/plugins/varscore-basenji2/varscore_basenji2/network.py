@@ -23,6 +23,7 @@ from varscore_basenji2 import ARCHITECTURE
 CONFIG_FILE = "config.json"
 PRETRAINED_WEIGHTS = "model.safetensors"
 
+
 def basenji2_model_params(params: dict[str, Any], with_head: bool) -> dict[str, Any]:
     """The ``params["model"]`` dictionary ``basenji2_pytorch.Basenji2`` takes, from backbone params.
 
@@ -35,13 +36,28 @@ def basenji2_model_params(params: dict[str, Any], with_head: bool) -> dict[str, 
         "norm_type": "batch",
         "bn_momentum": params["bn_momentum"],
         "trunk": [
-            {"name": "conv_block", "filters": params["stem_filters"], "kernel_size": params["stem_kernel_size"],
-             "pool_size": 2},
-            {"name": "conv_tower", "filters_init": params["tower_filters_init"],
-             "filters_mult": params["tower_filters_mult"], "kernel_size": params["tower_kernel_size"],
-             "pool_size": 2, "repeat": params["tower_repeat"]},
-            {"name": "dilated_residual", "filters": params["dilated_filters"], "rate_mult": params["dilated_rate_mult"],
-             "repeat": params["dilated_repeat"], "dropout": params["dilated_dropout"], "round": True},
+            {
+                "name": "conv_block",
+                "filters": params["stem_filters"],
+                "kernel_size": params["stem_kernel_size"],
+                "pool_size": 2,
+            },
+            {
+                "name": "conv_tower",
+                "filters_init": params["tower_filters_init"],
+                "filters_mult": params["tower_filters_mult"],
+                "kernel_size": params["tower_kernel_size"],
+                "pool_size": 2,
+                "repeat": params["tower_repeat"],
+            },
+            {
+                "name": "dilated_residual",
+                "filters": params["dilated_filters"],
+                "rate_mult": params["dilated_rate_mult"],
+                "repeat": params["dilated_repeat"],
+                "dropout": params["dilated_dropout"],
+                "round": True,
+            },
             {"name": "Cropping1D", "cropping": 1},
             {"name": "conv_block", "filters": params["final_filters"], "dropout": params["final_dropout"]},
         ],
@@ -100,6 +116,7 @@ def copy_weights(module: nn.Module, state: dict[str, torch.Tensor], optional_hea
     Batch-norm ``num_batches_tracked`` counters may be absent (checkpoints converted from Keras lack
     them); every other tensor must be present with the right shape.
     """
+
     def optional(name: str) -> bool:
         return name.endswith("num_batches_tracked") or (optional_head and name.startswith("model.head."))
 
