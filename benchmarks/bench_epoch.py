@@ -23,6 +23,7 @@ import numpy as np
 
 from varscore.personal import GenotypeSummary, PersonalWindows, WindowGenotypes
 from varscore.sequence import one_hot
+from varscore.trainer import finetune_sequence_backbone
 from varscore.training import (
     BatchedPersonGeneDataset,
     FinetuneData,
@@ -31,7 +32,6 @@ from varscore.training import (
     SameGeneBatchSampler,
     TrainingConfig,
     _collate,
-    finetune_sequence_backbone,
 )
 from varscore.types import Gene, Window
 

@@ -35,6 +35,7 @@ import numpy as np
 from varscore.base import AnnotationContext, Annotator, InfoField
 from varscore.errors import InputError
 from varscore.hookspecs import hookimpl
+from varscore.pwm import BACKGROUNDS, Motif, score_tail
 from varscore.sequence import BASES
 
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ logger = logging.getLogger(__name__)
 MOTIF_KEY = "VARSCORE_MOTIF"
 MOTIF_FORMAT = "ALLELE|MOTIF|TF|STRAND|REF_P|ALT_P|EFFECT|Q"
 CORRECTIONS = ("bh", "bonferroni", "none")
-SCORE_SCALE = 100  # integer score units per bit: a 0.01-bit grid, as FIMO and MOODS use
 STRONG_DELTA = 0.7  # motifbreakR's cut-offs on the allele change
 WEAK_DELTA = 0.4
 DEFAULT_Q_THRESHOLD = 0.03  # per-variant BH q; keeps random SNVs flagged near 5% (DEFAULT_Q_NOTE)
@@ -57,10 +57,6 @@ DEFAULT_Q_NOTE = (
     "against 50.7% with p < 5e-5 alone (benchmarks/motif_random_snv_share.py)."
 )
 DEFAULT_NSITES = 20  # sites assumed for probability matrices that do not state them (motifbreakR's default)
-BACKGROUNDS = {
-    "genome": (0.295, 0.205, 0.205, 0.295),  # human genome, 41% GC
-    "uniform": (0.25, 0.25, 0.25, 0.25),
-}
 _N_PENALTY = -(10**5)  # integer score of an N: a window holding one never matches
 _CODES = np.full(256, 4, dtype=np.int64)
 for _i, _b in enumerate(BASES):
@@ -70,19 +66,6 @@ for _i, _b in enumerate(BASES):
 
 # --------------------------------------------------------------------------------------------
 # Motif databases
-
-
-@dataclass(frozen=True)
-class Motif:
-    """One motif: ``counts`` is ``(L, 4)`` site counts in A, C, G, T order (rows = positions)."""
-
-    motif_id: str
-    tf: str
-    counts: np.ndarray
-
-    @property
-    def length(self) -> int:
-        return int(self.counts.shape[0])
 
 
 def _sanitize(text: str) -> str:
@@ -286,26 +269,7 @@ def jaspar_motifs(
 
 
 # --------------------------------------------------------------------------------------------
-# Exact score distributions
-
-
-def score_tail(matrix: np.ndarray, background: np.ndarray) -> tuple[int, np.ndarray]:
-    """Exact upper tail of the score of a random sequence under ``background`` ``(4,)``.
-
-    ``matrix``: ``(L, 4)`` integer scores. Returns ``(minimum, tail)`` with
-    ``tail[k] = P(score >= minimum + k)`` for every reachable integer score.
-    """
-    distribution = np.array([1.0])
-    minimum = 0
-    for row in np.asarray(matrix, dtype=np.int64):
-        low = int(row.min())
-        new = np.zeros(len(distribution) + int(row.max()) - low)
-        for base in range(4):
-            shift = int(row[base]) - low
-            new[shift : shift + len(distribution)] += background[base] * distribution
-        distribution, minimum = new, minimum + low
-    tail = np.cumsum(distribution[::-1])[::-1]
-    return minimum, np.minimum(tail, 1.0)
+# Exact score distributions (the matrices and their null tails: varscore.pwm)
 
 
 @dataclass
@@ -333,8 +297,7 @@ class CompiledMotifs:
         for motif in motifs:
             counts = motif.counts
             totals = counts.sum(axis=1, keepdims=True)
-            probs = (counts + pseudocount * bg) / (totals + pseudocount)
-            matrix = np.round(np.log2(probs / bg) * SCORE_SCALE).astype(np.int64)
+            matrix = motif.scores(bg, pseudocount)
             minimum, tail = score_tail(matrix, bg)
             scores.append(matrix)
             ppms.append(counts / totals)

@@ -295,3 +295,19 @@ def test_gene_sets_split_and_round_trip(tmp_path: Path) -> None:
     assert read_gene_sets(paper_style)["set"].tolist() == ["train", "tune", "test"]
     with pytest.raises(InputError, match="unknown genes: G3"):
         read_gene_sets(paper_style, ["G1", "G2"])
+
+
+def test_one_inverse_normal_transform_gives_both_formulas_bit_for_bit():
+    """simulate's GTEx form rank/(n+1) is the shared transform with offset 0; the default is (rank-0.5)/n."""
+    from scipy.stats import norm, rankdata
+
+    from varscore.cohort import inverse_normal_transform
+    from varscore.simulate import inverse_normal
+
+    rng = np.random.default_rng(4)
+    for n in (2, 9, 670):
+        values = np.round(rng.normal(size=n), 1)  # ties included
+        assert np.array_equal(inverse_normal(values), norm.ppf(rankdata(values) / (n + 1)))
+        assert np.array_equal(inverse_normal_transform(values), norm.ppf((rankdata(values) - 0.5) / n))
+    with pytest.raises(InputError, match="offset"):
+        inverse_normal_transform(np.arange(3.0), offset=0.7)

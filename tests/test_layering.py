@@ -11,7 +11,14 @@ import varscore
 
 CORE = Path(varscore.__file__).resolve().parent
 #: modules that must not reach themselves through any import, deferred ones included
-FOUNDATIONS = ("varscore.base", "varscore.edits", "varscore.engine", "varscore.personal", "varscore.training")
+FOUNDATIONS = (
+    "varscore.base",
+    "varscore.edits",
+    "varscore.engine",
+    "varscore.personal",
+    "varscore.trainer",
+    "varscore.training",
+)
 
 
 def _module_name(path: Path, root: Path) -> str:

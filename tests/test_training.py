@@ -285,7 +285,8 @@ def test_mismatched_samples_and_unknown_fold_people_fail_clearly(cohort: Path, t
 def test_calibrated_batchnorm_stays_fixed_while_fine_tuning(cohort: Path, tmp_path: Path):
     """--freeze-batchnorm: statistics re-estimated over train people, then unchanged by training."""
     from varscore.bundle import load_bundle
-    from varscore.training import PersonGeneDataset, _calibrate_batchnorm, eval_batches
+    from varscore.trainer import _calibrate_batchnorm
+    from varscore.training import PersonGeneDataset, eval_batches
 
     model = tmp_path / "frozen"
     result = CliRunner().invoke(

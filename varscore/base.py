@@ -258,8 +258,8 @@ class SequenceBackbone(Backbone):
         raise NotImplementedError(f"Backbone '{self.name}' exposes no torch module, so it cannot be fine-tuned.")
 
     def finetune(self, data: Any, config: Any) -> Any:
-        """Variformer fine-tuning (see :func:`varscore.training.finetune_sequence_backbone`)."""
-        from varscore.training import finetune_sequence_backbone
+        """Variformer fine-tuning (see :func:`varscore.trainer.finetune_sequence_backbone`)."""
+        from varscore.trainer import finetune_sequence_backbone
 
         return finetune_sequence_backbone(self, data, config)
 

@@ -288,12 +288,15 @@ def held_out_people(
     return people
 
 
-def inverse_normal_transform(values: np.ndarray) -> np.ndarray:
-    """Rank-based inverse normal transform of each row across its columns:
-    ``Φ⁻¹((rank − 0.5) / n)`` with tied values sharing their average rank.
+def inverse_normal_transform(values: np.ndarray, offset: float = 0.5) -> np.ndarray:
+    """The package's one rank-based inverse normal transform, of each row across its columns:
+    ``Φ⁻¹((rank − c) / (n − 2c + 1))`` with ``c = offset`` and tied values sharing their average
+    rank (Blom's family; every choice is monotone in rank and symmetric about 0).
 
+    ``c = 0.5`` (the default), ``(rank − 0.5) / n``: used for expression normalised here, the
+    usual choice for eQTL mapping. ``c = 0``, ``rank / (n + 1)``: GTEx's own scripts, used by
+    :mod:`varscore.simulate` so that simulated cohorts stay byte-identical to those already made.
     ``values`` is ``(n,)`` or ``(G, n)`` (genes × samples); the result has the same shape, float64.
-    (GTEx's own scripts use ``rank / (n + 1)``; both are monotone in rank.)
     """
     from scipy.stats import norm, rankdata
 
@@ -304,9 +307,11 @@ def inverse_normal_transform(values: np.ndarray) -> np.ndarray:
         )
     if np.isnan(array).any():
         raise InputError("inverse_normal_transform got NaN values; remove or impute them first.")
+    if not 0.0 <= offset <= 0.5:
+        raise InputError(f"inverse_normal_transform offset must be between 0 and 0.5; got {offset}.")
     n = array.shape[-1]
     ranks = rankdata(array, axis=-1)  # average ranks for ties
-    return np.asarray(norm.ppf((ranks - 0.5) / n))
+    return np.asarray(norm.ppf((ranks - offset) / (n - 2 * offset + 1)))
 
 
 def _tmm_factor(

@@ -26,6 +26,7 @@ import numpy as np
 from varscore import __version__
 from varscore.bundle import sha256
 from varscore.errors import InputError
+from varscore.pwm import GENOME_BACKGROUND, SCORE_SCALE, Motif
 from varscore.sequence import BASES
 from varscore.types import Gene, Window
 
@@ -70,7 +71,6 @@ GENE_GAP = 10_000  # bp between neighbouring windows in the random genome
 
 # Human dinucleotide frequencies (%, rows = first base, A C G T): GC ~41%, CpG o/e ~0.24.
 _DINUCLEOTIDES = np.array([[9.8, 5.0, 7.0, 7.7], [7.3, 5.2, 1.0, 7.0], [5.9, 4.3, 5.2, 5.0], [6.5, 5.9, 7.3, 9.8]])
-_GENOME_BACKGROUND = np.array([0.295, 0.205, 0.205, 0.295])  # A, C, G, T
 _TRANSITION = {"A": "G", "G": "A", "C": "T", "T": "C"}
 
 # Config fields the command line sets, and their options (for messages and params.json).
@@ -577,37 +577,9 @@ def _simulate_variants(reference: _Reference, config: SimulationConfig, seeds: n
 # Motifs
 
 
-@dataclass(frozen=True)
-class Motif:
-    matrix_id: str
-    name: str
-    log_odds: np.ndarray  # (L, 4) log2 odds vs the genome background, on a 0.01 grid
-    threshold: float  # smallest score with P(score >= threshold) <= MOTIF_P_VALUE
-
-
-def _score_threshold(log_odds: np.ndarray, p_value: float) -> float:
-    """The exact score threshold for ``p_value`` under the background, by dynamic programming
-    over the integer-scaled matrix (as FIMO and MOODS do)."""
-    scaled = np.round(log_odds * 100).astype(np.int64)
-    distribution = np.array([1.0])
-    minimum = 0
-    for row in scaled:
-        low = row.min()
-        new = np.zeros(len(distribution) + row.max() - low)
-        for base in range(4):
-            shift = row[base] - low
-            new[shift : shift + len(distribution)] += _GENOME_BACKGROUND[base] * distribution
-        distribution, minimum = new, minimum + low
-    tail = np.cumsum(distribution[::-1])[::-1]  # tail[k] = P(score >= minimum + k)
-    passing = np.flatnonzero(tail <= p_value)
-    if len(passing) == 0:
-        return math.inf
-    return (minimum + passing[0]) / 100
-
-
 def load_motifs(release: str = "JASPAR2024", matrix_ids: Sequence[str] = DEFAULT_MOTIFS) -> list[Motif]:
-    """JASPAR matrices (from pyjaspar's bundled SQLite, offline) as log-odds PWMs with p-value
-    thresholds. Pseudocount: 0.8 spread by the background, as MEME's default."""
+    """JASPAR matrices from pyjaspar's bundled SQLite (offline), scored as :mod:`varscore.pwm` does
+    (pseudocount 0.8 spread by the background, as MEME's default)."""
     from pyjaspar import jaspardb
 
     try:
@@ -620,9 +592,7 @@ def load_motifs(release: str = "JASPAR2024", matrix_ids: Sequence[str] = DEFAULT
         if record is None:
             raise InputError(f"Motif {matrix_id} is not in {release}. Use an ID with its version, e.g. MA0079.5.")
         counts = np.array([record.counts[b] for b in BASES], dtype=float).T  # (L, 4)
-        probs = (counts + 0.8 * _GENOME_BACKGROUND) / (counts.sum(axis=1, keepdims=True) + 0.8)
-        log_odds = np.round(np.log2(probs / _GENOME_BACKGROUND) * 100) / 100
-        motifs.append(Motif(record.matrix_id, record.name, log_odds, _score_threshold(log_odds, MOTIF_P_VALUE)))
+        motifs.append(Motif(record.matrix_id, record.name, counts))
     return motifs
 
 
@@ -651,7 +621,7 @@ def motif_changes(
     """
     if len(pos) == 0 or not motifs:
         return [None] * len(pos)
-    longest = max(len(m.log_odds) for m in motifs)
+    longest = max(m.length for m in motifs)
     lookup = np.full(256, 4, dtype=np.int64)
     for code, base in enumerate(BASES):
         lookup[ord(base)] = code
@@ -665,8 +635,10 @@ def motif_changes(
     best: list[MotifChange | None] = [None] * len(pos)
     best_delta = np.zeros(len(pos))
     for motif in motifs:
-        length = len(motif.log_odds)
-        forward = np.hstack([motif.log_odds, np.full((length, 1), -1e6)])  # (L, 5): N never matches
+        length = motif.length
+        log_odds = motif.scores(GENOME_BACKGROUND) / SCORE_SCALE  # bits on the 0.01 grid
+        threshold = motif.threshold(MOTIF_P_VALUE, GENOME_BACKGROUND)
+        forward = np.hstack([log_odds, np.full((length, 1), -1e6)])  # (L, 5): N never matches
         reverse = forward[::-1][:, [3, 2, 1, 0, 4]]
         starts = (longest - 1) - np.arange(length)  # every placement that covers the variant
         index = starts[:, None] + np.arange(length)[None, :]  # (L placements, L)
@@ -683,16 +655,16 @@ def motif_changes(
             scores[allele] = per_strand.reshape(len(pos), -1)
         ref_best, alt_best = scores["ref"].max(axis=1), scores["alt"].max(axis=1)
         delta = np.abs(alt_best - ref_best)
-        changed = ((ref_best >= motif.threshold) != (alt_best >= motif.threshold)) & (delta >= MIN_MOTIF_DELTA)
+        changed = ((ref_best >= threshold) != (alt_best >= threshold)) & (delta >= MIN_MOTIF_DELTA)
         for i in np.flatnonzero(changed & (delta > best_delta)):
-            creates = alt_best[i] >= motif.threshold
+            creates = alt_best[i] >= threshold
             flat = int(np.argmax(scores["alt" if creates else "ref"][i]))
             strand, placement = divmod(flat, length)
             best_delta[i] = delta[i]
             best[i] = MotifChange(
                 effect="creates" if creates else "disrupts",
-                matrix_id=motif.matrix_id,
-                name=motif.name,
+                matrix_id=motif.motif_id,
+                name=motif.tf,
                 strand="+-"[strand],
                 start=int(pos[i]) - placement,
                 ref_score=round(float(ref_best[i]), 2),
@@ -740,11 +712,11 @@ def draw_h2(config: SimulationConfig, rng: np.random.Generator, n: int) -> np.nd
 
 
 def inverse_normal(values: np.ndarray) -> np.ndarray:
-    """Rank-based inverse normal transform as GTEx: ``Φ⁻¹(rank / (n + 1))``, ties averaged;
-    ``(people,)`` in and out."""
-    from scipy.stats import norm, rankdata
+    """Rank-based inverse normal transform as GTEx, ``Φ⁻¹(rank / (n + 1))``, ties averaged;
+    ``(people,)`` in and out (:func:`varscore.cohort.inverse_normal_transform` with offset 0)."""
+    from varscore.cohort import inverse_normal_transform
 
-    return norm.ppf(rankdata(values) / (len(values) + 1))
+    return inverse_normal_transform(values, offset=0.0)
 
 
 def _choose_causal(
@@ -1468,8 +1440,8 @@ def _params(
         "motifs": {
             "release": config.jaspar_release,
             "p_value": MOTIF_P_VALUE,
-            "background": dict(zip(BASES, _GENOME_BACKGROUND.tolist(), strict=True)),
-            "matrices": [f"{m.matrix_id} {m.name}" for m in motifs],
+            "background": dict(zip(BASES, GENOME_BACKGROUND.tolist(), strict=True)),
+            "matrices": [f"{m.motif_id} {m.tf}" for m in motifs],
             "min_delta_log2": MIN_MOTIF_DELTA,
             "rule": "creates: ALT matches (p < p_value) and REF does not; disrupts: the reverse; "
             "activators: creating raises expression, disrupting lowers it",
