@@ -116,3 +116,14 @@ def test_the_core_never_imports_the_built_in_plugins() -> None:
         if p.is_file() and p.suffix in {".py", ".json", ".txt"} and "varscore_plugins" in p.read_text(errors="ignore")
     ]
     assert offenders == []
+
+
+def test_every_subpackage_is_listed_for_the_wheel() -> None:
+    """setup.cfg lists packages by name: a new subpackage missing there would be left out of the wheel."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(CORE.parent / "setup.cfg")
+    listed = {name.strip() for name in config["options"]["packages"].split(",")}
+    found = {_module_name(p.parent / "__init__.py", CORE) for p in CORE.rglob("__init__.py")}
+    assert found - listed == set()
