@@ -2,7 +2,7 @@
 recipe -> settings -> model -> cohort -> fit -> bundle.
 
     from varscore.finetune import FinetuneJob, run_finetune
-    from varscore.training import CohortInputs
+    from varscore.cohort import CohortInputs
 
     inputs = CohortInputs(vcf, expression, genes, fasta)
     run_finetune(FinetuneJob(inputs, output=Path("my-model"), backbone="elastic-net"))
@@ -21,11 +21,14 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from varscore.base import Backbone, GenotypeBackbone, SequenceBackbone
 from varscore.errors import InputError
-from varscore.training import CohortInputs, TrainingConfig
+
+if TYPE_CHECKING:
+    from varscore.cohort import CohortInputs
+    from varscore.training import TrainingConfig
 
 __all__ = ["RECIPES", "FinetuneJob", "OptionError", "check_from_scratch", "run_finetune"]
 
@@ -160,6 +163,8 @@ def run_finetune(
 
 
 def _training_config(job: FinetuneJob, settings: dict[str, Any], training_dir: Path) -> TrainingConfig:
+    from varscore.training import TrainingConfig
+
     fields = {k: settings[k] for k in _TRAINING_SETTINGS if k in settings}
     return TrainingConfig(
         **fields, seed=job.seed, output_mode=job.output_mode, output_dir=str(training_dir), **job.training

@@ -11,19 +11,26 @@ import logging
 import math
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+# the cohort's containers and loaders live in varscore.cohort; these names stay importable from here
+from varscore.cohort import COVERAGE_NPZ_KEYS as COVERAGE_NPZ_KEYS
+from varscore.cohort import CohortInputs as CohortInputs
+from varscore.cohort import FinetuneData as FinetuneData
+from varscore.cohort import GeneData as GeneData
+from varscore.cohort import LoadedCohort as LoadedCohort
+from varscore.cohort import genotype_report as genotype_report
+from varscore.cohort import load_cohort as load_cohort
+from varscore.cohort import read_coverage as read_coverage
 from varscore.errors import InputError, VarscoreError
 
 if TYPE_CHECKING:
     import torch
 
-    from varscore.personal import PersonalWindows
-    from varscore.types import Gene, Window
 
 logger = logging.getLogger(__name__)
 #: one INFO line per fine-tuning epoch (the CLI shows it unless --quiet)
@@ -136,42 +143,6 @@ class TrainingConfig:
                 f"Invalid training settings: {values} (batch size >= 2 for the pairwise loss, "
                 "positive learning rate and counts, mse_weight in [0, 1], output_mode scalar or track, "
                 f"track_loss one of {', '.join(TRACK_LOSSES)}, freeze_trunk_epochs >= 0, smooth_epochs >= 1)."
-            )
-
-
-@dataclass
-class GeneData:
-    """One gene's personal windows and expression, people in the cohort's order.
-
-    ``expression``: ``(P,)`` float32; ``windows`` builds ``(B, L, 4)`` batches of those people;
-    ``coverage``: ``(P, bins)`` float32 observed coverage over the window's bins (track mode), or None.
-    """
-
-    gene: Gene
-    windows: PersonalWindows
-    expression: np.ndarray
-    coverage: np.ndarray | None = None
-
-
-@dataclass
-class FinetuneData:
-    """Everything fine-tuning needs: genes (train genes only) and the people's fold split.
-
-    ``train``, ``tune``, ``test``: indices into ``people``.
-    """
-
-    genes: list[GeneData]
-    people: list[str]
-    train: np.ndarray
-    tune: np.ndarray
-    test: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-
-    def __post_init__(self) -> None:
-        if not self.genes:
-            raise InputError("No genes to train on.")
-        if len(self.train) < 2 or len(self.tune) < 2:
-            raise InputError(
-                f"Fine-tuning needs at least 2 train and 2 tune people; got {len(self.train)} and {len(self.tune)}."
             )
 
 
@@ -477,224 +448,3 @@ def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
         writer.writeheader()
         writer.writerows(history)
     tmp.replace(path)
-
-
-@dataclass
-class CohortInputs:
-    """Paths and choices that define a fine-tuning or evaluation cohort."""
-
-    vcf: Path
-    expression: Path
-    genes: Path
-    fasta: Path
-    folds: Path | None = None
-    replicate: int = 0
-    gene_names: Sequence[str] | None = None
-    coverage: Path | None = None  # track mode: coverage.npz or a directory of per-person bigWigs
-
-
-@dataclass
-class LoadedCohort:
-    """People split into folds and per-gene personal windows + expression."""
-
-    data: FinetuneData
-    folds: Any  # pandas DataFrame: person, replicate, split
-    report: list[str]
-
-
-def load_cohort(
-    inputs: CohortInputs, window_size: int, fold_seed: int = 0, bin_size: int | None = None
-) -> LoadedCohort:
-    """Read the VCF, expression and genes; match people; build per-gene personal windows.
-
-    With ``inputs.coverage`` each gene also gets the people's observed coverage over the window in
-    ``bin_size``-bp bins (see :func:`read_coverage`).
-
-    Folds come from ``inputs.folds`` when given (the same file for every backbone); otherwise
-    they are made with ``fold_seed`` (80/10/10, 3 replicates). Genes missing from the
-    expression file are reported and skipped; people present on one side only are reported.
-    """
-    from varscore.cohort import expression_matrix, fold_people, make_folds, match_samples, read_expression, read_folds
-    from varscore.genome import Genome, load_genes
-    from varscore.personal import GenotypeReader, PersonalWindows
-    from varscore.types import tss_window
-    from varscore.vcf import vcf_samples
-
-    expression = read_expression(inputs.expression)
-    match = match_samples(expression.people, vcf_samples(inputs.vcf))
-    people = match.people
-    report = [match.report()]
-    folds = read_folds(inputs.folds, known_people=people) if inputs.folds else make_folds(people, seed=fold_seed)
-    splits = {s: fold_people(folds, inputs.replicate, s) for s in ("train", "tune", "test")}
-    position = {p: i for i, p in enumerate(people)}
-    genes = load_genes(inputs.genes, names=inputs.gene_names)
-    matrix = expression_matrix(expression, genes, people, missing="skip")
-    if matrix.missing_genes:
-        report.append(f"genes missing from the expression file (skipped): {', '.join(matrix.missing_genes[:10])}")
-    kept = {g: i for i, g in enumerate(matrix.genes)}
-    genome = Genome(inputs.fasta)
-    gene_data = []
-    with GenotypeReader(inputs.vcf, samples=people) as reader:
-        for gene in genes:
-            row = kept.get(gene.gene_id, kept.get(gene.name))
-            if row is None:
-                continue
-            window = tss_window(gene, window_size)
-            sequence = genome.window_sequence(window)
-            genotypes = reader.read(window, sequence.one_hot)  # REF checked against the same fetch
-            gene_data.append(GeneData(gene, PersonalWindows(sequence.one_hot, genotypes), matrix.values[row]))
-        report.extend(genotype_report([g.windows.genotypes.summary for g in gene_data], reader.contig_names))
-    if inputs.coverage is not None:
-        if bin_size is None:
-            raise InputError("Coverage needs the model's bin size to be read.")
-        windows = {g.gene.gene_id: tss_window(g.gene, window_size) for g in gene_data}
-        coverage = read_coverage(inputs.coverage, windows, people, bin_size)
-        for g in gene_data:
-            g.coverage = coverage[g.gene.gene_id]
-    if not gene_data:
-        raise InputError(f"None of the genes in {inputs.genes} has expression in {inputs.expression}.")
-    report.append(
-        f"{len(gene_data)} genes; people: {len(splits['train'])} train, {len(splits['tune'])} tune, "
-        f"{len(splits['test'])} test (replicate {inputs.replicate})"
-    )
-    data = FinetuneData(
-        genes=gene_data,
-        people=people,
-        train=np.array([position[p] for p in splits["train"]], dtype=np.int64),
-        tune=np.array([position[p] for p in splits["tune"]], dtype=np.int64),
-        test=np.array([position[p] for p in splits["test"]], dtype=np.int64),
-    )
-    return LoadedCohort(data, folds, report)
-
-
-def genotype_report(summaries: Sequence[Any], contig_names: dict[str, str]) -> list[str]:
-    """What reading the genes' windows used and dropped, over all windows
-    (:class:`~varscore.personal.GenotypeSummary` each): one line on contig names, one on alleles
-    and calls."""
-
-    def total(name: str) -> int:
-        return sum(int(getattr(s, name)) for s in summaries)
-
-    def examples(name: str) -> str:
-        found = [e for s in summaries for e in getattr(s, name)][:3]
-        return f" (e.g. {', '.join(found)})" if found else ""
-
-    renamed = {ref: vcf for ref, vcf in contig_names.items() if ref != vcf}
-    lines = []
-    if renamed:
-        lines.append("contig names: " + ", ".join(f"{ref} (reference) = {vcf} (VCF)" for ref, vcf in renamed.items()))
-    elif contig_names:
-        lines.append(f"contig names match between reference and VCF ({', '.join(contig_names)})")
-    text = (
-        f"genotypes in {len(summaries)} gene windows: {total('records')} VCF records, {total('snvs')} SNV alleles "
-        f"used, {total('skipped_non_snv')} indel/MNP/symbolic alleles skipped"
-    )
-    if total("skipped_ref_mismatch"):
-        text += (
-            f", {total('skipped_ref_mismatch')} SNV alleles skipped for a REF mismatch{examples('mismatch_examples')}"
-        )
-    if total("missing_calls"):
-        text += f", {total('missing_calls')} missing allele calls read as reference"
-    if total("overlapping_calls"):
-        text += (
-            f", {total('overlapping_calls')} haplotype calls colliding with an earlier record at the same position "
-            f"left out of personal sequences{examples('overlap_examples')} (sequences apply the first record, as "
-            "bcftools consensus; linear models count every record's own dosage)"
-        )
-    lines.append(text)
-    return lines
-
-
-COVERAGE_NPZ_KEYS = ("people", "gene_id", "chrom", "start", "bin_size", "values")
-
-
-def read_coverage(
-    path: str | Path, windows: dict[str, Window], people: Sequence[str], bin_size: int
-) -> dict[str, np.ndarray]:
-    """Observed coverage of ``people`` over each gene's window, as the mean per-base depth in
-    ``bin_size``-bp bins: ``{gene_id: (P, window length / bin_size) float32}``.
-
-    ``path`` is either a ``coverage.npz`` (as ``varscore simulate --coverage`` writes: ``people``
-    ``(P',)``, ``gene_id``/``chrom``/``start`` ``(G,)`` with 0-based window starts, ``bin_size``
-    and ``values`` ``(G, P', bins')`` mean depth per bin; its bins must nest in the model's), or a
-    directory with one bigWig per person (``PERSON.bw`` / ``.bigWig``) of per-base depth (missing
-    values count as 0).
-    """
-    path = Path(path)
-    if path.is_dir():
-        return _coverage_from_bigwigs(path, windows, people, bin_size)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in COVERAGE_NPZ_KEYS if k not in npz.files]
-            if missing:
-                raise InputError(f"Coverage file {path} lacks {', '.join(missing)} (expected {COVERAGE_NPZ_KEYS}).")
-            stored = {k: npz[k] for k in COVERAGE_NPZ_KEYS}
-    except (OSError, ValueError) as err:
-        raise InputError(
-            f"Cannot read coverage {path}: {err} (give a coverage.npz or a directory of bigWigs)."
-        ) from err
-    column = _person_columns([str(p) for p in stored["people"]], people, path)
-    rows = {str(g): i for i, g in enumerate(stored["gene_id"])}
-    step = int(stored["bin_size"])
-    if bin_size % step:
-        raise InputError(f"Coverage {path} has {step}-bp bins, which do not nest in the model's {bin_size}-bp bins.")
-    out = {}
-    for gene_id, window in windows.items():
-        if gene_id not in rows:
-            raise InputError(f"Coverage {path} has no gene {gene_id}.")
-        row = rows[gene_id]
-        offset = window.start - int(stored["start"][row])
-        n_fine = stored["values"].shape[2]
-        if (
-            str(stored["chrom"][row]) != window.chrom
-            or offset < 0
-            or offset % step
-            or offset + window.length > n_fine * step
-        ):
-            raise InputError(
-                f"Coverage of {gene_id} in {path} ({stored['chrom'][row]}:{int(stored['start'][row])}+{n_fine * step} bp) "
-                f"does not cover the model's window {window.chrom}:{window.start}-{window.end} on its bins."
-            )
-        first = offset // step
-        fine = stored["values"][row][:, first : first + window.length // step][column]
-        out[gene_id] = fine.reshape(len(people), -1, bin_size // step).mean(axis=2).astype(np.float32)
-    return out
-
-
-def _person_columns(stored: list[str], people: Sequence[str], source: Path) -> np.ndarray:
-    index = {p: i for i, p in enumerate(stored)}
-    missing = [p for p in people if p not in index]
-    if missing:
-        raise InputError(f"Coverage {source} has no data for {len(missing)} people, e.g. {', '.join(missing[:5])}.")
-    return np.array([index[p] for p in people], dtype=np.int64)
-
-
-def _coverage_from_bigwigs(
-    directory: Path, windows: dict[str, Window], people: Sequence[str], bin_size: int
-) -> dict[str, np.ndarray]:
-    import pybigtools
-
-    files = {}
-    for person in people:
-        found = [directory / f"{person}{suffix}" for suffix in (".bw", ".bigWig", ".bigwig")]
-        found = [f for f in found if f.is_file()]
-        if not found:
-            raise InputError(f"No bigWig for {person} in {directory} (expected {person}.bw).")
-        files[person] = found[0]
-    out = {gene_id: np.zeros((len(people), w.length // bin_size), dtype=np.float32) for gene_id, w in windows.items()}
-    for i, person in enumerate(people):
-        reader = pybigtools.open(str(files[person]))
-        try:
-            sizes = dict(reader.chroms())
-            for gene_id, window in windows.items():
-                if window.chrom not in sizes:
-                    continue  # no coverage on this contig: zero
-                start, end = max(window.start, 0), min(window.end, sizes[window.chrom])
-                depth = np.zeros(window.length, dtype=np.float64)
-                if end > start:
-                    values = np.asarray(reader.values(window.chrom, start, end, fillna=0), dtype=np.float64)
-                    depth[start - window.start : end - window.start] = np.nan_to_num(values)
-                out[gene_id][i] = depth.reshape(-1, bin_size).mean(axis=1)
-        finally:
-            reader.close()
-    return out
