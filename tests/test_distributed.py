@@ -111,3 +111,51 @@ def test_a_failing_worker_is_one_error(tmp_path: Path) -> None:
         run_plan_sharded(
             plan, EXAMPLES / "models" / "variformer-demo", tmp_path / "missing.fa", devices=2, device="cpu"
         )
+
+
+@pytest.mark.slow
+def test_sharded_runs_keep_and_reuse_gene_checkpoints(tmp_path: Path) -> None:
+    """Every rank saves its finished genes; a resumed sharded run reads them back instead of scoring
+    them again (a planted value in one gene's checkpoint comes back unchanged)."""
+    import json
+
+    from varscore.distributed import CheckpointSpec
+    from varscore.engine import GeneCheckpoint
+
+    bundle, _, plan = _plan()
+    spec = CheckpointSpec(str(tmp_path / "partial"), "fingerprint-1", resume=False)
+    first = run_plan_sharded(
+        copy.deepcopy(plan), bundle.path, FASTA, devices=2, device="cpu", threads=1, checkpoint=spec
+    )
+    saved = GeneCheckpoint.attach(spec.directory, spec.fingerprint)
+    assert len(saved.finished()) == len(plan.jobs)
+    gene_id = next(iter(plan.jobs))
+    path = saved._path(gene_id)
+    data = json.loads(path.read_text())
+    data["rows"][0][3] = 123.25  # ALT_PRED of the gene's first allele
+    path.write_text(json.dumps(data))
+    resumed = run_plan_sharded(
+        copy.deepcopy(plan),
+        bundle.path,
+        FASTA,
+        devices=2,
+        device="cpu",
+        threads=1,
+        checkpoint=CheckpointSpec(spec.directory, spec.fingerprint, resume=True),
+    )
+    record = data["rows"][0][0]
+    label = plan.genes[gene_id].label
+    assert [s.alt_pred for s in resumed.scores[record] if s.gene == label] == [123.25]
+    assert {r: v for r, v in resumed.scores.items() if r != record} == {
+        r: v for r, v in first.scores.items() if r != record
+    }
+    with pytest.raises(Exception, match="other inputs"):
+        run_plan_sharded(
+            copy.deepcopy(plan),
+            bundle.path,
+            FASTA,
+            devices=2,
+            device="cpu",
+            threads=1,
+            checkpoint=CheckpointSpec(spec.directory, "fingerprint-2", resume=True),
+        )

@@ -124,7 +124,7 @@ def annotate_vcf(
     ``resume`` continues from there (an interrupted run leaves no ``output``).
     ``annotator_options``: ``{annotator: {option: value}}`` (see :func:`parse_annotator_options`).
     ``devices`` > 1 (or a ``torchrun`` launch) shares the genes between processes
-    (:func:`varscore.distributed.run_plan_sharded`; no checkpoints); under torchrun only rank 0
+    (:func:`varscore.distributed.run_plan_sharded`, checkpointed too); under torchrun only rank 0
     writes ``output``.
 
     ``vcf`` may be ``-`` (stdin) or a named pipe (read once into a temporary file). The output
@@ -264,7 +264,7 @@ def score_vcf(
                 model_build(recorded_build, genome.lengths),
             )
     _report_nothing_scored(summary, genes, window_size, prepared.source, fail_if_none)
-    from varscore.distributed import launched_by_torchrun, run_plan_sharded
+    from varscore.distributed import CheckpointSpec, launched_by_torchrun, run_plan_sharded
     from varscore.ensemble import replicate_files, score_plan, sd_header
 
     scored = VcfScores(
@@ -281,12 +281,7 @@ def score_vcf(
         raise InputError(
             "Replicate ensembles and --rc/--shifts score in one process for now: drop --devices / torchrun."
         )
-    if devices > 1 or launched_by_torchrun():  # every process loads the model itself
-        scored.result = run_plan_sharded(
-            plan, bundle.path, fasta_path, devices, batch_size, device, bf16, progress=progress
-        )
-        scored.worker = launched_by_torchrun() and int(os.environ["RANK"]) != 0  # rank 0 writes the output
-        return scored
+    fingerprint = None
     if checkpoint_output is not None and str(checkpoint_output) != "-":
         fingerprint = _fingerprint(
             vcf,
@@ -297,6 +292,17 @@ def score_vcf(
             window_size,
             augment=f"rc={rc} shifts={tuple(shifts)}" if augmented else "",
         )
+    if devices > 1 or launched_by_torchrun():  # every process loads the model itself
+        folder = str(checkpoint_dir(checkpoint_output)) if checkpoint_output is not None else ""
+        spec = CheckpointSpec(folder, fingerprint, resume) if fingerprint is not None else None
+        scored.result = run_plan_sharded(
+            plan, bundle.path, fasta_path, devices, batch_size, device, bf16, progress=progress, checkpoint=spec
+        )
+        scored.worker = launched_by_torchrun() and int(os.environ["RANK"]) != 0  # rank 0 writes the output
+        if spec is not None and not scored.worker:
+            scored.checkpoint = GeneCheckpoint.attach(spec.directory, spec.fingerprint)  # removed once written
+        return scored
+    if fingerprint is not None and checkpoint_output is not None:
         scored.checkpoint = GeneCheckpoint(checkpoint_dir(checkpoint_output), fingerprint, resume=resume)
     scored.result, ensemble = score_plan(
         bundle,

@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -70,6 +72,16 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """Where sharded workers keep finished genes (see :class:`varscore.engine.GeneCheckpoint`):
+    rank 0 opens ``directory`` (validated when ``resume``, else cleared) before any rank reads it."""
+
+    directory: str
+    fingerprint: str
+    resume: bool
+
+
 def run_plan_sharded(
     plan: ScoringPlan,
     bundle_path: str | Path,
@@ -80,61 +92,62 @@ def run_plan_sharded(
     bf16: bool = False,
     threads: int | None = None,
     progress: bool = False,
+    checkpoint: CheckpointSpec | None = None,
 ) -> ScoringResult:
     """Score ``plan`` with the bundle at ``bundle_path`` on ``devices`` processes of this machine,
     sharded by gene; or, inside a ``torchrun`` job, as this process's share of the job.
 
-    ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available); on CUDA process ``i``
-    uses GPU ``i`` (local rank under torchrun), on a CPU each process gets ``threads`` torch
+    Local processes are started by PyTorch's elastic launcher (what ``torchrun`` uses), so they
+    run the same worker as a ``torchrun``/SLURM job: rendezvous and ranks come from the
+    environment. ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available); on CUDA
+    process ``i`` uses GPU ``i`` (local rank), on a CPU each local process gets ``threads`` torch
     threads (default: ``$OMP_NUM_THREADS`` when set, else an equal share of the cores).
-    ``progress`` shows rank 0's genes as a progress bar. Returns the merged result (identical to
-    :func:`varscore.engine.run_plan`); under torchrun every rank gets it, so only rank 0 should
-    write the output.
+    ``progress`` shows rank 0's genes as a progress bar. With ``checkpoint`` every rank saves its
+    finished genes there and, resuming, reads back those already done. Returns the merged result
+    (identical to :func:`varscore.engine.run_plan`); under torchrun every rank gets it, so only
+    rank 0 should write the output.
     """
+    args = (plan, str(bundle_path), str(fasta), batch_size, device, bf16, threads, progress, checkpoint)
     if launched_by_torchrun():
-        return _score_shard(
-            int(os.environ["RANK"]),
-            int(os.environ["WORLD_SIZE"]),
-            plan,
-            str(bundle_path),
-            str(fasta),
-            batch_size,
-            device,
-            bf16,
-            threads,
-            progress,
-            "env://",
-            None,
-        )
+        return _score_shard(*args, False)
     if devices < 1:
         raise InputError(f"--devices must be >= 1; got {devices}.")
-    import torch.multiprocessing as mp
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     with tempfile.TemporaryDirectory(prefix="varscore-shards-") as tmp:
-        init = f"file://{Path(tmp) / 'rendezvous'}"
-        result_path = Path(tmp) / "result.json"
-        worker_args = (devices, plan, str(bundle_path), str(fasta), batch_size, device, bf16, threads, progress)
+        config = LaunchConfig(
+            min_nodes=1,
+            max_nodes=1,
+            nproc_per_node=devices,
+            run_id=f"varscore-{uuid.uuid4().hex[:12]}",
+            rdzv_backend="c10d",
+            rdzv_endpoint="localhost:0",  # a free port, as torchrun --standalone
+            max_restarts=0,
+            monitor_interval=0.1,
+            start_method="spawn",
+            logs_specs=DefaultLogsSpecs(log_dir=tmp),
+        )
         try:
-            mp.start_processes(
-                _spawned_worker,
-                args=(*worker_args, init, str(result_path)),
-                nprocs=devices,
-                join=True,
-                start_method="spawn",
-            )
-        except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:
-            last = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-            raise VarscoreError(f"A scoring process failed: {last}") from err
-        return merge_gene_rows(plan, _read_rows(result_path))
+            results = elastic_launch(config, _score_shard)(*args, True)
+        except ChildFailedError as err:
+            raise VarscoreError(f"A scoring process failed: {_first_failure(err)}") from err
+    return results[0]
 
 
-def _spawned_worker(rank: int, world_size: int, *args: Any) -> None:
-    _score_shard(rank, world_size, *args)
+def _first_failure(err: Any) -> str:
+    """The last line of the first failed worker's error (its message), else the launcher's."""
+    for failure in getattr(err, "failures", {}).values():
+        message = failure.message if isinstance(failure.message, str) else str(failure.message)
+        lines = [line for line in message.strip().splitlines() if line.strip()]
+        if lines:
+            return lines[-1]
+    text = str(err).strip()
+    return text.splitlines()[-1] if text else type(err).__name__
 
 
 def _score_shard(
-    rank: int,
-    world_size: int,
     plan: ScoringPlan,
     bundle_path: str,
     fasta: str,
@@ -143,29 +156,39 @@ def _score_shard(
     bf16: bool,
     threads: int | None,
     progress: bool,
-    init_method: str,
-    result_path: str | None,
+    checkpoint: CheckpointSpec | None,
+    local: bool,
 ) -> ScoringResult:
+    """One process's share: rank and world size from the environment (torchrun or the elastic
+    launcher); ``local``: started by :func:`run_plan_sharded` on this machine (threads are shared out)."""
     import torch
     import torch.distributed as dist
     from tqdm.auto import tqdm
 
     from varscore.bundle import load_bundle
+    from varscore.engine import GeneCheckpoint
     from varscore.genome import Genome
 
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     # Objects are gathered over gloo whatever the device: the rows are small.
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size)
+    dist.init_process_group("gloo", init_method="env://", rank=rank, world_size=world_size)
     try:
         use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
         if use_cuda:
-            local = int(os.environ.get("LOCAL_RANK", rank)) % max(torch.cuda.device_count(), 1)
-            worker_device = f"cuda:{local}"
+            local_rank = int(os.environ.get("LOCAL_RANK", rank)) % max(torch.cuda.device_count(), 1)
+            worker_device = f"cuda:{local_rank}"
         else:
             worker_device = "cpu"
             if threads is not None:
                 torch.set_num_threads(threads)
-            elif init_method != "env://" and "OMP_NUM_THREADS" not in os.environ:
+            elif local and "OMP_NUM_THREADS" not in os.environ:
                 torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+        saved = None
+        if checkpoint is not None:
+            if rank == 0:  # validates (resume) or clears the folder once, before anyone reads it
+                GeneCheckpoint(checkpoint.directory, checkpoint.fingerprint, resume=checkpoint.resume)
+            dist.barrier()
+            saved = GeneCheckpoint.attach(checkpoint.directory, checkpoint.fingerprint)
         bundle = load_bundle(bundle_path)
         backbone = bundle.sequence_backbone(worker_device, bf16)
         genome = Genome(Path(fasta))
@@ -174,37 +197,28 @@ def _score_shard(
         logger.info("rank %d of %d: %d genes on %s", rank, world_size, len(mine), worker_device)
         scored = []
         for gene_id in tqdm(mine, desc="genes (rank 0)", unit="gene", disable=not (progress and rank == 0)):
-            rows, padded = score_gene(
-                plan.genes[gene_id], plan.jobs[gene_id], backbone, output_mode, genome, plan.window_size, batch_size
-            )
-            scored.append(GeneRows(gene_id, rows, int(padded)))
+            done = saved.load(gene_id) if saved is not None else None
+            if done is None:
+                gene = plan.genes[gene_id]
+                rows, padded = score_gene(
+                    gene, plan.jobs[gene_id], backbone, output_mode, genome, plan.window_size, batch_size
+                )
+                if saved is not None:
+                    saved.save(gene_id, gene.label, rows, int(padded))
+                done = rows, int(padded)
+            scored.append(GeneRows(gene_id, done[0], int(done[1])))
         gathered: list[Any] = [None] * world_size
         dist.all_gather_object(gathered, scored)
-        everything = [item for part in gathered for item in part]
-        if result_path is not None and rank == 0:
-            _write_rows(Path(result_path), everything)
-        return merge_gene_rows(plan, everything)
+        return merge_gene_rows(plan, [item for part in gathered for item in part])
     finally:
         dist.destroy_process_group()
 
 
-def _write_rows(path: Path, scored: Sequence[GeneRows]) -> None:
-    import json
-
-    data = [
-        [item.gene_id, item.padded, [[r, s.allele, s.gene, s.ref_pred, s.alt_pred] for r, s in item.rows]]
-        for item in scored
-    ]
-    path.write_text(json.dumps(data))  # JSON floats round-trip exactly
-
-
-def _read_rows(path: Path) -> list[GeneRows]:
-    import json
-
-    return [
-        GeneRows(gene_id, [(int(r), AlleleScore(a, g, float(ref), float(alt))) for r, a, g, ref, alt in rows], padded)
-        for gene_id, padded, rows in json.loads(path.read_text())
-    ]
-
-
-__all__ = ["GeneRows", "launched_by_torchrun", "merge_gene_rows", "run_plan_sharded", "shard_genes"]
+__all__ = [
+    "CheckpointSpec",
+    "GeneRows",
+    "launched_by_torchrun",
+    "merge_gene_rows",
+    "run_plan_sharded",
+    "shard_genes",
+]

@@ -297,6 +297,14 @@ class GeneCheckpoint:
             raise InputError(f"Cannot make the checkpoint folder {self.directory}: {exc.strerror or exc}.") from exc
         _write_atomically(manifest, json.dumps({"fingerprint": fingerprint}))
 
+    @classmethod
+    def attach(cls, directory: str | Path, fingerprint: str) -> GeneCheckpoint:
+        """The checkpoint another process opened in ``directory`` (a sharded run's rank 0), neither
+        validated nor cleared again."""
+        checkpoint = cls.__new__(cls)
+        checkpoint.directory, checkpoint.fingerprint = Path(directory), fingerprint
+        return checkpoint
+
     def _path(self, gene_id: str) -> Path:
         return self.directory / (hashlib.sha1(gene_id.encode()).hexdigest()[:16] + ".json")
 
