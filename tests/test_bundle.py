@@ -375,3 +375,40 @@ def test_bundle_error_for_an_unknown_file_type(toy_world, tmp_path):
     os.mkfifo(bundle / "pipe")
     with pytest.raises(BundleError, match="not a regular file"):
         load_bundle(bundle)
+
+
+def test_the_typed_manifest_reads_the_demo_bundle_and_refuses_wrong_types(tmp_path: Path) -> None:
+    from varscore.bundle import Manifest
+
+    bundle = load_bundle(models_dir() / "variformer-demo")
+    raw = bundle.manifest
+    spec = bundle.spec
+    assert spec.backbone.name == raw["backbone"]["name"] == "enformer"
+    assert spec.backbone.params == raw["backbone"]["params"]
+    assert bundle.window_size == raw["window_size"] and spec.bin_size == raw["bin_size"]
+    assert spec.output_mode.name == raw["output_mode"]["name"] and spec.genome_build == "hg19"
+    assert [g.gene_id for g in spec.genes] == [g["gene_id"] for g in raw["genes"]]
+    assert spec.held_out("test") == raw["people"]["test"] and len(spec.held_out("train")) == len(raw["people"]["train"])
+    assert spec.trained_genes == set(raw["train_genes"])
+    carried = bundle.carried_folds()
+    assert (
+        carried is not None
+        and carried[0] == bundle.path / raw["folds"]["file"]
+        and carried[1] == raw["folds"]["replicate"]
+    )
+    for field, value in (
+        ("people", ["SIM0001"]),
+        ("train_genes", "SNAP25"),
+        ("folds", {"file": "f.tsv", "replicate": "0"}),
+    ):
+        broken = {**raw, field: value}
+        with pytest.raises(BundleError, match=field):
+            Manifest.from_dict(broken, "test manifest")
+    escaping = {**raw, "folds": {"file": "../../etc/passwd", "replicate": 0}}
+    target = tmp_path / "bundle"
+    shutil.copytree(bundle.path, target)
+    (target / MANIFEST).write_text(json.dumps(escaping))
+    from varscore.bundle import ModelBundle
+
+    with pytest.raises(BundleError):
+        ModelBundle(target, escaping).carried_folds()

@@ -248,7 +248,7 @@ def score_vcf(
     # the VCF against the FASTA first (the likelier mistake), then the FASTA against the model's reference
     check_contig_lengths(prepared.contig_lengths, genome.lengths, prepared.source, str(fasta_path), recorded_build)
     bundle.check_reference(fasta_path)
-    window_size = int(bundle.manifest["window_size"])
+    window_size = bundle.window_size
     # plan in one streaming pass first, so that bad input fails before the model is loaded
     plan = plan_scoring(iter_variants(vcf), genes, genome, window_size, check_ref=check_ref)
     _check_contig_mapping(plan.summary, prepared.source)
@@ -346,11 +346,9 @@ def _score_genotypes(
             f"({backbone.effect_description}; variants outside the model get no entry)",
         ),
     )
-    window_size = bundle.manifest.get("window_size")
+    window_size = bundle.spec.window_size
     scored_variants = {index: seen[index] for index in result.scores}
-    return VcfScores(
-        result, scored_variants, genome, int(window_size) if window_size else None, [described, SCORE_HEADERS[1]]
-    )
+    return VcfScores(result, scored_variants, genome, window_size, [described, SCORE_HEADERS[1]])
 
 
 def _annotate_with_model(

@@ -13,6 +13,7 @@ contig lengths and MD5s). Nothing is ever unpickled.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -31,7 +32,18 @@ from varscore.types import Gene
 if TYPE_CHECKING:
     from varscore.base import Backbone, GenotypeBackbone, SequenceBackbone
 
-__all__ = ["ModelBundle", "install_bundle", "list_models", "load_bundle", "resolve_model", "save_bundle", "sha256"]
+__all__ = [
+    "FoldsRecord",
+    "Manifest",
+    "ModelBundle",
+    "PluginSpec",
+    "install_bundle",
+    "list_models",
+    "load_bundle",
+    "resolve_model",
+    "save_bundle",
+    "sha256",
+]
 
 MANIFEST = "varscore.json"
 WEIGHTS = "weights.safetensors"
@@ -85,12 +97,108 @@ def resolve_model(name: str | Path) -> Path:
     )
 
 
+@dataclass(frozen=True)
+class PluginSpec:
+    """A backbone or output mode a manifest names: its registered ``name`` and ``params``; a
+    backbone also records the distribution that provided it."""
+
+    name: str
+    params: dict[str, Any]
+    distribution: str | None = None
+    distribution_version: str | None = None
+
+
+@dataclass(frozen=True)
+class FoldsRecord:
+    """The fold file a bundle carries (inside the bundle) and the replicate it was trained on."""
+
+    file: str | None
+    replicate: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A bundle manifest (``varscore.json``) as typed fields, from the one validating loader
+    :meth:`from_dict` (what :func:`validate_manifest` accepts). ``raw`` keeps every field as read,
+    including those this version does not type (metrics, provenance, calibration, replicates)."""
+
+    name: str | None
+    backbone: PluginSpec
+    output_mode: PluginSpec
+    window_size: int | None
+    bin_size: int | None
+    genome_build: str | None
+    tissue: str | None
+    genes: tuple[Gene, ...]
+    train_genes: tuple[str, ...]
+    people: dict[str, tuple[str, ...]]
+    folds: FoldsRecord | None
+    files: dict[str, str]
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, manifest: Any, where: str = MANIFEST) -> Manifest:
+        data = validate_manifest(manifest, where)
+        backbone, output = data["backbone"], data.get("output_mode", {"name": "scalar"})
+        folds = data.get("folds")
+        return cls(
+            name=data.get("name"),
+            backbone=PluginSpec(
+                backbone["name"],
+                dict(backbone.get("params", {})),
+                backbone.get("distribution"),
+                backbone.get("distribution_version"),
+            ),
+            output_mode=PluginSpec(output["name"], dict(output.get("params", {}))),
+            window_size=data.get("window_size"),
+            bin_size=data.get("bin_size"),
+            genome_build=data.get("genome_build"),
+            tissue=data.get("tissue"),
+            genes=tuple(Gene(**g) for g in data.get("genes", [])),
+            train_genes=tuple(data.get("train_genes") or ()),
+            people={split: tuple(people) for split, people in (data.get("people") or {}).items()},
+            folds=FoldsRecord(folds.get("file"), int(folds.get("replicate", 0))) if folds else None,
+            files=dict(data.get("files") or {}),
+            raw=data,
+        )
+
+    def held_out(self, split: str = "test") -> list[str]:
+        """The people the manifest records for ``split`` (``train``, ``tune`` or ``test``)."""
+        return list(self.people.get(split, ()))
+
+    @property
+    def trained_genes(self) -> set[str]:
+        """Gene ids the model was trained on (``train_genes``, else every gene it records)."""
+        return set(self.train_genes) or {g.gene_id for g in self.genes}
+
+
 @dataclass
 class ModelBundle:
     """A loaded manifest; :meth:`backbone` and :meth:`output_mode` build the plugin objects."""
 
     path: Path
     manifest: dict[str, Any]
+
+    @functools.cached_property
+    def spec(self) -> Manifest:
+        """The manifest as typed fields (validated)."""
+        return Manifest.from_dict(self.manifest, str(self.path / MANIFEST))
+
+    @property
+    def window_size(self) -> int:
+        """Input length in bp (a one-line error when the manifest lacks it)."""
+        if self.spec.window_size is None:
+            raise BundleError(f"{self.path / MANIFEST} records no window_size.")
+        return self.spec.window_size
+
+    def carried_folds(self) -> tuple[Path, int] | None:
+        """The fold file the bundle carries (inside its directory) and the replicate it was trained
+        on, or None when it carries none."""
+        record = self.spec.folds
+        if record is None or not record.file:
+            return None
+        path = inside(self.path, record.file, "folds.file")
+        return (path, record.replicate) if path.exists() else None
 
     @property
     def name(self) -> str:
@@ -269,6 +377,14 @@ def validate_manifest(manifest: Any, where: str) -> dict[str, Any]:
             raise BundleError(f"{where}: genes[{i}] needs a 1-based tss > 0 and strand + or -; got {gene}.")
     for name, digest in (manifest.get("files") or {}).items():
         _require(where, f"files[{name!r}]", digest, (str,), "a sha256 hex string")
+    if manifest.get("train_genes") is not None:
+        _require(where, "train_genes", manifest["train_genes"], (list,), "a list of gene ids")
+    if manifest.get("people") is not None:
+        _require(where, "people", manifest["people"], (dict,), "an object of train/tune/test lists")
+        for split, people in manifest["people"].items():
+            _require(where, f"people[{split!r}]", people, (list,), "a list of person ids")
+    if manifest.get("folds") is not None and manifest["folds"].get("replicate") is not None:
+        _require(where, "folds.replicate", manifest["folds"]["replicate"], (int,), "an integer")
     return manifest
 
 

@@ -1145,18 +1145,18 @@ def evaluate(
 
     bundles = [load_bundle(m) for m in (*models_, *compare)]
     first = bundles[0]
-    fold_info = first.manifest.get("folds") or {}
-    if folds is None and fold_info.get("file") and (first.path / fold_info["file"]).exists():
-        folds, replicate = first.path / fold_info["file"], int(fold_info.get("replicate", replicate))
+    carried = first.carried_folds()
+    if folds is None and carried is not None:
+        folds, replicate = carried
     inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None)
     evaluations = []
     cohort_by_window: dict[tuple[int, int], Any] = {}
     for bundle in bundles:
-        window = int(bundle.manifest["window_size"])
-        track_model = bundle.manifest.get("output_mode", {}).get("name") == "track"
+        window = bundle.window_size
+        track_model = bundle.spec.output_mode.name == "track"
         if track_model and coverage is None:
             raise InputError(f"Model '{bundle.name}' predicts coverage tracks: pass --coverage to evaluate it.")
-        bins = int(bundle.manifest.get("bin_size") or 1) if track_model else 0
+        bins = int(bundle.spec.bin_size or 1) if track_model else 0
         if (window, bins) not in cohort_by_window:
             cohort_by_window[(window, bins)] = load_cohort(
                 CohortInputs(**{**inputs.__dict__, "coverage": coverage if track_model else None}),
@@ -1261,16 +1261,16 @@ def plot_coverage_command(
     from varscore.training import CohortInputs, load_cohort
 
     bundle = load_bundle(model)
-    if bundle.manifest.get("output_mode", {}).get("name") != "track":
+    if bundle.spec.output_mode.name != "track":
         raise InputError(f"Model '{bundle.name}' does not predict coverage tracks (finetune --output-mode track).")
     if len(gene_names) > 1:
         raise InputError(f"plot-coverage draws one gene; got --gene {len(gene_names)} times.")
-    fold_info = bundle.manifest.get("folds") or {}
-    if folds is None and fold_info.get("file") and (bundle.path / fold_info["file"]).exists():
-        folds, replicate = bundle.path / fold_info["file"], int(fold_info.get("replicate", replicate))
+    carried = bundle.carried_folds()
+    if folds is None and carried is not None:
+        folds, replicate = carried
     wanted_genes = list(gene_names) or [bundle.genes[0].gene_id]
     inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, wanted_genes, coverage=coverage)
-    data = load_cohort(inputs, int(bundle.manifest["window_size"]), bin_size=int(bundle.manifest["bin_size"])).data
+    data = load_cohort(inputs, bundle.window_size, bin_size=int(bundle.spec.bin_size or 1)).data
     wanted = held_out_people(bundle, people_file, [data.people[i] for i in data.test], data.people)
     index = {p: i for i, p in enumerate(data.people)}
     comparison = compare_coverage(bundle, bundle.backbone(), data, 0, np.array([index[p] for p in wanted]), batch_size)

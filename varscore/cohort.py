@@ -280,7 +280,7 @@ def held_out_people(
             raise InputError(f"People file not found: {path}.")
         people = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     else:
-        people = [str(p) for p in ((bundle.manifest.get("people") or {}).get("test") or [])] or list(default or [])
+        people = bundle.spec.held_out("test") or list(default or [])
     if not people:
         raise InputError(f"Model '{bundle.name}' records no test people: pass --people FILE (one person per line).")
     if cohort_people is not None:

@@ -46,7 +46,7 @@ def evaluate_bundle(
     """Per-gene metrics of ``bundle`` on ``people`` (default: the data's test people), with
     bootstrap CIs from ``n_boot`` resamples of those people (``seed``); coverage-track bundles are
     evaluated by :func:`evaluate_track_bundle`."""
-    if bundle.manifest.get("output_mode", {}).get("name") == "track":
+    if bundle.spec.output_mode.name == "track":
         return evaluate_track_bundle(bundle, data, people, batch_size, n_boot, seed)
     backbone = bundle.backbone()
     mode = bundle.output_mode()
@@ -122,7 +122,7 @@ def _held_out(bundle: ModelBundle, data: FinetuneData, people: Sequence[int] | N
     chosen = np.asarray(data.test if people is None else people, dtype=np.int64)
     if len(chosen) < 2:
         raise InputError(f"Evaluation needs at least 2 held-out people; got {len(chosen)}.")
-    trained = set(bundle.manifest.get("train_genes") or [g["gene_id"] for g in bundle.manifest.get("genes", [])])
+    trained = bundle.spec.trained_genes
     return chosen, trained
 
 
@@ -138,7 +138,7 @@ def _metrics_row(
     bootstrap CIs and the Pearson p-value."""
     ((r2, pearson),) = per_gene_metrics(np.zeros(len(observed), dtype=np.int64), predicted, observed, 1)
     spread = gene_uncertainty(observed, predicted, indices)
-    replicate = (bundle.manifest.get("folds") or {}).get("replicate")
+    replicate = bundle.spec.folds.replicate if bundle.spec.folds is not None else None
     return {
         "model": bundle.name,
         "gene": gene_data.gene.label,
@@ -215,7 +215,7 @@ def compare_coverage(
     gene_data = data.genes[gene_index]
     if gene_data.coverage is None:
         raise InputError(f"No observed coverage for {gene_data.gene.label}: pass --coverage.")
-    track = int(bundle.manifest.get("output_mode", {}).get("params", {}).get("track", 0))
+    track = int(bundle.spec.output_mode.params.get("track", 0))
     out = []
     for start in range(0, len(people), batch_size):
         batch = gene_data.windows.batch(people[start : start + batch_size]).astype(np.float32, copy=False)

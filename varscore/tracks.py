@@ -609,7 +609,7 @@ def _score_with_model(
             bundle.sequence_backbone(device, bf16),
             output_mode,
             genome,
-            int(bundle.manifest["window_size"]),
+            bundle.window_size,
             coverage_top,
             batch_size,
             progress,

@@ -104,14 +104,10 @@ def _observed(config: ReportConfig, main: Any, window: int) -> tuple[dict[str, p
     from varscore.cohort import held_out_people
     from varscore.training import CohortInputs, load_cohort
 
-    fold_info = main.manifest.get("folds") or {}
-    folds = (
-        main.path / fold_info["file"] if fold_info.get("file") and (main.path / fold_info["file"]).exists() else None
-    )
+    carried = main.carried_folds()
+    folds, replicate = carried if carried is not None else (None, main.spec.folds.replicate if main.spec.folds else 0)
     fasta = config.fasta or main.reference_fasta
-    inputs = CohortInputs(
-        config.vcf, config.expression, config.genes, fasta, folds, int(fold_info.get("replicate", 0)), config.gene_names
-    )
+    inputs = CohortInputs(config.vcf, config.expression, config.genes, fasta, folds, replicate, config.gene_names)
     cohort = load_cohort(inputs, window)
     for line in cohort.report:
         logger.info(line)
@@ -188,7 +184,7 @@ def build_report(config: ReportConfig) -> ReportResult:
     if fasta is None:
         raise InputError(f"Model '{main.name}' records no reference FASTA: pass --fasta.")
     genome = Genome(fasta)
-    observed, people = _observed(config, main, int(main.manifest["window_size"]))
+    observed, people = _observed(config, main, main.window_size)
     genes = [g for g in load_genes(config.genes, names=config.gene_names) if g.label in observed]
     runs = {b.name: _run_model(b, config, genome, genes, people) for b in bundles}
     figures: list[FigureEntry] = []
@@ -351,7 +347,7 @@ def build_report(config: ReportConfig) -> ReportResult:
 
         try:
             motif_pairs = _motif_hits(
-                config, genome, genes, [hsvs, hsv_controls, drivers, driver_controls], int(main.manifest["window_size"])
+                config, genome, genes, [hsvs, hsv_controls, drivers, driver_controls], main.window_size
             )
             motif_missing = None  # type: ignore[assignment]
         except PluginError as exc:
