@@ -153,91 +153,129 @@ def _motif_hits(
     return {(g, k) for g, k in zip(all_rows["gene"], all_rows["key"], strict=True) if k in changed}
 
 
-def build_report(config: ReportConfig) -> ReportResult:
-    """Run every analysis the inputs allow and write the report into ``config.out_dir``."""
-    from varscore.analysis import plots
-    from varscore.analysis.drivers import LD_NAN_REASON, find_drivers, ld_pairs, mean_pairwise_ld
-    from varscore.analysis.hsv import (
-        DRIVER_MAF_TOLERANCE,
-        HSV_MAF_TOLERANCE,
-        causal_enrichment,
-        high_scoring_variants,
-        k_from_linear,
-        matched_controls,
-        read_truth,
-        sign_agreement,
-        weight_pairs,
-    )
-    from varscore.analysis.matched import MIN_PAIRS, describe_p, permutation_enrichment, tolerance_sensitivity
-    from varscore.genome import Genome, load_genes
-    from varscore.training import per_gene_metrics
-    from varscore.uncertainty import N_BOOT, SEED, bootstrap_indices, gene_uncertainty
+@dataclass
+class _Report:
+    """What the report's steps share: the inputs, each model's run, the analyses' tables as they
+    are computed, and the figures and tables written so far (see :data:`REPORT_STEPS`)."""
 
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    main, others, linear = _load_models(config)
-    bundles = [main, *others]
-    if linear is not None and linear.name not in {b.name for b in bundles}:
-        bundles.append(linear)
-    models = [b.name for b in bundles]
-    fasta = config.fasta or main.reference_fasta
-    if fasta is None:
-        raise InputError(f"Model '{main.name}' records no reference FASTA: pass --fasta.")
-    genome = Genome(fasta)
-    observed, people = _observed(config, main, main.window_size)
-    genes = [g for g in load_genes(config.genes, names=config.gene_names) if g.label in observed]
-    runs = {b.name: _run_model(b, config, genome, genes, people) for b in bundles}
-    figures: list[FigureEntry] = []
-    tables: dict[str, Path] = {}
-    numbers: dict[str, Any] = {"models": models, "people": len(people), "genes": [g.label for g in genes]}
+    config: ReportConfig
+    out: Path
+    main: Any
+    linear: Any
+    models: list[str]
+    genome: Any
+    genes: list[Any]
+    people: list[str]
+    observed: dict[str, pd.Series]
+    runs: dict[str, _ModelRun]
+    figures: list[FigureEntry] = field(default_factory=list)
+    tables: dict[str, Path] = field(default_factory=dict)
+    numbers: dict[str, Any] = field(default_factory=dict)
+    predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ism_all: pd.DataFrame = field(default_factory=pd.DataFrame)
+    hsvs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    hsv_controls: pd.DataFrame = field(default_factory=pd.DataFrame)
+    drivers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    drivers_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    driver_controls: pd.DataFrame = field(default_factory=pd.DataFrame)
+    motif_pairs: set[tuple[str, str]] = field(default_factory=set)
+    motif_missing: str | None = None
+    motif_keys: set[tuple[str, str, str]] = field(default_factory=set)
 
-    def table(name: str, frame: pd.DataFrame) -> None:
-        path = out / f"{name}.tsv"
+    def table(self, name: str, frame: pd.DataFrame) -> None:
+        path = self.out / f"{name}.tsv"
         frame.to_csv(path, sep="\t", index=False, float_format="%.6g")
-        tables[name] = path
+        self.tables[name] = path
 
     def figure(
-        key: str, title: str, caption: str, make: Any = None, missing: str | None = None, sources: Sequence[str] = ()
+        self,
+        key: str,
+        title: str,
+        caption: str,
+        make: Any = None,
+        missing: str | None = None,
+        sources: Sequence[str] = (),
     ) -> None:
+        from varscore.analysis import plots
         from varscore.analysis.layout import figure_facts
 
         entry = FigureEntry(key, title, caption, missing=missing, tables=list(sources))
         if missing is None:
             fig = make()
             entry.facts = figure_facts(fig)
-            entry.png, entry.pdf = plots.save_figure(fig, out, key)
-        figures.append(entry)
+            entry.png, entry.pdf = plots.save_figure(fig, self.out, key)
+        self.figures.append(entry)
 
-    # Fig. 1: accuracy across held-out people (bootstrap CIs over the people, seeded)
+    def motif_test(self, selected: pd.DataFrame, controls: pd.DataFrame, label: str) -> str:
+        """The one-sided Fisher test of motif-changing variants among ``selected`` vs their controls."""
+        from varscore.analysis.hsv import causal_enrichment
+        from varscore.analysis.matched import describe_p
+
+        parts = []
+        for name in self.models:
+            sel, ctl = selected[selected["model"] == name], controls[controls["model"] == name]
+            result = causal_enrichment(sel, ctl, self.motif_pairs)
+            parts.append(
+                f"{name}: {result.selected_causal}/{result.selected} {label} vs {result.controls_causal}/"
+                f"{result.controls} controls, {describe_p(result.p_value, result.selected)}"
+            )
+        return "; ".join(parts)
+
+    def motif_rates(self, selected: pd.DataFrame, controls: pd.DataFrame, label: str) -> pd.DataFrame:
+        rows = []
+        for name in self.models:
+            for group, frame in ((label, selected), ("matched controls", controls)):
+                part = frame[frame["model"] == name].drop_duplicates(["gene", "key"])
+                k = sum((g, key) in self.motif_pairs for g, key in zip(part["gene"], part["key"], strict=True))
+                rows.append(
+                    {
+                        "model": name,
+                        "group": group,
+                        "k": k,
+                        "n": len(part),
+                        "rate": k / len(part) if len(part) else math.nan,
+                    }
+                )
+        return pd.DataFrame(rows)
+
+
+def _accuracy(r: _Report) -> None:
+    """Fig. 1: accuracy across held-out people (bootstrap CIs over the people, seeded)."""
+    from varscore.analysis import plots
+    from varscore.training import per_gene_metrics
+    from varscore.uncertainty import N_BOOT, SEED, bootstrap_indices, gene_uncertainty
+
+    people, main, models = r.people, r.main, r.models
     boot = bootstrap_indices(len(people), N_BOOT, SEED)
     pred_rows, metric_rows = [], []
-    for name, run in runs.items():
+    for name, run in r.runs.items():
         for label, pred in run.predictions.items():
-            obs = observed[label].loc[people].to_numpy()
+            obs = r.observed[label].loc[people].to_numpy()
             pred_rows.append(
                 pd.DataFrame({"model": name, "gene": label, "person": people, "observed": obs, "predicted": pred})
             )
-            ((r2, r),) = per_gene_metrics(np.zeros(len(obs), dtype=np.int64), pred, obs, 1)
+            ((r2, pearson),) = per_gene_metrics(np.zeros(len(obs), dtype=np.int64), pred, obs, 1)
             metric_rows.append(
                 {
                     "model": name,
                     "gene": label,
                     "people": len(obs),
                     "r2": r2,
-                    "pearson": r,
+                    "pearson": pearson,
                     **gene_uncertainty(obs, pred, boot),
                 }
             )
-    predictions = pd.concat(pred_rows, ignore_index=True)
-    metrics = pd.DataFrame(metric_rows)
-    table("predictions", predictions)
-    table("metrics", metrics)
+    predictions = r.predictions = pd.concat(pred_rows, ignore_index=True)
+    metrics = r.metrics = pd.DataFrame(metric_rows)
+    r.table("predictions", predictions)
+    r.table("metrics", metrics)
     main_rows = metrics[metrics["model"] == main.name]
     best = main_rows.loc[main_rows["r2"].idxmax()] if main_rows["r2"].notna().any() else None
-    figure(
+    r.figure(
         "fig1a_observed_vs_predicted",
         "Fig. 1a — observed vs predicted expression",
-        f"n = {len(people)} held-out people per panel, {len(genes)} genes; r: Pearson's correlation (two-sided "
+        f"n = {len(people)} held-out people per panel, {len(r.genes)} genes; r: Pearson's correlation (two-sided "
         "t test p-values and bootstrap 95% CIs in metrics.tsv)."
         + (
             f" Best {main.name} gene: {best['gene']}, r = {best['pearson']:.2f} "
@@ -260,7 +298,7 @@ def build_report(config: ReportConfig) -> ReportResult:
             for o in compared
             if o in wide
         )
-        figure(
+        r.figure(
             key,
             f"Fig. 1{key[4]} — per-gene {label}, {main.name} vs other models",
             f"n = {len(wide)} genes (points), each across {len(people)} held-out people; {counts}. Lines: 95% "
@@ -271,28 +309,37 @@ def build_report(config: ReportConfig) -> ReportResult:
             sources=["metrics"],
         )
 
-    # HSVs: k per gene from the elastic net (or --k)
-    if linear is not None:
-        per_id = k_from_linear(runs[linear.name].scorer.backbone)
-        k_by_gene: dict[str, int] | int = {g.label: per_id[g.gene_id] for g in genes if g.gene_id in per_id}
+
+def _high_scoring(r: _Report) -> None:
+    """HSVs: k per gene from the elastic net (or --k), and their matched controls."""
+    from varscore.analysis.hsv import HSV_MAF_TOLERANCE, high_scoring_variants, k_from_linear, matched_controls
+
+    if r.linear is not None:
+        per_id = k_from_linear(r.runs[r.linear.name].scorer.backbone)
+        k_by_gene: dict[str, int] | int = {g.label: per_id[g.gene_id] for g in r.genes if g.gene_id in per_id}
     else:
-        k_by_gene = config.k or 10
-    numbers["k"] = k_by_gene
-    ism_all = pd.concat([r.ism for r in runs.values()], ignore_index=True)
+        k_by_gene = r.config.k or 10
+    r.numbers["k"] = k_by_gene
+    r.ism_all = pd.concat([run.ism for run in r.runs.values()], ignore_index=True)
     hsv_parts, control_parts = [], []
-    for name, run in runs.items():
+    for name, run in r.runs.items():
         picked = high_scoring_variants(run.ism, k_by_gene).assign(model=name)
         hsv_parts.append(picked)
         control_parts.append(matched_controls(picked, run.ism, HSV_MAF_TOLERANCE).assign(model=name))
-    hsvs = pd.concat(hsv_parts, ignore_index=True)
-    hsv_controls = pd.concat(control_parts, ignore_index=True)
-    table("ism", ism_all)
-    table("hsvs", hsvs)
+    r.hsvs = pd.concat(hsv_parts, ignore_index=True)
+    r.hsv_controls = pd.concat(control_parts, ignore_index=True)
+    r.table("ism", r.ism_all)
+    r.table("hsvs", r.hsvs)
 
-    # Drivers (sequence models: forward selection; genotype models: the variants they use, e.g. an
-    # elastic net's non-zero coefficients)
+
+def _drivers(r: _Report) -> None:
+    """Drivers (sequence models: forward selection; genotype models: the variants they use, e.g. an
+    elastic net's non-zero coefficients) and their matched controls."""
+    from varscore.analysis.drivers import find_drivers, ld_pairs, mean_pairwise_ld
+    from varscore.analysis.hsv import DRIVER_MAF_TOLERANCE, matched_controls
+
     driver_parts, driver_summary = [], []
-    for name, run in runs.items():
+    for name, run in r.runs.items():
         if run.scorer.declares_drivers:
             chosen = []
             for gv in run.variants.values():
@@ -315,400 +362,474 @@ def build_report(config: ReportConfig) -> ReportResult:
             run.scorer,
             run.variants,
             run.ism,
-            people,
-            batch_size=config.batch_size,
-            progress=config.progress,
+            r.people,
+            batch_size=r.config.batch_size,
+            progress=r.config.progress,
             predictions=run.predictions,
         )
         driver_parts.append(found.assign(model=name))
         driver_summary.extend(summary.assign(model=name).to_dict("records"))
-    drivers = pd.concat(driver_parts, ignore_index=True)
-    drivers_summary = pd.DataFrame(driver_summary).merge(
-        metrics[["model", "gene", "r2"]], on=["model", "gene"], how="left"
+    drivers = r.drivers = pd.concat(driver_parts, ignore_index=True)
+    r.drivers_summary = pd.DataFrame(driver_summary).merge(
+        r.metrics[["model", "gene", "r2"]], on=["model", "gene"], how="left"
     )
-    driver_controls = pd.concat(
+    r.driver_controls = pd.concat(
         [
-            matched_controls(drivers[drivers["model"] == m], runs[m].ism, DRIVER_MAF_TOLERANCE).assign(model=m)
-            for m in models
+            matched_controls(drivers[drivers["model"] == m], r.runs[m].ism, DRIVER_MAF_TOLERANCE).assign(model=m)
+            for m in r.models
         ],
         ignore_index=True,
     )
-    if linear is not None:
-        lin_r2 = metrics[metrics["model"] == linear.name].set_index("gene")["r2"]
-        drivers_summary["r2_relative"] = drivers_summary["r2"] - drivers_summary["gene"].map(lin_r2)
-    table("drivers", drivers)
-    table("drivers_summary", drivers_summary)
+    if r.linear is not None:
+        lin_r2 = r.metrics[r.metrics["model"] == r.linear.name].set_index("gene")["r2"]
+        r.drivers_summary["r2_relative"] = r.drivers_summary["r2"] - r.drivers_summary["gene"].map(lin_r2)
+    r.table("drivers", drivers)
+    r.table("drivers_summary", r.drivers_summary)
 
-    # Motif changes (the motifs annotator), when asked for
-    motif_pairs: set[tuple[str, str]] = set()
-    motif_missing = "needs --motifs (a JASPAR release such as JASPAR2024, or a MEME/JASPAR/HOCOMOCO file)"
-    if config.motifs:
+
+def _motif_changes(r: _Report) -> None:
+    """Which HSVs, drivers and controls change a motif match (the motifs annotator), when asked for."""
+    r.motif_missing = "needs --motifs (a JASPAR release such as JASPAR2024, or a MEME/JASPAR/HOCOMOCO file)"
+    if r.config.motifs:
         from varscore.errors import PluginError
 
         try:
-            motif_pairs = _motif_hits(
-                config, genome, genes, [hsvs, hsv_controls, drivers, driver_controls], main.window_size
+            r.motif_pairs = _motif_hits(
+                r.config,
+                r.genome,
+                r.genes,
+                [r.hsvs, r.hsv_controls, r.drivers, r.driver_controls],
+                r.main.window_size,
             )
-            motif_missing = None  # type: ignore[assignment]
+            r.motif_missing = None
         except PluginError as exc:
-            motif_missing = f"needs the motifs annotator plugin ({exc})"
-    motif_keys = {
-        (m, g, k) for m, g, k in zip(hsvs["model"], hsvs["gene"], hsvs["key"], strict=True) if (g, k) in motif_pairs
+            r.motif_missing = f"needs the motifs annotator plugin ({exc})"
+    hsvs = r.hsvs
+    r.motif_keys = {
+        (m, g, k) for m, g, k in zip(hsvs["model"], hsvs["gene"], hsvs["key"], strict=True) if (g, k) in r.motif_pairs
     }
 
-    window_sizes = {n: r.scorer.window_size for n, r in runs.items()}
+
+def _fig2a_weights(r: _Report) -> None:
+    from varscore.analysis import plots
+
+    ism_all, hsvs, models = r.ism_all, r.hsvs, r.models
+    window_sizes = {n: run.scorer.window_size for n, run in r.runs.items()}
     scored = "; ".join(
         f"{n}: {int((ism_all['model'] == n).sum())} variants scored, {int((hsvs['model'] == n).sum())} "
         f"HSVs, {window_sizes[n] / 1000:g}-kb window"
         for n in models
     )
-    figure(
+    r.figure(
         "fig2a_weights_vs_distance",
         "Fig. 2a — variant weights vs distance to TSS",
         f"n: {scored}. Each model scores only the variants inside its own input window (the windows differ: "
         "a sequence model sees the sequence it was trained on, a linear model every SNV of its larger window); "
         "narrower windows are shaded. ISM (alt − ref) for sequence models; 2 × coefficient (homozygous ALT, the "
-        f"same scale) for linear models. {main.name} is drawn on top (filled); other models as open markers. "
+        f"same scale) for linear models. {r.main.name} is drawn on top (filled); other models as open markers. "
         "No test. Large markers are HSVs"
         + (
             "; light vertical lines mark HSVs that change a TF motif."
-            if motif_keys
+            if r.motif_keys
             else "."
-            if motif_missing is None
-            else f" (motif marks not drawn: {motif_missing})."
+            if r.motif_missing is None
+            else f" (motif marks not drawn: {r.motif_missing})."
         ),
-        lambda: plots.weights_vs_distance(ism_all, hsvs, models, motif_keys, window_sizes),
+        lambda: plots.weights_vs_distance(ism_all, hsvs, models, r.motif_keys, window_sizes),
         sources=["ism", "hsvs"],
     )
 
-    # Fig. 2c: sign agreement with the linear model
-    if linear is not None:
-        pairs_parts, agreements, all_pairs = [], {}, {}
-        for name in models:
-            if name == linear.name:
-                continue
-            pair = weight_pairs(runs[linear.name].scorer, genes, runs[name].ism).assign(model=name)
-            pair = pair[["model", "gene", "key", "linear_weight", "model_weight"]]
-            pairs_parts.append(pair)
-            agreements[name] = sign_agreement(pair["model_weight"], pair["linear_weight"], 0.05)
-            all_pairs[name] = sign_agreement(pair["model_weight"], pair["linear_weight"], 0.0)
-        if agreements:
-            pairs = pd.concat(pairs_parts, ignore_index=True)
-            table("sign_agreement_pairs", pairs)
-            numbers["sign_agreement"] = {
-                f"{m} ({label})": {
-                    "agree": a.agree,
-                    "n": a.n,
-                    "fraction": a.fraction,
-                    "fisher_p": a.p_value,
-                    "result": describe_p(a.p_value, a.n),
-                }
-                for m in agreements
-                for label, a in (("|w| > 0.05", agreements[m]), ("all pairs", all_pairs[m]))
-            }
-            agree_text = "; ".join(
-                f"{m}: {a.agree}/{a.n} agree with both |w| > 0.05 ({describe_p(a.p_value, a.n)}), "
-                f"{all_pairs[m].agree}/{all_pairs[m].n} over all pairs "
-                f"({describe_p(all_pairs[m].p_value, all_pairs[m].n)})"
-                for m, a in agreements.items()
-            )
-            figure(
-                "fig2c_sign_agreement",
-                f"Fig. 2c — sign agreement with {linear.name}",
-                f"n: variants with a non-zero {linear.name} coefficient (points). Test: Fisher's exact test "
-                f"(two-sided) of the 2×2 table of signs, given only from {MIN_PAIRS} pairs up. Result: {agree_text}. "
-                "The ISM axis is symmetric-log so that small and large weights are both visible.",
-                lambda: plots.sign_agreement_plot(pairs, linear.name, agreements, all_pairs),
-                sources=["sign_agreement_pairs"],
-            )
-        else:
-            figure(
-                "fig2c_sign_agreement",
-                "Fig. 2c — sign agreement",
-                "",
-                missing="needs a non-linear model besides the linear one",
-            )
-    else:
-        figure(
+
+def _fig2c_sign_agreement(r: _Report) -> None:
+    """Fig. 2c: sign agreement with the linear model."""
+    from varscore.analysis import plots
+    from varscore.analysis.hsv import sign_agreement, weight_pairs
+    from varscore.analysis.matched import MIN_PAIRS, describe_p
+
+    linear = r.linear
+    if linear is None:
+        r.figure(
             "fig2c_sign_agreement",
             "Fig. 2c — sign agreement with the linear model",
             "",
             missing="needs --linear or an elastic-net model among --compare",
         )
-
-    # Fig. 3
-    if config.chromhmm is not None:
-        from varscore.analysis.enrichment import read_segmentation, state_enrichment
-        from varscore.types import tss_window
-
-        segmentation = read_segmentation(config.chromhmm)
-        per_state = pd.concat(
-            [
-                state_enrichment(
-                    hsvs[hsvs["model"] == name],
-                    {g.label: tss_window(g, run.scorer.window_size) for g in genes},
-                    segmentation,
-                ).per_state
-                for name, run in runs.items()
-            ],
-            ignore_index=True,
+        return
+    pairs_parts, agreements, all_pairs = [], {}, {}
+    for name in r.models:
+        if name == linear.name:
+            continue
+        pair = weight_pairs(r.runs[linear.name].scorer, r.genes, r.runs[name].ism).assign(model=name)
+        pair = pair[["model", "gene", "key", "linear_weight", "model_weight"]]
+        pairs_parts.append(pair)
+        agreements[name] = sign_agreement(pair["model_weight"], pair["linear_weight"], 0.05)
+        all_pairs[name] = sign_agreement(pair["model_weight"], pair["linear_weight"], 0.0)
+    if not agreements:
+        r.figure(
+            "fig2c_sign_agreement",
+            "Fig. 2c — sign agreement",
+            "",
+            missing="needs a non-linear model besides the linear one",
         )
-        table("chromhmm_enrichment", per_state)
-        figure(
-            "fig3a_chromhmm_enrichment",
-            "Fig. 3a — chromatin-state enrichment of HSVs",
-            "Per state: ln of the HSVs observed in it over those expected from the state's share of the annotated "
-            f"bases of each gene's window, summed over genes; n = {len(hsvs)} HSVs over {len(genes)} genes "
-            "(bar label: HSVs in the state). No test.",
-            lambda: plots.state_enrichment_plot(per_state, models),
-            sources=["chromhmm_enrichment", "hsvs"],
-        )
-    else:
-        figure(
+        return
+    pairs = pd.concat(pairs_parts, ignore_index=True)
+    r.table("sign_agreement_pairs", pairs)
+    r.numbers["sign_agreement"] = {
+        f"{m} ({label})": {
+            "agree": a.agree,
+            "n": a.n,
+            "fraction": a.fraction,
+            "fisher_p": a.p_value,
+            "result": describe_p(a.p_value, a.n),
+        }
+        for m in agreements
+        for label, a in (("|w| > 0.05", agreements[m]), ("all pairs", all_pairs[m]))
+    }
+    agree_text = "; ".join(
+        f"{m}: {a.agree}/{a.n} agree with both |w| > 0.05 ({describe_p(a.p_value, a.n)}), "
+        f"{all_pairs[m].agree}/{all_pairs[m].n} over all pairs "
+        f"({describe_p(all_pairs[m].p_value, all_pairs[m].n)})"
+        for m, a in agreements.items()
+    )
+    r.figure(
+        "fig2c_sign_agreement",
+        f"Fig. 2c — sign agreement with {linear.name}",
+        f"n: variants with a non-zero {linear.name} coefficient (points). Test: Fisher's exact test "
+        f"(two-sided) of the 2×2 table of signs, given only from {MIN_PAIRS} pairs up. Result: {agree_text}. "
+        "The ISM axis is symmetric-log so that small and large weights are both visible.",
+        lambda: plots.sign_agreement_plot(pairs, linear.name, agreements, all_pairs),
+        sources=["sign_agreement_pairs"],
+    )
+
+
+def _fig3a_chromhmm(r: _Report) -> None:
+    from varscore.analysis import plots
+
+    if r.config.chromhmm is None:
+        r.figure(
             "fig3a_chromhmm_enrichment",
             "Fig. 3a — chromatin-state enrichment of HSVs",
             "",
             missing="needs --chromhmm BED (a ChromHMM segmentation)",
         )
+        return
+    from varscore.analysis.enrichment import read_segmentation, state_enrichment
+    from varscore.types import tss_window
 
-    def motif_test(selected: pd.DataFrame, controls: pd.DataFrame, label: str) -> str:
-        """The one-sided Fisher test of motif-changing variants among ``selected`` vs their controls."""
-        parts = []
-        for name in models:
-            sel, ctl = selected[selected["model"] == name], controls[controls["model"] == name]
-            result = causal_enrichment(sel, ctl, motif_pairs)
-            parts.append(
-                f"{name}: {result.selected_causal}/{result.selected} {label} vs {result.controls_causal}/"
-                f"{result.controls} controls, {describe_p(result.p_value, result.selected)}"
-            )
-        return "; ".join(parts)
+    hsvs = r.hsvs
+    segmentation = read_segmentation(r.config.chromhmm)
+    per_state = pd.concat(
+        [
+            state_enrichment(
+                hsvs[hsvs["model"] == name],
+                {g.label: tss_window(g, run.scorer.window_size) for g in r.genes},
+                segmentation,
+            ).per_state
+            for name, run in r.runs.items()
+        ],
+        ignore_index=True,
+    )
+    r.table("chromhmm_enrichment", per_state)
+    r.figure(
+        "fig3a_chromhmm_enrichment",
+        "Fig. 3a — chromatin-state enrichment of HSVs",
+        "Per state: ln of the HSVs observed in it over those expected from the state's share of the annotated "
+        f"bases of each gene's window, summed over genes; n = {len(hsvs)} HSVs over {len(r.genes)} genes "
+        "(bar label: HSVs in the state). No test.",
+        lambda: plots.state_enrichment_plot(per_state, r.models),
+        sources=["chromhmm_enrichment", "hsvs"],
+    )
 
-    def motif_rates(selected: pd.DataFrame, controls: pd.DataFrame, label: str) -> pd.DataFrame:
-        rows = []
-        for name in models:
-            for group, frame in ((label, selected), ("matched controls", controls)):
-                part = frame[frame["model"] == name].drop_duplicates(["gene", "key"])
-                k = sum((g, key) in motif_pairs for g, key in zip(part["gene"], part["key"], strict=True))
-                rows.append(
-                    {
-                        "model": name,
-                        "group": group,
-                        "k": k,
-                        "n": len(part),
-                        "rate": k / len(part) if len(part) else math.nan,
-                    }
-                )
-        return pd.DataFrame(rows)
 
-    hsv_motif = motif_rates(hsvs, hsv_controls, "HSVs") if motif_missing is None else None
+def _fig3b_hsv_motifs(r: _Report) -> None:
+    from varscore.analysis import plots
+
+    hsv_motif = r.motif_rates(r.hsvs, r.hsv_controls, "HSVs") if r.motif_missing is None else None
     if hsv_motif is not None:
-        table("motif_rates_hsvs", hsv_motif)
-    figure(
+        r.table("motif_rates_hsvs", hsv_motif)
+    r.figure(
         "fig3b_motif_changes",
         "Fig. 3b — HSVs that change a TF motif",
         "Share of HSVs (and of their distance- and MAF-matched controls: ±2.5 kb, MAF ±0.5%) whose ALT allele "
         "creates, strengthens, weakens or destroys a motif match (the motifs annotator's default threshold; "
         "motifbreakR effect strong or weak). Test: one-sided Fisher exact, HSVs vs distinct controls. "
-        + (motif_test(hsvs, hsv_controls, "HSVs") + "." if motif_missing is None else ""),
+        + (r.motif_test(r.hsvs, r.hsv_controls, "HSVs") + "." if r.motif_missing is None else ""),
         lambda: plots.rate_bars(hsv_motif, "HSVs changing a TF motif", "share of variants"),
-        missing=motif_missing,
+        missing=r.motif_missing,
         sources=["motif_rates_hsvs", "hsvs"],
     )
-    finemap_missing = "needs --finemap TABLE (CAVIAR, SuSiE or DAP-G fine-mapping)" if config.finemap is None else None
-    if config.finemap is not None:
-        from varscore.finemapping import evaluate_finemap, read_finemap_table
 
-        evaluation = evaluate_finemap(
-            ism_all[["model", "gene", "chrom", "pos", "delta"]],
-            read_finemap_table(config.finemap),
-            {g.label: g for g in genes},
-        )
-        table("finemap_per_gene", evaluation.per_gene)
-        table("finemap_overall", evaluation.overall)
-        numbers["finemap"] = evaluation.overall.to_dict("records")
-        figure(
+
+def _fig3c_finemap(r: _Report) -> None:
+    from varscore.analysis import plots
+
+    if r.config.finemap is None:
+        r.figure(
             "fig3c_finemap_auroc",
             "Fig. 3c — fine-mapped eQTL auROC / auPR",
-            "Positives: fine-mapped variants (posterior ≥ 0.1); 5 distance-matched negatives each; score: "
-            "|variant weight|; n: positives and negatives per model in finemap_overall.tsv. No test.",
-            lambda: plots.finemap_plot(evaluation.per_gene, evaluation.overall, models),
-            sources=["finemap_per_gene", "finemap_overall"],
+            "",
+            missing="needs --finemap TABLE (CAVIAR, SuSiE or DAP-G fine-mapping)",
         )
-    else:
-        figure("fig3c_finemap_auroc", "Fig. 3c — fine-mapped eQTL auROC / auPR", "", missing=finemap_missing)
-    figure(
+        return
+    from varscore.finemapping import evaluate_finemap, read_finemap_table
+
+    evaluation = evaluate_finemap(
+        r.ism_all[["model", "gene", "chrom", "pos", "delta"]],
+        read_finemap_table(r.config.finemap),
+        {g.label: g for g in r.genes},
+    )
+    r.table("finemap_per_gene", evaluation.per_gene)
+    r.table("finemap_overall", evaluation.overall)
+    r.numbers["finemap"] = evaluation.overall.to_dict("records")
+    r.figure(
+        "fig3c_finemap_auroc",
+        "Fig. 3c — fine-mapped eQTL auROC / auPR",
+        "Positives: fine-mapped variants (posterior ≥ 0.1); 5 distance-matched negatives each; score: "
+        "|variant weight|; n: positives and negatives per model in finemap_overall.tsv. No test.",
+        lambda: plots.finemap_plot(evaluation.per_gene, evaluation.overall, r.models),
+        sources=["finemap_per_gene", "finemap_overall"],
+    )
+
+
+def _fig3d_maf(r: _Report) -> None:
+    from varscore.analysis import plots
+
+    hsvs = r.hsvs
+    r.figure(
         "fig3d_hsv_maf",
         "Fig. 3d — MAF of HSVs",
         "Minor-allele frequency in the cohort (all people); n per model under each box ("
-        + ", ".join(f"{m}: {int((hsvs['model'] == m).sum())}" for m in models)
+        + ", ".join(f"{m}: {int((hsvs['model'] == m).sum())}" for m in r.models)
         + "). No test.",
-        lambda: plots.maf_distribution(hsvs, models, "HSVs"),
+        lambda: plots.maf_distribution(hsvs, r.models, "HSVs"),
         sources=["hsvs"],
     )
 
-    # Fig. 4
-    no_ld = int(drivers_summary["mean_ld"].isna().sum())
-    figure(
+
+def _fig4_drivers(r: _Report) -> None:
+    """Fig. 4e–g: drivers' performance vs LD, their distance to the TSS and their motif changes."""
+    from varscore.analysis import plots
+    from varscore.analysis.drivers import LD_NAN_REASON
+
+    summary, drivers, models = r.drivers_summary, r.drivers, r.models
+    no_ld = int(summary["mean_ld"].isna().sum())
+    r.figure(
         "fig4e_drivers_ld",
         "Fig. 4e — drivers: performance vs LD",
-        f"n = {len(drivers_summary)} (model, gene) points. Sequence models: drivers (forward selection on "
-        f"{len(people)} held-out people); linear models: non-zero coefficients. x: mean pairwise r² of a gene's "
+        f"n = {len(summary)} (model, gene) points. Sequence models: drivers (forward selection on "
+        f"{len(r.people)} held-out people); linear models: non-zero coefficients. x: mean pairwise r² of a gene's "
         f"drivers; {no_ld} points have no pair ({LD_NAN_REASON}) and sit in the 'n/a' column. y: R² on the "
         "held-out people. Marker area ∝ number of drivers. No test.",
-        lambda: plots.drivers_overview(drivers_summary, models, linear.name if linear is not None else None),
+        lambda: plots.drivers_overview(summary, models, r.linear.name if r.linear is not None else None),
         sources=["drivers_summary", "metrics"],
     )
-    figure(
+    r.figure(
         "fig4f_driver_distance",
         "Fig. 4f — distance to TSS of drivers",
         "Sequence models: drivers; linear models: non-zero coefficients; n per model on the axis. No test.",
         lambda: plots.distance_distribution(drivers, models, "drivers (linear models: non-zero coefficients)"),
         sources=["drivers"],
     )
-    driver_motif = motif_rates(drivers, driver_controls, "drivers") if motif_missing is None else None
+    driver_motif = r.motif_rates(drivers, r.driver_controls, "drivers") if r.motif_missing is None else None
     if driver_motif is not None:
-        table("motif_rates_drivers", driver_motif)
-    figure(
+        r.table("motif_rates_drivers", driver_motif)
+    r.figure(
         "fig4g_driver_motifs",
         "Fig. 4g — drivers that change a TF motif",
         "Share of drivers (linear models: non-zero coefficients) and of their matched controls (±2.5 kb, MAF "
         "±10%) whose ALT allele changes a motif match. Test: one-sided Fisher exact. "
-        + (motif_test(drivers, driver_controls, "drivers") + "." if motif_missing is None else ""),
+        + (r.motif_test(drivers, r.driver_controls, "drivers") + "." if r.motif_missing is None else ""),
         lambda: plots.rate_bars(driver_motif, "Drivers changing a TF motif", "share of variants"),
-        missing=motif_missing,
+        missing=r.motif_missing,
         sources=["motif_rates_drivers", "drivers"],
     )
 
-    # Gradient x input at HSVs/drivers vs their matched controls (sequence models)
-    sequence_models = [n for n in models if runs[n].scorer.scores_sequence]
-    if config.attribution and sequence_models:
-        from tqdm.auto import tqdm
 
-        from varscore.analysis.attribution import attribute_gene
+def _attribution(r: _Report) -> None:
+    """Gradient × input at HSVs/drivers vs their matched controls (sequence models)."""
+    from varscore.analysis import plots
 
-        rows = []
-        for name in sequence_models:
-            run = runs[name]
-            for gv in tqdm(
-                list(run.variants.values()),
-                desc=f"attribution {name}",
-                unit="gene",
-                disable=not config.progress,
-                leave=False,
-            ):
-                gene_attr = attribute_gene(run.scorer, gv, gv.people_rows(people), batch_size=config.batch_size)
-                for group, frame in (
-                    ("HSVs", hsvs),
-                    ("HSV controls", hsv_controls),
-                    ("drivers", drivers),
-                    ("driver controls", driver_controls),
-                ):
-                    part = frame[(frame["model"] == name) & (frame["gene"] == gv.gene.label)]
-                    part = part.drop_duplicates(["key"])
-                    for background in ("reference", "personal"):
-                        for value in gene_attr.at(part["pos"].to_numpy(), background):
-                            rows.append(
-                                {
-                                    "model": name,
-                                    "gene": gv.gene.label,
-                                    "group": group,
-                                    "background": background,
-                                    "value": value,
-                                }
-                            )
-        attributions = pd.DataFrame(rows)
-        table("attribution_at_variants", attributions)
-        figure(
-            "figS10_attribution",
-            "Standardised gradient × input at HSVs and drivers",
-            "Reference: the reference window; personal: the mean over held-out people's windows. Controls are "
-            "matched by distance to TSS (±2.5 kb) and MAF; n per bar under it. Bars: mean with a 95% bootstrap "
-            "CI (1,000 resamples of variants). No test.",
-            lambda: plots.attribution_at_variants(attributions, sequence_models),
-            sources=["attribution_at_variants"],
-        )
-    else:
-        figure(
+    sequence_models = [n for n in r.models if r.runs[n].scorer.scores_sequence]
+    if not (r.config.attribution and sequence_models):
+        r.figure(
             "figS10_attribution",
             "Standardised gradient × input at HSVs and drivers",
             "",
             missing="needs --attribution (and a sequence model)",
         )
+        return
+    from tqdm.auto import tqdm
 
-    # Simulation truth: enrichment of HSVs and drivers for causal variants
-    if config.truth is not None:
-        causal = read_truth(str(config.truth))
-        rows, enrich, sensitivity = [], {}, []
-        for name in models:
-            for label, sel, ctl, tolerance in (
-                ("HSVs", hsvs, hsv_controls, HSV_MAF_TOLERANCE),
-                ("drivers", drivers, driver_controls, DRIVER_MAF_TOLERANCE),
+    from varscore.analysis.attribution import attribute_gene
+
+    rows = []
+    for name in sequence_models:
+        run = r.runs[name]
+        for gv in tqdm(
+            list(run.variants.values()),
+            desc=f"attribution {name}",
+            unit="gene",
+            disable=not r.config.progress,
+            leave=False,
+        ):
+            gene_attr = attribute_gene(run.scorer, gv, gv.people_rows(r.people), batch_size=r.config.batch_size)
+            for group, frame in (
+                ("HSVs", r.hsvs),
+                ("HSV controls", r.hsv_controls),
+                ("drivers", r.drivers),
+                ("driver controls", r.driver_controls),
             ):
-                chosen = sel[sel["model"] == name]
-                result = causal_enrichment(chosen, ctl[ctl["model"] == name], causal)
-                perm = permutation_enrichment(chosen, runs[name].ism, causal, tolerance)
-                enrich[f"{name} {label}"] = {
-                    **result.__dict__,
-                    "fisher": describe_p(result.p_value, result.selected),
-                    "perm": perm.describe(),
-                    "matched": perm.matched,
-                    "perm_null_mean": perm.null_mean,
-                    "rule": perm.rule,
-                    "median_candidates": perm.median_candidates,
-                }
-                sensitivity.append(
-                    tolerance_sensitivity(chosen, runs[name].ism, causal).assign(model=name, group=label)
-                )
-                rows.append(
-                    {
-                        "model": name,
-                        "group": label,
-                        "k": result.selected_causal,
-                        "n": result.selected,
-                        "rate": result.selected_rate,
-                    }
-                )
-                rows.append(
-                    {
-                        "model": name,
-                        "group": f"{label} controls",
-                        "k": result.controls_causal,
-                        "n": result.controls,
-                        "rate": result.control_rate,
-                    }
-                )
-        truth_rates = pd.DataFrame(rows)
-        table("causal_enrichment", truth_rates)
-        tolerance_table = pd.concat(sensitivity, ignore_index=True)
-        table("causal_enrichment_tolerance", tolerance_table)
-        numbers["causal_enrichment"] = enrich
-        numbers["causal_enrichment_tolerance"] = tolerance_table
-        results = "; ".join(
-            f"{k}: {v['selected_causal']}/{v['selected']} causal, permutation {v['perm']}, Fisher {v['fisher']}"
-            for k, v in enrich.items()
-        )
-        figure(
-            "figS_causal_enrichment",
-            "Causal variants among HSVs and drivers (simulation truth)",
-            "Share of selected variants that are true causal variants of their gene, vs their distance- and "
-            "MAF-matched controls (±2.5 kb; MAF within 0.5% for HSVs, 10% for drivers). Linear models: their "
-            "non-zero coefficients stand in for drivers. Tests: a one-sided permutation test (2,000 matched "
-            "control sets, one control drawn per selected variant with a match) and the one-sided Fisher exact "
-            f"test against all distinct controls; no p-value below {MIN_PAIRS} variants. Results: {results}. "
-            "How both depend on the MAF tolerance: causal_enrichment_tolerance.tsv and the table above.",
-            lambda: plots.rate_bars(truth_rates, "Causal variants (simulated truth)", "share causal"),
-            sources=["causal_enrichment", "causal_enrichment_tolerance"],
-        )
-    else:
-        figure(
+                part = frame[(frame["model"] == name) & (frame["gene"] == gv.gene.label)]
+                part = part.drop_duplicates(["key"])
+                for background in ("reference", "personal"):
+                    for value in gene_attr.at(part["pos"].to_numpy(), background):
+                        rows.append(
+                            {
+                                "model": name,
+                                "gene": gv.gene.label,
+                                "group": group,
+                                "background": background,
+                                "value": value,
+                            }
+                        )
+    attributions = pd.DataFrame(rows)
+    r.table("attribution_at_variants", attributions)
+    r.figure(
+        "figS10_attribution",
+        "Standardised gradient × input at HSVs and drivers",
+        "Reference: the reference window; personal: the mean over held-out people's windows. Controls are "
+        "matched by distance to TSS (±2.5 kb) and MAF; n per bar under it. Bars: mean with a 95% bootstrap "
+        "CI (1,000 resamples of variants). No test.",
+        lambda: plots.attribution_at_variants(attributions, sequence_models),
+        sources=["attribution_at_variants"],
+    )
+
+
+def _causal_truth(r: _Report) -> None:
+    """Simulation truth: enrichment of HSVs and drivers for causal variants."""
+    from varscore.analysis import plots
+    from varscore.analysis.hsv import (
+        DRIVER_MAF_TOLERANCE,
+        HSV_MAF_TOLERANCE,
+        causal_enrichment,
+        read_truth,
+    )
+    from varscore.analysis.matched import MIN_PAIRS, describe_p, permutation_enrichment, tolerance_sensitivity
+
+    if r.config.truth is None:
+        r.figure(
             "figS_causal_enrichment",
             "Causal variants among HSVs and drivers",
             "",
             missing="needs --truth truth_variants.tsv (a simulated cohort)",
         )
+        return
+    causal = read_truth(str(r.config.truth))
+    rows, enrich, sensitivity = [], {}, []
+    for name in r.models:
+        for label, sel, ctl, tolerance in (
+            ("HSVs", r.hsvs, r.hsv_controls, HSV_MAF_TOLERANCE),
+            ("drivers", r.drivers, r.driver_controls, DRIVER_MAF_TOLERANCE),
+        ):
+            chosen = sel[sel["model"] == name]
+            result = causal_enrichment(chosen, ctl[ctl["model"] == name], causal)
+            perm = permutation_enrichment(chosen, r.runs[name].ism, causal, tolerance)
+            enrich[f"{name} {label}"] = {
+                **result.__dict__,
+                "fisher": describe_p(result.p_value, result.selected),
+                "perm": perm.describe(),
+                "matched": perm.matched,
+                "perm_null_mean": perm.null_mean,
+                "rule": perm.rule,
+                "median_candidates": perm.median_candidates,
+            }
+            sensitivity.append(tolerance_sensitivity(chosen, r.runs[name].ism, causal).assign(model=name, group=label))
+            rows.append(
+                {
+                    "model": name,
+                    "group": label,
+                    "k": result.selected_causal,
+                    "n": result.selected,
+                    "rate": result.selected_rate,
+                }
+            )
+            rows.append(
+                {
+                    "model": name,
+                    "group": f"{label} controls",
+                    "k": result.controls_causal,
+                    "n": result.controls,
+                    "rate": result.control_rate,
+                }
+            )
+    truth_rates = pd.DataFrame(rows)
+    r.table("causal_enrichment", truth_rates)
+    tolerance_table = pd.concat(sensitivity, ignore_index=True)
+    r.table("causal_enrichment_tolerance", tolerance_table)
+    r.numbers["causal_enrichment"] = enrich
+    r.numbers["causal_enrichment_tolerance"] = tolerance_table
+    results = "; ".join(
+        f"{k}: {v['selected_causal']}/{v['selected']} causal, permutation {v['perm']}, Fisher {v['fisher']}"
+        for k, v in enrich.items()
+    )
+    r.figure(
+        "figS_causal_enrichment",
+        "Causal variants among HSVs and drivers (simulation truth)",
+        "Share of selected variants that are true causal variants of their gene, vs their distance- and "
+        "MAF-matched controls (±2.5 kb; MAF within 0.5% for HSVs, 10% for drivers). Linear models: their "
+        "non-zero coefficients stand in for drivers. Tests: a one-sided permutation test (2,000 matched "
+        "control sets, one control drawn per selected variant with a match) and the one-sided Fisher exact "
+        f"test against all distinct controls; no p-value below {MIN_PAIRS} variants. Results: {results}. "
+        "How both depend on the MAF tolerance: causal_enrichment_tolerance.tsv and the table above.",
+        lambda: plots.rate_bars(truth_rates, "Causal variants (simulated truth)", "share causal"),
+        sources=["causal_enrichment", "causal_enrichment_tolerance"],
+    )
 
+
+#: The report's steps, in order: analyses first (each fills tables of :class:`_Report` that later
+#: steps read), then one builder per figure or group of figures. Each writes its tables and adds
+#: its figures, produced or listed as "not produced" with the option that would produce them.
+REPORT_STEPS = (
+    _accuracy,
+    _high_scoring,
+    _drivers,
+    _motif_changes,
+    _fig2a_weights,
+    _fig2c_sign_agreement,
+    _fig3a_chromhmm,
+    _fig3b_hsv_motifs,
+    _fig3c_finemap,
+    _fig3d_maf,
+    _fig4_drivers,
+    _attribution,
+    _causal_truth,
+)
+
+
+def build_report(config: ReportConfig) -> ReportResult:
+    """Run every analysis the inputs allow and write the report into ``config.out_dir``."""
     import json
 
+    from varscore.genome import Genome, load_genes
+
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    main, others, linear = _load_models(config)
+    bundles = [main, *others]
+    if linear is not None and linear.name not in {b.name for b in bundles}:
+        bundles.append(linear)
+    models = [b.name for b in bundles]
+    fasta = config.fasta or main.reference_fasta
+    if fasta is None:
+        raise InputError(f"Model '{main.name}' records no reference FASTA: pass --fasta.")
+    genome = Genome(fasta)
+    observed, people = _observed(config, main, main.window_size)
+    genes = [g for g in load_genes(config.genes, names=config.gene_names) if g.label in observed]
+    runs = {b.name: _run_model(b, config, genome, genes, people) for b in bundles}
+    report = _Report(config, out, main, linear, models, genome, genes, people, observed, runs)
+    report.numbers.update({"models": models, "people": len(people), "genes": [g.label for g in genes]})
+    for step in REPORT_STEPS:
+        step(report)
     (out / "figures.json").write_text(
         json.dumps(
             [
@@ -720,7 +841,7 @@ def build_report(config: ReportConfig) -> ReportResult:
                     "tables": f.tables,
                     "facts": f.facts,
                 }
-                for f in figures
+                for f in report.figures
             ],
             indent=1,
             default=str,
@@ -728,8 +849,8 @@ def build_report(config: ReportConfig) -> ReportResult:
         + "\n"
     )
     page = out / "index.html"
-    page.write_text(_html(main.name, models, people, figures, tables, numbers))
-    return ReportResult(out, page, figures, tables, numbers)
+    page.write_text(_html(main.name, models, people, report.figures, report.tables, report.numbers))
+    return ReportResult(out, page, report.figures, report.tables, report.numbers)
 
 
 def _cell(value: Any) -> str:
