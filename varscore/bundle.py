@@ -30,7 +30,7 @@ from varscore.reference import ReferenceRecord, fasta_search_path
 from varscore.types import Gene
 
 if TYPE_CHECKING:
-    from varscore.base import Backbone, GenotypeBackbone, SequenceBackbone
+    from varscore.base import Backbone, GenotypeBackbone, OutputMode, SequenceBackbone
 
 __all__ = [
     "FoldsRecord",
@@ -502,8 +502,8 @@ def save_bundle(
     directory: str | Path,
     *,
     name: str,
-    backbone: Any,
-    output_mode: Any,
+    backbone: Backbone,
+    output_mode: OutputMode,
     genes: list[Gene],
     reference_fasta: str | Path | None = None,
     tissue: str | None = None,

@@ -364,8 +364,8 @@ def _write_atomically(path: Path, text: str) -> None:
 
 def run_plan(
     plan: ScoringPlan,
-    backbone: Any,
-    output_mode: Any,
+    backbone: SequenceBackbone,
+    output_mode: OutputMode,
     genome: Genome,
     batch_size: int = 8,
     progress: bool = False,

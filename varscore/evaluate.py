@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,9 @@ from varscore.bundle import ModelBundle
 from varscore.errors import InputError
 from varscore.training import FinetuneData, GeneData, per_gene_metrics
 from varscore.uncertainty import N_BOOT, SEED, bootstrap_indices, gene_uncertainty, pearson_p
+
+if TYPE_CHECKING:
+    from varscore.base import Backbone
 
 
 @dataclass
@@ -207,7 +210,12 @@ def columnwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def compare_coverage(
-    bundle: ModelBundle, backbone: object, data: FinetuneData, gene_index: int, people: np.ndarray, batch_size: int = 8
+    bundle: ModelBundle,
+    backbone: Backbone,
+    data: FinetuneData,
+    gene_index: int,
+    people: np.ndarray,
+    batch_size: int = 8,
 ) -> CoverageComparison:
     """Predicted (the bundle's track) and observed coverage of ``people`` for one gene."""
     from varscore.types import tss_window
@@ -219,7 +227,7 @@ def compare_coverage(
     out = []
     for start in range(0, len(people), batch_size):
         batch = gene_data.windows.batch(people[start : start + batch_size]).astype(np.float32, copy=False)
-        out.append(backbone.predict(batch)[:, :, track])  # type: ignore[attr-defined]
+        out.append(backbone.predict(batch)[:, :, track])
     window = tss_window(gene_data.gene, gene_data.windows.reference.shape[0])
     return CoverageComparison(
         gene=gene_data.gene.label,
@@ -228,7 +236,7 @@ def compare_coverage(
         predicted=np.concatenate(out).astype(np.float64),
         chrom=window.chrom,
         window_start=window.start,
-        bin_size=int(bundle.manifest.get("bin_size") or backbone.bin_size),  # type: ignore[attr-defined]
+        bin_size=int(bundle.spec.bin_size or backbone.bin_size),
         tss=gene_data.gene.tss,
     )
 

@@ -20,10 +20,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from varscore.errors import InputError
 from varscore.vcf import SCORE_FORMAT, SCORE_KEY, atomic_output, open_vcf
+
+if TYPE_CHECKING:
+    from varscore.base import OutputMode, SequenceBackbone
 
 logger = logging.getLogger(__name__)
 
@@ -489,8 +492,8 @@ class Coverage:
 def predict_coverage(
     genes: Sequence[Any],
     effects: Sequence[VariantEffect],
-    backbone: Any,
-    output_mode: Any,
+    backbone: SequenceBackbone,
+    output_mode: OutputMode,
     genome: Any,
     window_size: int,
     top: int,

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
@@ -43,6 +43,9 @@ from varscore.training import (
     track_loss,
     variformer_loss,
 )
+
+if TYPE_CHECKING:
+    from varscore.base import SequenceBackbone
 
 __all__ = ["LoopSetup", "VariformerModule", "finetune_sequence_backbone"]
 
@@ -230,7 +233,9 @@ def _quiet_lightning() -> None:
         lib.setLevel(logging.DEBUG if app_level <= logging.DEBUG else logging.WARNING)
 
 
-def finetune_sequence_backbone(backbone: Any, data: FinetuneData, config: TrainingConfig) -> TrainingResult:
+def finetune_sequence_backbone(
+    backbone: SequenceBackbone, data: FinetuneData, config: TrainingConfig
+) -> TrainingResult:
     """Fine-tune ``backbone`` (built, with a ``torch_module()``) on ``data``; keep the best epoch.
 
     Each epoch: train genes × ``people_per_epoch`` train people in single-gene batches, then the

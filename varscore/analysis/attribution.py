@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from varscore.errors import InputError
+
+if TYPE_CHECKING:
+    from varscore.analysis.ism import GeneVariants, ModelScorer
 
 
 def gradient_x_input(
@@ -80,18 +83,22 @@ class GeneAttribution:
         return out
 
 
-def attribute_gene(scorer: Any, variants: Any, rows: np.ndarray | None = None, batch_size: int = 4) -> GeneAttribution:
+def attribute_gene(
+    scorer: ModelScorer, variants: GeneVariants, rows: np.ndarray | None = None, batch_size: int = 4
+) -> GeneAttribution:
     """Standardised attributions of ``scorer``'s model (a :class:`~varscore.analysis.ism.ModelScorer`
     of a sequence model) on ``variants``' reference window and on the people at ``rows``."""
+    from varscore.base import SequenceBackbone
     from varscore.personal import personal_one_hot
 
-    if not scorer.scores_sequence:
+    backbone = scorer.backbone
+    if not scorer.scores_sequence or not isinstance(backbone, SequenceBackbone):
         raise InputError(f"Attribution needs a sequence model; '{scorer.name}' is a genotype model.")
     try:
-        module = scorer.backbone.torch_module()
+        module = backbone.torch_module()
     except NotImplementedError as exc:
         raise InputError(f"Model '{scorer.name}' exposes no torch module, so gradients cannot be computed.") from exc
-    device = scorer.backbone.device
+    device = backbone.device
     reduce = scorer.output_mode.reduce
     ref = gradient_x_input(module, variants.reference[None], reduce, device=device)[0]
     personal = None

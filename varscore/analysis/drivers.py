@@ -14,12 +14,15 @@ candidate variants).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from varscore.errors import InputError
+
+if TYPE_CHECKING:
+    from varscore.analysis.ism import ModelScorer
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,7 @@ def mean_pairwise_ld(dosage: np.ndarray) -> float:
 
 
 def find_drivers(
-    scorer: Any,
+    scorer: ModelScorer,
     variants: dict[str, Any],
     ism: pd.DataFrame,
     people: list[str],

@@ -11,12 +11,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from varscore.errors import InputError
+
+if TYPE_CHECKING:
+    from varscore.analysis.ism import ModelScorer
+    from varscore.types import Gene
 
 HSV_MAF_TOLERANCE = 0.005
 DRIVER_MAF_TOLERANCE = 0.10
@@ -43,7 +47,7 @@ def k_from_linear(linear_backbone: object) -> dict[str, int]:
 
 
 def weight_pairs(
-    linear_scorer: Any, genes: Sequence[Any], ism: pd.DataFrame, only_nonzero: bool = True
+    linear_scorer: ModelScorer, genes: Sequence[Gene], ism: pd.DataFrame, only_nonzero: bool = True
 ) -> pd.DataFrame:
     """The ISM table's variants that ``linear_scorer``'s model weighs (non-zero weights only, with
     ``only_nonzero``): columns gene, key, linear_weight (the additive weight per ALT dosage) and

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ from varscore.cohort import held_out_people  # noqa: F401  (re-exported for the 
 from varscore.errors import InputError
 from varscore.sequence import BASES
 from varscore.types import Gene, Window, tss_window
+
+if TYPE_CHECKING:
+    from varscore.base import Backbone, GenotypeBackbone, OutputMode, SequenceBackbone
 
 logger = logging.getLogger(__name__)
 CHUNK_ALLELES = 512  # alleles per backbone.ism call when scoring a gene (progress granularity)
@@ -124,8 +127,8 @@ class ModelScorer:
     (:meth:`model_drivers`), so drivers need no forward selection."""
 
     name: str
-    backbone: Any
-    output_mode: Any
+    backbone: Backbone
+    output_mode: OutputMode
     window_size: int
     scores_sequence: ClassVar[bool] = False
     declares_drivers: ClassVar[bool] = False
@@ -185,6 +188,7 @@ class ModelScorer:
 class SequenceScorer(ModelScorer):
     """Scores by ISM of the reference window."""
 
+    backbone: SequenceBackbone
     scores_sequence: ClassVar[bool] = True
 
     def _predictions(
@@ -233,6 +237,7 @@ class GenotypeScorer(ModelScorer):
     """Scores by the genotype model's variant effects (see :data:`varscore.base.HOMOZYGOUS_ALT`);
     variants the model lacks get no effect (ALT_PRED = REF_PRED)."""
 
+    backbone: GenotypeBackbone
     declares_drivers: ClassVar[bool] = True
 
     def _gene_id(self, gene: Gene) -> str | None:

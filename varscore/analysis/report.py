@@ -13,12 +13,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from varscore.errors import InputError
+
+if TYPE_CHECKING:
+    from varscore.analysis.ism import ModelScorer
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +80,7 @@ class ReportResult:
 @dataclass
 class _ModelRun:
     name: str
-    scorer: Any
+    scorer: ModelScorer
     variants: dict[str, Any]
     ism: pd.DataFrame
     predictions: dict[str, np.ndarray]
