@@ -66,7 +66,12 @@ def test_generated_plugin_installs_registers_and_passes_its_tests(kind: str, tmp
 
     listed = _run([sys.executable, "-m", "varscore", "plugins"], cwd=elsewhere, PYTHONPATH=str(site))
     assert listed.returncode == 0, listed.stderr
-    plural = {"backbone": "backbones", "output-mode": "output modes", "annotator": "annotators"}[kind]
+    plural = {
+        "backbone": "backbones",
+        "genotype-backbone": "backbones",
+        "output-mode": "output modes",
+        "annotator": "annotators",
+    }[kind]
     assert f"{name}\t{plural}: {name}" in listed.stdout.splitlines()
 
     tests = _run(

@@ -569,7 +569,7 @@ def plugin_group() -> None:
 @click.argument("name")
 @click.option(
     "--kind",
-    type=click.Choice(["backbone", "output-mode", "annotator"]),
+    type=click.Choice(["backbone", "genotype-backbone", "output-mode", "annotator"]),
     default="backbone",
     show_default=True,
     help="What the plugin registers.",

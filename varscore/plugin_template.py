@@ -11,7 +11,7 @@ from string import Template
 from varscore import __version__
 from varscore.errors import InputError
 
-KINDS = ("backbone", "output-mode", "annotator")
+KINDS = ("backbone", "genotype-backbone", "output-mode", "annotator")
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 
@@ -54,9 +54,14 @@ def write_plugin(name: str, out_dir: str | Path, kind: str = "backbone", force: 
         "cls": "".join(part.capitalize() for part in name.split("-")) + _CLASS_SUFFIX[kind],
         "info_key": "VARSCORE_" + name.upper().replace("-", "_"),
         "kind": kind,
-        "kind_plural": {"backbone": "backbones", "output-mode": "output modes", "annotator": "annotators"}[kind],
+        "kind_plural": {
+            "backbone": "backbones",
+            "genotype-backbone": "backbones",
+            "output-mode": "output modes",
+            "annotator": "annotators",
+        }[kind],
         "varscore_version": __version__,
-        "extra_deps": '\n    "safetensors>=0.4.3",' if kind == "backbone" else "",
+        "extra_deps": '\n    "safetensors>=0.4.3",' if kind.endswith("backbone") else "",
     }
     files = {
         "pyproject.toml": _PYPROJECT,
@@ -71,7 +76,12 @@ def write_plugin(name: str, out_dir: str | Path, kind: str = "backbone", force: 
     return GeneratedPlugin(target, distribution, package, name, kind, tuple(files))
 
 
-_CLASS_SUFFIX = {"backbone": "Backbone", "output-mode": "Output", "annotator": "Annotator"}
+_CLASS_SUFFIX = {
+    "backbone": "Backbone",
+    "genotype-backbone": "Backbone",
+    "output-mode": "Output",
+    "annotator": "Annotator",
+}
 
 _PYPROJECT = """\
 [build-system]
@@ -488,5 +498,212 @@ def test_params_from_the_command_line():
 """
 )
 
-_MODULES = {"backbone": _BACKBONE, "output-mode": _OUTPUT, "annotator": _ANNOTATOR}
-_TESTS = {"backbone": _BACKBONE_TESTS, "output-mode": _OUTPUT_TESTS, "annotator": _ANNOTATOR_TESTS}
+_GENOTYPE_BACKBONE = '''\
+"""varscore plugin: the '$name' genotype backbone.
+
+A numpy skeleton to replace with your model: per gene, a least-squares fit of expression on the
+ALT dosages (0, 1, 2) of the variants in its window, with a small ridge penalty. Variant effects,
+person predictions and VCF scoring come from :class:`varscore.base.GenotypeBackbone`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from varscore.base import GenotypeBackbone, GenotypeFitResult
+from varscore.errors import BundleError, InputError
+from varscore.hookspecs import hookimpl
+from varscore.personal import imputed_dosage, variant_keys
+
+WEIGHTS_FILE = "weights.safetensors"
+
+
+class $cls(GenotypeBackbone):
+    """``predict_dosages(gene, x)`` = ``intercept + x @ weights`` for ``x`` ``(N, V)`` ALT dosages."""
+
+    name: ClassVar[str] = "$name"
+    output_modes: ClassVar[tuple[str, ...]] = ("scalar",)
+    default_params: ClassVar[dict[str, Any]] = {"window_size": 2048, "penalty": 1.0}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)  # rejects unknown keys
+        if not float(self.params["penalty"]) >= 0:
+            raise InputError(f"Backbone '$name': penalty must be >= 0; got {self.params['penalty']!r}.")
+
+    @property
+    def window_size(self) -> int:
+        return int(self.params["window_size"])
+
+    def build(self) -> $cls:
+        self.model_: dict[str, tuple[list[str], np.ndarray, float]] = {}  # gene -> keys, weights, intercept
+        return self
+
+    def gene_ids(self) -> list[str]:
+        self._require_built()
+        return list(self.model_)
+
+    def _gene(self, gene_id: str) -> tuple[list[str], np.ndarray, float]:
+        if gene_id not in self.gene_ids():
+            raise InputError(f"Model '$name' has no gene '{gene_id}'.")
+        return self.model_[gene_id]
+
+    def variant_keys(self, gene_id: str) -> list[str]:
+        return list(self._gene(gene_id)[0])
+
+    def predict_dosages(self, gene_id: str, dosages: np.ndarray) -> np.ndarray:
+        keys, weights, intercept = self._gene(gene_id)
+        dosages = np.asarray(dosages, dtype=np.float64)
+        if dosages.ndim != 2 or dosages.shape[1] != len(keys):
+            raise InputError(f"Gene '{gene_id}' takes (N, {len(keys)}) dosages; got shape {dosages.shape}.")
+        return intercept + dosages @ weights
+
+    def allele_weights(self, gene_id: str) -> dict[str, float]:
+        keys, weights, _ = self._gene(gene_id)
+        return {key: float(w) for key, w in zip(keys, weights, strict=True)}
+
+    def fit_gene(self, gene_id: str, keys: list[str], dosages: np.ndarray, y: np.ndarray) -> None:
+        """Ridge regression of ``y`` ``(n,)`` on ``dosages`` ``(n, V)``, the intercept unpenalised."""
+        x = np.asarray(dosages, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        mean_x, mean_y = x.mean(axis=0), y.mean()
+        centred = x - mean_x
+        gram = centred.T @ centred + float(self.params["penalty"]) * np.eye(x.shape[1])
+        weights = np.linalg.solve(gram, centred.T @ (y - mean_y)) if x.shape[1] else np.zeros(0)
+        self.model_[gene_id] = (list(keys), weights, float(mean_y - mean_x @ weights))
+
+    def finetune(self, data: Any, config: Any = None) -> GenotypeFitResult:
+        if not self.is_built:
+            self.build()
+        train, tune = np.asarray(data.train), np.asarray(data.tune)
+        rows, imputed = [], 0
+        for gene_data in data.genes:
+            genotypes = gene_data.windows.genotypes
+            dosage, missing = imputed_dosage(genotypes, train)
+            imputed += missing
+            y = np.asarray(gene_data.expression, dtype=np.float64)
+            gene_id = gene_data.gene.gene_id
+            self.fit_gene(gene_id, variant_keys(genotypes), dosage[train], y[train])
+            pred = self.predict_dosages(gene_id, dosage[tune])
+            total = float(((y[tune] - y[tune].mean()) ** 2).sum())
+            r2 = 1 - float(((y[tune] - pred) ** 2).sum()) / total if total > 0 else math.nan
+            rows.append({"gene": gene_id, "tune_r2": r2})
+        scores = [row["tune_r2"] for row in rows if not math.isnan(row["tune_r2"])]
+        return GenotypeFitResult(rows, float(np.mean(scores)) if scores else math.nan, imputed)
+
+    def save(self, directory: Path) -> None:
+        from safetensors.numpy import save_file
+
+        genes = self.gene_ids()
+        tensors = {
+            "intercepts": np.array([self.model_[g][2] for g in genes], dtype=np.float64),
+            "weights": np.concatenate([self.model_[g][1] for g in genes] or [np.zeros(0)]).astype(np.float64),
+        }
+        meta = {"genes": genes, "keys": [self.model_[g][0] for g in genes]}
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(Path(directory) / WEIGHTS_FILE), metadata={"$package": json.dumps(meta)})
+
+    def load(self, directory: Path) -> $cls:
+        from safetensors import safe_open
+
+        path = Path(directory) / WEIGHTS_FILE
+        if not path.is_file():
+            raise BundleError(f"Backbone '$name': {path} does not exist (save() writes it).")
+        with safe_open(str(path), framework="numpy") as handle:
+            raw = (handle.metadata() or {}).get("$package")
+            if raw is None:
+                raise BundleError(f"Backbone '$name': {path} was not written by this backbone.")
+            meta = json.loads(raw)
+            intercepts, weights = handle.get_tensor("intercepts"), handle.get_tensor("weights")
+        self.build()
+        start = 0
+        for gene_id, keys, intercept in zip(meta["genes"], meta["keys"], intercepts, strict=True):
+            self.model_[gene_id] = (list(keys), weights[start : start + len(keys)].copy(), float(intercept))
+            start += len(keys)
+        return self
+
+
+@hookimpl
+def register_backbones(register):  # type: ignore[no-untyped-def]
+    register($cls)
+'''
+
+_GENOTYPE_BACKBONE_TESTS = (
+    """\
+\"\"\"Tests of the '$name' genotype backbone: varscore's conformance check plus the model's own arithmetic.\"\"\"
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import numpy as np
+import pytest
+from varscore.errors import InputError
+from varscore.plugins import manager
+from varscore.testing import check_backbone
+
+import $package
+from $package import $cls
+
+
+"""
+    + _REGISTERED_FIXTURE
+    + """
+
+class _Fitted($cls):
+    \"\"\"``build()`` fits one gene, so that the conformance check has a model to check.\"\"\"
+
+    def build(self):
+        super().build()
+        rng = np.random.default_rng(0)
+        x = rng.integers(0, 3, size=(60, 5)).astype(np.float64)
+        self.fit_gene("G1", [f"chr1:{100 + i}:A:G" for i in range(5)], x, 0.5 * x[:, 1] + rng.normal(size=60))
+        return self
+
+
+def test_conformance():
+    check_backbone(_Fitted, {"window_size": 512})
+
+
+def test_registered(registered):
+    from varscore.plugins import get_backbone
+
+    assert get_backbone("$name") is $cls
+
+
+def test_fit_equals_the_normal_equations_and_effects_are_twice_the_weight():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 3, size=(40, 3)).astype(np.float64)
+    y = 1.0 + 0.8 * x[:, 0] - 0.3 * x[:, 2] + rng.normal(scale=0.1, size=40)
+    model = $cls(penalty=0.0).build()
+    model.fit_gene("G", ["c:1:A:G", "c:2:C:T", "c:3:G:A"], x, y)
+    design = np.column_stack([np.ones(40), x])
+    expected = np.linalg.lstsq(design, y, rcond=None)[0]
+    np.testing.assert_allclose(model.predict_dosages("G", x), design @ expected, atol=1e-8)
+    for effect, weight in zip(model.variant_effects("G"), expected[1:], strict=True):
+        assert effect.alt_pred - effect.ref_pred == pytest.approx(2 * weight)
+
+
+def test_rejects_bad_params():
+    with pytest.raises(InputError, match="penalty"):
+        $cls(penalty=-1)
+    with pytest.raises(InputError, match="unknown option"):
+        $cls(windowsize=32)
+"""
+)
+
+_MODULES = {
+    "backbone": _BACKBONE,
+    "genotype-backbone": _GENOTYPE_BACKBONE,
+    "output-mode": _OUTPUT,
+    "annotator": _ANNOTATOR,
+}
+_TESTS = {
+    "backbone": _BACKBONE_TESTS,
+    "genotype-backbone": _GENOTYPE_BACKBONE_TESTS,
+    "output-mode": _OUTPUT_TESTS,
+    "annotator": _ANNOTATOR_TESTS,
+}
