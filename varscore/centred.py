@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from varscore.engine import CHECK_REF_MODES, ScoringSummary, scorable_alleles, u
 from varscore.errors import InputError
 from varscore.exons import GeneModel, GeneModelIndex
 from varscore.genome import Genome
+
+if TYPE_CHECKING:
+    from varscore.base import SequenceBackbone
 from varscore.sequence import BASE_INDEX
 from varscore.types import Variant, Window
 
@@ -250,7 +253,7 @@ class VariantCentredScorer:
 
     def __init__(
         self,
-        backbone: Any,
+        backbone: SequenceBackbone,
         genome: Genome,
         tracks: Sequence[int] | None = None,
         stats: Sequence[str] = STATS,
