@@ -568,3 +568,37 @@ def test_smoothed_early_stopping_and_quiet(cohort: Path, tmp_path: Path, one_thr
     best = int(np.argmax(smooth))
     assert metrics["best_epoch"] == best and metrics["best_tune_mean_r2"] == pytest.approx(r2[best])
     assert len(r2) == min(6, best + 2)
+
+
+def test_init_from_starts_from_a_bundles_weights(cohort: Path, tmp_path: Path):
+    """A warm start keeps the bundle's weights (a run at lr 1e-12 ends where the bundle was), a cold
+    start at the same lr ends near its random initialisation, and a bundle of another backbone is refused."""
+    from safetensors.numpy import load_file
+
+    def run(out: Path, lr: str, *extra: str):  # type: ignore[no-untyped-def]
+        args = ["finetune", *_cohort_args(cohort), "-o", str(out), "--window", str(WINDOW), *_model_args()]
+        args += ["--lr", lr, "--batch-size", "4", "--accumulate", "1", "--people-per-epoch", "8"]
+        args += ["--max-epochs", "1", "--no-progress", "-q", *extra]
+        return CliRunner().invoke(cli, args)
+
+    trained = tmp_path / "a"
+    assert run(trained, "3e-3").exit_code == 0
+    warm, cold = tmp_path / "warm", tmp_path / "cold"
+    result = run(warm, "1e-12", "--init-from", str(trained))
+    assert result.exit_code == 0, result.output
+    assert "started from the weights of a" in result.output
+    assert run(cold, "1e-12").exit_code == 0
+    a, w, c = (load_file(str(p / "weights.safetensors")) for p in (trained, warm, cold))
+    assert set(a) == set(w) == set(c)
+    # learned weights only: batch-norm running statistics and batch counters move in any training epoch
+    weights = [k for k in a if "running_" not in k and "num_batches_tracked" not in k]
+    assert len(weights) > 10
+    assert max(float(np.abs(w[k] - a[k]).max()) for k in weights) < 1e-6
+    assert max(float(np.abs(c[k] - a[k]).max()) for k in weights) > 1e-3
+    other = tmp_path / "en"
+    fit = CliRunner().invoke(
+        cli, ["finetune", *_cohort_args(cohort), "--backbone", "elastic-net", "--window", str(WINDOW), "-o", str(other)]
+    )
+    assert fit.exit_code == 0, fit.output
+    refused = run(tmp_path / "bad", "1e-3", "--init-from", str(other))
+    assert refused.exit_code == 2 and "is a 'elastic-net' model" in refused.output

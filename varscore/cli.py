@@ -979,6 +979,12 @@ def _cohort_options(func: Any) -> Any:
     help="Train this many replicate folds (from --replicate on) and save them as one ensemble bundle, "
     "scored by the replicates' mean (training files in OUTPUT.training/replicateN/).",
 )
+@click.option(
+    "--init-from",
+    "init_from",
+    help="Start from the weights of this model bundle (name or directory) of the same architecture, e.g. to "
+    "continue a model with another head pooling or on more genes.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-epoch lines.")
 def finetune(
     vcf: Path,
@@ -1016,6 +1022,7 @@ def finetune(
     progress: bool,
     quiet: bool,
     replicates: int = 1,
+    init_from: str | None = None,
 ) -> None:
     """Fine-tune a sequence model on personal genomes + expression (Variformer), or fit a linear
     baseline per gene on the same folds (--backbone elastic-net, lasso, ridge)."""
@@ -1058,6 +1065,7 @@ def finetune(
         from_scratch=from_scratch,
         replicates=replicates,
         quiet=quiet,
+        init_from=init_from,
     )
     try:
         run_finetune(job, echo=_echo_stderr, announce=click.echo)

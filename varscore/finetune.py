@@ -90,6 +90,7 @@ class FinetuneJob:
     from_scratch: bool = False
     replicates: int = 1
     quiet: bool = False
+    init_from: str | Path | None = None  # a bundle whose weights the model starts from
 
 
 def _split_people(data: Any) -> dict[str, list[str]]:
@@ -229,6 +230,8 @@ def _finetune_sequence_model(
     training_dir.mkdir(parents=True, exist_ok=True)
     folds_path = inputs.folds or write_folds(cohort.folds, training_dir / "folds.tsv")
     model.build()
+    if job.init_from is not None:
+        _warm_start(model, job.init_from, echo)
     with epoch_lines(echo, enabled=not job.quiet):
         result = model.finetune(cohort.data, config)
     if not result.is_global_zero:
@@ -259,6 +262,23 @@ def _finetune_sequence_model(
     )
     announce(f"wrote {output} (best epoch {result.best_epoch}, tune mean R2 {result.best_tune_r2:.3f})")
     return output
+
+
+def _warm_start(model: SequenceBackbone, source: str | Path, echo: Callable[[str], None]) -> None:
+    """Replace ``model``'s fresh weights by those of the bundle ``source`` (verified like any bundle);
+    the architectures must match tensor for tensor."""
+    from varscore.bundle import WEIGHTS, load_bundle
+    from varscore.torch_backbone import TorchSequenceBackbone, read_weights
+
+    bundle = load_bundle(source)
+    if bundle.spec.backbone.name != model.name:
+        raise OptionError(
+            f"--init-from {bundle.name} is a '{bundle.spec.backbone.name}' model; this run trains '{model.name}'."
+        )
+    if not isinstance(model, TorchSequenceBackbone):
+        raise OptionError(f"--init-from needs a PyTorch backbone; '{model.name}' is not one.")
+    model.load_state(read_weights(bundle.path / WEIGHTS, model.label), f"bundle {bundle.path}")
+    echo(f"started from the weights of {bundle.name} ({bundle.path})")
 
 
 def _fit_genotype_model(
