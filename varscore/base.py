@@ -399,7 +399,8 @@ class GenotypeBackbone(Backbone):
         for j, key in enumerate(model_keys):
             if key in column:
                 matrix[:, j] = dosages[:, column[key]]
-        absent = len(self.used_variants(gene_id) - set(column))
+        missing = {key for key in model_keys if key not in column}
+        absent = len(self.used_variants(gene_id) & missing) if missing else 0  # effects only when needed
         return np.asarray(self.predict_dosages(gene_id, matrix), dtype=np.float64), absent
 
     def variant_effects(self, gene_id: str, chunk: int = 256) -> list[VariantEffect]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,12 +138,11 @@ def check_from_scratch(model: Backbone, params: dict[str, Any], from_scratch: bo
     )
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
+logger = logging.getLogger(__name__)
 
 
 def run_finetune(
-    job: FinetuneJob, echo: Callable[[str], None] = _stderr, announce: Callable[[str], None] = print
+    job: FinetuneJob, echo: Callable[[str], None] = logger.info, announce: Callable[[str], None] = logger.info
 ) -> Path | None:
     """Run ``job``; returns the bundle written (None on a distributed worker that does not save).
     ``echo`` receives the data summary and per-epoch lines, ``announce`` the closing line."""
@@ -315,11 +313,7 @@ def _fit_genotype_model(
         genes=[g.gene for g in data.genes],
         reference_fasta=inputs.fasta,
         metrics={"tune_mean_r2": mean_r2, "per_gene": per_gene, "imputed_calls": result.imputed_calls},
-        provenance={
-            "vcf_sha256": _provenance(job)["vcf_sha256"],
-            "expression_sha256": _provenance(job)["expression_sha256"],
-            "seed": job.seed,
-        },
+        provenance={**{k: v for k, v in _provenance(job).items() if k != "recipe"}, "seed": job.seed},
         extra={
             "train_genes": [g.gene.gene_id for g in data.genes],
             "people": _split_people(data),
