@@ -42,8 +42,11 @@ HEADS = ("variformer", "pretrained")
 NORM_STATS = ("batch", "window")
 #: how the Variformer head reads the trunk: "center" (the paper: its value at each bin is that bin's
 #: embedding, the centre bin read), "mean" or "attention" (one value pooled over all bins, the same at
-#: every bin, so a distal effect need not be relayed to the centre bin by the transformer)
-POOLS = ("center", "mean", "attention")
+#: every bin, so a distal effect need not be relayed to the centre bin by the transformer), or
+#: "center+mean" (each bin's own value plus a second linear read of the mean embedding; that read
+#: starts at zero, so an untrained pooled path leaves the paper's head, and a bundle trained with it
+#: can be the ``--init-from`` start of one that learns distal effects)
+POOLS = ("center", "mean", "attention", "center+mean")
 # "naive" forces ISM through full forward passes (to check the fast path against); "patch" keeps the
 # cached conv tower but runs the whole transformer and head per alternate.
 ISM_METHOD_ENV = "VARSCORE_ISM"
@@ -710,12 +713,16 @@ def pooled_tracks(to_tracks: torch.nn.Sequential, kind: str) -> torch.nn.Sequent
     """The Variformer head's ``to_tracks`` (``Linear(dim, 1)``, ``Identity``) reading embeddings
     ``(N, bins, dim)`` pooled over all bins: their mean, or (``"attention"``) their softmax-weighted
     mean with one learned score per embedding; ``(N, bins, 1)``, the pooled value at every bin.
-    The linear layer keeps its state-dict names (``0.weight``, ``0.bias``); attention adds
-    ``score.weight``."""
+    ``"center+mean"``: each bin's own linear value plus ``pooled``, a bias-free linear read of the
+    mean embedding (zero at first). The linear layer keeps its state-dict names (``0.weight``,
+    ``0.bias``); attention adds ``score.weight``, center+mean ``pooled.weight``."""
     import torch
 
     class PooledTracks(torch.nn.Sequential):
         def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+            if kind == "center+mean":
+                pooled_read = cast(torch.nn.Linear, self.pooled)(embeddings.mean(dim=1, keepdim=True))
+                return cast(torch.Tensor, self[1](self[0](embeddings) + pooled_read))
             if kind == "attention":
                 weights = torch.softmax(cast(torch.nn.Linear, self.score)(embeddings).float(), dim=1).to(
                     embeddings.dtype
@@ -727,10 +734,11 @@ def pooled_tracks(to_tracks: torch.nn.Sequential, kind: str) -> torch.nn.Sequent
             return out.expand(-1, embeddings.shape[1], -1)
 
     pooled = PooledTracks(*to_tracks)
-    if kind == "attention":
-        score = torch.nn.Linear(cast(torch.nn.Linear, to_tracks[0]).in_features, 1, bias=False)
-        torch.nn.init.zeros_(score.weight)  # starts as the mean
-        pooled.add_module("score", score)
+    in_features = cast(torch.nn.Linear, to_tracks[0]).in_features
+    if kind in ("attention", "center+mean"):
+        extra = torch.nn.Linear(in_features, 1, bias=False)
+        torch.nn.init.zeros_(extra.weight)  # attention starts as the mean; center+mean as the centre bin
+        pooled.add_module("score" if kind == "attention" else "pooled", extra)
     return pooled
 
 

@@ -602,3 +602,18 @@ def test_init_from_starts_from_a_bundles_weights(cohort: Path, tmp_path: Path):
     assert fit.exit_code == 0, fit.output
     refused = run(tmp_path / "bad", "1e-3", "--init-from", str(other))
     assert refused.exit_code == 2 and "is a 'elastic-net' model" in refused.output
+
+    # a head that adds a tensor (center+mean's pooled read) starts from the bundle; the new tensor
+    # keeps its initial value (zero), and the run says so
+    grown = tmp_path / "grown"
+    result = run(grown, "1e-12", "--init-from", str(trained), "--param", 'pool="center+mean"')
+    assert result.exit_code == 0, result.output
+    assert "1 tensor(s) that a lacks keep their initial values: to_tracks.pooled.weight" in result.output
+    g = load_file(str(grown / "weights.safetensors"))
+    assert set(g) == set(a) | {"to_tracks.pooled.weight"}
+    assert max(float(np.abs(g[k] - a[k]).max()) for k in weights) < 1e-6
+    assert float(np.abs(g["to_tracks.pooled.weight"]).max()) < 1e-6
+    # a bundle whose tensors do not fit (another width) is a one-line usage error
+    narrow = run(tmp_path / "narrow", "1e-12", "--init-from", str(trained), "--param", "dim=24")
+    assert narrow.exit_code == 2 and "do not fit the" in narrow.output and "of another shape" in narrow.output
+    assert "Traceback" not in narrow.output

@@ -263,10 +263,12 @@ def _finetune_sequence_model(
 
 
 def _warm_start(model: SequenceBackbone, source: str | Path, echo: Callable[[str], None]) -> None:
-    """Replace ``model``'s fresh weights by those of the bundle ``source`` (verified like any bundle);
-    the architectures must match tensor for tensor."""
+    """Replace ``model``'s fresh weights by those of the bundle ``source`` (verified like any bundle).
+    Every tensor of the bundle must fit the architecture, name for name and shape for shape; tensors
+    the architecture adds (e.g. the ``pooled`` read of ``pool="center+mean"``) keep their initial
+    values, and ``echo`` names them."""
     from varscore.bundle import WEIGHTS, load_bundle
-    from varscore.torch_backbone import TorchSequenceBackbone, read_weights
+    from varscore.torch_backbone import TorchSequenceBackbone, read_weights, tensors_missing_from
 
     bundle = load_bundle(source)
     if bundle.spec.backbone.name != model.name:
@@ -275,8 +277,16 @@ def _warm_start(model: SequenceBackbone, source: str | Path, echo: Callable[[str
         )
     if not isinstance(model, TorchSequenceBackbone):
         raise OptionError(f"--init-from needs a PyTorch backbone; '{model.name}' is not one.")
-    model.load_state(read_weights(bundle.path / WEIGHTS, model.label), f"bundle {bundle.path}")
+    state = read_weights(bundle.path / WEIGHTS, model.label)
+    added = tensors_missing_from(model.model_, state)
+    model.load_state({**state, **added}, f"bundle {bundle.path}", error=OptionError)
     echo(f"started from the weights of {bundle.name} ({bundle.path})")
+    if added:
+        names = sorted(added)
+        echo(
+            f"{len(names)} tensor(s) that {bundle.name} lacks keep their initial values: "
+            f"{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}"
+        )
 
 
 def _fit_genotype_model(

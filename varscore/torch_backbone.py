@@ -242,6 +242,21 @@ def save_weights(model: torch.nn.Module, path: Path, metadata: Mapping[str, str]
         partial.unlink(missing_ok=True)
 
 
+def tensors_missing_from(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``model``'s own tensors (detached copies) that ``state`` lacks: one name per tensor, and none
+    for a tensor registered under several names (as enformer-pytorch's modules are) when ``state``
+    holds any one of them. ``{**state, **missing}`` then loads without a missing tensor."""
+    groups: dict[Any, list[str]] = {}
+    for key, tensor in model.state_dict().items():
+        groups.setdefault(tensor.untyped_storage().data_ptr() if tensor.numel() else key, []).append(key)
+    own = model.state_dict()
+    return {
+        names[0]: own[names[0]].detach().clone()
+        for names in groups.values()
+        if not any(name in state for name in names)
+    }
+
+
 def load_state_checked(
     model: torch.nn.Module,
     state: Mapping[str, torch.Tensor],

@@ -406,30 +406,37 @@ def test_window_norm_converts_sync_batch_norms() -> None:
     np.testing.assert_allclose(out.mean(dim=2).numpy(), 0, atol=1e-5)
 
 
-@pytest.mark.parametrize("pool", ["mean", "attention"])
+@pytest.mark.parametrize("pool", ["mean", "attention", "center+mean"])
 def test_pooled_head_equals_explicit_pooling_and_round_trips(pool: str, tmp_path: Path) -> None:
     """pool="mean"/"attention": every bin holds Linear(pooled embeddings), pooled by an explicit
-    numpy mean / softmax-weighted mean of the trunk's embeddings; the bundle reloads it."""
+    numpy mean / softmax-weighted mean of the trunk's embeddings; "center+mean": each bin's own
+    Linear(embedding) plus a second linear read of the mean. The bundle reloads each."""
     backbone = EnformerBackbone(**tiny_params(window_size=WINDOW, seed=3, pool=pool)).build()
     module = backbone.model_
-    if pool == "attention":  # non-trivial scores (they start at zero, i.e. the mean)
+    extra = {"attention": "score", "center+mean": "pooled"}.get(pool)
+    if extra:  # non-trivial weights (they start at zero: the mean, or the centre-bin head)
         with torch.no_grad():
-            module.to_tracks.score.weight.normal_(0, 1.0)
+            getattr(module.to_tracks, extra).weight.normal_(0, 1.0)
     x = one_hot("".join(np.random.default_rng(1).choice(list("ACGT"), size=WINDOW)))[None].repeat(2, axis=0)
     x[1, 100] = [0, 0, 0, 1]  # far from the centre
     pred = backbone.predict(x)
     with torch.no_grad():
         emb = module.enformer(torch.from_numpy(x), return_only_embeddings=True).numpy().astype(np.float64)
-    if pool == "mean":
-        pooled = emb.mean(axis=1)
-    else:
-        logits = emb @ module.to_tracks.score.weight.detach().numpy().astype(np.float64).T  # (N, bins, 1)
-        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-        pooled = (weights / weights.sum(axis=1, keepdims=True) * emb).sum(axis=1)
     linear = module.to_tracks[0]
-    expected = pooled @ linear.weight.detach().numpy().T.astype(np.float64) + linear.bias.detach().numpy()
+    weight, bias = linear.weight.detach().numpy().T.astype(np.float64), linear.bias.detach().numpy()
+    if pool == "center+mean":
+        second = module.to_tracks.pooled.weight.detach().numpy().T.astype(np.float64)
+        expected = emb @ weight + bias + (emb.mean(axis=1) @ second)[:, None, :]
+    else:
+        if pool == "mean":
+            pooled = emb.mean(axis=1)
+        else:
+            logits = emb @ module.to_tracks.score.weight.detach().numpy().astype(np.float64).T  # (N, bins, 1)
+            weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+            pooled = (weights / weights.sum(axis=1, keepdims=True) * emb).sum(axis=1)
+        expected = np.repeat((pooled @ weight + bias)[:, None, :], WINDOW // 128, axis=1)
     assert pred.shape == (2, WINDOW // 128, 1)
-    np.testing.assert_allclose(pred, np.repeat(expected[:, None, :], WINDOW // 128, axis=1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(pred, expected, rtol=1e-4, atol=1e-5)
     backbone.save(tmp_path)
     reloaded = EnformerBackbone(**backbone.params).load(tmp_path)
     np.testing.assert_allclose(reloaded.predict(x), pred, rtol=1e-5, atol=1e-6)
@@ -437,16 +444,26 @@ def test_pooled_head_equals_explicit_pooling_and_round_trips(pool: str, tmp_path
         EnformerBackbone(**tiny_params(window_size=WINDOW, pool=pool, head="pretrained"))
 
 
-@pytest.mark.parametrize("pool", ["mean", "attention"])
+def test_center_plus_mean_head_starts_as_the_centre_bin_head() -> None:
+    """Its pooled read starts at zero: the same seed gives the paper's head's predictions exactly."""
+    x = one_hot("".join(np.random.default_rng(4).choice(list("ACGT"), size=WINDOW)))[None]
+    both = EnformerBackbone(**tiny_params(window_size=WINDOW, seed=6, pool="center+mean")).build()
+    centre = EnformerBackbone(**tiny_params(window_size=WINDOW, seed=6)).build()
+    np.testing.assert_array_equal(both.predict(x), centre.predict(x))
+    assert not both.model_.to_tracks.pooled.weight.detach().numpy().any()
+
+
+@pytest.mark.parametrize("pool", ["mean", "attention", "center+mean"])
 def test_fast_ism_of_a_pooled_head_equals_full_forwards(pool: str) -> None:
     """A pooled head reads every bin, so the fast path may not shortcut the last layer to the centre
     bins the scalar mode takes: its ISM must still equal full forward passes."""
     from varscore_plugins.outputs import ScalarOutput
 
     backbone = EnformerBackbone(**tiny_params(window_size=WINDOW, seed=5, pool=pool)).build()
-    if pool == "attention":
+    extra = {"attention": "score", "center+mean": "pooled"}.get(pool)
+    if extra:
         with torch.no_grad():
-            backbone.model_.to_tracks.score.weight.normal_(0, 1.0)
+            getattr(backbone.model_.to_tracks, extra).weight.normal_(0, 1.0)
     reference = one_hot("".join(np.random.default_rng(2).choice(list("ACGT"), size=WINDOW)))
     subs = [(3, "A"), (WINDOW // 2, "C"), (WINDOW - 200, "G"), (WINDOW - 1, "T")]
     subs = [(o, b if reference[o].argmax() != "ACGT".index(b) else "N") for o, b in subs]
