@@ -961,7 +961,7 @@ def _cohort_options(func: Any) -> Any:
     default=1,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Early stopping and the kept epoch follow tune R2 averaged over this many epochs.",
+    help="Early stopping and the kept epoch follow tune R2 averaged over this many epochs (eligible once that many have run).",
 )
 @click.option(
     "--workers",

@@ -165,11 +165,15 @@ class VariformerModule(L.LightningModule):
         config, track_mode = self.loop.config, self.loop.track_mode
         scores = [-h["tune_loss"] if track_mode and "tune_loss" in h else h["tune_mean_r2"] for h in self.history]
         score = smoothed_scores(scores, config.smooth_epochs)[-1]
-        if score > self.best[1]:
+        # a smoothed score counts once its window is full (or the run is shorter than the window):
+        # an average over the first one or two epochs is the lucky single epoch smoothing is against
+        first_eligible = min(config.smooth_epochs, config.max_epochs) - 1
+        eligible = self.current_epoch >= first_eligible
+        if eligible and score > self.best[1]:
             self.best = (self.current_epoch, score)
             self.best_r2 = r2
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
-        if self.current_epoch - self.best[0] >= config.patience:
+        if eligible and self.current_epoch - max(self.best[0], first_eligible - 1) >= config.patience:
             self.stopped = True
             self.trainer.should_stop = True
         if self.trainer.is_global_zero:
