@@ -492,6 +492,21 @@ def test_smoothed_scores_equal_a_trailing_mean_loop():
     assert smoothed_scores([0.1, 0.9, 0.1], 1) == [0.1, 0.9, 0.1]
 
 
+def test_epoch_line_before_any_epoch_is_eligible(caplog: pytest.LogCaptureFixture):
+    """With --smooth-epochs, the first epochs' lines say no epoch is kept yet (not "epoch -1, -inf")."""
+    from varscore.training import TrainingConfig, _log_epoch
+
+    row = {"epoch": 0.0, "tune_mean_r2": 0.05, "tune_mean_pearson": 0.2, "train_loss": 1.3}
+    config = TrainingConfig(max_epochs=24, smooth_epochs=5)
+    with caplog.at_level("INFO", logger="varscore.progress"):
+        _log_epoch(row, (-1, float("-inf")), float("nan"), config, 1.0)
+        _log_epoch({**row, "epoch": 4.0}, (4, 0.03), 0.05, config, 1.0)
+    first, later = (r.getMessage() for r in caplog.records)
+    assert "best epoch: none yet (smoothing over 5 epochs)" in first and "-inf" not in first
+    assert first.startswith("epoch 0/24: train loss 1.3000, tune R2 0.0500")
+    assert "best epoch 4 (tune R2 0.0500)" in later
+
+
 def test_batched_dataset_equals_per_person_items(cohort: Path):
     from varscore.training import BatchedPersonGeneDataset, CohortInputs, PersonGeneDataset, _collate, load_cohort
 

@@ -426,16 +426,19 @@ def _log_epoch(
 ) -> None:
     train = f"train loss {row['train_loss']:.4f}" if "train_loss" in row else "train loss n/a"
     tune_loss = f", tune loss {row['tune_loss']:.4f}" if "tune_loss" in row else ""
+    if best[0] >= 0:
+        kept = f"best epoch {best[0]} (tune R2 {best_r2:.4f})"
+    else:  # --smooth-epochs: no epoch is eligible before the window is full
+        kept = f"best epoch: none yet (smoothing over {config.smooth_epochs} epochs)"
     progress_logger.info(
-        "epoch %d/%d: %s%s, tune R2 %.4f, tune r %.4f; best epoch %d (tune R2 %.4f); %.1f s",
+        "epoch %d/%d: %s%s, tune R2 %.4f, tune r %.4f; %s; %.1f s",
         int(row["epoch"]),
         config.max_epochs,
         train,
         tune_loss,
         row["tune_mean_r2"],
         row["tune_mean_pearson"],
-        best[0],
-        best_r2,
+        kept,
         seconds,
     )
 
