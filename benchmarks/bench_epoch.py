@@ -8,6 +8,10 @@ epochs after the first) and, for the loaders alone, windows built per second. Si
 (~1 SNV / 40 bp), so no files are read. Run:
 
     python benchmarks/bench_epoch.py [--window 16384] [--people 96] [--genes 2] [--epochs 3] [--threads 1]
+        [--precision bf16-mixed]
+
+``--precision P`` also times the batched loader's epochs under Lightning precision ``P`` beside full
+precision.
 """
 
 from __future__ import annotations
@@ -85,7 +89,14 @@ class _EpochTimes(logging.Handler):
 
 
 def epoch_rate(
-    data: FinetuneData, size: str, window: int, batched: bool, epochs: int, batch: int, per_gene: int
+    data: FinetuneData,
+    size: str,
+    window: int,
+    batched: bool,
+    epochs: int,
+    batch: int,
+    per_gene: int,
+    precision: str = "32-true",
 ) -> float:
     from varscore_plugins.enformer import EnformerBackbone, tiny_params
 
@@ -109,6 +120,7 @@ def epoch_rate(
                 progress=False,
                 accelerator="cpu",
                 batched_loader=batched,
+                precision=precision,
             )
             finetune_sequence_backbone(backbone, data, config)
     finally:
@@ -147,6 +159,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--sizes", default="tiny,mid")
+    parser.add_argument(
+        "--precision",
+        default=None,
+        help="Also time the batched loader under this Lightning precision (e.g. bf16-mixed) beside 32-true.",
+    )
     args = parser.parse_args()
     import torch
 
@@ -168,6 +185,14 @@ def main() -> None:
             f"epoch, {size:5s}    per-person {old:10.1f} people/s    batched {new:10.1f} people/s    "
             f"speed-up {new / old:5.2f}x"
         )
+        if args.precision:
+            rate = epoch_rate(
+                data, size, args.window, True, args.epochs, args.batch_size, args.people_per_epoch, args.precision
+            )
+            print(
+                f"epoch, {size:5s}    batched 32-true {new:10.1f} people/s    {args.precision} {rate:10.1f} people/s"
+                f"    ratio {rate / new:5.2f}x"
+            )
 
 
 if __name__ == "__main__":
