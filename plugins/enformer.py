@@ -43,10 +43,11 @@ NORM_STATS = ("batch", "window")
 #: how the Variformer head reads the trunk: "center" (the paper: its value at each bin is that bin's
 #: embedding, the centre bin read), "mean" or "attention" (one value pooled over all bins, the same at
 #: every bin, so a distal effect need not be relayed to the centre bin by the transformer), or
-#: "center+mean" (each bin's own value plus a second linear read of the mean embedding; that read
-#: starts at zero, so an untrained pooled path leaves the paper's head, and a bundle trained with it
+#: "center+sum" (each bin's own value plus a second linear read of the embeddings summed over all
+#: bins, so one distal bin's change is not divided by the number of bins; that read starts at zero,
+#: so an untrained pooled path leaves the paper's head, and a bundle trained with the centre-bin head
 #: can be the ``--init-from`` start of one that learns distal effects)
-POOLS = ("center", "mean", "attention", "center+mean")
+POOLS = ("center", "mean", "attention", "center+sum")
 # "naive" forces ISM through full forward passes (to check the fast path against); "patch" keeps the
 # cached conv tower but runs the whole transformer and head per alternate.
 ISM_METHOD_ENV = "VARSCORE_ISM"
@@ -713,15 +714,15 @@ def pooled_tracks(to_tracks: torch.nn.Sequential, kind: str) -> torch.nn.Sequent
     """The Variformer head's ``to_tracks`` (``Linear(dim, 1)``, ``Identity``) reading embeddings
     ``(N, bins, dim)`` pooled over all bins: their mean, or (``"attention"``) their softmax-weighted
     mean with one learned score per embedding; ``(N, bins, 1)``, the pooled value at every bin.
-    ``"center+mean"``: each bin's own linear value plus ``pooled``, a bias-free linear read of the
-    mean embedding (zero at first). The linear layer keeps its state-dict names (``0.weight``,
-    ``0.bias``); attention adds ``score.weight``, center+mean ``pooled.weight``."""
+    ``"center+sum"``: each bin's own linear value plus ``pooled``, a bias-free linear read of the
+    embeddings summed over the bins (zero at first). The linear layer keeps its state-dict names
+    (``0.weight``, ``0.bias``); attention adds ``score.weight``, center+sum ``pooled.weight``."""
     import torch
 
     class PooledTracks(torch.nn.Sequential):
         def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-            if kind == "center+mean":
-                pooled_read = cast(torch.nn.Linear, self.pooled)(embeddings.mean(dim=1, keepdim=True))
+            if kind == "center+sum":
+                pooled_read = cast(torch.nn.Linear, self.pooled)(embeddings.sum(dim=1, keepdim=True))
                 return cast(torch.Tensor, self[1](self[0](embeddings) + pooled_read))
             if kind == "attention":
                 weights = torch.softmax(cast(torch.nn.Linear, self.score)(embeddings).float(), dim=1).to(
@@ -735,9 +736,9 @@ def pooled_tracks(to_tracks: torch.nn.Sequential, kind: str) -> torch.nn.Sequent
 
     pooled = PooledTracks(*to_tracks)
     in_features = cast(torch.nn.Linear, to_tracks[0]).in_features
-    if kind in ("attention", "center+mean"):
+    if kind in ("attention", "center+sum"):
         extra = torch.nn.Linear(in_features, 1, bias=False)
-        torch.nn.init.zeros_(extra.weight)  # attention starts as the mean; center+mean as the centre bin
+        torch.nn.init.zeros_(extra.weight)  # attention starts as the mean; center+sum as the centre bin
         pooled.add_module("score" if kind == "attention" else "pooled", extra)
     return pooled
 

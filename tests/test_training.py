@@ -618,10 +618,10 @@ def test_init_from_starts_from_a_bundles_weights(cohort: Path, tmp_path: Path):
     refused = run(tmp_path / "bad", "1e-3", "--init-from", str(other))
     assert refused.exit_code == 2 and "is a 'elastic-net' model" in refused.output
 
-    # a head that adds a tensor (center+mean's pooled read) starts from the bundle; the new tensor
+    # a head that adds a tensor (center+sum's pooled read) starts from the bundle; the new tensor
     # keeps its initial value (zero), and the run says so
     grown = tmp_path / "grown"
-    result = run(grown, "1e-12", "--init-from", str(trained), "--param", 'pool="center+mean"')
+    result = run(grown, "1e-12", "--init-from", str(trained), "--param", 'pool="center+sum"')
     assert result.exit_code == 0, result.output
     assert "1 tensor(s) that a lacks keep their initial values: to_tracks.pooled.weight" in result.output
     g = load_file(str(grown / "weights.safetensors"))

@@ -265,7 +265,7 @@ def _finetune_sequence_model(
 def _warm_start(model: SequenceBackbone, source: str | Path, echo: Callable[[str], None]) -> None:
     """Replace ``model``'s fresh weights by those of the bundle ``source`` (verified like any bundle).
     Every tensor of the bundle must fit the architecture, name for name and shape for shape; tensors
-    the architecture adds (e.g. the ``pooled`` read of ``pool="center+mean"``) keep their initial
+    the architecture adds (e.g. the ``pooled`` read of ``pool="center+sum"``) keep their initial
     values, and ``echo`` names them."""
     from varscore.bundle import WEIGHTS, load_bundle
     from varscore.torch_backbone import TorchSequenceBackbone, read_weights, tensors_missing_from

@@ -406,14 +406,14 @@ def test_window_norm_converts_sync_batch_norms() -> None:
     np.testing.assert_allclose(out.mean(dim=2).numpy(), 0, atol=1e-5)
 
 
-@pytest.mark.parametrize("pool", ["mean", "attention", "center+mean"])
+@pytest.mark.parametrize("pool", ["mean", "attention", "center+sum"])
 def test_pooled_head_equals_explicit_pooling_and_round_trips(pool: str, tmp_path: Path) -> None:
     """pool="mean"/"attention": every bin holds Linear(pooled embeddings), pooled by an explicit
-    numpy mean / softmax-weighted mean of the trunk's embeddings; "center+mean": each bin's own
-    Linear(embedding) plus a second linear read of the mean. The bundle reloads each."""
+    numpy mean / softmax-weighted mean of the trunk's embeddings; "center+sum": each bin's own
+    Linear(embedding) plus a second linear read of their sum over bins. The bundle reloads each."""
     backbone = EnformerBackbone(**tiny_params(window_size=WINDOW, seed=3, pool=pool)).build()
     module = backbone.model_
-    extra = {"attention": "score", "center+mean": "pooled"}.get(pool)
+    extra = {"attention": "score", "center+sum": "pooled"}.get(pool)
     if extra:  # non-trivial weights (they start at zero: the mean, or the centre-bin head)
         with torch.no_grad():
             getattr(module.to_tracks, extra).weight.normal_(0, 1.0)
@@ -424,9 +424,9 @@ def test_pooled_head_equals_explicit_pooling_and_round_trips(pool: str, tmp_path
         emb = module.enformer(torch.from_numpy(x), return_only_embeddings=True).numpy().astype(np.float64)
     linear = module.to_tracks[0]
     weight, bias = linear.weight.detach().numpy().T.astype(np.float64), linear.bias.detach().numpy()
-    if pool == "center+mean":
+    if pool == "center+sum":
         second = module.to_tracks.pooled.weight.detach().numpy().T.astype(np.float64)
-        expected = emb @ weight + bias + (emb.mean(axis=1) @ second)[:, None, :]
+        expected = emb @ weight + bias + (emb.sum(axis=1) @ second)[:, None, :]
     else:
         if pool == "mean":
             pooled = emb.mean(axis=1)
@@ -447,20 +447,20 @@ def test_pooled_head_equals_explicit_pooling_and_round_trips(pool: str, tmp_path
 def test_center_plus_mean_head_starts_as_the_centre_bin_head() -> None:
     """Its pooled read starts at zero: the same seed gives the paper's head's predictions exactly."""
     x = one_hot("".join(np.random.default_rng(4).choice(list("ACGT"), size=WINDOW)))[None]
-    both = EnformerBackbone(**tiny_params(window_size=WINDOW, seed=6, pool="center+mean")).build()
+    both = EnformerBackbone(**tiny_params(window_size=WINDOW, seed=6, pool="center+sum")).build()
     centre = EnformerBackbone(**tiny_params(window_size=WINDOW, seed=6)).build()
     np.testing.assert_array_equal(both.predict(x), centre.predict(x))
     assert not both.model_.to_tracks.pooled.weight.detach().numpy().any()
 
 
-@pytest.mark.parametrize("pool", ["mean", "attention", "center+mean"])
+@pytest.mark.parametrize("pool", ["mean", "attention", "center+sum"])
 def test_fast_ism_of_a_pooled_head_equals_full_forwards(pool: str) -> None:
     """A pooled head reads every bin, so the fast path may not shortcut the last layer to the centre
     bins the scalar mode takes: its ISM must still equal full forward passes."""
     from varscore_plugins.outputs import ScalarOutput
 
     backbone = EnformerBackbone(**tiny_params(window_size=WINDOW, seed=5, pool=pool)).build()
-    extra = {"attention": "score", "center+mean": "pooled"}.get(pool)
+    extra = {"attention": "score", "center+sum": "pooled"}.get(pool)
     if extra:
         with torch.no_grad():
             getattr(backbone.model_.to_tracks, extra).weight.normal_(0, 1.0)
