@@ -242,17 +242,24 @@ def save_weights(model: torch.nn.Module, path: Path, metadata: Mapping[str, str]
         partial.unlink(missing_ok=True)
 
 
+def _name_groups(expected: Mapping[str, torch.Tensor], aliases: bool) -> list[list[str]]:
+    """The names of ``expected`` (a state dict) grouped by tensor: with ``aliases``, names registered
+    for the same storage (as enformer-pytorch's modules are) form one group; otherwise, and for empty
+    tensors (no storage to share), each name is its own."""
+    groups: dict[Any, list[str]] = {}
+    for key, tensor in expected.items():
+        groups.setdefault(tensor.untyped_storage().data_ptr() if aliases and tensor.numel() else key, []).append(key)
+    return list(groups.values())
+
+
 def tensors_missing_from(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``model``'s own tensors (detached copies) that ``state`` lacks: one name per tensor, and none
-    for a tensor registered under several names (as enformer-pytorch's modules are) when ``state``
-    holds any one of them. ``{**state, **missing}`` then loads without a missing tensor."""
-    groups: dict[Any, list[str]] = {}
-    for key, tensor in model.state_dict().items():
-        groups.setdefault(tensor.untyped_storage().data_ptr() if tensor.numel() else key, []).append(key)
+    for a tensor registered under several names when ``state`` holds any one of them.
+    ``{**state, **missing}`` then loads without a missing tensor."""
     own = model.state_dict()
     return {
         names[0]: own[names[0]].detach().clone()
-        for names in groups.values()
+        for names in _name_groups(own, aliases=True)
         if not any(name in state for name in names)
     }
 
@@ -273,14 +280,9 @@ def load_state_checked(
     norm fills in a missing ``num_batches_tracked`` silently.
     """
     expected = model.state_dict()
-    groups: dict[Any, list[str]] = {}
-    for key, tensor in expected.items():
-        # empty tensors have no storage to share (and save_weights keeps each of their names)
-        group = tensor.untyped_storage().data_ptr() if aliases and tensor.numel() else key
-        groups.setdefault(group, []).append(key)
     missing = sorted(
         names[0]
-        for names in groups.values()
+        for names in _name_groups(expected, aliases)
         if not any(name in state for name in names) and not (optional is not None and optional(names[0]))
     )
     unexpected = sorted(set(state) - set(expected))

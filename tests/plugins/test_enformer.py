@@ -444,7 +444,7 @@ def test_pooled_head_equals_explicit_pooling_and_round_trips(pool: str, tmp_path
         EnformerBackbone(**tiny_params(window_size=WINDOW, pool=pool, head="pretrained"))
 
 
-def test_center_plus_mean_head_starts_as_the_centre_bin_head() -> None:
+def test_center_plus_sum_head_starts_as_the_centre_bin_head() -> None:
     """Its pooled read starts at zero: the same seed gives the paper's head's predictions exactly."""
     x = one_hot("".join(np.random.default_rng(4).choice(list("ACGT"), size=WINDOW)))[None]
     both = EnformerBackbone(**tiny_params(window_size=WINDOW, seed=6, pool="center+sum")).build()
