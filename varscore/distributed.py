@@ -137,10 +137,16 @@ def run_plan_sharded(
 
 
 def _first_failure(err: Any) -> str:
-    """The last line of the first failed worker's error (its message), else the launcher's."""
-    for failure in getattr(err, "failures", {}).values():
-        message = failure.message if isinstance(failure.message, str) else str(failure.message)
-        lines = [line for line in message.strip().splitlines() if line.strip()]
+    """The last line of the error of the worker that failed first (its message; the others often
+    only report losing it), else the launcher's."""
+    failures = sorted(
+        getattr(err, "failures", {}).items(), key=lambda item: (getattr(item[1], "timestamp", 0), item[0])
+    )
+    for _, failure in failures:
+        message = failure.message
+        if isinstance(message, dict):  # the error file's record: {"message": ..., "extraInfo": ...}
+            message = message.get("message", message)
+        lines = [line for line in str(message).strip().splitlines() if line.strip()]
         if lines:
             return lines[-1]
     text = str(err).strip()
@@ -185,9 +191,17 @@ def _score_shard(
                 torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
         saved = None
         if checkpoint is not None:
-            if rank == 0:  # validates (resume) or clears the folder once, before anyone reads it
-                GeneCheckpoint(checkpoint.directory, checkpoint.fingerprint, resume=checkpoint.resume)
-            dist.barrier()
+            # rank 0 validates (resume) or clears the folder once, before anyone reads it, and tells
+            # every rank the outcome: all raise its error, rather than the others dying at a barrier
+            outcome: list[str | None] = [None]
+            if rank == 0:
+                try:
+                    GeneCheckpoint(checkpoint.directory, checkpoint.fingerprint, resume=checkpoint.resume)
+                except VarscoreError as err:
+                    outcome = [str(err)]
+            dist.broadcast_object_list(outcome, src=0)
+            if outcome[0] is not None:
+                raise InputError(outcome[0])
             saved = GeneCheckpoint.attach(checkpoint.directory, checkpoint.fingerprint)
         bundle = load_bundle(bundle_path)
         backbone = bundle.sequence_backbone(worker_device, bf16)
