@@ -515,7 +515,7 @@ def export_predictdb(bundle: Any, path: str | Path, genome_build: str | None = N
     """
     import sqlite3
 
-    from varscore.vcf import atomic_output
+    from varscore.outputguard import atomic_file
 
     backbone = bundle.backbone()
     if not isinstance(backbone, LinearBackbone):
@@ -525,7 +525,7 @@ def export_predictdb(bundle: Any, path: str | Path, genome_build: str | None = N
     chroms = {k.split(":")[0] for g in backbone.genes.values() for k in g.variant_keys}
     chr_style = "chr" if any(c.startswith("chr") for c in chroms) else ""
     n_weights = 0
-    with atomic_output(Path(path)) as tmp:
+    with atomic_file(Path(path)) as tmp:
         with contextlib.closing(sqlite3.connect(tmp)) as db:
             for statement in PREDICTDB_SCHEMA:
                 db.execute(statement)

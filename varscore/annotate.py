@@ -4,7 +4,6 @@ finished gene so that ``--resume`` continues them."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -21,7 +20,7 @@ from varscore.engine import AlleleScore, GeneCheckpoint, ScoringPlan, ScoringRes
 from varscore.errors import InputError
 from varscore.genome import Genome, load_genes
 from varscore.infotext import info_atom, info_value
-from varscore.outputguard import check_output_path, output_lock, provenance_header_lines
+from varscore.outputguard import Target, guarded_outputs, provenance_header_lines
 from varscore.types import Gene, Variant
 from varscore.vcf import (
     MAX_KEY,
@@ -143,13 +142,12 @@ def annotate_vcf(
     from varscore.distributed import launched_by_torchrun
 
     writer = not launched_by_torchrun() or os.environ.get("RANK", "0") == "0"
-    if writer:
-        check_output_path(output)
+    guard = guarded_outputs([Target("-o", output)], [vcf, fasta, genes_path, model], lock=writer)
     keys = [f.key for a in annotator_objs for f in a.info_fields]
     no_model = model is None or str(model).lower() == NO_MODEL
     if not no_model:
         keys += [SCORE_KEY, MAX_KEY, SKIP_KEY]
-    with output_lock(output) if writer else _nothing(), prepared_vcf(vcf, replace_keys=keys) as prepared:
+    with guard, prepared_vcf(vcf, replace_keys=keys) as prepared:
         if no_model:
             if not annotator_objs:
                 raise InputError("--model none scores nothing: name annotators to run with --annotate (e.g. motifs).")
@@ -174,11 +172,6 @@ def annotate_vcf(
             rc=rc,
             shifts=shifts,
         )
-
-
-@contextlib.contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 @dataclass

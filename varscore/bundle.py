@@ -17,8 +17,6 @@ import functools
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from varscore import __version__
 from varscore.errors import BundleError, InputError, ModelNotFoundError
 from varscore.integrity import check_regular_files, file_checksums, inside, plain_name, sha256, verified_sha256
+from varscore.outputguard import atomic_directory
 from varscore.reference import ReferenceRecord, fasta_search_path
 from varscore.types import Gene
 
@@ -451,31 +450,9 @@ def verify_files(path: Path, manifest: dict[str, Any], trust_unverified: bool | 
             inside(path, spec["file"], f"{key}.file")
 
 
-@contextlib.contextmanager
-def _atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``target`` that replaces it when the block succeeds.
-    An existing ``target`` is replaced only when it is a bundle (or empty), never another directory."""
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise InputError(f"{target} exists and is not a directory; choose another output path.")
-    if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST).is_file():
-        raise InputError(
-            f"{target} exists and is not a model bundle; refusing to replace it. Choose a new or empty directory."
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp/mkstemp create private modes; bundles are shared
-        for child in tmp.rglob("*"):
-            child.chmod((0o777 if child.is_dir() else 0o666) & ~umask)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+def _atomic_directory(target: Path) -> contextlib.AbstractContextManager[Path]:
+    """A temporary directory that replaces the bundle ``target`` (new, empty, or a bundle) on success."""
+    return atomic_directory(target, MANIFEST, "a model bundle")
 
 
 def _provider(backbone_name: str) -> dict[str, str]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -15,6 +17,44 @@ from varscore.errors import VarscoreError
 from varscore.finetune import RECIPES
 
 logger = logging.getLogger("varscore")
+Command = TypeVar("Command", bound=Callable[..., Any])
+#: how a command writes an output: a file, a directory replaced as a whole, or one written into
+OUTPUT_KINDS = ("file", "bundle", "folder")
+
+
+def _named_paths(value: Any) -> list[Path]:
+    """The existing files and folders a parameter value names (paths, names that exist, lists)."""
+    if isinstance(value, (tuple, list)):
+        return [p for v in value for p in _named_paths(v)]
+    if isinstance(value, Path) or (isinstance(value, str) and value not in ("", "-") and "\n" not in value):
+        path = Path(value)
+        return [path] if os.path.lexists(path) else []
+    return []
+
+
+def writes(*outputs: tuple[str, str, str]) -> Callable[[Command], Command]:
+    """Guard a command's outputs before its body runs (:func:`varscore.outputguard.guarded_outputs`):
+    each ``(parameter, option, kind)`` with a kind of :data:`OUTPUT_KINDS`. Every other parameter
+    that names an existing path is an input no output may overwrite. Under ``torchrun`` only rank 0
+    locks (it alone writes)."""
+
+    def decorate(command: Command) -> Command:
+        @functools.wraps(command)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            from varscore.outputguard import Target, guarded_outputs
+
+            names = {name for name, _, _ in outputs}
+            targets = [
+                Target(option, kwargs.get(name), directory=kind != "file", replaced=kind == "bundle")
+                for name, option, kind in outputs
+            ]
+            inputs = [p for name, value in kwargs.items() if name not in names for p in _named_paths(value)]
+            with guarded_outputs(targets, inputs, lock=os.environ.get("RANK", "0") == "0"):
+                return command(*args, **kwargs)
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate
 
 
 class VarscoreGroup(click.Group):
@@ -158,6 +198,7 @@ def examples_path(which: str | None) -> None:
 )
 @click.option("--coverage-bin", default=32, show_default=True, type=int, help="Coverage bin size (bp).")
 @click.option("--coverage-bigwig", is_flag=True, help="Also write one coverage bigWig per person (implies --coverage).")
+@writes(("out_dir", "-o", "folder"))
 def simulate(
     out_dir: Path,
     people: int,
@@ -328,6 +369,7 @@ def simulate(
     help="--mode variant: a window per variant position (exact) or one per genome tile (tiled).",
 )
 @click.option("--tile-bins", type=click.IntRange(min=1), help="--centring tiled: tile width in output bins.")
+@writes(("output", "-o", "file"), ("detail", "--detail", "file"))
 def annotate(
     vcf: Path,
     model: str,
@@ -498,6 +540,7 @@ def annotate(
     help="REF differing from the FASTA: flag (not scored), fail (stop), skip (do not compare).",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@writes(("out_dir", "-o", "folder"))
 def track(
     vcf: Path,
     model: str | None,
@@ -584,6 +627,7 @@ def plugin_group() -> None:
     help="Directory to create varscore-NAME/ in.",
 )
 @click.option("--force", is_flag=True, help="Write into an existing non-empty varscore-NAME/.")
+@writes(("out_dir", "-o", "folder"))
 def plugin_new(name: str, kind: str, out_dir: Path, force: bool) -> None:
     """Write a pip-installable plugin skeleton varscore-NAME/ with passing tests."""
     from varscore.plugin_template import write_plugin
@@ -678,23 +722,29 @@ def models_calibrate(
     device: str,
 ) -> None:
     """Score background variants and store |score| quantiles in the bundle (annotate adds VARSCORE_Q)."""
+    from varscore.bundle import resolve_model
     from varscore.genomewide import calibrate_model
+    from varscore.outputguard import Target, guarded_outputs
 
-    path, calibration, summary = calibrate_model(
-        name,
-        vcf,
-        output=output,
-        fasta=fasta,
-        tracks=tracks,
-        targets=targets,
-        gtf=gtf,
-        stats=stats,
-        centring=centring,
-        tile_bins=tile_bins,
-        batch_size=batch_size,
-        device=device,
-        max_records=max_variants,
-    )
+    bundle_path = resolve_model(name)
+    target = Target("-o", output, directory=True) if output else Target("NAME (in place)", bundle_path, directory=True)
+    in_place = [] if output else [bundle_path]
+    with guarded_outputs([target], [bundle_path, vcf, fasta, targets, gtf], in_place=in_place):
+        path, calibration, summary = calibrate_model(
+            name,
+            vcf,
+            output=output,
+            fasta=fasta,
+            tracks=tracks,
+            targets=targets,
+            gtf=gtf,
+            stats=stats,
+            centring=centring,
+            tile_bins=tile_bins,
+            batch_size=batch_size,
+            device=device,
+            max_records=max_variants,
+        )
     for line in summary.lines():
         click.echo(line, err=True)
     click.echo(f"calibrated {path} on {calibration.records} background records ({len(calibration.counts)} keys)")
@@ -736,6 +786,7 @@ def models_calibrate(
 )
 @click.option("--licence", help="Licence of the weights, recorded in the manifest.")
 @click.option("--citation", help="How to cite the weights, recorded in the manifest.")
+@writes(("output", "-o", "bundle"))
 def models_import(
     directories: tuple[Path, ...],
     format_: str | None,
@@ -796,6 +847,7 @@ def models_import(
     help="Also write a config.json + model.safetensors directory here, for 'finetune --pretrained'.",
 )
 @click.option("--list", "list_", is_flag=True, help="List the known published models and exit.")
+@writes(("output", "-o", "bundle"), ("pretrained_dir", "--pretrained-dir", "folder"))
 def models_fetch(
     name: str | None,
     output: Path | None,
@@ -986,6 +1038,7 @@ def _cohort_options(func: Any) -> Any:
     "continue a model with another head pooling or on more genes.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-epoch lines.")
+@writes(("output", "-o", "bundle"))
 def finetune(
     vcf: Path,
     expression: Path,
@@ -1116,6 +1169,7 @@ def _echo_stderr(line: str) -> None:
     help="The -m models are fits on different fold replicates: each is evaluated on its own test "
     "people and the summary gives mean ± sd over replicates.",
 )
+@writes(("output", "-o", "file"))
 def evaluate(
     vcf: Path,
     expression: Path,
@@ -1244,6 +1298,7 @@ def evaluate(
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PNG to write.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@writes(("output", "-o", "file"))
 def plot_coverage_command(
     vcf: Path,
     expression: Path,
@@ -1356,10 +1411,9 @@ def _analysis_inputs(
 
 def _write_table(table: Any, output: Path) -> None:
     from varscore.bundle import load_bundle
-    from varscore.outputguard import write_provenance_sidecar
-    from varscore.vcf import atomic_output
+    from varscore.outputguard import atomic_file, write_provenance_sidecar
 
-    with atomic_output(output) as tmp:
+    with atomic_file(output) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     model = click.get_current_context().params.get("model")  # provenance in OUTPUT.provenance.json
     write_provenance_sidecar(output, load_bundle(model) if model else None, ["varscore", *sys.argv[1:]])
@@ -1374,6 +1428,7 @@ def _write_table(table: Any, output: Path) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the per-position ISM as a track: .bedGraph, or .bw (bigWig).",
 )
+@writes(("output", "-o", "file"))
 def ism(
     model: str,
     vcf: Path | None,
@@ -1438,6 +1493,7 @@ def ism(
     help="Also write the matched control variants (±2.5 kb distance to TSS, MAF within 0.5%).",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="TSV to write.")
+@writes(("output", "-o", "file"))
 def hsv(
     model: str,
     vcf: Path | None,
@@ -1550,6 +1606,7 @@ def _echo_matched_enrichment(selected: Any, pool: Any, causal: Any, tolerance: f
     help="Also write the per-gene summary TSV (explained fraction, mean LD of drivers).",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="TSV to write.")
+@writes(("output", "-o", "file"))
 def drivers(
     model: str,
     vcf: Path | None,
@@ -1626,6 +1683,7 @@ def drivers(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Per-position TSV: chrom, pos, gene, reference, personal (standardised attributions).",
 )
+@writes(("output", "-o", "file"))
 def attribute(
     model: str,
     vcf: Path | None,
@@ -1732,6 +1790,7 @@ def attribute(
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for index.html, the figures (PNG + PDF) and tables (TSV).",
 )
+@writes(("output", "-o", "folder"))
 def report(
     model: str,
     compare: tuple[str, ...],

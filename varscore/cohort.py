@@ -601,10 +601,10 @@ def _sorted_folds(folds: pd.DataFrame) -> pd.DataFrame:
 
 def write_folds(folds: pd.DataFrame, path: str | Path) -> Path:
     """Write folds as a TSV (``person replicate split``), atomically; returns the path."""
-    from varscore.vcf import atomic_output
+    from varscore.outputguard import atomic_file
 
     path = Path(path)
-    with atomic_output(path) as tmp:
+    with atomic_file(path) as tmp:
         folds[["person", "replicate", "split"]].to_csv(tmp, sep="\t", index=False)
     return path
 
@@ -698,10 +698,10 @@ def _sorted_gene_sets(table: pd.DataFrame) -> pd.DataFrame:
 
 def write_gene_sets(gene_sets: pd.DataFrame, path: str | Path) -> Path:
     """Write gene sets as a TSV (``gene_id set``), atomically; returns the path."""
-    from varscore.vcf import atomic_output
+    from varscore.outputguard import atomic_file
 
     path = Path(path)
-    with atomic_output(path) as tmp:
+    with atomic_file(path) as tmp:
         gene_sets[["gene_id", "set"]].to_csv(tmp, sep="\t", index=False)
     return path
 

@@ -11,8 +11,6 @@ window scored), ``scope`` (``window``: all bins; ``gene``: the bins over the gen
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +20,7 @@ import numpy as np
 
 from varscore.centred import RecordScores
 from varscore.errors import InputError
+from varscore.outputguard import is_direct, replace_file, temporary_beside
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +73,11 @@ class DetailWriter:
         self.path = Path(path)
         if self.path.is_dir():
             raise InputError(f"--detail must name a file, not a directory: {self.path}.")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._direct = is_direct(self.path)
+        try:
+            self._tmp = self.path if self._direct else temporary_beside(self.path)
+        except OSError as exc:
+            raise InputError(f"Cannot write --detail {self.path}: {exc.strerror or exc}.") from exc
         self.schema = detail_schema()
         self._writer = pq.ParquetWriter(str(self._tmp), self.schema, compression="zstd")
         self.tracks = np.asarray(tracks, dtype=np.int32)
@@ -141,17 +141,16 @@ class DetailWriter:
         """Write the last row group and move the file into place."""
         self._write_group()
         self._writer.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual mode
-        os.replace(self._tmp, self.path)
+        if not self._direct:
+            replace_file(self._tmp, self.path)
 
     def abort(self) -> None:
         """Drop the partial file."""
         try:
             self._writer.close()
         finally:
-            self._tmp.unlink(missing_ok=True)
+            if not self._direct:
+                self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> DetailWriter:
         return self

@@ -7,7 +7,6 @@ import bisect
 import hashlib
 import json
 import logging
-import os
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -21,6 +20,7 @@ from varscore.base import GenotypeBackbone, ISMResult, OutputMode, SequenceBackb
 from varscore.edits import Edit, ReferenceSource, edit_margin, edited_window
 from varscore.errors import InputError
 from varscore.genome import Genome, match_contigs
+from varscore.outputguard import atomic_file
 from varscore.types import Gene, Variant, Window, tss_window
 
 logger = logging.getLogger(__name__)
@@ -350,12 +350,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.part")
     try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        with atomic_file(path, make_folder=False) as tmp:
+            tmp.write_text(text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise InputError(
             f"Cannot write checkpoint {path}: {exc.strerror or exc} (was its folder removed by another run "
             "writing the same output?)."

@@ -9,12 +9,12 @@ import json
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from varscore.errors import BundleError, InputError
+from varscore.outputguard import write_text
 
 PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -101,12 +101,8 @@ def cached_by_stat(cache_name: str, path: Path, compute: Callable[[Path], T], va
         return entry["value"]
     value = compute(path)
     known[key] = {"stat": stamp, "value": value}
-    with contextlib.suppress(OSError):  # a read-only home only costs a recomputation next time
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{cache_name}.", dir=cache.parent)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(known, handle)
-        os.replace(tmp, cache)
+    with contextlib.suppress(OSError, InputError):  # a read-only home only costs a recomputation next time
+        write_text(cache, json.dumps(known))
     return value
 
 

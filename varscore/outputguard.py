@@ -1,6 +1,10 @@
-"""The output side of a run: the output path checked before any work, an exclusive lock held on it
-for the run's duration (two runs never write the same ``-o``), the temporary files a killed run
-left removed, and run provenance for every output (VCF header lines or a JSON sidecar)."""
+"""Every file a run writes goes through this module: targets checked against the run's inputs and
+other outputs before any work, special files never replaced, an exclusive lock per target for the
+run, temporary files beside the target moved into place atomically, leftovers of killed runs
+removed, and run provenance for every output (VCF header lines or a JSON sidecar).
+
+Temporary names are ``.NAME.XXXXXXXX.part`` (files and directories) beside the target ``NAME``,
+so a later run of the same target recognises and removes what a killed run left."""
 
 from __future__ import annotations
 
@@ -10,9 +14,13 @@ import logging
 import os
 import re
 import shlex
+import shutil
+import stat
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,66 +30,341 @@ from varscore.infotext import header_text, header_value
 logger = logging.getLogger(__name__)
 
 LOCK_SUFFIX = ".varscore-lock"
+STAGING = "staging"  # .staging.XXXXXXXX.part inside a directory output: entries not yet moved in
+#: files written beside an output that count as part of it (index, provenance, resumable genes)
+COMPANION_SUFFIXES = (".tbi", ".csi", ".provenance.json", ".varscore-partial")
 
 
-def check_output_path(output: str | Path) -> None:
-    """Refuse, before any scoring, an output that cannot be written: a directory, a folder that
-    cannot be created, or one that is read-only (probed by creating a temporary file there)."""
-    if str(output) == "-":
+@dataclass(frozen=True)
+class Target:
+    """One output of a run: the option that names it (for messages), its path (``None`` or ``-``:
+    standard output) and whether it is a directory the run writes (replaced as a whole)."""
+
+    option: str
+    path: str | Path | None
+    directory: bool = False
+    #: a directory output replaced as a whole (a bundle), so no input may lie inside it
+    replaced: bool = True
+
+    @property
+    def file(self) -> Path | None:
+        return None if self.path is None or str(self.path) == "-" else Path(self.path)
+
+
+def _identity(path: Path) -> tuple[Path, tuple[int, int] | None]:
+    """The resolved path and, when it exists, its (device, inode): two names of one file match."""
+    resolved = path.resolve()
+    try:
+        info = os.stat(path)
+    except OSError:
+        return resolved, None
+    return resolved, (info.st_dev, info.st_ino)
+
+
+def _same(a: Path, b: Path) -> bool:
+    (path_a, node_a), (path_b, node_b) = _identity(a), _identity(b)
+    return path_a == path_b or (node_a is not None and node_a == node_b)
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    return inner.resolve().is_relative_to(outer.resolve())
+
+
+def is_direct(path: str | Path) -> bool:
+    """True for an existing character device or named pipe: written in place (like standard output),
+    never replaced by a renamed temporary file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
+def _refuse_unwritable_kind(target: Target, path: Path) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        if path.is_symlink():
+            raise InputError(
+                f"{target.option} {path} is a broken symbolic link; remove it or choose another {target.option}."
+            ) from None
         return
-    path = Path(output)
-    if path.is_dir():
-        raise InputError(f"Output {path} is a directory: give a file name (e.g. -o {path / 'scored.vcf.gz'}).")
+    if target.directory:
+        if not stat.S_ISDIR(mode):
+            raise InputError(f"{target.option} {path} exists and is not a directory; choose another {target.option}.")
+        return
+    if stat.S_ISDIR(mode):
+        raise InputError(
+            f"{target.option} {path} is a directory: give a file name (e.g. {target.option} {path / 'out'})."
+        )
+    if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+        raise InputError(
+            f"{target.option} {path} is a special file (block device or socket); varscore writes only regular "
+            f"files, character devices and named pipes. Choose another {target.option}."
+        )
+
+
+def _probe_folder(target: Target, path: Path) -> None:
+    """Create the target's folder if needed and prove it writable by creating a file there."""
+    if is_direct(path):
+        if not os.access(path, os.W_OK):
+            raise InputError(f"Cannot write {target.option} {path}: permission denied.")
+        return
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
     except OSError as exc:
         raise InputError(
-            f"Cannot write output {path}: folder {parent} cannot be written ({exc.strerror or exc}). Choose another -o."
+            f"Cannot write {target.option} {path}: folder {parent} cannot be written ({exc.strerror or exc}). "
+            f"Choose another {target.option}."
         ) from exc
     os.close(fd)
     os.unlink(probe)
 
 
-def _leftovers(path: Path) -> list[Path]:
-    """Temporary files of earlier runs writing ``path`` (``.NAME.XXXXXXXX.part`` and its ``.tbi``)."""
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.part(\.tbi)?$")
-    try:
-        return [p for p in path.parent.iterdir() if pattern.match(p.name)]
-    except OSError:
-        return []
+def check_targets(
+    outputs: Sequence[Target], inputs: Iterable[str | Path | None] = (), *, in_place: Iterable[str | Path] = ()
+) -> None:
+    """Refuse, before any work, outputs that would destroy an input or each other: an output that
+    is an input (by resolved path or by device and inode, its index and sidecars included), a
+    directory output that holds an input, two outputs that are one file, a special file other than
+    a character device or pipe, or a folder that cannot be written. ``in_place`` names inputs that
+    an output may replace by design (``models calibrate`` without ``-o``)."""
+    allowed = [Path(p) for p in in_place]
+    sources = [Path(p) for p in inputs if p is not None and str(p) != "-" and os.path.lexists(p)]
+    sources = [p for p in sources if not any(_same(p, a) for a in allowed)]
+    named = [(t, t.file) for t in outputs if t.file is not None]
+    for target, path in named:
+        _refuse_unwritable_kind(target, path)
+        written = [path] + ([] if target.directory else [Path(f"{path}{s}") for s in COMPANION_SUFFIXES])
+        for source in sources:
+            clash = any(_same(source, w) for w in written) or (
+                target.directory and target.replaced and source.exists() and _within(source, path)
+            )
+            if clash:
+                raise InputError(
+                    f"{target.option} {path} would overwrite the input {source}; choose another {target.option}."
+                )
+    for i, (first, a) in enumerate(named):
+        for second, b in named[i + 1 :]:
+            nested = (first.directory and _within(b, a)) or (second.directory and _within(a, b))
+            if _same(a, b) or nested:
+                raise InputError(
+                    f"{first.option} {a} and {second.option} {b} name the same file; give each output its own path."
+                )
+    for target, path in named:
+        _probe_folder(target, path)
+
+
+# --- locks and leftovers ------------------------------------------------------------------------
+
+
+def _leftover_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"^\.{re.escape(name)}(\.[A-Za-z0-9_]{{8}})?\.part(\..+)?$")
+
+
+def leftovers(path: str | Path) -> list[Path]:
+    """Temporary files and folders of earlier runs writing ``path`` or its companions
+    (``.NAME.XXXXXXXX.part``, ``.NAME.part``, with any suffix such as ``.tbi``)."""
+    target = Path(path)
+    names = [target.name] + [f"{target.name}{s}" for s in COMPANION_SUFFIXES]
+    patterns = [_leftover_pattern(n) for n in names]
+    found: list[Path] = []
+    with contextlib.suppress(OSError):
+        found += [p for p in target.parent.iterdir() if any(pat.match(p.name) for pat in patterns)]
+    if target.is_dir() and not target.is_symlink():
+        staging = _leftover_pattern(STAGING)
+        with contextlib.suppress(OSError):
+            found += [p for p in target.iterdir() if staging.match(p.name)]
+    return sorted(found)
+
+
+def remove_leftovers(path: str | Path) -> None:
+    for stale in leftovers(path):
+        logger.info("removing %s, left by an interrupted run", stale)
+        with contextlib.suppress(OSError):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+
+
+#: locks this process holds, by (thread, lock file): a library call inside a guarded command
+#: takes the command's lock again instead of refusing its own run
+_held: dict[tuple[int, Path], int] = {}
 
 
 @contextlib.contextmanager
-def output_lock(output: str | Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``output`` (file ``OUTPUT.varscore-lock``) for the block; another
-    run holding it is an :class:`InputError`. Once the lock is held, the temporary files a killed
-    run of the same output left behind are removed. ``-`` (stdout) takes no lock."""
-    if str(output) == "-":
+def _locked(target: Target) -> Iterator[None]:
+    path = target.file
+    if path is None or is_direct(path):
         yield
         return
     from filelock import FileLock, Timeout
 
-    path = Path(output)
-    lock = FileLock(f"{path}{LOCK_SUFFIX}", timeout=0)
+    lock_path = Path(f"{path}{LOCK_SUFFIX}")
+    key = (threading.get_ident(), lock_path.resolve())
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    lock = FileLock(str(lock_path), timeout=0)
     try:
         lock.acquire()
     except Timeout:
         raise InputError(
-            f"another varscore run is writing {path} (it holds {path}{LOCK_SUFFIX}): wait for it to finish, "
-            "or choose another -o."
+            f"another varscore run is writing {path} (it holds {lock_path}): wait for it to finish, "
+            f"or choose another {target.option}."
         ) from None
     except OSError as exc:
-        raise InputError(f"Cannot lock output {path}: {exc.strerror or exc}.") from exc
+        raise InputError(f"Cannot lock {target.option} {path}: {exc.strerror or exc}.") from exc
+    _held[key] = 1
     try:
-        for stale in _leftovers(path):
-            logger.info("removing %s, left by an interrupted run", stale)
-            with contextlib.suppress(OSError):
-                stale.unlink()
+        remove_leftovers(path)
         yield
     finally:
+        del _held[key]
+        with contextlib.suppress(OSError):
+            lock_path.unlink()  # removed while still held, so no other run holds a lock on it
         lock.release()
+
+
+@contextlib.contextmanager
+def guarded_outputs(
+    outputs: Sequence[Target],
+    inputs: Iterable[str | Path | None] = (),
+    *,
+    in_place: Iterable[str | Path] = (),
+    lock: bool = True,
+) -> Iterator[None]:
+    """Check every output of a run (:func:`check_targets`), then hold a lock on each for the block
+    (another run writing one of them is an :class:`InputError`) and remove what killed runs left.
+    ``lock`` false checks only (the non-writing ranks of a sharded run)."""
+    check_targets(outputs, inputs, in_place=in_place)
+    with contextlib.ExitStack() as stack:
+        for target in sorted(outputs, key=lambda t: str(t.file or "")) if lock else ():
+            stack.enter_context(_locked(target))
+        yield
+
+
+def check_output_path(output: str | Path, option: str = "-o") -> None:
+    """The checks of :func:`check_targets` for one file output and no inputs."""
+    check_targets([Target(option, output)])
+
+
+@contextlib.contextmanager
+def output_lock(output: str | Path, option: str = "-o") -> Iterator[None]:
+    """A lock on one output for the block (see :func:`guarded_outputs`); ``-`` takes none."""
+    with _locked(Target(option, output)):
+        yield
+
+
+# --- atomic writes ------------------------------------------------------------------------------
+
+
+def _usual_mode(path: Path, directory: bool = False) -> None:
+    """mkstemp/mkdtemp create private modes; outputs get the mode the umask gives a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod((0o777 if directory else 0o666) & ~umask)
+
+
+def replace_file(staged: str | Path, target: str | Path) -> None:
+    """Move a complete temporary file over ``target`` (atomic on one filesystem). A character
+    device or pipe at ``target`` is written through instead of replaced."""
+    staged, target = Path(staged), Path(target)
+    if is_direct(target):
+        with open(staged, "rb") as source, open(target, "wb") as sink:
+            shutil.copyfileobj(source, sink)
+        staged.unlink()
+        return
+    _usual_mode(staged)
+    os.replace(staged, target)
+
+
+def temporary_beside(target: str | Path, directory: bool = False, make_folder: bool = True) -> Path:
+    """A new temporary file (or folder) ``.NAME.XXXXXXXX.part`` beside ``target`` (its folder
+    created unless ``make_folder`` is false); OSError when the folder cannot be written."""
+    path = Path(target)
+    if make_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if directory:
+        return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, make_folder: bool = True) -> Iterator[Path]:
+    """Yield where to write ``path``: a temporary file beside it, moved into place only if the block
+    succeeds (removed otherwise). A character device or named pipe is yielded itself and written in
+    place, never replaced; a directory, block device or socket is refused."""
+    target = Path(path)
+    _refuse_unwritable_kind(Target("output", target), target)
+    if is_direct(target):
+        yield target
+        return
+    tmp = temporary_beside(target, make_folder=make_folder)
+    try:
+        yield tmp
+        _usual_mode(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_file`); one-line error on failure."""
+    try:
+        with atomic_file(path) as tmp:
+            Path(tmp).write_text(text)
+    except OSError as exc:
+        raise InputError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | Path, marker: str, what: str) -> Iterator[Path]:
+    """Yield a temporary directory beside ``target`` that replaces it when the block succeeds.
+    An existing ``target`` is replaced only when it is empty or holds the file ``marker`` (it is
+    ``what``, e.g. a model bundle), never another directory, file or link."""
+    target = Path(target)
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise InputError(f"{target} exists and is not a directory; choose another output path.")
+    if target.is_dir() and any(target.iterdir()) and not (target / marker).is_file():
+        raise InputError(f"{target} exists and is not {what}; refusing to replace it. Choose a new or empty directory.")
+    tmp = temporary_beside(target, directory=True)
+    try:
+        yield tmp
+        _usual_mode(tmp, directory=True)
+        for child in tmp.rglob("*"):
+            _usual_mode(child, directory=child.is_dir())
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+@contextlib.contextmanager
+def staging_directory(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder ``.staging.XXXXXXXX.part`` inside ``target`` (a directory written
+    into, not replaced); on success each of its entries replaces the entry of that name."""
+    target = Path(target)
+    tmp = temporary_beside(target / STAGING, directory=True)
+    try:
+        yield tmp
+        for name in sorted(os.listdir(tmp)):
+            _usual_mode(tmp / name, directory=(tmp / name).is_dir())
+            os.replace(tmp / name, target / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- provenance -------------------------------------------------------------------------------
@@ -137,12 +420,4 @@ def write_provenance_sidecar(
     if bundle is not None:
         record["varscore_model"] = model_provenance(bundle)
     record.update(extra or {})
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise InputError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
-    return path
+    return write_text(path, json.dumps(record, indent=2) + "\n")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import os
 from abc import abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from varscore.base import SequenceBackbone
 from varscore.errors import BundleError, InputError, VarscoreError
+from varscore.outputguard import atomic_file
 
 if TYPE_CHECKING:
     from typing import Self  # Python 3.11; only read by type checkers
@@ -232,14 +232,8 @@ def save_weights(model: torch.nn.Module, path: Path, metadata: Mapping[str, str]
     only once complete. Tensors registered under several names are stored once."""
     from safetensors.torch import save_model
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
+    with atomic_file(path) as partial:
         save_model(model, str(partial), metadata=dict(metadata))
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _name_groups(expected: Mapping[str, torch.Tensor], aliases: bool) -> list[list[str]]:

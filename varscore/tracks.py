@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from varscore.errors import InputError
-from varscore.vcf import SCORE_FORMAT, SCORE_KEY, atomic_output, open_vcf
+from varscore.outputguard import atomic_file, replace_file
+from varscore.vcf import SCORE_FORMAT, SCORE_KEY, open_vcf
 
 if TYPE_CHECKING:
     from varscore.base import OutputMode, SequenceBackbone
@@ -229,7 +230,7 @@ def write_bedgraph(
     """A bedGraph with a track line; rows sorted as ``sort -k1,1 -k2,2n`` (bedGraphToBigWig's order)."""
     rows = sorted_intervals(intervals)
     check_intervals(rows, chrom_sizes, str(path))
-    with atomic_output(path) as tmp, open(tmp, "w") as handle:
+    with atomic_file(path) as tmp, open(tmp, "w") as handle:
         handle.write(_track_line("bedGraph", name, description))
         for row in rows:
             handle.write(f"{row.chrom}\t{row.start}\t{row.end}\t{row.value:.6g}\n")
@@ -244,14 +245,13 @@ def _write_bbi(path: Path, chrom_sizes: Mapping[str, int], rows: Iterable[tuple[
     (pybigtools picks the format from it)."""
     import pybigtools
 
-    with atomic_output(path) as tmp:
+    with atomic_file(path) as tmp:
         staged = tmp.with_name(tmp.name + path.suffix)
         try:
             pybigtools.open(str(staged), "w").write(_sorted_sizes(chrom_sizes), rows, **kwargs)
-            os.replace(staged, tmp)
+            replace_file(staged, tmp)
         finally:
-            if staged.exists():
-                staged.unlink()
+            staged.unlink(missing_ok=True)
 
 
 def write_bigwig(path: Path, intervals: Sequence[Interval], chrom_sizes: Mapping[str, int]) -> None:
@@ -262,7 +262,7 @@ def write_bigwig(path: Path, intervals: Sequence[Interval], chrom_sizes: Mapping
 
 
 def write_bed9(path: Path, items: Sequence[BedItem], name: str, description: str) -> None:
-    with atomic_output(path) as tmp, open(tmp, "w") as handle:
+    with atomic_file(path) as tmp, open(tmp, "w") as handle:
         handle.write(_track_line(None, name, description, ' itemRgb="On"'))
         for item in items:
             handle.write(item.line() + "\n")
@@ -339,7 +339,7 @@ def trackdb_text(files: Sequence[TrackFile]) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    with atomic_output(path) as tmp:
+    with atomic_file(path) as tmp:
         tmp.write_text(text)
 
 

@@ -445,9 +445,9 @@ def _log_epoch(
 
 def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
     keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
-    tmp = path.with_suffix(".csv.part")
-    with open(tmp, "w", newline="") as handle:
+    from varscore.outputguard import atomic_file
+
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=keys)
         writer.writeheader()
         writer.writerows(history)
-    tmp.replace(path)

@@ -3,11 +3,8 @@ fields added; ``.gz`` outputs are bgzipped and tabix-indexed; outputs are writte
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +12,7 @@ from typing import IO, Any
 
 from varscore.errors import InputError
 from varscore.infotext import header_text, header_value
+from varscore.outputguard import atomic_file, replace_file
 from varscore.types import Variant
 
 logger = logging.getLogger(__name__)
@@ -129,25 +127,6 @@ def vcf_samples(path: str | Path) -> list[str]:
         reader.close()
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual mode
-        os.replace(tmp_path, target)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
 def _header_line(info: InfoHeader) -> dict[str, str]:
     return {
         "ID": header_value(info.key),
@@ -189,7 +168,7 @@ def write_annotated(
         out_path = Path(out)
         compressed = out_path.name.endswith((".gz", ".bgz"))
         try:
-            with atomic_output(out_path) as tmp:
+            with atomic_file(out_path) as tmp:
                 if compressed:
                     from pysam import libcbgzf
 
@@ -198,7 +177,7 @@ def write_annotated(
                 else:
                     with open(tmp, "w") as handle:
                         written = _write_records(reader, header, info_by_record, _Sink(handle))
-                if compressed:
+                if compressed and tmp != out_path:  # a device or pipe written in place has no index
                     _tabix_index(tmp, out_path)
         except OSError as exc:
             raise InputError(
@@ -263,7 +242,7 @@ def _tabix_index(tmp: Path, final: Path) -> None:
             str(exc).strip(),
         )
         return
-    os.replace(index_tmp, final_index)
+    replace_file(index_tmp, final_index)
 
 
 def format_float(value: float) -> str:

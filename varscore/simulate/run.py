@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from varscore.errors import InputError
+from varscore.outputguard import staging_directory
 from varscore.simulate.config import SimulationConfig, SimulationResult
 from varscore.simulate.coverage import _write_coverage
 from varscore.simulate.expression import _simulate_gene, draw_h2
@@ -84,8 +82,7 @@ def simulate_cohort(config: SimulationConfig, out_dir: str | Path) -> Simulation
         latent.append(values)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".simulate-", dir=out_dir))
-    try:
+    with staging_directory(out_dir) as staging:
         files = _write_outputs(
             staging,
             config,
@@ -110,10 +107,6 @@ def simulate_cohort(config: SimulationConfig, out_dir: str | Path) -> Simulation
         params = _params(config, reference, motifs, files, out_dir, len(variants.pos))
         (staging / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
         files["params"] = "params.json"
-        for name in sorted(os.listdir(staging)):
-            os.replace(staging / name, out_dir / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
     def path(role: str) -> Path:
         return out_dir / files[role]
