@@ -52,6 +52,7 @@ def writes(*outputs: tuple[str, str, str]) -> Callable[[Command], Command]:
             with guarded_outputs(targets, inputs, lock=os.environ.get("RANK", "0") == "0"):
                 return command(*args, **kwargs)
 
+        guarded.varscore_outputs = outputs  # type: ignore[attr-defined]  # read by the output tests
         return guarded  # type: ignore[return-value]
 
     return decorate
@@ -706,6 +707,7 @@ def models_install(source: str, expected: str | None, name: str | None) -> None:
 @click.option("--max-variants", type=click.IntRange(min=1), help="Use only the first N scorable records.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@writes(("output", "-o", "bundle"))
 def models_calibrate(
     name: str,
     vcf: Path,
@@ -727,9 +729,8 @@ def models_calibrate(
     from varscore.outputguard import Target, guarded_outputs
 
     bundle_path = resolve_model(name)
-    target = Target("-o", output, directory=True) if output else Target("NAME (in place)", bundle_path, directory=True)
-    in_place = [] if output else [bundle_path]
-    with guarded_outputs([target], [bundle_path, vcf, fasta, targets, gtf], in_place=in_place):
+    in_place = [] if output else [Target("NAME (in place)", bundle_path, directory=True)]  # -o: guarded by @writes
+    with guarded_outputs(in_place, [bundle_path, vcf, fasta, targets, gtf], in_place=[bundle_path]):
         path, calibration, summary = calibrate_model(
             name,
             vcf,
@@ -1428,7 +1429,7 @@ def _write_table(table: Any, output: Path) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the per-position ISM as a track: .bedGraph, or .bw (bigWig).",
 )
-@writes(("output", "-o", "file"))
+@writes(("output", "-o", "file"), ("track", "--track", "file"))
 def ism(
     model: str,
     vcf: Path | None,
@@ -1493,7 +1494,7 @@ def ism(
     help="Also write the matched control variants (±2.5 kb distance to TSS, MAF within 0.5%).",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="TSV to write.")
-@writes(("output", "-o", "file"))
+@writes(("output", "-o", "file"), ("controls_out", "--controls", "file"))
 def hsv(
     model: str,
     vcf: Path | None,
@@ -1606,7 +1607,7 @@ def _echo_matched_enrichment(selected: Any, pool: Any, causal: Any, tolerance: f
     help="Also write the per-gene summary TSV (explained fraction, mean LD of drivers).",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="TSV to write.")
-@writes(("output", "-o", "file"))
+@writes(("output", "-o", "file"), ("summary_out", "--summary", "file"))
 def drivers(
     model: str,
     vcf: Path | None,

@@ -161,7 +161,7 @@ def check_targets(
 
 
 def _leftover_pattern(name: str) -> re.Pattern[str]:
-    return re.compile(rf"^\.{re.escape(name)}(\.[A-Za-z0-9_]{{8}})?\.part(\..+)?$")
+    return re.compile(rf"^\.{re.escape(name)}(\.[A-Za-z0-9_]{{8}}\.part(\.[A-Za-z0-9]+)?|\.part)$")
 
 
 def leftovers(path: str | Path) -> list[Path]:
