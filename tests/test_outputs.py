@@ -408,3 +408,47 @@ def test_a_second_run_is_refused_but_the_same_run_may_lock_again(tmp_path: Path)
         "or choose another --detail."
     ]
     assert not Path(f"{out}{LOCK_SUFFIX}").exists()
+
+
+@pytest.fixture
+def locked_folder(tmp_path: Path) -> Iterator[Path]:
+    """A real folder this process cannot create files in: read-only by mode, or for root (whom modes
+    do not stop) immutable (``chattr +i``)."""
+    import shutil
+    import subprocess
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    yield folder  # filled by the test first, then locked by ``lock``
+    if os.geteuid() == 0 and shutil.which("chattr"):
+        subprocess.run(["chattr", "-i", str(folder)], check=False, capture_output=True)
+    folder.chmod(0o755)
+
+
+def _lock(folder: Path) -> None:
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return
+    if not shutil.which("chattr") or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+        pytest.skip("running as root on a file system without chattr +i: no folder is read-only to root here")
+
+
+def test_calibrating_in_place_a_bundle_whose_folder_is_read_only_stops_before_scoring(
+    world: dict[str, Path], locked_folder: Path
+) -> None:
+    import shutil
+
+    from varscore.bundle import resolve_model
+
+    bundle = locked_folder / "demo"
+    shutil.copytree(resolve_model(MODEL), bundle)
+    before = sorted((p.name, p.read_bytes()) for p in bundle.rglob("*") if p.is_file())
+    _lock(locked_folder)
+    code, output = _run(["models", "calibrate", str(bundle), "--vcf", str(world["in"])])
+    assert code == 1
+    line = _one_line_error(output)
+    assert line.startswith(f"Error: Cannot write NAME (in place) {bundle}: folder {locked_folder} cannot be written")
+    assert sorted((p.name, p.read_bytes()) for p in bundle.rglob("*") if p.is_file()) == before
