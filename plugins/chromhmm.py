@@ -80,6 +80,8 @@ def register_annotators(register):
 def register_commands(cli: click.Group) -> None:
     import click
 
+    from varscore.outputguard import writes
+
     @cli.command("enrichment")
     @click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
     @click.option(
@@ -115,6 +117,7 @@ def register_commands(cli: click.Group) -> None:
         help="Also write the per-gene observed/expected counts (TSV).",
     )
     @click.option("-o", "--output", default="-", show_default=True, help="Output TSV ('-' for stdout).")
+    @writes(("output", "-o", "file"), ("per_gene", "--per-gene", "file"))
     def enrichment(
         weights: Path,
         bed: Path,
@@ -130,6 +133,7 @@ def register_commands(cli: click.Group) -> None:
         and state. WEIGHTS is an annotated VCF (VARSCORE entries) or an ISM table."""
         from varscore.analysis.enrichment import read_segmentation, read_variant_weights, select_hsvs, state_enrichment
         from varscore.genome import Genome, load_genes
+        from varscore.outputguard import write_text
         from varscore.types import tss_window
 
         segmentation = read_segmentation(bed)
@@ -147,9 +151,9 @@ def register_commands(cli: click.Group) -> None:
         segmentation.require_contigs(used, "the gene windows")
         result = state_enrichment(select_hsvs(table, top=top, k_from=k_from), windows, segmentation)
         if per_gene is not None:
-            result.per_gene.to_csv(per_gene, sep="\t", index=False)
+            write_text(per_gene, result.per_gene.to_csv(sep="\t", index=False))
         text = result.per_state.to_csv(sep="\t", index=False, float_format="%.6g")
         if output == "-":
             click.echo(text, nl=False)
         else:
-            Path(output).write_text(text)
+            write_text(output, text)

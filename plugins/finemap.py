@@ -126,6 +126,8 @@ def register_annotators(register):
 def register_commands(cli: click.Group) -> None:
     import click
 
+    from varscore.outputguard import writes
+
     @cli.command("finemap-eval")
     @click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
     @click.option(
@@ -162,6 +164,7 @@ def register_commands(cli: click.Group) -> None:
         "--per-gene", type=click.Path(dir_okay=False, path_type=Path), help="Also write per-gene results (TSV)."
     )
     @click.option("-o", "--output", default="-", show_default=True, help="Output TSV ('-' for stdout).")
+    @writes(("output", "-o", "file"), ("per_gene", "--per-gene", "file"))
     def finemap_eval(
         weights: Path,
         table_path: Path,
@@ -177,6 +180,7 @@ def register_commands(cli: click.Group) -> None:
         model. WEIGHTS is an annotated VCF (VARSCORE entries) or an ISM table."""
         from varscore.analysis.enrichment import read_variant_weights
         from varscore.genome import load_genes
+        from varscore.outputguard import write_text
 
         table = read_finemap_table(table_path, fmt, tissue)
         frame = read_variant_weights(weights)
@@ -192,9 +196,9 @@ def register_commands(cli: click.Group) -> None:
                 "check that the table's genes and positions match the weights (same build?)."
             )
         if per_gene is not None:
-            result.per_gene.to_csv(per_gene, sep="\t", index=False, float_format="%.6g")
+            write_text(per_gene, result.per_gene.to_csv(sep="\t", index=False, float_format="%.6g"))
         text = result.overall.to_csv(sep="\t", index=False, float_format="%.6g")
         if output == "-":
             click.echo(text, nl=False)
         else:
-            Path(output).write_text(text)
+            write_text(output, text)

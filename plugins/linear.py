@@ -600,18 +600,23 @@ def read_predictdb(path: str | Path, vcf: str | Path | None = None, backbone: st
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist.")
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not {"weights", "extra"} <= tables:
-            raise InputError(f"{path} is not a PredictDB database: it lacks the 'weights' and/or 'extra' table.")
-        weights = db.execute("SELECT rsid, gene, weight, ref_allele, eff_allele FROM weights").fetchall()
-        extra = db.execute('SELECT gene, genename, "pred.perf.R2" FROM extra').fetchall()
-        meta = dict(db.execute("SELECT key, value FROM varscore_meta").fetchall()) if "varscore_meta" in tables else {}
-        model_rows = (
-            db.execute("SELECT gene, intercept, alpha FROM varscore_model").fetchall()
-            if "varscore_model" in tables
-            else []
-        )
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not {"weights", "extra"} <= tables:
+                raise InputError(f"{path} is not a PredictDB database: it lacks the 'weights' and/or 'extra' table.")
+            weights = db.execute("SELECT rsid, gene, weight, ref_allele, eff_allele FROM weights").fetchall()
+            extra = db.execute('SELECT gene, genename, "pred.perf.R2" FROM extra').fetchall()
+            meta = (
+                dict(db.execute("SELECT key, value FROM varscore_meta").fetchall()) if "varscore_meta" in tables else {}
+            )
+            model_rows = (
+                db.execute("SELECT gene, intercept, alpha FROM varscore_model").fetchall()
+                if "varscore_model" in tables
+                else []
+            )
+    except sqlite3.Error as exc:
+        raise InputError(f"{path} is not a readable PredictDB (SQLite) database: {exc}.") from exc
     report: list[str] = []
     chrom_style = meta.get("chrom_style")
     if chrom_style is None:
@@ -724,6 +729,8 @@ def register_commands(cli: click.Group) -> None:
     """``varscore models export`` and ``varscore models import-predictdb`` (PrediXcan/PredictDB sqlite)."""
     import click
 
+    from varscore.outputguard import writes
+
     models = cli.commands.get("models")
     if not isinstance(models, click.Group):  # a command line without the models group
         return
@@ -742,6 +749,7 @@ def register_commands(cli: click.Group) -> None:
         "-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write."
     )
     @click.option("--genome-build", help="Build tag of the variant IDs (GRCh38 -> _b38) [the bundle's, else GRCh38].")
+    @writes(("output", "-o", "file"))
     def models_export(name: str, format_: str, output: Path, genome_build: str | None) -> None:
         """Export a linear model bundle (elastic-net, lasso, ridge) for other tools."""
         from varscore.bundle import load_bundle
@@ -776,6 +784,7 @@ def register_commands(cli: click.Group) -> None:
         type=click.Choice(["elastic-net", "lasso", "ridge"]),
         help="Backbone to record when the database does not say.",
     )
+    @writes(("output", "-o", "bundle"))
     def models_import_predictdb(
         db: Path, output: Path, vcf: Path | None, genes_path: Path | None, backbone: str
     ) -> None:

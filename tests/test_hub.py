@@ -1,14 +1,18 @@
 """``varscore models fetch`` end to end against a Hub server on 127.0.0.1 that serves a tiny
 Enformer checkpoint in the Hub's URL layout (``/{repo}/resolve/{revision}/{filename}``, with the
-metadata headers huggingface_hub reads: X-Repo-Commit, ETag / X-Linked-Etag, X-Linked-Size,
-Content-Length, and Range requests for resumed downloads)."""
+metadata headers the download guard reads: X-Repo-Commit, ETag / X-Linked-Etag, X-Linked-Size,
+Content-Length, and Range requests for resumed downloads), and against hostile variants of it
+(names with ``../``, huge or missing sizes, endless bodies, stalls, redirects) that the guard in
+:mod:`varscore.download` must refuse without touching anything outside the cache."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
 import json
+import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +21,9 @@ import numpy as np
 import pytest
 
 from tests.test_checkpoints import TINY_ENFORMER, _one_hot, enformer_reference, save_layout, source_enformer
-from varscore import hub
+from varscore import download, hub
 from varscore.bundle import load_bundle
-from varscore.errors import VarscoreError
+from varscore.errors import InputError, VarscoreError
 
 REPO = "test-org/tiny-enformer"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -31,12 +35,22 @@ def _git_blob_sha1(data: bytes) -> str:
 
 class HubServer:
     """Files of one repository at one commit; ``corrupt`` names files whose bytes are altered after
-    their checksum headers were computed (a download broken on the way)."""
+    their checksum headers were computed (a download broken on the way). Hostile behaviour:
+    ``headers`` overrides response headers (None: leave it out), ``endless`` streams a body that
+    never ends, ``stall`` holds a GET after its headers until ``release`` is set (at close),
+    ``redirect`` answers with a 302 to that prefix + the path. ``auth`` records every request's
+    Authorization header."""
 
     def __init__(self, files: dict[str, bytes]) -> None:
         self.files = files
         self.corrupt: set[str] = set()
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
+        self.auth: list[tuple[str, str, str | None]] = []  # (method, path, Authorization header)
+        self.headers: dict[str, str | None] = {}
+        self.endless = False
+        self.stall = False
+        self.release = threading.Event()
+        self.redirect: str | None = None
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -54,19 +68,46 @@ class HubServer:
 
             def _headers(self, filename: str, data: bytes, length: int, status: int) -> None:
                 self.send_response(status)
-                self.send_header("X-Repo-Commit", COMMIT)
+                headers: dict[str, str | None] = {"X-Repo-Commit": COMMIT}
                 if filename.endswith((".bin", ".safetensors")):  # stored in Git LFS: ETag = sha256
-                    self.send_header("X-Linked-Etag", f'"{hashlib.sha256(data).hexdigest()}"')
-                    self.send_header("X-Linked-Size", str(len(data)))
-                    self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+                    headers["X-Linked-Etag"] = f'"{hashlib.sha256(data).hexdigest()}"'
+                    headers["X-Linked-Size"] = str(len(data))
+                    headers["ETag"] = f'"{hashlib.sha256(data).hexdigest()}"'
                 else:
-                    self.send_header("ETag", f'"{_git_blob_sha1(data)}"')
-                self.send_header("Content-Length", str(length))
-                self.send_header("Accept-Ranges", "bytes")
+                    headers["ETag"] = f'"{_git_blob_sha1(data)}"'
+                headers["Content-Length"] = str(length)
+                headers["Accept-Ranges"] = "bytes"
+                for key, value in {**headers, **server.headers}.items():
+                    if value is not None:
+                        self.send_header(key, value)
+
+            def _redirected(self, filename: str, data: bytes) -> bool:
+                if server.redirect is None:
+                    return False
+                self._headers(filename, data, 0, 302)
+                self.send_header("Location", server.redirect + self.path)
+                self.end_headers()
+                return True
+
+            def _record(self, method: str) -> None:
+                server.requests.append((method, self.path, self.headers.get("Range")))
+                server.auth.append((method, self.path, self.headers.get("Authorization")))
+
+            def _endless(self) -> None:
+                chunk = b"x" * 65536
+                try:
+                    for _ in range(4096):  # 256 MiB at most, should the client never stop
+                        if server.release.is_set():
+                            return
+                        self.wfile.write(chunk)
+                except OSError:  # the client hung up
+                    pass
 
             def do_HEAD(self) -> None:  # noqa: N802
-                server.requests.append(("HEAD", self.path, self.headers.get("Range")))
+                self._record("HEAD")
                 found = self._resolve()
+                if found is not None and self._redirected(*found):
+                    return
                 if found is None:
                     self.send_response(404)
                     self.send_header("X-Error-Code", "EntryNotFound")
@@ -77,7 +118,7 @@ class HubServer:
                 self.end_headers()
 
             def do_GET(self) -> None:  # noqa: N802
-                server.requests.append(("GET", self.path, self.headers.get("Range")))
+                self._record("GET")
                 found = self._resolve()
                 if found is None:
                     self.send_response(404)
@@ -85,6 +126,8 @@ class HubServer:
                     self.end_headers()
                     return
                 filename, data = found
+                if self._redirected(filename, data):
+                    return
                 body = bytearray(data)
                 if filename in server.corrupt:
                     body[len(body) // 2] ^= 0xFF
@@ -97,10 +140,15 @@ class HubServer:
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 self.end_headers()
-                self.wfile.write(bytes(body[start:]))
+                if server.stall:
+                    server.release.wait(30)
+                elif server.endless:
+                    self._endless()
+                else:
+                    self.wfile.write(bytes(body[start:]))
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     @property
@@ -108,6 +156,7 @@ class HubServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
     def close(self) -> None:
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -131,7 +180,7 @@ def server(checkpoint: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServ
     running.close()
 
 
-def _use_registry(monkeypatch: pytest.MonkeyPatch, sha: dict[str, str | None] | None = None) -> None:
+def _use_registry(monkeypatch: pytest.MonkeyPatch, sha: dict[str, Any] | None = None) -> None:
     entry = {
         "format": "enformer",
         "replicates": [
@@ -273,7 +322,9 @@ def test_the_shipped_registry_is_well_formed() -> None:
         for replicate in entry["replicates"]:
             assert "/" in replicate["repo"] and replicate["revision"]
             assert "config.json" in replicate["files"]
-            assert all(sha is None or len(sha) == 64 for sha in replicate["files"].values())
+            for filename, spec in replicate["files"].items():
+                sha, size = hub.file_spec(replicate["repo"], filename, spec)
+                assert (sha is None or len(sha) == 64) and (size is None or size > 0)
     assert len(models["borzoi"]["replicates"]) == 4
     assert hub.model_hint("enformer") == "Download it with 'varscore models fetch enformer'"
 
@@ -331,3 +382,218 @@ def test_fetch_writes_a_pretrained_dir_for_finetune(
     assert sorted(p.name for p in pretrained.iterdir()) == ["config.json", "model.safetensors"]
     backbone = EnformerBackbone(head="pretrained", pretrained_dir=str(pretrained), window_size=2048).build()
     np.testing.assert_allclose(backbone.predict(x), expected, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- the download guard against hostile servers
+
+BIN = "pytorch_model.bin"
+
+
+def _outside(tmp_path: Path, cache: Path) -> dict[str, bytes | None]:
+    """Everything below ``tmp_path`` except the cache: path -> content (None for folders)."""
+    found: dict[str, bytes | None] = {}
+    for path in tmp_path.rglob("*"):
+        if not path.is_relative_to(cache):
+            found[str(path)] = path.read_bytes() if path.is_file() else None
+    return found
+
+
+def _refused(excinfo: pytest.ExceptionInfo[hub.DownloadError]) -> str:
+    message = str(excinfo.value)
+    assert type(excinfo.value) is hub.DownloadError and "\n" not in message and "Traceback" not in message
+    return message
+
+
+@pytest.mark.parametrize("header", ["X-Linked-Etag", "ETag"])
+def test_an_etag_with_dot_dot_is_refused_before_anything_is_written(
+    server: HubServer, tmp_path: Path, header: str
+) -> None:
+    cache = tmp_path / "hub-cache"
+    victim = tmp_path / "victim"  # blobs/../../../victim
+    victim.write_bytes(b"precious")
+    server.headers = {"X-Linked-Etag": None, "ETag": None, header: '"../../../victim"'}
+    before = _outside(tmp_path, cache)
+    with pytest.raises(hub.DownloadError) as excinfo:
+        hub.fetch_file(REPO, BIN, COMMIT, None, endpoint=server.endpoint, cache_dir=cache)
+    assert "ETag that is not a checksum ('\"../../../victim\"')" in _refused(excinfo)
+    assert victim.read_bytes() == b"precious" and _outside(tmp_path, cache) == before
+    assert not cache.exists() and [r[0] for r in server.requests] == ["HEAD"]
+
+
+def test_a_commit_with_dot_dot_is_a_one_line_refusal(server: HubServer, tmp_path: Path) -> None:
+    cache = tmp_path / "hub-cache"
+    server.headers = {"X-Repo-Commit": "../../../outside"}
+    before = _outside(tmp_path, cache)
+    with pytest.raises(hub.DownloadError) as excinfo:
+        hub.fetch_file(REPO, BIN, "main", None, endpoint=server.endpoint, cache_dir=cache)
+    assert "X-Repo-Commit that is not a commit id ('../../../outside')" in _refused(excinfo)
+    assert _outside(tmp_path, cache) == before and not cache.exists()
+
+
+@pytest.mark.parametrize("planted", ["snapshot", "blob"])
+def test_a_failed_check_never_removes_a_file_outside_the_cache(
+    server: HubServer, checkpoint: Any, tmp_path: Path, planted: str
+) -> None:
+    """A link planted in the cache leads to a file outside it; the file fails its checksum, and the
+    guard refuses instead of removing what the link points to (the old clean-up unlinked it)."""
+    cache = tmp_path / "hub-cache"
+    folder = cache / f"models--{REPO.replace('/', '--')}"
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    sha = hashlib.sha256(checkpoint[0][BIN]).hexdigest()
+    if planted == "snapshot":  # offline: snapshots/<commit>/file -> outside
+        link = folder / "snapshots" / COMMIT / BIN
+    else:  # online: blobs/<etag> -> outside
+        link = folder / "blobs" / sha
+    link.parent.mkdir(parents=True)
+    link.symlink_to(victim)
+    with pytest.raises(hub.DownloadError) as excinfo:
+        hub.fetch_file(
+            REPO, BIN, COMMIT, "0" * 64, endpoint=server.endpoint, cache_dir=cache, offline=planted == "snapshot"
+        )
+    assert "leads out of the Hub cache" in _refused(excinfo)
+    assert victim.read_bytes() == b"precious"
+    assert not any(r[0] == "GET" for r in server.requests)
+
+
+def test_removal_is_refused_outside_the_cache_folder(tmp_path: Path) -> None:
+    root = tmp_path / "cache" / "models--a--b"
+    (root / "blobs").mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    (root / "escape").symlink_to(tmp_path, target_is_directory=True)
+    for path in (victim, root / "blobs" / ".." / ".." / "victim", root / "escape" / "victim"):
+        with pytest.raises(hub.DownloadError, match="outside the Hub cache folder"):
+            download.remove_inside(path, root)
+    assert victim.read_bytes() == b"precious"
+    (root / "blobs" / "link").symlink_to(victim)
+    download.remove_inside(root / "blobs" / "link", root)  # the link goes, not its target
+    assert victim.exists() and not (root / "blobs" / "link").is_symlink()
+
+
+@pytest.mark.parametrize("header", ["X-Linked-Size", "Content-Length"])
+def test_a_terabyte_is_refused_before_the_body_is_read(server: HubServer, tmp_path: Path, header: str) -> None:
+    cache = tmp_path / "hub-cache"
+    server.headers = {"X-Linked-Size": None, header: str(10**12)}
+    with pytest.raises(hub.DownloadError) as excinfo:
+        hub.fetch_file(REPO, BIN, COMMIT, None, endpoint=server.endpoint, cache_dir=cache)
+    assert "announces 1000000000000 bytes (931.3 GiB), over the 8.0 GiB limit" in _refused(excinfo)
+    assert [r[0] for r in server.requests] == ["HEAD"]
+    assert not any(p.is_file() and p.stat().st_size > 0 for p in cache.rglob("*"))
+
+
+def test_an_endless_body_stops_at_the_cap_and_is_removed(server: HubServer, tmp_path: Path) -> None:
+    cache = tmp_path / "hub-cache"
+    server.headers = {"X-Linked-Size": None, "Content-Length": None}
+    server.endless = True
+    with pytest.raises(hub.DownloadError) as excinfo:
+        hub.fetch_file(REPO, BIN, COMMIT, None, endpoint=server.endpoint, cache_dir=cache, max_bytes=4096)
+    assert "sent more than the 4.0 KiB limit; stopped and removed the partial file" in _refused(excinfo)
+    assert _blobs(cache) == []
+
+
+def test_the_catalogue_size_caps_and_must_match(
+    server: HubServer, checkpoint: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = checkpoint[0][BIN]
+    sha = hashlib.sha256(data).hexdigest()
+    _use_registry(monkeypatch, {"config.json": None, BIN: {"sha256": None, "size": len(data) + 1}})
+    with pytest.raises(hub.DownloadError) as excinfo:
+        hub.fetch_model("tiny", tmp_path / "bad", endpoint=server.endpoint, cache_dir=tmp_path / "c1")
+    assert f"the catalogue records {len(data) + 1} bytes but 127.0.0.1" in _refused(excinfo)
+    assert not any(r[0] == "GET" and r[1].endswith(BIN) for r in server.requests)
+    # a server that sends no size is cut off at the catalogue's
+    server.headers = {"X-Linked-Size": None, "Content-Length": None}
+    server.endless = True
+    with pytest.raises(hub.DownloadError, match="sent more than the 100 bytes limit"):
+        hub.fetch_file(REPO, BIN, COMMIT, None, endpoint=server.endpoint, cache_dir=tmp_path / "c2", expected_size=100)
+    server.headers, server.endless = {}, False
+    _use_registry(monkeypatch, {"config.json": None, BIN: {"sha256": sha, "size": len(data)}})
+    bundle = hub.fetch_model("tiny", tmp_path / "good", endpoint=server.endpoint, cache_dir=tmp_path / "c3")
+    assert load_bundle(bundle).manifest["source"]["hub"][0]["files"][BIN] == sha
+    with pytest.raises(InputError, match="must map to a sha256 string"):
+        hub.file_spec(REPO, BIN, {"sha256": sha, "size": "big"})
+
+
+@pytest.mark.parametrize("how", ["parameter", "HF_HUB_DOWNLOAD_TIMEOUT"])
+def test_a_stalled_server_ends_in_an_error_not_a_hang(
+    server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    server.stall = True
+    timeout = 1.0 if how == "parameter" else None
+    if how != "parameter":
+        monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "1")
+    began = time.monotonic()
+    with pytest.raises(hub.DownloadError) as excinfo:
+        hub.fetch_file(REPO, BIN, COMMIT, None, endpoint=server.endpoint, cache_dir=tmp_path / "c", timeout=timeout)
+    assert time.monotonic() - began < 5
+    assert f"no data from 127.0.0.1:{server.httpd.server_address[1]} for 1 s; try again later" in _refused(excinfo)
+    assert _blobs(tmp_path / "c") == []  # nothing arrived: no empty partial file is left
+
+
+def test_a_redirect_is_followed_without_the_token(
+    server: HubServer, checkpoint: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    cdn = HubServer(dict(checkpoint[0]))
+    try:
+        server.redirect = cdn.endpoint
+        fetched = hub.fetch_file(REPO, BIN, COMMIT, None, endpoint=server.endpoint, cache_dir=tmp_path / "c")
+        assert fetched.path.read_bytes() == checkpoint[0][BIN]
+        assert server.auth == [("HEAD", f"/{REPO}/resolve/{COMMIT}/{BIN}", "Bearer hf_secret")]
+        assert cdn.auth == [("GET", f"/{REPO}/resolve/{COMMIT}/{BIN}", None)]
+        server.redirect = "file://"
+        with pytest.raises(hub.DownloadError, match="only http:// and https://"):
+            hub.fetch_file(REPO, "config.json", COMMIT, None, endpoint=server.endpoint, cache_dir=tmp_path / "c")
+    finally:
+        cdn.close()
+
+
+def test_the_cache_keeps_the_hub_layout_and_serves_offline(server: HubServer, checkpoint: Any, tmp_path: Path) -> None:
+    cache = tmp_path / "c"
+    fetched = hub.fetch_file(REPO, BIN, "main", None, endpoint=server.endpoint, cache_dir=cache)
+    folder = cache / f"models--{REPO.replace('/', '--')}"
+    sha = hashlib.sha256(checkpoint[0][BIN]).hexdigest()
+    assert fetched.path == folder / "snapshots" / COMMIT / BIN and fetched.commit == COMMIT
+    assert os.readlink(fetched.path) == f"../../blobs/{sha}"
+    assert (folder / "refs" / "main").read_text() == COMMIT
+    server.requests.clear()
+    again = hub.fetch_file(REPO, BIN, "main", None, cache_dir=cache, offline=True)
+    assert again.sha256 == sha and server.requests == []
+    (folder / "refs" / "main").write_text("../../../x")
+    with pytest.raises(hub.DownloadError, match="not a commit id"):
+        hub.fetch_file(REPO, BIN, "main", None, cache_dir=cache, offline=True)
+
+
+@pytest.mark.parametrize(
+    ("repo", "filename", "revision"),
+    [
+        ("../x", BIN, "main"),
+        ("a/b/c", BIN, "main"),
+        ("a/..", BIN, "main"),
+        (REPO, "../../x", "main"),
+        (REPO, "a\\b", "main"),
+        (REPO, "/etc/passwd", "main"),
+        (REPO, BIN, "../main"),
+        (REPO, BIN, "/main"),
+        (REPO, BIN, "a/../b"),
+    ],
+)
+def test_names_are_checked_before_any_request(
+    server: HubServer, tmp_path: Path, repo: str, filename: str, revision: str
+) -> None:
+    with pytest.raises(hub.DownloadError, match="Invalid"):
+        hub.fetch_file(repo, filename, revision, None, endpoint=server.endpoint, cache_dir=tmp_path / "c")
+    assert server.requests == [] and not (tmp_path / "c").exists()
+
+
+def test_parse_size() -> None:
+    assert download.parse_size("4096") == 4096
+    assert download.parse_size("8G") == 8 * 1024**3
+    assert download.parse_size("8gib") == 8 * 1024**3
+    assert download.parse_size("1.5M") == 1536 * 1024
+    assert download.parse_size(" 2T ") == 2 * 1024**4
+    assert download.parse_size("512 KB") == download.parse_size("512k") == 512 * 1024
+    for junk in ("abc", "-1", "0", "", "1.5", "0.0001K", "8X", "1e9", "8iB", "٣"):
+        with pytest.raises(InputError, match="Invalid size"):
+            download.parse_size(junk)

@@ -2,60 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from varscore import __version__
 from varscore.errors import VarscoreError
 from varscore.finetune import RECIPES
+from varscore.outputguard import writes
 
 logger = logging.getLogger("varscore")
-Command = TypeVar("Command", bound=Callable[..., Any])
-#: how a command writes an output: a file, a directory replaced as a whole, or one written into
-OUTPUT_KINDS = ("file", "bundle", "folder")
-
-
-def _named_paths(value: Any) -> list[Path]:
-    """The existing files and folders a parameter value names (paths, names that exist, lists)."""
-    if isinstance(value, (tuple, list)):
-        return [p for v in value for p in _named_paths(v)]
-    if isinstance(value, Path) or (isinstance(value, str) and value not in ("", "-") and "\n" not in value):
-        path = Path(value)
-        return [path] if os.path.lexists(path) else []
-    return []
-
-
-def writes(*outputs: tuple[str, str, str]) -> Callable[[Command], Command]:
-    """Guard a command's outputs before its body runs (:func:`varscore.outputguard.guarded_outputs`):
-    each ``(parameter, option, kind)`` with a kind of :data:`OUTPUT_KINDS`. Every other parameter
-    that names an existing path is an input no output may overwrite. Under ``torchrun`` only rank 0
-    locks (it alone writes)."""
-
-    def decorate(command: Command) -> Command:
-        @functools.wraps(command)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            from varscore.outputguard import Target, guarded_outputs
-
-            names = {name for name, _, _ in outputs}
-            targets = [
-                Target(option, kwargs.get(name), directory=kind != "file", replaced=kind == "bundle")
-                for name, option, kind in outputs
-            ]
-            inputs = [p for name, value in kwargs.items() if name not in names for p in _named_paths(value)]
-            with guarded_outputs(targets, inputs, lock=os.environ.get("RANK", "0") == "0"):
-                return command(*args, **kwargs)
-
-        guarded.varscore_outputs = outputs  # type: ignore[attr-defined]  # read by the output tests
-        return guarded  # type: ignore[return-value]
-
-    return decorate
 
 
 class VarscoreGroup(click.Group):
@@ -847,6 +807,16 @@ def models_import(
     type=click.Path(file_okay=False, path_type=Path),
     help="Also write a config.json + model.safetensors directory here, for 'finetune --pretrained'.",
 )
+@click.option(
+    "--max-file-size",
+    metavar="SIZE",
+    help="Largest file to download, e.g. 12G (K/M/G/T = powers of 1024) [the size the registry records, else 8G].",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds without data before a download stops [HF_HUB_DOWNLOAD_TIMEOUT, else 30].",
+)
 @click.option("--list", "list_", is_flag=True, help="List the known published models and exit.")
 @writes(("output", "-o", "bundle"), ("pretrained_dir", "--pretrained-dir", "folder"))
 def models_fetch(
@@ -858,10 +828,13 @@ def models_fetch(
     endpoint: str | None,
     cache_dir: Path | None,
     pretrained_dir: Path | None,
+    max_file_size: str | None,
+    timeout: float | None,
     list_: bool,
 ) -> None:
     """Download a published model (pinned revision, every file's sha256 verified) and import it.
     HF_HUB_OFFLINE=1 uses the Hub cache only; --list shows the known models."""
+    from varscore.download import parse_size
     from varscore.hub import fetch_model, registry
 
     if list_ or not name:
@@ -878,6 +851,8 @@ def models_fetch(
         genes_path=genes_path,
         reference_fasta=fasta,
         window_size=window,
+        max_bytes=parse_size(max_file_size) if max_file_size else None,
+        timeout=timeout,
     )
     click.echo(f"wrote {bundle}; score with --model {bundle if output else name}")
     if pretrained_dir is not None:
@@ -1237,14 +1212,14 @@ def evaluate(
     paired = [compare_evaluations(evaluations[0], e, n_boot, bootstrap_seed) for e in evaluations[len(models_) :]]
     paired_table = pd.concat(paired, ignore_index=True) if paired else pd.DataFrame()
     if output:
-        from varscore.outputguard import write_provenance_sidecar
+        from varscore.outputguard import atomic_file, write_provenance_sidecar
 
-        table.to_csv(output, sep="\t", index=False, float_format="%.4g", na_rep="NaN")
+        with atomic_file(output) as tmp:
+            table.to_csv(tmp, sep="\t", index=False, float_format="%.4g", na_rep="NaN")
         write_provenance_sidecar(output, first, ["varscore", *sys.argv[1:]], {"models": [b.name for b in bundles]})
         if not paired_table.empty:
-            paired_table.to_csv(
-                output.with_suffix(".compare.tsv"), sep="\t", index=False, float_format="%.4g", na_rep="NaN"
-            )
+            with atomic_file(output.with_suffix(".compare.tsv")) as tmp:
+                paired_table.to_csv(tmp, sep="\t", index=False, float_format="%.4g", na_rep="NaN")
     shown = [
         "model",
         "gene",

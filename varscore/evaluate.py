@@ -337,7 +337,12 @@ def plot_coverage(comparison: CoverageComparison, path: str | Path, title: str |
         or f"{comparison.gene}: observed vs predicted coverage of {len(comparison.people)} "
         "held-out people (dashed: TSS; CoV = coefficient of variation across people)"
     )
+    from varscore.outputguard import atomic_file
+
     path = Path(path)
-    figure.savefig(path, dpi=130)
-    plt.close(figure)
+    try:
+        with atomic_file(path) as tmp:
+            figure.savefig(tmp, dpi=130, format=path.suffix.lstrip(".").lower() or "png")
+    finally:
+        plt.close(figure)
     return path

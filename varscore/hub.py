@@ -2,41 +2,42 @@
 every file's sha256, and import it as a model bundle (:mod:`varscore.checkpoints`).
 
 The known models are listed in ``published_models.json`` beside this module: for each, the Hub
-repositories (one per replicate) with a pinned revision and the files to fetch, each with its sha256
-where it is publicly documented. Where the registry records no sha256, the file is checked against
-the sha256 the Hub reports for it (the ETag of a Git LFS file is its sha256; a small file stored in
-Git has its Git blob id, the SHA-1 of ``"blob <size>\\0" + content``, which is checked instead). The
-Hub cache names each downloaded file by that ETag, so the same check runs offline from the cache.
+repositories (one per replicate) with a pinned revision and the files to fetch. A file's entry is its
+sha256 (or null where none is publicly documented), or ``{"sha256": ..., "size": ...}`` to also
+record its size in bytes, which then caps the download and must match the size the server
+announces. Where the registry records no sha256, the file is checked against the sha256 the Hub
+reports for it (the ETag of a Git LFS file is its sha256; a small file stored in Git has its Git blob
+id, the SHA-1 of ``"blob <size>\\0" + content``, which is checked instead). The Hub cache names each
+downloaded file by that ETag, so the same check runs offline from the cache.
 
-Downloads go through ``huggingface_hub`` (resumed from a partial file, cached in the Hub cache
-shared with other tools: ``HF_HUB_CACHE`` / ``HF_HOME``). ``HF_HUB_OFFLINE=1`` uses the cache only;
-``HF_ENDPOINT`` (or ``endpoint=``) points at another Hub server. Nothing is downloaded unless
-:func:`fetch_model` is called.
+Downloads go through the download guard :mod:`varscore.download` (names the server sends are
+validated before anything touches disk; sizes and socket operations are bounded; partial files are
+resumed; the Hub cache ``HF_HUB_CACHE`` / ``HF_HOME`` is shared with other tools).
+``HF_HUB_OFFLINE=1`` uses the cache only; ``HF_ENDPOINT`` (or ``endpoint=``) points at another Hub
+server; ``HF_TOKEN`` is sent to that server only. Nothing is downloaded unless :func:`fetch_model`
+is called.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from varscore.errors import InputError, VarscoreError
+from varscore import download
+from varscore.download import GIT_SHA1 as GIT_SHA1
+from varscore.download import SHA256 as SHA256
+from varscore.download import DownloadError as DownloadError
+from varscore.download import verify_file as verify_file
+from varscore.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 REGISTRY_FILE = Path(__file__).with_name("published_models.json")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
-GIT_SHA1 = re.compile(r"^[0-9a-f]{40}$")
-
-
-class DownloadError(VarscoreError):
-    """A download failed or did not verify."""
 
 
 @cache
@@ -66,49 +67,6 @@ def model_hint(name: str) -> str | None:
     return str(entry.get("hint") or "")
 
 
-def _git_blob_sha1(path: Path) -> str:
-    digest = hashlib.sha1(usedforsecurity=False)
-    digest.update(f"blob {path.stat().st_size}\0".encode())
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    from varscore.bundle import sha256
-
-    return sha256(path)
-
-
-def verify_file(path: Path, expected_sha256: str | None, hub_etag: str | None) -> str:
-    """Check a downloaded file against the registry's sha256, else the Hub's ETag (sha256 for LFS
-    files, Git blob SHA-1 for others); return its sha256. Raises :class:`DownloadError` on a
-    mismatch or when there is nothing to check against."""
-    actual = _sha256(path)
-    if expected_sha256:
-        if actual != expected_sha256.lower():
-            raise DownloadError(
-                f"sha256 mismatch for {path.name}: the registry says {expected_sha256}, the file is {actual}."
-            )
-        return actual
-    etag = (hub_etag or "").strip('"').lower().removeprefix("w/")
-    if SHA256.match(etag):
-        if actual != etag:
-            raise DownloadError(f"sha256 mismatch for {path.name}: the Hub says {etag}, the file is {actual}.")
-        return actual
-    if GIT_SHA1.match(etag):
-        blob = _git_blob_sha1(path)
-        if blob != etag:
-            raise DownloadError(
-                f"Checksum mismatch for {path.name}: the Hub's Git blob id is {etag}, the file's is {blob}."
-            )
-        return actual
-    raise DownloadError(
-        f"No checksum to verify {path.name} against (the registry has none and the Hub sent {hub_etag!r})."
-    )
-
-
 @dataclass
 class FetchedFile:
     filename: str
@@ -117,18 +75,19 @@ class FetchedFile:
     commit: str | None
 
 
-def _blob_of(path: Path) -> Path:
-    """The Hub cache's blob behind a snapshot path (named by the file's ETag)."""
-    return Path(os.path.realpath(path))
-
-
-def _remove_cached(path: Path) -> None:
-    blob = _blob_of(path)
-    for p in {path, blob}:
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
+def file_spec(repo: str, filename: str, value: Any) -> tuple[str | None, int | None]:
+    """``(sha256, size)`` of a registry file entry: a sha256 string or null, or an object
+    ``{"sha256": str | null, "size": int}`` (either key may be left out)."""
+    if value is None or isinstance(value, str):
+        return value, None
+    if isinstance(value, dict) and set(value) <= {"sha256", "size"}:
+        sha, size = value.get("sha256"), value.get("size")
+        if (sha is None or isinstance(sha, str)) and (size is None or (type(size) is int and size > 0)):
+            return sha, size
+    raise InputError(
+        f"{REGISTRY_FILE.name}: {repo}/{filename} must map to a sha256 string, null, or "
+        f'{{"sha256": ..., "size": bytes}}; got {value!r}.'
+    )
 
 
 def fetch_file(
@@ -140,40 +99,30 @@ def fetch_file(
     endpoint: str | None = None,
     cache_dir: str | Path | None = None,
     offline: bool = False,
+    expected_size: int | None = None,
+    max_bytes: int | None = None,
+    timeout: float | None = None,
 ) -> FetchedFile:
-    """One file of a Hub repository through the Hub cache, verified (a bad file is removed)."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError, RevisionNotFoundError
-
-    try:
-        path = Path(
-            hf_hub_download(
-                repo, filename, revision=revision, cache_dir=cache_dir, endpoint=endpoint, local_files_only=offline
-            )
-        )
-    except LocalEntryNotFoundError as err:
-        where = "in the Hub cache (HF_HUB_OFFLINE is set)" if offline else "and the Hub cannot be reached"
-        raise DownloadError(f"{repo}/{filename}@{revision} is not {where}: {str(err).splitlines()[0]}") from err
-    except (EntryNotFoundError, RevisionNotFoundError) as err:
-        raise DownloadError(f"{repo} has no {filename} at revision {revision}: {str(err).splitlines()[0]}") from err
-    except OSError as err:  # requests' errors derive from OSError
-        raise DownloadError(f"Downloading {repo}/{filename}@{revision} failed: {str(err).splitlines()[0]}") from err
-    # snapshots/<commit>/<filename> -> blobs/<etag>
-    commit = path.parent.name if path.parent.parent.name == "snapshots" else None
-    etag = _blob_of(path).name
-    try:
-        digest = verify_file(path, expected_sha256, etag)
-    except DownloadError as err:
-        _remove_cached(path)
-        raise DownloadError(
-            f"{repo}/{filename}@{revision}: {err} The cached copy was removed; run the command again "
-            "to download it afresh."
-        ) from err
-    return FetchedFile(filename, path, digest, commit)
+    """One file of a Hub repository through the Hub cache, verified (a bad file is removed), by
+    :func:`varscore.download.fetch` (``expected_size``/``max_bytes`` cap it, ``timeout`` bounds each
+    socket operation)."""
+    fetched = download.fetch(
+        repo,
+        filename,
+        revision,
+        expected_sha256=expected_sha256,
+        expected_size=expected_size,
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        offline=offline or download.offline_mode(),
+        max_bytes=max_bytes,
+        timeout=timeout,
+    )
+    return FetchedFile(filename, fetched.path, fetched.sha256, fetched.commit)
 
 
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return download.offline_mode()
 
 
 def fetch_model(
@@ -185,10 +134,14 @@ def fetch_model(
     genes_path: Path | None = None,
     reference_fasta: Path | None = None,
     window_size: int | None = None,
+    max_bytes: int | None = None,
+    timeout: float | None = None,
 ) -> Path:
     """Download (or take from the Hub cache) every file of the published model ``name``, verify
     them, and import them as a bundle at ``output`` (default: the user model cache, so that
-    ``--model NAME`` finds it). Returns the bundle directory."""
+    ``--model NAME`` finds it). ``max_bytes`` caps each file whose size the registry does not record
+    (default :data:`varscore.download.DEFAULT_MAX_BYTES`); ``timeout`` bounds each socket operation
+    (default ``HF_HUB_DOWNLOAD_TIMEOUT``, else 30 s). Returns the bundle directory."""
     from varscore.bundle import user_cache
     from varscore.checkpoints import ImportOptions, import_checkpoints
 
@@ -199,10 +152,23 @@ def fetch_model(
     sources: list[dict[str, Any]] = []
     for replicate in entry["replicates"]:
         repo, revision = replicate["repo"], replicate.get("revision", "main")
-        fetched = [
-            fetch_file(repo, filename, revision, sha, endpoint=endpoint, cache_dir=cache_dir, offline=offline)
-            for filename, sha in replicate["files"].items()
-        ]
+        fetched = []
+        for filename, spec in replicate["files"].items():
+            sha, size = file_spec(repo, filename, spec)
+            fetched.append(
+                fetch_file(
+                    repo,
+                    filename,
+                    revision,
+                    sha,
+                    endpoint=endpoint,
+                    cache_dir=cache_dir,
+                    offline=offline,
+                    expected_size=size,
+                    max_bytes=max_bytes,
+                    timeout=timeout,
+                )
+            )
         folders = {f.path.parent for f in fetched}
         if len(folders) != 1:
             raise DownloadError(f"{repo}: the files came from different snapshots ({', '.join(map(str, folders))}).")

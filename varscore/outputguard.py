@@ -9,6 +9,7 @@ so a later run of the same target recognises and removes what a killed run left.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -19,10 +20,10 @@ import stat
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from varscore.errors import InputError
 from varscore.infotext import header_text, header_value
@@ -128,8 +129,9 @@ def check_targets(
 ) -> None:
     """Refuse, before any work, outputs that would destroy an input or each other: an output that
     is an input (by resolved path or by device and inode, its index and sidecars included), a
-    directory output that holds an input, two outputs that are one file, a special file other than
-    a character device or pipe, or a folder that cannot be written. ``in_place`` names inputs that
+    directory output that holds an input, an output inside an input folder (a bundle, a checkpoint),
+    two outputs that are one file, a special file other than a character device or pipe, or a folder
+    that cannot be written. ``in_place`` names inputs that
     an output may replace by design (``models calibrate`` without ``-o``)."""
     allowed = [Path(p) for p in in_place]
     sources = [Path(p) for p in inputs if p is not None and str(p) != "-" and os.path.lexists(p)]
@@ -145,6 +147,11 @@ def check_targets(
             if clash:
                 raise InputError(
                     f"{target.option} {path} would overwrite the input {source}; choose another {target.option}."
+                )
+            if source.is_dir() and _within(path, source):
+                raise InputError(
+                    f"{target.option} {path} lies inside the input folder {source}; write outside it "
+                    f"(choose another {target.option})."
                 )
     for i, (first, a) in enumerate(named):
         for second, b in named[i + 1 :]:
@@ -261,6 +268,47 @@ def output_lock(output: str | Path, option: str = "-o") -> Iterator[None]:
     """A lock on one output for the block (see :func:`guarded_outputs`); ``-`` takes none."""
     with _locked(Target(option, output)):
         yield
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+#: how a command writes an output: a file, a directory replaced as a whole, or one written into
+OUTPUT_KINDS = ("file", "bundle", "folder")
+
+
+def _named_paths(value: Any) -> list[Path]:
+    """The existing files and folders a parameter value names (paths, names that exist, lists)."""
+    if isinstance(value, (tuple, list)):
+        return [p for v in value for p in _named_paths(v)]
+    if isinstance(value, Path) or (isinstance(value, str) and value not in ("", "-") and "\n" not in value):
+        path = Path(value)
+        return [path] if os.path.lexists(path) else []
+    return []
+
+
+def writes(*outputs: tuple[str, str, str]) -> Callable[[Command], Command]:
+    """Guard a command's outputs before its body runs (:func:`varscore.outputguard.guarded_outputs`):
+    each ``(parameter, option, kind)`` with a kind of :data:`OUTPUT_KINDS`. Every other parameter
+    that names an existing path is an input no output may overwrite. Under ``torchrun`` only rank 0
+    locks (it alone writes)."""
+
+    def decorate(command: Command) -> Command:
+        @functools.wraps(command)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            names = {name for name, _, _ in outputs}
+            targets = [
+                Target(option, kwargs.get(name), directory=kind != "file", replaced=kind == "bundle")
+                for name, option, kind in outputs
+            ]
+            inputs = [p for name, value in kwargs.items() if name not in names for p in _named_paths(value)]
+            with guarded_outputs(targets, inputs, lock=os.environ.get("RANK", "0") == "0"):
+                return command(*args, **kwargs)
+
+        guarded.varscore_outputs = outputs  # type: ignore[attr-defined]  # read by the output tests
+        return guarded  # type: ignore[return-value]
+
+    return decorate
 
 
 # --- atomic writes ------------------------------------------------------------------------------

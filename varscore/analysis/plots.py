@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from varscore.outputguard import atomic_file
+
 MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f")
 
 
@@ -32,9 +34,12 @@ def save_figure(fig: Any, out_dir: Path, name: str) -> tuple[Path, Path]:
     plt = _pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     png, pdf = out_dir / f"{name}.png", out_dir / f"{name}.pdf"
-    fig.savefig(png, dpi=150, bbox_inches="tight")
-    fig.savefig(pdf, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        for path, options in ((png, {"dpi": 150}), (pdf, {})):
+            with atomic_file(path) as tmp:
+                fig.savefig(tmp, bbox_inches="tight", format=path.suffix[1:], **options)
+    finally:
+        plt.close(fig)
     return png, pdf
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from varscore.errors import InputError
+from varscore.outputguard import atomic_file, write_text
 
 if TYPE_CHECKING:
     from varscore.analysis.ism import ModelScorer
@@ -188,7 +189,8 @@ class _Report:
 
     def table(self, name: str, frame: pd.DataFrame) -> None:
         path = self.out / f"{name}.tsv"
-        frame.to_csv(path, sep="\t", index=False, float_format="%.6g")
+        with atomic_file(path) as tmp:
+            frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
         self.tables[name] = path
 
     def figure(
@@ -833,7 +835,8 @@ def build_report(config: ReportConfig) -> ReportResult:
     report.numbers.update({"models": models, "people": len(people), "genes": [g.label for g in genes]})
     for step in REPORT_STEPS:
         step(report)
-    (out / "figures.json").write_text(
+    write_text(
+        out / "figures.json",
         json.dumps(
             [
                 {
@@ -849,10 +852,11 @@ def build_report(config: ReportConfig) -> ReportResult:
             indent=1,
             default=str,
         )
-        + "\n"
+        + "\n",
     )
-    page = out / "index.html"
-    page.write_text(_html(main.name, models, people, report.figures, report.tables, report.numbers))
+    page = write_text(
+        out / "index.html", _html(main.name, models, people, report.figures, report.tables, report.numbers)
+    )
     return ReportResult(out, page, report.figures, report.tables, report.numbers)
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import click
 from varscore.errors import InputError
 from varscore.hookspecs import hookimpl
+from varscore.outputguard import writes
 from varscore.torch_backbone import TorchSequenceBackbone, check_positive_ints, check_window_multiple
 
 if TYPE_CHECKING:
@@ -205,6 +206,7 @@ def register_commands(cli):  # type: ignore[no-untyped-def]
         type=click.Path(file_okay=False, path_type=Path),
         help="Directory to write model.safetensors and config.json into (use as pretrained_dir).",
     )
+    @writes(("output", "-o", "folder"))
     def convert(checkpoint: Path, output: Path) -> None:
         """Convert a basenji2-pytorch checkpoint (e.g. basenji2.pth) to safetensors, reading tensors only."""
         from varscore_basenji2.network import convert_checkpoint

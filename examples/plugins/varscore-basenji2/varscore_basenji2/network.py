@@ -16,6 +16,7 @@ from basenji2_pytorch.blocks import Cropping1d
 from safetensors.torch import save_file
 from torch import nn
 from varscore.errors import InputError
+from varscore.outputguard import atomic_file, write_text
 from varscore.torch_backbone import load_state_checked, read_weights
 
 from varscore_basenji2 import ARCHITECTURE
@@ -166,7 +167,7 @@ def convert_checkpoint(checkpoint: Path, out_dir: Path, architecture: dict[str, 
     problem = copy_weights(network.basenji2, state)
     if problem:
         raise InputError(f"{checkpoint} does not fit the Basenji2 architecture {config}: {problem}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(out_dir / PRETRAINED_WEIGHTS), metadata={"format": "pt"})
-    (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    with atomic_file(out_dir / PRETRAINED_WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    write_text(out_dir / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     return out_dir
