@@ -251,6 +251,10 @@ class BorzoiBackbone(TorchSequenceBackbone):
                 f"Borzoi pretrained_dir {str(directory)!r} lacks {', '.join(missing)}: it must be a local directory "
                 f"holding config.json and model.safetensors (varscore never downloads weights).{hint}"
             )
+        from varscore.checkpoints import check_config, read_config
+        from varscore.torch_backbone import check_tensor_dtypes
+
+        check_config(read_config(directory), config_path, "borzoi")  # one-line errors, not a parser's
         try:
             config = BorzoiConfig.from_json_file(str(config_path))
         except (OSError, ValueError, TypeError) as err:
@@ -261,6 +265,7 @@ class BorzoiBackbone(TorchSequenceBackbone):
         _check_params(self.params)
         model = self._new_borzoi()
         state = read_weights(weights_path, self.label, InputError)
+        check_tensor_dtypes(state, weights_path)
         state = {k: v for k, v in state.items() if not k.startswith("mouse_head.")}
         problem = load_state_checked(model, state)
         if problem:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import logging
 import math
 import os
@@ -384,7 +383,11 @@ class EnformerBackbone(TorchSequenceBackbone):
         the second name of every shared module)."""
         from enformer_pytorch import Enformer, EnformerConfig
 
+        from varscore.checkpoints import check_config, read_config
+        from varscore.torch_backbone import check_tensor_dtypes
+
         config_path, weight_files = _pretrained_files(directory)
+        check_config(read_config(directory), config_path, "enformer")  # one-line errors, not a parser's
         try:
             config = EnformerConfig.from_json_file(str(config_path))
         except (OSError, ValueError, TypeError) as err:
@@ -395,7 +398,9 @@ class EnformerBackbone(TorchSequenceBackbone):
 
         state: dict[str, Any] = {}
         for path in weight_files:
-            state.update(read_weights(path, self.label, InputError))
+            tensors = read_weights(path, self.label, InputError)
+            check_tensor_dtypes(tensors, path)
+            state.update(tensors)
         problem = self._load_state(model, state)
         if problem:
             raise InputError(f"The weights in {directory} do not fit the Enformer its config.json describes: {problem}")
@@ -765,11 +770,9 @@ def _pretrained_files(directory: Path) -> tuple[Path, list[Path]]:
     if single.is_file():
         weights = [single]
     elif index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-            weights = [directory / name for name in sorted(set(weight_map.values()))]
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise InputError(f"Cannot read the shard index {index}: {err}") from err
+        from varscore.checkpoints import weight_files
+
+        weights = weight_files(directory)  # every shard checked to lie inside the directory
     else:
         weights = []
     missing = [p.name for p in (config, *weights) if not p.is_file()]
@@ -833,6 +836,8 @@ def register_commands(cli: click.Group) -> None:
     if not isinstance(models, click.Group):  # a command line without the models group
         return
 
+    from varscore.outputguard import writes
+
     @models.command("from-enformer")
     @click.argument("pretrained_dir", type=click.Path(file_okay=False, path_type=Path))
     @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
@@ -848,6 +853,7 @@ def register_commands(cli: click.Group) -> None:
     @click.option("--center-bins", default=3, show_default=True, help="Centre bins summed into the score.")
     @click.option("--head", "output_head", default="human", show_default=True, help="Enformer output head.")
     @click.option("--window", default=196608, show_default=True, help="Input window in bp.")
+    @writes(("output", "-o", "bundle"))
     def models_from_enformer(
         pretrained_dir: Path,
         output: Path,
@@ -860,6 +866,7 @@ def register_commands(cli: click.Group) -> None:
     ) -> None:
         """Make a bundle from a pre-trained Enformer in a local directory (config.json + model.safetensors)."""
         from varscore.bundle import save_bundle
+        from varscore.checkpoints import check_output
         from varscore.genome import load_genes
         from varscore.plugins import get_backbone, get_output_mode
 
@@ -867,6 +874,9 @@ def register_commands(cli: click.Group) -> None:
         backbone = get_backbone("enformer")(
             head="pretrained", pretrained_dir=str(pretrained_dir), output_head=output_head, window_size=window
         ).build()
+        scored = {"track": track, "center_bins": center_bins, "stat": "center"}
+        built = cast(EnformerBackbone, backbone)
+        check_output(scored, built.n_tracks, built.n_bins, kind="enformer")
         mode = get_output_mode("scalar")(track=track, center_bins=center_bins)
         save_bundle(
             output,

@@ -108,6 +108,7 @@ def borzoi_reference(model: Borzoi, x: np.ndarray) -> np.ndarray:
 
 
 def imported_prediction(directory: Path, out: Path, x: np.ndarray, **options: Any) -> np.ndarray:
+    options.setdefault("track", 0)  # the tiny heads have fewer tracks than the published default
     bundle_dir = import_checkpoints([directory], out, ImportOptions(name=out.name, **options))
     bundle = load_bundle(bundle_dir)
     return bundle.sequence_backbone("cpu").predict(x)
@@ -166,7 +167,7 @@ def test_tiny_borzoi_layouts_reproduce_the_source(tiny_borzoi: Borzoi, tmp_path:
 
 def test_several_directories_make_an_ensemble_bundle(tmp_path: Path) -> None:
     dirs = [save_layout(source_enformer(TINY_ENFORMER, seed=s), tmp_path / f"r{s}", "safetensors") for s in (1, 2)]
-    bundle_dir = import_checkpoints(dirs, tmp_path / "ens", ImportOptions(name="ens", window_size=2048))
+    bundle_dir = import_checkpoints(dirs, tmp_path / "ens", ImportOptions(name="ens", window_size=2048, track=0))
     manifest = load_bundle(bundle_dir).manifest
     assert manifest["replicates"] == ["weights.safetensors", "weights.r1.safetensors"]
     assert (bundle_dir / "weights.r1.safetensors").is_file()
@@ -249,7 +250,8 @@ def test_cli_import(tiny_enformer: Enformer, tmp_path: Path) -> None:
     manifest = load_bundle(out).manifest
     assert manifest["genome_build"] == "hg38" and manifest["licence"] == "CC-BY-4.0"
     assert manifest["output_mode"]["params"]["track"] == 2
-    result = CliRunner().invoke(cli, ["models", "import", str(tmp_path), "-o", str(tmp_path / "x")])
+    (tmp_path / "no-config").mkdir()  # a directory without config.json (the output must lie outside it)
+    result = CliRunner().invoke(cli, ["models", "import", str(tmp_path / "no-config"), "-o", str(tmp_path / "x")])
     assert result.exit_code != 0 and "config.json" in result.output and "Traceback" not in result.output
 
 
@@ -310,7 +312,9 @@ def test_imported_model_without_genes_asks_for_them(tiny_enformer: Enformer, tmp
 
     directory = save_layout(tiny_enformer, tmp_path / "ckpt", "bin")
     runner = CliRunner()
-    imported = runner.invoke(cli, ["models", "import", str(directory), "-o", str(tmp_path / "b"), "--window", "2048"])
+    imported = runner.invoke(
+        cli, ["models", "import", str(directory), "-o", str(tmp_path / "b"), "--window", "2048", "--track", "0"]
+    )
     assert imported.exit_code == 0, imported.output
     (tmp_path / "in.vcf").write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
     (tmp_path / "ref.fa").write_text(">chr1\nACGT\n")

@@ -279,6 +279,15 @@ def test_an_interrupted_download_is_resumed(
     assert ranges == [f"bytes={half}-"]
 
 
+def test_a_window_of_zero_is_refused_not_replaced_by_the_registry_window(
+    server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _use_registry(monkeypatch)
+    with pytest.raises(VarscoreError, match="window"):
+        hub.fetch_model("tiny", tmp_path / "m", endpoint=server.endpoint, cache_dir=tmp_path / "c", window_size=0)
+    assert not (tmp_path / "m").exists()
+
+
 def test_cli_fetch_and_name_hints(server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 

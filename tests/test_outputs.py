@@ -152,6 +152,7 @@ COMMANDS: dict[tuple[str, str], list[str]] = {
         "{out}",
     ],
     ("models export", "-o"): ["models", "export", "{indir}", "-o", "{out}"],
+    ("models from-enformer", "-o"): ["models", "from-enformer", "{indir}", "--genes", "{genes}", "-o", "{out}"],
     ("models import-predictdb", "-o"): ["models", "import-predictdb", "{in}", "--genes", "{genes}", "-o", "{out}"],
     ("basenji2 convert", "-o"): ["basenji2", "convert", "{in}", "-o", "{out}"],
     ("report", "-o"): [
@@ -264,7 +265,7 @@ CASES = sorted(set(COMMANDS) - _NOT_INSTALLED)
 def test_an_output_naming_an_input_is_refused_before_work(case: tuple[str, str], world: dict[str, Path]) -> None:
     if case in NO_INPUTS:
         pytest.skip(f"{case[0]} reads no input path")
-    victim = world["indir"] if case[0] in ("models import", "models export") else world["in"]
+    victim = world["indir"] if case[0] in ("models import", "models export", "models from-enformer") else world["in"]
     before = sorted((p.name, p.read_bytes()) for p in [victim, *victim.rglob("*")] if p.is_file())
     code, output = _run(_argv(case, world, victim, _other(case, world)))
     assert code != 0

@@ -361,6 +361,12 @@ def test_killed_run_leaves_no_output_and_resume_finishes_it(slow_world, uninterr
     _, stderr = process.communicate(timeout=30)
     assert process.returncode != 0
     assert "Traceback" not in stderr
+    if sig == signal.SIGTERM:  # one line, and the shell's 128 + 15
+        assert process.returncode == 143
+        assert stderr.strip().splitlines()[-1] == (
+            f"Error: annotate stopped by SIGTERM; {out} was not written; rerun with --resume to keep the genes "
+            "already scored"
+        )
     assert not out.exists() and not Path(f"{out}.tbi").exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")]  # no temporary left
     done = len(list(partial.glob("*.json"))) - 1  # minus the manifest

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from varscore.errors import InputError
+from varscore.errors import BundleError, InputError
+from varscore.integrity import inside
 
 if TYPE_CHECKING:
     import torch
@@ -72,6 +73,11 @@ BORZOI_CONFIG_KEYS = (
     "attn_dropout",
     "pos_dropout",
 )
+#: config.json fields read as whole numbers of at least 1 (``depth`` of Enformer: at least 0).
+CONFIG_INTS = ("dim", "depth", "heads", "attn_dim_key", "attn_dim_value", "num_downsamples", "dim_divisible_by")
+#: config.json fields read as probabilities.
+CONFIG_RATES = ("dropout_rate", "attn_dropout", "pos_dropout")
+#: The only tensors of a checkpoint that are not floating point (batch norms' update counts).
 
 
 @dataclass
@@ -92,13 +98,62 @@ def read_config(directory: Path) -> dict[str, Any]:
         raise InputError(
             f"{directory} holds no {CONFIG}: a published checkpoint directory has config.json and weights."
         )
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise InputError(f"Cannot read {path}: {err}") from err
+    config = read_json(path, "checkpoint config")
     if not isinstance(config, dict):
-        raise InputError(f"{path} is not a JSON object.")
+        raise InputError(
+            f"{path} is not a valid checkpoint config: it must be a JSON object, got a {type(config).__name__}."
+        )
+    for key, kind, expected in (("model_type", str, "a string"), ("flashed", bool, "true or false")):
+        if key in config and not isinstance(config[key], kind):
+            raise InputError(
+                f"{path} is not a valid checkpoint config: {key} must be {expected}; got {config[key]!r}. "
+                "Fix or replace config.json (it must be the one published with the weights)."
+            )
     return config
+
+
+def read_json(path: Path, what: str) -> Any:
+    """The JSON value in ``path``; a file that cannot be read or parsed (or is nested too deeply
+    for the parser) is an :class:`InputError` naming ``what``."""
+    try:
+        return json.loads(path.read_text())
+    except RecursionError as err:
+        raise InputError(
+            f"{path} is not a valid {what}: nested too deeply (a published {path.name} is a flat object)."
+        ) from err
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path} is not a valid {what}: {err}") from err
+
+
+def check_config(config: Mapping[str, Any], path: Path, kind: str) -> None:
+    """Refuse a config.json whose fields that varscore reads have the wrong type or range, naming
+    the field (the published configs have whole-number sizes, rates in [0, 1], and ``output_heads``
+    mapping head names to track counts)."""
+
+    def bad(key: str, expected: str) -> InputError:
+        return InputError(
+            f"{path} is not a valid checkpoint config: {key} must be {expected}; got {config[key]!r}. "
+            "Fix or replace config.json (it must be the one published with the weights)."
+        )
+
+    keys = ENFORMER_CONFIG_KEYS if kind == "enformer" else BORZOI_CONFIG_KEYS
+    for key in (k for k in CONFIG_INTS if k in keys and k in config):
+        value = config[key]
+        least = 0 if (kind, key) == ("enformer", "depth") else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise bad(key, f"a whole number of at least {least}")
+    for key in (k for k in CONFIG_RATES if k in config):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise bad(key, "a number from 0 to 1")
+    if kind == "enformer" and "output_heads" in config:
+        heads = config["output_heads"]
+        if (
+            not isinstance(heads, dict)
+            or not heads
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in heads.values())
+        ):
+            raise bad("output_heads", 'an object of head names and track counts, e.g. {"human": 5313, "mouse": 1643}')
 
 
 def detect_format(config: Mapping[str, Any], directory: Path, requested: str | None = None) -> str:
@@ -124,17 +179,25 @@ def detect_format(config: Mapping[str, Any], directory: Path, requested: str | N
 
 
 def weight_files(directory: Path) -> list[Path]:
-    """The weight file(s) of a checkpoint directory: safetensors first, else the pickled state dict."""
+    """The weight file(s) of a checkpoint directory: safetensors first, else the pickled state dict.
+    A shard index may name only files inside ``directory`` (no absolute path, no ``..``, no
+    symbolic link leading out)."""
     directory = Path(directory)
     for single, index in ((SAFETENSORS, SAFETENSORS_INDEX), (PICKLE, PICKLE_INDEX)):
         if (directory / single).is_file():
             return [directory / single]
         if (directory / index).is_file():
-            try:
-                weight_map = json.loads((directory / index).read_text())["weight_map"]
-                shards = [directory / name for name in sorted(set(weight_map.values()))]
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-                raise InputError(f"Cannot read the shard index {directory / index}: {err}") from err
+            loaded = read_json(directory / index, "shard index")
+            weight_map = loaded.get("weight_map") if isinstance(loaded, dict) else None
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise InputError(
+                    f"{directory / index} is not a valid shard index: it must be an object whose weight_map maps "
+                    "tensor names to shard files."
+                )
+            bad = next((v for v in weight_map.values() if not isinstance(v, str)), None)
+            if bad is not None:
+                raise InputError(f"{directory / index}: weight_map values must be shard file names; got {bad!r}.")
+            shards = [shard_path(directory, index, name) for name in sorted(set(weight_map.values()))]
             missing = [p.name for p in shards if not p.is_file()]
             if missing:
                 raise InputError(
@@ -144,6 +207,18 @@ def weight_files(directory: Path) -> list[Path]:
     raise InputError(
         f"{directory} holds no weights: expected {SAFETENSORS} (or {SAFETENSORS_INDEX} with its shards) or {PICKLE}."
     )
+
+
+def shard_path(directory: Path, index: str, name: str) -> Path:
+    """``directory / name`` for a shard the index ``index`` names, when it lies inside ``directory``."""
+    try:
+        return inside(directory, name, f"{index} shard")
+    except BundleError as err:
+        raise InputError(
+            f"{directory / index} names the shard {name!r}, which lies outside {directory}: every file a shard "
+            "index names must be inside the checkpoint directory (a relative path without '..', no absolute path, "
+            "no symbolic link leading out). Put the shards in the directory and name them by file name."
+        ) from err
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -210,10 +285,15 @@ def read_checkpoint(directory: str | Path, format: str | None = None) -> Checkpo
         raise InputError(f"Checkpoint directory {directory} does not exist or is not a directory.")
     config = read_config(directory)
     kind = detect_format(config, directory, format)
+    check_config(config, directory / CONFIG, kind)
     files = weight_files(directory)
     state: dict[str, Any] = {}
+    from varscore.torch_backbone import check_tensor_dtypes
+
     for path in files:
-        state.update(read_tensors(path))
+        tensors = read_tensors(path)
+        check_tensor_dtypes(tensors, path)
+        state.update(tensors)
     state = strip_prefix(state, ("module.", f"{kind}."))
     dropped: list[str] = []
     if kind == "enformer":
@@ -237,7 +317,8 @@ def backbone_params(
     """The varscore backbone parameters (``head="pretrained"``) that rebuild ``checkpoint``'s
     architecture at ``window_size`` bp (default: the model's published input length)."""
     config = checkpoint.config
-    window = int(window_size or DEFAULT_WINDOWS[checkpoint.format])
+    window = DEFAULT_WINDOWS[checkpoint.format] if window_size is None else window_size
+    check_window(window, checkpoint.format)
     if checkpoint.format == "enformer":
         params = {key: config[key] for key in ENFORMER_CONFIG_KEYS if key in config}
         if isinstance(params.get("output_heads"), dict):
@@ -258,6 +339,40 @@ def backbone_params(
         "trained_positions": BORZOI_TRAINED_POSITIONS,
         "seed": 0,
     }
+
+
+def check_window(window: Any, kind: str) -> None:
+    """Refuse an input window that is not a positive whole number of bp (0 is not "the default")."""
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise InputError(
+            f"Input window {window!r} bp is not a positive whole number: pass --window in bp, e.g. "
+            f"{DEFAULT_WINDOWS[kind]:,} (the published {kind} window), or leave it out for that default."
+        )
+
+
+def check_output(
+    params: Mapping[str, Any], n_tracks: int, n_bins: int, defaulted: Collection[str] = (), kind: str = ""
+) -> None:
+    """Refuse a scalar output's ``track`` outside the imported head (``0 <= track < n_tracks``), and
+    its ``center_bins`` outside the window's ``n_bins`` output bins, naming the value and the valid
+    range. ``defaulted``: the keys that hold ``kind``'s defaults rather than values asked for (a
+    default is checked too: a small window or another head can leave it out of range); centre
+    bins left at their default are checked only for ``stat="center"``, the one statistic that reads
+    them."""
+    track, center_bins = params["track"], params["center_bins"]
+    default = f" (the {kind} default)" if kind else " (the default)"
+    if isinstance(track, bool) or not isinstance(track, int) or not 0 <= track < n_tracks:
+        raise InputError(
+            f"Output track {track!r}{default if 'track' in defaulted else ''} is not in the imported head, which "
+            f"has {n_tracks:,} tracks: pass --track from 0 to {n_tracks - 1:,}."
+        )
+    if "center_bins" in defaulted and params.get("stat", "center") != "center":
+        return
+    if isinstance(center_bins, bool) or not isinstance(center_bins, int) or not 1 <= center_bins <= n_bins:
+        raise InputError(
+            f"Centre bins {center_bins!r}{default if 'center_bins' in defaulted else ''} do not fit the window's "
+            f"{n_bins:,} output bins: pass --center-bins from 1 to {n_bins:,}."
+        )
 
 
 def checkpoint_backbone(
@@ -363,6 +478,12 @@ def import_checkpoints(
                 }
             )
             if i == 0:
+                output_params = {**DEFAULT_OUTPUT[kind]}
+                for key in ("track", "center_bins", "stat"):
+                    if getattr(options, key) is not None:
+                        output_params[key] = getattr(options, key)
+                defaulted = [k for k in ("track", "center_bins") if getattr(options, k) is None]
+                check_output(output_params, backbone.n_tracks, backbone.n_bins, defaulted, kind)
                 first = backbone
             else:
                 path = Path(tmp) / REPLICATE_TEMPLATE.format(i)
@@ -370,10 +491,6 @@ def import_checkpoints(
                 extra_files.append(path)
                 del backbone
         assert kind is not None
-        output_params = {**DEFAULT_OUTPUT[kind]}
-        for key in ("track", "center_bins", "stat"):
-            if getattr(options, key) is not None:
-                output_params[key] = getattr(options, key)
         mode = get_output_mode("scalar")(**output_params)
         tracks = options.tracks_file or default_tracks_file(kind)
         files = {"tracks.txt": tracks} if tracks else {}
@@ -411,6 +528,7 @@ def write_pretrained_dir(bundle_dir: str | Path, directory: str | Path) -> Path:
     import shutil
 
     from varscore.bundle import load_bundle
+    from varscore.outputguard import atomic_file
 
     bundle = load_bundle(bundle_dir)
     spec = bundle.manifest["backbone"]
@@ -440,11 +558,12 @@ def write_pretrained_dir(bundle_dir: str | Path, directory: str | Path) -> Path:
         config = BorzoiConfig(**{k: params[k] for k in BORZOI_CONFIG_KEYS if k in params})
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    config.to_json_file(str(out / CONFIG))
-    target = out / SAFETENSORS
-    target.unlink(missing_ok=True)
-    try:
-        os.link(bundle.path / "weights.safetensors", target)
-    except OSError:
-        shutil.copyfile(bundle.path / "weights.safetensors", target)
+    with atomic_file(out / CONFIG) as tmp:
+        config.to_json_file(str(tmp))
+    with atomic_file(out / SAFETENSORS) as tmp:
+        tmp.unlink()
+        try:
+            os.link(bundle.path / "weights.safetensors", tmp)
+        except OSError:
+            shutil.copyfile(bundle.path / "weights.safetensors", tmp)
     return out

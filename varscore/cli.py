@@ -366,16 +366,17 @@ def annotate(
     INFO VARSCORE_SKIP=reason. SNVs, MNPs, insertions and deletions are scored (README: Indels).
     A summary of what happened to every record goes to stderr.
     """
-    import signal
-    import threading
-
     from varscore.annotate import annotate_vcf, parse_annotator_options
     from varscore.ensemble import parse_shifts
+    from varscore.genomewide import stop_on_sigterm
 
-    # SIGTERM unwinds like Ctrl-C, so that temporary output files are removed on the way out
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum)) if in_main_thread else None
-    try:
+    # SIGTERM unwinds like Ctrl-C (temporary files are removed on the way out) and ends in one line
+    outcome = (
+        "the output stream is incomplete"
+        if str(output) == "-"
+        else f"{output} was not written; rerun with --resume to keep the genes already scored"
+    )
+    with stop_on_sigterm("annotate", outcome):
         if mode == "variant":
             from varscore.genomewide import annotate_variant_centred
 
@@ -423,9 +424,6 @@ def annotate(
             rc=rc,
             shifts=parse_shifts(shifts),
         )
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
     if os.environ.get("RANK", "0") != "0" or quiet:
         return  # under torchrun, rank 0 writes the output and reports the summary
     for line in summary.lines():

@@ -8,9 +8,11 @@ Coordinates are 0-based half-open, as everywhere in varscore's intervals (pyrang
 from __future__ import annotations
 
 import bisect
+import gzip
 import logging
+import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,12 +70,68 @@ def _strip_prefix(identifier: str) -> str:
     return identifier
 
 
-def load_gene_models(path: str | Path) -> list[GeneModel]:
+def _whole(value: Any) -> int | None:
+    """``value`` as an int when it is a whole number (pandas reads a column with a gap as floats)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) and number == int(number) else None
+
+
+def _line_of(path: Path, chrom: str, feature: str, fields: tuple[str, str]) -> int | None:
+    """The 1-based number of the first line of the GTF/GFF3 ``path`` with these seqid, feature and
+    (start, end) column texts; None when none matches (read again only to name a refused row)."""
+    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            columns = line.rstrip("\n").split("\t")
+            if len(columns) >= 5 and columns[0] == chrom and columns[2] == feature:
+                if tuple(_whole(c) for c in columns[3:5]) == tuple(_whole(f) for f in fields):
+                    return number
+    return None
+
+
+def _check_feature(
+    path: Path, row: Mapping[str, Any], feature: str, gene: str, lengths: Mapping[str, int] | None
+) -> tuple[str, int, int]:
+    """``(chrom, start, end)`` (0-based half-open) of a ``gene`` or ``exon`` row, refused with its
+    line number, gene and coordinates when the coordinates are not whole numbers, the end precedes
+    the start, the start precedes the contig, or the end lies beyond the contig's length."""
+    chrom = str(row["Chromosome"])
+    start0, end = _whole(row.get("Start")), _whole(row.get("End"))
+    start = None if start0 is None else start0 + 1  # the file's 1-based start
+    problem = None
+    length = None if lengths is None else lengths.get(chrom)
+    if start is None or end is None:
+        problem = "its start and end must be whole numbers"
+    elif end < start:
+        problem = "its end precedes its start"
+    elif start < 1:
+        problem = "its start is before the contig's first base (coordinates are 1-based)"
+    elif length is not None and end > length:
+        problem = f"its end lies beyond {chrom}'s {length:,} bp in the reference FASTA"
+    if problem is None:
+        assert start0 is not None and end is not None
+        return chrom, start0, end
+    texts = (str(row.get("Start") if start is None else start), str(row.get("End")))
+    line = _line_of(path, chrom, feature, texts)
+    where = f"line {line}" if line is not None else "a row"
+    raise InputError(
+        f"Gene annotation {path}, {where}: the {feature} of gene {gene or '(unnamed)'} at {chrom}:{texts[0]}-"
+        f"{texts[1]} is refused: {problem}. Fix or remove that row, or use an annotation made for this "
+        "reference genome."
+    )
+
+
+def load_gene_models(path: str | Path, contig_lengths: Mapping[str, int] | None = None) -> list[GeneModel]:
     """Genes that have exons in a GTF (``exon`` rows carrying ``gene_id``) or GFF3 (``exon`` rows
     whose ``Parent`` is a transcript whose ``Parent`` is a gene, or a gene directly).
 
     A gene's span is its ``gene`` row when there is one, else the extent of its exons. Genes
-    without exons are left out (they have no bins to score).
+    without exons are left out (they have no bins to score). A ``gene`` or ``exon`` row whose end
+    precedes its start, or (given ``contig_lengths``, e.g. the reference FASTA's; contig names are
+    matched as ``chr20`` / ``20``) whose end lies beyond its contig, is refused naming its line.
     """
     import pyranges as pr
 
@@ -91,13 +149,22 @@ def load_gene_models(path: str | Path) -> list[GeneModel]:
     if table is None or len(table) == 0 or "Feature" not in table.columns:
         raise InputError(f"Gene annotation {path} has no features.")
     records = table.to_dict("records")
+    lengths = None
+    if contig_lengths is not None:
+        names = match_contigs({str(c) for c in table["Chromosome"].unique()}, contig_lengths)
+        lengths = {chrom: int(contig_lengths[name]) for chrom, name in names.items()}
     spans: dict[str, tuple[str, int, int, str, str]] = {}
     parent_gene: dict[str, str] = {}
     exons: dict[str, list[tuple[int, int]]] = defaultdict(list)
     exon_chrom: dict[str, tuple[str, str]] = {}
     for row in records:
         feature = _text(row.get("Feature"))
-        chrom, start, end, strand = str(row["Chromosome"]), int(row["Start"]), int(row["End"]), _text(row["Strand"])
+        if feature not in ("gene", "exon"):  # GFF3: transcripts link exons to their genes
+            ident, parent = _strip_prefix(_text(row.get("ID"))), _strip_prefix(_text(row.get("Parent")).split(",")[0])
+            if gff and ident and parent:
+                parent_gene[ident] = parent
+            continue
+        strand = _text(row["Strand"])
         if gff:
             ident = _strip_prefix(_text(row.get("ID")))
             parent = _strip_prefix(_text(row.get("Parent")).split(",")[0])
@@ -108,6 +175,9 @@ def load_gene_models(path: str | Path) -> list[GeneModel]:
             gene_id = _text(row.get("gene_id"))
             parent = gene_id
         name = _text(row.get("gene_name")) or _text(row.get("Name"))
+        chrom, start, end = _check_feature(
+            path, row, feature, name or gene_id or parent_gene.get(parent, parent), lengths
+        )
         if feature == "gene":
             if not gene_id:
                 continue

@@ -194,6 +194,7 @@ def _finetune_sequence_model(
 
     settings = resolved_settings(job)
     output, inputs = job.output, job.inputs
+    start = _init_bundle(model, job.init_from) if job.init_from is not None else None  # before the data
     training_dir = output.parent / f"{output.name}.training"
     config = _training_config(job, settings, training_dir)
     if job.replicates > 1:
@@ -228,8 +229,8 @@ def _finetune_sequence_model(
     training_dir.mkdir(parents=True, exist_ok=True)
     folds_path = inputs.folds or write_folds(cohort.folds, training_dir / "folds.tsv")
     model.build()
-    if job.init_from is not None:
-        _warm_start(model, job.init_from, echo)
+    if start is not None:
+        _warm_start(model, start, echo)
     with epoch_lines(echo, enabled=not job.quiet):
         result = model.finetune(cohort.data, config)
     if not result.is_global_zero:
@@ -262,13 +263,11 @@ def _finetune_sequence_model(
     return output
 
 
-def _warm_start(model: SequenceBackbone, source: str | Path, echo: Callable[[str], None]) -> None:
-    """Replace ``model``'s fresh weights by those of the bundle ``source`` (verified like any bundle).
-    Every tensor of the bundle must fit the architecture, name for name and shape for shape; tensors
-    the architecture adds (e.g. the ``pooled`` read of ``pool="center+sum"``) keep their initial
-    values, and ``echo`` names them."""
-    from varscore.bundle import WEIGHTS, load_bundle
-    from varscore.torch_backbone import TorchSequenceBackbone, read_weights, tensors_missing_from
+def _init_bundle(model: SequenceBackbone, source: str | Path) -> Any:
+    """The ``--init-from`` bundle, verified like any bundle and checked to be of ``model``'s
+    architecture (before any data is loaded)."""
+    from varscore.bundle import load_bundle
+    from varscore.torch_backbone import TorchSequenceBackbone
 
     bundle = load_bundle(source)
     if bundle.spec.backbone.name != model.name:
@@ -277,6 +276,18 @@ def _warm_start(model: SequenceBackbone, source: str | Path, echo: Callable[[str
         )
     if not isinstance(model, TorchSequenceBackbone):
         raise OptionError(f"--init-from needs a PyTorch backbone; '{model.name}' is not one.")
+    return bundle
+
+
+def _warm_start(model: SequenceBackbone, bundle: Any, echo: Callable[[str], None]) -> None:
+    """Replace ``model``'s fresh weights by those of ``bundle`` (see :func:`_init_bundle`). Every
+    tensor of the bundle must fit the architecture, name for name and shape for shape; tensors
+    the architecture adds (e.g. the ``pooled`` read of ``pool="center+sum"``) keep their initial
+    values, and ``echo`` names them."""
+    from varscore.bundle import WEIGHTS
+    from varscore.torch_backbone import TorchSequenceBackbone, read_weights, tensors_missing_from
+
+    assert isinstance(model, TorchSequenceBackbone)  # checked by _init_bundle
     state = read_weights(bundle.path / WEIGHTS, model.label)
     added = tensors_missing_from(model.model_, state)
     model.load_state({**state, **added}, f"bundle {bundle.path}", error=OptionError)

@@ -5,6 +5,7 @@ and calibrated quantiles."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from varscore.centred import (
     read_targets,
     select_tracks,
 )
-from varscore.errors import InputError
+from varscore.errors import InputError, VarscoreError
 from varscore.genome import Genome
 from varscore.infotext import info_atom
 from varscore.vcf import MAX_KEY, SCORE_KEY, SKIP_KEY, InfoHeader, format_float, iter_variants, write_annotated
@@ -32,6 +33,55 @@ logger = logging.getLogger(__name__)
 
 TOP_KEY = "VARSCORE_TOP"
 QUANTILE_KEY = "VARSCORE_Q"
+
+
+class ScoringInterrupted(VarscoreError):
+    """Variant-centred scoring or calibration was stopped by SIGTERM; ``exit_code`` is the shell's
+    ``128 + signal`` (143), which the CLI exits with after printing the message in one line (as
+    ``finetune`` does with :class:`varscore.training.TrainingInterrupted`)."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class _StopSignal(BaseException):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by the SIGTERM handler to unwind the scoring (a BaseException, so that no
+    ``except Exception`` on the way swallows it; ``finally`` blocks and context managers clean up
+    the temporary output on the way out)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_sigterm(what: str, outcome: str) -> Iterator[None]:
+    """While active (main thread only; elsewhere nothing is installed), SIGTERM unwinds the work and
+    ends in :class:`ScoringInterrupted`: "``what`` stopped by SIGTERM; ``outcome``". Later SIGTERMs
+    while unwinding are ignored; the previous handler is restored on exit."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    armed = [True]
+
+    def handler(signum: int, frame: Any) -> None:
+        if armed[0]:
+            armed[0] = False
+            raise _StopSignal(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except _StopSignal as stop:
+        name = signal.Signals(stop.signum).name
+        raise ScoringInterrupted(f"{what} stopped by {name}; {outcome}", stop.signum) from None
+    finally:
+        armed[0] = False
+        signal.signal(signal.SIGTERM, previous)
 
 
 def centred_headers(stat: str, calibrated: bool) -> list[InfoHeader]:
@@ -91,7 +141,7 @@ def open_scorer(
         raise InputError(f"Model '{bundle.name}' records no reference FASTA: pass one with --fasta.")
     genome = Genome(fasta_path)
     descriptions = read_targets(targets) if targets else None
-    genes = load_gene_models(gtf) if gtf else None
+    genes = load_gene_models(gtf, genome.lengths) if gtf else None  # exons beyond a contig are refused
     backbone = bundle.sequence_backbone(device, bf16)
     scorer = VariantCentredScorer(
         backbone,
@@ -232,12 +282,21 @@ def annotate_variant_centred(
     The input and output are guarded as in gene-window mode: ``-``/pipes spooled, VCF text checked
     before htslib reads it, conflicting ``VARSCORE*`` definitions replaced, the output checked and
     locked before any work, provenance header lines written."""
-    from varscore.outputguard import check_output_path, output_lock
+    from varscore.outputguard import Target, guarded_outputs
     from varscore.vcfinput import prepared_vcf
 
-    check_output_path(output)
+    guard = guarded_outputs([Target("-o", output), Target("--detail", detail)], [vcf, model, fasta, targets, gtf])
     keys = [h.key for h in centred_headers(parse_stats(stats)[0], True)]
-    with output_lock(output), prepared_vcf(vcf, replace_keys=keys) as prepared:
+    outcome = (
+        "the VCF written to standard output so far is incomplete: rerun the command to score every record."
+        if str(output) == "-"
+        else f"{output} was not written (it appears only once complete): rerun the command to score the VCF."
+    )
+    with (
+        stop_on_sigterm("annotate --mode variant", outcome),
+        guard,
+        prepared_vcf(vcf, replace_keys=keys) as prepared,
+    ):
         return _annotate_prepared(
             prepared.path,
             model,
@@ -342,6 +401,46 @@ def calibrate_model(
 ) -> tuple[Path, Calibration, CentredSummary]:
     """Score the background ``vcf`` (its first ``max_records`` scorable records) and store the
     |score| distributions in the bundle (or a calibrated copy at ``output``)."""
+    target = output if output is not None else model
+    with stop_on_sigterm(
+        "models calibrate",
+        f"{target} was not changed (the calibration is written only once complete): rerun the command.",
+    ):
+        return _calibrate(
+            model,
+            vcf,
+            output=output,
+            fasta=fasta,
+            tracks=tracks,
+            targets=targets,
+            gtf=gtf,
+            stats=stats,
+            centring=centring,
+            tile_bins=tile_bins,
+            batch_size=batch_size,
+            device=device,
+            bf16=bf16,
+            max_records=max_records,
+        )
+
+
+def _calibrate(
+    model: str | Path,
+    vcf: str | Path,
+    *,
+    output: str | Path | None,
+    fasta: str | Path | None,
+    tracks: str,
+    targets: str | Path | None,
+    gtf: str | Path | None,
+    stats: str | Sequence[str],
+    centring: str,
+    tile_bins: int | None,
+    batch_size: int,
+    device: str,
+    bf16: bool,
+    max_records: int | None,
+) -> tuple[Path, Calibration, CentredSummary]:
     from itertools import islice
 
     from varscore.bundle import load_bundle
@@ -373,6 +472,7 @@ def calibrate_model(
 __all__ = [
     "QUANTILE_KEY",
     "TOP_KEY",
+    "ScoringInterrupted",
     "StreamedInfo",
     "annotate_variant_centred",
     "calibrate_model",
@@ -380,4 +480,5 @@ __all__ = [
     "format_record",
     "headline",
     "open_scorer",
+    "stop_on_sigterm",
 ]

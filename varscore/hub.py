@@ -186,7 +186,7 @@ def fetch_model(
     output_spec = entry.get("output", {})
     options = ImportOptions(
         name=name,
-        window_size=window_size or entry.get("window_size"),
+        window_size=entry.get("window_size") if window_size is None else window_size,
         use_tf_gamma=bool(entry.get("use_tf_gamma", False)) and (window_size in (None, entry.get("window_size"))),
         track=output_spec.get("track"),
         center_bins=output_spec.get("center_bins"),

@@ -103,6 +103,7 @@ class TorchSequenceBackbone(SequenceBackbone):
         if not path.is_file():
             raise BundleError(f"{self.label} weights not found: {path} does not exist (save() writes it).")
         state = read_weights(path, self.label, BundleError)
+        check_tensor_dtypes(state, path)
         return self._build_with(
             state, BundleError, f"{path} does not fit the {self.label} hyper-parameters in the manifest"
         )
@@ -225,6 +226,27 @@ def read_weights(path: Path, label: str, error: type[VarscoreError] = BundleErro
         return load_file(str(path))
     except Exception as err:  # safetensors raises its own error types
         raise error(f"Cannot read {label} weights {path}: {err}") from err
+
+
+#: tensors stored as integers by design (batch norms' update counters); every other weight is a float
+INTEGER_TENSOR_SUFFIXES = (".num_batches_tracked",)
+
+
+def check_tensor_dtypes(
+    state: Mapping[str, torch.Tensor], source: Path | str, error: type[VarscoreError] = BundleError
+) -> None:
+    """Refuse weights stored with an integer, boolean or complex dtype: they would be cast to
+    float silently (and mean nothing as weights). Only batch norms' ``num_batches_tracked``
+    counters are integers."""
+    for key, tensor in state.items():
+        if key.endswith(INTEGER_TENSOR_SUFFIXES):
+            continue
+        if not tensor.is_floating_point():
+            raise error(
+                f"{source}: tensor {key} is stored as {str(tensor.dtype).removeprefix('torch.')}, not as floating "
+                "point; weights must be float32, float16 or bfloat16. The file is corrupt or not this model's "
+                "weights: re-download or re-export it."
+            )
 
 
 def save_weights(model: torch.nn.Module, path: Path, metadata: Mapping[str, str]) -> None:

@@ -308,6 +308,8 @@ def finetune_sequence_backbone(
     ckpt_path = str(checkpoint_path) if config.resume and checkpoint_path.exists() else None
     if config.resume and ckpt_path is None:
         logger.warning("--resume: no checkpoint at %s; starting from the beginning", checkpoint_path)
+    if ckpt_path is not None:
+        check_resume_checkpoint(checkpoint_path)
     if config.freeze_batchnorm and ckpt_path is None:
         _calibrate_batchnorm(net, dataset, eval_batches(n_people, range(n_genes), data.train, config.batch_size))
     setup = LoopSetup(config, track_mode, center, trunk, train_sampler, n_genes, out_dir, checkpoint_path, resume_key)
@@ -354,6 +356,51 @@ def finetune_sequence_backbone(
         is_global_zero=trainer.is_global_zero,
         config=asdict(config),
     )
+
+
+#: What :meth:`VariformerModule.on_save_checkpoint` stores, by the type each entry must have.
+_CHECKPOINT_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "history": list,
+    "best_epoch": int,
+    "best_score": (int, float),
+    "best_r2": (int, float),
+    "stopped": bool,
+    "best_state": (dict, type(None)),
+    "settings": dict,
+}
+
+
+def check_resume_checkpoint(path: Path) -> None:
+    """Refuse, in one line, a ``--resume`` checkpoint that is not one ``varscore finetune`` wrote:
+    a file ``torch.load(weights_only=True)`` refuses (a pickle of other objects, random bytes, a
+    truncated file; nothing but tensors and plain containers is ever unpickled), or one without
+    the training state varscore keeps. The file is opened memory-mapped (as the zip-format file
+    Lightning writes), so its tensors are not read into memory a second time."""
+    restart = f"rerun without --resume to start afresh, or delete {path}."
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the unpickler's notes on protocols; the error says enough
+            loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # pickle, zip and torch errors of several types
+        text = str(err).strip()
+        if "mmap" in text or "zip" in text.lower():
+            reason = "it is not a zip-format torch checkpoint"
+        elif "Weights only load failed" in text:
+            reason = "it holds objects other than tensors, which varscore never unpickles"
+        else:
+            reason = f"it cannot be read: {(text.splitlines()[0] if text else type(err).__name__)[:200]}"
+        raise InputError(f"--resume: {path} is not a varscore training checkpoint ({reason}); {restart}") from err
+    state = loaded.get(CHECKPOINT_KEY) if isinstance(loaded, dict) else None
+    wrong = (
+        sorted(k for k, kind in _CHECKPOINT_FIELDS.items() if not isinstance(state.get(k), kind))
+        if isinstance(state, dict)
+        else [CHECKPOINT_KEY]
+    )
+    if wrong or not isinstance(loaded.get("state_dict"), dict):
+        raise InputError(
+            f"--resume: {path} is not a varscore training checkpoint (it lacks {', '.join(wrong) or 'state_dict'}); "
+            f"{restart}"
+        )
 
 
 def _interrupted(signum: int, saved_epoch: int | None, checkpoint: Path) -> TrainingInterrupted:
@@ -407,13 +454,15 @@ def _checkpoint_callback(path: Path, saved: list[int]) -> Any:
     epoch to ``saved``."""
     import lightning as L
 
+    from varscore.outputguard import replace_file
+
     class EpochCheckpoint(L.pytorch.callbacks.Checkpoint):
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".part")
+            tmp = path.with_name(f".{path.name}.part")  # removed as a leftover by the output guard
             trainer.save_checkpoint(tmp)
             if trainer.is_global_zero:
-                tmp.replace(path)
+                replace_file(tmp, path)
             saved.append(int(trainer.current_epoch))
 
     return EpochCheckpoint()
