@@ -287,11 +287,18 @@ def _named_paths(value: Any) -> list[Path]:
     return []
 
 
+def is_writing_process() -> bool:
+    """False in the other ranks of a distributed run (``torchrun`` sets ``RANK``; Lightning's
+    launcher starts its extra ranks as copies of the command with ``LOCAL_RANK``): rank 0 alone
+    writes, so it alone locks the outputs."""
+    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK"))
+
+
 def writes(*outputs: tuple[str, str, str]) -> Callable[[Command], Command]:
     """Guard a command's outputs before its body runs (:func:`varscore.outputguard.guarded_outputs`):
     each ``(parameter, option, kind)`` with a kind of :data:`OUTPUT_KINDS`. Every other parameter
-    that names an existing path is an input no output may overwrite. Under ``torchrun`` only rank 0
-    locks (it alone writes)."""
+    that names an existing path is an input no output may overwrite. In a distributed run only
+    rank 0 locks (:func:`is_writing_process`)."""
 
     def decorate(command: Command) -> Command:
         @functools.wraps(command)
@@ -302,7 +309,7 @@ def writes(*outputs: tuple[str, str, str]) -> Callable[[Command], Command]:
                 for name, option, kind in outputs
             ]
             inputs = [p for name, value in kwargs.items() if name not in names for p in _named_paths(value)]
-            with guarded_outputs(targets, inputs, lock=os.environ.get("RANK", "0") == "0"):
+            with guarded_outputs(targets, inputs, lock=is_writing_process()):
                 return command(*args, **kwargs)
 
         guarded.varscore_outputs = outputs  # type: ignore[attr-defined]  # read by the output tests
