@@ -522,3 +522,28 @@ def test_calibrating_in_place_a_bundle_whose_folder_is_read_only_stops_before_sc
     line = _one_line_error(output)
     assert line.startswith(f"Error: Cannot write NAME (in place) {bundle}: folder {locked_folder} cannot be written")
     assert sorted((p.name, p.read_bytes()) for p in bundle.rglob("*") if p.is_file()) == before
+
+
+def test_only_the_guards_move_files_into_place() -> None:
+    """Renames into place (``os.replace``/``os.rename``/``shutil.move``, ``Path.replace``/``rename``
+    of a temporary) happen only in the output guard and the download guard."""
+    import ast
+
+    import varscore
+
+    root = Path(varscore.__file__).resolve().parent
+    allowed = {root / "outputguard.py", root / "download.py"}
+    sources = [*root.rglob("*.py"), *(root.parent / "plugins").rglob("*.py")]
+    sources += (root.parent / "examples" / "plugins").rglob("*.py")
+    found = []
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            owner, name = ast.unparse(node.func.value), node.func.attr
+            moves = (owner, name) in {("os", "replace"), ("os", "rename"), ("shutil", "move")}
+            path_move = name in ("replace", "rename") and len(node.args) == 1 and not node.keywords
+            path_move = path_move and any(w in ast.unparse(node.args[0]) for w in ("path", "target", "dest", "out"))
+            if (moves or path_move) and path not in allowed:
+                found.append(f"{path.relative_to(root.parent)}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []
