@@ -547,3 +547,27 @@ def test_only_the_guards_move_files_into_place() -> None:
             if (moves or path_move) and path not in allowed:
                 found.append(f"{path.relative_to(root.parent)}:{node.lineno}: {ast.unparse(node)}")
     assert found == []
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+@pytest.mark.parametrize("option", ["-o", "--detail"])
+def test_a_full_device_is_one_line_and_stays_a_device(option: str, tmp_path: Path) -> None:
+    """``/dev/full`` accepts the open and fails every write with ENOSPC, as a full disk does."""
+    import gzip
+
+    from varscore.bundle import resolve_model
+    from varscore.examples import data_dir
+
+    lines = gzip.decompress((data_dir() / "cohort.vcf.gz").read_bytes()).decode().splitlines(keepends=True)
+    header = [line for line in lines if line.startswith("#")]
+    body = [line for line in lines if not line.startswith("#")]
+    vcf = tmp_path / "few.vcf"
+    vcf.write_text("".join(header + body[:2]))
+    args = ["annotate", str(vcf), "-m", str(resolve_model(MODEL)), "--mode", "variant", "--stats", "SUM"]
+    outputs = ["-o", "/dev/full"] if option == "-o" else ["-o", str(tmp_path / "o.vcf"), "--detail", "/dev/full"]
+    code, output = _run([*args, *outputs])
+    assert code == 1
+    assert _one_line_error(output).startswith(f"Error: Cannot write {'--detail ' if option != '-o' else ''}/dev/full")
+    assert "No space left on device" in output
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    assert not (tmp_path / "o.vcf").exists()

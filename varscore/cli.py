@@ -44,6 +44,11 @@ class VarscoreGroup(click.Group):
             error = click.ClickException(str(exc))
             error.exit_code = getattr(exc, "exit_code", 1)  # type: ignore[misc]  # e.g. 143 after SIGTERM, as shells report it
             raise error from exc
+        except OSError as exc:  # the system refused a read or write no check foresaw (disk full, I/O error)
+            if os.environ.get("VARSCORE_DEBUG"):
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise click.ClickException(f"{exc.strerror or exc}{where}; set VARSCORE_DEBUG=1 for details.") from exc
 
 
 @click.group(cls=VarscoreGroup, context_settings={"help_option_names": ["-h", "--help"]})

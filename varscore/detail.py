@@ -10,7 +10,9 @@ window scored), ``scope`` (``window``: all bins; ``gene``: the bins over the gen
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -79,7 +81,12 @@ class DetailWriter:
         except OSError as exc:
             raise InputError(f"Cannot write --detail {self.path}: {exc.strerror or exc}.") from exc
         self.schema = detail_schema()
-        self._writer = pq.ParquetWriter(str(self._tmp), self.schema, compression="zstd")
+        try:
+            self._writer = pq.ParquetWriter(str(self._tmp), self.schema, compression="zstd")
+        except OSError as exc:
+            if not self._direct:
+                self._tmp.unlink(missing_ok=True)
+            raise self._failed(exc) from exc
         self.tracks = np.asarray(tracks, dtype=np.int32)
         self.track_names = np.asarray(track_names, dtype=object)
         self.stats = np.asarray(stats, dtype=object)
@@ -133,21 +140,33 @@ class DetailWriter:
         if not self._buffered:
             return
         arrays = [pa.array(np.concatenate(self._columns[f.name]), type=f.type) for f in self.schema]
-        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema), row_group_size=self._buffered)
+        try:
+            self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema), row_group_size=self._buffered)
+        except OSError as exc:
+            raise self._failed(exc) from exc
         self._columns = {name: [] for name in self.schema.names}
         self._buffered = 0
 
     def close(self) -> None:
-        """Write the last row group and move the file into place."""
-        self._write_group()
-        self._writer.close()
-        if not self._direct:
-            replace_file(self._tmp, self.path)
+        """Write the last row group and move the file into place (a failure drops the partial file)."""
+        try:
+            self._write_group()
+            self._writer.close()
+            if not self._direct:
+                replace_file(self._tmp, self.path)
+        except (OSError, InputError) as exc:
+            self.abort()
+            raise exc if isinstance(exc, InputError) else self._failed(exc) from exc
+
+    def _failed(self, exc: OSError) -> InputError:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        return InputError(f"Cannot write --detail {self.path}: {reason}; nothing was written there.")
 
     def abort(self) -> None:
         """Drop the partial file."""
         try:
-            self._writer.close()
+            with contextlib.suppress(OSError):  # e.g. a full disk that already failed the write
+                self._writer.close()
         finally:
             if not self._direct:
                 self._tmp.unlink(missing_ok=True)
