@@ -16,12 +16,12 @@ from itertools import islice
 
 import numpy as np
 
-from varscore.bundle import load_bundle
-from varscore.centred import STATS, VariantCentredScorer
 from varscore.examples import data_dir
-from varscore.exons import load_gene_models
-from varscore.genome import Genome
-from varscore.vcf import iter_variants
+from varscore.genome.exons import load_gene_models
+from varscore.genome.fasta import Genome
+from varscore.io.vcf import iter_variants
+from varscore.models.bundle import load_bundle
+from varscore.scoring.centred import STATS, VariantCentredScorer
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Personal-genome prediction for a cohort, fast versus naive, with a mid-size Enformer on CPU.
 
 One gene window of the bundled example cohort (670 people, simulated on a real hg19 chr20
-slice). Fast: `varscore.fastpredict.predict_people` (one forward per distinct dosage pattern;
+slice). Fast: `varscore.plugin.fastpredict.predict_people` (one forward per distinct dosage pattern;
 the conv tower recomputed only on patches the variants reach, identical patches shared across
 people). Naive: every person's window through `predict`. The naive rate is measured on a subset
 of people, half before and half after the fast run; the fast run covers the whole cohort (its
@@ -22,9 +22,9 @@ import pandas as pd
 from bench_ism import mid_size_params, untie_initialisation_
 
 from varscore.examples import data_dir
-from varscore.fastpredict import predict_people
-from varscore.genome import Genome
-from varscore.personal import GenotypeReader
+from varscore.genome.fasta import Genome
+from varscore.genome.personal import GenotypeReader
+from varscore.plugin.fastpredict import predict_people
 from varscore.types import Gene, tss_window
 from varscore_plugins.enformer import EnformerBackbone
 

@@ -1,4 +1,4 @@
-"""VCF -> dosage throughput of `varscore.personal.GenotypeReader`, side by side with bcftools.
+"""VCF -> dosage throughput of `varscore.genome.personal.GenotypeReader`, side by side with bcftools.
 
 For every 49,152-bp window tiled over a VCF's region, reads the SNV genotypes with varscore
 (cyvcf2 region queries) and, as an independent baseline, with `bcftools view -m2 -M2 -v snps |
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from varscore.examples import data_dir
-from varscore.personal import GenotypeReader
+from varscore.genome.personal import GenotypeReader
 from varscore.types import Window
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from varscore.personal import GenotypeSummary, PersonalWindows, WindowGenotypes
-from varscore.sequence import one_hot
-from varscore.trainer import finetune_sequence_backbone
-from varscore.training import (
+from varscore.genome.personal import GenotypeSummary, PersonalWindows, WindowGenotypes
+from varscore.genome.sequence import one_hot
+from varscore.training.lightning import (
     BatchedPersonGeneDataset,
     FinetuneData,
     GeneData,
@@ -37,6 +36,7 @@ from varscore.training import (
     TrainingConfig,
     _collate,
 )
+from varscore.training.trainer import finetune_sequence_backbone
 from varscore.types import Gene, Window
 
 SIZES = {

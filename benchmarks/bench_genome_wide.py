@@ -37,7 +37,7 @@ def generate_vcf(path: Path, n: int, seed: int = 0) -> Path:
     from pysam import libcbgzf
 
     from varscore.examples import data_dir
-    from varscore.genome import Genome
+    from varscore.genome.fasta import Genome
     from varscore.types import Window
 
     chrom, lo, hi = SLICE
@@ -78,9 +78,9 @@ def generate_vcf(path: Path, n: int, seed: int = 0) -> Path:
 
 def make_track_bundles(directory: Path) -> dict[str, Path]:
     from tests import toy_plugin
-    from varscore.bundle import save_bundle
     from varscore.examples import data_dir
-    from varscore.plugins import get_backbone, get_output_mode, manager
+    from varscore.models.bundle import save_bundle
+    from varscore.plugin.manager import get_backbone, get_output_mode, manager
 
     manager.register(toy_plugin, name="toy-plugin")
     fasta = data_dir() / "ucsc.hg19.chr20.unittest.fasta.gz"
@@ -146,7 +146,7 @@ def job(argv: list[str]) -> None:
     """Run ``varscore`` with the toy plugin registered (the toy model is a test-only plugin)."""
     from tests import toy_plugin
     from varscore.cli import cli
-    from varscore.plugins import manager
+    from varscore.plugin.manager import manager
 
     manager.register(toy_plugin, name="toy-plugin")
     cli.main(args=argv, prog_name="varscore", standalone_mode=True)

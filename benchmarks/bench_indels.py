@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from varscore.edits import Edit
-from varscore.genome import Genome
-from varscore.personal import GenotypeReader, personal_one_hot
-from varscore.sequence import one_hot
+from varscore.genome.edits import Edit
+from varscore.genome.fasta import Genome
+from varscore.genome.personal import GenotypeReader, personal_one_hot
+from varscore.genome.sequence import one_hot
 from varscore.types import Window
 
 

@@ -1,4 +1,4 @@
-"""Cost of the line check that runs before htslib reads a VCF (varscore.vcfinput), side by side
+"""Cost of the line check that runs before htslib reads a VCF (varscore.io.vcf_prepare), side by side
 with one htslib pass over the same file (cyvcf2 through ``iter_variants``). ``annotate`` reads the
 input with htslib at least twice (plan and write), so the check adds less than the printed ratio
 divided by two. Run:
@@ -12,9 +12,9 @@ import argparse
 import time
 from pathlib import Path
 
-from varscore import vcfinput
 from varscore.examples import data_dir
-from varscore.vcf import iter_variants
+from varscore.io import vcf_prepare as vcfinput
+from varscore.io.vcf import iter_variants
 
 FILES = [
     Path(__file__).resolve().parents[1] / "tests/data/1000g/1000g_phase3_300samples_chr20_1-4Mb_phased.vcf.gz",

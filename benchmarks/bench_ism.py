@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from varscore.sequence import BASES
+from varscore.genome.sequence import BASES
 from varscore_plugins.enformer import EnformerBackbone
 
 BF16_PEAK_TFLOPS = 989.0  # H100 SXM dense bfloat16

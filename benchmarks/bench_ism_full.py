@@ -1,5 +1,5 @@
 """Naive versus fast ISM at the published architectures, side by side in one run, with the FLOP
-bound (varscore_plugins.fast_ism_flops) next to the measured ratio.
+bound (varscore_plugins.flops) next to the measured ratio.
 
 - Enformer: dim 1536, 11 layers, 8 heads, the Variformer window of 49,152 bp (384 bins), the
   Variformer head, the centre bin read (``ScalarOutput()``).
@@ -36,7 +36,7 @@ from bench_ism import random_substitutions, untie_initialisation_  # noqa: E402
 from varscore_plugins.borzoi import BorzoiBackbone  # noqa: E402
 from varscore_plugins.enformer import EnformerBackbone  # noqa: E402
 from varscore_plugins.fast_ism import BorzoiISM, EnformerISM  # noqa: E402
-from varscore_plugins.fast_ism_flops import IsmFlops, borzoi_ism_flops, enformer_ism_flops  # noqa: E402
+from varscore_plugins.flops import IsmFlops, borzoi_ism_flops, enformer_ism_flops  # noqa: E402
 from varscore_plugins.outputs import ScalarOutput  # noqa: E402
 
 BF16_PEAK_TFLOPS = 989.0  # H100 SXM dense bfloat16, for the projection only

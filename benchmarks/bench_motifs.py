@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from varscore.examples import data_dir
-from varscore.genome import Genome
+from varscore.genome.fasta import Genome
 from varscore.types import Variant, Window
 from varscore_plugins.motifs import BACKGROUNDS, CompiledMotifs, best_scores, encode, jaspar_motifs, variant_motif_hits
 

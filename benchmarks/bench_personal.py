@@ -1,6 +1,6 @@
 """Personal-window build time: 700 people × one 49,152-bp window with ~500 SNVs.
 
-Measures, in one run, the vectorised build (`varscore.personal.personal_one_hot`) beside a naive
+Measures, in one run, the vectorised build (`varscore.genome.personal.personal_one_hot`) beside a naive
 per-person loop, for float32 / float16 / uint8 outputs, fresh arrays versus a reused buffer, and
 the training-loop path (batches of 32 people of the same gene). Run:
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from varscore.personal import GenotypeSummary, PersonalWindows, WindowGenotypes, personal_one_hot
-from varscore.sequence import one_hot
+from varscore.genome.personal import GenotypeSummary, PersonalWindows, WindowGenotypes, personal_one_hot
+from varscore.genome.sequence import one_hot
 from varscore.types import Window
 
 REAL_VCF = Path(__file__).resolve().parents[1] / "tests/data/1000g/1000g_phase3_300samples_chr20_1-4Mb_phased.vcf.gz"
@@ -179,7 +179,7 @@ def main() -> None:
 
         import pysam
 
-        from varscore.personal import GenotypeReader
+        from varscore.genome.personal import GenotypeReader
 
         with tempfile.TemporaryDirectory() as tmp:
             vcf = Path(tmp) / "real.vcf.gz"

@@ -20,7 +20,7 @@ def main() -> None:
     from scipy.stats import binomtest
 
     from varscore.examples import data_dir
-    from varscore.genome import Genome
+    from varscore.genome.fasta import Genome
     from varscore.types import Variant, Window
     from varscore_plugins.motifs import MotifAnnotator, variant_motif_hits
 

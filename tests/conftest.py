@@ -61,7 +61,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def toy_plugin():
     """The toy backbone registered the way a third-party plugin is (no core change)."""
     from tests import toy_plugin as module
-    from varscore.plugins import manager
+    from varscore.plugin.manager import manager
 
     manager.register(module, name="toy-plugin")
     yield module
@@ -122,7 +122,7 @@ def write_vcf(
 def toy_world(tmp_path: Path, toy_plugin):
     """A FASTA with two contigs, two genes, a toy bundle and a mixed VCF."""
     from tests.toy_plugin import ToyBackbone
-    from varscore.bundle import save_bundle
+    from varscore.models.bundle import save_bundle
     from varscore_plugins.outputs import ScalarOutput
 
     rng = np.random.default_rng(1)

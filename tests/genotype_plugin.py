@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from varscore.base import GenotypeBackbone, GenotypeFitResult
 from varscore.errors import InputError
-from varscore.hookspecs import hookimpl
-from varscore.personal import imputed_dosage, variant_keys
+from varscore.genome.personal import imputed_dosage, variant_keys
+from varscore.plugin.contracts import GenotypeBackbone, GenotypeFitResult
+from varscore.plugin.hookspecs import hookimpl
 
 WEIGHTS_FILE = "weights.safetensors"
 

@@ -116,8 +116,8 @@ def run_cli(
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from tests import toy_plugin
     from tests.toy_plugin import ToyBackbone
-    from varscore.bundle import save_bundle
-    from varscore.plugins import manager
+    from varscore.models.bundle import save_bundle
+    from varscore.plugin.manager import manager
     from varscore_plugins.outputs import ScalarOutput
 
     manager.register(toy_plugin, name="toy-plugin-adversarial")
@@ -618,10 +618,10 @@ def _run_case(case: Case, world: dict, folder: Path) -> tuple[Outcome, Path | No
     elif case.setup == "enospc":
 
         def fault() -> None:
-            import varscore.vcf
+            import varscore.io.vcf
 
             calls = {"n": 0}
-            original = varscore.vcf._Sink.write
+            original = varscore.io.vcf._Sink.write
 
             def write(self, text: str) -> None:
                 calls["n"] += 1
@@ -629,7 +629,7 @@ def _run_case(case: Case, world: dict, folder: Path) -> tuple[Outcome, Path | No
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 original(self, text)
 
-            varscore.vcf._Sink.write = write  # type: ignore[method-assign]
+            varscore.io.vcf._Sink.write = write  # type: ignore[method-assign]
     elif case.setup == "lock":
         from filelock import FileLock
 
@@ -640,7 +640,7 @@ def _run_case(case: Case, world: dict, folder: Path) -> tuple[Outcome, Path | No
         assert first.status == 0, first.stderr
         out.unlink()  # type: ignore[union-attr]
         partial = Path(f"{out}.varscore-partial")
-        from varscore.engine import GeneCheckpoint
+        from varscore.scoring.engine import GeneCheckpoint
 
         fingerprint = _fingerprint_of(world, folder, vcf_args[0])
         checkpoint = GeneCheckpoint(partial, fingerprint, resume=False)
@@ -664,8 +664,8 @@ def _run_case(case: Case, world: dict, folder: Path) -> tuple[Outcome, Path | No
 
 
 def _fingerprint_of(world: dict, folder: Path, vcf: str) -> str:
-    from varscore.annotate import _fingerprint
-    from varscore.bundle import load_bundle
+    from varscore.models.bundle import load_bundle
+    from varscore.scoring.gene_mode import _fingerprint
 
     bundle = load_bundle(world["bundle"])
     return _fingerprint(vcf, bundle, Path(world["fasta"]), bundle.genes, "flag", int(bundle.manifest["window_size"]))

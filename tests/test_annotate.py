@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from tests.conftest import missing_tool, read_vcf_lines, write_fasta, write_vcf
 from varscore.cli import cli
 from varscore.examples import examples_dir
-from varscore.sequence import one_hot
+from varscore.genome.sequence import one_hot
+from varscore.io.vcf import MAX_KEY, SCORE_FORMAT, SCORE_KEY
 from varscore.types import tss_window
-from varscore.vcf import MAX_KEY, SCORE_FORMAT, SCORE_KEY
 
 
 def _records(seqs: dict[str, str]) -> list[tuple[str, int, str, str]]:
@@ -217,7 +217,7 @@ def test_score_matrix_is_consistent_with_numpy(toy_world):
 
 
 def test_unscorable_records_are_flagged_with_a_reason(toy_world):
-    from varscore.vcf import SKIP_KEY
+    from varscore.io.vcf import SKIP_KEY
 
     tmp, chr1 = toy_world["tmp"], toy_world["seqs"]["chr1"]
     other = "ACGT"[("ACGT".index(chr1[199]) + 2) % 4]
@@ -281,7 +281,7 @@ def _gc_expected(seq: str, pos: int, flank: int = 5) -> str:
 @pytest.fixture
 def toy_annotator():
     from tests.toy_plugin import AnnotatorPlugin
-    from varscore.plugins import manager
+    from varscore.plugin.manager import manager
 
     manager.register(AnnotatorPlugin(), name="toy-annotator")
     yield

@@ -14,13 +14,13 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import missing_tool, write_fasta, write_vcf
-from varscore.builds import infer_build
-from varscore.bundle import MANIFEST, WEIGHTS, load_bundle, save_bundle
 from varscore.cli import cli
 from varscore.errors import BundleError
 from varscore.examples import data_dir, models_dir
-from varscore.integrity import sha256
-from varscore.reference import ReferenceRecord, contig_md5s
+from varscore.genome.builds import infer_build
+from varscore.genome.reference import ReferenceRecord, contig_md5s
+from varscore.io.integrity import sha256
+from varscore.models.bundle import MANIFEST, WEIGHTS, load_bundle, save_bundle
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +131,7 @@ def test_a_changed_file_is_hashed_again_after_a_cached_verdict(toy_world, tmp_pa
 
 
 def test_the_verdict_cache_hashes_an_unchanged_file_once(toy_world, monkeypatch):
-    import varscore.integrity as integrity
+    import varscore.io.integrity as integrity
 
     calls = []
     real = integrity.sha256
@@ -378,7 +378,7 @@ def test_bundle_error_for_an_unknown_file_type(toy_world, tmp_path):
 
 
 def test_the_typed_manifest_reads_the_demo_bundle_and_refuses_wrong_types(tmp_path: Path) -> None:
-    from varscore.bundle import Manifest
+    from varscore.models.bundle import Manifest
 
     bundle = load_bundle(models_dir() / "variformer-demo")
     raw = bundle.manifest
@@ -408,7 +408,7 @@ def test_the_typed_manifest_reads_the_demo_bundle_and_refuses_wrong_types(tmp_pa
     target = tmp_path / "bundle"
     shutil.copytree(bundle.path, target)
     (target / MANIFEST).write_text(json.dumps(escaping))
-    from varscore.bundle import ModelBundle
+    from varscore.models.bundle import ModelBundle
 
     with pytest.raises(BundleError):
         ModelBundle(target, escaping).carried_folds()

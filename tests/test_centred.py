@@ -16,7 +16,12 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import DATA, random_sequence, read_vcf_lines, write_fasta, write_vcf
-from varscore.centred import (
+from varscore.errors import BundleError, InputError
+from varscore.genome.exons import GeneModel, load_gene_models
+from varscore.genome.fasta import Genome
+from varscore.genome.sequence import one_hot
+from varscore.io.vcf import iter_variants
+from varscore.scoring.centred import (
     STATS,
     Geometry,
     VariantCentredScorer,
@@ -25,11 +30,6 @@ from varscore.centred import (
     statistics,
     window_start,
 )
-from varscore.errors import BundleError, InputError
-from varscore.exons import GeneModel, load_gene_models
-from varscore.genome import Genome
-from varscore.sequence import one_hot
-from varscore.vcf import iter_variants
 
 EXAMPLE_GTF = DATA / "example_exons" / "example_exons.gtf"
 
@@ -353,7 +353,7 @@ def test_example_gtf_reads_the_five_genes():
 
 @pytest.fixture
 def track_bundle(indel_world):
-    from varscore.bundle import save_bundle
+    from varscore.models.bundle import save_bundle
     from varscore_plugins.outputs import TrackOutput
 
     w = indel_world
@@ -454,7 +454,7 @@ def test_parquet_detail_round_trips_with_one_row_per_allele_gene_track_stat(trac
 def test_detail_row_groups_are_written_as_scoring_proceeds(track_bundle, tmp_path):
     import pyarrow.parquet as pq
 
-    from varscore.detail import DetailWriter
+    from varscore.scoring.detail import DetailWriter
 
     w = track_bundle
     scorer = VariantCentredScorer(
@@ -470,9 +470,9 @@ def test_detail_row_groups_are_written_as_scoring_proceeds(track_bundle, tmp_pat
 
 
 def test_calibrated_quantiles_equal_numpys_empirical_cdf(track_bundle, tmp_path):
-    from varscore.bundle import load_bundle
-    from varscore.calibrate import CALIBRATION_FILE, load_calibration
     from varscore.cli import cli
+    from varscore.models.bundle import load_bundle
+    from varscore.scoring.calibrate import CALIBRATION_FILE, load_calibration
 
     w = track_bundle
     rng = np.random.default_rng(11)
@@ -575,9 +575,9 @@ def test_calibrated_quantiles_equal_numpys_empirical_cdf(track_bundle, tmp_path)
 
 
 def test_large_backgrounds_keep_a_quantile_grid():
-    from varscore.calibrate import BackgroundCollector
-    from varscore.centred import AlleleValues, RecordScores
-    from varscore.edits import Edit
+    from varscore.genome.edits import Edit
+    from varscore.scoring.calibrate import BackgroundCollector
+    from varscore.scoring.centred import AlleleValues, RecordScores
     from varscore.types import Variant
 
     rng = np.random.default_rng(2)
@@ -630,7 +630,7 @@ def test_tiled_windows_equal_explicit_forward_passes_at_the_tile(indel_world):
 def test_tiled_enformer_patch_ism_equals_full_forwards(tmp_path):
     """A tiny Enformer: tiled scores (one reference pass per tile, alternates through the backbone's
     ISM entry point) equal full forward passes of the explicit windows."""
-    from varscore.plugins import get_backbone
+    from varscore.plugin.manager import get_backbone
     from varscore_plugins.enformer import tiny_params
 
     rng = np.random.default_rng(8)

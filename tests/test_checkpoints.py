@@ -17,9 +17,9 @@ from borzoi_pytorch.config_borzoi import BorzoiConfig
 from enformer_pytorch import Enformer, EnformerConfig
 from safetensors.torch import save_file, save_model
 
-from varscore.bundle import load_bundle
-from varscore.checkpoints import ImportOptions, import_checkpoints, read_checkpoint
 from varscore.errors import InputError
+from varscore.models.bundle import load_bundle
+from varscore.models.checkpoints import ImportOptions, import_checkpoints, read_checkpoint
 
 TINY_ENFORMER = {
     "dim": 48,

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from varscore.cohort import (
+from varscore.errors import InputError
+from varscore.training.cohort import (
     expression_matrix,
     fold_people,
     gtex_donor_id,
@@ -28,7 +29,6 @@ from varscore.cohort import (
     write_folds,
     write_gene_sets,
 )
-from varscore.errors import InputError
 from varscore.types import Gene
 
 
@@ -87,7 +87,7 @@ def test_read_expression_errors(tmp_path: Path) -> None:
 def test_match_samples_reports_both_sides_in_stable_order(caplog: pytest.LogCaptureFixture) -> None:
     expression = ["P9", "P2", "P5", "X1", "X2"]
     vcf = ["P2", "P5", "P9", "V1", "V2", "V3", "V4", "V5", "V6", "V7"]
-    with caplog.at_level(logging.WARNING, logger="varscore.cohort"):
+    with caplog.at_level(logging.WARNING, logger="varscore.training.cohort"):
         match = match_samples(expression, vcf)
     assert match.people == ["P9", "P2", "P5"]
     assert match.expression_only == ["X1", "X2"]
@@ -234,7 +234,7 @@ def test_expression_matrix_and_missing_genes(expression_file: Path, caplog: pyte
     assert matrix.genes == ["ENSG02.1", "ENSG01"] and matrix.people == ["GTEX-C", "GTEX-A"]
     with pytest.raises(InputError, match="2 of 3 genes are not in .*: ENSG99, ENSG98"):
         expression_matrix(data, ["ENSG99", "ENSG03", "ENSG98"], ["GTEX-A"])
-    with caplog.at_level(logging.WARNING, logger="varscore.cohort"):
+    with caplog.at_level(logging.WARNING, logger="varscore.training.cohort"):
         skipped = expression_matrix(data, ["ENSG99", "ENSG03"], ["GTEX-A"], missing="skip")
     assert skipped.genes == ["ENSG03"] and skipped.missing_genes == ["ENSG99"] and "ENSG99" in caplog.text
     with pytest.raises(InputError, match="people are not columns .*: NA12878"):
@@ -274,7 +274,7 @@ def test_folds_round_trip_unknown_and_missing_people(tmp_path: Path, caplog: pyt
     pd.testing.assert_frame_equal(read_folds(path, PEOPLE), folds)
     with pytest.raises(InputError, match="names 95 people who are not in the cohort: P005, P006"):
         read_folds(path, PEOPLE[:5])
-    with caplog.at_level(logging.WARNING, logger="varscore.cohort"):
+    with caplog.at_level(logging.WARNING, logger="varscore.training.cohort"):
         read = read_folds(path, [*PEOPLE, "NEW1", "NEW2"])
     assert read.attrs["missing_people"] == ["NEW1", "NEW2"] and "NEW1, NEW2" in caplog.text
     bad = tmp_path / "bad.tsv"
@@ -301,8 +301,8 @@ def test_one_inverse_normal_transform_gives_both_formulas_bit_for_bit():
     """simulate's GTEx form rank/(n+1) is the shared transform with offset 0; the default is (rank-0.5)/n."""
     from scipy.stats import norm, rankdata
 
-    from varscore.cohort import inverse_normal_transform
     from varscore.simulate import inverse_normal
+    from varscore.training.cohort import inverse_normal_transform
 
     rng = np.random.default_rng(4)
     for n in (2, 9, 670):

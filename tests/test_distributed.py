@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch  # noqa: E402
 
-from varscore.bundle import load_bundle  # noqa: E402
-from varscore.distributed import GeneRows, merge_gene_rows, run_plan_sharded, shard_genes  # noqa: E402
-from varscore.engine import AlleleScore, plan_scoring, run_plan  # noqa: E402
 from varscore.examples import examples_dir
-from varscore.genome import Genome  # noqa: E402
-from varscore.vcf import iter_variants  # noqa: E402
+from varscore.genome.fasta import Genome  # noqa: E402
+from varscore.io.vcf import iter_variants  # noqa: E402
+from varscore.models.bundle import load_bundle  # noqa: E402
+from varscore.scoring.distributed import GeneRows, merge_gene_rows, run_plan_sharded, shard_genes  # noqa: E402
+from varscore.scoring.engine import AlleleScore, plan_scoring, run_plan  # noqa: E402
 
 EXAMPLES = examples_dir()
 FASTA = EXAMPLES / "data" / "ucsc.hg19.chr20.unittest.fasta.gz"
@@ -119,8 +119,8 @@ def test_sharded_runs_keep_and_reuse_gene_checkpoints(tmp_path: Path) -> None:
     them again (a planted value in one gene's checkpoint comes back unchanged)."""
     import json
 
-    from varscore.distributed import CheckpointSpec
-    from varscore.engine import GeneCheckpoint
+    from varscore.scoring.distributed import CheckpointSpec
+    from varscore.scoring.engine import GeneCheckpoint
 
     bundle, _, plan = _plan()
     spec = CheckpointSpec(str(tmp_path / "partial"), "fingerprint-1", resume=False)

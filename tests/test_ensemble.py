@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import random_sequence, write_fasta, write_vcf
-from varscore.bundle import load_bundle, save_bundle
 from varscore.cli import cli
-from varscore.ensemble import AugmentedBackbone, save_ensemble_bundle
-from varscore.torch_backbone import save_weights
+from varscore.models.bundle import load_bundle, save_bundle
+from varscore.models.ensemble import AugmentedBackbone, save_ensemble_bundle
+from varscore.plugin.torch_backbone import save_weights
 from varscore.types import Gene
 from varscore_plugins.enformer import EnformerBackbone, tiny_params
 from varscore_plugins.outputs import ScalarOutput, TrackOutput
@@ -177,7 +177,7 @@ def test_ensemble_scores_equal_the_mean_of_members(world: dict[str, object]) -> 
 
 def test_annotate_with_tta_matches_the_wrapped_backbone(world: dict[str, object]) -> None:
     """annotate --rc --shifts scores each allele as AugmentedBackbone predicts its windows."""
-    from varscore.genome import Genome
+    from varscore.genome.fasta import Genome
     from varscore.types import tss_window
 
     tmp = world["tmp"]

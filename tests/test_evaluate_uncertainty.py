@@ -15,7 +15,7 @@ from sklearn.metrics import r2_score
 
 from varscore.cli import cli
 from varscore.examples import data_dir, models_dir
-from varscore.uncertainty import (
+from varscore.training.uncertainty import (
     bootstrap_indices,
     gene_uncertainty,
     paired_difference,
@@ -172,7 +172,7 @@ def test_evaluate_compare_gives_paired_differences(tmp_path):
 def test_evaluate_replicates_gives_mean_and_sd_over_fold_replicates(tmp_path):
     """Three elastic nets fitted on the 3 fold replicates of the demo folds: each is evaluated on
     its own test people; the replicate summary is the mean ± sd of the per-replicate gene means."""
-    from varscore.bundle import load_bundle
+    from varscore.models.bundle import load_bundle
 
     runner = CliRunner()
     folds = models_dir() / "variformer-demo" / "folds.tsv"

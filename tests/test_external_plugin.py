@@ -109,8 +109,8 @@ def direct_predictions(basenji2_bundle: Path) -> dict[tuple[int, str], tuple[flo
     scoring engine: variants listed with pysam, centre bin of predict() on hand-edited windows."""
     import pysam
 
-    from varscore.bundle import load_bundle
-    from varscore.sequence import one_hot
+    from varscore.genome.sequence import one_hot
+    from varscore.models.bundle import load_bundle
     from varscore.types import tss_window
 
     bundle = load_bundle(basenji2_bundle)

@@ -1,4 +1,4 @@
-"""Cohort prediction with shared dosage patterns (varscore.fastpredict), on the numpy toy backbone."""
+"""Cohort prediction with shared dosage patterns (varscore.plugin.fastpredict), on the numpy toy backbone."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 
 from tests.toy_plugin import ToyBackbone
 from varscore.errors import InputError
-from varscore.fastpredict import dosage_patterns, predict_people, window_edits
-from varscore.personal import WindowGenotypes, personal_one_hot
+from varscore.genome.personal import WindowGenotypes, personal_one_hot
+from varscore.plugin.fastpredict import dosage_patterns, predict_people, window_edits
 from varscore.types import Window
 
 
@@ -99,9 +99,9 @@ def test_indel_patterns_keep_haplotypes_apart(tmp_path) -> None:
     """With indels the window depends on which variants share a haplotype: people with equal ALT
     counts but other haplotypes get their own pattern, and predictions equal the naive path."""
     from tests.conftest import random_sequence, write_fasta, write_vcf
-    from varscore.genome import Genome
-    from varscore.personal import GenotypeReader
-    from varscore.sequence import one_hot
+    from varscore.genome.fasta import Genome
+    from varscore.genome.personal import GenotypeReader
+    from varscore.genome.sequence import one_hot
 
     rng = np.random.default_rng(3)
     sequence = random_sequence(rng, 400)

@@ -10,8 +10,8 @@ import pytest
 from tests.conftest import write_fasta
 from varscore.errors import InputError
 from varscore.examples import data_dir
-from varscore.genome import Genome, load_genes, match_contigs
-from varscore.sequence import decode, one_hot
+from varscore.genome.fasta import Genome, load_genes, match_contigs
+from varscore.genome.sequence import decode, one_hot
 from varscore.types import Gene, tss_window
 
 HG19 = data_dir()  # the real hg19 chr20 slice and its TSS table

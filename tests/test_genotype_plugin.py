@@ -1,5 +1,5 @@
 """A third-party genotype backbone (tests/genotype_plugin.py, not additive in dosage) goes through
-finetune, evaluate and annotate on the contracts of varscore.base alone; its scores are checked
+finetune, evaluate and annotate on the contracts of varscore.plugin.contracts alone; its scores are checked
 against a computation from bcftools' own reading of the VCF."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from click.testing import CliRunner
 
 from tests.conftest import BCFTOOLS, needs_bcftools
 from varscore.cli import cli
+from varscore.plugin.conformance import check_backbone
 from varscore.simulate import SimulationConfig, simulate_cohort
-from varscore.testing import check_backbone
 
 WINDOW = 2048
 
@@ -24,7 +24,7 @@ WINDOW = 2048
 @pytest.fixture
 def carrier_plugin():
     from tests import genotype_plugin as module
-    from varscore.plugins import manager
+    from varscore.plugin.manager import manager
 
     manager.register(module, name="carrier-plugin")
     yield module
@@ -89,7 +89,7 @@ def _bcftools_dosages(vcf: Path) -> tuple[list[str], dict[str, np.ndarray]]:
 def test_a_third_party_genotype_model_trains_evaluates_and_annotates(carrier_plugin, cohort, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from sklearn.metrics import r2_score
 
-    from varscore.bundle import load_bundle
+    from varscore.models.bundle import load_bundle
 
     runner = CliRunner()
     bundle_dir = tmp_path / "carrier-model"

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from enformer_pytorch import Enformer
 
 from tests.test_checkpoints import TINY_ENFORMER, save_layout, source_enformer
-from varscore.checkpoints import ImportOptions, import_checkpoints, read_checkpoint
 from varscore.errors import BundleError, InputError, VarscoreError
+from varscore.models.checkpoints import ImportOptions, import_checkpoints, read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,7 +101,7 @@ def test_shards_inside_the_directory_still_import(tiny_enformer: Enformer, tmp_p
 
 
 def load_track_count(bundle_dir: Path) -> int:
-    from varscore.bundle import load_bundle
+    from varscore.models.bundle import load_bundle
 
     return int(load_bundle(bundle_dir).manifest["tracks"]["count"])
 
@@ -409,7 +409,7 @@ def test_resume_from_a_file_that_is_not_a_training_checkpoint(small_cohort: Path
 
 def test_resume_from_a_real_checkpoint_still_continues(small_cohort: Path, tmp_path: Path) -> None:
     from varscore.cli import cli
-    from varscore.trainer import check_resume_checkpoint
+    from varscore.training.trainer import check_resume_checkpoint
 
     model = tmp_path / "model"
     first = CliRunner().invoke(cli, _finetune_args(small_cohort, model, epochs=1))
@@ -463,7 +463,7 @@ def _write_gtf(path: Path, bad: tuple[str, int, int] | None, gz: bool = False) -
 def test_gtf_row_with_impossible_coordinates_is_refused_by_line(
     tmp_path: Path, gz: bool, bad: tuple[str, int, int], message: str
 ) -> None:
-    from varscore.exons import load_gene_models
+    from varscore.genome.exons import load_gene_models
 
     path = _write_gtf(tmp_path / ("genes.gtf.gz" if gz else "genes.gtf"), bad, gz)
     feature, start, end = bad
@@ -475,7 +475,7 @@ def test_gtf_row_with_impossible_coordinates_is_refused_by_line(
 
 @pytest.mark.parametrize("chrom_in_fasta", ["chr1", "1"])
 def test_gtf_exon_beyond_the_contig_is_refused_given_its_length(tmp_path: Path, chrom_in_fasta: str) -> None:
-    from varscore.exons import load_gene_models
+    from varscore.genome.exons import load_gene_models
 
     path = _write_gtf(tmp_path / "genes.gtf", ("exon", 390, 450))
     assert len(load_gene_models(path)) == 2  # without lengths nothing can be said
@@ -485,7 +485,7 @@ def test_gtf_exon_beyond_the_contig_is_refused_given_its_length(tmp_path: Path, 
 
 
 def test_gff3_exon_with_end_before_start_names_its_gene(tmp_path: Path) -> None:
-    from varscore.exons import load_gene_models
+    from varscore.genome.exons import load_gene_models
 
     gff = tmp_path / "genes.gff3"
     gff.write_text(
@@ -504,7 +504,7 @@ def test_gff3_exon_with_end_before_start_names_its_gene(tmp_path: Path) -> None:
 def variant_world(tmp_path: Path, toy_plugin: Any) -> dict[str, Path]:
     from tests.conftest import random_sequence, write_fasta, write_vcf
     from tests.toy_plugin import ToyBackbone
-    from varscore.bundle import save_bundle
+    from varscore.models.bundle import save_bundle
     from varscore_plugins.outputs import TrackOutput
 
     rng = np.random.default_rng(5)
@@ -546,7 +546,7 @@ def test_variant_mode_and_calibrate_refuse_impossible_exons(
 # -- 8. SIGTERM during variant-centred annotate and calibration ---------------------------------
 
 RUNNER = (
-    "import pathlib, sys; from varscore.plugins import manager; import tests.toy_plugin as toy; "
+    "import pathlib, sys; from varscore.plugin.manager import manager; import tests.toy_plugin as toy; "
     "manager.register(toy, name='toy-plugin'); predict = toy.ToyBackbone.predict\n"
     "def touching(self, batch):\n"
     "    pathlib.Path(sys.argv[1]).touch(); return predict(self, batch)\n"
@@ -560,7 +560,7 @@ def slow_track_world(tmp_path: Path, toy_plugin: Any) -> dict[str, Path]:
     """A toy track model that sleeps 50 ms per forward pass, and 80 SNVs: minutes of scoring."""
     from tests.conftest import random_sequence, write_fasta, write_vcf
     from tests.toy_plugin import ToyBackbone
-    from varscore.bundle import save_bundle
+    from varscore.models.bundle import save_bundle
     from varscore_plugins.outputs import TrackOutput
 
     rng = np.random.default_rng(7)

@@ -3,7 +3,7 @@ Enformer checkpoint in the Hub's URL layout (``/{repo}/resolve/{revision}/{filen
 metadata headers the download guard reads: X-Repo-Commit, ETag / X-Linked-Etag, X-Linked-Size,
 Content-Length, and Range requests for resumed downloads), and against hostile variants of it
 (names with ``../``, huge or missing sizes, endless bodies, stalls, redirects) that the guard in
-:mod:`varscore.download` must refuse without touching anything outside the cache."""
+:mod:`varscore.io.download` must refuse without touching anything outside the cache."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 
 from tests.test_checkpoints import TINY_ENFORMER, _one_hot, enformer_reference, save_layout, source_enformer
-from varscore import download, hub
-from varscore.bundle import load_bundle
 from varscore.errors import InputError, VarscoreError
+from varscore.io import download
+from varscore.models import hub
+from varscore.models.bundle import load_bundle
 
 REPO = "test-org/tiny-enformer"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -341,8 +342,8 @@ def test_the_shipped_registry_is_well_formed() -> None:
 def test_names_resolve_to_fetched_models_or_say_how_to_get_them(
     server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from varscore.bundle import resolve_model
     from varscore.errors import ModelNotFoundError
+    from varscore.models.bundle import resolve_model
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("VARSCORE_MODELS", raising=False)

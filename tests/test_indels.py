@@ -9,11 +9,11 @@ from click.testing import CliRunner
 
 from tests.conftest import read_vcf_lines, write_vcf
 from varscore.cli import cli
-from varscore.edits import Edit, ReferenceSource, edit_margin, edited_window
-from varscore.genome import Genome
-from varscore.sequence import one_hot
+from varscore.genome.edits import Edit, ReferenceSource, edit_margin, edited_window
+from varscore.genome.fasta import Genome
+from varscore.genome.sequence import one_hot
+from varscore.io.vcf import SCORE_KEY
 from varscore.types import Gene, Window, tss_window
-from varscore.vcf import SCORE_KEY
 
 L = 64
 
@@ -149,7 +149,7 @@ def test_convention_by_hand() -> None:
     window = Window("c", 4, 12)  # CCCCGGGG, TSS = index 8 (G)
 
     def alt(pos: int, ref: str, alt_: str) -> str:
-        from varscore.sequence import decode
+        from varscore.genome.sequence import decode
 
         return decode(edited_window(window, [Edit.from_vcf(pos, ref, alt_)], source))
 

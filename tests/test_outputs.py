@@ -1,5 +1,5 @@
 """Every command that writes files, and every one of its output options, under the one output
-guard (:mod:`varscore.outputguard`): an output naming an input or another output is refused before
+guard (:mod:`varscore.io.outputguard`): an output naming an input or another output is refused before
 any work, a special file is never replaced, an unwritable folder is a one-line error before any
 work, and what a killed run left beside the output is removed.
 
@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from varscore.cli import cli
 from varscore.errors import InputError
-from varscore.outputguard import (
+from varscore.io.outputguard import (
     LOCK_SUFFIX,
     OUTPUT_KINDS,
     Target,
@@ -511,7 +511,7 @@ def test_calibrating_in_place_a_bundle_whose_folder_is_read_only_stops_before_sc
 ) -> None:
     import shutil
 
-    from varscore.bundle import resolve_model
+    from varscore.models.bundle import resolve_model
 
     bundle = locked_folder / "demo"
     shutil.copytree(resolve_model(MODEL), bundle)
@@ -532,8 +532,8 @@ def test_only_the_guards_move_files_into_place() -> None:
     import varscore
 
     root = Path(varscore.__file__).resolve().parent
-    allowed = {root / "outputguard.py", root / "download.py"}
-    sources = [*root.rglob("*.py"), *(root.parent / "plugins").rglob("*.py")]
+    allowed = {root / "io" / "outputguard.py", root / "io" / "download.py"}
+    sources = [*root.rglob("*.py"), *(root.parent / "varscore_plugins").rglob("*.py")]
     sources += (root.parent / "examples" / "plugins").rglob("*.py")
     found = []
     for path in sources:
@@ -555,8 +555,8 @@ def test_a_full_device_is_one_line_and_stays_a_device(option: str, tmp_path: Pat
     """``/dev/full`` accepts the open and fails every write with ENOSPC, as a full disk does."""
     import gzip
 
-    from varscore.bundle import resolve_model
     from varscore.examples import data_dir
+    from varscore.models.bundle import resolve_model
 
     lines = gzip.decompress((data_dir() / "cohort.vcf.gz").read_bytes()).decode().splitlines(keepends=True)
     header = [line for line in lines if line.startswith("#")]

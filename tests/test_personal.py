@@ -13,14 +13,14 @@ import pytest
 
 from tests.conftest import BCFTOOLS, needs_bcftools
 from varscore.errors import InputError
-from varscore.genome import Genome
-from varscore.personal import (
+from varscore.genome.fasta import Genome
+from varscore.genome.personal import (
     GenotypeReader,
     PersonalWindows,
     personal_one_hot,
     read_window_genotypes,
 )
-from varscore.sequence import one_hot
+from varscore.genome.sequence import one_hot
 from varscore.types import Window
 
 REAL_VCF = Path(__file__).resolve().parent / "data" / "1000g" / "1000g_phase3_300samples_chr20_1-4Mb_phased.vcf.gz"
@@ -311,7 +311,7 @@ def test_unindexed_vcf_is_scanned_with_a_warning(tmp_path: Path, caplog: pytest.
     _, _, plain = small_vcf(tmp_path / "plain", contig_name="20", index=False)
     reference = one_hot(contig[:20])
     window = Window("chr20", 1, 20)  # excludes pos 1, keeps the rest
-    with caplog.at_level(logging.WARNING, logger="varscore.personal"):
+    with caplog.at_level(logging.WARNING, logger="varscore.genome.personal"):
         scanned = read_window_genotypes(plain, window, reference[1:20])
     assert "no .tbi/.csi index" in caplog.text
     queried = read_window_genotypes(indexed, window, reference[1:20])
@@ -467,7 +467,7 @@ def random_indel_rows(
 def shifted_slice(haplotype_contig: str, window: Window, carried: list[tuple[int, str, str]]) -> str:
     """The window of a whole edited contig (e.g. from bcftools consensus) that keeps the TSS at
     index L // 2: its start moves by the carried variants' anchor shifts (README "Indels")."""
-    from varscore.edits import Edit
+    from varscore.genome.edits import Edit
 
     anchor = window.start + window.length // 2
     start = window.start + sum(Edit.from_vcf(p, r, a).anchor_shift(anchor) for p, r, a in carried)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from tests.conftest import optional_import
 from varscore.cli import cli
 from varscore.errors import InputError
-from varscore.plugin_template import KINDS, write_plugin
+from varscore.plugin.template import KINDS, write_plugin
 
 
 def _env(**extra: str) -> dict[str, str]:

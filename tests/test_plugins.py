@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from tests import toy_plugin
 from varscore.cli import cli
 from varscore.errors import PluginError
-from varscore.hookspecs import hookimpl
-from varscore.plugins import PluginManager
+from varscore.plugin.hookspecs import hookimpl
+from varscore.plugin.manager import PluginManager
 
 
 def _plugin(name: str, **hooks) -> types.ModuleType:
@@ -100,7 +100,7 @@ def test_help_is_fast_and_imports_no_torch():
 
 
 def test_check_backbone_passes_for_the_toy_plugin_and_catches_a_broken_one():
-    from varscore.testing import check_backbone
+    from varscore.plugin.conformance import check_backbone
 
     check_backbone(toy_plugin.ToyBackbone, {"window_size": 32, "bin_size": 4})
 

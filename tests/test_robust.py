@@ -37,8 +37,8 @@ def robust_world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     genes per contig whose 128-bp windows cover positions 1-214."""
     from tests import toy_plugin
     from tests.toy_plugin import ToyBackbone
-    from varscore.bundle import save_bundle
-    from varscore.plugins import manager
+    from varscore.models.bundle import save_bundle
+    from varscore.plugin.manager import manager
     from varscore_plugins.outputs import ScalarOutput
 
     manager.register(toy_plugin, name="toy-plugin-robust")
@@ -276,7 +276,7 @@ def slow_world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """30 genes on one contig, 3 records each (2 SNVs, 1 deletion); the model sleeps 30 ms per
     forward pass, so a run takes a few seconds."""
     from tests.toy_plugin import ToyBackbone
-    from varscore.bundle import save_bundle
+    from varscore.models.bundle import save_bundle
     from varscore_plugins.outputs import ScalarOutput
 
     tmp = tmp_path_factory.mktemp("resume")
@@ -305,7 +305,7 @@ def slow_world(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 RUNNER = (
-    "import sys; from varscore.plugins import manager; import tests.toy_plugin as toy; "
+    "import sys; from varscore.plugin.manager import manager; import tests.toy_plugin as toy; "
     "manager.register(toy, name='toy-plugin'); from varscore.cli import cli; "
     "sys.exit(cli.main(args=sys.argv[1:], prog_name='varscore'))"
 )
@@ -380,7 +380,7 @@ def test_killed_run_leaves_no_output_and_resume_finishes_it(slow_world, uninterr
 
 
 def test_resume_refuses_a_checkpoint_of_other_inputs(slow_world, tmp_path, robust_world):
-    from varscore.engine import GeneCheckpoint
+    from varscore.scoring.engine import GeneCheckpoint
 
     out = tmp_path / "other.vcf"
     GeneCheckpoint(Path(f"{out}.varscore-partial"), "another-fingerprint", resume=False)

@@ -333,7 +333,7 @@ def test_fasta_with_gene_table_and_no_region(tmp_path: Path) -> None:
 
 
 def test_gene_tables_agree(cohort: SimulationResult) -> None:
-    from varscore.genome import load_genes
+    from varscore.genome.fasta import load_genes
 
     from_tsv = load_genes(cohort.genes_tsv)
     from_gtf = load_genes(cohort.genes_gtf)

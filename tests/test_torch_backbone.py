@@ -1,4 +1,4 @@
-"""The shared torch plumbing (varscore.torch_backbone) on a minimal subclass, checked against numpy."""
+"""The shared torch plumbing (varscore.plugin.torch_backbone) on a minimal subclass, checked against numpy."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from varscore.errors import BundleError, InputError  # noqa: E402
-from varscore.testing import check_backbone  # noqa: E402
-from varscore.torch_backbone import (  # noqa: E402
+from varscore.plugin.conformance import check_backbone  # noqa: E402
+from varscore.plugin.torch_backbone import (  # noqa: E402
     WEIGHTS_FILE,
     TorchSequenceBackbone,
     check_positive_ints,
@@ -79,7 +79,7 @@ def _numpy_bin_conv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.n
 
 
 def test_import_does_not_load_torch() -> None:
-    code = "import sys, varscore.torch_backbone; assert 'torch' not in sys.modules and 'safetensors' not in sys.modules"
+    code = "import sys, varscore.plugin.torch_backbone; assert 'torch' not in sys.modules and 'safetensors' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, env=os.environ.copy())
 
 

@@ -16,7 +16,8 @@ from tests.conftest import read_vcf_lines, write_vcf
 from varscore.cli import cli
 from varscore.errors import InputError
 from varscore.examples import examples_dir
-from varscore.tracks import (
+from varscore.io.vcf import SCORE_KEY
+from varscore.scoring.tracks import (
     DECREASE_RGB,
     INCREASE_RGB,
     Interval,
@@ -28,7 +29,6 @@ from varscore.tracks import (
     top_variants,
 )
 from varscore.types import tss_window
-from varscore.vcf import SCORE_KEY
 
 
 def _alt(base: str, step: int = 1) -> str:
@@ -88,7 +88,7 @@ def _bigwig_values(path: Path) -> dict[tuple[str, int], float]:
 def world(toy_world):
     """The toy world with a bundle whose score sums all 8 bins of track 1: every variant in a
     window changes it (the toy world's own bundle reads only the centre bin)."""
-    from varscore.bundle import save_bundle
+    from varscore.models.bundle import save_bundle
     from varscore_plugins.outputs import ScalarOutput
 
     toy_world["bundle"] = save_bundle(
@@ -294,7 +294,7 @@ def test_track_model_coverage_equals_direct_predictions(world):
     """A ``track`` output-mode bundle: ref, alt and delta coverage per gene, bin by bin, equal the
     toy model's own predictions on hand-built windows."""
     from tests.toy_plugin import ToyBackbone
-    from varscore.bundle import save_bundle
+    from varscore.models.bundle import save_bundle
     from varscore_plugins.outputs import TrackOutput
 
     tmp, seqs, genes = world["tmp"], world["seqs"], world["genes"]
@@ -309,7 +309,7 @@ def test_track_model_coverage_equals_direct_predictions(world):
     )
     vcf = write_vcf(tmp / "in.vcf", _records(seqs))
     result = make_tracks(vcf, tmp / "cov", model=bundle, formats="bigwig", coverage_top=10)
-    from varscore.genome import Genome
+    from varscore.genome.fasta import Genome
 
     genome = Genome(world["fasta"])
     positions = {"GENEA": [180, 200, 215, 226], "GENEB": [200, 215, 226, 255], "GENEC": [10, 30]}

@@ -18,7 +18,7 @@ from sklearn.metrics import r2_score
 
 from varscore.cli import cli
 from varscore.errors import InputError
-from varscore.training import SameGeneBatchSampler, TrainingConfig, variformer_loss
+from varscore.training.lightning import SameGeneBatchSampler, TrainingConfig, variformer_loss
 from varscore_plugins.enformer import tiny_params
 
 WINDOW = 2048
@@ -184,8 +184,8 @@ def test_two_process_ddp_finetune_makes_a_bundle_that_scores(cohort: Path, tmp_p
 
 
 def test_finetune_then_evaluate_matches_sklearn_and_scipy(cohort: Path, tmp_path: Path):
-    from varscore.bundle import load_bundle
-    from varscore.training import CohortInputs, load_cohort
+    from varscore.models.bundle import load_bundle
+    from varscore.training.lightning import CohortInputs, load_cohort
 
     model = tmp_path / "m"
     runner = CliRunner()
@@ -284,9 +284,9 @@ def test_mismatched_samples_and_unknown_fold_people_fail_clearly(cohort: Path, t
 
 def test_calibrated_batchnorm_stays_fixed_while_fine_tuning(cohort: Path, tmp_path: Path):
     """--freeze-batchnorm: statistics re-estimated over train people, then unchanged by training."""
-    from varscore.bundle import load_bundle
-    from varscore.trainer import _calibrate_batchnorm
-    from varscore.training import PersonGeneDataset, eval_batches
+    from varscore.models.bundle import load_bundle
+    from varscore.training.lightning import PersonGeneDataset, eval_batches
+    from varscore.training.trainer import _calibrate_batchnorm
 
     model = tmp_path / "frozen"
     result = CliRunner().invoke(
@@ -319,7 +319,7 @@ def test_calibrated_batchnorm_stays_fixed_while_fine_tuning(cohort: Path, tmp_pa
     norms = [m for m in trained.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     assert norms and not all(torch.allclose(m.running_var, torch.ones_like(m.running_var)) for m in norms)
     # the stored statistics are those of calibrating the *initial* model: training never moved them
-    from varscore.training import CohortInputs, load_cohort
+    from varscore.training.lightning import CohortInputs, load_cohort
     from varscore_plugins.enformer import EnformerBackbone
 
     data = load_cohort(
@@ -480,7 +480,7 @@ def one_thread():
 
 
 def test_smoothed_scores_equal_a_trailing_mean_loop():
-    from varscore.training import smoothed_scores
+    from varscore.training.lightning import smoothed_scores
 
     scores = [0.1, float("nan"), 0.3, -0.2, 0.5, float("nan"), float("nan")]
     for window in (1, 2, 3):
@@ -494,7 +494,7 @@ def test_smoothed_scores_equal_a_trailing_mean_loop():
 
 def test_epoch_line_before_any_epoch_is_eligible(caplog: pytest.LogCaptureFixture):
     """With --smooth-epochs, the first epochs' lines say no epoch is kept yet (not "epoch -1, -inf")."""
-    from varscore.training import TrainingConfig, _log_epoch
+    from varscore.training.lightning import TrainingConfig, _log_epoch
 
     row = {"epoch": 0.0, "tune_mean_r2": 0.05, "tune_mean_pearson": 0.2, "train_loss": 1.3}
     config = TrainingConfig(max_epochs=24, smooth_epochs=5)
@@ -508,7 +508,13 @@ def test_epoch_line_before_any_epoch_is_eligible(caplog: pytest.LogCaptureFixtur
 
 
 def test_batched_dataset_equals_per_person_items(cohort: Path):
-    from varscore.training import BatchedPersonGeneDataset, CohortInputs, PersonGeneDataset, _collate, load_cohort
+    from varscore.training.lightning import (
+        BatchedPersonGeneDataset,
+        CohortInputs,
+        PersonGeneDataset,
+        _collate,
+        load_cohort,
+    )
 
     data = load_cohort(
         CohortInputs(
@@ -545,7 +551,7 @@ def test_full_size_random_start_needs_from_scratch(cohort: Path, tmp_path: Path)
 def test_smoothed_early_stopping_and_quiet(cohort: Path, tmp_path: Path, one_thread):
     """--smooth-epochs 2 --patience 1: the kept epoch is the first maximum of the trailing 2-epoch
     mean of tune R², training stops one epoch after it; --quiet prints no epoch line."""
-    from varscore.training import smoothed_scores
+    from varscore.training.lightning import smoothed_scores
 
     model = tmp_path / "smooth"
     result = CliRunner().invoke(

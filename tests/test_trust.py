@@ -62,9 +62,9 @@ def test_cohort_shifted_by_19358_bp_is_refused_as_another_build(tmp_path):
     assert match and int(match.group(1)) / int(match.group(2)) > 0.5
     assert not out.exists()
     # the unshifted cohort passes the same check (it is what the model was trained on)
-    from varscore.engine import plan_scoring
-    from varscore.genome import Genome
-    from varscore.vcf import iter_variants
+    from varscore.genome.fasta import Genome
+    from varscore.io.vcf import iter_variants
+    from varscore.scoring.engine import plan_scoring
 
     genome = Genome(data_dir() / "ucsc.hg19.chr20.unittest.fasta.gz")
     genes = [Gene("SNAP25", "chr20", 10199479, "+")]
@@ -85,7 +85,7 @@ def test_contig_length_of_another_build_names_contig_lengths_and_build(tmp_path)
 
 
 def test_builds_are_inferred_from_lengths():
-    from varscore.builds import build_of_contig, infer_build, normalise_build
+    from varscore.genome.builds import build_of_contig, infer_build, normalise_build
 
     assert build_of_contig("chr20", 63_025_520) == "hg19" and build_of_contig("20", 64_444_167) == "hg38"
     assert infer_build({"chr1": 249_250_621, "chr2": 243_199_373}) == "hg19"
@@ -121,7 +121,7 @@ def test_vcf_outside_the_model_windows_warns_and_fail_if_none_errors(tmp_path):
 
 @needs_bcftools
 def test_input_defining_varscore_otherwise_is_replaced_with_one_warning(toy_world, caplog):
-    from varscore.annotate import annotate_vcf
+    from varscore.scoring.gene_mode import annotate_vcf
 
     seqs = toy_world["seqs"]
     vcf = toy_world["tmp"] / "old.vcf"
@@ -157,7 +157,7 @@ def test_input_defining_varscore_otherwise_is_replaced_with_one_warning(toy_worl
 
 
 def test_info_text_sanitiser_follows_vcf_43():
-    from varscore.infotext import header_text, header_value, info_atom, info_value, no_space, one_line
+    from varscore.io.infotext import header_text, header_value, info_atom, info_value, no_space, one_line
 
     assert info_atom("a;b=c,d|e f\tg\nh\r\x00i%") == "a_b_c_d_e_f_g_h__i_"
     assert info_atom("") == "." and info_atom("SNAP25") == "SNAP25" and info_atom("gène") == "gène"
@@ -171,7 +171,7 @@ def _no_other_plain_sanitisers() -> list[str]:
     """Places that build INFO text with their own character replacement (there must be none)."""
     root = Path(__file__).resolve().parents[1]
     hits = []
-    for path in [*root.glob("varscore/**/*.py"), *root.glob("plugins/*.py")]:
+    for path in [*root.glob("varscore/**/*.py"), *root.glob("varscore_plugins/**/*.py")]:
         if path.name == "infotext.py":
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -187,7 +187,7 @@ def test_every_info_writer_uses_the_shared_sanitiser():
 @needs_bcftools
 def test_newline_in_bundle_name_and_gene_id_does_not_split_records(toy_world, tmp_path):
     from tests.toy_plugin import ToyBackbone
-    from varscore.bundle import save_bundle
+    from varscore.models.bundle import save_bundle
     from varscore_plugins.outputs import ScalarOutput
 
     genes = [Gene("G1\nchr1\t5\t.\tA\tC", "chr1", 200, "+", "BAD\nNAME;X=1")]
@@ -223,7 +223,7 @@ def test_newline_in_bundle_name_and_gene_id_does_not_split_records(toy_world, tm
 @pytest.fixture
 def slow_bundle(toy_world, tmp_path):
     from tests.toy_plugin import ToyBackbone
-    from varscore.bundle import save_bundle
+    from varscore.models.bundle import save_bundle
     from varscore_plugins.outputs import ScalarOutput
 
     rng = np.random.default_rng(4)
@@ -267,9 +267,9 @@ def test_two_runs_on_one_output_never_mix(slow_bundle, tmp_path):
 
 
 def test_checkpoint_files_of_another_run_are_not_reused(slow_bundle, tmp_path):
-    from varscore.annotate import _fingerprint, annotate_vcf, checkpoint_dir
-    from varscore.bundle import load_bundle
-    from varscore.engine import AlleleScore, GeneCheckpoint
+    from varscore.models.bundle import load_bundle
+    from varscore.scoring.engine import AlleleScore, GeneCheckpoint
+    from varscore.scoring.gene_mode import _fingerprint, annotate_vcf, checkpoint_dir
 
     clean = tmp_path / "clean.vcf"
     annotate_vcf(slow_bundle["vcf"], slow_bundle["bundle"], clean)
@@ -287,7 +287,7 @@ def test_checkpoint_files_of_another_run_are_not_reused(slow_bundle, tmp_path):
 
 
 def test_truncated_checkpoint_says_rerun_without_resume(tmp_path):
-    from varscore.engine import GeneCheckpoint
+    from varscore.scoring.engine import GeneCheckpoint
 
     directory = tmp_path / "out.vcf.varscore-partial"
     GeneCheckpoint(directory, "fp", resume=False)
@@ -299,7 +299,7 @@ def test_truncated_checkpoint_says_rerun_without_resume(tmp_path):
 def test_checkpoint_folder_removed_under_a_run_is_a_clear_error(tmp_path):
     import shutil
 
-    from varscore.engine import GeneCheckpoint
+    from varscore.scoring.engine import GeneCheckpoint
 
     checkpoint = GeneCheckpoint(tmp_path / "x.varscore-partial", "fp", resume=False)
     shutil.rmtree(checkpoint.directory)
@@ -334,7 +334,7 @@ def test_leftover_part_files_are_removed_by_the_next_run(toy_world, tmp_path):
     ],
 )
 def test_bad_gene_tables_are_errors(tmp_path, content, message):
-    from varscore.genome import load_genes
+    from varscore.genome.fasta import load_genes
 
     path = tmp_path / "genes.tsv"
     path.write_text(content)
@@ -412,13 +412,13 @@ def test_seven_column_sites_only_file_is_read_like_bcftools(toy_world, tmp_path)
 
 
 def test_output_a_directory_or_unwritable_is_refused_before_scoring(toy_world, tmp_path, monkeypatch):
-    import varscore.engine
+    import varscore.scoring.engine
 
     def never(*args, **kwargs):
         raise AssertionError("scoring started")
 
-    monkeypatch.setattr(varscore.engine, "plan_scoring", never)
-    monkeypatch.setattr("varscore.annotate.plan_scoring", never)
+    monkeypatch.setattr(varscore.scoring.engine, "plan_scoring", never)
+    monkeypatch.setattr("varscore.scoring.gene_mode.plan_scoring", never)
     vcf = write_vcf(tmp_path / "in.vcf", [("chr1", 190, "A", "C")])
     for out, message in ((tmp_path, "is a directory"), (Path("/proc/out.vcf"), "cannot be written")):
         result = CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out)])
@@ -426,7 +426,7 @@ def test_output_a_directory_or_unwritable_is_refused_before_scoring(toy_world, t
 
 
 def test_disk_full_is_one_line_and_leaves_nothing(toy_world, tmp_path, monkeypatch):
-    import varscore.vcf
+    import varscore.io.vcf
 
     tmp_path = tmp_path / "run"
     tmp_path.mkdir()
@@ -434,7 +434,7 @@ def test_disk_full_is_one_line_and_leaves_nothing(toy_world, tmp_path, monkeypat
     def full(self, text):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(varscore.vcf._Sink, "write", full)
+    monkeypatch.setattr(varscore.io.vcf._Sink, "write", full)
     vcf = write_vcf(tmp_path / "in.vcf", [("chr1", 190, toy_world["seqs"]["chr1"][189], "N")])
     out = tmp_path / "o.vcf.gz"
     result = CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out)])
@@ -452,7 +452,7 @@ def test_disk_full_is_one_line_and_leaves_nothing(toy_world, tmp_path, monkeypat
 
 
 def test_infinite_expression_and_case_only_ids(tmp_path, caplog):
-    from varscore.cohort import match_samples, read_expression, read_folds, read_gene_table
+    from varscore.training.cohort import match_samples, read_expression, read_folds, read_gene_table
 
     bed = tmp_path / "expr.bed"
     bed.write_text("#chr\tstart\tend\tgene_id\tP1\tP2\nchr1\t1\t2\tG1\t0.5\tinf\n")
@@ -477,7 +477,7 @@ def test_infinite_expression_and_case_only_ids(tmp_path, caplog):
 @needs_bcftools
 def test_outputs_carry_version_command_and_model(toy_world, tmp_path):
     from varscore import __version__
-    from varscore.bundle import load_bundle
+    from varscore.models.bundle import load_bundle
 
     vcf = write_vcf(tmp_path / "in.vcf", [("chr1", 190, toy_world["seqs"]["chr1"][189], "N")])
     out = tmp_path / "o.vcf.gz"
@@ -493,8 +493,8 @@ def test_outputs_carry_version_command_and_model(toy_world, tmp_path):
 
 
 def test_table_outputs_get_a_provenance_sidecar(toy_world, tmp_path):
-    from varscore.bundle import load_bundle
-    from varscore.outputguard import write_provenance_sidecar
+    from varscore.io.outputguard import write_provenance_sidecar
+    from varscore.models.bundle import load_bundle
 
     path = write_provenance_sidecar(tmp_path / "t.tsv", load_bundle(toy_world["bundle"]), ["varscore", "x\ny"])
     record = json.loads(path.read_text())
@@ -508,10 +508,10 @@ def test_table_outputs_get_a_provenance_sidecar(toy_world, tmp_path):
 def test_progress_counts_alleles(toy_world, monkeypatch):
     import tqdm.auto
 
-    from varscore.bundle import load_bundle
-    from varscore.engine import plan_scoring, run_plan
-    from varscore.genome import Genome
-    from varscore.vcf import iter_variants
+    from varscore.genome.fasta import Genome
+    from varscore.io.vcf import iter_variants
+    from varscore.models.bundle import load_bundle
+    from varscore.scoring.engine import plan_scoring, run_plan
 
     bars = []
 

@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from varscore.base import AnnotationContext, Annotator, InfoField, SequenceBackbone
 from varscore.errors import InputError
-from varscore.hookspecs import hookimpl
+from varscore.plugin.contracts import AnnotationContext, Annotator, InfoField, SequenceBackbone
+from varscore.plugin.hookspecs import hookimpl
 
 
 class ToyBackbone(SequenceBackbone):

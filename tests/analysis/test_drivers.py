@@ -99,8 +99,8 @@ def test_drivers_recover_the_planted_causal_variants_of_the_learned_genes():
     (measured: 0.9995, 0.9992)."""
     from varscore.analysis.drivers import find_drivers
     from varscore.analysis.ism import ModelScorer, held_out_people, read_gene_variants, score_genes
-    from varscore.bundle import load_bundle
-    from varscore.genome import Genome
+    from varscore.genome.fasta import Genome
+    from varscore.models.bundle import load_bundle
 
     bundle = load_bundle(EXAMPLES / "models" / "variformer-demo")
     scorer = ModelScorer.from_bundle(bundle)

@@ -91,8 +91,8 @@ def test_demo_model_hsvs_are_enriched_for_causal_variants():
     chr20:10199381 C>T (perfect LD: no model can tell them apart), which ranks 3rd."""
     from varscore.analysis.hsv import HSV_MAF_TOLERANCE, k_from_linear, read_truth
     from varscore.analysis.ism import ModelScorer, read_gene_variants, score_genes
-    from varscore.bundle import load_bundle
-    from varscore.genome import Genome
+    from varscore.genome.fasta import Genome
+    from varscore.models.bundle import load_bundle
 
     bundle = load_bundle(EXAMPLES / "models" / "variformer-demo")
     scorer = ModelScorer.from_bundle(bundle)

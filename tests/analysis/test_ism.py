@@ -15,11 +15,11 @@ from varscore.analysis.ism import (
     read_gene_variants,
     write_ism_track,
 )
-from varscore.bundle import load_bundle
 from varscore.cli import cli
 from varscore.examples import examples_dir
-from varscore.genome import Genome
-from varscore.sequence import BASE_INDEX
+from varscore.genome.fasta import Genome
+from varscore.genome.sequence import BASE_INDEX
+from varscore.models.bundle import load_bundle
 from varscore.types import Gene, tss_window
 
 EXAMPLES = examples_dir()

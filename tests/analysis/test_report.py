@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from varscore.bundle import load_bundle
 from varscore.cli import cli
 from varscore.examples import examples_dir
+from varscore.models.bundle import load_bundle
 
 EXAMPLES = examples_dir()
 DATA = EXAMPLES / "data"

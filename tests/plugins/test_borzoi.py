@@ -18,7 +18,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from varscore.cli import cli  # noqa: E402
 from varscore.errors import BundleError, InputError, NotFittedError  # noqa: E402
-from varscore.testing import check_backbone  # noqa: E402
+from varscore.plugin.conformance import check_backbone  # noqa: E402
 from varscore_plugins.borzoi import BorzoiBackbone, tiny_params  # noqa: E402
 from varscore_plugins.outputs import ScalarOutput, TrackOutput  # noqa: E402
 
@@ -179,8 +179,8 @@ def _model_args(**overrides: object) -> list[str]:
 
 
 def test_bigwig_and_npz_coverage_read_the_same(cohort: Path):
-    from varscore.genome import load_genes
-    from varscore.training import read_coverage
+    from varscore.genome.fasta import load_genes
+    from varscore.training.lightning import read_coverage
     from varscore.types import tss_window
 
     genes = load_genes(cohort / "genes.tsv")
@@ -223,7 +223,7 @@ def test_simulated_coverage_follows_expression(cohort: Path):
 def test_track_mode_finetune_then_annotate_and_evaluate(cohort: Path, tmp_path: Path):
     import cyvcf2
 
-    from varscore.bundle import load_bundle
+    from varscore.models.bundle import load_bundle
 
     model = tmp_path / "borzoi-track"
     runner = CliRunner()
@@ -274,7 +274,7 @@ def test_track_mode_finetune_then_annotate_and_evaluate(cohort: Path, tmp_path: 
     # ALT_PRED - REF_PRED of a scored SNV is the SUM statistic of direct predictions
     bundle = load_bundle(model)
     backbone = bundle.backbone()
-    from varscore.genome import Genome
+    from varscore.genome.fasta import Genome
     from varscore.types import tss_window
 
     genome = Genome(cohort / "reference.fa")
@@ -379,7 +379,7 @@ def test_unsupported_output_mode_is_a_clear_error(cohort: Path, tmp_path: Path):
 def test_columnwise_pearson_and_cov_match_scipy_and_a_loop():
     from scipy.stats import pearsonr
 
-    from varscore.evaluate import CoverageComparison, columnwise_pearson
+    from varscore.training.evaluate import CoverageComparison, columnwise_pearson
 
     rng = np.random.default_rng(0)
     a, b = rng.poisson(3.0, size=(12, 6)).astype(float), rng.poisson(3.0, size=(12, 6)).astype(float)
@@ -398,7 +398,7 @@ def test_columnwise_pearson_and_cov_match_scipy_and_a_loop():
 
 
 def test_frozen_trunk_epoch_trains_only_the_head(cohort: Path, tmp_path: Path):
-    from varscore.training import CohortInputs, TrainingConfig, load_cohort
+    from varscore.training.lightning import CohortInputs, TrainingConfig, load_cohort
 
     backbone = BorzoiBackbone(**tiny_params(head="track")).build()
     inputs = CohortInputs(
@@ -433,7 +433,7 @@ def test_frozen_trunk_epoch_trains_only_the_head(cohort: Path, tmp_path: Path):
 
 
 def test_track_losses_match_torch():
-    from varscore.training import track_loss
+    from varscore.training.lightning import track_loss
 
     rng = np.random.default_rng(1)
     pred = torch.tensor(rng.gamma(2.0, 2.0, size=(4, 16)))

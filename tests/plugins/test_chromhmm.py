@@ -64,7 +64,7 @@ def write_ism(path: Path, model: str = "m1") -> Path:
 def full_cli():
     """The ``varscore`` group with plugin commands added, as ``main()`` builds it."""
     from varscore.cli import cli
-    from varscore.plugins import manager
+    from varscore.plugin.manager import manager
 
     manager.add_commands(cli)
     return cli

@@ -16,8 +16,8 @@ from enformer_pytorch.finetune import HeadAdapterWrapper  # noqa: E402
 from safetensors.torch import save_model  # noqa: E402
 
 from varscore.errors import BundleError, InputError, NotFittedError  # noqa: E402
-from varscore.sequence import BASES, one_hot  # noqa: E402
-from varscore.testing import check_backbone  # noqa: E402
+from varscore.genome.sequence import BASES, one_hot  # noqa: E402
+from varscore.plugin.conformance import check_backbone  # noqa: E402
 from varscore_plugins.enformer import EnformerBackbone, register_backbones, tiny_params  # noqa: E402
 from varscore_plugins.outputs import ScalarOutput, TrackOutput  # noqa: E402
 

@@ -10,7 +10,7 @@ import torch
 
 from tests.conftest import optional_import
 from varscore.errors import InputError
-from varscore.sequence import BASES
+from varscore.genome.sequence import BASES
 from varscore_plugins import fast_ism
 from varscore_plugins.enformer import EnformerBackbone, tiny_params
 from varscore_plugins.fast_ism import CachedTransformer, bins_read, enformer_positions, reduce_rows
@@ -267,7 +267,7 @@ def _counted_per_variant(backbone, method: str, reduce) -> float:  # type: ignor
 
 @pytest.mark.parametrize("depth", [1, 3])
 def test_flop_model_matches_torch_flop_counter(borzoi, depth) -> None:
-    from varscore_plugins.fast_ism_flops import borzoi_ism_flops, enformer_ism_flops
+    from varscore_plugins.flops import borzoi_ism_flops, enformer_ism_flops
 
     for rows, reduce in ((1, ScalarOutput().reduce), (3, ScalarOutput(center_bins=3).reduce), (None, _flat)):
         params = tiny_params(4096, depth=depth)

@@ -8,9 +8,9 @@ import torch  # noqa: E402
 
 from tests.conftest import missing_tool
 from varscore.errors import InputError  # noqa: E402
-from varscore.fastpredict import predict_people, window_edits  # noqa: E402
-from varscore.personal import WindowGenotypes, personal_one_hot  # noqa: E402
-from varscore.sequence import BASES  # noqa: E402
+from varscore.genome.personal import WindowGenotypes, personal_one_hot  # noqa: E402
+from varscore.genome.sequence import BASES  # noqa: E402
+from varscore.plugin.fastpredict import predict_people, window_edits  # noqa: E402
 from varscore.types import Window  # noqa: E402
 from varscore_plugins.enformer import EnformerBackbone, TowerGeometry, tiny_params  # noqa: E402
 from varscore_plugins.outputs import ScalarOutput  # noqa: E402

@@ -14,7 +14,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from tests.conftest import read_vcf_lines, write_vcf
 from varscore.errors import InputError
-from varscore.genome import load_genes
+from varscore.genome.fasta import load_genes
 from varscore_plugins.finemap import (
     FinemapAnnotator,
     auroc,
@@ -31,7 +31,7 @@ GENE_B = "ENSG00000000002.1"
 @pytest.fixture
 def full_cli():
     from varscore.cli import cli
-    from varscore.plugins import manager
+    from varscore.plugin.manager import manager
 
     manager.add_commands(cli)
     return cli

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from varscore.cli import cli
+from varscore.plugin.conformance import check_backbone
 from varscore.simulate import SimulationConfig, simulate_cohort
-from varscore.testing import check_backbone
-from varscore.training import CohortInputs, load_cohort, per_gene_metrics
+from varscore.training.lightning import CohortInputs, load_cohort, per_gene_metrics
 from varscore_plugins.linear import (
     ElasticNetBackbone,
     LassoBackbone,
@@ -182,7 +182,7 @@ def bundle_dir(cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:  # typ
 
 
 def test_finetune_cli_writes_a_bundle(bundle_dir: Path, fitted) -> None:  # type: ignore[no-untyped-def]
-    from varscore.bundle import load_bundle
+    from varscore.models.bundle import load_bundle
 
     data, model, _ = fitted
     bundle = load_bundle(bundle_dir)
@@ -200,7 +200,7 @@ def test_finetune_cli_writes_a_bundle(bundle_dir: Path, fitted) -> None:  # type
 
 
 def test_predictdb_export_import_round_trip(bundle_dir: Path, cohort, fitted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from varscore.bundle import load_bundle
+    from varscore.models.bundle import load_bundle
 
     db = tmp_path / "en.db"
     runner = CliRunner()
@@ -312,7 +312,7 @@ def test_evaluate_cli_scores_a_linear_bundle(bundle_dir: Path, cohort, fitted) -
 def test_annotate_with_a_linear_bundle_gives_twice_the_coefficient(bundle_dir: Path, cohort, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import gzip
 
-    from varscore.bundle import load_bundle
+    from varscore.models.bundle import load_bundle
 
     bundle = load_bundle(bundle_dir)
     backbone = bundle.backbone()
@@ -379,8 +379,8 @@ def test_genotype_matrix_equals_bcftools_dosage_of_every_record(tmp_path: Path) 
     first record only, and the summary names the collisions."""
     from tests.conftest import BCFTOOLS, missing_tool
     from tests.test_personal import write_vcf
-    from varscore.personal import personal_one_hot, read_window_genotypes
-    from varscore.sequence import one_hot
+    from varscore.genome.personal import personal_one_hot, read_window_genotypes
+    from varscore.genome.sequence import one_hot
     from varscore.types import Window
 
     if BCFTOOLS is None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from varscore.examples import data_dir
-from varscore.genome import Genome
+from varscore.genome.fasta import Genome
 from varscore.types import Variant, Window
 from varscore_plugins.motifs import (
     DEFAULT_Q_THRESHOLD,

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from tests.conftest import DATA as TEST_DATA
 from tests.conftest import random_sequence, write_fasta, write_vcf
-from varscore.base import AnnotationContext
 from varscore.errors import InputError
 from varscore.examples import data_dir
-from varscore.genome import Genome
+from varscore.genome.fasta import Genome
+from varscore.plugin.contracts import AnnotationContext
 from varscore.types import Variant
 from varscore_plugins.motifs import (
     BACKGROUNDS,

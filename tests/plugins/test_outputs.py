@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from varscore.base import ISMResult
 from varscore.errors import InputError
+from varscore.plugin.contracts import ISMResult
 from varscore_plugins.outputs import ScalarOutput, TrackOutput, track_distance
 
 
@@ -107,8 +107,8 @@ def test_track_mode_variant_scores_use_the_stat(stat):
 def test_bundle_with_an_output_mode_its_backbone_lacks_is_refused(tmp_path):
     import json
 
-    from varscore.bundle import MANIFEST, SCHEMA_VERSION, load_bundle
     from varscore.errors import PluginError
+    from varscore.models.bundle import MANIFEST, SCHEMA_VERSION, load_bundle
 
     manifest = {
         "schema_version": SCHEMA_VERSION,

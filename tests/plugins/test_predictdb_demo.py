@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from varscore.cli import cli
-from varscore.training import CohortInputs, load_cohort
+from varscore.training.lightning import CohortInputs, load_cohort
 from varscore_plugins.linear import imputed_dosage
 
 
@@ -20,8 +20,8 @@ def test_predictdb_export_of_the_demo_fills_p_and_q_values(tmp_path: Path) -> No
     a Benjamini-Hochberg q-value (computed by hand)."""
     from scipy.stats import pearsonr
 
-    from varscore.bundle import load_bundle
     from varscore.examples import data_dir, models_dir
+    from varscore.models.bundle import load_bundle
     from varscore_plugins.linear import variant_keys
 
     bundle_path = models_dir() / "elastic-net-demo"

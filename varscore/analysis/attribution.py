@@ -88,8 +88,8 @@ def attribute_gene(
 ) -> GeneAttribution:
     """Standardised attributions of ``scorer``'s model (a :class:`~varscore.analysis.ism.ModelScorer`
     of a sequence model) on ``variants``' reference window and on the people at ``rows``."""
-    from varscore.base import SequenceBackbone
-    from varscore.personal import personal_one_hot
+    from varscore.genome.personal import personal_one_hot
+    from varscore.plugin.contracts import SequenceBackbone
 
     backbone = scorer.backbone
     if not scorer.scores_sequence or not isinstance(backbone, SequenceBackbone):

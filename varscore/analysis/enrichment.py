@@ -57,7 +57,7 @@ class Segmentation:
 
     def resolve(self, chrom: str) -> str | None:
         """The segmentation's name for ``chrom`` (``chr`` spellings match), or None."""
-        from varscore.genome import match_contigs
+        from varscore.genome.fasta import match_contigs
 
         return match_contigs([chrom], self.starts).get(chrom)
 
@@ -100,7 +100,7 @@ class Segmentation:
 
     def check_contigs(self, reference: Iterable[str], what: str = "the reference") -> None:
         """Every contig of the segmentation must exist in ``reference`` (``chr`` spellings match)."""
-        from varscore.genome import match_contigs
+        from varscore.genome.fasta import match_contigs
 
         available = list(reference)
         mapping = match_contigs(self.contigs, available)
@@ -186,7 +186,7 @@ def read_variant_weights(path: str | Path) -> pd.DataFrame:
 
 
 def _weights_from_vcf(path: Path) -> pd.DataFrame:
-    from varscore.vcf import SCORE_FORMAT, SCORE_KEY, open_vcf
+    from varscore.io.vcf import SCORE_FORMAT, SCORE_KEY, open_vcf
 
     reader = open_vcf(path)
     rows: list[tuple[str, int, str, str, str, str, float]] = []

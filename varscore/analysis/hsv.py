@@ -39,7 +39,7 @@ def top_k_by_magnitude(weights: np.ndarray, k: int) -> np.ndarray:
 
 def k_from_linear(linear_backbone: object) -> dict[str, int]:
     """Per gene id: how many variants a genotype model uses (an elastic net's non-zero coefficients)."""
-    from varscore.base import GenotypeBackbone
+    from varscore.plugin.contracts import GenotypeBackbone
 
     if not isinstance(linear_backbone, GenotypeBackbone):
         raise InputError("--linear must be a genotype model bundle (e.g. elastic-net, lasso or ridge).")

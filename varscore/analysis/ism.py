@@ -4,7 +4,7 @@ gene's window scored by a model, with distance to the TSS and minor-allele frequ
 Variant weight = ``alt_pred - ref_pred``. Sequence models: the model's output (the output mode's
 scalar) on the reference window with the ALT base on both haplotypes, minus the reference's.
 Genotype models: their variant effects, on the same scale (see
-:data:`varscore.base.HOMOZYGOUS_ALT`; a linear model's ALT_PRED is the intercept + 2 × coefficient).
+:data:`varscore.plugin.contracts.HOMOZYGOUS_ALT`; a linear model's ALT_PRED is the intercept + 2 × coefficient).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from varscore.cohort import held_out_people  # noqa: F401  (re-exported for the analyses)
 from varscore.errors import InputError
-from varscore.sequence import BASES
+from varscore.genome.sequence import BASES
+from varscore.training.cohort import held_out_people  # noqa: F401  (re-exported for the analyses)
 from varscore.types import Gene, Window, tss_window
 
 if TYPE_CHECKING:
-    from varscore.base import Backbone, GenotypeBackbone, OutputMode, SequenceBackbone
+    from varscore.plugin.contracts import Backbone, GenotypeBackbone, OutputMode, SequenceBackbone
 
 logger = logging.getLogger(__name__)
 CHUNK_ALLELES = 512  # alleles per backbone.ism call when scoring a gene (progress granularity)
@@ -50,7 +50,7 @@ class GeneVariants:
     ``table``: one row per SNV column — chrom, pos (1-based), ref, alt, key, distance_to_tss,
     maf (over all people with a call). ``dosage``: ``(P, V)`` float32 ALT counts 0/1/2 (missing
     calls count as reference), rows in ``people`` order. ``reference``: the window's ``(L, 4)``
-    one-hot. ``genotypes``: the :class:`~varscore.personal.WindowGenotypes` they came from.
+    one-hot. ``genotypes``: the :class:`~varscore.genome.personal.WindowGenotypes` they came from.
     """
 
     gene: Gene
@@ -82,7 +82,7 @@ def read_gene_variants(
     people: Sequence[str] | None = None,
 ) -> dict[str, GeneVariants]:
     """The observed SNVs of each gene's ``window_size`` TSS-centred window, by gene id."""
-    from varscore.personal import GenotypeReader
+    from varscore.genome.personal import GenotypeReader
 
     out: dict[str, GeneVariants] = {}
     with GenotypeReader(vcf, samples=people) as reader:
@@ -135,7 +135,7 @@ class ModelScorer:
 
     @classmethod
     def from_bundle(cls, bundle: Any, device: str = "cpu") -> ModelScorer:
-        from varscore.base import GenotypeBackbone
+        from varscore.plugin.contracts import GenotypeBackbone
 
         backbone = bundle.backbone()
         backbone.configure(device=device)
@@ -224,7 +224,7 @@ class SequenceScorer(ModelScorer):
         return ref_pred, (np.concatenate(alternates) if len(subs) else np.empty(0))
 
     def predict_people(self, variants: GeneVariants, rows: np.ndarray, batch_size: int = 8) -> np.ndarray:
-        from varscore.fastpredict import predict_people
+        from varscore.plugin.fastpredict import predict_people
 
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) == 0:
@@ -234,7 +234,7 @@ class SequenceScorer(ModelScorer):
 
 
 class GenotypeScorer(ModelScorer):
-    """Scores by the genotype model's variant effects (see :data:`varscore.base.HOMOZYGOUS_ALT`);
+    """Scores by the genotype model's variant effects (see :data:`varscore.plugin.contracts.HOMOZYGOUS_ALT`);
     variants the model lacks get no effect (ALT_PRED = REF_PRED)."""
 
     backbone: GenotypeBackbone
@@ -361,9 +361,9 @@ def ism_track(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_ism_track(table: pd.DataFrame, path: str | Path, chrom_sizes: dict[str, int]) -> Path:
-    """Write :func:`ism_track` with :mod:`varscore.tracks`: bigWig when ``path`` ends
+    """Write :func:`ism_track` with :mod:`varscore.scoring.tracks`: bigWig when ``path`` ends
     ``.bw``/``.bigwig``, else bedGraph. ``chrom_sizes``: contig lengths (the FASTA's)."""
-    from varscore.tracks import Interval, write_bedgraph, write_bigwig
+    from varscore.scoring.tracks import Interval, write_bedgraph, write_bigwig
 
     path = Path(path)
     track = ism_track(table)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from varscore.errors import InputError
-from varscore.outputguard import atomic_file, write_text
+from varscore.io.outputguard import atomic_file, write_text
 
 if TYPE_CHECKING:
     from varscore.analysis.ism import ModelScorer
@@ -88,7 +88,7 @@ class _ModelRun:
 
 
 def _load_models(config: ReportConfig) -> tuple[Any, list[Any], Any]:
-    from varscore.bundle import load_bundle
+    from varscore.models.bundle import load_bundle
 
     main = load_bundle(config.model)
     others = [load_bundle(m) for m in config.compare]
@@ -105,8 +105,8 @@ def _load_models(config: ReportConfig) -> tuple[Any, list[Any], Any]:
 
 def _observed(config: ReportConfig, main: Any, window: int) -> tuple[dict[str, pd.Series], list[str]]:
     """Observed expression per gene label (indexed by person) and the held-out people."""
-    from varscore.cohort import held_out_people
-    from varscore.training import CohortInputs, load_cohort
+    from varscore.training.cohort import held_out_people
+    from varscore.training.lightning import CohortInputs, load_cohort
 
     carried = main.carried_folds()
     folds, replicate = carried if carried is not None else (None, main.spec.folds.replicate if main.spec.folds else 0)
@@ -141,8 +141,8 @@ def _motif_hits(
     config: ReportConfig, genome: Any, genes: list[Any], tables: list[pd.DataFrame], window: int
 ) -> set[tuple[str, str]]:
     """(gene, key) of the variants in ``tables`` whose ALT allele changes a motif match."""
-    from varscore.base import AnnotationContext
-    from varscore.plugins import get_annotator
+    from varscore.plugin.contracts import AnnotationContext
+    from varscore.plugin.manager import get_annotator
     from varscore.types import Variant, tss_window
 
     annotator = get_annotator("motifs")(motifs=config.motifs)
@@ -248,8 +248,8 @@ class _Report:
 def _accuracy(r: _Report) -> None:
     """Fig. 1: accuracy across held-out people (bootstrap CIs over the people, seeded)."""
     from varscore.analysis import plots
-    from varscore.training import per_gene_metrics
-    from varscore.uncertainty import N_BOOT, SEED, bootstrap_indices, gene_uncertainty
+    from varscore.training.lightning import per_gene_metrics
+    from varscore.training.uncertainty import N_BOOT, SEED, bootstrap_indices, gene_uncertainty
 
     people, main, models = r.people, r.main, r.models
     boot = bootstrap_indices(len(people), N_BOOT, SEED)
@@ -576,7 +576,7 @@ def _fig3c_finemap(r: _Report) -> None:
             missing="needs --finemap TABLE (CAVIAR, SuSiE or DAP-G fine-mapping)",
         )
         return
-    from varscore.finemapping import evaluate_finemap, read_finemap_table
+    from varscore.analysis.finemapping import evaluate_finemap, read_finemap_table
 
     evaluation = evaluate_finemap(
         r.ism_all[["model", "gene", "chrom", "pos", "delta"]],
@@ -815,7 +815,7 @@ def build_report(config: ReportConfig) -> ReportResult:
     """Run every analysis the inputs allow and write the report into ``config.out_dir``."""
     import json
 
-    from varscore.genome import Genome, load_genes
+    from varscore.genome.fasta import Genome, load_genes
 
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -52,8 +52,8 @@ def draw_h2(config: SimulationConfig, rng: np.random.Generator, n: int) -> np.nd
 
 def inverse_normal(values: np.ndarray) -> np.ndarray:
     """Rank-based inverse normal transform as GTEx, ``Φ⁻¹(rank / (n + 1))``, ties averaged;
-    ``(people,)`` in and out (:func:`varscore.cohort.inverse_normal_transform` with offset 0)."""
-    from varscore.cohort import inverse_normal_transform
+    ``(people,)`` in and out (:func:`varscore.training.cohort.inverse_normal_transform` with offset 0)."""
+    from varscore.training.cohort import inverse_normal_transform
 
     return inverse_normal_transform(values, offset=0.0)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from varscore.sequence import BASES
+from varscore.genome.sequence import BASES
 from varscore.simulate.config import _TRANSITION, INDEL_SHARE, TRANSITION_SHARE, SimulationConfig
 from varscore.simulate.reference import _Chunk, _Reference
 

@@ -1,4 +1,4 @@
-"""Motif changes: which SNVs create or disrupt a JASPAR motif match (scored as :mod:`varscore.pwm` does)."""
+"""Motif changes: which SNVs create or disrupt a JASPAR motif match (scored as :mod:`varscore.genome.pwm` does)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from varscore.errors import InputError
-from varscore.pwm import GENOME_BACKGROUND, SCORE_SCALE, Motif
-from varscore.sequence import BASES
+from varscore.genome.pwm import GENOME_BACKGROUND, SCORE_SCALE, Motif
+from varscore.genome.sequence import BASES
 from varscore.simulate.config import DEFAULT_MOTIFS, MIN_MOTIF_DELTA, MOTIF_P_VALUE
 from varscore.simulate.genotypes import _Variants
 from varscore.simulate.reference import _Chunk
@@ -17,7 +17,7 @@ from varscore.types import Gene, Window
 
 
 def load_motifs(release: str = "JASPAR2024", matrix_ids: Sequence[str] = DEFAULT_MOTIFS) -> list[Motif]:
-    """JASPAR matrices from pyjaspar's bundled SQLite (offline), scored as :mod:`varscore.pwm` does
+    """JASPAR matrices from pyjaspar's bundled SQLite (offline), scored as :mod:`varscore.genome.pwm` does
     (pseudocount 0.8 spread by the background, as MEME's default)."""
     from pyjaspar import jaspardb
 

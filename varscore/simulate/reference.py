@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from varscore.errors import InputError
-from varscore.sequence import BASES
+from varscore.genome.sequence import BASES
 from varscore.simulate.config import _DINUCLEOTIDES, GENE_GAP, RANDOM_CONTIG, SimulationConfig, parse_region
 from varscore.types import Gene, Window
 
@@ -88,7 +88,7 @@ def _random_reference(config: SimulationConfig, rng: np.random.Generator) -> _Re
 
 
 def _fasta_reference(config: SimulationConfig, rng: np.random.Generator) -> _Reference:
-    from varscore.genome import Genome, load_genes
+    from varscore.genome.fasta import Genome, load_genes
 
     assert config.fasta is not None
     genome = Genome(config.fasta)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from varscore.errors import InputError
-from varscore.outputguard import staging_directory
+from varscore.io.outputguard import staging_directory
 from varscore.simulate.config import SimulationConfig, SimulationResult
 from varscore.simulate.coverage import _write_coverage
 from varscore.simulate.expression import _simulate_gene, draw_h2

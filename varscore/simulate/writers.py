@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from varscore import __version__
-from varscore.bundle import sha256
-from varscore.pwm import GENOME_BACKGROUND, Motif
-from varscore.sequence import BASES
+from varscore.genome.pwm import GENOME_BACKGROUND, Motif
+from varscore.genome.sequence import BASES
+from varscore.models.bundle import sha256
 from varscore.simulate.config import (
     CLI_OPTIONS,
     COMMON_MAF,

@@ -14,7 +14,7 @@ import torch
 from basenji2_pytorch import Basenji2
 from click.testing import CliRunner
 from varscore.errors import BundleError, InputError, NotFittedError
-from varscore.testing import check_backbone
+from varscore.plugin.conformance import check_backbone
 from varscore_plugins.outputs import ScalarOutput, TrackOutput
 
 from varscore_basenji2 import Basenji2Backbone, register_backbones, tiny_params
@@ -223,7 +223,7 @@ def test_convert_command(tmp_path: Path) -> None:
 def test_finetune_moves_predictions_towards_targets() -> None:
     """Optimiser steps through torch_module() (what varscore's trainer uses) lower the
     Variformer loss of the centre bin on a fixed batch."""
-    from varscore.training import variformer_loss
+    from varscore.training.lightning import variformer_loss
 
     rng = np.random.default_rng(6)
     backbone = Basenji2Backbone(**tiny_params(WINDOW)).build()

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 from varscore.errors import InputError
-from varscore.hookspecs import hookimpl
-from varscore.outputguard import writes
-from varscore.torch_backbone import TorchSequenceBackbone, check_positive_ints, check_window_multiple
+from varscore.io.outputguard import writes
+from varscore.plugin.hookspecs import hookimpl
+from varscore.plugin.torch_backbone import TorchSequenceBackbone, check_positive_ints, check_window_multiple
 
 if TYPE_CHECKING:
     import torch

@@ -1,0 +1,1 @@
+"""Sequences: FASTA access, reference records and genome builds, exons, edits of a window, personal genomes, PWMs and one-hot encoding."""

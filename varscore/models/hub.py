@@ -1,0 +1,206 @@
+"""``varscore models fetch NAME``: download a published checkpoint from the Hugging Face Hub, verify
+every file's sha256, and import it as a model bundle (:mod:`varscore.models.checkpoints`).
+
+The known models are listed in ``published_models.json`` beside this module: for each, the Hub
+repositories (one per replicate) with a pinned revision and the files to fetch. A file's entry is its
+sha256 (or null where none is publicly documented), or ``{"sha256": ..., "size": ...}`` to also
+record its size in bytes, which then caps the download and must match the size the server
+announces. Where the registry records no sha256, the file is checked against the sha256 the Hub
+reports for it (the ETag of a Git LFS file is its sha256; a small file stored in Git has its Git blob
+id, the SHA-1 of ``"blob <size>\\0" + content``, which is checked instead). The Hub cache names each
+downloaded file by that ETag, so the same check runs offline from the cache.
+
+Downloads go through the download guard :mod:`varscore.io.download` (names the server sends are
+validated before anything touches disk; sizes and socket operations are bounded; partial files are
+resumed; the Hub cache ``HF_HUB_CACHE`` / ``HF_HOME`` is shared with other tools).
+``HF_HUB_OFFLINE=1`` uses the cache only; ``HF_ENDPOINT`` (or ``endpoint=``) points at another Hub
+server; ``HF_TOKEN`` is sent to that server only. Nothing is downloaded unless :func:`fetch_model`
+is called.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from varscore.errors import InputError
+from varscore.io import download
+from varscore.io.download import GIT_SHA1 as GIT_SHA1
+from varscore.io.download import SHA256 as SHA256
+from varscore.io.download import DownloadError as DownloadError
+from varscore.io.download import verify_file as verify_file
+
+logger = logging.getLogger(__name__)
+
+REGISTRY_FILE = Path(__file__).with_name("published_models.json")
+
+
+@cache
+def registry() -> dict[str, dict[str, Any]]:
+    """The known published models by name."""
+    data = json.loads(REGISTRY_FILE.read_text())
+    return dict(data["models"])
+
+
+def model_entry(name: str) -> dict[str, Any]:
+    models = registry()
+    if name not in models:
+        raise InputError(f"Unknown published model '{name}'. Known: {', '.join(sorted(models))}.")
+    entry = models[name]
+    if not entry.get("replicates"):
+        raise InputError(f"'{name}' cannot be downloaded: {entry.get('hint', 'it has no published weights')}.")
+    return entry
+
+
+def model_hint(name: str) -> str | None:
+    """What to run to get the model ``name`` when it is not installed (None: not a known name)."""
+    entry = registry().get(name)
+    if entry is None:
+        return None
+    if entry.get("replicates"):
+        return f"Download it with 'varscore models fetch {name}'"
+    return str(entry.get("hint") or "")
+
+
+@dataclass
+class FetchedFile:
+    filename: str
+    path: Path
+    sha256: str
+    commit: str | None
+
+
+def file_spec(repo: str, filename: str, value: Any) -> tuple[str | None, int | None]:
+    """``(sha256, size)`` of a registry file entry: a sha256 string or null, or an object
+    ``{"sha256": str | null, "size": int}`` (either key may be left out)."""
+    if value is None or isinstance(value, str):
+        return value, None
+    if isinstance(value, dict) and set(value) <= {"sha256", "size"}:
+        sha, size = value.get("sha256"), value.get("size")
+        if (sha is None or isinstance(sha, str)) and (size is None or (type(size) is int and size > 0)):
+            return sha, size
+    raise InputError(
+        f"{REGISTRY_FILE.name}: {repo}/{filename} must map to a sha256 string, null, or "
+        f'{{"sha256": ..., "size": bytes}}; got {value!r}.'
+    )
+
+
+def fetch_file(
+    repo: str,
+    filename: str,
+    revision: str,
+    expected_sha256: str | None,
+    *,
+    endpoint: str | None = None,
+    cache_dir: str | Path | None = None,
+    offline: bool = False,
+    expected_size: int | None = None,
+    max_bytes: int | None = None,
+    timeout: float | None = None,
+) -> FetchedFile:
+    """One file of a Hub repository through the Hub cache, verified (a bad file is removed), by
+    :func:`varscore.io.download.fetch` (``expected_size``/``max_bytes`` cap it, ``timeout`` bounds each
+    socket operation)."""
+    fetched = download.fetch(
+        repo,
+        filename,
+        revision,
+        expected_sha256=expected_sha256,
+        expected_size=expected_size,
+        endpoint=endpoint,
+        cache_dir=cache_dir,
+        offline=offline or download.offline_mode(),
+        max_bytes=max_bytes,
+        timeout=timeout,
+    )
+    return FetchedFile(filename, fetched.path, fetched.sha256, fetched.commit)
+
+
+def _offline() -> bool:
+    return download.offline_mode()
+
+
+def fetch_model(
+    name: str,
+    output: str | Path | None = None,
+    *,
+    endpoint: str | None = None,
+    cache_dir: str | Path | None = None,
+    genes_path: Path | None = None,
+    reference_fasta: Path | None = None,
+    window_size: int | None = None,
+    max_bytes: int | None = None,
+    timeout: float | None = None,
+) -> Path:
+    """Download (or take from the Hub cache) every file of the published model ``name``, verify
+    them, and import them as a bundle at ``output`` (default: the user model cache, so that
+    ``--model NAME`` finds it). ``max_bytes`` caps each file whose size the registry does not record
+    (default :data:`varscore.io.download.DEFAULT_MAX_BYTES`); ``timeout`` bounds each socket operation
+    (default ``HF_HUB_DOWNLOAD_TIMEOUT``, else 30 s). Returns the bundle directory."""
+    from varscore.models.bundle import user_cache
+    from varscore.models.checkpoints import ImportOptions, import_checkpoints
+
+    entry = model_entry(name)
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+    offline = _offline()
+    directories: list[Path] = []
+    sources: list[dict[str, Any]] = []
+    for replicate in entry["replicates"]:
+        repo, revision = replicate["repo"], replicate.get("revision", "main")
+        fetched = []
+        for filename, spec in replicate["files"].items():
+            sha, size = file_spec(repo, filename, spec)
+            fetched.append(
+                fetch_file(
+                    repo,
+                    filename,
+                    revision,
+                    sha,
+                    endpoint=endpoint,
+                    cache_dir=cache_dir,
+                    offline=offline,
+                    expected_size=size,
+                    max_bytes=max_bytes,
+                    timeout=timeout,
+                )
+            )
+        folders = {f.path.parent for f in fetched}
+        if len(folders) != 1:
+            raise DownloadError(f"{repo}: the files came from different snapshots ({', '.join(map(str, folders))}).")
+        directories.append(folders.pop())
+        sources.append(
+            {
+                "repo": repo,
+                "revision": revision,
+                "commit": fetched[0].commit,
+                "files": {f.filename: f.sha256 for f in fetched},
+            }
+        )
+        logger.info("verified %s@%s: %s", repo, fetched[0].commit or revision, ", ".join(f.filename for f in fetched))
+    output = Path(output) if output is not None else user_cache() / name
+    output_spec = entry.get("output", {})
+    options = ImportOptions(
+        name=name,
+        window_size=entry.get("window_size") if window_size is None else window_size,
+        use_tf_gamma=bool(entry.get("use_tf_gamma", False)) and (window_size in (None, entry.get("window_size"))),
+        track=output_spec.get("track"),
+        center_bins=output_spec.get("center_bins"),
+        stat=output_spec.get("stat"),
+        genes_path=genes_path,
+        reference_fasta=reference_fasta,
+        genome_build=entry.get("genome_build"),
+        licence=entry.get("licence"),
+        citation=entry.get("citation"),
+        source={
+            "registry": name,
+            "hub": sources,
+            "endpoint": endpoint or "https://huggingface.co",
+            "tracks": entry.get("tracks"),
+        },
+    )
+    return import_checkpoints(directories, output, options, format=entry.get("format"))

@@ -1,0 +1,583 @@
+"""The ``varscore annotate`` pipeline: read a VCF, score it with a model bundle (or none), run the
+requested annotators and write the VCF back with INFO fields added; long runs checkpoint each
+finished gene so that ``--resume`` continues them."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from varscore.errors import InputError
+from varscore.genome.builds import REF_MISMATCH_MIN_CHECKED, ref_mismatch_error
+from varscore.genome.fasta import Genome, load_genes
+from varscore.io.infotext import info_atom, info_value
+from varscore.io.outputguard import Target, guarded_outputs, provenance_header_lines
+from varscore.io.vcf import (
+    MAX_KEY,
+    SCORE_HEADERS,
+    SCORE_KEY,
+    SKIP_KEY,
+    InfoHeader,
+    format_float,
+    iter_variants,
+    write_annotated,
+)
+from varscore.io.vcf_prepare import PreparedVCF, prepared_vcf
+from varscore.scoring.engine import (
+    AlleleScore,
+    GeneCheckpoint,
+    ScoringPlan,
+    ScoringResult,
+    ScoringSummary,
+    plan_scoring,
+)
+from varscore.types import Gene, Variant
+
+logger = logging.getLogger(__name__)
+
+NO_MODEL = "none"
+DEFAULT_MAX_REF_MISMATCH = 0.05
+CHECKPOINT_SUFFIX = ".varscore-partial"
+ANNOTATOR_CHUNK = 10_000
+
+
+def format_scores(variant_alts: Sequence[str], scores: Sequence[AlleleScore], model: str) -> dict[str, str]:
+    """The ``VARSCORE`` and ``VARSCORE_MAX`` INFO values of one record."""
+    entries = [
+        "|".join(
+            (
+                info_atom(s.allele),
+                info_atom(s.gene),
+                info_atom(model),
+                format_float(s.ref_pred),
+                format_float(s.alt_pred),
+                format_float(s.delta),
+            )
+        )
+        for s in scores
+    ]
+    maxima = []
+    for alt in variant_alts:
+        deltas = [abs(s.delta) for s in scores if s.allele == alt.upper()]
+        maxima.append(format_float(max(deltas)) if deltas else ".")
+    return {SCORE_KEY: ",".join(entries), MAX_KEY: ",".join(maxima)}
+
+
+def parse_annotator_options(options: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``["motifs.p_threshold=1e-4", ...]`` -> ``{"motifs": {"p_threshold": "1e-4"}}``."""
+    parsed: dict[str, dict[str, str]] = {}
+    for option in options:
+        name_key, sep, value = option.partition("=")
+        name, dot, key = name_key.strip().partition(".")
+        if not sep or not dot or not name or not key.strip():
+            raise InputError(f"Annotator option '{option}' is not NAME.KEY=VALUE (e.g. motifs.p_threshold=1e-4).")
+        parsed.setdefault(name, {})[key.strip()] = value.strip()
+    return parsed
+
+
+def _build_annotators(names: Sequence[str], options: dict[str, dict[str, str]] | None) -> list[Any]:
+    from varscore.plugin.manager import get_annotator
+
+    options = options or {}
+    unused = sorted(set(options) - set(names))
+    if unused:
+        raise InputError(
+            f"Options are given for annotator(s) {', '.join(unused)} that are not run: add them to --annotate "
+            f"(running: {', '.join(names) or 'none'})."
+        )
+    return [get_annotator(name)(**options.get(name, {})) for name in names]
+
+
+def checkpoint_dir(output: str | Path) -> Path:
+    """Where a run writing ``output`` keeps its finished genes: ``OUTPUT.varscore-partial/``."""
+    return Path(f"{output}{CHECKPOINT_SUFFIX}")
+
+
+def annotate_vcf(
+    vcf: str | Path,
+    model: str | Path | None,
+    output: str | Path,
+    *,
+    fasta: str | Path | None = None,
+    genes_path: str | Path | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+    bf16: bool = False,
+    annotators: Sequence[str] = (),
+    progress: bool = False,
+    check_ref: str = "flag",
+    resume: bool = False,
+    annotator_options: dict[str, dict[str, str]] | None = None,
+    devices: int = 1,
+    max_ref_mismatch: float = DEFAULT_MAX_REF_MISMATCH,
+    fail_if_none: bool = False,
+    argv: Sequence[str] | None = None,
+    rc: bool = False,
+    shifts: Sequence[int] = (0,),
+) -> ScoringSummary:
+    """Score every variant of ``vcf`` with ``model`` and write the annotated VCF to ``output``.
+
+    ``model`` ``None`` (or ``"none"``) runs only ``annotators``. A sequence model writing to a
+    file checkpoints each finished gene in ``OUTPUT.varscore-partial/`` (removed on success);
+    ``resume`` continues from there (an interrupted run leaves no ``output``).
+    ``annotator_options``: ``{annotator: {option: value}}`` (see :func:`parse_annotator_options`).
+    ``devices`` > 1 (or a ``torchrun`` launch) shares the genes between processes
+    (:func:`varscore.scoring.distributed.run_plan_sharded`, checkpointed too); under torchrun only rank 0
+    writes ``output``.
+
+    ``vcf`` may be ``-`` (stdin) or a named pipe (read once into a temporary file). The output
+    path is checked and locked before any work; a VCF whose ``##contig`` lengths or REF alleles
+    show another genome build than the model's (more than ``max_ref_mismatch`` of the checked REF
+    alleles differ from the FASTA) is refused; a run that scores nothing warns, or with
+    ``fail_if_none`` fails. ``argv`` (default ``sys.argv``) is recorded in the output header.
+    ``rc`` / ``shifts``: test-time augmentation; a bundle of several replicates scores with their
+    mean and adds their spread (:mod:`varscore.models.ensemble`).
+    """
+    annotator_objs = _build_annotators(annotators, annotator_options)
+    if resume and str(output) == "-":
+        raise InputError("--resume needs an output file (-o OUT.vcf.gz): checkpoints are kept beside it.")
+    if not 0.0 <= max_ref_mismatch <= 1.0:
+        raise InputError(f"--max-ref-mismatch must be a share between 0 and 1; got {max_ref_mismatch}.")
+    from varscore.scoring.distributed import launched_by_torchrun
+
+    writer = not launched_by_torchrun() or os.environ.get("RANK", "0") == "0"
+    guard = guarded_outputs([Target("-o", output)], [vcf, fasta, genes_path, model], lock=writer)
+    keys = [f.key for a in annotator_objs for f in a.info_fields]
+    no_model = model is None or str(model).lower() == NO_MODEL
+    if not no_model:
+        keys += [SCORE_KEY, MAX_KEY, SKIP_KEY]
+    with guard, prepared_vcf(vcf, replace_keys=keys) as prepared:
+        if no_model:
+            if not annotator_objs:
+                raise InputError("--model none scores nothing: name annotators to run with --annotate (e.g. motifs).")
+            return _annotate_only(prepared, output, annotator_objs, fasta, genes_path, argv)
+        return _annotate_with_model(
+            prepared,
+            model,
+            output,
+            annotator_objs,
+            fasta=fasta,
+            genes_path=genes_path,
+            batch_size=batch_size,
+            device=device,
+            bf16=bf16,
+            progress=progress,
+            check_ref=check_ref,
+            resume=resume,
+            devices=devices,
+            max_ref_mismatch=max_ref_mismatch,
+            fail_if_none=fail_if_none,
+            argv=argv,
+            rc=rc,
+            shifts=shifts,
+        )
+
+
+@dataclass
+class VcfScores:
+    """What :func:`score_vcf` found. ``result``: per record index the allele × gene scores and the
+    summary; ``variants``: the records those scores belong to, by index; ``skipped``: records not
+    scored with their ``VARSCORE_SKIP`` reason; ``spread``: per record the replicates' SD of each
+    score (ensembles); ``headers``: the score INFO headers (a genotype model's say what its
+    REF_PRED/ALT_PRED mean); ``worker``: a torchrun rank other than 0, which writes nothing."""
+
+    result: ScoringResult
+    variants: Mapping[int, Variant]
+    genome: Genome | None
+    window_size: int | None
+    headers: list[Any]
+    skipped: dict[int, str] = field(default_factory=dict)
+    spread: dict[int, list[float]] = field(default_factory=dict)
+    checkpoint: GeneCheckpoint | None = None
+    worker: bool = False
+    plan: ScoringPlan | None = None  # sequence models: the genes and alleles scored
+
+
+def score_vcf(
+    prepared: PreparedVCF,
+    bundle: Any,
+    genes: Sequence[Gene],
+    *,
+    fasta: str | Path | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+    bf16: bool = False,
+    progress: bool = False,
+    check_ref: str = "flag",
+    checkpoint_output: str | Path | None = None,
+    resume: bool = False,
+    devices: int = 1,
+    max_ref_mismatch: float = DEFAULT_MAX_REF_MISMATCH,
+    fail_if_none: bool = False,
+    rc: bool = False,
+    shifts: Sequence[int] = (0,),
+) -> VcfScores:
+    """Score every record of ``prepared`` with ``bundle`` (what ``annotate`` and ``track`` share).
+
+    Genotype models score the variants they hold (their variant effects; no FASTA needed).
+    Sequence models: the VCF's contig lengths are checked against the FASTA, the FASTA against the
+    model's reference, the plan against ``check_ref`` / ``max_ref_mismatch``; then the genes are
+    scored in one process (ensembles and ``rc``/``shifts`` included, checkpointed beside
+    ``checkpoint_output`` when given, ``resume`` continuing from there) or shared between
+    ``devices`` processes. A run that scores nothing warns, or with ``fail_if_none`` fails."""
+    from varscore.genome.builds import check_contig_lengths, model_build
+
+    recorded_build = bundle.manifest.get("genome_build")
+    if not genes:
+        raise InputError(
+            f"Model '{bundle.name}' records no genes (e.g. an imported published model): pass a gene/TSS "
+            "table with --genes."
+        )
+    if bundle.takes_genotypes:
+        genome = Genome(Path(fasta)) if fasta else None
+        check_contig_lengths(
+            prepared.contig_lengths, genome.lengths if genome else {}, prepared.source, str(fasta), recorded_build
+        )
+        return _score_genotypes(prepared, bundle, genes, genome, fail_if_none)
+    vcf = prepared.path
+    fasta_path = bundle.resolve_reference(fasta, check=False)
+    genome = Genome(fasta_path)
+    # the VCF against the FASTA first (the likelier mistake), then the FASTA against the model's reference
+    check_contig_lengths(prepared.contig_lengths, genome.lengths, prepared.source, str(fasta_path), recorded_build)
+    bundle.check_reference(fasta_path)
+    window_size = bundle.window_size
+    # plan in one streaming pass first, so that bad input fails before the model is loaded
+    plan = plan_scoring(iter_variants(vcf), genes, genome, window_size, check_ref=check_ref)
+    _check_contig_mapping(plan.summary, prepared.source)
+    summary = plan.summary
+    if check_ref == "flag" and summary.ref_checked >= REF_MISMATCH_MIN_CHECKED:
+        mismatched = summary.not_scored.get("ref_mismatch", 0)
+        if mismatched > max_ref_mismatch * summary.ref_checked:
+            raise ref_mismatch_error(
+                mismatched,
+                summary.ref_checked,
+                max_ref_mismatch,
+                prepared.source,
+                model_build(recorded_build, genome.lengths),
+            )
+    _report_nothing_scored(summary, genes, window_size, prepared.source, fail_if_none)
+    from varscore.models.ensemble import replicate_files, score_plan, sd_header
+    from varscore.scoring.distributed import CheckpointSpec, launched_by_torchrun, run_plan_sharded
+
+    scored = VcfScores(
+        ScoringResult({}, summary),
+        plan.variants,
+        genome,
+        window_size,
+        list(SCORE_HEADERS),
+        dict(plan.skipped),
+        plan=plan,
+    )
+    augmented = rc or tuple(shifts) != (0,)
+    if (devices > 1 or launched_by_torchrun()) and (augmented or len(replicate_files(bundle.manifest)) > 1):
+        raise InputError(
+            "Replicate ensembles and --rc/--shifts score in one process for now: drop --devices / torchrun."
+        )
+    fingerprint = None
+    if checkpoint_output is not None and str(checkpoint_output) != "-":
+        fingerprint = _fingerprint(
+            vcf,
+            bundle,
+            fasta_path,
+            genes,
+            check_ref,
+            window_size,
+            augment=f"rc={rc} shifts={tuple(shifts)}" if augmented else "",
+        )
+    if devices > 1 or launched_by_torchrun():  # every process loads the model itself
+        folder = str(checkpoint_dir(checkpoint_output)) if checkpoint_output is not None else ""
+        spec = CheckpointSpec(folder, fingerprint, resume) if fingerprint is not None else None
+        scored.result = run_plan_sharded(
+            plan, bundle.path, fasta_path, devices, batch_size, device, bf16, progress=progress, checkpoint=spec
+        )
+        scored.worker = launched_by_torchrun() and int(os.environ["RANK"]) != 0  # rank 0 writes the output
+        if spec is not None and not scored.worker:
+            scored.checkpoint = GeneCheckpoint.attach(spec.directory, spec.fingerprint)  # removed once written
+        return scored
+    if fingerprint is not None and checkpoint_output is not None:
+        scored.checkpoint = GeneCheckpoint(checkpoint_dir(checkpoint_output), fingerprint, resume=resume)
+    scored.result, ensemble = score_plan(
+        bundle,
+        plan,
+        genome,
+        device=device,
+        bf16=bf16,
+        batch_size=batch_size,
+        progress=progress,
+        checkpoint=scored.checkpoint,
+        rc=rc,
+        shifts=shifts,
+    )
+    scored.spread = ensemble.sd
+    if scored.spread:
+        scored.headers.append(sd_header())
+    return scored
+
+
+def _score_genotypes(
+    prepared: PreparedVCF, bundle: Any, genes: Sequence[Gene], genome: Genome | None, fail_if_none: bool
+) -> VcfScores:
+    """Genotype models score the variants they hold (their variant effects); no FASTA is needed."""
+    from varscore.scoring.engine import score_genotypes
+
+    backbone = bundle.genotype_backbone()
+    seen: dict[int, Variant] = {}
+
+    def remember(variants: Iterator[Variant]) -> Iterator[Variant]:
+        for variant in variants:
+            seen[variant.index] = variant
+            yield variant
+
+    result = score_genotypes(remember(iter_variants(prepared.path)), backbone, {g.gene_id: g.label for g in genes})
+    _check_contig_mapping(result.summary, prepared.source)
+    _report_nothing_scored(result.summary, genes, None, prepared.source, fail_if_none)
+    described = dataclasses.replace(
+        SCORE_HEADERS[0],
+        description=SCORE_HEADERS[0].description.replace(
+            "(ALT minus REF prediction of the model on the reference window with the allele applied)",
+            f"({backbone.effect_description}; variants outside the model get no entry)",
+        ),
+    )
+    window_size = bundle.spec.window_size
+    scored_variants = {index: seen[index] for index in result.scores}
+    return VcfScores(result, scored_variants, genome, window_size, [described, SCORE_HEADERS[1]])
+
+
+def _annotate_with_model(
+    prepared: PreparedVCF,
+    model: str | Path | None,
+    output: str | Path,
+    annotator_objs: Sequence[Any],
+    *,
+    fasta: str | Path | None,
+    genes_path: str | Path | None,
+    batch_size: int,
+    device: str,
+    bf16: bool,
+    progress: bool,
+    check_ref: str,
+    resume: bool,
+    devices: int,
+    max_ref_mismatch: float,
+    fail_if_none: bool,
+    argv: Sequence[str] | None,
+    rc: bool,
+    shifts: Sequence[int],
+) -> ScoringSummary:
+    from varscore.models.bundle import load_bundle
+    from varscore.models.ensemble import sd_header, sd_info
+
+    bundle = load_bundle(model)  # type: ignore[arg-type]
+    genes = load_genes(genes_path) if genes_path else bundle.genes
+    provenance = provenance_header_lines(bundle, argv)
+    scored = score_vcf(
+        prepared,
+        bundle,
+        genes,
+        fasta=fasta,
+        batch_size=batch_size,
+        device=device,
+        bf16=bf16,
+        progress=progress,
+        check_ref=check_ref,
+        checkpoint_output=output,
+        resume=resume,
+        devices=devices,
+        max_ref_mismatch=max_ref_mismatch,
+        fail_if_none=fail_if_none,
+        rc=rc,
+        shifts=shifts,
+    )
+    result = scored.result
+    if scored.worker:
+        return result.summary
+    info: dict[int, dict[str, str]] = {
+        record: format_scores(scored.variants[record].alts, scores, bundle.name)
+        for record, scores in result.scores.items()
+    }
+    for record, value in sd_info(scored.spread).items():
+        info[record][sd_header().key] = value
+    for record, reason in scored.skipped.items():
+        info[record] = {SKIP_KEY: reason}
+    windows = _windows(genes, scored.window_size)
+    headers = scored.headers + _run_annotators(
+        prepared.path, annotator_objs, genes, windows, scored.genome, info, result.summary
+    )
+    result.summary.records_written = write_annotated(prepared.path, output, info, headers, provenance)
+    if scored.checkpoint is not None:
+        scored.checkpoint.remove()
+    return result.summary
+
+
+def _check_contig_mapping(summary: ScoringSummary, source: str) -> None:
+    """Two VCF contigs matched to one model contig (``chr20`` and ``20``) are an error, not a merge."""
+    by_target: dict[str, str] = {}
+    for name, target in summary.contig_mapping.items():
+        other = by_target.setdefault(target, name)
+        if other != name:
+            raise InputError(
+                f"{source} names one contig two ways, '{other}' and '{name}': rename one (bcftools annotate "
+                "--rename-chrs) so that every record uses the same name."
+            )
+
+
+def _describe_windows(genes: Sequence[Gene], window_size: int | None, limit: int = 4) -> str:
+    from varscore.types import tss_window
+
+    shown = []
+    for gene in list(genes)[:limit]:
+        if window_size:
+            window = tss_window(gene, window_size)
+            shown.append(f"{gene.label} {gene.chrom}:{max(window.start + 1, 1)}-{window.end}")
+        else:
+            shown.append(gene.label)
+    more = f" and {len(genes) - limit} more" if len(genes) > limit else ""
+    return ", ".join(shown) + more
+
+
+def _report_nothing_scored(
+    summary: ScoringSummary, genes: Sequence[Gene], window_size: int | None, source: str, fail_if_none: bool
+) -> None:
+    """One warning (an error with ``fail_if_none``) when no record can be scored."""
+    if summary.records_scored:
+        return
+    inside = (
+        summary.records_read - summary.not_scored.get("outside_windows", 0) - summary.not_scored.get("not_in_model", 0)
+    )
+    windows = (
+        f"gene windows ({_describe_windows(genes, window_size)})"
+        if window_size
+        else f"genes ({_describe_windows(genes, None)})"
+    )
+    if not summary.records_read:
+        text = f"{source} has no records: nothing was scored."
+    elif not inside:
+        text = (
+            f"No record of {source} was scored: none of its {summary.records_read} records lies in the model's "
+            f"{windows}. Pass --genes GENES.tsv (chrom, tss, strand, gene_id) to score other genes."
+        )
+    else:
+        reasons = ", ".join(
+            f"{k} {v}" for k, v in sorted(summary.not_scored.items()) if k not in ("outside_windows", "not_in_model")
+        )
+        text = (
+            f"No record of {source} was scored: {inside} of {summary.records_read} records lie in the model's "
+            f"{windows} but none could be scored ({reasons or 'not in the model'})."
+        )
+    if fail_if_none:
+        raise InputError(text + " (--fail-if-none)")
+    logger.warning("%s", text)
+
+
+def _windows(genes: Sequence[Gene], window_size: int | None) -> dict[str, Any]:
+    from varscore.types import tss_window
+
+    return {g.gene_id: tss_window(g, window_size) for g in genes} if window_size else {}
+
+
+def _chunks(variants: Iterator[Variant], size: int) -> Iterator[list[Variant]]:
+    while chunk := list(islice(variants, size)):
+        yield chunk
+
+
+def _run_annotators(
+    vcf: str | Path,
+    annotators: Sequence[Any],
+    genes: Sequence[Gene],
+    windows: dict[str, Any],
+    genome: Genome | None,
+    info: dict[int, dict[str, str]],
+    summary: ScoringSummary,
+) -> list[InfoHeader]:
+    """Run ``annotators`` over every record (streamed in chunks), adding their INFO values to
+    ``info``; returns their header lines."""
+    if not annotators:
+        return []
+    from varscore.plugin.contracts import AnnotationContext
+
+    context = AnnotationContext(genes=list(genes), windows=windows, fasta=genome)
+    headers = [InfoHeader(f.key, f.number, f.type, f.description) for a in annotators for f in a.info_fields]
+    for chunk in _chunks(iter_variants(vcf), ANNOTATOR_CHUNK):
+        records_of: dict[str, list[int]] = {}
+        for variant in chunk:
+            records_of.setdefault(variant.key, []).append(variant.index)
+        for annotator in annotators:
+            frame = annotator.annotate(chunk, context)
+            for field_ in annotator.info_fields:
+                if field_.key not in frame.columns:
+                    continue
+                values = frame[field_.key].dropna()
+                for key, value in values[~values.index.duplicated()].items():
+                    for record in records_of.get(str(key), ()):
+                        info.setdefault(record, {})[field_.key] = info_value(value)
+                        summary.annotated[field_.key] += 1
+    return headers
+
+
+def _annotate_only(
+    prepared: PreparedVCF,
+    output: str | Path,
+    annotators: Sequence[Any],
+    fasta: str | Path | None,
+    genes_path: str | Path | None,
+    argv: Sequence[str] | None,
+) -> ScoringSummary:
+    """``--model none``: annotators only, over every record."""
+    vcf = prepared.path
+    genome = Genome(Path(fasta)) if fasta else None
+    if genome is not None:
+        from varscore.genome.builds import check_contig_lengths
+
+        check_contig_lengths(prepared.contig_lengths, genome.lengths, prepared.source, str(fasta))
+    genes = load_genes(genes_path) if genes_path else []
+    summary = ScoringSummary()
+    for _ in iter_variants(vcf):
+        summary.records_read += 1
+    if summary.records_read:
+        summary.not_scored["no_model"] = summary.records_read
+    info: dict[int, dict[str, str]] = {}
+    headers = _run_annotators(vcf, annotators, genes, {}, genome, info, summary)
+    summary.records_written = write_annotated(vcf, output, info, headers, provenance_header_lines(None, argv))
+    return summary
+
+
+def _fingerprint(
+    vcf: str | Path,
+    bundle: Any,
+    fasta: Path,
+    genes: Sequence[Gene],
+    check_ref: str,
+    window_size: int,
+    augment: str = "",
+) -> str:
+    """A digest of everything the scores depend on: the VCF's bytes, the bundle's manifest and
+    weights, the FASTA, the genes and the options."""
+    digest = hashlib.sha256()
+    with open(vcf, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    for path in sorted(Path(bundle.path).iterdir()):
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    fasta_stat = fasta.stat()
+    digest.update(
+        json.dumps(
+            {
+                "fasta": [str(fasta.resolve()), fasta_stat.st_size, fasta_stat.st_mtime_ns],
+                "genes": [dataclasses.astuple(g) for g in genes],
+                "check_ref": check_ref,
+                "window_size": window_size,
+                **({"augment": augment} if augment else {}),
+            }
+        ).encode()
+    )
+    return digest.hexdigest()

@@ -1,0 +1,484 @@
+"""``varscore annotate --mode variant`` and ``varscore models calibrate``: variant-centred scoring of
+every record of a VCF with a track model, streamed (scores are computed while the output VCF is
+written, so memory does not grow with the record count), with an optional Parquet detail table
+and calibrated quantiles."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from varscore.errors import InputError, VarscoreError
+from varscore.genome.fasta import Genome
+from varscore.io.infotext import info_atom
+from varscore.io.vcf import MAX_KEY, SCORE_KEY, SKIP_KEY, InfoHeader, format_float, iter_variants, write_annotated
+from varscore.scoring.calibrate import BackgroundCollector, Calibration, load_calibration, write_calibration
+from varscore.scoring.centred import (
+    STATS,
+    CentredSummary,
+    RecordScores,
+    TrackSelection,
+    VariantCentredScorer,
+    parse_stats,
+    read_targets,
+    select_tracks,
+)
+
+logger = logging.getLogger(__name__)
+
+TOP_KEY = "VARSCORE_TOP"
+QUANTILE_KEY = "VARSCORE_Q"
+
+
+class ScoringInterrupted(VarscoreError):
+    """Variant-centred scoring or calibration was stopped by SIGTERM; ``exit_code`` is the shell's
+    ``128 + signal`` (143), which the CLI exits with after printing the message in one line (as
+    ``finetune`` does with :class:`varscore.training.lightning.TrainingInterrupted`)."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class _StopSignal(BaseException):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by the SIGTERM handler to unwind the scoring (a BaseException, so that no
+    ``except Exception`` on the way swallows it; ``finally`` blocks and context managers clean up
+    the temporary output on the way out)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_sigterm(what: str, outcome: str) -> Iterator[None]:
+    """While active (main thread only; elsewhere nothing is installed), SIGTERM unwinds the work and
+    ends in :class:`ScoringInterrupted`: "``what`` stopped by SIGTERM; ``outcome``". Later SIGTERMs
+    while unwinding are ignored; the previous handler is restored on exit."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    armed = [True]
+
+    def handler(signum: int, frame: Any) -> None:
+        if armed[0]:
+            armed[0] = False
+            raise _StopSignal(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except _StopSignal as stop:
+        name = signal.Signals(stop.signum).name
+        raise ScoringInterrupted(f"{what} stopped by {name}; {outcome}", stop.signum) from None
+    finally:
+        armed[0] = False
+        signal.signal(signal.SIGTERM, previous)
+
+
+def centred_headers(stat: str, calibrated: bool) -> list[InfoHeader]:
+    headers = [
+        InfoHeader(
+            SCORE_KEY,
+            ".",
+            "String",
+            f"Variant-centred {stat} score of each ALT allele over the whole prediction (GENE .) and over the "
+            "exon bins of each overlapping gene, at the chosen track with the largest |DELTA| there "
+            "(MODEL is model:track). Format: ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA",
+        ),
+        InfoHeader(MAX_KEY, "A", "Float", f"Largest |{stat}| of the allele over the chosen tracks, window and genes"),
+        InfoHeader(TOP_KEY, "A", "String", "Where the allele's largest |score| is: STAT|TRACK|GENE (GENE . = window)"),
+        InfoHeader(
+            SKIP_KEY,
+            "1",
+            "String",
+            "Why the record was not scored: missing_alt, symbolic, ambiguous_ref, ambiguous_alt, "
+            "ref_mismatch, not_in_fasta",
+        ),
+    ]
+    if calibrated:
+        headers.append(
+            InfoHeader(
+                QUANTILE_KEY,
+                "A",
+                "Float",
+                "Fraction of the model's background variants with a smaller |score| than "
+                "VARSCORE_MAX (same track, statistic and scope)",
+            )
+        )
+    return headers
+
+
+def open_scorer(
+    bundle: Any,
+    *,
+    fasta: str | Path | None = None,
+    tracks: str = "all",
+    targets: str | Path | None = None,
+    gtf: str | Path | None = None,
+    stats: str | Sequence[str] = STATS,
+    centring: str = "exact",
+    tile_bins: int | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+    bf16: bool = False,
+    check_ref: str = "flag",
+) -> tuple[VariantCentredScorer, TrackSelection]:
+    """A :class:`VariantCentredScorer` for a bundle's backbone and the chosen tracks."""
+    from varscore.genome.exons import load_gene_models
+
+    stats = parse_stats(stats)
+    fasta_path = Path(fasta) if fasta else bundle.reference_fasta
+    if fasta_path is None:
+        raise InputError(f"Model '{bundle.name}' records no reference FASTA: pass one with --fasta.")
+    genome = Genome(fasta_path)
+    descriptions = read_targets(targets) if targets else None
+    genes = load_gene_models(gtf, genome.lengths) if gtf else None  # exons beyond a contig are refused
+    backbone = bundle.sequence_backbone(device, bf16)
+    scorer = VariantCentredScorer(
+        backbone,
+        genome,
+        tracks=None,
+        stats=stats,
+        centring=centring,
+        genes=genes,
+        tile_bins=tile_bins,
+        batch_size=batch_size,
+        check_ref=check_ref,
+    )
+    selection = select_tracks(tracks, scorer.n_tracks, descriptions)
+    scorer.select_tracks(selection.indices)
+    return scorer, selection
+
+
+def headline(record: RecordScores, selection: TrackSelection, stat_index: int = 0) -> list[tuple[float, int, str]]:
+    """Per allele: ``(score, track position, gene label or '.')`` with the largest |score| of
+    statistic ``stat_index`` over the chosen tracks, the window and the genes."""
+    out = []
+    for allele in record.alleles:
+        scopes = [(".", allele.window)] + [(gene.label, values) for gene, values in allele.genes]
+        best: tuple[float, int, str] | None = None
+        for label, values in scopes:
+            scores = np.asarray(values)[:, stat_index, 2]
+            t = int(np.argmax(np.abs(scores)))
+            if best is None or abs(scores[t]) > abs(best[0]):
+                best = (float(scores[t]), t, label)
+        assert best is not None
+        out.append(best)
+    return out
+
+
+def format_record(
+    record: RecordScores, model: str, selection: TrackSelection, stats: Sequence[str], calibration: Calibration | None
+) -> dict[str, str]:
+    """The INFO values of one record (see :func:`centred_headers`)."""
+    if record.reason is not None:
+        return {SKIP_KEY: record.reason}
+    entries, maxima, tops, quantiles = [], [], [], []
+    tops_of = dict(zip([a.allele for a in record.alleles], headline(record, selection), strict=True))
+    for allele in record.alleles:
+        for label, values in [(".", allele.window)] + [(g.label, v) for g, v in allele.genes]:
+            t = int(np.argmax(np.abs(np.asarray(values)[:, 0, 2])))
+            ref_value, alt_value, value = (float(x) for x in np.asarray(values)[t, 0])
+            entries.append(
+                "|".join(
+                    (
+                        allele.allele,
+                        info_atom(label),
+                        info_atom(f"{model}:{selection.names[t]}"),
+                        format_float(ref_value),
+                        format_float(alt_value),
+                        format_float(value),
+                    )
+                )
+            )
+    for alt_allele in record.variant.alts:
+        found = tops_of.get(alt_allele.upper())
+        if found is None:
+            maxima.append(".")
+            tops.append(".")
+            quantiles.append(".")
+            continue
+        score, t, label = found
+        maxima.append(format_float(abs(score)))
+        tops.append("|".join((stats[0], info_atom(selection.names[t]), info_atom(label))))
+        if calibration is not None:
+            q = calibration.quantile("window" if label == "." else "gene", selection.indices[t], stats[0], score)
+            quantiles.append("." if q is None else format_float(q))
+    info = {SCORE_KEY: ",".join(entries), MAX_KEY: ",".join(maxima), TOP_KEY: ",".join(tops)}
+    if calibration is not None:
+        info[QUANTILE_KEY] = ",".join(quantiles)
+    return info
+
+
+class StreamedInfo(Mapping[int, Mapping[str, str]]):
+    """INFO values produced on demand, for a writer that asks for records 0, 1, 2, ... in order
+    (as :func:`varscore.io.vcf.write_annotated` does): each lookup advances the scoring stream, and
+    only the current record is held."""
+
+    def __init__(self, records: Iterator[RecordScores], format_fn: Any, detail: Any = None) -> None:
+        self._records = records
+        self._format = format_fn
+        self._detail = detail
+        self._current: tuple[int, dict[str, str]] | None = None
+        self._done = False
+
+    def __getitem__(self, index: int) -> Mapping[str, str]:
+        while not self._done and (self._current is None or self._current[0] < index):
+            record = next(self._records, None)
+            if record is None:
+                self._done = True
+                break
+            if self._detail is not None:
+                self._detail.add(record)
+            self._current = (record.variant.index, self._format(record))
+        if self._current is not None and self._current[0] == index and self._current[1]:
+            return self._current[1]
+        raise KeyError(index)
+
+    def drain(self) -> None:
+        """Consume whatever the writer did not ask for (so that every record is counted)."""
+        for record in self._records:
+            if self._detail is not None:
+                self._detail.add(record)
+
+    def __iter__(self) -> Iterator[int]:
+        raise TypeError("StreamedInfo is read in record order through lookups only.")
+
+    def __len__(self) -> int:
+        raise TypeError("StreamedInfo does not know its length before the stream ends.")
+
+
+def annotate_variant_centred(
+    vcf: str | Path,
+    model: str | Path,
+    output: str | Path,
+    *,
+    fasta: str | Path | None = None,
+    tracks: str = "all",
+    targets: str | Path | None = None,
+    gtf: str | Path | None = None,
+    stats: str | Sequence[str] = STATS,
+    detail: str | Path | None = None,
+    centring: str = "exact",
+    tile_bins: int | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+    bf16: bool = False,
+    check_ref: str = "flag",
+    progress: bool = False,
+) -> CentredSummary:
+    """Score every record of ``vcf`` in variant-centred windows and write the annotated VCF to
+    ``output`` (and the detail table to ``detail``, Parquet). Returns the summary.
+
+    The input and output are guarded as in gene-window mode: ``-``/pipes spooled, VCF text checked
+    before htslib reads it, conflicting ``VARSCORE*`` definitions replaced, the output checked and
+    locked before any work, provenance header lines written."""
+    from varscore.io.outputguard import Target, guarded_outputs
+    from varscore.io.vcf_prepare import prepared_vcf
+
+    guard = guarded_outputs([Target("-o", output), Target("--detail", detail)], [vcf, model, fasta, targets, gtf])
+    keys = [h.key for h in centred_headers(parse_stats(stats)[0], True)]
+    outcome = (
+        "the VCF written to standard output so far is incomplete: rerun the command to score every record."
+        if str(output) == "-"
+        else f"{output} was not written (it appears only once complete): rerun the command to score the VCF."
+    )
+    with (
+        stop_on_sigterm("annotate --mode variant", outcome),
+        guard,
+        prepared_vcf(vcf, replace_keys=keys) as prepared,
+    ):
+        return _annotate_prepared(
+            prepared.path,
+            model,
+            output,
+            fasta=fasta,
+            tracks=tracks,
+            targets=targets,
+            gtf=gtf,
+            stats=stats,
+            detail=detail,
+            centring=centring,
+            tile_bins=tile_bins,
+            batch_size=batch_size,
+            device=device,
+            bf16=bf16,
+            check_ref=check_ref,
+            progress=progress,
+        )
+
+
+def _annotate_prepared(
+    vcf: str | Path,
+    model: str | Path,
+    output: str | Path,
+    *,
+    fasta: str | Path | None,
+    tracks: str,
+    targets: str | Path | None,
+    gtf: str | Path | None,
+    stats: str | Sequence[str],
+    detail: str | Path | None,
+    centring: str,
+    tile_bins: int | None,
+    batch_size: int,
+    device: str,
+    bf16: bool,
+    check_ref: str,
+    progress: bool,
+) -> CentredSummary:
+    from tqdm.auto import tqdm
+
+    from varscore.io.outputguard import provenance_header_lines
+    from varscore.models.bundle import load_bundle
+    from varscore.scoring.detail import DetailWriter
+
+    bundle = load_bundle(model)
+    stats = parse_stats(stats)
+    scorer, selection = open_scorer(
+        bundle,
+        fasta=fasta,
+        tracks=tracks,
+        targets=targets,
+        gtf=gtf,
+        stats=stats,
+        centring=centring,
+        tile_bins=tile_bins,
+        batch_size=batch_size,
+        device=device,
+        bf16=bf16,
+        check_ref=check_ref,
+    )
+    calibration = load_calibration(bundle)
+    if calibration is not None and calibration.centring != centring:
+        logger.warning(
+            "%s was calibrated with %s centring; scoring with %s", bundle.name, calibration.centring, centring
+        )
+    records = tqdm(scorer.score(iter_variants(vcf)), desc="records", unit="record", disable=not progress, leave=False)
+    writer = DetailWriter(detail, selection.indices, selection.names, stats) if detail else None
+    info = StreamedInfo(iter(records), lambda r: format_record(r, bundle.name, selection, stats, calibration), writer)
+    try:
+        written = write_annotated(
+            vcf, output, info, centred_headers(stats[0], calibration is not None), provenance_header_lines(bundle)
+        )
+        info.drain()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.close()
+        scorer.summary.detail_rows = writer.rows
+    scorer.summary.records_written = written
+    return scorer.summary
+
+
+def calibrate_model(
+    model: str | Path,
+    vcf: str | Path,
+    *,
+    output: str | Path | None = None,
+    fasta: str | Path | None = None,
+    tracks: str = "all",
+    targets: str | Path | None = None,
+    gtf: str | Path | None = None,
+    stats: str | Sequence[str] = STATS,
+    centring: str = "exact",
+    tile_bins: int | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+    bf16: bool = False,
+    max_records: int | None = None,
+) -> tuple[Path, Calibration, CentredSummary]:
+    """Score the background ``vcf`` (its first ``max_records`` scorable records) and store the
+    |score| distributions in the bundle (or a calibrated copy at ``output``)."""
+    target = output if output is not None else model
+    with stop_on_sigterm(
+        "models calibrate",
+        f"{target} was not changed (the calibration is written only once complete): rerun the command.",
+    ):
+        return _calibrate(
+            model,
+            vcf,
+            output=output,
+            fasta=fasta,
+            tracks=tracks,
+            targets=targets,
+            gtf=gtf,
+            stats=stats,
+            centring=centring,
+            tile_bins=tile_bins,
+            batch_size=batch_size,
+            device=device,
+            bf16=bf16,
+            max_records=max_records,
+        )
+
+
+def _calibrate(
+    model: str | Path,
+    vcf: str | Path,
+    *,
+    output: str | Path | None,
+    fasta: str | Path | None,
+    tracks: str,
+    targets: str | Path | None,
+    gtf: str | Path | None,
+    stats: str | Sequence[str],
+    centring: str,
+    tile_bins: int | None,
+    batch_size: int,
+    device: str,
+    bf16: bool,
+    max_records: int | None,
+) -> tuple[Path, Calibration, CentredSummary]:
+    from itertools import islice
+
+    from varscore.models.bundle import load_bundle
+
+    bundle = load_bundle(model)
+    stats = parse_stats(stats)
+    scorer, selection = open_scorer(
+        bundle,
+        fasta=fasta,
+        tracks=tracks,
+        targets=targets,
+        gtf=gtf,
+        stats=stats,
+        centring=centring,
+        tile_bins=tile_bins,
+        batch_size=batch_size,
+        device=device,
+        bf16=bf16,
+        check_ref="flag",
+    )
+    collector = BackgroundCollector(selection.indices, selection.names, stats, centring)
+    scored = (r for r in scorer.score(iter_variants(vcf)) if r.alleles)
+    for record in islice(scored, max_records):
+        collector.add(record)
+    calibration = collector.finish()
+    return write_calibration(bundle, calibration, output), calibration, scorer.summary
+
+
+__all__ = [
+    "QUANTILE_KEY",
+    "TOP_KEY",
+    "ScoringInterrupted",
+    "StreamedInfo",
+    "annotate_variant_centred",
+    "calibrate_model",
+    "centred_headers",
+    "format_record",
+    "headline",
+    "open_scorer",
+    "stop_on_sigterm",
+]

@@ -1,0 +1,1 @@
+"""Cohorts, the Lightning module and trainer, the fine-tuning workflow, evaluation and uncertainty."""

@@ -1,0 +1,373 @@
+"""The fine-tuning workflow behind ``varscore finetune``, usable from Python:
+recipe -> settings -> model -> cohort -> fit -> bundle.
+
+    from varscore.training.finetune import FinetuneJob, run_finetune
+    from varscore.training.cohort import CohortInputs
+
+    inputs = CohortInputs(vcf, expression, genes, fasta)
+    run_finetune(FinetuneJob(inputs, output=Path("my-model"), backbone="elastic-net"))
+
+Sequence backbones are fine-tuned as Variformers (:mod:`varscore.training.lightning`); genotype backbones
+fit each gene on the same folds and write the same kind of bundle (folds file, ``train_genes``,
+``people``), so evaluations and analyses treat both alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from varscore.errors import InputError
+from varscore.plugin.contracts import Backbone, GenotypeBackbone, SequenceBackbone
+
+if TYPE_CHECKING:
+    from varscore.training.cohort import CohortInputs
+    from varscore.training.lightning import TrainingConfig
+
+__all__ = ["RECIPES", "FinetuneJob", "OptionError", "check_from_scratch", "run_finetune"]
+
+#: Named settings: the paper's whole-blood Variformer (Drusinsky, Whalen & Pollard; DESIGN.md section 4).
+RECIPES: dict[str, dict[str, Any]] = {
+    "variformer-blood": {
+        "window": 49_152,
+        "lr": 5e-6,
+        "batch_size": 32,
+        "accumulate": 4,
+        "grad_clip": 0.05,
+        "patience": 20,
+        "people_per_epoch": 512,
+        "tissue": "Whole Blood",
+        "max_epochs": 150,
+    },
+}
+
+_TRAINING_SETTINGS = ("lr", "batch_size", "accumulate", "grad_clip", "max_epochs", "patience", "people_per_epoch")
+
+# size hyper-parameters' complement: params that leave a from-scratch model at its full default size
+_NOT_SIZE_PARAMS = {
+    "window_size",
+    "seed",
+    "head",
+    "output_head",
+    "norm_stats",
+    "pretrained_dir",
+    "dropout_rate",
+    "attn_dropout",
+    "pos_dropout",
+    "use_checkpointing",
+    "use_tf_gamma",
+    "n_tracks",
+}
+
+
+class OptionError(InputError):
+    """The job's options do not fit together (the CLI reports it as a usage error)."""
+
+
+@dataclass
+class FinetuneJob:
+    """One fine-tuning run. ``settings`` override the recipe's (window, lr, batch_size, accumulate,
+    max_epochs, patience, people_per_epoch); ``training`` holds further
+    :class:`~varscore.training.lightning.TrainingConfig` fields (devices, freeze_batchnorm, smooth_epochs, ...)."""
+
+    inputs: CohortInputs
+    output: Path
+    backbone: str = "enformer"
+    backbone_params: dict[str, Any] = field(default_factory=dict)
+    recipe: str | None = None
+    pretrained: Path | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    output_mode: str = "scalar"
+    score_stat: str = "SUM"
+    seed: int = 0
+    from_scratch: bool = False
+    replicates: int = 1
+    quiet: bool = False
+    init_from: str | Path | None = None  # a bundle whose weights the model starts from
+
+
+def _split_people(data: Any) -> dict[str, list[str]]:
+    return {split: [data.people[i] for i in getattr(data, split)] for split in ("train", "tune", "test")}
+
+
+def resolved_settings(job: FinetuneJob) -> dict[str, Any]:
+    """The recipe's settings with the job's own on top."""
+    if job.recipe is not None and job.recipe not in RECIPES:
+        raise InputError(f"Unknown recipe '{job.recipe}'. Choose one of: {', '.join(sorted(RECIPES))}.")
+    settings = dict(RECIPES.get(job.recipe or "", {}))
+    settings.update({k: v for k, v in job.settings.items() if v is not None})
+    return settings
+
+
+def build_model(job: FinetuneJob) -> tuple[Backbone, dict[str, Any]]:
+    """The (unbuilt) backbone the job asks for, and its parameters."""
+    from varscore.plugin.manager import check_output_mode, get_backbone
+
+    settings = resolved_settings(job)
+    params = dict(job.backbone_params)
+    if job.pretrained is not None:
+        params.update(pretrained_dir=str(job.pretrained))
+    if "window" in settings:
+        params["window_size"] = settings["window"]
+    model = get_backbone(job.backbone)(**params)
+    check_from_scratch(model, params, job.from_scratch)
+    check_output_mode(model, job.output_mode)
+    return model, params
+
+
+def check_from_scratch(model: Backbone, params: dict[str, Any], from_scratch: bool) -> None:
+    """A sequence backbone that can start pre-trained, asked for neither a pre-trained start nor any
+    size parameter, would silently train its full architecture from random weights: refuse that
+    unless ``from_scratch``."""
+    if from_scratch or not isinstance(model, SequenceBackbone) or "pretrained_dir" not in model.default_params:
+        return
+    if params.get("pretrained_dir") is not None or set(params) - _NOT_SIZE_PARAMS:
+        return
+    n = {"enformer": "about 250 M", "borzoi": "about 190 M"}.get(model.name, "all its default")
+    raise OptionError(
+        f"--backbone {model.name} without --pretrained would train the full-size architecture ({n} weights) from "
+        "random weights, which needs a GPU cluster and far more people than a cohort usually has. Pass --pretrained "
+        "DIR (and --recipe) to fine-tune a pre-trained model, give size --param values (e.g. dim, depth) for a "
+        "smaller model, or add --from-scratch if the full-size random start is what you want."
+    )
+
+
+logger = logging.getLogger(__name__)
+
+
+def run_finetune(
+    job: FinetuneJob, echo: Callable[[str], None] = logger.info, announce: Callable[[str], None] = logger.info
+) -> Path | None:
+    """Run ``job``; returns the bundle written (None on a distributed worker that does not save).
+    ``echo`` receives the data summary and per-epoch lines, ``announce`` the closing line."""
+    if job.output_mode == "track" and job.inputs.coverage is None:
+        raise OptionError("--output-mode track trains on coverage: pass --coverage (coverage.npz or a bigWig folder).")
+    if job.recipe and job.pretrained is None:
+        raise OptionError(
+            f"--recipe {job.recipe} fine-tunes pre-trained Enformer: pass --pretrained DIR (a local Enformer in "
+            "safetensors form). The paper trained it on GTEx v8 WGS + Whole Blood expression (dbGaP phs000424)."
+        )
+    model, params = build_model(job)
+    if isinstance(model, GenotypeBackbone):  # same folds and genes, one fit per gene, no training loop
+        return _fit_genotype_model(model, job, echo, announce)
+    if not isinstance(model, SequenceBackbone):
+        raise InputError(f"Backbone '{model.name}' is neither a sequence nor a genotype model; it cannot be trained.")
+    return _finetune_sequence_model(model, params, job, echo, announce)
+
+
+def _training_config(job: FinetuneJob, settings: dict[str, Any], training_dir: Path) -> TrainingConfig:
+    from varscore.training.lightning import TrainingConfig
+
+    fields = {k: settings[k] for k in _TRAINING_SETTINGS if k in settings}
+    return TrainingConfig(
+        **fields, seed=job.seed, output_mode=job.output_mode, output_dir=str(training_dir), **job.training
+    )
+
+
+def _provenance(job: FinetuneJob) -> dict[str, Any]:
+    from varscore.models.bundle import sha256
+
+    return {
+        "vcf_sha256": sha256(job.inputs.vcf),
+        "expression_sha256": sha256(job.inputs.expression),
+        "recipe": job.recipe,
+    }
+
+
+def _finetune_sequence_model(
+    model: SequenceBackbone,
+    params: dict[str, Any],
+    job: FinetuneJob,
+    echo: Callable[[str], None],
+    announce: Callable[[str], None],
+) -> Path | None:
+    from varscore.models.bundle import save_bundle, sha256
+    from varscore.plugin.manager import get_backbone, get_output_mode
+    from varscore.training.cohort import write_folds
+    from varscore.training.lightning import load_cohort
+
+    settings = resolved_settings(job)
+    output, inputs = job.output, job.inputs
+    start = _init_bundle(model, job.init_from) if job.init_from is not None else None  # before the data
+    training_dir = output.parent / f"{output.name}.training"
+    config = _training_config(job, settings, training_dir)
+    if job.replicates > 1:
+        from dataclasses import replace
+
+        from varscore.models.ensemble import finetune_replicates
+
+        finetune_replicates(
+            lambda: get_backbone(job.backbone)(**params),
+            model,
+            config,
+            range(inputs.replicate, inputs.replicate + job.replicates),
+            lambda r, f: load_cohort(
+                replace(inputs, folds=f, replicate=r), model.window_size, fold_seed=job.seed, bin_size=model.bin_size
+            ),
+            inputs.folds,
+            training_dir,
+            output,
+            echo=echo,
+            save=dict(
+                output_mode=job.output_mode,
+                score_stat=job.score_stat,
+                fasta=inputs.fasta,
+                tissue=settings.get("tissue"),
+                provenance=_provenance(job),
+            ),
+        )
+        return output
+    cohort = load_cohort(inputs, model.window_size, fold_seed=job.seed, bin_size=model.bin_size)
+    for line in cohort.report:
+        echo(line)
+    training_dir.mkdir(parents=True, exist_ok=True)
+    folds_path = inputs.folds or write_folds(cohort.folds, training_dir / "folds.tsv")
+    model.build()
+    if start is not None:
+        _warm_start(model, start, echo)
+    with epoch_lines(echo, enabled=not job.quiet):
+        result = model.finetune(cohort.data, config)
+    if not result.is_global_zero:
+        return None
+    data = cohort.data
+    mode = get_output_mode("track")(stat=job.score_stat) if job.output_mode == "track" else get_output_mode("scalar")()
+    coverage = inputs.coverage
+    save_bundle(
+        output,
+        name=output.name,
+        backbone=model,
+        output_mode=mode,
+        genes=[g.gene for g in data.genes],
+        reference_fasta=inputs.fasta,
+        tissue=settings.get("tissue"),
+        metrics={"best_epoch": result.best_epoch, "best_tune_mean_r2": result.best_tune_r2, "history": result.history},
+        provenance={
+            **_provenance(job),
+            "coverage_sha256": sha256(coverage) if coverage is not None and coverage.is_file() else None,
+            "training": result.config,
+        },
+        extra={
+            "train_genes": [g.gene.gene_id for g in data.genes],
+            "people": _split_people(data),
+            "folds": {"file": "folds.tsv", "replicate": inputs.replicate},
+        },
+        files={"folds.tsv": folds_path},  # the bundle carries its folds, so others reuse them
+    )
+    announce(f"wrote {output} (best epoch {result.best_epoch}, tune mean R2 {result.best_tune_r2:.3f})")
+    return output
+
+
+def _init_bundle(model: SequenceBackbone, source: str | Path) -> Any:
+    """The ``--init-from`` bundle, verified like any bundle and checked to be of ``model``'s
+    architecture (before any data is loaded)."""
+    from varscore.models.bundle import load_bundle
+    from varscore.plugin.torch_backbone import TorchSequenceBackbone
+
+    bundle = load_bundle(source)
+    if bundle.spec.backbone.name != model.name:
+        raise OptionError(
+            f"--init-from {bundle.name} is a '{bundle.spec.backbone.name}' model; this run trains '{model.name}'."
+        )
+    if not isinstance(model, TorchSequenceBackbone):
+        raise OptionError(f"--init-from needs a PyTorch backbone; '{model.name}' is not one.")
+    return bundle
+
+
+def _warm_start(model: SequenceBackbone, bundle: Any, echo: Callable[[str], None]) -> None:
+    """Replace ``model``'s fresh weights by those of ``bundle`` (see :func:`_init_bundle`). Every
+    tensor of the bundle must fit the architecture, name for name and shape for shape; tensors
+    the architecture adds (e.g. the ``pooled`` read of ``pool="center+sum"``) keep their initial
+    values, and ``echo`` names them."""
+    from varscore.models.bundle import WEIGHTS
+    from varscore.plugin.torch_backbone import TorchSequenceBackbone, read_weights, tensors_missing_from
+
+    assert isinstance(model, TorchSequenceBackbone)  # checked by _init_bundle
+    state = read_weights(bundle.path / WEIGHTS, model.label)
+    added = tensors_missing_from(model.model_, state)
+    model.load_state({**state, **added}, f"bundle {bundle.path}", error=OptionError)
+    echo(f"started from the weights of {bundle.name} ({bundle.path})")
+    if added:
+        names = sorted(added)
+        echo(
+            f"{len(names)} tensor(s) that {bundle.name} lacks keep their initial values: "
+            f"{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}"
+        )
+
+
+def _fit_genotype_model(
+    model: GenotypeBackbone, job: FinetuneJob, echo: Callable[[str], None], announce: Callable[[str], None]
+) -> Path:
+    """Fit a genotype backbone per gene on the train people; write a bundle like the sequence
+    models' (same folds file, ``train_genes`` and ``people``)."""
+    from varscore.models.bundle import save_bundle
+    from varscore.plugin.manager import get_output_mode
+    from varscore.training.cohort import write_folds
+    from varscore.training.lightning import load_cohort
+
+    inputs, output = job.inputs, job.output
+    cohort = load_cohort(inputs, model.window_size, fold_seed=job.seed)
+    for line in cohort.report:
+        echo(line)
+    training_dir = output.parent / f"{output.name}.training"
+    training_dir.mkdir(parents=True, exist_ok=True)
+    folds_path = inputs.folds or write_folds(cohort.folds, training_dir / "folds.tsv")
+    model.build()
+    result = model.finetune(cohort.data)
+    if result.imputed_calls:
+        echo(f"{result.imputed_calls:,} missing genotype calls set to the train people's mean dosage")
+    data = cohort.data
+    per_gene = [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in result.rows
+    ]
+    mean_r2 = None if math.isnan(result.mean_tune_r2) else result.mean_tune_r2
+    save_bundle(
+        output,
+        name=output.name,
+        backbone=model,
+        output_mode=get_output_mode("scalar")(),
+        genes=[g.gene for g in data.genes],
+        reference_fasta=inputs.fasta,
+        metrics={"tune_mean_r2": mean_r2, "per_gene": per_gene, "imputed_calls": result.imputed_calls},
+        provenance={**{k: v for k, v in _provenance(job).items() if k != "recipe"}, "seed": job.seed},
+        extra={
+            "train_genes": [g.gene.gene_id for g in data.genes],
+            "people": _split_people(data),
+            "folds": {"file": "folds.tsv", "replicate": inputs.replicate},
+        },
+        files={"folds.tsv": folds_path},
+    )
+    shown = "n/a" if mean_r2 is None else f"{mean_r2:.3f}"
+    announce(f"wrote {output} ({len(data.genes)} genes, tune mean R2 {shown})")
+    return output
+
+
+class _EchoHandler(logging.Handler):
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        super().__init__()
+        self.echo = echo
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.echo(self.format(record))
+
+
+@contextlib.contextmanager
+def epoch_lines(echo: Callable[[str], None], enabled: bool) -> Iterator[None]:
+    """Show the ``varscore.progress`` lines (one per epoch) through ``echo``, once, while active."""
+    log = logging.getLogger("varscore.progress")
+    handler, saved = _EchoHandler(echo), (log.level, log.propagate)
+    if enabled:
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    log.propagate = False  # not a second time through -v's root handler
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
