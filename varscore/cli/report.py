@@ -1,0 +1,115 @@
+"""``varscore report``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from varscore.cli.app import cli
+from varscore.io.outputguard import writes
+
+
+@cli.command()
+@click.option("-m", "--model", required=True, help="Model bundle to report on.")
+@click.option("--compare", multiple=True, help="Other bundles shown beside it (repeatable).")
+@click.option("--linear", help="Elastic-net bundle for k per gene and sign agreement [first linear --compare].")
+@click.option("--vcf", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Cohort VCF/BCF (indexed).")
+@click.option(
+    "--expression",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="GTEx-layout expression BED of the same people.",
+)
+@click.option(
+    "--genes",
+    "genes_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Gene/TSS table (TSV, GTF or GFF3).",
+)
+@click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path), help="Reference FASTA [the model's].")
+@click.option("--gene", "gene_names", multiple=True, help="Only this gene (repeatable).")
+@click.option(
+    "--people",
+    "people_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Held-out people, one per line [the model's test people].",
+)
+@click.option("--k", "k", type=click.IntRange(min=1), help="HSVs per gene when there is no linear model [10].")
+@click.option(
+    "--truth",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="truth_variants.tsv of a simulated cohort: enrichment of HSVs/drivers for causal variants.",
+)
+@click.option("--motifs", help="Motif source for motif-change marks and rates (JASPAR2024, or a motif file).")
+@click.option("--chromhmm", type=click.Path(dir_okay=False, path_type=Path), help="ChromHMM segmentation BED.")
+@click.option("--finemap", type=click.Path(dir_okay=False, path_type=Path), help="Fine-mapped eQTL table.")
+@click.option(
+    "--attribution",
+    is_flag=True,
+    help="Also compute gradient × input at HSVs/drivers vs controls (slow: one backward pass per person).",
+)
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for index.html, the figures (PNG + PDF) and tables (TSV).",
+)
+@writes(("output", "-o", "folder"))
+def report(
+    model: str,
+    compare: tuple[str, ...],
+    linear: str | None,
+    vcf: Path,
+    expression: Path,
+    genes_path: Path,
+    fasta: Path | None,
+    gene_names: tuple[str, ...],
+    people_file: Path | None,
+    k: int | None,
+    truth: Path | None,
+    motifs: str | None,
+    chromhmm: Path | None,
+    finemap: Path | None,
+    attribution: bool,
+    batch_size: int,
+    device: str,
+    progress: bool,
+    output: Path,
+) -> None:
+    """Figures of the paper for a model (and models to compare) on a cohort, in one HTML page."""
+    from varscore.analysis.report import ReportConfig, build_report
+
+    config = ReportConfig(
+        model=model,
+        vcf=vcf,
+        expression=expression,
+        genes=genes_path,
+        fasta=fasta,
+        out_dir=output,
+        compare=list(compare),
+        linear=linear,
+        people_file=people_file,
+        gene_names=list(gene_names) or None,
+        k=k,
+        truth=truth,
+        motifs=motifs,
+        chromhmm=chromhmm,
+        finemap=finemap,
+        attribution=attribution,
+        batch_size=batch_size,
+        device=device,
+        progress=progress and sys.stderr.isatty(),
+    )
+    result = build_report(config)
+    made = [f for f in result.figures if f.missing is None]
+    click.echo(f"wrote {result.html} ({len(made)} figures)")
+    for entry in result.figures:
+        if entry.missing:
+            click.echo(f"not produced: {entry.title}: {entry.missing}", err=True)
