@@ -55,7 +55,7 @@ def time_ism(scorer: Any, reference: np.ndarray, subs: list[tuple[int, str]], re
 def main() -> None:
     import torch
 
-    from varscore.models.ensemble import AugmentedBackbone
+    from varscore.scoring.ensemble import AugmentedBackbone
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--window", type=int, default=16384, help="Input length in bp (524288 = Borzoi's).")

@@ -30,6 +30,7 @@ from varscore.scoring.centred import (
     statistics,
     window_start,
 )
+from varscore.scoring.variant_mode import CalibrateJob, VariantScoringJob, run_calibration, run_variant_scoring
 
 EXAMPLE_GTF = DATA / "example_exons" / "example_exons.gtf"
 
@@ -381,32 +382,11 @@ def _info(line: str) -> dict[str, str]:
 
 
 def test_parquet_detail_round_trips_with_one_row_per_allele_gene_track_stat(track_bundle):
-    from varscore.cli import cli
-
     w = track_bundle
     out, detail = w["tmp"] / "out.vcf", w["tmp"] / "detail.parquet"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "annotate",
-            str(w["vcf"]),
-            "-m",
-            str(w["bundle"]),
-            "-o",
-            str(out),
-            "--mode",
-            "variant",
-            "--gtf",
-            str(w["gtf"]),
-            "--stats",
-            "SUM,D1,D2",
-            "--detail",
-            str(detail),
-            "--no-progress",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    assert "records read: 10" in result.output and "records scored: 6" in result.output
+    job = VariantScoringJob(w["vcf"], w["bundle"], out, gtf=w["gtf"], stats="SUM,D1,D2", detail=detail)
+    output = "\n".join(run_variant_scoring(job).lines())
+    assert "records read: 10" in output and "records scored: 6" in output
     scorer = VariantCentredScorer(
         w["backbone"], Genome(w["fasta"]), stats=("SUM", "D1", "D2"), genes=load_gene_models(w["gtf"])
     )
@@ -418,7 +398,7 @@ def test_parquet_detail_round_trips_with_one_row_per_allele_gene_track_stat(trac
     assert len(table) == (n_alleles + n_gene_pairs) * 2 * 3
     assert (table["scope"] == "gene").sum() == n_gene_pairs * 2 * 3  # alleles x genes x tracks x statistics
     assert (table["scope"] == "window").sum() == n_alleles * 2 * 3
-    assert str(result.output).count("detail rows") == 1
+    assert output.count("detail rows") == 1
     # every value in the table is the scorer's
     for record in records:
         for allele in record.alleles:
@@ -470,7 +450,6 @@ def test_detail_row_groups_are_written_as_scoring_proceeds(track_bundle, tmp_pat
 
 
 def test_calibrated_quantiles_equal_numpys_empirical_cdf(track_bundle, tmp_path):
-    from varscore.cli import cli
     from varscore.models.bundle import load_bundle
     from varscore.scoring.calibrate import CALIBRATION_FILE, load_calibration
 
@@ -482,72 +461,23 @@ def test_calibrated_quantiles_equal_numpys_empirical_cdf(track_bundle, tmp_path)
         tmp_path / "bg.vcf", [("chr1", int(p), s1[p - 1], "ACGT".replace(s1[p - 1], "")[int(p) % 3]) for p in positions]
     )
     calibrated = tmp_path / "calibrated"
-    runner = CliRunner()
-    result = runner.invoke(
-        cli,
-        [
-            "models",
-            "calibrate",
-            str(w["bundle"]),
-            "--vcf",
-            str(background),
-            "-o",
-            str(calibrated),
-            "--gtf",
-            str(w["gtf"]),
-            "--stats",
-            "SUM,D2",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    assert "calibrated" in result.output and (calibrated / CALIBRATION_FILE).exists()
+    calibrated_lines = run_calibration(
+        CalibrateJob(w["bundle"], background, calibrated, gtf=w["gtf"], stats="SUM,D2")
+    ).lines()
+    assert "calibrated" in calibrated_lines[-1] and (calibrated / CALIBRATION_FILE).exists()
     manifest = json.loads((calibrated / "varscore.json").read_text())
     assert manifest["calibration"]["records"] == 120
     # the background's |scores|, from its own detail table
     bg_detail = tmp_path / "bg.parquet"
-    result = runner.invoke(
-        cli,
-        [
-            "annotate",
-            str(background),
-            "-m",
-            str(w["bundle"]),
-            "-o",
-            str(tmp_path / "bg.out.vcf"),
-            "--mode",
-            "variant",
-            "--gtf",
-            str(w["gtf"]),
-            "--stats",
-            "SUM,D2",
-            "--detail",
-            str(bg_detail),
-        ],
+    run_variant_scoring(
+        VariantScoringJob(
+            background, w["bundle"], tmp_path / "bg.out.vcf", gtf=w["gtf"], stats="SUM,D2", detail=bg_detail
+        )
     )
-    assert result.exit_code == 0, result.output
     bg = pd.read_parquet(bg_detail)
     # score the test VCF with the calibrated copy
     out, detail = tmp_path / "out.vcf.gz", tmp_path / "detail.parquet"
-    result = runner.invoke(
-        cli,
-        [
-            "annotate",
-            str(w["vcf"]),
-            "-m",
-            str(calibrated),
-            "-o",
-            str(out),
-            "--mode",
-            "variant",
-            "--gtf",
-            str(w["gtf"]),
-            "--stats",
-            "SUM,D2",
-            "--detail",
-            str(detail),
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    run_variant_scoring(VariantScoringJob(w["vcf"], calibrated, out, gtf=w["gtf"], stats="SUM,D2", detail=detail))
     table = pd.read_parquet(detail)
     header = "\n".join(line for line in read_vcf_lines(out) if line.startswith("##INFO=<ID=VARSCORE_Q"))
     assert "Fraction of the model's background" in header
@@ -675,29 +605,12 @@ def test_variant_mode_bad_input_is_one_line(track_bundle):
 
 
 def test_gzip_vcf_output_is_indexed(track_bundle):
-    from varscore.cli import cli
+    from varscore.scoring.variant_mode import VariantScoringJob, run_variant_scoring
 
     w = track_bundle
     out = w["tmp"] / "o.vcf.gz"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "annotate",
-            str(w["vcf"]),
-            "-m",
-            str(w["bundle"]),
-            "-o",
-            str(out),
-            "--mode",
-            "variant",
-            "--centring",
-            "tiled",
-            "--stats",
-            "D1",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    assert "centring: tiled" in result.output
+    summary = run_variant_scoring(VariantScoringJob(w["vcf"], w["bundle"], out, centring="tiled", stats="D1"))
+    assert "centring: tiled" in "\n".join(summary.lines())
     with gzip.open(out, "rt") as handle:
         assert sum(1 for line in handle if not line.startswith("#")) == 10
     assert Path(f"{out}.tbi").exists()

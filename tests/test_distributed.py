@@ -12,7 +12,13 @@ from varscore.examples import examples_dir
 from varscore.genome.fasta import Genome  # noqa: E402
 from varscore.io.vcf import iter_variants  # noqa: E402
 from varscore.models.bundle import load_bundle  # noqa: E402
-from varscore.scoring.distributed import GeneRows, merge_gene_rows, run_plan_sharded, shard_genes  # noqa: E402
+from varscore.scoring.distributed import (  # noqa: E402
+    GeneRows,
+    ShardJob,
+    merge_gene_rows,
+    run_plan_sharded,
+    shard_genes,
+)
 from varscore.scoring.engine import AlleleScore, plan_scoring, run_plan  # noqa: E402
 
 EXAMPLES = examples_dir()
@@ -64,7 +70,7 @@ def test_two_processes_equal_one() -> None:
     finally:
         torch.set_num_threads(threads)
     sharded = run_plan_sharded(
-        copy.deepcopy(plan), bundle.path, FASTA, devices=2, batch_size=8, device="cpu", threads=1
+        copy.deepcopy(plan), bundle.path, FASTA, ShardJob(devices=2, batch_size=8, device="cpu", threads=1)
     )
     assert sharded.scores == single.scores  # same records, alleles, genes, order and floats
     assert sharded.summary == single.summary
@@ -74,9 +80,7 @@ def test_two_processes_equal_one() -> None:
 def test_annotate_with_two_devices_writes_the_same_vcf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import gzip
 
-    from click.testing import CliRunner
-
-    from varscore.cli import cli
+    from varscore.scoring.gene_mode import ScoringJob, run_scoring
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the workers' thread count: sums in the same order
     threads = torch.get_num_threads()
@@ -85,15 +89,15 @@ def test_annotate_with_two_devices_writes_the_same_vcf(tmp_path: Path, monkeypat
     try:
         for devices in (1, 2):
             out = tmp_path / f"out{devices}.vcf.gz"
-            args = [
-                "annotate",
-                str(EXAMPLES / "data" / "cohort.vcf.gz"),
-                "-m",
-                str(EXAMPLES / "models" / "variformer-demo"),
-            ]
-            args += ["--fasta", str(FASTA), "--device", "cpu", "--devices", str(devices), "-o", str(out)]
-            result = CliRunner().invoke(cli, args)
-            assert result.exit_code == 0, result.output
+            job = ScoringJob(
+                EXAMPLES / "data" / "cohort.vcf.gz",
+                EXAMPLES / "models" / "variformer-demo",
+                out,
+                fasta=FASTA,
+                device="cpu",
+                devices=devices,
+            )
+            run_scoring(job)
             with gzip.open(out, "rt") as handle:
                 outputs[devices] = handle.read()
     finally:
@@ -109,7 +113,7 @@ def test_a_failing_worker_is_one_error(tmp_path: Path) -> None:
     _, _, plan = _plan()
     with pytest.raises(VarscoreError, match="A scoring process failed"):
         run_plan_sharded(
-            plan, EXAMPLES / "models" / "variformer-demo", tmp_path / "missing.fa", devices=2, device="cpu"
+            plan, EXAMPLES / "models" / "variformer-demo", tmp_path / "missing.fa", ShardJob(devices=2, device="cpu")
         )
 
 
@@ -125,7 +129,7 @@ def test_sharded_runs_keep_and_reuse_gene_checkpoints(tmp_path: Path) -> None:
     bundle, _, plan = _plan()
     spec = CheckpointSpec(str(tmp_path / "partial"), "fingerprint-1", resume=False)
     first = run_plan_sharded(
-        copy.deepcopy(plan), bundle.path, FASTA, devices=2, device="cpu", threads=1, checkpoint=spec
+        copy.deepcopy(plan), bundle.path, FASTA, ShardJob(devices=2, device="cpu", threads=1, checkpoint=spec)
     )
     saved = GeneCheckpoint.attach(spec.directory, spec.fingerprint)
     assert len(saved.finished()) == len(plan.jobs)
@@ -138,10 +142,9 @@ def test_sharded_runs_keep_and_reuse_gene_checkpoints(tmp_path: Path) -> None:
         copy.deepcopy(plan),
         bundle.path,
         FASTA,
-        devices=2,
-        device="cpu",
-        threads=1,
-        checkpoint=CheckpointSpec(spec.directory, spec.fingerprint, resume=True),
+        ShardJob(
+            devices=2, device="cpu", threads=1, checkpoint=CheckpointSpec(spec.directory, spec.fingerprint, resume=True)
+        ),
     )
     record = data["rows"][0][0]
     label = plan.genes[gene_id].label
@@ -154,8 +157,10 @@ def test_sharded_runs_keep_and_reuse_gene_checkpoints(tmp_path: Path) -> None:
             copy.deepcopy(plan),
             bundle.path,
             FASTA,
-            devices=2,
-            device="cpu",
-            threads=1,
-            checkpoint=CheckpointSpec(spec.directory, "fingerprint-2", resume=True),
+            ShardJob(
+                devices=2,
+                device="cpu",
+                threads=1,
+                checkpoint=CheckpointSpec(spec.directory, "fingerprint-2", resume=True),
+            ),
         )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,8 +13,9 @@ from click.testing import CliRunner
 from tests.conftest import random_sequence, write_fasta, write_vcf
 from varscore.cli import cli
 from varscore.models.bundle import load_bundle, save_bundle
-from varscore.models.ensemble import AugmentedBackbone, save_ensemble_bundle
+from varscore.models.ensemble import save_ensemble_bundle
 from varscore.plugin.torch_backbone import save_weights
+from varscore.scoring.ensemble import AugmentedBackbone
 from varscore.types import Gene
 from varscore_plugins.enformer import EnformerBackbone, tiny_params
 from varscore_plugins.outputs import ScalarOutput, TrackOutput
@@ -145,11 +147,10 @@ def _scores(path: Path) -> tuple[dict[tuple[str, str], tuple[float, float, float
     return scores, sds
 
 
-def _annotate(vcf: Path, model: Path, out: Path, *extra: str) -> None:
-    result = CliRunner().invoke(
-        cli, ["annotate", str(vcf), "-m", str(model), "-o", str(out), "--device", "cpu", "--no-progress", *extra]
-    )
-    assert result.exit_code == 0, result.output
+def _annotate(vcf: Path, model: Path, out: Path, **options: Any) -> None:
+    from varscore.scoring.gene_mode import ScoringJob, run_scoring
+
+    run_scoring(ScoringJob(vcf, model, out, device="cpu", **options))
 
 
 def test_ensemble_scores_equal_the_mean_of_members(world: dict[str, object]) -> None:
@@ -183,7 +184,7 @@ def test_annotate_with_tta_matches_the_wrapped_backbone(world: dict[str, object]
     tmp = world["tmp"]
     assert isinstance(tmp, Path)
     single = world["singles"][0]  # type: ignore[index]
-    _annotate(world["vcf"], single, tmp / "tta.vcf", "--rc", "--shifts", "-1,0,1")
+    _annotate(world["vcf"], single, tmp / "tta.vcf", rc=True, shifts=(-1, 0, 1))
     _annotate(world["vcf"], single, tmp / "plain.vcf")
     tta, plain = _scores(tmp / "tta.vcf")[0], _scores(tmp / "plain.vcf")[0]
     assert set(tta) == set(plain) and any(abs(tta[k][2] - plain[k][2]) > 1e-7 for k in tta)

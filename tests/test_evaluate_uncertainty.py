@@ -5,6 +5,7 @@ count NaN genes, and the CLI on the bundled demo models."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,8 @@ from sklearn.metrics import r2_score
 
 from varscore.cli import cli
 from varscore.examples import data_dir, models_dir
+from varscore.training.cohort import CohortInputs
+from varscore.training.evaluate import EvaluateJob, run_evaluation
 from varscore.training.uncertainty import (
     bootstrap_indices,
     gene_uncertainty,
@@ -25,6 +28,12 @@ from varscore.training.uncertainty import (
 )
 
 DATA = data_dir()
+INPUTS = CohortInputs(
+    DATA / "cohort.vcf.gz",
+    DATA / "cohort.expression.bed.gz",
+    DATA / "genes.tsv",
+    DATA / "ucsc.hg19.chr20.unittest.fasta.gz",
+)
 COHORT = [
     "--vcf",
     str(DATA / "cohort.vcf.gz"),
@@ -119,45 +128,42 @@ def test_summaries_count_the_genes_they_average_and_the_nan_ones():
     assert over["r2_sd"] == pytest.approx(np.std([0.5 / 3 + 0.1 * i for i in range(3)], ddof=1))
 
 
-def test_evaluate_cli_writes_ci_and_p_columns(tmp_path):
+def test_evaluate_writes_ci_and_p_columns(tmp_path):
     out = tmp_path / "t.tsv"
-    result = CliRunner().invoke(
-        cli, ["evaluate", *COHORT, "-m", str(models_dir() / "elastic-net-demo"), "--bootstrap", "200", "-o", str(out)]
-    )
-    assert result.exit_code == 0, result.output
+    result = run_evaluation(EvaluateJob(INPUTS, [models_dir() / "elastic-net-demo"], n_boot=200, output=out))
+    assert result.written == [out, tmp_path / "t.tsv.provenance.json"]
     table = pd.read_csv(out, sep="\t")
     for column in ("r2_lo", "r2_hi", "pearson_lo", "pearson_hi", "pearson_p"):
         assert table[column].notna().all(), column
     assert (table["r2_lo"] <= table["r2"]).all() and (table["r2"] <= table["r2_hi"]).all()
     snap = table.set_index("gene").loc["SNAP25"]
     assert snap["pearson_p"] < 1e-6 and snap["pearson_lo"] > 0.4
-    assert "r2_nan" in result.output and "pearson_n" in result.output
+    shown = "\n".join(result.lines())
+    assert "r2_nan" in shown and "pearson_n" in shown
+
+
+def test_evaluate_command_prints_the_jobs_lines(tmp_path):
+    """The command is parse -> job -> run -> print: its output is the result's lines."""
+    model = str(models_dir() / "elastic-net-demo")
+    args = ["evaluate", *COHORT, "-m", model, "--gene", "SNAP25", "--bootstrap", "50", "--bootstrap-seed", "3"]
+    result = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "cli.tsv")])
+    assert result.exit_code == 0, result.output
+    inputs = replace(INPUTS, gene_names=["SNAP25"])
+    job = EvaluateJob(inputs, [model], n_boot=50, seed=3, output=tmp_path / "job.tsv")
+    assert result.output == "\n".join(run_evaluation(job).lines()) + "\n"
+    assert (tmp_path / "cli.tsv").read_text() == (tmp_path / "job.tsv").read_text()
 
 
 @pytest.mark.slow
 def test_evaluate_compare_gives_paired_differences(tmp_path):
     out = tmp_path / "t.tsv"
     models = models_dir()
-    result = CliRunner().invoke(
-        cli,
-        [
-            "evaluate",
-            *COHORT,
-            "-m",
-            str(models / "variformer-demo"),
-            "--compare",
-            str(models / "elastic-net-demo"),
-            "--gene",
-            "SNAP25",
-            "--gene",
-            "JAG1",
-            "--bootstrap",
-            "300",
-            "-o",
-            str(out),
-        ],
+    inputs = replace(INPUTS, gene_names=["SNAP25", "JAG1"])
+    job = EvaluateJob(
+        inputs, [models / "variformer-demo"], compare=[models / "elastic-net-demo"], n_boot=300, output=out
     )
-    assert result.exit_code == 0, result.output
+    result = run_evaluation(job)
+    assert result.written[-1] == tmp_path / "t.compare.tsv" and result.reference == "variformer-demo"
     paired = pd.read_csv(tmp_path / "t.compare.tsv", sep="\t").set_index("gene")
     table = pd.read_csv(out, sep="\t").set_index(["model", "gene"])
     for gene in ("SNAP25", "JAG1"):
@@ -165,7 +171,7 @@ def test_evaluate_compare_gives_paired_differences(tmp_path):
         expected = table.loc[("elastic-net-demo", gene), "r2"] - table.loc[("variformer-demo", gene), "r2"]
         assert row["d_r2"] == pytest.approx(expected, abs=2e-3)  # the TSV rounds to 4 digits
         assert row["d_r2_lo"] <= row["d_r2"] <= row["d_r2_hi"]
-    assert "paired difference" in result.output
+    assert "paired difference from variformer-demo" in "\n".join(result.lines())
 
 
 @pytest.mark.slow
@@ -173,51 +179,18 @@ def test_evaluate_replicates_gives_mean_and_sd_over_fold_replicates(tmp_path):
     """Three elastic nets fitted on the 3 fold replicates of the demo folds: each is evaluated on
     its own test people; the replicate summary is the mean ± sd of the per-replicate gene means."""
     from varscore.models.bundle import load_bundle
+    from varscore.training.finetune import FinetuneJob, run_finetune
 
-    runner = CliRunner()
     folds = models_dir() / "variformer-demo" / "folds.tsv"
     bundles = []
     for replicate in range(3):
         out = tmp_path / f"enet{replicate}"
-        result = runner.invoke(
-            cli,
-            [
-                "finetune",
-                *COHORT,
-                "--folds",
-                str(folds),
-                "--replicate",
-                str(replicate),
-                "--gene",
-                "SNAP25",
-                "--gene",
-                "MKKS",
-                "--backbone",
-                "elastic-net",
-                "--window",
-                "16384",
-                "-o",
-                str(out),
-                "--no-progress",
-            ],
-        )
-        assert result.exit_code == 0, result.output
+        inputs = replace(INPUTS, folds=folds, replicate=replicate, gene_names=["SNAP25", "MKKS"])
+        job = FinetuneJob(inputs, out, backbone="elastic-net", settings={"window": 16384})
+        assert run_finetune(job).bundle == out
         bundles.append(out)
     table_path = tmp_path / "t.tsv"
-    result = runner.invoke(
-        cli,
-        [
-            "evaluate",
-            *COHORT,
-            *[a for b in bundles for a in ("-m", str(b))],
-            "--replicates",
-            "--bootstrap",
-            "100",
-            "-o",
-            str(table_path),
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    result = run_evaluation(EvaluateJob(INPUTS, bundles, replicates=True, n_boot=100, output=table_path))
     table = pd.read_csv(table_path, sep="\t")
     assert sorted(table["replicate"].unique()) == [0, 1, 2]
     for replicate, path in enumerate(bundles):  # its own test people
@@ -225,7 +198,7 @@ def test_evaluate_replicates_gives_mean_and_sd_over_fold_replicates(tmp_path):
             table.loc[table["replicate"] == replicate, "people"] == len(load_bundle(path).manifest["people"]["test"])
         ).all()
     means = table.groupby("replicate")["r2"].mean()
-    line = next(ln for ln in result.output.splitlines()[::-1] if ln.strip().startswith("HOP"))
+    line = next(ln for ln in result.lines()[::-1] if ln.strip().startswith("HOP"))
     values = line.split()
     assert int(values[1]) == 3
     assert float(values[2]) == pytest.approx(means.mean(), abs=2e-3)

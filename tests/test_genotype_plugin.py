@@ -17,6 +17,9 @@ from tests.conftest import BCFTOOLS, needs_bcftools
 from varscore.cli import cli
 from varscore.plugin.conformance import check_backbone
 from varscore.simulate import SimulationConfig, simulate_cohort
+from varscore.training.cohort import CohortInputs
+from varscore.training.evaluate import EvaluateJob, run_evaluation
+from varscore.training.finetune import FinetuneJob, run_finetune
 
 WINDOW = 2048
 
@@ -39,17 +42,8 @@ def cohort(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     )
 
 
-def _cohort_args(cohort) -> list[str]:  # type: ignore[no-untyped-def]
-    return [
-        "--vcf",
-        str(cohort.vcf),
-        "--expression",
-        str(cohort.expression),
-        "--genes",
-        str(cohort.genes_tsv),
-        "--fasta",
-        str(cohort.fasta),
-    ]
+def _inputs(cohort) -> CohortInputs:  # type: ignore[no-untyped-def]
+    return CohortInputs(cohort.vcf, cohort.expression, cohort.genes_tsv, cohort.fasta)
 
 
 def test_the_carrier_backbone_passes_the_genotype_contract(carrier_plugin) -> None:  # type: ignore[no-untyped-def]
@@ -91,21 +85,17 @@ def test_a_third_party_genotype_model_trains_evaluates_and_annotates(carrier_plu
 
     from varscore.models.bundle import load_bundle
 
-    runner = CliRunner()
     bundle_dir = tmp_path / "carrier-model"
-    result = runner.invoke(
-        cli,
-        ["finetune", *_cohort_args(cohort), "--backbone", "carrier", "--window", str(WINDOW), "-o", str(bundle_dir)],
-    )
-    assert result.exit_code == 0, result.output
+    fit = run_finetune(FinetuneJob(_inputs(cohort), bundle_dir, backbone="carrier", settings={"window": WINDOW}))
+    assert fit.bundle == bundle_dir and fit.genes == 4
     bundle = load_bundle(bundle_dir)
     model = bundle.backbone()
     assert isinstance(model, carrier_plugin.CarrierBackbone) and len(model.gene_ids()) == 4
 
     # evaluate: R2 on the test people equals one computed from bcftools' dosages and the saved weights
     table_path = tmp_path / "eval.tsv"
-    result = runner.invoke(cli, ["evaluate", *_cohort_args(cohort), "-m", str(bundle_dir), "-o", str(table_path)])
-    assert result.exit_code == 0, result.output
+    evaluation = run_evaluation(EvaluateJob(_inputs(cohort), [bundle_dir], output=table_path))
+    assert evaluation.written[0] == table_path
     table = pd.read_csv(table_path, sep="\t")
     samples, dosages = _bcftools_dosages(cohort.vcf)
     expression = pd.read_csv(cohort.expression, sep="\t").set_index("gene_id")
@@ -125,7 +115,7 @@ def test_a_third_party_genotype_model_trains_evaluates_and_annotates(carrier_plu
 
     # annotate: ALT_PRED - REF_PRED is the carrier weight (not twice it); other records get no score
     out = tmp_path / "carrier.vcf.gz"
-    result = runner.invoke(cli, ["annotate", str(cohort.vcf), "-m", str(bundle_dir), "-o", str(out)])
+    result = CliRunner().invoke(cli, ["annotate", str(cohort.vcf), "-m", str(bundle_dir), "-o", str(out)])
     assert result.exit_code == 0, result.output
     expected: dict[str, list[tuple[str, float, float]]] = {}
     for gene_id in model.gene_ids():

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from tests.conftest import read_vcf_lines, write_vcf
-from varscore.cli import cli
 from varscore.genome.edits import Edit, ReferenceSource, edit_margin, edited_window
 from varscore.genome.fasta import Genome
 from varscore.genome.sequence import one_hot
 from varscore.io.vcf import SCORE_KEY
+from varscore.scoring.gene_mode import ScoringJob, run_scoring
 from varscore.types import Gene, Window, tss_window
 
 L = 64
@@ -193,9 +192,8 @@ def test_annotate_scores_indels_as_a_forward_on_the_slow_window(toy_world, indel
     genes = {g.label: g for g in toy_world["genes"]}
     vcf = write_vcf(tmp / "indels.vcf", indel_vcf)
     out = tmp / "indels.out.vcf"
-    result = CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out)])
-    assert result.exit_code == 0, result.output
-    assert f"records scored: {len(indel_vcf)}" in result.output
+    summary = run_scoring(ScoringJob(vcf, toy_world["bundle"], out))
+    assert f"records scored: {len(indel_vcf)}" in summary.lines()
     body = [line for line in read_vcf_lines(out) if not line.startswith("#")]
     checked = 0
     for line, (chrom, pos, ref, alts) in zip(body, indel_vcf, strict=True):
@@ -231,8 +229,7 @@ def test_snv_written_as_mnp_scores_like_the_snv(toy_world) -> None:
         ],
     )
     out = tmp / "mnp.out.vcf"
-    result = CliRunner().invoke(cli, ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(out)])
-    assert result.exit_code == 0, result.output
+    run_scoring(ScoringJob(vcf, toy_world["bundle"], out))
     values = [line.split("\t")[7] for line in read_vcf_lines(out) if not line.startswith("#")]
     scores = [v.split(f"{SCORE_KEY}=")[1].split(";")[0] for v in values]
     strip = [",".join(e.split("|", 1)[1] for e in s.split(",")) for s in scores]  # drop the ALLELE column

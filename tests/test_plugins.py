@@ -113,3 +113,69 @@ def test_check_backbone_passes_for_the_toy_plugin_and_catches_a_broken_one():
 
     with pytest.raises(AssertionError, match="not deterministic"):
         check_backbone(NoisyBackbone, {"window_size": 32, "bin_size": 4})
+
+
+def test_checkpoint_formats_are_registered_and_duplicates_name_both_plugins():
+    from varscore_plugins.enformer import EnformerCheckpoint
+
+    manager = PluginManager()
+    assert {"borzoi", "enformer"} <= set(manager.registry.names("checkpoint_formats"))
+    assert manager.provided_by("enformer")["checkpoint_formats"] == ["enformer"]
+    manager.register(
+        _plugin("copycat", register_checkpoint_formats=lambda register: register(EnformerCheckpoint)), name="copycat"
+    )
+    with pytest.raises(PluginError) as err:
+        _ = manager.registry
+    assert str(err.value).startswith("Duplicate checkpoint format name 'enformer': registered by plugin 'enformer'")
+    assert "'copycat'" in str(err.value)
+
+
+def test_unknown_checkpoint_format_lists_the_installed_ones():
+    from varscore.plugin import get_checkpoint_format
+
+    with pytest.raises(PluginError, match=r"Unknown checkpoint format 'enformr'\. Installed: .*borzoi, enformer"):
+        get_checkpoint_format("enformr")
+
+
+def test_options_reject_unknown_keys_and_document_each_option():
+    from dataclasses import dataclass
+
+    from varscore.errors import InputError
+    from varscore.plugin import PluginOptions, option
+    from varscore_plugins.enformer import EnformerBackbone
+    from varscore_plugins.outputs import ScalarOutput
+
+    assert ScalarOutput.default_params == {"track": 0, "center_bins": 1, "stat": "center"}
+    assert all(EnformerBackbone.Options.docs().values())  # every option says what it means
+    with pytest.raises(InputError, match=r"^Output mode 'scalar': unknown option\(s\) tracks\. Allowed: center_bins"):
+        ScalarOutput(tracks=1)
+    first, second = EnformerBackbone(), EnformerBackbone()
+    first.params["output_heads"]["human"] = 1  # defaults are copied, never shared
+    assert second.params["output_heads"]["human"] == 5313
+
+    with pytest.raises(PluginError, match="must be decorated with @dataclass"):
+
+        class Undecorated(toy_plugin.ToyBackbone):
+            class Options(PluginOptions):
+                depth: int = option(1, "Layers.")
+
+    class Decorated(toy_plugin.ToyBackbone):
+        @dataclass
+        class Options(PluginOptions):
+            depth: int = option(1, "Layers.")
+
+    assert Decorated.default_params == {"depth": 1}
+
+
+def test_capabilities_are_declared_on_the_contracts():
+    from varscore.plugin import Backbone, GenotypeBackbone, SequenceBackbone, TorchSequenceBackbone
+    from varscore_plugins.borzoi import BorzoiBackbone
+    from varscore_plugins.enformer import EnformerBackbone
+    from varscore_plugins.linear import RidgeBackbone
+
+    assert (Backbone.trainable, Backbone.fine_tunes_from_pretrained) == (False, False)
+    assert (SequenceBackbone.has_torch_module, SequenceBackbone.warm_starts) == (False, False)
+    assert TorchSequenceBackbone.trainable and TorchSequenceBackbone.has_torch_module
+    assert TorchSequenceBackbone.warm_starts and not GenotypeBackbone.trainable
+    assert EnformerBackbone.fine_tunes_from_pretrained and BorzoiBackbone.fine_tunes_from_pretrained
+    assert RidgeBackbone.trainable and not RidgeBackbone.fine_tunes_from_pretrained

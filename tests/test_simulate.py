@@ -499,6 +499,8 @@ def test_cli_simulates(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "30 people" in result.output
     assert (out / "cohort.vcf.gz.tbi").exists() and (out / "truth_genes.tsv").exists()
+    again = simulate_cohort(SimulationConfig(people=30, genes=2, window=8000, phased=False, seed=4), tmp_path / "api")
+    assert result.output == "".join(line.replace(str(again.out_dir), str(out)) + "\n" for line in again.lines())
     params = json.loads((out / "params.json").read_text())
     assert params["config"]["phased"] is False and params["seed"] == 4
     assert "--unphased" in params["command"] and "--seed 4" in params["command"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pybigtools
@@ -17,14 +18,16 @@ from varscore.cli import cli
 from varscore.errors import InputError
 from varscore.examples import examples_dir
 from varscore.io.vcf import SCORE_KEY
+from varscore.scoring.gene_mode import ScoringJob, run_scoring
 from varscore.scoring.tracks import (
     DECREASE_RGB,
     INCREASE_RGB,
     Interval,
+    TrackJob,
     VariantEffect,
     check_intervals,
-    make_tracks,
     parse_formats,
+    run_tracks,
     strongest_per_position,
     top_variants,
 )
@@ -102,21 +105,18 @@ def world(toy_world):
     return toy_world
 
 
-def _annotate_and_track(world: dict, *track_args: str) -> tuple[Path, Path]:
+def _annotate_and_track(world: dict, **track_options: Any) -> tuple[Path, Path]:
     tmp = world["tmp"]
     vcf = write_vcf(tmp / "in.vcf", _records(world["seqs"]))
     annotated = tmp / "annotated.vcf"
-    runner = CliRunner()
-    result = runner.invoke(cli, ["annotate", str(vcf), "-m", str(world["bundle"]), "-o", str(annotated)])
-    assert result.exit_code == 0, result.output
+    run_scoring(ScoringJob(vcf, world["bundle"], annotated))
     out = tmp / "tracks"
-    result = runner.invoke(cli, ["track", str(vcf), "-m", str(world["bundle"]), "-o", str(out), *track_args])
-    assert result.exit_code == 0, result.output
+    run_tracks(TrackJob(vcf, out, model=world["bundle"], **track_options))
     return annotated, out
 
 
 def test_bigwig_tracks_equal_the_vcf_scores(world):
-    annotated, out = _annotate_and_track(world, "--format", "bigwig,bedgraph,bed")
+    annotated, out = _annotate_and_track(world, formats="bigwig,bedgraph,bed")
     expected = _vcf_deltas(annotated)
     assert set(expected) == {"GENEA", "GENEB", "GENEC", "*"}
     assert len(expected["*"]) == 7  # 8 scored records, two at chr1:215
@@ -139,16 +139,10 @@ def test_bigwig_tracks_equal_the_vcf_scores(world):
 def test_from_vcf_draws_the_same_tracks_as_scoring(world):
     annotated, out = _annotate_and_track(world)
     again = world["tmp"] / "again"
-    result = CliRunner().invoke(
-        cli, ["track", str(annotated), "--from-vcf", "-o", str(again), "--fasta", str(world["fasta"])]
-    )
-    assert result.exit_code == 0, result.output
-    # a VCF that already holds VARSCORE entries is read without --from-vcf when no model is given
+    run_tracks(TrackJob(annotated, again, from_vcf=True, fasta=world["fasta"]))
+    # a VCF that already holds VARSCORE entries is read without from_vcf when no model is given
     implicit = world["tmp"] / "implicit"
-    result = CliRunner().invoke(
-        cli, ["track", str(annotated), "-o", str(implicit), "--genome", "hg19", "--fasta", str(world["fasta"])]
-    )
-    assert result.exit_code == 0, result.output
+    run_tracks(TrackJob(annotated, implicit, genome="hg19", fasta=world["fasta"]))
     for name in ("ism.merged.bw", "ism.GENEA.bw", "ism.GENEB.bw", "ism.GENEC.bw"):
         scored = _bigwig_values(out / name)  # the VCF holds 6 significant digits
         assert _bigwig_values(again / name) == pytest.approx(scored, rel=1e-5, abs=1e-9)
@@ -164,8 +158,7 @@ def test_tracks_use_the_fasta_contig_names(world):
     tmp = world["tmp"]
     records = [(chrom.removeprefix("chr"), pos, ref, alt) for chrom, pos, ref, alt in _records(world["seqs"])]
     vcf = write_vcf(tmp / "nochr.vcf", records)
-    result = CliRunner().invoke(cli, ["track", str(vcf), "-m", str(world["bundle"]), "-o", str(tmp / "t")])
-    assert result.exit_code == 0, result.output
+    run_tracks(TrackJob(vcf, tmp / "t", model=world["bundle"]))
     assert {chrom for chrom, _ in _bigwig_values(tmp / "t" / "ism.merged.bw")} == {"chr1", "chr2"}
     assert {line.split("\t")[0] for line in (tmp / "t" / "top_variants.bed").read_text().splitlines()[1:]} == {
         "chr1",
@@ -198,7 +191,7 @@ def test_bigwig_header_has_the_fasta_contig_sizes(world):
 
 
 def test_bedgraph_is_sorted_non_overlapping_half_open(world):
-    annotated, out = _annotate_and_track(world, "--format", "bedgraph")
+    annotated, out = _annotate_and_track(world, formats="bedgraph")
     expected = _vcf_deltas(annotated)
     assert not list(out.glob("*.bw"))
     for gene, table in expected.items():
@@ -213,7 +206,7 @@ def test_bedgraph_is_sorted_non_overlapping_half_open(world):
 
 
 def test_bed9_colours_follow_the_sign(world):
-    annotated, out = _annotate_and_track(world, "--format", "bigwig,bed", "--top", "2")
+    annotated, out = _annotate_and_track(world, formats="bigwig,bed", top=2)
     expected = _vcf_deltas(annotated)
     lines = (out / "top_variants.bed").read_text().splitlines()
     # the bigBed holds the same items, declared as BED9 (fieldCount = definedFieldCount = 9)
@@ -252,9 +245,7 @@ def test_bed9_colours_follow_the_sign(world):
 
 
 def test_igv_session_and_ucsc_hub_reference_existing_files(world):
-    _, out = _annotate_and_track(
-        world, "--format", "bigwig,bedgraph,bed", "--genome", "hg19", "--hub-email", "lab@example.org"
-    )
+    _, out = _annotate_and_track(world, formats="bigwig,bedgraph,bed", genome="hg19", hub_email="lab@example.org")
     root = ET.parse(out / "igv_session.xml").getroot()
     assert root.tag == "Session" and root.get("genome") == "hg19"
     chrom, span = root.get("locus").split(":")
@@ -282,7 +273,7 @@ def test_igv_session_and_ucsc_hub_reference_existing_files(world):
 
 
 def test_session_without_a_build_loads_the_fasta(world):
-    _, out = _annotate_and_track(world, "--format", "bed")
+    _, out = _annotate_and_track(world, formats="bed")
     root = ET.parse(out / "igv_session.xml").getroot()
     genome = Path(root.get("genome"))  # relative to the session, so the folder moves as a whole
     assert not genome.is_absolute() and (out / genome).resolve() == Path(world["fasta"]).resolve()
@@ -308,7 +299,7 @@ def test_track_model_coverage_equals_direct_predictions(world):
         reference_fasta=world["fasta"],
     )
     vcf = write_vcf(tmp / "in.vcf", _records(seqs))
-    result = make_tracks(vcf, tmp / "cov", model=bundle, formats="bigwig", coverage_top=10)
+    result = run_tracks(TrackJob(vcf, tmp / "cov", model=bundle, formats="bigwig", coverage_top=10))
     from varscore.genome.fasta import Genome
 
     genome = Genome(world["fasta"])
@@ -362,11 +353,9 @@ def test_linear_bundle_tracks_equal_its_vcf_scores(tmp_path):
     """The bundled elastic-net demo on the bundled cohort: no FASTA pass needed, same equality."""
     examples = examples_dir()
     vcf, model = examples / "data" / "cohort.vcf.gz", str(examples / "models" / "elastic-net-demo")
-    runner = CliRunner()
     annotated = tmp_path / "annotated.vcf"
-    assert runner.invoke(cli, ["annotate", str(vcf), "-m", model, "-o", str(annotated)]).exit_code == 0
-    result = runner.invoke(cli, ["track", str(vcf), "-m", model, "-o", str(tmp_path / "t"), "--top", "0"])
-    assert result.exit_code == 0, result.output
+    run_scoring(ScoringJob(vcf, model, annotated))
+    run_tracks(TrackJob(vcf, tmp_path / "t", model=model, top=0))
     expected = _vcf_deltas(annotated)
     for gene, table in expected.items():
         got = _bigwig_values(tmp_path / "t" / ("ism.merged.bw" if gene == "*" else f"ism.{gene}.bw"))
@@ -476,5 +465,5 @@ def test_bad_input_gives_one_line_errors(world):
     not_dir.write_text("x")
     assert "is a file" in runner.invoke(cli, ["track", str(vcf), "-m", bundle, "-o", str(not_dir)]).output
     with pytest.raises(InputError, match="not a directory"):
-        make_tracks(vcf, not_dir, model=bundle)
+        run_tracks(TrackJob(vcf, not_dir, model=bundle))
     assert not_dir.read_text() == "x"

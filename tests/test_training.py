@@ -18,6 +18,9 @@ from sklearn.metrics import r2_score
 
 from varscore.cli import cli
 from varscore.errors import InputError
+from varscore.training.cohort import CohortInputs
+from varscore.training.evaluate import EvaluateJob, run_evaluation
+from varscore.training.finetune import FinetuneJob, OptionError, run_finetune
 from varscore.training.lightning import SameGeneBatchSampler, TrainingConfig, variformer_loss
 from varscore_plugins.enformer import tiny_params
 
@@ -62,8 +65,7 @@ def test_sampler_single_gene_batches_and_accumulation():
         accumulate=3,
         people_per_epoch=30,
         seed=1,
-        rank=0,
-        world_size=1,
+        world=(0, 1),
     )
     batches = _batches(sampler)
     assert len(batches) == len(sampler) == 4 * 24 // 4  # 30 people rounded down to 2 steps of 12
@@ -136,6 +138,32 @@ def _model_args() -> list[str]:
     return [arg for k, v in params.items() if k != "window_size" for arg in ("--param", f"{k}={json.dumps(v)}")]
 
 
+def _inputs(cohort: Path, folds: Path | None = None) -> CohortInputs:
+    return CohortInputs(
+        cohort / "cohort.vcf.gz",
+        cohort / "cohort.expression.bed.gz",
+        cohort / "genes.tsv",
+        cohort / "reference.fa",
+        folds,
+    )
+
+
+def _job(
+    cohort: Path, output: Path, params: dict | None = None, training: dict | None = None, **settings
+) -> FinetuneJob:  # type: ignore[type-arg]
+    """What ``varscore finetune`` with the cohort, ``--window WINDOW``, the tiny Enformer's --param
+    values (plus ``params``), ``--no-progress`` and ``settings`` (lr, batch_size, ...) builds."""
+    tiny = {k: v for k, v in tiny_params(window_size=WINDOW, output_heads={"human": 4}).items() if k != "window_size"}
+    return FinetuneJob(
+        _inputs(cohort),
+        output,
+        backbone="enformer",
+        backbone_params={**tiny, **(params or {})},
+        settings={"window": WINDOW, **settings},
+        training={"progress": False, **(training or {})},
+    )
+
+
 @pytest.mark.slow
 def test_two_process_ddp_finetune_makes_a_bundle_that_scores(cohort: Path, tmp_path: Path):
     model = tmp_path / "models" / "ddp-model"
@@ -188,35 +216,13 @@ def test_finetune_then_evaluate_matches_sklearn_and_scipy(cohort: Path, tmp_path
     from varscore.training.lightning import CohortInputs, load_cohort
 
     model = tmp_path / "m"
-    runner = CliRunner()
-    result = runner.invoke(
-        cli,
-        [
-            "finetune",
-            *_cohort_args(cohort),
-            "-o",
-            str(model),
-            "--window",
-            str(WINDOW),
-            *_model_args(),
-            "--lr",
-            "1e-3",
-            "--batch-size",
-            "4",
-            "--accumulate",
-            "1",
-            "--people-per-epoch",
-            "8",
-            "--max-epochs",
-            "1",
-            "--no-progress",
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    fit = run_finetune(_job(cohort, model, lr=1e-3, batch_size=4, accumulate=1, people_per_epoch=8, max_epochs=1))
+    assert fit.bundle == model and fit.lines()[0].startswith(f"wrote {model} (best epoch 0,")
     table = tmp_path / "eval.tsv"
-    result = runner.invoke(cli, ["evaluate", *_cohort_args(cohort), "-m", str(model), "-o", str(table)])
-    assert result.exit_code == 0, result.output
-    assert "HOP" in result.output and "mean per model" in result.output
+    evaluation = run_evaluation(EvaluateJob(_inputs(cohort), models=[str(model)], output=table))
+    shown = "\n".join(evaluation.lines())
+    assert "HOP" in shown and "mean per model" in shown
+    assert evaluation.written[0] == table and evaluation.paired.empty
     import pandas as pd
 
     rows = pd.read_csv(table, sep="\t")
@@ -289,31 +295,17 @@ def test_calibrated_batchnorm_stays_fixed_while_fine_tuning(cohort: Path, tmp_pa
     from varscore.training.trainer import _calibrate_batchnorm
 
     model = tmp_path / "frozen"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "finetune",
-            *_cohort_args(cohort),
-            "-o",
-            str(model),
-            "--window",
-            str(WINDOW),
-            *_model_args(),
-            "--lr",
-            "1e-3",
-            "--batch-size",
-            "4",
-            "--accumulate",
-            "1",
-            "--people-per-epoch",
-            "8",
-            "--max-epochs",
-            "2",
-            "--freeze-batchnorm",
-            "--no-progress",
-        ],
+    job = _job(
+        cohort,
+        model,
+        training={"freeze_batchnorm": True},
+        lr=1e-3,
+        batch_size=4,
+        accumulate=1,
+        people_per_epoch=8,
+        max_epochs=2,
     )
-    assert result.exit_code == 0, result.output
+    assert run_finetune(job).bundle == model
     bundle = load_bundle(model)
     trained = bundle.backbone().torch_module()
     norms = [m for m in trained.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -554,35 +546,21 @@ def test_smoothed_early_stopping_and_quiet(cohort: Path, tmp_path: Path, one_thr
     from varscore.training.lightning import smoothed_scores
 
     model = tmp_path / "smooth"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "finetune",
-            *_cohort_args(cohort),
-            "-o",
-            str(model),
-            "--window",
-            str(WINDOW),
-            *_model_args(),
-            "--lr",
-            "3e-3",
-            "--batch-size",
-            "4",
-            "--accumulate",
-            "1",
-            "--people-per-epoch",
-            "4",
-            "--max-epochs",
-            "6",
-            "--patience",
-            "1",
-            "--smooth-epochs",
-            "2",
-            "--quiet",
-        ],
+    job = _job(
+        cohort,
+        model,
+        training={"smooth_epochs": 2},
+        lr=3e-3,
+        batch_size=4,
+        accumulate=1,
+        people_per_epoch=4,
+        max_epochs=6,
+        patience=1,
     )
-    assert result.exit_code == 0, result.output
-    assert "epoch 0/" not in result.output
+    job.quiet = True
+    echoed: list[str] = []
+    run_finetune(job, echo=echoed.append)
+    assert not [line for line in echoed if "epoch 0/" in line]
     metrics = json.loads((model / "varscore.json").read_text())["metrics"]
     r2 = [row["tune_mean_r2"] for row in metrics["history"]]
     smooth = smoothed_scores(r2, 2)
@@ -596,19 +574,19 @@ def test_init_from_starts_from_a_bundles_weights(cohort: Path, tmp_path: Path):
     start at the same lr ends near its random initialisation, and a bundle of another backbone is refused."""
     from safetensors.numpy import load_file
 
-    def run(out: Path, lr: str, *extra: str):  # type: ignore[no-untyped-def]
-        args = ["finetune", *_cohort_args(cohort), "-o", str(out), "--window", str(WINDOW), *_model_args()]
-        args += ["--lr", lr, "--batch-size", "4", "--accumulate", "1", "--people-per-epoch", "8"]
-        args += ["--max-epochs", "1", "--no-progress", "-q", *extra]
-        return CliRunner().invoke(cli, args)
+    def run(out: Path, lr: float, init_from: Path | None = None, **params: object) -> str:
+        """Fine-tune one quiet epoch; returns the lines echoed."""
+        job = _job(cohort, out, params, lr=lr, batch_size=4, accumulate=1, people_per_epoch=8, max_epochs=1)
+        job.quiet, job.init_from = True, init_from
+        echoed: list[str] = []
+        assert run_finetune(job, echo=echoed.append).bundle == out
+        return "\n".join(echoed)
 
     trained = tmp_path / "a"
-    assert run(trained, "3e-3").exit_code == 0
+    run(trained, 3e-3)
     warm, cold = tmp_path / "warm", tmp_path / "cold"
-    result = run(warm, "1e-12", "--init-from", str(trained))
-    assert result.exit_code == 0, result.output
-    assert "started from the weights of a" in result.output
-    assert run(cold, "1e-12").exit_code == 0
+    assert "started from the weights of a" in run(warm, 1e-12, trained)
+    run(cold, 1e-12)
     a, w, c = (load_file(str(p / "weights.safetensors")) for p in (trained, warm, cold))
     assert set(a) == set(w) == set(c)
     # learned weights only: batch-norm running statistics and batch counters move in any training epoch
@@ -617,24 +595,44 @@ def test_init_from_starts_from_a_bundles_weights(cohort: Path, tmp_path: Path):
     assert max(float(np.abs(w[k] - a[k]).max()) for k in weights) < 1e-6
     assert max(float(np.abs(c[k] - a[k]).max()) for k in weights) > 1e-3
     other = tmp_path / "en"
-    fit = CliRunner().invoke(
-        cli, ["finetune", *_cohort_args(cohort), "--backbone", "elastic-net", "--window", str(WINDOW), "-o", str(other)]
-    )
-    assert fit.exit_code == 0, fit.output
-    refused = run(tmp_path / "bad", "1e-3", "--init-from", str(other))
-    assert refused.exit_code == 2 and "is a 'elastic-net' model" in refused.output
+    fit = run_finetune(FinetuneJob(_inputs(cohort), other, backbone="elastic-net", settings={"window": WINDOW}))
+    assert fit.bundle == other and fit.lines()[0].startswith(f"wrote {other} (3 genes, tune mean R2 ")
+    with pytest.raises(OptionError, match="is a 'elastic-net' model"):
+        run(tmp_path / "bad", 1e-3, other)
 
     # a head that adds a tensor (center+sum's pooled read) starts from the bundle; the new tensor
     # keeps its initial value (zero), and the run says so
     grown = tmp_path / "grown"
-    result = run(grown, "1e-12", "--init-from", str(trained), "--param", 'pool="center+sum"')
-    assert result.exit_code == 0, result.output
-    assert "1 tensor(s) that a lacks keep their initial values: to_tracks.pooled.weight" in result.output
+    echoed = run(grown, 1e-12, trained, pool="center+sum")
+    assert "1 tensor(s) that a lacks keep their initial values: to_tracks.pooled.weight" in echoed
     g = load_file(str(grown / "weights.safetensors"))
     assert set(g) == set(a) | {"to_tracks.pooled.weight"}
     assert max(float(np.abs(g[k] - a[k]).max()) for k in weights) < 1e-6
     assert float(np.abs(g["to_tracks.pooled.weight"]).max()) < 1e-6
     # a bundle whose tensors do not fit (another width) is a one-line usage error
-    narrow = run(tmp_path / "narrow", "1e-12", "--init-from", str(trained), "--param", "dim=24")
-    assert narrow.exit_code == 2 and "do not fit the" in narrow.output and "of another shape" in narrow.output
-    assert "Traceback" not in narrow.output
+    with pytest.raises(OptionError, match="do not fit the") as refused:
+        run(tmp_path / "narrow", 1e-12, trained, dim=24)
+    assert "of another shape" in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_catalogue_supplies_the_default_backbone_and_the_recipes(tmp_path: Path):
+    """The core names no built-in model: the default backbone and the paper's recipes are catalogue data."""
+    from varscore.training.finetune import default_backbone, recipe_names, resolved_settings
+
+    job = FinetuneJob(_inputs(tmp_path), tmp_path / "m", recipe="variformer-blood", settings={"lr": 1e-4})
+    assert job.backbone == default_backbone() == "enformer" and recipe_names() == ["variformer-blood"]
+    assert resolved_settings(job) == {
+        "window": 49_152,
+        "lr": 1e-4,
+        "batch_size": 32,
+        "accumulate": 4,
+        "grad_clip": 0.05,
+        "patience": 20,
+        "people_per_epoch": 512,
+        "tissue": "Whole Blood",
+        "max_epochs": 150,
+    }
+    with pytest.raises(OptionError, match="fine-tunes pre-trained Enformer: pass --pretrained DIR"):
+        run_finetune(job)
+    result = CliRunner().invoke(cli, ["finetune", "--help"])
+    assert "[default: enformer]" in result.output and "[variformer-blood]" in result.output

@@ -121,7 +121,7 @@ def test_vcf_outside_the_model_windows_warns_and_fail_if_none_errors(tmp_path):
 
 @needs_bcftools
 def test_input_defining_varscore_otherwise_is_replaced_with_one_warning(toy_world, caplog):
-    from varscore.scoring.gene_mode import annotate_vcf
+    from varscore.scoring.gene_mode import ScoringJob, run_scoring
 
     seqs = toy_world["seqs"]
     vcf = toy_world["tmp"] / "old.vcf"
@@ -136,7 +136,7 @@ def test_input_defining_varscore_otherwise_is_replaced_with_one_warning(toy_worl
     vcf.write_text(text)
     out = toy_world["tmp"] / "new.vcf.gz"
     with caplog.at_level(logging.WARNING):
-        annotate_vcf(vcf, toy_world["bundle"], out)
+        run_scoring(ScoringJob(vcf, toy_world["bundle"], out))
     replaced = [r for r in caplog.records if "already defines INFO" in r.getMessage()]
     assert len(replaced) == 1 and "VARSCORE, VARSCORE_MAX" in replaced[0].getMessage()
     header = subprocess.run([BCFTOOLS, "view", "-h", str(out)], capture_output=True, text=True, check=True).stdout
@@ -269,10 +269,10 @@ def test_two_runs_on_one_output_never_mix(slow_bundle, tmp_path):
 def test_checkpoint_files_of_another_run_are_not_reused(slow_bundle, tmp_path):
     from varscore.models.bundle import load_bundle
     from varscore.scoring.engine import AlleleScore, GeneCheckpoint
-    from varscore.scoring.gene_mode import _fingerprint, annotate_vcf, checkpoint_dir
+    from varscore.scoring.gene_mode import ScoringJob, _fingerprint, checkpoint_dir, run_scoring
 
     clean = tmp_path / "clean.vcf"
-    annotate_vcf(slow_bundle["vcf"], slow_bundle["bundle"], clean)
+    run_scoring(ScoringJob(slow_bundle["vcf"], slow_bundle["bundle"], clean))
     out = tmp_path / "resumed.vcf"
     bundle = load_bundle(slow_bundle["bundle"])
     fingerprint = _fingerprint(slow_bundle["vcf"], bundle, bundle.reference_fasta, bundle.genes, "flag", 64)
@@ -281,7 +281,7 @@ def test_checkpoint_files_of_another_run_are_not_reused(slow_bundle, tmp_path):
     foreign = GeneCheckpoint.__new__(GeneCheckpoint)
     foreign.directory, foreign.fingerprint = checkpoint.directory, "another-run"
     foreign.save("S0", "S0", [(0, AlleleScore("A", "S0", 999.0, 1999.0))], 0)
-    annotate_vcf(slow_bundle["vcf"], slow_bundle["bundle"], out, resume=True)
+    run_scoring(ScoringJob(slow_bundle["vcf"], slow_bundle["bundle"], out, resume=True))
     assert "999" not in out.read_text()
     assert _body(out) == _body(clean)
 
@@ -558,3 +558,43 @@ def test_ism_table_gets_its_provenance_sidecar(toy_world, tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads(Path(f"{out}.provenance.json").read_text())
     assert record["varscore_model"]["ID"] == "toy-model" and record["varscore_version"]
+
+
+# --- the loading flags travel as settings, not through the environment -----------------------------
+
+
+def test_trust_and_size_flags_last_one_command_and_leave_the_environment_alone(toy_world, tmp_path, monkeypatch):
+    import shutil
+
+    from varscore.errors import BundleError
+    from varscore.models.bundle import LoadSettings, load_bundle, loading_settings, loading_with
+
+    monkeypatch.delenv("VARSCORE_TRUST_UNVERIFIED", raising=False)
+    monkeypatch.delenv("VARSCORE_ALLOW_LARGE_MODELS", raising=False)
+    bundle = tmp_path / "unverified"
+    shutil.copytree(toy_world["bundle"], bundle)
+    manifest = json.loads((bundle / "varscore.json").read_text())
+    manifest.pop("files", None)
+    (manifest.get("provenance") or {}).pop("weights_sha256", None)
+    (bundle / "varscore.json").write_text(json.dumps(manifest))
+    vcf = write_vcf(tmp_path / "in.vcf", [("chr1", 190, toy_world["seqs"]["chr1"][189], "A")])
+    environment = dict(os.environ)
+    args = [
+        "annotate",
+        str(vcf),
+        "-m",
+        str(bundle),
+        "--fasta",
+        str(toy_world["fasta"]),
+        "-o",
+        str(tmp_path / "out.vcf"),
+    ]
+    result = CliRunner().invoke(cli, ["--trust-unverified", "--allow-large-models", *args])
+    assert result.exit_code == 0, result.output
+    assert dict(os.environ) == environment  # no flag went through os.environ
+    assert loading_settings() == LoadSettings()  # nor outlived its command
+    with pytest.raises(BundleError, match="no checksums"):
+        load_bundle(bundle)
+    with loading_with(LoadSettings(trust_unverified=True)):  # the Python API's way
+        assert load_bundle(bundle).name
+    assert loading_settings() == LoadSettings()

@@ -4,7 +4,8 @@ ChromHMM segmentation (see :mod:`varscore.analysis.enrichment` for the definitio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -12,6 +13,7 @@ from varscore.errors import InputError
 from varscore.io.infotext import info_atom
 from varscore.plugin.contracts import AnnotationContext, Annotator, InfoField
 from varscore.plugin.hookspecs import hookimpl
+from varscore.plugin.options import PluginOptions, option
 
 if TYPE_CHECKING:
     import click
@@ -34,7 +36,10 @@ class ChromHMMAnnotator(Annotator):
     info_fields: ClassVar[tuple[InfoField, ...]] = (
         InfoField(CHROMHMM_KEY, "1", "String", "Chromatin state at the variant's position (ChromHMM segmentation)"),
     )
-    default_params: ClassVar[dict[str, Any]] = {"bed": ""}
+
+    @dataclass
+    class Options(PluginOptions):
+        bed: str = option("", "ChromHMM segmentation BED (*_segments.bed, dense or expanded browser file); required.")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -72,7 +77,7 @@ class ChromHMMAnnotator(Annotator):
 
 
 @hookimpl
-def register_annotators(register):
+def register_annotators(register: Callable[[type[Annotator]], None]) -> None:
     register(ChromHMMAnnotator)
 
 

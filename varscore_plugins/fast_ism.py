@@ -373,6 +373,99 @@ def borzoi_positions(attention: Any, n: int) -> torch.Tensor:
     return attention.positions.to(attention.to_rel_k.weight.dtype)
 
 
+# -- the conv towers' receptive fields (Enformer's, and Borzoi's first U-net level) ------------------
+
+
+@dataclass(frozen=True)
+class TowerGeometry:
+    """Where Enformer's stem + conv tower reads and writes, for exact partial recomputation.
+
+    The stem and tower are ``n`` stages, each a same-padded convolution of half-width
+    ``halves[i]`` (the stem's width-15 conv, then each tower layer's width-5 conv; the width-1 convs,
+    batch norms in eval mode and GELUs are per-position) followed by a pool over pairs. Bin ``j``
+    of the tower output therefore depends on a bounded stretch of input bases and a base
+    changes a bounded run of bins. Positions are 0-based; ranges are inclusive ``(first, last)``.
+    """
+
+    length: int
+    halves: tuple[int, ...]
+
+    @classmethod
+    def for_enformer(cls, window_size: int, num_downsamples: int) -> TowerGeometry:
+        return cls(window_size, (7,) + (2,) * (num_downsamples - 1))
+
+    @property
+    def bin_size(self) -> int:
+        return 2 ** len(self.halves)
+
+    @property
+    def n_bins(self) -> int:
+        return self.length // self.bin_size
+
+    def affected_bins(self, first: int, last: int) -> tuple[int, int]:
+        """The tower-output bins a change of bases ``first..last`` can alter."""
+        size = self.length
+        for half in self.halves:
+            first, last = max(first - half, 0) // 2, min(last + half, size - 1) // 2
+            size //= 2
+        return first, last
+
+    def affected_chunks(self, offsets: np.ndarray, chunk_bins: int) -> np.ndarray:
+        """Sorted unique ids of the ``chunk_bins``-bin chunks (chunk ``c`` = bins
+        ``c * chunk_bins`` onwards) that changes at ``offsets`` (``(k,)`` bases) can alter."""
+        first = np.asarray(offsets, dtype=np.int64)
+        last = first.copy()
+        size = self.length
+        for half in self.halves:
+            first, last = np.maximum(first - half, 0) // 2, np.minimum(last + half, size - 1) // 2
+            size //= 2
+        first, last = first // chunk_bins, last // chunk_bins
+        spans = [np.arange(lo, hi + 1) for lo, hi in zip(first.tolist(), last.tolist(), strict=True)]
+        return np.unique(np.concatenate(spans)) if spans else np.empty(0, dtype=np.int64)
+
+    def needed_bases(self, first_bin: int, last_bin: int) -> tuple[int, int]:
+        """The input bases tower-output bins ``first_bin..last_bin`` depend on, before clipping
+        to the window (positions outside it are the convolutions' zero padding)."""
+        first, last = first_bin, last_bin
+        for half in reversed(self.halves):
+            first, last = 2 * first - half, 2 * last + 1 + half
+        return first, last
+
+    def patch_bins(self, first_bin: int, last_bin: int) -> tuple[int, int]:
+        """``(start_bin, width)`` of a bin-aligned input patch from which ``first_bin..last_bin``
+        are computed exactly: it holds every base they depend on, and at a window edge it starts
+        (or ends) at the edge so that the zero padding is the full forward's."""
+        first, last = self.needed_bases(first_bin, last_bin)
+        start = max(first, 0) // self.bin_size
+        stop = -(-(min(last, self.length - 1) + 1) // self.bin_size)
+        return start, stop - start
+
+    def snv_patch_width(self) -> int:
+        """Bins of a patch wide enough for any single-base change anywhere in the window: the
+        widest interior need over one bin's worth of alignments, capped at the window."""
+        # Probe a window long enough that no edge clips the interior pattern, which repeats
+        # every bin_size bases.
+        probe = TowerGeometry(self.bin_size * 4096, self.halves)
+        centre = probe.length // 2
+        widest = max(probe.patch_bins(*probe.affected_bins(p, p))[1] for p in range(centre, centre + self.bin_size))
+        return min(widest, self.n_bins)
+
+    def chunk_patch_width(self, chunk_bins: int) -> int:
+        """Bins of a patch from which any ``chunk_bins``-bin chunk (aligned to multiples of
+        ``chunk_bins``) is computed exactly, capped at the window."""
+        probe = TowerGeometry(self.bin_size * 4096, self.halves)
+        first = probe.n_bins // 2 // chunk_bins * chunk_bins
+        return min(probe.patch_bins(first, first + chunk_bins - 1)[1], self.n_bins)
+
+    def place_patch(self, first_bin: int, last_bin: int, width: int) -> int:
+        """Start bin of a ``width``-bin patch covering the need of ``first_bin..last_bin`` (one
+        fixed width lets patches be batched); shifted inwards at the window edges."""
+        start, needed = self.patch_bins(first_bin, last_bin)
+        if needed > width:
+            raise ValueError(f"a {width}-bin patch cannot cover bins {first_bin}..{last_bin} (needs {needed})")
+        return min(start, self.n_bins - width)
+
+
 # -- Borzoi -----------------------------------------------------------------------------------------
 
 
@@ -467,8 +560,6 @@ class BorzoiISM:
 
     def __init__(self, backbone: Any, reference: np.ndarray, reduce: Callable[..., Any]) -> None:
         import torch
-
-        from varscore_plugins.enformer import TowerGeometry
 
         self.backbone, self.reduce = backbone, reduce
         self.model, self.head = backbone.model_, backbone.params["head"]

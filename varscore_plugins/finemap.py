@@ -17,7 +17,8 @@ gene and over all genes' pooled variants.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,6 +37,7 @@ from varscore.analysis.finemapping import (  # noqa: F401  (re-exported: the plu
 from varscore.errors import InputError
 from varscore.plugin.contracts import AnnotationContext, Annotator, InfoField
 from varscore.plugin.hookspecs import hookimpl
+from varscore.plugin.options import PluginOptions, option
 
 if TYPE_CHECKING:
     import click
@@ -79,7 +81,13 @@ class FinemapAnnotator(Annotator):
             "Fine-mapping posterior of the variant for each gene (eQTL fine-mapping table). Format: " + FINEMAP_FORMAT,
         ),
     )
-    default_params: ClassVar[dict[str, Any]] = {"table": "", "format": "auto", "tissue": "", "min_posterior": 0.0}
+
+    @dataclass
+    class Options(PluginOptions):
+        table: str = option("", "eQTL fine-mapping table (required).")
+        format: str = option("auto", "Table format ('auto': from its columns).")
+        tissue: str = option("", "Keep only this tissue's rows ('': all).")
+        min_posterior: float = option(0.0, "Report posteriors at least this large.")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -118,7 +126,7 @@ def _clean(text: str) -> str:
 
 
 @hookimpl
-def register_annotators(register):
+def register_annotators(register: Callable[[type[Annotator]], None]) -> None:
     register(FinemapAnnotator)
 
 

@@ -16,7 +16,7 @@ import contextlib
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -25,8 +25,9 @@ import numpy as np
 
 from varscore.errors import BundleError, InputError, NotFittedError
 from varscore.genome.personal import imputed_dosage, variant_keys
-from varscore.plugin.contracts import GenotypeBackbone, GenotypeFitResult
+from varscore.plugin.contracts import Backbone, GenotypeBackbone, GenotypeFitResult
 from varscore.plugin.hookspecs import hookimpl
+from varscore.plugin.options import PluginOptions, option
 
 if TYPE_CHECKING:
     import click
@@ -252,16 +253,18 @@ class LinearBackbone(GenotypeBackbone):
         "homozygous REF"
     )
     output_modes: ClassVar[tuple[str, ...]] = ("scalar",)
-    default_params: ClassVar[dict[str, Any]] = {
-        "window_size": 49_152,
-        "cv_folds": 5,
-        "n_alphas": 50,
-        "l1_ratio": 0.5,
-        "max_iter": 2000,
-        "seed": 0,
-        "solver": "gram",
-        "threads": 0,
-    }
+    trainable: ClassVar[bool] = True
+
+    @dataclass
+    class Options(PluginOptions):
+        window_size: int = option(49_152, "Window around the TSS whose SNVs are the predictors (bp).")
+        cv_folds: int = option(5, "Cross-validation folds choosing the penalty.")
+        n_alphas: int = option(50, "Penalties tried.")
+        l1_ratio: float = option(0.5, "Elastic-net mixing (1: lasso); elastic-net only.")
+        max_iter: int = option(2000, "Coordinate-descent iterations.")
+        seed: int = option(0, "Seed of the fold assignment.")
+        solver: str = option("gram", "'gram' (fast, ElasticNetCV's path) or 'sklearn'.")
+        threads: int = option(0, "Threads of the gram solver (0: all).")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -444,7 +447,7 @@ class RidgeBackbone(LinearBackbone):
 
 
 @hookimpl
-def register_backbones(register):
+def register_backbones(register: Callable[[type[Backbone]], None]) -> None:
     register(ElasticNetBackbone)
     register(LassoBackbone)
     register(RidgeBackbone)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,6 +37,7 @@ from varscore.genome.pwm import BACKGROUNDS, Motif, score_tail
 from varscore.genome.sequence import BASES
 from varscore.plugin.contracts import AnnotationContext, Annotator, InfoField
 from varscore.plugin.hookspecs import hookimpl
+from varscore.plugin.options import PluginOptions, option
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -715,18 +716,19 @@ class MotifAnnotator(Annotator):
             "strong or weak). Format: " + MOTIF_FORMAT,
         ),
     )
-    default_params: ClassVar[dict[str, Any]] = {
-        "motifs": "JASPAR2024",
-        "collection": "CORE",
-        "tax_group": "vertebrates",
-        "motif_ids": "",
-        "p_threshold": 5e-5,
-        "correction": "bh",
-        "q_threshold": DEFAULT_Q_THRESHOLD,
-        "background": "genome",
-        "pseudocount": 0.8,
-        "max_indel": 10,
-    }
+
+    @dataclass
+    class Options(PluginOptions):
+        motifs: str = option("JASPAR2024", "A JASPAR release bundled with pyjaspar, or a MEME/JASPAR/HOCOMOCO file.")
+        collection: str = option("CORE", "JASPAR collection.")
+        tax_group: str = option("vertebrates", "JASPAR taxonomic group.")
+        motif_ids: str = option("", "Comma-separated JASPAR IDs instead of a whole subset.")
+        p_threshold: float = option(5e-5, "p-value a best REF or ALT match must be below.")
+        correction: str = option("bh", "Per-variant multiple testing over the motifs: bh, bonferroni or none.")
+        q_threshold: float = option(DEFAULT_Q_THRESHOLD, "A hit needs its per-variant Q below this.")
+        background: str = option("genome", "Base background: genome (41% GC), uniform, or a,c,g,t.")
+        pseudocount: float = option(0.8, "Pseudocount added to the motif counts.")
+        max_indel: int = option(10, "Longest indel scanned (bp).")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -786,5 +788,5 @@ class MotifAnnotator(Annotator):
 
 
 @hookimpl
-def register_annotators(register):
+def register_annotators(register: Callable[[type[Annotator]], None]) -> None:
     register(MotifAnnotator)

@@ -3,6 +3,8 @@ baskerville-style statistic over all its bins) and ``track`` (every bin)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -10,6 +12,7 @@ import numpy as np
 from varscore.errors import InputError
 from varscore.plugin.contracts import ISMResult, OutputMode
 from varscore.plugin.hookspecs import hookimpl
+from varscore.plugin.options import PluginOptions, option
 
 #: ``stat`` values of the scalar mode. ``center`` suits models trained on one value per person
 #: (Variformer); the others suit coverage-track models (baskerville's SNP statistics).
@@ -69,7 +72,12 @@ class ScalarOutput(OutputMode):
     """
 
     name: ClassVar[str] = "scalar"
-    default_params: ClassVar[dict[str, Any]] = {"track": 0, "center_bins": 1, "stat": "center"}
+
+    @dataclass
+    class Options(PluginOptions):
+        track: int = option(0, "Output track scored (0-based).")
+        center_bins: int = option(1, "Centre bins summed by stat 'center'.")
+        stat: str = option("center", "Statistic: center, SUM, logSUM, D1 or D2.")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -142,7 +150,11 @@ class TrackOutput(OutputMode):
     """
 
     name: ClassVar[str] = "track"
-    default_params: ClassVar[dict[str, Any]] = {"track": 0, "stat": "SUM"}
+
+    @dataclass
+    class Options(PluginOptions):
+        track: int = option(0, "Output track (0-based).")
+        stat: str = option("SUM", "Statistic the scores are read as: SUM, logSUM, D1 or D2.")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -164,6 +176,6 @@ class TrackOutput(OutputMode):
 
 
 @hookimpl
-def register_output_modes(register):
+def register_output_modes(register: Callable[[type[OutputMode]], None]) -> None:
     register(ScalarOutput)
     register(TrackOutput)

@@ -116,29 +116,20 @@ def test_track_keeps_the_largest_effect_per_position(tmp_path):
     assert [(s, e, round(v, 6)) for s, e, v in values] == [(9, 10, -0.5), (11, 12, 0.3)]
 
 
-def test_analysis_commands_on_the_toy_world(cohort, tmp_path):
-    runner = CliRunner()
+def test_analysis_jobs_on_the_toy_world(cohort, tmp_path):
+    from varscore.analysis.drivers import DriversJob, run_drivers
+    from varscore.analysis.hsv import HsvJob, run_hsv
+    from varscore.analysis.inputs import AnalysisInputs
+    from varscore.analysis.ism import IsmJob, run_ism
+
     bundle = str(cohort["bundle"])
     people = tmp_path / "people.txt"
     people.write_text("\n".join(PEOPLE) + "\n")
     out = tmp_path / "ism.tsv"
-    result = runner.invoke(
-        cli,
-        [
-            "ism",
-            "-m",
-            bundle,
-            "--vcf",
-            str(cohort["vcf"]),
-            "-o",
-            str(out),
-            "--track",
-            str(tmp_path / "ism.bedGraph"),
-            "--gene",
-            "GENEA",
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    track = tmp_path / "ism.bedGraph"
+    ism = run_ism(IsmJob(AnalysisInputs(bundle, cohort["vcf"], gene_names=("GENEA",)), out, track=track))
+    assert ism.output == out and ism.track == track and track.is_file()
+    assert ism.notes()[0] == f"wrote {out} ({len(ism.table)} substitutions, 1 genes)"
     table = pd.read_csv(out, sep="\t")
     assert list(table.columns) == [
         "chrom",
@@ -152,30 +143,35 @@ def test_analysis_commands_on_the_toy_world(cohort, tmp_path):
         "delta",
         "maf",
     ]
-    result = runner.invoke(
-        cli, ["hsv", "-m", bundle, "--vcf", str(cohort["vcf"]), "--k", "2", "-o", str(tmp_path / "hsv.tsv")]
-    )
-    assert result.exit_code == 0, result.output
+    result = run_hsv(HsvJob(AnalysisInputs(bundle, cohort["vcf"]), tmp_path / "hsv.tsv", k=2))
     hsv = pd.read_csv(tmp_path / "hsv.tsv", sep="\t")
+    assert hsv["pos"].tolist() == result.hsvs["pos"].tolist()
     top = hsv[hsv["gene"] == "GENEA"]
     assert len(top) == 2
     assert sorted(top["delta"].abs()) == pytest.approx(sorted(table["delta"].abs().nlargest(2)))
-    result = runner.invoke(
-        cli,
-        [
-            "drivers",
-            "-m",
-            bundle,
-            "--vcf",
-            str(cohort["vcf"]),
-            "--people",
-            str(people),
-            "-o",
-            str(tmp_path / "drivers.tsv"),
-        ],
-    )
+    drivers = run_drivers(DriversJob(AnalysisInputs(bundle, cohort["vcf"]), tmp_path / "drivers.tsv", people))
+    assert (tmp_path / "drivers.tsv").is_file()
+    assert "explained_all" in drivers.lines()[0]
+
+
+def test_saturation_job_without_a_vcf_writes_no_maf(cohort, tmp_path):
+    from varscore.analysis.inputs import AnalysisInputs
+    from varscore.analysis.ism import IsmJob, run_ism
+
+    out = tmp_path / "saturation.tsv"
+    result = run_ism(IsmJob(AnalysisInputs(str(cohort["bundle"]), gene_names=("GENEA",)), out, saturation=True))
+    table = pd.read_csv(out, sep="\t")
+    assert len(table) == len(result.table) == 3 * 64 and "maf" not in table.columns
+    assert result.lines() == [] and result.notes() == [f"wrote {out} (192 substitutions, 1 genes)"]
+
+
+def test_analysis_commands_parse_and_give_one_line_errors(cohort, tmp_path):
+    runner = CliRunner()
+    bundle = str(cohort["bundle"])
+    out = tmp_path / "ism.tsv"
+    result = runner.invoke(cli, ["ism", "-m", bundle, "--vcf", str(cohort["vcf"]), "-o", str(out), "--gene", "GENEA"])
     assert result.exit_code == 0, result.output
-    assert "explained_all" in result.output
+    assert f"wrote {out} (" in result.output and out.is_file()
     # user errors are one line, no traceback
     result = runner.invoke(cli, ["hsv", "-m", bundle, "--vcf", str(cohort["vcf"]), "-o", str(tmp_path / "x.tsv")])
     assert result.exit_code == 1 and "exactly one of --linear" in result.output
@@ -183,6 +179,7 @@ def test_analysis_commands_on_the_toy_world(cohort, tmp_path):
     assert result.exit_code == 1 and "--saturation" in result.output
     result = runner.invoke(cli, ["drivers", "-m", bundle, "--vcf", str(cohort["vcf"]), "-o", str(tmp_path / "x.tsv")])
     assert result.exit_code == 1 and "--people" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_saturation_progress_moves_per_allele_and_chunks_do_not_change_scores(cohort, monkeypatch):

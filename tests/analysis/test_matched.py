@@ -124,38 +124,27 @@ def test_tolerance_table_reports_fisher_and_permutation_per_tolerance():
 
 
 @pytest.mark.slow
-def test_hsv_cli_states_the_tests_and_the_tolerance_table():
-    from click.testing import CliRunner
-
-    from varscore.cli import cli
+def test_hsv_states_the_tests_and_the_tolerance_table(tmp_path):
+    from varscore.analysis.hsv import HsvJob, run_hsv
+    from varscore.analysis.inputs import AnalysisInputs
     from varscore.examples import data_dir, models_dir
 
-    result = CliRunner().invoke(
-        cli,
-        [
-            "hsv",
-            "-m",
-            str(models_dir() / "variformer-demo"),
-            "--vcf",
-            str(data_dir() / "cohort.vcf.gz"),
-            "--gene",
-            "SNAP25",
-            "--gene",
-            "MKKS",
-            "--linear",
-            str(models_dir() / "elastic-net-demo"),
-            "--truth",
-            str(data_dir() / "truth_variants.tsv"),
-            "-o",
-            "/dev/null",
-            "--no-progress",
-        ],
+    inputs = AnalysisInputs(
+        str(models_dir() / "variformer-demo"), data_dir() / "cohort.vcf.gz", gene_names=("SNAP25", "MKKS")
     )
-    assert result.exit_code == 0, result.output
+    job = HsvJob(
+        inputs,
+        tmp_path / "hsv.tsv",
+        linear=str(models_dir() / "elastic-net-demo"),
+        truth=data_dir() / "truth_variants.tsv",
+    )
+    result = run_hsv(job)
+    output = "\n".join(result.lines()) + "\n"
     # each model's median |weight| is its threshold: 3 pairs on the demo, below the minimum for a p-value
-    assert "sign agreement" in result.output and f"too few pairs (n = 3 < {MIN_PAIRS})" in result.output
-    assert "one-sided permutation test over matched control sets (2000 draws, 1 control per variant" in result.output
-    assert "MAF within ±0.005" in result.output
-    table_lines = result.output.split("dependence on the MAF tolerance:\n")[1].splitlines()
+    assert result.sign is not None and result.sign.n == 3
+    assert "sign agreement" in output and f"too few pairs (n = 3 < {MIN_PAIRS})" in output
+    assert "one-sided permutation test over matched control sets (2000 draws, 1 control per variant" in output
+    assert "MAF within ±0.005" in output
+    table_lines = output.split("dependence on the MAF tolerance:\n")[1].splitlines()
     assert table_lines[0].split()[:3] == ["maf_tolerance", "selected", "matched"]
     assert [float(line.split()[0]) for line in table_lines[1:6]] == [0.005, 0.01, 0.02, 0.05, 0.1]

@@ -133,35 +133,29 @@ def check_figure_contents(out: Path) -> None:
 
 @pytest.mark.slow
 def test_report_on_the_demo_models_writes_every_figure_and_an_html_page(tmp_path):
+    from varscore.analysis.report import ReportConfig, build_report
+
     out = tmp_path / "report"
     bed, caviar = annotation_inputs(tmp_path)
-    result = CliRunner().invoke(
-        cli,
-        [
-            "report",
-            "-m",
-            str(EXAMPLES / "models" / "variformer-demo"),
-            "--compare",
-            str(EXAMPLES / "models" / "elastic-net-demo"),
-            *COHORT,
-            "--truth",
-            str(DATA / "truth_variants.tsv"),
-            "--gene",
-            "SNAP25",
-            "--gene",
-            "MKKS",
-            "--chromhmm",
-            str(bed),
-            "--finemap",
-            str(caviar),
-            "--motifs",
-            str(MOTIFS),
-            "--no-progress",
-            "-o",
-            str(out),
-        ],
+    config = ReportConfig(
+        model=str(EXAMPLES / "models" / "variformer-demo"),
+        vcf=DATA / "cohort.vcf.gz",
+        expression=DATA / "cohort.expression.bed.gz",
+        genes=DATA / "genes.tsv",
+        fasta=None,
+        out_dir=out,
+        compare=[str(EXAMPLES / "models" / "elastic-net-demo")],
+        gene_names=["SNAP25", "MKKS"],
+        truth=DATA / "truth_variants.tsv",
+        motifs=str(MOTIFS),
+        chromhmm=bed,
+        finemap=caviar,
     )
-    assert result.exit_code == 0, result.output
+    result = build_report(config)
+    assert result.html == out / "index.html"
+    made = sum(f.missing is None for f in result.figures)
+    assert result.lines() == [f"wrote {result.html} ({made} figures)"]
+    assert any(note.startswith("not produced: ") and "--attribution" in note for note in result.notes())
     page = (out / "index.html").read_text()
     for name in PRODUCED:
         for suffix in (".png", ".pdf"):
@@ -188,56 +182,58 @@ def test_report_on_the_demo_models_writes_every_figure_and_an_html_page(tmp_path
 
 @pytest.mark.slow
 def test_attribute_on_the_demo_model(tmp_path):
-    runner = CliRunner()
+    from varscore.analysis.attribution import AttributionJob, run_attribution
+    from varscore.analysis.hsv import HsvJob, run_hsv
+    from varscore.analysis.inputs import AnalysisInputs
+
     model = str(EXAMPLES / "models" / "variformer-demo")
+    inputs = AnalysisInputs(model, DATA / "cohort.vcf.gz", gene_names=("SNAP25",))
     hsv = tmp_path / "hsv.tsv"
-    result = runner.invoke(
-        cli,
-        [
-            "hsv",
-            "-m",
-            model,
-            "--vcf",
-            str(DATA / "cohort.vcf.gz"),
-            "--gene",
-            "SNAP25",
-            "--k",
-            "2",
-            "-o",
-            str(hsv),
-            "--no-progress",
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    run_hsv(HsvJob(inputs, hsv, k=2))
     out = tmp_path / "attribution.tsv"
     people = tmp_path / "people.txt"  # 12 of the test people keep the test short
     people.write_text("\n".join(load_bundle(model).manifest["people"]["test"][:12]) + "\n")
-    result = runner.invoke(
-        cli,
-        [
-            "attribute",
-            "-m",
-            model,
-            "--vcf",
-            str(DATA / "cohort.vcf.gz"),
-            "--gene",
-            "SNAP25",
-            "--people",
-            str(people),
-            "--variants",
-            str(hsv),
-            "-o",
-            str(out),
-            "--no-progress",
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    result = run_attribution(AttributionJob(inputs, out, people_file=people, variants_file=hsv))
     table = pd.read_csv(out, sep="\t")
     assert len(table) == load_bundle(model).manifest["window_size"]
     for column in ("reference", "personal"):
         assert table[column].mean() == pytest.approx(0, abs=1e-6)
         assert table[column].std(ddof=0) == pytest.approx(1, abs=1e-6)
+    output = "\n".join(result.lines())
     selected = float(
-        re.search(r"selected: \d+ variants, mean standardised attribution \(personal\) (\S+)", result.output).group(1)
+        re.search(r"selected: \d+ variants, mean standardised attribution \(personal\) (\S+)", output).group(1)
     )
     assert selected > 1.0  # the HSVs sit on attribution peaks (measured: 31 vs -0.1 for 3 matched controls)
+    assert selected == pytest.approx(result.at_variants[0].mean, abs=5e-4)
+
+
+def test_report_command_parses_into_a_config_and_prints_the_result(tmp_path, monkeypatch):
+    import varscore.analysis.report as report_module
+    from varscore.analysis.report import FigureEntry, ReportResult
+
+    seen = []
+
+    def fake_build_report(config):
+        seen.append(config)
+        figures = [FigureEntry("a", "Figure A", "n = 1"), FigureEntry("b", "Figure B", "", missing="needs --x")]
+        figures[0].png = config.out_dir / "a.png"
+        return ReportResult(config.out_dir, config.out_dir / "index.html", figures, {}, {})
+
+    monkeypatch.setattr(report_module, "build_report", fake_build_report)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        cli,
+        ["report", "-m", "variformer-demo", *COHORT, "--gene", "SNAP25", "--k", "3", "--no-progress", "-o", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    (config,) = seen
+    assert (config.model, config.vcf, config.gene_names, config.k, config.out_dir) == (
+        "variformer-demo",
+        DATA / "cohort.vcf.gz",
+        ["SNAP25"],
+        3,
+        out,
+    )
+    assert config.compare == [] and config.progress is False and config.device == "auto"
+    assert f"wrote {out / 'index.html'} (1 figures)" in result.output
+    assert "not produced: Figure B: needs --x" in result.output

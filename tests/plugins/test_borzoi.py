@@ -423,7 +423,9 @@ def test_frozen_trunk_epoch_trains_only_the_head(cohort: Path, tmp_path: Path):
         progress=False,
         accelerator="cpu",
     )
-    result = backbone.finetune(data, config)
+    from varscore.training.trainer import finetune_sequence_backbone
+
+    result = finetune_sequence_backbone(backbone, data, config)
     after = dict(backbone.model_.named_parameters())
     assert result.best_epoch == 0 and "tune_loss" in result.history[0]
     assert all(torch.equal(before[n], after[n]) for n in before if n not in head_names)

@@ -5,8 +5,9 @@ maximum over the 4 bases, z-scored along the window.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import pandas as pd
 from varscore.errors import InputError
 
 if TYPE_CHECKING:
+    from varscore.analysis.inputs import AnalysisInputs
     from varscore.analysis.ism import GeneVariants, ModelScorer
 
 
@@ -94,10 +96,9 @@ def attribute_gene(
     backbone = scorer.backbone
     if not scorer.scores_sequence or not isinstance(backbone, SequenceBackbone):
         raise InputError(f"Attribution needs a sequence model; '{scorer.name}' is a genotype model.")
-    try:
-        module = backbone.torch_module()
-    except NotImplementedError as exc:
-        raise InputError(f"Model '{scorer.name}' exposes no torch module, so gradients cannot be computed.") from exc
+    if not backbone.has_torch_module:
+        raise InputError(f"Model '{scorer.name}' exposes no torch module, so gradients cannot be computed.")
+    module = backbone.torch_module()
     device = backbone.device
     reduce = scorer.output_mode.reduce
     ref = gradient_x_input(module, variants.reference[None], reduce, device=device)[0]
@@ -127,3 +128,104 @@ def attribution_table(attribution: GeneAttribution) -> pd.DataFrame:
     )
     table["personal"] = attribution.personal if attribution.personal is not None else np.nan
     return table
+
+
+@dataclass(frozen=True)
+class AttributionJob:
+    """One ``varscore attribute`` run: standardised attributions of each gene's window on the
+    reference and (unless ``reference_only``) on the personal genomes of the people in
+    ``people_file`` (one per line; None: the model's recorded test people), written per position to
+    ``output``. With ``variants_file`` (an ``hsv`` or ``drivers`` TSV), the mean attribution at
+    those variants vs at their matched controls. ``argv`` is the command recorded in the
+    provenance sidecar (None: this process's)."""
+
+    inputs: AnalysisInputs
+    output: Path
+    people_file: Path | None = None
+    reference_only: bool = False
+    variants_file: Path | None = None
+    batch_size: int = 8
+    progress: bool = False
+    argv: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class AttributionAtVariants:
+    """The mean standardised attribution (``track``: ``reference`` or ``personal``) at the
+    ``variants`` variants of ``group`` (``selected`` or ``controls``)."""
+
+    group: str
+    variants: int
+    mean: float
+    track: str
+
+
+@dataclass
+class AttributionResult:
+    """``table``: the per-position table written to ``output`` (:func:`attribution_table` of every
+    gene); ``genes``: each gene's :class:`GeneAttribution` by label; ``at_variants``: selected
+    variants vs matched controls (empty without a variants file)."""
+
+    table: pd.DataFrame
+    genes: dict[str, GeneAttribution]
+    output: Path
+    at_variants: list[AttributionAtVariants] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """What the command prints on stdout: the selected variants vs their controls."""
+        return [
+            f"{a.group}: {a.variants} variants, mean standardised attribution ({a.track}) {a.mean:.3f}"
+            for a in self.at_variants
+        ]
+
+    def notes(self) -> list[str]:
+        """What the command prints on stderr: the table written."""
+        return [f"wrote {self.output}"]
+
+
+def read_selected_variants(path: Path) -> pd.DataFrame:
+    """An ``hsv`` or ``drivers`` TSV with a ``key`` column (chrom:pos:ref:alt) added."""
+    chosen = pd.read_csv(path, sep="\t")
+    missing = {"chrom", "pos", "ref", "alt", "gene"} - set(chosen.columns)
+    if missing:
+        raise InputError(f"{path} lacks columns {', '.join(sorted(missing))}: give an 'hsv' or 'drivers' TSV.")
+    chosen["key"] = (
+        chosen["chrom"].astype(str) + ":" + chosen["pos"].astype(str) + ":" + chosen["ref"] + ":" + chosen["alt"]
+    )
+    return chosen
+
+
+def run_attribution(job: AttributionJob) -> AttributionResult:
+    """Run ``job``; see :class:`AttributionJob`."""
+    from tqdm.auto import tqdm
+
+    from varscore.analysis.hsv import DRIVER_MAF_TOLERANCE, HSV_MAF_TOLERANCE, matched_controls
+    from varscore.analysis.inputs import write_table
+    from varscore.analysis.ism import held_out_people
+
+    run = job.inputs.load()
+    variants = run.cohort_variants()
+    people = None if job.reference_only else held_out_people(run.bundle, job.people_file)
+    genes = {}
+    for gv in tqdm(list(variants.values()), desc="attribution", unit="gene", disable=not job.progress):
+        rows = gv.people_rows(people) if people else None
+        genes[gv.gene.label] = attribute_gene(run.scorer, gv, rows, batch_size=job.batch_size)
+    table = pd.concat([attribution_table(a) for a in genes.values()], ignore_index=True)
+    write_table(table, job.output, run.bundle, job.argv)
+    result = AttributionResult(table, genes, job.output)
+    if job.variants_file is None:
+        return result
+    chosen = read_selected_variants(job.variants_file)
+    chosen = chosen[chosen["gene"].isin(genes)]
+    pool = pd.concat([gv.table for gv in variants.values()], ignore_index=True)
+    tolerance = DRIVER_MAF_TOLERANCE if "driver_rank" in chosen.columns else HSV_MAF_TOLERANCE
+    controls = matched_controls(chosen, pool, tolerance)
+    which = "reference" if job.reference_only else "personal"
+    for group, frame in (("selected", chosen), ("controls", controls.drop_duplicates(["gene", "key"]))):
+        values = (
+            pd.concat([pd.Series(genes[g].at(rows["pos"].to_numpy(), which)) for g, rows in frame.groupby("gene")])
+            if len(frame)
+            else pd.Series(dtype=float)
+        )
+        result.at_variants.append(AttributionAtVariants(group, len(frame), float(values.mean()), which))
+    return result

@@ -13,7 +13,9 @@ candidate variants).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +24,10 @@ import pandas as pd
 from varscore.errors import InputError
 
 if TYPE_CHECKING:
+    from varscore.analysis.hsv import Enrichment
+    from varscore.analysis.inputs import AnalysisInputs
     from varscore.analysis.ism import ModelScorer
+    from varscore.analysis.matched import MatchedEnrichment
 
 
 @dataclass(frozen=True)
@@ -172,21 +177,30 @@ def mean_pairwise_ld(dosage: np.ndarray) -> float:
     return float(np.mean(upper**2))
 
 
+@dataclass(frozen=True)
+class DriverCriteria:
+    """When forward selection stops (module docstring): a driver must raise the explained fraction
+    by more than ``min_gain`` and its own contribution's one-sided p must be below ``alpha`` / the
+    number of candidate variants."""
+
+    min_gain: float = 0.05
+    alpha: float = 0.01
+
+
 def find_drivers(
     scorer: ModelScorer,
     variants: dict[str, Any],
     ism: pd.DataFrame,
     people: list[str],
-    min_gain: float = 0.05,
-    alpha: float = 0.01,
+    criteria: DriverCriteria | None = None,
     batch_size: int = 8,
     progress: bool = False,
     predictions: dict[str, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Drivers of every gene in ``variants`` (gene id -> :class:`~varscore.analysis.ism.GeneVariants`)
     for ``scorer``'s model on ``people``, using the ISM deltas of ``ism`` (one gene's rows in the
-    order of its variants' columns). ``predictions`` (gene label -> ``(len(people),)``) skips
-    predicting again when the caller has them.
+    order of its variants' columns), selected under ``criteria`` (None: the defaults).
+    ``predictions`` (gene label -> ``(len(people),)``) skips predicting again when the caller has them.
 
     Returns the driver rows (the ISM columns plus driver_rank, explained, own_r, own_p,
     explained_all) and a per-gene summary (gene, people, candidates, drivers, explained,
@@ -195,6 +209,7 @@ def find_drivers(
     """
     from tqdm.auto import tqdm
 
+    criteria = criteria or DriverCriteria()
     rows, summary = [], []
     for gv in tqdm(
         list(variants.values()), desc=f"drivers {scorer.name}", unit="gene", disable=not progress, leave=False
@@ -208,7 +223,11 @@ def find_drivers(
         else:
             predicted = scorer.predict_people(gv, people_rows, batch_size=batch_size)
         result = forward_select_drivers(
-            gv.dosage[people_rows], gene_ism["delta"].to_numpy(), predicted, min_gain=min_gain, alpha=alpha
+            gv.dosage[people_rows],
+            gene_ism["delta"].to_numpy(),
+            predicted,
+            min_gain=criteria.min_gain,
+            alpha=criteria.alpha,
         )
         rows.append(drivers_table(gene_ism, result))
         summary.append(
@@ -225,3 +244,82 @@ def find_drivers(
         )
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     return table, pd.DataFrame(summary)
+
+
+@dataclass(frozen=True)
+class DriversJob:
+    """One ``varscore drivers`` run: driver variants of each gene on the held-out people
+    (``people_file``, one per line; None: the model's recorded test people) under ``criteria``,
+    written to ``output``, the per-gene summary to ``summary_output``; with ``truth`` (a
+    simulation's truth_variants.tsv), recall and enrichment of causal variants. ``argv`` is the
+    command recorded in the provenance sidecars (None: this process's)."""
+
+    inputs: AnalysisInputs
+    output: Path
+    people_file: Path | None = None
+    criteria: DriverCriteria = field(default_factory=DriverCriteria)
+    truth: Path | None = None
+    summary_output: Path | None = None
+    batch_size: int = 8
+    progress: bool = False
+    argv: Sequence[str] | None = None
+
+
+@dataclass
+class DriversResult:
+    """``drivers``: the driver rows (see :func:`find_drivers`; with ``key``) written to ``output``;
+    ``summary``: one row per gene. With a truth table: ``causal_found`` drivers are causal,
+    ``enrichment`` against matched controls and the ``matched`` permutation test (else None)."""
+
+    drivers: pd.DataFrame
+    summary: pd.DataFrame
+    output: Path
+    causal_found: int | None = None
+    enrichment: Enrichment | None = None
+    matched: MatchedEnrichment | None = None
+
+    def lines(self) -> list[str]:
+        """What the command prints on stdout: the per-gene summary and the causal enrichment."""
+        summary = self.summary
+        lines = summary.to_string(index=False, float_format=lambda v: f"{v:.3f}").splitlines()
+        if len(summary) and summary["mean_ld"].isna().any():
+            lines.append(f"({LD_NAN_REASON}: {int(summary['mean_ld'].isna().sum())} of {len(summary)} genes)")
+        if self.enrichment is not None:
+            result = self.enrichment
+            lines.append(
+                f"causal variants: {self.causal_found}/{len(self.drivers)} drivers; {result.controls_causal}/"
+                f"{result.controls} matched controls; one-sided Fisher p = {result.p_value:.3g}"
+            )
+        if self.matched is not None:
+            lines.extend(self.matched.lines())
+        return lines
+
+    def notes(self) -> list[str]:
+        """What the command prints on stderr: nothing."""
+        return []
+
+
+def run_drivers(job: DriversJob) -> DriversResult:
+    """Run ``job``; see :class:`DriversJob`."""
+    from varscore.analysis.hsv import DRIVER_MAF_TOLERANCE, causal_enrichment, matched_controls, read_truth
+    from varscore.analysis.inputs import write_table
+    from varscore.analysis.ism import held_out_people, score_genes
+    from varscore.analysis.matched import matched_enrichment
+
+    run = job.inputs.load()
+    variants = run.cohort_variants()
+    people = held_out_people(run.bundle, job.people_file)
+    ism_scores = score_genes(run.scorer, variants, run.genome, batch_size=job.batch_size, progress=job.progress)
+    table, summary = find_drivers(
+        run.scorer, variants, ism_scores, people, job.criteria, batch_size=job.batch_size, progress=job.progress
+    )
+    write_table(table.drop(columns=["key"]) if len(table) else table, job.output, run.bundle, job.argv)
+    if job.summary_output is not None:
+        write_table(summary, job.summary_output, run.bundle, job.argv)
+    result = DriversResult(table, summary, job.output)
+    if job.truth is not None and len(table):
+        causal = read_truth(str(job.truth))
+        result.causal_found = sum((g, k) in causal for g, k in zip(table["gene"], table["key"], strict=True))
+        result.enrichment = causal_enrichment(table, matched_controls(table, ism_scores, DRIVER_MAF_TOLERANCE), causal)
+        result.matched = matched_enrichment(table, ism_scores, causal, DRIVER_MAF_TOLERANCE)
+    return result

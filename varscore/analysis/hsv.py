@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,7 +20,9 @@ import pandas as pd
 from varscore.errors import InputError
 
 if TYPE_CHECKING:
+    from varscore.analysis.inputs import AnalysisInputs
     from varscore.analysis.ism import ModelScorer
+    from varscore.analysis.matched import MatchedEnrichment
     from varscore.types import Gene
 
 HSV_MAF_TOLERANCE = 0.005
@@ -159,8 +162,6 @@ def causal_enrichment(selected: pd.DataFrame, controls: pd.DataFrame, causal: It
 
 def read_truth(path: str) -> set[tuple[str, str]]:
     """``(gene, key)`` pairs of a simulation's ``truth_variants.tsv`` (gene by name and by id)."""
-    from pathlib import Path
-
     if not Path(path).is_file():
         raise InputError(f"Truth table not found: {path}.")
     try:
@@ -233,3 +234,108 @@ def sign_agreement(
     table = [[int(np.sum(sx & sy)), int(np.sum(sx & ~sy))], [int(np.sum(~sx & sy)), int(np.sum(~sx & ~sy))]]
     p = float(fisher_exact(table)[1]) if keep.sum() else math.nan
     return SignAgreement(int(keep.sum()), int(np.sum(sx == sy)), tx, p, ty)
+
+
+@dataclass(frozen=True)
+class HsvJob:
+    """One ``varscore hsv`` run: the ``k`` SNVs with the largest ``|ISM|`` per gene, with ``k``
+    either given or, from ``linear`` (a genotype model bundle), the gene's number of non-zero
+    coefficients (exactly one of the two); written to ``output``, their matched controls to
+    ``controls_output``. With ``linear``, the sign agreement of the two models' weights; with
+    ``truth`` (a simulation's truth_variants.tsv), the enrichment for causal variants. ``argv``
+    is the command recorded in the provenance sidecars (None: this process's)."""
+
+    inputs: AnalysisInputs
+    output: Path
+    k: int | None = None
+    linear: str | None = None
+    truth: Path | None = None
+    controls_output: Path | None = None
+    batch_size: int = 8
+    progress: bool = False
+    argv: Sequence[str] | None = None
+
+
+@dataclass
+class HsvResult:
+    """``hsvs``: the HSV rows (ISM columns, ``key`` and ``hsv_rank``) written to ``output``;
+    ``controls``: their matched controls. ``sign`` (with a linear model, named ``linear_name``),
+    ``enrichment`` and ``matched`` (with a truth table) are None when not asked for."""
+
+    hsvs: pd.DataFrame
+    controls: pd.DataFrame
+    output: Path
+    linear_name: str | None = None
+    sign: SignAgreement | None = None
+    enrichment: Enrichment | None = None
+    matched: MatchedEnrichment | None = None
+
+    def lines(self) -> list[str]:
+        """What the command prints on stdout: sign agreement and causal enrichment."""
+        from varscore.analysis.matched import describe_p
+
+        lines = []
+        if self.sign is not None:
+            agree = self.sign
+            cut = f"|ISM| > {agree.threshold:.3g} and |weight| > {agree.linear_threshold:.3g}, each model's median"
+            if agree.n:
+                lines.append(
+                    f"sign agreement with {self.linear_name} ({cut}): {agree.agree}/{agree.n} = "
+                    f"{agree.fraction:.1%} (Fisher's exact test, {describe_p(agree.p_value, agree.n)})"
+                )
+            else:
+                lines.append(
+                    f"sign agreement with {self.linear_name}: no variant has both weights above the thresholds "
+                    f"({cut}; the linear model has no non-zero weight on the scored variants)"
+                )
+        if self.enrichment is not None:
+            result = self.enrichment
+            lines.append(
+                f"causal variants: {result.selected_causal}/{result.selected} HSVs vs {result.controls_causal}/"
+                f"{result.controls} matched controls; odds ratio {result.odds_ratio:.2f}, "
+                f"one-sided Fisher p = {result.p_value:.3g}"
+            )
+        if self.matched is not None:
+            lines.extend(self.matched.lines())
+        return lines
+
+    def notes(self) -> list[str]:
+        """What the command prints on stderr: the table written."""
+        return [f"wrote {self.output} ({len(self.hsvs)} HSVs in {self.hsvs['gene'].nunique()} genes)"]
+
+
+def run_hsv(job: HsvJob) -> HsvResult:
+    """Run ``job``; see :class:`HsvJob`."""
+    from varscore.analysis.inputs import write_table
+    from varscore.analysis.ism import ModelScorer, score_genes
+    from varscore.analysis.matched import matched_enrichment
+    from varscore.models.bundle import load_bundle
+
+    if (job.linear is None) == (job.k is None):
+        raise InputError("Give exactly one of --linear BUNDLE (k = its non-zero coefficients per gene) or --k N.")
+    causal = read_truth(str(job.truth)) if job.truth is not None else None  # checked before anything is written
+    run = job.inputs.load()
+    ism_scores = score_genes(
+        run.scorer, run.cohort_variants(), run.genome, batch_size=job.batch_size, progress=job.progress
+    )
+    linear_scorer = ModelScorer.from_bundle(load_bundle(job.linear)) if job.linear is not None else None
+    k_by_gene: dict[str, int] | int
+    if linear_scorer is not None:
+        per_id = k_from_linear(linear_scorer.backbone)
+        k_by_gene = {g.label: per_id[g.gene_id] for g in run.genes if g.gene_id in per_id}
+    else:
+        k_by_gene = int(job.k or 0)
+    table = high_scoring_variants(ism_scores, k_by_gene)
+    write_table(table.drop(columns=["key"]), job.output, run.bundle, job.argv)
+    controls = matched_controls(table, ism_scores, HSV_MAF_TOLERANCE)
+    if job.controls_output is not None:
+        write_table(controls.drop(columns=["key"]), job.controls_output, run.bundle, job.argv)
+    result = HsvResult(table, controls, job.output)
+    if linear_scorer is not None:
+        pairs = weight_pairs(linear_scorer, run.genes, ism_scores, only_nonzero=True)
+        result.linear_name = linear_scorer.name
+        result.sign = sign_agreement(pairs["model_weight"].to_numpy(), pairs["linear_weight"].to_numpy())
+    if causal is not None:
+        result.enrichment = causal_enrichment(table, controls, causal)
+        result.matched = matched_enrichment(table, ism_scores, causal, HSV_MAF_TOLERANCE)
+    return result

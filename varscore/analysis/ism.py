@@ -24,6 +24,7 @@ from varscore.training.cohort import held_out_people  # noqa: F401  (re-exported
 from varscore.types import Gene, Window, tss_window
 
 if TYPE_CHECKING:
+    from varscore.analysis.inputs import AnalysisInputs
     from varscore.plugin.contracts import Backbone, GenotypeBackbone, OutputMode, SequenceBackbone
 
 logger = logging.getLogger(__name__)
@@ -401,3 +402,73 @@ def score_genes(
     if not parts:
         return pd.DataFrame(columns=[*ISM_COLUMNS, "key"])
     return pd.concat(parts, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class IsmJob:
+    """One ``varscore ism`` run: score the observed SNVs of each gene's window (``inputs.vcf``) or,
+    with ``saturation``, every position × 3 alternative bases; write the table to ``output`` and,
+    with ``track``, the per-position ISM as a bedGraph or bigWig (``.bw``). ``argv`` is the command
+    recorded in the provenance sidecar (None: this process's)."""
+
+    inputs: AnalysisInputs
+    output: Path
+    saturation: bool = False
+    track: Path | None = None
+    batch_size: int = 8
+    progress: bool = False
+    argv: Sequence[str] | None = None
+
+
+@dataclass
+class IsmResult:
+    """``table``: the ISM table written (columns :data:`ISM_COLUMNS` plus ``key``; no ``maf``
+    without a VCF), of ``genes`` genes; ``output`` and ``track`` the files written."""
+
+    table: pd.DataFrame
+    genes: int
+    output: Path
+    track: Path | None
+
+    def lines(self) -> list[str]:
+        """What the command prints on stdout: nothing (the table is the result)."""
+        return []
+
+    def notes(self) -> list[str]:
+        """What the command prints on stderr: the files written."""
+        notes = [f"wrote {self.output} ({len(self.table):,} substitutions, {self.genes} genes)"]
+        return notes + ([f"wrote {self.track}"] if self.track is not None else [])
+
+
+def run_ism(job: IsmJob) -> IsmResult:
+    """Run ``job``; see :class:`IsmJob`."""
+    from tqdm.auto import tqdm
+
+    from varscore.analysis.inputs import write_table
+
+    if job.inputs.vcf is None and not job.saturation:
+        raise InputError("Give --vcf (score the cohort's SNVs) or --saturation (every position × 3 bases).")
+    run = job.inputs.load(need_vcf=False)
+    parts = []
+    total = alleles_to_score(run.scorer, run.genes, run.variants, job.saturation)
+    with tqdm(total=total, desc="ISM", unit="allele", disable=not job.progress) as bar:
+        for gene in run.genes:
+            variants = run.variants[gene.gene_id] if run.variants is not None else None
+            parts.append(
+                ism_table(
+                    run.scorer,
+                    gene,
+                    run.genome,
+                    variants,
+                    saturation=job.saturation,
+                    batch_size=job.batch_size,
+                    advance=bar.update,
+                )
+            )
+    table = pd.concat(parts, ignore_index=True)
+    if job.inputs.vcf is None:
+        table = table.drop(columns=["maf"])
+    write_table(table.drop(columns=["key"]), job.output, run.bundle, job.argv)
+    if job.track is not None:
+        write_ism_track(table, job.track, run.genome.lengths)
+    return IsmResult(table, len(run.genes), job.output, job.track)

@@ -199,3 +199,36 @@ def tolerance_sensitivity(
             }
         )
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class MatchedEnrichment:
+    """The permutation test at one MAF tolerance (``permutation``) and how the enrichment moves
+    with the tolerance (``sensitivity``, :func:`tolerance_sensitivity`)."""
+
+    permutation: PermutationEnrichment
+    sensitivity: pd.DataFrame
+
+    def lines(self) -> list[str]:
+        """The test stated fully, then the tolerance table."""
+        perm = self.permutation
+        table = self.sensitivity.to_string(index=False, float_format=lambda v: f"{v:.3g}")
+        return [
+            f"{perm.test} ({perm.n_perm} draws, {perm.controls_per_variant} control per variant; matching: "
+            f"{perm.rule}): {perm.observed} causal among {perm.matched} matched variants (of {perm.selected}) vs "
+            f"{perm.null_mean:.2f} expected; {perm.describe()}",
+            "dependence on the MAF tolerance:",
+            *table.splitlines(),
+        ]
+
+
+def matched_enrichment(
+    selected: pd.DataFrame, pool: pd.DataFrame, causal: Iterable[tuple[str, str]], maf_tolerance: float
+) -> MatchedEnrichment:
+    """:func:`permutation_enrichment` of ``selected`` at ``maf_tolerance`` and its
+    :func:`tolerance_sensitivity` (``selected``, ``pool``: columns gene, key, distance_to_tss, maf)."""
+    causal_set = set(causal)
+    return MatchedEnrichment(
+        permutation_enrichment(selected, pool, causal_set, maf_tolerance),
+        tolerance_sensitivity(selected, pool, causal_set),
+    )

@@ -71,11 +71,23 @@ class FigureEntry:
 
 @dataclass
 class ReportResult:
+    """The report written to ``out_dir``: its ``html`` page, every figure (produced or not), the
+    ``tables`` by name and the ``numbers`` quoted on the page."""
+
     out_dir: Path
     html: Path
     figures: list[FigureEntry]
     tables: dict[str, Path]
     numbers: dict[str, Any]
+
+    def lines(self) -> list[str]:
+        """What the command prints on stdout: the page written and its number of figures."""
+        made = [f for f in self.figures if f.missing is None]
+        return [f"wrote {self.html} ({len(made)} figures)"]
+
+    def notes(self) -> list[str]:
+        """What the command prints on stderr: the figures not produced, and why."""
+        return [f"not produced: {f.title}: {f.missing}" for f in self.figures if f.missing]
 
 
 @dataclass

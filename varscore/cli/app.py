@@ -61,14 +61,13 @@ class VarscoreGroup(click.Group):
 )
 def cli(verbose: int, trust_unverified: bool, allow_large_models: bool) -> None:
     """Score genetic variants by their predicted effect on gene expression."""
-    from varscore.models.bundle import TRUST_ENV
-    from varscore.plugin.contracts import ALLOW_LARGE_ENV
+    from varscore.models.bundle import LoadSettings, loading_with
 
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for flag, variable in ((trust_unverified, TRUST_ENV), (allow_large_models, ALLOW_LARGE_ENV)):
-        if flag:
-            os.environ[variable] = "1"
+    # for this command only: the flags never carry over to later calls in the same process
+    settings = LoadSettings(trust_unverified=trust_unverified, allow_large_models=allow_large_models)
+    click.get_current_context().with_resource(loading_with(settings))
 
 
 def main() -> None:

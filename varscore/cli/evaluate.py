@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -79,89 +78,26 @@ def evaluate(
     Coverage-track models (finetune --output-mode track; give --coverage) also get, per gene, the mean
     per-bin Pearson r across people (bin_pearson) and the coefficient of variation across people of
     observed and predicted coverage (cov_observed, cov_predicted, and cov_pearson between the two)."""
-    import pandas as pd
+    from varscore.training.cohort import CohortInputs
+    from varscore.training.evaluate import EvaluateJob, run_evaluation
 
-    from varscore.errors import InputError
-    from varscore.models.bundle import load_bundle
-    from varscore.training.cohort import held_out_people
-    from varscore.training.evaluate import compare_evaluations, evaluate_bundle
-    from varscore.training.lightning import CohortInputs, load_cohort
-    from varscore.training.uncertainty import replicate_summary, summarise
-
-    bundles = [load_bundle(m) for m in (*models_, *compare)]
-    first = bundles[0]
-    carried = first.carried_folds()
-    if folds is None and carried is not None:
-        folds, replicate = carried
-    inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None)
-    evaluations = []
-    cohort_by_window: dict[tuple[int, int], Any] = {}
-    for bundle in bundles:
-        window = bundle.window_size
-        track_model = bundle.spec.output_mode.name == "track"
-        if track_model and coverage is None:
-            raise InputError(f"Model '{bundle.name}' predicts coverage tracks: pass --coverage to evaluate it.")
-        bins = int(bundle.spec.bin_size or 1) if track_model else 0
-        if (window, bins) not in cohort_by_window:
-            cohort_by_window[(window, bins)] = load_cohort(
-                CohortInputs(**{**inputs.__dict__, "coverage": coverage if track_model else None}),
-                window,
-                bin_size=bins or None,
-            )
-        data = cohort_by_window[(window, bins)].data
-        own = bundle if replicates and bundle.name in {b.name for b in bundles[: len(models_)]} else first
-        wanted = held_out_people(own, people_file, [data.people[i] for i in data.test], data.people)
-        index = {p: i for i, p in enumerate(data.people)}
-        evaluations.append(
-            evaluate_bundle(bundle, data, [index[p] for p in wanted], batch_size, n_boot, bootstrap_seed)
-        )
-    table = pd.concat([e.table for e in evaluations], ignore_index=True)
-    paired = [compare_evaluations(evaluations[0], e, n_boot, bootstrap_seed) for e in evaluations[len(models_) :]]
-    paired_table = pd.concat(paired, ignore_index=True) if paired else pd.DataFrame()
-    if output:
-        from varscore.io.outputguard import atomic_file, write_provenance_sidecar
-
-        with atomic_file(output) as tmp:
-            table.to_csv(tmp, sep="\t", index=False, float_format="%.4g", na_rep="NaN")
-        write_provenance_sidecar(output, first, ["varscore", *sys.argv[1:]], {"models": [b.name for b in bundles]})
-        if not paired_table.empty:
-            with atomic_file(output.with_suffix(".compare.tsv")) as tmp:
-                paired_table.to_csv(tmp, sep="\t", index=False, float_format="%.4g", na_rep="NaN")
-    shown = [
-        "model",
-        "gene",
-        "set",
-        "people",
-        "r2",
-        "r2_lo",
-        "r2_hi",
-        "pearson",
-        "pearson_lo",
-        "pearson_hi",
-        "pearson_p",
-    ]
-    click.echo(table[[c for c in shown if c in table]].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    summary = summarise(table)
-    click.echo(
-        f"\nmean per model and gene set (over genes; r2_n/pearson_n genes used, *_nan genes NaN = constant "
-        f"predictions; CIs: {n_boot} bootstrap resamples of people, seed {bootstrap_seed}):\n"
-        + summary.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    inputs = CohortInputs(
+        vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None, coverage=coverage
     )
-    if not paired_table.empty:
-        click.echo(
-            f"\npaired difference from {first.name} (model minus {first.name}; 95% bootstrap CI):\n"
-            + paired_table[
-                ["model", "gene", "people", "d_r2", "d_r2_lo", "d_r2_hi", "d_pearson", "d_pearson_lo", "d_pearson_hi"]
-            ].to_string(index=False, float_format=lambda v: f"{v:.3f}")
-        )
-    if replicates:
-        reps = table[table["model"].isin([b.name for b in bundles[: len(models_)]])]
-        if reps["replicate"].nunique() < 2:
-            raise InputError("--replicates needs -m models fitted on at least 2 different fold replicates.")
-        click.echo(
-            "\nover fold replicates (mean ± sd of the per-replicate means over genes):\n"
-            + replicate_summary(reps).to_string(index=False, float_format=lambda v: f"{v:.3f}")
-        )
+    job = EvaluateJob(
+        inputs,
+        models=models_,
+        compare=compare,
+        people_file=people_file,
+        output=output,
+        batch_size=batch_size,
+        n_boot=n_boot,
+        seed=bootstrap_seed,
+        replicates=replicates,
+        command=["varscore", *sys.argv[1:]],
+    )
+    for line in run_evaluation(job).lines():
+        click.echo(line)
 
 
 @cli.command("plot-coverage")
@@ -198,39 +134,12 @@ def plot_coverage_command(
 ) -> None:
     """Heat map of observed vs predicted coverage (held-out people x bins) for one gene (--gene), with
     the coefficient of variation across people; people ranked by observed coverage at the TSS."""
-    import numpy as np
+    from varscore.training.cohort import CohortInputs
+    from varscore.training.evaluate import PlotCoverageJob, run_plot_coverage
 
-    from varscore.errors import InputError
-    from varscore.models.bundle import load_bundle
-    from varscore.training.cohort import held_out_people
-    from varscore.training.evaluate import CoverageComparison, columnwise_pearson, compare_coverage, plot_coverage
-    from varscore.training.lightning import CohortInputs, load_cohort
-
-    bundle = load_bundle(model)
-    if bundle.spec.output_mode.name != "track":
-        raise InputError(f"Model '{bundle.name}' does not predict coverage tracks (finetune --output-mode track).")
-    if len(gene_names) > 1:
-        raise InputError(f"plot-coverage draws one gene; got --gene {len(gene_names)} times.")
-    carried = bundle.carried_folds()
-    if folds is None and carried is not None:
-        folds, replicate = carried
-    wanted_genes = list(gene_names) or [bundle.genes[0].gene_id]
-    inputs = CohortInputs(vcf, expression, genes_path, fasta, folds, replicate, wanted_genes, coverage=coverage)
-    data = load_cohort(inputs, bundle.window_size, bin_size=int(bundle.spec.bin_size or 1)).data
-    wanted = held_out_people(bundle, people_file, [data.people[i] for i in data.test], data.people)
-    index = {p: i for i, p in enumerate(data.people)}
-    comparison = compare_coverage(bundle, bundle.backbone(), data, 0, np.array([index[p] for p in wanted]), batch_size)
-    plot_coverage(comparison, output)
-    cov_obs, cov_pred = CoverageComparison.cov(comparison.observed), CoverageComparison.cov(comparison.predicted)
-    both = np.isfinite(cov_obs) & np.isfinite(cov_pred)
-    cov_r = columnwise_pearson(cov_obs[both, None], cov_pred[both, None])[0] if both.sum() > 2 else float("nan")
-    click.echo(
-        f"wrote {output}: {comparison.gene}, {len(wanted)} people x {comparison.observed.shape[1]} bins; "
-        f"mean per-bin Pearson r {np.nanmean(comparison.bin_pearson):.3f}, CoV profile Pearson r {cov_r:.3f}"
+    inputs = CohortInputs(
+        vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None, coverage=coverage
     )
-
-
-# --- linear baselines ---
-
-
-# --- variant analyses ---
+    job = PlotCoverageJob(inputs, model, output, people_file=people_file, batch_size=batch_size)
+    for line in run_plot_coverage(job).lines():
+        click.echo(line)

@@ -127,8 +127,8 @@ def models_calibrate(
 @click.option(
     "--format",
     "format_",
-    type=click.Choice(["enformer", "borzoi"]),
-    help="Checkpoint layout [from config.json's model_type].",
+    metavar="NAME",
+    help="Checkpoint format, one that a plugin registers (see 'varscore plugins') [from config.json].",
 )
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
 @click.option("--name", help="Model name in the manifest [the output directory's name].")
@@ -177,8 +177,9 @@ def models_import(
     licence: str | None,
     citation: str | None,
 ) -> None:
-    """Make a bundle from published Enformer / Borzoi checkpoint directories (config.json +
-    model.safetensors or pytorch_model.bin); several directories make a replicate ensemble."""
+    """Make a bundle from published checkpoint directories (config.json + model.safetensors or
+    pytorch_model.bin; plugins add formats, e.g. Enformer, Borzoi); several directories make a
+    replicate ensemble."""
     from varscore.models.checkpoints import ImportOptions, import_checkpoints
 
     options = ImportOptions(

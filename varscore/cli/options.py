@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,47 +83,6 @@ def analysis_options(func: Any) -> Any:
     for option in reversed(options):
         func = option(func)
     return func
-
-
-def analysis_inputs(
-    model: str, vcf: Path | None, fasta: Path | None, gene_names: tuple[str, ...], device: str, need_vcf: bool = True
-) -> Any:
-    """Bundle, scorer, genome, chosen genes and (when a VCF is given) their variants."""
-    from types import SimpleNamespace
-
-    from varscore.analysis.ism import ModelScorer, read_gene_variants
-    from varscore.errors import InputError
-    from varscore.genome.fasta import Genome
-    from varscore.models.bundle import load_bundle
-
-    bundle = load_bundle(model)
-    fasta = bundle.resolve_reference(fasta)
-    if vcf is None and need_vcf:
-        raise InputError("This analysis needs the cohort's genotypes: pass --vcf.")
-    genes = bundle.genes
-    if gene_names:
-        wanted = set(gene_names)
-        genes = [g for g in genes if g.gene_id in wanted or g.name in wanted]
-        unknown = wanted - {g.gene_id for g in genes} - {g.name for g in genes}
-        if unknown:
-            known = ", ".join(g.label for g in bundle.genes[:10])
-            raise InputError(f"Model '{bundle.name}' has no gene {', '.join(sorted(unknown))} (it has {known}).")
-    if not genes:
-        raise InputError(f"Model '{bundle.name}' lists no genes.")
-    scorer = ModelScorer.from_bundle(bundle, device=device)
-    genome = Genome(fasta)
-    variants = read_gene_variants(vcf, genes, genome, scorer.window_size) if vcf is not None else None
-    return SimpleNamespace(bundle=bundle, scorer=scorer, genome=genome, genes=genes, variants=variants)
-
-
-def write_table(table: Any, output: Path) -> None:
-    from varscore.io.outputguard import atomic_file, write_provenance_sidecar
-    from varscore.models.bundle import load_bundle
-
-    with atomic_file(output) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    model = click.get_current_context().params.get("model")  # provenance in OUTPUT.provenance.json
-    write_provenance_sidecar(output, load_bundle(model) if model else None, ["varscore", *sys.argv[1:]])
 
 
 def echo_stderr(line: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -85,6 +84,7 @@ def report(
 ) -> None:
     """Figures of the paper for a model (and models to compare) on a cohort, in one HTML page."""
     from varscore.analysis.report import ReportConfig, build_report
+    from varscore.cli.analysis import echo_result, show_progress
 
     config = ReportConfig(
         model=model,
@@ -105,11 +105,6 @@ def report(
         attribution=attribution,
         batch_size=batch_size,
         device=device,
-        progress=progress and sys.stderr.isatty(),
+        progress=show_progress(progress),
     )
-    result = build_report(config)
-    made = [f for f in result.figures if f.missing is None]
-    click.echo(f"wrote {result.html} ({len(made)} figures)")
-    for entry in result.figures:
-        if entry.missing:
-            click.echo(f"not produced: {entry.title}: {entry.missing}", err=True)
+    echo_result(build_report(config))

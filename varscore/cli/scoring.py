@@ -163,10 +163,58 @@ def annotate(
     INFO VARSCORE_SKIP=reason. SNVs, MNPs, insertions and deletions are scored (README: Indels).
     A summary of what happened to every record goes to stderr.
     """
-    from varscore.models.ensemble import parse_shifts
-    from varscore.scoring.gene_mode import annotate_vcf, parse_annotator_options
     from varscore.scoring.variant_mode import stop_on_sigterm
 
+    if mode == "variant":
+        from varscore.scoring.variant_mode import VariantScoringJob, run_variant_scoring
+
+        if annotators or resume or devices > 1:
+            raise click.UsageError("--mode variant does not take --annotate, --resume or --devices yet.")
+        centred_job = VariantScoringJob(
+            vcf,
+            model,
+            output,
+            detail=detail,
+            progress=progress and sys.stderr.isatty(),
+            fasta=fasta,
+            tracks=tracks,
+            targets=targets,
+            gtf=gtf,
+            stats=stats,
+            centring=centring,
+            tile_bins=tile_bins,
+            batch_size=batch_size,
+            device=device,
+            bf16=bf16,
+            check_ref=check_ref,
+        )
+        for line in run_variant_scoring(centred_job).lines():
+            click.echo(line, err=True)
+        return
+    from varscore.scoring.ensemble import parse_shifts
+    from varscore.scoring.gene_mode import ScoringJob, parse_annotator_options, run_scoring
+
+    job = ScoringJob(
+        vcf,
+        model,
+        output,
+        fasta=fasta,
+        genes=genes_path,
+        batch_size=batch_size,
+        device=device,
+        bf16=bf16,
+        annotators=tuple(a.strip() for a in annotators.split(",") if a.strip()),
+        annotator_options=parse_annotator_options(annotator_opts),
+        check_ref=check_ref,
+        resume=resume,
+        devices=devices,
+        max_ref_mismatch=max_ref_mismatch,
+        fail_if_none=fail_if_none,
+        rc=rc,
+        shifts=parse_shifts(shifts),
+        progress=progress and not quiet and sys.stderr.isatty(),
+        argv=["varscore", *sys.argv[1:]],
+    )
     # SIGTERM unwinds like Ctrl-C (temporary files are removed on the way out) and ends in one line
     outcome = (
         "the output stream is incomplete"
@@ -174,53 +222,7 @@ def annotate(
         else f"{output} was not written; rerun with --resume to keep the genes already scored"
     )
     with stop_on_sigterm("annotate", outcome):
-        if mode == "variant":
-            from varscore.scoring.variant_mode import annotate_variant_centred
-
-            if annotators or resume or devices > 1:
-                raise click.UsageError("--mode variant does not take --annotate, --resume or --devices yet.")
-            centred = annotate_variant_centred(
-                vcf,
-                model,
-                output,
-                fasta=fasta,
-                tracks=tracks,
-                targets=targets,
-                gtf=gtf,
-                stats=stats,
-                detail=detail,
-                centring=centring,
-                tile_bins=tile_bins,
-                batch_size=batch_size,
-                device=device,
-                bf16=bf16,
-                check_ref=check_ref,
-                progress=progress and sys.stderr.isatty(),
-            )
-            for line in centred.lines():
-                click.echo(line, err=True)
-            return
-        summary = annotate_vcf(
-            vcf,
-            model,
-            output,
-            fasta=fasta,
-            genes_path=genes_path,
-            batch_size=batch_size,
-            device=device,
-            bf16=bf16,
-            annotators=[a.strip() for a in annotators.split(",") if a.strip()],
-            progress=progress and not quiet and sys.stderr.isatty(),
-            check_ref=check_ref,
-            annotator_options=parse_annotator_options(annotator_opts),
-            resume=resume,
-            devices=devices,
-            max_ref_mismatch=max_ref_mismatch,
-            fail_if_none=fail_if_none,
-            argv=["varscore", *sys.argv[1:]],
-            rc=rc,
-            shifts=parse_shifts(shifts),
-        )
+        summary = run_scoring(job)
     if os.environ.get("RANK", "0") != "0" or quiet:
         return  # under torchrun, rank 0 writes the output and reports the summary
     for line in summary.lines():
@@ -316,16 +318,16 @@ def track(
     progress: bool,
 ) -> None:
     """Genome-browser tracks of variant scores: bigWig/bedGraph, BED9, IGV session, UCSC hub."""
-    from varscore.scoring.tracks import make_tracks
+    from varscore.scoring.tracks import TrackJob, run_tracks
 
-    result = make_tracks(
+    job = TrackJob(
         vcf,
         out_dir,
         model=model,
         formats=formats,
         from_vcf=from_vcf,
         fasta=fasta,
-        genes_path=genes_path,
+        genes=genes_path,
         genome=genome,
         top=top,
         coverage_top=coverage_top,
@@ -336,13 +338,7 @@ def track(
         check_ref=check_ref,
         progress=progress and sys.stderr.isatty(),
     )
-    for line in result.lines:
+    result = run_tracks(job)
+    for line in result.lines():
         click.echo(line, err=True)
-    click.echo(
-        f"wrote {len(result.files)} track files to {result.out_dir}; open {result.session} in IGV"
-        + (
-            f", or load {result.trackdb.parent / 'hub.txt'} in UCSC"
-            if (result.out_dir / "hub.txt").exists() and result.trackdb
-            else ""
-        )
-    )
+    click.echo(result.closing_line())

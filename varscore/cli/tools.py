@@ -145,15 +145,8 @@ def simulate(
         coverage_bin=coverage_bin,
         coverage_bigwig=coverage_bigwig,
     )
-    result = simulate_cohort(config, out_dir)
-    click.echo(
-        f"Simulated {result.people:,} people, {result.genes:,} genes, {result.variants:,} variants; "
-        f"{result.causal_variants:,} causal variants, mean realised h2 {result.mean_h2:.3f}."
-    )
-    click.echo(
-        f"Wrote {result.vcf.name}, {result.expression.name}, {result.truth_variants.name}, "
-        f"{result.truth_genes.name}, {result.params.name} and more to {result.out_dir}"
-    )
+    for line in simulate_cohort(config, out_dir).lines():
+        click.echo(line)
 
 
 @cli.command("plugins")

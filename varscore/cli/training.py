@@ -10,12 +10,14 @@ import click
 from varscore.cli.app import cli
 from varscore.cli.options import cohort_options, echo_stderr, parse_params
 from varscore.io.outputguard import writes
-from varscore.training.finetune import RECIPES
+from varscore.training.finetune import default_backbone, recipe_names
 
 
 @cli.command()
 @cohort_options
-@click.option("--backbone", default="enformer", show_default=True, help="Architecture (see 'varscore plugins').")
+@click.option(
+    "--backbone", default=default_backbone(), show_default=True, help="Architecture (see 'varscore plugins')."
+)
 @click.option(
     "-o",
     "--output",
@@ -23,7 +25,7 @@ from varscore.training.finetune import RECIPES
     type=click.Path(file_okay=False, path_type=Path),
     help="Bundle directory to write (training files go to OUTPUT.training/).",
 )
-@click.option("--recipe", type=click.Choice(sorted(RECIPES)), help="The paper's settings for a tissue.")
+@click.option("--recipe", type=click.Choice(recipe_names()), help="The paper's settings for a tissue.")
 @click.option(
     "--pretrained",
     type=click.Path(file_okay=False, path_type=Path),
@@ -195,6 +197,8 @@ def finetune(
         init_from=init_from,
     )
     try:
-        run_finetune(job, echo=echo_stderr, announce=click.echo)
+        result = run_finetune(job, echo=echo_stderr)
     except OptionError as exc:
         raise click.UsageError(str(exc)) from exc
+    for line in result.lines():
+        click.echo(line)

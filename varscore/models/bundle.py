@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,12 +34,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FoldsRecord",
+    "LoadSettings",
     "Manifest",
     "ModelBundle",
     "PluginSpec",
+    "configure_loading",
     "install_bundle",
     "list_models",
     "load_bundle",
+    "loading_settings",
+    "loading_with",
     "resolve_model",
     "save_bundle",
     "sha256",
@@ -411,15 +416,59 @@ def recorded_checksums(manifest: dict[str, Any]) -> dict[str, str]:
     return {WEIGHTS: str(legacy)} if legacy else {}
 
 
+@dataclass(frozen=True)
+class LoadSettings:
+    """How this process loads model bundles, set once by the CLI (``--trust-unverified``,
+    ``--allow-large-models``) or a Python caller through :func:`configure_loading`, and handed to the
+    worker processes that load a bundle themselves. ``trust_unverified``: accept a bundle whose
+    manifest records no checksums; ``allow_large_models``: build models above the size limits that
+    protect against bad manifests. ``$VARSCORE_TRUST_UNVERIFIED=1`` and
+    ``$VARSCORE_ALLOW_LARGE_MODELS=1`` set either for a whole environment."""
+
+    trust_unverified: bool = False
+    allow_large_models: bool = False
+
+
+_trusted = [False]  # this process's LoadSettings.trust_unverified
+
+
+def configure_loading(settings: LoadSettings) -> LoadSettings:
+    """Make ``settings`` this process's way of loading bundles; returns the previous settings
+    (environment overrides not included)."""
+    from varscore.plugin.contracts import allow_large_models
+
+    previous_trust, _trusted[0] = _trusted[0], settings.trust_unverified
+    return LoadSettings(previous_trust, allow_large_models(settings.allow_large_models))
+
+
+@contextlib.contextmanager
+def loading_with(settings: LoadSettings) -> Iterator[LoadSettings]:
+    """:func:`configure_loading` while active (one CLI command), the previous settings restored after."""
+    previous = configure_loading(settings)
+    try:
+        yield settings
+    finally:
+        configure_loading(previous)
+
+
+def loading_settings() -> LoadSettings:
+    """This process's :class:`LoadSettings`, environment overrides included."""
+    from varscore.plugin.contracts import large_models_allowed
+
+    return LoadSettings(trusting_unverified(), large_models_allowed())
+
+
 def trusting_unverified(trust_unverified: bool | None = None) -> bool:
-    return bool(trust_unverified) or os.environ.get(TRUST_ENV, "") not in ("", "0")
+    """Whether a bundle without checksums loads: ``trust_unverified``, this process's
+    :class:`LoadSettings`, or ``$VARSCORE_TRUST_UNVERIFIED=1``."""
+    return bool(trust_unverified) or _trusted[0] or os.environ.get(TRUST_ENV, "") not in ("", "0")
 
 
 def verify_files(path: Path, manifest: dict[str, Any], trust_unverified: bool | None = None) -> None:
     """Check every file the manifest names against its recorded sha256 (the verdict is cached by
     size, mtime and inode, so an unchanged file is hashed once). A bundle recording no checksum, or
     holding a weights file it does not cover, is refused unless ``trust_unverified`` (or
-    ``$VARSCORE_TRUST_UNVERIFIED=1``, the CLI's ``--trust-unverified``)."""
+    :func:`trusting_unverified`: the CLI's ``--trust-unverified``, ``$VARSCORE_TRUST_UNVERIFIED=1``)."""
     expected = recorded_checksums(manifest)
     present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()} - {MANIFEST}
     unlisted = sorted(n for n in present - set(expected) if n.endswith(".safetensors"))

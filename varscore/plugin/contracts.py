@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from varscore.errors import InputError, NotFittedError
+from varscore.errors import InputError, NotFittedError, PluginError
+from varscore.genome.personal import imputed_dosage, variant_keys
 from varscore.genome.sequence import BASE_INDEX
+from varscore.plugin.fastpredict import predict_people
+from varscore.plugin.options import Configurable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,22 +29,27 @@ if TYPE_CHECKING:
 Reducer = Callable[[np.ndarray], np.ndarray]
 
 
-def _checked_params(owner: str, defaults: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        allowed = ", ".join(sorted(defaults)) or "none"
-        raise InputError(f"{owner}: unknown option(s) {', '.join(unknown)}. Allowed: {allowed}.")
-    return {**defaults, **params}
-
-
 ALLOW_LARGE_ENV = "VARSCORE_ALLOW_LARGE_MODELS"
+_limits_lifted = [False]  # this process's setting (the CLI's --allow-large-models)
+
+
+def allow_large_models(allowed: bool = True) -> bool:
+    """Lift (or, with ``False``, restore) the size limits in this process: the CLI's ``--allow-large-models``.
+    Returns the previous setting."""
+    previous, _limits_lifted[0] = _limits_lifted[0], allowed
+    return previous
+
+
+def large_models_allowed() -> bool:
+    """Whether the size limits are lifted: :func:`allow_large_models`, or ``$VARSCORE_ALLOW_LARGE_MODELS=1``."""
+    return _limits_lifted[0] or os.environ.get(ALLOW_LARGE_ENV, "") not in ("", "0")
 
 
 def _check_limits(owner: str, limits: dict[str, int], params: dict[str, Any]) -> None:
     """Refuse a hyper-parameter above its limit before anything is allocated (a manifest asking for
     ``depth=100000`` would exhaust memory); numbers inside an object (track counts per head) count too.
-    ``$VARSCORE_ALLOW_LARGE_MODELS=1`` (the CLI's ``--allow-large-models``) lifts the limits."""
-    if os.environ.get(ALLOW_LARGE_ENV, "") not in ("", "0"):
+    :func:`large_models_allowed` lifts the limits."""
+    if large_models_allowed():
         return
     for key, limit in limits.items():
         value = params.get(key)
@@ -70,27 +78,39 @@ class ISMResult(NamedTuple):
         return self.alternates - self.reference[None, :]
 
 
-class Backbone(ABC):
+class Backbone(Configurable, ABC):
     """A model architecture.
 
     Subclass :class:`SequenceBackbone` (one-hot windows in) or :class:`GenotypeBackbone`
     (per-gene variant dosages in), never this class directly. Subclasses set ``name``,
-    ``output_modes`` (names of the output modes they support) and ``default_params`` (every
-    accepted hyper-parameter with its default; unknown keys are rejected). ``__init__`` only
-    stores parameters; :meth:`build` creates a fresh model, :meth:`load` restores a saved one.
-    State created by either ends in ``_``. ``input_kind`` is set by the two bases and says which
-    one a class derives from (``"sequence"`` or ``"genotypes"``), for messages and listings.
+    ``output_modes`` (names of the output modes they support) and ``Options`` (a
+    :class:`~varscore.plugin.options.PluginOptions` dataclass: every accepted hyper-parameter
+    with its default and description; unknown keys are rejected; ``default_params`` follows from
+    it). ``__init__`` only stores parameters (``params``); :meth:`build` creates a fresh model,
+    :meth:`load` restores a saved one. State created by either ends in ``_``. ``input_kind`` is
+    set by the two bases and says which one a class derives from (``"sequence"`` or
+    ``"genotypes"``), for messages and listings.
+
+    Capabilities are class attributes, declared here with their defaults, so that callers never
+    probe for methods: ``trainable`` — :meth:`finetune` fits the model (for sequence backbones: the
+    training workflow can train :meth:`~SequenceBackbone.torch_module`);
+    ``fine_tunes_from_pretrained`` — a ``pretrained_dir`` parameter starts the model from
+    published weights, so training the full architecture from random weights is a choice the
+    user must state; ``warm_starts`` — ``load_state(state, source)`` copies a state dict of tensors
+    in (a checkpoint's, or another bundle's for ``--init-from``).
     """
 
     name: ClassVar[str]
     input_kind: ClassVar[str] = "sequence"
     output_modes: ClassVar[tuple[str, ...]] = ("scalar",)
-    default_params: ClassVar[dict[str, Any]] = {}
+    trainable: ClassVar[bool] = False
+    fine_tunes_from_pretrained: ClassVar[bool] = False
+    warm_starts: ClassVar[bool] = False
     #: Upper bounds of size hyper-parameters, checked before building (see :func:`_check_limits`).
     param_limits: ClassVar[dict[str, int]] = {}
 
     def __init__(self, **params: Any) -> None:
-        self.params = _checked_params(f"Backbone '{self.name}'", self.default_params, params)
+        self.params = self.parse_params(f"Backbone '{self.name}'", params)
         _check_limits(f"Backbone '{self.name}'", self.param_limits, self.params)
 
     @property
@@ -147,11 +167,12 @@ class Backbone(ABC):
         0-based in the window. One reference forward pass, alternates in batches of
         ``batch_size``. ``reduce`` maps ``(N, bins, tracks)`` to ``(N, K)``.
         """
-        raise NotImplementedError(f"Backbone '{self.name}' does not implement ISM.")
+        raise PluginError(f"Backbone '{self.name}' does not implement ISM.")
 
     def finetune(self, data: Any, config: Any) -> Any:
-        """Fit the model on personal genomes and expression; return the training result."""
-        raise NotImplementedError(f"Backbone '{self.name}' cannot be fine-tuned yet.")
+        """Fit the model on personal genomes and expression; return the training result. Backbones
+        that set ``trainable`` implement it."""
+        raise InputError(f"Backbone '{self.name}' cannot be fine-tuned (it is not trainable).")
 
     def has_gene(self, gene_id: str) -> bool:
         """Whether the model predicts ``gene_id`` (sequence models predict any window)."""
@@ -176,14 +197,17 @@ class SequenceBackbone(Backbone):
     """Shared ISM and fine-tuning for sequence models: everything follows from :meth:`predict`
     and :meth:`torch_module`.
 
-    Capabilities (class attributes, so that callers never probe for methods):
-    ``fast_edits`` — :meth:`predict_edits` is faster than predicting whole edited windows (when
+    Capabilities (class attributes, so that callers never probe for methods), besides
+    :class:`Backbone`'s: ``has_torch_module`` — :meth:`torch_module` returns the model as a
+    ``torch.nn.Module`` (gradients, attributions, fine-tuning); ``fast_edits`` —
+    :meth:`predict_edits` is faster than predicting whole edited windows (when
     :meth:`edits_are_local` also holds); ``has_head_module`` — :meth:`head_module` names the
     output layer, so the trunk can be frozen; ``holds_replicates`` — :meth:`load` accepts
     ``weights=FILE``, so one bundle can hold an ensemble's replicates.
     """
 
     input_kind: ClassVar[str] = "sequence"
+    has_torch_module: ClassVar[bool] = False
     fast_edits: ClassVar[bool] = False
     has_head_module: ClassVar[bool] = False
     holds_replicates: ClassVar[bool] = False
@@ -237,8 +261,6 @@ class SequenceBackbone(Backbone):
         """Dosage genomes go through :func:`varscore.plugin.fastpredict.predict_people` (each distinct
         dosage pattern predicted once, through :meth:`predict_edits` where it pays); haplotype
         windows are predicted person by person."""
-        from varscore.plugin.fastpredict import predict_people
-
         if output_mode is None:
             raise InputError(f"Backbone '{self.name}' needs an output mode to predict one number per person.")
         windows = gene_data.windows
@@ -254,14 +276,15 @@ class SequenceBackbone(Backbone):
 
     def torch_module(self) -> Any:
         """The model as a ``torch.nn.Module`` mapping ``(B, L, 4)`` to ``(B, bins, tracks)``,
-        sharing parameters with the backbone. Needed for fine-tuning."""
-        raise NotImplementedError(f"Backbone '{self.name}' exposes no torch module, so it cannot be fine-tuned.")
+        sharing parameters with the backbone. Needed for fine-tuning; backbones that set
+        ``has_torch_module`` implement it."""
+        raise InputError(f"Backbone '{self.name}' exposes no torch module, so it cannot be fine-tuned.")
 
-    def finetune(self, data: Any, config: Any) -> Any:
-        """Variformer fine-tuning (see :func:`varscore.training.trainer.finetune_sequence_backbone`)."""
-        from varscore.training.trainer import finetune_sequence_backbone
-
-        return finetune_sequence_backbone(self, data, config)
+    def check_finetune(self, config: Any) -> None:
+        """Refuse training settings (a :class:`~varscore.training.lightning.TrainingConfig`) that do
+        not suit this model, with an :class:`InputError` naming the option, before any training.
+        Fine-tuning itself is the training workflow's
+        (:func:`varscore.training.trainer.finetune_sequence_backbone`)."""
 
     def ism(
         self,
@@ -357,8 +380,9 @@ class GenotypeBackbone(Backbone):
         """``(N, V)`` ALT dosages in :meth:`variant_keys` order -> ``(N,)`` predictions."""
 
     def finetune(self, data: Any, config: Any = None) -> GenotypeFitResult:
-        """Fit every gene of a :class:`~varscore.training.cohort.FinetuneData` on its train people."""
-        raise NotImplementedError(f"Backbone '{self.name}' cannot be fitted yet.")
+        """Fit every gene of a :class:`~varscore.training.cohort.FinetuneData` on its train people
+        (backbones that set ``trainable``)."""
+        raise InputError(f"Backbone '{self.name}' cannot be fitted (it is not trainable).")
 
     def has_gene(self, gene_id: str) -> bool:
         return gene_id in self.gene_ids()
@@ -426,22 +450,19 @@ class GenotypeBackbone(Backbone):
     ) -> np.ndarray:
         """From each VCF record's own dosages, missing calls set to the ``train`` people's mean
         (see :func:`varscore.genome.personal.imputed_dosage`); variants are matched by key."""
-        from varscore.genome.personal import imputed_dosage, variant_keys
-
         genotypes = gene_data.windows.genotypes
         dosage, _ = imputed_dosage(genotypes, np.asarray(train))
         pred, _ = self.predict_aligned(gene_data.gene.gene_id, variant_keys(genotypes), dosage[np.asarray(people)])
         return pred
 
 
-class OutputMode(ABC):
+class OutputMode(Configurable, ABC):
     """Reduces a backbone's ``(N, bins, tracks)`` prediction to the scores a user sees."""
 
     name: ClassVar[str]
-    default_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **params: Any) -> None:
-        self.params = _checked_params(f"Output mode '{self.name}'", self.default_params, params)
+        self.params = self.parse_params(f"Output mode '{self.name}'", params)
 
     @abstractmethod
     def reduce(self, prediction: np.ndarray) -> np.ndarray:
@@ -483,15 +504,14 @@ class AnnotationContext:
     scores: pd.DataFrame | None = None
 
 
-class Annotator(ABC):
+class Annotator(Configurable, ABC):
     """Adds per-variant annotations (motifs, chromatin states, fine-mapping) as INFO fields."""
 
     name: ClassVar[str]
     info_fields: ClassVar[tuple[InfoField, ...]] = ()
-    default_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **params: Any) -> None:
-        self.params = _checked_params(f"Annotator '{self.name}'", self.default_params, params)
+        self.params = self.parse_params(f"Annotator '{self.name}'", params)
 
     @abstractmethod
     def annotate(self, variants: Sequence[Variant], context: AnnotationContext) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from varscore.plugin.checkpoint_format import CheckpointFormat
     from varscore.plugin.contracts import Annotator, Backbone, OutputMode
 
 PROJECT = "varscore"
@@ -47,6 +48,19 @@ def register_annotators(register: Callable[[type[Annotator]], None]) -> None:
 
 
 @hookspec
+def register_checkpoint_formats(register: Callable[[type[CheckpointFormat]], None]) -> None:
+    """Register readers of published checkpoint layouts (``varscore models import DIR --format NAME``).
+
+    Called once at start-up, when the registry is first used. Call ``register(cls)`` for each
+    :class:`~varscore.plugin.checkpoint_format.CheckpointFormat` subclass the plugin provides;
+    ``cls.name`` is the name ``--format`` takes and ``cls.backbone`` the registered backbone the
+    imported bundle uses. Without ``--format``, the first installed format (by name) whose
+    :meth:`~varscore.plugin.checkpoint_format.CheckpointFormat.detect` accepts the directory's
+    ``config.json`` reads it. A name registered by two plugins is an error naming both.
+    """
+
+
+@hookspec
 def register_commands(cli: click.Group) -> None:
     """Add click commands to the ``varscore`` command group.
 
@@ -59,6 +73,7 @@ HOOK_NAMES: tuple[str, ...] = (
     "register_backbones",
     "register_output_modes",
     "register_annotators",
+    "register_checkpoint_formats",
     "register_commands",
 )
 

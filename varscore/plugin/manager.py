@@ -1,5 +1,6 @@
 """The plugin manager: loads built-in and third-party plugins from the ``varscore`` entry-point
-group and keeps the registry of backbones, output modes and annotators they provide."""
+group and keeps the registry of backbones, output modes, annotators and checkpoint formats they
+provide."""
 
 from __future__ import annotations
 
@@ -12,19 +13,20 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+import varscore.plugin.hookspecs as hookspecs
 from varscore.errors import PluginError
-from varscore.plugin import hookspecs
 
 if TYPE_CHECKING:
     import click
 
+    from varscore.plugin.checkpoint_format import CheckpointFormat
     from varscore.plugin.contracts import Annotator, Backbone, OutputMode
 
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "varscore"
 LOAD_ENV = "VARSCORE_LOAD_PLUGINS"
-KINDS = ("backbones", "output_modes", "annotators")
+KINDS = ("backbones", "output_modes", "annotators", "checkpoint_formats")
 
 
 @dataclass
@@ -193,3 +195,13 @@ def check_output_mode(backbone: type[Backbone] | Backbone, mode: str) -> None:
 
 def get_annotator(name: str) -> type[Annotator]:
     return manager.registry.get("annotators", name)
+
+
+def get_checkpoint_format(name: str) -> type[CheckpointFormat]:
+    """The checkpoint format registered as ``name`` (``varscore models import --format NAME``)."""
+    return manager.registry.get("checkpoint_formats", name)
+
+
+def checkpoint_formats() -> list[str]:
+    """Names of the installed checkpoint formats, sorted."""
+    return manager.registry.names("checkpoint_formats")

@@ -138,13 +138,14 @@ each bin. Keep heavy imports (torch, ...) inside methods so that loading plugins
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from varscore.errors import BundleError, InputError
-from varscore.plugin.contracts import SequenceBackbone
-from varscore.plugin.hookspecs import hookimpl
+from varscore.plugin import Backbone, PluginOptions, SequenceBackbone, hookimpl, option
 
 WEIGHTS_FILE = "weights.safetensors"
 
@@ -159,7 +160,13 @@ class $cls(SequenceBackbone):
 
     name: ClassVar[str] = "$name"
     output_modes: ClassVar[tuple[str, ...]] = ("scalar", "track")
-    default_params: ClassVar[dict[str, Any]] = {"window_size": 256, "bin_size": 16, "tracks": 1, "seed": 0}
+
+    @dataclass
+    class Options(PluginOptions):  # every accepted parameter; unknown keys are rejected
+        window_size: int = option(256, "Input window in bp, a multiple of bin_size.")
+        bin_size: int = option(16, "bp per output bin.")
+        tracks: int = option(1, "Output tracks.")
+        seed: int = option(0, "Seed of the random weights build() draws.")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)  # rejects unknown keys
@@ -217,7 +224,7 @@ class $cls(SequenceBackbone):
 
 
 @hookimpl
-def register_backbones(register):  # type: ignore[no-untyped-def]
+def register_backbones(register: Callable[[type[Backbone]], None]) -> None:
     register($cls)
 '''
 
@@ -248,8 +255,7 @@ import importlib.metadata
 import numpy as np
 import pytest
 from varscore.errors import InputError
-from varscore.plugin.conformance import check_backbone
-from varscore.plugin.manager import manager
+from varscore.plugin import check_backbone, manager
 
 import $package
 from $package import $cls
@@ -264,7 +270,7 @@ def test_conformance():
 
 
 def test_registered(registered):
-    from varscore.plugin.manager import get_backbone
+    from varscore.plugin import get_backbone
 
     assert get_backbone("$name") is $cls
 
@@ -300,19 +306,23 @@ A skeleton to replace with your reduction: the largest value over all bins of on
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from varscore.errors import InputError
-from varscore.plugin.contracts import OutputMode
-from varscore.plugin.hookspecs import hookimpl
+from varscore.plugin import OutputMode, PluginOptions, hookimpl, option
 
 
 class $cls(OutputMode):
     """``(N, bins, tracks)`` -> ``(N, 1)``: the maximum over bins of track ``track``."""
 
     name: ClassVar[str] = "$name"
-    default_params: ClassVar[dict[str, Any]] = {"track": 0}
+
+    @dataclass
+    class Options(PluginOptions):
+        track: int = option(0, "Track whose maximum over bins is the score (0-based).")
 
     def reduce(self, prediction: np.ndarray) -> np.ndarray:
         prediction = np.asarray(prediction)
@@ -329,7 +339,7 @@ class $cls(OutputMode):
 
 
 @hookimpl
-def register_output_modes(register):  # type: ignore[no-untyped-def]
+def register_output_modes(register: Callable[[type[OutputMode]], None]) -> None:
     register($cls)
 '''
 
@@ -344,7 +354,7 @@ import importlib.metadata
 import numpy as np
 import pytest
 from varscore.errors import InputError
-from varscore.plugin.manager import manager
+from varscore.plugin import manager
 
 import $package
 from $package import $cls
@@ -355,7 +365,7 @@ from $package import $cls
     + """
 
 def test_registered(registered):
-    from varscore.plugin.manager import get_output_mode
+    from varscore.plugin import get_output_mode
 
     assert get_output_mode("$name") is $cls
 
@@ -387,13 +397,13 @@ TSS (negative upstream, strand-aware), written as INFO $info_key.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pandas as pd
 from varscore.errors import InputError
-from varscore.plugin.contracts import AnnotationContext, Annotator, InfoField
-from varscore.plugin.hookspecs import hookimpl
+from varscore.plugin import AnnotationContext, Annotator, InfoField, PluginOptions, hookimpl, option
 from varscore.types import Variant
 
 
@@ -410,7 +420,10 @@ class $cls(Annotator):
             "$info_key", "1", "String", "Nearest TSS: GENE:DISTANCE (bp, negative = upstream)"
         ),
     )
-    default_params: ClassVar[dict[str, Any]] = {"max_distance": 1_000_000}
+
+    @dataclass
+    class Options(PluginOptions):
+        max_distance: int = option(1_000_000, "Farthest TSS reported (bp).")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)  # rejects unknown keys
@@ -438,7 +451,7 @@ class $cls(Annotator):
 
 
 @hookimpl
-def register_annotators(register):  # type: ignore[no-untyped-def]
+def register_annotators(register: Callable[[type[Annotator]], None]) -> None:
     register($cls)
 '''
 
@@ -452,8 +465,7 @@ import importlib.metadata
 
 import pytest
 from varscore.errors import InputError
-from varscore.plugin.contracts import AnnotationContext
-from varscore.plugin.manager import manager
+from varscore.plugin import AnnotationContext, manager
 from varscore.types import Gene, Variant
 
 import $package
@@ -465,7 +477,7 @@ from $package import $cls
     + """
 
 def test_registered(registered):
-    from varscore.plugin.manager import get_annotator
+    from varscore.plugin import get_annotator
 
     assert get_annotator("$name") is $cls
 
@@ -510,14 +522,23 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from varscore.errors import BundleError, InputError
-from varscore.genome.personal import imputed_dosage, variant_keys
-from varscore.plugin.contracts import GenotypeBackbone, GenotypeFitResult
-from varscore.plugin.hookspecs import hookimpl
+from varscore.plugin import (
+    Backbone,
+    GenotypeBackbone,
+    GenotypeFitResult,
+    PluginOptions,
+    hookimpl,
+    imputed_dosage,
+    option,
+    variant_keys,
+)
 
 WEIGHTS_FILE = "weights.safetensors"
 
@@ -527,7 +548,12 @@ class $cls(GenotypeBackbone):
 
     name: ClassVar[str] = "$name"
     output_modes: ClassVar[tuple[str, ...]] = ("scalar",)
-    default_params: ClassVar[dict[str, Any]] = {"window_size": 2048, "penalty": 1.0}
+    trainable: ClassVar[bool] = True
+
+    @dataclass
+    class Options(PluginOptions):
+        window_size: int = option(2048, "Window around the TSS whose variants are the predictors (bp).")
+        penalty: float = option(1.0, "Ridge penalty.")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)  # rejects unknown keys
@@ -627,7 +653,7 @@ class $cls(GenotypeBackbone):
 
 
 @hookimpl
-def register_backbones(register):  # type: ignore[no-untyped-def]
+def register_backbones(register: Callable[[type[Backbone]], None]) -> None:
     register($cls)
 '''
 
@@ -642,8 +668,7 @@ import importlib.metadata
 import numpy as np
 import pytest
 from varscore.errors import InputError
-from varscore.plugin.conformance import check_backbone
-from varscore.plugin.manager import manager
+from varscore.plugin import check_backbone, manager
 
 import $package
 from $package import $cls
@@ -669,7 +694,7 @@ def test_conformance():
 
 
 def test_registered(registered):
-    from varscore.plugin.manager import get_backbone
+    from varscore.plugin import get_backbone
 
     assert get_backbone("$name") is $cls
 

@@ -31,7 +31,7 @@ WEIGHTS_FILE = "weights.safetensors"
 class TorchSequenceBackbone(SequenceBackbone):
     """A :class:`SequenceBackbone` whose ``model_`` is a ``torch.nn.Module``.
 
-    Subclasses set ``label`` (the model's name in messages, e.g. ``"Borzoi"``), give ``params`` a
+    Subclasses set ``label`` (the model's name in messages, e.g. ``"Basenji2"``), give ``params`` a
     ``window_size`` and usually a ``seed`` (absent or ``None``: torch's global generator; checked
     here), and implement ``bin_size``, ``n_tracks``, :meth:`build` and :meth:`_new_model` (their own
     parameter checks may use :func:`check_positive_ints` and :func:`check_window_multiple`).
@@ -42,7 +42,10 @@ class TorchSequenceBackbone(SequenceBackbone):
     """
 
     label: ClassVar[str]
+    trainable: ClassVar[bool] = True  # the training workflow trains torch_module()
+    has_torch_module: ClassVar[bool] = True
     holds_replicates: ClassVar[bool] = True  # load(directory, weights=FILE)
+    warm_starts: ClassVar[bool] = True  # load_state(state, source)
     #: params quoted when saved weights do not fit the manifest, e.g. ``("head", "dim")``.
     summary_params: ClassVar[tuple[str, ...]] = ()
 

@@ -17,10 +17,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from varscore.errors import InputError, VarscoreError
 from varscore.scoring.engine import AlleleScore, ScoringPlan, ScoringResult, score_gene
+
+if TYPE_CHECKING:
+    from varscore.models.bundle import LoadSettings
 
 logger = logging.getLogger(__name__)
 
@@ -82,36 +85,44 @@ class CheckpointSpec:
     resume: bool
 
 
+@dataclass(frozen=True)
+class ShardJob:
+    """How :func:`run_plan_sharded` shares a plan out: ``devices`` local processes (a ``torchrun``
+    job brings its own), ``batch_size`` alternate windows per forward pass on ``device``
+    (``"cpu"``, ``"cuda"`` or ``"auto"``: CUDA when available) with ``bf16`` autocast; on a CPU each
+    local process gets ``threads`` torch threads (default: ``$OMP_NUM_THREADS`` when set, else an
+    equal share of the cores). ``progress`` shows rank 0's genes as a progress bar; with
+    ``checkpoint`` every rank saves its finished genes there and, resuming, reads back those done."""
+
+    devices: int = 2
+    batch_size: int = 8
+    device: str = "auto"
+    bf16: bool = False
+    threads: int | None = None
+    progress: bool = False
+    checkpoint: CheckpointSpec | None = None
+
+
 def run_plan_sharded(
-    plan: ScoringPlan,
-    bundle_path: str | Path,
-    fasta: str | Path,
-    devices: int = 2,
-    batch_size: int = 8,
-    device: str = "auto",
-    bf16: bool = False,
-    threads: int | None = None,
-    progress: bool = False,
-    checkpoint: CheckpointSpec | None = None,
+    plan: ScoringPlan, bundle_path: str | Path, fasta: str | Path, job: ShardJob = ShardJob()
 ) -> ScoringResult:
-    """Score ``plan`` with the bundle at ``bundle_path`` on ``devices`` processes of this machine,
+    """Score ``plan`` with the bundle at ``bundle_path`` on ``job.devices`` processes of this machine,
     sharded by gene; or, inside a ``torchrun`` job, as this process's share of the job.
 
     Local processes are started by PyTorch's elastic launcher (what ``torchrun`` uses), so they
     run the same worker as a ``torchrun``/SLURM job: rendezvous and ranks come from the
-    environment. ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available); on CUDA
-    process ``i`` uses GPU ``i`` (local rank), on a CPU each local process gets ``threads`` torch
-    threads (default: ``$OMP_NUM_THREADS`` when set, else an equal share of the cores).
-    ``progress`` shows rank 0's genes as a progress bar. With ``checkpoint`` every rank saves its
-    finished genes there and, resuming, reads back those already done. Returns the merged result
-    (identical to :func:`varscore.scoring.engine.run_plan`); under torchrun every rank gets it, so only
-    rank 0 should write the output.
+    environment; they load the bundle with this process's
+    :class:`~varscore.models.bundle.LoadSettings`. On CUDA process ``i`` uses GPU ``i`` (local
+    rank). Returns the merged result (identical to :func:`varscore.scoring.engine.run_plan`); under
+    torchrun every rank gets it, so only rank 0 should write the output.
     """
-    args = (plan, str(bundle_path), str(fasta), batch_size, device, bf16, threads, progress, checkpoint)
+    from varscore.models.bundle import loading_settings
+
+    args = (plan, str(bundle_path), str(fasta), job, loading_settings())
     if launched_by_torchrun():
         return _score_shard(*args, False)
-    if devices < 1:
-        raise InputError(f"--devices must be >= 1; got {devices}.")
+    if job.devices < 1:
+        raise InputError(f"--devices must be >= 1; got {job.devices}.")
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -120,7 +131,7 @@ def run_plan_sharded(
         config = LaunchConfig(
             min_nodes=1,
             max_nodes=1,
-            nproc_per_node=devices,
+            nproc_per_node=job.devices,
             run_id=f"varscore-{uuid.uuid4().hex[:12]}",
             rdzv_backend="c10d",
             rdzv_endpoint="localhost:0",  # a free port, as torchrun --standalone
@@ -154,42 +165,37 @@ def _first_failure(err: Any) -> str:
 
 
 def _score_shard(
-    plan: ScoringPlan,
-    bundle_path: str,
-    fasta: str,
-    batch_size: int,
-    device: str,
-    bf16: bool,
-    threads: int | None,
-    progress: bool,
-    checkpoint: CheckpointSpec | None,
-    local: bool,
+    plan: ScoringPlan, bundle_path: str, fasta: str, job: ShardJob, loading: LoadSettings, local: bool
 ) -> ScoringResult:
     """One process's share: rank and world size from the environment (torchrun or the elastic
-    launcher); ``local``: started by :func:`run_plan_sharded` on this machine (threads are shared out)."""
+    launcher); ``local``: started by :func:`run_plan_sharded` on this machine (threads are shared
+    out, and ``loading`` is the parent's way of loading bundles)."""
     import torch
     import torch.distributed as dist
     from tqdm.auto import tqdm
 
     from varscore.genome.fasta import Genome
-    from varscore.models.bundle import load_bundle
+    from varscore.models.bundle import configure_loading, load_bundle
     from varscore.scoring.engine import GeneCheckpoint
 
+    if local:
+        configure_loading(loading)
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     # Objects are gathered over gloo whatever the device: the rows are small.
     dist.init_process_group("gloo", init_method="env://", rank=rank, world_size=world_size)
     try:
-        use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+        use_cuda = job.device.startswith("cuda") or (job.device == "auto" and torch.cuda.is_available())
         if use_cuda:
             local_rank = int(os.environ.get("LOCAL_RANK", rank)) % max(torch.cuda.device_count(), 1)
             worker_device = f"cuda:{local_rank}"
         else:
             worker_device = "cpu"
-            if threads is not None:
-                torch.set_num_threads(threads)
+            if job.threads is not None:
+                torch.set_num_threads(job.threads)
             elif local and "OMP_NUM_THREADS" not in os.environ:
                 torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
         saved = None
+        checkpoint = job.checkpoint
         if checkpoint is not None:
             # rank 0 validates (resume) or clears the folder once, before anyone reads it, and tells
             # every rank the outcome: all raise its error, rather than the others dying at a barrier
@@ -204,18 +210,18 @@ def _score_shard(
                 raise InputError(outcome[0])
             saved = GeneCheckpoint.attach(checkpoint.directory, checkpoint.fingerprint)
         bundle = load_bundle(bundle_path)
-        backbone = bundle.sequence_backbone(worker_device, bf16)
+        backbone = bundle.sequence_backbone(worker_device, job.bf16)
         genome = Genome(Path(fasta))
         output_mode = bundle.output_mode()
         mine = shard_genes(plan, world_size)[rank]
         logger.info("rank %d of %d: %d genes on %s", rank, world_size, len(mine), worker_device)
         scored = []
-        for gene_id in tqdm(mine, desc="genes (rank 0)", unit="gene", disable=not (progress and rank == 0)):
+        for gene_id in tqdm(mine, desc="genes (rank 0)", unit="gene", disable=not (job.progress and rank == 0)):
             done = saved.load(gene_id) if saved is not None else None
             if done is None:
                 gene = plan.genes[gene_id]
                 rows, padded = score_gene(
-                    gene, plan.jobs[gene_id], backbone, output_mode, genome, plan.window_size, batch_size
+                    gene, plan.jobs[gene_id], backbone, output_mode, genome, plan.window_size, job.batch_size
                 )
                 if saved is not None:
                     saved.save(gene_id, gene.label, rows, int(padded))
@@ -231,6 +237,7 @@ def _score_shard(
 __all__ = [
     "CheckpointSpec",
     "GeneRows",
+    "ShardJob",
     "launched_by_torchrun",
     "merge_gene_rows",
     "run_plan_sharded",

@@ -83,10 +83,9 @@ def parse_annotator_options(options: Sequence[str]) -> dict[str, dict[str, str]]
     return parsed
 
 
-def _build_annotators(names: Sequence[str], options: dict[str, dict[str, str]] | None) -> list[Any]:
+def _build_annotators(names: Sequence[str], options: Mapping[str, Mapping[str, str]]) -> list[Any]:
     from varscore.plugin.manager import get_annotator
 
-    options = options or {}
     unused = sorted(set(options) - set(names))
     if unused:
         raise InputError(
@@ -101,84 +100,85 @@ def checkpoint_dir(output: str | Path) -> Path:
     return Path(f"{output}{CHECKPOINT_SUFFIX}")
 
 
-def annotate_vcf(
-    vcf: str | Path,
-    model: str | Path | None,
-    output: str | Path,
-    *,
-    fasta: str | Path | None = None,
-    genes_path: str | Path | None = None,
-    batch_size: int = 8,
-    device: str = "auto",
-    bf16: bool = False,
-    annotators: Sequence[str] = (),
-    progress: bool = False,
-    check_ref: str = "flag",
-    resume: bool = False,
-    annotator_options: dict[str, dict[str, str]] | None = None,
-    devices: int = 1,
-    max_ref_mismatch: float = DEFAULT_MAX_REF_MISMATCH,
-    fail_if_none: bool = False,
-    argv: Sequence[str] | None = None,
-    rc: bool = False,
-    shifts: Sequence[int] = (0,),
-) -> ScoringSummary:
-    """Score every variant of ``vcf`` with ``model`` and write the annotated VCF to ``output``.
+@dataclass(frozen=True)
+class ScoringJob:
+    """One ``varscore annotate`` run (gene-window mode), usable from Python::
 
-    ``model`` ``None`` (or ``"none"``) runs only ``annotators``. A sequence model writing to a
-    file checkpoints each finished gene in ``OUTPUT.varscore-partial/`` (removed on success);
-    ``resume`` continues from there (an interrupted run leaves no ``output``).
-    ``annotator_options``: ``{annotator: {option: value}}`` (see :func:`parse_annotator_options`).
-    ``devices`` > 1 (or a ``torchrun`` launch) shares the genes between processes
-    (:func:`varscore.scoring.distributed.run_plan_sharded`, checkpointed too); under torchrun only rank 0
-    writes ``output``.
+        from varscore.scoring.gene_mode import ScoringJob, run_scoring
 
-    ``vcf`` may be ``-`` (stdin) or a named pipe (read once into a temporary file). The output
-    path is checked and locked before any work; a VCF whose ``##contig`` lengths or REF alleles
-    show another genome build than the model's (more than ``max_ref_mismatch`` of the checked REF
-    alleles differ from the FASTA) is refused; a run that scores nothing warns, or with
-    ``fail_if_none`` fails. ``argv`` (default ``sys.argv``) is recorded in the output header.
-    ``rc`` / ``shifts``: test-time augmentation; a bundle of several replicates scores with their
-    mean and adds their spread (:mod:`varscore.models.ensemble`).
-    """
-    annotator_objs = _build_annotators(annotators, annotator_options)
-    if resume and str(output) == "-":
+        summary = run_scoring(ScoringJob("in.vcf.gz", "variformer-demo", "out.vcf.gz", device="cpu"))
+        print("\n".join(summary.lines()))
+
+    ``model`` ``None`` (or ``"none"``) runs only ``annotators``. ``output``: ``-`` (stdout),
+    ``*.vcf`` or ``*.vcf.gz``; ``vcf`` may be ``-`` (stdin) or a named pipe. ``genes``: a gene/TSS
+    table instead of the bundle's genes. ``annotator_options``: ``{annotator: {option: value}}``
+    (see :func:`parse_annotator_options`). ``check_ref``: ``flag``, ``fail`` or ``skip`` a REF
+    differing from the FASTA; more than ``max_ref_mismatch`` of the checked REF alleles differing
+    stops the run (another genome build). ``resume`` continues from the genes an interrupted run
+    kept in ``OUTPUT.varscore-partial/``. ``devices`` > 1 (or a ``torchrun`` launch) shares the
+    genes between processes. ``fail_if_none``: a run that scores nothing fails instead of warning.
+    ``rc`` / ``shifts``: test-time augmentation. ``argv`` (default ``sys.argv``) is recorded in the
+    output header."""
+
+    vcf: str | Path
+    model: str | Path | None
+    output: str | Path = "-"
+    fasta: str | Path | None = None
+    genes: str | Path | None = None
+    batch_size: int = 8
+    device: str = "auto"
+    bf16: bool = False
+    annotators: Sequence[str] = ()
+    annotator_options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    check_ref: str = "flag"
+    resume: bool = False
+    devices: int = 1
+    max_ref_mismatch: float = DEFAULT_MAX_REF_MISMATCH
+    fail_if_none: bool = False
+    rc: bool = False
+    shifts: Sequence[int] = (0,)
+    progress: bool = False
+    argv: Sequence[str] | None = None
+
+    @property
+    def scores_nothing(self) -> bool:
+        """``--model none``: only the annotators run."""
+        return self.model is None or str(self.model).lower() == NO_MODEL
+
+    @property
+    def augmented(self) -> bool:
+        return self.rc or tuple(self.shifts) != (0,)
+
+
+def run_scoring(job: ScoringJob) -> ScoringSummary:
+    """Score every variant of ``job.vcf`` with ``job.model`` and write the annotated VCF to ``job.output``.
+
+    A sequence model writing to a file checkpoints each finished gene in ``OUTPUT.varscore-partial/``
+    (removed on success); ``job.resume`` continues from there (an interrupted run leaves no output).
+    Several ``devices`` (or a ``torchrun`` launch) share the genes between processes
+    (:func:`varscore.scoring.distributed.run_plan_sharded`, checkpointed too); under torchrun only
+    rank 0 writes the output. The output path is checked and locked before any work; a VCF whose
+    ``##contig`` lengths or REF alleles show another genome build than the model's is refused; a
+    run that scores nothing warns, or with ``fail_if_none`` fails. A bundle of several replicates
+    scores with their mean and adds their spread (:mod:`varscore.models.ensemble`)."""
+    annotator_objs = _build_annotators(job.annotators, job.annotator_options)
+    if job.resume and str(job.output) == "-":
         raise InputError("--resume needs an output file (-o OUT.vcf.gz): checkpoints are kept beside it.")
-    if not 0.0 <= max_ref_mismatch <= 1.0:
-        raise InputError(f"--max-ref-mismatch must be a share between 0 and 1; got {max_ref_mismatch}.")
+    if not 0.0 <= job.max_ref_mismatch <= 1.0:
+        raise InputError(f"--max-ref-mismatch must be a share between 0 and 1; got {job.max_ref_mismatch}.")
     from varscore.scoring.distributed import launched_by_torchrun
 
     writer = not launched_by_torchrun() or os.environ.get("RANK", "0") == "0"
-    guard = guarded_outputs([Target("-o", output)], [vcf, fasta, genes_path, model], lock=writer)
+    guard = guarded_outputs([Target("-o", job.output)], [job.vcf, job.fasta, job.genes, job.model], lock=writer)
     keys = [f.key for a in annotator_objs for f in a.info_fields]
-    no_model = model is None or str(model).lower() == NO_MODEL
-    if not no_model:
+    if not job.scores_nothing:
         keys += [SCORE_KEY, MAX_KEY, SKIP_KEY]
-    with guard, prepared_vcf(vcf, replace_keys=keys) as prepared:
-        if no_model:
+    with guard, prepared_vcf(job.vcf, replace_keys=keys) as prepared:
+        if job.scores_nothing:
             if not annotator_objs:
                 raise InputError("--model none scores nothing: name annotators to run with --annotate (e.g. motifs).")
-            return _annotate_only(prepared, output, annotator_objs, fasta, genes_path, argv)
-        return _annotate_with_model(
-            prepared,
-            model,
-            output,
-            annotator_objs,
-            fasta=fasta,
-            genes_path=genes_path,
-            batch_size=batch_size,
-            device=device,
-            bf16=bf16,
-            progress=progress,
-            check_ref=check_ref,
-            resume=resume,
-            devices=devices,
-            max_ref_mismatch=max_ref_mismatch,
-            fail_if_none=fail_if_none,
-            argv=argv,
-            rc=rc,
-            shifts=shifts,
-        )
+            return _annotate_only(prepared, job, annotator_objs)
+        return _annotate_with_model(prepared, job, annotator_objs)
 
 
 @dataclass
@@ -201,32 +201,15 @@ class VcfScores:
     plan: ScoringPlan | None = None  # sequence models: the genes and alleles scored
 
 
-def score_vcf(
-    prepared: PreparedVCF,
-    bundle: Any,
-    genes: Sequence[Gene],
-    *,
-    fasta: str | Path | None = None,
-    batch_size: int = 8,
-    device: str = "auto",
-    bf16: bool = False,
-    progress: bool = False,
-    check_ref: str = "flag",
-    checkpoint_output: str | Path | None = None,
-    resume: bool = False,
-    devices: int = 1,
-    max_ref_mismatch: float = DEFAULT_MAX_REF_MISMATCH,
-    fail_if_none: bool = False,
-    rc: bool = False,
-    shifts: Sequence[int] = (0,),
-) -> VcfScores:
-    """Score every record of ``prepared`` with ``bundle`` (what ``annotate`` and ``track`` share).
+def score_vcf(prepared: PreparedVCF, bundle: Any, genes: Sequence[Gene], job: ScoringJob) -> VcfScores:
+    """Score every record of ``prepared`` with ``bundle`` as ``job`` says (what ``annotate`` and
+    ``track`` share; ``job.vcf``, ``model``, ``genes``, ``annotators`` and ``argv`` are not read here).
 
     Genotype models score the variants they hold (their variant effects; no FASTA needed).
     Sequence models: the VCF's contig lengths are checked against the FASTA, the FASTA against the
     model's reference, the plan against ``check_ref`` / ``max_ref_mismatch``; then the genes are
     scored in one process (ensembles and ``rc``/``shifts`` included, checkpointed beside
-    ``checkpoint_output`` when given, ``resume`` continuing from there) or shared between
+    ``job.output`` unless it is ``-``, ``resume`` continuing from there) or shared between
     ``devices`` processes. A run that scores nothing warns, or with ``fail_if_none`` fails."""
     from varscore.genome.builds import check_contig_lengths, model_build
 
@@ -237,35 +220,36 @@ def score_vcf(
             "table with --genes."
         )
     if bundle.takes_genotypes:
-        genome = Genome(Path(fasta)) if fasta else None
+        genome = Genome(Path(job.fasta)) if job.fasta else None
         check_contig_lengths(
-            prepared.contig_lengths, genome.lengths if genome else {}, prepared.source, str(fasta), recorded_build
+            prepared.contig_lengths, genome.lengths if genome else {}, prepared.source, str(job.fasta), recorded_build
         )
-        return _score_genotypes(prepared, bundle, genes, genome, fail_if_none)
+        return _score_genotypes(prepared, bundle, genes, genome, job.fail_if_none)
     vcf = prepared.path
-    fasta_path = bundle.resolve_reference(fasta, check=False)
+    fasta_path = bundle.resolve_reference(job.fasta, check=False)
     genome = Genome(fasta_path)
     # the VCF against the FASTA first (the likelier mistake), then the FASTA against the model's reference
     check_contig_lengths(prepared.contig_lengths, genome.lengths, prepared.source, str(fasta_path), recorded_build)
     bundle.check_reference(fasta_path)
     window_size = bundle.window_size
     # plan in one streaming pass first, so that bad input fails before the model is loaded
-    plan = plan_scoring(iter_variants(vcf), genes, genome, window_size, check_ref=check_ref)
+    plan = plan_scoring(iter_variants(vcf), genes, genome, window_size, check_ref=job.check_ref)
     _check_contig_mapping(plan.summary, prepared.source)
     summary = plan.summary
-    if check_ref == "flag" and summary.ref_checked >= REF_MISMATCH_MIN_CHECKED:
+    if job.check_ref == "flag" and summary.ref_checked >= REF_MISMATCH_MIN_CHECKED:
         mismatched = summary.not_scored.get("ref_mismatch", 0)
-        if mismatched > max_ref_mismatch * summary.ref_checked:
+        if mismatched > job.max_ref_mismatch * summary.ref_checked:
             raise ref_mismatch_error(
                 mismatched,
                 summary.ref_checked,
-                max_ref_mismatch,
+                job.max_ref_mismatch,
                 prepared.source,
                 model_build(recorded_build, genome.lengths),
             )
-    _report_nothing_scored(summary, genes, window_size, prepared.source, fail_if_none)
-    from varscore.models.ensemble import replicate_files, score_plan, sd_header
-    from varscore.scoring.distributed import CheckpointSpec, launched_by_torchrun, run_plan_sharded
+    _report_nothing_scored(summary, genes, window_size, prepared.source, job.fail_if_none)
+    from varscore.models.ensemble import replicate_files
+    from varscore.scoring.distributed import CheckpointSpec, ShardJob, launched_by_torchrun, run_plan_sharded
+    from varscore.scoring.ensemble import score_plan, sd_header
 
     scored = VcfScores(
         ScoringResult({}, summary),
@@ -276,45 +260,47 @@ def score_vcf(
         dict(plan.skipped),
         plan=plan,
     )
-    augmented = rc or tuple(shifts) != (0,)
-    if (devices > 1 or launched_by_torchrun()) and (augmented or len(replicate_files(bundle.manifest)) > 1):
+    sharded = job.devices > 1 or launched_by_torchrun()
+    if sharded and (job.augmented or len(replicate_files(bundle.manifest)) > 1):
         raise InputError(
             "Replicate ensembles and --rc/--shifts score in one process for now: drop --devices / torchrun."
         )
     fingerprint = None
-    if checkpoint_output is not None and str(checkpoint_output) != "-":
+    if str(job.output) != "-":
         fingerprint = _fingerprint(
             vcf,
             bundle,
             fasta_path,
             genes,
-            check_ref,
+            job.check_ref,
             window_size,
-            augment=f"rc={rc} shifts={tuple(shifts)}" if augmented else "",
+            augment=f"rc={job.rc} shifts={tuple(job.shifts)}" if job.augmented else "",
         )
-    if devices > 1 or launched_by_torchrun():  # every process loads the model itself
-        folder = str(checkpoint_dir(checkpoint_output)) if checkpoint_output is not None else ""
-        spec = CheckpointSpec(folder, fingerprint, resume) if fingerprint is not None else None
-        scored.result = run_plan_sharded(
-            plan, bundle.path, fasta_path, devices, batch_size, device, bf16, progress=progress, checkpoint=spec
+    if sharded:  # every process loads the model itself
+        spec = (
+            CheckpointSpec(str(checkpoint_dir(job.output)), fingerprint, job.resume)
+            if fingerprint is not None
+            else None
         )
+        shard_job = ShardJob(job.devices, job.batch_size, job.device, job.bf16, progress=job.progress, checkpoint=spec)
+        scored.result = run_plan_sharded(plan, bundle.path, fasta_path, shard_job)
         scored.worker = launched_by_torchrun() and int(os.environ["RANK"]) != 0  # rank 0 writes the output
         if spec is not None and not scored.worker:
             scored.checkpoint = GeneCheckpoint.attach(spec.directory, spec.fingerprint)  # removed once written
         return scored
-    if fingerprint is not None and checkpoint_output is not None:
-        scored.checkpoint = GeneCheckpoint(checkpoint_dir(checkpoint_output), fingerprint, resume=resume)
+    if fingerprint is not None:
+        scored.checkpoint = GeneCheckpoint(checkpoint_dir(job.output), fingerprint, resume=job.resume)
     scored.result, ensemble = score_plan(
         bundle,
         plan,
         genome,
-        device=device,
-        bf16=bf16,
-        batch_size=batch_size,
-        progress=progress,
+        device=job.device,
+        bf16=job.bf16,
+        batch_size=job.batch_size,
+        progress=job.progress,
         checkpoint=scored.checkpoint,
-        rc=rc,
-        shifts=shifts,
+        rc=job.rc,
+        shifts=job.shifts,
     )
     scored.spread = ensemble.sd
     if scored.spread:
@@ -351,51 +337,14 @@ def _score_genotypes(
     return VcfScores(result, scored_variants, genome, window_size, [described, SCORE_HEADERS[1]])
 
 
-def _annotate_with_model(
-    prepared: PreparedVCF,
-    model: str | Path | None,
-    output: str | Path,
-    annotator_objs: Sequence[Any],
-    *,
-    fasta: str | Path | None,
-    genes_path: str | Path | None,
-    batch_size: int,
-    device: str,
-    bf16: bool,
-    progress: bool,
-    check_ref: str,
-    resume: bool,
-    devices: int,
-    max_ref_mismatch: float,
-    fail_if_none: bool,
-    argv: Sequence[str] | None,
-    rc: bool,
-    shifts: Sequence[int],
-) -> ScoringSummary:
+def _annotate_with_model(prepared: PreparedVCF, job: ScoringJob, annotator_objs: Sequence[Any]) -> ScoringSummary:
     from varscore.models.bundle import load_bundle
-    from varscore.models.ensemble import sd_header, sd_info
+    from varscore.scoring.ensemble import sd_header, sd_info
 
-    bundle = load_bundle(model)  # type: ignore[arg-type]
-    genes = load_genes(genes_path) if genes_path else bundle.genes
-    provenance = provenance_header_lines(bundle, argv)
-    scored = score_vcf(
-        prepared,
-        bundle,
-        genes,
-        fasta=fasta,
-        batch_size=batch_size,
-        device=device,
-        bf16=bf16,
-        progress=progress,
-        check_ref=check_ref,
-        checkpoint_output=output,
-        resume=resume,
-        devices=devices,
-        max_ref_mismatch=max_ref_mismatch,
-        fail_if_none=fail_if_none,
-        rc=rc,
-        shifts=shifts,
-    )
+    bundle = load_bundle(job.model)  # type: ignore[arg-type]  # not None: checked by run_scoring
+    genes = load_genes(job.genes) if job.genes else bundle.genes
+    provenance = provenance_header_lines(bundle, job.argv)
+    scored = score_vcf(prepared, bundle, genes, job)
     result = scored.result
     if scored.worker:
         return result.summary
@@ -411,7 +360,7 @@ def _annotate_with_model(
     headers = scored.headers + _run_annotators(
         prepared.path, annotator_objs, genes, windows, scored.genome, info, result.summary
     )
-    result.summary.records_written = write_annotated(prepared.path, output, info, headers, provenance)
+    result.summary.records_written = write_annotated(prepared.path, job.output, info, headers, provenance)
     if scored.checkpoint is not None:
         scored.checkpoint.remove()
     return result.summary
@@ -522,22 +471,15 @@ def _run_annotators(
     return headers
 
 
-def _annotate_only(
-    prepared: PreparedVCF,
-    output: str | Path,
-    annotators: Sequence[Any],
-    fasta: str | Path | None,
-    genes_path: str | Path | None,
-    argv: Sequence[str] | None,
-) -> ScoringSummary:
+def _annotate_only(prepared: PreparedVCF, job: ScoringJob, annotators: Sequence[Any]) -> ScoringSummary:
     """``--model none``: annotators only, over every record."""
     vcf = prepared.path
-    genome = Genome(Path(fasta)) if fasta else None
+    genome = Genome(Path(job.fasta)) if job.fasta else None
     if genome is not None:
         from varscore.genome.builds import check_contig_lengths
 
-        check_contig_lengths(prepared.contig_lengths, genome.lengths, prepared.source, str(fasta))
-    genes = load_genes(genes_path) if genes_path else []
+        check_contig_lengths(prepared.contig_lengths, genome.lengths, prepared.source, str(job.fasta))
+    genes = load_genes(job.genes) if job.genes else []
     summary = ScoringSummary()
     for _ in iter_variants(vcf):
         summary.records_read += 1
@@ -545,7 +487,7 @@ def _annotate_only(
         summary.not_scored["no_model"] = summary.records_read
     info: dict[int, dict[str, str]] = {}
     headers = _run_annotators(vcf, annotators, genes, {}, genome, info, summary)
-    summary.records_written = write_annotated(vcf, output, info, headers, provenance_header_lines(None, argv))
+    summary.records_written = write_annotated(vcf, job.output, info, headers, provenance_header_lines(None, job.argv))
     return summary
 
 

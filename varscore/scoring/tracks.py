@@ -128,15 +128,61 @@ class TrackFile:
     alt_color: str | None = None
 
 
+@dataclass(frozen=True)
+class TrackJob:
+    """One ``varscore track`` run: score ``vcf`` with ``model`` (or, with ``from_vcf`` or no model,
+    read its ``VARSCORE`` entries) and write browser tracks to ``out_dir``::
+
+        result = run_tracks(TrackJob("in.vcf.gz", "tracks/", model="variformer-demo"))
+
+    ``formats``: ``bigwig`` (ISM and coverage as bigWig, top variants as bigBed), ``bedgraph``,
+    ``bed`` (the BED9 of the top variants). ``fasta``: contig names and lengths (default: the
+    bundle's); ``genes``: a gene/TSS table instead of the bundle's genes; ``genome``: IGV genome id /
+    UCSC database or FASTA path for the session. ``top``: variants per gene in the BED9 (0 = all).
+    ``coverage_top``: for ``track`` models, the strongest variants per gene whose ALT and delta
+    coverage are drawn. ``hub_email``: contact for hub.txt. ``batch_size``, ``device``, ``bf16``,
+    ``check_ref``, ``progress``: as for ``varscore annotate``."""
+
+    vcf: str | Path
+    out_dir: str | Path
+    model: str | Path | None = None
+    formats: str | Sequence[str] = ("bigwig", "bed")
+    from_vcf: bool = False
+    fasta: str | Path | None = None
+    genes: str | Path | None = None
+    genome: str | None = None
+    top: int = 20
+    coverage_top: int = 3
+    hub_email: str | None = None
+    batch_size: int = 8
+    device: str = "auto"
+    bf16: bool = False
+    check_ref: str = "flag"
+    progress: bool = False
+
+
 @dataclass
 class TrackResult:
-    """What :func:`make_tracks` wrote; ``lines`` summarise it for the user."""
+    """What :func:`run_tracks` wrote; ``summary`` tells the user what was scored and drawn."""
 
     out_dir: Path
     files: list[TrackFile]
     session: Path
     trackdb: Path | None
-    lines: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The summary lines (``varscore track`` prints them to stderr)."""
+        return list(self.summary)
+
+    def closing_line(self) -> str:
+        """Where the tracks are and how to open them (``varscore track`` prints it to stdout)."""
+        hub = (
+            f", or load {self.trackdb.parent / 'hub.txt'} in UCSC"
+            if (self.out_dir / "hub.txt").exists() and self.trackdb
+            else ""
+        )
+        return f"wrote {len(self.files)} track files to {self.out_dir}; open {self.session} in IGV{hub}"
 
 
 # --- from scores to tracks ---
@@ -489,6 +535,16 @@ class Coverage:
         return rows
 
 
+@dataclass(frozen=True)
+class CoverageOptions:
+    """What :func:`predict_coverage` draws: the ``top`` strongest SNVs of each gene, ``batch_size``
+    alternate windows per forward pass, with a ``progress`` bar."""
+
+    top: int = 3
+    batch_size: int = 8
+    progress: bool = False
+
+
 def predict_coverage(
     genes: Sequence[Any],
     effects: Sequence[VariantEffect],
@@ -496,12 +552,10 @@ def predict_coverage(
     output_mode: OutputMode,
     genome: Any,
     window_size: int,
-    top: int,
-    batch_size: int = 8,
-    progress: bool = False,
+    options: CoverageOptions = CoverageOptions(),
 ) -> list[Coverage]:
     """For each gene: the ``track`` output of the reference window and of the window with each of
-    its ``top`` strongest SNVs applied (one forward pass for the reference, ALTs batched)."""
+    its ``options.top`` strongest SNVs applied (one forward pass for the reference, ALTs batched)."""
     import numpy as np
     from tqdm.auto import tqdm
 
@@ -509,15 +563,17 @@ def predict_coverage(
 
     by_gene = effects_by_gene(effects)
     out = []
-    for gene in tqdm(genes, desc="coverage", unit="gene", disable=not progress, leave=False):
+    for gene in tqdm(genes, desc="coverage", unit="gene", disable=not options.progress, leave=False):
         # substitutions only: an indel shifts the window, so its bins no longer line up with the reference's
         gene_effects = [e for e in by_gene.get(gene.label, []) if len(e.ref) == 1 and len(e.allele) == 1]
         if not gene_effects:
             continue
-        ranked = sorted(strongest_per_position(gene_effects), key=_strength, reverse=True)[:top]
+        ranked = sorted(strongest_per_position(gene_effects), key=_strength, reverse=True)[: options.top]
         window = tss_window(gene, window_size)
         subs = [(window.offset(e.pos), e.allele.upper()) for e in ranked]
-        result = backbone.ism(genome.window_sequence(window).one_hot, subs, output_mode.reduce, batch_size=batch_size)
+        result = backbone.ism(
+            genome.window_sequence(window).one_hot, subs, output_mode.reduce, batch_size=options.batch_size
+        )
         reference = np.asarray(result.reference, dtype=np.float64)
         n_bins = reference.shape[0]
         span = n_bins * backbone.bin_size
@@ -560,62 +616,49 @@ def _fasta_sizes(genome: Any) -> dict[str, int]:
     return {name: int(length) for name, length in genome.lengths.items()}
 
 
-def _score_with_model(
-    vcf: Path,
-    model: str | Path,
-    fasta: Path | None,
-    genes_path: Path | None,
-    batch_size: int,
-    device: str,
-    bf16: bool,
-    check_ref: str,
-    coverage_top: int,
-    progress: bool,
-) -> _Scored:
-    """Score ``vcf`` through :func:`varscore.scoring.gene_mode.score_vcf`, as ``varscore annotate`` does (same
-    checks, plan, engine, ensembles)."""
+def _score_with_model(job: TrackJob) -> _Scored:
+    """Score ``job.vcf`` through :func:`varscore.scoring.gene_mode.score_vcf`, as ``varscore annotate``
+    does (same checks, plan, engine, ensembles)."""
     from varscore.genome.fasta import Genome, load_genes
     from varscore.io.vcf_prepare import prepared_vcf
     from varscore.models.bundle import load_bundle
-    from varscore.scoring.gene_mode import score_vcf
+    from varscore.scoring.gene_mode import ScoringJob, score_vcf
 
-    bundle = load_bundle(model)
-    fasta_path = Path(fasta) if fasta else bundle.reference_fasta
+    bundle = load_bundle(job.model)  # type: ignore[arg-type]  # not None: checked by run_tracks
+    fasta_path = Path(job.fasta) if job.fasta else bundle.reference_fasta
     genome = Genome(fasta_path) if fasta_path is not None else None
-    genes = load_genes(genes_path) if genes_path else bundle.genes
+    genes = load_genes(job.genes) if job.genes else bundle.genes
     build = browser_genome(bundle.manifest.get("genome_build"))
     rename = genome.resolve if genome is not None else None
-    sizes = _fasta_sizes(genome) if genome is not None else vcf_contig_lengths(vcf)
-    with prepared_vcf(vcf) as prepared:
-        scores = score_vcf(
-            prepared,
-            bundle,
-            genes,
-            fasta=fasta,
-            batch_size=batch_size,
-            device=device,
-            bf16=bf16,
-            progress=progress,
-            check_ref=check_ref,
-        )
+    sizes = _fasta_sizes(genome) if genome is not None else vcf_contig_lengths(job.vcf)
+    scoring = ScoringJob(
+        job.vcf,
+        job.model,
+        fasta=Path(job.fasta) if job.fasta else None,
+        batch_size=job.batch_size,
+        device=job.device,
+        bf16=job.bf16,
+        check_ref=job.check_ref,
+        progress=job.progress,
+    )
+    with prepared_vcf(job.vcf) as prepared:
+        scores = score_vcf(prepared, bundle, genes, scoring)
     effects = effects_from_scores(scores.variants, scores.result.scores, rename)
     if scores.genome is not None:
         genome = scores.genome
     shown = str(genome.path.resolve()) if genome is not None else None
     scored = _Scored(effects, bundle.name, sizes, build or shown, scores.result.summary.lines())
     output_mode = bundle.output_mode()
-    if scores.plan is not None and genome is not None and output_mode.name == "track" and coverage_top > 0:
+    if scores.plan is not None and genome is not None and output_mode.name == "track" and job.coverage_top > 0:
         scored_genes = [scores.plan.genes[g] for g in scores.plan.jobs]
         scored.coverage = predict_coverage(
             scored_genes,
             effects,
-            bundle.sequence_backbone(device, bf16),
+            bundle.sequence_backbone(job.device, job.bf16),
             output_mode,
             genome,
             bundle.window_size,
-            coverage_top,
-            batch_size,
-            progress,
+            CoverageOptions(job.coverage_top, job.batch_size, job.progress),
         )
     return scored
 
@@ -657,54 +700,20 @@ def parse_formats(text: str | Sequence[str]) -> list[str]:
     return sorted(set(formats), key=FORMATS.index)
 
 
-def make_tracks(
-    vcf: str | Path,
-    out_dir: str | Path,
-    *,
-    model: str | Path | None = None,
-    formats: str | Sequence[str] = ("bigwig", "bed"),
-    from_vcf: bool = False,
-    fasta: str | Path | None = None,
-    genes_path: str | Path | None = None,
-    genome: str | None = None,
-    top: int = 20,
-    coverage_top: int = 3,
-    hub_email: str | None = None,
-    batch_size: int = 8,
-    device: str = "auto",
-    bf16: bool = False,
-    check_ref: str = "flag",
-    progress: bool = False,
-) -> TrackResult:
-    """Score ``vcf`` with ``model`` (or read its ``VARSCORE`` entries) and write browser tracks.
-
-    ``formats``: ``bigwig`` (ISM and coverage as bigWig, top variants as bigBed), ``bedgraph``,
-    ``bed`` (the BED9 of the top variants). ``top``: variants per gene in the BED9 (0 = all).
-    ``coverage_top``: for ``track`` models, the strongest variants per gene whose ALT and delta
-    coverage are drawn. ``genome``: IGV genome id / UCSC database or FASTA path for the session.
-    """
-    chosen = parse_formats(formats)
-    if top < 0 or coverage_top < 0:
-        raise InputError(f"--top and --coverage-top must be >= 0; got {top} and {coverage_top}.")
-    vcf = Path(vcf)
-    fasta_path = Path(fasta) if fasta else None
-    if from_vcf or model is None:
-        if model is None and not from_vcf and not _has_scores(vcf):
+def run_tracks(job: TrackJob) -> TrackResult:
+    """Score ``job.vcf`` with ``job.model`` (or read its ``VARSCORE`` entries) and write browser
+    tracks, an IGV session and, for binary tracks on a UCSC genome, a track hub to ``job.out_dir``."""
+    chosen = parse_formats(job.formats)
+    if job.top < 0 or job.coverage_top < 0:
+        raise InputError(f"--top and --coverage-top must be >= 0; got {job.top} and {job.coverage_top}.")
+    vcf = Path(job.vcf)
+    if job.from_vcf or job.model is None:
+        if job.model is None and not job.from_vcf and not _has_scores(vcf):
             raise InputError(f"{vcf} holds no {SCORE_KEY} scores: pass --model to score it.")
-        scored = _read_scored(vcf, str(model) if model is not None else None, fasta_path)
+        fasta_path = Path(job.fasta) if job.fasta else None
+        scored = _read_scored(vcf, str(job.model) if job.model is not None else None, fasta_path)
     else:
-        scored = _score_with_model(
-            vcf,
-            model,
-            fasta_path,
-            Path(genes_path) if genes_path else None,
-            batch_size,
-            device,
-            bf16,
-            check_ref,
-            coverage_top,
-            progress,
-        )
+        scored = _score_with_model(job)
     if not scored.effects:
         raise InputError(f"No variant of {vcf} was scored ({'; '.join(scored.lines)}): there is nothing to draw.")
     if not scored.chrom_sizes:
@@ -712,14 +721,14 @@ def make_tracks(
             f"No contig lengths for the tracks: {vcf} has no ##contig lines with lengths and no "
             "FASTA is known. Pass the reference with --fasta."
         )
-    session_genome = genome or scored.genome
+    session_genome = job.genome or scored.genome
     if not session_genome:
         raise InputError("Cannot tell which genome the tracks are on: pass --genome (e.g. hg38) or --fasta.")
-    out = Path(out_dir)
+    out = Path(job.out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"Output {out} exists and is not a directory.")
     out.mkdir(parents=True, exist_ok=True)
-    files = _write_tracks(out, scored, chosen, top)
+    files = _write_tracks(out, scored, chosen, job.top)
     session_files = _preferred(files)
     session = out / "igv_session.xml"
     # a genome id (hg19, hg38) where the build is known; else the FASTA, relative to the session
@@ -745,8 +754,8 @@ def make_tracks(
                 f"hub varscore_{_ucsc_name(scored.model)}\nshortLabel varscore {scored.model[:8]}\n"
                 f"longLabel varscore variant effects: model {scored.model}\ngenomesFile genomes.txt\n"
             )
-            if hub_email:
-                hub += f"email {hub_email}\n"
+            if job.hub_email:
+                hub += f"email {job.hub_email}\n"
             _write_text(out / "hub.txt", hub)
             _write_text(out / "genomes.txt", f"genome {ucsc}\ntrackDb trackDb.txt\n")
         else:

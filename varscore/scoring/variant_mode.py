@@ -8,8 +8,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -117,44 +118,106 @@ def centred_headers(stat: str, calibrated: bool) -> list[InfoHeader]:
     return headers
 
 
-def open_scorer(
-    bundle: Any,
-    *,
-    fasta: str | Path | None = None,
-    tracks: str = "all",
-    targets: str | Path | None = None,
-    gtf: str | Path | None = None,
-    stats: str | Sequence[str] = STATS,
-    centring: str = "exact",
-    tile_bins: int | None = None,
-    batch_size: int = 8,
-    device: str = "auto",
-    bf16: bool = False,
-    check_ref: str = "flag",
-) -> tuple[VariantCentredScorer, TrackSelection]:
+@dataclass(frozen=True, kw_only=True)
+class CentredSettings:
+    """How windows centred on variants are scored, shared by :class:`VariantScoringJob` and
+    :class:`CalibrateJob`. ``fasta``: the reference (default: the bundle's); ``tracks``: ``all``,
+    indices (``0,5,10-12``) or a pattern over the ``targets`` file's descriptions; ``gtf``: genes
+    and exons for gene-level scores over exon bins; ``stats``: statistics, the first being the
+    headline; ``centring``: a window per variant position (``exact``) or per genome tile of
+    ``tile_bins`` output bins (``tiled``); ``batch_size`` windows per forward pass on ``device``
+    (``bf16`` autocast on GPU); ``check_ref``: ``flag``, ``fail`` or ``skip`` a REF differing from
+    the FASTA."""
+
+    fasta: str | Path | None = None
+    tracks: str = "all"
+    targets: str | Path | None = None
+    gtf: str | Path | None = None
+    stats: str | Sequence[str] = STATS
+    centring: str = "exact"
+    tile_bins: int | None = None
+    batch_size: int = 8
+    device: str = "auto"
+    bf16: bool = False
+    check_ref: str = "flag"
+
+
+@dataclass(frozen=True, kw_only=True)
+class VariantScoringJob(CentredSettings):
+    """One ``varscore annotate --mode variant`` run: every record of ``vcf`` scored with the track
+    model ``model`` in variant-centred windows, written to ``output`` (``-``, ``*.vcf`` or
+    ``*.vcf.gz``) and, with ``detail``, every value to a Parquet table::
+
+        run_variant_scoring(VariantScoringJob("in.vcf", "my-track-model", "out.vcf", gtf="genes.gtf"))
+    """
+
+    vcf: str | Path = field(kw_only=False)
+    model: str | Path = field(kw_only=False)
+    output: str | Path = field(default="-", kw_only=False)
+    detail: str | Path | None = None
+    progress: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibrateJob(CentredSettings):
+    """One ``varscore models calibrate`` run: the first ``max_records`` scorable records of the
+    background ``vcf`` scored with ``model``; their |score| distributions are stored in the bundle
+    (or in a calibrated copy at ``output``)."""
+
+    model: str | Path = field(kw_only=False)
+    vcf: str | Path = field(kw_only=False)
+    output: str | Path | None = field(default=None, kw_only=False)
+    max_records: int | None = None
+
+
+class CalibrationResult(NamedTuple):
+    """What :func:`run_calibration` did: the calibrated bundle's ``path``, the ``calibration`` stored
+    there and the ``summary`` of scoring the background."""
+
+    path: Path
+    calibration: Calibration
+    summary: CentredSummary
+
+    def lines(self) -> list[str]:
+        return [
+            *self.summary.lines(),
+            f"calibrated {self.path} on {self.calibration.records} background records "
+            f"({len(self.calibration.counts)} keys)",
+        ]
+
+
+def open_scorer(bundle: Any, settings: CentredSettings) -> tuple[VariantCentredScorer, TrackSelection]:
     """A :class:`VariantCentredScorer` for a bundle's backbone and the chosen tracks."""
     from varscore.genome.exons import load_gene_models
 
-    stats = parse_stats(stats)
-    fasta_path = Path(fasta) if fasta else bundle.reference_fasta
+    fasta_path = Path(settings.fasta) if settings.fasta else bundle.reference_fasta
     if fasta_path is None:
         raise InputError(f"Model '{bundle.name}' records no reference FASTA: pass one with --fasta.")
     genome = Genome(fasta_path)
-    descriptions = read_targets(targets) if targets else None
-    genes = load_gene_models(gtf, genome.lengths) if gtf else None  # exons beyond a contig are refused
-    backbone = bundle.sequence_backbone(device, bf16)
+    descriptions = read_targets(settings.targets) if settings.targets else None
+    # exons beyond a contig are refused
+    genes = load_gene_models(settings.gtf, genome.lengths) if settings.gtf else None
+    backbone = bundle.sequence_backbone(settings.device, settings.bf16)
+    return centred_scorer(backbone, genome, settings, genes, descriptions)
+
+
+def centred_scorer(
+    backbone: Any, genome: Genome, settings: CentredSettings, genes: Any, descriptions: Sequence[str] | None
+) -> tuple[VariantCentredScorer, TrackSelection]:
+    """A :class:`VariantCentredScorer` of a built sequence backbone (``genes``: exon models, or
+    None) with the tracks ``settings.tracks`` chosen (``descriptions``: the targets file's)."""
     scorer = VariantCentredScorer(
         backbone,
         genome,
         tracks=None,
-        stats=stats,
-        centring=centring,
+        stats=parse_stats(settings.stats),
+        centring=settings.centring,
         genes=genes,
-        tile_bins=tile_bins,
-        batch_size=batch_size,
-        check_ref=check_ref,
+        tile_bins=settings.tile_bins,
+        batch_size=settings.batch_size,
+        check_ref=settings.check_ref,
     )
-    selection = select_tracks(tracks, scorer.n_tracks, descriptions)
+    selection = select_tracks(settings.tracks, scorer.n_tracks, descriptions)
     scorer.select_tracks(selection.indices)
     return scorer, selection
 
@@ -257,118 +320,58 @@ class StreamedInfo(Mapping[int, Mapping[str, str]]):
         raise TypeError("StreamedInfo does not know its length before the stream ends.")
 
 
-def annotate_variant_centred(
-    vcf: str | Path,
-    model: str | Path,
-    output: str | Path,
-    *,
-    fasta: str | Path | None = None,
-    tracks: str = "all",
-    targets: str | Path | None = None,
-    gtf: str | Path | None = None,
-    stats: str | Sequence[str] = STATS,
-    detail: str | Path | None = None,
-    centring: str = "exact",
-    tile_bins: int | None = None,
-    batch_size: int = 8,
-    device: str = "auto",
-    bf16: bool = False,
-    check_ref: str = "flag",
-    progress: bool = False,
-) -> CentredSummary:
-    """Score every record of ``vcf`` in variant-centred windows and write the annotated VCF to
-    ``output`` (and the detail table to ``detail``, Parquet). Returns the summary.
+def run_variant_scoring(job: VariantScoringJob) -> CentredSummary:
+    """Score every record of ``job.vcf`` in variant-centred windows and write the annotated VCF to
+    ``job.output`` (and the detail table to ``job.detail``, Parquet). Returns the summary.
 
     The input and output are guarded as in gene-window mode: ``-``/pipes spooled, VCF text checked
     before htslib reads it, conflicting ``VARSCORE*`` definitions replaced, the output checked and
-    locked before any work, provenance header lines written."""
+    locked before any work, provenance header lines written; SIGTERM ends in
+    :class:`ScoringInterrupted` with no partial output left behind."""
     from varscore.io.outputguard import Target, guarded_outputs
     from varscore.io.vcf_prepare import prepared_vcf
 
-    guard = guarded_outputs([Target("-o", output), Target("--detail", detail)], [vcf, model, fasta, targets, gtf])
-    keys = [h.key for h in centred_headers(parse_stats(stats)[0], True)]
+    guard = guarded_outputs(
+        [Target("-o", job.output), Target("--detail", job.detail)],
+        [job.vcf, job.model, job.fasta, job.targets, job.gtf],
+    )
+    keys = [h.key for h in centred_headers(parse_stats(job.stats)[0], True)]
     outcome = (
         "the VCF written to standard output so far is incomplete: rerun the command to score every record."
-        if str(output) == "-"
-        else f"{output} was not written (it appears only once complete): rerun the command to score the VCF."
+        if str(job.output) == "-"
+        else f"{job.output} was not written (it appears only once complete): rerun the command to score the VCF."
     )
     with (
         stop_on_sigterm("annotate --mode variant", outcome),
         guard,
-        prepared_vcf(vcf, replace_keys=keys) as prepared,
+        prepared_vcf(job.vcf, replace_keys=keys) as prepared,
     ):
-        return _annotate_prepared(
-            prepared.path,
-            model,
-            output,
-            fasta=fasta,
-            tracks=tracks,
-            targets=targets,
-            gtf=gtf,
-            stats=stats,
-            detail=detail,
-            centring=centring,
-            tile_bins=tile_bins,
-            batch_size=batch_size,
-            device=device,
-            bf16=bf16,
-            check_ref=check_ref,
-            progress=progress,
-        )
+        return _annotate_prepared(prepared.path, job)
 
 
-def _annotate_prepared(
-    vcf: str | Path,
-    model: str | Path,
-    output: str | Path,
-    *,
-    fasta: str | Path | None,
-    tracks: str,
-    targets: str | Path | None,
-    gtf: str | Path | None,
-    stats: str | Sequence[str],
-    detail: str | Path | None,
-    centring: str,
-    tile_bins: int | None,
-    batch_size: int,
-    device: str,
-    bf16: bool,
-    check_ref: str,
-    progress: bool,
-) -> CentredSummary:
+def _annotate_prepared(vcf: str | Path, job: VariantScoringJob) -> CentredSummary:
     from tqdm.auto import tqdm
 
     from varscore.io.outputguard import provenance_header_lines
     from varscore.models.bundle import load_bundle
     from varscore.scoring.detail import DetailWriter
 
-    bundle = load_bundle(model)
-    stats = parse_stats(stats)
-    scorer, selection = open_scorer(
-        bundle,
-        fasta=fasta,
-        tracks=tracks,
-        targets=targets,
-        gtf=gtf,
-        stats=stats,
-        centring=centring,
-        tile_bins=tile_bins,
-        batch_size=batch_size,
-        device=device,
-        bf16=bf16,
-        check_ref=check_ref,
-    )
+    bundle = load_bundle(job.model)
+    stats = parse_stats(job.stats)
+    scorer, selection = open_scorer(bundle, job)
     calibration = load_calibration(bundle)
-    if calibration is not None and calibration.centring != centring:
+    if calibration is not None and calibration.centring != job.centring:
         logger.warning(
-            "%s was calibrated with %s centring; scoring with %s", bundle.name, calibration.centring, centring
+            "%s was calibrated with %s centring; scoring with %s", bundle.name, calibration.centring, job.centring
         )
-    records = tqdm(scorer.score(iter_variants(vcf)), desc="records", unit="record", disable=not progress, leave=False)
-    writer = DetailWriter(detail, selection.indices, selection.names, stats) if detail else None
+    records = tqdm(
+        scorer.score(iter_variants(vcf)), desc="records", unit="record", disable=not job.progress, leave=False
+    )
+    writer = DetailWriter(job.detail, selection.indices, selection.names, stats) if job.detail else None
     info = StreamedInfo(iter(records), lambda r: format_record(r, bundle.name, selection, stats, calibration), writer)
     try:
         written = write_annotated(
-            vcf, output, info, centred_headers(stats[0], calibration is not None), provenance_header_lines(bundle)
+            vcf, job.output, info, centred_headers(stats[0], calibration is not None), provenance_header_lines(bundle)
         )
         info.drain()
     except BaseException:
@@ -382,91 +385,34 @@ def _annotate_prepared(
     return scorer.summary
 
 
-def calibrate_model(
-    model: str | Path,
-    vcf: str | Path,
-    *,
-    output: str | Path | None = None,
-    fasta: str | Path | None = None,
-    tracks: str = "all",
-    targets: str | Path | None = None,
-    gtf: str | Path | None = None,
-    stats: str | Sequence[str] = STATS,
-    centring: str = "exact",
-    tile_bins: int | None = None,
-    batch_size: int = 8,
-    device: str = "auto",
-    bf16: bool = False,
-    max_records: int | None = None,
-) -> tuple[Path, Calibration, CentredSummary]:
-    """Score the background ``vcf`` (its first ``max_records`` scorable records) and store the
-    |score| distributions in the bundle (or a calibrated copy at ``output``)."""
-    target = output if output is not None else model
-    with stop_on_sigterm(
-        "models calibrate",
-        f"{target} was not changed (the calibration is written only once complete): rerun the command.",
-    ):
-        return _calibrate(
-            model,
-            vcf,
-            output=output,
-            fasta=fasta,
-            tracks=tracks,
-            targets=targets,
-            gtf=gtf,
-            stats=stats,
-            centring=centring,
-            tile_bins=tile_bins,
-            batch_size=batch_size,
-            device=device,
-            bf16=bf16,
-            max_records=max_records,
-        )
-
-
-def _calibrate(
-    model: str | Path,
-    vcf: str | Path,
-    *,
-    output: str | Path | None,
-    fasta: str | Path | None,
-    tracks: str,
-    targets: str | Path | None,
-    gtf: str | Path | None,
-    stats: str | Sequence[str],
-    centring: str,
-    tile_bins: int | None,
-    batch_size: int,
-    device: str,
-    bf16: bool,
-    max_records: int | None,
-) -> tuple[Path, Calibration, CentredSummary]:
+def run_calibration(job: CalibrateJob) -> CalibrationResult:
+    """Score the background ``job.vcf`` (its first ``max_records`` scorable records) and store the
+    |score| distributions in the bundle (or a calibrated copy at ``job.output``). SIGTERM ends in
+    :class:`ScoringInterrupted`, the bundle unchanged."""
     from itertools import islice
 
     from varscore.models.bundle import load_bundle
 
-    bundle = load_bundle(model)
-    stats = parse_stats(stats)
-    scorer, selection = open_scorer(
-        bundle,
-        fasta=fasta,
-        tracks=tracks,
-        targets=targets,
-        gtf=gtf,
-        stats=stats,
-        centring=centring,
-        tile_bins=tile_bins,
-        batch_size=batch_size,
-        device=device,
-        bf16=bf16,
-        check_ref="flag",
-    )
-    collector = BackgroundCollector(selection.indices, selection.names, stats, centring)
-    scored = (r for r in scorer.score(iter_variants(vcf)) if r.alleles)
-    for record in islice(scored, max_records):
-        collector.add(record)
-    calibration = collector.finish()
-    return write_calibration(bundle, calibration, output), calibration, scorer.summary
+    target = job.output if job.output is not None else job.model
+    with stop_on_sigterm(
+        "models calibrate",
+        f"{target} was not changed (the calibration is written only once complete): rerun the command.",
+    ):
+        bundle = load_bundle(job.model)
+        stats = parse_stats(job.stats)
+        scorer, selection = open_scorer(bundle, job)
+        collector = BackgroundCollector(selection.indices, selection.names, stats, job.centring)
+        scored = (r for r in scorer.score(iter_variants(job.vcf)) if r.alleles)
+        for record in islice(scored, job.max_records):
+            collector.add(record)
+        calibration = collector.finish()
+        return CalibrationResult(write_calibration(bundle, calibration, job.output), calibration, scorer.summary)
+
+
+def calibrate_model(model: str | Path, vcf: str | Path, **settings: Any) -> CalibrationResult:
+    """``run_calibration(CalibrateJob(model, vcf, **settings))``: the call ``varscore models
+    calibrate`` makes (unpacks as ``path, calibration, summary``)."""
+    return run_calibration(CalibrateJob(model, vcf, **settings))
 
 
 __all__ = [
@@ -474,11 +420,16 @@ __all__ = [
     "TOP_KEY",
     "ScoringInterrupted",
     "StreamedInfo",
-    "annotate_variant_centred",
+    "CalibrateJob",
+    "CalibrationResult",
+    "CentredSettings",
+    "VariantScoringJob",
     "calibrate_model",
     "centred_headers",
     "format_record",
     "headline",
     "open_scorer",
+    "run_calibration",
+    "run_variant_scoring",
     "stop_on_sigterm",
 ]

@@ -237,6 +237,15 @@ class SimulationResult:
     coverage: Path | None = None  # coverage.npz (with --coverage)
     coverage_bigwigs: Path | None = None  # folder of PERSON.bw (with --coverage-bigwig)
 
+    def lines(self) -> list[str]:
+        """What ``varscore simulate`` prints: the cohort's size and the files written."""
+        return [
+            f"Simulated {self.people:,} people, {self.genes:,} genes, {self.variants:,} variants; "
+            f"{self.causal_variants:,} causal variants, mean realised h2 {self.mean_h2:.3f}.",
+            f"Wrote {self.vcf.name}, {self.expression.name}, {self.truth_variants.name}, "
+            f"{self.truth_genes.name}, {self.params.name} and more to {self.out_dir}",
+        ]
+
 
 def _option(name: str) -> str:
     """``name`` with its command-line option, for messages read by API and CLI users alike."""

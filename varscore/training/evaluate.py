@@ -1,11 +1,20 @@
 """Evaluation across held-out people: per-gene R² (as sklearn ``r2_score``) and Pearson r (as
-``scipy.stats.pearsonr``); HOP = the model's train genes, HOGP = genes it was not trained on."""
+``scipy.stats.pearsonr``); HOP = the model's train genes, HOGP = genes it was not trained on.
+
+The workflows behind ``varscore evaluate`` and ``varscore plot-coverage``, usable from Python:
+
+    from varscore.training.cohort import CohortInputs
+    from varscore.training.evaluate import EvaluateJob, run_evaluation
+
+    result = run_evaluation(EvaluateJob(CohortInputs(vcf, expression, genes, fasta), models=["my-model"]))
+    result.table, result.summary, result.paired
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,9 +22,18 @@ import numpy as np
 import pandas as pd
 
 from varscore.errors import InputError
-from varscore.models.bundle import ModelBundle
-from varscore.training.lightning import FinetuneData, GeneData, per_gene_metrics
-from varscore.training.uncertainty import N_BOOT, SEED, bootstrap_indices, gene_uncertainty, pearson_p
+from varscore.models.bundle import ModelBundle, load_bundle
+from varscore.training.cohort import CohortInputs, held_out_people
+from varscore.training.lightning import FinetuneData, GeneData, load_cohort, per_gene_metrics
+from varscore.training.uncertainty import (
+    N_BOOT,
+    SEED,
+    bootstrap_indices,
+    gene_uncertainty,
+    pearson_p,
+    replicate_summary,
+    summarise,
+)
 
 if TYPE_CHECKING:
     from varscore.plugin.contracts import Backbone
@@ -33,8 +51,6 @@ class Evaluation:
 
     def summary(self) -> pd.DataFrame:
         """Means over genes per model and gene set, with the genes used and the NaN count."""
-        from varscore.training.uncertainty import summarise
-
         return summarise(self.table)
 
 
@@ -158,6 +174,159 @@ def _metrics_row(
     }
 
 
+# --- the evaluate workflow ---
+
+#: The per-gene columns ``varscore evaluate`` prints (all of them go to the TSV).
+SHOWN_COLUMNS = (
+    "model",
+    "gene",
+    "set",
+    "people",
+    "r2",
+    "r2_lo",
+    "r2_hi",
+    "pearson",
+    "pearson_lo",
+    "pearson_hi",
+    "pearson_p",
+)
+PAIRED_COLUMNS = ("model", "gene", "people", "d_r2", "d_r2_lo", "d_r2_hi", "d_pearson", "d_pearson_lo", "d_pearson_hi")
+
+
+@dataclass
+class EvaluateJob:
+    """One evaluation: the ``models`` (bundle names or directories) and the ``compare`` bundles on
+    the same held-out people (``people_file``, one per line; default: the first model's test
+    people), with ``n_boot`` bootstrap resamples (``seed``) for the CIs. ``inputs.coverage`` is the
+    observed coverage coverage-track models need; ``inputs.folds`` defaults to the first model's.
+    With ``replicates`` the ``models`` are fits on different fold replicates, each evaluated on its
+    own test people. ``output``: the per-gene TSV (with ``.provenance.json`` and, with ``compare``,
+    ``.compare.tsv`` beside it); ``command`` is recorded in the provenance (None: this process's)."""
+
+    inputs: CohortInputs
+    models: Sequence[str | Path]
+    compare: Sequence[str | Path] = ()
+    people_file: Path | None = None
+    output: Path | None = None
+    batch_size: int = 8
+    n_boot: int = N_BOOT
+    seed: int = SEED
+    replicates: bool = False
+    command: Sequence[str] | None = None
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`run_evaluation` found. ``table``: one row per model and gene (see
+    :class:`Evaluation`); ``summary``: means per model and gene set; ``paired``: each compared
+    model's paired difference from ``reference`` per gene (empty without ``compare``);
+    ``replicate_summary``: mean ± sd over fold replicates (None without ``replicates``);
+    ``written``: the files written."""
+
+    table: pd.DataFrame
+    summary: pd.DataFrame
+    paired: pd.DataFrame
+    reference: str
+    n_boot: int
+    seed: int
+    replicate_summary: pd.DataFrame | None = None
+    written: list[Path] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """What ``varscore evaluate`` prints: the per-gene table, the summary, the paired
+        differences and the replicate summary."""
+        shown = self.table[[c for c in SHOWN_COLUMNS if c in self.table]]
+        blocks = [
+            shown.to_string(index=False, float_format=lambda v: f"{v:.3g}"),
+            f"\nmean per model and gene set (over genes; r2_n/pearson_n genes used, *_nan genes NaN = constant "
+            f"predictions; CIs: {self.n_boot} bootstrap resamples of people, seed {self.seed}):\n"
+            + self.summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+        ]
+        if not self.paired.empty:
+            blocks.append(
+                f"\npaired difference from {self.reference} (model minus {self.reference}; 95% bootstrap CI):\n"
+                + self.paired[list(PAIRED_COLUMNS)].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+            )
+        if self.replicate_summary is not None:
+            blocks.append(
+                "\nover fold replicates (mean ± sd of the per-replicate means over genes):\n"
+                + self.replicate_summary.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+            )
+        return [line for block in blocks for line in block.split("\n")]
+
+
+def run_evaluation(job: EvaluateJob) -> EvaluationResult:
+    """Evaluate ``job``'s models on the held-out people (one cohort load per window and bin size),
+    compare the ``compare`` models with the first, and write ``job.output`` when given."""
+    if not job.models:
+        raise InputError("Evaluation needs at least one model; got none.")
+    bundles = [load_bundle(m) for m in (*job.models, *job.compare)]
+    first, own_fits = bundles[0], {b.name for b in bundles[: len(job.models)]}
+    inputs = _with_carried_folds(job.inputs, first)
+    evaluations = []
+    cohorts: dict[tuple[int, int], Any] = {}  # by (window, bin size)
+    for bundle in bundles:
+        track_model = bundle.spec.output_mode.name == "track"
+        if track_model and inputs.coverage is None:
+            raise InputError(f"Model '{bundle.name}' predicts coverage tracks: pass --coverage to evaluate it.")
+        bins = int(bundle.spec.bin_size or 1) if track_model else 0
+        key = (bundle.window_size, bins)
+        if key not in cohorts:
+            loaded = replace(inputs, coverage=inputs.coverage if track_model else None)
+            cohorts[key] = load_cohort(loaded, bundle.window_size, bin_size=bins or None)
+        data = cohorts[key].data
+        own = bundle if job.replicates and bundle.name in own_fits else first
+        wanted = held_out_people(own, job.people_file, [data.people[i] for i in data.test], data.people)
+        index = {p: i for i, p in enumerate(data.people)}
+        chosen = [index[p] for p in wanted]
+        evaluations.append(evaluate_bundle(bundle, data, chosen, job.batch_size, job.n_boot, job.seed))
+    table = pd.concat([e.table for e in evaluations], ignore_index=True)
+    paired = [compare_evaluations(evaluations[0], e, job.n_boot, job.seed) for e in evaluations[len(job.models) :]]
+    result = EvaluationResult(
+        table=table,
+        summary=summarise(table),
+        paired=pd.concat(paired, ignore_index=True) if paired else pd.DataFrame(),
+        reference=first.name,
+        n_boot=job.n_boot,
+        seed=job.seed,
+    )
+    if job.output is not None:
+        result.written = _write_evaluation(result, job.output, bundles, job.command)
+    if job.replicates:
+        reps = table[table["model"].isin(own_fits)]
+        if reps["replicate"].nunique() < 2:
+            raise InputError("--replicates needs -m models fitted on at least 2 different fold replicates.")
+        result.replicate_summary = replicate_summary(reps)
+    return result
+
+
+def _with_carried_folds(inputs: CohortInputs, bundle: ModelBundle) -> CohortInputs:
+    """``inputs`` with the folds file (and replicate) ``bundle`` carries, unless folds were given."""
+    carried = bundle.carried_folds()
+    if inputs.folds is None and carried is not None:
+        folds, replicate = carried
+        return replace(inputs, folds=folds, replicate=replicate)
+    return inputs
+
+
+def _write_evaluation(
+    result: EvaluationResult, output: Path, bundles: Sequence[ModelBundle], command: Sequence[str] | None
+) -> list[Path]:
+    """The per-gene TSV, its provenance sidecar and (with compared models) ``.compare.tsv``."""
+    from varscore.io.outputguard import atomic_file, write_provenance_sidecar
+
+    with atomic_file(output) as tmp:
+        result.table.to_csv(tmp, sep="\t", index=False, float_format="%.4g", na_rep="NaN")
+    sidecar = write_provenance_sidecar(output, bundles[0], command, {"models": [b.name for b in bundles]})
+    written = [Path(output), sidecar]
+    if not result.paired.empty:
+        compare_path = Path(output).with_suffix(".compare.tsv")
+        with atomic_file(compare_path) as tmp:
+            result.paired.to_csv(tmp, sep="\t", index=False, float_format="%.4g", na_rep="NaN")
+        written.append(compare_path)
+    return written
+
+
 # --- coverage-track models ---
 
 
@@ -187,6 +356,16 @@ class CoverageComparison:
         """Pearson r across people of observed vs predicted coverage in each bin, ``(bins,)``
         (NaN where either side is constant)."""
         return columnwise_pearson(self.observed, self.predicted)
+
+    @property
+    def cov_pearson(self) -> float:
+        """Pearson r over bins of the observed and predicted CoV profiles (:meth:`cov`), over the
+        bins where both are defined; NaN with 2 or fewer such bins."""
+        observed, predicted = self.cov(self.observed), self.cov(self.predicted)
+        both = np.isfinite(observed) & np.isfinite(predicted)
+        if both.sum() <= 2:
+            return math.nan
+        return float(columnwise_pearson(observed[both, None], predicted[both, None])[0])
 
     @staticmethod
     def cov(values: np.ndarray) -> np.ndarray:
@@ -275,8 +454,6 @@ def evaluate_track_bundle(
             )
         )
         cov_obs, cov_pred = CoverageComparison.cov(comparison.observed), CoverageComparison.cov(comparison.predicted)
-        both = np.isfinite(cov_obs) & np.isfinite(cov_pred)
-        cov_r = columnwise_pearson(cov_obs[both, None], cov_pred[both, None])[0] if both.sum() > 2 else math.nan
         per_bin = comparison.bin_pearson
         rows.append(
             {
@@ -284,7 +461,7 @@ def evaluate_track_bundle(
                 "bin_pearson": float(np.nanmean(per_bin)) if np.isfinite(per_bin).any() else np.nan,
                 "cov_observed": float(np.nanmean(cov_obs)) if np.isfinite(cov_obs).any() else np.nan,
                 "cov_predicted": float(np.nanmean(cov_pred)) if np.isfinite(cov_pred).any() else np.nan,
-                "cov_pearson": cov_r,
+                "cov_pearson": comparison.cov_pearson,
             }
         )
     return Evaluation(pd.DataFrame(rows), pd.concat(predictions, ignore_index=True) if predictions else None)
@@ -346,3 +523,63 @@ def plot_coverage(comparison: CoverageComparison, path: str | Path, title: str |
     finally:
         plt.close(figure)
     return path
+
+
+# --- the plot-coverage workflow ---
+
+
+@dataclass
+class PlotCoverageJob:
+    """One coverage heat map: ``model`` (a coverage-track bundle) on one gene of ``inputs``
+    (``inputs.gene_names``: at most one; default the model's first gene) against the observed
+    ``inputs.coverage``, for the held-out people (``people_file``, else the model's test people),
+    written as PNG to ``output``."""
+
+    inputs: CohortInputs
+    model: str | Path
+    output: Path
+    people_file: Path | None = None
+    batch_size: int = 8
+
+
+@dataclass
+class CoveragePlot:
+    """What :func:`run_plot_coverage` drew: the comparison behind it and the PNG written."""
+
+    comparison: CoverageComparison
+    path: Path
+
+    @property
+    def mean_bin_pearson(self) -> float:
+        """Mean over bins of the per-bin Pearson r across people (NaN bins left out)."""
+        return float(np.nanmean(self.comparison.bin_pearson))
+
+    def lines(self) -> list[str]:
+        """What ``varscore plot-coverage`` prints."""
+        c = self.comparison
+        return [
+            f"wrote {self.path}: {c.gene}, {len(c.people)} people x {c.observed.shape[1]} bins; "
+            f"mean per-bin Pearson r {self.mean_bin_pearson:.3f}, CoV profile Pearson r {c.cov_pearson:.3f}"
+        ]
+
+
+def run_plot_coverage(job: PlotCoverageJob) -> CoveragePlot:
+    """Compare ``job.model``'s predicted coverage with the observed on one gene and draw it
+    (:func:`plot_coverage`)."""
+
+    bundle = load_bundle(job.model)
+    if bundle.spec.output_mode.name != "track":
+        raise InputError(f"Model '{bundle.name}' does not predict coverage tracks (finetune --output-mode track).")
+    gene_names = list(job.inputs.gene_names or [])
+    if len(gene_names) > 1:
+        raise InputError(f"plot-coverage draws one gene; got --gene {len(gene_names)} times.")
+    if job.inputs.coverage is None:
+        raise InputError("plot-coverage compares with observed coverage: pass --coverage (coverage.npz or bigWigs).")
+    inputs = replace(_with_carried_folds(job.inputs, bundle), gene_names=gene_names or [bundle.genes[0].gene_id])
+    data = load_cohort(inputs, bundle.window_size, bin_size=int(bundle.spec.bin_size or 1)).data
+    wanted = held_out_people(bundle, job.people_file, [data.people[i] for i in data.test], data.people)
+    index = {p: i for i, p in enumerate(data.people)}
+    people = np.array([index[p] for p in wanted])
+    comparison = compare_coverage(bundle, bundle.backbone(), data, 0, people, job.batch_size)
+    path = plot_coverage(comparison, job.output)
+    return CoveragePlot(comparison, path)

@@ -15,12 +15,14 @@ fit each gene on the same folds and write the same kind of bundle (folds file, `
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from varscore.errors import InputError
 from varscore.plugin.contracts import Backbone, GenotypeBackbone, SequenceBackbone
@@ -29,22 +31,81 @@ if TYPE_CHECKING:
     from varscore.training.cohort import CohortInputs
     from varscore.training.lightning import TrainingConfig
 
-__all__ = ["RECIPES", "FinetuneJob", "OptionError", "check_from_scratch", "run_finetune"]
+__all__ = [
+    "FinetuneDefaults",
+    "FinetuneJob",
+    "FinetuneResult",
+    "OptionError",
+    "Recipe",
+    "check_from_scratch",
+    "default_backbone",
+    "finetune_defaults",
+    "recipe_names",
+    "run_finetune",
+]
 
-#: Named settings: the paper's whole-blood Variformer (Drusinsky, Whalen & Pollard; DESIGN.md section 4).
-RECIPES: dict[str, dict[str, Any]] = {
-    "variformer-blood": {
-        "window": 49_152,
-        "lr": 5e-6,
-        "batch_size": 32,
-        "accumulate": 4,
-        "grad_clip": 0.05,
-        "patience": 20,
-        "people_per_epoch": 512,
-        "tissue": "Whole Blood",
-        "max_epochs": 150,
-    },
-}
+CATALOGUE = "published_models.json"  # in varscore.models: its "finetuning" section holds the defaults below
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Named settings for a tissue (the paper's, e.g. ``variformer-blood``): ``settings`` (window,
+    lr, batch_size, accumulate, grad_clip, patience, people_per_epoch, max_epochs, tissue) sit under
+    the job's own; ``pretrained`` names the model it starts from and ``pretrained_form`` the local
+    directory ``--pretrained`` must hold."""
+
+    name: str
+    description: str
+    pretrained: str
+    pretrained_form: str
+    trained_on: str
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FinetuneDefaults:
+    """The catalogue's fine-tuning defaults: the backbone trained when none is named, the recipes
+    by name, and each backbone's full-size weight count (for the from-scratch refusal)."""
+
+    backbone: str
+    recipes: dict[str, Recipe]
+    full_size_weights: dict[str, str]
+
+
+@cache
+def finetune_defaults() -> FinetuneDefaults:
+    """The ``finetuning`` section of ``varscore/models/published_models.json``."""
+    from importlib.resources import files
+
+    source = files("varscore.models").joinpath(CATALOGUE)
+    section = json.loads(source.read_text())["finetuning"]
+    recipes = {
+        name: Recipe(
+            name=name,
+            description=str(entry["description"]),
+            pretrained=str(entry["pretrained"]),
+            pretrained_form=str(entry["pretrained_form"]),
+            trained_on=str(entry["trained_on"]),
+            settings=dict(entry["settings"]),
+        )
+        for name, entry in section["recipes"].items()
+    }
+    return FinetuneDefaults(
+        backbone=str(section["default_backbone"]),
+        recipes=recipes,
+        full_size_weights={str(k): str(v) for k, v in section["full_size_weights"].items()},
+    )
+
+
+def default_backbone() -> str:
+    """The backbone ``varscore finetune`` trains without ``--backbone`` (the catalogue's)."""
+    return finetune_defaults().backbone
+
+
+def recipe_names() -> list[str]:
+    """The recipes ``--recipe`` accepts, sorted."""
+    return sorted(finetune_defaults().recipes)
+
 
 _TRAINING_SETTINGS = ("lr", "batch_size", "accumulate", "grad_clip", "max_epochs", "patience", "people_per_epoch")
 
@@ -77,7 +138,7 @@ class FinetuneJob:
 
     inputs: CohortInputs
     output: Path
-    backbone: str = "enformer"
+    backbone: str = field(default_factory=default_backbone)  # the catalogue's default
     backbone_params: dict[str, Any] = field(default_factory=dict)
     recipe: str | None = None
     pretrained: Path | None = None
@@ -98,9 +159,10 @@ def _split_people(data: Any) -> dict[str, list[str]]:
 
 def resolved_settings(job: FinetuneJob) -> dict[str, Any]:
     """The recipe's settings with the job's own on top."""
-    if job.recipe is not None and job.recipe not in RECIPES:
-        raise InputError(f"Unknown recipe '{job.recipe}'. Choose one of: {', '.join(sorted(RECIPES))}.")
-    settings = dict(RECIPES.get(job.recipe or "", {}))
+    recipes = finetune_defaults().recipes
+    if job.recipe is not None and job.recipe not in recipes:
+        raise InputError(f"Unknown recipe '{job.recipe}'. Choose one of: {', '.join(recipe_names())}.")
+    settings = dict(recipes[job.recipe].settings) if job.recipe is not None else {}
     settings.update({k: v for k, v in job.settings.items() if v is not None})
     return settings
 
@@ -125,11 +187,11 @@ def check_from_scratch(model: Backbone, params: dict[str, Any], from_scratch: bo
     """A sequence backbone that can start pre-trained, asked for neither a pre-trained start nor any
     size parameter, would silently train its full architecture from random weights: refuse that
     unless ``from_scratch``."""
-    if from_scratch or not isinstance(model, SequenceBackbone) or "pretrained_dir" not in model.default_params:
+    if from_scratch or not model.fine_tunes_from_pretrained:
         return
     if params.get("pretrained_dir") is not None or set(params) - _NOT_SIZE_PARAMS:
         return
-    n = {"enformer": "about 250 M", "borzoi": "about 190 M"}.get(model.name, "all its default")
+    n = finetune_defaults().full_size_weights.get(model.name, "all its default")
     raise OptionError(
         f"--backbone {model.name} without --pretrained would train the full-size architecture ({n} weights) from "
         "random weights, which needs a GPU cluster and far more people than a cohort usually has. Pass --pretrained "
@@ -141,24 +203,48 @@ def check_from_scratch(model: Backbone, params: dict[str, Any], from_scratch: bo
 logger = logging.getLogger(__name__)
 
 
-def run_finetune(
-    job: FinetuneJob, echo: Callable[[str], None] = logger.info, announce: Callable[[str], None] = logger.info
-) -> Path | None:
-    """Run ``job``; returns the bundle written (None on a distributed worker that does not save).
-    ``echo`` receives the data summary and per-epoch lines, ``announce`` the closing line."""
+@dataclass
+class FinetuneResult:
+    """What a fine-tuning run wrote: ``bundle`` (None on a distributed worker, which saves nothing),
+    the genes it was trained on, and the tune-set mean R² (None where every gene's is undefined);
+    ``best_epoch`` for a trained sequence model (None for genotype models and replicate ensembles,
+    which report per replicate as they go)."""
+
+    bundle: Path | None
+    genes: int = 0
+    tune_mean_r2: float | None = None
+    best_epoch: int | None = None
+    replicates: int = 1
+
+    def lines(self) -> list[str]:
+        """The closing line ``varscore finetune`` prints (none for a worker or a replicate ensemble)."""
+        if self.bundle is None or self.replicates > 1:
+            return []
+        shown = "n/a" if self.tune_mean_r2 is None else f"{self.tune_mean_r2:.3f}"
+        if self.best_epoch is not None:
+            return [f"wrote {self.bundle} (best epoch {self.best_epoch}, tune mean R2 {shown})"]
+        return [f"wrote {self.bundle} ({self.genes} genes, tune mean R2 {shown})"]
+
+
+def run_finetune(job: FinetuneJob, echo: Callable[[str], None] = logger.info) -> FinetuneResult:
+    """Run ``job`` and return what it wrote; ``echo`` receives the data summary and the per-epoch
+    lines as they come (the closing line is :meth:`FinetuneResult.lines`)."""
     if job.output_mode == "track" and job.inputs.coverage is None:
         raise OptionError("--output-mode track trains on coverage: pass --coverage (coverage.npz or a bigWig folder).")
     if job.recipe and job.pretrained is None:
+        recipe = finetune_defaults().recipes.get(job.recipe)
+        if recipe is None:
+            raise InputError(f"Unknown recipe '{job.recipe}'. Choose one of: {', '.join(recipe_names())}.")
         raise OptionError(
-            f"--recipe {job.recipe} fine-tunes pre-trained Enformer: pass --pretrained DIR (a local Enformer in "
-            "safetensors form). The paper trained it on GTEx v8 WGS + Whole Blood expression (dbGaP phs000424)."
+            f"--recipe {job.recipe} fine-tunes {recipe.pretrained}: pass --pretrained DIR ({recipe.pretrained_form}). "
+            f"{recipe.trained_on}"
         )
     model, params = build_model(job)
     if isinstance(model, GenotypeBackbone):  # same folds and genes, one fit per gene, no training loop
-        return _fit_genotype_model(model, job, echo, announce)
+        return _fit_genotype_model(model, job, echo)
     if not isinstance(model, SequenceBackbone):
         raise InputError(f"Backbone '{model.name}' is neither a sequence nor a genotype model; it cannot be trained.")
-    return _finetune_sequence_model(model, params, job, echo, announce)
+    return _finetune_sequence_model(model, params, job, echo)
 
 
 def _training_config(job: FinetuneJob, settings: dict[str, Any], training_dir: Path) -> TrainingConfig:
@@ -185,8 +271,7 @@ def _finetune_sequence_model(
     params: dict[str, Any],
     job: FinetuneJob,
     echo: Callable[[str], None],
-    announce: Callable[[str], None],
-) -> Path | None:
+) -> FinetuneResult:
     from varscore.models.bundle import save_bundle, sha256
     from varscore.plugin.manager import get_backbone, get_output_mode
     from varscore.training.cohort import write_folds
@@ -200,7 +285,7 @@ def _finetune_sequence_model(
     if job.replicates > 1:
         from dataclasses import replace
 
-        from varscore.models.ensemble import finetune_replicates
+        from varscore.training.replicates import finetune_replicates
 
         finetune_replicates(
             lambda: get_backbone(job.backbone)(**params),
@@ -222,7 +307,7 @@ def _finetune_sequence_model(
                 provenance=_provenance(job),
             ),
         )
-        return output
+        return FinetuneResult(output, replicates=job.replicates)
     cohort = load_cohort(inputs, model.window_size, fold_seed=job.seed, bin_size=model.bin_size)
     for line in cohort.report:
         echo(line)
@@ -232,9 +317,11 @@ def _finetune_sequence_model(
     if start is not None:
         _warm_start(model, start, echo)
     with epoch_lines(echo, enabled=not job.quiet):
-        result = model.finetune(cohort.data, config)
+        from varscore.training.trainer import finetune_sequence_backbone
+
+        result = finetune_sequence_backbone(model, cohort.data, config)
     if not result.is_global_zero:
-        return None
+        return FinetuneResult(None)
     data = cohort.data
     mode = get_output_mode("track")(stat=job.score_stat) if job.output_mode == "track" else get_output_mode("scalar")()
     coverage = inputs.coverage
@@ -259,22 +346,20 @@ def _finetune_sequence_model(
         },
         files={"folds.tsv": folds_path},  # the bundle carries its folds, so others reuse them
     )
-    announce(f"wrote {output} (best epoch {result.best_epoch}, tune mean R2 {result.best_tune_r2:.3f})")
-    return output
+    return FinetuneResult(output, genes=len(data.genes), tune_mean_r2=result.best_tune_r2, best_epoch=result.best_epoch)
 
 
 def _init_bundle(model: SequenceBackbone, source: str | Path) -> Any:
     """The ``--init-from`` bundle, verified like any bundle and checked to be of ``model``'s
     architecture (before any data is loaded)."""
     from varscore.models.bundle import load_bundle
-    from varscore.plugin.torch_backbone import TorchSequenceBackbone
 
     bundle = load_bundle(source)
     if bundle.spec.backbone.name != model.name:
         raise OptionError(
             f"--init-from {bundle.name} is a '{bundle.spec.backbone.name}' model; this run trains '{model.name}'."
         )
-    if not isinstance(model, TorchSequenceBackbone):
+    if not model.warm_starts:
         raise OptionError(f"--init-from needs a PyTorch backbone; '{model.name}' is not one.")
     return bundle
 
@@ -287,7 +372,7 @@ def _warm_start(model: SequenceBackbone, bundle: Any, echo: Callable[[str], None
     from varscore.models.bundle import WEIGHTS
     from varscore.plugin.torch_backbone import TorchSequenceBackbone, read_weights, tensors_missing_from
 
-    assert isinstance(model, TorchSequenceBackbone)  # checked by _init_bundle
+    model = cast("TorchSequenceBackbone", model)  # warm_starts, checked by _init_bundle
     state = read_weights(bundle.path / WEIGHTS, model.label)
     added = tensors_missing_from(model.model_, state)
     model.load_state({**state, **added}, f"bundle {bundle.path}", error=OptionError)
@@ -300,9 +385,7 @@ def _warm_start(model: SequenceBackbone, bundle: Any, echo: Callable[[str], None
         )
 
 
-def _fit_genotype_model(
-    model: GenotypeBackbone, job: FinetuneJob, echo: Callable[[str], None], announce: Callable[[str], None]
-) -> Path:
+def _fit_genotype_model(model: GenotypeBackbone, job: FinetuneJob, echo: Callable[[str], None]) -> FinetuneResult:
     """Fit a genotype backbone per gene on the train people; write a bundle like the sequence
     models' (same folds file, ``train_genes`` and ``people``)."""
     from varscore.models.bundle import save_bundle
@@ -342,9 +425,7 @@ def _fit_genotype_model(
         },
         files={"folds.tsv": folds_path},
     )
-    shown = "n/a" if mean_r2 is None else f"{mean_r2:.3f}"
-    announce(f"wrote {output} ({len(data.genes)} genes, tune mean R2 {shown})")
-    return output
+    return FinetuneResult(output, genes=len(data.genes), tune_mean_r2=mean_r2)
 
 
 class _EchoHandler(logging.Handler):

@@ -220,8 +220,9 @@ class SameGeneBatchSampler:
     ``batch_size × accumulate × world_size``, as the paper's 512 = 4 × 128) and cut into batches;
     the ``accumulate`` consecutive batches a rank sees between optimizer steps share the gene,
     and under DDP every rank steps through the same gene at the same time with different people.
-    Every rank yields the same number of batches. ``rank``/``world_size`` default to
-    ``torch.distributed``'s when it is initialised.
+    Every rank yields the same number of batches. ``world`` is ``(rank, world_size)``; by default
+    ``torch.distributed``'s when it is initialised, else ``(0, 1)``. Genes, people and steps are
+    drawn in a random order fixed by ``(seed, epoch)``.
     """
 
     def __init__(
@@ -233,9 +234,7 @@ class SameGeneBatchSampler:
         accumulate: int = 1,
         people_per_epoch: int | None = None,
         seed: int = 0,
-        shuffle: bool = True,
-        rank: int | None = None,
-        world_size: int | None = None,
+        world: tuple[int, int] | None = None,
     ) -> None:
         self.n_genes = n_genes
         self.n_people = n_people
@@ -244,17 +243,15 @@ class SameGeneBatchSampler:
         self.accumulate = accumulate
         self.people_per_epoch = people_per_epoch or len(self.people)
         self.seed = seed
-        self.shuffle = shuffle
-        self._rank = rank
-        self._world_size = world_size
+        self._world = world
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def _dist(self) -> tuple[int, int]:
-        if self._rank is not None and self._world_size is not None:
-            return self._rank, self._world_size
+        if self._world is not None:
+            return self._world
         try:
             import torch.distributed as dist
 
@@ -284,17 +281,16 @@ class SameGeneBatchSampler:
         replace = per_gene > len(self.people)
         if replace:
             logger.warning("%d people per gene requested from %d: drawing with replacement", per_gene, len(self.people))
-        genes = rng.permutation(self.n_genes) if self.shuffle else np.arange(self.n_genes)
+        genes = rng.permutation(self.n_genes)
         steps: list[list[list[int]]] = []  # one entry per optimizer step: world × accumulate batches
         step_batches = self.accumulate * world
         for gene in genes:
-            chosen = rng.choice(self.people, size=per_gene, replace=replace) if self.shuffle else self.people[:per_gene]
+            chosen = rng.choice(self.people, size=per_gene, replace=replace)
             batches = chosen.reshape(-1, self.batch_size)
             for start in range(0, len(batches), step_batches):
                 steps.append([list(gene * self.n_people + b) for b in batches[start : start + step_batches]])
-        if self.shuffle:
-            order = rng.permutation(len(steps))
-            steps = [steps[i] for i in order]
+        order = rng.permutation(len(steps))
+        steps = [steps[i] for i in order]
         for step in steps:
             # rank r takes its accumulate consecutive batches of the step
             yield from (

@@ -259,6 +259,7 @@ def finetune_sequence_backbone(
     ``config.freeze_trunk_epochs`` trains only ``backbone.head_module()`` for the
     first epochs.
     """
+    backbone.check_finetune(config)
     import lightning as L
     import torch
     from torch.utils.data import DataLoader

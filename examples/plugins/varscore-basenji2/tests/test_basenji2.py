@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -249,3 +250,41 @@ def test_finetune_moves_predictions_towards_targets() -> None:
     np.testing.assert_allclose(
         backbone.predict(x.numpy())[:, BINS // 2, 0], net(x)[:, BINS // 2, 0].detach(), rtol=1e-5, atol=1e-6
     )
+
+
+def test_models_import_reads_a_published_state_dict(tmp_path: Path) -> None:
+    """``varscore models import DIR --format basenji2``: config.json + basenji2.pth (a torch state dict
+    of basenji2_pytorch.Basenji2) becomes a bundle whose predictions are the original network's."""
+    from varscore.cli import cli
+    from varscore.models.bundle import load_bundle
+
+    params = tiny_params(WINDOW, head="pretrained")
+    original = Basenji2Backbone(**params, seed=3).build()
+    _perturb_(original.model_, 3)
+    directory = tmp_path / "published"
+    directory.mkdir()
+    torch.save(original.model_.basenji2.state_dict(), directory / "basenji2.pth")
+    architecture = {k: v for k, v in params.items() if k in ARCHITECTURE}
+    (directory / "config.json").write_text(json.dumps(architecture))
+
+    out = tmp_path / "bundle"
+    args = ["models", "import", str(directory), "--format", "basenji2", "--window", str(WINDOW), "--track", "2"]
+    result = CliRunner().invoke(cli, [*args, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    bundle = load_bundle(out)
+    assert bundle.manifest["source"]["format"] == "basenji2"
+    x = _one_hot(np.random.default_rng(4), 2)
+    np.testing.assert_allclose(bundle.sequence_backbone("cpu").predict(x), original.predict(x), rtol=1e-5, atol=1e-6)
+
+    (directory / "config.json").write_text('{"stem_filterz": 8}')
+    refused = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "refused")])
+    assert refused.exit_code == 1 and "unknown Basenji2 hyper-parameter(s) stem_filterz" in refused.output
+    assert not (tmp_path / "refused").exists()
+
+
+def test_unknown_checkpoint_format_lists_the_installed_ones(tmp_path: Path) -> None:
+    from varscore.models.checkpoints import read_checkpoint
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(InputError, match=r"Unknown checkpoint format 'basenji3'\. Installed: .*basenji2"):
+        read_checkpoint(tmp_path, format="basenji3")

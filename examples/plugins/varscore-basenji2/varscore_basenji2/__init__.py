@@ -7,17 +7,26 @@ or loaded (in :mod:`varscore_basenji2.network`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 from varscore.errors import InputError
-from varscore.io.outputguard import writes
-from varscore.plugin.hookspecs import hookimpl
-from varscore.plugin.torch_backbone import TorchSequenceBackbone, check_positive_ints, check_window_multiple
+from varscore.plugin import (
+    PluginOptions,
+    TorchSequenceBackbone,
+    check_positive_ints,
+    check_window_multiple,
+    hookimpl,
+    option,
+    writes,
+)
 
 if TYPE_CHECKING:
     import torch
+    from varscore.plugin import Backbone, CheckpointFormat
 
 __version__ = "0.1.0"
 __all__ = ["ARCHITECTURE", "Basenji2Backbone", "tiny_params"]
@@ -116,13 +125,29 @@ class Basenji2Backbone(TorchSequenceBackbone):
     name: ClassVar[str] = "basenji2"
     label: ClassVar[str] = "Basenji2"
     output_modes: ClassVar[tuple[str, ...]] = ("scalar", "track")
-    default_params: ClassVar[dict[str, Any]] = {
-        "window_size": 131_072,
-        "head": "variformer",
-        "pretrained_dir": None,
-        "seed": 0,
-        **ARCHITECTURE,
-    }
+    fine_tunes_from_pretrained: ClassVar[bool] = True
+
+    @dataclass
+    class Options(PluginOptions):
+        window_size: int = option(131_072, "Input window in bp, a multiple of the bin size 2**(tower_repeat + 1).")
+        head: str = option("variformer", "Output head: 'variformer' (one fine-tuned track) or 'pretrained'.")
+        pretrained_dir: str | None = option(None, "Directory made by 'varscore basenji2 convert' to start from.")
+        seed: int | None = option(0, "Seed of the random initialisation (None: torch's global generator).")
+        activation: str = option(ARCHITECTURE["activation"], "Activation: 'gelu' or 'relu'.")
+        bn_momentum: float = option(ARCHITECTURE["bn_momentum"], "Batch-norm momentum (Keras convention).")
+        stem_filters: int = option(ARCHITECTURE["stem_filters"], "Channels of the stem convolution.")
+        stem_kernel_size: int = option(ARCHITECTURE["stem_kernel_size"], "Width of the stem convolution.")
+        tower_filters_init: int = option(ARCHITECTURE["tower_filters_init"], "Channels of the first tower block.")
+        tower_filters_mult: float = option(ARCHITECTURE["tower_filters_mult"], "Channel growth per tower block.")
+        tower_kernel_size: int = option(ARCHITECTURE["tower_kernel_size"], "Width of the tower convolutions.")
+        tower_repeat: int = option(ARCHITECTURE["tower_repeat"], "Pooling tower blocks (bins of 2**(n + 1) bp).")
+        dilated_filters: int = option(ARCHITECTURE["dilated_filters"], "Channels of the dilated residual blocks.")
+        dilated_rate_mult: float = option(ARCHITECTURE["dilated_rate_mult"], "Dilation growth per residual block.")
+        dilated_repeat: int = option(ARCHITECTURE["dilated_repeat"], "Dilated residual blocks.")
+        dilated_dropout: float = option(ARCHITECTURE["dilated_dropout"], "Dropout in the dilated blocks.")
+        final_filters: int = option(ARCHITECTURE["final_filters"], "Channels of the final pointwise convolution.")
+        final_dropout: float = option(ARCHITECTURE["final_dropout"], "Dropout of the final convolution.")
+        n_tracks: int = option(ARCHITECTURE["n_tracks"], "Tracks of the pre-trained head (5,313 human).")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -187,12 +212,19 @@ class Basenji2Backbone(TorchSequenceBackbone):
 
 
 @hookimpl
-def register_backbones(register):  # type: ignore[no-untyped-def]
+def register_backbones(register: Callable[[type[Backbone]], None]) -> None:
     register(Basenji2Backbone)
 
 
 @hookimpl
-def register_commands(cli):  # type: ignore[no-untyped-def]
+def register_checkpoint_formats(register: Callable[[type[CheckpointFormat]], None]) -> None:
+    from varscore_basenji2.checkpoint import Basenji2Checkpoint  # it reads ARCHITECTURE from this module
+
+    register(Basenji2Checkpoint)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
     @cli.group("basenji2")
     def basenji2_group() -> None:
         """Basenji2 backbone tools (plugin varscore-basenji2)."""

@@ -16,8 +16,7 @@ from basenji2_pytorch.blocks import Cropping1d
 from safetensors.torch import save_file
 from torch import nn
 from varscore.errors import InputError
-from varscore.io.outputguard import atomic_file, write_text
-from varscore.plugin.torch_backbone import load_state_checked, read_weights
+from varscore.plugin import atomic_file, load_state_checked, read_weights, write_text
 
 from varscore_basenji2 import ARCHITECTURE
 
