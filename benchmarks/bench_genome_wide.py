@@ -79,7 +79,7 @@ def generate_vcf(path: Path, n: int, seed: int = 0) -> Path:
 def make_track_bundles(directory: Path) -> dict[str, Path]:
     from tests import toy_plugin
     from varscore.examples import data_dir
-    from varscore.models.bundle import save_bundle
+    from varscore.models.bundle import BundleMetadata, save_bundle
     from varscore.plugin.manager import get_backbone, get_output_mode, manager
 
     manager.register(toy_plugin, name="toy-plugin")
@@ -92,7 +92,7 @@ def make_track_bundles(directory: Path) -> dict[str, Path]:
             backbone=toy,
             output_mode=get_output_mode("track")(track=0),
             genes=[],
-            reference_fasta=fasta,
+            about=BundleMetadata(reference_fasta=fasta),
         )
     }
     from varscore_plugins.enformer import tiny_params
@@ -104,7 +104,7 @@ def make_track_bundles(directory: Path) -> dict[str, Path]:
         backbone=enformer,
         output_mode=get_output_mode("track")(track=0),
         genes=[],
-        reference_fasta=fasta,
+        about=BundleMetadata(reference_fasta=fasta),
     )
     return bundles
 

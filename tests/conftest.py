@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 from types import ModuleType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import pytest
@@ -122,7 +122,7 @@ def write_vcf(
 def toy_world(tmp_path: Path, toy_plugin):
     """A FASTA with two contigs, two genes, a toy bundle and a mixed VCF."""
     from tests.toy_plugin import ToyBackbone
-    from varscore.models.bundle import save_bundle
+    from varscore.models.bundle import BundleMetadata, save_bundle
     from varscore_plugins.outputs import ScalarOutput
 
     rng = np.random.default_rng(1)
@@ -140,7 +140,7 @@ def toy_world(tmp_path: Path, toy_plugin):
         backbone=backbone,
         output_mode=ScalarOutput(track=1, center_bins=1),
         genes=genes,
-        reference_fasta=fasta,
+        about=BundleMetadata(reference_fasta=fasta),
     )
     return {"fasta": fasta, "seqs": seqs, "genes": genes, "bundle": bundle, "backbone": backbone, "tmp": tmp_path}
 
@@ -149,3 +149,23 @@ def read_vcf_lines(path: Path) -> list[str]:
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rt") as handle:
         return handle.read().splitlines()
+
+
+def cohort_args(cohort: Any) -> list[str]:
+    """The ``--vcf --expression --genes --fasta`` options of a simulated cohort (its folder, or the
+    :class:`~varscore.simulate.SimulationResult`), as ``finetune``/``evaluate`` take them."""
+    if isinstance(cohort, (str, Path)):
+        folder = Path(cohort)
+        files = (
+            folder / "cohort.vcf.gz",
+            folder / "cohort.expression.bed.gz",
+            folder / "genes.tsv",
+            folder / "reference.fa",
+        )
+    else:
+        files = (cohort.vcf, cohort.expression, cohort.genes_tsv, cohort.fasta)
+    return [
+        arg
+        for option, path in zip(("--vcf", "--expression", "--genes", "--fasta"), files, strict=True)
+        for arg in (option, str(path))
+    ]

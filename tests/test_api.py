@@ -52,7 +52,7 @@ def _records(seq: str) -> list[tuple[str, int, str, str]]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A FASTA, two genes, a tiny Enformer bundle and a VCF with every kind of record."""
-    from varscore.models.bundle import save_bundle
+    from varscore.models.bundle import BundleMetadata, save_bundle
     from varscore_plugins.enformer import EnformerBackbone, tiny_params
     from varscore_plugins.outputs import ScalarOutput
 
@@ -67,7 +67,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         backbone=backbone,
         output_mode=ScalarOutput(),
         genes=genes,
-        reference_fasta=fasta,
+        about=BundleMetadata(reference_fasta=fasta),
     )
     records = _records(seq)
     vcf = write_vcf(tmp / "in.vcf", records, contigs={"chr1": len(seq)})

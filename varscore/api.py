@@ -393,19 +393,12 @@ def _score_genes(
                 plan, backbone, model.output_mode(), genome, batch_size=options.batch_size, progress=options.progress
             )
         else:
-            from varscore.scoring.ensemble import score_plan
+            from varscore.scoring.ensemble import PlanRun, score_plan
 
             # planned before the model loads, so that bad input fails first (as annotate does)
             plan = plan_scoring(iter(records), keyed, genome, model.window_size, check_ref=options.check_ref)
-            result, _ = score_plan(
-                model,
-                plan,
-                genome,
-                device=options.device,
-                bf16=options.bf16,
-                batch_size=options.batch_size,
-                progress=options.progress,
-            )
+            run = PlanRun(options.device, options.bf16, options.batch_size, options.progress)
+            result, _ = score_plan(model, plan, genome, run)
         skipped = plan.skipped
         fallback = "outside_windows"
     else:

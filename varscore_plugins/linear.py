@@ -793,7 +793,7 @@ def register_commands(cli: click.Group) -> None:
     ) -> None:
         """Make a linear model bundle from a PredictDB (PrediXcan) sqlite database."""
         from varscore.genome.fasta import load_genes
-        from varscore.models.bundle import save_bundle, sha256
+        from varscore.models.bundle import BundleMetadata, save_bundle, sha256
         from varscore.plugin.manager import get_output_mode
 
         imported = read_predictdb(db, vcf=vcf, backbone=backbone)
@@ -808,8 +808,10 @@ def register_commands(cli: click.Group) -> None:
             backbone=imported.backbone,
             output_mode=get_output_mode("scalar")(),
             genes=genes,
-            genome_build=build,
-            provenance={"predictdb": str(db), "predictdb_sha256": sha256(db)},
-            extra={"train_genes": sorted(model_genes)},
+            about=BundleMetadata(
+                genome_build=build,
+                provenance={"predictdb": str(db), "predictdb_sha256": sha256(db)},
+                extra={"train_genes": sorted(model_genes)},
+            ),
         )
         click.echo(f"wrote {output} ({len(model_genes)} genes)")

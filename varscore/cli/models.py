@@ -246,7 +246,7 @@ def models_fetch(
 ) -> None:
     """Download a published model (pinned revision, every file's sha256 verified) and import it.
     HF_HUB_OFFLINE=1 uses the Hub cache only; --list shows the known models."""
-    from varscore.io.download import parse_size
+    from varscore.io.download import Limits, parse_size
     from varscore.models.hub import fetch_model, registry
 
     if list_ or not name:
@@ -263,8 +263,7 @@ def models_fetch(
         genes_path=genes_path,
         reference_fasta=fasta,
         window_size=window,
-        max_bytes=parse_size(max_file_size) if max_file_size else None,
-        timeout=timeout,
+        limits=Limits(max_bytes=parse_size(max_file_size) if max_file_size else None, timeout=timeout),
     )
     click.echo(f"wrote {bundle}; score with --model {bundle if output else name}")
     if pretrained_dir is not None:

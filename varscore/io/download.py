@@ -68,6 +68,18 @@ class DownloadError(VarscoreError):
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Bounds of a download: ``max_bytes`` caps each file (default :data:`DEFAULT_MAX_BYTES`; a
+    size the catalogue records caps it too), ``timeout`` bounds every socket operation (default
+    ``HF_HUB_DOWNLOAD_TIMEOUT``, else 30 s) and ``offline`` (default ``HF_HUB_OFFLINE``) makes no
+    request at all."""
+
+    max_bytes: int | None = None
+    timeout: float | None = None
+    offline: bool | None = None
+
+
+@dataclass(frozen=True)
 class Fetched:
     """A verified file in the Hub cache: ``path`` is ``snapshots/{commit}/{filename}``."""
 
@@ -728,15 +740,14 @@ def fetch(
     expected_size: int | None = None,
     endpoint: str | None = None,
     cache_dir: str | Path | None = None,
-    offline: bool | None = None,
-    max_bytes: int | None = None,
-    timeout: float | None = None,
+    limits: Limits | None = None,
 ) -> Fetched:
     """One file of a Hub repository through the Hub cache, verified against ``expected_sha256``
     (else the Hub's ETag). ``expected_size`` (the catalogue's) must match the announced size and
-    caps the download, as does ``max_bytes`` (default :data:`DEFAULT_MAX_BYTES`); ``timeout`` bounds
-    every socket operation (default ``HF_HUB_DOWNLOAD_TIMEOUT``, else 30 s). ``offline`` (default
-    ``HF_HUB_OFFLINE``) makes no request. Every failure is a one-line :class:`DownloadError`."""
+    caps the download; ``limits`` bound it further (:class:`Limits`). Every failure is a one-line
+    :class:`DownloadError`."""
+    limits = limits or Limits()
+    offline, max_bytes, timeout = limits.offline, limits.max_bytes, limits.timeout
     owner, name = check_repo(repo)
     check_revision(revision)
     check_filename(filename)

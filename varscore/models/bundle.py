@@ -524,6 +524,19 @@ def portable(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class BundleMetadata:
+    """What a bundle records besides its model: the reference FASTA (by identity), the tissue, the
+    genome build, training metrics, provenance and extra top-level manifest keys."""
+
+    reference_fasta: str | Path | None = None
+    tissue: str | None = None
+    genome_build: str | None = None
+    metrics: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = None
+
+
 def save_bundle(
     directory: str | Path,
     *,
@@ -531,12 +544,7 @@ def save_bundle(
     backbone: Backbone,
     output_mode: OutputMode,
     genes: list[Gene],
-    reference_fasta: str | Path | None = None,
-    tissue: str | None = None,
-    genome_build: str | None = None,
-    metrics: dict[str, Any] | None = None,
-    provenance: dict[str, Any] | None = None,
-    extra: dict[str, Any] | None = None,
+    about: BundleMetadata | None = None,
     files: dict[str, str | Path] | None = None,
 ) -> Path:
     """Write a bundle atomically: a temporary directory renamed into place when complete.
@@ -547,6 +555,9 @@ def save_bundle(
     manifest records the sha256 of every file written. Absolute paths in ``provenance`` and
     ``extra`` are reduced to base names.
     """
+    about = about or BundleMetadata()
+    reference_fasta, tissue, genome_build = about.reference_fasta, about.tissue, about.genome_build
+    metrics, provenance, extra = about.metrics, about.provenance, about.extra
     target = Path(directory)
     record = ReferenceRecord.of(Path(reference_fasta), genome_build, target) if reference_fasta is not None else None
     with _atomic_directory(target) as tmp:

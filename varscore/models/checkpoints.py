@@ -166,7 +166,7 @@ def import_checkpoints(
     import tempfile
 
     from varscore.genome.fasta import load_genes
-    from varscore.models.bundle import sha256
+    from varscore.models.bundle import BundleMetadata, sha256
     from varscore.models.ensemble import REPLICATE_TEMPLATE, save_ensemble_bundle
     from varscore.plugin.manager import get_output_mode
     from varscore.plugin.torch_backbone import save_weights
@@ -233,11 +233,13 @@ def import_checkpoints(
             name=options.name,
             output_mode=mode,
             genes=genes,
-            reference_fasta=options.reference_fasta,
-            genome_build=options.genome_build,
-            provenance={"imported_from": fmt.name},
-            extra=extra,
             files=files,
+            about=BundleMetadata(
+                reference_fasta=options.reference_fasta,
+                genome_build=options.genome_build,
+                provenance={"imported_from": fmt.name},
+                extra=extra,
+            ),
         )
 
 

@@ -37,15 +37,18 @@ def save_ensemble_bundle(directory: str | Path, first: Any, replicates: Sequence
     the replicate weight files ``replicates`` (same architecture; saved by ``save_weights``), copied
     in as ``weights.r1.safetensors``, ... and listed in the manifest. With no replicates this is a
     plain bundle."""
-    from varscore.models.bundle import save_bundle
+    import dataclasses
+
+    from varscore.models.bundle import BundleMetadata, save_bundle
 
     files = dict(kwargs.pop("files", None) or {})
-    extra = dict(kwargs.pop("extra", None) or {})
+    about = kwargs.pop("about", None) or BundleMetadata()
+    extra = dict(about.extra or {})
     names = [REPLICATE_TEMPLATE.format(i + 1) for i in range(len(replicates))]
     files.update(dict(zip(names, replicates, strict=True)))
     if replicates:
         extra[REPLICATES_KEY] = [WEIGHTS, *names]
-    return save_bundle(directory, backbone=first, files=files, extra=extra, **kwargs)
+    return save_bundle(directory, backbone=first, files=files, about=dataclasses.replace(about, extra=extra), **kwargs)
 
 
 def load_member(bundle: Any, index: int, device: str = "auto", bf16: bool = False) -> Any:

@@ -20,6 +20,7 @@ is called.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -98,14 +99,13 @@ def fetch_file(
     *,
     endpoint: str | None = None,
     cache_dir: str | Path | None = None,
-    offline: bool = False,
     expected_size: int | None = None,
-    max_bytes: int | None = None,
-    timeout: float | None = None,
+    limits: download.Limits | None = None,
 ) -> FetchedFile:
     """One file of a Hub repository through the Hub cache, verified (a bad file is removed), by
-    :func:`varscore.io.download.fetch` (``expected_size``/``max_bytes`` cap it, ``timeout`` bounds each
-    socket operation)."""
+    :func:`varscore.io.download.fetch` (``expected_size`` and ``limits`` bound it)."""
+    limits = limits or download.Limits()
+    offline = bool(limits.offline) or download.offline_mode()
     fetched = download.fetch(
         repo,
         filename,
@@ -114,9 +114,7 @@ def fetch_file(
         expected_size=expected_size,
         endpoint=endpoint,
         cache_dir=cache_dir,
-        offline=offline or download.offline_mode(),
-        max_bytes=max_bytes,
-        timeout=timeout,
+        limits=dataclasses.replace(limits, offline=offline),
     )
     return FetchedFile(filename, fetched.path, fetched.sha256, fetched.commit)
 
@@ -134,20 +132,19 @@ def fetch_model(
     genes_path: Path | None = None,
     reference_fasta: Path | None = None,
     window_size: int | None = None,
-    max_bytes: int | None = None,
-    timeout: float | None = None,
+    limits: download.Limits | None = None,
 ) -> Path:
     """Download (or take from the Hub cache) every file of the published model ``name``, verify
     them, and import them as a bundle at ``output`` (default: the user model cache, so that
-    ``--model NAME`` finds it). ``max_bytes`` caps each file whose size the registry does not record
-    (default :data:`varscore.io.download.DEFAULT_MAX_BYTES`); ``timeout`` bounds each socket operation
-    (default ``HF_HUB_DOWNLOAD_TIMEOUT``, else 30 s). Returns the bundle directory."""
+    ``--model NAME`` finds it). ``limits`` (:class:`varscore.io.download.Limits`) cap each file
+    whose size the registry does not record and bound each socket operation. Returns the bundle
+    directory."""
     from varscore.models.bundle import user_cache
     from varscore.models.checkpoints import ImportOptions, import_checkpoints
 
     entry = model_entry(name)
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
-    offline = _offline()
+    limits = dataclasses.replace(limits or download.Limits(), offline=_offline())
     directories: list[Path] = []
     sources: list[dict[str, Any]] = []
     for replicate in entry["replicates"]:
@@ -163,10 +160,8 @@ def fetch_model(
                     sha,
                     endpoint=endpoint,
                     cache_dir=cache_dir,
-                    offline=offline,
                     expected_size=size,
-                    max_bytes=max_bytes,
-                    timeout=timeout,
+                    limits=limits,
                 )
             )
         folders = {f.path.parent for f in fetched}

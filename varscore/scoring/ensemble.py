@@ -70,22 +70,34 @@ def combine(results: Sequence[Any]) -> tuple[Any, EnsembleScores]:
     return ScoringResult(scores, base.summary, dict(base.alts)), EnsembleScores(sd, len(results))
 
 
+@dataclass(frozen=True)
+class PlanRun:
+    """How a plan is scored: on ``device`` (``bf16`` autocast on GPU), ``batch_size`` sequences per
+    forward pass, a ``progress`` bar, and the test-time augmentations ``rc`` / ``shifts``."""
+
+    device: str = "auto"
+    bf16: bool = False
+    batch_size: int = 8
+    progress: bool = False
+    rc: bool = False
+    shifts: Sequence[int] = (0,)
+
+
 def score_plan(
-    bundle: Any,
-    plan: Any,
-    genome: Any,
-    *,
-    device: str = "auto",
-    bf16: bool = False,
-    batch_size: int = 8,
-    progress: bool = False,
-    checkpoint: Any = None,
-    rc: bool = False,
-    shifts: Sequence[int] = (0,),
+    bundle: Any, plan: Any, genome: Any, run: PlanRun | None = None, checkpoint: Any = None
 ) -> tuple[Any, EnsembleScores]:
-    """Score ``plan`` with every replicate of ``bundle`` (each with the test-time augmentations
-    ``rc`` / ``shifts``) and combine them (:func:`combine`). A ``checkpoint`` keeps each member's
-    finished genes in its own sub-directory."""
+    """Score ``plan`` with every replicate of ``bundle`` (each with the test-time augmentations of
+    ``run``) and combine them (:func:`combine`). A ``checkpoint`` keeps each member's finished genes
+    in its own sub-directory."""
+    run = run or PlanRun()
+    device, bf16, batch_size, progress, rc, shifts = (
+        run.device,
+        run.bf16,
+        run.batch_size,
+        run.progress,
+        run.rc,
+        run.shifts,
+    )
     from varscore.scoring.engine import GeneCheckpoint, run_plan
 
     names = replicate_files(bundle.manifest)

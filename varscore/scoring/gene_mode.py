@@ -249,7 +249,7 @@ def score_vcf(prepared: PreparedVCF, bundle: Any, genes: Sequence[Gene], job: Sc
     _report_nothing_scored(summary, genes, window_size, prepared.source, job.fail_if_none)
     from varscore.models.ensemble import replicate_files
     from varscore.scoring.distributed import CheckpointSpec, ShardJob, launched_by_torchrun, run_plan_sharded
-    from varscore.scoring.ensemble import score_plan, sd_header
+    from varscore.scoring.ensemble import PlanRun, score_plan, sd_header
 
     scored = VcfScores(
         ScoringResult({}, summary),
@@ -290,18 +290,8 @@ def score_vcf(prepared: PreparedVCF, bundle: Any, genes: Sequence[Gene], job: Sc
         return scored
     if fingerprint is not None:
         scored.checkpoint = GeneCheckpoint(checkpoint_dir(job.output), fingerprint, resume=job.resume)
-    scored.result, ensemble = score_plan(
-        bundle,
-        plan,
-        genome,
-        device=job.device,
-        bf16=job.bf16,
-        batch_size=job.batch_size,
-        progress=job.progress,
-        checkpoint=scored.checkpoint,
-        rc=job.rc,
-        shifts=job.shifts,
-    )
+    run = PlanRun(job.device, job.bf16, job.batch_size, job.progress, job.rc, tuple(job.shifts))
+    scored.result, ensemble = score_plan(bundle, plan, genome, run, checkpoint=scored.checkpoint)
     scored.spread = ensemble.sd
     if scored.spread:
         scored.headers.append(sd_header())

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from varscore.errors import InputError
+from varscore.models.bundle import BundleMetadata
 from varscore.plugin.contracts import Backbone, GenotypeBackbone, SequenceBackbone
 
 if TYPE_CHECKING:
@@ -272,7 +273,7 @@ def _finetune_sequence_model(
     job: FinetuneJob,
     echo: Callable[[str], None],
 ) -> FinetuneResult:
-    from varscore.models.bundle import save_bundle, sha256
+    from varscore.models.bundle import BundleMetadata, save_bundle, sha256
     from varscore.plugin.manager import get_backbone, get_output_mode
     from varscore.training.cohort import write_folds
     from varscore.training.lightning import load_cohort
@@ -285,20 +286,19 @@ def _finetune_sequence_model(
     if job.replicates > 1:
         from dataclasses import replace
 
-        from varscore.training.replicates import finetune_replicates
+        from varscore.training.replicates import ReplicateRun, finetune_replicates
 
-        finetune_replicates(
-            lambda: get_backbone(job.backbone)(**params),
-            model,
-            config,
-            range(inputs.replicate, inputs.replicate + job.replicates),
-            lambda r, f: load_cohort(
+        run = ReplicateRun(
+            new_backbone=lambda: get_backbone(job.backbone)(**params),
+            first=model,
+            config=config,
+            replicates=range(inputs.replicate, inputs.replicate + job.replicates),
+            load=lambda r, f: load_cohort(
                 replace(inputs, folds=f, replicate=r), model.window_size, fold_seed=job.seed, bin_size=model.bin_size
             ),
-            inputs.folds,
-            training_dir,
-            output,
-            echo=echo,
+            folds=inputs.folds,
+            training_dir=training_dir,
+            output=output,
             save=dict(
                 output_mode=job.output_mode,
                 score_stat=job.score_stat,
@@ -307,6 +307,7 @@ def _finetune_sequence_model(
                 provenance=_provenance(job),
             ),
         )
+        finetune_replicates(run, echo=echo)
         return FinetuneResult(output, replicates=job.replicates)
     cohort = load_cohort(inputs, model.window_size, fold_seed=job.seed, bin_size=model.bin_size)
     for line in cohort.report:
@@ -331,20 +332,26 @@ def _finetune_sequence_model(
         backbone=model,
         output_mode=mode,
         genes=[g.gene for g in data.genes],
-        reference_fasta=inputs.fasta,
-        tissue=settings.get("tissue"),
-        metrics={"best_epoch": result.best_epoch, "best_tune_mean_r2": result.best_tune_r2, "history": result.history},
-        provenance={
-            **_provenance(job),
-            "coverage_sha256": sha256(coverage) if coverage is not None and coverage.is_file() else None,
-            "training": result.config,
-        },
-        extra={
-            "train_genes": [g.gene.gene_id for g in data.genes],
-            "people": _split_people(data),
-            "folds": {"file": "folds.tsv", "replicate": inputs.replicate},
-        },
         files={"folds.tsv": folds_path},  # the bundle carries its folds, so others reuse them
+        about=BundleMetadata(
+            reference_fasta=inputs.fasta,
+            tissue=settings.get("tissue"),
+            metrics={
+                "best_epoch": result.best_epoch,
+                "best_tune_mean_r2": result.best_tune_r2,
+                "history": result.history,
+            },
+            provenance={
+                **_provenance(job),
+                "coverage_sha256": sha256(coverage) if coverage is not None and coverage.is_file() else None,
+                "training": result.config,
+            },
+            extra={
+                "train_genes": [g.gene.gene_id for g in data.genes],
+                "people": _split_people(data),
+                "folds": {"file": "folds.tsv", "replicate": inputs.replicate},
+            },
+        ),
     )
     return FinetuneResult(output, genes=len(data.genes), tune_mean_r2=result.best_tune_r2, best_epoch=result.best_epoch)
 
@@ -415,15 +422,17 @@ def _fit_genotype_model(model: GenotypeBackbone, job: FinetuneJob, echo: Callabl
         backbone=model,
         output_mode=get_output_mode("scalar")(),
         genes=[g.gene for g in data.genes],
-        reference_fasta=inputs.fasta,
-        metrics={"tune_mean_r2": mean_r2, "per_gene": per_gene, "imputed_calls": result.imputed_calls},
-        provenance={**{k: v for k, v in _provenance(job).items() if k != "recipe"}, "seed": job.seed},
-        extra={
-            "train_genes": [g.gene.gene_id for g in data.genes],
-            "people": _split_people(data),
-            "folds": {"file": "folds.tsv", "replicate": inputs.replicate},
-        },
         files={"folds.tsv": folds_path},
+        about=BundleMetadata(
+            reference_fasta=inputs.fasta,
+            metrics={"tune_mean_r2": mean_r2, "per_gene": per_gene, "imputed_calls": result.imputed_calls},
+            provenance={**{k: v for k, v in _provenance(job).items() if k != "recipe"}, "seed": job.seed},
+            extra={
+                "train_genes": [g.gene.gene_id for g in data.genes],
+                "people": _split_people(data),
+                "folds": {"file": "folds.tsv", "replicate": inputs.replicate},
+            },
+        ),
     )
     return FinetuneResult(output, genes=len(data.genes), tune_mean_r2=mean_r2)
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from varscore.errors import InputError
+from varscore.models.bundle import BundleMetadata
 from varscore.models.ensemble import REPLICATE_TEMPLATE, save_ensemble_bundle
 
 logger = logging.getLogger(__name__)
@@ -18,24 +20,30 @@ logger = logging.getLogger(__name__)
 # -- fine-tuning replicate folds ---------------------------------------------------------------
 
 
-def finetune_replicates(
-    new_backbone: Any,
-    first: Any,
-    config: Any,
-    replicates: Sequence[int],
-    load: Any,
-    folds: Path | None,
-    training_dir: Path,
-    output: Path,
-    *,
-    echo: Any = None,
-    save: dict[str, Any] | None = None,
-) -> Path | None:
-    """Fine-tune one model per replicate fold (``load(replicate, folds)`` gives that fold's cohort;
-    the folds file written for the first is reused by the others) with the existing training, and
-    save them as one ensemble bundle at ``output`` (the first replicate's model as
-    ``weights.safetensors``). ``new_backbone()`` makes each further replicate's backbone. Returns
-    the bundle (None on processes other than rank 0 of a distributed run)."""
+@dataclass(frozen=True)
+class ReplicateRun:
+    """The fold replicates to train: ``first`` (a built backbone) and ``new_backbone()`` for each
+    further one, the ``config`` they share, the ``replicates`` (fold numbers), ``load(replicate,
+    folds)`` giving that fold's cohort, the ``folds`` file (None: written for the first and reused),
+    the ``training_dir`` for training files, the bundle ``output`` and what ``save`` records in it
+    (output mode, score statistic, FASTA, tissue, provenance)."""
+
+    new_backbone: Any
+    first: Any
+    config: Any
+    replicates: Sequence[int]
+    load: Any
+    folds: Path | None
+    training_dir: Path
+    output: Path
+    save: dict[str, Any] = field(default_factory=dict)
+
+
+def finetune_replicates(run: ReplicateRun, echo: Any = None) -> Path | None:
+    """Fine-tune one model per replicate fold of ``run`` with the existing training and save them
+    as one ensemble bundle at ``run.output`` (the first replicate's model as
+    ``weights.safetensors``). Returns the bundle (None on processes other than rank 0 of a
+    distributed run)."""
     import dataclasses
     import tempfile
 
@@ -44,7 +52,8 @@ def finetune_replicates(
     from varscore.training.cohort import write_folds
     from varscore.training.trainer import finetune_sequence_backbone
 
-    save = dict(save or {})
+    new_backbone, first, config, replicates, load = run.new_backbone, run.first, run.config, run.replicates, run.load
+    folds, training_dir, output, save = run.folds, run.training_dir, run.output, dict(run.save)
     echo = echo or (lambda line: None)
     training_dir.mkdir(parents=True, exist_ok=True)
     folds_path = folds
@@ -107,17 +116,19 @@ def finetune_replicates(
             name=output.name,
             output_mode=mode,
             genes=[g.gene for g in genes],
-            reference_fasta=save.get("fasta"),
-            tissue=save.get("tissue"),
-            metrics={"best_tune_mean_r2": float(np.mean(r2)), "replicates": metrics},
-            provenance={**(save.get("provenance") or {}), "training": dict(dataclasses.asdict(config))},
-            extra={
-                "train_genes": [g.gene.gene_id for g in genes],
-                "people": people[str(replicates[0])],
-                "replicate_people": people,
-                "folds": {"file": "folds.tsv", "replicates": list(replicates)},
-            },
             files={"folds.tsv": folds_path},
+            about=BundleMetadata(
+                reference_fasta=save.get("fasta"),
+                tissue=save.get("tissue"),
+                metrics={"best_tune_mean_r2": float(np.mean(r2)), "replicates": metrics},
+                provenance={**(save.get("provenance") or {}), "training": dict(dataclasses.asdict(config))},
+                extra={
+                    "train_genes": [g.gene.gene_id for g in genes],
+                    "people": people[str(replicates[0])],
+                    "replicate_people": people,
+                    "folds": {"file": "folds.tsv", "replicates": list(replicates)},
+                },
+            ),
         )
     echo(f"wrote {bundle} ({len(metrics)} replicates, tune mean R2 {np.mean(r2):.3f})")
     return bundle

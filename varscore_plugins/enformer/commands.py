@@ -49,7 +49,7 @@ def add_commands(cli: click.Group) -> None:
     ) -> None:
         """Make a bundle from a pre-trained Enformer in a local directory (config.json + model.safetensors)."""
         from varscore.genome.fasta import load_genes
-        from varscore.models.bundle import save_bundle
+        from varscore.models.bundle import BundleMetadata, save_bundle
         from varscore.plugin.checkpoint_format import check_output
         from varscore.plugin.manager import get_backbone, get_output_mode
 
@@ -67,7 +67,6 @@ def add_commands(cli: click.Group) -> None:
             backbone=backbone,
             output_mode=mode,
             genes=genes,
-            reference_fasta=fasta,
-            provenance={"pretrained_dir": pretrained_dir.name},
+            about=BundleMetadata(reference_fasta=fasta, provenance={"pretrained_dir": pretrained_dir.name}),
         )
         click.echo(f"wrote {output}")

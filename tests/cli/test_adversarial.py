@@ -116,7 +116,7 @@ def run_cli(
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from tests import toy_plugin
     from tests.toy_plugin import ToyBackbone
-    from varscore.models.bundle import save_bundle
+    from varscore.models.bundle import BundleMetadata, save_bundle
     from varscore.plugin.manager import manager
     from varscore_plugins.outputs import ScalarOutput
 
@@ -136,7 +136,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
         backbone=ToyBackbone().build(),
         output_mode=ScalarOutput(track=1, center_bins=1),
         genes=genes,
-        reference_fasta=fasta,
+        about=BundleMetadata(reference_fasta=fasta),
     )
     yield {"tmp": tmp, "seqs": seqs, "fasta": fasta, "bundle": bundle, "genes": genes}
     manager.unregister("toy-plugin-adversarial")

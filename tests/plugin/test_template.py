@@ -119,7 +119,7 @@ def test_existing_directory_needs_force(tmp_path: Path) -> None:
 
 
 def _guide_blocks() -> list[str]:
-    text = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "plugins.md").read_text()
     return [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.test_checkpoints import TINY_ENFORMER, _one_hot, enformer_reference, save_layout, source_enformer
+from tests.models.test_checkpoints import TINY_ENFORMER, _one_hot, enformer_reference, save_layout, source_enformer
 from varscore.errors import InputError, VarscoreError
 from varscore.io import download
 from varscore.models import hub
@@ -459,7 +459,13 @@ def test_a_failed_check_never_removes_a_file_outside_the_cache(
     link.symlink_to(victim)
     with pytest.raises(hub.DownloadError) as excinfo:
         hub.fetch_file(
-            REPO, BIN, COMMIT, "0" * 64, endpoint=server.endpoint, cache_dir=cache, offline=planted == "snapshot"
+            REPO,
+            BIN,
+            COMMIT,
+            "0" * 64,
+            endpoint=server.endpoint,
+            cache_dir=cache,
+            limits=download.Limits(offline=planted == "snapshot"),
         )
     assert "leads out of the Hub cache" in _refused(excinfo)
     assert victim.read_bytes() == b"precious"
@@ -497,7 +503,9 @@ def test_an_endless_body_stops_at_the_cap_and_is_removed(server: HubServer, tmp_
     server.headers = {"X-Linked-Size": None, "Content-Length": None}
     server.endless = True
     with pytest.raises(hub.DownloadError) as excinfo:
-        hub.fetch_file(REPO, BIN, COMMIT, None, endpoint=server.endpoint, cache_dir=cache, max_bytes=4096)
+        hub.fetch_file(
+            REPO, BIN, COMMIT, None, endpoint=server.endpoint, cache_dir=cache, limits=download.Limits(max_bytes=4096)
+        )
     assert "sent more than the 4.0 KiB limit; stopped and removed the partial file" in _refused(excinfo)
     assert _blobs(cache) == []
 
@@ -535,7 +543,15 @@ def test_a_stalled_server_ends_in_an_error_not_a_hang(
         monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "1")
     began = time.monotonic()
     with pytest.raises(hub.DownloadError) as excinfo:
-        hub.fetch_file(REPO, BIN, COMMIT, None, endpoint=server.endpoint, cache_dir=tmp_path / "c", timeout=timeout)
+        hub.fetch_file(
+            REPO,
+            BIN,
+            COMMIT,
+            None,
+            endpoint=server.endpoint,
+            cache_dir=tmp_path / "c",
+            limits=download.Limits(timeout=timeout),
+        )
     assert time.monotonic() - began < 5
     assert f"no data from 127.0.0.1:{server.httpd.server_address[1]} for 1 s; try again later" in _refused(excinfo)
     assert _blobs(tmp_path / "c") == []  # nothing arrived: no empty partial file is left
@@ -568,11 +584,11 @@ def test_the_cache_keeps_the_hub_layout_and_serves_offline(server: HubServer, ch
     assert os.readlink(fetched.path) == f"../../blobs/{sha}"
     assert (folder / "refs" / "main").read_text() == COMMIT
     server.requests.clear()
-    again = hub.fetch_file(REPO, BIN, "main", None, cache_dir=cache, offline=True)
+    again = hub.fetch_file(REPO, BIN, "main", None, cache_dir=cache, limits=download.Limits(offline=True))
     assert again.sha256 == sha and server.requests == []
     (folder / "refs" / "main").write_text("../../../x")
     with pytest.raises(hub.DownloadError, match="not a commit id"):
-        hub.fetch_file(REPO, BIN, "main", None, cache_dir=cache, offline=True)
+        hub.fetch_file(REPO, BIN, "main", None, cache_dir=cache, limits=download.Limits(offline=True))
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from varscore.genome.personal import (
 from varscore.genome.sequence import one_hot
 from varscore.types import Window
 
-REAL_VCF = Path(__file__).resolve().parent / "data" / "1000g" / "1000g_phase3_300samples_chr20_1-4Mb_phased.vcf.gz"
+REAL_VCF = Path(__file__).resolve().parents[1] / "data" / "1000g" / "1000g_phase3_300samples_chr20_1-4Mb_phased.vcf.gz"
 BASES = np.array(list("ACGT"))
 
 
@@ -526,7 +526,7 @@ def test_phased_indel_haplotypes_equal_bcftools_consensus(indel_world: dict) -> 
 def test_unphased_indel_dosage_is_the_mean_of_slow_haplotypes(indel_world: dict) -> None:
     """Unphased ``a/b``: haplotype 0 carries ``a``, haplotype 1 ``b``; the dosage window is the mean
     of the two windows, each built by string manipulation on the whole contig."""
-    from tests.test_indels import slow_alternate
+    from tests.scoring.test_indels import slow_alternate
 
     world = indel_world
     vcf, rows = world["unphased"]

@@ -16,11 +16,12 @@ import torch
 from click.testing import CliRunner
 from enformer_pytorch import Enformer
 
-from tests.test_checkpoints import TINY_ENFORMER, save_layout, source_enformer
+from tests.models.test_checkpoints import TINY_ENFORMER, save_layout, source_enformer
 from varscore.errors import BundleError, InputError, VarscoreError
+from varscore.models.bundle import BundleMetadata
 from varscore.models.checkpoints import ImportOptions, import_checkpoints, read_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -504,7 +505,7 @@ def test_gff3_exon_with_end_before_start_names_its_gene(tmp_path: Path) -> None:
 def variant_world(tmp_path: Path, toy_plugin: Any) -> dict[str, Path]:
     from tests.conftest import random_sequence, write_fasta, write_vcf
     from tests.toy_plugin import ToyBackbone
-    from varscore.models.bundle import save_bundle
+    from varscore.models.bundle import BundleMetadata, save_bundle
     from varscore_plugins.outputs import TrackOutput
 
     rng = np.random.default_rng(5)
@@ -517,7 +518,7 @@ def variant_world(tmp_path: Path, toy_plugin: Any) -> dict[str, Path]:
         backbone=ToyBackbone(window_size=64, bin_size=8, tracks=2, seed=3).build(),
         output_mode=TrackOutput(track=0),
         genes=[],
-        reference_fasta=fasta,
+        about=BundleMetadata(reference_fasta=fasta),
     )
     return {"fasta": fasta, "vcf": vcf, "bundle": bundle, "tmp": tmp_path}
 
@@ -574,7 +575,7 @@ def slow_track_world(tmp_path: Path, toy_plugin: Any) -> dict[str, Path]:
         backbone=ToyBackbone(window_size=64, bin_size=8, tracks=2, seed=3, delay=0.05).build(),
         output_mode=TrackOutput(track=0),
         genes=[],
-        reference_fasta=fasta,
+        about=BundleMetadata(reference_fasta=fasta),
     )
     return {"vcf": vcf, "bundle": bundle, "tmp": tmp_path}
 

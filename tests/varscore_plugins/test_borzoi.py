@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import optional_import
+from tests.conftest import cohort_args, optional_import
 
 torch = pytest.importorskip("torch")
 borzoi_pytorch = optional_import("borzoi_pytorch", "pip install -e .[borzoi]")
@@ -160,19 +160,6 @@ def cohort(tmp_path_factory) -> Path:
     return out
 
 
-def _cohort_args(cohort: Path) -> list[str]:
-    return [
-        "--vcf",
-        str(cohort / "cohort.vcf.gz"),
-        "--expression",
-        str(cohort / "cohort.expression.bed.gz"),
-        "--genes",
-        str(cohort / "genes.tsv"),
-        "--fasta",
-        str(cohort / "reference.fa"),
-    ]
-
-
 def _model_args(**overrides: object) -> list[str]:
     params = {k: v for k, v in tiny_params(**overrides).items() if k != "window_size"}
     return [arg for k, v in params.items() for arg in ("--param", f"{k}={json.dumps(v)}")]
@@ -231,7 +218,7 @@ def test_track_mode_finetune_then_annotate_and_evaluate(cohort: Path, tmp_path: 
         cli,
         [
             "finetune",
-            *_cohort_args(cohort),
+            *cohort_args(cohort),
             "--backbone",
             "borzoi",
             "-o",
@@ -303,7 +290,7 @@ def test_track_mode_finetune_then_annotate_and_evaluate(cohort: Path, tmp_path: 
     table = tmp_path / "eval.tsv"
     result = runner.invoke(
         cli,
-        ["evaluate", *_cohort_args(cohort), "-m", str(model), "--coverage", str(cohort / "coverage"), "-o", str(table)],
+        ["evaluate", *cohort_args(cohort), "-m", str(model), "--coverage", str(cohort / "coverage"), "-o", str(table)],
     )
     assert result.exit_code == 0, result.output
     import pandas as pd
@@ -323,7 +310,7 @@ def test_track_mode_finetune_then_annotate_and_evaluate(cohort: Path, tmp_path: 
         cli,
         [
             "plot-coverage",
-            *_cohort_args(cohort),
+            *cohort_args(cohort),
             "-m",
             str(model),
             "--coverage",
@@ -341,7 +328,7 @@ def test_track_mode_finetune_then_annotate_and_evaluate(cohort: Path, tmp_path: 
         cli,
         [
             "finetune",
-            *_cohort_args(cohort),
+            *cohort_args(cohort),
             "--backbone",
             "borzoi",
             "-o",
@@ -361,7 +348,7 @@ def test_unsupported_output_mode_is_a_clear_error(cohort: Path, tmp_path: Path):
         cli,
         [
             "finetune",
-            *_cohort_args(cohort),
+            *cohort_args(cohort),
             "--backbone",
             "ridge",
             "-o",

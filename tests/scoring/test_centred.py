@@ -354,7 +354,7 @@ def test_example_gtf_reads_the_five_genes():
 
 @pytest.fixture
 def track_bundle(indel_world):
-    from varscore.models.bundle import save_bundle
+    from varscore.models.bundle import BundleMetadata, save_bundle
     from varscore_plugins.outputs import TrackOutput
 
     w = indel_world
@@ -371,7 +371,7 @@ def track_bundle(indel_world):
         backbone=w["backbone"],
         output_mode=TrackOutput(track=0),
         genes=[],
-        reference_fasta=w["fasta"],
+        about=BundleMetadata(reference_fasta=w["fasta"]),
     )
     return {**w, "bundle": bundle, "gtf": gtf}
 

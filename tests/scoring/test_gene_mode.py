@@ -89,7 +89,7 @@ def test_scores_equal_direct_predictions(toy_world):
             allele, gene, model, ref_pred, alt_pred, delta = entry.split("|")
             assert model == "toy-model"
             if len(allele) != 1:
-                continue  # indels: tests/test_indels.py
+                continue  # indels: tests/scoring/test_indels.py
             window = tss_window(genes[gene], backbone.window_size)
             padded = seqs[chrom]
             left = max(0, -window.start)

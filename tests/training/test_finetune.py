@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from scipy.stats import pearsonr
 from sklearn.metrics import r2_score
 
+from tests.conftest import cohort_args
 from varscore.cli import cli
 from varscore.errors import InputError
 from varscore.training.cohort import CohortInputs
@@ -120,19 +121,6 @@ def cohort(tmp_path_factory) -> Path:
     return out
 
 
-def _cohort_args(cohort: Path) -> list[str]:
-    return [
-        "--vcf",
-        str(cohort / "cohort.vcf.gz"),
-        "--expression",
-        str(cohort / "cohort.expression.bed.gz"),
-        "--genes",
-        str(cohort / "genes.tsv"),
-        "--fasta",
-        str(cohort / "reference.fa"),
-    ]
-
-
 def _model_args() -> list[str]:
     params = tiny_params(window_size=WINDOW, output_heads={"human": 4})
     return [arg for k, v in params.items() if k != "window_size" for arg in ("--param", f"{k}={json.dumps(v)}")]
@@ -173,7 +161,7 @@ def test_two_process_ddp_finetune_makes_a_bundle_that_scores(cohort: Path, tmp_p
         "varscore",
         "-vv",
         "finetune",
-        *_cohort_args(cohort),
+        *cohort_args(cohort),
         "-o",
         str(model),
         "--window",
@@ -263,7 +251,7 @@ def test_mismatched_samples_and_unknown_fold_people_fail_clearly(cohort: Path, t
     header = lines[0].split("\t")
     lines[0] = "\t".join(header[:4] + [f"GTEX-{name}" for name in header[4:]])
     bad_expr.write_text("\n".join(lines) + "\n")
-    args = _cohort_args(cohort)
+    args = cohort_args(cohort)
     args[args.index("--expression") + 1] = str(bad_expr)
     result = CliRunner().invoke(
         cli, ["finetune", *args, "-o", str(tmp_path / "x"), "--window", str(WINDOW), *_model_args()]
@@ -275,7 +263,7 @@ def test_mismatched_samples_and_unknown_fold_people_fail_clearly(cohort: Path, t
         cli,
         [
             "finetune",
-            *_cohort_args(cohort),
+            *cohort_args(cohort),
             "--folds",
             str(folds),
             "-o",
@@ -358,7 +346,7 @@ def _finetune_cmd(cohort: Path, model: Path, *extra: str) -> list[str]:
         "-m",
         "varscore",
         "finetune",
-        *_cohort_args(cohort),
+        *cohort_args(cohort),
         "-o",
         str(model),
         "--window",
@@ -534,7 +522,7 @@ def test_batched_dataset_equals_per_person_items(cohort: Path):
 
 def test_full_size_random_start_needs_from_scratch(cohort: Path, tmp_path: Path):
     result = CliRunner().invoke(
-        cli, ["finetune", *_cohort_args(cohort), "-o", str(tmp_path / "big"), "--backbone", "enformer"]
+        cli, ["finetune", *cohort_args(cohort), "-o", str(tmp_path / "big"), "--backbone", "enformer"]
     )
     assert result.exit_code == 2 and "--from-scratch" in result.output and "250 M" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "big.training").exists()

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from tests.conftest import random_sequence, write_fasta, write_vcf
 from varscore.cli import cli
-from varscore.models.bundle import load_bundle, save_bundle
+from varscore.models.bundle import BundleMetadata, load_bundle, save_bundle
 from varscore.models.ensemble import save_ensemble_bundle
 from varscore.plugin.torch_backbone import save_weights
 from varscore.scoring.ensemble import AugmentedBackbone
@@ -114,7 +114,14 @@ def world(tmp_path: Path) -> dict[str, object]:
     members = [tiny(seed) for seed in (1, 2, 3)]
     mode = ScalarOutput(track=2, center_bins=3)
     singles = [
-        save_bundle(tmp_path / f"m{i}", name=f"m{i}", backbone=m, output_mode=mode, genes=genes, reference_fasta=fasta)
+        save_bundle(
+            tmp_path / f"m{i}",
+            name=f"m{i}",
+            backbone=m,
+            output_mode=mode,
+            genes=genes,
+            about=BundleMetadata(reference_fasta=fasta),
+        )
         for i, m in enumerate(members)
     ]
     paths = []
@@ -122,7 +129,13 @@ def world(tmp_path: Path) -> dict[str, object]:
         paths.append(tmp_path / f"replicate{i}.safetensors")
         save_weights(member.model_, paths[-1], {"format": "pt"})
     ensemble = save_ensemble_bundle(
-        tmp_path / "ens", members[0], paths, name="ens", output_mode=mode, genes=genes, reference_fasta=fasta
+        tmp_path / "ens",
+        members[0],
+        paths,
+        name="ens",
+        output_mode=mode,
+        genes=genes,
+        about=BundleMetadata(reference_fasta=fasta),
     )
     return {"vcf": vcf, "singles": singles, "ensemble": ensemble, "tmp": tmp_path}
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import cohort_args
 from varscore.cli import cli
 from varscore.plugin.conformance import check_backbone
 from varscore.simulate import SimulationConfig, simulate_cohort
@@ -146,19 +147,6 @@ def test_save_load_round_trip_without_pickle(fitted, tmp_path: Path) -> None:  #
     assert restored.genes[gid].variant_keys == model.genes[gid].variant_keys
 
 
-def _cohort_args(cohort) -> list[str]:  # type: ignore[no-untyped-def]
-    return [
-        "--vcf",
-        str(cohort.vcf),
-        "--expression",
-        str(cohort.expression),
-        "--genes",
-        str(cohort.genes_tsv),
-        "--fasta",
-        str(cohort.fasta),
-    ]
-
-
 @pytest.fixture(scope="module")
 def bundle_dir(cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     out = tmp_path_factory.mktemp("linear_bundle") / "en"
@@ -166,7 +154,7 @@ def bundle_dir(cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:  # typ
         cli,
         [
             "finetune",
-            *_cohort_args(cohort),
+            *cohort_args(cohort),
             "--backbone",
             "elastic-net",
             "--window",
@@ -298,7 +286,7 @@ def test_predictdb_import_explains_a_build_mismatch(bundle_dir: Path, cohort, tm
 def test_evaluate_cli_scores_a_linear_bundle(bundle_dir: Path, cohort, fitted) -> None:  # type: ignore[no-untyped-def]
     data, model, _ = fitted
     out = bundle_dir.parent / "eval.tsv"
-    result = CliRunner().invoke(cli, ["evaluate", *_cohort_args(cohort), "-m", str(bundle_dir), "-o", str(out)])
+    result = CliRunner().invoke(cli, ["evaluate", *cohort_args(cohort), "-m", str(bundle_dir), "-o", str(out)])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out, sep="\t")
     assert set(table["set"]) == {"HOP"} and len(table) == len(data.genes)
@@ -378,7 +366,7 @@ def test_genotype_matrix_equals_bcftools_dosage_of_every_record(tmp_path: Path) 
     record's own ALT alleles, as ``bcftools query`` GTs do; personal sequences still apply the
     first record only, and the summary names the collisions."""
     from tests.conftest import BCFTOOLS, missing_tool
-    from tests.test_personal import write_vcf
+    from tests.genome.test_personal import write_vcf
     from varscore.genome.personal import personal_one_hot, read_window_genotypes
     from varscore.genome.sequence import one_hot
     from varscore.types import Window

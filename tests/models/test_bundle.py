@@ -20,7 +20,7 @@ from varscore.examples import data_dir, models_dir
 from varscore.genome.builds import infer_build
 from varscore.genome.reference import ReferenceRecord, contig_md5s
 from varscore.io.integrity import sha256
-from varscore.models.bundle import MANIFEST, WEIGHTS, load_bundle, save_bundle
+from varscore.models.bundle import MANIFEST, WEIGHTS, BundleMetadata, load_bundle, save_bundle
 
 
 @pytest.fixture(autouse=True)
@@ -289,8 +289,9 @@ def test_saved_bundles_record_no_absolute_path(toy_world, tmp_path):
         backbone=ToyBackbone().build(),
         output_mode=ScalarOutput(track=1),
         genes=toy_world["genes"],
-        reference_fasta=fasta,
-        provenance={"output_dir": str(tmp_path / "training"), "inputs": [str(fasta)]},
+        about=BundleMetadata(
+            reference_fasta=fasta, provenance={"output_dir": str(tmp_path / "training"), "inputs": [str(fasta)]}
+        ),
     )
     manifest = json.loads((target / MANIFEST).read_text())
     assert not [s for s in _strings(manifest) if os.path.isabs(s)]

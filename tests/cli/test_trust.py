@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.cli.test_adversarial import run_cli
 from tests.conftest import BCFTOOLS, DATA, needs_bcftools, random_sequence, read_vcf_lines, write_fasta, write_vcf
-from tests.test_adversarial import run_cli
 from varscore.cli import cli
 from varscore.errors import InputError
 from varscore.examples import data_dir
+from varscore.models.bundle import BundleMetadata
 from varscore.types import Gene
 
 COHORT = data_dir() / "cohort.vcf.gz"
@@ -71,7 +72,7 @@ def test_cohort_shifted_by_19358_bp_is_refused_as_another_build(tmp_path):
     plan = plan_scoring(iter_variants(COHORT), genes, genome, 16384)
     assert plan.summary.ref_checked > 20 and plan.summary.not_scored.get("ref_mismatch", 0) == 0
     # (that the limit is an option, --max-ref-mismatch 1 accepting such a file, is checked on the toy
-    # model in tests/test_adversarial.py::ref_mismatch_allowed: scoring this one takes minutes on a CPU)
+    # model in tests/cli/test_adversarial.py::ref_mismatch_allowed: scoring this one takes minutes on a CPU)
 
 
 def test_contig_length_of_another_build_names_contig_lengths_and_build(tmp_path):
@@ -169,7 +170,7 @@ def test_info_text_sanitiser_follows_vcf_43():
 
 def _no_other_plain_sanitisers() -> list[str]:
     """Places that build INFO text with their own character replacement (there must be none)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     hits = []
     for path in [*root.glob("varscore/**/*.py"), *root.glob("varscore_plugins/**/*.py")]:
         if path.name == "infotext.py":
@@ -187,7 +188,7 @@ def test_every_info_writer_uses_the_shared_sanitiser():
 @needs_bcftools
 def test_newline_in_bundle_name_and_gene_id_does_not_split_records(toy_world, tmp_path):
     from tests.toy_plugin import ToyBackbone
-    from varscore.models.bundle import save_bundle
+    from varscore.models.bundle import BundleMetadata, save_bundle
     from varscore_plugins.outputs import ScalarOutput
 
     genes = [Gene("G1\nchr1\t5\t.\tA\tC", "chr1", 200, "+", "BAD\nNAME;X=1")]
@@ -197,7 +198,7 @@ def test_newline_in_bundle_name_and_gene_id_does_not_split_records(toy_world, tm
         backbone=ToyBackbone().build(),
         output_mode=ScalarOutput(track=1, center_bins=1),
         genes=genes,
-        reference_fasta=toy_world["fasta"],
+        about=BundleMetadata(reference_fasta=toy_world["fasta"]),
     )
     seqs = toy_world["seqs"]
     vcf = write_vcf(
@@ -238,7 +239,7 @@ def slow_bundle(toy_world, tmp_path):
         backbone=ToyBackbone(delay=0.15).build(),
         output_mode=ScalarOutput(track=0, center_bins=1),
         genes=genes,
-        reference_fasta=fasta,
+        about=BundleMetadata(reference_fasta=fasta),
     )
     return {"vcf": vcf, "bundle": bundle, "genes": genes, "records": records}
 

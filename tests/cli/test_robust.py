@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 
 from tests.conftest import BCFTOOLS, DATA, needs_bcftools, random_sequence, write_fasta
 from varscore.cli import cli
+from varscore.models.bundle import BundleMetadata
 from varscore.types import Gene
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EDGE_CASES = DATA / "vcf_edge_cases"
 EDGE_CASE_FILES = sorted(p.name for p in EDGE_CASES.glob("*.vcf"))
 assert len(EDGE_CASE_FILES) == 9, f"tests/data/vcf_edge_cases should hold 9 VCFs, found {EDGE_CASE_FILES}"
@@ -37,7 +38,7 @@ def robust_world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     genes per contig whose 128-bp windows cover positions 1-214."""
     from tests import toy_plugin
     from tests.toy_plugin import ToyBackbone
-    from varscore.models.bundle import save_bundle
+    from varscore.models.bundle import BundleMetadata, save_bundle
     from varscore.plugin.manager import manager
     from varscore_plugins.outputs import ScalarOutput
 
@@ -54,7 +55,7 @@ def robust_world(tmp_path_factory: pytest.TempPathFactory) -> dict:
         backbone=backbone,
         output_mode=ScalarOutput(track=0, center_bins=1),
         genes=genes,
-        reference_fasta=fasta,
+        about=BundleMetadata(reference_fasta=fasta),
     )
     yield {"tmp": tmp, "fasta": fasta, "seqs": seqs, "bundle": bundle}
     manager.unregister("toy-plugin-robust")
@@ -299,7 +300,7 @@ def slow_world(tmp_path_factory: pytest.TempPathFactory) -> dict:
         backbone=ToyBackbone(delay=0.03).build(),
         output_mode=ScalarOutput(track=0, center_bins=1),
         genes=genes,
-        reference_fasta=fasta,
+        about=BundleMetadata(reference_fasta=fasta),
     )
     return {"tmp": tmp, "vcf": vcf, "bundle": bundle, "records": len(records)}
 

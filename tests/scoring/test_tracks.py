@@ -18,6 +18,7 @@ from varscore.cli import cli
 from varscore.errors import InputError
 from varscore.examples import examples_dir
 from varscore.io.vcf import SCORE_KEY
+from varscore.models.bundle import BundleMetadata
 from varscore.scoring.gene_mode import ScoringJob, run_scoring
 from varscore.scoring.tracks import (
     DECREASE_RGB,
@@ -91,7 +92,7 @@ def _bigwig_values(path: Path) -> dict[tuple[str, int], float]:
 def world(toy_world):
     """The toy world with a bundle whose score sums all 8 bins of track 1: every variant in a
     window changes it (the toy world's own bundle reads only the centre bin)."""
-    from varscore.models.bundle import save_bundle
+    from varscore.models.bundle import BundleMetadata, save_bundle
     from varscore_plugins.outputs import ScalarOutput
 
     toy_world["bundle"] = save_bundle(
@@ -100,7 +101,7 @@ def world(toy_world):
         backbone=toy_world["backbone"],
         output_mode=ScalarOutput(track=1, center_bins=8),
         genes=toy_world["genes"],
-        reference_fasta=toy_world["fasta"],
+        about=BundleMetadata(reference_fasta=toy_world["fasta"]),
     )
     return toy_world
 
@@ -296,7 +297,7 @@ def test_track_model_coverage_equals_direct_predictions(world):
         backbone=backbone,
         output_mode=TrackOutput(track=1),
         genes=genes,
-        reference_fasta=world["fasta"],
+        about=BundleMetadata(reference_fasta=world["fasta"]),
     )
     vcf = write_vcf(tmp / "in.vcf", _records(seqs))
     result = run_tracks(TrackJob(vcf, tmp / "cov", model=bundle, formats="bigwig", coverage_top=10))
