@@ -101,7 +101,8 @@ class ScoringOptions:
 class TorchModel:
     """An in-memory ``torch.nn.Module`` to score with, and the registered backbone whose
     architecture it follows (``varscore plugins`` lists them), e.g.
-    ``TorchModel(enformer, "enformer", window_size=49_152, params={"head": "pretrained"})``.
+    ``TorchModel(module, BACKBONE, window_size=49_152, params={"head": "pretrained"})`` with the
+    name of the installed backbone the module follows.
 
     The backbone's hyper-parameters are read from the module's library config (``module.config``,
     or the first sub-module's, as enformer-pytorch and borzoi-pytorch models carry one: every

@@ -97,14 +97,14 @@ def models_calibrate(
     """Score background variants and store |score| quantiles in the bundle (annotate adds VARSCORE_Q)."""
     from varscore.io.outputguard import Target, guarded_outputs
     from varscore.models.bundle import resolve_model
-    from varscore.scoring.variant_mode import calibrate_model
+    from varscore.scoring.variant_mode import CalibrateJob, run_calibration
 
     bundle_path = resolve_model(name)
     in_place = [] if output else [Target("NAME (in place)", bundle_path, directory=True)]  # -o: guarded by @writes
     with guarded_outputs(in_place, [bundle_path, vcf, fasta, targets, gtf], in_place=[bundle_path]):
-        path, calibration, summary = calibrate_model(
-            name,
-            vcf,
+        job = CalibrateJob(
+            model=name,
+            vcf=vcf,
             output=output,
             fasta=fasta,
             tracks=tracks,
@@ -117,9 +117,11 @@ def models_calibrate(
             device=device,
             max_records=max_variants,
         )
-    for line in summary.lines():
+        result = run_calibration(job)
+    *summary, closing = result.lines()
+    for line in summary:
         click.echo(line, err=True)
-    click.echo(f"calibrated {path} on {calibration.records} background records ({len(calibration.counts)} keys)")
+    click.echo(closing)
 
 
 @models.command("import")

@@ -409,12 +409,6 @@ def run_calibration(job: CalibrateJob) -> CalibrationResult:
         return CalibrationResult(write_calibration(bundle, calibration, job.output), calibration, scorer.summary)
 
 
-def calibrate_model(model: str | Path, vcf: str | Path, **settings: Any) -> CalibrationResult:
-    """``run_calibration(CalibrateJob(model, vcf, **settings))``: the call ``varscore models
-    calibrate`` makes (unpacks as ``path, calibration, summary``)."""
-    return run_calibration(CalibrateJob(model, vcf, **settings))
-
-
 __all__ = [
     "QUANTILE_KEY",
     "TOP_KEY",
@@ -424,7 +418,6 @@ __all__ = [
     "CalibrationResult",
     "CentredSettings",
     "VariantScoringJob",
-    "calibrate_model",
     "centred_headers",
     "format_record",
     "headline",
