@@ -258,18 +258,6 @@ def guarded_outputs(
         yield
 
 
-def check_output_path(output: str | Path, option: str = "-o") -> None:
-    """The checks of :func:`check_targets` for one file output and no inputs."""
-    check_targets([Target(option, output)])
-
-
-@contextlib.contextmanager
-def output_lock(output: str | Path, option: str = "-o") -> Iterator[None]:
-    """A lock on one output for the block (see :func:`guarded_outputs`); ``-`` takes none."""
-    with _locked(Target(option, output)):
-        yield
-
-
 # --- commands ---------------------------------------------------------------------------------
 
 Command = TypeVar("Command", bound=Callable[..., Any])

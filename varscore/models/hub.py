@@ -20,7 +20,6 @@ is called.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -104,8 +103,6 @@ def fetch_file(
 ) -> FetchedFile:
     """One file of a Hub repository through the Hub cache, verified (a bad file is removed), by
     :func:`varscore.io.download.fetch` (``expected_size`` and ``limits`` bound it)."""
-    limits = limits or download.Limits()
-    offline = bool(limits.offline) or download.offline_mode()
     fetched = download.fetch(
         repo,
         filename,
@@ -114,13 +111,9 @@ def fetch_file(
         expected_size=expected_size,
         endpoint=endpoint,
         cache_dir=cache_dir,
-        limits=dataclasses.replace(limits, offline=offline),
+        limits=limits,
     )
     return FetchedFile(filename, fetched.path, fetched.sha256, fetched.commit)
-
-
-def _offline() -> bool:
-    return download.offline_mode()
 
 
 def fetch_model(
@@ -144,7 +137,6 @@ def fetch_model(
 
     entry = model_entry(name)
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
-    limits = dataclasses.replace(limits or download.Limits(), offline=_offline())
     directories: list[Path] = []
     sources: list[dict[str, Any]] = []
     for replicate in entry["replicates"]:

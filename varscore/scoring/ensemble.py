@@ -90,23 +90,15 @@ def score_plan(
     ``run``) and combine them (:func:`combine`). A ``checkpoint`` keeps each member's finished genes
     in its own sub-directory."""
     run = run or PlanRun()
-    device, bf16, batch_size, progress, rc, shifts = (
-        run.device,
-        run.bf16,
-        run.batch_size,
-        run.progress,
-        run.rc,
-        run.shifts,
-    )
     from varscore.scoring.engine import GeneCheckpoint, run_plan
 
     names = replicate_files(bundle.manifest)
     mode = bundle.output_mode()
     results = []
     for index in range(len(names)):
-        backbone = load_member(bundle, index, device, bf16)
-        if rc or tuple(shifts) != (0,):
-            backbone = AugmentedBackbone(backbone, rc=rc, shifts=shifts, track_pairs=track_pairs(bundle))
+        backbone = load_member(bundle, index, run.device, run.bf16)
+        if run.rc or tuple(run.shifts) != (0,):
+            backbone = AugmentedBackbone(backbone, rc=run.rc, shifts=run.shifts, track_pairs=track_pairs(bundle))
         member_plan = plan
         member_checkpoint = checkpoint
         if len(names) > 1:
@@ -123,8 +115,8 @@ def score_plan(
                 backbone,
                 mode,
                 genome,
-                batch_size=batch_size,
-                progress=progress,
+                batch_size=run.batch_size,
+                progress=run.progress,
                 checkpoint=member_checkpoint,
             )
         )

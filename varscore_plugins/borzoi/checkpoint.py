@@ -11,18 +11,10 @@ from typing import Any, ClassVar
 
 from varscore.errors import InputError
 from varscore.plugin.checkpoint_format import CanonicalState, CheckpointFormat, ImportRequest, check_config_numbers
+from varscore_plugins.borzoi.backbone import BORZOI_HPARAMS
 
-#: config.json fields that are backbone hyper-parameters of the same name.
-CONFIG_KEYS = (
-    "dim",
-    "depth",
-    "heads",
-    "attn_dim_key",
-    "attn_dim_value",
-    "dropout_rate",
-    "attn_dropout",
-    "pos_dropout",
-)
+#: config.json fields that are backbone hyper-parameters of the same name: all of them.
+CONFIG_KEYS = BORZOI_HPARAMS
 #: config.json fields read as whole numbers of at least 1, and as rates.
 CONFIG_INTS = ("dim", "depth", "heads", "attn_dim_key", "attn_dim_value")
 CONFIG_RATES = ("dropout_rate", "attn_dropout", "pos_dropout")
