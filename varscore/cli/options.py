@@ -58,7 +58,8 @@ def input_vcf(required: bool = True, old_flag: str | None = "--vcf") -> Callable
     def decorate(func: Any) -> Any:
         if old_flag:
             func = old_spelling("vcf", old_flag, "the argument VCF", required=required, type=path)(func)
-        return click.argument("vcf", required=required and not old_flag, type=path)(func)
+        shown = "VCF" if required else "[VCF]"
+        return click.argument("vcf", required=required and not old_flag, type=path, metavar=shown)(func)
 
     return decorate
 
