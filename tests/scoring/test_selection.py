@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.scoring.test_centred import indel_world, track_bundle  # noqa: F401  (fixtures)
 from varscore.errors import InputError
 from varscore.examples import data_dir
 from varscore.genome.fasta import load_genes
@@ -179,3 +180,31 @@ def test_three_shards_concatenated_equal_the_whole_run(tmp_path: Path) -> None:
     assert body(merged) == body(whole)
     header = [line for line in merged.read_text().splitlines() if line.startswith("##")]
     assert not any(line.startswith("##varscore_shard") for line in header)
+
+
+def test_variant_mode_shards_concatenated_equal_the_whole_run(track_bundle: dict, tmp_path: Path) -> None:  # noqa: F811
+    """Variant-centred scoring (each record its own window): 3 shards in order equal one run."""
+    from varscore.scoring.variant_mode import VariantScoringJob, run_variant_scoring
+
+    w = track_bundle
+    settings = {"gtf": w["gtf"], "batch_size": 3, "stats": "SUM,D1"}
+    whole = tmp_path / "whole.vcf"
+    run_variant_scoring(VariantScoringJob(w["vcf"], w["bundle"], whole, **settings))
+    parts = []
+    for index in (1, 2, 3):
+        part = tmp_path / f"part{index}.vcf"
+        selection = Selection(shard=Shard(index, 3))
+        run_variant_scoring(VariantScoringJob(w["vcf"], w["bundle"], part, selection=selection, **settings))
+        parts.append(part)
+
+    def body(path: Path) -> list[str]:
+        return [line for line in path.read_text().splitlines() if not line.startswith("#")]
+
+    assert all(body(part) for part in parts)
+    assert sum((body(part) for part in parts), []) == body(whole)
+    assert sum("VARSCORE=" in line for line in body(whole)) >= 5
+    regions = Selection(regions=(Region("chr1", 100, 200),))
+    picked = tmp_path / "picked.vcf"
+    run_variant_scoring(VariantScoringJob(w["vcf"], w["bundle"], picked, selection=regions, **settings))
+    expected = [line for line in body(whole) if line.startswith("chr1\t") and 100 < int(line.split("\t")[1]) <= 200]
+    assert expected and body(picked) == expected
