@@ -3,6 +3,7 @@ bcftools and an independent window computation), and N shards concatenated == th
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -208,3 +209,24 @@ def test_variant_mode_shards_concatenated_equal_the_whole_run(track_bundle: dict
     run_variant_scoring(VariantScoringJob(w["vcf"], w["bundle"], picked, selection=regions, **settings))
     expected = [line for line in body(whole) if line.startswith("chr1\t") and 100 < int(line.split("\t")[1]) <= 200]
     assert expected and body(picked) == expected
+
+
+@pytest.mark.slow
+def test_track_draws_only_the_selected_records(tmp_path: Path) -> None:
+    from varscore.scoring.tracks import TrackJob, run_tracks
+
+    selection = parse_selection(regions="chr20:10195000-10200000,chr20:10410000-10412000", genes_only="SNAP25,MKKS")
+    job = TrackJob(VCF, tmp_path / "tracks", model="variformer-demo", formats="bed", top=0, device="cpu")
+    result = run_tracks(dataclasses.replace(job, selection=selection))
+    (bed,) = [tmp_path / "tracks" / f.path for f in result.files if str(f.path).endswith(".bed")]
+    lines = [line.split("\t") for line in bed.read_text().splitlines() if not line.startswith(("track", "browser"))]
+    drawn = {(fields[3].rsplit(":", 1)[1], int(fields[1]) + 1) for fields in lines}
+    # independently: POS in the regions and in the window of SNAP25 or MKKS (gene, POS)
+    records = _bcftools_positions("-r", "chr20:10195000-10200000,chr20:10410000-10412000", "--regions-overlap", "pos")
+    assert len(records) > 10
+    starts = {"SNAP25": 10199479 - 1 - WINDOW // 2, "MKKS": 10414871 - 1 - WINDOW // 2}
+    expected = {(gene, pos) for _, pos in records for gene, start in starts.items() if start < pos <= start + WINDOW}
+    assert {gene for gene, _ in expected} == {"SNAP25", "MKKS"}
+    assert drawn == expected
+    with pytest.raises(InputError, match="cut it first"):
+        run_tracks(TrackJob(VCF, tmp_path / "t2", from_vcf=True, selection=selection))

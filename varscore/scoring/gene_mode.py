@@ -470,7 +470,8 @@ def _run_annotators(
 
 
 def _annotate_only(prepared: PreparedVCF, job: ScoringJob, annotators: Sequence[Any]) -> ScoringSummary:
-    """``--model none``: annotators only, over every record."""
+    """``--model none``: annotators only, over every record (of ``job.selection``)."""
+    prepared, _ = selected_input(prepared, job.selection, (), None)
     vcf = prepared.path
     genome = Genome(Path(job.fasta)) if job.fasta else None
     if genome is not None:

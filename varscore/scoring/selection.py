@@ -73,6 +73,8 @@ class Selection:
         """``genes`` restricted to ``genes_only`` (IDs or names); an unknown name is an error."""
         if not self.genes_only:
             return list(genes)
+        if not genes:
+            raise InputError("--genes-only needs a gene table: this run has none (gene mode with a model, or --genes).")
         known = {g.gene_id for g in genes} | {g.name for g in genes if g.name}
         unknown = [name for name in self.genes_only if name not in known]
         if unknown:

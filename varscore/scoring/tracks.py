@@ -714,6 +714,10 @@ def run_tracks(job: TrackJob) -> TrackResult:
         raise InputError(f"--top and --coverage-top must be >= 0; got {job.top} and {job.coverage_top}.")
     vcf = Path(job.vcf)
     if job.from_vcf or job.model is None:
+        if job.selection.active:
+            raise InputError(
+                "--regions/--genes-only pick records to score: to draw part of a scored VCF, cut it first."
+            )
         if job.model is None and not job.from_vcf and not _has_scores(vcf):
             raise InputError(f"{vcf} holds no {SCORE_KEY} scores: pass --model to score it.")
         fasta_path = Path(job.fasta) if job.fasta else None
