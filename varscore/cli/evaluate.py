@@ -133,7 +133,7 @@ def plot_coverage_command(
     output: Path,
     batch_size: int,
 ) -> None:
-    """Heat map of observed vs predicted coverage (held-out people x bins) for one gene (--gene), with
+    """Heat map of observed vs predicted coverage (held-out people x bins) for one gene (--genes-only), with
     the coefficient of variation across people; people ranked by observed coverage at the TSS."""
     from varscore.training.cohort import CohortInputs
     from varscore.training.evaluate import PlotCoverageJob, run_plot_coverage
