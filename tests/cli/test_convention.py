@@ -127,3 +127,13 @@ def test_unknown_gene_ends_in_one_line(vcf: Path) -> None:
     result = _invoke(["annotate", str(vcf), "-m", "variformer-demo", "--genes-only", "NOPE", "-o", "out.vcf"])
     assert result.exit_code == 1, result.output
     assert len(result.output.strip().splitlines()) == 1 and "NOPE" in result.output
+
+
+def test_calibrate_takes_the_background_positional(vcf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _capture(monkeypatch, "varscore.scoring.variant_mode", "run_calibration")
+    new = _invoke(["models", "calibrate", "variformer-demo", str(vcf), "-o", "cal"])
+    old = _invoke(["models", "calibrate", "variformer-demo", "--vcf", str(vcf), "-o", "cal"])
+    assert new.exit_code == 0 and old.exit_code == 0, new.output + old.output
+    assert seen[0].vcf == seen[1].vcf == vcf
+    missing = _invoke(["models", "calibrate", "variformer-demo"])
+    assert missing.exit_code == 2 and "Missing the argument VCF" in missing.output
