@@ -348,7 +348,7 @@ def run_variant_scoring(job: VariantScoringJob) -> CentredSummary:
         guard,
         prepared_vcf(job.vcf, replace_keys=keys) as whole,
     ):
-        prepared, _ = selected_input(whole, job.selection, (), None)  # records score alone: cut anywhere
+        prepared, _ = selected_input(whole, job.selection, (), None)  # a window per record: cut anywhere
         return _annotate_prepared(prepared.path, job)
 
 
