@@ -30,7 +30,6 @@ def main() -> None:
     params = tiny_params(window_size=WINDOW, seed=0, output_heads={"human": 8}, norm_stats="window")
     args = [
         "finetune",
-        "--vcf",
         str(DATA / "cohort.vcf.gz"),
         "--expression",
         str(DATA / "cohort.expression.bed.gz"),

@@ -53,6 +53,7 @@ COMMANDS: dict[tuple[str, str], list[str]] = {
         "{out}",
     ],
     ("track", "-o"): ["track", "{in}", "-m", MODEL, "-o", "{out}"],
+    ("merge", "-o"): ["merge", "{in}", "-o", "{out}"],
     ("plugin new", "-o"): ["plugin", "new", "probe", "-o", "{out}"],
     ("models calibrate", "-o"): ["models", "calibrate", MODEL, "--vcf", "{in}", "-o", "{out}"],
     ("models import", "-o"): ["models", "import", "{indir}", "-o", "{out}"],

@@ -53,7 +53,7 @@ class AnalysisInputs:
         bundle = load_bundle(self.model)
         fasta = bundle.resolve_reference(self.fasta)
         if self.vcf is None and need_vcf:
-            raise InputError("This analysis needs the cohort's genotypes: pass --vcf.")
+            raise InputError("This analysis needs the cohort's genotypes: pass the cohort VCF (the argument VCF).")
         genes = bundle.genes
         if self.gene_names:
             wanted = set(self.gene_names)
@@ -84,7 +84,7 @@ class LoadedInputs:
     def cohort_variants(self) -> dict[str, GeneVariants]:
         """The variants by gene id; an analysis that needs them loaded with ``need_vcf``."""
         if self.variants is None:
-            raise InputError("This analysis needs the cohort's genotypes: pass --vcf.")
+            raise InputError("This analysis needs the cohort's genotypes: pass the cohort VCF (the argument VCF).")
         return self.variants
 
 

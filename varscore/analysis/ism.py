@@ -311,7 +311,7 @@ def ism_table(
         if not scorer.scores_sequence:
             raise InputError(
                 f"Saturation mutagenesis needs a sequence model; '{scorer.name}' is a genotype model. "
-                "Score the observed variants (--vcf) instead."
+                "Score the observed variants (the VCF argument) instead."
             )
         reference = variants.reference if variants is not None else genome.window_sequence(window).one_hot
         subs = saturation_substitutions(reference)
@@ -328,7 +328,7 @@ def ism_table(
         maf = variants.table.set_index("key")["maf"] if variants is not None else pd.Series(dtype=float)
         table["maf"] = table["key"].map(maf).astype(float)
     elif variants is None:
-        raise InputError("ISM of observed variants needs a VCF (--vcf); or ask for --saturation.")
+        raise InputError("ISM of observed variants needs a VCF (the argument VCF); or ask for --saturation.")
     else:
         reference, table = variants.reference, variants.table
     scored = scorer.score(gene, reference, table, batch_size=batch_size, advance=advance)
@@ -447,7 +447,7 @@ def run_ism(job: IsmJob) -> IsmResult:
     from varscore.analysis.inputs import write_table
 
     if job.inputs.vcf is None and not job.saturation:
-        raise InputError("Give --vcf (score the cohort's SNVs) or --saturation (every position × 3 bases).")
+        raise InputError("Give a VCF (score the cohort's SNVs) or --saturation (every position × 3 bases).")
     run = job.inputs.load(need_vcf=False)
     parts = []
     total = alleles_to_score(run.scorer, run.genes, run.variants, job.saturation)

@@ -38,7 +38,7 @@ def ism(
     output: Path,
     track: Path | None,
 ) -> None:
-    """In-silico mutagenesis of each gene's window: observed SNVs (--vcf) or all (--saturation)."""
+    """In-silico mutagenesis of each gene's window: observed SNVs (VCF) or all (--saturation)."""
     from varscore.analysis.ism import IsmJob, run_ism
 
     job = IsmJob(

@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 
 from varscore.cli.app import cli
-from varscore.cli.options import cohort_options
+from varscore.cli.options import bundle_fasta, cohort_options_fasta_optional
 from varscore.io.outputguard import writes
 
 
 @cli.command()
-@cohort_options
+@cohort_options_fasta_optional
 @click.option(
     "-m",
     "--model",
@@ -56,7 +56,7 @@ def evaluate(
     vcf: Path,
     expression: Path,
     genes_path: Path,
-    fasta: Path,
+    fasta: Path | None,
     folds: Path | None,
     replicate: int,
     gene_names: tuple[str, ...],
@@ -81,6 +81,7 @@ def evaluate(
     from varscore.training.cohort import CohortInputs
     from varscore.training.evaluate import EvaluateJob, run_evaluation
 
+    fasta = bundle_fasta(models_[0], fasta)
     inputs = CohortInputs(
         vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None, coverage=coverage
     )
@@ -101,7 +102,7 @@ def evaluate(
 
 
 @cli.command("plot-coverage")
-@cohort_options
+@cohort_options_fasta_optional
 @click.option("-m", "--model", required=True, help="Coverage-track model bundle (finetune --output-mode track).")
 @click.option(
     "--coverage",
@@ -122,7 +123,7 @@ def plot_coverage_command(
     vcf: Path,
     expression: Path,
     genes_path: Path,
-    fasta: Path,
+    fasta: Path | None,
     folds: Path | None,
     replicate: int,
     gene_names: tuple[str, ...],
@@ -132,11 +133,12 @@ def plot_coverage_command(
     output: Path,
     batch_size: int,
 ) -> None:
-    """Heat map of observed vs predicted coverage (held-out people x bins) for one gene (--gene), with
+    """Heat map of observed vs predicted coverage (held-out people x bins) for one gene (--genes-only), with
     the coefficient of variation across people; people ranked by observed coverage at the TSS."""
     from varscore.training.cohort import CohortInputs
     from varscore.training.evaluate import PlotCoverageJob, run_plot_coverage
 
+    fasta = bundle_fasta(model, fasta)
     inputs = CohortInputs(
         vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None, coverage=coverage
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from varscore.cli.app import cli
+from varscore.cli.options import input_vcf
 from varscore.io.outputguard import writes
 
 
@@ -56,12 +57,7 @@ def models_install(source: str, expected: str | None, name: str | None) -> None:
 
 @models.command("calibrate")
 @click.argument("name")
-@click.option(
-    "--vcf",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Background variants (e.g. common SNVs of a 1000 Genomes VCF).",
-)
+@input_vcf()
 @click.option(
     "-o",
     "--output",
@@ -94,7 +90,8 @@ def models_calibrate(
     batch_size: int,
     device: str,
 ) -> None:
-    """Score background variants and store |score| quantiles in the bundle (annotate adds VARSCORE_Q)."""
+    """Score the background variants of VCF (e.g. common SNVs of a 1000 Genomes VCF) and store
+    |score| quantiles in the bundle (annotate adds VARSCORE_Q)."""
     from varscore.io.outputguard import Target, guarded_outputs
     from varscore.models.bundle import resolve_model
     from varscore.scoring.variant_mode import CalibrateJob, run_calibration

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 
 def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
@@ -23,14 +26,125 @@ def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
+def old_spelling(name: str, flag: str, new: str, required: bool = False, **kwargs: Any) -> Callable[[Any], Any]:
+    """A hidden option ``flag`` (an old spelling, kept for one release) that fills the parameter
+    ``name`` (spelled ``new`` now); ``required``: one of the two must be given. Declare the new
+    parameter ``required=False``: this check replaces click's."""
+    hidden = f"{name}__old_spelling"
+
+    def decorate(func: Any) -> Any:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **values: Any) -> Any:
+            old = values.pop(hidden, None)
+            given = click.get_current_context().get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+            if old not in (None, ()):
+                if given:
+                    raise click.UsageError(f"{flag} is the old spelling of {new}: give it once.")
+                values[name] = old
+            elif required and not given and values.get(name) in (None, ()):
+                raise click.UsageError(f"Missing {new}.")
+            return func(*args, **values)
+
+        return click.option(flag, hidden, hidden=True, **kwargs)(wrapper)
+
+    return decorate
+
+
+def input_vcf(required: bool = True, old_flag: str | None = "--vcf") -> Callable[[Any], Any]:
+    """The input VCF as the positional argument VCF (``-`` reads standard input where the command
+    streams), with the old ``--vcf`` spelling hidden."""
+    path = click.Path(dir_okay=False, path_type=Path)
+
+    def decorate(func: Any) -> Any:
+        if old_flag:
+            func = old_spelling("vcf", old_flag, "the argument VCF", required=required, type=path)(func)
+        shown = "VCF" if required else "[VCF]"
+        return click.argument("vcf", required=required and not old_flag, type=path, metavar=shown)(func)
+
+    return decorate
+
+
+def genes_only_option(help_text: str = "Only these genes: IDs or names, comma-separated (default: all).") -> Any:
+    """``--genes-only ID,...`` into the parameter ``gene_names`` (a tuple); ``--gene ID`` (repeatable)
+    is its hidden old spelling."""
+
+    def decorate(func: Any) -> Any:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **values: Any) -> Any:
+            names = [n.strip() for item in values.pop("genes_only") or () for n in item.split(",") if n.strip()]
+            names += list(values.pop("gene_old_spelling") or ())
+            return func(*args, gene_names=tuple(dict.fromkeys(names)), **values)
+
+        wrapper = click.option("--gene", "gene_old_spelling", multiple=True, hidden=True)(wrapper)
+        return click.option("--genes-only", "genes_only", multiple=True, metavar="ID,...", help=help_text)(wrapper)
+
+    return decorate
+
+
+def selection_options(shard: bool = True) -> Callable[[Any], Any]:
+    """``--regions``, ``--regions-file``, ``--genes-only`` and (``shard``) ``--shard``: the
+    parameter ``selection`` (a :class:`varscore.scoring.selection.Selection`) instead."""
+
+    def decorate(func: Any) -> Any:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **values: Any) -> Any:
+            from varscore.scoring.selection import parse_selection
+
+            selection = parse_selection(
+                values.pop("regions"),
+                values.pop("regions_file"),
+                values.pop("genes_only") or None,
+                values.pop("shard", None),
+            )
+            return func(*args, selection=selection, **values)
+
+        options = [
+            click.option(
+                "--regions",
+                metavar="CHR:START-END,...",
+                help="Only records in these regions (1-based, inclusive, as bcftools -r).",
+            ),
+            click.option(
+                "--regions-file",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Only records in the intervals of this BED file (0-based, half-open).",
+            ),
+            click.option(
+                "--genes-only",
+                multiple=True,
+                metavar="ID,...",
+                help="Only these genes (IDs or names of the gene table) and the records in their windows.",
+            ),
+        ]
+        if shard:
+            options.append(
+                click.option(
+                    "--shard",
+                    metavar="I/N",
+                    help="Only the I-th of N shards (1 <= I <= N); the N outputs concatenated in order "
+                    "(varscore merge) equal the whole run (README: Scale-out).",
+                )
+            )
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate
+
+
 def cohort_options(func: Any) -> Any:
+    return _cohort_options(func, fasta_required=True)
+
+
+def cohort_options_fasta_optional(func: Any) -> Any:
+    """:func:`cohort_options` whose ``--fasta`` defaults to the model bundle's recorded FASTA."""
+    return _cohort_options(func, fasta_required=False)
+
+
+def _cohort_options(func: Any, fasta_required: bool) -> Any:
+    fasta_help = "Reference FASTA." if fasta_required else "Reference FASTA (default: the one recorded in the model)."
     options = [
-        click.option(
-            "--vcf",
-            required=True,
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Cohort genotypes (VCF/BCF, indexed for speed).",
-        ),
+        input_vcf(),
         click.option(
             "--expression",
             required=True,
@@ -45,7 +159,7 @@ def cohort_options(func: Any) -> Any:
             help="Gene/TSS table (TSV, GTF or GFF3).",
         ),
         click.option(
-            "--fasta", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Reference FASTA."
+            "--fasta", required=fasta_required, type=click.Path(dir_okay=False, path_type=Path), help=fasta_help
         ),
         click.option(
             "--folds",
@@ -53,7 +167,7 @@ def cohort_options(func: Any) -> Any:
             help="Fold file (person, replicate, split); default: made with --seed and saved.",
         ),
         click.option("--replicate", default=0, show_default=True, help="Which replicate fold to use."),
-        click.option("--gene", "gene_names", multiple=True, help="Only this gene (repeatable)."),
+        genes_only_option("Only these genes: IDs or names, comma-separated (default: all)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -63,17 +177,13 @@ def cohort_options(func: Any) -> Any:
 def analysis_options(func: Any) -> Any:
     options = [
         click.option("-m", "--model", required=True, help="Model bundle name or directory."),
-        click.option(
-            "--vcf",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Cohort VCF/BCF (indexed): its SNVs are scored and give MAFs and genotypes.",
-        ),
+        input_vcf(required=False),
         click.option(
             "--fasta",
             type=click.Path(dir_okay=False, path_type=Path),
             help="Reference FASTA (default: the one recorded in the model bundle).",
         ),
-        click.option("--gene", "gene_names", multiple=True, help="Only this gene (repeatable; default: all)."),
+        genes_only_option(),
         click.option(
             "--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Sequences per forward pass."
         ),
@@ -83,6 +193,19 @@ def analysis_options(func: Any) -> Any:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def bundle_fasta(model: str, fasta: Path | None) -> Path:
+    """``fasta``, else the reference FASTA recorded in the bundle ``model`` (one-line error when none)."""
+    if fasta is not None:
+        return fasta
+    from varscore.errors import InputError
+    from varscore.models.bundle import load_bundle
+
+    recorded = load_bundle(model).reference_fasta
+    if recorded is None:
+        raise InputError(f"Model '{model}' records no reference FASTA: pass one with --fasta.")
+    return Path(recorded)
 
 
 def echo_stderr(line: str) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from varscore.cli.app import cli
+from varscore.cli.options import genes_only_option, input_vcf
 from varscore.io.outputguard import writes
 
 
@@ -14,7 +15,7 @@ from varscore.io.outputguard import writes
 @click.option("-m", "--model", required=True, help="Model bundle to report on.")
 @click.option("--compare", multiple=True, help="Other bundles shown beside it (repeatable).")
 @click.option("--linear", help="Elastic-net bundle for k per gene and sign agreement [first linear --compare].")
-@click.option("--vcf", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Cohort VCF/BCF (indexed).")
+@input_vcf()
 @click.option(
     "--expression",
     required=True,
@@ -29,7 +30,7 @@ from varscore.io.outputguard import writes
     help="Gene/TSS table (TSV, GTF or GFF3).",
 )
 @click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path), help="Reference FASTA [the model's].")
-@click.option("--gene", "gene_names", multiple=True, help="Only this gene (repeatable).")
+@genes_only_option()
 @click.option(
     "--people",
     "people_file",

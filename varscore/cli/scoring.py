@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+if TYPE_CHECKING:
+    from varscore.scoring.selection import Selection
+
 from varscore.cli.app import cli
+from varscore.cli.options import old_spelling, selection_options
 from varscore.io.outputguard import writes
 
 
@@ -127,6 +132,7 @@ from varscore.io.outputguard import writes
     help="--mode variant: a window per variant position (exact) or one per genome tile (tiled).",
 )
 @click.option("--tile-bins", type=click.IntRange(min=1), help="--centring tiled: tile width in output bins.")
+@selection_options()
 @writes(("output", "-o", "file"), ("detail", "--detail", "file"))
 def annotate(
     vcf: Path,
@@ -156,6 +162,7 @@ def annotate(
     detail: Path | None = None,
     centring: str = "exact",
     tile_bins: int | None = None,
+    selection: Selection | None = None,
 ) -> None:
     """Add each variant's predicted effect on expression to a VCF (INFO VARSCORE).
 
@@ -187,6 +194,7 @@ def annotate(
             device=device,
             bf16=bf16,
             check_ref=check_ref,
+            **({"selection": selection} if selection else {}),
         )
         for line in run_variant_scoring(centred_job).lines():
             click.echo(line, err=True)
@@ -214,6 +222,7 @@ def annotate(
         shifts=parse_shifts(shifts),
         progress=progress and not quiet and sys.stderr.isatty(),
         argv=["varscore", *sys.argv[1:]],
+        **({"selection": selection} if selection else {}),
     )
     # SIGTERM unwinds like Ctrl-C (temporary files are removed on the way out) and ends in one line
     outcome = (
@@ -237,12 +246,12 @@ def annotate(
 @click.option("-m", "--model", help="Model bundle to score with; with --from-vcf, whose VARSCORE entries to draw.")
 @click.option(
     "-o",
-    "--out",
+    "--output",
     "out_dir",
-    required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Output directory (created if missing; files in it are replaced).",
+    help="Output directory (created if missing; files in it are replaced).  [required]",
 )
+@old_spelling("out_dir", "--out", "-o/--output", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--format",
     "formats",
@@ -298,6 +307,7 @@ def annotate(
     help="REF differing from the FASTA: flag (not scored), fail (stop), skip (do not compare).",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@selection_options(shard=False)
 @writes(("out_dir", "-o", "folder"))
 def track(
     vcf: Path,
@@ -316,6 +326,7 @@ def track(
     bf16: bool,
     check_ref: str,
     progress: bool,
+    selection: Selection | None = None,
 ) -> None:
     """Genome-browser tracks of variant scores: bigWig/bedGraph, BED9, IGV session, UCSC hub."""
     from varscore.scoring.tracks import TrackJob, run_tracks
@@ -337,6 +348,7 @@ def track(
         bf16=bf16,
         check_ref=check_ref,
         progress=progress and sys.stderr.isatty(),
+        **({"selection": selection} if selection else {}),
     )
     result = run_tracks(job)
     for line in result.lines():

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from varscore.cli.app import cli
+from varscore.cli.options import old_spelling
 from varscore.io.outputguard import writes
 
 
@@ -30,12 +31,12 @@ def examples_path(which: str | None) -> None:
 @cli.command()
 @click.option(
     "-o",
-    "--out",
+    "--output",
     "out_dir",
-    required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Output directory (created if missing; files in it are replaced).",
+    help="Output directory (created if missing; files in it are replaced).  [required]",
 )
+@old_spelling("out_dir", "--out", "-o/--output", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--people", default=670, show_default=True, type=int, help="Number of people.")
 @click.option(
     "--genes",
@@ -193,3 +194,23 @@ def plugin_new(name: str, kind: str, out_dir: Path, force: bool) -> None:
     for relative in made.files:
         click.echo(f"wrote {made.directory / relative}")
     click.echo(f"next: pip install -e {made.directory} && python -m pytest {made.directory / 'tests'}")
+
+
+@cli.command("merge")
+@click.argument("shards", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    show_default=True,
+    help="Merged VCF: '-' for stdout, *.vcf, or *.vcf.gz (bgzipped + tabix-indexed).",
+)
+@writes(("output", "-o", "file"))
+def merge_command(shards: tuple[Path, ...], output: str) -> None:
+    """Concatenate the VCFs of 'annotate --shard i/N' runs in shard order (README: Scale-out).
+
+    Refuses a missing or repeated shard and shards whose headers differ (model, options, input)."""
+    from varscore.io.merge import MergeJob, run_merge
+
+    for line in run_merge(MergeJob(shards, output)).lines():
+        click.echo(line, err=True)

@@ -39,6 +39,7 @@ from varscore.scoring.engine import (
     ScoringSummary,
     plan_scoring,
 )
+from varscore.scoring.selection import Selection, selected_input
 from varscore.types import Gene, Variant
 
 logger = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ class ScoringJob:
     shifts: Sequence[int] = (0,)
     progress: bool = False
     argv: Sequence[str] | None = None
+    selection: Selection = field(default_factory=Selection)  # --regions, --genes-only, --shard
 
     @property
     def scores_nothing(self) -> bool:
@@ -333,6 +335,7 @@ def _annotate_with_model(prepared: PreparedVCF, job: ScoringJob, annotator_objs:
 
     bundle = load_bundle(job.model)  # type: ignore[arg-type]  # not None: checked by run_scoring
     genes = load_genes(job.genes) if job.genes else bundle.genes
+    prepared, genes = selected_input(prepared, job.selection, genes, _selection_window(bundle))
     provenance = provenance_header_lines(bundle, job.argv)
     scored = score_vcf(prepared, bundle, genes, job)
     result = scored.result
@@ -354,6 +357,11 @@ def _annotate_with_model(prepared: PreparedVCF, job: ScoringJob, annotator_objs:
     if scored.checkpoint is not None:
         scored.checkpoint.remove()
     return result.summary
+
+
+def _selection_window(bundle: Any) -> int | None:
+    """The gene-window length a selection groups records by (genotype models: none)."""
+    return None if bundle.takes_genotypes else int(bundle.window_size)
 
 
 def _check_contig_mapping(summary: ScoringSummary, source: str) -> None:
@@ -462,7 +470,8 @@ def _run_annotators(
 
 
 def _annotate_only(prepared: PreparedVCF, job: ScoringJob, annotators: Sequence[Any]) -> ScoringSummary:
-    """``--model none``: annotators only, over every record."""
+    """``--model none``: annotators only, over every record (of ``job.selection``)."""
+    prepared, _ = selected_input(prepared, job.selection, (), None)
     vcf = prepared.path
     genome = Genome(Path(job.fasta)) if job.fasta else None
     if genome is not None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from varscore.errors import InputError
 from varscore.io.outputguard import atomic_file, replace_file
 from varscore.io.vcf import SCORE_FORMAT, SCORE_KEY, open_vcf
+from varscore.scoring.selection import Selection
 
 if TYPE_CHECKING:
     from varscore.plugin.contracts import OutputMode, SequenceBackbone
@@ -159,6 +160,7 @@ class TrackJob:
     bf16: bool = False
     check_ref: str = "flag"
     progress: bool = False
+    selection: Selection = field(default_factory=Selection)  # --regions, --genes-only (scored runs)
 
 
 @dataclass
@@ -623,6 +625,7 @@ def _score_with_model(job: TrackJob) -> _Scored:
     from varscore.io.vcf_prepare import prepared_vcf
     from varscore.models.bundle import load_bundle
     from varscore.scoring.gene_mode import ScoringJob, score_vcf
+    from varscore.scoring.selection import selected_input
 
     bundle = load_bundle(job.model)  # type: ignore[arg-type]  # not None: checked by run_tracks
     fasta_path = Path(job.fasta) if job.fasta else bundle.reference_fasta
@@ -641,7 +644,10 @@ def _score_with_model(job: TrackJob) -> _Scored:
         check_ref=job.check_ref,
         progress=job.progress,
     )
-    with prepared_vcf(job.vcf) as prepared:
+    with prepared_vcf(job.vcf) as whole:
+        prepared, genes = selected_input(
+            whole, job.selection, genes, None if bundle.takes_genotypes else bundle.window_size
+        )
         scores = score_vcf(prepared, bundle, genes, scoring)
     effects = effects_from_scores(scores.variants, scores.result.scores, rename)
     if scores.genome is not None:
@@ -708,6 +714,10 @@ def run_tracks(job: TrackJob) -> TrackResult:
         raise InputError(f"--top and --coverage-top must be >= 0; got {job.top} and {job.coverage_top}.")
     vcf = Path(job.vcf)
     if job.from_vcf or job.model is None:
+        if job.selection.active:
+            raise InputError(
+                "--regions/--genes-only pick records to score: to draw part of a scored VCF, cut it first."
+            )
         if job.model is None and not job.from_vcf and not _has_scores(vcf):
             raise InputError(f"{vcf} holds no {SCORE_KEY} scores: pass --model to score it.")
         fasta_path = Path(job.fasta) if job.fasta else None

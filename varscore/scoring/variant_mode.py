@@ -29,6 +29,7 @@ from varscore.scoring.centred import (
     read_targets,
     select_tracks,
 )
+from varscore.scoring.selection import Selection, selected_input
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ class VariantScoringJob(CentredSettings):
     output: str | Path = field(default="-", kw_only=False)
     detail: str | Path | None = None
     progress: bool = False
+    selection: Selection = field(default_factory=Selection)  # --regions, --shard
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -344,8 +346,9 @@ def run_variant_scoring(job: VariantScoringJob) -> CentredSummary:
     with (
         stop_on_sigterm("annotate --mode variant", outcome),
         guard,
-        prepared_vcf(job.vcf, replace_keys=keys) as prepared,
+        prepared_vcf(job.vcf, replace_keys=keys) as whole,
     ):
+        prepared, _ = selected_input(whole, job.selection, (), None)  # a window per record: cut anywhere
         return _annotate_prepared(prepared.path, job)
 
 

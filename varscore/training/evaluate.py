@@ -572,7 +572,7 @@ def run_plot_coverage(job: PlotCoverageJob) -> CoveragePlot:
         raise InputError(f"Model '{bundle.name}' does not predict coverage tracks (finetune --output-mode track).")
     gene_names = list(job.inputs.gene_names or [])
     if len(gene_names) > 1:
-        raise InputError(f"plot-coverage draws one gene; got --gene {len(gene_names)} times.")
+        raise InputError(f"plot-coverage draws one gene; got {len(gene_names)} genes (--genes-only).")
     if job.inputs.coverage is None:
         raise InputError("plot-coverage compares with observed coverage: pass --coverage (coverage.npz or bigWigs).")
     inputs = replace(_with_carried_folds(job.inputs, bundle), gene_names=gene_names or [bundle.genes[0].gene_id])
