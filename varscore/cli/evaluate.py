@@ -51,6 +51,12 @@ from varscore.io.outputguard import writes
     help="The -m models are fits on different fold replicates: each is evaluated on its own test "
     "people and the summary gives mean ± sd over replicates.",
 )
+@click.option(
+    "--all-people",
+    is_flag=True,
+    help="Evaluate on every person of this cohort, a cohort the models were not trained on (their "
+    "folds and recorded test people are not used).",
+)
 @writes(("output", "-o", "file"))
 def evaluate(
     vcf: Path,
@@ -69,6 +75,7 @@ def evaluate(
     n_boot: int,
     bootstrap_seed: int,
     replicates: bool,
+    all_people: bool,
 ) -> None:
     """Per-gene R2 and Pearson r across held-out people (HOP: train genes, HOGP: other genes), with
     bootstrap 95% CIs over the people (r2_lo/r2_hi, pearson_lo/pearson_hi) and Pearson's two-sided
@@ -95,6 +102,7 @@ def evaluate(
         seed=bootstrap_seed,
         replicates=replicates,
         command=["varscore", *sys.argv[1:]],
+        all_people=all_people,
     )
     for line in run_evaluation(job).lines():
         click.echo(line)
