@@ -276,3 +276,38 @@ def subprocess_contigs(vcf) -> set[str]:
 
     text = subprocess.run(["bcftools", "index", "-s", str(vcf)], check=True, capture_output=True, text=True).stdout
     return {line.split("\t")[0] for line in text.splitlines()}
+
+
+@pytest.mark.slow
+def test_evaluate_on_a_second_simulated_cohort_equals_its_harmonised_copy(tmp_path):
+    """A second cohort simulated with another seed over the same genes (other people), shipped
+    with other sample names and contig 20: one ``--all-people`` call gives the metrics of the same
+    cohort after manual harmonisation (contig renamed back to chr20 with bcftools)."""
+    import subprocess
+
+    data = data_dir()
+    simulated = tmp_path / "second"
+    args = ["simulate", "-o", str(simulated), "--fasta", str(data / "ucsc.hg19.chr20.unittest.fasta.gz")]
+    args += ["--gene-table", str(data / "protein_coding_tss_hg19.tsv"), "--region", "chr20:9,995,001-11,095,000"]
+    result = CliRunner().invoke(cli, [*args, "--seed", "11", "--people", "40", "--window", "16384"])
+    assert result.exit_code == 0, result.output
+    source = replace(INPUTS, vcf=simulated / "cohort.vcf.gz", expression=simulated / "cohort.expression.bed.gz")
+    people = pd.read_csv(source.expression, sep="\t", nrows=0).columns[4:].tolist()
+    shipped = replace(_other_cohort(source, people, tmp_path / "shipped", prefix="DLPFC-"), gene_names=["SNAP25"])
+    harmonised = tmp_path / "harmonised.vcf.gz"
+    (tmp_path / "back.txt").write_text("20 chr20\n")
+    subprocess.run(
+        ["bcftools", "annotate", "--rename-chrs", str(tmp_path / "back.txt"), "-Oz", "-o", str(harmonised)]
+        + [str(shipped.vcf)],
+        check=True,
+    )
+    subprocess.run(["bcftools", "index", "-t", str(harmonised)], check=True)
+    assert subprocess_contigs(harmonised) == {"chr20"}
+    models = [models_dir() / "variformer-demo", models_dir() / "elastic-net-demo"]
+    tables = [
+        run_evaluation(EvaluateJob(inputs, models, n_boot=50, all_people=True)).table
+        for inputs in (shipped, replace(shipped, vcf=harmonised))
+    ]
+    assert (tables[0]["people"] == 40).all()
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert tables[0]["r2"].notna().all()

@@ -200,8 +200,10 @@ class EvaluateJob:
     people), with ``n_boot`` bootstrap resamples (``seed``) for the CIs. ``inputs.coverage`` is the
     observed coverage coverage-track models need; ``inputs.folds`` defaults to the first model's.
     With ``replicates`` the ``models`` are fits on different fold replicates, each evaluated on its
-    own test people. ``output``: the per-gene TSV (with ``.provenance.json`` and, with ``compare``,
-    ``.compare.tsv`` beside it); ``command`` is recorded in the provenance (None: this process's)."""
+    own test people. With ``all_people`` (another cohort than the models were trained on) every
+    person of ``inputs`` is evaluated and the models' folds are not used. ``output``: the per-gene
+    TSV (with ``.provenance.json`` and, with ``compare``, ``.compare.tsv`` beside it); ``command`` is
+    recorded in the provenance (None: this process's)."""
 
     inputs: CohortInputs
     models: Sequence[str | Path]
