@@ -182,6 +182,7 @@ def plot_coverage_command(
 @click.option("--center-bins", type=click.IntRange(min=1), help="Sum this many centre bins of the track [Enformer: 3].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the per-gene TSV here.")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @writes(("output", "-o", "file"))
 def rank_genes(
     models_: tuple[str, ...],
@@ -194,6 +195,7 @@ def rank_genes(
     center_bins: int | None,
     output: Path | None,
     batch_size: int,
+    device: str,
 ) -> None:
     """Rank genes by average expression: each model's prediction from the reference window against
     the mean log2(TPM + 2) over people, with Pearson r and Spearman rho across genes."""
@@ -211,6 +213,7 @@ def rank_genes(
         output=output,
         batch_size=batch_size,
         command=["varscore", *sys.argv[1:]],
+        device=device,
     )
     for line in run_gene_ranking(job).lines():
         click.echo(line)

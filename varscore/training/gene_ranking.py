@@ -138,6 +138,7 @@ class GeneRankingJob:
     output: Path | None = None
     batch_size: int = 4
     command: Sequence[str] | None = None
+    device: str = "cpu"  # or "cuda", "auto"
 
 
 @dataclass
@@ -191,6 +192,7 @@ def reference_predictions(bundle: Any, genes: Sequence[Gene], fasta: Path | None
     from varscore.types import tss_window
 
     backbone = bundle.backbone()
+    backbone.configure(device=job.device)
     if isinstance(backbone, GenotypeBackbone):
         raise InputError(
             f"Model '{bundle.name}' is a genotype model: it has no reference-window prediction to rank genes by."
