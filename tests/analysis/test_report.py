@@ -248,6 +248,7 @@ def test_report_hsv_min_maf_repeats_the_enrichments_without_rare_hsvs(tmp_path):
     from varscore.analysis.report import ReportConfig, build_report
 
     out = tmp_path / "report"
+    bed, _ = annotation_inputs(tmp_path)
     config = ReportConfig(
         model=str(EXAMPLES / "models" / "variformer-demo"),
         vcf=DATA / "cohort.vcf.gz",
@@ -259,6 +260,7 @@ def test_report_hsv_min_maf_repeats_the_enrichments_without_rare_hsvs(tmp_path):
         k=15,
         truth=DATA / "truth_variants.tsv",
         motifs=str(MOTIFS),
+        chromhmm=bed,
         hsv_min_maf=[0.01, 0.05],
     )
     result = build_report(config)
@@ -273,8 +275,16 @@ def test_report_hsv_min_maf_repeats_the_enrichments_without_rare_hsvs(tmp_path):
     for (threshold, analysis), part in rates.groupby(["min_maf", "analysis"]):
         selected = part[part["group"].str.startswith("HSVs")].iloc[0]
         assert selected["n"] == (kept["min_maf"] == threshold).sum(), analysis
+    # chromatin states of the HSVs left: counted here from the segmentation's 1-kb tiles
+    states = pd.read_csv(out / "chromhmm_enrichment_maf_filtered.tsv", sep="\t")
+    tiles = ["1_TssA", "7_Enh", "15_Quies"]
+    for threshold in (0.01, 0.05):
+        left = kept[kept["min_maf"] == threshold]
+        counted = pd.Series([tiles[((p - 1 - 9_995_000) // 1000) % 3] for p in left["pos"]]).value_counts()
+        observed = states[states["min_maf"] == threshold].set_index("state")["observed"]
+        assert {k: v for k, v in observed.items() if v} == counted.to_dict()
     made = {f.key for f in result.figures if f.missing is None}
-    assert {"figS8_motif_changes_maf", "figS8_causal_maf"} <= made
+    assert {"figS8_motif_changes_maf", "figS8_causal_maf", "figS8_chromhmm_maf0.01", "figS8_chromhmm_maf0.05"} <= made
     assert "hsvs_maf_filtered.tsv" in (out / "index.html").read_text()
 
 

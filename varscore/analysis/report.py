@@ -854,6 +854,8 @@ def _maf_filtered(r: _Report) -> None:
 
             segmentation = read_segmentation(r.config.chromhmm)
             for name, run in r.runs.items():
+                if not (kept["model"] == name).any():
+                    continue  # no HSV of this model reaches the threshold
                 windows = {g.label: tss_window(g, run.scorer.window_size) for g in r.genes}
                 per_state = state_enrichment(kept[kept["model"] == name], windows, segmentation).per_state
                 state_parts.append(per_state.assign(min_maf=threshold))
