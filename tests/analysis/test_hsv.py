@@ -228,3 +228,23 @@ def test_hsv_min_maf_writes_the_filtered_hsvs_and_their_controls(tmp_path, unfil
     assert len(written) == len(expected) and (written["maf"] >= 0.05).all()
     assert "MAF < 0.05 removed" in result.notes()[0]
     assert set(result.controls["matched_to"]) <= set(expected)
+
+
+def test_hsv_min_maf_option_reaches_the_job(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import varscore.analysis.hsv as hsv_module
+    from varscore.cli import cli
+
+    seen = []
+
+    def fake_run_hsv(job):
+        seen.append(job)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(hsv_module, "run_hsv", fake_run_hsv)
+    args = ["hsv", "-m", "variformer-demo", "--k", "3", "-o", str(tmp_path / "h.tsv")]
+    assert CliRunner().invoke(cli, [*args, "--min-maf", "0.05"]).exit_code == 0
+    assert seen[0].min_maf == 0.05
+    bad = CliRunner().invoke(cli, [*args, "--min-maf", "0.7"])
+    assert bad.exit_code == 2 and "--min-maf" in bad.output and "Traceback" not in bad.output
