@@ -14,9 +14,11 @@ from varscore.analysis.hsv import (
     sign_agreement,
     top_k_by_magnitude,
 )
+from varscore.errors import InputError
 from varscore.examples import examples_dir
 
 EXAMPLES = examples_dir()
+VCF = EXAMPLES / "data" / "cohort.vcf.gz"
 
 
 def test_top_k_by_magnitude_is_by_absolute_value():
@@ -159,3 +161,90 @@ def test_hsv_checks_the_truth_file_before_writing(tmp_path):
     )
     assert result.exit_code == 1 and "lacks columns" in result.output and "Traceback" not in result.output
     assert not out.exists()
+
+
+def _bcftools_maf(vcf) -> dict[str, float]:
+    """Minor-allele frequency of each ``chrom:pos:ref:alt`` from bcftools' genotype calls, counted
+    with numpy over every called allele of every sample (missing calls left out)."""
+    import re
+    import subprocess
+
+    text = subprocess.run(
+        ["bcftools", "query", "-f", "%CHROM:%POS:%REF:%ALT[\\t%GT]\\n", str(vcf)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    out = {}
+    for line in text.splitlines():
+        key, *calls = line.split("\t")
+        alleles = np.array([a for call in calls for a in re.split(r"[/|]", call)])
+        called = alleles[alleles != "."]
+        af = float(np.mean(called == "1")) if called.size else 0.0
+        out[key] = min(af, 1 - af)
+    return out
+
+
+@pytest.fixture(scope="module")
+def unfiltered_hsvs(tmp_path_factory):
+    """The demo Variformer's top 15 HSVs of SLX4IP (5 with MAF < 1%, 9 with MAF < 5%)."""
+    from varscore.analysis.hsv import HsvJob, run_hsv
+    from varscore.analysis.inputs import AnalysisInputs
+
+    inputs = AnalysisInputs(str(EXAMPLES / "models" / "variformer-demo"), VCF, gene_names=("SLX4IP",))
+    return inputs, run_hsv(HsvJob(inputs, tmp_path_factory.mktemp("hsv") / "all.tsv", k=15)).hsvs
+
+
+@pytest.mark.parametrize("min_maf", [0.01, 0.05])
+def test_the_maf_filter_removes_exactly_the_hsvs_below_the_threshold(unfiltered_hsvs, min_maf):
+    """The HSVs kept are those whose MAF (computed here from the genotypes with bcftools and
+    numpy) is at least the threshold; the rest are removed."""
+    from varscore.analysis.hsv import filter_by_maf
+
+    _, everything = unfiltered_hsvs
+    maf = _bcftools_maf(VCF)
+    kept = filter_by_maf(everything, min_maf)
+    expected = [k for k in everything["key"] if maf[k] >= min_maf]
+    assert list(kept["key"]) == expected and 0 < len(expected) < len(everything)
+    assert list(kept["hsv_rank"]) == [
+        r for k, r in zip(everything["key"], everything["hsv_rank"], strict=True) if maf[k] >= min_maf
+    ]
+    with pytest.raises(InputError, match="between 0 and 0.5"):
+        filter_by_maf(everything, 0.7)
+
+
+@pytest.mark.slow
+def test_hsv_min_maf_writes_the_filtered_hsvs_and_their_controls(tmp_path, unfiltered_hsvs):
+    """``hsv --min-maf 0.05``: the table written holds exactly the unfiltered HSVs with a
+    bcftools MAF of at least 5%, and the controls are matched to those."""
+    from varscore.analysis.hsv import HsvJob, run_hsv
+
+    inputs, everything = unfiltered_hsvs
+    maf = _bcftools_maf(VCF)
+    result = run_hsv(HsvJob(inputs, tmp_path / "kept.tsv", k=15, min_maf=0.05))
+    expected = [k for k in everything["key"] if maf[k] >= 0.05]
+    assert list(result.hsvs["key"]) == expected and result.removed == len(everything) - len(expected)
+    written = pd.read_csv(tmp_path / "kept.tsv", sep="\t")
+    assert len(written) == len(expected) and (written["maf"] >= 0.05).all()
+    assert "MAF < 0.05 removed" in result.notes()[0]
+    assert set(result.controls["matched_to"]) <= set(expected)
+
+
+def test_hsv_min_maf_option_reaches_the_job(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import varscore.analysis.hsv as hsv_module
+    from varscore.cli import cli
+
+    seen = []
+
+    def fake_run_hsv(job):
+        seen.append(job)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(hsv_module, "run_hsv", fake_run_hsv)
+    args = ["hsv", "-m", "variformer-demo", "--k", "3", "-o", str(tmp_path / "h.tsv")]
+    assert CliRunner().invoke(cli, [*args, "--min-maf", "0.05"]).exit_code == 0
+    assert seen[0].min_maf == 0.05
+    bad = CliRunner().invoke(cli, [*args, "--min-maf", "0.7"])
+    assert bad.exit_code == 2 and "--min-maf" in bad.output and "Traceback" not in bad.output

@@ -237,3 +237,70 @@ def test_report_command_parses_into_a_config_and_prints_the_result(tmp_path, mon
     assert config.compare == [] and config.progress is False and config.device == "auto"
     assert f"wrote {out / 'index.html'} (1 figures)" in result.output
     assert "not produced: Figure B: needs --x" in result.output
+
+
+@pytest.mark.slow
+def test_report_hsv_min_maf_repeats_the_enrichments_without_rare_hsvs(tmp_path):
+    """``report --hsv-min-maf 0.01,0.05``: per threshold, the HSVs left are exactly the report's
+    HSVs whose MAF (bcftools genotypes, counted with numpy) is at least the threshold, and the
+    motif and causal-variant enrichments are repeated on them (Fig. S8)."""
+    from tests.analysis.test_hsv import _bcftools_maf
+    from varscore.analysis.report import ReportConfig, build_report
+
+    out = tmp_path / "report"
+    bed, _ = annotation_inputs(tmp_path)
+    config = ReportConfig(
+        model=str(EXAMPLES / "models" / "variformer-demo"),
+        vcf=DATA / "cohort.vcf.gz",
+        expression=DATA / "cohort.expression.bed.gz",
+        genes=DATA / "genes.tsv",
+        fasta=None,
+        out_dir=out,
+        gene_names=["SLX4IP"],
+        k=15,
+        truth=DATA / "truth_variants.tsv",
+        motifs=str(MOTIFS),
+        chromhmm=bed,
+        hsv_min_maf=[0.01, 0.05],
+    )
+    result = build_report(config)
+    maf = _bcftools_maf(DATA / "cohort.vcf.gz")
+    hsvs = pd.read_csv(out / "hsvs.tsv", sep="\t")
+    kept = pd.read_csv(out / "hsvs_maf_filtered.tsv", sep="\t")
+    for threshold in (0.01, 0.05):
+        expected = [k for k in hsvs["key"] if maf[k] >= threshold]
+        assert list(kept.loc[kept["min_maf"] == threshold, "key"]) == expected
+        assert 0 < len(expected) < len(hsvs)  # SLX4IP's top 15: 5 below 1%, 9 below 5%
+    rates = pd.read_csv(out / "hsv_enrichment_maf_filtered.tsv", sep="\t")
+    for (threshold, analysis), part in rates.groupby(["min_maf", "analysis"]):
+        selected = part[part["group"].str.startswith("HSVs")].iloc[0]
+        assert selected["n"] == (kept["min_maf"] == threshold).sum(), analysis
+    # chromatin states of the HSVs left: counted here from the segmentation's 1-kb tiles
+    states = pd.read_csv(out / "chromhmm_enrichment_maf_filtered.tsv", sep="\t")
+    tiles = ["1_TssA", "7_Enh", "15_Quies"]
+    for threshold in (0.01, 0.05):
+        left = kept[kept["min_maf"] == threshold]
+        counted = pd.Series([tiles[((p - 1 - 9_995_000) // 1000) % 3] for p in left["pos"]]).value_counts()
+        observed = states[states["min_maf"] == threshold].set_index("state")["observed"]
+        assert {k: v for k, v in observed.items() if v} == counted.to_dict()
+    made = {f.key for f in result.figures if f.missing is None}
+    assert {"figS8_motif_changes_maf", "figS8_causal_maf", "figS8_chromhmm_maf0.01", "figS8_chromhmm_maf0.05"} <= made
+    assert "hsvs_maf_filtered.tsv" in (out / "index.html").read_text()
+
+
+def test_report_hsv_min_maf_option_parses_into_the_config(tmp_path, monkeypatch):
+    import varscore.analysis.report as report_module
+    from varscore.analysis.report import ReportResult
+
+    seen = []
+
+    def fake_build_report(config):
+        seen.append(config)
+        return ReportResult(config.out_dir, config.out_dir / "index.html", [], {}, {})
+
+    monkeypatch.setattr(report_module, "build_report", fake_build_report)
+    args = ["report", "-m", "variformer-demo", *COHORT, "--no-progress", "-o", str(tmp_path / "r")]
+    assert CliRunner().invoke(cli, [*args, "--hsv-min-maf", "0.01,0.05"]).exit_code == 0
+    assert seen[0].hsv_min_maf == [0.01, 0.05]
+    bad = CliRunner().invoke(cli, [*args, "--hsv-min-maf", "0.01,0.7"])
+    assert bad.exit_code == 2 and "(0, 0.5]" in bad.output and "Traceback" not in bad.output

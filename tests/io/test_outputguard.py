@@ -97,6 +97,7 @@ COMMANDS: dict[tuple[str, str], list[str]] = {
         "-o",
         "{out}",
     ],  # fmt: skip
+    ("rank-genes", "-o"): ["rank-genes", "-m", MODEL, "--tpm", "{in}", "--genes", "{genes}", "-o", "{out}"],
     ("ism", "-o"): ["ism", "-m", MODEL, "--vcf", "{in}", "-o", "{out}", "--track", "{other}"],
     ("ism", "--track"): ["ism", "-m", MODEL, "--vcf", "{in}", "-o", "{other}", "--track", "{out}"],
     ("hsv", "-o"): ["hsv", "-m", MODEL, "--vcf", "{in}", "-o", "{out}", "--controls", "{other}"],

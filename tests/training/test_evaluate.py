@@ -15,6 +15,7 @@ from scipy.stats import pearsonr
 from sklearn.metrics import r2_score
 
 from varscore.cli import cli
+from varscore.errors import InputError
 from varscore.examples import data_dir, models_dir
 from varscore.training.cohort import CohortInputs
 from varscore.training.evaluate import EvaluateJob, run_evaluation
@@ -203,3 +204,110 @@ def test_evaluate_replicates_gives_mean_and_sd_over_fold_replicates(tmp_path):
     assert int(values[1]) == 3
     assert float(values[2]) == pytest.approx(means.mean(), abs=2e-3)
     assert float(values[3]) == pytest.approx(means.std(ddof=1), abs=2e-3)
+
+
+def _other_cohort(source: CohortInputs, people: list[str], folder, prefix: str = "ROS-") -> CohortInputs:
+    """``people`` of ``source`` as another cohort would ship them: samples renamed ``prefix`` +
+    name, contigs renamed chr20 -> 20 (bcftools annotate --rename-chrs), expression columns renamed
+    to match; the gene table and FASTA stay as they are."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "people.txt").write_text("\n".join(people) + "\n")
+    (folder / "names.txt").write_text("".join(f"{p} {prefix}{p}\n" for p in people))
+    (folder / "chrs.txt").write_text("chr20 20\n")
+    vcf = folder / "cohort.vcf.gz"
+    subset = subprocess.run(
+        ["bcftools", "view", "-S", str(folder / "people.txt"), "-Ou", str(source.vcf)], check=True, capture_output=True
+    ).stdout
+    renamed = subprocess.run(
+        ["bcftools", "annotate", "--rename-chrs", str(folder / "chrs.txt"), "-Ou", "-"],
+        input=subset,
+        check=True,
+        capture_output=True,
+    ).stdout
+    reheadered = subprocess.run(
+        ["bcftools", "reheader", "-s", str(folder / "names.txt"), "-"], input=renamed, check=True, capture_output=True
+    ).stdout
+    subprocess.run(["bcftools", "view", "-Oz", "-o", str(vcf), "-"], input=reheadered, check=True)
+    subprocess.run(["bcftools", "index", "-t", str(vcf)], check=True)
+    table = pd.read_csv(source.expression, sep="\t")
+    table = table[[*table.columns[:4], *people]].rename(columns={p: f"{prefix}{p}" for p in people})
+    expression = folder / "cohort.expression.bed"
+    table.to_csv(expression, sep="\t", index=False)
+    return CohortInputs(vcf, expression, source.genes, source.fasta)
+
+
+@pytest.mark.slow
+def test_evaluate_on_another_cohort_with_other_names_and_contigs(tmp_path):
+    """Fig. 1d: models trained on one cohort, evaluated in one call on another whose people carry
+    other sample names and whose VCF names the contig 20 instead of chr20 (``--all-people``). Here
+    the other cohort is the demo models' own test people renamed: every metric equals the ordinary
+    evaluation on those people in the original cohort (the manual harmonisation)."""
+    from varscore.models.bundle import load_bundle
+
+    models = [models_dir() / "variformer-demo", models_dir() / "elastic-net-demo"]
+    test_people = load_bundle(models[0]).spec.held_out("test")
+    genes = ["SNAP25", "MKKS"]
+    other = replace(_other_cohort(INPUTS, test_people, tmp_path / "other"), gene_names=genes)
+    assert "20" in subprocess_contigs(other.vcf) and "chr20" not in subprocess_contigs(other.vcf)
+    with pytest.raises(InputError, match="not in the cohort"):  # without --all-people: the models' own folds
+        run_evaluation(EvaluateJob(other, models, n_boot=20))
+    crossed = run_evaluation(EvaluateJob(other, models, n_boot=20, all_people=True))
+    original = run_evaluation(EvaluateJob(replace(INPUTS, gene_names=genes), models, n_boot=20)).table
+    assert not any("share their names" in line for line in crossed.lines())
+    table = crossed.table
+    assert (table["people"] == len(test_people)).all() and len(table) == len(original) == 4
+    table, original = (t.set_index(["model", "gene"]).sort_index() for t in (table, original))
+    for column in ("r2", "pearson", "pearson_p"):
+        np.testing.assert_allclose(table[column], original[column], rtol=1e-6, atol=1e-9, err_msg=column)
+    assert table["pearson"].notna().all()  # the elastic net found its variants under the other contig name
+    # people named as the models' training people are flagged (the same people seen in training?)
+    train_people = load_bundle(models[1]).spec.held_out("train")[:20]
+    same = replace(_other_cohort(INPUTS, train_people, tmp_path / "same", prefix=""), gene_names=["SNAP25"])
+    flagged = run_evaluation(EvaluateJob(same, models[1:], n_boot=20, all_people=True)).lines()
+    assert any("20 of the 20 people evaluated share their names with elastic-net-demo" in ln for ln in flagged)
+    with pytest.raises(InputError, match="not both"):
+        run_evaluation(EvaluateJob(other, models, people_file=tmp_path / "p.txt", all_people=True))
+
+
+def subprocess_contigs(vcf) -> set[str]:
+    import subprocess
+
+    text = subprocess.run(["bcftools", "index", "-s", str(vcf)], check=True, capture_output=True, text=True).stdout
+    return {line.split("\t")[0] for line in text.splitlines()}
+
+
+@pytest.mark.slow
+def test_evaluate_on_a_second_simulated_cohort_equals_its_harmonised_copy(tmp_path):
+    """A second cohort simulated with another seed over the same genes (other people), shipped
+    with other sample names and contig 20: one ``--all-people`` call gives the metrics of the same
+    cohort after manual harmonisation (contig renamed back to chr20 with bcftools)."""
+    import subprocess
+
+    data = data_dir()
+    simulated = tmp_path / "second"
+    args = ["simulate", "-o", str(simulated), "--fasta", str(data / "ucsc.hg19.chr20.unittest.fasta.gz")]
+    args += ["--gene-table", str(data / "protein_coding_tss_hg19.tsv"), "--region", "chr20:9,995,001-11,095,000"]
+    result = CliRunner().invoke(cli, [*args, "--seed", "11", "--people", "40", "--window", "16384"])
+    assert result.exit_code == 0, result.output
+    source = replace(INPUTS, vcf=simulated / "cohort.vcf.gz", expression=simulated / "cohort.expression.bed.gz")
+    people = pd.read_csv(source.expression, sep="\t", nrows=0).columns[4:].tolist()
+    shipped = replace(_other_cohort(source, people, tmp_path / "shipped", prefix="DLPFC-"), gene_names=["SNAP25"])
+    harmonised = tmp_path / "harmonised.vcf.gz"
+    (tmp_path / "back.txt").write_text("20 chr20\n")
+    subprocess.run(
+        ["bcftools", "annotate", "--rename-chrs", str(tmp_path / "back.txt"), "-Oz", "-o", str(harmonised)]
+        + [str(shipped.vcf)],
+        check=True,
+    )
+    subprocess.run(["bcftools", "index", "-t", str(harmonised)], check=True)
+    assert subprocess_contigs(harmonised) == {"chr20"}
+    models = [models_dir() / "variformer-demo", models_dir() / "elastic-net-demo"]
+    tables = [
+        run_evaluation(EvaluateJob(inputs, models, n_boot=50, all_people=True)).table
+        for inputs in (shipped, replace(shipped, vcf=harmonised))
+    ]
+    assert (tables[0]["people"] == 40).all()
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert tables[0]["r2"].notna().all()

@@ -90,6 +90,16 @@ def high_scoring_variants(ism: pd.DataFrame, k_by_gene: dict[str, int] | int) ->
     return pd.concat(parts, ignore_index=True)
 
 
+def filter_by_maf(hsvs: pd.DataFrame, min_maf: float) -> pd.DataFrame:
+    """The rows of ``hsvs`` (a table with a ``maf`` column) whose MAF is at least ``min_maf``: the
+    HSVs left after removing those with MAF < ``min_maf`` (``hsv_rank`` kept as it was)."""
+    if not 0 <= min_maf <= 0.5:
+        raise InputError(f"The minimum MAF must be between 0 and 0.5; got {min_maf:g}.")
+    if "maf" not in hsvs.columns or hsvs["maf"].isna().any():
+        raise InputError("Filtering HSVs by MAF needs every HSV's MAF: score the cohort's variants (--vcf).")
+    return hsvs[hsvs["maf"].to_numpy(dtype=np.float64) >= min_maf].reset_index(drop=True)
+
+
 def matched_controls(
     selected: pd.DataFrame,
     pool: pd.DataFrame,
@@ -254,6 +264,7 @@ class HsvJob:
     batch_size: int = 8
     progress: bool = False
     argv: Sequence[str] | None = None
+    min_maf: float = 0.0  # HSVs with a lower MAF are removed after the top k are picked
 
 
 @dataclass
@@ -269,6 +280,8 @@ class HsvResult:
     sign: SignAgreement | None = None
     enrichment: Enrichment | None = None
     matched: MatchedEnrichment | None = None
+    min_maf: float = 0.0
+    removed: int = 0  # HSVs removed for a MAF below min_maf
 
     def lines(self) -> list[str]:
         """What the command prints on stdout: sign agreement and causal enrichment."""
@@ -301,7 +314,8 @@ class HsvResult:
 
     def notes(self) -> list[str]:
         """What the command prints on stderr: the table written."""
-        return [f"wrote {self.output} ({len(self.hsvs)} HSVs in {self.hsvs['gene'].nunique()} genes)"]
+        removed = f"; {self.removed} with MAF < {self.min_maf:g} removed" if self.min_maf > 0 else ""
+        return [f"wrote {self.output} ({len(self.hsvs)} HSVs in {self.hsvs['gene'].nunique()} genes{removed})"]
 
 
 def run_hsv(job: HsvJob) -> HsvResult:
@@ -314,6 +328,7 @@ def run_hsv(job: HsvJob) -> HsvResult:
     if (job.linear is None) == (job.k is None):
         raise InputError("Give exactly one of --linear BUNDLE (k = its non-zero coefficients per gene) or --k N.")
     causal = read_truth(str(job.truth)) if job.truth is not None else None  # checked before anything is written
+    filter_by_maf(pd.DataFrame({"maf": []}), job.min_maf)  # the threshold checked before the ISM
     run = job.inputs.load()
     ism_scores = score_genes(
         run.scorer, run.cohort_variants(), run.genome, batch_size=job.batch_size, progress=job.progress
@@ -326,11 +341,14 @@ def run_hsv(job: HsvJob) -> HsvResult:
     else:
         k_by_gene = int(job.k or 0)
     table = high_scoring_variants(ism_scores, k_by_gene)
+    picked = len(table)
+    if job.min_maf > 0:
+        table = filter_by_maf(table, job.min_maf)
     write_table(table.drop(columns=["key"]), job.output, run.bundle, job.argv)
     controls = matched_controls(table, ism_scores, HSV_MAF_TOLERANCE)
     if job.controls_output is not None:
         write_table(controls.drop(columns=["key"]), job.controls_output, run.bundle, job.argv)
-    result = HsvResult(table, controls, job.output)
+    result = HsvResult(table, controls, job.output, min_maf=job.min_maf, removed=picked - len(table))
     if linear_scorer is not None:
         pairs = weight_pairs(linear_scorer, run.genes, ism_scores, only_nonzero=True)
         result.linear_name = linear_scorer.name

@@ -51,6 +51,7 @@ class ReportConfig:
     batch_size: int = 8
     device: str = "cpu"
     progress: bool = False
+    hsv_min_maf: list[float] = field(default_factory=list)  # HSV analyses repeated without HSVs below each MAF
 
 
 @dataclass
@@ -803,6 +804,107 @@ def _causal_truth(r: _Report) -> None:
     )
 
 
+def _maf_filtered(r: _Report) -> None:
+    """Fig. S8: the HSV enrichments (motif changes, chromatin states, causal variants) repeated
+    after removing the HSVs with a MAF below each of ``config.hsv_min_maf``; the controls are
+    matched again to the HSVs left."""
+    if not r.config.hsv_min_maf:
+        return
+    from varscore.analysis import plots
+    from varscore.analysis.hsv import HSV_MAF_TOLERANCE, causal_enrichment, filter_by_maf, matched_controls, read_truth
+
+    pair_sets = {}
+    if r.motif_missing is None:
+        pair_sets["motif change"] = r.motif_pairs
+    if r.config.truth is not None:
+        pair_sets["causal (truth)"] = read_truth(str(r.config.truth))
+    kept_parts, rate_rows, state_parts = [], [], []
+    for threshold in r.config.hsv_min_maf:
+        kept = pd.concat([filter_by_maf(r.hsvs[r.hsvs["model"] == m], threshold) for m in r.models], ignore_index=True)
+        controls = pd.concat(
+            [
+                matched_controls(kept[kept["model"] == m], r.runs[m].ism, HSV_MAF_TOLERANCE).assign(model=m)
+                for m in r.models
+            ],
+            ignore_index=True,
+        )
+        kept_parts.append(kept.assign(min_maf=threshold))
+        for analysis, pairs in pair_sets.items():
+            for name in r.models:
+                result = causal_enrichment(kept[kept["model"] == name], controls[controls["model"] == name], pairs)
+                for group, k, n, rate in (
+                    ("HSVs", result.selected_causal, result.selected, result.selected_rate),
+                    ("controls", result.controls_causal, result.controls, result.control_rate),
+                ):
+                    rate_rows.append(
+                        {
+                            "min_maf": threshold,
+                            "analysis": analysis,
+                            "model": name,
+                            "group": f"{group}, MAF ≥ {threshold:g}",
+                            "k": k,
+                            "n": n,
+                            "rate": rate,
+                            "fisher_p": result.p_value if group == "HSVs" else math.nan,
+                        }
+                    )
+        if r.config.chromhmm is not None:
+            from varscore.analysis.enrichment import read_segmentation, state_enrichment
+            from varscore.types import tss_window
+
+            segmentation = read_segmentation(r.config.chromhmm)
+            for name, run in r.runs.items():
+                if not (kept["model"] == name).any():
+                    continue  # no HSV of this model reaches the threshold
+                windows = {g.label: tss_window(g, run.scorer.window_size) for g in r.genes}
+                per_state = state_enrichment(kept[kept["model"] == name], windows, segmentation).per_state
+                state_parts.append(per_state.assign(min_maf=threshold))
+    kept_all = pd.concat(kept_parts, ignore_index=True)
+    r.table("hsvs_maf_filtered", kept_all)
+    r.numbers["hsv_min_maf"] = {
+        f"{m} MAF ≥ {t:g}": int(((kept_all["model"] == m) & (kept_all["min_maf"] == t)).sum())
+        for t in r.config.hsv_min_maf
+        for m in r.models
+    }
+    rates = pd.DataFrame(rate_rows)
+    if not rates.empty:
+        r.table("hsv_enrichment_maf_filtered", rates)
+    left = "; ".join(f"{k}: {v} HSVs" for k, v in r.numbers["hsv_min_maf"].items())
+    for analysis, key in (("motif change", "figS8_motif_changes_maf"), ("causal (truth)", "figS8_causal_maf")):
+        part = rates[rates["analysis"] == analysis] if not rates.empty else rates
+        tests = (
+            "; ".join(
+                f"{row.model} MAF ≥ {row.min_maf:g}: {row.k}/{row.n}, one-sided Fisher p = {row.fisher_p:.3g}"
+                for row in part[part["group"].str.startswith("HSVs")].itertuples()
+            )
+            if not part.empty
+            else ""
+        )
+        r.figure(
+            key,
+            f"Fig. S8 — HSVs ({analysis}) after removing rare HSVs",
+            f"HSVs left after removing those with MAF below each threshold ({left}), vs controls matched again to "
+            f"them (±2.5 kb, MAF ±0.5%). Test: one-sided Fisher exact, HSVs vs distinct controls: {tests}.",
+            lambda part=part, analysis=analysis: plots.rate_bars(part, f"HSVs: {analysis}", "share of variants"),
+            missing=None
+            if not part.empty
+            else ("needs --motifs" if analysis == "motif change" else "needs --truth truth_variants.tsv"),
+            sources=["hsv_enrichment_maf_filtered", "hsvs_maf_filtered"],
+        )
+    if state_parts:
+        states = pd.concat(state_parts, ignore_index=True)
+        r.table("chromhmm_enrichment_maf_filtered", states)
+        for threshold in r.config.hsv_min_maf:
+            part = states[states["min_maf"] == threshold]
+            r.figure(
+                f"figS8_chromhmm_maf{threshold:g}",
+                f"Fig. S8 — chromatin-state enrichment of HSVs with MAF ≥ {threshold:g}",
+                f"As Fig. 3a, over the HSVs left after removing those with MAF < {threshold:g} ({left}). No test.",
+                lambda part=part: plots.state_enrichment_plot(part, r.models),
+                sources=["chromhmm_enrichment_maf_filtered", "hsvs_maf_filtered"],
+            )
+
+
 #: The report's steps, in order: analyses first (each fills tables of :class:`_Report` that later
 #: steps read), then one builder per figure or group of figures. Each writes its tables and adds
 #: its figures, produced or listed as "not produced" with the option that would produce them.
@@ -820,6 +922,7 @@ REPORT_STEPS = (
     _fig4_drivers,
     _attribution,
     _causal_truth,
+    _maf_filtered,
 )
 
 

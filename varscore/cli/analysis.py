@@ -68,6 +68,13 @@ def ism(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the matched control variants (±2.5 kb distance to TSS, MAF within 0.5%).",
 )
+@click.option(
+    "--min-maf",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 0.5),
+    help="Remove HSVs whose MAF in the cohort is below this (e.g. 0.01 or 0.05) after picking the top k.",
+)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="TSV to write.")
 @writes(("output", "-o", "file"), ("controls_out", "--controls", "file"))
 def hsv(
@@ -82,6 +89,7 @@ def hsv(
     k: int | None,
     truth: Path | None,
     controls_out: Path | None,
+    min_maf: float,
     output: Path,
 ) -> None:
     """High-scoring variants: per gene the k SNVs with the largest |ISM|."""
@@ -97,6 +105,7 @@ def hsv(
         batch_size=batch_size,
         progress=show_progress(progress),
         argv=command_argv(),
+        min_maf=min_maf,
     )
     echo_result(run_hsv(job))
 

@@ -51,6 +51,12 @@ from varscore.io.outputguard import writes
     help="The -m models are fits on different fold replicates: each is evaluated on its own test "
     "people and the summary gives mean ± sd over replicates.",
 )
+@click.option(
+    "--all-people",
+    is_flag=True,
+    help="Evaluate on every person of this cohort, a cohort the models were not trained on (their "
+    "folds and recorded test people are not used).",
+)
 @writes(("output", "-o", "file"))
 def evaluate(
     vcf: Path,
@@ -69,6 +75,7 @@ def evaluate(
     n_boot: int,
     bootstrap_seed: int,
     replicates: bool,
+    all_people: bool,
 ) -> None:
     """Per-gene R2 and Pearson r across held-out people (HOP: train genes, HOGP: other genes), with
     bootstrap 95% CIs over the people (r2_lo/r2_hi, pearson_lo/pearson_hi) and Pearson's two-sided
@@ -96,6 +103,7 @@ def evaluate(
         seed=bootstrap_seed,
         replicates=replicates,
         command=["varscore", *sys.argv[1:]],
+        all_people=all_people,
     )
     for line in run_evaluation(job).lines():
         click.echo(line)
@@ -144,4 +152,70 @@ def plot_coverage_command(
     )
     job = PlotCoverageJob(inputs, model, output, people_file=people_file, batch_size=batch_size)
     for line in run_plot_coverage(job).lines():
+        click.echo(line)
+
+
+@cli.command("rank-genes")
+@click.option(
+    "-m", "--model", "models_", required=True, multiple=True, help="Sequence-model bundle (repeat for several)."
+)
+@click.option(
+    "--tpm",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Raw TPM per gene and person: a TSV (gene_id, then one column per person), a GTEx GCT or a BED.",
+)
+@click.option(
+    "--genes",
+    "genes_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Gene/TSS table (TSV, GTF or GFF3) of the genes to rank (e.g. the test genes).",
+)
+@click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path), help="Reference FASTA [each model's].")
+@click.option("--gene", "gene_names", multiple=True, help="Only this gene (repeatable).")
+@click.option(
+    "--people",
+    "people_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Average over these people, one per line [every person of --tpm].",
+)
+@click.option("--track", type=click.IntRange(min=0), help="Score this output track [the model's output mode].")
+@click.option("--center-bins", type=click.IntRange(min=1), help="Sum this many centre bins of the track [Enformer: 3].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the per-gene TSV here.")
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@writes(("output", "-o", "file"))
+def rank_genes(
+    models_: tuple[str, ...],
+    tpm: Path,
+    genes_path: Path,
+    fasta: Path | None,
+    gene_names: tuple[str, ...],
+    people_file: Path | None,
+    track: int | None,
+    center_bins: int | None,
+    output: Path | None,
+    batch_size: int,
+    device: str,
+) -> None:
+    """Rank genes by average expression: each model's prediction from the reference window against
+    the mean log2(TPM + 2) over people, with Pearson r and Spearman rho across genes."""
+    from varscore.training.gene_ranking import GeneRankingJob, run_gene_ranking
+
+    job = GeneRankingJob(
+        models_,
+        tpm,
+        genes_path,
+        fasta=fasta,
+        gene_names=list(gene_names) or None,
+        people_file=people_file,
+        track=track,
+        center_bins=center_bins,
+        output=output,
+        batch_size=batch_size,
+        command=["varscore", *sys.argv[1:]],
+        device=device,
+    )
+    for line in run_gene_ranking(job).lines():
         click.echo(line)

@@ -51,6 +51,11 @@ from varscore.io.outputguard import writes
     is_flag=True,
     help="Also compute gradient × input at HSVs/drivers vs controls (slow: one backward pass per person).",
 )
+@click.option(
+    "--hsv-min-maf",
+    help="Also repeat the HSV enrichments without the HSVs whose MAF is below each of these "
+    "(comma-separated, e.g. 0.01,0.05).",
+)
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--progress/--no-progress", default=True, show_default=True)
@@ -78,6 +83,7 @@ def report(
     chromhmm: Path | None,
     finemap: Path | None,
     attribution: bool,
+    hsv_min_maf: str | None,
     batch_size: int,
     device: str,
     progress: bool,
@@ -104,8 +110,25 @@ def report(
         chromhmm=chromhmm,
         finemap=finemap,
         attribution=attribution,
+        hsv_min_maf=parse_maf_list(hsv_min_maf),
         batch_size=batch_size,
         device=device,
         progress=show_progress(progress),
     )
     echo_result(build_report(config))
+
+
+def parse_maf_list(text: str | None) -> list[float]:
+    """``--hsv-min-maf 0.01,0.05`` -> ``[0.01, 0.05]``; each between 0 and 0.5 (else a one-line error)."""
+    if not text:
+        return []
+    values = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise click.BadParameter(f"'{part.strip()}' is not a number.", param_hint="--hsv-min-maf") from None
+        if not 0 < value <= 0.5:
+            raise click.BadParameter(f"each MAF must be in (0, 0.5]; got {value:g}.", param_hint="--hsv-min-maf")
+        values.append(value)
+    return values

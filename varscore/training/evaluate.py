@@ -200,8 +200,10 @@ class EvaluateJob:
     people), with ``n_boot`` bootstrap resamples (``seed``) for the CIs. ``inputs.coverage`` is the
     observed coverage coverage-track models need; ``inputs.folds`` defaults to the first model's.
     With ``replicates`` the ``models`` are fits on different fold replicates, each evaluated on its
-    own test people. ``output``: the per-gene TSV (with ``.provenance.json`` and, with ``compare``,
-    ``.compare.tsv`` beside it); ``command`` is recorded in the provenance (None: this process's)."""
+    own test people. With ``all_people`` (another cohort than the models were trained on) every
+    person of ``inputs`` is evaluated and the models' folds are not used. ``output``: the per-gene
+    TSV (with ``.provenance.json`` and, with ``compare``, ``.compare.tsv`` beside it); ``command`` is
+    recorded in the provenance (None: this process's)."""
 
     inputs: CohortInputs
     models: Sequence[str | Path]
@@ -213,6 +215,7 @@ class EvaluateJob:
     seed: int = SEED
     replicates: bool = False
     command: Sequence[str] | None = None
+    all_people: bool = False  # another cohort: every person of it, the models' folds not used
 
 
 @dataclass
@@ -231,12 +234,14 @@ class EvaluationResult:
     seed: int
     replicate_summary: pd.DataFrame | None = None
     written: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """What ``varscore evaluate`` prints: the per-gene table, the summary, the paired
         differences and the replicate summary."""
         shown = self.table[[c for c in SHOWN_COLUMNS if c in self.table]]
         blocks = [
+            *self.notes,
             shown.to_string(index=False, float_format=lambda v: f"{v:.3g}"),
             f"\nmean per model and gene set (over genes; r2_n/pearson_n genes used, *_nan genes NaN = constant "
             f"predictions; CIs: {self.n_boot} bootstrap resamples of people, seed {self.seed}):\n"
@@ -262,7 +267,9 @@ def run_evaluation(job: EvaluateJob) -> EvaluationResult:
         raise InputError("Evaluation needs at least one model; got none.")
     bundles = [load_bundle(m) for m in (*job.models, *job.compare)]
     first, own_fits = bundles[0], {b.name for b in bundles[: len(job.models)]}
-    inputs = _with_carried_folds(job.inputs, first)
+    if job.all_people and job.people_file is not None:
+        raise InputError("Give --people FILE or --all-people, not both.")
+    inputs = job.inputs if job.all_people else _with_carried_folds(job.inputs, first)
     evaluations = []
     cohorts: dict[tuple[int, int], Any] = {}  # by (window, bin size)
     for bundle in bundles:
@@ -276,7 +283,10 @@ def run_evaluation(job: EvaluateJob) -> EvaluationResult:
             cohorts[key] = load_cohort(loaded, bundle.window_size, bin_size=bins or None)
         data = cohorts[key].data
         own = bundle if job.replicates and bundle.name in own_fits else first
-        wanted = held_out_people(own, job.people_file, [data.people[i] for i in data.test], data.people)
+        if job.all_people:
+            wanted = list(data.people)
+        else:
+            wanted = held_out_people(own, job.people_file, [data.people[i] for i in data.test], data.people)
         index = {p: i for i, p in enumerate(data.people)}
         chosen = [index[p] for p in wanted]
         evaluations.append(evaluate_bundle(bundle, data, chosen, job.batch_size, job.n_boot, job.seed))
@@ -290,6 +300,8 @@ def run_evaluation(job: EvaluateJob) -> EvaluationResult:
         n_boot=job.n_boot,
         seed=job.seed,
     )
+    if job.all_people:
+        result.notes = _seen_people_notes(bundles, cohorts)
     if job.output is not None:
         result.written = _write_evaluation(result, job.output, bundles, job.command)
     if job.replicates:
@@ -298,6 +310,21 @@ def run_evaluation(job: EvaluateJob) -> EvaluationResult:
             raise InputError("--replicates needs -m models fitted on at least 2 different fold replicates.")
         result.replicate_summary = replicate_summary(reps)
     return result
+
+
+def _seen_people_notes(bundles: Sequence[ModelBundle], cohorts: dict[tuple[int, int], Any]) -> list[str]:
+    """With ``all_people``: one line per model whose recorded train or tune people share names
+    with the evaluation cohort's people (the same people seen in training, or a name clash)."""
+    people = {p for cohort in cohorts.values() for p in cohort.data.people}
+    notes = []
+    for bundle in bundles:
+        seen = people & set(bundle.spec.held_out("train") + bundle.spec.held_out("tune"))
+        if seen:
+            notes.append(
+                f"note: {len(seen)} of the {len(people)} people evaluated share their names with {bundle.name}'s "
+                f"train/tune people (e.g. {', '.join(sorted(seen)[:3])}): not held out if they are the same people."
+            )
+    return notes
 
 
 def _with_carried_folds(inputs: CohortInputs, bundle: ModelBundle) -> CohortInputs:
