@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from varscore.cli.app import cli
-from varscore.cli.options import bundle_fasta, cohort_options_fasta_optional
+from varscore.cli.options import bundle_fasta, cohort_options_fasta_optional, genes_only_option
 from varscore.io.outputguard import writes
 
 
@@ -173,7 +173,7 @@ def plot_coverage_command(
     help="Gene/TSS table (TSV, GTF or GFF3) of the genes to rank (e.g. the test genes).",
 )
 @click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path), help="Reference FASTA [each model's].")
-@click.option("--gene", "gene_names", multiple=True, help="Only this gene (repeatable).")
+@genes_only_option()
 @click.option(
     "--people",
     "people_file",
