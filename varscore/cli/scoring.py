@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -286,6 +287,9 @@ def annotate(
 )
 @click.option("--hub-email", help="Contact e-mail for hub.txt (UCSC asks for one on public hubs).")
 @click.option(
+    "--igv-js", default=None, help="Where igv.html loads igv.js from (URL or path relative to -o) [jsdelivr CDN]."
+)
+@click.option(
     "--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Alternate windows per forward pass."
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -311,6 +315,7 @@ def track(
     top: int,
     coverage_top: int,
     hub_email: str | None,
+    igv_js: str | None,
     batch_size: int,
     device: str,
     bf16: bool,
@@ -338,6 +343,8 @@ def track(
         check_ref=check_ref,
         progress=progress and sys.stderr.isatty(),
     )
+    if igv_js:
+        job = dataclasses.replace(job, igv_js=igv_js)
     result = run_tracks(job)
     for line in result.lines():
         click.echo(line, err=True)

@@ -245,6 +245,24 @@ def _tabix_index(tmp: Path, final: Path) -> None:
     replace_file(index_tmp, final_index)
 
 
+def header_models(path: str | Path) -> dict[str, dict[str, str]]:
+    """The ``##varscore_model=<ID=..,Backbone=..,Build=..,SHA256=..>`` lines of a VCF header
+    (written by ``varscore annotate``), keyed by model ID."""
+    reader = open_vcf(path)
+    try:
+        raw = reader.raw_header
+    finally:
+        reader.close()
+    models: dict[str, dict[str, str]] = {}
+    for line in raw.splitlines():
+        if not line.startswith("##varscore_model=<") or not line.endswith(">"):
+            continue
+        fields = dict(item.split("=", 1) for item in line[len("##varscore_model=<") : -1].split(",") if "=" in item)
+        if fields.get("ID"):
+            models[fields["ID"]] = fields
+    return models
+
+
 def format_float(value: float) -> str:
     """VCF-friendly float: 6 significant digits, no spaces."""
     return f"{value:.6g}"
