@@ -118,7 +118,7 @@ from varscore.io.outputguard import writes
 @click.option(
     "--detail",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="--mode variant: write every (allele, gene, track, statistic) value to this Parquet file.",
+    help="Parquet table of every score: per (allele, gene) [--mode variant: per allele, gene, track, statistic].",
 )
 @click.option(
     "--centring",
@@ -215,6 +215,7 @@ def annotate(
         shifts=parse_shifts(shifts),
         progress=progress and not quiet and sys.stderr.isatty(),
         argv=["varscore", *sys.argv[1:]],
+        detail=detail,
     )
     # SIGTERM unwinds like Ctrl-C (temporary files are removed on the way out) and ends in one line
     outcome = (

@@ -198,6 +198,10 @@ def open_scorer(bundle: Any, settings: CentredSettings) -> tuple[VariantCentredS
     # exons beyond a contig are refused
     genes = load_gene_models(settings.gtf, genome.lengths) if settings.gtf else None
     backbone = bundle.sequence_backbone(settings.device, settings.bf16)
+    if descriptions is None:  # the track list the bundle holds (e.g. Borzoi's targets.txt)
+        from varscore.scoring.detail import model_track_names
+
+        descriptions = model_track_names(bundle)
     return centred_scorer(backbone, genome, settings, genes, descriptions)
 
 
@@ -367,7 +371,7 @@ def _annotate_prepared(vcf: str | Path, job: VariantScoringJob) -> CentredSummar
     records = tqdm(
         scorer.score(iter_variants(vcf)), desc="records", unit="record", disable=not job.progress, leave=False
     )
-    writer = DetailWriter(job.detail, selection.indices, selection.names, stats) if job.detail else None
+    writer = DetailWriter(job.detail, selection.indices, selection.names, stats, bundle=bundle) if job.detail else None
     info = StreamedInfo(iter(records), lambda r: format_record(r, bundle.name, selection, stats, calibration), writer)
     try:
         written = write_annotated(
