@@ -93,7 +93,9 @@ def centred_headers(stat: str, calibrated: bool) -> list[InfoHeader]:
             "String",
             f"Variant-centred {stat} score of each ALT allele over the whole prediction (GENE .) and over the "
             "exon bins of each overlapping gene, at the chosen track with the largest |DELTA| there "
-            "(MODEL is model:track). Format: ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA",
+            "(MODEL is model:track). REF_PRED and ALT_PRED are the statistic of the predicted track (SUM: "
+            "coverage summed over bins in the track's units, logSUM: log2 units, D1/D2: distances with REF_PRED 0); "
+            "DELTA = ALT_PRED - REF_PRED (D1/D2: the distance). Format: ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA",
         ),
         InfoHeader(MAX_KEY, "A", "Float", f"Largest |{stat}| of the allele over the chosen tracks, window and genes"),
         InfoHeader(TOP_KEY, "A", "String", "Where the allele's largest |score| is: STAT|TRACK|GENE (GENE . = window)"),
