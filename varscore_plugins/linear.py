@@ -456,7 +456,9 @@ def register_backbones(register: Callable[[type[Backbone]], None]) -> None:
 # --- PredictDB (PrediXcan) sqlite export / import ---
 
 PREDICTDB_SCHEMA = (
-    "CREATE TABLE weights (rsid TEXT, gene TEXT, weight DOUBLE, ref_allele CHARACTER, eff_allele CHARACTER)",
+    # GTEx v8 PredictDB's columns; rsid holds the varID too (varscore keeps no dbSNP IDs), as in GTEx v8 MASHR models
+    "CREATE TABLE weights (gene TEXT, rsid TEXT, varID TEXT, ref_allele CHARACTER, eff_allele CHARACTER, "
+    "weight DOUBLE)",
     'CREATE TABLE extra (gene TEXT, genename TEXT, "n.snps.in.model" INTEGER, "pred.perf.R2" DOUBLE, '
     '"pred.perf.pval" DOUBLE, "pred.perf.qval" DOUBLE)',
     # varscore's own tables (PrediXcan tools ignore them): intercepts and how IDs were written
@@ -539,8 +541,12 @@ def export_predictdb(bundle: Any, path: str | Path, genome_build: str | None = N
                 for key, weight in zip(gene.variant_keys, gene.coef, strict=True):
                     if weight != 0:
                         _, _, ref, alt = key.split(":")
-                        rows.append((predictdb_id(key, suffix), gene.gene_id, float(weight), ref, alt))
-                db.executemany("INSERT INTO weights VALUES (?, ?, ?, ?, ?)", rows)
+                        var_id = predictdb_id(key, suffix)
+                        rows.append((gene.gene_id, var_id, var_id, ref, alt, float(weight)))
+                db.executemany(
+                    "INSERT INTO weights (gene, rsid, varID, ref_allele, eff_allele, weight) VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
                 n_weights += len(rows)
                 r2 = None if math.isnan(gene.tune_r2) else gene.tune_r2
                 pval, qval = (None if math.isnan(v) else v for v in (pvals[gene.gene_id], float(qvalue)))
@@ -561,6 +567,104 @@ def export_predictdb(bundle: Any, path: str | Path, genome_build: str | None = N
             db.execute("CREATE INDEX weights_gene ON weights (gene)")
             db.commit()
     return PredictDBExport(Path(path), len(backbone.genes), n_weights, suffix)
+
+
+@dataclass
+class CovarianceExport:
+    path: Path
+    genes: int
+    rows: int
+    people: int
+    missing: int
+
+
+def _bare(chrom: str) -> str:
+    return chrom[3:] if chrom.startswith("chr") else chrom
+
+
+def cohort_dosages(vcf: str | Path, keys: set[str], people: Sequence[str] | None) -> tuple[dict[str, np.ndarray], int]:
+    """ALT dosages (0/1/2) of ``people`` (all samples when None) at ``keys`` (``chrom:pos:ref:alt``;
+    ``chr`` prefixes ignored), each VCF record's own ALT counted as training counts it; missing calls
+    take the mean of the people's calls. Returns the dosages by key and the number of people."""
+    from cyvcf2 import VCF
+
+    path = Path(vcf)
+    if not path.is_file():
+        raise InputError(f"VCF file not found: {path}.")
+    wanted = {}
+    for key in keys:
+        chrom, pos, ref, alt = key.split(":")
+        wanted[(_bare(chrom), int(pos), ref, alt)] = key
+    try:
+        reader = VCF(str(path), lazy=True, threads=1)
+    except Exception as exc:  # cyvcf2 raises bare Exception for unreadable files
+        raise InputError(f"{path} is not a readable VCF/BCF file ({exc}).") from exc
+    try:
+        samples = list(reader.samples)
+        if people is not None:
+            absent = [p for p in people if p not in set(samples)]
+            if absent:
+                raise InputError(
+                    f"{path} lacks {len(absent)} of the model's {len(people)} train people (e.g. {absent[0]})."
+                )
+            columns = np.array([samples.index(p) for p in people], dtype=np.int64)
+        else:
+            columns = np.arange(len(samples))
+        found: dict[str, np.ndarray] = {}
+        for record in reader:
+            if not record.ALT:
+                continue
+            for index, alt in enumerate(record.ALT, start=1):
+                hit = wanted.get((_bare(record.CHROM), int(record.POS), record.REF, alt))
+                if hit is None or hit in found:
+                    continue
+                calls = np.asarray(record.genotype.array()[:, :2], dtype=np.int64)[columns]
+                dosage = ((calls == index).sum(axis=1)).astype(np.float64)
+                dosage[(calls < 0).any(axis=1)] = np.nan
+                if np.isnan(dosage).all():
+                    dosage[:] = 0.0
+                dosage[np.isnan(dosage)] = np.nanmean(dosage)
+                found[hit] = dosage
+    finally:
+        reader.close()
+    return found, len(columns)
+
+
+def export_covariance(
+    bundle: Any, vcf: str | Path, path: str | Path, genome_build: str | None = None
+) -> CovarianceExport:
+    """The SNP covariance file S-PrediXcan and MultiXcan read beside a PredictDB: gzip text,
+    header ``GENE RSID1 RSID2 VALUE``, per gene every pair (diagonal included, weights order) of
+    its non-zero-weight SNPs, ``VALUE`` the sample covariance (``n - 1`` denominator, as R's
+    ``cov`` and ``numpy.cov``) of their ALT dosages in the bundle's train people in ``vcf``
+    (all of its samples when the bundle records none). IDs are the weights' ``rsid``/``varID``."""
+    import gzip
+
+    from varscore.io.outputguard import atomic_file
+
+    backbone = bundle.backbone()
+    if not isinstance(backbone, LinearBackbone):
+        raise InputError(f"Model '{bundle.name}' is a '{backbone.name}' model; only linear models export to PredictDB.")
+    suffix = build_suffix(genome_build or bundle.manifest.get("genome_build"))
+    train = (bundle.manifest.get("people") or {}).get("train") or None
+    keys = {k for g in backbone.genes.values() for k, w in zip(g.variant_keys, g.coef, strict=True) if w != 0}
+    dosages, n_people = cohort_dosages(vcf, keys, train)
+    if n_people < 2:
+        raise InputError(f"A covariance needs at least 2 people; {vcf} has {n_people} of the model's.")
+    rows = 0
+    with atomic_file(Path(path)) as tmp, gzip.open(tmp, "wt") as out:
+        out.write("GENE RSID1 RSID2 VALUE\n")
+        for gene in backbone.genes.values():
+            kept = [k for k, w in zip(gene.variant_keys, gene.coef, strict=True) if w != 0 and k in dosages]
+            if not kept:
+                continue
+            matrix = np.atleast_2d(np.cov(np.stack([dosages[k] for k in kept]), ddof=1))
+            ids = [predictdb_id(k, suffix) for k in kept]
+            for i in range(len(kept)):
+                for j in range(i, len(kept)):
+                    out.write(f"{gene.gene_id} {ids[i]} {ids[j]} {matrix[i, j]:.15g}\n")
+                    rows += 1
+    return CovarianceExport(Path(path), len(backbone.genes), rows, n_people, len(keys - set(dosages)))
 
 
 def tune_pvalues(bundle: Any, backbone: LinearBackbone) -> dict[str, float]:
@@ -608,7 +712,9 @@ def read_predictdb(path: str | Path, vcf: str | Path | None = None, backbone: st
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if not {"weights", "extra"} <= tables:
                 raise InputError(f"{path} is not a PredictDB database: it lacks the 'weights' and/or 'extra' table.")
-            weights = db.execute("SELECT rsid, gene, weight, ref_allele, eff_allele FROM weights").fetchall()
+            columns = {r[1] for r in db.execute("PRAGMA table_info(weights)")}
+            id_column = "varID" if "varID" in columns else "rsid"  # GTEx v8: varID; rsid may be a dbSNP ID
+            weights = db.execute(f"SELECT {id_column}, gene, weight, ref_allele, eff_allele FROM weights").fetchall()
             extra = db.execute('SELECT gene, genename, "pred.perf.R2" FROM extra').fetchall()
             meta = (
                 dict(db.execute("SELECT key, value FROM varscore_meta").fetchall()) if "varscore_meta" in tables else {}
@@ -752,15 +858,34 @@ def register_commands(cli: click.Group) -> None:
         "-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write."
     )
     @click.option("--genome-build", help="Build tag of the variant IDs (GRCh38 -> _b38) [the bundle's, else GRCh38].")
-    @writes(("output", "-o", "file"))
-    def models_export(name: str, format_: str, output: Path, genome_build: str | None) -> None:
+    @click.option(
+        "--covariance",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Also write the SNP covariance file S-PrediXcan/MultiXcan read (gzip text; needs --vcf).",
+    )
+    @click.option(
+        "--vcf",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The training cohort's VCF: the covariance of the train people's dosages.",
+    )
+    @writes(("output", "-o", "file"), ("covariance", "--covariance", "file"))
+    def models_export(
+        name: str, format_: str, output: Path, genome_build: str | None, covariance: Path | None, vcf: Path | None
+    ) -> None:
         """Export a linear model bundle (elastic-net, lasso, ridge) for other tools."""
         from varscore.models.bundle import load_bundle
 
-        result = export_predictdb(load_bundle(name), output, genome_build)
+        if covariance is not None and vcf is None:
+            raise click.UsageError("--covariance needs --vcf: the cohort whose dosages it is computed from.")
+        bundle = load_bundle(name)
+        result = export_predictdb(bundle, output, genome_build)
         click.echo(
             f"wrote {result.path} ({result.genes} genes, {result.weights} weights, IDs chr*_*_*_*_{result.build})"
         )
+        if covariance is not None and vcf is not None:
+            cov = export_covariance(bundle, vcf, covariance, genome_build)
+            missing = f"; {cov.missing} model SNPs are not in {vcf} and have no rows" if cov.missing else ""
+            click.echo(f"wrote {cov.path} ({cov.rows} SNP pairs of {cov.genes} genes, {cov.people} people{missing})")
 
     @models.command("import-predictdb")
     @click.argument("db", type=click.Path(dir_okay=False, path_type=Path))

@@ -117,3 +117,26 @@ def test_drivers_recover_the_planted_causal_variants_of_the_learned_genes():
         np.testing.assert_array_equal(driver, causal)
         if gene.gene.label == "MKKS":
             assert table["key"].iloc[0] == planted["MKKS"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_variants_in_perfect_ld_tie_break_by_larger_ism_then_order(seed):
+    """Two variants with identical dosages explain exactly as much (their fractions differ only
+    by float round-off): the larger |ISM| is chosen, whatever the columns' order; at equal |ISM|
+    the first column."""
+    rng = np.random.default_rng(seed)
+    n = 80
+    dosage = rng.binomial(2, 0.3, size=(n, 6)).astype(float)
+    dosage[:, 4] = dosage[:, 1]  # perfect LD
+    predictions = dosage[:, 1] * 0.9 + rng.normal(0, 0.2, n)
+    effects = rng.normal(0, 0.05, 6)
+    effects[1], effects[4] = 0.31 + 1e-3 * seed, 0.57 - 1e-3 * seed
+    fractions = [explained_fraction(dosage[:, j] * effects[j] / 2, predictions) for j in (1, 4)]
+    assert fractions[0] == pytest.approx(fractions[1], rel=1e-12)
+    assert forward_select_drivers(dosage, effects, predictions).selected[0] == 4
+    order = [4, 0, 2, 3, 1, 5]  # the same variants, the LD pair swapped in position
+    swapped = forward_select_drivers(dosage[:, order], effects[order], predictions).selected[0]
+    assert order[swapped] == 4
+    effects[4] = effects[1]  # equal |ISM|: the first in the table's order
+    assert forward_select_drivers(dosage, effects, predictions).selected[0] == 1
+    assert order[forward_select_drivers(dosage[:, order], effects[order], predictions).selected[0]] == 4

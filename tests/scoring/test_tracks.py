@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ import pyBigWig
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import read_vcf_lines, write_vcf
+from tests.conftest import missing_tool, read_vcf_lines, write_vcf
 from varscore.cli import cli
 from varscore.errors import InputError
 from varscore.examples import examples_dir
@@ -468,3 +471,184 @@ def test_bad_input_gives_one_line_errors(world):
     with pytest.raises(InputError, match="not a directory"):
         run_tracks(TrackJob(vcf, not_dir, model=bundle))
     assert not_dir.read_text() == "x"
+
+
+# --- IGV session, igv.html, UCSC labels, --from-vcf genome ---
+
+
+def _bundle(world: dict, name: str, build: str | None = None) -> Path:
+    from varscore.models.bundle import save_bundle
+    from varscore_plugins.outputs import ScalarOutput
+
+    return save_bundle(
+        world["tmp"] / "models" / name,
+        name=name,
+        backbone=world["backbone"],
+        output_mode=ScalarOutput(track=1, center_bins=8),
+        genes=world["genes"],
+        about=BundleMetadata(reference_fasta=world["fasta"], genome_build=build),
+    )
+
+
+def test_igv_session_tracks_are_the_elements_igv_writes(world):
+    """``<Panel><Track>`` elements name and colour each track (igv.js ignores ``<Resource name
+    color>``); their ids are the resources' paths, relative to the session; the BED9 has no colour."""
+    _, out = _annotate_and_track(world, formats="bigwig,bed", genome="hg19", hub_email="lab@example.org")
+    root = ET.parse(out / "igv_session.xml").getroot()
+    paths = [r.get("path") for r in root.iter("Resource")]
+    tracks = {t.get("id"): t for t in root.find("Panel").iter("Track")}
+    assert list(tracks) == paths and all(not Path(p).is_absolute() and (out / p).is_file() for p in paths)
+    assert tracks["ism.merged.bw"].get("name") == "ISM merged"
+    assert tracks["ism.GENEA.bw"].get("name") == "ISM GENEA"
+    for path, element in tracks.items():
+        if path.endswith(".bw"):
+            assert element.get("clazz") == "org.broad.igv.track.DataSourceTrack"
+            assert (element.get("color"), element.get("altColor")) == (INCREASE_RGB, DECREASE_RGB)
+        else:
+            assert element.get("clazz") == "org.broad.igv.track.FeatureTrack"
+            assert element.get("color") is None and element.get("altColor") is None
+    page = (out / "igv.html").read_text()
+    assert "https://cdn.jsdelivr.net/npm/igv@3/dist/igv.min.js" in page  # the default igv.js
+
+
+def test_ucsc_labels_fit_without_cutting_a_name_mid_word(world):
+    from varscore.scoring.tracks import fit_label
+
+    assert fit_label("varscore variant effects: model variformer-blood", 17) == "varscore variant"
+    assert fit_label("variformer-blood-replicates", 17) == "variformer-blood"
+    assert fit_label("ISM SNAP25", 17) == "ISM SNAP25"
+    assert fit_label("abcdefghijklmnopqrstuvwxyz", 17) == "abcdefghijklmnopq"  # one word: the only cut
+    long_model = "variformer-whole-blood-gtex-v8"
+    bundle = _bundle(world, long_model)
+    tmp = world["tmp"]
+    vcf = write_vcf(tmp / "in.vcf", _records(world["seqs"]))
+    out = tmp / "tracks"
+    result = run_tracks(TrackJob(vcf, out, model=bundle, genome="hg38"))
+    hub = dict(line.split(" ", 1) for line in (out / "hub.txt").read_text().splitlines())
+    assert hub["shortLabel"] == "variformer-whole"  # 16 characters, cut between the name's words
+    assert len(hub["longLabel"]) <= 76 and hub["longLabel"].endswith(long_model)
+    assert "email" not in hub and any("--hub-email" in line for line in result.lines())
+    for stanza in (out / "trackDb.txt").read_text().strip().split("\n\n"):
+        labels = dict(line.split(" ", 1) for line in stanza.splitlines() if line.startswith(("short", "long")))
+        assert len(labels["shortLabel"]) <= 17 and len(labels["longLabel"]) <= 76
+        # every word kept is whole: the label is a prefix of the full text ending at a word end
+        for word in labels["longLabel"].split():
+            assert word.rstrip(":") in stanza.replace("longLabel", "", 1) or word in long_model
+
+
+def test_from_vcf_takes_the_genome_from_the_varscore_model_header(world):
+    """A VCF annotated by a bundle of build hg19 names it in ##varscore_model: ``--from-vcf``
+    without --genome uses it for the session (the FASTA only gives contig lengths here)."""
+    world["bundle"] = _bundle(world, "toy-hg19", build="hg19")
+    annotated, _ = _annotate_and_track(world)
+    out = world["tmp"] / "from-vcf"
+    run_tracks(TrackJob(annotated, out, from_vcf=True, formats="bed", fasta=world["fasta"]))
+    assert ET.parse(out / "igv_session.xml").getroot().get("genome") == "hg19"
+    bare = world["tmp"] / "bare.vcf"
+    bare.write_text(
+        "".join(line for line in annotated.read_text().splitlines(keepends=True) if "##varscore_model" not in line)
+    )
+    run_tracks(TrackJob(bare, world["tmp"] / "bare", from_vcf=True, formats="bed", fasta=world["fasta"]))
+    assert ET.parse(world["tmp"] / "bare" / "igv_session.xml").getroot().get("genome").endswith("ref.fa")
+
+
+IGV_NPM = Path(os.environ.get("VARSCORE_TEST_NPM", Path.home() / ".cache" / "varscore-test" / "npm"))
+
+
+def _igv_js() -> Path:
+    """igv.js from the npm package ``igv`` (installed into ``$VARSCORE_TEST_NPM`` by ``.ci/run``,
+    or here with npm when missing)."""
+    dist = IGV_NPM / "node_modules" / "igv" / "dist" / "igv.min.js"
+    if not dist.is_file():
+        if shutil.which("npm") is None:
+            missing_tool("npm", "apt-get install npm")
+        IGV_NPM.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["npm", "install", "--prefix", str(IGV_NPM), "igv@3"], capture_output=True, text=True)
+        if done.returncode != 0 or not dist.is_file():
+            pytest.fail(f"npm install igv failed: {done.stderr.strip()[-500:]}")
+    return dist
+
+
+@pytest.mark.slow
+def test_igv_html_loads_the_tracks_in_headless_chromium(tmp_path):
+    """igv.html opened in headless Chromium from a 127.0.0.1 server: igv.js loads every track at
+    the session's locus under the session's names, and the bigWig values it reads in view are the
+    intervals pyBigWig reads there."""
+    import functools
+    import http.server
+    import json
+    import re
+    import threading
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        missing_tool("chromium", "apt-get install chromium")
+    igv_js = _igv_js()
+    from varscore.examples import data_dir
+
+    data = data_dir()
+    root = tmp_path / "site"
+    (root / "ref").mkdir(parents=True)
+    for suffix in ("", ".fai", ".gzi"):
+        shutil.copy(data / f"ucsc.hg19.chr20.unittest.fasta.gz{suffix}", root / "ref")
+    shutil.copy(igv_js, root / "igv.min.js")
+    annotated = tmp_path / "scored.vcf.gz"
+    run_scoring(ScoringJob(data / "cohort.vcf.gz", "elastic-net-demo", annotated))
+    out = root / "tracks"
+    fasta = root / "ref" / "ucsc.hg19.chr20.unittest.fasta.gz"
+    result = run_tracks(TrackJob(annotated, out, from_vcf=True, genome=str(fasta), igv_js="../igv.min.js"))
+    session = ET.parse(out / "igv_session.xml").getroot()
+    names = {t.get("id"): t.get("name") for t in session.find("Panel").iter("Track")}
+    assert len(names) == len(result.files) - 1  # top_variants.bed and .bb are one track
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/tracks/igv.html"
+        profile = tmp_path / "profile"
+        profile.mkdir()
+        command = [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            url,
+        ]
+        page = subprocess.run(command, capture_output=True, text=True, timeout=180).stdout
+    finally:
+        server.shutdown()
+    found = re.search(r'<pre id="varscore-status">(.*?)</pre>', page, re.S)
+    assert found, page[-2000:]
+    text = found.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    assert text.startswith("{"), text
+    shown = json.loads(text)
+    chrom, span = session.get("locus").split(":")
+    start, end = map(int, span.split("-"))
+    locus = shown["locus"][0] if isinstance(shown["locus"], list) else shown["locus"]
+    shown_chrom, shown_span = locus.split(":")
+    shown_start, shown_end = (float(x.replace(",", "")) for x in shown_span.split("-"))
+    # igv.js fits the end to the view's width in pixels: same start, end within a few percent
+    assert shown_chrom == chrom and shown_start == start and abs(shown_end - end) <= 0.05 * (end - start)
+    assert {t["url"]: t["name"] for t in shown["tracks"]} == names
+    for track in shown["tracks"]:
+        if track["url"].endswith(".bw"):
+            assert track["color"] == f"rgb({INCREASE_RGB})"
+            handle = pyBigWig.open(str(out / track["url"]))
+            try:
+                view_start, view_end = int(shown_start) - 1, int(np.ceil(shown_end))
+                expected = len(handle.intervals(chrom, view_start, min(view_end, handle.chroms(chrom))) or ())
+            finally:
+                handle.close()
+            assert track["items"] == expected
+    counts = {t["url"]: t["items"] for t in shown["tracks"]}
+    assert counts["ism.merged.bw"] > 0 and counts["top_variants.bb"] > 0

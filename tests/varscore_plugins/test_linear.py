@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -197,8 +198,9 @@ def test_predictdb_export_import_round_trip(bundle_dir: Path, cohort, fitted, tm
     with sqlite3.connect(db) as con:
         weights_cols = [r[1] for r in con.execute("PRAGMA table_info(weights)")]
         extra_cols = [r[1] for r in con.execute("PRAGMA table_info(extra)")]
-        first = con.execute("SELECT rsid, ref_allele, eff_allele FROM weights LIMIT 1").fetchone()
-    assert weights_cols == ["rsid", "gene", "weight", "ref_allele", "eff_allele"]
+        first = con.execute("SELECT rsid, ref_allele, eff_allele, varID FROM weights LIMIT 1").fetchone()
+    assert weights_cols == ["gene", "rsid", "varID", "ref_allele", "eff_allele", "weight"]  # GTEx v8's
+    assert first[3] == first[0]
     assert extra_cols == ["gene", "genename", "n.snps.in.model", "pred.perf.R2", "pred.perf.pval", "pred.perf.qval"]
     assert first[0].startswith("chr") and first[0].endswith(f"_{first[1]}_{first[2]}_b38")
 
@@ -403,3 +405,67 @@ def test_genotype_matrix_equals_bcftools_dosage_of_every_record(tmp_path: Path) 
     # personal sequences: the first record at position 5 wins on the haplotype both carry
     haplotypes = personal_one_hot(reference, genotypes, mode="haplotypes")
     assert "ACGT"[int(haplotypes[0, 1, 4].argmax())] == other[5][0]
+
+
+def test_predictdb_covariance_equals_numpy_cov_of_bcftools_dosages(bundle_dir: Path, cohort, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The S-PrediXcan covariance file: per gene every pair of its weights' SNPs (diagonal
+    included), the covariance of the train people's ALT dosages, equal to ``numpy.cov`` of the
+    dosages ``bcftools query`` reads (missing calls: the train people's mean)."""
+    import gzip
+
+    from tests.conftest import BCFTOOLS, missing_tool
+    from varscore.models.bundle import load_bundle
+
+    if BCFTOOLS is None:
+        missing_tool("bcftools", "apt-get install bcftools")
+    db, cov = tmp_path / "en.db", tmp_path / "en.cov.txt.gz"
+    args = ["models", "export", str(bundle_dir), "-o", str(db), "--covariance", str(cov), "--vcf", str(cohort.vcf)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    lines = gzip.open(cov, "rt").read().splitlines()
+    assert lines[0] == "GENE RSID1 RSID2 VALUE"
+    rows = [line.split(" ") for line in lines[1:]]
+    with sqlite3.connect(db) as con:
+        weights = con.execute("SELECT gene, rsid FROM weights").fetchall()
+    by_gene: dict[str, list[str]] = {}
+    for gene, rsid in weights:
+        by_gene.setdefault(gene, []).append(rsid)
+    assert len(rows) == sum(len(ids) * (len(ids) + 1) // 2 for ids in by_gene.values()) > 0
+    bundle = load_bundle(bundle_dir)
+    train = bundle.manifest["people"]["train"]
+    samples = subprocess.run([str(BCFTOOLS), "query", "-l", str(cohort.vcf)], capture_output=True, text=True)
+    columns = [samples.stdout.split().index(p) for p in train]
+    got = {(g, a, b): float(v) for g, a, b, v in rows}
+    contigs = subprocess.run([str(BCFTOOLS), "index", "-s", str(cohort.vcf)], capture_output=True, text=True)
+    names = {line.split("\t")[0] for line in contigs.stdout.splitlines()}
+    for gene, ids in by_gene.items():
+        bare = ids[0].split("_")[0].removeprefix("chr")
+        chrom = bare if bare in names else f"chr{bare}"
+        positions = [int(i.split("_")[1]) for i in ids]
+        keys, dosage, missing = _bcftools_dosages(cohort.vcf, f"{chrom}:{min(positions)}-{max(positions)}")
+        dosage, missing = dosage[columns], missing[columns]
+        for j in range(dosage.shape[1]):
+            dosage[missing[:, j], j] = dosage[~missing[:, j], j].mean()
+        index = {predictdb_id(f"chr{bare}:{p}:{r}:{a}", "b38"): j for j, (p, r, a) in enumerate(keys)}
+        matrix = np.cov(dosage[:, [index[i] for i in ids]], rowvar=False)
+        for i, first in enumerate(ids):
+            for j in range(i, len(ids)):
+                assert got[(gene, first, ids[j])] == pytest.approx(matrix[i, j], rel=1e-12, abs=1e-15)
+
+
+def test_predictdb_import_reads_the_varid_column(bundle_dir: Path, cohort, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """GTEx v8 elastic-net databases hold dbSNP IDs in ``rsid`` and the position in ``varID``:
+    import places the variants by ``varID``."""
+    from varscore.models.bundle import load_bundle
+
+    db = tmp_path / "en.db"
+    assert CliRunner().invoke(cli, ["models", "export", str(bundle_dir), "-o", str(db)]).exit_code == 0
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE weights SET rsid = 'rs' || rowid")
+    imported = read_predictdb(db, vcf=cohort.vcf)
+    assert not any("rsIDs" in line for line in imported.report)
+    original = load_bundle(bundle_dir).backbone()
+    for gene_id, weights in imported.backbone.genes.items():
+        source = original.genes[gene_id]
+        kept = {k: w for k, w in zip(source.variant_keys, source.coef, strict=True) if w != 0}
+        assert dict(zip(weights.variant_keys, weights.coef, strict=True)) == pytest.approx(kept)

@@ -9,6 +9,11 @@ correlation is negative), and stops when that variant fails any of: the explaine
 by more than ``min_gain`` (0.05); the variant's own contribution correlates positively with the
 predictions; and that correlation's one-sided p-value is below ``alpha / n`` (0.01 / number of
 candidate variants).
+
+Ties: variants whose explained fractions differ by at most ``TIE_TOLERANCE`` (1e-9) at a step,
+such as variants in perfect LD (identical dosages give identical fractions, up to float
+round-off), are tied; of those the one with the largest ``|ISM|`` is added, then the first in the
+ISM table's order (the lowest position). The choice so never depends on round-off.
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ class Drivers:
     @property
     def final_explained(self) -> float:
         return float(self.explained[-1]) if len(self.explained) else 0.0
+
+
+TIE_TOLERANCE = 1e-9  # explained fractions this close are tied (module docstring)
 
 
 def _centred(x: np.ndarray) -> np.ndarray:
@@ -121,7 +129,9 @@ def forward_select_drivers(
         score = np.where(r > 0, r * r, 0.0)
         score[~eligible] = -np.inf
         score[selected] = -np.inf
-        best = int(np.argmax(score))
+        top = float(np.max(score))
+        tied = np.flatnonzero(score >= top - TIE_TOLERANCE) if np.isfinite(top) else np.array([0])
+        best = int(min(tied, key=lambda j: (-abs(d[j]), j)))  # largest |ISM|, then the first
         if not np.isfinite(score[best]) or score[best] - current <= min_gain:
             break
         selected.append(best)

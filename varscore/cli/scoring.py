@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -122,7 +123,7 @@ from varscore.io.outputguard import writes
 @click.option(
     "--detail",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="--mode variant: write every (allele, gene, track, statistic) value to this Parquet file.",
+    help="Parquet table of every score: per (allele, gene) [--mode variant: per allele, gene, track, statistic].",
 )
 @click.option(
     "--centring",
@@ -222,6 +223,7 @@ def annotate(
         shifts=parse_shifts(shifts),
         progress=progress and not quiet and sys.stderr.isatty(),
         argv=["varscore", *sys.argv[1:]],
+        detail=detail,
         **({"selection": selection} if selection else {}),
     )
     # SIGTERM unwinds like Ctrl-C (temporary files are removed on the way out) and ends in one line
@@ -295,6 +297,9 @@ def annotate(
 )
 @click.option("--hub-email", help="Contact e-mail for hub.txt (UCSC asks for one on public hubs).")
 @click.option(
+    "--igv-js", default=None, help="Where igv.html loads igv.js from (URL or path relative to -o) [jsdelivr CDN]."
+)
+@click.option(
     "--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Alternate windows per forward pass."
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -321,6 +326,7 @@ def track(
     top: int,
     coverage_top: int,
     hub_email: str | None,
+    igv_js: str | None,
     batch_size: int,
     device: str,
     bf16: bool,
@@ -350,6 +356,8 @@ def track(
         progress=progress and sys.stderr.isatty(),
         **({"selection": selection} if selection else {}),
     )
+    if igv_js:
+        job = dataclasses.replace(job, igv_js=igv_js)
     result = run_tracks(job)
     for line in result.lines():
         click.echo(line, err=True)

@@ -23,6 +23,14 @@ SKIP_KEY = "VARSCORE_SKIP"
 SCORE_FORMAT = "ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA"
 
 
+# the unit of REF_PRED / ALT_PRED / DELTA, stated in the VARSCORE header
+PREDICTION_UNITS = (
+    "REF_PRED and ALT_PRED are in the model's output units: the expression values it was trained on"
+    " (per gene, e.g. inverse-normal transformed), or for a coverage track the predicted coverage summed"
+    " over the bins read; DELTA = ALT_PRED - REF_PRED in the same units."
+)
+
+
 @dataclass(frozen=True)
 class InfoHeader:
     """One ``##INFO`` header line."""
@@ -39,7 +47,10 @@ SCORE_HEADERS = (
         ".",
         "String",
         "Predicted effect of each ALT allele on each gene's expression (ALT minus REF prediction"
-        " of the model on the reference window with the allele applied). Format: " + SCORE_FORMAT,
+        " of the model on the reference window with the allele applied). "
+        + PREDICTION_UNITS
+        + " Format: "
+        + SCORE_FORMAT,
     ),
     InfoHeader(MAX_KEY, "A", "Float", "Largest |DELTA| of the allele over all scored genes"),
     InfoHeader(
@@ -243,6 +254,24 @@ def _tabix_index(tmp: Path, final: Path) -> None:
         )
         return
     replace_file(index_tmp, final_index)
+
+
+def header_models(path: str | Path) -> dict[str, dict[str, str]]:
+    """The ``##varscore_model=<ID=..,Backbone=..,Build=..,SHA256=..>`` lines of a VCF header
+    (written by ``varscore annotate``), keyed by model ID."""
+    reader = open_vcf(path)
+    try:
+        raw = reader.raw_header
+    finally:
+        reader.close()
+    models: dict[str, dict[str, str]] = {}
+    for line in raw.splitlines():
+        if not line.startswith("##varscore_model=<") or not line.endswith(">"):
+            continue
+        fields = dict(item.split("=", 1) for item in line[len("##varscore_model=<") : -1].split(",") if "=" in item)
+        if fields.get("ID"):
+            models[fields["ID"]] = fields
+    return models
 
 
 def format_float(value: float) -> str:

@@ -141,6 +141,7 @@ class ScoringJob:
     progress: bool = False
     argv: Sequence[str] | None = None
     selection: Selection = field(default_factory=Selection)  # --regions, --genes-only, --shard
+    detail: str | Path | None = None  # Parquet: one row per (record, allele, gene), see scoring/detail.py
 
     @property
     def scores_nothing(self) -> bool:
@@ -171,7 +172,8 @@ def run_scoring(job: ScoringJob) -> ScoringSummary:
     from varscore.scoring.distributed import launched_by_torchrun
 
     writer = not launched_by_torchrun() or os.environ.get("RANK", "0") == "0"
-    guard = guarded_outputs([Target("-o", job.output)], [job.vcf, job.fasta, job.genes, job.model], lock=writer)
+    outputs = [Target("-o", job.output), Target("--detail", job.detail)]
+    guard = guarded_outputs(outputs, [job.vcf, job.fasta, job.genes, job.model], lock=writer)
     keys = [f.key for a in annotator_objs for f in a.info_fields]
     if not job.scores_nothing:
         keys += [SCORE_KEY, MAX_KEY, SKIP_KEY]
@@ -179,6 +181,8 @@ def run_scoring(job: ScoringJob) -> ScoringSummary:
         if job.scores_nothing:
             if not annotator_objs:
                 raise InputError("--model none scores nothing: name annotators to run with --annotate (e.g. motifs).")
+            if job.detail is not None:
+                raise InputError("--detail holds model scores: --model none scores nothing to put there.")
             return _annotate_only(prepared, job, annotator_objs)
         return _annotate_with_model(prepared, job, annotator_objs)
 
@@ -353,6 +357,12 @@ def _annotate_with_model(prepared: PreparedVCF, job: ScoringJob, annotator_objs:
     headers = scored.headers + _run_annotators(
         prepared.path, annotator_objs, genes, windows, scored.genome, info, result.summary
     )
+    if job.detail is not None:  # before the VCF: an annotated VCF on disk means the run finished
+        from varscore.scoring.detail import detail_provenance, gene_detail_table, write_gene_detail
+
+        meta = detail_provenance(bundle, job.argv)
+        table = gene_detail_table(scored.variants, result.scores, bundle.name, scored.spread, meta)
+        write_gene_detail(job.detail, table, bundle, job.argv)
     result.summary.records_written = write_annotated(prepared.path, job.output, info, headers, provenance)
     if scored.checkpoint is not None:
         scored.checkpoint.remove()

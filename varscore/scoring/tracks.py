@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from varscore.errors import InputError
 from varscore.io.outputguard import atomic_file, replace_file
-from varscore.io.vcf import SCORE_FORMAT, SCORE_KEY, open_vcf
+from varscore.io.vcf import SCORE_FORMAT, SCORE_KEY, header_models, open_vcf
 from varscore.scoring.selection import Selection
 
 if TYPE_CHECKING:
@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FORMATS = ("bigwig", "bedgraph", "bed")
+IGV_JS_DEFAULT = "https://cdn.jsdelivr.net/npm/igv@3/dist/igv.min.js"
+SHORT_LABEL_MAX = 17  # UCSC trackDb / hub.txt limits
+LONG_LABEL_MAX = 76
+FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fa.gz", ".fasta.gz", ".fna.gz", ".fa.bgz", ".fasta.bgz")
 INCREASE_RGB = "215,48,39"  # red: the ALT allele raises the prediction
 DECREASE_RGB = "69,117,180"  # blue: it lowers it
 # IGV genome ids / UCSC database names of the builds a bundle may record
@@ -141,7 +145,8 @@ class TrackJob:
     bundle's); ``genes``: a gene/TSS table instead of the bundle's genes; ``genome``: IGV genome id /
     UCSC database or FASTA path for the session. ``top``: variants per gene in the BED9 (0 = all).
     ``coverage_top``: for ``track`` models, the strongest variants per gene whose ALT and delta
-    coverage are drawn. ``hub_email``: contact for hub.txt. ``batch_size``, ``device``, ``bf16``,
+    coverage are drawn. ``hub_email``: contact for hub.txt. ``igv_js``: where ``igv.html`` loads
+    igv.js from (URL, or a path relative to the directory). ``batch_size``, ``device``, ``bf16``,
     ``check_ref``, ``progress``: as for ``varscore annotate``."""
 
     vcf: str | Path
@@ -161,6 +166,7 @@ class TrackJob:
     check_ref: str = "flag"
     progress: bool = False
     selection: Selection = field(default_factory=Selection)  # --regions, --genes-only (scored runs)
+    igv_js: str = IGV_JS_DEFAULT
 
 
 @dataclass
@@ -184,7 +190,11 @@ class TrackResult:
             if (self.out_dir / "hub.txt").exists() and self.trackdb
             else ""
         )
-        return f"wrote {len(self.files)} track files to {self.out_dir}; open {self.session} in IGV{hub}"
+        page = self.session.parent / "igv.html"
+        return (
+            f"wrote {len(self.files)} track files to {self.out_dir}; open {self.session} in IGV{hub}, "
+            f"or serve the folder over HTTP and open {page.name} (igv.js)"
+        )
 
 
 # --- from scores to tracks ---
@@ -329,22 +339,150 @@ def write_bigbed(path: Path, items: Sequence[BedItem], chrom_sizes: Mapping[str,
     _write_bbi(path, chrom_sizes, rows, autosql=BED9_AUTOSQL)
 
 
-def igv_session_xml(genome: str, locus: str | None, files: Sequence[TrackFile]) -> str:
-    """An IGV desktop session: the genome, the locus and one resource per track file.
+_IGV_CLASS = {
+    "bigwig": "org.broad.igv.track.DataSourceTrack",
+    "bedgraph": "org.broad.igv.track.DataSourceTrack",
+    "bigbed": "org.broad.igv.track.FeatureTrack",
+    "bed": "org.broad.igv.track.FeatureTrack",
+}
 
-    Paths are relative to the session file, so the directory can be moved as a whole.
+
+def _signal(track: TrackFile) -> bool:
+    return track.kind in ("bigwig", "bedgraph")
+
+
+def igv_session_xml(genome: str, locus: str | None, files: Sequence[TrackFile]) -> str:
+    """An IGV session as IGV desktop writes it: the genome, the locus, one ``<Resource>`` per track
+    file and a ``<Panel>`` whose ``<Track>`` elements (``id`` = the resource's path) carry the
+    name and colours. IGV desktop and igv.js both read a relative path relative to the session
+    file, so the directory can be moved (or served) as a whole.
+
+    Signal tracks get ``color`` (values above 0) and ``altColor`` (below 0); the BED9 track gets
+    no colour, so its items' own colours (the sign of each effect) show.
     """
     root = ET.Element("Session", {"genome": genome, "version": "8"})
     if locus:
         root.set("locus", locus)
     resources = ET.SubElement(root, "Resources")
+    panel = ET.Element("Panel", {"name": "DataPanel"})
     for track in files:
-        attributes = {"path": track.path, "name": track.label, "description": track.description}
-        if track.color:
-            attributes["color"] = track.color
-        ET.SubElement(resources, "Resource", attributes)
+        ET.SubElement(resources, "Resource", {"path": track.path})
+        attributes = {
+            "attributeKey": track.path,
+            "clazz": _IGV_CLASS[track.kind],
+            "fontSize": "10",
+            "id": track.path,
+            "name": track.label,
+            "visible": "true",
+        }
+        if _signal(track):
+            attributes.update(autoScale="true", renderer="BAR_CHART", windowFunction="none", color=track.color)
+            if track.alt_color:
+                attributes["altColor"] = track.alt_color
+        else:
+            attributes["displayMode"] = "EXPANDED"
+        ET.SubElement(panel, "Track", attributes)
+    root.append(panel)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _igv_js_track(track: TrackFile) -> dict[str, Any]:
+    """One igv.js track configuration (its ``url`` relative to the page)."""
+    if _signal(track):
+        config: dict[str, Any] = {
+            "type": "wig",
+            "format": "bigwig" if track.kind == "bigwig" else "bedgraph",
+            "color": f"rgb({track.color})",
+            "autoscale": True,
+        }
+        if track.alt_color:
+            config["altColor"] = f"rgb({track.alt_color})"
+    else:
+        config = {"type": "annotation", "format": "bigbed" if track.kind == "bigbed" else "bed"}
+        config["displayMode"] = "EXPANDED"
+    return {"name": track.label, "url": track.path, **config}
+
+
+def _igv_js_reference(genome: str) -> dict[str, Any]:
+    """``genome`` as igv.js takes it: a genome id (hg19, hg38), or a FASTA (its ``.fai`` and, when
+    bgzipped, ``.gzi`` beside it) given by a path relative to the page."""
+    if not genome.lower().endswith(FASTA_SUFFIXES):
+        return {"genome": genome}
+    reference: dict[str, Any] = {"fastaURL": genome, "indexURL": f"{genome}.fai"}
+    if genome.endswith((".gz", ".bgz")):
+        reference["compressedIndexURL"] = f"{genome}.gzi"
+    return {"reference": reference}
+
+
+def igv_html(genome: str, locus: str | None, files: Sequence[TrackFile], igv_js: str = IGV_JS_DEFAULT) -> str:
+    """A page showing the tracks with igv.js (no IGV install needed): serve the directory over
+    HTTP (``python -m http.server``) and open ``igv.html``. ``igv_js`` is where the page loads
+    igv.js from (a URL or a path relative to the page). Once the browser has loaded, the page
+    writes the locus and each track's name and number of items in view to
+    ``<pre id="varscore-status">`` (JSON)."""
+    import html
+    import json
+
+    options: dict[str, Any] = {**_igv_js_reference(genome), "tracks": [_igv_js_track(t) for t in files]}
+    if locus:
+        options["locus"] = locus
+    # "</" cannot end the script early inside the JSON
+    config = json.dumps(options, indent=2).replace("</", "<\\/")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>varscore tracks</title>
+<!-- igv.js: set with 'varscore track --igv-js URL' (or edit this line) -->
+<script src="{html.escape(igv_js, quote=True)}"></script>
+</head>
+<body>
+<div id="igv"></div>
+<pre id="varscore-status">loading</pre>
+<script>
+const options = {config};
+const status = document.getElementById("varscore-status");
+if (typeof igv === "undefined") {{
+  status.textContent = "error: igv.js did not load from {html.escape(igv_js, quote=True)}";
+}} else {{
+  igv.createBrowser(document.getElementById("igv"), options).then(async (browser) => {{
+    const locus = browser.currentLoci();
+    const where = /^(.+):([0-9,.]+)-([0-9,.]+)$/.exec(String(Array.isArray(locus) ? locus[0] : locus));
+    const shown = {{locus: locus, tracks: []}};
+    for (const view of browser.trackViews) {{
+      const track = view.track;
+      if (!track || !track.url) continue;
+      let items = null;
+      if (where) {{
+        const start = Math.floor(parseFloat(where[2].replace(/,/g, ""))) - 1;
+        const end = Math.ceil(parseFloat(where[3].replace(/,/g, "")));
+        const features = await track.getFeatures(where[1], start, end, 1);
+        items = features ? features.length : 0;
+      }}
+      shown.tracks.push({{name: track.name, url: track.url, color: track.color || null, items: items}});
+    }}
+    status.textContent = JSON.stringify(shown);
+  }}).catch((error) => {{ status.textContent = "error: " + error; }});
+}}
+</script>
+</body>
+</html>
+"""
+
+
+def fit_label(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary (a space, else a ``-``,
+    ``_`` or ``.`` inside a name), so no word is cut in the middle; a single word longer than
+    ``limit`` is the only text cut mid-word."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    for separators in (r" ", r"[ _.-]"):
+        cuts = [m.start() for m in re.finditer(separators, text) if 0 < m.start() <= limit]
+        if cuts:
+            return text[: max(cuts)].rstrip(" _.-")
+    return text[:limit]
 
 
 def _ucsc_name(text: str) -> str:
@@ -366,8 +504,8 @@ def trackdb_text(files: Sequence[TrackFile]) -> str:
         lines = [
             f"track {name}",
             f"bigDataUrl {track.path}",
-            f"shortLabel {track.label[:17]}",
-            f"longLabel {track.description[:80]}",
+            f"shortLabel {fit_label(track.label, SHORT_LABEL_MAX)}",
+            f"longLabel {fit_label(track.description, LONG_LABEL_MAX)}",
         ]
         if track.kind == "bigwig":
             lines += [
@@ -680,7 +818,9 @@ def _read_scored(vcf: Path, model: str | None, fasta: Path | None) -> _Scored:
     effects, name = effects_from_vcf(vcf, model, genome.resolve if genome else None)
     sizes = _fasta_sizes(genome) if genome else vcf_contig_lengths(vcf)
     lines = [f"scores read from {vcf}: {len(effects)} allele x gene entries of model {name}"]
-    return _Scored(effects, name, sizes, str(genome.path.resolve()) if genome else None, lines)
+    # the build recorded by 'varscore annotate' (##varscore_model=<ID=..,Build=..>), else the FASTA
+    build = browser_genome(header_models(vcf).get(name, {}).get("Build"))
+    return _Scored(effects, name, sizes, build or (str(genome.path.resolve()) if genome else None), lines)
 
 
 def _locus(effects: Sequence[VariantEffect], chrom_sizes: Mapping[str, int], pad: int = 500) -> str | None:
@@ -733,7 +873,10 @@ def run_tracks(job: TrackJob) -> TrackResult:
         )
     session_genome = job.genome or scored.genome
     if not session_genome:
-        raise InputError("Cannot tell which genome the tracks are on: pass --genome (e.g. hg38) or --fasta.")
+        raise InputError(
+            "Cannot tell which genome the tracks are on (the VCF names no model build in ##varscore_model): "
+            "pass --genome (e.g. hg38) or --fasta."
+        )
     out = Path(job.out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"Output {out} exists and is not a directory.")
@@ -745,7 +888,9 @@ def run_tracks(job: TrackJob) -> TrackResult:
     session_path = (
         os.path.relpath(session_genome, out.resolve()) if Path(session_genome).is_absolute() else session_genome
     )
-    _write_text(session, igv_session_xml(session_path, _locus(scored.effects, scored.chrom_sizes), session_files))
+    locus = _locus(scored.effects, scored.chrom_sizes)
+    _write_text(session, igv_session_xml(session_path, locus, session_files))
+    _write_text(out / "igv.html", igv_html(session_path, locus, session_files, job.igv_js))
     lines = [
         *scored.lines,
         f"positions drawn: {len(strongest_per_position(scored.effects))}",
@@ -761,11 +906,15 @@ def run_tracks(job: TrackJob) -> TrackResult:
         )
         if ucsc:
             hub = (
-                f"hub varscore_{_ucsc_name(scored.model)}\nshortLabel varscore {scored.model[:8]}\n"
-                f"longLabel varscore variant effects: model {scored.model}\ngenomesFile genomes.txt\n"
+                f"hub varscore_{_ucsc_name(scored.model)}\n"
+                f"shortLabel {_hub_short_label(scored.model)}\n"
+                f"longLabel {fit_label(f'varscore variant effects: model {scored.model}', LONG_LABEL_MAX)}\n"
+                "genomesFile genomes.txt\n"
             )
             if job.hub_email:
                 hub += f"email {job.hub_email}\n"
+            else:
+                lines.append("warning: hub.txt has no email line; a public UCSC hub needs a contact: pass --hub-email")
             _write_text(out / "hub.txt", hub)
             _write_text(out / "genomes.txt", f"genome {ucsc}\ntrackDb trackDb.txt\n")
         else:
@@ -773,6 +922,13 @@ def run_tracks(job: TrackJob) -> TrackResult:
     else:
         lines.append("no UCSC trackDb.txt: UCSC hubs need binary tracks (add --format bigwig)")
     return TrackResult(out, files, session, trackdb, lines)
+
+
+def _hub_short_label(model: str) -> str:
+    """``varscore MODEL`` when it fits UCSC's 17 characters, else the model name (cut between its
+    words if it must be)."""
+    full = f"varscore {model}"
+    return full if len(full) <= SHORT_LABEL_MAX else fit_label(model, SHORT_LABEL_MAX)
 
 
 def _has_scores(vcf: Path) -> bool:
@@ -804,7 +960,7 @@ def _write_tracks(out: Path, scored: _Scored, formats: Sequence[str], top: int) 
             "ism.merged",
             position_intervals(scored.effects),
             "ISM merged",
-            f"{model}: ISM delta per position, largest |delta| over genes and alleles",
+            f"{model}: ISM delta per position (largest |delta| of all genes)",
             DECREASE_RGB,
         )
     )

@@ -94,7 +94,9 @@ def centred_headers(stat: str, calibrated: bool) -> list[InfoHeader]:
             "String",
             f"Variant-centred {stat} score of each ALT allele over the whole prediction (GENE .) and over the "
             "exon bins of each overlapping gene, at the chosen track with the largest |DELTA| there "
-            "(MODEL is model:track). Format: ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA",
+            "(MODEL is model:track). REF_PRED and ALT_PRED are the statistic of the predicted track (SUM: "
+            "coverage summed over bins in the track's units, logSUM: log2 units, D1/D2: distances with REF_PRED 0); "
+            "DELTA = ALT_PRED - REF_PRED (D1/D2: the distance). Format: ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA",
         ),
         InfoHeader(MAX_KEY, "A", "Float", f"Largest |{stat}| of the allele over the chosen tracks, window and genes"),
         InfoHeader(TOP_KEY, "A", "String", "Where the allele's largest |score| is: STAT|TRACK|GENE (GENE . = window)"),
@@ -200,6 +202,10 @@ def open_scorer(bundle: Any, settings: CentredSettings) -> tuple[VariantCentredS
     # exons beyond a contig are refused
     genes = load_gene_models(settings.gtf, genome.lengths) if settings.gtf else None
     backbone = bundle.sequence_backbone(settings.device, settings.bf16)
+    if descriptions is None:  # the track list the bundle holds (e.g. Borzoi's targets.txt)
+        from varscore.scoring.detail import model_track_names
+
+        descriptions = model_track_names(bundle)
     return centred_scorer(backbone, genome, settings, genes, descriptions)
 
 
@@ -370,7 +376,7 @@ def _annotate_prepared(vcf: str | Path, job: VariantScoringJob) -> CentredSummar
     records = tqdm(
         scorer.score(iter_variants(vcf)), desc="records", unit="record", disable=not job.progress, leave=False
     )
-    writer = DetailWriter(job.detail, selection.indices, selection.names, stats) if job.detail else None
+    writer = DetailWriter(job.detail, selection.indices, selection.names, stats, bundle=bundle) if job.detail else None
     info = StreamedInfo(iter(records), lambda r: format_record(r, bundle.name, selection, stats, calibration), writer)
     try:
         written = write_annotated(
