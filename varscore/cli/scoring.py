@@ -6,16 +6,13 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
-
-if TYPE_CHECKING:
-    from varscore.scoring.selection import Selection
 
 from varscore.cli.app import cli
 from varscore.cli.options import old_spelling, selection_options
 from varscore.io.outputguard import writes
+from varscore.scoring.selection import Selection
 
 
 @cli.command()
@@ -195,7 +192,7 @@ def annotate(
             device=device,
             bf16=bf16,
             check_ref=check_ref,
-            **({"selection": selection} if selection else {}),
+            selection=selection or Selection(),
         )
         for line in run_variant_scoring(centred_job).lines():
             click.echo(line, err=True)
@@ -224,7 +221,7 @@ def annotate(
         progress=progress and not quiet and sys.stderr.isatty(),
         argv=["varscore", *sys.argv[1:]],
         detail=detail,
-        **({"selection": selection} if selection else {}),
+        selection=selection or Selection(),
     )
     # SIGTERM unwinds like Ctrl-C (temporary files are removed on the way out) and ends in one line
     outcome = (
@@ -354,7 +351,7 @@ def track(
         bf16=bf16,
         check_ref=check_ref,
         progress=progress and sys.stderr.isatty(),
-        **({"selection": selection} if selection else {}),
+        selection=selection or Selection(),
     )
     if igv_js:
         job = dataclasses.replace(job, igv_js=igv_js)
