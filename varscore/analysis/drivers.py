@@ -207,13 +207,11 @@ def find_drivers(
     explained_all, mean_ld, ld_pairs; ``mean_ld`` is NaN when ``ld_pairs`` is 0, i.e. fewer
     than 2 varying drivers).
     """
-    from tqdm.auto import tqdm
+    from varscore.io.progress import progress_iter
 
     criteria = criteria or DriverCriteria()
     rows, summary = [], []
-    for gv in tqdm(
-        list(variants.values()), desc=f"drivers {scorer.name}", unit="gene", disable=not progress, leave=False
-    ):
+    for gv in progress_iter(list(variants.values()), f"drivers {scorer.name}", "genes", progress):
         gene_ism = ism[ism["gene"] == gv.gene.label]
         if list(gene_ism["key"]) != list(gv.table["key"]):
             raise InputError(f"The ISM table of {gv.gene.label} does not match its variants; score them together.")

@@ -390,11 +390,11 @@ def score_genes(
     progress: bool = False,
 ) -> pd.DataFrame:
     """ISM tables of every gene in ``variants`` (by gene id), concatenated."""
-    from tqdm.auto import tqdm
+    from varscore.io.progress import Progress
 
     genes = [gv.gene for gv in variants.values()]
     total = alleles_to_score(scorer, genes, {gv.gene.gene_id: gv for gv in variants.values()}, saturation)
-    with tqdm(total=total, desc=f"ISM {scorer.name}", unit="allele", disable=not progress, leave=False) as bar:
+    with Progress(total, f"ism {scorer.name}", "alleles", progress) as bar:
         parts = [
             ism_table(scorer, gv.gene, genome, gv, saturation=saturation, batch_size=batch_size, advance=bar.update)
             for gv in variants.values()
@@ -442,16 +442,15 @@ class IsmResult:
 
 def run_ism(job: IsmJob) -> IsmResult:
     """Run ``job``; see :class:`IsmJob`."""
-    from tqdm.auto import tqdm
-
     from varscore.analysis.inputs import write_table
+    from varscore.io.progress import Progress
 
     if job.inputs.vcf is None and not job.saturation:
         raise InputError("Give --vcf (score the cohort's SNVs) or --saturation (every position × 3 bases).")
     run = job.inputs.load(need_vcf=False)
     parts = []
     total = alleles_to_score(run.scorer, run.genes, run.variants, job.saturation)
-    with tqdm(total=total, desc="ISM", unit="allele", disable=not job.progress) as bar:
+    with Progress(total, "ism", "alleles", job.progress) as bar:
         for gene in run.genes:
             variants = run.variants[gene.gene_id] if run.variants is not None else None
             parts.append(

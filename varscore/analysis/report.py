@@ -133,18 +133,15 @@ def _observed(config: ReportConfig, main: Any, window: int) -> tuple[dict[str, p
 
 
 def _run_model(bundle: Any, config: ReportConfig, genome: Any, genes: list[Any], people: list[str]) -> _ModelRun:
-    from tqdm.auto import tqdm
-
     from varscore.analysis.ism import ModelScorer, read_gene_variants, score_genes
+    from varscore.io.progress import progress_iter
 
     scorer = ModelScorer.from_bundle(bundle, device=config.device)
     genes = [g for g in genes if scorer.has_gene(g)]
     variants = read_gene_variants(config.vcf, genes, genome, scorer.window_size)
     ism = score_genes(scorer, variants, genome, batch_size=config.batch_size, progress=config.progress)
     predictions = {}
-    for gv in tqdm(
-        list(variants.values()), desc=f"predict {scorer.name}", unit="gene", disable=not config.progress, leave=False
-    ):
+    for gv in progress_iter(list(variants.values()), f"report: predict {scorer.name}", "genes", config.progress):
         predictions[gv.gene.label] = scorer.predict_people(gv, gv.people_rows(people), batch_size=config.batch_size)
     return _ModelRun(bundle.name, scorer, variants, ism.assign(model=bundle.name), predictions)
 
@@ -675,20 +672,13 @@ def _attribution(r: _Report) -> None:
             missing="needs --attribution (and a sequence model)",
         )
         return
-    from tqdm.auto import tqdm
-
     from varscore.analysis.attribution import attribute_gene
+    from varscore.io.progress import progress_iter
 
     rows = []
     for name in sequence_models:
         run = r.runs[name]
-        for gv in tqdm(
-            list(run.variants.values()),
-            desc=f"attribution {name}",
-            unit="gene",
-            disable=not r.config.progress,
-            leave=False,
-        ):
+        for gv in progress_iter(list(run.variants.values()), f"report: attribution {name}", "genes", r.config.progress):
             gene_attr = attribute_gene(run.scorer, gv, gv.people_rows(r.people), batch_size=r.config.batch_size)
             for group, frame in (
                 ("HSVs", r.hsvs),

@@ -220,8 +220,8 @@ def inputs_from_options(
 
 
 def show_progress(progress: bool) -> bool:
-    """Progress bars only where someone watches stderr."""
-    return progress and sys.stderr.isatty()
+    """Whether to show progress: a bar on a terminal, timed lines in a log (:mod:`varscore.io.progress`)."""
+    return progress
 
 
 def command_argv() -> list[str]:

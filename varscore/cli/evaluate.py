@@ -51,6 +51,7 @@ from varscore.io.outputguard import writes
     help="The -m models are fits on different fold replicates: each is evaluated on its own test "
     "people and the summary gives mean ± sd over replicates.",
 )
+@click.option("--progress/--no-progress", default=True, show_default=True, help="A bar on a terminal, lines in a log.")
 @writes(("output", "-o", "file"))
 def evaluate(
     vcf: Path,
@@ -69,6 +70,7 @@ def evaluate(
     n_boot: int,
     bootstrap_seed: int,
     replicates: bool,
+    progress: bool = True,
 ) -> None:
     """Per-gene R2 and Pearson r across held-out people (HOP: train genes, HOGP: other genes), with
     bootstrap 95% CIs over the people (r2_lo/r2_hi, pearson_lo/pearson_hi) and Pearson's two-sided
@@ -95,6 +97,7 @@ def evaluate(
         seed=bootstrap_seed,
         replicates=replicates,
         command=["varscore", *sys.argv[1:]],
+        progress=progress,
     )
     for line in run_evaluation(job).lines():
         click.echo(line)

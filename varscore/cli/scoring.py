@@ -175,7 +175,7 @@ def annotate(
             model,
             output,
             detail=detail,
-            progress=progress and sys.stderr.isatty(),
+            progress=progress and not quiet,
             fasta=fasta,
             tracks=tracks,
             targets=targets,
@@ -212,7 +212,7 @@ def annotate(
         fail_if_none=fail_if_none,
         rc=rc,
         shifts=parse_shifts(shifts),
-        progress=progress and not quiet and sys.stderr.isatty(),
+        progress=progress and not quiet,
         argv=["varscore", *sys.argv[1:]],
     )
     # SIGTERM unwinds like Ctrl-C (temporary files are removed on the way out) and ends in one line
@@ -336,7 +336,7 @@ def track(
         device=device,
         bf16=bf16,
         check_ref=check_ref,
-        progress=progress and sys.stderr.isatty(),
+        progress=progress,
     )
     result = run_tracks(job)
     for line in result.lines():

@@ -376,15 +376,13 @@ def run_plan(
     with ``window_size == plan.window_size``; ``output_mode`` reduces a prediction to one value
     per sequence. With a ``checkpoint``, finished genes are read back and new ones saved.
     """
-    from tqdm.auto import tqdm
+    from varscore.io.progress import Progress
 
     if backbone.window_size != plan.window_size:
         raise InputError(f"Backbone window {backbone.window_size} bp differs from the plan's {plan.window_size} bp.")
     summary = plan.summary
     scores: dict[int, list[AlleleScore]] = defaultdict(list)
-    bar = tqdm(
-        total=sum(len(j) for j in plan.jobs.values()), desc="alleles", unit="allele", disable=not progress, leave=False
-    )
+    bar = Progress(sum(len(j) for j in plan.jobs.values()), "annotate", "alleles", progress)
     for gene_id in list(plan.jobs):
         gene = plan.genes[gene_id]
         done = checkpoint.load(gene_id) if checkpoint is not None else None

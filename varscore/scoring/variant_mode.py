@@ -350,9 +350,8 @@ def run_variant_scoring(job: VariantScoringJob) -> CentredSummary:
 
 
 def _annotate_prepared(vcf: str | Path, job: VariantScoringJob) -> CentredSummary:
-    from tqdm.auto import tqdm
-
     from varscore.io.outputguard import provenance_header_lines
+    from varscore.io.progress import progress_iter
     from varscore.models.bundle import load_bundle
     from varscore.scoring.detail import DetailWriter
 
@@ -364,9 +363,7 @@ def _annotate_prepared(vcf: str | Path, job: VariantScoringJob) -> CentredSummar
         logger.warning(
             "%s was calibrated with %s centring; scoring with %s", bundle.name, calibration.centring, job.centring
         )
-    records = tqdm(
-        scorer.score(iter_variants(vcf)), desc="records", unit="record", disable=not job.progress, leave=False
-    )
+    records = progress_iter(scorer.score(iter_variants(vcf)), "annotate --mode variant", "records", job.progress)
     writer = DetailWriter(job.detail, selection.indices, selection.names, stats) if job.detail else None
     info = StreamedInfo(iter(records), lambda r: format_record(r, bundle.name, selection, stats, calibration), writer)
     try:
