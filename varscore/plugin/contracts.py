@@ -483,6 +483,11 @@ class OutputMode(Configurable, ABC):
         (e.g. a distance between tracks) override both."""
         return result
 
+    def reads_bins(self, n_bins: int) -> slice | None:
+        """The output bins of ``n_bins`` that :meth:`reduce` reads, so the only ones a model trained
+        through this mode learned (e.g. the centre bin); None: all of them."""
+        return None
+
 
 @dataclass(frozen=True)
 class InfoField:

@@ -18,7 +18,7 @@ from typing import Any
 from varscore.errors import InputError
 from varscore.genome.builds import REF_MISMATCH_MIN_CHECKED, ref_mismatch_error
 from varscore.genome.fasta import Genome, load_genes
-from varscore.io.infotext import info_atom, info_value
+from varscore.io.infotext import header_text, info_atom, info_value
 from varscore.io.outputguard import Target, guarded_outputs, provenance_header_lines
 from varscore.io.vcf import (
     MAX_KEY,
@@ -477,7 +477,16 @@ def _annotate_only(prepared: PreparedVCF, job: ScoringJob, annotators: Sequence[
         summary.not_scored["no_model"] = summary.records_read
     info: dict[int, dict[str, str]] = {}
     headers = _run_annotators(vcf, annotators, genes, {}, genome, info, summary)
-    summary.records_written = write_annotated(vcf, job.output, info, headers, provenance_header_lines(None, job.argv))
+    provenance = provenance_header_lines(None, job.argv)
+    if not sum(summary.annotated.values()):
+        warning = (
+            f"--model none: the annotators ({', '.join(a.name for a in annotators)}) gave none of the "
+            f"{summary.records_read:,} records of {prepared.source} a value; the output is the input with their "
+            "header lines only."
+        )
+        logger.warning(warning)
+        provenance.append(f'##varscore_warning="{header_text(warning)}"')
+    summary.records_written = write_annotated(vcf, job.output, info, headers, provenance)
     return summary
 
 
