@@ -261,6 +261,7 @@ class DriversJob:
     batch_size: int = 8
     progress: bool = False
     argv: Sequence[str] | None = None
+    ism: Path | None = None  # a table `varscore ism --vcf` wrote with the same model, instead of computing it
 
 
 @dataclass
@@ -301,13 +302,13 @@ def run_drivers(job: DriversJob) -> DriversResult:
     """Run ``job``; see :class:`DriversJob`."""
     from varscore.analysis.hsv import DRIVER_MAF_TOLERANCE, causal_enrichment, matched_controls, read_truth
     from varscore.analysis.inputs import write_table
-    from varscore.analysis.ism import held_out_people, score_genes
+    from varscore.analysis.ism import gene_ism, held_out_people
     from varscore.analysis.matched import matched_enrichment
 
     run = job.inputs.load()
     variants = run.cohort_variants()
     people = held_out_people(run.bundle, job.people_file)
-    ism_scores = score_genes(run.scorer, variants, run.genome, batch_size=job.batch_size, progress=job.progress)
+    ism_scores = gene_ism(run, job.ism, batch_size=job.batch_size, progress=job.progress)
     table, summary = find_drivers(
         run.scorer, variants, ism_scores, people, job.criteria, batch_size=job.batch_size, progress=job.progress
     )

@@ -88,12 +88,15 @@ class LoadedInputs:
         return self.variants
 
 
-def write_table(table: pd.DataFrame, output: Path, bundle: Any | None, argv: Sequence[str] | None = None) -> Path:
-    """Write ``table`` as TSV (floats to 6 significant digits) atomically, and ``OUTPUT.provenance.json``
-    beside it recording the command ``argv`` (None: this process's) and ``bundle``."""
+def write_table(
+    table: pd.DataFrame, output: Path, bundle: Any | None, argv: Sequence[str] | None = None, exact: bool = False
+) -> Path:
+    """Write ``table`` as TSV (floats to 6 significant digits; with ``exact``, digits enough to read
+    back the same numbers) atomically, and ``OUTPUT.provenance.json`` beside it recording the command
+    ``argv`` (None: this process's) and ``bundle``."""
     from varscore.io.outputguard import atomic_file, write_provenance_sidecar
 
     with atomic_file(output) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+        table.to_csv(tmp, sep="\t", index=False, float_format=None if exact else "%.6g")
     write_provenance_sidecar(output, bundle, argv)
     return output

@@ -404,6 +404,84 @@ def score_genes(
     return pd.concat(parts, ignore_index=True)
 
 
+def read_ism_table(path: str | Path, bundle: Any, variants: dict[str, GeneVariants]) -> pd.DataFrame:
+    """The ISM table of ``variants``' SNVs (as :func:`score_genes` returns it) read from ``path``, a
+    table ``varscore ism --vcf`` wrote (its values round-trip exactly), after checking that it
+    belongs to ``bundle`` (the name and weights checksum its provenance sidecar records), has the
+    ISM columns and scores every SNV of each gene (a saturation table with ``--vcf`` does too)."""
+    import json
+
+    from varscore.io.outputguard import model_provenance
+
+    path = Path(path)
+    sidecar = Path(f"{path}.provenance.json")
+    try:
+        recorded = json.loads(sidecar.read_text()).get("varscore_model")
+    except FileNotFoundError:
+        raise InputError(
+            f"--ism {path} has no provenance sidecar {sidecar.name}, so its model cannot be checked: give a table "
+            "written by 'varscore ism'."
+        ) from None
+    except (OSError, ValueError, AttributeError) as exc:
+        raise InputError(f"--ism: cannot read {sidecar}: {exc}.") from exc
+    expected = model_provenance(bundle)
+    if expected["SHA256"] == ".":
+        raise InputError(f"Model '{bundle.name}' records no weights checksum, so --ism {path} cannot be checked.")
+    if not isinstance(recorded, dict) or {k: recorded.get(k) for k in expected} != expected:
+        got = recorded if isinstance(recorded, dict) else {}
+        raise InputError(
+            f"--ism {path} was computed with model '{got.get('ID', '?')}' (weights sha256 "
+            f"{str(got.get('SHA256', '?'))[:12]}), not '{bundle.name}' ({expected['SHA256'][:12]}): compute it with "
+            f"'varscore ism -m {bundle.name} --vcf VCF'."
+        )
+    try:
+        table = pd.read_csv(
+            path,
+            sep="\t",
+            dtype={"chrom": str, "ref": str, "alt": str, "gene": str},
+            keep_default_na=False,
+            na_values={"maf": [""], "ref_pred": [""], "alt_pred": [""], "delta": [""]},
+        )
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise InputError(f"--ism: cannot read {path} as a TSV: {exc}.") from exc
+    missing = [c for c in ISM_COLUMNS if c not in table.columns]
+    if missing:
+        hint = " (a table without --vcf has no maf: write it with --vcf)" if missing == ["maf"] else ""
+        raise InputError(f"--ism {path} lacks the ISM column(s) {', '.join(missing)}{hint}.")
+    table["key"] = pd.Series(
+        [
+            variant_key(c, int(p), r, a)
+            for c, p, r, a in zip(table["chrom"], table["pos"], table["ref"], table["alt"], strict=True)
+        ],
+        index=table.index,
+        dtype=object,
+    )
+    parts = []
+    for gv in variants.values():
+        rows = table[table["gene"] == gv.gene.label].drop_duplicates("key").set_index("key")
+        keys = list(gv.table["key"])
+        absent = [k for k in keys if k not in rows.index]
+        if absent:
+            raise InputError(
+                f"--ism {path} does not score {len(absent)} of the {len(keys)} SNVs of {gv.gene.label} in this VCF "
+                f"(e.g. {absent[0]}): compute it on the same VCF and genes."
+            )
+        part = rows.loc[keys].reset_index()
+        parts.append(part.astype({"pos": np.int64, "distance_to_tss": np.int64})[[*ISM_COLUMNS, "key"]])
+    if not parts:
+        return pd.DataFrame(columns=[*ISM_COLUMNS, "key"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def gene_ism(run: Any, ism: str | Path | None, batch_size: int = 8, progress: bool = False) -> pd.DataFrame:
+    """The ISM table of ``run``'s genes (a :class:`~varscore.analysis.inputs.LoadedInputs`): read
+    from ``ism`` (:func:`read_ism_table`) when given, else computed (:func:`score_genes`)."""
+    variants = run.cohort_variants()
+    if ism is not None:
+        return read_ism_table(ism, run.bundle, variants)
+    return score_genes(run.scorer, variants, run.genome, batch_size=batch_size, progress=progress)
+
+
 @dataclass(frozen=True)
 class IsmJob:
     """One ``varscore ism`` run: score the observed SNVs of each gene's window (``inputs.vcf``) or,
@@ -467,7 +545,7 @@ def run_ism(job: IsmJob) -> IsmResult:
     table = pd.concat(parts, ignore_index=True)
     if job.inputs.vcf is None:
         table = table.drop(columns=["maf"])
-    write_table(table.drop(columns=["key"]), job.output, run.bundle, job.argv)
+    write_table(table.drop(columns=["key"]), job.output, run.bundle, job.argv, exact=True)
     if job.track is not None:
         write_ism_track(table, job.track, run.genome.lengths)
     return IsmResult(table, len(run.genes), job.output, job.track)

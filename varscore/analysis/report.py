@@ -30,7 +30,9 @@ logger = logging.getLogger(__name__)
 @dataclass
 class ReportConfig:
     """What the report runs on. ``linear``: the elastic-net bundle giving k per gene and the sign
-    comparison (default: the first linear model among ``compare``)."""
+    comparison (default: the first linear model among ``compare``). ``ism``: tables ``varscore ism
+    --vcf`` wrote, each used for the model its provenance names instead of computing its ISM (which
+    the report otherwise computes once per model and passes to every analysis)."""
 
     model: str
     vcf: Path
@@ -51,6 +53,7 @@ class ReportConfig:
     batch_size: int = 8
     device: str = "cpu"
     progress: bool = False
+    ism: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -132,14 +135,38 @@ def _observed(config: ReportConfig, main: Any, window: int) -> tuple[dict[str, p
     return observed, held_out_people(main, config.people_file, cohort_people=data.people)
 
 
+def ism_tables_by_model(paths: Sequence[Path]) -> dict[str, Path]:
+    """The ``--ism`` tables by the model name their provenance sidecar records (checked in full,
+    weights checksum included, when read)."""
+    import json
+
+    found: dict[str, Path] = {}
+    for path in paths:
+        try:
+            name = json.loads(Path(f"{path}.provenance.json").read_text())["varscore_model"]["ID"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(
+                f"--ism {path}: its provenance sidecar {path}.provenance.json names no model ({exc}); give a table "
+                "written by 'varscore ism'."
+            ) from None
+        if name in found:
+            raise InputError(f"--ism {found[name]} and {path} are both tables of model '{name}': give one.")
+        found[str(name)] = Path(path)
+    return found
+
+
 def _run_model(bundle: Any, config: ReportConfig, genome: Any, genes: list[Any], people: list[str]) -> _ModelRun:
-    from varscore.analysis.ism import ModelScorer, read_gene_variants, score_genes
+    from varscore.analysis.ism import ModelScorer, read_gene_variants, read_ism_table, score_genes
     from varscore.io.progress import progress_iter
 
     scorer = ModelScorer.from_bundle(bundle, device=config.device)
     genes = [g for g in genes if scorer.has_gene(g)]
     variants = read_gene_variants(config.vcf, genes, genome, scorer.window_size)
-    ism = score_genes(scorer, variants, genome, batch_size=config.batch_size, progress=config.progress)
+    given = ism_tables_by_model(config.ism).get(bundle.name)
+    if given is not None:
+        ism = read_ism_table(given, bundle, variants)
+    else:
+        ism = score_genes(scorer, variants, genome, batch_size=config.batch_size, progress=config.progress)
     predictions = {}
     for gv in progress_iter(list(variants.values()), f"report: predict {scorer.name}", "genes", config.progress):
         predictions[gv.gene.label] = scorer.predict_people(gv, gv.people_rows(people), batch_size=config.batch_size)
@@ -826,6 +853,11 @@ def build_report(config: ReportConfig) -> ReportResult:
     if linear is not None and linear.name not in {b.name for b in bundles}:
         bundles.append(linear)
     models = [b.name for b in bundles]
+    unused = sorted(set(ism_tables_by_model(config.ism)) - set(models))
+    if unused:
+        raise InputError(
+            f"--ism gives tables of {', '.join(unused)}, not a model of this report ({', '.join(models)})."
+        )
     fasta = config.fasta or main.reference_fasta
     if fasta is None:
         raise InputError(f"Model '{main.name}' records no reference FASTA: pass --fasta.")

@@ -69,6 +69,12 @@ def ism(
     help="Also write the matched control variants (±2.5 kb distance to TSS, MAF within 0.5%).",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="TSV to write.")
+@click.option(
+    "--ism",
+    "ism_table",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An ISM table 'varscore ism --vcf' wrote with the same model: used instead of computing the ISM again.",
+)
 @writes(("output", "-o", "file"), ("controls_out", "--controls", "file"))
 def hsv(
     model: str,
@@ -83,6 +89,7 @@ def hsv(
     truth: Path | None,
     controls_out: Path | None,
     output: Path,
+    ism_table: Path | None = None,
 ) -> None:
     """High-scoring variants: per gene the k SNVs with the largest |ISM|."""
     from varscore.analysis.hsv import HsvJob, run_hsv
@@ -97,6 +104,7 @@ def hsv(
         batch_size=batch_size,
         progress=show_progress(progress),
         argv=command_argv(),
+        ism=ism_table,
     )
     echo_result(run_hsv(job))
 
@@ -123,6 +131,12 @@ def hsv(
     help="Also write the per-gene summary TSV (explained fraction, mean LD of drivers).",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="TSV to write.")
+@click.option(
+    "--ism",
+    "ism_table",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An ISM table 'varscore ism --vcf' wrote with the same model: used instead of computing the ISM again.",
+)
 @writes(("output", "-o", "file"), ("summary_out", "--summary", "file"))
 def drivers(
     model: str,
@@ -138,6 +152,7 @@ def drivers(
     truth: Path | None,
     summary_out: Path | None,
     output: Path,
+    ism_table: Path | None = None,
 ) -> None:
     """Driver variants: forward selection of SNVs whose genotype × ISM approximates the model's
     predictions in held-out people."""
@@ -153,6 +168,7 @@ def drivers(
         batch_size=batch_size,
         progress=show_progress(progress),
         argv=command_argv(),
+        ism=ism_table,
     )
     echo_result(run_drivers(job))
 
