@@ -36,13 +36,15 @@ class AnalysisInputs:
     """What a variant analysis runs on: ``model`` (bundle name or directory), the cohort ``vcf``
     (VCF/BCF, indexed; None where the analysis can do without genotypes), the reference ``fasta``
     (None: the one the bundle records), ``gene_names`` (gene ids or names; empty: all the model's
-    genes) and the ``device`` the model runs on (``auto``, ``cpu`` or ``cuda``)."""
+    genes), the ``device`` the model runs on (``auto``, ``cpu`` or ``cuda``) and the ``cache``
+    folder keeping ISM results between runs (None: none; :mod:`varscore.scoring.effect_cache`)."""
 
     model: str
     vcf: Path | None = None
     fasta: Path | None = None
     gene_names: tuple[str, ...] = ()
     device: str = "cpu"
+    cache: Path | None = None
 
     def load(self, need_vcf: bool = True) -> LoadedInputs:
         """Load the bundle, its scorer, the genome, the chosen genes and (with a VCF) their variants."""
@@ -64,7 +66,7 @@ class AnalysisInputs:
                 raise InputError(f"Model '{bundle.name}' has no gene {', '.join(sorted(unknown))} (it has {known}).")
         if not genes:
             raise InputError(f"Model '{bundle.name}' lists no genes.")
-        scorer = ModelScorer.from_bundle(bundle, device=self.device)
+        scorer = ModelScorer.from_bundle(bundle, device=self.device, cache=self.cache)
         genome = Genome(fasta)
         variants = read_gene_variants(self.vcf, genes, genome, scorer.window_size) if self.vcf is not None else None
         return LoadedInputs(bundle, scorer, genome, genes, variants)

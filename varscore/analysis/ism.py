@@ -25,7 +25,8 @@ from varscore.types import Gene, Window, tss_window
 
 if TYPE_CHECKING:
     from varscore.analysis.inputs import AnalysisInputs
-    from varscore.plugin.contracts import Backbone, GenotypeBackbone, OutputMode, SequenceBackbone
+    from varscore.plugin.contracts import Backbone, GenotypeBackbone, ISMResult, OutputMode, SequenceBackbone
+    from varscore.scoring.effect_cache import EffectCache
 
 logger = logging.getLogger(__name__)
 CHUNK_ALLELES = 512  # alleles per backbone.ism call when scoring a gene (progress granularity)
@@ -131,17 +132,23 @@ class ModelScorer:
     backbone: Backbone
     output_mode: OutputMode
     window_size: int
+    cache: EffectCache | None = None  # ISM results kept on disk (sequence models), see varscore.scoring.effect_cache
     scores_sequence: ClassVar[bool] = False
     declares_drivers: ClassVar[bool] = False
 
     @classmethod
-    def from_bundle(cls, bundle: Any, device: str = "cpu") -> ModelScorer:
+    def from_bundle(cls, bundle: Any, device: str = "cpu", cache: str | Path | None = None) -> ModelScorer:
+        """The scorer of ``bundle``; with ``cache`` (a folder) a sequence model's ISM results are kept
+        there (:mod:`varscore.scoring.effect_cache`)."""
         from varscore.plugin.contracts import GenotypeBackbone
+        from varscore.scoring.effect_cache import EffectCache
 
         backbone = bundle.backbone()
         backbone.configure(device=device)
-        scorer = GenotypeScorer if isinstance(backbone, GenotypeBackbone) else SequenceScorer
-        return scorer(bundle.name, backbone, bundle.output_mode(), int(backbone.window_size))
+        if isinstance(backbone, GenotypeBackbone):  # its effects are read, not computed: nothing to keep
+            return GenotypeScorer(bundle.name, backbone, bundle.output_mode(), int(backbone.window_size))
+        kept = EffectCache.for_bundle(cache, bundle) if cache is not None else None
+        return SequenceScorer(bundle.name, backbone, bundle.output_mode(), int(backbone.window_size), kept)
 
     def has_gene(self, gene: Gene) -> bool:
         """Whether the model predicts ``gene``."""
@@ -209,9 +216,7 @@ class SequenceScorer(ModelScorer):
         step = max(CHUNK_ALLELES, batch_size)
         alternates, ref_pred = [], None
         for start in range(0, max(len(subs), 1), step):
-            result = self.backbone.ism(
-                reference, subs[start : start + step], self.output_mode.reduce, batch_size=batch_size
-            )
+            result = self._ism(reference, subs[start : start + step], batch_size)
             if result.reference.shape[0] != 1:
                 raise InputError(
                     f"Model '{self.name}' has output mode '{self.output_mode.name}' with "
@@ -223,6 +228,17 @@ class SequenceScorer(ModelScorer):
             if advance is not None:
                 advance(len(subs[start : start + step]))
         return ref_pred, (np.concatenate(alternates) if len(subs) else np.empty(0))
+
+    def _ism(self, reference: np.ndarray, subs: list[tuple[int, str]], batch_size: int) -> ISMResult:
+        """``backbone.ism`` of the reduced output, through the cache when there is one."""
+        from varscore.plugin.contracts import ISMResult
+
+        def compute(window: np.ndarray, wanted: Sequence[tuple[int, str]]) -> ISMResult:
+            return self.backbone.ism(window, wanted, self.output_mode.reduce, batch_size=batch_size)
+
+        if self.cache is None:
+            return compute(reference, subs)
+        return ISMResult(*self.cache.ism(compute, reference, subs, "reduce"))
 
     def predict_people(self, variants: GeneVariants, rows: np.ndarray, batch_size: int = 8) -> np.ndarray:
         from varscore.plugin.fastpredict import predict_people

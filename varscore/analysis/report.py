@@ -54,6 +54,7 @@ class ReportConfig:
     device: str = "cpu"
     progress: bool = False
     ism: list[Path] = field(default_factory=list)
+    cache: Path | None = None  # keeps ISM results between runs (varscore.scoring.effect_cache)
 
 
 @dataclass
@@ -159,7 +160,7 @@ def _run_model(bundle: Any, config: ReportConfig, genome: Any, genes: list[Any],
     from varscore.analysis.ism import ModelScorer, read_gene_variants, read_ism_table, score_genes
     from varscore.io.progress import progress_iter
 
-    scorer = ModelScorer.from_bundle(bundle, device=config.device)
+    scorer = ModelScorer.from_bundle(bundle, device=config.device, cache=config.cache)
     genes = [g for g in genes if scorer.has_gene(g)]
     variants = read_gene_variants(config.vcf, genes, genome, scorer.window_size)
     given = ism_tables_by_model(config.ism).get(bundle.name)

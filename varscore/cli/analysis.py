@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,13 @@ if TYPE_CHECKING:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the per-position ISM as a track: .bedGraph, or .bw (bigWig).",
 )
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep ISM results (reference passes and effects, per model and window) in this folder and reuse them "
+    "in later runs [off].",
+)
 @writes(("output", "-o", "file"), ("track", "--track", "file"))
 def ism(
     model: str,
@@ -37,12 +45,13 @@ def ism(
     saturation: bool,
     output: Path,
     track: Path | None,
+    cache_dir: Path | None = None,
 ) -> None:
     """In-silico mutagenesis of each gene's window: observed SNVs (--vcf) or all (--saturation)."""
     from varscore.analysis.ism import IsmJob, run_ism
 
     job = IsmJob(
-        inputs_from_options(model, vcf, fasta, gene_names, device),
+        replace(inputs_from_options(model, vcf, fasta, gene_names, device), cache=cache_dir),
         output,
         saturation=saturation,
         track=track,
