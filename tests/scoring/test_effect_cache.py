@@ -141,3 +141,38 @@ def test_the_ism_command_fills_and_reads_the_cache(cohort, tmp_path: Path) -> No
     assert second.exit_code == 0, second.output
     assert (tmp_path / "a.tsv").read_bytes() == (tmp_path / "b.tsv").read_bytes()
     assert sorted((tmp_path / "c").glob("*/*.npz")) == entries
+
+
+def test_annotate_and_track_with_the_cache_equal_runs_without_and_a_hit_runs_no_forward(
+    toy_world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import read_vcf_lines, write_vcf
+    from tests.toy_plugin import ToyBackbone
+    from varscore.scoring.gene_mode import ScoringJob, run_scoring
+
+    seqs = toy_world["seqs"]
+    records = [
+        ("chr1", p, seqs["chr1"][p - 1], "ACGT"[("ACGT".index(seqs["chr1"][p - 1]) + 1) % 4]) for p in (190, 200, 255)
+    ]
+    vcf = write_vcf(tmp_path / "in.vcf", records)
+    calls = {"n": 0}
+    original = ToyBackbone.ism
+
+    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ToyBackbone, "ism", counted)
+
+    def body(path: Path) -> list[str]:
+        return [line for line in read_vcf_lines(path) if not line.startswith("##varscore_command")]
+
+    bundle = str(toy_world["bundle"])
+    run_scoring(ScoringJob(vcf, bundle, tmp_path / "plain.vcf", device="cpu"))
+    cache = tmp_path / "cache"
+    run_scoring(ScoringJob(vcf, bundle, tmp_path / "first.vcf", device="cpu", cache=cache))
+    calls["n"] = 0
+    run_scoring(ScoringJob(vcf, bundle, tmp_path / "second.vcf", device="cpu", cache=cache))
+    assert calls["n"] == 0
+    assert body(tmp_path / "second.vcf") == body(tmp_path / "first.vcf") == body(tmp_path / "plain.vcf")
+    assert len(list(cache.glob("*/*.npz"))) == 2  # G1's and G2's windows

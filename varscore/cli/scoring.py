@@ -127,6 +127,13 @@ from varscore.io.outputguard import writes
     help="--mode variant: a window per variant position (exact) or one per genome tile (tiled).",
 )
 @click.option("--tile-bins", type=click.IntRange(min=1), help="--centring tiled: tile width in output bins.")
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep SNV effects (reference passes and alleles, per model and window) in this folder and reuse them "
+    "in later runs [off].",
+)
 @writes(("output", "-o", "file"), ("detail", "--detail", "file"))
 def annotate(
     vcf: Path,
@@ -156,6 +163,7 @@ def annotate(
     detail: Path | None = None,
     centring: str = "exact",
     tile_bins: int | None = None,
+    cache_dir: Path | None = None,
 ) -> None:
     """Add each variant's predicted effect on expression to a VCF (INFO VARSCORE).
 
@@ -170,6 +178,8 @@ def annotate(
 
         if annotators or resume or devices > 1:
             raise click.UsageError("--mode variant does not take --annotate, --resume or --devices yet.")
+        if cache_dir is not None:
+            raise click.UsageError("--mode variant does not take --cache yet.")
         centred_job = VariantScoringJob(
             vcf,
             model,
@@ -214,6 +224,7 @@ def annotate(
         shifts=parse_shifts(shifts),
         progress=progress and not quiet,
         argv=["varscore", *sys.argv[1:]],
+        cache=cache_dir,
     )
     # SIGTERM unwinds like Ctrl-C (temporary files are removed on the way out) and ends in one line
     outcome = (
@@ -298,6 +309,13 @@ def annotate(
     help="REF differing from the FASTA: flag (not scored), fail (stop), skip (do not compare).",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep SNV effects (reference passes and alleles, per model and window) in this folder and reuse them "
+    "in later runs [off].",
+)
 @writes(("out_dir", "-o", "folder"))
 def track(
     vcf: Path,
@@ -316,6 +334,7 @@ def track(
     bf16: bool,
     check_ref: str,
     progress: bool,
+    cache_dir: Path | None = None,
 ) -> None:
     """Genome-browser tracks of variant scores: bigWig/bedGraph, BED9, IGV session, UCSC hub."""
     from varscore.scoring.tracks import TrackJob, run_tracks
@@ -337,6 +356,7 @@ def track(
         bf16=bf16,
         check_ref=check_ref,
         progress=progress,
+        cache=cache_dir,
     )
     result = run_tracks(job)
     for line in result.lines():

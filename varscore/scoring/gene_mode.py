@@ -118,7 +118,8 @@ class ScoringJob:
     kept in ``OUTPUT.varscore-partial/``. ``devices`` > 1 (or a ``torchrun`` launch) shares the
     genes between processes. ``fail_if_none``: a run that scores nothing fails instead of warning.
     ``rc`` / ``shifts``: test-time augmentation. ``argv`` (default ``sys.argv``) is recorded in the
-    output header."""
+    output header. ``cache``: a folder keeping SNV effects between runs
+    (:mod:`varscore.scoring.effect_cache`; None: none)."""
 
     vcf: str | Path
     model: str | Path | None
@@ -139,6 +140,7 @@ class ScoringJob:
     shifts: Sequence[int] = (0,)
     progress: bool = False
     argv: Sequence[str] | None = None
+    cache: str | Path | None = None
 
     @property
     def scores_nothing(self) -> bool:
@@ -261,6 +263,8 @@ def score_vcf(prepared: PreparedVCF, bundle: Any, genes: Sequence[Gene], job: Sc
         plan=plan,
     )
     sharded = job.devices > 1 or launched_by_torchrun()
+    if sharded and job.cache is not None:
+        raise InputError("--cache serves runs in one process for now: drop --devices / torchrun, or --cache.")
     if sharded and (job.augmented or len(replicate_files(bundle.manifest)) > 1):
         raise InputError(
             "Replicate ensembles and --rc/--shifts score in one process for now: drop --devices / torchrun."
@@ -290,7 +294,7 @@ def score_vcf(prepared: PreparedVCF, bundle: Any, genes: Sequence[Gene], job: Sc
         return scored
     if fingerprint is not None:
         scored.checkpoint = GeneCheckpoint(checkpoint_dir(job.output), fingerprint, resume=job.resume)
-    run = PlanRun(job.device, job.bf16, job.batch_size, job.progress, job.rc, tuple(job.shifts))
+    run = PlanRun(job.device, job.bf16, job.batch_size, job.progress, job.rc, tuple(job.shifts), job.cache)
     scored.result, ensemble = score_plan(bundle, plan, genome, run, checkpoint=scored.checkpoint)
     scored.spread = ensemble.sd
     if scored.spread:

@@ -159,6 +159,7 @@ class TrackJob:
     bf16: bool = False
     check_ref: str = "flag"
     progress: bool = False
+    cache: str | Path | None = None  # SNV effects kept between runs (varscore.scoring.effect_cache)
 
 
 @dataclass
@@ -640,6 +641,7 @@ def _score_with_model(job: TrackJob) -> _Scored:
         bf16=job.bf16,
         check_ref=job.check_ref,
         progress=job.progress,
+        cache=job.cache,
     )
     with prepared_vcf(job.vcf) as prepared:
         scores = score_vcf(prepared, bundle, genes, scoring)
