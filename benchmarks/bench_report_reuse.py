@@ -68,6 +68,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     genes = tuple(args.gene or ("SNAP25", "MKKS"))
+    from varscore.analysis.ism import ModelScorer
+    from varscore.models.bundle import load_bundle
+
+    ModelScorer.from_bundle(load_bundle("variformer-demo"))  # warm-up: imports and the first model build
     with tempfile.TemporaryDirectory() as tmp:
         folders = {way: Path(tmp) / way for way in ("each", "reused")}
         results = {}

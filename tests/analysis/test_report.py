@@ -237,3 +237,25 @@ def test_report_command_parses_into_a_config_and_prints_the_result(tmp_path, mon
     assert config.compare == [] and config.progress is False and config.device == "auto"
     assert f"wrote {out / 'index.html'} (1 figures)" in result.output
     assert "not produced: Figure B: needs --x" in result.output
+
+
+def test_ism_tables_are_matched_to_the_models_their_provenance_names(tmp_path):
+    import json
+
+    from varscore.analysis.report import ism_tables_by_model
+    from varscore.errors import InputError
+
+    def table(name: str, model: str | None) -> Path:
+        path = tmp_path / name
+        path.write_text("chrom\tpos\n")
+        if model is not None:
+            record = {"varscore_model": {"ID": model, "SHA256": "ab" * 32}}
+            Path(f"{path}.provenance.json").write_text(json.dumps(record))
+        return path
+
+    a, b = table("a.tsv", "variformer-demo"), table("b.tsv", "elastic-net-demo")
+    assert ism_tables_by_model([a, b]) == {"variformer-demo": a, "elastic-net-demo": b}
+    with pytest.raises(InputError, match="are both tables of model 'variformer-demo'"):
+        ism_tables_by_model([a, table("c.tsv", "variformer-demo")])
+    with pytest.raises(InputError, match="names no model"):
+        ism_tables_by_model([table("d.tsv", None)])

@@ -97,9 +97,9 @@ def test_a_corrupt_entry_is_recomputed(tmp_path: Path, window: np.ndarray, damag
 
 
 def test_ism_with_the_cache_equals_ism_without_and_a_second_run_runs_no_forward(
-    cohort,
+    cohort,  # noqa: F811
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from tests.toy_plugin import ToyBackbone
     from varscore.analysis.inputs import AnalysisInputs
