@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,14 +32,33 @@ class FakeClock:
         return self.now
 
 
-def _progress_messages(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "varscore.io.progress"]
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
-def test_a_line_per_interval_with_done_total_rate_and_eta(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    caplog.set_level(logging.INFO, logger="varscore.io.progress")
+@pytest.fixture
+def caplog() -> Iterator[Lines]:
+    """The progress lines, caught on their own logger (the command line stops them propagating)."""
+    lines = Lines()
+    log = logging.getLogger("varscore.io.progress")
+    level = log.level
+    log.addHandler(lines)
+    log.setLevel(logging.INFO)
+    yield lines
+    log.removeHandler(lines)
+    log.setLevel(level)
+
+
+def _progress_messages(caplog: Lines) -> list[str]:
+    return caplog.messages
+
+
+def test_a_line_per_interval_with_done_total_rate_and_eta(caplog: Lines, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(INTERVAL_VARIABLE, raising=False)
     clock = FakeClock()
     with Progress(600, "annotate", "windows", terminal=False, clock=clock) as progress:
@@ -56,8 +76,7 @@ def test_a_line_per_interval_with_done_total_rate_and_eta(
     assert done == list(range(40, 601, 40))
 
 
-def test_uneven_steps_and_an_unknown_total(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    caplog.set_level(logging.INFO, logger="varscore.io.progress")
+def test_uneven_steps_and_an_unknown_total(caplog: Lines, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(INTERVAL_VARIABLE, "30")
     clock = FakeClock()
     progress = Progress(None, "annotate --mode variant", "records", terminal=False, clock=clock)
@@ -72,10 +91,7 @@ def test_uneven_steps_and_an_unknown_total(caplog: pytest.LogCaptureFixture, mon
     ]
 
 
-def test_short_work_disabled_work_and_failed_work_say_nothing(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    caplog.set_level(logging.INFO, logger="varscore.io.progress")
+def test_short_work_disabled_work_and_failed_work_say_nothing(caplog: Lines, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(INTERVAL_VARIABLE, raising=False)
     clock = FakeClock()
     with Progress(10, "ism", "alleles", terminal=False, clock=clock) as quick:
@@ -91,8 +107,7 @@ def test_short_work_disabled_work_and_failed_work_say_nothing(
     assert _progress_messages(caplog) == ["ism 1/10 alleles, 0.091/s, ETA 1m39s"]  # no closing line after a failure
 
 
-def test_progress_iter_counts_each_item(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    caplog.set_level(logging.INFO, logger="varscore.io.progress")
+def test_progress_iter_counts_each_item(caplog: Lines, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(INTERVAL_VARIABLE, "0.000001")  # every item a line (the real clock always advances)
     assert list(progress_iter(["a", "b", "c"], "drivers", "genes", enabled=True)) == ["a", "b", "c"]
     messages = _progress_messages(caplog)
