@@ -275,3 +275,24 @@ def test_an_ism_table_of_another_model_or_other_variants_is_refused(cohort, tmp_
     assert hsv_error(gene_names=("GENEA",)) == f"--ism {table} lacks the ISM column(s) delta."
     sidecar.unlink()
     assert "has no provenance sidecar" in hsv_error(gene_names=("GENEA",))
+
+
+def test_hsv_and_drivers_commands_take_an_ism_table(cohort, tmp_path):
+    runner = CliRunner()
+    bundle, vcf = str(cohort["bundle"]), str(cohort["vcf"])
+    table = tmp_path / "ism.tsv"
+    assert runner.invoke(cli, ["ism", "-m", bundle, "--vcf", vcf, "-o", str(table)]).exit_code == 0
+    people = tmp_path / "people.txt"
+    people.write_text("\n".join(PEOPLE) + "\n")
+    for args in (["hsv", "--k", "2"], ["drivers", "--people", str(people)]):
+        plain = runner.invoke(cli, [*args, "-m", bundle, "--vcf", vcf, "-o", str(tmp_path / "a.tsv")])
+        reused = runner.invoke(
+            cli, [*args, "-m", bundle, "--vcf", vcf, "--ism", str(table), "-o", str(tmp_path / "b.tsv")]
+        )
+        assert plain.exit_code == reused.exit_code == 0, reused.output
+        assert plain.stdout == reused.stdout
+        assert (tmp_path / "a.tsv").read_bytes() == (tmp_path / "b.tsv").read_bytes()
+    missing = runner.invoke(
+        cli, ["hsv", "--k", "2", "-m", bundle, "--vcf", vcf, "--ism", str(tmp_path / "no.tsv"), "-o", "x"]
+    )
+    assert missing.exit_code == 2 and "does not exist" in missing.output
