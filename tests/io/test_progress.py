@@ -155,3 +155,28 @@ def test_a_run_whose_stderr_is_a_file_logs_progress_lines(tmp_path: Path) -> Non
     assert len(totals) == 1 and counts == sorted(counts) and counts[-1] <= totals.pop()
     assert re.search(r"^varscore: annotate (\d+)/\1 alleles in \w+$", text, re.MULTILINE), text
     assert "\r" not in text  # no bar redrawn into the log
+
+
+def test_annotate_prints_progress_lines_unless_quiet(
+    toy_world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from tests.conftest import write_vcf
+    from varscore.cli import cli
+
+    seqs = toy_world["seqs"]
+    vcf = write_vcf(
+        tmp_path / "in.vcf",
+        [("chr1", p, seqs["chr1"][p - 1], "ACGT".replace(seqs["chr1"][p - 1], "")[0]) for p in (190, 200, 255)],
+    )
+    monkeypatch.setenv(INTERVAL_VARIABLE, "0.000001")
+    args = ["annotate", str(vcf), "-m", str(toy_world["bundle"]), "-o", str(tmp_path / "out.vcf")]
+    shown = CliRunner().invoke(cli, args)
+    assert shown.exit_code == 0, shown.output
+    lines = [line for line in shown.stderr.splitlines() if line.startswith("varscore: annotate ")]
+    assert lines and lines[-1].startswith("varscore: annotate ") and " alleles in " in lines[-1]
+    quiet = CliRunner().invoke(cli, [*args, "-q"])
+    assert quiet.exit_code == 0 and "varscore: annotate" not in quiet.stderr
+    silent = CliRunner().invoke(cli, [*args, "--no-progress"])
+    assert silent.exit_code == 0 and "varscore: annotate" not in silent.stderr
