@@ -16,6 +16,7 @@ from varscore.analysis.ism import (
     write_ism_track,
 )
 from varscore.cli import cli
+from varscore.errors import InputError
 from varscore.examples import examples_dir
 from varscore.genome.fasta import Genome
 from varscore.genome.sequence import BASE_INDEX
@@ -148,7 +149,7 @@ def test_analysis_jobs_on_the_toy_world(cohort, tmp_path):
     assert hsv["pos"].tolist() == result.hsvs["pos"].tolist()
     top = hsv[hsv["gene"] == "GENEA"]
     assert len(top) == 2
-    assert sorted(top["delta"].abs()) == pytest.approx(sorted(table["delta"].abs().nlargest(2)))
+    assert sorted(top["delta"].abs()) == pytest.approx(sorted(table["delta"].abs().nlargest(2)), rel=1e-5)  # 6 digits
     drivers = run_drivers(DriversJob(AnalysisInputs(bundle, cohort["vcf"]), tmp_path / "drivers.tsv", people))
     assert (tmp_path / "drivers.tsv").is_file()
     assert "explained_all" in drivers.lines()[0]
@@ -201,3 +202,97 @@ def test_saturation_progress_moves_per_allele_and_chunks_do_not_change_scores(co
     )
     assert len(steps) == -(-len(chunked) // 10) and max(steps) == 10
     pd.testing.assert_frame_equal(whole, chunked)
+
+
+def test_a_precomputed_ism_table_gives_the_same_results_exactly_without_scoring(cohort, tmp_path, monkeypatch):
+    """hsv and drivers given the table ``ism`` wrote (``--ism``) equal the runs that compute the
+    ISM themselves, file for file, and run no model forward for the ISM."""
+    from varscore.analysis.drivers import DriversJob, run_drivers
+    from varscore.analysis.hsv import HsvJob, run_hsv
+    from varscore.analysis.inputs import AnalysisInputs
+    from varscore.analysis.ism import IsmJob, SequenceScorer, run_ism
+
+    inputs = AnalysisInputs(str(cohort["bundle"]), cohort["vcf"])
+    people = tmp_path / "people.txt"
+    people.write_text("\n".join(PEOPLE) + "\n")
+    run_ism(IsmJob(inputs, tmp_path / "ism.tsv"))
+    hsv = run_hsv(HsvJob(inputs, tmp_path / "hsv.tsv", k=2))
+    drivers = run_drivers(DriversJob(inputs, tmp_path / "drivers.tsv", people, summary_output=tmp_path / "sum.tsv"))
+    calls = {"n": 0}
+    original = SequenceScorer._predictions
+
+    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SequenceScorer, "_predictions", counted)
+    hsv_reused = run_hsv(HsvJob(inputs, tmp_path / "hsv2.tsv", k=2, ism=tmp_path / "ism.tsv"))
+    drivers_reused = run_drivers(
+        DriversJob(
+            inputs, tmp_path / "drivers2.tsv", people, summary_output=tmp_path / "sum2.tsv", ism=tmp_path / "ism.tsv"
+        )
+    )
+    assert calls["n"] == 0
+    pd.testing.assert_frame_equal(hsv_reused.hsvs, hsv.hsvs)
+    pd.testing.assert_frame_equal(hsv_reused.controls, hsv.controls)
+    pd.testing.assert_frame_equal(drivers_reused.drivers, drivers.drivers)
+    pd.testing.assert_frame_equal(drivers_reused.summary, drivers.summary)
+    for first, second in [("hsv.tsv", "hsv2.tsv"), ("drivers.tsv", "drivers2.tsv"), ("sum.tsv", "sum2.tsv")]:
+        assert (tmp_path / first).read_bytes() == (tmp_path / second).read_bytes()
+    assert len(hsv.hsvs) and len(drivers.summary)
+
+
+def test_an_ism_table_of_another_model_or_other_variants_is_refused(cohort, tmp_path):
+    import json
+
+    from varscore.analysis.hsv import HsvJob, run_hsv
+    from varscore.analysis.inputs import AnalysisInputs
+    from varscore.analysis.ism import IsmJob, run_ism
+
+    bundle = str(cohort["bundle"])
+    table = tmp_path / "ism.tsv"
+    run_ism(IsmJob(AnalysisInputs(bundle, cohort["vcf"], gene_names=("GENEA",)), table))
+    sidecar = tmp_path / "ism.tsv.provenance.json"
+    recorded = json.loads(sidecar.read_text())
+
+    def hsv_error(**changes: object) -> str:
+        with pytest.raises(InputError) as caught:
+            run_hsv(HsvJob(AnalysisInputs(bundle, cohort["vcf"], **changes), tmp_path / "hsv.tsv", k=1, ism=table))  # type: ignore[arg-type]
+        assert "\n" not in str(caught.value)
+        return str(caught.value)
+
+    # the table scores GENEA only: GENEB's SNVs are missing
+    assert "does not score" in hsv_error() and "of GENEB in this VCF" in hsv_error()
+    assert not (tmp_path / "hsv.tsv").exists()
+    sha = recorded["varscore_model"]["SHA256"]
+    sidecar.write_text(json.dumps({**recorded, "varscore_model": {**recorded["varscore_model"], "SHA256": "0" * 64}}))
+    assert hsv_error(gene_names=("GENEA",)) == (
+        f"--ism {table} was computed with model 'toy-model' (weights sha256 000000000000), not 'toy-model' ({sha[:12]}): "
+        "compute it with 'varscore ism -m toy-model --vcf VCF'."
+    )
+    sidecar.write_text(json.dumps(recorded))
+    pd.read_csv(table, sep="\t").drop(columns=["delta"]).to_csv(table, sep="\t", index=False)
+    assert hsv_error(gene_names=("GENEA",)) == f"--ism {table} lacks the ISM column(s) delta."
+    sidecar.unlink()
+    assert "has no provenance sidecar" in hsv_error(gene_names=("GENEA",))
+
+
+def test_hsv_and_drivers_commands_take_an_ism_table(cohort, tmp_path):
+    runner = CliRunner()
+    bundle, vcf = str(cohort["bundle"]), str(cohort["vcf"])
+    table = tmp_path / "ism.tsv"
+    assert runner.invoke(cli, ["ism", "-m", bundle, "--vcf", vcf, "-o", str(table)]).exit_code == 0
+    people = tmp_path / "people.txt"
+    people.write_text("\n".join(PEOPLE) + "\n")
+    for args in (["hsv", "--k", "2"], ["drivers", "--people", str(people)]):
+        plain = runner.invoke(cli, [*args, "-m", bundle, "--vcf", vcf, "-o", str(tmp_path / "a.tsv")])
+        reused = runner.invoke(
+            cli, [*args, "-m", bundle, "--vcf", vcf, "--ism", str(table), "-o", str(tmp_path / "b.tsv")]
+        )
+        assert plain.exit_code == reused.exit_code == 0, reused.output
+        assert plain.stdout == reused.stdout
+        assert (tmp_path / "a.tsv").read_bytes() == (tmp_path / "b.tsv").read_bytes()
+    missing = runner.invoke(
+        cli, ["hsv", "--k", "2", "-m", bundle, "--vcf", vcf, "--ism", str(tmp_path / "no.tsv"), "-o", "x"]
+    )
+    assert missing.exit_code == 2 and "does not exist" in missing.output

@@ -304,3 +304,25 @@ def test_report_hsv_min_maf_option_parses_into_the_config(tmp_path, monkeypatch)
     assert seen[0].hsv_min_maf == [0.01, 0.05]
     bad = CliRunner().invoke(cli, [*args, "--hsv-min-maf", "0.01,0.7"])
     assert bad.exit_code == 2 and "(0, 0.5]" in bad.output and "Traceback" not in bad.output
+
+
+def test_ism_tables_are_matched_to_the_models_their_provenance_names(tmp_path):
+    import json
+
+    from varscore.analysis.report import ism_tables_by_model
+    from varscore.errors import InputError
+
+    def table(name: str, model: str | None) -> Path:
+        path = tmp_path / name
+        path.write_text("chrom\tpos\n")
+        if model is not None:
+            record = {"varscore_model": {"ID": model, "SHA256": "ab" * 32}}
+            Path(f"{path}.provenance.json").write_text(json.dumps(record))
+        return path
+
+    a, b = table("a.tsv", "variformer-demo"), table("b.tsv", "elastic-net-demo")
+    assert ism_tables_by_model([a, b]) == {"variformer-demo": a, "elastic-net-demo": b}
+    with pytest.raises(InputError, match="are both tables of model 'variformer-demo'"):
+        ism_tables_by_model([a, table("c.tsv", "variformer-demo")])
+    with pytest.raises(InputError, match="names no model"):
+        ism_tables_by_model([table("d.tsv", None)])

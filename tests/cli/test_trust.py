@@ -507,8 +507,7 @@ def test_table_outputs_get_a_provenance_sidecar(toy_world, tmp_path):
 
 
 def test_progress_counts_alleles(toy_world, monkeypatch):
-    import tqdm.auto
-
+    import varscore.io.progress
     from varscore.genome.fasta import Genome
     from varscore.io.vcf import iter_variants
     from varscore.models.bundle import load_bundle
@@ -516,18 +515,12 @@ def test_progress_counts_alleles(toy_world, monkeypatch):
 
     bars = []
 
-    class Bar:
-        def __init__(self, *args, total=None, **kwargs):
-            self.total, self.n = total, 0
+    class Bar(varscore.io.progress.Progress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
             bars.append(self)
 
-        def update(self, n=1):
-            self.n += n
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    monkeypatch.setattr(varscore.io.progress, "Progress", Bar)
     seqs = toy_world["seqs"]
     records = [
         ("chr1", p, seqs["chr1"][p - 1], "ACGT".replace(seqs["chr1"][p - 1], "")[:2].replace("", ",")[1:-1])
@@ -539,7 +532,7 @@ def test_progress_counts_alleles(toy_world, monkeypatch):
     plan = plan_scoring(iter_variants(vcf), bundle.genes, genome, 64)
     run_plan(plan, bundle.sequence_backbone("cpu"), bundle.output_mode(), genome, progress=True)
     alleles = sum(len(jobs) for jobs in plan.jobs.values())
-    assert len(bars) == 1 and bars[0].total == alleles == bars[0].n and alleles > len(plan.jobs)
+    assert len(bars) == 1 and bars[0].total == alleles == bars[0].done and alleles > len(plan.jobs)
 
 
 def test_quiet_silences_progress_and_summary(toy_world, tmp_path):

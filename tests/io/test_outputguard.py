@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -491,6 +492,62 @@ def test_a_second_run_is_refused_but_the_same_run_may_lock_again(tmp_path: Path)
         "or choose another --detail."
     ]
     assert not Path(f"{out}{LOCK_SUFFIX}").exists()
+
+
+def test_the_lock_file_goes_after_a_failed_run_too(tmp_path: Path) -> None:
+    out = tmp_path / "o.vcf"
+    with pytest.raises(RuntimeError), guarded_outputs([Target("-o", out)]):
+        assert Path(f"{out}{LOCK_SUFFIX}").exists()
+        raise RuntimeError("the run failed")
+    assert not Path(f"{out}{LOCK_SUFFIX}").exists()
+    with guarded_outputs([Target("-o", out)]):  # and the next run locks afresh
+        pass
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_run_that_opened_a_removed_lock_file_does_not_share_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run opens the lock file, the run holding it ends and removes it, a third run creates and
+    locks a new one: the run that opened the old file must not count its lock on the removed file."""
+    out = tmp_path / "o.vcf"
+    lock_path = f"{out}{LOCK_SUFFIX}"
+    stale = tmp_path / "removed-lock"
+    stale.write_text("")
+    real_open = os.open
+    opened: list[str] = []
+
+    def open_removed_first(path: object, flags: int, mode: int = 0o777) -> int:
+        if not str(path).endswith(LOCK_SUFFIX):
+            return real_open(path, flags, mode)  # type: ignore[arg-type]
+        opened.append(str(path))
+        if len(opened) == 1:  # the file this run opened before the previous holder removed it
+            fd = real_open(stale, os.O_RDWR)
+            stale.unlink()
+            return fd
+        return real_open(path, flags, mode)  # type: ignore[arg-type]
+
+    thread_errors: list[str] = []
+
+    def second_run() -> None:
+        try:
+            with guarded_outputs([Target("--detail", out)]):
+                pass
+        except InputError as exc:
+            thread_errors.append(str(exc))
+
+    with guarded_outputs([Target("-o", out)]):  # the third run, holding the new lock file
+        monkeypatch.setattr("varscore.io.outputguard.os.open", open_removed_first)
+        thread = threading.Thread(target=second_run)  # another thread: the lock is not this run's own
+        thread.start()
+        thread.join()
+        monkeypatch.undo()
+    assert opened == [lock_path, lock_path]  # locked the removed file, saw it gone, tried the real one
+    assert thread_errors == [
+        f"another varscore run is writing {out} (it holds {lock_path}): wait for it to finish, "
+        "or choose another --detail."
+    ]
+    assert not Path(lock_path).exists()
 
 
 @pytest.fixture

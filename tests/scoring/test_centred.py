@@ -504,6 +504,63 @@ def test_calibrated_quantiles_equal_numpys_empirical_cdf(track_bundle, tmp_path)
         load_calibration(load_bundle(calibrated))
 
 
+def test_a_background_too_small_for_its_quantile_steps_is_warned_about(track_bundle, tmp_path, caplog):
+    from varscore.scoring.calibrate import MIN_BACKGROUND, Calibration, resolution_warning
+
+    w = track_bundle
+    s1 = w["seqs"]["chr1"]
+    background = write_vcf(
+        tmp_path / "bg.vcf", [("chr1", p, s1[p - 1], "ACGT".replace(s1[p - 1], "")[0]) for p in (60, 90, 130, 170, 300)]
+    )
+    with caplog.at_level("WARNING", logger="varscore.scoring.variant_mode"):
+        result = run_calibration(CalibrateJob(w["bundle"], background, tmp_path / "calibrated", stats="SUM"))
+    n = min(result.calibration.counts.values())
+    assert n == 5  # one window score per background SNV
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert f"only 5 scores for {min(result.calibration.counts)} (5 records)" in warnings[0]
+    assert "steps of 1/5 = 0.2" in warnings[0] and "at least 1,000 background variants" in warnings[0]
+    # enough scores for every key: no warning
+    enough = Calibration(("SUM",), (0,), ("t0",), "exact", MIN_BACKGROUND, counts={"a": MIN_BACKGROUND, "b": 5000})
+    assert resolution_warning(enough) is None
+    assert "only 999 scores for b" in (resolution_warning(replace_counts(enough, {"a": 1000, "b": 999})) or "")
+
+
+def replace_counts(calibration, counts):
+    from dataclasses import replace
+
+    return replace(calibration, counts=counts)
+
+
+def test_variant_mode_warns_when_the_model_learned_the_centre_bin_only(track_bundle, tmp_path, caplog):
+    from varscore.models.bundle import BundleMetadata, save_bundle
+    from varscore_plugins.outputs import ScalarOutput
+
+    w = track_bundle
+    centre = save_bundle(
+        tmp_path / "centre-only",
+        name="centre-only",
+        backbone=w["backbone"],
+        output_mode=ScalarOutput(track=0, center_bins=3, stat="center"),
+        genes=[],
+        about=BundleMetadata(reference_fasta=w["fasta"]),
+    )
+    with caplog.at_level("WARNING", logger="varscore.scoring.variant_mode"):
+        run_variant_scoring(VariantScoringJob(w["vcf"], w["bundle"], tmp_path / "track.vcf", stats="SUM"))
+        assert not [r for r in caplog.records if r.levelname == "WARNING"]  # a whole-track model: no warning
+        run_variant_scoring(VariantScoringJob(w["vcf"], centre, tmp_path / "centre.vcf", stats="SUM"))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    n_bins = 64 // 8
+    assert warnings == [
+        f"model 'centre-only' was trained on output bins 3-5 of {n_bins} only (its output mode 'scalar'): "
+        "variant-centred scores read every bin, and the others were never fitted, so they may mislead; prefer a "
+        "model trained on whole tracks (finetune --output-mode track)."
+    ]
+    header = [line for line in read_vcf_lines(tmp_path / "centre.vcf") if line.startswith("##varscore_warning=")]
+    assert header == [f'##varscore_warning="{warnings[0]}"']
+    assert not [line for line in read_vcf_lines(tmp_path / "track.vcf") if line.startswith("##varscore_warning")]
+
+
 def test_large_backgrounds_keep_a_quantile_grid():
     from varscore.genome.edits import Edit
     from varscore.scoring.calibrate import BackgroundCollector

@@ -313,6 +313,34 @@ def test_model_none_runs_annotators_only(toy_world, toy_annotator):
     _assert_one_line_error(nothing, "--model none scores nothing", "--annotate")
 
 
+def test_an_annotator_only_run_that_annotates_nothing_says_so(tmp_path, caplog):
+    """``--model none`` whose annotators give no record a value: the output is the input (plus their
+    header lines), and the run says so on stderr and in the VCF header."""
+    from varscore.scoring.gene_mode import ScoringJob, run_scoring
+
+    vcf = write_vcf(tmp_path / "in.vcf", [("chr1", 10, "C", "A"), ("chr1", 70, "C", "A")])
+    bed = tmp_path / "states.bed"
+    bed.write_text("chr1\t100\t200\t1_TssA\n")  # no record inside a segment
+    job = ScoringJob(
+        vcf, "none", tmp_path / "out.vcf", annotators=["chromhmm"], annotator_options={"chromhmm": {"bed": str(bed)}}
+    )
+    with caplog.at_level("WARNING", logger="varscore.scoring.gene_mode"):
+        summary = run_scoring(job)
+    expected = (
+        f"--model none: the annotators (chromhmm) gave none of the 2 records of {vcf} a value; the output is the "
+        "input with their header lines only."
+    )
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [expected]
+    assert summary.records_written == 2 and not summary.annotated
+    assert f'##varscore_warning="{expected}"' in read_vcf_lines(tmp_path / "out.vcf")
+    bed.write_text("chr1\t0\t200\t1_TssA\n")  # now both are: no warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="varscore.scoring.gene_mode"):
+        run_scoring(job)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert not [x for x in read_vcf_lines(tmp_path / "out.vcf") if x.startswith("##varscore_warning")]
+
+
 def test_model_and_annotator_together(toy_world, toy_annotator):
     tmp, seqs = toy_world["tmp"], toy_world["seqs"]
     vcf = write_vcf(tmp / "in.vcf", _records(seqs))

@@ -624,3 +624,66 @@ def test_catalogue_supplies_the_default_backbone_and_the_recipes(tmp_path: Path)
         run_finetune(job)
     result = CliRunner().invoke(cli, ["finetune", "--help"])
     assert "[default: enformer]" in result.output and "[variformer-blood]" in result.output
+
+
+#: The published architectures (Enformer: Avsec et al. 2021 / enformer-pytorch's EnformerConfig of
+#: the official weights; Borzoi: Linder et al. 2025 / borzoi-pytorch's config), as --size published
+#: must give them.
+PUBLISHED = {
+    "enformer": {"window_size": 196_608, "dim": 1536, "depth": 11, "heads": 8, "attn_dim_key": 64},
+    "borzoi": {"window_size": 524_288, "dim": 1536, "depth": 8, "heads": 8, "attn_dim_key": 64, "attn_dim_value": 192},
+}
+NO_COHORT = CohortInputs(Path("in.vcf"), Path("expr.bed"), Path("genes.tsv"), Path("ref.fa"))  # not read
+
+
+@pytest.mark.parametrize("backbone", ["enformer", "borzoi"])
+def test_size_presets_build_valid_models_and_options_override_them(backbone: str, tmp_path: Path, one_thread):
+    from varscore.plugin.manager import get_backbone
+    from varscore.training.finetune import build_model
+
+    presets = get_backbone(backbone).size_presets
+    assert list(presets) == ["tiny", "small", "published"]
+    for size in ("tiny", "small"):
+        model, params = build_model(FinetuneJob(NO_COHORT, tmp_path / size, backbone=backbone, size=size))
+        assert {k: params[k] for k in presets[size]} == presets[size]
+        model.build()
+        out = np.asarray(model.predict(np.zeros((2, model.window_size, 4), np.float32)))  # type: ignore[attr-defined]
+        assert out.shape == (2, model.window_size // model.bin_size, 1) and np.isfinite(out).all()
+    # explicit --param and --window win over the preset
+    job = FinetuneJob(
+        NO_COHORT,
+        tmp_path / "o",
+        backbone=backbone,
+        size="tiny",
+        backbone_params={"depth": 3},
+        settings={"window": 8192},
+    )
+    _, params = build_model(job)
+    assert params["depth"] == 3 and params["window_size"] == 8192 and params["dim"] == presets["tiny"]["dim"]
+
+
+@pytest.mark.parametrize("backbone", ["enformer", "borzoi"])
+def test_the_published_size_is_the_published_architecture_and_is_not_a_silent_random_start(
+    backbone: str, tmp_path: Path
+) -> None:
+    from varscore.training.finetune import build_model
+
+    job = FinetuneJob(NO_COHORT, tmp_path / "big", backbone=backbone, size="published")
+    with pytest.raises(OptionError, match="--from-scratch"):
+        build_model(job)
+    model, params = build_model(
+        FinetuneJob(NO_COHORT, tmp_path / "big", backbone=backbone, size="published", from_scratch=True)
+    )
+    assert {k: params[k] for k in PUBLISHED[backbone]} == PUBLISHED[backbone]
+    assert model.window_size == PUBLISHED[backbone]["window_size"]  # validated, never built
+
+
+def test_a_size_the_backbone_does_not_offer_is_one_line(tmp_path: Path) -> None:
+    from varscore.training.finetune import build_model
+
+    with pytest.raises(OptionError, match="backbone 'elastic-net' has no named sizes"):
+        build_model(FinetuneJob(NO_COHORT, tmp_path / "o", backbone="elastic-net", size="tiny"))
+    with pytest.raises(OptionError, match="offers tiny, small, published; got 'huge'"):
+        build_model(FinetuneJob(NO_COHORT, tmp_path / "o", backbone="enformer", size="huge"))
+    result = CliRunner().invoke(cli, ["finetune", "--help"])
+    assert result.exit_code == 0 and "--size [tiny|small|published]" in result.output

@@ -197,17 +197,16 @@ def read_selected_variants(path: Path) -> pd.DataFrame:
 
 def run_attribution(job: AttributionJob) -> AttributionResult:
     """Run ``job``; see :class:`AttributionJob`."""
-    from tqdm.auto import tqdm
-
     from varscore.analysis.hsv import DRIVER_MAF_TOLERANCE, HSV_MAF_TOLERANCE, matched_controls
     from varscore.analysis.inputs import write_table
     from varscore.analysis.ism import held_out_people
+    from varscore.io.progress import progress_iter
 
     run = job.inputs.load()
     variants = run.cohort_variants()
     people = None if job.reference_only else held_out_people(run.bundle, job.people_file)
     genes = {}
-    for gv in tqdm(list(variants.values()), desc="attribution", unit="gene", disable=not job.progress):
+    for gv in progress_iter(list(variants.values()), "attribute", "genes", job.progress):
         rows = gv.people_rows(people) if people else None
         genes[gv.gene.label] = attribute_gene(run.scorer, gv, rows, batch_size=job.batch_size)
     table = pd.concat([attribution_table(a) for a in genes.values()], ignore_index=True)

@@ -217,13 +217,11 @@ def find_drivers(
     explained_all, mean_ld, ld_pairs; ``mean_ld`` is NaN when ``ld_pairs`` is 0, i.e. fewer
     than 2 varying drivers).
     """
-    from tqdm.auto import tqdm
+    from varscore.io.progress import progress_iter
 
     criteria = criteria or DriverCriteria()
     rows, summary = [], []
-    for gv in tqdm(
-        list(variants.values()), desc=f"drivers {scorer.name}", unit="gene", disable=not progress, leave=False
-    ):
+    for gv in progress_iter(list(variants.values()), f"drivers {scorer.name}", "genes", progress):
         gene_ism = ism[ism["gene"] == gv.gene.label]
         if list(gene_ism["key"]) != list(gv.table["key"]):
             raise InputError(f"The ISM table of {gv.gene.label} does not match its variants; score them together.")
@@ -273,6 +271,7 @@ class DriversJob:
     batch_size: int = 8
     progress: bool = False
     argv: Sequence[str] | None = None
+    ism: Path | None = None  # a table `varscore ism --vcf` wrote with the same model, instead of computing it
 
 
 @dataclass
@@ -313,13 +312,13 @@ def run_drivers(job: DriversJob) -> DriversResult:
     """Run ``job``; see :class:`DriversJob`."""
     from varscore.analysis.hsv import DRIVER_MAF_TOLERANCE, causal_enrichment, matched_controls, read_truth
     from varscore.analysis.inputs import write_table
-    from varscore.analysis.ism import held_out_people, score_genes
+    from varscore.analysis.ism import gene_ism, held_out_people
     from varscore.analysis.matched import matched_enrichment
 
     run = job.inputs.load()
     variants = run.cohort_variants()
     people = held_out_people(run.bundle, job.people_file)
-    ism_scores = score_genes(run.scorer, variants, run.genome, batch_size=job.batch_size, progress=job.progress)
+    ism_scores = gene_ism(run, job.ism, batch_size=job.batch_size, progress=job.progress)
     table, summary = find_drivers(
         run.scorer, variants, ism_scores, people, job.criteria, batch_size=job.batch_size, progress=job.progress
     )

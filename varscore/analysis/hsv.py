@@ -253,7 +253,8 @@ class HsvJob:
     coefficients (exactly one of the two); written to ``output``, their matched controls to
     ``controls_output``. With ``linear``, the sign agreement of the two models' weights; with
     ``truth`` (a simulation's truth_variants.tsv), the enrichment for causal variants. ``argv``
-    is the command recorded in the provenance sidecars (None: this process's)."""
+    is the command recorded in the provenance sidecars (None: this process's). ``ism``: a table
+    ``varscore ism --vcf`` wrote with the same model, used instead of computing the ISM again."""
 
     inputs: AnalysisInputs
     output: Path
@@ -265,6 +266,7 @@ class HsvJob:
     progress: bool = False
     argv: Sequence[str] | None = None
     min_maf: float = 0.0  # HSVs with a lower MAF are removed after the top k are picked
+    ism: Path | None = None
 
 
 @dataclass
@@ -321,7 +323,7 @@ class HsvResult:
 def run_hsv(job: HsvJob) -> HsvResult:
     """Run ``job``; see :class:`HsvJob`."""
     from varscore.analysis.inputs import write_table
-    from varscore.analysis.ism import ModelScorer, score_genes
+    from varscore.analysis.ism import ModelScorer, gene_ism
     from varscore.analysis.matched import matched_enrichment
     from varscore.models.bundle import load_bundle
 
@@ -330,9 +332,7 @@ def run_hsv(job: HsvJob) -> HsvResult:
     causal = read_truth(str(job.truth)) if job.truth is not None else None  # checked before anything is written
     filter_by_maf(pd.DataFrame({"maf": []}), job.min_maf)  # the threshold checked before the ISM
     run = job.inputs.load()
-    ism_scores = score_genes(
-        run.scorer, run.cohort_variants(), run.genome, batch_size=job.batch_size, progress=job.progress
-    )
+    ism_scores = gene_ism(run, job.ism, batch_size=job.batch_size, progress=job.progress)
     linear_scorer = ModelScorer.from_bundle(load_bundle(job.linear)) if job.linear is not None else None
     k_by_gene: dict[str, int] | int
     if linear_scorer is not None:

@@ -36,13 +36,15 @@ class AnalysisInputs:
     """What a variant analysis runs on: ``model`` (bundle name or directory), the cohort ``vcf``
     (VCF/BCF, indexed; None where the analysis can do without genotypes), the reference ``fasta``
     (None: the one the bundle records), ``gene_names`` (gene ids or names; empty: all the model's
-    genes) and the ``device`` the model runs on (``auto``, ``cpu`` or ``cuda``)."""
+    genes), the ``device`` the model runs on (``auto``, ``cpu`` or ``cuda``) and the ``cache``
+    folder keeping ISM results between runs (None: none; :mod:`varscore.scoring.effect_cache`)."""
 
     model: str
     vcf: Path | None = None
     fasta: Path | None = None
     gene_names: tuple[str, ...] = ()
     device: str = "cpu"
+    cache: Path | None = None
 
     def load(self, need_vcf: bool = True) -> LoadedInputs:
         """Load the bundle, its scorer, the genome, the chosen genes and (with a VCF) their variants."""
@@ -64,7 +66,7 @@ class AnalysisInputs:
                 raise InputError(f"Model '{bundle.name}' has no gene {', '.join(sorted(unknown))} (it has {known}).")
         if not genes:
             raise InputError(f"Model '{bundle.name}' lists no genes.")
-        scorer = ModelScorer.from_bundle(bundle, device=self.device)
+        scorer = ModelScorer.from_bundle(bundle, device=self.device, cache=self.cache)
         genome = Genome(fasta)
         variants = read_gene_variants(self.vcf, genes, genome, scorer.window_size) if self.vcf is not None else None
         return LoadedInputs(bundle, scorer, genome, genes, variants)
@@ -88,12 +90,15 @@ class LoadedInputs:
         return self.variants
 
 
-def write_table(table: pd.DataFrame, output: Path, bundle: Any | None, argv: Sequence[str] | None = None) -> Path:
-    """Write ``table`` as TSV (floats to 6 significant digits) atomically, and ``OUTPUT.provenance.json``
-    beside it recording the command ``argv`` (None: this process's) and ``bundle``."""
+def write_table(
+    table: pd.DataFrame, output: Path, bundle: Any | None, argv: Sequence[str] | None = None, exact: bool = False
+) -> Path:
+    """Write ``table`` as TSV (floats to 6 significant digits; with ``exact``, digits enough to read
+    back the same numbers) atomically, and ``OUTPUT.provenance.json`` beside it recording the command
+    ``argv`` (None: this process's) and ``bundle``."""
     from varscore.io.outputguard import atomic_file, write_provenance_sidecar
 
     with atomic_file(output) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+        table.to_csv(tmp, sep="\t", index=False, float_format=None if exact else "%.6g")
     write_provenance_sidecar(output, bundle, argv)
     return output

@@ -25,7 +25,8 @@ from varscore.types import Gene, Window, tss_window
 
 if TYPE_CHECKING:
     from varscore.analysis.inputs import AnalysisInputs
-    from varscore.plugin.contracts import Backbone, GenotypeBackbone, OutputMode, SequenceBackbone
+    from varscore.plugin.contracts import Backbone, GenotypeBackbone, ISMResult, OutputMode, SequenceBackbone
+    from varscore.scoring.effect_cache import EffectCache
 
 logger = logging.getLogger(__name__)
 CHUNK_ALLELES = 512  # alleles per backbone.ism call when scoring a gene (progress granularity)
@@ -131,17 +132,23 @@ class ModelScorer:
     backbone: Backbone
     output_mode: OutputMode
     window_size: int
+    cache: EffectCache | None = None  # ISM results kept on disk (sequence models), see varscore.scoring.effect_cache
     scores_sequence: ClassVar[bool] = False
     declares_drivers: ClassVar[bool] = False
 
     @classmethod
-    def from_bundle(cls, bundle: Any, device: str = "cpu") -> ModelScorer:
+    def from_bundle(cls, bundle: Any, device: str = "cpu", cache: str | Path | None = None) -> ModelScorer:
+        """The scorer of ``bundle``; with ``cache`` (a folder) a sequence model's ISM results are kept
+        there (:mod:`varscore.scoring.effect_cache`)."""
         from varscore.plugin.contracts import GenotypeBackbone
+        from varscore.scoring.effect_cache import EffectCache
 
         backbone = bundle.backbone()
         backbone.configure(device=device)
-        scorer = GenotypeScorer if isinstance(backbone, GenotypeBackbone) else SequenceScorer
-        return scorer(bundle.name, backbone, bundle.output_mode(), int(backbone.window_size))
+        if isinstance(backbone, GenotypeBackbone):  # its effects are read, not computed: nothing to keep
+            return GenotypeScorer(bundle.name, backbone, bundle.output_mode(), int(backbone.window_size))
+        kept = EffectCache.for_bundle(cache, bundle) if cache is not None else None
+        return SequenceScorer(bundle.name, backbone, bundle.output_mode(), int(backbone.window_size), kept)
 
     def has_gene(self, gene: Gene) -> bool:
         """Whether the model predicts ``gene``."""
@@ -209,9 +216,7 @@ class SequenceScorer(ModelScorer):
         step = max(CHUNK_ALLELES, batch_size)
         alternates, ref_pred = [], None
         for start in range(0, max(len(subs), 1), step):
-            result = self.backbone.ism(
-                reference, subs[start : start + step], self.output_mode.reduce, batch_size=batch_size
-            )
+            result = self._ism(reference, subs[start : start + step], batch_size)
             if result.reference.shape[0] != 1:
                 raise InputError(
                     f"Model '{self.name}' has output mode '{self.output_mode.name}' with "
@@ -223,6 +228,17 @@ class SequenceScorer(ModelScorer):
             if advance is not None:
                 advance(len(subs[start : start + step]))
         return ref_pred, (np.concatenate(alternates) if len(subs) else np.empty(0))
+
+    def _ism(self, reference: np.ndarray, subs: list[tuple[int, str]], batch_size: int) -> ISMResult:
+        """``backbone.ism`` of the reduced output, through the cache when there is one."""
+        from varscore.plugin.contracts import ISMResult
+
+        def compute(window: np.ndarray, wanted: Sequence[tuple[int, str]]) -> ISMResult:
+            return self.backbone.ism(window, wanted, self.output_mode.reduce, batch_size=batch_size)
+
+        if self.cache is None:
+            return compute(reference, subs)
+        return ISMResult(*self.cache.ism(compute, reference, subs, "reduce"))
 
     def predict_people(self, variants: GeneVariants, rows: np.ndarray, batch_size: int = 8) -> np.ndarray:
         from varscore.plugin.fastpredict import predict_people
@@ -390,11 +406,11 @@ def score_genes(
     progress: bool = False,
 ) -> pd.DataFrame:
     """ISM tables of every gene in ``variants`` (by gene id), concatenated."""
-    from tqdm.auto import tqdm
+    from varscore.io.progress import Progress
 
     genes = [gv.gene for gv in variants.values()]
     total = alleles_to_score(scorer, genes, {gv.gene.gene_id: gv for gv in variants.values()}, saturation)
-    with tqdm(total=total, desc=f"ISM {scorer.name}", unit="allele", disable=not progress, leave=False) as bar:
+    with Progress(total, f"ism {scorer.name}", "alleles", progress) as bar:
         parts = [
             ism_table(scorer, gv.gene, genome, gv, saturation=saturation, batch_size=batch_size, advance=bar.update)
             for gv in variants.values()
@@ -402,6 +418,84 @@ def score_genes(
     if not parts:
         return pd.DataFrame(columns=[*ISM_COLUMNS, "key"])
     return pd.concat(parts, ignore_index=True)
+
+
+def read_ism_table(path: str | Path, bundle: Any, variants: dict[str, GeneVariants]) -> pd.DataFrame:
+    """The ISM table of ``variants``' SNVs (as :func:`score_genes` returns it) read from ``path``, a
+    table ``varscore ism --vcf`` wrote (its values round-trip exactly), after checking that it
+    belongs to ``bundle`` (the name and weights checksum its provenance sidecar records), has the
+    ISM columns and scores every SNV of each gene (a saturation table with ``--vcf`` does too)."""
+    import json
+
+    from varscore.io.outputguard import model_provenance
+
+    path = Path(path)
+    sidecar = Path(f"{path}.provenance.json")
+    try:
+        recorded = json.loads(sidecar.read_text()).get("varscore_model")
+    except FileNotFoundError:
+        raise InputError(
+            f"--ism {path} has no provenance sidecar {sidecar.name}, so its model cannot be checked: give a table "
+            "written by 'varscore ism'."
+        ) from None
+    except (OSError, ValueError, AttributeError) as exc:
+        raise InputError(f"--ism: cannot read {sidecar}: {exc}.") from exc
+    expected = model_provenance(bundle)
+    if expected["SHA256"] == ".":
+        raise InputError(f"Model '{bundle.name}' records no weights checksum, so --ism {path} cannot be checked.")
+    if not isinstance(recorded, dict) or {k: recorded.get(k) for k in expected} != expected:
+        got = recorded if isinstance(recorded, dict) else {}
+        raise InputError(
+            f"--ism {path} was computed with model '{got.get('ID', '?')}' (weights sha256 "
+            f"{str(got.get('SHA256', '?'))[:12]}), not '{bundle.name}' ({expected['SHA256'][:12]}): compute it with "
+            f"'varscore ism -m {bundle.name} --vcf VCF'."
+        )
+    try:
+        table = pd.read_csv(
+            path,
+            sep="\t",
+            dtype={"chrom": str, "ref": str, "alt": str, "gene": str},
+            keep_default_na=False,
+            na_values={"maf": [""], "ref_pred": [""], "alt_pred": [""], "delta": [""]},
+        )
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise InputError(f"--ism: cannot read {path} as a TSV: {exc}.") from exc
+    missing = [c for c in ISM_COLUMNS if c not in table.columns]
+    if missing:
+        hint = " (a table without --vcf has no maf: write it with --vcf)" if missing == ["maf"] else ""
+        raise InputError(f"--ism {path} lacks the ISM column(s) {', '.join(missing)}{hint}.")
+    table["key"] = pd.Series(
+        [
+            variant_key(c, int(p), r, a)
+            for c, p, r, a in zip(table["chrom"], table["pos"], table["ref"], table["alt"], strict=True)
+        ],
+        index=table.index,
+        dtype=object,
+    )
+    parts = []
+    for gv in variants.values():
+        rows = table[table["gene"] == gv.gene.label].drop_duplicates("key").set_index("key")
+        keys = list(gv.table["key"])
+        absent = [k for k in keys if k not in rows.index]
+        if absent:
+            raise InputError(
+                f"--ism {path} does not score {len(absent)} of the {len(keys)} SNVs of {gv.gene.label} in this VCF "
+                f"(e.g. {absent[0]}): compute it on the same VCF and genes."
+            )
+        part = rows.loc[keys].reset_index()
+        parts.append(part.astype({"pos": np.int64, "distance_to_tss": np.int64})[[*ISM_COLUMNS, "key"]])
+    if not parts:
+        return pd.DataFrame(columns=[*ISM_COLUMNS, "key"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def gene_ism(run: Any, ism: str | Path | None, batch_size: int = 8, progress: bool = False) -> pd.DataFrame:
+    """The ISM table of ``run``'s genes (a :class:`~varscore.analysis.inputs.LoadedInputs`): read
+    from ``ism`` (:func:`read_ism_table`) when given, else computed (:func:`score_genes`)."""
+    variants = run.cohort_variants()
+    if ism is not None:
+        return read_ism_table(ism, run.bundle, variants)
+    return score_genes(run.scorer, variants, run.genome, batch_size=batch_size, progress=progress)
 
 
 @dataclass(frozen=True)
@@ -442,16 +536,15 @@ class IsmResult:
 
 def run_ism(job: IsmJob) -> IsmResult:
     """Run ``job``; see :class:`IsmJob`."""
-    from tqdm.auto import tqdm
-
     from varscore.analysis.inputs import write_table
+    from varscore.io.progress import Progress
 
     if job.inputs.vcf is None and not job.saturation:
         raise InputError("Give a VCF (score the cohort's SNVs) or --saturation (every position × 3 bases).")
     run = job.inputs.load(need_vcf=False)
     parts = []
     total = alleles_to_score(run.scorer, run.genes, run.variants, job.saturation)
-    with tqdm(total=total, desc="ISM", unit="allele", disable=not job.progress) as bar:
+    with Progress(total, "ism", "alleles", job.progress) as bar:
         for gene in run.genes:
             variants = run.variants[gene.gene_id] if run.variants is not None else None
             parts.append(
@@ -468,7 +561,7 @@ def run_ism(job: IsmJob) -> IsmResult:
     table = pd.concat(parts, ignore_index=True)
     if job.inputs.vcf is None:
         table = table.drop(columns=["maf"])
-    write_table(table.drop(columns=["key"]), job.output, run.bundle, job.argv)
+    write_table(table.drop(columns=["key"]), job.output, run.bundle, job.argv, exact=True)
     if job.track is not None:
         write_ism_track(table, job.track, run.genome.lengths)
     return IsmResult(table, len(run.genes), job.output, job.track)

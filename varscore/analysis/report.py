@@ -30,7 +30,9 @@ logger = logging.getLogger(__name__)
 @dataclass
 class ReportConfig:
     """What the report runs on. ``linear``: the elastic-net bundle giving k per gene and the sign
-    comparison (default: the first linear model among ``compare``)."""
+    comparison (default: the first linear model among ``compare``). ``ism``: tables ``varscore ism
+    --vcf`` wrote, each used for the model its provenance names instead of computing its ISM (which
+    the report otherwise computes once per model and passes to every analysis)."""
 
     model: str
     vcf: Path
@@ -52,6 +54,8 @@ class ReportConfig:
     device: str = "cpu"
     progress: bool = False
     hsv_min_maf: list[float] = field(default_factory=list)  # HSV analyses repeated without HSVs below each MAF
+    ism: list[Path] = field(default_factory=list)
+    cache: Path | None = None  # keeps ISM results between runs (varscore.scoring.effect_cache)
 
 
 @dataclass
@@ -133,19 +137,40 @@ def _observed(config: ReportConfig, main: Any, window: int) -> tuple[dict[str, p
     return observed, held_out_people(main, config.people_file, cohort_people=data.people)
 
 
+def ism_tables_by_model(paths: Sequence[Path]) -> dict[str, Path]:
+    """The ``--ism`` tables by the model name their provenance sidecar records (checked in full,
+    weights checksum included, when read)."""
+    import json
+
+    found: dict[str, Path] = {}
+    for path in paths:
+        try:
+            name = json.loads(Path(f"{path}.provenance.json").read_text())["varscore_model"]["ID"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(
+                f"--ism {path}: its provenance sidecar {path}.provenance.json names no model ({exc}); give a table "
+                "written by 'varscore ism'."
+            ) from None
+        if name in found:
+            raise InputError(f"--ism {found[name]} and {path} are both tables of model '{name}': give one.")
+        found[str(name)] = Path(path)
+    return found
+
+
 def _run_model(bundle: Any, config: ReportConfig, genome: Any, genes: list[Any], people: list[str]) -> _ModelRun:
-    from tqdm.auto import tqdm
+    from varscore.analysis.ism import ModelScorer, read_gene_variants, read_ism_table, score_genes
+    from varscore.io.progress import progress_iter
 
-    from varscore.analysis.ism import ModelScorer, read_gene_variants, score_genes
-
-    scorer = ModelScorer.from_bundle(bundle, device=config.device)
+    scorer = ModelScorer.from_bundle(bundle, device=config.device, cache=config.cache)
     genes = [g for g in genes if scorer.has_gene(g)]
     variants = read_gene_variants(config.vcf, genes, genome, scorer.window_size)
-    ism = score_genes(scorer, variants, genome, batch_size=config.batch_size, progress=config.progress)
+    given = ism_tables_by_model(config.ism).get(bundle.name)
+    if given is not None:
+        ism = read_ism_table(given, bundle, variants)
+    else:
+        ism = score_genes(scorer, variants, genome, batch_size=config.batch_size, progress=config.progress)
     predictions = {}
-    for gv in tqdm(
-        list(variants.values()), desc=f"predict {scorer.name}", unit="gene", disable=not config.progress, leave=False
-    ):
+    for gv in progress_iter(list(variants.values()), f"report: predict {scorer.name}", "genes", config.progress):
         predictions[gv.gene.label] = scorer.predict_people(gv, gv.people_rows(people), batch_size=config.batch_size)
     return _ModelRun(bundle.name, scorer, variants, ism.assign(model=bundle.name), predictions)
 
@@ -676,20 +701,13 @@ def _attribution(r: _Report) -> None:
             missing="needs --attribution (and a sequence model)",
         )
         return
-    from tqdm.auto import tqdm
-
     from varscore.analysis.attribution import attribute_gene
+    from varscore.io.progress import progress_iter
 
     rows = []
     for name in sequence_models:
         run = r.runs[name]
-        for gv in tqdm(
-            list(run.variants.values()),
-            desc=f"attribution {name}",
-            unit="gene",
-            disable=not r.config.progress,
-            leave=False,
-        ):
+        for gv in progress_iter(list(run.variants.values()), f"report: attribution {name}", "genes", r.config.progress):
             gene_attr = attribute_gene(run.scorer, gv, gv.people_rows(r.people), batch_size=r.config.batch_size)
             for group, frame in (
                 ("HSVs", r.hsvs),
@@ -939,6 +957,11 @@ def build_report(config: ReportConfig) -> ReportResult:
     if linear is not None and linear.name not in {b.name for b in bundles}:
         bundles.append(linear)
     models = [b.name for b in bundles]
+    unused = sorted(set(ism_tables_by_model(config.ism)) - set(models))
+    if unused:
+        raise InputError(
+            f"--ism gives tables of {', '.join(unused)}, not a model of this report ({', '.join(models)})."
+        )
     fasta = config.fasta or main.reference_fasta
     if fasta is None:
         raise InputError(f"Model '{main.name}' records no reference FASTA: pass --fasta.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,13 @@ if TYPE_CHECKING:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the per-position ISM as a track: .bedGraph, or .bw (bigWig).",
 )
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep ISM results (reference passes and effects, per model and window) in this folder and reuse them "
+    "in later runs [off].",
+)
 @writes(("output", "-o", "file"), ("track", "--track", "file"))
 def ism(
     model: str,
@@ -37,12 +45,13 @@ def ism(
     saturation: bool,
     output: Path,
     track: Path | None,
+    cache_dir: Path | None = None,
 ) -> None:
     """In-silico mutagenesis of each gene's window: observed SNVs (VCF) or all (--saturation)."""
     from varscore.analysis.ism import IsmJob, run_ism
 
     job = IsmJob(
-        inputs_from_options(model, vcf, fasta, gene_names, device),
+        replace(inputs_from_options(model, vcf, fasta, gene_names, device), cache=cache_dir),
         output,
         saturation=saturation,
         track=track,
@@ -76,6 +85,12 @@ def ism(
     help="Remove HSVs whose MAF in the cohort is below this (e.g. 0.01 or 0.05) after picking the top k.",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="TSV to write.")
+@click.option(
+    "--ism",
+    "ism_table",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An ISM table 'varscore ism --vcf' wrote with the same model: used instead of computing the ISM again.",
+)
 @writes(("output", "-o", "file"), ("controls_out", "--controls", "file"))
 def hsv(
     model: str,
@@ -91,6 +106,7 @@ def hsv(
     controls_out: Path | None,
     min_maf: float,
     output: Path,
+    ism_table: Path | None = None,
 ) -> None:
     """High-scoring variants: per gene the k SNVs with the largest |ISM|."""
     from varscore.analysis.hsv import HsvJob, run_hsv
@@ -106,6 +122,7 @@ def hsv(
         progress=show_progress(progress),
         argv=command_argv(),
         min_maf=min_maf,
+        ism=ism_table,
     )
     echo_result(run_hsv(job))
 
@@ -132,6 +149,12 @@ def hsv(
     help="Also write the per-gene summary TSV (explained fraction, mean LD of drivers).",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="TSV to write.")
+@click.option(
+    "--ism",
+    "ism_table",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An ISM table 'varscore ism --vcf' wrote with the same model: used instead of computing the ISM again.",
+)
 @writes(("output", "-o", "file"), ("summary_out", "--summary", "file"))
 def drivers(
     model: str,
@@ -147,6 +170,7 @@ def drivers(
     truth: Path | None,
     summary_out: Path | None,
     output: Path,
+    ism_table: Path | None = None,
 ) -> None:
     """Driver variants: forward selection of SNVs whose genotype × ISM approximates the model's
     predictions in held-out people."""
@@ -162,6 +186,7 @@ def drivers(
         batch_size=batch_size,
         progress=show_progress(progress),
         argv=command_argv(),
+        ism=ism_table,
     )
     echo_result(run_drivers(job))
 
@@ -229,8 +254,8 @@ def inputs_from_options(
 
 
 def show_progress(progress: bool) -> bool:
-    """Progress bars only where someone watches stderr."""
-    return progress and sys.stderr.isatty()
+    """Whether to show progress: a bar on a terminal, timed lines in a log (:mod:`varscore.io.progress`)."""
+    return progress
 
 
 def command_argv() -> list[str]:

@@ -65,6 +65,9 @@ def cli(verbose: int, trust_unverified: bool, allow_large_models: bool) -> None:
 
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from varscore.io.progress import show_lines_on_stderr
+
+    show_lines_on_stderr()  # progress lines in a log where stderr is no terminal
     # for this command only: the flags never carry over to later calls in the same process
     settings = LoadSettings(trust_unverified=trust_unverified, allow_large_models=allow_large_models)
     click.get_current_context().with_resource(loading_with(settings))

@@ -57,6 +57,7 @@ from varscore.io.outputguard import writes
     help="Evaluate on every person of this cohort, a cohort the models were not trained on (their "
     "folds and recorded test people are not used).",
 )
+@click.option("--progress/--no-progress", default=True, show_default=True, help="A bar on a terminal, lines in a log.")
 @writes(("output", "-o", "file"))
 def evaluate(
     vcf: Path,
@@ -76,6 +77,7 @@ def evaluate(
     bootstrap_seed: int,
     replicates: bool,
     all_people: bool,
+    progress: bool = True,
 ) -> None:
     """Per-gene R2 and Pearson r across held-out people (HOP: train genes, HOGP: other genes), with
     bootstrap 95% CIs over the people (r2_lo/r2_hi, pearson_lo/pearson_hi) and Pearson's two-sided
@@ -104,6 +106,7 @@ def evaluate(
         replicates=replicates,
         command=["varscore", *sys.argv[1:]],
         all_people=all_people,
+        progress=progress,
     )
     for line in run_evaluation(job).lines():
         click.echo(line)

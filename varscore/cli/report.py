@@ -66,6 +66,20 @@ from varscore.io.outputguard import writes
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for index.html, the figures (PNG + PDF) and tables (TSV).",
 )
+@click.option(
+    "--ism",
+    "ism_tables",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="ISM tables 'varscore ism --vcf' wrote, each used for the model it names instead of computing (repeatable).",
+)
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep ISM results (reference passes and effects, per model and window) in this folder and reuse them "
+    "in later runs [off].",
+)
 @writes(("output", "-o", "folder"))
 def report(
     model: str,
@@ -88,6 +102,8 @@ def report(
     device: str,
     progress: bool,
     output: Path,
+    ism_tables: tuple[Path, ...] = (),
+    cache_dir: Path | None = None,
 ) -> None:
     """Figures of the paper for a model (and models to compare) on a cohort, in one HTML page."""
     from varscore.analysis.report import ReportConfig, build_report
@@ -114,6 +130,8 @@ def report(
         batch_size=batch_size,
         device=device,
         progress=show_progress(progress),
+        ism=list(ism_tables),
+        cache=cache_dir,
     )
     echo_result(build_report(config))
 

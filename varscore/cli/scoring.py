@@ -131,6 +131,13 @@ from varscore.scoring.selection import Selection
 )
 @click.option("--tile-bins", type=click.IntRange(min=1), help="--centring tiled: tile width in output bins.")
 @selection_options()
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep SNV effects (reference passes and alleles, per model and window) in this folder and reuse them "
+    "in later runs [off].",
+)
 @writes(("output", "-o", "file"), ("detail", "--detail", "file"))
 def annotate(
     vcf: Path,
@@ -161,6 +168,7 @@ def annotate(
     centring: str = "exact",
     tile_bins: int | None = None,
     selection: Selection | None = None,
+    cache_dir: Path | None = None,
 ) -> None:
     """Add each variant's predicted effect on expression to a VCF (INFO VARSCORE).
 
@@ -175,12 +183,14 @@ def annotate(
 
         if annotators or resume or devices > 1:
             raise click.UsageError("--mode variant does not take --annotate, --resume or --devices yet.")
+        if cache_dir is not None:
+            raise click.UsageError("--mode variant does not take --cache yet.")
         centred_job = VariantScoringJob(
             vcf,
             model,
             output,
             detail=detail,
-            progress=progress and sys.stderr.isatty(),
+            progress=progress and not quiet,
             fasta=fasta,
             tracks=tracks,
             targets=targets,
@@ -218,10 +228,11 @@ def annotate(
         fail_if_none=fail_if_none,
         rc=rc,
         shifts=parse_shifts(shifts),
-        progress=progress and not quiet and sys.stderr.isatty(),
+        progress=progress and not quiet,
         argv=["varscore", *sys.argv[1:]],
         detail=detail,
         selection=selection or Selection(),
+        cache=cache_dir,
     )
     # SIGTERM unwinds like Ctrl-C (temporary files are removed on the way out) and ends in one line
     outcome = (
@@ -310,6 +321,13 @@ def annotate(
 )
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @selection_options(shard=False)
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep SNV effects (reference passes and alleles, per model and window) in this folder and reuse them "
+    "in later runs [off].",
+)
 @writes(("out_dir", "-o", "folder"))
 def track(
     vcf: Path,
@@ -330,6 +348,7 @@ def track(
     check_ref: str,
     progress: bool,
     selection: Selection | None = None,
+    cache_dir: Path | None = None,
 ) -> None:
     """Genome-browser tracks of variant scores: bigWig/bedGraph, BED9, IGV session, UCSC hub."""
     from varscore.scoring.tracks import TrackJob, run_tracks
@@ -350,8 +369,9 @@ def track(
         device=device,
         bf16=bf16,
         check_ref=check_ref,
-        progress=progress and sys.stderr.isatty(),
+        progress=progress,
         selection=selection or Selection(),
+        cache=cache_dir,
     )
     if igv_js:
         job = dataclasses.replace(job, igv_js=igv_js)

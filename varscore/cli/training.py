@@ -114,6 +114,12 @@ from varscore.training.finetune import default_backbone, recipe_names
     "continue a model with another head pooling or on more genes.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-epoch lines.")
+@click.option(
+    "--size",
+    type=click.Choice(["tiny", "small", "published"]),
+    help="Named model size of the enformer/borzoi backbone (valid hyper-parameters; --param and --window override "
+    "them): tiny (a CPU demo), small, published (the published architecture). See docs/finetune.md.",
+)
 @writes(("output", "-o", "bundle"))
 def finetune(
     vcf: Path,
@@ -152,6 +158,7 @@ def finetune(
     quiet: bool,
     replicates: int = 1,
     init_from: str | None = None,
+    size: str | None = None,
 ) -> None:
     """Fine-tune a sequence model on personal genomes + expression (Variformer), or fit a linear
     baseline per gene on the same folds (--backbone elastic-net, lasso, ridge)."""
@@ -195,6 +202,7 @@ def finetune(
         replicates=replicates,
         quiet=quiet,
         init_from=init_from,
+        size=size,
     )
     try:
         result = run_finetune(job, echo=echo_stderr)

@@ -202,14 +202,39 @@ def remove_leftovers(path: str | Path) -> None:
 _held: dict[tuple[int, Path], int] = {}
 
 
+def _lock_file(lock_path: Path) -> int | None:
+    """A descriptor holding an exclusive ``flock`` on ``lock_path``, or None when another run holds
+    it. A run removes its lock file when it ends, so a run that opened the file just before may lock
+    a file no longer at ``lock_path``: the lock counts only if the path still names the locked file,
+    and otherwise the file now there is locked instead (no two runs ever hold the same path)."""
+    import fcntl
+
+    for _ in range(64):
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            current = os.stat(lock_path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and os.path.samestat(os.fstat(fd), current):
+            return fd
+        os.close(fd)  # removed (or replaced) by the run that held it: lock what the path names now
+    raise OSError(f"{lock_path} keeps being replaced")
+
+
 @contextlib.contextmanager
 def _locked(target: Target) -> Iterator[None]:
     path = target.file
     if path is None or is_direct(path):
         yield
         return
-    from filelock import FileLock, Timeout
-
     lock_path = Path(f"{path}{LOCK_SUFFIX}")
     key = (threading.get_ident(), lock_path.resolve())
     if key in _held:
@@ -219,25 +244,26 @@ def _locked(target: Target) -> Iterator[None]:
         finally:
             _held[key] -= 1
         return
-    lock = FileLock(str(lock_path), timeout=0)
     try:
-        lock.acquire()
-    except Timeout:
+        fd = _lock_file(lock_path)
+    except OSError as exc:
+        raise InputError(f"Cannot lock {target.option} {path}: {exc.strerror or exc}.") from exc
+    if fd is None:
         raise InputError(
             f"another varscore run is writing {path} (it holds {lock_path}): wait for it to finish, "
             f"or choose another {target.option}."
-        ) from None
-    except OSError as exc:
-        raise InputError(f"Cannot lock {target.option} {path}: {exc.strerror or exc}.") from exc
+        )
     _held[key] = 1
     try:
         remove_leftovers(path)
         yield
     finally:
         del _held[key]
+        # removed while still held, whether the run succeeded or failed: a run that opened it
+        # meanwhile finds it gone and locks a new file (:func:`_lock_file`)
         with contextlib.suppress(OSError):
-            lock_path.unlink()  # removed while still held, so no other run holds a lock on it
-        lock.release()
+            lock_path.unlink()
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -108,6 +108,9 @@ class Backbone(Configurable, ABC):
     warm_starts: ClassVar[bool] = False
     #: Upper bounds of size hyper-parameters, checked before building (see :func:`_check_limits`).
     param_limits: ClassVar[dict[str, int]] = {}
+    #: Named sizes (``finetune --size``): hyper-parameters of a valid model of each size; parameters
+    #: given explicitly override them. Empty: the backbone offers none.
+    size_presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, **params: Any) -> None:
         self.params = self.parse_params(f"Backbone '{self.name}'", params)
@@ -482,6 +485,11 @@ class OutputMode(Configurable, ABC):
         ``(M, K)``. Default: unchanged. Modes whose score compares an alternate with the reference
         (e.g. a distance between tracks) override both."""
         return result
+
+    def reads_bins(self, n_bins: int) -> slice | None:
+        """The output bins of ``n_bins`` that :meth:`reduce` reads, so the only ones a model trained
+        through this mode learned (e.g. the centre bin); None: all of them."""
+        return None
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,27 @@ class BackgroundCollector:
         return calibration
 
 
+#: The fewest background scores per key for a calibration to trust: a quantile from n scores moves
+#: in steps of 1/n, so 1,000 tell Q 0.999 from 1 while 10 give only steps of 0.1 (every variant
+#: above the background's maximum gets Q = 1).
+MIN_BACKGROUND = 1000
+
+
+def resolution_warning(calibration: Calibration) -> str | None:
+    """One line when a key of ``calibration`` rests on fewer than :data:`MIN_BACKGROUND` scores."""
+    if not calibration.counts:
+        return None
+    key = min(calibration.counts, key=lambda k: (calibration.counts[k], k))
+    n = calibration.counts[key]
+    if n >= MIN_BACKGROUND:
+        return None
+    return (
+        f"the background gave only {n:,} scores for {key} ({calibration.records:,} records): its quantiles Q move "
+        f"in steps of 1/{n} = {1 / n:.3g}; calibrate on at least {MIN_BACKGROUND:,} background variants "
+        f"(steps of {1 / MIN_BACKGROUND:g}) for Q to separate the top 1%."
+    )
+
+
 def load_calibration(bundle: Any) -> Calibration | None:
     """A bundle's calibration, checked against the sha256 its manifest records; None if it has none."""
     from varscore.models.bundle import sha256

@@ -172,9 +172,9 @@ def _score_shard(
     out, and ``loading`` is the parent's way of loading bundles)."""
     import torch
     import torch.distributed as dist
-    from tqdm.auto import tqdm
 
     from varscore.genome.fasta import Genome
+    from varscore.io.progress import progress_iter
     from varscore.models.bundle import configure_loading, load_bundle
     from varscore.scoring.engine import GeneCheckpoint
 
@@ -216,7 +216,7 @@ def _score_shard(
         mine = shard_genes(plan, world_size)[rank]
         logger.info("rank %d of %d: %d genes on %s", rank, world_size, len(mine), worker_device)
         scored = []
-        for gene_id in tqdm(mine, desc="genes (rank 0)", unit="gene", disable=not (job.progress and rank == 0)):
+        for gene_id in progress_iter(mine, "annotate (rank 0)", "genes", job.progress and rank == 0):
             done = saved.load(gene_id) if saved is not None else None
             if done is None:
                 gene = plan.genes[gene_id]

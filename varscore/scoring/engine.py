@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from varscore.genome.fasta import Genome, match_contigs
 from varscore.io.outputguard import atomic_file
 from varscore.plugin.contracts import GenotypeBackbone, ISMResult, OutputMode, SequenceBackbone
 from varscore.types import Gene, Variant, Window, tss_window
+
+if TYPE_CHECKING:
+    from varscore.scoring.effect_cache import EffectCache
 
 logger = logging.getLogger(__name__)
 
@@ -368,29 +371,29 @@ def run_plan(
     batch_size: int = 8,
     progress: bool = False,
     checkpoint: GeneCheckpoint | None = None,
+    cache: EffectCache | None = None,
 ) -> ScoringResult:
     """Score every planned allele: one reference pass per gene window, alternates batched.
 
     SNVs go through ``backbone.ism`` (so a backbone's fast ISM applies); other alleles are
     scored on windows built by :func:`edited_window`. ``backbone`` is a built sequence backbone
     with ``window_size == plan.window_size``; ``output_mode`` reduces a prediction to one value
-    per sequence. With a ``checkpoint``, finished genes are read back and new ones saved.
+    per sequence. With a ``checkpoint``, finished genes are read back and new ones saved; with a
+    ``cache``, SNV effects computed before are read from it (:mod:`varscore.scoring.effect_cache`).
     """
-    from tqdm.auto import tqdm
+    from varscore.io.progress import Progress
 
     if backbone.window_size != plan.window_size:
         raise InputError(f"Backbone window {backbone.window_size} bp differs from the plan's {plan.window_size} bp.")
     summary = plan.summary
     scores: dict[int, list[AlleleScore]] = defaultdict(list)
-    bar = tqdm(
-        total=sum(len(j) for j in plan.jobs.values()), desc="alleles", unit="allele", disable=not progress, leave=False
-    )
+    bar = Progress(sum(len(j) for j in plan.jobs.values()), "annotate", "alleles", progress)
     for gene_id in list(plan.jobs):
         gene = plan.genes[gene_id]
         done = checkpoint.load(gene_id) if checkpoint is not None else None
         if done is None:
             rows, padded = score_gene(
-                gene, plan.jobs[gene_id], backbone, output_mode, genome, plan.window_size, batch_size
+                gene, plan.jobs[gene_id], backbone, output_mode, genome, plan.window_size, batch_size, cache
             )
             if checkpoint is not None:
                 checkpoint.save(gene_id, gene.label, rows, padded)
@@ -413,16 +416,27 @@ def score_gene(
     genome: Genome,
     window_size: int,
     batch_size: int = 8,
+    cache: EffectCache | None = None,
 ) -> tuple[list[tuple[int, AlleleScore]], int]:
     """One gene's ``(record, score)`` rows, in ``jobs`` order, and how many bases of its window lie
-    off the contig (padded with N)."""
+    off the contig (padded with N); SNV effects through ``cache`` when given."""
     window = tss_window(gene, window_size)
     window_seq = genome.window_sequence(window)
     snvs = sorted(
         {(job.edit.start - window.start, job.edit.inserted) for job in jobs if _in_window_snv(job.edit, window)}
     )
     features = output_mode.features
-    raw = backbone.ism(window_seq.one_hot, snvs, features, batch_size=batch_size)
+    if cache is None:
+        raw = backbone.ism(window_seq.one_hot, snvs, features, batch_size=batch_size)
+    else:
+        raw = ISMResult(
+            *cache.ism(
+                lambda ref, subs: backbone.ism(ref, subs, features, batch_size=batch_size),
+                window_seq.one_hot,
+                snvs,
+                "features",
+            )
+        )
     result = output_mode.score(raw)
     ref_pred = float(result.reference[0])
     alt_of: dict[Edit, float] = {}

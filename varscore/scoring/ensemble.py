@@ -73,7 +73,8 @@ def combine(results: Sequence[Any]) -> tuple[Any, EnsembleScores]:
 @dataclass(frozen=True)
 class PlanRun:
     """How a plan is scored: on ``device`` (``bf16`` autocast on GPU), ``batch_size`` sequences per
-    forward pass, a ``progress`` bar, and the test-time augmentations ``rc`` / ``shifts``."""
+    forward pass, a ``progress`` bar, the test-time augmentations ``rc`` / ``shifts``, and the
+    ``cache`` folder keeping SNV effects between runs (:mod:`varscore.scoring.effect_cache`)."""
 
     device: str = "auto"
     bf16: bool = False
@@ -81,6 +82,7 @@ class PlanRun:
     progress: bool = False
     rc: bool = False
     shifts: Sequence[int] = (0,)
+    cache: str | Path | None = None
 
 
 def score_plan(
@@ -109,6 +111,12 @@ def score_plan(
                     Path(checkpoint.directory) / f"replicate{index}", checkpoint.fingerprint, resume=True
                 )
         logger.info("scoring with %s (%d of %d)", names[index], index + 1, len(names))
+        cache = None
+        if run.cache is not None:  # each member, augmentation and precision has its own entries
+            from varscore.scoring.effect_cache import EffectCache
+
+            cache = EffectCache.for_bundle(run.cache, bundle)
+            cache.model += f"|{names[index]}|rc={run.rc}|shifts={tuple(run.shifts)}|bf16={run.bf16}"
         results.append(
             run_plan(
                 member_plan,
@@ -118,6 +126,7 @@ def score_plan(
                 batch_size=run.batch_size,
                 progress=run.progress,
                 checkpoint=member_checkpoint,
+                cache=cache,
             )
         )
         del backbone

@@ -18,7 +18,7 @@ from typing import Any
 from varscore.errors import InputError
 from varscore.genome.builds import REF_MISMATCH_MIN_CHECKED, ref_mismatch_error
 from varscore.genome.fasta import Genome, load_genes
-from varscore.io.infotext import info_atom, info_value
+from varscore.io.infotext import header_text, info_atom, info_value
 from varscore.io.outputguard import Target, guarded_outputs, provenance_header_lines
 from varscore.io.vcf import (
     MAX_KEY,
@@ -119,7 +119,8 @@ class ScoringJob:
     kept in ``OUTPUT.varscore-partial/``. ``devices`` > 1 (or a ``torchrun`` launch) shares the
     genes between processes. ``fail_if_none``: a run that scores nothing fails instead of warning.
     ``rc`` / ``shifts``: test-time augmentation. ``argv`` (default ``sys.argv``) is recorded in the
-    output header."""
+    output header. ``cache``: a folder keeping SNV effects between runs
+    (:mod:`varscore.scoring.effect_cache`; None: none)."""
 
     vcf: str | Path
     model: str | Path | None
@@ -142,6 +143,7 @@ class ScoringJob:
     argv: Sequence[str] | None = None
     selection: Selection = field(default_factory=Selection)  # --regions, --genes-only, --shard
     detail: str | Path | None = None  # Parquet: one row per (record, allele, gene), see scoring/detail.py
+    cache: str | Path | None = None
 
     @property
     def scores_nothing(self) -> bool:
@@ -267,6 +269,8 @@ def score_vcf(prepared: PreparedVCF, bundle: Any, genes: Sequence[Gene], job: Sc
         plan=plan,
     )
     sharded = job.devices > 1 or launched_by_torchrun()
+    if sharded and job.cache is not None:
+        raise InputError("--cache serves runs in one process for now: drop --devices / torchrun, or --cache.")
     if sharded and (job.augmented or len(replicate_files(bundle.manifest)) > 1):
         raise InputError(
             "Replicate ensembles and --rc/--shifts score in one process for now: drop --devices / torchrun."
@@ -296,7 +300,7 @@ def score_vcf(prepared: PreparedVCF, bundle: Any, genes: Sequence[Gene], job: Sc
         return scored
     if fingerprint is not None:
         scored.checkpoint = GeneCheckpoint(checkpoint_dir(job.output), fingerprint, resume=job.resume)
-    run = PlanRun(job.device, job.bf16, job.batch_size, job.progress, job.rc, tuple(job.shifts))
+    run = PlanRun(job.device, job.bf16, job.batch_size, job.progress, job.rc, tuple(job.shifts), job.cache)
     scored.result, ensemble = score_plan(bundle, plan, genome, run, checkpoint=scored.checkpoint)
     scored.spread = ensemble.sd
     if scored.spread:
@@ -496,7 +500,16 @@ def _annotate_only(prepared: PreparedVCF, job: ScoringJob, annotators: Sequence[
         summary.not_scored["no_model"] = summary.records_read
     info: dict[int, dict[str, str]] = {}
     headers = _run_annotators(vcf, annotators, genes, {}, genome, info, summary)
-    summary.records_written = write_annotated(vcf, job.output, info, headers, provenance_header_lines(None, job.argv))
+    provenance = provenance_header_lines(None, job.argv)
+    if not sum(summary.annotated.values()):
+        warning = (
+            f"--model none: the annotators ({', '.join(a.name for a in annotators)}) gave none of the "
+            f"{summary.records_read:,} records of {prepared.source} a value; the output is the input with their "
+            "header lines only."
+        )
+        logger.warning(warning)
+        provenance.append(f'##varscore_warning="{header_text(warning)}"')
+    summary.records_written = write_annotated(vcf, job.output, info, headers, provenance)
     return summary
 
 

@@ -167,6 +167,7 @@ class TrackJob:
     progress: bool = False
     selection: Selection = field(default_factory=Selection)  # --regions, --genes-only (scored runs)
     igv_js: str = IGV_JS_DEFAULT
+    cache: str | Path | None = None  # SNV effects kept between runs (varscore.scoring.effect_cache)
 
 
 @dataclass
@@ -697,13 +698,13 @@ def predict_coverage(
     """For each gene: the ``track`` output of the reference window and of the window with each of
     its ``options.top`` strongest SNVs applied (one forward pass for the reference, ALTs batched)."""
     import numpy as np
-    from tqdm.auto import tqdm
 
+    from varscore.io.progress import progress_iter
     from varscore.types import tss_window
 
     by_gene = effects_by_gene(effects)
     out = []
-    for gene in tqdm(genes, desc="coverage", unit="gene", disable=not options.progress, leave=False):
+    for gene in progress_iter(genes, "track coverage", "genes", options.progress):
         # substitutions only: an indel shifts the window, so its bins no longer line up with the reference's
         gene_effects = [e for e in by_gene.get(gene.label, []) if len(e.ref) == 1 and len(e.allele) == 1]
         if not gene_effects:
@@ -781,6 +782,7 @@ def _score_with_model(job: TrackJob) -> _Scored:
         bf16=job.bf16,
         check_ref=job.check_ref,
         progress=job.progress,
+        cache=job.cache,
     )
     with prepared_vcf(job.vcf) as whole:
         prepared, genes = selected_input(

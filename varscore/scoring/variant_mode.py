@@ -16,9 +16,15 @@ import numpy as np
 
 from varscore.errors import InputError, VarscoreError
 from varscore.genome.fasta import Genome
-from varscore.io.infotext import info_atom
+from varscore.io.infotext import header_text, info_atom
 from varscore.io.vcf import MAX_KEY, SCORE_KEY, SKIP_KEY, InfoHeader, format_float, iter_variants, write_annotated
-from varscore.scoring.calibrate import BackgroundCollector, Calibration, load_calibration, write_calibration
+from varscore.scoring.calibrate import (
+    BackgroundCollector,
+    Calibration,
+    load_calibration,
+    resolution_warning,
+    write_calibration,
+)
 from varscore.scoring.centred import (
     STATS,
     CentredSummary,
@@ -190,6 +196,24 @@ class CalibrationResult(NamedTuple):
         ]
 
 
+def trained_bins_warning(bundle: Any, n_bins: int) -> str | None:
+    """One line when ``bundle`` learned only some of its ``n_bins`` output bins (its output mode
+    reads only those, e.g. Variformer's centre bin): variant-centred scores read every bin, and the
+    others were never fitted to data."""
+    trained = bundle.output_mode().reads_bins(n_bins)
+    if trained is None:
+        return None
+    first, stop, _ = trained.indices(n_bins)
+    if stop - first >= n_bins:
+        return None
+    which = f"bin {first}" if stop - first == 1 else f"bins {first}-{stop - 1}"
+    return (
+        f"model '{bundle.name}' was trained on output {which} of {n_bins} only (its output mode "
+        f"'{bundle.spec.output_mode.name}'): variant-centred scores read every bin, and the others were never fitted, "
+        "so they may mislead; prefer a model trained on whole tracks (finetune --output-mode track)."
+    )
+
+
 def open_scorer(bundle: Any, settings: CentredSettings) -> tuple[VariantCentredScorer, TrackSelection]:
     """A :class:`VariantCentredScorer` for a bundle's backbone and the chosen tracks."""
     from varscore.genome.exons import load_gene_models
@@ -359,9 +383,8 @@ def run_variant_scoring(job: VariantScoringJob) -> CentredSummary:
 
 
 def _annotate_prepared(vcf: str | Path, job: VariantScoringJob) -> CentredSummary:
-    from tqdm.auto import tqdm
-
     from varscore.io.outputguard import provenance_header_lines
+    from varscore.io.progress import progress_iter
     from varscore.models.bundle import load_bundle
     from varscore.scoring.detail import DetailWriter
 
@@ -373,15 +396,16 @@ def _annotate_prepared(vcf: str | Path, job: VariantScoringJob) -> CentredSummar
         logger.warning(
             "%s was calibrated with %s centring; scoring with %s", bundle.name, calibration.centring, job.centring
         )
-    records = tqdm(
-        scorer.score(iter_variants(vcf)), desc="records", unit="record", disable=not job.progress, leave=False
-    )
+    records = progress_iter(scorer.score(iter_variants(vcf)), "annotate --mode variant", "records", job.progress)
     writer = DetailWriter(job.detail, selection.indices, selection.names, stats, bundle=bundle) if job.detail else None
+    provenance = provenance_header_lines(bundle)
+    warning = trained_bins_warning(bundle, scorer.geometry.n_bins)
+    if warning is not None:
+        logger.warning(warning)
+        provenance.append(f'##varscore_warning="{header_text(warning)}"')
     info = StreamedInfo(iter(records), lambda r: format_record(r, bundle.name, selection, stats, calibration), writer)
     try:
-        written = write_annotated(
-            vcf, job.output, info, centred_headers(stats[0], calibration is not None), provenance_header_lines(bundle)
-        )
+        written = write_annotated(vcf, job.output, info, centred_headers(stats[0], calibration is not None), provenance)
         info.drain()
     except BaseException:
         if writer is not None:
@@ -415,6 +439,9 @@ def run_calibration(job: CalibrateJob) -> CalibrationResult:
         for record in islice(scored, job.max_records):
             collector.add(record)
         calibration = collector.finish()
+        coarse = resolution_warning(calibration)
+        if coarse is not None:
+            logger.warning(coarse)
         return CalibrationResult(write_calibration(bundle, calibration, job.output), calibration, scorer.summary)
 
 

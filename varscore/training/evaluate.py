@@ -61,10 +61,13 @@ def evaluate_bundle(
     batch_size: int = 8,
     n_boot: int = N_BOOT,
     seed: int = SEED,
+    progress: bool = False,
 ) -> Evaluation:
     """Per-gene metrics of ``bundle`` on ``people`` (default: the data's test people), with
     bootstrap CIs from ``n_boot`` resamples of those people (``seed``); coverage-track bundles are
-    evaluated by :func:`evaluate_track_bundle`."""
+    evaluated by :func:`evaluate_track_bundle`. ``progress``: see :mod:`varscore.io.progress`."""
+    from varscore.io.progress import progress_iter
+
     if bundle.spec.output_mode.name == "track":
         return evaluate_track_bundle(bundle, data, people, batch_size, n_boot, seed)
     backbone = bundle.backbone()
@@ -77,7 +80,7 @@ def evaluate_bundle(
     chosen, trained = _held_out(bundle, data, people)
     indices = bootstrap_indices(len(chosen), n_boot, seed)
     rows, predictions = [], []
-    for gene_data in data.genes:
+    for gene_data in progress_iter(data.genes, f"evaluate {bundle.name}", "genes", progress):
         if not backbone.has_gene(gene_data.gene.gene_id):
             continue  # a per-gene (genotype) model has nothing to say about other genes
         pred = backbone.predict_people(gene_data, chosen, data.train, mode, batch_size)
@@ -203,7 +206,7 @@ class EvaluateJob:
     own test people. With ``all_people`` (another cohort than the models were trained on) every
     person of ``inputs`` is evaluated and the models' folds are not used. ``output``: the per-gene
     TSV (with ``.provenance.json`` and, with ``compare``, ``.compare.tsv`` beside it); ``command`` is
-    recorded in the provenance (None: this process's)."""
+    recorded in the provenance (None: this process's); ``progress``: see :mod:`varscore.io.progress`."""
 
     inputs: CohortInputs
     models: Sequence[str | Path]
@@ -216,6 +219,7 @@ class EvaluateJob:
     replicates: bool = False
     command: Sequence[str] | None = None
     all_people: bool = False  # another cohort: every person of it, the models' folds not used
+    progress: bool = False
 
 
 @dataclass
@@ -289,7 +293,7 @@ def run_evaluation(job: EvaluateJob) -> EvaluationResult:
             wanted = held_out_people(own, job.people_file, [data.people[i] for i in data.test], data.people)
         index = {p: i for i, p in enumerate(data.people)}
         chosen = [index[p] for p in wanted]
-        evaluations.append(evaluate_bundle(bundle, data, chosen, job.batch_size, job.n_boot, job.seed))
+        evaluations.append(evaluate_bundle(bundle, data, chosen, job.batch_size, job.n_boot, job.seed, job.progress))
     table = pd.concat([e.table for e in evaluations], ignore_index=True)
     paired = [compare_evaluations(evaluations[0], e, job.n_boot, job.seed) for e in evaluations[len(job.models) :]]
     result = EvaluationResult(

@@ -152,6 +152,7 @@ class FinetuneJob:
     replicates: int = 1
     quiet: bool = False
     init_from: str | Path | None = None  # a bundle whose weights the model starts from
+    size: str | None = None  # a named size of the backbone (its size_presets), under backbone_params
 
 
 def _split_people(data: Any) -> dict[str, list[str]]:
@@ -173,15 +174,32 @@ def build_model(job: FinetuneJob) -> tuple[Backbone, dict[str, Any]]:
     from varscore.plugin.manager import check_output_mode, get_backbone
 
     settings = resolved_settings(job)
-    params = dict(job.backbone_params)
+    backbone_class = get_backbone(job.backbone)
+    explicit = dict(job.backbone_params)
     if job.pretrained is not None:
-        params.update(pretrained_dir=str(job.pretrained))
+        explicit.update(pretrained_dir=str(job.pretrained))
     if "window" in settings:
-        params["window_size"] = settings["window"]
-    model = get_backbone(job.backbone)(**params)
-    check_from_scratch(model, params, job.from_scratch)
+        explicit["window_size"] = settings["window"]
+    params = {**size_preset(backbone_class, job.size), **explicit}
+    model = backbone_class(**params)
+    # the published size is the full architecture: a random start of it must still be asked for
+    check_from_scratch(model, explicit if job.size == "published" else params, job.from_scratch)
     check_output_mode(model, job.output_mode)
     return model, params
+
+
+def size_preset(backbone_class: type[Backbone], size: str | None) -> dict[str, Any]:
+    """The hyper-parameters of ``finetune --size`` (none without a size)."""
+    if size is None:
+        return {}
+    presets = backbone_class.size_presets
+    if not presets:
+        raise OptionError(f"--size: backbone '{backbone_class.name}' has no named sizes; give its --param values.")
+    if size not in presets:
+        raise OptionError(
+            f"--size {size!r}: backbone '{backbone_class.name}' offers {', '.join(presets)}; got {size!r}."
+        )
+    return dict(presets[size])
 
 
 def check_from_scratch(model: Backbone, params: dict[str, Any], from_scratch: bool) -> None:

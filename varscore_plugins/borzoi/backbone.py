@@ -74,6 +74,44 @@ def tiny_params(window_size: int = 2048, **overrides: Any) -> dict[str, Any]:
     return params
 
 
+#: ``finetune --size``: ``tiny`` (about 25 k weights in the parts that run; seconds on a CPU),
+#: ``small`` (about 0.7 M) and ``published`` (Borzoi's architecture, about 190 M weights, 524,288-bp
+#: windows; to start from published weights give --pretrained). Each satisfies
+#: :func:`_check_params` (six conv widths, the window a multiple of the transformer's 128 bp).
+SIZE_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "window_size": 16_384,
+        "dim": 32,
+        "depth": 1,
+        "heads": 2,
+        "attn_dim_key": 8,
+        "attn_dim_value": 16,
+        "channels": [16, 16, 16, 16, 16, 16],
+        "final_channels": 16,
+    },
+    "small": {
+        "window_size": 32_768,
+        "dim": 128,
+        "depth": 2,
+        "heads": 4,
+        "attn_dim_key": 32,
+        "attn_dim_value": 32,
+        "channels": [64, 64, 80, 96, 112, 128],
+        "final_channels": 64,
+    },
+    "published": {
+        "window_size": 524_288,
+        "dim": 1536,
+        "depth": 8,
+        "heads": 8,
+        "attn_dim_key": 64,
+        "attn_dim_value": 192,
+        "channels": None,
+        "final_channels": None,
+    },
+}
+
+
 def _check_params(params: dict[str, Any]) -> None:
     """Raise InputError when borzoi-pytorch would fail (or silently misbehave) with ``params``."""
     ints = ("window_size", "dim", "depth", "heads", "attn_dim_key", "attn_dim_value", "n_tracks")
@@ -135,6 +173,7 @@ class BorzoiBackbone(TorchSequenceBackbone):
     summary_params: ClassVar[tuple[str, ...]] = ("head", "dim", "depth")
     output_modes: ClassVar[tuple[str, ...]] = ("scalar", "track")
     fine_tunes_from_pretrained: ClassVar[bool] = True
+    size_presets: ClassVar[dict[str, dict[str, Any]]] = SIZE_PRESETS
 
     @dataclass
     class Options(PluginOptions):

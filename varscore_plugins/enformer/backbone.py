@@ -90,6 +90,45 @@ def tiny_params(window_size: int = 2048, **overrides: Any) -> dict[str, Any]:
     return params
 
 
+#: ``finetune --size``: ``tiny`` (about 0.1 M weights, as the demo model; seconds per epoch on a
+#: CPU), ``small`` (about 2 M; a CPU or a small GPU) and ``published`` (Enformer's architecture,
+#: about 250 M weights, 196,608-bp windows; to start from published weights give --pretrained). Each
+#: satisfies :func:`_check_architecture` (``dim // heads`` a multiple of 6, the conv tower ending at
+#: ``dim``, the window a multiple of the 128-bp bins).
+SIZE_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "window_size": 16_384,
+        "dim": 48,
+        "depth": 2,
+        "heads": 4,
+        "attn_dim_key": 8,
+        "num_downsamples": 7,
+        "dim_divisible_by": 8,
+        "output_heads": {"human": 8},
+    },
+    "small": {
+        "window_size": 49_152,
+        "dim": 192,
+        "depth": 4,
+        "heads": 4,
+        "attn_dim_key": 32,
+        "num_downsamples": 7,
+        "dim_divisible_by": 16,
+        "output_heads": {"human": 8},
+    },
+    "published": {
+        "window_size": 196_608,
+        "dim": 1536,
+        "depth": 11,
+        "heads": 8,
+        "attn_dim_key": 64,
+        "num_downsamples": 7,
+        "dim_divisible_by": 128,
+        "output_heads": {"human": 5313, "mouse": 1643},
+    },
+}
+
+
 def _conv_tower_channels(dim: int, num_downsamples: int, divisible_by: int) -> list[int]:
     """Channel counts of Enformer's stem + conv tower, as enformer-pytorch computes them."""
     half_dim = dim // 2
@@ -190,6 +229,7 @@ class EnformerBackbone(TorchSequenceBackbone):
     summary_params: ClassVar[tuple[str, ...]] = ("head", "dim", "depth")
     output_modes: ClassVar[tuple[str, ...]] = ("scalar", "track")
     fine_tunes_from_pretrained: ClassVar[bool] = True
+    size_presets: ClassVar[dict[str, dict[str, Any]]] = SIZE_PRESETS
 
     @dataclass
     class Options(PluginOptions):

@@ -1,0 +1,178 @@
+"""The on-disk ISM cache (:mod:`varscore.scoring.effect_cache`): a hit runs no forward pass and gives
+the same numbers exactly, missing substitutions alone are scored, a corrupt entry is recomputed,
+and nothing but numpy arrays is read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.analysis.test_ism import PEOPLE, cohort  # noqa: F401  (the toy cohort fixture)
+from varscore.plugin.contracts import ISMResult
+from varscore.scoring.effect_cache import EffectCache
+
+
+class CountingModel:
+    """``ism`` of a fixed random linear 'model': outputs (2,) per sequence; counts the alleles scored."""
+
+    def __init__(self) -> None:
+        self.weights = np.random.default_rng(0).normal(size=(32, 4, 2))
+        self.scored: list[int] = []
+
+    def __call__(self, reference: np.ndarray, subs: list[tuple[int, str]]) -> ISMResult:
+        self.scored.append(len(subs))
+        outputs = []
+        for offset, base in subs:
+            edited = reference.copy()
+            edited[offset] = np.eye(4)["ACGT".index(base)]
+            outputs.append(np.einsum("lb,lbk->k", edited, self.weights))
+        return ISMResult(np.einsum("lb,lbk->k", reference, self.weights), np.array(outputs).reshape(len(subs), 2))
+
+
+@pytest.fixture
+def window() -> np.ndarray:
+    return np.eye(4, dtype=np.float32)[np.random.default_rng(1).integers(0, 4, size=32)]
+
+
+def test_a_hit_computes_nothing_and_returns_the_same_numbers(tmp_path: Path, window: np.ndarray) -> None:
+    model = CountingModel()
+    cache = EffectCache(tmp_path, "model-a")
+    subs = [(3, "A"), (3, "C"), (10, "G"), (31, "T")]
+    direct = model(window, subs)
+    first = cache.ism(model, window, subs, "reduce")
+    assert model.scored == [4, 4]  # the direct call, then the cache's one call for all four
+    again = cache.ism(model, window, list(reversed(subs)), "reduce")
+    assert model.scored == [4, 4]  # a hit: no call
+    np.testing.assert_array_equal(first[0], direct.reference)
+    np.testing.assert_array_equal(first[1], direct.alternates)
+    np.testing.assert_array_equal(again[1], direct.alternates[::-1])
+    # only what the entry lacks is scored, then merged
+    more = cache.ism(model, window, [(3, "A"), (20, "C")], "reduce")
+    assert model.scored == [4, 4, 1]
+    np.testing.assert_array_equal(more[1], model(window, [(3, "A"), (20, "C")]).alternates)
+    assert (cache.counts.hits, cache.counts.scored, cache.counts.corrupt) == (5, 5, 0)
+    # another model, reduction or window is another entry
+    for other, reduction, sequence in [
+        (EffectCache(tmp_path, "model-b"), "reduce", window),
+        (cache, "features", window),
+        (cache, "reduce", window[::-1].copy()),
+    ]:
+        before = len(model.scored)
+        other.ism(model, sequence, subs[:1], reduction)
+        assert len(model.scored) == before + 1
+    assert len(list(tmp_path.glob("*/*.npz"))) == 4
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "other-key", "pickle"])
+def test_a_corrupt_entry_is_recomputed(tmp_path: Path, window: np.ndarray, damage: str) -> None:
+    model = CountingModel()
+    cache = EffectCache(tmp_path, "model-a")
+    subs = [(1, "A"), (2, "C")]
+    good = cache.ism(model, window, subs, "reduce")
+    path = cache.path(cache.key(window, "reduce"))
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:40])
+    elif damage == "garbage":
+        path.write_bytes(b"not a zip file")
+    elif damage == "other-key":  # a valid entry of another window moved under this name
+        np.savez(
+            path,
+            key=np.array("0" * 64),
+            reference=np.zeros(2),
+            offsets=np.zeros(0, np.int64),
+            bases=np.zeros(0, np.int8),
+            alternates=np.zeros((0, 2)),
+        )
+    else:  # an object array would need unpickling: refused, never loaded
+        with open(path, "wb") as handle:
+            np.savez(handle, key=np.array([{"x": 1}], dtype=object))
+    again = cache.ism(model, window, subs, "reduce")
+    assert model.scored == [2, 2] and cache.counts.corrupt == 1
+    np.testing.assert_array_equal(again[1], good[1])
+    assert cache.ism(model, window, subs, "reduce")[1].tolist() == good[1].tolist()
+    assert model.scored == [2, 2]  # the rewritten entry serves again
+
+
+def test_ism_with_the_cache_equals_ism_without_and_a_second_run_runs_no_forward(
+    cohort,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.toy_plugin import ToyBackbone
+    from varscore.analysis.inputs import AnalysisInputs
+    from varscore.analysis.ism import IsmJob, run_ism
+
+    calls = {"n": 0}
+    original = ToyBackbone.ism
+
+    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ToyBackbone, "ism", counted)
+    plain = run_ism(IsmJob(AnalysisInputs(str(cohort["bundle"]), cohort["vcf"]), tmp_path / "plain.tsv"))
+    uncached_calls = calls["n"]
+    cached_inputs = AnalysisInputs(str(cohort["bundle"]), cohort["vcf"], cache=tmp_path / "cache")
+    first = run_ism(IsmJob(cached_inputs, tmp_path / "first.tsv"))
+    assert calls["n"] == 2 * uncached_calls  # filled the cache: one ism call per gene, as without it
+    calls["n"] = 0
+    second = run_ism(IsmJob(cached_inputs, tmp_path / "second.tsv"))
+    assert calls["n"] == 0  # every window and allele came from the cache
+    pd.testing.assert_frame_equal(first.table, plain.table)
+    pd.testing.assert_frame_equal(second.table, plain.table)
+    assert (tmp_path / "second.tsv").read_bytes() == (tmp_path / "plain.tsv").read_bytes()
+    assert len(plain.table) == 9 and len(PEOPLE) == 8  # 6 SNVs in 3 gene windows
+
+
+def test_the_ism_command_fills_and_reads_the_cache(cohort, tmp_path: Path) -> None:  # noqa: F811
+    from click.testing import CliRunner
+
+    from varscore.cli import cli
+
+    args = ["ism", "-m", str(cohort["bundle"]), "--vcf", str(cohort["vcf"]), "--cache", str(tmp_path / "c")]
+    first = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "a.tsv")])
+    assert first.exit_code == 0, first.output
+    entries = sorted((tmp_path / "c").glob("*/*.npz"))
+    assert len(entries) == 3  # one per gene window
+    second = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "b.tsv")])
+    assert second.exit_code == 0, second.output
+    assert (tmp_path / "a.tsv").read_bytes() == (tmp_path / "b.tsv").read_bytes()
+    assert sorted((tmp_path / "c").glob("*/*.npz")) == entries
+
+
+def test_annotate_and_track_with_the_cache_equal_runs_without_and_a_hit_runs_no_forward(
+    toy_world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import read_vcf_lines, write_vcf
+    from tests.toy_plugin import ToyBackbone
+    from varscore.scoring.gene_mode import ScoringJob, run_scoring
+
+    seqs = toy_world["seqs"]
+    records = [
+        ("chr1", p, seqs["chr1"][p - 1], "ACGT"[("ACGT".index(seqs["chr1"][p - 1]) + 1) % 4]) for p in (190, 200, 255)
+    ]
+    vcf = write_vcf(tmp_path / "in.vcf", records)
+    calls = {"n": 0}
+    original = ToyBackbone.ism
+
+    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ToyBackbone, "ism", counted)
+
+    def body(path: Path) -> list[str]:
+        return [line for line in read_vcf_lines(path) if not line.startswith("##varscore_command")]
+
+    bundle = str(toy_world["bundle"])
+    run_scoring(ScoringJob(vcf, bundle, tmp_path / "plain.vcf", device="cpu"))
+    cache = tmp_path / "cache"
+    run_scoring(ScoringJob(vcf, bundle, tmp_path / "first.vcf", device="cpu", cache=cache))
+    calls["n"] = 0
+    run_scoring(ScoringJob(vcf, bundle, tmp_path / "second.vcf", device="cpu", cache=cache))
+    assert calls["n"] == 0
+    assert body(tmp_path / "second.vcf") == body(tmp_path / "first.vcf") == body(tmp_path / "plain.vcf")
+    assert len(list(cache.glob("*/*.npz"))) == 2  # G1's and G2's windows
