@@ -454,7 +454,13 @@ def _log_epoch(
 ) -> None:
     train = f"train loss {row['train_loss']:.4f}" if "train_loss" in row else "train loss n/a"
     tune_loss = f", tune loss {row['tune_loss']:.4f}" if "tune_loss" in row else ""
-    if best[0] >= 0:
+    if "tune_genes_mean_pearson" in row:
+        tune_loss += f", tune-gene r {row['tune_genes_mean_pearson']:.4f}"
+    if best[0] >= 0 and config.output_mode == "scalar" and config.monitor == "tune-loss":
+        kept = f"best epoch {best[0]} (tune loss {-best[1]:.4f})"
+    elif best[0] >= 0 and config.output_mode == "scalar" and config.monitor == "pearson-tune-genes":
+        kept = f"best epoch {best[0]} (tune-gene r {best[1]:.4f})"
+    elif best[0] >= 0:
         kept = f"best epoch {best[0]} (tune R2 {best_r2:.4f})"
     else:  # --smooth-epochs: no epoch is eligible before the window is full
         kept = f"best epoch: none yet (smoothing over {config.smooth_epochs} epochs)"

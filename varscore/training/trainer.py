@@ -229,7 +229,8 @@ class VariformerModule(L.LightningModule):
         checkpoint_path, resume_key = self.loop.checkpoint_path, self.loop.resume_key
         if state is None:
             raise InputError(f"{checkpoint_path} was not written by varscore finetune; it cannot be resumed.")
-        differ = sorted(k for k in resume_key if state["settings"].get(k) != resume_key[k])
+        saved = {**_RESUME_DEFAULTS, **state["settings"]}  # checkpoints written before these settings existed
+        differ = sorted(k for k in resume_key if saved.get(k) != resume_key[k])
         if differ:
             raise InputError(
                 f"--resume: {checkpoint_path} was written with other settings or data ({', '.join(differ)}); "
@@ -286,7 +287,11 @@ def finetune_sequence_backbone(
     of the total predicted vs observed coverage over the window; early stopping and the kept epoch
     follow the tune loss (``tune_loss``).
     ``config.freeze_trunk_epochs`` trains only ``backbone.head_module()`` for the
-    first epochs.
+    first epochs, ``config.freeze_backbone`` throughout; while frozen, the trunk's batch norms stay
+    in eval mode, so every trunk tensor keeps its value. ``config.monitor`` chooses what early
+    stopping and the kept epoch follow (``pearson-tune-genes``: the mean tune Pearson r of
+    ``data.monitor_genes``, which are evaluated but never trained on; ``tune-loss``: the tune
+    loss), and ``config.min_delta`` the smallest gain that restarts patience.
     """
     backbone.check_finetune(config)
     import lightning as L
@@ -408,6 +413,9 @@ def finetune_sequence_backbone(
         config=asdict(config),
     )
 
+
+#: Resume settings a checkpoint written before they existed was trained with.
+_RESUME_DEFAULTS: dict[str, Any] = {"monitor": "r2-train-genes", "freeze_backbone": False, "monitor_genes": []}
 
 #: What :meth:`VariformerModule.on_save_checkpoint` stores, by the type each entry must have.
 _CHECKPOINT_FIELDS: dict[str, type | tuple[type, ...]] = {
