@@ -796,31 +796,39 @@ def dataclasses_replace(inputs: CohortInputs, **changes: object) -> CohortInputs
     return dataclasses.replace(inputs, **changes)  # type: ignore[arg-type]
 
 
-def test_frozen_backbone_keeps_every_trunk_tensor(cohort: Path, tmp_path: Path):
+@pytest.mark.parametrize("backbone", ["enformer", "borzoi"])
+def test_frozen_backbone_keeps_every_trunk_tensor(backbone: str, cohort: Path, tmp_path: Path):
     """--freeze-backbone: after training, every tensor of the trunk (weights and batch-norm
     statistics) is bit-identical to the freshly built model's; the head's weights have moved."""
     from safetensors.numpy import load_file
 
     from varscore.plugin.manager import get_backbone
+    from varscore_plugins.borzoi import tiny_params as borzoi_params
 
-    job = _job(cohort, tmp_path / "frozen", lr=1e-2, batch_size=4, accumulate=1, people_per_epoch=8, max_epochs=2)
-    job.freeze_backbone, job.quiet = True, True
-    run_finetune(job)
+    def job(out: Path, epochs: int) -> FinetuneJob:
+        made = _job(cohort, out, lr=1e-2, batch_size=4, accumulate=1, people_per_epoch=8, max_epochs=epochs)
+        if backbone == "borzoi":
+            made.backbone = "borzoi"
+            made.backbone_params = {k: v for k, v in borzoi_params(window_size=WINDOW).items() if k != "window_size"}
+        made.quiet = True
+        return made
+
+    frozen = job(tmp_path / "frozen", 2)
+    frozen.freeze_backbone = True
+    run_finetune(frozen)
     trained = load_file(str(tmp_path / "frozen" / "weights.safetensors"))
-    fresh = get_backbone("enformer")(**job.backbone_params, window_size=WINDOW).build()
+    fresh = get_backbone(backbone)(**frozen.backbone_params, window_size=WINDOW).build()
     fresh.save(tmp_path / "fresh")
     initial = load_file(str(tmp_path / "fresh" / "weights.safetensors"))
     assert set(trained) == set(initial)
-    head = [k for k in trained if k.startswith("to_tracks.")]
+    head = [k for k in trained if k.startswith(("to_tracks.", "human_head."))]
     trunk = [k for k in trained if k not in head]
     assert head and len(trunk) > 20 and any("running_mean" in k for k in trunk)
     for key in trunk:
         assert np.array_equal(trained[key], initial[key]), key
     assert any(not np.array_equal(trained[k], initial[k]) for k in head)
     # without the flag the trunk trains
-    job = _job(cohort, tmp_path / "free", lr=1e-2, batch_size=4, accumulate=1, people_per_epoch=8, max_epochs=1)
-    job.quiet = True
-    run_finetune(job)
+    run_finetune(job(tmp_path / "free", 1))
     free = load_file(str(tmp_path / "free" / "weights.safetensors"))
     assert any(not np.array_equal(free[k], initial[k]) for k in trunk)
 
