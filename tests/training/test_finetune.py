@@ -858,3 +858,23 @@ def test_experiment_options_reach_the_job(tmp_path: Path, monkeypatch):
     assert (job.tune_genes, job.min_delta, job.freeze_backbone, job.reference_genome) == ("5", 0.02, True, True)
     refused = CliRunner().invoke(cli, [*base, "--train-fraction", "0"])
     assert refused.exit_code == 2 and "--train-fraction" in refused.output and "Traceback" not in refused.output
+
+
+def test_tune_genes_from_a_count_a_list_or_gene_sets(cohort: Path, tmp_path: Path):
+    from varscore.training.finetune import monitor_gene_names
+
+    job = FinetuneJob(_inputs(cohort), tmp_path / "m", tune_genes="2", seed=1)
+    drawn = monitor_gene_names(job, ["SIMG0001"])
+    assert len(drawn) == 2 and set(drawn) <= {"SIMG0002", "SIMG0003"}
+    job.tune_genes = "3"
+    with pytest.raises(OptionError, match="has 2 genes with expression that are not trained on"):
+        monitor_gene_names(job, ["SIMG0001"])
+    sets = tmp_path / "sets.tsv"
+    sets.write_text("gene_id\tset\nSIMG0001\ttrain\nSIMG0003\tvalid\n")
+    job.tune_genes = str(sets)
+    assert monitor_gene_names(job, ["SIMG0001"]) == ["SIMG0003"]
+    listed = tmp_path / "list.txt"
+    listed.write_text("SimGene2\nSIMG0001\n")
+    job.tune_genes = str(listed)
+    with pytest.raises(OptionError, match="trained on: SIMG0001"):
+        monitor_gene_names(job, ["SIMG0001"])
