@@ -61,6 +61,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--people-per-epoch", type=int, default=64, help="People per gene per epoch.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the cohort's folds and of the models.")
+    parser.add_argument("--threads", type=int, default=1, help="Torch CPU threads.")
     return parser.parse_args()
 
 
@@ -174,7 +175,7 @@ def main() -> None:
 
     args = parse_args()
     logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     cohort = simulated_cohort(args)

@@ -143,10 +143,12 @@ class VariformerModule(L.LightningModule):
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y, genes, _ = batch
         pred = self(x).float()
+        train_gene = bool((genes < self.loop.n_genes).all())  # the tune loss is over train genes
         if self.loop.track_mode:  # metrics on each person's total coverage; the loss on every bin
-            self.tune_losses.append(float(self.loss(pred, y)) * len(y))
+            if train_gene:
+                self.tune_losses.append(float(self.loss(pred, y)) * len(y))
             pred, y = pred.sum(dim=1), y.sum(dim=1)
-        elif self.loop.config.monitor == "tune-loss" and bool((genes < self.loop.n_genes).all()):
+        elif self.loop.config.monitor == "tune-loss" and train_gene:
             self.tune_losses.append(float(self.loss(pred, y)) * len(y))
         self.outputs.append((genes.cpu().numpy(), pred.cpu().numpy(), y.cpu().numpy()))
 
