@@ -311,3 +311,47 @@ def test_one_inverse_normal_transform_gives_both_formulas_bit_for_bit():
         assert np.array_equal(inverse_normal_transform(values), norm.ppf((rankdata(values) - 0.5) / n))
     with pytest.raises(InputError, match="offset"):
         inverse_normal_transform(np.arange(3.0), offset=0.7)
+
+
+def test_nested_train_subsets_grow_within_each_other():
+    from varscore.training.cohort import nested_train_subset
+
+    people = [f"P{i:03d}" for i in range(41)]
+    subsets = [nested_train_subset(people, f, seed=3) for f in (0.25, 0.5, 0.75, 1.0)]
+    assert [len(s) for s in subsets] == [round(0.25 * 41), round(0.5 * 41), round(0.75 * 41), 41]
+    for small, large in zip(subsets, subsets[1:], strict=False):
+        assert set(small) < set(large)
+    assert subsets[-1] == sorted(people)
+    # the input order does not matter; another seed draws other people
+    assert nested_train_subset(people[::-1], 0.5, seed=3) == subsets[1]
+    assert nested_train_subset(people, 0.5, seed=4) != subsets[1]
+    assert len(nested_train_subset(people[:3], 0.1)) == 2  # never fewer than the loss's pair
+    with pytest.raises(InputError, match=r"in \(0, 1\]"):
+        nested_train_subset(people, 0.0)
+
+
+def test_log2tpm_targets_from_a_gene_table_and_from_gtex_layout(tmp_path: Path):
+    from varscore.training.cohort import read_targets
+
+    rng = np.random.default_rng(0)
+    people = ["A", "B", "C"]
+    tpm = pd.DataFrame(rng.gamma(2.0, 10.0, size=(2, 3)).round(3), index=["G1", "G2"], columns=people)
+    table = tmp_path / "tpm.tsv"
+    tpm.rename_axis("gene_id").to_csv(table, sep="\t")
+    bed = write_expression(
+        tmp_path / "tpm.bed.gz",
+        people,
+        [("chr1", 100 * (i + 1), g, [str(v) for v in tpm.loc[g]]) for i, g in enumerate(tpm.index)],
+    )
+    expected = np.log2(pd.read_csv(table, sep="\t", index_col=0) + 2)
+    for path in (table, bed):
+        got = read_targets(path, "log2tpm").values
+        pd.testing.assert_frame_equal(got, expected, check_names=False)
+    # the default reads the values as they are
+    pd.testing.assert_frame_equal(read_targets(bed).values, tpm, check_names=False)
+    negative = tmp_path / "neg.tsv"
+    (tpm - 100).rename_axis("gene_id").to_csv(negative, sep="\t")
+    with pytest.raises(InputError, match="negative"):
+        read_targets(negative, "log2tpm")
+    with pytest.raises(InputError, match="Unknown targets"):
+        read_targets(table, "tpm")

@@ -687,3 +687,257 @@ def test_a_size_the_backbone_does_not_offer_is_one_line(tmp_path: Path) -> None:
         build_model(FinetuneJob(NO_COHORT, tmp_path / "o", backbone="enformer", size="huge"))
     result = CliRunner().invoke(cli, ["finetune", "--help"])
     assert result.exit_code == 0 and "--size [tiny|small|published]" in result.output
+
+
+# -- the paper's experiments: nested train fractions, loss ablation, log2(TPM + 2) targets,
+# -- reference-genome training, what early stopping monitors, frozen backbone
+
+
+def _numpy_loss(pred: np.ndarray, target: np.ndarray, terms: str) -> float:
+    """The paper's loss written out: MSE, the mean over unique pairs of the squared difference of
+    predicted and observed differences, and their weighted sum (one half each)."""
+    mse = float(np.mean((pred - target) ** 2))
+    i, j = np.triu_indices(len(pred), k=1)
+    cross = float(np.mean(((pred[i] - pred[j]) - (target[i] - target[j])) ** 2))
+    return {"both": 0.5 * mse + 0.5 * cross, "mse": mse, "cross": cross}[terms]
+
+
+@pytest.mark.parametrize("terms", ["both", "mse", "cross"])
+def test_each_loss_setting_equals_the_explicit_loss(terms: str, tmp_path: Path):
+    from varscore.training.finetune import experiment_settings
+
+    rng = np.random.default_rng(5)
+    pred, target = rng.normal(size=7), rng.normal(size=7)
+    job = FinetuneJob(_inputs(tmp_path), tmp_path / "m", loss=terms)
+    weight = experiment_settings(job)["mse_weight"]
+    got = variformer_loss(torch.tensor(pred), torch.tensor(target), weight).item()
+    assert got == pytest.approx(_numpy_loss(pred, target, terms), rel=1e-6)
+    # reference-genome training uses the MSE term alone; the cross-individual term is refused there
+    reference = FinetuneJob(_inputs(tmp_path), tmp_path / "m", reference_genome=True)
+    assert experiment_settings(reference) == {"mse_weight": 1.0, "monitor": "tune-loss", "min_delta": 0.01}
+    if terms != "mse":
+        reference.loss = terms
+        with pytest.raises(OptionError, match="use --loss mse"):
+            experiment_settings(reference)
+
+
+def test_train_fractions_are_nested_and_leave_tune_and_test_people_alone(cohort: Path, tmp_path: Path):
+    from varscore.training.finetune import prepare_cohort
+    from varscore.training.lightning import load_cohort
+
+    full = load_cohort(_inputs(cohort), WINDOW).data
+    kept = []
+    for fraction in (0.25, 0.5, 0.75, 1.0):
+        job = FinetuneJob(_inputs(cohort), tmp_path / "m", train_fraction=fraction)
+        loaded = prepare_cohort(load_cohort(_inputs(cohort), WINDOW), job)
+        data = loaded.data
+        assert data.people == full.people
+        np.testing.assert_array_equal(data.tune, full.tune)
+        np.testing.assert_array_equal(data.test, full.test)
+        assert len(data.train) == round(fraction * len(full.train))
+        kept.append(set(data.train.tolist()))
+        if fraction < 1:
+            assert f"{len(data.train)} of {len(full.train)} train people" in loaded.report[-1]
+    assert kept[-1] == set(full.train.tolist())
+    assert kept[0] < kept[1] < kept[2] < kept[3]
+
+
+def test_log2tpm_and_reference_genome_targets_equal_pandas(cohort: Path, tmp_path: Path):
+    """--targets log2tpm: each person's target is log2(TPM + 2) of cohort.tpm.tsv; --reference-genome:
+    every window is the reference and each split's target is its people's mean of those values."""
+    import dataclasses
+
+    import pandas as pd
+
+    from varscore.training.finetune import prepare_cohort
+    from varscore.training.lightning import load_cohort
+
+    inputs = dataclasses.replace(_inputs(cohort), expression=cohort / "cohort.tpm.tsv", targets="log2tpm")
+    data = load_cohort(inputs, WINDOW).data
+    log2 = np.log2(pd.read_csv(cohort / "cohort.tpm.tsv", sep="\t", index_col="gene_id") + 2)
+    for gene in data.genes:
+        np.testing.assert_allclose(gene.expression, log2.loc[gene.gene.gene_id, data.people], rtol=1e-6)
+    job = FinetuneJob(inputs, tmp_path / "m", reference_genome=True, train_fraction=0.5)
+    reference = prepare_cohort(load_cohort(inputs, WINDOW), job).data
+    everyone = np.arange(len(reference.people))
+    for gene in reference.genes:
+        row = log2.loc[gene.gene.gene_id]
+        windows = gene.windows.batch(everyone)
+        assert np.array_equal(windows, np.broadcast_to(gene.windows.reference, windows.shape))
+        assert not np.array_equal(
+            load_cohort(_inputs(cohort), WINDOW).data.genes[0].windows.batch(everyone), windows
+        )  # the personal windows do differ
+        for split in (reference.train, reference.tune, reference.test):
+            people = [reference.people[i] for i in split]
+            np.testing.assert_allclose(gene.expression[split], row[people].mean(), rtol=1e-6)
+    with pytest.raises(OptionError, match="--targets log2tpm"):
+        prepare_cohort(
+            load_cohort(_inputs(cohort), WINDOW), FinetuneJob(_inputs(cohort), tmp_path, reference_genome=True)
+        )
+
+
+def test_reference_genome_training_sees_only_reference_windows(cohort: Path, tmp_path: Path, monkeypatch):
+    import dataclasses
+
+    import varscore.training.trainer as trainer
+    from varscore.training.lightning import load_cohort
+
+    seen: list[np.ndarray] = []
+    original = trainer._collate
+
+    def recording(batch):  # type: ignore[no-untyped-def]
+        out = original(batch)
+        seen.append(out[0].numpy())
+        return out
+
+    monkeypatch.setattr(trainer, "_collate", recording)
+    inputs = dataclasses.replace(_inputs(cohort), expression=cohort / "cohort.tpm.tsv", targets="log2tpm")
+    job = _job(cohort, tmp_path / "ref", lr=1e-3, batch_size=4, accumulate=1, people_per_epoch=8, max_epochs=2)
+    job.inputs, job.reference_genome, job.quiet = inputs, True, True
+    run_finetune(job)
+    references = [g.windows.reference for g in load_cohort(inputs, WINDOW).data.genes]
+    assert len(seen) > 6
+    for x in seen:
+        assert any(np.array_equal(x, np.broadcast_to(r, x.shape)) for r in references)
+    manifest = json.loads((tmp_path / "ref" / "varscore.json").read_text())
+    history = manifest["metrics"]["history"]
+    assert all("tune_loss" in row for row in history)
+    assert manifest["provenance"]["experiment"]["reference_genome"] is True
+
+
+def test_improvement_epoch_follows_min_delta():
+    from varscore.training.lightning import improvement_epoch
+
+    scores = [0.10, 0.30, 0.305, 0.31, 0.50, 0.505]
+    assert improvement_epoch(scores, 0) == 5
+    assert improvement_epoch(scores, 0, min_delta=0.01) == 4  # 0.305, 0.31 and 0.505 are too small a gain
+    assert improvement_epoch(scores, 0, min_delta=0.5) == 0
+    assert improvement_epoch([float("nan"), 0.2], 0) == 1
+    assert improvement_epoch(scores, 6) == -1
+
+
+def test_pearson_over_tune_genes_is_monitored_and_equals_scipy(cohort: Path, tmp_path: Path):
+    """--monitor pearson-tune-genes: a gene left out of training is evaluated on the tune people each
+    epoch; its Pearson r equals scipy's on the kept model's predictions, and the kept epoch is the
+    one where that r is highest."""
+    from varscore.models.bundle import load_bundle
+    from varscore.training.lightning import load_cohort
+
+    genes = cohort / "tune-genes.txt"
+    genes.write_text("SIMG0003\n")
+    job = _job(cohort, tmp_path / "mon", lr=3e-3, batch_size=4, accumulate=1, people_per_epoch=8, max_epochs=3)
+    job.inputs.gene_names = ["SIMG0001", "SIMG0002"]
+    job.tune_genes, job.monitor, job.quiet = str(genes), "pearson-tune-genes", True
+    run_finetune(job)
+    manifest = json.loads((tmp_path / "mon" / "varscore.json").read_text())
+    history = manifest["metrics"]["history"]
+    monitored = [row["tune_genes_mean_pearson"] for row in history]
+    best = manifest["metrics"]["best_epoch"]
+    assert best == int(np.nanargmax(monitored))
+    bundle = load_bundle(tmp_path / "mon")
+    assert bundle.manifest["train_genes"] == ["SIMG0001", "SIMG0002"]
+    data = load_cohort(dataclasses_replace(_inputs(cohort), folds=tmp_path / "mon.training" / "folds.tsv"), WINDOW).data
+    gene = next(g for g in data.genes if g.gene.gene_id == "SIMG0003")
+    pred = bundle.backbone().predict(gene.windows.batch(data.tune))[:, WINDOW // 128 // 2, 0]
+    assert monitored[best] == pytest.approx(pearsonr(gene.expression[data.tune], pred)[0], abs=1e-4)
+    r2 = [
+        r2_score(g.expression[data.tune], bundle.backbone().predict(g.windows.batch(data.tune))[:, 8, 0])
+        for g in data.genes
+        if g.gene.gene_id != "SIMG0003"
+    ]
+    assert history[best]["tune_mean_r2"] == pytest.approx(np.mean(r2), abs=1e-4)
+    unmonitored = _job(cohort, tmp_path / "nomon", max_epochs=1)
+    unmonitored.monitor = "pearson-tune-genes"
+    with pytest.raises(OptionError, match="needs --tune-genes"):
+        run_finetune(unmonitored)
+    assert not (tmp_path / "nomon.training").exists()
+
+
+def dataclasses_replace(inputs: CohortInputs, **changes: object) -> CohortInputs:
+    import dataclasses
+
+    return dataclasses.replace(inputs, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backbone", ["enformer", "borzoi"])
+def test_frozen_backbone_keeps_every_trunk_tensor(backbone: str, cohort: Path, tmp_path: Path):
+    """--freeze-backbone: after training, every tensor of the trunk (weights and batch-norm
+    statistics) is bit-identical to the freshly built model's; the head's weights have moved."""
+    from safetensors.numpy import load_file
+
+    from varscore.plugin.manager import get_backbone
+    from varscore_plugins.borzoi import tiny_params as borzoi_params
+
+    def job(out: Path, epochs: int) -> FinetuneJob:
+        made = _job(cohort, out, lr=1e-2, batch_size=4, accumulate=1, people_per_epoch=8, max_epochs=epochs)
+        if backbone == "borzoi":
+            made.backbone = "borzoi"
+            made.backbone_params = {k: v for k, v in borzoi_params(window_size=WINDOW).items() if k != "window_size"}
+        made.quiet = True
+        return made
+
+    frozen = job(tmp_path / "frozen", 2)
+    frozen.freeze_backbone = True
+    run_finetune(frozen)
+    trained = load_file(str(tmp_path / "frozen" / "weights.safetensors"))
+    fresh = get_backbone(backbone)(**frozen.backbone_params, window_size=WINDOW).build()
+    fresh.save(tmp_path / "fresh")
+    initial = load_file(str(tmp_path / "fresh" / "weights.safetensors"))
+    assert set(trained) == set(initial)
+    head = [k for k in trained if k.startswith(("to_tracks.", "human_head."))]
+    trunk = [k for k in trained if k not in head]
+    assert head and len(trunk) > 20 and any("running_mean" in k for k in trunk)
+    for key in trunk:
+        assert np.array_equal(trained[key], initial[key]), key
+    assert any(not np.array_equal(trained[k], initial[k]) for k in head)
+    # without the flag the trunk trains
+    run_finetune(job(tmp_path / "free", 1))
+    free = load_file(str(tmp_path / "free" / "weights.safetensors"))
+    assert any(not np.array_equal(free[k], initial[k]) for k in trunk)
+
+
+def test_experiment_options_reach_the_job(tmp_path: Path, monkeypatch):
+    import varscore.training.finetune as finetune
+
+    jobs: list[FinetuneJob] = []
+
+    def capture(job: FinetuneJob, echo: object = None) -> finetune.FinetuneResult:
+        jobs.append(job)
+        return finetune.FinetuneResult(None)
+
+    monkeypatch.setattr(finetune, "run_finetune", capture)
+    base = ["finetune", *cohort_args(tmp_path), "-o", str(tmp_path / "m")]
+    extra = ["--train-fraction", "0.25", "--loss", "cross", "--targets", "log2tpm", "--monitor", "pearson-tune-genes"]
+    extra += ["--tune-genes", "5", "--min-delta", "0.02", "--freeze-backbone", "--reference-genome"]
+    result = CliRunner().invoke(cli, [*base, *extra])
+    assert result.exit_code == 0, result.output
+    job = jobs[0]
+    assert (job.train_fraction, job.loss, job.inputs.targets, job.monitor) == (
+        0.25,
+        "cross",
+        "log2tpm",
+        "pearson-tune-genes",
+    )
+    assert (job.tune_genes, job.min_delta, job.freeze_backbone, job.reference_genome) == ("5", 0.02, True, True)
+    refused = CliRunner().invoke(cli, [*base, "--train-fraction", "0"])
+    assert refused.exit_code == 2 and "--train-fraction" in refused.output and "Traceback" not in refused.output
+
+
+def test_tune_genes_from_a_count_a_list_or_gene_sets(cohort: Path, tmp_path: Path):
+    from varscore.training.finetune import monitor_gene_names
+
+    job = FinetuneJob(_inputs(cohort), tmp_path / "m", tune_genes="2", seed=1)
+    drawn = monitor_gene_names(job, ["SIMG0001"])
+    assert len(drawn) == 2 and set(drawn) <= {"SIMG0002", "SIMG0003"}
+    job.tune_genes = "3"
+    with pytest.raises(OptionError, match="has 2 genes with expression that are not trained on"):
+        monitor_gene_names(job, ["SIMG0001"])
+    sets = tmp_path / "sets.tsv"
+    sets.write_text("gene_id\tset\nSIMG0001\ttrain\nSIMG0003\tvalid\n")
+    job.tune_genes = str(sets)
+    assert monitor_gene_names(job, ["SIMG0001"]) == ["SIMG0003"]
+    listed = tmp_path / "list.txt"
+    listed.write_text("SimGene2\nSIMG0001\n")
+    job.tune_genes = str(listed)
+    with pytest.raises(OptionError, match="trained on: SIMG0001"):
+        monitor_gene_names(job, ["SIMG0001"])

@@ -120,6 +120,49 @@ from varscore.training.finetune import default_backbone, recipe_names
     help="Named model size of the enformer/borzoi backbone (valid hyper-parameters; --param and --window override "
     "them): tiny (a CPU demo), small, published (the published architecture). See docs/finetune.md.",
 )
+@click.option(
+    "--train-fraction",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    help="Train on this share of the train people, nested by --seed (0.25 within 0.5 within 0.75); "
+    "tune and test people unchanged (learning curves, Fig. S2).",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(["both", "mse", "cross"]),
+    help="Loss terms: both (one half each, the paper's), mse only, cross-individual only (Fig. S12) [both].",
+)
+@click.option(
+    "--targets",
+    type=click.Choice(["normalised", "log2tpm"]),
+    default="normalised",
+    show_default=True,
+    help="normalised: --expression's values as they are; log2tpm: --expression holds TPM (GTEx layout, "
+    "a gene-ID TSV or a GCT) and the targets are log2(TPM + 2).",
+)
+@click.option(
+    "--reference-genome",
+    is_flag=True,
+    help="Train on reference windows with each split's mean log2(TPM + 2) as target, MSE loss, tune loss "
+    "monitored, --min-delta 0.01 (Fig. S3; needs --targets log2tpm).",
+)
+@click.option(
+    "--monitor",
+    type=click.Choice(["r2-train-genes", "pearson-tune-genes", "tune-loss"]),
+    help="What early stopping and the kept epoch follow (Fig. S6) [r2-train-genes; tune-loss with --reference-genome].",
+)
+@click.option("--min-delta", type=click.FloatRange(min=0.0), help="Early stopping's minimum improvement [0].")
+@click.option(
+    "--tune-genes",
+    help="Genes evaluated on tune people but not trained on, for --monitor pearson-tune-genes: a file (one "
+    "gene per line, or gene sets with gene_id and set) or a number N of other genes of --genes.",
+)
+@click.option(
+    "--freeze-backbone",
+    is_flag=True,
+    help="Train only the new output layer; the trunk stays as built (Fig. S15; backbones that name their head).",
+)
 @writes(("output", "-o", "bundle"))
 def finetune(
     vcf: Path,
@@ -159,6 +202,14 @@ def finetune(
     replicates: int = 1,
     init_from: str | None = None,
     size: str | None = None,
+    train_fraction: float = 1.0,
+    loss: str | None = None,
+    targets: str = "normalised",
+    reference_genome: bool = False,
+    monitor: str | None = None,
+    min_delta: float | None = None,
+    tune_genes: str | None = None,
+    freeze_backbone: bool = False,
 ) -> None:
     """Fine-tune a sequence model on personal genomes + expression (Variformer), or fit a linear
     baseline per gene on the same folds (--backbone elastic-net, lasso, ridge)."""
@@ -166,7 +217,15 @@ def finetune(
     from varscore.training.lightning import CohortInputs
 
     inputs = CohortInputs(
-        vcf, expression, genes_path, fasta, folds, replicate, list(gene_names) or None, coverage=coverage
+        vcf,
+        expression,
+        genes_path,
+        fasta,
+        folds,
+        replicate,
+        list(gene_names) or None,
+        coverage=coverage,
+        targets=targets,
     )
     job = FinetuneJob(
         inputs,
@@ -203,6 +262,13 @@ def finetune(
         quiet=quiet,
         init_from=init_from,
         size=size,
+        train_fraction=train_fraction,
+        loss=loss,
+        reference_genome=reference_genome,
+        monitor=monitor,
+        min_delta=min_delta,
+        tune_genes=tune_genes,
+        freeze_backbone=freeze_backbone,
     )
     try:
         result = run_finetune(job, echo=echo_stderr)

@@ -205,7 +205,7 @@ class SequenceBackbone(Backbone):
     ``torch.nn.Module`` (gradients, attributions, fine-tuning); ``fast_edits`` —
     :meth:`predict_edits` is faster than predicting whole edited windows (when
     :meth:`edits_are_local` also holds); ``has_head_module`` — :meth:`head_module` names the
-    output layer, so the trunk can be frozen; ``holds_replicates`` — :meth:`load` accepts
+    output layer, so the trunk can be frozen (``finetune --freeze-backbone``, ``--freeze-trunk-epochs``); ``holds_replicates`` — :meth:`load` accepts
     ``weights=FILE``, so one bundle can hold an ensemble's replicates.
     """
 

@@ -136,6 +136,41 @@ def read_expression(path: str | Path) -> ExpressionData:
     return ExpressionData(values=values.astype(np.float64), coordinates=coordinates, path=path)
 
 
+TARGETS = ("normalised", "log2tpm")
+
+
+def read_targets(path: str | Path, targets: str = "normalised") -> ExpressionData:
+    """The training targets in ``path``: with ``targets="normalised"`` the GTEx-layout table as
+    :func:`read_expression` reads it; with ``"log2tpm"`` ``path`` holds TPM, either in GTEx
+    layout or as a gene table (:func:`read_gene_table`: a TSV with the gene ID first, or a GTEx
+    GCT), and the values returned are ``log2(TPM + 2)`` (the paper's targets for average
+    expression; negative TPM is an error)."""
+    if targets not in TARGETS:
+        raise InputError(f"Unknown targets '{targets}'. Choose one of: {', '.join(TARGETS)}.")
+    if targets == "normalised":
+        return read_expression(path)
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"Expression file not found: {path}.")
+    head = [n.lstrip("#").strip().lower() for n in _header(path)[:4]]
+    if head[:1] == ["chrom"]:
+        head[0] = "chr"
+    if tuple(head) == _BED_COLUMNS:
+        table = read_expression(path)
+        values, coordinates = table.values, table.coordinates
+    else:
+        values = read_gene_table(path)
+        coordinates = pd.DataFrame({"chrom": [], "start": [], "end": []})
+    negative = values.to_numpy() < 0
+    if negative.any():
+        g, p = np.argwhere(negative)[0]
+        raise InputError(
+            f"--targets log2tpm reads TPM from {path}, but {int(negative.sum())} values are negative (e.g. gene "
+            f"{values.index[g]}, person {values.columns[p]}): is it a table of normalised values?"
+        )
+    return ExpressionData(values=np.log2(values + 2.0), coordinates=coordinates, path=path)
+
+
 def read_gene_table(path: str | Path) -> pd.DataFrame:
     """Read a genes × samples table of raw values (TPM or read counts): a TSV whose first column is
     the gene ID, or a GCT (GTEx ``#1.2`` format, ``Name``/``Description`` columns). Returns a
@@ -675,6 +710,21 @@ def fold_people(folds: pd.DataFrame, replicate: int, split: str) -> list[str]:
     return sorted(rows["person"].astype(str))
 
 
+def nested_train_subset(people: Sequence[str], fraction: float, seed: int = 0) -> list[str]:
+    """A fraction of the train ``people`` (the paper's learning curves, "training with downsampled
+    donors"): the first ``round(fraction × n)`` (at least 2) in a random order fixed by ``seed``
+    and independent of the input order, returned sorted. For one seed and one set of people the
+    subsets of growing fractions are nested (each holds every smaller one)."""
+    if not 0.0 < fraction <= 1.0:
+        raise InputError(f"The train fraction must be in (0, 1]; got {fraction}.")
+    ordered = _unique_sorted(people, "People")
+    keep = max(2, int(round(fraction * len(ordered))))
+    if keep > len(ordered):
+        raise InputError(f"A train fraction needs at least 2 train people; there are {len(ordered)}.")
+    order = np.random.default_rng([seed, 25_50_75]).permutation(len(ordered))
+    return sorted(ordered[i] for i in order[:keep])
+
+
 def split_genes(
     genes: Sequence[str | Gene],
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
@@ -760,7 +810,8 @@ class GeneData:
 class FinetuneData:
     """Everything fine-tuning needs: genes (train genes only) and the people's fold split.
 
-    ``train``, ``tune``, ``test``: indices into ``people``.
+    ``train``, ``tune``, ``test``: indices into ``people``; ``monitor_genes``: genes evaluated on
+    the tune people for early stopping but not trained on.
     """
 
     genes: list[GeneData]
@@ -768,6 +819,8 @@ class FinetuneData:
     train: np.ndarray
     tune: np.ndarray
     test: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    # genes only evaluated on the tune people, never trained on (early stopping on unseen genes)
+    monitor_genes: list[GeneData] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.genes:
@@ -790,6 +843,10 @@ class CohortInputs:
     replicate: int = 0
     gene_names: Sequence[str] | None = None
     coverage: Path | None = None  # track mode: coverage.npz or a directory of per-person bigWigs
+    # "normalised": the expression file's values as they are (e.g. GTEx's inverse-normal values);
+    # "log2tpm": the file holds TPM (GTEx layout, or a gene table: TSV / GCT) and the targets are
+    # log2(TPM + 2) (see read_targets)
+    targets: str = "normalised"
 
 
 @dataclass
@@ -818,7 +875,7 @@ def load_cohort(
     from varscore.io.vcf import vcf_samples
     from varscore.types import tss_window
 
-    expression = read_expression(inputs.expression)
+    expression = read_targets(inputs.expression, inputs.targets)
     match = match_samples(expression.people, vcf_samples(inputs.vcf))
     people = match.people
     report = [match.report()]
@@ -863,6 +920,35 @@ def load_cohort(
         test=np.array([position[p] for p in splits["test"]], dtype=np.int64),
     )
     return LoadedCohort(data, folds, report)
+
+
+def reference_only(data: FinetuneData) -> FinetuneData:
+    """The paper's reference-genome training (Fig. S3) on ``data``'s genes and folds: every person's
+    window is the reference (no variant applied) and every person's target is the mean of their
+    split's values (train people: the mean over the train people; tune and test people: over the
+    tune and test people), so the model learns each gene's average expression from its
+    reference sequence alone."""
+    import dataclasses
+
+    genes = []
+    for gene in data.genes:
+        genotypes = gene.windows.genotypes
+        empty = dataclasses.replace(
+            genotypes,
+            positions=genotypes.positions[:0],
+            refs=genotypes.refs[:0],
+            alts=genotypes.alts[:0],
+            haplotypes=genotypes.haplotypes[:, :, :0],
+            calls=None,
+        )
+        windows = type(gene.windows)(gene.windows.reference, empty, gene.windows.mode, gene.windows.dtype)
+        values = np.asarray(gene.expression, dtype=np.float64)
+        target = values.copy()
+        for split in (data.train, data.tune, data.test):
+            if len(split):
+                target[split] = values[split].mean()
+        genes.append(GeneData(gene.gene, windows, target.astype(np.float32), gene.coverage))
+    return FinetuneData(genes=genes, people=data.people, train=data.train, tune=data.tune, test=data.test)
 
 
 def genotype_report(summaries: Sequence[Any], contig_names: dict[str, str]) -> list[str]:
@@ -1007,6 +1093,7 @@ __all__ = [
     "genotype_report",
     "load_cohort",
     "read_coverage",
+    "reference_only",
     "ExpressionData",
     "ExpressionMatrix",
     "NormalisedExpression",
@@ -1017,11 +1104,13 @@ __all__ = [
     "inverse_normal_transform",
     "make_folds",
     "match_samples",
+    "nested_train_subset",
     "normalise_expression",
     "read_expression",
     "read_folds",
     "read_gene_sets",
     "read_gene_table",
+    "read_targets",
     "split_genes",
     "tmm_factors",
     "write_folds",

@@ -153,6 +153,14 @@ class FinetuneJob:
     quiet: bool = False
     init_from: str | Path | None = None  # a bundle whose weights the model starts from
     size: str | None = None  # a named size of the backbone (its size_presets), under backbone_params
+    # -- the paper's experiments (docs/finetune.md, "Experiments of the paper") --
+    train_fraction: float = 1.0  # nested share of the train people (learning curves, Fig. S2)
+    loss: str | None = None  # "both", "mse", "cross" (Fig. S12); None: both (mse for reference_genome)
+    reference_genome: bool = False  # reference windows, mean log2(TPM + 2) targets (Fig. S3)
+    monitor: str | None = None  # MONITORS (Fig. S6); None: r2-train-genes (tune-loss for reference_genome)
+    min_delta: float | None = None  # early stopping's minimum improvement; None: 0 (0.01 for reference_genome)
+    tune_genes: str | None = None  # monitored tune genes: a file (one gene per line, or gene sets) or a count
+    freeze_backbone: bool = False  # train only the head (Fig. S15)
 
 
 def _split_people(data: Any) -> dict[str, list[str]]:
@@ -271,8 +279,84 @@ def _training_config(job: FinetuneJob, settings: dict[str, Any], training_dir: P
 
     fields = {k: settings[k] for k in _TRAINING_SETTINGS if k in settings}
     return TrainingConfig(
-        **fields, seed=job.seed, output_mode=job.output_mode, output_dir=str(training_dir), **job.training
+        **fields,
+        seed=job.seed,
+        output_mode=job.output_mode,
+        output_dir=str(training_dir),
+        **{**job.training, **experiment_settings(job)},
     )
+
+
+def experiment_settings(job: FinetuneJob) -> dict[str, Any]:
+    """The :class:`~varscore.training.lightning.TrainingConfig` fields the job's experiment options
+    set (loss weights, monitor, minimum improvement, frozen backbone), after checking that they fit
+    together: reference-genome training has no cross-individual term and no personal R² to follow."""
+    from varscore.training.lightning import LOSS_WEIGHTS, MONITORS
+
+    if job.loss is not None and job.loss not in LOSS_WEIGHTS:
+        raise OptionError(f"Unknown --loss '{job.loss}'. Choose one of: {', '.join(LOSS_WEIGHTS)}.")
+    if job.monitor is not None and job.monitor not in MONITORS:
+        raise OptionError(f"Unknown --monitor '{job.monitor}'. Choose one of: {', '.join(MONITORS)}.")
+    if job.reference_genome:
+        if job.loss not in (None, "mse"):
+            raise OptionError(
+                "--reference-genome trains every person on the same reference window and the same mean target, "
+                "so there are no differences between people for the cross-individual loss: use --loss mse."
+            )
+        if job.monitor not in (None, "tune-loss"):
+            raise OptionError(
+                "--reference-genome predicts one value per gene, so tune R2 or Pearson r across people is undefined: "
+                "use --monitor tune-loss."
+            )
+    if job.output_mode == "track" and (job.loss not in (None, "both") or job.monitor not in (None, "tune-loss")):
+        raise OptionError(
+            "--output-mode track trains with --track-loss and follows the tune loss; drop --loss/--monitor."
+        )
+    if job.tune_genes is not None and job.replicates > 1:
+        raise OptionError("--tune-genes monitors one run; train the replicates one by one (--replicate N).")
+    if job.monitor == "pearson-tune-genes" and job.tune_genes is None:
+        raise OptionError("--monitor pearson-tune-genes needs --tune-genes FILE or N.")
+    default_loss, default_monitor = ("mse", "tune-loss") if job.reference_genome else ("both", "r2-train-genes")
+    default_delta = 0.01 if job.reference_genome else 0.0
+    out: dict[str, Any] = {
+        "mse_weight": LOSS_WEIGHTS[job.loss or default_loss],
+        "monitor": job.monitor or default_monitor,
+        "min_delta": default_delta if job.min_delta is None else job.min_delta,
+    }
+    if job.freeze_backbone:
+        out["freeze_backbone"] = True
+    return out
+
+
+def prepare_cohort(cohort: Any, job: FinetuneJob) -> Any:
+    """Apply the job's cohort experiments to a loaded cohort, in place: keep a nested
+    ``train_fraction`` of the train people (tune and test people unchanged) and, with
+    ``reference_genome``, replace every window by the reference and every target by its split's
+    mean. Returns the cohort, with a line on what was done added to its report."""
+    import numpy as np
+
+    from varscore.training.cohort import nested_train_subset, reference_only
+
+    data = cohort.data
+    if job.train_fraction != 1.0:
+        people = [data.people[i] for i in data.train]
+        kept = set(nested_train_subset(people, job.train_fraction, job.seed))
+        data.train = np.array([i for i in data.train if data.people[i] in kept], dtype=np.int64)
+        cohort.report.append(
+            f"train fraction {job.train_fraction:g}: {len(data.train)} of {len(people)} train people "
+            f"(nested by seed {job.seed}); tune and test people unchanged"
+        )
+    if job.reference_genome:
+        if job.inputs.targets != "log2tpm":
+            raise OptionError(
+                "--reference-genome trains on the mean log2(TPM + 2) of the train people: pass --targets log2tpm "
+                "with TPM values in --expression."
+            )
+        cohort.data = reference_only(data)
+        cohort.report.append(
+            "reference-genome training: reference windows only; targets: each split's mean log2(TPM + 2)"
+        )
+    return cohort
 
 
 def _provenance(job: FinetuneJob) -> dict[str, Any]:
@@ -311,8 +395,14 @@ def _finetune_sequence_model(
             first=model,
             config=config,
             replicates=range(inputs.replicate, inputs.replicate + job.replicates),
-            load=lambda r, f: load_cohort(
-                replace(inputs, folds=f, replicate=r), model.window_size, fold_seed=job.seed, bin_size=model.bin_size
+            load=lambda r, f: prepare_cohort(
+                load_cohort(
+                    replace(inputs, folds=f, replicate=r),
+                    model.window_size,
+                    fold_seed=job.seed,
+                    bin_size=model.bin_size,
+                ),
+                job,
             ),
             folds=inputs.folds,
             training_dir=training_dir,
@@ -327,11 +417,13 @@ def _finetune_sequence_model(
         )
         finetune_replicates(run, echo=echo)
         return FinetuneResult(output, replicates=job.replicates)
-    cohort = load_cohort(inputs, model.window_size, fold_seed=job.seed, bin_size=model.bin_size)
+    cohort = prepare_cohort(load_cohort(inputs, model.window_size, fold_seed=job.seed, bin_size=model.bin_size), job)
     for line in cohort.report:
         echo(line)
     training_dir.mkdir(parents=True, exist_ok=True)
     folds_path = inputs.folds or write_folds(cohort.folds, training_dir / "folds.tsv")
+    if job.tune_genes is not None:
+        _add_monitor_genes(cohort, job, folds_path, model, echo)
     model.build()
     if start is not None:
         _warm_start(model, start, echo)
@@ -361,6 +453,7 @@ def _finetune_sequence_model(
             },
             provenance={
                 **_provenance(job),
+                "experiment": _experiment(job),
                 "coverage_sha256": sha256(coverage) if coverage is not None and coverage.is_file() else None,
                 "training": result.config,
             },
@@ -372,6 +465,89 @@ def _finetune_sequence_model(
         ),
     )
     return FinetuneResult(output, genes=len(data.genes), tune_mean_r2=result.best_tune_r2, best_epoch=result.best_epoch)
+
+
+def _experiment(job: FinetuneJob) -> dict[str, Any]:
+    """The experiment options a bundle records (how its training departed from the default)."""
+    return {
+        "train_fraction": job.train_fraction,
+        "targets": job.inputs.targets,
+        "reference_genome": job.reference_genome,
+        "loss": job.loss,
+        "monitor": job.monitor,
+        "min_delta": job.min_delta,
+        "tune_genes": job.tune_genes,
+        "freeze_backbone": job.freeze_backbone,
+    }
+
+
+def monitor_gene_names(job: FinetuneJob, train_ids: list[str]) -> list[str]:
+    """The genes ``--tune-genes`` names: a file with one gene ID or name per line (or a gene-sets
+    TSV with ``gene_id`` and ``set``, whose ``tune`` rows are taken), or a count N: N genes of the
+    gene table that have expression and are not trained on, drawn with the job's seed."""
+    import numpy as np
+
+    from varscore.genome.fasta import load_genes
+    from varscore.training.cohort import read_gene_sets, read_targets
+
+    spec = str(job.tune_genes)
+    if spec.isdigit():
+        wanted = int(spec)
+        values = read_targets(job.inputs.expression, job.inputs.targets).values
+        expressed = {str(g) for g in values.index} | {str(g).split(".", 1)[0] for g in values.index}
+        train = set(train_ids)
+        candidates = [
+            g.gene_id
+            for g in load_genes(job.inputs.genes)
+            if g.gene_id not in train and (g.gene_id in expressed or g.gene_id.split(".", 1)[0] in expressed)
+        ]
+        if wanted < 1 or wanted > len(candidates):
+            raise OptionError(
+                f"--tune-genes {wanted}: the gene table has {len(candidates)} genes with expression that are not "
+                "trained on (train on fewer with --gene, or pass a file)."
+            )
+        order = np.random.default_rng([job.seed, 6]).permutation(len(candidates))
+        return [candidates[i] for i in sorted(order[:wanted])]
+    path = Path(spec)
+    if not path.is_file():
+        raise InputError(f"--tune-genes: {spec} is neither a file nor a number of genes.")
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if lines and lines[0].split("\t")[:2] == ["gene_id", "set"]:
+        sets = read_gene_sets(path)
+        names = sets.loc[sets["set"] == "tune", "gene_id"].tolist()
+    else:
+        names = lines
+    if not names:
+        raise InputError(f"--tune-genes {path} names no gene.")
+    overlap = sorted(set(names) & set(train_ids))
+    if overlap:
+        raise OptionError(f"--tune-genes {path} names genes that are trained on: {', '.join(overlap[:5])}.")
+    return names
+
+
+def _add_monitor_genes(
+    cohort: Any, job: FinetuneJob, folds: Path, model: SequenceBackbone, echo: Callable[[str], None]
+) -> None:
+    """Load the ``--tune-genes`` genes for the same people and folds and attach them to the cohort
+    as monitored genes (evaluated on the tune people, never trained on)."""
+    from dataclasses import replace
+
+    from varscore.training.cohort import reference_only
+    from varscore.training.lightning import load_cohort
+
+    data = cohort.data
+    names = monitor_gene_names(job, [g.gene.gene_id for g in data.genes])
+    inputs = replace(job.inputs, folds=folds, gene_names=names)
+    monitored = load_cohort(inputs, model.window_size, fold_seed=job.seed, bin_size=model.bin_size).data
+    if monitored.people != data.people:
+        raise InputError("--tune-genes: the monitored genes' people differ from the train genes' people.")
+    if job.reference_genome:
+        monitored.train, monitored.tune, monitored.test = data.train, data.tune, data.test
+        monitored = reference_only(monitored)
+    data.monitor_genes = monitored.genes
+    echo(
+        f"{len(monitored.genes)} tune genes monitored (not trained on): {', '.join(g.gene.label for g in monitored.genes[:5])}"
+    )
 
 
 def _init_bundle(model: SequenceBackbone, source: str | Path) -> Any:
@@ -419,7 +595,21 @@ def _fit_genotype_model(model: GenotypeBackbone, job: FinetuneJob, echo: Callabl
     from varscore.training.lightning import load_cohort
 
     inputs, output = job.inputs, job.output
-    cohort = load_cohort(inputs, model.window_size, fold_seed=job.seed)
+    unused = [
+        name
+        for name, value in (
+            ("--reference-genome", job.reference_genome),
+            ("--loss", job.loss),
+            ("--monitor", job.monitor),
+            ("--min-delta", job.min_delta),
+            ("--tune-genes", job.tune_genes),
+            ("--freeze-backbone", job.freeze_backbone),
+        )
+        if value not in (None, False)
+    ]
+    if unused:
+        raise OptionError(f"{', '.join(unused)} apply to sequence models; '{model.name}' fits each gene's variants.")
+    cohort = prepare_cohort(load_cohort(inputs, model.window_size, fold_seed=job.seed), job)
     for line in cohort.report:
         echo(line)
     training_dir = output.parent / f"{output.name}.training"
@@ -444,7 +634,11 @@ def _fit_genotype_model(model: GenotypeBackbone, job: FinetuneJob, echo: Callabl
         about=BundleMetadata(
             reference_fasta=inputs.fasta,
             metrics={"tune_mean_r2": mean_r2, "per_gene": per_gene, "imputed_calls": result.imputed_calls},
-            provenance={**{k: v for k, v in _provenance(job).items() if k != "recipe"}, "seed": job.seed},
+            provenance={
+                **{k: v for k, v in _provenance(job).items() if k != "recipe"},
+                "seed": job.seed,
+                "experiment": _experiment(job),
+            },
             extra={
                 "train_genes": [g.gene.gene_id for g in data.genes],
                 "people": _split_people(data),

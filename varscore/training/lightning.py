@@ -57,6 +57,13 @@ def variformer_loss(pred: torch.Tensor, target: torch.Tensor, mse_weight: float 
     return mse_weight * mse + (1.0 - mse_weight) * pairwise
 
 
+#: ``--loss``: the weight of the MSE term in :func:`variformer_loss` (the paper's Fig. S12 ablation:
+#: both terms weighted one half, the MSE term alone, the cross-individual term alone)
+LOSS_WEIGHTS = {"both": 0.5, "mse": 1.0, "cross": 0.0}
+#: what early stopping and the kept epoch follow (the paper's Fig. S6 and S3): the mean R² over train
+#: genes × tune people, the mean Pearson r over monitored tune genes × tune people, or the tune loss
+MONITORS = ("r2-train-genes", "pearson-tune-genes", "tune-loss")
+
 TRACK_LOSSES = ("poisson", "mse")
 
 
@@ -121,6 +128,14 @@ class TrainingConfig:
     smooth_epochs: int = 1
     # build each single-gene batch at once (PersonalWindows.batch) instead of person by person
     batched_loader: bool = True
+    # what early stopping and the kept epoch follow (MONITORS; track mode always follows the tune loss)
+    monitor: str = "r2-train-genes"
+    # early stopping: an epoch counts as an improvement (restarting patience) only when its score
+    # beats the last such epoch's by more than this (the kept epoch is still the best one)
+    min_delta: float = 0.0
+    # train only the backbone's head (its head_module()) throughout: the trunk's weights and
+    # batch-norm statistics stay as they were built (the paper's frozen Enformer, Fig. S15)
+    freeze_backbone: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -136,6 +151,8 @@ class TrainingConfig:
             "track_loss": self.track_loss in TRACK_LOSSES,
             "freeze_trunk_epochs": self.freeze_trunk_epochs >= 0,
             "smooth_epochs": self.smooth_epochs >= 1,
+            "monitor": self.monitor in MONITORS,
+            "min_delta": self.min_delta >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -143,7 +160,8 @@ class TrainingConfig:
             raise InputError(
                 f"Invalid training settings: {values} (batch size >= 2 for the pairwise loss, "
                 "positive learning rate and counts, mse_weight in [0, 1], output_mode scalar or track, "
-                f"track_loss one of {', '.join(TRACK_LOSSES)}, freeze_trunk_epochs >= 0, smooth_epochs >= 1)."
+                f"track_loss one of {', '.join(TRACK_LOSSES)}, freeze_trunk_epochs >= 0, smooth_epochs >= 1, "
+                f"monitor one of {', '.join(MONITORS)}, min_delta >= 0)."
             )
 
 
@@ -398,6 +416,8 @@ _RESUME_KEYS = (
     "freeze_trunk_epochs",
     "freeze_batchnorm",
     "smooth_epochs",
+    "monitor",
+    "freeze_backbone",
 )
 
 
@@ -418,12 +438,29 @@ def smoothed_scores(scores: Sequence[float], window: int) -> list[float]:
     return out
 
 
+def improvement_epoch(scores: Sequence[float], first_eligible: int, min_delta: float = 0.0) -> int:
+    """The last epoch (from ``first_eligible`` on) whose score beat the previous such epoch's by
+    more than ``min_delta`` (the first eligible finite score always counts); -1 when none did.
+    Patience counts from it; with ``min_delta`` 0 it is the best epoch."""
+    reference, epoch = -math.inf, -1
+    for i, score in enumerate(scores):
+        if i >= first_eligible and score > reference + min_delta:
+            reference, epoch = score, i
+    return epoch
+
+
 def _log_epoch(
     row: dict[str, float], best: tuple[int, float], best_r2: float, config: TrainingConfig, seconds: float
 ) -> None:
     train = f"train loss {row['train_loss']:.4f}" if "train_loss" in row else "train loss n/a"
     tune_loss = f", tune loss {row['tune_loss']:.4f}" if "tune_loss" in row else ""
-    if best[0] >= 0:
+    if "tune_genes_mean_pearson" in row:
+        tune_loss += f", tune-gene r {row['tune_genes_mean_pearson']:.4f}"
+    if best[0] >= 0 and config.output_mode == "scalar" and config.monitor == "tune-loss":
+        kept = f"best epoch {best[0]} (tune loss {-best[1]:.4f})"
+    elif best[0] >= 0 and config.output_mode == "scalar" and config.monitor == "pearson-tune-genes":
+        kept = f"best epoch {best[0]} (tune-gene r {best[1]:.4f})"
+    elif best[0] >= 0:
         kept = f"best epoch {best[0]} (tune R2 {best_r2:.4f})"
     else:  # --smooth-epochs: no epoch is eligible before the window is full
         kept = f"best epoch: none yet (smoothing over {config.smooth_epochs} epochs)"

@@ -12,7 +12,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from varscore.training.lightning import (
     _write_metrics,
     batch_seed,
     eval_batches,
+    improvement_epoch,
     per_gene_metrics,
     smoothed_scores,
     track_loss,
@@ -68,6 +69,8 @@ class LoopSetup:
     out_dir: Path
     checkpoint_path: Path
     resume_key: dict[str, Any]
+    trunk_norms: list[Any] = field(default_factory=list)  # the trunk's batch norms (eval mode while frozen)
+    n_monitor: int = 0  # monitored tune genes, after the train genes in the tune batches
 
 
 class VariformerModule(L.LightningModule):
@@ -102,7 +105,14 @@ class VariformerModule(L.LightningModule):
             for sub in self.net.modules():
                 if isinstance(sub, torch.nn.modules.batchnorm._BatchNorm):
                     sub.eval()
+        if mode and self.trunk_frozen():  # a frozen trunk keeps its batch-norm statistics too
+            for sub in self.loop.trunk_norms:
+                sub.eval()
         return self
+
+    def trunk_frozen(self) -> bool:
+        config = self.loop.config
+        return bool(self.loop.trunk) and (config.freeze_backbone or self.current_epoch < config.freeze_trunk_epochs)
 
     def on_train_start(self) -> None:
         if self.stopped:  # resumed from the checkpoint of the epoch that stopped early
@@ -110,9 +120,10 @@ class VariformerModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.loop.train_sampler.set_epoch(self.current_epoch)
-        frozen = self.current_epoch < self.loop.config.freeze_trunk_epochs
+        frozen = self.trunk_frozen()
         for param in self.loop.trunk:
             param.requires_grad_(not frozen)
+        self.train()
         self.epoch_started = time.monotonic()
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -132,9 +143,13 @@ class VariformerModule(L.LightningModule):
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y, genes, _ = batch
         pred = self(x).float()
+        train_gene = bool((genes < self.loop.n_genes).all())  # the tune loss is over train genes
         if self.loop.track_mode:  # metrics on each person's total coverage; the loss on every bin
-            self.tune_losses.append(float(self.loss(pred, y)) * len(y))
+            if train_gene:
+                self.tune_losses.append(float(self.loss(pred, y)) * len(y))
             pred, y = pred.sum(dim=1), y.sum(dim=1)
+        elif self.loop.config.monitor == "tune-loss" and train_gene:
+            self.tune_losses.append(float(self.loss(pred, y)) * len(y))
         self.outputs.append((genes.cpu().numpy(), pred.cpu().numpy(), y.cpu().numpy()))
 
     def on_validation_epoch_end(self) -> None:
@@ -142,10 +157,13 @@ class VariformerModule(L.LightningModule):
             return
         genes, pred, target = (np.concatenate(parts) for parts in zip(*self.outputs, strict=True))
         self.outputs.clear()
-        metrics = per_gene_metrics(genes, pred, target, self.loop.n_genes)
+        n_genes = self.loop.n_genes
+        metrics = per_gene_metrics(genes, pred, target, n_genes + self.loop.n_monitor)
+        monitored = [m[1] for m in metrics[n_genes:] if not math.isnan(m[1])]
+        metrics = metrics[:n_genes]
         r2 = float(np.nanmean([m[0] for m in metrics]))
         pearson = [m[1] for m in metrics if not math.isnan(m[1])]
-        tune_loss = sum(self.tune_losses) / len(genes) if self.tune_losses else None
+        tune_loss = sum(self.tune_losses) / int((genes < n_genes).sum()) if self.tune_losses else None
         self.tune_losses.clear()
         if self.trainer.sanity_checking:
             return
@@ -157,14 +175,15 @@ class VariformerModule(L.LightningModule):
         }
         if tune_loss is not None:
             row["tune_loss"] = float(tune_loss)
+        if self.loop.n_monitor:
+            row["tune_genes_mean_pearson"] = float(np.mean(monitored)) if monitored else math.nan
         if self.train_losses:  # this rank's mean loss over the epoch's batches
             row["train_loss"] = float(np.mean(self.train_losses))
             self.train_losses.clear()
         self.history.append(row)
-        # track mode keeps the epoch with the lowest tune loss (scores are its negative)
-        config, track_mode = self.loop.config, self.loop.track_mode
-        scores = [-h["tune_loss"] if track_mode and "tune_loss" in h else h["tune_mean_r2"] for h in self.history]
-        score = smoothed_scores(scores, config.smooth_epochs)[-1]
+        config = self.loop.config
+        smoothed = smoothed_scores([self.score(h) for h in self.history], config.smooth_epochs)
+        score = smoothed[-1]
         # a smoothed score counts once its window is full (or the run is shorter than the window):
         # an average over the first one or two epochs is the lucky single epoch smoothing is against
         first_eligible = min(config.smooth_epochs, config.max_epochs) - 1
@@ -173,12 +192,24 @@ class VariformerModule(L.LightningModule):
             self.best = (self.current_epoch, score)
             self.best_r2 = r2
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
-        if eligible and self.current_epoch - max(self.best[0], first_eligible - 1) >= config.patience:
+        improved = improvement_epoch(smoothed, first_eligible, config.min_delta)
+        if eligible and self.current_epoch - max(improved, first_eligible - 1) >= config.patience:
             self.stopped = True
             self.trainer.should_stop = True
         if self.trainer.is_global_zero:
             _write_metrics(self.loop.out_dir / "metrics.csv", self.history)
             _log_epoch(row, self.best, self.best_r2, config, time.monotonic() - self.epoch_started)
+
+    def score(self, row: dict[str, float]) -> float:
+        """What early stopping and the kept epoch follow, higher is better: the tune loss's negative in
+        track mode and with monitor ``tune-loss``, else the mean tune R² over train genes or (monitor
+        ``pearson-tune-genes``) the mean tune Pearson r over the monitored tune genes."""
+        monitor = self.loop.config.monitor
+        if (self.loop.track_mode or monitor == "tune-loss") and "tune_loss" in row:
+            return -row["tune_loss"]
+        if monitor == "pearson-tune-genes":
+            return row.get("tune_genes_mean_pearson", math.nan)
+        return row["tune_mean_r2"]
 
     def configure_optimizers(self) -> Any:
         config = self.loop.config
@@ -200,7 +231,8 @@ class VariformerModule(L.LightningModule):
         checkpoint_path, resume_key = self.loop.checkpoint_path, self.loop.resume_key
         if state is None:
             raise InputError(f"{checkpoint_path} was not written by varscore finetune; it cannot be resumed.")
-        differ = sorted(k for k in resume_key if state["settings"].get(k) != resume_key[k])
+        saved = {**_RESUME_DEFAULTS, **state["settings"]}  # checkpoints written before these settings existed
+        differ = sorted(k for k in resume_key if saved.get(k) != resume_key[k])
         if differ:
             raise InputError(
                 f"--resume: {checkpoint_path} was written with other settings or data ({', '.join(differ)}); "
@@ -257,7 +289,11 @@ def finetune_sequence_backbone(
     of the total predicted vs observed coverage over the window; early stopping and the kept epoch
     follow the tune loss (``tune_loss``).
     ``config.freeze_trunk_epochs`` trains only ``backbone.head_module()`` for the
-    first epochs.
+    first epochs, ``config.freeze_backbone`` throughout; while frozen, the trunk's batch norms stay
+    in eval mode, so every trunk tensor keeps its value. ``config.monitor`` chooses what early
+    stopping and the kept epoch follow (``pearson-tune-genes``: the mean tune Pearson r of
+    ``data.monitor_genes``, which are evaluated but never trained on; ``tune-loss``: the tune
+    loss), and ``config.min_delta`` the smallest gain that restarts patience.
     """
     backbone.check_finetune(config)
     import lightning as L
@@ -278,30 +314,46 @@ def finetune_sequence_backbone(
         if wrong:
             raise InputError(f"Coverage of {', '.join(wrong[:5])} does not have the model's {n_bins} bins.")
     trunk: list[Any] = []
-    if config.freeze_trunk_epochs:
+    trunk_norms: list[Any] = []
+    if config.freeze_trunk_epochs or config.freeze_backbone:
         if not backbone.has_head_module:
             raise InputError(
                 f"Backbone '{backbone.name}' does not name its output layer, so its trunk cannot be frozen "
-                "(freeze_trunk_epochs); train all layers instead."
+                "(--freeze-backbone, --freeze-trunk-epochs); train all layers instead."
             )
-        head_ids = {id(p) for p in backbone.head_module().parameters()}
+        head = backbone.head_module()
+        head_ids = {id(p) for p in head.parameters()}
         trunk = [p for p in net.parameters() if id(p) not in head_ids]
+        head_modules = {id(m) for m in head.modules()}
+        trunk_norms = [
+            m
+            for m in net.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and id(m) not in head_modules
+        ]
+    if config.monitor == "pearson-tune-genes" and not data.monitor_genes:
+        raise InputError("Early stopping on tune genes (--monitor pearson-tune-genes) needs --tune-genes.")
     n_genes, n_people = len(data.genes), len(data.people)
+    n_monitor = len(data.monitor_genes)
+    tune_dataset = dataset
+    if n_monitor:
+        tune_data = FinetuneData(data.genes + data.monitor_genes, data.people, data.train, data.tune, data.test)
+        tune_dataset = dataset_class(tune_data, track=track_mode)
     train_sampler = SameGeneBatchSampler(
         n_genes, n_people, data.train, config.batch_size, config.accumulate, config.people_per_epoch, config.seed
     )
-    tune_batches = eval_batches(n_people, range(n_genes), data.tune, config.batch_size)
+    tune_batches = eval_batches(n_people, range(n_genes + n_monitor), data.tune, config.batch_size)
     loader_args: dict[str, Any] = {
         "collate_fn": _collate,
         "num_workers": config.num_workers,
         "persistent_workers": config.num_workers > 0,
     }
     train_loader: Any = DataLoader(dataset, batch_sampler=train_sampler, **loader_args)  # type: ignore[arg-type]
-    tune_loader: Any = DataLoader(dataset, batch_sampler=tune_batches, **loader_args)  # type: ignore[arg-type]
+    tune_loader: Any = DataLoader(tune_dataset, batch_sampler=tune_batches, **loader_args)  # type: ignore[arg-type]
     resume_key = {k: getattr(config, k) for k in _RESUME_KEYS} | {
         "genes": [g.gene.gene_id for g in data.genes],
         "train": [data.people[i] for i in data.train],
         "tune": [data.people[i] for i in data.tune],
+        "monitor_genes": [g.gene.gene_id for g in data.monitor_genes],
     }
 
     checkpoints = out_dir / "checkpoints"
@@ -313,7 +365,10 @@ def finetune_sequence_backbone(
         check_resume_checkpoint(checkpoint_path)
     if config.freeze_batchnorm and ckpt_path is None:
         _calibrate_batchnorm(net, dataset, eval_batches(n_people, range(n_genes), data.train, config.batch_size))
-    setup = LoopSetup(config, track_mode, center, trunk, train_sampler, n_genes, out_dir, checkpoint_path, resume_key)
+    setup = LoopSetup(
+        config, track_mode, center, trunk, train_sampler, n_genes, out_dir, checkpoint_path, resume_key, trunk_norms
+    )
+    setup.n_monitor = n_monitor
     module = VariformerModule(net, setup)
     saved: list[int] = []  # epochs whose checkpoint was written
     module.train()  # backbones are built in eval mode; Lightning keeps submodules as it finds them
@@ -340,7 +395,9 @@ def finetune_sequence_backbone(
         default_root_dir=str(out_dir),
     )
     with _stop_on_signals() as received, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers|num_workers).*")
+        warnings.filterwarnings(
+            "ignore", message=".*(LeafSpec|does not have many workers|num_workers|in eval mode at the start).*"
+        )
         try:
             trainer.fit(module, train_loader, tune_loader, ckpt_path=ckpt_path, weights_only=True)
         except _StopSignal:
@@ -358,6 +415,9 @@ def finetune_sequence_backbone(
         config=asdict(config),
     )
 
+
+#: Resume settings a checkpoint written before they existed was trained with.
+_RESUME_DEFAULTS: dict[str, Any] = {"monitor": "r2-train-genes", "freeze_backbone": False, "monitor_genes": []}
 
 #: What :meth:`VariformerModule.on_save_checkpoint` stores, by the type each entry must have.
 _CHECKPOINT_FIELDS: dict[str, type | tuple[type, ...]] = {

@@ -230,6 +230,7 @@ class EnformerBackbone(TorchSequenceBackbone):
     output_modes: ClassVar[tuple[str, ...]] = ("scalar", "track")
     fine_tunes_from_pretrained: ClassVar[bool] = True
     size_presets: ClassVar[dict[str, dict[str, Any]]] = SIZE_PRESETS
+    has_head_module: ClassVar[bool] = True  # head_module(): the trunk can be frozen
 
     @dataclass
     class Options(PluginOptions):
@@ -383,6 +384,15 @@ class EnformerBackbone(TorchSequenceBackbone):
                 "--freeze-batchnorm re-estimates batch-norm running statistics, which an Enformer with "
                 "norm_stats='window' never uses; drop one of the two."
             )
+
+    def head_module(self) -> torch.nn.Module:
+        """The output layer (trained alone while the trunk is frozen): the Variformer head's linear
+        read (``to_tracks``), or with ``head="pretrained"`` Enformer's own ``output_head``."""
+        self._require_built()
+        if self.params["head"] == "variformer":
+            return cast("torch.nn.Module", self.model_.to_tracks)
+        heads: Any = self.model_.heads
+        return cast("torch.nn.Module", heads[self.params["output_head"]])
 
     # -- inference ----------------------------------------------------------------------------
 
