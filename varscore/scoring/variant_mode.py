@@ -23,6 +23,7 @@ from varscore.scoring.centred import (
     STATS,
     CentredSummary,
     RecordScores,
+    ScorerSettings,
     TrackSelection,
     VariantCentredScorer,
     parse_stats,
@@ -206,17 +207,14 @@ def centred_scorer(
 ) -> tuple[VariantCentredScorer, TrackSelection]:
     """A :class:`VariantCentredScorer` of a built sequence backbone (``genes``: exon models, or
     None) with the tracks ``settings.tracks`` chosen (``descriptions``: the targets file's)."""
-    scorer = VariantCentredScorer(
-        backbone,
-        genome,
-        tracks=None,
+    options = ScorerSettings(
         stats=parse_stats(settings.stats),
         centring=settings.centring,
-        genes=genes,
         tile_bins=settings.tile_bins,
         batch_size=settings.batch_size,
         check_ref=settings.check_ref,
     )
+    scorer = VariantCentredScorer(backbone, genome, options, genes)
     selection = select_tracks(settings.tracks, scorer.n_tracks, descriptions)
     scorer.select_tracks(selection.indices)
     return scorer, selection
