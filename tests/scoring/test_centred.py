@@ -744,3 +744,30 @@ def test_fetch_starting_at_a_bgzf_block_end_equals_pysam():
             genome.fetch(genome_window("chr20", start, start + 64))
             == reference.fetch("chr20", start, start + 64).upper()
         )
+
+
+def test_retained_memory_is_reused_without_page_faults():
+    """After :func:`retain_freed_memory`, a "window" that allocates eight 3 MiB buffers and frees
+    them reuses the previous window's memory: no fresh page faults. (glibc's default trims the
+    freed heap top and every one of the 6,144 pages of each later window faults again: measured
+    30,560 faults for 30,720 pages in a fresh process.)"""
+    import resource
+    import sys
+
+    from varscore.scoring.variant_mode import retain_freed_memory
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's allocator only")
+    assert retain_freed_memory()
+
+    def window() -> None:
+        buffers = [np.ones((3 << 20) // 8) for _ in range(8)]
+        del buffers
+
+    for _ in range(2):  # the heap grows to hold one window
+        window()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        window()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert faults < 5 * 8 * (3 << 20) // 4096 // 10, faults  # under a tenth of the pages touched
