@@ -13,5 +13,9 @@ if [ "${VARSCORE_GPU_CHECK_TINY:-0}" = 1 ]; then
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
     exec python benchmarks/gpu_check.py --tiny "$@"
 fi
+if ! python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+    echo "gpu_check: no CUDA device here; VARSCORE_GPU_CHECK_TINY=1 runs the tiny CPU version" >&2
+    exit 2
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 exec timeout 480 python benchmarks/gpu_check.py "$@"
