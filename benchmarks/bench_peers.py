@@ -21,9 +21,10 @@ all threads, ``time.process_time``; a CLI run's from ``resource.getrusage(RUSAGE
 + system, with its system share) per variant, the ratio to the plain loop and the FLOP-model
 bound for varscore's fast path over it (:mod:`varscore_plugins.flops`). ``max |d|`` compares each
 method's values with the plain loop's (the CLI's are read from the VCF, printed to 6 significant
-digits), next to the largest |value|. Every weight and batch-norm statistic is moved off its initial value
-(enformer-pytorch starts the attention output projections at zero, which would hide attention),
-so that variants have effects well above float32 round-off.
+digits), next to the largest |value|. Every weight is moved off its initial value by noise at twice its own
+spread (0.02 where it starts constant: enformer-pytorch starts the attention output projections at
+zero, which would hide attention), and the batch-norm statistics too, so that variants have effects
+well above float32 round-off.
 
 ``--tiny`` is the size CI runs (seconds; no timing is asserted). The default is the mid size: dim
 384, depth 2, 32,768 bp, 32 SNVs, 1 thread. tangermeme and enformer-pytorch install with the
@@ -274,9 +275,10 @@ def main() -> None:
     backbone = get_backbone("enformer")(**params).build()
     model = backbone.model_.eval()
     generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # every weight and batch-norm statistic off its initial value (as the exactness tests)
+    with torch.no_grad():  # every weight and batch-norm statistic off its initial value, at its own scale
         for parameter in model.parameters():
-            parameter.add_(0.12 * torch.randn(parameter.shape, generator=generator))
+            scale = float(parameter.std()) if parameter.numel() > 1 and parameter.any() else 0.02
+            parameter.add_(2 * scale * torch.randn(parameter.shape, generator=generator))
         for name, buffer in model.named_buffers():
             if name.endswith("running_mean"):
                 buffer.copy_(0.3 * torch.randn(buffer.shape, generator=generator))
