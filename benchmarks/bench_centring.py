@@ -21,7 +21,7 @@ from varscore.genome.exons import load_gene_models
 from varscore.genome.fasta import Genome
 from varscore.io.vcf import iter_variants
 from varscore.models.bundle import load_bundle
-from varscore.scoring.centred import STATS, VariantCentredScorer
+from varscore.scoring.centred import STATS, ScorerSettings, VariantCentredScorer
 
 
 def main() -> None:
@@ -50,15 +50,8 @@ def main() -> None:
     genes = load_gene_models(args.gtf) if args.gtf else None
     scores: dict[str, dict] = {}
     for centring in ("exact", "tiled"):
-        scorer = VariantCentredScorer(
-            backbone,
-            genome,
-            stats=STATS,
-            centring=centring,
-            genes=genes,
-            tile_bins=args.tile_bins,
-            batch_size=args.batch_size,
-        )
+        settings = ScorerSettings(stats=STATS, centring=centring, tile_bins=args.tile_bins, batch_size=args.batch_size)
+        scorer = VariantCentredScorer(backbone, genome, settings, genes)
         start = time.perf_counter()
         records = list(scorer.score(variants))
         seconds = time.perf_counter() - start

@@ -28,6 +28,14 @@ class IsmFlops:
     def fast_bound(self) -> float:
         return self.naive / self.fast
 
+    def centred_bound(self, alternates: float = 1.0) -> float:
+        """The bound for variant-centred ``exact`` scoring, where every window is centred on its
+        own site and so pays its own reference pass: a window of ``alternates`` single-base
+        alternates costs ``(1 + alternates)`` full forwards naively, one full forward (the
+        reference pass) plus ``alternates`` fast alternates through the exact ISM. Count the
+        fast alternates with ``rows=None`` for whole-window statistics (SUM, logSUM, D1, D2)."""
+        return (1 + alternates) * self.naive / (self.naive + alternates * self.fast)
+
 
 @dataclass(frozen=True)
 class _Attention:

@@ -24,6 +24,7 @@ from varscore.io.vcf import iter_variants
 from varscore.scoring.centred import (
     STATS,
     Geometry,
+    ScorerSettings,
     VariantCentredScorer,
     read_targets,
     select_tracks,
@@ -156,7 +157,7 @@ def example_toy(toy_plugin):
 def test_every_example_record_equals_explicit_forward_passes(example_toy):
     backbone, genome, vcf = example_toy
     stats = ("SUM", "D1", "D2")
-    scorer = VariantCentredScorer(backbone, genome, stats=stats, centring="exact", batch_size=16)
+    scorer = VariantCentredScorer(backbone, genome, ScorerSettings(stats=stats, centring="exact", batch_size=16))
     records = list(scorer.score(iter_variants(vcf)))
     summary = scorer.summary
     assert summary.records_read == len(records) == 4227
@@ -217,7 +218,7 @@ def indel_world(tmp_path, toy_plugin):
 
 def test_indels_and_unscorable_records_are_all_accounted_for(indel_world):
     w = indel_world
-    scorer = VariantCentredScorer(w["backbone"], Genome(w["fasta"]), stats=("SUM", "D2"), batch_size=3)
+    scorer = VariantCentredScorer(w["backbone"], Genome(w["fasta"]), ScorerSettings(stats=("SUM", "D2"), batch_size=3))
     records = list(scorer.score(iter_variants(w["vcf"])))
     s = scorer.summary
     assert [r.variant.index for r in records] == list(range(10))
@@ -252,7 +253,7 @@ def test_indels_and_unscorable_records_are_all_accounted_for(indel_world):
 
 def test_log_sum_refuses_predictions_below_minus_one(indel_world):
     w = indel_world
-    scorer = VariantCentredScorer(w["backbone"], Genome(w["fasta"]), stats=("logSUM",))
+    scorer = VariantCentredScorer(w["backbone"], Genome(w["fasta"]), ScorerSettings(stats=("logSUM",)))
     with pytest.raises(InputError, match="logSUM"):
         list(scorer.score(iter_variants(w["vcf"])))
 
@@ -284,7 +285,9 @@ def test_gene_values_equal_an_explicit_sum_over_exon_bins(indel_world):
     )
     models = load_gene_models(gtf)
     assert {m.gene_id: m.exons for m in models}["GB"] == ((189, 204), (254, 260))
-    scorer = VariantCentredScorer(w["backbone"], Genome(w["fasta"]), stats=STATS[:1] + STATS[2:], genes=models)
+    scorer = VariantCentredScorer(
+        w["backbone"], Genome(w["fasta"]), ScorerSettings(stats=STATS[:1] + STATS[2:]), models
+    )
     checked = 0
     for record in scorer.score(iter_variants(w["vcf"])):
         if record.reason:
@@ -388,7 +391,7 @@ def test_parquet_detail_round_trips_with_one_row_per_allele_gene_track_stat(trac
     output = "\n".join(run_variant_scoring(job).lines())
     assert "records read: 10" in output and "records scored: 6" in output
     scorer = VariantCentredScorer(
-        w["backbone"], Genome(w["fasta"]), stats=("SUM", "D1", "D2"), genes=load_gene_models(w["gtf"])
+        w["backbone"], Genome(w["fasta"]), ScorerSettings(stats=("SUM", "D1", "D2")), load_gene_models(w["gtf"])
     )
     records = [r for r in scorer.score(iter_variants(w["vcf"]))]
     n_alleles = sum(len(r.alleles) for r in records)
@@ -438,7 +441,7 @@ def test_detail_row_groups_are_written_as_scoring_proceeds(track_bundle, tmp_pat
 
     w = track_bundle
     scorer = VariantCentredScorer(
-        w["backbone"], Genome(w["fasta"]), stats=("SUM", "D2"), genes=load_gene_models(w["gtf"])
+        w["backbone"], Genome(w["fasta"]), ScorerSettings(stats=("SUM", "D2")), load_gene_models(w["gtf"])
     )
     path = tmp_path / "d.parquet"
     with DetailWriter(path, [0, 1], ["a", "b"], ["SUM", "D2"], row_group_rows=8) as writer:
@@ -592,7 +595,9 @@ def test_large_backgrounds_keep_a_quantile_grid():
 
 def test_tiled_windows_equal_explicit_forward_passes_at_the_tile(indel_world):
     w = indel_world
-    scorer = VariantCentredScorer(w["backbone"], Genome(w["fasta"]), stats=("SUM", "D1"), centring="tiled", tile_bins=2)
+    scorer = VariantCentredScorer(
+        w["backbone"], Genome(w["fasta"]), ScorerSettings(stats=("SUM", "D1"), centring="tiled", tile_bins=2)
+    )
     records = list(scorer.score(iter_variants(w["vcf"])))
     assert scorer.tile == 16
     scored = [r for r in records if not r.reason]
@@ -627,7 +632,7 @@ def test_tiled_enformer_patch_ism_equals_full_forwards(tmp_path):
     vcf = write_vcf(tmp_path / "v.vcf", [("chr1", p, seq[p - 1], "ACGT".replace(seq[p - 1], "")[0]) for p in positions])
     backbone = get_backbone("enformer")(**tiny_params(2048, head="pretrained", seed=1)).build()
     scorer = VariantCentredScorer(
-        backbone, Genome(fasta), tracks=[0, 3], stats=("SUM", "D2"), centring="tiled", tile_bins=4
+        backbone, Genome(fasta), ScorerSettings(tracks=[0, 3], stats=("SUM", "D2"), centring="tiled", tile_bins=4)
     )
     records = list(scorer.score(iter_variants(vcf)))
     assert scorer.summary.reference_passes == len({(p - 1) // 512 for p in positions})
@@ -641,6 +646,114 @@ def test_tiled_enformer_patch_ism_equals_full_forwards(tmp_path):
                 np.testing.assert_allclose(
                     allele.window[t, k], loop_stats(pred[0, :, t], pred[1, :, t], stat), rtol=1e-4, atol=1e-4
                 )
+
+
+@pytest.mark.parametrize("backbone_name", ["enformer", "borzoi"])
+def test_exact_centring_through_the_fast_ism_equals_full_forwards(tmp_path, backbone_name):
+    """Exact centring on a backbone with ``fast_ism``: each window's SNV alternates (every ALT of a
+    multi-allelic site) come from its reference pass through the exact fast ISM, indels and MNPs
+    from full forwards; every statistic equals full forward passes of windows built from strings.
+
+    Tolerance: the fast path sums in another order (the first attention layer updated in float64
+    from the cached reference, the tower recomputed on sub-spans), so its float32 predictions
+    differ from full forwards by round-off (~1e-7 relative); a SUM score is the difference of two
+    sums over every bin, so the differences reach ~1e-5 of the largest score (measured 8e-6 and
+    1e-5 here). The bound, 5e-5 of each statistic's largest |value|, is 6 times smaller than the
+    smallest variant effect, which is checked."""
+    pytest.importorskip(f"{backbone_name}_pytorch")
+    from varscore.plugin.manager import get_backbone
+
+    rng = np.random.default_rng(21)
+    seq = random_sequence(rng, 5000)
+    fasta = write_fasta(tmp_path / "ref.fa", {"chr1": seq})
+
+    def other(base: str, k: int = 0) -> str:
+        return "ACGT".replace(base, "")[k]
+
+    p = [60, 1500, 1500, 2500, 2600, 3300, 3301, 4990]
+    records = [
+        ("chr1", p[0], seq[p[0] - 1], other(seq[p[0] - 1])),  # SNV whose window runs off the contig (N)
+        ("chr1", p[1], seq[p[1] - 1], ",".join("ACGT".replace(seq[p[1] - 1], ""))),  # every ALT at one site
+        ("chr1", p[2], seq[p[2] - 1], other(seq[p[2] - 1], 1)),  # a split record at the same site
+        ("chr1", p[3], seq[p[3] - 1], f"{other(seq[p[3] - 1])},{seq[p[3] - 1]}TT"),  # SNV + insertion
+        ("chr1", p[4], seq[p[4] - 1 : p[4] + 3], seq[p[4] - 1]),  # deletion
+        ("chr1", p[5], seq[p[5] - 1 : p[5] + 1], other(seq[p[5] - 1]) + other(seq[p[5]])),  # MNP
+        ("chr1", p[6], seq[p[6] - 1], other(seq[p[6] - 1], 2)),  # SNV next to the MNP
+        ("chr1", p[7], seq[p[7] - 1], other(seq[p[7] - 1])),  # SNV near the contig's end
+    ]
+    vcf = write_vcf(tmp_path / "v.vcf", records)
+    if backbone_name == "enformer":
+        from varscore_plugins.enformer import tiny_params
+
+        backbone = get_backbone("enformer")(**tiny_params(2048, head="pretrained", seed=3)).build()
+    else:
+        from varscore_plugins.borzoi import tiny_params as borzoi_tiny
+
+        backbone = get_backbone("borzoi")(**borzoi_tiny(2048, depth=2, head="track", n_tracks=3, seed=3)).build()
+    import torch
+
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # every weight and batch-norm statistic off its initial value: large effects
+        for param in backbone.model_.parameters():
+            param.add_(0.12 * torch.randn(param.shape, generator=gen))
+        for name, buffer in backbone.model_.named_buffers():
+            if name.endswith("running_mean"):
+                buffer.copy_(0.3 * torch.randn(buffer.shape, generator=gen))
+            elif name.endswith("running_var"):
+                buffer.copy_(0.5 + torch.rand(buffer.shape, generator=gen))
+    stats = ("SUM", "logSUM", "D1", "D2") if backbone_name == "borzoi" else ("SUM", "D1", "D2")
+    tracks = [0, 2]
+    scorer = VariantCentredScorer(backbone, Genome(fasta), ScorerSettings(tracks=tracks, stats=stats))
+    scored = list(scorer.score(iter_variants(vcf)))
+    n_snv_alleles = 1 + 3 + 1 + 1 + 1 + 1  # the split record's ALT repeats one of the site's three
+    assert scorer.summary.ism_alternates == n_snv_alleles - 1
+    assert scorer.summary.reference_passes == len(set(p))
+    length = backbone.window_size
+    expected, got = [], []
+    for record in scored:
+        v = record.variant
+        assert record.window_start == v.pos - 1 - length // 2
+        for allele in record.alleles:
+            ref_s, alt_s = explicit_windows(seq, v.pos, v.ref, allele.allele, length, record.window_start)
+            pred = backbone.predict(np.stack([one_hot(ref_s), one_hot(alt_s)]))[:, :, tracks]
+            for t in range(len(tracks)):
+                for k, stat in enumerate(stats):
+                    expected.append(loop_stats(pred[0, :, t], pred[1, :, t], stat))
+                    got.append(allele.window[t, k])
+    expected_a, got_a = np.asarray(expected), np.asarray(got)
+    assert len(expected_a) == sum(len(r.alleles) for r in scored) * len(tracks) * len(stats) == 11 * 2 * len(stats)
+    scale = np.abs(expected_a).max(axis=0, keepdims=True)
+    assert (np.abs(got_a - expected_a) <= 5e-5 * scale).all(), np.abs(got_a - expected_a).max(axis=0) / scale
+    assert (np.abs(expected_a[:, 2]) > 3e-4 * scale[0, 2]).all()  # every allele moves every statistic
+
+
+def test_exact_centring_reaches_the_flop_models_centred_bound(tmp_path):
+    """torch's flop counter over a whole exact-centring run (one SNV per window, every bin read):
+    naive ISM over fast ISM equals :meth:`IsmFlops.centred_bound` of the FLOP model (the reference
+    passes' relative-position keys, which the model leaves out, are the only difference)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from varscore_plugins.enformer import EnformerBackbone, tiny_params
+    from varscore_plugins.flops import enformer_ism_flops
+
+    rng = np.random.default_rng(0)
+    seq = random_sequence(rng, 12000)
+    fasta = write_fasta(tmp_path / "ref.fa", {"chr1": seq})
+    positions = [3000 + 1000 * i for i in range(5)]
+    vcf = write_vcf(tmp_path / "v.vcf", [("chr1", p, seq[p - 1], "ACGT".replace(seq[p - 1], "")[0]) for p in positions])
+    params = tiny_params(4096, head="pretrained")
+    backbone = EnformerBackbone(**params).build()
+    counts = {}
+    for method in ("naive", "fast"):
+        backbone.ism_method = method
+        scorer = VariantCentredScorer(backbone, Genome(fasta), ScorerSettings(stats=("SUM",)))
+        counter = FlopCounterMode(display=False)
+        with counter:
+            assert len(list(scorer.score(iter_variants(vcf)))) == 5
+        counts[method] = counter.get_total_flops()
+    bound = enformer_ism_flops(params, rows=None).centred_bound(1)
+    assert 1.5 < bound < 2
+    assert counts["naive"] / counts["fast"] == pytest.approx(bound, rel=1e-3)
 
 
 def test_variant_mode_bad_input_is_one_line(track_bundle):
@@ -688,3 +801,30 @@ def test_fetch_starting_at_a_bgzf_block_end_equals_pysam():
             genome.fetch(genome_window("chr20", start, start + 64))
             == reference.fetch("chr20", start, start + 64).upper()
         )
+
+
+def test_retained_memory_is_reused_without_page_faults():
+    """After :func:`retain_freed_memory`, a "window" that allocates eight 3 MiB buffers and frees
+    them reuses the previous window's memory: no fresh page faults. (glibc's default trims the
+    freed heap top and every one of the 6,144 pages of each later window faults again: measured
+    30,560 faults for 30,720 pages in a fresh process.)"""
+    import resource
+    import sys
+
+    from varscore.scoring.variant_mode import retain_freed_memory
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's allocator only")
+    assert retain_freed_memory()
+
+    def window() -> None:
+        buffers = [np.ones((3 << 20) // 8) for _ in range(8)]
+        del buffers
+
+    for _ in range(2):  # the heap grows to hold one window
+        window()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        window()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert faults < 5 * 8 * (3 << 20) // 4096 // 10, faults  # under a tenth of the pages touched

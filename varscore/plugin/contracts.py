@@ -204,14 +204,18 @@ class SequenceBackbone(Backbone):
     :class:`Backbone`'s: ``has_torch_module`` — :meth:`torch_module` returns the model as a
     ``torch.nn.Module`` (gradients, attributions, fine-tuning); ``fast_edits`` —
     :meth:`predict_edits` is faster than predicting whole edited windows (when
-    :meth:`edits_are_local` also holds); ``has_head_module`` — :meth:`head_module` names the
-    output layer, so the trunk can be frozen (``finetune --freeze-backbone``, ``--freeze-trunk-epochs``); ``holds_replicates`` — :meth:`load` accepts
+    :meth:`edits_are_local` also holds); ``fast_ism`` — :meth:`ism` scores single-base
+    alternates from the cached reference pass faster than full forward passes (exactly, to float
+    round-off), so variant-centred scoring sends a window's SNVs through it; ``has_head_module`` —
+    :meth:`head_module` names the output layer, so the trunk can be frozen (``finetune
+    --freeze-backbone``, ``--freeze-trunk-epochs``); ``holds_replicates`` — :meth:`load` accepts
     ``weights=FILE``, so one bundle can hold an ensemble's replicates.
     """
 
     input_kind: ClassVar[str] = "sequence"
     has_torch_module: ClassVar[bool] = False
     fast_edits: ClassVar[bool] = False
+    fast_ism: ClassVar[bool] = False
     has_head_module: ClassVar[bool] = False
     holds_replicates: ClassVar[bool] = False
 

@@ -4,10 +4,11 @@ tracks, and the SUM / logSUM / D1 / D2 statistics over the whole prediction and 
 each overlapping gene's exons.
 
 Records stream through in file order; records sharing a window (same position in ``exact``
-mode, same tile in ``tiled`` mode) form a group with one reference pass. ``exact`` batches the
-windows of consecutive groups into full forward passes; ``tiled`` scores a tile's SNVs through
-the backbone's :meth:`~varscore.plugin.contracts.Backbone.ism` (Enformer's patch ISM where it applies) against
-the tile's one reference pass.
+mode, same tile in ``tiled`` mode) form a group with one reference pass. A window's single-base
+alternates go through the backbone's :meth:`~varscore.plugin.contracts.Backbone.ism` against that
+reference pass when the backbone declares ``fast_ism`` (Enformer's and Borzoi's exact fast ISM);
+in ``exact`` mode the other windows (indels only, or a backbone without ``fast_ism``) are batched
+into full forward passes.
 """
 
 from __future__ import annotations
@@ -218,6 +219,7 @@ class CentredSummary(ScoringSummary):
     centring: str = "exact"
     reference_passes: int = 0
     alternate_windows: int = 0
+    ism_alternates: int = 0
     detail_rows: int = 0
     genes_seen: set[str] = field(default_factory=set)
 
@@ -226,7 +228,7 @@ class CentredSummary(ScoringSummary):
         out = super().lines()
         out.append(
             f"centring: {self.centring}; reference passes: {self.reference_passes}; "
-            f"alternate windows: {self.alternate_windows}"
+            f"alternate windows: {self.alternate_windows} ({self.ism_alternates} through the exact ISM)"
         )
         if self.detail_rows:
             out.append(f"detail rows: {self.detail_rows}")
@@ -243,26 +245,41 @@ class _Group:
 # --- the scorer --------------------------------------------------------------------------------
 
 
-class VariantCentredScorer:
-    """Scores records in variant-centred windows with a built sequence backbone.
+@dataclass(frozen=True)
+class ScorerSettings:
+    """How a :class:`VariantCentredScorer` scores: ``tracks``, output track indices (default all);
+    ``stats``, statistics (:data:`STATS`); ``centring`` (:data:`CENTRINGS`); ``tile_bins``, the tile
+    width in bins for ``tiled`` centring (default an eighth of the model's bins, at least 1);
+    ``batch_size``, windows per forward pass; ``check_ref`` (flag, skip or fail)."""
 
-    ``tracks``: output track indices (default all); ``stats``: statistics (:data:`STATS`); ``genes``: gene
-    models for gene-level values (none: window-level only); ``tile_bins``: the tile width in bins
-    for ``tiled`` centring (default an eighth of the model's bins, at least 1).
+    tracks: Sequence[int] | None = None
+    stats: Sequence[str] = STATS
+    centring: str = "exact"
+    tile_bins: int | None = None
+    batch_size: int = 8
+    check_ref: str = "flag"
+
+
+class VariantCentredScorer:
+    """Scores records in variant-centred windows with a built sequence backbone, as ``settings``
+    say (:class:`ScorerSettings`); ``genes``: gene models for gene-level values (none: window-level
+    only).
+
+    A window's single-base alternates go through the backbone's exact fast ISM from the window's
+    one reference pass when the backbone declares ``fast_ism`` (Enformer, Borzoi), in both
+    centrings; other alleles, and every allele of other backbones, through full forward passes of
+    the edited windows (batched across consecutive windows in ``exact`` mode).
     """
 
     def __init__(
         self,
         backbone: SequenceBackbone,
         genome: Genome,
-        tracks: Sequence[int] | None = None,
-        stats: Sequence[str] = STATS,
-        centring: str = "exact",
+        settings: ScorerSettings | None = None,
         genes: Sequence[GeneModel] | None = None,
-        tile_bins: int | None = None,
-        batch_size: int = 8,
-        check_ref: str = "flag",
     ) -> None:
+        settings = settings or ScorerSettings()
+        centring, check_ref, batch_size = settings.centring, settings.check_ref, settings.batch_size
         if centring not in CENTRINGS:
             raise InputError(f"centring must be one of {', '.join(CENTRINGS)}; got '{centring}'.")
         if check_ref not in CHECK_REF_MODES:
@@ -270,8 +287,9 @@ class VariantCentredScorer:
         if batch_size < 1:
             raise InputError(f"batch size must be >= 1; got {batch_size}.")
         self.backbone, self.genome = backbone, genome
-        self.stats = parse_stats(stats)
+        self.stats = parse_stats(settings.stats)
         self.centring, self.batch_size, self.check_ref = centring, batch_size, check_ref
+        self.fast_ism = bool(backbone.fast_ism)
         self.length = int(backbone.window_size)
         probe = np.asarray(backbone.predict(np.zeros((1, self.length, 4), dtype=np.float32)))
         if probe.ndim != 3:
@@ -280,8 +298,8 @@ class VariantCentredScorer:
             )
         self.geometry = Geometry(self.length, int(backbone.bin_size), int(probe.shape[1]))
         self.n_tracks = int(probe.shape[2])
-        self.select_tracks(range(self.n_tracks) if tracks is None else tracks)
-        bins = tile_bins if tile_bins is not None else max(1, self.geometry.n_bins // 8)
+        self.select_tracks(range(self.n_tracks) if settings.tracks is None else settings.tracks)
+        bins = settings.tile_bins if settings.tile_bins is not None else max(1, self.geometry.n_bins // 8)
         if not 1 <= bins <= self.geometry.n_bins:
             raise InputError(f"tile bins must be between 1 and {self.geometry.n_bins}; got {bins}.")
         self.tile = bins * self.geometry.bin_size
@@ -338,24 +356,37 @@ class VariantCentredScorer:
         return list(dict.fromkeys(edit for _, alleles in group.records for _, edit in alleles))
 
     def _predict_groups(self, groups: Sequence[_Group]) -> list[tuple[np.ndarray, dict[Edit, np.ndarray]]]:
-        """Each group's reference prediction ``(bins, T)`` and its alleles' predictions."""
-        if self.centring == "tiled":
-            return [self._predict_tile(group) for group in groups]
+        """Each group's reference prediction ``(bins, T)`` and its alleles' predictions.
+
+        ``tiled``, and ``exact`` windows with single-base alternates on a ``fast_ism`` backbone:
+        one reference pass per window and its SNVs through :meth:`_predict_window`. The other
+        ``exact`` windows: the reference and every alternate as full forward passes, batched
+        across windows."""
+        out: list[tuple[np.ndarray, dict[Edit, np.ndarray]] | None] = [None] * len(groups)
         windows: list[np.ndarray] = []
         layout = []
-        for group in groups:
-            sequence = self.genome.window_sequence(self._window(group))
-            self.summary.windows_padded += int(sequence.padded > 0)
+        for index, group in enumerate(groups):
+            window = self._window(group)
             edits = self._distinct_edits(group)
-            layout.append((len(windows), edits))
+            if self.centring == "tiled" or (self.fast_ism and any(self._is_window_snv(e, window) for e in edits)):
+                out[index] = self._predict_window(group)
+                continue
+            sequence = self.genome.window_sequence(window)
+            self.summary.windows_padded += int(sequence.padded > 0)
+            layout.append((index, len(windows), edits))
             windows.append(sequence.one_hot)
             windows.extend(self._alternate_windows(group, sequence.one_hot, edits))
         predicted = self._predict(windows)
-        self.summary.reference_passes += len(groups)
-        self.summary.alternate_windows += len(windows) - len(groups)
-        return [(predicted[at], {e: predicted[at + 1 + i] for i, e in enumerate(edits)}) for at, edits in layout]
+        self.summary.reference_passes += len(layout)
+        self.summary.alternate_windows += len(windows) - len(layout)
+        for index, at, edits in layout:
+            out[index] = (predicted[at], {e: predicted[at + 1 + i] for i, e in enumerate(edits)})
+        return [item for item in out if item is not None]
 
-    def _predict_tile(self, group: _Group) -> tuple[np.ndarray, dict[Edit, np.ndarray]]:
+    def _predict_window(self, group: _Group) -> tuple[np.ndarray, dict[Edit, np.ndarray]]:
+        """One window: its reference pass, its single-base alternates through the backbone's
+        :meth:`~varscore.plugin.contracts.Backbone.ism` from that pass, its other alleles as full
+        forward passes of the edited windows."""
         window = self._window(group)
         sequence = self.genome.window_sequence(window)
         self.summary.windows_padded += int(sequence.padded > 0)
@@ -374,6 +405,7 @@ class VariantCentredScorer:
             reference = np.asarray(result.reference, dtype=np.float32).reshape(shape)
             for edit, row in zip(snvs, np.asarray(result.alternates, dtype=np.float32), strict=True):
                 values[edit] = row.reshape(shape)
+            self.summary.ism_alternates += len(snvs)
         else:
             reference = self._predict([sequence.one_hot])[0]
         if others:
@@ -487,6 +519,7 @@ __all__ = [
     "CentredSummary",
     "Geometry",
     "RecordScores",
+    "ScorerSettings",
     "TrackSelection",
     "VariantCentredScorer",
     "parse_stats",

@@ -169,6 +169,7 @@ class BorzoiBackbone(TorchSequenceBackbone):
 
     name: ClassVar[str] = "borzoi"
     has_head_module: ClassVar[bool] = True
+    fast_ism: ClassVar[bool] = True  # ism: exact single-base alternates from a cached reference pass
     label: ClassVar[str] = "Borzoi"
     summary_params: ClassVar[tuple[str, ...]] = ("head", "dim", "depth")
     output_modes: ClassVar[tuple[str, ...]] = ("scalar", "track")

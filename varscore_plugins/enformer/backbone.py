@@ -226,6 +226,7 @@ class EnformerBackbone(TorchSequenceBackbone):
     name: ClassVar[str] = "enformer"
     label: ClassVar[str] = "Enformer"
     fast_edits: ClassVar[bool] = True  # predict_edits recomputes only the conv-tower patches edits reach
+    fast_ism: ClassVar[bool] = True  # ism: exact single-base alternates from a cached reference pass
     summary_params: ClassVar[tuple[str, ...]] = ("head", "dim", "depth")
     output_modes: ClassVar[tuple[str, ...]] = ("scalar", "track")
     fine_tunes_from_pretrained: ClassVar[bool] = True
