@@ -78,6 +78,8 @@ def _run(blocks: list[Block], folder: Path) -> None:
     }
     env.pop("VARSCORE_MODELS", None)
     (folder / "home").mkdir(exist_ok=True)
+    if not (folder / "examples").exists():  # a reader runs the README in the clone: examples/ is there
+        (folder / "examples").symlink_to(ROOT / "examples", target_is_directory=True)
     for block in blocks:
         script = folder / f"readme_line{block.line}.sh"
         script.write_text("set -euo pipefail\n" + without_pip(block.body))

@@ -63,7 +63,7 @@ def test_snakemake_shards_and_merges_the_example(tmp_path: Path) -> None:
             "-q",
         ],
         check=True,
-        env=env,
+        env=dict(env, OMP_NUM_THREADS="1"),  # as many threads as each Snakemake job (threads: 1)
     )
     merged = _body(tmp_path / "merged.vcf.gz")
     assert merged == _body(whole)
