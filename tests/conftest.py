@@ -169,3 +169,45 @@ def cohort_args(cohort: Any) -> list[str]:
         for option, path in zip(("--vcf", "--expression", "--genes", "--fasta"), files, strict=True)
         for arg in (option, str(path))
     ]
+
+
+# Session-scoped artefacts: each is built once per test run and shared read-only by the tests named
+# in its docstring. A test that changes one must copy it into its own ``tmp_path`` first.
+
+LINEAR_WINDOW = 2048
+
+
+@pytest.fixture(scope="session")
+def linear_cohort(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A simulated cohort (300 people, 10 genes, 2,048 bp windows, seed 3, mean h² 0.3): the
+    :class:`~varscore.simulate.SimulationResult` the linear-baseline tests fit, export, evaluate and
+    annotate with (tests/varscore_plugins/test_linear.py)."""
+    from varscore.simulate import SimulationConfig, simulate_cohort
+
+    out = tmp_path_factory.mktemp("linear_sim")
+    return simulate_cohort(SimulationConfig(people=300, genes=10, window=LINEAR_WINDOW, seed=3, h2_mean=0.3), out)
+
+
+@pytest.fixture(scope="session")
+def linear_bundle(linear_cohort: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An elastic-net bundle (``n_alphas=20``) fine-tuned on :func:`linear_cohort` with
+    :func:`~varscore.training.finetune.run_finetune`, as ``varscore finetune --backbone elastic-net``
+    writes it: the bundle the PredictDB export/import, evaluate and annotate tests of
+    tests/varscore_plugins/test_linear.py read."""
+    from varscore.training.cohort import CohortInputs
+    from varscore.training.finetune import FinetuneJob, run_finetune
+
+    cohort = linear_cohort
+    out = tmp_path_factory.mktemp("linear_bundle") / "en"
+    inputs = CohortInputs(cohort.vcf, cohort.expression, cohort.genes_tsv, cohort.fasta)
+    job = FinetuneJob(
+        inputs,
+        out,
+        backbone="elastic-net",
+        backbone_params={"n_alphas": 20},
+        settings={"window": LINEAR_WINDOW},
+        quiet=True,
+    )
+    result = run_finetune(job)
+    assert result.bundle == out, result.lines()
+    return out

@@ -20,7 +20,8 @@ from varscore.examples import data_dir, models_dir
 from varscore.genome.builds import infer_build
 from varscore.genome.reference import ReferenceRecord, contig_md5s
 from varscore.io.integrity import sha256
-from varscore.models.bundle import MANIFEST, WEIGHTS, BundleMetadata, load_bundle, save_bundle
+from varscore.models.bundle import MANIFEST, WEIGHTS, BundleMetadata, install_bundle, load_bundle, save_bundle
+from varscore.scoring.gene_mode import ScoringJob, run_scoring
 
 
 @pytest.fixture(autouse=True)
@@ -89,9 +90,8 @@ def test_install_refuses_names_that_are_not_plain(toy_world, private_cache, name
 
 
 def test_install_copies_a_valid_bundle_and_it_loads(toy_world, private_cache):
-    result = CliRunner().invoke(cli, ["models", "install", str(toy_world["bundle"]), "--name", "toy.v1"])
-    assert result.exit_code == 0, result.output
-    installed = private_cache / "varscore" / "models" / "toy.v1"
+    installed = install_bundle(toy_world["bundle"], name="toy.v1")
+    assert installed == private_cache / "varscore" / "models" / "toy.v1"
     assert load_bundle(installed).name == "toy-model"
     assert sha256(installed / WEIGHTS) == sha256(toy_world["bundle"] / WEIGHTS)
 
@@ -321,7 +321,10 @@ def test_the_reference_is_found_through_the_fasta_dir_and_checked(toy_world, tmp
     _one_line_error(_annotate(toy_world, bundle), "needs ref.fa", "VARSCORE_FASTA_DIR")
     monkeypatch.setenv("VARSCORE_FASTA_DIR", str(toy_world["fasta"].parent))
     assert load_bundle(bundle).reference_fasta == toy_world["fasta"]
-    assert _annotate(toy_world, bundle).exit_code == 0
+    ref = toy_world["seqs"]["chr1"][149]
+    vcf = write_vcf(tmp_path / "in.vcf", [("chr1", 150, ref, "C" if ref == "A" else "A")])
+    summary = run_scoring(ScoringJob(vcf, bundle, tmp_path / "out.vcf"))
+    assert "records written: 1" in summary.lines()  # the run completes
 
 
 def test_a_fasta_of_another_build_is_refused(toy_world, tmp_path):

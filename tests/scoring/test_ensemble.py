@@ -8,10 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from tests.conftest import random_sequence, write_fasta, write_vcf
-from varscore.cli import cli
 from varscore.models.bundle import BundleMetadata, load_bundle, save_bundle
 from varscore.models.ensemble import save_ensemble_bundle
 from varscore.plugin.torch_backbone import save_weights
@@ -100,8 +98,11 @@ def test_shifts_must_fit_the_window() -> None:
 # -- ensembles through annotate ----------------------------------------------------------------
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> dict[str, object]:
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Three tiny Enformer bundles (seeds 1-3) and their ensemble bundle over one random contig, built
+    once for the annotate tests of this module, which read them and write into their own ``tmp_path``."""
+    tmp_path = tmp_path_factory.mktemp("ensemble_world")
     rng = np.random.default_rng(5)
     seqs = {"chr1": random_sequence(rng, 3000)}
     fasta = write_fasta(tmp_path / "ref.fa", seqs)
@@ -137,7 +138,7 @@ def world(tmp_path: Path) -> dict[str, object]:
         genes=genes,
         about=BundleMetadata(reference_fasta=fasta),
     )
-    return {"vcf": vcf, "singles": singles, "ensemble": ensemble, "tmp": tmp_path}
+    return {"vcf": vcf, "singles": singles, "ensemble": ensemble}
 
 
 def _scores(path: Path) -> tuple[dict[tuple[str, str], tuple[float, float, float]], dict[tuple[str, str], float]]:
@@ -166,9 +167,8 @@ def _annotate(vcf: Path, model: Path, out: Path, **options: Any) -> None:
     run_scoring(ScoringJob(vcf, model, out, device="cpu", **options))
 
 
-def test_ensemble_scores_equal_the_mean_of_members(world: dict[str, object]) -> None:
-    tmp = world["tmp"]
-    assert isinstance(tmp, Path)
+def test_ensemble_scores_equal_the_mean_of_members(world: dict[str, object], tmp_path: Path) -> None:
+    tmp = tmp_path
     manifest = load_bundle(world["ensemble"]).manifest  # type: ignore[arg-type]
     assert manifest["replicates"] == ["weights.safetensors", "weights.r1.safetensors", "weights.r2.safetensors"]
     _annotate(world["vcf"], world["ensemble"], tmp / "ens.vcf")  # type: ignore[arg-type]
@@ -189,13 +189,12 @@ def test_ensemble_scores_equal_the_mean_of_members(world: dict[str, object]) -> 
     assert "VARSCORE_SD" not in (tmp / "m0.vcf").read_text()
 
 
-def test_annotate_with_tta_matches_the_wrapped_backbone(world: dict[str, object]) -> None:
+def test_annotate_with_tta_matches_the_wrapped_backbone(world: dict[str, object], tmp_path: Path) -> None:
     """annotate --rc --shifts scores each allele as AugmentedBackbone predicts its windows."""
     from varscore.genome.fasta import Genome
     from varscore.types import tss_window
 
-    tmp = world["tmp"]
-    assert isinstance(tmp, Path)
+    tmp = tmp_path
     single = world["singles"][0]  # type: ignore[index]
     _annotate(world["vcf"], single, tmp / "tta.vcf", rc=True, shifts=(-1, 0, 1))
     _annotate(world["vcf"], single, tmp / "plain.vcf")
@@ -222,48 +221,29 @@ def test_annotate_with_tta_matches_the_wrapped_backbone(world: dict[str, object]
 
 @pytest.mark.slow
 def test_finetune_replicates_saves_one_ensemble_bundle(tmp_path: Path) -> None:
-    import json
-
     from varscore.simulate import SimulationConfig, simulate_cohort
+    from varscore.training.cohort import CohortInputs
+    from varscore.training.finetune import FinetuneJob, run_finetune
 
-    cohort = tmp_path / "cohort"
-    simulate_cohort(SimulationConfig(people=60, genes=2, window=WINDOW, seed=4, h2=0.5), cohort)
+    cohort = simulate_cohort(SimulationConfig(people=60, genes=2, window=WINDOW, seed=4, h2=0.5), tmp_path / "cohort")
     params = tiny_params(window_size=WINDOW, output_heads={"human": 4})
-    args = [arg for k, v in params.items() if k != "window_size" for arg in ("--param", f"{k}={json.dumps(v)}")]
     model = tmp_path / "ens"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "finetune",
-            "--vcf",
-            str(cohort / "cohort.vcf.gz"),
-            "--expression",
-            str(cohort / "cohort.expression.bed.gz"),
-            "--genes",
-            str(cohort / "genes.tsv"),
-            "--fasta",
-            str(cohort / "reference.fa"),
-            "-o",
-            str(model),
-            "--window",
-            str(WINDOW),
-            *args,
-            "--lr",
-            "1e-3",
-            "--batch-size",
-            "4",
-            "--accumulate",
-            "1",
-            "--people-per-epoch",
-            "8",
-            "--max-epochs",
-            "1",
-            "--no-progress",
-            "--replicates",
-            "2",
-        ],
+    job = FinetuneJob(
+        CohortInputs(cohort.vcf, cohort.expression, cohort.genes_tsv, cohort.fasta),
+        model,
+        backbone_params={k: v for k, v in params.items() if k != "window_size"},
+        settings={
+            "window": WINDOW,
+            "lr": 1e-3,
+            "batch_size": 4,
+            "accumulate": 1,
+            "people_per_epoch": 8,
+            "max_epochs": 1,
+        },
+        training={"progress": False},
+        replicates=2,
     )
-    assert result.exit_code == 0, result.output
+    assert run_finetune(job).bundle == model
     manifest = load_bundle(model).manifest
     assert manifest["replicates"] == ["weights.safetensors", "weights.r1.safetensors"]
     assert [m["replicate"] for m in manifest["metrics"]["replicates"]] == [0, 1]

@@ -4,6 +4,7 @@ forward as the reference, pre-trained loading, and track-mode fine-tuning -> ann
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -160,9 +161,12 @@ def cohort(tmp_path_factory) -> Path:
     return out
 
 
+def _model_params(**overrides: object) -> dict[str, object]:
+    return {k: v for k, v in tiny_params(**overrides).items() if k != "window_size"}
+
+
 def _model_args(**overrides: object) -> list[str]:
-    params = {k: v for k, v in tiny_params(**overrides).items() if k != "window_size"}
-    return [arg for k, v in params.items() for arg in ("--param", f"{k}={json.dumps(v)}")]
+    return [arg for k, v in _model_params(**overrides).items() for arg in ("--param", f"{k}={json.dumps(v)}")]
 
 
 def test_bigwig_and_npz_coverage_read_the_same(cohort: Path):
@@ -211,41 +215,32 @@ def test_track_mode_finetune_then_annotate_and_evaluate(cohort: Path, tmp_path: 
     import cyvcf2
 
     from varscore.models.bundle import load_bundle
+    from varscore.scoring.gene_mode import ScoringJob, run_scoring
+    from varscore.training.cohort import CohortInputs
+    from varscore.training.evaluate import EvaluateJob, PlotCoverageJob, run_evaluation, run_plot_coverage
+    from varscore.training.finetune import FinetuneJob, run_finetune
 
     model = tmp_path / "borzoi-track"
-    runner = CliRunner()
-    result = runner.invoke(
-        cli,
-        [
-            "finetune",
-            *cohort_args(cohort),
-            "--backbone",
-            "borzoi",
-            "-o",
-            str(model),
-            "--window",
-            str(WINDOW),
-            *_model_args(head="track"),
-            "--output-mode",
-            "track",
-            "--coverage",
-            str(cohort / "coverage.npz"),
-            "--freeze-trunk-epochs",
-            "1",
-            "--lr",
-            "1e-2",
-            "--batch-size",
-            "4",
-            "--accumulate",
-            "1",
-            "--people-per-epoch",
-            "8",
-            "--max-epochs",
-            "2",
-            "--no-progress",
-        ],
+    inputs = CohortInputs(
+        cohort / "cohort.vcf.gz", cohort / "cohort.expression.bed.gz", cohort / "genes.tsv", cohort / "reference.fa"
     )
-    assert result.exit_code == 0, result.output
+    job = FinetuneJob(
+        replace(inputs, coverage=cohort / "coverage.npz"),
+        model,
+        backbone="borzoi",
+        backbone_params=_model_params(head="track"),
+        settings={
+            "window": WINDOW,
+            "lr": 1e-2,
+            "batch_size": 4,
+            "accumulate": 1,
+            "people_per_epoch": 8,
+            "max_epochs": 2,
+        },
+        training={"freeze_trunk_epochs": 1, "progress": False},
+        output_mode="track",
+    )
+    assert run_finetune(job).bundle == model
     manifest = json.loads((model / "varscore.json").read_text())
     assert manifest["output_mode"] == {"name": "track", "params": {"track": 0, "stat": "SUM"}}
     history = manifest["metrics"]["history"]
@@ -253,11 +248,8 @@ def test_track_mode_finetune_then_annotate_and_evaluate(cohort: Path, tmp_path: 
     assert manifest["provenance"]["training"]["freeze_trunk_epochs"] == 1
 
     out = tmp_path / "scored.vcf"
-    result = runner.invoke(
-        cli, ["annotate", str(cohort / "cohort.vcf.gz"), "-m", str(model), "-o", str(out), "--no-progress"]
-    )
-    assert result.exit_code == 0, result.output
-    assert "genes scored: 2" in result.output
+    summary = run_scoring(ScoringJob(cohort / "cohort.vcf.gz", model, out))
+    assert "genes scored: 2" in summary.lines()
     # ALT_PRED - REF_PRED of a scored SNV is the SUM statistic of direct predictions
     bundle = load_bundle(model)
     backbone = bundle.backbone()
@@ -288,11 +280,7 @@ def test_track_mode_finetune_then_annotate_and_evaluate(cohort: Path, tmp_path: 
     assert checked == 3
 
     table = tmp_path / "eval.tsv"
-    result = runner.invoke(
-        cli,
-        ["evaluate", *cohort_args(cohort), "-m", str(model), "--coverage", str(cohort / "coverage"), "-o", str(table)],
-    )
-    assert result.exit_code == 0, result.output
+    run_evaluation(EvaluateJob(replace(inputs, coverage=cohort / "coverage"), models=[model], output=table))
     import pandas as pd
 
     rows = pd.read_csv(table, sep="\t")
@@ -306,25 +294,11 @@ def test_track_mode_finetune_then_annotate_and_evaluate(cohort: Path, tmp_path: 
         assert row.cov_observed == pytest.approx(np.mean(cov), rel=1e-3)
 
     png = tmp_path / "heat.png"
-    result = runner.invoke(
-        cli,
-        [
-            "plot-coverage",
-            *cohort_args(cohort),
-            "-m",
-            str(model),
-            "--coverage",
-            str(cohort / "coverage.npz"),
-            "--gene",
-            bundle.genes[1].label,
-            "-o",
-            str(png),
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    gene_inputs = replace(inputs, coverage=cohort / "coverage.npz", gene_names=[bundle.genes[1].label])
+    assert run_plot_coverage(PlotCoverageJob(gene_inputs, model, png)).path == png
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    result = runner.invoke(
+    result = CliRunner().invoke(  # the option check's message
         cli,
         [
             "finetune",

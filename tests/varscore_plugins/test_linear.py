@@ -13,10 +13,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import cohort_args
+from tests.conftest import LINEAR_WINDOW
 from varscore.cli import cli
 from varscore.plugin.conformance import check_backbone
-from varscore.simulate import SimulationConfig, simulate_cohort
 from varscore.training.lightning import CohortInputs, load_cohort, per_gene_metrics
 from varscore_plugins.linear import (
     ElasticNetBackbone,
@@ -106,10 +105,10 @@ def test_missing_genotypes_take_the_train_mean() -> None:
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    out = tmp_path_factory.mktemp("linear_sim")
-    result = simulate_cohort(SimulationConfig(people=300, genes=10, window=WINDOW, seed=3, h2_mean=0.3), out)
-    return result
+def cohort(linear_cohort):  # type: ignore[no-untyped-def]
+    """The session's simulated cohort (tests/conftest.py)."""
+    assert WINDOW == LINEAR_WINDOW
+    return linear_cohort
 
 
 @pytest.fixture(scope="module")
@@ -149,28 +148,12 @@ def test_save_load_round_trip_without_pickle(fitted, tmp_path: Path) -> None:  #
 
 
 @pytest.fixture(scope="module")
-def bundle_dir(cohort, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
-    out = tmp_path_factory.mktemp("linear_bundle") / "en"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "finetune",
-            *cohort_args(cohort),
-            "--backbone",
-            "elastic-net",
-            "--window",
-            str(WINDOW),
-            "--param",
-            "n_alphas=20",
-            "-o",
-            str(out),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    return out
+def bundle_dir(linear_bundle: Path) -> Path:
+    """The session's elastic-net bundle fine-tuned on ``cohort`` (tests/conftest.py); read only."""
+    return linear_bundle
 
 
-def test_finetune_cli_writes_a_bundle(bundle_dir: Path, fitted) -> None:  # type: ignore[no-untyped-def]
+def test_finetune_writes_a_bundle(bundle_dir: Path, fitted) -> None:  # type: ignore[no-untyped-def]
     from varscore.models.bundle import load_bundle
 
     data, model, _ = fitted
@@ -285,11 +268,13 @@ def test_predictdb_import_explains_a_build_mismatch(bundle_dir: Path, cohort, tm
     assert "build b37" in text and "rsIDs" in text
 
 
-def test_evaluate_cli_scores_a_linear_bundle(bundle_dir: Path, cohort, fitted) -> None:  # type: ignore[no-untyped-def]
+def test_evaluate_scores_a_linear_bundle(bundle_dir: Path, cohort, fitted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from varscore.training.evaluate import EvaluateJob, run_evaluation
+
     data, model, _ = fitted
-    out = bundle_dir.parent / "eval.tsv"
-    result = CliRunner().invoke(cli, ["evaluate", *cohort_args(cohort), "-m", str(bundle_dir), "-o", str(out)])
-    assert result.exit_code == 0, result.output
+    out = tmp_path / "eval.tsv"
+    inputs = CohortInputs(cohort.vcf, cohort.expression, cohort.genes_tsv, cohort.fasta)
+    run_evaluation(EvaluateJob(inputs, models=[bundle_dir], output=out))
     table = pd.read_csv(out, sep="\t")
     assert set(table["set"]) == {"HOP"} and len(table) == len(data.genes)
     gene = data.genes[0]
@@ -303,6 +288,7 @@ def test_annotate_with_a_linear_bundle_gives_twice_the_coefficient(bundle_dir: P
     import gzip
 
     from varscore.models.bundle import load_bundle
+    from varscore.scoring.gene_mode import ScoringJob, run_scoring
 
     bundle = load_bundle(bundle_dir)
     backbone = bundle.backbone()
@@ -312,8 +298,7 @@ def test_annotate_with_a_linear_bundle_gives_twice_the_coefficient(bundle_dir: P
         for key, coef in zip(weights.variant_keys, weights.coef, strict=True):
             expected.setdefault(key, []).append((labels[gene_id], weights.intercept, weights.intercept + 2 * coef))
     out = tmp_path / "linear.vcf.gz"
-    result = CliRunner().invoke(cli, ["annotate", str(cohort.vcf), "-m", str(bundle_dir), "-o", str(out)])
-    assert result.exit_code == 0, result.output
+    summary = run_scoring(ScoringJob(cohort.vcf, bundle_dir, out))
     with gzip.open(out, "rt") as handle:
         lines = handle.read().splitlines()
     assert any("intercept + 2 x coefficient" in line for line in lines if line.startswith("##INFO"))
@@ -332,8 +317,8 @@ def test_annotate_with_a_linear_bundle_gives_twice_the_coefficient(bundle_dir: P
         assert [g for g, _, _ in got] == [g for g, _, _ in want]
         np.testing.assert_allclose([r for _, r, _ in got], [r for _, r, _ in want], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose([a for _, _, a in got], [a for _, _, a in want], rtol=1e-5, atol=1e-6)
-    assert n_scored == len(expected) and f"records scored: {n_scored}" in result.output
-    assert f"not scored (not_in_model): {len(body) - n_scored}" in result.output
+    assert n_scored == len(expected) and f"records scored: {n_scored}" in summary.lines()
+    assert f"not scored (not_in_model): {len(body) - n_scored}" in summary.lines()
 
 
 def _bcftools_dosages(vcf: Path, region: str) -> tuple[list[tuple[int, str, str]], np.ndarray, np.ndarray]:
