@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -72,3 +73,52 @@ def test_merge_refuses_to_overwrite_a_shard(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["merge", *map(str, parts), "-o", str(parts[0])])
     assert result.exit_code != 0 and "Error" in result.output
     assert "##varscore_shard=1/2" in parts[0].read_text()
+
+
+def _table_shard(folder: Path, index: int, count: int, rows: list[str], model: str = "m") -> Path:
+    path = folder / f"t{index}of{count}.tsv"
+    path.write_text("chrom\tpos\tdelta\n" + "".join(f"chr1\t{row}\n" for row in rows))
+    record = {"varscore_command": f"varscore ism --shard {index}/{count}", "varscore_model": {"ID": model}}
+    if index:
+        record["varscore_shard"] = f"{index}/{count}"
+    Path(f"{path}.provenance.json").write_text(json.dumps(record))
+    return path
+
+
+def _without_sidecar(path: Path) -> Path:
+    Path(f"{path}.provenance.json").unlink()
+    return path
+
+
+def test_table_shards_are_merged_in_shard_order_with_a_sidecar(tmp_path: Path) -> None:
+    parts = [_table_shard(tmp_path, i, 3, rows) for i, rows in ((1, ["1\t0.5"]), (2, []), (3, ["7\t-1.25", "9\t2"]))]
+    out = tmp_path / "merged.tsv"
+    result = run_merge(MergeJob(parts[::-1], out))
+    assert out.read_text() == "chrom\tpos\tdelta\nchr1\t1\t0.5\nchr1\t7\t-1.25\nchr1\t9\t2\n"
+    assert result.records == [1, 0, 2] and result.lines() == [f"merged 3 shards (3 rows: 1, 0, 2) into {out}"]
+    sidecar = json.loads(Path(f"{out}.provenance.json").read_text())
+    assert sidecar["varscore_model"] == {"ID": "m"} and "varscore_shard" not in sidecar
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda d: [_table_shard(d, 1, 2, ["1\t0"]), _table_shard(d, 2, 2, ["2\t0"], model="x")],
+            "different provenance",
+        ),
+        (lambda d: [_table_shard(d, 0, 1, ["1\t0"])], "not the output of a sharded run"),
+        (lambda d: [_table_shard(d, 1, 2, ["1\t0"]), _shard(d, 2, 2, [2])], "not both"),
+        (lambda d: [_table_shard(d, 1, 2, ["1\t0"]), _without_sidecar(_table_shard(d, 2, 2, []))], "no provenance"),
+    ],
+)
+def test_bad_table_shard_sets_are_refused_in_one_line(
+    tmp_path: Path, make: Callable[[Path], list[Path]], message: str
+) -> None:
+    parts = make(tmp_path)
+    out = tmp_path / "merged.tsv"
+    with pytest.raises(InputError, match=message):
+        run_merge(MergeJob(parts, out))
+    result = CliRunner().invoke(cli, ["merge", *map(str, parts), "-o", str(out)])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert not out.exists()

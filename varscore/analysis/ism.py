@@ -20,6 +20,7 @@ import pandas as pd
 
 from varscore.errors import InputError
 from varscore.genome.sequence import BASES
+from varscore.scoring.selection import Selection
 from varscore.training.cohort import held_out_people  # noqa: F401  (re-exported for the analyses)
 from varscore.types import Gene, Window, tss_window
 
@@ -503,7 +504,9 @@ class IsmJob:
     """One ``varscore ism`` run: score the observed SNVs of each gene's window (``inputs.vcf``) or,
     with ``saturation``, every position × 3 alternative bases; write the table to ``output`` and,
     with ``track``, the per-position ISM as a bedGraph or bigWig (``.bw``). ``argv`` is the command
-    recorded in the provenance sidecar (None: this process's)."""
+    recorded in the provenance sidecar (None: this process's). ``selection``: ``--regions`` and
+    ``--shard i/N`` (:mod:`varscore.scoring.selection`; genes are chosen by ``inputs.gene_names``)
+    keep the SNVs of the VCF records selected (:func:`select_gene_variants`)."""
 
     inputs: AnalysisInputs
     output: Path
@@ -512,6 +515,7 @@ class IsmJob:
     batch_size: int = 8
     progress: bool = False
     argv: Sequence[str] | None = None
+    selection: Selection = Selection()
 
 
 @dataclass
@@ -534,25 +538,96 @@ class IsmResult:
         return notes + ([f"wrote {self.track}"] if self.track is not None else [])
 
 
+def _position_keys(variants: Sequence[Any], genes: Sequence[Gene]) -> dict[tuple[str, int], int]:
+    """``(gene contig, POS)`` of each record of ``variants`` -> its first place among them."""
+    from varscore.genome.fasta import match_contigs
+
+    contigs = match_contigs({v.chrom for v in variants}, {g.chrom for g in genes})
+    keys: dict[tuple[str, int], int] = {}
+    for place, variant in enumerate(variants):
+        if variant.chrom in contigs:
+            keys.setdefault((contigs[variant.chrom], int(variant.pos)), place)
+    return keys
+
+
+def select_gene_variants(
+    vcf: str | Path, variants: dict[str, GeneVariants], genes: Sequence[Gene], selection: Selection, window_size: int
+) -> dict[str, GeneVariants]:
+    """``variants`` (by gene id) keeping the SNVs of the records of ``vcf`` that ``selection``
+    keeps (:func:`varscore.scoring.selection.select_variants`: POS in a region, then the shard's
+    block, cut between gene windows so a gene's SNVs all fall in one shard). The shards of one run
+    concatenated in shard order equal the whole table only when the genes with SNVs come in the
+    order of their first record (the genome's, for a sorted VCF and gene table); otherwise
+    ``--shard`` is an error. ``genotypes`` keeps every SNV of the window (ISM reads ``table`` only)."""
+    from dataclasses import replace
+
+    from varscore.io.vcf import iter_variants
+    from varscore.scoring.selection import select_variants
+
+    records = list(iter_variants(vcf))
+    in_regions = select_variants(records, replace(selection, shard=None), genes, window_size)
+    if selection.shard is not None:
+        order = _position_keys(in_regions, genes)
+        firsts = []
+        for gene in genes:
+            if gene.gene_id not in variants:
+                continue
+            places = [order.get((gene.chrom, int(p)), -1) for p in variants[gene.gene_id].table["pos"]]
+            places = [place for place in places if place >= 0]
+            if places:
+                firsts.append((min(places), gene))
+        for (before, gene_a), (after, gene_b) in zip(firsts, firsts[1:], strict=False):
+            if after < before:
+                raise InputError(
+                    f"--shard needs the genes in the order of their records: {gene_b.label} comes after "
+                    f"{gene_a.label} in the model's genes but before it in the VCF, so the shards would not "
+                    "concatenate into the table of one run. Use --regions or --genes-only instead."
+                )
+        in_regions = select_variants(in_regions, Selection(shard=selection.shard), genes, window_size)
+    kept = _position_keys(in_regions, genes)
+    out = {}
+    for gene_id, gv in variants.items():
+        mask = np.array([(gv.gene.chrom, int(p)) in kept for p in gv.table["pos"]], dtype=bool)
+        out[gene_id] = replace(gv, table=gv.table[mask].reset_index(drop=True), dosage=gv.dosage[:, mask])
+    return out
+
+
+def _check_selection(job: IsmJob) -> None:
+    if not (job.selection.regions or job.selection.shard):
+        return
+    if job.saturation:
+        raise InputError(
+            "--saturation scores whole gene windows: --regions and --shard select VCF records; "
+            "choose genes with --genes-only instead."
+        )
+    if job.selection.genes_only:
+        raise InputError("varscore ism chooses genes with --genes-only of its inputs, not of the selection.")
+
+
 def run_ism(job: IsmJob) -> IsmResult:
     """Run ``job``; see :class:`IsmJob`."""
-    from varscore.analysis.inputs import write_table
+    from varscore.io.outputguard import atomic_file, write_provenance_sidecar
     from varscore.io.progress import Progress
 
     if job.inputs.vcf is None and not job.saturation:
         raise InputError("Give a VCF (score the cohort's SNVs) or --saturation (every position × 3 bases).")
+    _check_selection(job)
     run = job.inputs.load(need_vcf=False)
+    selection = job.selection
+    variants = run.variants
+    if variants is not None and job.inputs.vcf is not None and (selection.regions or selection.shard):
+        variants = select_gene_variants(job.inputs.vcf, variants, run.genes, selection, run.scorer.window_size)
     parts = []
-    total = alleles_to_score(run.scorer, run.genes, run.variants, job.saturation)
+    total = alleles_to_score(run.scorer, run.genes, variants, job.saturation)
     with Progress(total, "ism", "alleles", job.progress) as bar:
         for gene in run.genes:
-            variants = run.variants[gene.gene_id] if run.variants is not None else None
+            gene_variants = variants[gene.gene_id] if variants is not None else None
             parts.append(
                 ism_table(
                     run.scorer,
                     gene,
                     run.genome,
-                    variants,
+                    gene_variants,
                     saturation=job.saturation,
                     batch_size=job.batch_size,
                     advance=bar.update,
@@ -561,7 +636,27 @@ def run_ism(job: IsmJob) -> IsmResult:
     table = pd.concat(parts, ignore_index=True)
     if job.inputs.vcf is None:
         table = table.drop(columns=["maf"])
-    write_table(table.drop(columns=["key"]), job.output, run.bundle, job.argv, exact=True)
+    with atomic_file(job.output) as tmp:  # every float with the digits to read it back exactly
+        table.drop(columns=["key"]).to_csv(tmp, sep="\t", index=False, float_format=None)
+    write_provenance_sidecar(job.output, run.bundle, job.argv, _selection_record(job, run.genes))
     if job.track is not None:
         write_ism_track(table, job.track, run.genome.lengths)
     return IsmResult(table, len(run.genes), job.output, job.track)
+
+
+def _selection_record(job: IsmJob, genes: Sequence[Gene]) -> dict[str, Any]:
+    """What the provenance sidecar records of a selected run, so ``varscore merge`` can tell that
+    shards belong together: the shard, and the input, genes and regions that decide the rows."""
+    selection = job.selection
+    if not (selection.regions or selection.shard):
+        return {}
+    record: dict[str, Any] = {
+        "varscore_selection": {
+            "input": Path(job.inputs.vcf).name if job.inputs.vcf is not None else None,
+            "genes": [g.label for g in genes],
+            "regions": [[r.chrom, r.start, r.end] for r in selection.regions],
+        }
+    }
+    if selection.shard is not None:
+        record["varscore_shard"] = str(selection.shard)
+    return record

@@ -10,15 +10,17 @@ from typing import TYPE_CHECKING
 import click
 
 from varscore.cli.app import cli
-from varscore.cli.options import analysis_options
+from varscore.cli.options import analysis_options, selection_options
 from varscore.io.outputguard import writes
 
 if TYPE_CHECKING:
     from varscore.analysis.inputs import AnalysisInputs, AnalysisResult
+    from varscore.scoring.selection import Selection
 
 
 @cli.command()
 @analysis_options
+@selection_options(genes=False)
 @click.option("--saturation", is_flag=True, help="Every position of the window × 3 alternative bases.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="TSV to write.")
 @click.option(
@@ -45,6 +47,7 @@ def ism(
     saturation: bool,
     output: Path,
     track: Path | None,
+    selection: Selection,
     cache_dir: Path | None = None,
 ) -> None:
     """In-silico mutagenesis of each gene's window: observed SNVs (VCF) or all (--saturation)."""
@@ -58,6 +61,7 @@ def ism(
         batch_size=batch_size,
         progress=show_progress(progress),
         argv=command_argv(),
+        selection=selection,
     )
     echo_result(run_ism(job))
 

@@ -81,9 +81,10 @@ def genes_only_option(help_text: str = "Only these genes: IDs or names, comma-se
     return decorate
 
 
-def selection_options(shard: bool = True) -> Callable[[Any], Any]:
-    """``--regions``, ``--regions-file``, ``--genes-only`` and (``shard``) ``--shard``: the
-    parameter ``selection`` (a :class:`varscore.scoring.selection.Selection`) instead."""
+def selection_options(shard: bool = True, genes: bool = True) -> Callable[[Any], Any]:
+    """``--regions``, ``--regions-file``, (``genes``) ``--genes-only`` and (``shard``) ``--shard``:
+    the parameter ``selection`` (a :class:`varscore.scoring.selection.Selection`) instead. Without
+    ``genes`` the command keeps its own ``--genes-only`` (e.g. :func:`genes_only_option`)."""
 
     def decorate(func: Any) -> Any:
         @functools.wraps(func)
@@ -93,7 +94,7 @@ def selection_options(shard: bool = True) -> Callable[[Any], Any]:
             selection = parse_selection(
                 values.pop("regions"),
                 values.pop("regions_file"),
-                values.pop("genes_only") or None,
+                (values.pop("genes_only") or None) if genes else None,
                 values.pop("shard", None),
             )
             return func(*args, selection=selection, **values)
@@ -109,13 +110,16 @@ def selection_options(shard: bool = True) -> Callable[[Any], Any]:
                 type=click.Path(dir_okay=False, path_type=Path),
                 help="Only records in the intervals of this BED file (0-based, half-open).",
             ),
-            click.option(
-                "--genes-only",
-                multiple=True,
-                metavar="ID,...",
-                help="Only these genes (IDs or names of the gene table) and the records in their windows.",
-            ),
         ]
+        if genes:
+            options.append(
+                click.option(
+                    "--genes-only",
+                    multiple=True,
+                    metavar="ID,...",
+                    help="Only these genes (IDs or names of the gene table) and the records in their windows.",
+                )
+            )
         if shard:
             options.append(
                 click.option(
