@@ -149,10 +149,25 @@ def read_targets(path: str | Path, targets: str = "normalised") -> ExpressionDat
         raise InputError(f"Unknown targets '{targets}'. Choose one of: {', '.join(TARGETS)}.")
     if targets == "normalised":
         return read_expression(path)
+    values, coordinates = read_tpm(path)
+    return ExpressionData(values=np.log2(values + 2.0), coordinates=coordinates, path=Path(path))
+
+
+def read_tpm(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """TPM as a genes × people float64 table (index: gene ID) and the genes' coordinates, from a
+    GTEx-layout BED (``#chr start end gene_id`` then one column per person), a TSV whose first
+    column is the gene ID (``varscore simulate``'s ``cohort.tpm.tsv``) or a GTEx GCT (no
+    coordinates: an empty frame). Negative values are an error: normalised values are not TPM."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"Expression file not found: {path}.")
-    head = [n.lstrip("#").strip().lower() for n in _header(path)[:4]]
+    if not path.is_file():
+        raise InputError(f"TPM table not found: {path}.")
+    header = _header(path)
+    if len(header) < 2 and not header[0].startswith("#1."):
+        raise InputError(
+            f"TPM table {path} needs a gene ID column and one column per person (tab-separated); "
+            f"its first line has {len(header)} column."
+        )
+    head = [n.lstrip("#").strip().lower() for n in header[:4]]
     if head[:1] == ["chrom"]:
         head[0] = "chr"
     if tuple(head) == _BED_COLUMNS:
@@ -165,10 +180,10 @@ def read_targets(path: str | Path, targets: str = "normalised") -> ExpressionDat
     if negative.any():
         g, p = np.argwhere(negative)[0]
         raise InputError(
-            f"--targets log2tpm reads TPM from {path}, but {int(negative.sum())} values are negative (e.g. gene "
-            f"{values.index[g]}, person {values.columns[p]}): is it a table of normalised values?"
+            f"TPM table {path} has {int(negative.sum())} negative values (e.g. gene {values.index[g]}, person "
+            f"{values.columns[p]}: {values.iat[g, p]:g}): pass raw TPM, not normalised expression."
         )
-    return ExpressionData(values=np.log2(values + 2.0), coordinates=coordinates, path=path)
+    return values, coordinates
 
 
 def read_gene_table(path: str | Path) -> pd.DataFrame:

@@ -31,34 +31,6 @@ TPM_PSEUDOCOUNT = 2.0
 MIN_GENES = 3
 
 
-def read_tpm(path: str | Path) -> pd.DataFrame:
-    """A genes × people float64 table of TPM values (index: gene ID) from a GTEx-layout BED
-    (``#chr start end gene_id`` then one column per person), a TSV whose first column is the gene
-    ID (``varscore simulate``'s ``cohort.tpm.tsv``) or a GTEx GCT. Negative values are an error
-    (TPM are never negative: normalised values are not TPM)."""
-    from varscore.training.cohort import _header, read_expression, read_gene_table
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"TPM table not found: {path}.")
-    header = _header(path)
-    if len(header) < 2 and not header[0].startswith("#1."):
-        raise InputError(
-            f"TPM table {path} needs a gene ID column and one column per person (tab-separated); "
-            f"its first line has {len(header)} column."
-        )
-    first = header[0].lstrip("#").strip().lower()
-    table = read_expression(path).values if first in ("chr", "chrom") else read_gene_table(path)
-    negative = table.to_numpy() < 0
-    if negative.any():
-        g, p = np.argwhere(negative)[0]
-        raise InputError(
-            f"TPM table {path} has {int(negative.sum())} negative values (e.g. gene {table.index[g]}, person "
-            f"{table.columns[p]}: {table.iat[g, p]:g}): pass raw TPM, not normalised expression."
-        )
-    return table
-
-
 def mean_log_tpm(tpm: pd.DataFrame, people: Sequence[str] | None = None) -> pd.Series:
     """Per gene: the mean over ``people`` (default: all columns) of ``log2(TPM + 2)``."""
     if people is not None:
@@ -216,10 +188,11 @@ def run_gene_ranking(job: GeneRankingJob) -> GeneRankingResult:
     """Rank ``job``'s genes by each model's reference prediction; see :class:`GeneRankingJob`."""
     from varscore.genome.fasta import load_genes
     from varscore.models.bundle import load_bundle
+    from varscore.training.cohort import read_tpm
 
     if not job.models:
         raise InputError("Gene ranking needs at least one model; got none.")
-    tpm = read_tpm(job.tpm)
+    tpm = read_tpm(job.tpm)[0]
     people = None
     if job.people_file is not None:
         if not Path(job.people_file).is_file():
