@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from varscore.cli.app import cli
-from varscore.cli.options import analysis_options, selection_options
+from varscore.cli.options import analysis_options, cache_option, ism_table_option, selection_options
 from varscore.io.outputguard import writes
 
 if TYPE_CHECKING:
@@ -28,13 +28,7 @@ if TYPE_CHECKING:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the per-position ISM as a track: .bedGraph, or .bw (bigWig).",
 )
-@click.option(
-    "--cache",
-    "cache_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Keep ISM results (reference passes and effects, per model and window) in this folder and reuse them "
-    "in later runs [off].",
-)
+@cache_option()
 @writes(("output", "-o", "file"), ("track", "--track", "file"))
 def ism(
     model: str,
@@ -89,12 +83,7 @@ def ism(
     help="Remove HSVs whose MAF in the cohort is below this (e.g. 0.01 or 0.05) after picking the top k.",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="TSV to write.")
-@click.option(
-    "--ism",
-    "ism_table",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="An ISM table 'varscore ism --vcf' wrote with the same model: used instead of computing the ISM again.",
-)
+@ism_table_option()
 @writes(("output", "-o", "file"), ("controls_out", "--controls", "file"))
 def hsv(
     model: str,
@@ -153,12 +142,7 @@ def hsv(
     help="Also write the per-gene summary TSV (explained fraction, mean LD of drivers).",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="TSV to write.")
-@click.option(
-    "--ism",
-    "ism_table",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="An ISM table 'varscore ism --vcf' wrote with the same model: used instead of computing the ISM again.",
-)
+@ism_table_option()
 @writes(("output", "-o", "file"), ("summary_out", "--summary", "file"))
 def drivers(
     model: str,

@@ -199,6 +199,38 @@ def analysis_options(func: Any) -> Any:
     return func
 
 
+def cache_option(holds: str = "ISM results") -> Any:
+    """``--cache DIR`` into the parameter ``cache_dir`` (varscore.scoring.effect_cache); ``holds``
+    names what the command keeps there."""
+    return click.option(
+        "--cache",
+        "cache_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help=f"Keep {holds} (reference passes and effects, per model and window) in this folder and reuse them "
+        "in later runs [off].",
+    )
+
+
+def ism_table_option(multiple: bool = False) -> Any:
+    """``--ism TABLE`` (a table ``varscore ism VCF`` wrote) into ``ism_table``, or, ``multiple``,
+    one per model into ``ism_tables``."""
+    if multiple:
+        return click.option(
+            "--ism",
+            "ism_tables",
+            multiple=True,
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="ISM tables 'varscore ism VCF' wrote, each used for the model it names instead of computing "
+            "(repeatable).",
+        )
+    return click.option(
+        "--ism",
+        "ism_table",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="An ISM table 'varscore ism VCF' wrote with the same model: used instead of computing the ISM again.",
+    )
+
+
 def bundle_fasta(model: str, fasta: Path | None) -> Path:
     """``fasta``, else the reference FASTA recorded in the bundle ``model`` (one-line error when none)."""
     if fasta is not None:

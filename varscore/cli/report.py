@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from varscore.cli.app import cli
-from varscore.cli.options import genes_only_option, input_vcf
+from varscore.cli.options import cache_option, genes_only_option, input_vcf, ism_table_option
 from varscore.io.outputguard import writes
 
 
@@ -66,20 +66,8 @@ from varscore.io.outputguard import writes
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for index.html, the figures (PNG + PDF) and tables (TSV).",
 )
-@click.option(
-    "--ism",
-    "ism_tables",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="ISM tables 'varscore ism --vcf' wrote, each used for the model it names instead of computing (repeatable).",
-)
-@click.option(
-    "--cache",
-    "cache_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Keep ISM results (reference passes and effects, per model and window) in this folder and reuse them "
-    "in later runs [off].",
-)
+@ism_table_option(multiple=True)
+@cache_option()
 @writes(("output", "-o", "folder"))
 def report(
     model: str,
