@@ -6,13 +6,16 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from varscore.cli.app import cli
-from varscore.cli.options import old_spelling, selection_options
+from varscore.cli.options import cache_option, old_spelling, selection_options
 from varscore.io.outputguard import writes
-from varscore.scoring.selection import Selection
+
+if TYPE_CHECKING:
+    from varscore.scoring.selection import Selection
 
 
 @cli.command()
@@ -131,13 +134,7 @@ from varscore.scoring.selection import Selection
 )
 @click.option("--tile-bins", type=click.IntRange(min=1), help="--centring tiled: tile width in output bins.")
 @selection_options()
-@click.option(
-    "--cache",
-    "cache_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Keep SNV effects (reference passes and alleles, per model and window) in this folder and reuse them "
-    "in later runs [off].",
-)
+@cache_option("SNV effects")
 @writes(("output", "-o", "file"), ("detail", "--detail", "file"))
 def annotate(
     vcf: Path,
@@ -159,6 +156,7 @@ def annotate(
     quiet: bool,
     rc: bool,
     shifts: str | None,
+    selection: Selection,
     mode: str = "gene",
     tracks: str = "all",
     targets: Path | None = None,
@@ -167,7 +165,6 @@ def annotate(
     detail: Path | None = None,
     centring: str = "exact",
     tile_bins: int | None = None,
-    selection: Selection | None = None,
     cache_dir: Path | None = None,
 ) -> None:
     """Add each variant's predicted effect on expression to a VCF (INFO VARSCORE).
@@ -202,7 +199,7 @@ def annotate(
             device=device,
             bf16=bf16,
             check_ref=check_ref,
-            selection=selection or Selection(),
+            selection=selection,
         )
         for line in run_variant_scoring(centred_job).lines():
             click.echo(line, err=True)
@@ -231,7 +228,7 @@ def annotate(
         progress=progress and not quiet,
         argv=["varscore", *sys.argv[1:]],
         detail=detail,
-        selection=selection or Selection(),
+        selection=selection,
         cache=cache_dir,
     )
     # SIGTERM unwinds like Ctrl-C (temporary files are removed on the way out) and ends in one line
@@ -321,13 +318,7 @@ def annotate(
 )
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @selection_options(shard=False)
-@click.option(
-    "--cache",
-    "cache_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Keep SNV effects (reference passes and alleles, per model and window) in this folder and reuse them "
-    "in later runs [off].",
-)
+@cache_option("SNV effects")
 @writes(("out_dir", "-o", "folder"))
 def track(
     vcf: Path,
@@ -347,7 +338,7 @@ def track(
     bf16: bool,
     check_ref: str,
     progress: bool,
-    selection: Selection | None = None,
+    selection: Selection,
     cache_dir: Path | None = None,
 ) -> None:
     """Genome-browser tracks of variant scores: bigWig/bedGraph, BED9, IGV session, UCSC hub."""
@@ -370,7 +361,7 @@ def track(
         bf16=bf16,
         check_ref=check_ref,
         progress=progress,
-        selection=selection or Selection(),
+        selection=selection,
         cache=cache_dir,
     )
     if igv_js:

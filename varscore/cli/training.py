@@ -10,7 +10,7 @@ import click
 from varscore.cli.app import cli
 from varscore.cli.options import cohort_options, echo_stderr, parse_params
 from varscore.io.outputguard import writes
-from varscore.training.finetune import default_backbone, recipe_names
+from varscore.models.hub import default_backbone, recipe_names
 
 
 @cli.command()

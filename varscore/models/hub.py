@@ -41,10 +41,71 @@ REGISTRY_FILE = Path(__file__).with_name("published_models.json")
 
 
 @cache
+def _catalogue() -> dict[str, Any]:
+    """``published_models.json``, read once."""
+    return dict(json.loads(REGISTRY_FILE.read_text()))
+
+
 def registry() -> dict[str, dict[str, Any]]:
     """The known published models by name."""
-    data = json.loads(REGISTRY_FILE.read_text())
-    return dict(data["models"])
+    return dict(_catalogue()["models"])
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Named settings for a tissue (the paper's, e.g. ``variformer-blood``): ``settings`` (window,
+    lr, batch_size, accumulate, grad_clip, patience, people_per_epoch, max_epochs, tissue) sit under
+    the job's own; ``pretrained`` names the model it starts from and ``pretrained_form`` the local
+    directory ``--pretrained`` must hold."""
+
+    name: str
+    description: str
+    pretrained: str
+    pretrained_form: str
+    trained_on: str
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FinetuneDefaults:
+    """The catalogue's fine-tuning defaults: the backbone trained when none is named, the recipes
+    by name, and each backbone's full-size weight count (for the from-scratch refusal)."""
+
+    backbone: str
+    recipes: dict[str, Recipe]
+    full_size_weights: dict[str, str]
+
+
+@cache
+def finetune_defaults() -> FinetuneDefaults:
+    """The ``finetuning`` section of ``varscore/models/published_models.json``."""
+    section = _catalogue()["finetuning"]
+    recipes = {
+        name: Recipe(
+            name=name,
+            description=str(entry["description"]),
+            pretrained=str(entry["pretrained"]),
+            pretrained_form=str(entry["pretrained_form"]),
+            trained_on=str(entry["trained_on"]),
+            settings=dict(entry["settings"]),
+        )
+        for name, entry in section["recipes"].items()
+    }
+    return FinetuneDefaults(
+        backbone=str(section["default_backbone"]),
+        recipes=recipes,
+        full_size_weights={str(k): str(v) for k, v in section["full_size_weights"].items()},
+    )
+
+
+def default_backbone() -> str:
+    """The backbone ``varscore finetune`` trains without ``--backbone`` (the catalogue's)."""
+    return finetune_defaults().backbone
+
+
+def recipe_names() -> list[str]:
+    """The recipes ``--recipe`` accepts, sorted."""
+    return sorted(finetune_defaults().recipes)
 
 
 def model_entry(name: str) -> dict[str, Any]:

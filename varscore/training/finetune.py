@@ -15,17 +15,16 @@ fit each gene on the same folds and write the same kind of bundle (folds file, `
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from varscore.errors import InputError
 from varscore.models.bundle import BundleMetadata
+from varscore.models.hub import FinetuneDefaults, Recipe, default_backbone, finetune_defaults, recipe_names
 from varscore.plugin.contracts import Backbone, GenotypeBackbone, SequenceBackbone
 
 if TYPE_CHECKING:
@@ -44,69 +43,6 @@ __all__ = [
     "recipe_names",
     "run_finetune",
 ]
-
-CATALOGUE = "published_models.json"  # in varscore.models: its "finetuning" section holds the defaults below
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Named settings for a tissue (the paper's, e.g. ``variformer-blood``): ``settings`` (window,
-    lr, batch_size, accumulate, grad_clip, patience, people_per_epoch, max_epochs, tissue) sit under
-    the job's own; ``pretrained`` names the model it starts from and ``pretrained_form`` the local
-    directory ``--pretrained`` must hold."""
-
-    name: str
-    description: str
-    pretrained: str
-    pretrained_form: str
-    trained_on: str
-    settings: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class FinetuneDefaults:
-    """The catalogue's fine-tuning defaults: the backbone trained when none is named, the recipes
-    by name, and each backbone's full-size weight count (for the from-scratch refusal)."""
-
-    backbone: str
-    recipes: dict[str, Recipe]
-    full_size_weights: dict[str, str]
-
-
-@cache
-def finetune_defaults() -> FinetuneDefaults:
-    """The ``finetuning`` section of ``varscore/models/published_models.json``."""
-    from importlib.resources import files
-
-    source = files("varscore.models").joinpath(CATALOGUE)
-    section = json.loads(source.read_text())["finetuning"]
-    recipes = {
-        name: Recipe(
-            name=name,
-            description=str(entry["description"]),
-            pretrained=str(entry["pretrained"]),
-            pretrained_form=str(entry["pretrained_form"]),
-            trained_on=str(entry["trained_on"]),
-            settings=dict(entry["settings"]),
-        )
-        for name, entry in section["recipes"].items()
-    }
-    return FinetuneDefaults(
-        backbone=str(section["default_backbone"]),
-        recipes=recipes,
-        full_size_weights={str(k): str(v) for k, v in section["full_size_weights"].items()},
-    )
-
-
-def default_backbone() -> str:
-    """The backbone ``varscore finetune`` trains without ``--backbone`` (the catalogue's)."""
-    return finetune_defaults().backbone
-
-
-def recipe_names() -> list[str]:
-    """The recipes ``--recipe`` accepts, sorted."""
-    return sorted(finetune_defaults().recipes)
-
 
 _TRAINING_SETTINGS = ("lr", "batch_size", "accumulate", "grad_clip", "max_epochs", "patience", "people_per_epoch")
 
