@@ -311,7 +311,7 @@ def main() -> None:
             cpu, system = cli(
                 ["annotate", str(world.gene_vcf), "-m", str(gene_bundle), "-o", str(gene_out)], args.threads
             )
-            deltas = [float(entry.split(",")[0].split("|")[-1]) for entry in vcf_info(gene_out, "VARSCORE")]
+            deltas = [float(entry.split(",")[0].split("|")[5]) for entry in vcf_info(gene_out, "VARSCORE")]
             return np.asarray(deltas), cpu, system
 
         def cli_centred() -> tuple[np.ndarray, float, float]:

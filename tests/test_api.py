@@ -94,7 +94,7 @@ def test_bundle_scores_equal_what_annotate_writes(world: dict[str, Any]) -> None
         info = _info(line)
         reasons[record] = info.get(SKIP_KEY, "outside_windows") if SCORE_KEY not in info else ""
         for entry in info.get(SCORE_KEY, "").split(",") if SCORE_KEY in info else []:
-            allele, gene, _, ref_pred, alt_pred, delta = entry.split("|")
+            allele, gene, _, ref_pred, alt_pred, delta, _ = entry.split("|")
             written[(record, allele, gene)] = (ref_pred, alt_pred, delta)
 
     table = varscore.score_variants(world["bundle"], world["vcf"])

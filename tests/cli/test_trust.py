@@ -215,7 +215,7 @@ def test_newline_in_bundle_name_and_gene_id_does_not_split_records(toy_world, tm
         view = subprocess.run([BCFTOOLS, "view", "-H", str(out)], capture_output=True, text=True, check=True)
         assert len(view.stdout.splitlines()) == 2
         entry = re.search(r"VARSCORE=([^;\t]+)", view.stdout).group(1)
-        assert len(entry.split("|")) == 6 and "\n" not in entry
+        assert len(entry.split("|")) == 7 and "\n" not in entry
 
 
 # --- 5. one run per output, checkpoints tied to the run -------------------------------------------

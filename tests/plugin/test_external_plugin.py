@@ -172,7 +172,7 @@ def test_annotate_with_the_plugin_bundle_matches_direct_predictions(
             continue
         pos, alt = int(line.split("\t")[1]), line.split("\t")[4]
         info = dict(item.split("=", 1) for item in line.split("\t")[7].split(";") if "=" in item)
-        allele, gene_label, model, ref_col, alt_col, delta = info["VARSCORE"].split("|")
+        allele, gene_label, model, ref_col, alt_col, delta, _ = info["VARSCORE"].split("|")
         assert (allele, gene_label, model) == (alt, "SNAP25", basenji2_bundle.name)
         got[(pos, alt)] = (float(ref_col), float(alt_col), float(delta))
     _assert_matches(got, direct_predictions)

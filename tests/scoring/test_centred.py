@@ -20,7 +20,7 @@ from varscore.errors import BundleError, InputError
 from varscore.genome.exons import GeneModel, load_gene_models
 from varscore.genome.fasta import Genome
 from varscore.genome.sequence import one_hot
-from varscore.io.vcf import iter_variants
+from varscore.io.vcf import consequence, iter_variants
 from varscore.scoring.centred import (
     STATS,
     Geometry,
@@ -432,6 +432,9 @@ def test_parquet_detail_round_trips_with_one_row_per_allele_gene_track_stat(trac
             assert top == f"SUM|{best.track_name}|{best.gene_name if best.scope == 'gene' else '.'}"
         n_entries = sum(1 + len(a.genes) for a in record.alleles)
         assert len(info["VARSCORE"].split(",")) == n_entries
+        for entry in info["VARSCORE"].split(","):
+            *_, delta, direction = entry.split("|")
+            assert direction == consequence(float(delta))  # SUM is signed
 
 
 def test_detail_row_groups_are_written_as_scoring_proceeds(track_bundle, tmp_path):
@@ -533,6 +536,25 @@ def replace_counts(calibration, counts):
     from dataclasses import replace
 
     return replace(calibration, counts=counts)
+
+
+def test_distance_statistics_name_no_direction(track_bundle, tmp_path):
+    """With a distance (D2) as the headline statistic, a changed allele's Consequence says the level
+    changed without a direction: the distance's sign is not the change's."""
+    from varscore.io.vcf import UNCHANGED, UNDIRECTED
+
+    w = track_bundle
+    out = tmp_path / "d2.vcf"
+    run_variant_scoring(VariantScoringJob(w["vcf"], w["bundle"], out, stats="D2,SUM"))
+    entries = [
+        entry.split("|")
+        for line in read_vcf_lines(out)
+        if not line.startswith("#") and "VARSCORE=" in line
+        for entry in _info(line)["VARSCORE"].split(",")
+    ]
+    assert entries and all(float(e[5]) >= 0 for e in entries)
+    assert all(e[6] == (UNDIRECTED if float(e[5]) > 0 else UNCHANGED) for e in entries)
+    assert any(e[6] == UNDIRECTED for e in entries)
 
 
 def test_variant_mode_warns_when_the_model_learned_the_centre_bin_only(track_bundle, tmp_path, caplog):

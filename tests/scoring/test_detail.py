@@ -53,7 +53,7 @@ def test_gene_mode_detail_equals_the_vcf_entries(tmp_path):
         fields = line.split("\t")
         info = dict(kv.split("=", 1) for kv in fields[7].split(";") if "=" in kv)
         for entry in info.get("VARSCORE", "").split(",") if "VARSCORE" in info else []:
-            allele, gene, model, ref_pred, alt_pred, delta = entry.split("|")
+            allele, gene, model, ref_pred, alt_pred, delta, _ = entry.split("|")
             entries.append((fields[0], int(fields[1]), fields[3], allele, gene, model, ref_pred, alt_pred, delta))
     assert len(entries) == len(rows) > 100
     for row, entry in zip(rows, entries, strict=True):

@@ -153,7 +153,7 @@ def _scores(path: Path) -> tuple[dict[tuple[str, str], tuple[float, float, float
         entries = info["VARSCORE"].split(",")
         spread = info.get("VARSCORE_SD", "").split(",")
         for j, entry in enumerate(entries):
-            allele, gene, _, ref, alt, delta = entry.split("|")
+            allele, gene, _, ref, alt, delta, _ = entry.split("|")
             key = (fields[1], gene)
             scores[key] = (float(ref), float(alt), float(delta))
             if info.get("VARSCORE_SD"):

@@ -15,7 +15,7 @@ from tests.conftest import missing_tool, read_vcf_lines, write_fasta, write_vcf
 from varscore.cli import cli
 from varscore.examples import examples_dir
 from varscore.genome.sequence import one_hot
-from varscore.io.vcf import MAX_KEY, SCORE_FORMAT, SCORE_KEY
+from varscore.io.vcf import MAX_KEY, SCORE_FORMAT, SCORE_KEY, consequence
 from varscore.scoring.gene_mode import ScoringJob, run_scoring
 from varscore.types import tss_window
 
@@ -91,8 +91,8 @@ def test_scores_equal_direct_predictions(toy_world):
         maxima = info[MAX_KEY].split(",")
         alts = line.split("\t")[4].split(",")
         for entry in info[SCORE_KEY].split(","):
-            allele, gene, model, ref_pred, alt_pred, delta = entry.split("|")
-            assert model == "toy-model"
+            allele, gene, model, ref_pred, alt_pred, delta, direction = entry.split("|")
+            assert model == "toy-model" and direction == consequence(float(delta))
             if len(allele) != 1:
                 continue  # indels: tests/scoring/test_indels.py
             window = tss_window(genes[gene], backbone.window_size)

@@ -200,7 +200,7 @@ def test_annotate_scores_indels_as_a_forward_on_the_slow_window(toy_world, indel
         info = dict(kv.split("=", 1) for kv in line.split("\t")[7].split(";") if "=" in kv)
         entries = info[SCORE_KEY].split(",")
         for entry in entries:
-            allele, gene, _, ref_pred, alt_pred, _ = entry.split("|")
+            allele, gene, _, ref_pred, alt_pred, _, _ = entry.split("|")
             window = tss_window(genes[gene], backbone.window_size)
             ref_seq = slow_alternate(seqs[chrom], window, [])
             alt_seq = slow_alternate(seqs[chrom], window, [(pos, ref, allele)])

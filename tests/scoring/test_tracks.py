@@ -67,7 +67,7 @@ def _vcf_deltas(path: Path) -> dict[str, dict[tuple[str, int], float]]:
         fields = line.split("\t")
         info = dict(kv.split("=", 1) for kv in fields[7].split(";") if "=" in kv)
         for entry in info.get(SCORE_KEY, "").split(",") if SCORE_KEY in info else []:
-            _, gene, _, _, _, delta = entry.split("|")
+            _, gene, _, _, _, delta, _ = entry.split("|")
             for key in (gene, "*"):
                 table = best.setdefault(key, {})
                 site = (fields[0], int(fields[1]))

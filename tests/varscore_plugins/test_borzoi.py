@@ -267,7 +267,7 @@ def test_track_mode_finetune_then_annotate_and_evaluate(cohort: Path, tmp_path: 
         entries = [e for e in str(info).split(",") if e.split("|")[1] == gene.label]
         if not entries or len(entries[0].split("|")[0]) != 1:
             continue
-        allele, _, _, ref_pred, alt_pred, delta = entries[0].split("|")
+        allele, _, _, ref_pred, alt_pred, delta, _ = entries[0].split("|")
         reference = genome.window_sequence(window).one_hot
         edited = reference.copy()
         edited[record.POS - 1 - window.start] = np.eye(4, dtype=np.float32)["ACGT".index(allele)]

@@ -312,7 +312,7 @@ def test_annotate_with_a_linear_bundle_gives_twice_the_coefficient(bundle_dir: P
             continue
         n_scored += 1
         entries = [e.split("|") for e in info["VARSCORE"].split(",")]
-        got = sorted((gene, float(ref), float(alt)) for _, gene, _, ref, alt, _ in entries)
+        got = sorted((gene, float(ref), float(alt)) for _, gene, _, ref, alt, _, _ in entries)
         want = sorted(expected[key])
         assert [g for g, _, _ in got] == [g for g, _, _ in want]
         np.testing.assert_allclose([r for _, r, _ in got], [r for _, r, _ in want], rtol=1e-5, atol=1e-6)

@@ -186,26 +186,37 @@ def read_variant_weights(path: str | Path) -> pd.DataFrame:
 
 
 def _weights_from_vcf(path: Path) -> pd.DataFrame:
-    from varscore.io.vcf import SCORE_FORMAT, SCORE_KEY, open_vcf
+    from varscore.io.vcf import SCORE_FORMAT, SCORE_KEY, open_vcf, score_columns
 
     reader = open_vcf(path)
     rows: list[tuple[str, int, str, str, str, str, float]] = []
     try:
-        header = reader.get_header_type(SCORE_KEY) if SCORE_KEY in reader.raw_header else None
-        if header is None or SCORE_FORMAT not in str(header.get("Description", "")):
+        header = reader.get_header_type(SCORE_KEY) if f"ID={SCORE_KEY}," in reader.raw_header else None
+        if header is None:
             raise InputError(
                 f"{path} has no {SCORE_KEY} INFO field (Format: {SCORE_FORMAT}); annotate it with "
                 "'varscore annotate' first."
             )
+        wanted = ("ALLELE", "GENE", "MODEL", "DELTA")
+        column, n_fields = score_columns(str(header.get("Description", "")), path, wanted)
+        allele, gene, model, delta = (column[name] for name in wanted)
         for record in reader:
             value = record.INFO.get(SCORE_KEY)
             if not value:
                 continue
             for entry in str(value).split(","):
                 parts = entry.split("|")
-                if len(parts) != 6:
+                if len(parts) != n_fields:
                     raise InputError(f"{path}: malformed {SCORE_KEY} entry '{entry}' at {record.CHROM}:{record.POS}.")
-                rows.append((record.CHROM, int(record.POS), record.REF, parts[0], parts[1], parts[2], float(parts[5])))
+                try:
+                    effect = float(parts[delta])
+                except ValueError:
+                    raise InputError(
+                        f"{path}: DELTA '{parts[delta]}' is not a number at {record.CHROM}:{record.POS}."
+                    ) from None
+                rows.append(
+                    (record.CHROM, int(record.POS), record.REF, parts[allele], parts[gene], parts[model], effect)
+                )
     finally:
         reader.close()
     return pd.DataFrame(rows, columns=list(WEIGHT_COLUMNS))

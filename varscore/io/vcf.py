@@ -4,6 +4,7 @@ fields added; ``.gz`` outputs are bgzipped and tabix-indexed; outputs are writte
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,19 @@ logger = logging.getLogger(__name__)
 SCORE_KEY = "VARSCORE"
 MAX_KEY = "VARSCORE_MAX"
 SKIP_KEY = "VARSCORE_SKIP"
-SCORE_FORMAT = "ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA"
+SCORE_FORMAT = "ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA|Consequence"
+
+# The direction of DELTA as a Sequence Ontology term (children of level_of_transcript_variant,
+# SO:0001540). The subfield is named ``Consequence`` as in VEP's CSQ, the one name
+# ``bcftools +split-vep`` requires of every annotation it splits.
+INCREASED = "increased_transcript_level_variant"
+DECREASED = "decreased_transcript_level_variant"
+UNDIRECTED = "level_of_transcript_variant"
+UNCHANGED = "sequence_variant"
+CONSEQUENCE_TEXT = (
+    f"Consequence is the direction of DELTA as a Sequence Ontology term: {INCREASED} (DELTA > 0), "
+    f"{DECREASED} (DELTA < 0), {UNCHANGED} (DELTA = 0)."
+)
 
 
 # the unit of REF_PRED / ALT_PRED / DELTA, stated in the VARSCORE header
@@ -49,6 +62,8 @@ SCORE_HEADERS = (
         "Predicted effect of each ALT allele on each gene's expression (ALT minus REF prediction"
         " of the model on the reference window with the allele applied). "
         + PREDICTION_UNITS
+        + " "
+        + CONSEQUENCE_TEXT
         + " Format: "
         + SCORE_FORMAT,
     ),
@@ -272,6 +287,32 @@ def header_models(path: str | Path) -> dict[str, dict[str, str]]:
         if fields.get("ID"):
             models[fields["ID"]] = fields
     return models
+
+
+def consequence(delta: float, *, signed: bool = True) -> str:
+    """The ``Consequence`` subfield of a ``VARSCORE`` entry: the Sequence Ontology term for the
+    direction of ``delta`` (``signed=False`` for a distance, whose direction is not measured)."""
+    if math.isnan(delta):
+        return "."
+    if delta == 0:
+        return UNCHANGED
+    if not signed:
+        return UNDIRECTED
+    return INCREASED if delta > 0 else DECREASED
+
+
+def score_columns(description: str, source: str | Path, wanted: Sequence[str]) -> tuple[dict[str, int], int]:
+    """Where each ``wanted`` subfield sits in a ``VARSCORE`` entry, and how many subfields an entry
+    has, read from the header's ``Format: A|B|...`` (files written before a subfield was added keep
+    working)."""
+    fields = description.rsplit("Format:", 1)[-1].strip().strip('"').split("|") if "Format:" in description else []
+    missing = [name for name in wanted if name not in fields]
+    if missing:
+        raise InputError(
+            f"{source}: the {SCORE_KEY} header's 'Format:' lacks {', '.join(missing)} "
+            f"(varscore writes 'Format: {SCORE_FORMAT}'); got '{description}'."
+        )
+    return {name: fields.index(name) for name in wanted}, len(fields)
 
 
 def format_float(value: float) -> str:

@@ -36,6 +36,8 @@ from varscore.types import Variant, Window
 logger = logging.getLogger(__name__)
 
 STATS = ("SUM", "logSUM", "D1", "D2")
+#: statistics that are distances (never negative): their sign says nothing of the direction
+UNSIGNED_STATS = ("D1", "D2")
 CENTRINGS = ("exact", "tiled")
 #: values kept per (track, statistic): the REF value, the ALT value and the score
 VALUE_FIELDS = ("ref", "alt", "score")

@@ -26,6 +26,7 @@ from varscore.io.vcf import (
     SCORE_KEY,
     SKIP_KEY,
     InfoHeader,
+    consequence,
     format_float,
     iter_variants,
     write_annotated,
@@ -61,6 +62,7 @@ def format_scores(variant_alts: Sequence[str], scores: Sequence[AlleleScore], mo
                 format_float(s.ref_pred),
                 format_float(s.alt_pred),
                 format_float(s.delta),
+                consequence(s.delta),
             )
         )
         for s in scores

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from varscore.errors import InputError
 from varscore.io.outputguard import atomic_file, replace_file
-from varscore.io.vcf import SCORE_FORMAT, SCORE_KEY, header_models, open_vcf
+from varscore.io.vcf import SCORE_KEY, header_models, open_vcf, score_columns
 from varscore.scoring.selection import Selection
 
 if TYPE_CHECKING:
@@ -573,12 +573,11 @@ def effects_from_vcf(vcf: str | Path, model: str | None = None, rename: Any = No
             f"{vcf} has no INFO {SCORE_KEY} header: score it with 'varscore annotate', or pass --model to score it here."
         ) from None
     description = str(header.get("Description", "")).strip('"')
-    fields = description.rsplit("Format:", 1)[-1].strip().split("|") if "Format:" in description else []
-    wanted = ("ALLELE", "GENE", "MODEL", "DELTA")
-    if any(name not in fields for name in wanted):
+    try:
+        column, n_fields = score_columns(description, vcf, ("ALLELE", "GENE", "MODEL", "DELTA"))
+    except InputError:
         reader.close()
-        raise InputError(f"{vcf}: the {SCORE_KEY} header does not end 'Format: {SCORE_FORMAT}'; got '{description}'.")
-    column = {name: fields.index(name) for name in wanted}
+        raise
     effects: list[VariantEffect] = []
     models: set[str] = set()
     names: dict[str, str] = {}
@@ -591,10 +590,10 @@ def effects_from_vcf(vcf: str | Path, model: str | None = None, rename: Any = No
                 names[record.CHROM] = (rename(record.CHROM) if rename else None) or record.CHROM
             for entry in str(value).split(","):
                 parts = entry.split("|")
-                if len(parts) != len(fields):
+                if len(parts) != n_fields:
                     raise InputError(
                         f"{vcf} record {number} ({record.CHROM}:{record.POS}): {SCORE_KEY} entry "
-                        f"'{entry}' has {len(parts)} fields; the header says {len(fields)}."
+                        f"'{entry}' has {len(parts)} fields; the header says {n_fields}."
                     )
                 entry_model = parts[column["MODEL"]]
                 models.add(entry_model)

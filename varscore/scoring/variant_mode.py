@@ -17,7 +17,21 @@ import numpy as np
 from varscore.errors import InputError, VarscoreError
 from varscore.genome.fasta import Genome
 from varscore.io.infotext import header_text, info_atom
-from varscore.io.vcf import MAX_KEY, SCORE_KEY, SKIP_KEY, InfoHeader, format_float, iter_variants, write_annotated
+from varscore.io.vcf import (
+    DECREASED,
+    INCREASED,
+    MAX_KEY,
+    SCORE_FORMAT,
+    SCORE_KEY,
+    SKIP_KEY,
+    UNCHANGED,
+    UNDIRECTED,
+    InfoHeader,
+    consequence,
+    format_float,
+    iter_variants,
+    write_annotated,
+)
 from varscore.scoring.calibrate import (
     BackgroundCollector,
     Calibration,
@@ -27,6 +41,7 @@ from varscore.scoring.calibrate import (
 )
 from varscore.scoring.centred import (
     STATS,
+    UNSIGNED_STATS,
     CentredSummary,
     RecordScores,
     ScorerSettings,
@@ -103,7 +118,10 @@ def centred_headers(stat: str, calibrated: bool) -> list[InfoHeader]:
             "exon bins of each overlapping gene, at the chosen track with the largest |DELTA| there "
             "(MODEL is model:track). REF_PRED and ALT_PRED are the statistic of the predicted track (SUM: "
             "coverage summed over bins in the track's units, logSUM: log2 units, D1/D2: distances with REF_PRED 0); "
-            "DELTA = ALT_PRED - REF_PRED (D1/D2: the distance). Format: ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA",
+            "DELTA = ALT_PRED - REF_PRED (D1/D2: the distance). Consequence is the direction of DELTA as a "
+            f"Sequence Ontology term: {INCREASED} (DELTA > 0), {DECREASED} (DELTA < 0), {UNCHANGED} (DELTA = 0), "
+            f"{UNDIRECTED} (D1/D2: changed, direction not measured); for a track that is not expression it names "
+            f"the direction of the predicted signal. Format: {SCORE_FORMAT}",
         ),
         InfoHeader(MAX_KEY, "A", "Float", f"Largest |{stat}| of the allele over the chosen tracks, window and genes"),
         InfoHeader(TOP_KEY, "A", "String", "Where the allele's largest |score| is: STAT|TRACK|GENE (GENE . = window)"),
@@ -320,6 +338,7 @@ def format_record(
                         format_float(ref_value),
                         format_float(alt_value),
                         format_float(value),
+                        consequence(value, signed=stats[0] not in UNSIGNED_STATS),
                     )
                 )
             )
