@@ -81,11 +81,76 @@ def register_annotators(register: Callable[[type[Annotator]], None]) -> None:
     register(ChromHMMAnnotator)
 
 
+@dataclass(frozen=True)
+class EnrichmentJob:
+    """One ``varscore enrichment`` run: the variant weights of ``weights`` (an annotated VCF or an
+    ISM table), their high-scoring variants (``top`` K per gene and model, or as many as the model
+    ``k_from`` has non-zero weights) counted across the states of the segmentation ``bed`` against
+    the expectation from each gene's TSS-centred ``window`` (genes named by the table ``genes``).
+    ``fasta``: check that the segmentation's contigs exist in it. The per-state table goes to
+    ``output`` (None: returned for printing), the per-gene counts to ``per_gene`` when given."""
+
+    weights: Path
+    bed: Path
+    genes: Path
+    window: int = 49152
+    top: int | None = None
+    k_from: str | None = None
+    fasta: Path | None = None
+    per_gene: Path | None = None
+    output: Path | None = None
+
+
+@dataclass
+class EnrichmentResult:
+    """``per_state``: ln(observed/expected) per model and state; ``per_gene``: the counts per model,
+    gene and state; ``output``: where ``per_state`` was written (None: it is printed)."""
+
+    per_state: pd.DataFrame
+    per_gene: pd.DataFrame
+    output: Path | None = None
+
+    def text(self) -> str:
+        """The per-state table as the TSV the command writes."""
+        return str(self.per_state.to_csv(sep="\t", index=False, float_format="%.6g"))
+
+    def lines(self) -> list[str]:
+        """What the command prints on stdout: the per-state TSV unless it went to a file."""
+        return self.text().splitlines() if self.output is None else []
+
+
+def run_enrichment(job: EnrichmentJob) -> EnrichmentResult:
+    """Run ``job``; see :class:`EnrichmentJob`."""
+    from varscore.analysis.enrichment import read_segmentation, read_variant_weights, select_hsvs, state_enrichment
+    from varscore.genome.fasta import Genome, load_genes
+    from varscore.plugin import write_text
+    from varscore.types import tss_window
+
+    segmentation = read_segmentation(job.bed)
+    if job.fasta is not None:
+        segmentation.check_contigs(Genome(job.fasta).contigs, f"the FASTA {job.fasta}")
+    table = read_variant_weights(job.weights)
+    if table.empty:
+        raise InputError(f"{job.weights} holds no variant weights.")
+    windows = {}
+    for gene in load_genes(job.genes):
+        windows[gene.gene_id] = windows[gene.label] = tss_window(gene, job.window)
+    used = sorted({windows[g].chrom for g in set(table["gene"]) if g in windows})
+    segmentation.require_contigs(used, "the gene windows")
+    enrichment = state_enrichment(select_hsvs(table, top=job.top, k_from=job.k_from), windows, segmentation)
+    result = EnrichmentResult(enrichment.per_state, enrichment.per_gene, job.output)
+    if job.per_gene is not None:
+        write_text(job.per_gene, result.per_gene.to_csv(sep="\t", index=False))
+    if job.output is not None:
+        write_text(job.output, result.text())
+    return result
+
+
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     import click
 
-    from varscore.io.outputguard import writes
+    from varscore.plugin import writes
 
     @cli.command("enrichment")
     @click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
@@ -97,7 +162,6 @@ def register_commands(cli: click.Group) -> None:
     )
     @click.option(
         "--genes",
-        "genes_path",
         required=True,
         type=click.Path(dir_okay=False, path_type=Path),
         help="Gene/TSS table (TSV, GTF or GFF3) naming the genes of the weights.",
@@ -123,42 +187,9 @@ def register_commands(cli: click.Group) -> None:
     )
     @click.option("-o", "--output", default="-", show_default=True, help="Output TSV ('-' for stdout).")
     @writes(("output", "-o", "file"), ("per_gene", "--per-gene", "file"))
-    def enrichment(
-        weights: Path,
-        bed: Path,
-        genes_path: Path,
-        window: int,
-        top: int | None,
-        k_from: str | None,
-        fasta: Path | None,
-        per_gene: Path | None,
-        output: str,
-    ) -> None:
+    def enrichment(output: str, **options: Any) -> None:
         """Enrichment of high-scoring variants across chromatin states: ln(observed/expected) per model
         and state. WEIGHTS is an annotated VCF (VARSCORE entries) or an ISM table."""
-        from varscore.analysis.enrichment import read_segmentation, read_variant_weights, select_hsvs, state_enrichment
-        from varscore.genome.fasta import Genome, load_genes
-        from varscore.io.outputguard import write_text
-        from varscore.types import tss_window
-
-        segmentation = read_segmentation(bed)
-        if fasta is not None:
-            genome = Genome(fasta)
-            segmentation.check_contigs(genome.contigs, f"the FASTA {fasta}")
-        table = read_variant_weights(weights)
-        if table.empty:
-            raise InputError(f"{weights} holds no variant weights.")
-        genes = load_genes(genes_path)
-        windows = {}
-        for gene in genes:
-            windows[gene.gene_id] = windows[gene.label] = tss_window(gene, window)
-        used = sorted({windows[g].chrom for g in set(table["gene"]) if g in windows})
-        segmentation.require_contigs(used, "the gene windows")
-        result = state_enrichment(select_hsvs(table, top=top, k_from=k_from), windows, segmentation)
-        if per_gene is not None:
-            write_text(per_gene, result.per_gene.to_csv(sep="\t", index=False))
-        text = result.per_state.to_csv(sep="\t", index=False, float_format="%.6g")
-        if output == "-":
-            click.echo(text, nl=False)
-        else:
-            write_text(output, text)
+        job = EnrichmentJob(output=None if output == "-" else Path(output), **options)
+        for line in run_enrichment(job).lines():
+            click.echo(line)

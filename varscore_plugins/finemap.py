@@ -130,25 +130,87 @@ def register_annotators(register: Callable[[type[Annotator]], None]) -> None:
     register(FinemapAnnotator)
 
 
+@dataclass(frozen=True)
+class FinemapEvalJob:
+    """One ``varscore finemap-eval`` run: the variant weights of ``weights`` (an annotated VCF or an
+    ISM table) scored against the fine-mapping table ``finemap`` (``table_format``, or 'auto'; only
+    ``tissue``'s rows when given): per gene of the table ``genes``, the variants with a posterior of
+    at least ``min_posterior`` are positives, each with ``negatives`` distance-matched negatives.
+    The per-model table goes to ``output`` (None: returned for printing), the per-gene results to
+    ``per_gene`` when given."""
+
+    weights: Path
+    finemap: Path
+    genes: Path
+    table_format: str = "auto"
+    tissue: str | None = None
+    min_posterior: float = 0.1
+    negatives: int = 5
+    per_gene: Path | None = None
+    output: Path | None = None
+
+
+@dataclass
+class FinemapEvalResult:
+    """``evaluation``: auROC/auPR per model (``overall``) and per model and gene (``per_gene``);
+    ``output``: where the per-model table was written (None: it is printed)."""
+
+    evaluation: FinemapEvaluation
+    output: Path | None = None
+
+    def text(self) -> str:
+        """The per-model table as the TSV the command writes."""
+        return str(self.evaluation.overall.to_csv(sep="\t", index=False, float_format="%.6g"))
+
+    def lines(self) -> list[str]:
+        """What the command prints on stdout: the per-model TSV unless it went to a file."""
+        return self.text().splitlines() if self.output is None else []
+
+
+def run_finemap_eval(job: FinemapEvalJob) -> FinemapEvalResult:
+    """Run ``job``; see :class:`FinemapEvalJob`."""
+    from varscore.analysis.enrichment import read_variant_weights
+    from varscore.genome.fasta import load_genes
+    from varscore.plugin import write_text
+
+    table = read_finemap_table(job.finemap, job.table_format, job.tissue)
+    frame = read_variant_weights(job.weights)
+    if frame.empty:
+        raise InputError(f"{job.weights} holds no variant weights.")
+    genes: dict[str, Gene] = {}
+    for gene in load_genes(job.genes):
+        genes[gene.gene_id] = genes[gene.label] = gene
+    evaluation = evaluate_finemap(frame, table, genes, min_posterior=job.min_posterior, negatives=job.negatives)
+    if evaluation.overall.empty:
+        raise InputError(
+            "No gene has both a fine-mapped positive and a negative among the weighted variants: "
+            "check that the table's genes and positions match the weights (same build?)."
+        )
+    result = FinemapEvalResult(evaluation, job.output)
+    if job.per_gene is not None:
+        write_text(job.per_gene, evaluation.per_gene.to_csv(sep="\t", index=False, float_format="%.6g"))
+    if job.output is not None:
+        write_text(job.output, result.text())
+    return result
+
+
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     import click
 
-    from varscore.io.outputguard import writes
+    from varscore.plugin import writes
 
     @cli.command("finemap-eval")
     @click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
     @click.option(
         "--finemap",
-        "table_path",
         required=True,
         type=click.Path(dir_okay=False, path_type=Path),
         help="Fine-mapping table (GTEx CAVIAR, SuSiE or DAP-G).",
     )
-    @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+    @click.option("--format", "table_format", type=click.Choice(FORMATS), default="auto", show_default=True)
     @click.option(
         "--genes",
-        "genes_path",
         required=True,
         type=click.Path(dir_okay=False, path_type=Path),
         help="Gene/TSS table (TSV, GTF or GFF3) naming the genes of the weights.",
@@ -173,40 +235,9 @@ def register_commands(cli: click.Group) -> None:
     )
     @click.option("-o", "--output", default="-", show_default=True, help="Output TSV ('-' for stdout).")
     @writes(("output", "-o", "file"), ("per_gene", "--per-gene", "file"))
-    def finemap_eval(
-        weights: Path,
-        table_path: Path,
-        fmt: str,
-        genes_path: Path,
-        tissue: str | None,
-        min_posterior: float,
-        negatives: int,
-        per_gene: Path | None,
-        output: str,
-    ) -> None:
+    def finemap_eval(output: str, **options: Any) -> None:
         """auROC/auPR of |variant weight| for fine-mapped eQTLs against distance-matched negatives, per
         model. WEIGHTS is an annotated VCF (VARSCORE entries) or an ISM table."""
-        from varscore.analysis.enrichment import read_variant_weights
-        from varscore.genome.fasta import load_genes
-        from varscore.io.outputguard import write_text
-
-        table = read_finemap_table(table_path, fmt, tissue)
-        frame = read_variant_weights(weights)
-        if frame.empty:
-            raise InputError(f"{weights} holds no variant weights.")
-        genes: dict[str, Gene] = {}
-        for gene in load_genes(genes_path):
-            genes[gene.gene_id] = genes[gene.label] = gene
-        result = evaluate_finemap(frame, table, genes, min_posterior=min_posterior, negatives=negatives)
-        if result.overall.empty:
-            raise InputError(
-                "No gene has both a fine-mapped positive and a negative among the weighted variants: "
-                "check that the table's genes and positions match the weights (same build?)."
-            )
-        if per_gene is not None:
-            write_text(per_gene, result.per_gene.to_csv(sep="\t", index=False, float_format="%.6g"))
-        text = result.overall.to_csv(sep="\t", index=False, float_format="%.6g")
-        if output == "-":
-            click.echo(text, nl=False)
-        else:
-            write_text(output, text)
+        job = FinemapEvalJob(output=None if output == "-" else Path(output), **options)
+        for line in run_finemap_eval(job).lines():
+            click.echo(line)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.scoring.test_centred import indel_world, track_bundle  # noqa: F401  (fixtures)
 from varscore.cli import cli
 from varscore.errors import InputError
 from varscore.io.merge import MergeJob, run_merge
@@ -122,3 +123,209 @@ def test_bad_table_shard_sets_are_refused_in_one_line(
     result = CliRunner().invoke(cli, ["merge", *map(str, parts), "-o", str(out)])
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
     assert not out.exists()
+
+
+# --- detail tables (annotate --shard --detail) -----------------------------------------------
+
+
+def _detail_shard(
+    folder: Path, index: int, count: int, records: list[int], model: str = "m", command: str | None = None
+) -> Path:
+    """A detail table of the run that wrote ``_shard(folder, index, count, ...)``: its command line,
+    one row per local record number in ``records``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = folder / f"d{index}of{count}.parquet"
+    meta = {
+        "varscore_version": "0.1.0",
+        "varscore_command": command or f"varscore annotate in.vcf --shard {index}/{count}",
+        "varscore_model": json.dumps({"ID": model}),
+    }
+    schema = pa.schema(
+        [pa.field("record", pa.int64(), metadata={"description": "record"}), pa.field("delta", pa.float64())],
+        metadata=meta,
+    )
+    table = pa.Table.from_pydict({"record": records, "delta": [0.5 * r + index for r in records]}, schema=schema)
+    pq.write_table(table, str(path))
+    return path
+
+
+def test_detail_shards_are_renumbered_by_the_records_of_the_shards_before(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    vcfs = [_shard(tmp_path, 1, 3, [1, 2, 3]), _shard(tmp_path, 2, 3, []), _shard(tmp_path, 3, 3, [5, 9])]
+    # shard 1: its last record has no row; shard 2: no record; shard 3: both records, local numbers 0, 1
+    details = [_detail_shard(tmp_path, 1, 3, [0, 0, 1]), _detail_shard(tmp_path, 2, 3, [])]
+    details.append(_detail_shard(tmp_path, 3, 3, [0, 1, 1]))
+    out, detail = tmp_path / "merged.vcf", tmp_path / "merged.parquet"
+    result = run_merge(MergeJob([details[2], vcfs[1], details[0], vcfs[2], vcfs[0], details[1]], out, detail))
+    assert result.records == [3, 0, 2] and result.detail_rows == [3, 0, 3]
+    assert result.lines()[1] == f"merged 3 detail tables (6 rows: 3, 0, 3) into {detail}"
+    table = pq.read_table(detail)
+    assert table.column("record").to_pylist() == [0, 0, 1, 3, 4, 4]  # shard 3 starts after 3 + 0 records
+    assert table.column("delta").to_pylist() == [1.0, 1.0, 1.5, 3.0, 3.5, 3.5]
+    assert table.schema.field("record").metadata == {b"description": b"record"}
+    meta = {k.decode(): v.decode() for k, v in table.schema.metadata.items()}
+    assert meta["varscore_model"] == json.dumps({"ID": "m"}) and meta["varscore_merged_shards"] == "3"
+    assert "--shard" not in meta["varscore_command"]
+    sidecar = json.loads(Path(f"{detail}.provenance.json").read_text())
+    assert sidecar["varscore_model"] == {"ID": "m"} and sidecar["varscore_merged_shards"] == 3
+    assert [line.split("\t")[1] for line in out.read_text().splitlines() if not line.startswith("#")] == [
+        "1",
+        "2",
+        "3",
+        "5",
+        "9",
+    ]
+
+
+def _not_a_detail_table(folder: Path) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = folder / "plain.parquet"
+    pq.write_table(pa.table({"record": [0]}), str(path))
+    return path
+
+
+def _other_columns(folder: Path) -> Path:
+    import pyarrow.parquet as pq
+
+    path = _detail_shard(folder, 2, 2, [0])
+    pq.write_table(pq.read_table(path).drop_columns(["delta"]), str(path))
+    return path
+
+
+def _vcfs(folder: Path, count: int = 2) -> list[Path]:
+    return [_shard(folder, i, count, [i]) for i in range(1, count + 1)]
+
+
+@pytest.mark.parametrize(
+    ("make", "detail", "message"),
+    [
+        (lambda d: [*_vcfs(d), _detail_shard(d, 1, 2, [0])], True, "shard 2 of 2 is missing"),
+        (lambda d: [*_vcfs(d), *[_detail_shard(d, 1, 2, [0])] * 2, _detail_shard(d, 2, 2, [0])], True, "twice"),
+        (
+            lambda d: [*_vcfs(d), _detail_shard(d, 1, 2, [0]), _detail_shard(d, 2, 2, [0], command="varscore x")],
+            True,
+            "comes from none of the runs",
+        ),
+        (
+            lambda d: [*_vcfs(d), _detail_shard(d, 1, 2, [0]), _detail_shard(d, 2, 2, [0], model="other")],
+            True,
+            "different provenance",
+        ),
+        (lambda d: [*_vcfs(d), _detail_shard(d, 1, 2, [0]), _other_columns(d)], True, "different columns"),
+        (lambda d: [*_vcfs(d), _detail_shard(d, 1, 2, [0]), _not_a_detail_table(d)], True, "not a varscore detail"),
+        (lambda d: [_detail_shard(d, 1, 2, [0]), _detail_shard(d, 2, 2, [0])], True, "give the shard VCFs"),
+        (lambda d: [*_vcfs(d), _detail_shard(d, 1, 2, [0]), _detail_shard(d, 2, 2, [0])], False, "--detail OUT"),
+        (lambda d: _vcfs(d), True, "none is among the shards"),
+    ],
+)
+def test_bad_detail_shard_sets_are_refused_in_one_line(
+    tmp_path: Path, make: Callable[[Path], list[Path]], detail: bool, message: str
+) -> None:
+    parts = make(tmp_path)
+    out, table = tmp_path / "merged.vcf", tmp_path / "merged.parquet"
+    with pytest.raises(InputError, match=message):
+        run_merge(MergeJob(parts, out, table if detail else None))
+    args = ["merge", *map(str, parts), "-o", str(out), *(["--detail", str(table)] if detail else [])]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert not out.exists() and not table.exists()
+
+
+def test_shard_vcfs_with_one_command_line_cannot_pair_detail_tables(tmp_path: Path) -> None:
+    vcfs = _vcfs(tmp_path)
+    for path in vcfs:  # as a library caller that records no command line of its own gets
+        path.write_text(path.read_text().replace(" --shard 2/2", " --shard 1/2"))
+    details = [_detail_shard(tmp_path, i, 2, [0], command="varscore annotate in.vcf --shard 1/2") for i in (1, 2)]
+    with pytest.raises(InputError, match="cannot be told apart"):
+        run_merge(MergeJob([*vcfs, *details], tmp_path / "m.vcf", tmp_path / "m.parquet"))
+
+
+def _assert_same_detail(merged: Path, whole: Path) -> None:
+    """Rows, columns, column descriptions and values equal; provenance that of the run but the command."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from varscore.io.outputguard import command_line
+
+    a, b = pq.read_table(merged), pq.read_table(whole)
+    assert a.schema.equals(b.schema, check_metadata=False)
+    assert [f.metadata for f in a.schema] == [f.metadata for f in b.schema]
+    assert a.num_rows == b.num_rows > 0 and a.equals(b)
+    pd.testing.assert_frame_equal(a.to_pandas(), b.to_pandas(), check_exact=True)
+    meta_a, meta_b = dict(a.schema.metadata), dict(b.schema.metadata)
+    assert meta_a.pop(b"varscore_merged_shards") == b"3"
+    assert meta_a.pop(b"varscore_command") == command_line(None).encode()  # the merge's (this process's)
+    meta_b.pop(b"varscore_command")
+    assert meta_a == meta_b
+
+
+@pytest.mark.slow
+def test_gene_mode_detail_shards_merge_into_the_unsharded_table(tmp_path: Path) -> None:
+    """The bundled example scored by elastic-net-demo in 3 shards and in one run: the merged
+    detail table equals the unsharded one (and the merged VCF its body)."""
+    import pyarrow.parquet as pq
+
+    from varscore.examples import data_dir
+    from varscore.scoring.gene_mode import ScoringJob
+    from varscore.scoring.gene_mode import run_scoring as score
+    from varscore.scoring.selection import Selection, Shard
+
+    vcf = data_dir() / "cohort.vcf.gz"
+    whole, whole_detail = tmp_path / "whole.vcf", tmp_path / "whole.parquet"
+    score(ScoringJob(vcf, "elastic-net-demo", whole, detail=whole_detail, argv=["varscore", "annotate"]))
+    parts: list[Path] = []
+    for i in (1, 2, 3):
+        out, detail = tmp_path / f"s{i}.vcf", tmp_path / f"s{i}.parquet"
+        argv = ["varscore", "annotate", str(vcf), "--shard", f"{i}/3", "--detail", str(detail), "-o", str(out)]
+        score(
+            ScoringJob(vcf, "elastic-net-demo", out, detail=detail, argv=argv, selection=Selection(shard=Shard(i, 3)))
+        )
+        assert pq.read_metadata(detail).num_rows > 0  # every shard holds scores
+        parts += [out, detail]
+    merged, merged_detail = tmp_path / "merged.vcf", tmp_path / "merged.parquet"
+    result = CliRunner().invoke(
+        cli, ["merge", *map(str, parts[::-1]), "-o", str(merged), "--detail", str(merged_detail)]
+    )
+    assert result.exit_code == 0, result.output
+    _assert_same_detail(merged_detail, whole_detail)
+
+    def body(path: Path) -> list[str]:
+        return [line for line in path.read_text().splitlines() if not line.startswith("#")]
+
+    assert body(merged) == body(whole)
+
+
+def test_variant_mode_detail_shards_merge_into_the_unsharded_table(
+    track_bundle: dict,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Variant-centred scoring of a tiny track model: 3 shards' detail tables merged == one run's."""
+    from varscore.scoring.selection import Selection, Shard
+    from varscore.scoring.variant_mode import VariantScoringJob, run_variant_scoring
+
+    w = track_bundle
+    settings = {"gtf": w["gtf"], "batch_size": 3, "stats": "SUM,D1"}
+    whole_detail = tmp_path / "whole.parquet"
+    run_variant_scoring(
+        VariantScoringJob(w["vcf"], w["bundle"], tmp_path / "whole.vcf", detail=whole_detail, **settings)
+    )
+    parts: list[Path] = []
+    for i in (1, 2, 3):
+        out, detail = tmp_path / f"s{i}.vcf", tmp_path / f"s{i}.parquet"
+        # the command line each shard records (a job records this process's)
+        monkeypatch.setattr("sys.argv", ["varscore", "annotate", "in.vcf", "--mode", "variant", "--shard", f"{i}/3"])
+        selection = Selection(shard=Shard(i, 3))
+        run_variant_scoring(
+            VariantScoringJob(w["vcf"], w["bundle"], out, detail=detail, selection=selection, **settings)
+        )
+        parts += [detail, out]
+    monkeypatch.undo()
+    merged_detail = tmp_path / "merged.parquet"
+    run_merge(MergeJob(parts, tmp_path / "merged.vcf", merged_detail))
+    _assert_same_detail(merged_detail, whole_detail)

@@ -3,6 +3,7 @@ checked against counts worked out by hand."""
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from tests.conftest import read_vcf_lines, write_fasta, write_vcf
 from varscore.analysis.enrichment import read_segmentation, read_variant_weights, select_hsvs, state_enrichment
 from varscore.errors import InputError
 from varscore.types import Window
+from varscore_plugins.chromhmm import EnrichmentJob, run_enrichment
 
 # [0,60) TssA, [60,90) Enh, [90,150) Quies, [150,170) Enh, [170,200) TssA on chr1
 SEGMENTS = [(0, 60, "1_TssA"), (60, 90, "7_Enh"), (90, 150, "15_Quies"), (150, 170, "7_Enh"), (170, 200, "1_TssA")]
@@ -109,9 +111,8 @@ def test_enrichment_equals_hand_computation(tmp_path):
     assert genea.loc["15_Quies", "observed"] == 0 and genea.loc["15_Quies", "expected"] == pytest.approx(0.2)
 
 
-def test_enrichment_command_on_an_annotated_vcf_with_k_from_a_linear_model(tmp_path, full_cli):
-    cli = full_cli
-
+def write_scored_vcf(path: Path) -> Path:
+    """ISM's deltas as model m1 and an elastic net 'enet' (k: GENEA 1, GENEB 2) in VARSCORE entries."""
     lines = [
         "##fileformat=VCFv4.2",
         "##contig=<ID=chr1,length=200>",
@@ -119,36 +120,67 @@ def test_enrichment_command_on_an_annotated_vcf_with_k_from_a_linear_model(tmp_p
         'Format: ALLELE|GENE|MODEL|REF_PRED|ALT_PRED|DELTA">',
         "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO",
     ]
-    enet = {("GENEA", 10): 0.3, ("GENEB", 160): 0.1, ("GENEB", 180): -0.2}  # k: GENEA 1, GENEB 2
+    enet = {("GENEA", 10): 0.3, ("GENEB", 160): 0.1, ("GENEB", 180): -0.2}
     for gene, pos, delta in sorted(ISM, key=lambda r: r[1]):
         entries = [f"C|{gene}|m1|0|{delta}|{delta}", f"C|{gene}|enet|0|0|{enet.get((gene, pos), 0)}"]
         lines.append(f"chr1\t{pos}\t.\tA\tC\t.\t.\tVARSCORE={','.join(entries)}")
-    vcf = tmp_path / "scored.vcf"
-    vcf.write_text("\n".join(lines) + "\n")
-    result = CliRunner().invoke(
-        cli,
-        [
-            "enrichment",
-            str(vcf),
-            "--bed",
-            str(write_segments(tmp_path / "s.bed", "dense")),
-            "--genes",
-            str(write_genes(tmp_path / "genes.tsv")),
-            "--window",
-            "100",
-            "--k-from",
-            "enet",
-            "-o",
-            str(tmp_path / "out.tsv"),
-        ],
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_enrichment_job_on_an_annotated_vcf_with_k_from_a_linear_model(tmp_path):
+    job = EnrichmentJob(
+        write_scored_vcf(tmp_path / "scored.vcf"),
+        write_segments(tmp_path / "s.bed", "dense"),
+        write_genes(tmp_path / "genes.tsv"),
+        window=100,
+        k_from="enet",
+        fasta=write_fasta(tmp_path / "ref.fa", {"chr1": "ACGT" * 60}),
+        per_gene=tmp_path / "per_gene.tsv",
+        output=tmp_path / "out.tsv",
     )
-    assert result.exit_code == 0, result.output
+    result = run_enrichment(job)
+    assert result.lines() == []  # the table went to the file
+    assert (tmp_path / "out.tsv").read_text() == result.text()
     table = pd.read_csv(tmp_path / "out.tsv", sep="\t").set_index(["model", "state"])
     # m1 HSVs: GENEA top 1 -> 10 (TssA); GENEB top 2 -> 160 (Enh), 120 (Quies)
     expected = {"1_TssA": (1, 0.6 + 2 * 0.3), "7_Enh": (1, 0.3 + 2 * 0.2), "15_Quies": (1, 0.1 + 2 * 0.5)}
     for state, (observed, exp) in expected.items():
         assert table.loc[("m1", state), "observed"] == observed
         assert table.loc[("m1", state), "log_enrichment"] == pytest.approx(math.log(observed / exp), rel=1e-5)
+    per_gene = pd.read_csv(tmp_path / "per_gene.tsv", sep="\t").set_index(["model", "gene", "state"])
+    assert per_gene.loc[("m1", "GENEB", "15_Quies"), "observed"] == 1
+    assert per_gene.loc[("m1", "GENEA", "7_Enh"), "expected"] == pytest.approx(0.3)
+
+
+def test_enrichment_job_prints_the_table_without_output(tmp_path):
+    job = EnrichmentJob(
+        write_ism(tmp_path / "ism.tsv"), write_segments(tmp_path / "s.bed"), write_genes(tmp_path / "g.tsv"), 100, top=2
+    )
+    result = run_enrichment(job)
+    printed = pd.read_csv(io.StringIO("\n".join(result.lines())), sep="\t").set_index("state")
+    for state, (observed, expected) in HAND.items():
+        assert printed.loc[state, "observed"] == observed
+        assert printed.loc[state, "expected"] == pytest.approx(expected)
+
+
+def test_enrichment_command_parses_into_the_job(tmp_path, full_cli):
+    ism, bed, genes = (
+        write_ism(tmp_path / "ism.tsv"),
+        write_segments(tmp_path / "s.bed"),
+        write_genes(tmp_path / "g.tsv"),
+    )
+    args = ["enrichment", str(ism), "--bed", str(bed), "--genes", str(genes), "--window", "100", "--top", "2"]
+    result = CliRunner().invoke(full_cli, args)
+    assert result.exit_code == 0, result.output
+    expected = run_enrichment(EnrichmentJob(ism, bed, genes, window=100, top=2)).text()
+    assert result.output == expected
+    result = CliRunner().invoke(full_cli, [*args, "-o", str(tmp_path / "out.tsv")])
+    assert result.exit_code == 0 and result.output == ""
+    assert (tmp_path / "out.tsv").read_text() == expected
+    result = CliRunner().invoke(full_cli, args[:-2])  # neither --top nor --k-from
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "--top" in result.output and "--k-from" in result.output
 
 
 def test_annotator_adds_states_through_the_cli(tmp_path):

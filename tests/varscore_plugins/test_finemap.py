@@ -3,6 +3,7 @@ eQTLs checked against scikit-learn and a plain re-implementation of the negative
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -17,11 +18,13 @@ from varscore.errors import InputError
 from varscore.genome.fasta import load_genes
 from varscore_plugins.finemap import (
     FinemapAnnotator,
+    FinemapEvalJob,
     auroc,
     average_precision,
     evaluate_finemap,
     matched_negatives,
     read_finemap_table,
+    run_finemap_eval,
 )
 
 GENE_A = "ENSG00000000001.5"
@@ -142,34 +145,54 @@ def test_evaluation_equals_an_independent_computation(tmp_path):
         assert overall["mean_gene_auroc"] == pytest.approx(np.mean([v[0] for v in per_gene.values()]))
 
 
-def test_finemap_eval_command(tmp_path, full_cli):
+def eval_inputs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Weights of two models, a CAVIAR table with two GENEA positives (and a Lung row), genes."""
     weights = make_weights(1)
     ism = tmp_path / "ism.tsv"
     weights.to_csv(ism, sep="\t", index=False)
     sites = sorted(weights.loc[weights["gene"] == "GENEA", "pos"].unique())
     caviar = write_caviar(tmp_path / "caviar.txt", [(GENE_A, sites[1], 0.9), (GENE_A, sites[2], 0.7)])
-    result = CliRunner().invoke(
-        full_cli,
-        [
-            "finemap-eval",
-            str(ism),
-            "--finemap",
-            str(caviar),
-            "--genes",
-            str(write_genes(tmp_path / "genes.tsv")),
-            "--tissue",
-            "Whole_Blood",
-            "--per-gene",
-            str(tmp_path / "genes_out.tsv"),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    table = pd.read_csv(pd.io.common.StringIO(result.output), sep="\t")
+    return ism, caviar, write_genes(tmp_path / "genes.tsv")
+
+
+def test_finemap_eval_job(tmp_path):
+    ism, caviar, genes = eval_inputs(tmp_path)
+    job = FinemapEvalJob(ism, caviar, genes, tissue="Whole_Blood", per_gene=tmp_path / "genes_out.tsv")
+    result = run_finemap_eval(job)
+    table = pd.read_csv(io.StringIO("\n".join(result.lines())), sep="\t")
     assert sorted(table["model"]) == ["ridge", "variformer"]
     assert (table["positives"] == 2).all() and (table["negatives"] == 10).all()
     assert table["auroc"].between(0, 1).all()
     per_gene = pd.read_csv(tmp_path / "genes_out.tsv", sep="\t")
     assert set(per_gene["gene"]) == {"GENEA"}
+    # one gene: the pooled numbers are that gene's
+    assert per_gene.set_index("model")["auroc"].to_dict() == pytest.approx(table.set_index("model")["auroc"].to_dict())
+    # the Lung row is left out (--tissue); min_posterior 0.8 drops the 0.7 positive
+    strict = run_finemap_eval(FinemapEvalJob(ism, caviar, genes, tissue="Whole_Blood", min_posterior=0.8, negatives=3))
+    assert (strict.evaluation.overall["positives"] == 1).all() and (strict.evaluation.overall["negatives"] == 3).all()
+
+
+def test_finemap_eval_job_writes_the_output_file(tmp_path):
+    ism, caviar, genes = eval_inputs(tmp_path)
+    result = run_finemap_eval(FinemapEvalJob(ism, caviar, genes, "caviar", "Whole_Blood", output=tmp_path / "o.tsv"))
+    assert result.lines() == []
+    assert (tmp_path / "o.tsv").read_text() == result.text()
+    assert result.text().splitlines()[0].split("\t") == list(result.evaluation.overall.columns)
+
+
+def test_finemap_eval_command_parses_into_the_job(tmp_path, full_cli):
+    ism, caviar, genes = eval_inputs(tmp_path)
+    args = ["finemap-eval", str(ism), "--finemap", str(caviar), "--genes", str(genes), "--tissue", "Whole_Blood"]
+    args += ["--format", "caviar", "--min-posterior", "0.5", "--negatives", "4"]
+    result = CliRunner().invoke(full_cli, args)
+    assert result.exit_code == 0, result.output
+    job = FinemapEvalJob(ism, caviar, genes, "caviar", "Whole_Blood", min_posterior=0.5, negatives=4)
+    assert result.output == run_finemap_eval(job).text()
+    result = CliRunner().invoke(full_cli, [*args[:-2], "--negatives", "0"])
+    assert result.exit_code == 2 and "--negatives" in result.output
+    result = CliRunner().invoke(full_cli, [*args[:-4], "--min-posterior", "1"])  # no positive left
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "No gene has both a fine-mapped positive" in result.output
 
 
 def test_susie_dapg_and_caviar_tables_read_alike(tmp_path):

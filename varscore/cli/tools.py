@@ -205,12 +205,18 @@ def plugin_new(name: str, kind: str, out_dir: Path, force: bool) -> None:
     show_default=True,
     help="Merged VCF: '-' for stdout, *.vcf, or *.vcf.gz (bgzipped + tabix-indexed).",
 )
-@writes(("output", "-o", "file"))
-def merge_command(shards: tuple[Path, ...], output: str) -> None:
-    """Concatenate the VCFs of 'annotate --shard i/N' runs in shard order (README: Scale-out).
+@click.option(
+    "--detail",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Merged detail table (Parquet) of the shards' --detail tables, given among SHARDS with their VCFs.",
+)
+@writes(("output", "-o", "file"), ("detail", "--detail", "file"))
+def merge_command(shards: tuple[Path, ...], output: str, detail: Path | None) -> None:
+    """Concatenate the VCFs of 'annotate --shard i/N' runs in shard order (README: Scale-out), and
+    with --detail their Parquet detail tables, record numbers as in the unsharded run.
 
     Refuses a missing or repeated shard and shards whose headers differ (model, options, input)."""
     from varscore.io.merge import MergeJob, run_merge
 
-    for line in run_merge(MergeJob(shards, output)).lines():
+    for line in run_merge(MergeJob(shards, output, detail)).lines():
         click.echo(line, err=True)

@@ -11,6 +11,16 @@ ISM tables (``varscore ism --shard i/N``, TSV) merge the same way: each records 
 ``OUTPUT.provenance.json`` (``varscore_shard``); the shards must share the column line and the
 provenance apart from the command line (model, version, input, genes, regions). The merged table
 is the column line once and the shards' rows in shard order, with a provenance sidecar beside it.
+
+Detail tables (``annotate --shard i/N --detail SHARD.parquet``, gene or variant mode) number their
+``record`` column within their shard, so they are merged together with the shard VCFs of the same
+runs (``--detail OUT.parquet``): each table is paired with the VCF whose ``##varscore_command`` is
+its ``varscore_command`` (one run wrote both), which gives its shard and, by the records of the
+shards before it, the offset that turns its record numbers into those of the unsharded run. The
+tables must have the same columns and the same provenance apart from the command line; the
+merged table holds the shards' rows in shard order (row groups copied one by one, so memory stays
+bounded), the provenance of the shards with the merge's command line and
+``varscore_merged_shards``, and a ``.provenance.json`` sidecar beside it.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from varscore.errors import InputError
 from varscore.io.outputguard import Target, atomic_file, guarded_outputs
@@ -34,10 +44,12 @@ RUN_SPECIFIC = (SHARD_LINE, "##varscore_command=")
 @dataclass(frozen=True)
 class MergeJob:
     """Concatenate the shard VCFs ``inputs`` (any order) into ``output`` (``-``, ``*.vcf``,
-    ``*.vcf.gz``), or the shard ISM tables (TSV) into a TSV."""
+    ``*.vcf.gz``), or the shard ISM tables (TSV) into a TSV. Parquet detail tables among
+    ``inputs`` (with the shard VCFs of their runs) are merged into ``detail``."""
 
     inputs: Sequence[str | Path]
     output: str | Path = "-"
+    detail: str | Path | None = None
 
 
 @dataclass
@@ -48,11 +60,17 @@ class MergeResult:
     shards: int
     records: list[int] = field(default_factory=list)
     rows: bool = False  # the shards were tables (counts are rows)
+    detail: str | None = None  # where the detail tables went
+    detail_rows: list[int] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         per = ", ".join(str(n) for n in self.records)
         what = "rows" if self.rows else "records"
-        return [f"merged {self.shards} shards ({sum(self.records)} {what}: {per}) into {self.output}"]
+        lines = [f"merged {self.shards} shards ({sum(self.records)} {what}: {per}) into {self.output}"]
+        if self.detail is not None:
+            per = ", ".join(str(n) for n in self.detail_rows)
+            lines.append(f"merged {self.shards} detail tables ({sum(self.detail_rows)} rows: {per}) into {self.detail}")
+        return lines
 
 
 def _open(path: Path) -> IO[str]:
@@ -133,14 +151,27 @@ def run_merge(job: MergeJob) -> MergeResult:
     if not job.inputs:
         raise InputError("varscore merge needs the shard VCFs to merge.")
     paths = [Path(p) for p in job.inputs]
+    details = [path for path in paths if _is_parquet(path)]
+    if details or job.detail is not None:
+        return _merge_with_details(job, [path for path in paths if path not in details], details)
     tables = [_is_table(path) for path in paths]
     if any(tables):
         if not all(tables):
             raise InputError("varscore merge takes shard VCFs or shard tables (TSV), not both at once.")
         return _merge_tables(job, paths)
     headers = {path: _header(path) for path in paths}
+    ordered = _checked_vcf_shards(paths, headers)
+    header = [line for line in headers[ordered[0]] if not line.startswith(SHARD_LINE)]
+    result = MergeResult(str(job.output), len(ordered))
+    with guarded_outputs([Target("-o", job.output)], paths):
+        _write(job.output, header, ordered, result)
+    return result
+
+
+def _checked_vcf_shards(paths: Sequence[Path], headers: dict[Path, list[str]]) -> list[Path]:
+    """The shard VCFs ``paths`` (with their ``headers``) in shard order, after checking they are
+    shards 1..N of one run (same header apart from the shard and command lines)."""
     ordered = _in_order([(path, *_shard_of(path, headers[path])) for path in paths])
-    total = len(ordered)
     first = [line for line in headers[ordered[0]] if not line.startswith(RUN_SPECIFIC)]
     for path in ordered[1:]:
         other = [line for line in headers[path] if not line.startswith(RUN_SPECIFIC)]
@@ -150,11 +181,7 @@ def run_merge(job: MergeJob) -> MergeResult:
                 f"{path} and {ordered[0]} have different headers (other model, options or input?): "
                 f"first difference at {differ.strip()[:120]}."
             )
-    header = [line for line in headers[ordered[0]] if not line.startswith(SHARD_LINE)]
-    result = MergeResult(str(job.output), total)
-    with guarded_outputs([Target("-o", job.output)], paths):
-        _write(job.output, header, ordered, result)
-    return result
+    return ordered
 
 
 # --- tables (varscore ism --shard) -----------------------------------------------------------
@@ -273,6 +300,182 @@ def _write(
                     emit(handle)
     except OSError as exc:
         raise InputError(f"Cannot write {out}: {exc.strerror or exc}; nothing was written.") from exc
+
+
+# --- detail tables (annotate --shard --detail, Parquet) ----------------------------------------
+
+PARQUET_MAGIC = b"PAR1"
+DETAIL_RUN_SPECIFIC = ("varscore_command",)
+
+
+def _is_parquet(path: Path) -> bool:
+    """Whether ``path`` is a Parquet file: by its name, else its first bytes."""
+    if path.name.endswith((".parquet", ".pq")):
+        return True
+    try:
+        with open(path, "rb") as raw:
+            return raw.read(4) == PARQUET_MAGIC
+    except OSError:
+        return False
+
+
+@dataclass
+class _DetailShard:
+    path: Path
+    file: Any  # pyarrow.parquet.ParquetFile
+    metadata: dict[str, str]
+
+    @property
+    def command(self) -> str:
+        return self.metadata.get("varscore_command", "")
+
+
+def _open_detail(path: Path) -> _DetailShard:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise InputError(f"Shard file not found: {path}.")
+    try:
+        file = pq.ParquetFile(str(path))
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"Cannot read {path} as a Parquet detail table: {exc}.") from exc
+    raw = file.schema_arrow.metadata or {}
+    metadata = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
+    if "varscore_command" not in metadata or "record" not in file.schema_arrow.names:
+        raise InputError(
+            f"{path} is not a varscore detail table (no varscore_command in its metadata or no record "
+            "column): merge the tables 'varscore annotate --shard i/N --detail' wrote."
+        )
+    return _DetailShard(path, file, metadata)
+
+
+def _command_of(header: Sequence[str]) -> str:
+    prefix = "##varscore_command="
+    return next((line[len(prefix) :].rstrip("\n") for line in header if line.startswith(prefix)), "")
+
+
+def _paired_details(
+    ordered: Sequence[Path], headers: dict[Path, list[str]], details: Sequence[_DetailShard]
+) -> list[_DetailShard]:
+    """The detail table of each shard VCF (in shard order): the one with the VCF's command line."""
+    by_command: dict[str, Path] = {}
+    for path in ordered:
+        command = _command_of(headers[path])
+        if command in by_command:
+            raise InputError(
+                f"{by_command[command]} and {path} record the same command line, so their detail tables cannot "
+                "be told apart: run each shard with its own --shard i/N on the command line."
+            )
+        by_command[command] = path
+    paired: dict[Path, _DetailShard] = {}
+    for detail in details:
+        vcf = by_command.get(detail.command)
+        if vcf is None:
+            raise InputError(
+                f"{detail.path} comes from none of the runs of the shard VCFs given (its command line is in "
+                "none of their headers): give each detail table with the VCF its run wrote."
+            )
+        if vcf in paired:
+            raise InputError(f"The detail table of {vcf} is given twice: {paired[vcf].path} and {detail.path}.")
+        paired[vcf] = detail
+    missing = [str(i) for i, path in enumerate(ordered, 1) if path not in paired]
+    if missing:
+        raise InputError(
+            f"The detail table of shard {', '.join(missing)} of {len(ordered)} is missing: merge needs the detail "
+            "table of every shard."
+        )
+    return [paired[path] for path in ordered]
+
+
+def _check_details(shards: Sequence[_DetailShard]) -> Any:
+    """The shards' common schema (of the first one with rows), after checking the provenance apart
+    from the command line and the columns of every table with rows."""
+    first = shards[0]
+    kept = {k: v for k, v in first.metadata.items() if k not in DETAIL_RUN_SPECIFIC}
+    with_rows = [shard for shard in shards if shard.file.metadata.num_rows] or [first]
+    schema = with_rows[0].file.schema_arrow
+    for shard in shards[1:]:
+        other = {k: v for k, v in shard.metadata.items() if k not in DETAIL_RUN_SPECIFIC}
+        if other != kept:
+            differ = sorted(key for key in kept.keys() | other.keys() if kept.get(key) != other.get(key))
+            raise InputError(
+                f"{shard.path} and {first.path} have different provenance (other model or version?): "
+                f"{', '.join(differ)} differ."
+            )
+    for shard in with_rows[1:]:
+        if not shard.file.schema_arrow.equals(schema, check_metadata=False):
+            raise InputError(
+                f"{shard.path} and {with_rows[0].path} have different columns: they are not detail tables of one run."
+            )
+    return schema
+
+
+def _merge_with_details(job: MergeJob, vcfs: list[Path], detail_paths: list[Path]) -> MergeResult:
+    """Shard VCFs merged into ``job.output`` and their detail tables into ``job.detail``."""
+    if job.detail is None:
+        raise InputError("Detail tables (Parquet) among the shards: name the merged table with --detail OUT.parquet.")
+    if not detail_paths:
+        raise InputError("--detail merges the shards' detail tables (Parquet): none is among the shards given.")
+    if not vcfs or any(_is_table(path) for path in vcfs):
+        raise InputError(
+            "Detail tables number their records within their shard: give the shard VCFs of the same runs too "
+            "(their records place each table's rows), and no other tables."
+        )
+    headers = {path: _header(path) for path in vcfs}
+    ordered = _checked_vcf_shards(vcfs, headers)
+    shards = _paired_details(ordered, headers, [_open_detail(path) for path in detail_paths])
+    schema = _check_details(shards)
+    header = [line for line in headers[ordered[0]] if not line.startswith(SHARD_LINE)]
+    result = MergeResult(str(job.output), len(ordered), detail=str(job.detail))
+    paths = vcfs + detail_paths
+    with guarded_outputs([Target("-o", job.output), Target("--detail", job.detail)], paths):
+        _write(job.output, header, ordered, result)
+        _write_detail(Path(job.detail), schema, shards, result)
+    return result
+
+
+def _write_detail(output: Path, schema: Any, shards: Sequence[_DetailShard], result: MergeResult) -> None:
+    """The shards' row groups in shard order, record numbers moved by the records of the shards
+    before (``result.records``), into ``output`` with the merged provenance and its sidecar."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from varscore.io.outputguard import command_line, is_direct, write_text
+
+    provenance = dict(shards[0].metadata)  # in the order the shards hold it, the command replaced
+    provenance.update(varscore_command=command_line(None), varscore_merged_shards=str(len(shards)))
+    merged_schema = schema.with_metadata(provenance)
+    position = merged_schema.get_field_index("record")
+    offset = 0
+    try:
+        with atomic_file(output) as tmp:
+            with pq.ParquetWriter(str(tmp), merged_schema, compression="zstd") as writer:
+                for shard, records in zip(shards, result.records, strict=True):
+                    rows = 0
+                    for group in range(shard.file.num_row_groups):
+                        table = shard.file.read_row_group(group)
+                        if not table.num_rows:
+                            continue
+                        moved = pc.add(table.column("record"), pa.scalar(offset, table.schema.field("record").type))
+                        table = table.set_column(position, merged_schema.field(position), moved)
+                        writer.write_table(table.cast(merged_schema), row_group_size=table.num_rows)
+                        rows += table.num_rows
+                    result.detail_rows.append(rows)
+                    offset += records
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"Cannot write --detail {output}: {exc}; nothing was written there.") from exc
+    if is_direct(output):
+        return
+    sidecar: dict[str, object] = dict(provenance)
+    sidecar["varscore_merged_shards"] = len(shards)
+    if "varscore_model" in sidecar:
+        try:
+            sidecar["varscore_model"] = json.loads(provenance["varscore_model"])
+        except ValueError:
+            pass
+    write_text(f"{output}.provenance.json", json.dumps(sidecar, indent=2) + "\n")
 
 
 class _Bgzf:
