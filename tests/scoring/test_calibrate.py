@@ -307,6 +307,18 @@ def _version_1(source: Path, target: Path) -> None:
     (target / "varscore.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def test_augmented_runs_are_warned_that_the_background_is_not(variformer: dict[str, Any], caplog: Any) -> None:
+    out = variformer["tmp"] / "rc.vcf"
+    with caplog.at_level(logging.WARNING, logger="varscore.scoring.gene_mode"):
+        run_scoring(ScoringJob(variformer["background"], variformer["tmp"] / "gene", out, device="cpu", rc=True))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "variformer-demo was calibrated without --rc/--shifts (models calibrate does not augment): VARSCORE_Q "
+        "compares this run's augmented scores with unaugmented background scores"
+    ]
+    assert all("VARSCORE_Q=" in ";".join(f[7:8]) for f in _records(out) if "VARSCORE=" in f[7])
+
+
 # --- the command: --mode, one-line refusals ------------------------------------------------------
 
 

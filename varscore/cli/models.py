@@ -79,11 +79,15 @@ def models_install(source: str, expected: str | None, name: str | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="--mode gene: gene/TSS table instead of the model's genes (annotate with the same).",
 )
-@click.option("--tracks", default="all", show_default=True, help="Tracks: all, indices or a pattern over --targets.")
-@click.option("--targets", type=click.Path(dir_okay=False, path_type=Path), help="Targets file naming the tracks.")
-@click.option("--gtf", type=click.Path(dir_okay=False, path_type=Path), help="GTF/GFF3 for gene-level backgrounds.")
-@click.option("--stats", default="SUM,logSUM,D1,D2", show_default=True, help="Statistics to calibrate.")
-@click.option("--centring", type=click.Choice(["exact", "tiled"]), default="exact", show_default=True)
+@click.option(
+    "--tracks", default="all", show_default=True, help="--mode variant: all, indices or a pattern over --targets."
+)
+@click.option("--targets", type=click.Path(dir_okay=False, path_type=Path), help="--mode variant: targets file.")
+@click.option("--gtf", type=click.Path(dir_okay=False, path_type=Path), help="--mode variant: GTF/GFF3 with exons.")
+@click.option("--stats", default="SUM,logSUM,D1,D2", show_default=True, help="--mode variant: statistics to calibrate.")
+@click.option(
+    "--centring", type=click.Choice(["exact", "tiled"]), default="exact", show_default=True, help="--mode variant."
+)
 @click.option("--tile-bins", type=click.IntRange(min=1), help="--centring tiled: tile width in output bins.")
 @click.option(
     "--max-variants", type=click.IntRange(min=1), help="Use only the first N scorable (gene: scored) records."

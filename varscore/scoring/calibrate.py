@@ -193,19 +193,20 @@ class GeneBackgroundCollector:
 
     def __init__(self) -> None:
         self.records = 0
-        self._values: dict[str, list[np.ndarray]] = defaultdict(list)
+        self._values: dict[str, list[float]] = defaultdict(list)
 
     def add(self, scores: Sequence[Any]) -> None:
         if not scores:
             return
         self.records += 1
         for score in scores:
-            self._values[gene_window_key(score.gene)].append(np.array([abs(score.delta)], dtype=np.float64))
+            self._values[gene_window_key(score.gene)].append(abs(float(score.delta)))
 
     def finish(self, exact_limit: int = EXACT_LIMIT, grid: int = GRID) -> GeneCalibration:
         if not self._values:
             raise InputError("The background VCF gave no scored variants: nothing to calibrate on.")
-        exact, grid_of, counts = _distributions(self._values, exact_limit, grid)
+        arrays = {key: [np.asarray(values, dtype=np.float64)] for key, values in self._values.items()}
+        exact, grid_of, counts = _distributions(arrays, exact_limit, grid)
         return GeneCalibration(self.records, exact, grid_of, counts)
 
 

@@ -380,6 +380,12 @@ def _annotate_with_model(prepared: PreparedVCF, job: ScoringJob, annotator_objs:
 
     bundle = load_bundle(job.model)  # type: ignore[arg-type]  # not None: checked by run_scoring
     calibration = load_gene_calibration(bundle)  # an altered calibration fails before any work
+    if calibration is not None and job.augmented:
+        logger.warning(
+            "%s was calibrated without --rc/--shifts (models calibrate does not augment): VARSCORE_Q compares "
+            "this run's augmented scores with unaugmented background scores",
+            bundle.name,
+        )
     genes = load_genes(job.genes) if job.genes else bundle.genes
     prepared, genes = selected_input(prepared, job.selection, genes, _selection_window(bundle))
     provenance = provenance_header_lines(bundle, job.argv)
