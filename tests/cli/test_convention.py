@@ -130,7 +130,7 @@ def test_unknown_gene_ends_in_one_line(vcf: Path) -> None:
 
 
 def test_calibrate_takes_the_background_positional(vcf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = _capture(monkeypatch, "varscore.scoring.variant_mode", "run_calibration")
+    seen = _capture(monkeypatch, "varscore.scoring.gene_mode", "run_gene_calibration")  # --mode gene: the default
     new = _invoke(["models", "calibrate", "variformer-demo", str(vcf), "-o", "cal"])
     old = _invoke(["models", "calibrate", "variformer-demo", "--vcf", str(vcf), "-o", "cal"])
     assert new.exit_code == 0 and old.exit_code == 0, new.output + old.output

@@ -536,7 +536,7 @@ def test_variant_mode_and_calibrate_refuse_impossible_exons(
     if command == "annotate":
         args = ["annotate", str(w["vcf"]), "-m", str(w["bundle"]), "-o", str(out), "--mode", "variant"]
     else:
-        args = ["models", "calibrate", str(w["bundle"]), "--vcf", str(w["vcf"]), "-o", str(out)]
+        args = ["models", "calibrate", str(w["bundle"]), "--vcf", str(w["vcf"]), "-o", str(out), "--mode", "variant"]
     result = CliRunner().invoke(cli, [*args, "--gtf", str(gtf)])
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
@@ -622,8 +622,8 @@ def test_sigterm_during_variant_mode_annotate_is_one_line(slow_track_world: dict
 def test_sigterm_during_calibration_is_one_line(slow_track_world: dict[str, Path]) -> None:
     w = slow_track_world
     out = w["tmp"] / "calibrated"
-    args = ["models", "calibrate", str(w["bundle"]), "--vcf", str(w["vcf"]), "-o", str(out), "--stats", "SUM"]
-    status, stderr = _terminated(args, w["tmp"] / "running")
+    args = ["models", "calibrate", str(w["bundle"]), "--vcf", str(w["vcf"]), "-o", str(out), "--mode", "variant"]
+    status, stderr = _terminated([*args, "--stats", "SUM"], w["tmp"] / "running")
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert status == 143, stderr
     assert len(lines) == 1 and lines[0].startswith("Error: models calibrate stopped by SIGTERM; "), stderr

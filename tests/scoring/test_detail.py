@@ -41,7 +41,8 @@ def test_gene_mode_detail_equals_the_vcf_entries(tmp_path):
     argv = ["varscore", "annotate", "in.vcf.gz", "--detail", str(detail)]
     run_scoring(ScoringJob(data_dir() / "cohort.vcf.gz", "elastic-net-demo", vcf, detail=detail, argv=argv))
     table = pq.read_table(detail)
-    assert table.column_names == list(GENE_DETAIL_DESCRIPTIONS)[:-1]  # no ensemble: no sd column
+    optional = ("sd", "q")  # no ensemble: no sd column; no calibration: no q column
+    assert table.column_names == [n for n in GENE_DETAIL_DESCRIPTIONS if n not in optional]
     for field in table.schema:
         assert field.metadata[b"description"].decode() == GENE_DETAIL_DESCRIPTIONS[field.name]
     assert "units" in GENE_DETAIL_DESCRIPTIONS["ref_pred"]

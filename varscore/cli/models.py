@@ -64,14 +64,34 @@ def models_install(source: str, expected: str | None, name: str | None) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write a calibrated copy of the bundle here (default: update the bundle in place).",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(["gene", "variant"]),
+    default="gene",
+    show_default=True,
+    help="The scoring to calibrate, as annotate's --mode: gene (|DELTA| per gene of gene-window scoring) or variant "
+    "(variant-centred scores). A bundle keeps one calibration of each.",
+)
 @click.option("--fasta", type=click.Path(dir_okay=False, path_type=Path), help="Reference FASTA [the bundle's].")
-@click.option("--tracks", default="all", show_default=True, help="Tracks: all, indices or a pattern over --targets.")
-@click.option("--targets", type=click.Path(dir_okay=False, path_type=Path), help="Targets file naming the tracks.")
-@click.option("--gtf", type=click.Path(dir_okay=False, path_type=Path), help="GTF/GFF3 for gene-level backgrounds.")
-@click.option("--stats", default="SUM,logSUM,D1,D2", show_default=True, help="Statistics to calibrate.")
-@click.option("--centring", type=click.Choice(["exact", "tiled"]), default="exact", show_default=True)
+@click.option(
+    "--genes",
+    "genes_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="--mode gene: gene/TSS table instead of the model's genes (annotate with the same).",
+)
+@click.option(
+    "--tracks", default="all", show_default=True, help="--mode variant: all, indices or a pattern over --targets."
+)
+@click.option("--targets", type=click.Path(dir_okay=False, path_type=Path), help="--mode variant: targets file.")
+@click.option("--gtf", type=click.Path(dir_okay=False, path_type=Path), help="--mode variant: GTF/GFF3 with exons.")
+@click.option("--stats", default="SUM,logSUM,D1,D2", show_default=True, help="--mode variant: statistics to calibrate.")
+@click.option(
+    "--centring", type=click.Choice(["exact", "tiled"]), default="exact", show_default=True, help="--mode variant."
+)
 @click.option("--tile-bins", type=click.IntRange(min=1), help="--centring tiled: tile width in output bins.")
-@click.option("--max-variants", type=click.IntRange(min=1), help="Use only the first N scorable records.")
+@click.option(
+    "--max-variants", type=click.IntRange(min=1), help="Use only the first N scorable (gene: scored) records."
+)
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @writes(("output", "-o", "bundle"))
@@ -79,7 +99,9 @@ def models_calibrate(
     name: str,
     vcf: Path,
     output: Path | None,
+    mode: str,
     fasta: Path | None,
+    genes_path: Path | None,
     tracks: str,
     targets: Path | None,
     gtf: Path | None,
@@ -91,34 +113,67 @@ def models_calibrate(
     device: str,
 ) -> None:
     """Score the background variants of VCF (e.g. common SNVs of a 1000 Genomes VCF) and store
-    |score| quantiles in the bundle (annotate adds VARSCORE_Q)."""
+    |score| quantiles in the bundle (annotate then adds VARSCORE_Q): per gene for gene-window
+    scoring (--mode gene, the default), per scope, track and statistic for --mode variant."""
+    from varscore.errors import InputError
     from varscore.io.outputguard import Target, guarded_outputs
     from varscore.models.bundle import resolve_model
+    from varscore.scoring.gene_mode import GeneCalibrateJob, run_gene_calibration
     from varscore.scoring.variant_mode import CalibrateJob, run_calibration
 
+    other = "variant" if mode == "gene" else "gene"
+    given = _options_given(_VARIANT_ONLY if mode == "gene" else ("genes_path",))
+    if given:
+        what = f"{given[0]} applies" if len(given) == 1 else f"{', '.join(given)} apply"
+        raise InputError(
+            f"{what} to --mode {other} only (calibrating --mode {mode}): pass --mode {other}, or drop {'it' if len(given) == 1 else 'them'}."
+        )
     bundle_path = resolve_model(name)
     in_place = [] if output else [Target("NAME (in place)", bundle_path, directory=True)]  # -o: guarded by @writes
-    with guarded_outputs(in_place, [bundle_path, vcf, fasta, targets, gtf], in_place=[bundle_path]):
-        job = CalibrateJob(
-            model=name,
-            vcf=vcf,
-            output=output,
-            fasta=fasta,
-            tracks=tracks,
-            targets=targets,
-            gtf=gtf,
-            stats=stats,
-            centring=centring,
-            tile_bins=tile_bins,
-            batch_size=batch_size,
-            device=device,
-            max_records=max_variants,
-        )
-        result = run_calibration(job)
-    *summary, closing = result.lines()
+    inputs = [bundle_path, vcf, fasta, genes_path, targets, gtf]
+    with guarded_outputs(in_place, inputs, in_place=[bundle_path]):
+        if mode == "gene":
+            gene_job = GeneCalibrateJob(
+                name, vcf, output, fasta, genes_path, batch_size, device=device, max_records=max_variants
+            )
+            lines = run_gene_calibration(gene_job).lines()
+        else:
+            job = CalibrateJob(
+                model=name,
+                vcf=vcf,
+                output=output,
+                fasta=fasta,
+                tracks=tracks,
+                targets=targets,
+                gtf=gtf,
+                stats=stats,
+                centring=centring,
+                tile_bins=tile_bins,
+                batch_size=batch_size,
+                device=device,
+                max_records=max_variants,
+            )
+            lines = run_calibration(job).lines()
+    *summary, closing = lines
     for line in summary:
         click.echo(line, err=True)
     click.echo(closing)
+
+
+#: ``models calibrate`` options of variant-centred scoring only
+_VARIANT_ONLY = ("tracks", "targets", "gtf", "stats", "centring", "tile_bins")
+
+
+def _options_given(names: tuple[str, ...]) -> list[str]:
+    """The options among ``names`` (parameter names) given on the command line (or by environment)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return [
+        p.opts[-1]
+        for p in ctx.command.params
+        if p.name in names and ctx.get_parameter_source(p.name) not in (ParameterSource.DEFAULT, None)
+    ]
 
 
 @models.command("import")

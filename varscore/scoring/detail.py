@@ -10,7 +10,8 @@ window scored), ``scope`` (``window``: all bins; ``gene``: the bins over the gen
 Gene-window mode (``annotate --detail`` without ``--mode variant``) writes one row per (record,
 allele, gene): ``record``, ``chrom``, ``pos``, ``id``, ``ref``, ``alt``, ``gene``, ``model``,
 ``ref_pred``, ``alt_pred``, ``delta`` (the numbers of the VCF's ``VARSCORE`` entries at full
-precision) and, for ensembles, ``sd``.
+precision), for ensembles ``sd`` and, with a bundle calibrated for gene-window scoring, ``q`` (the
+fraction of the gene's background |delta| below the row's |delta|; null for a gene without one).
 
 Every column carries a ``description`` (with its unit) in its Parquet field metadata; the file's
 key-value metadata holds the provenance (``varscore_version``, ``varscore_command``,
@@ -83,6 +84,9 @@ GENE_DETAIL_DESCRIPTIONS = {
     "alt_pred": "predicted expression with the ALT allele (VCF ALT_PRED), in the units of ref_pred",
     "delta": "alt_pred - ref_pred (VCF DELTA), in the units of ref_pred",
     "sd": "ensembles: standard deviation of delta over the replicates (VCF VARSCORE_SD), in the units of ref_pred",
+    "q": "bundles calibrated for gene-window scoring (models calibrate --mode gene): fraction of the gene's "
+    "background |delta| values smaller than this row's |delta|, from 0 to 1 (VCF VARSCORE_Q is the q of the "
+    "allele's row with the largest |delta|); null when the gene has no background",
 }
 
 
@@ -292,17 +296,20 @@ def gene_detail_table(
     model: str,
     spread: Mapping[int, Sequence[float]] | None = None,
     provenance: Mapping[str, str] | None = None,
+    quantiles: Mapping[int, Sequence[float | None]] | None = None,
 ) -> Any:
     """Gene-window scores as an Arrow table, one row per (record, allele, gene) in record order:
     ``variants`` by record index, ``scores`` their :class:`~varscore.scoring.engine.AlleleScore`
-    lists, ``spread`` the ensembles' SD per score (same order)."""
+    lists, ``spread`` the ensembles' SD per score (same order), ``quantiles`` (calibrated bundles;
+    None: no ``q`` column) the calibrated quantile per score (same order; None: no background)."""
     import pyarrow as pa
 
     columns: dict[str, list[Any]] = {name: [] for name in GENE_DETAIL_DESCRIPTIONS}
-    with_sd = bool(spread)
+    with_sd, with_q = bool(spread), quantiles is not None
     for record in sorted(scores):
         variant = variants[record]
         sds = list((spread or {}).get(record, ()))
+        qs = list((quantiles or {}).get(record, ()))
         for k, score in enumerate(scores[record]):
             for name, value in (
                 ("record", record),
@@ -317,11 +324,13 @@ def gene_detail_table(
                 ("alt_pred", float(score.alt_pred)),
                 ("delta", float(score.delta)),
                 ("sd", float(sds[k]) if k < len(sds) else None),
+                ("q", qs[k] if k < len(qs) else None),
             ):
                 columns[name].append(value)
     kinds = {"record": pa.int64(), "pos": pa.int64(), "ref_pred": pa.float64(), "alt_pred": pa.float64()}
-    kinds.update(delta=pa.float64(), sd=pa.float64())
-    names = [n for n in GENE_DETAIL_DESCRIPTIONS if n != "sd" or with_sd]
+    kinds.update(delta=pa.float64(), sd=pa.float64(), q=pa.float64())
+    optional = {"sd": with_sd, "q": with_q}
+    names = [n for n in GENE_DETAIL_DESCRIPTIONS if optional.get(n, True)]
     schema = pa.schema(
         [_field(n, kinds.get(n, pa.string()), GENE_DETAIL_DESCRIPTIONS) for n in names],
         metadata=dict(provenance or {}),

@@ -32,6 +32,7 @@ from varscore.io.vcf import (
     write_annotated,
 )
 from varscore.io.vcf_prepare import PreparedVCF, prepared_vcf
+from varscore.scoring.calibrate import QUANTILE_KEY, GeneCalibration, load_gene_calibration
 from varscore.scoring.engine import (
     AlleleScore,
     GeneCheckpoint,
@@ -72,6 +73,40 @@ def format_scores(variant_alts: Sequence[str], scores: Sequence[AlleleScore], mo
         deltas = [abs(s.delta) for s in scores if s.allele == alt.upper()]
         maxima.append(format_float(max(deltas)) if deltas else ".")
     return {SCORE_KEY: ",".join(entries), MAX_KEY: ",".join(maxima)}
+
+
+def quantile_header() -> InfoHeader:
+    """The ``VARSCORE_Q`` header of gene-window scoring with a calibrated bundle."""
+    return InfoHeader(
+        QUANTILE_KEY,
+        "A",
+        "Float",
+        "Calibrated quantile of each ALT allele: the fraction of the background variants' |DELTA| in a gene "
+        "(varscore models calibrate --mode gene) that is smaller than the |DELTA| of the allele's VARSCORE entry "
+        "with the largest |DELTA| (VARSCORE_MAX; the first such entry when several tie), taken in that entry's "
+        "gene; . when that gene has no background or the allele is not scored",
+    )
+
+
+def gene_quantiles(scores: Sequence[AlleleScore], calibration: GeneCalibration) -> list[float | None]:
+    """Per score (in order) the fraction of its gene's background |DELTA| below its |DELTA| (None:
+    no background for the gene)."""
+    return [calibration.quantile(s.gene, s.delta) for s in scores]
+
+
+def format_quantiles(
+    variant_alts: Sequence[str], scores: Sequence[AlleleScore], quantiles: Sequence[float | None]
+) -> str:
+    """The ``VARSCORE_Q`` value of one record: per ALT, the quantile of its entry with the largest
+    |DELTA| (the first in ``scores`` order when tied; ``.`` when none or no background)."""
+    values = []
+    for alt in variant_alts:
+        best: tuple[float, float | None] | None = None
+        for score, q in zip(scores, quantiles, strict=True):
+            if score.allele == alt.upper() and (best is None or abs(score.delta) > best[0]):
+                best = (abs(score.delta), q)
+        values.append("." if best is None or best[1] is None else format_float(best[1]))
+    return ",".join(values)
 
 
 def parse_annotator_options(options: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -180,7 +215,7 @@ def run_scoring(job: ScoringJob) -> ScoringSummary:
     guard = guarded_outputs(outputs, [job.vcf, job.fasta, job.genes, job.model], lock=writer)
     keys = [f.key for a in annotator_objs for f in a.info_fields]
     if not job.scores_nothing:
-        keys += [SCORE_KEY, MAX_KEY, SKIP_KEY]
+        keys += [SCORE_KEY, MAX_KEY, SKIP_KEY, QUANTILE_KEY]
     with guard, prepared_vcf(job.vcf, replace_keys=keys) as prepared:
         if job.scores_nothing:
             if not annotator_objs:
@@ -344,6 +379,13 @@ def _annotate_with_model(prepared: PreparedVCF, job: ScoringJob, annotator_objs:
     from varscore.scoring.ensemble import sd_header, sd_info
 
     bundle = load_bundle(job.model)  # type: ignore[arg-type]  # not None: checked by run_scoring
+    calibration = load_gene_calibration(bundle)  # an altered calibration fails before any work
+    if calibration is not None and job.augmented:
+        logger.warning(
+            "%s was calibrated without --rc/--shifts (models calibrate does not augment): VARSCORE_Q compares "
+            "this run's augmented scores with unaugmented background scores",
+            bundle.name,
+        )
     genes = load_genes(job.genes) if job.genes else bundle.genes
     prepared, genes = selected_input(prepared, job.selection, genes, _selection_window(bundle))
     provenance = provenance_header_lines(bundle, job.argv)
@@ -355,6 +397,12 @@ def _annotate_with_model(prepared: PreparedVCF, job: ScoringJob, annotator_objs:
         record: format_scores(scored.variants[record].alts, scores, bundle.name)
         for record, scores in result.scores.items()
     }
+    quantiles: dict[int, list[float | None]] | None = None
+    if calibration is not None:
+        quantiles = {record: gene_quantiles(scores, calibration) for record, scores in result.scores.items()}
+        for record, scores in result.scores.items():
+            info[record][QUANTILE_KEY] = format_quantiles(scored.variants[record].alts, scores, quantiles[record])
+        scored.headers.append(quantile_header())
     for record, value in sd_info(scored.spread).items():
         info[record][sd_header().key] = value
     for record, reason in scored.skipped.items():
@@ -367,7 +415,7 @@ def _annotate_with_model(prepared: PreparedVCF, job: ScoringJob, annotator_objs:
         from varscore.scoring.detail import detail_provenance, gene_detail_table, write_gene_detail
 
         meta = detail_provenance(bundle, job.argv)
-        table = gene_detail_table(scored.variants, result.scores, bundle.name, scored.spread, meta)
+        table = gene_detail_table(scored.variants, result.scores, bundle.name, scored.spread, meta, quantiles)
         write_gene_detail(job.detail, table, bundle, job.argv)
     result.summary.records_written = write_annotated(prepared.path, job.output, info, headers, provenance)
     if scored.checkpoint is not None:
@@ -436,8 +484,16 @@ def _report_nothing_scored(
             f"{windows} but none could be scored ({reasons or 'not in the model'})."
         )
     if fail_if_none:
-        raise InputError(text + " (--fail-if-none)")
+        raise NothingScored(text + " (--fail-if-none)", text)
     logger.warning("%s", text)
+
+
+class NothingScored(InputError):
+    """No record of a VCF could be scored (``fail_if_none``); ``reason`` says why, without the option."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _windows(genes: Sequence[Gene], window_size: int | None) -> dict[str, Any]:
@@ -547,3 +603,88 @@ def _fingerprint(
         ).encode()
     )
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class GeneCalibrateJob:
+    """One ``varscore models calibrate --mode gene`` run: the background ``vcf`` scored with
+    ``model`` as gene-window ``annotate`` scores it (:func:`score_vcf`: same windows, genes,
+    replicates, REF checks), the |DELTA| of its first ``max_records`` scored records stored per
+    gene in the bundle (or in a calibrated copy at ``output``). ``genes``: a gene/TSS table
+    instead of the bundle's genes (then annotate with the same table)."""
+
+    model: str | Path
+    vcf: str | Path
+    output: str | Path | None = None
+    fasta: str | Path | None = None
+    genes: str | Path | None = None
+    batch_size: int = 8
+    device: str = "auto"
+    bf16: bool = False
+    check_ref: str = "flag"
+    max_records: int | None = None
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class GeneCalibrationResult:
+    """What :func:`run_gene_calibration` did: the calibrated bundle's ``path``, the gene-window
+    ``calibration`` stored there and the ``summary`` of scoring the background."""
+
+    path: Path
+    calibration: GeneCalibration
+    summary: ScoringSummary
+
+    def lines(self) -> list[str]:
+        return [
+            *self.summary.lines(),
+            f"calibrated {self.path} for gene-window scoring on {self.calibration.records} background records "
+            f"({len(self.calibration.counts)} genes)",
+        ]
+
+
+def run_gene_calibration(job: GeneCalibrateJob) -> GeneCalibrationResult:
+    """Score the background ``job.vcf`` in gene windows and store each gene's background |DELTA|
+    in the bundle (keeping a variant-centred calibration it holds). A background with no scorable
+    record in any gene window is refused; one with fewer than
+    :data:`~varscore.scoring.calibrate.MIN_BACKGROUND` scores for a gene is warned about. SIGTERM
+    ends in :class:`~varscore.scoring.variant_mode.ScoringInterrupted`, the bundle unchanged."""
+    from varscore.models.bundle import load_bundle
+    from varscore.scoring.calibrate import GeneBackgroundCollector, resolution_warning, write_calibration
+    from varscore.scoring.variant_mode import stop_on_sigterm
+
+    target = job.output if job.output is not None else job.model
+    scoring = ScoringJob(
+        job.vcf,
+        job.model,
+        "-",  # nothing is written but the calibration: no checkpoints
+        fasta=job.fasta,
+        batch_size=job.batch_size,
+        device=job.device,
+        bf16=job.bf16,
+        check_ref=job.check_ref,
+        fail_if_none=True,
+        progress=job.progress,
+    )
+    with (
+        stop_on_sigterm(
+            "models calibrate",
+            f"{target} was not changed (the calibration is written only once complete): rerun the command.",
+        ),
+        prepared_vcf(job.vcf) as prepared,
+    ):
+        bundle = load_bundle(job.model)
+        genes = load_genes(job.genes) if job.genes else bundle.genes
+        try:
+            scored = score_vcf(prepared, bundle, genes, scoring)
+        except NothingScored as exc:
+            raise InputError(f"{exc.reason} Nothing to calibrate on: give a background with variants there.") from None
+        collector = GeneBackgroundCollector()
+        for record in islice(sorted(r for r, scores in scored.result.scores.items() if scores), job.max_records):
+            collector.add(scored.result.scores[record])
+        calibration = collector.finish()
+        coarse = resolution_warning(calibration)
+        if coarse is not None:
+            logger.warning(coarse)
+        path = write_calibration(bundle, calibration, job.output)
+        return GeneCalibrationResult(path, calibration, scored.result.summary)

@@ -33,6 +33,7 @@ from varscore.io.vcf import (
     write_annotated,
 )
 from varscore.scoring.calibrate import (
+    QUANTILE_KEY,
     BackgroundCollector,
     Calibration,
     load_calibration,
@@ -56,7 +57,6 @@ from varscore.scoring.selection import Selection, selected_input
 logger = logging.getLogger(__name__)
 
 TOP_KEY = "VARSCORE_TOP"
-QUANTILE_KEY = "VARSCORE_Q"
 
 
 class ScoringInterrupted(VarscoreError):
