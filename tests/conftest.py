@@ -266,3 +266,33 @@ def elastic_net_scored(tmp_path_factory: pytest.TempPathFactory) -> ScoredVcf:
     argv = ["varscore", "annotate", "in.vcf.gz", "--detail", str(detail)]
     summary = run_scoring(ScoringJob(_example_vcf(), "elastic-net-demo", out, detail=detail, argv=argv))
     return ScoredVcf(out, tuple(summary.lines()), detail)
+
+
+@dataclass(frozen=True)
+class DemoIsm:
+    """The bundled ``variformer-demo`` loaded once (``bundle``, its ``ModelScorer``, the
+    ``genome`` of its reference), the example cohort's variants in the windows of every gene of
+    the bundle (``variants``: gene id -> ``GeneVariants``) and their ISM table (``ism``)."""
+
+    bundle: Any
+    scorer: Any
+    genome: Any
+    variants: dict[str, Any]
+    ism: Any
+
+
+@pytest.fixture(scope="session")
+def demo_ism() -> DemoIsm:
+    """``score_genes`` of the bundled ``variformer-demo`` over the variants of the bundled example
+    cohort in the windows of all the bundle's genes (every gene's table is the one scoring that
+    gene alone gives; about 13 s on one core). Read by tests/analysis/test_hsv.py (the HSVs'
+    causal enrichment) and tests/analysis/test_drivers.py (the drivers of SNAP25 and MKKS)."""
+    from varscore.analysis.ism import ModelScorer, read_gene_variants, score_genes
+    from varscore.genome.fasta import Genome
+    from varscore.models.bundle import load_bundle
+
+    bundle = load_bundle("variformer-demo")
+    scorer = ModelScorer.from_bundle(bundle)
+    genome = Genome(bundle.reference_fasta)
+    variants = read_gene_variants(_example_vcf(), bundle.genes, genome, scorer.window_size)
+    return DemoIsm(bundle, scorer, genome, variants, score_genes(scorer, variants, genome))
