@@ -4,6 +4,7 @@ import gzip
 import importlib
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
@@ -211,3 +212,87 @@ def linear_bundle(linear_cohort: Any, tmp_path_factory: pytest.TempPathFactory) 
     result = run_finetune(job)
     assert result.bundle == out, result.lines()
     return out
+
+
+@dataclass(frozen=True)
+class ScoredVcf:
+    """An annotated VCF made once per test run: ``vcf`` (bgzipped), the run's summary ``lines``
+    and, where the run wrote one, its Parquet ``detail`` table."""
+
+    vcf: Path
+    lines: tuple[str, ...]
+    detail: Path | None = None
+
+
+def _example_vcf() -> Path:
+    from varscore.examples import data_dir
+
+    return data_dir() / "cohort.vcf.gz"
+
+
+@pytest.fixture(scope="session")
+def demo_scored(tmp_path_factory: pytest.TempPathFactory) -> ScoredVcf:
+    """The bundled example cohort (``varscore/examples/data/cohort.vcf.gz``) annotated in gene
+    mode with the bundled ``variformer-demo`` named as the README's main command names it
+    (``ScoringJob(vcf, "variformer-demo", out, device="cpu")``), in one process with one torch
+    thread, so that its sums add up in the order of one-thread worker processes (about 20 s on
+    one core). Read by tests/scoring/test_gene_mode.py (the README command's output) and
+    tests/scoring/test_distributed.py (the one-process run a two-process run must equal)."""
+    import torch
+
+    from varscore.scoring.gene_mode import ScoringJob, run_scoring
+
+    out = tmp_path_factory.mktemp("demo_scored") / "out.vcf.gz"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        summary = run_scoring(ScoringJob(_example_vcf(), "variformer-demo", out, device="cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    return ScoredVcf(out, tuple(summary.lines()))
+
+
+@pytest.fixture(scope="session")
+def elastic_net_scored(tmp_path_factory: pytest.TempPathFactory) -> ScoredVcf:
+    """The bundled example cohort annotated in gene mode with the bundled ``elastic-net-demo``,
+    with its Parquet detail table, as ``varscore annotate in.vcf.gz --detail DETAIL`` (the
+    ``argv`` recorded in both) writes them. Read by tests/scoring/test_detail.py (the table
+    against the VCF's entries and provenance) and tests/scoring/test_tracks.py (tracks made from
+    the VCF's scores)."""
+    from varscore.scoring.gene_mode import ScoringJob, run_scoring
+
+    folder = tmp_path_factory.mktemp("elastic_net_scored")
+    out, detail = folder / "out.vcf.gz", folder / "detail.parquet"
+    argv = ["varscore", "annotate", "in.vcf.gz", "--detail", str(detail)]
+    summary = run_scoring(ScoringJob(_example_vcf(), "elastic-net-demo", out, detail=detail, argv=argv))
+    return ScoredVcf(out, tuple(summary.lines()), detail)
+
+
+@dataclass(frozen=True)
+class DemoIsm:
+    """The bundled ``variformer-demo`` loaded once (``bundle``, its ``ModelScorer``, the
+    ``genome`` of its reference), the example cohort's variants in the windows of every gene of
+    the bundle (``variants``: gene id -> ``GeneVariants``) and their ISM table (``ism``)."""
+
+    bundle: Any
+    scorer: Any
+    genome: Any
+    variants: dict[str, Any]
+    ism: Any
+
+
+@pytest.fixture(scope="session")
+def demo_ism() -> DemoIsm:
+    """``score_genes`` of the bundled ``variformer-demo`` over the variants of the bundled example
+    cohort in the windows of all the bundle's genes (every gene's table is the one scoring that
+    gene alone gives; about 13 s on one core). Read by tests/analysis/test_hsv.py (the HSVs'
+    causal enrichment) and tests/analysis/test_drivers.py (the drivers of SNAP25 and MKKS)."""
+    from varscore.analysis.ism import ModelScorer, read_gene_variants, score_genes
+    from varscore.genome.fasta import Genome
+    from varscore.models.bundle import load_bundle
+
+    bundle = load_bundle("variformer-demo")
+    scorer = ModelScorer.from_bundle(bundle)
+    genome = Genome(bundle.reference_fasta)
+    variants = read_gene_variants(_example_vcf(), bundle.genes, genome, scorer.window_size)
+    return DemoIsm(bundle, scorer, genome, variants, score_genes(scorer, variants, genome))

@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr
 
+from tests.conftest import DemoIsm
 from varscore.analysis.drivers import explained_fraction, forward_select_drivers, mean_pairwise_ld
-from varscore.examples import examples_dir
-
-EXAMPLES = examples_dir()
 
 
 def slow_drivers(dosage, effects, predictions, min_gain=0.05, alpha=0.01):
@@ -91,25 +89,22 @@ def test_explained_fraction_and_ld_against_explicit_computations():
 
 
 @pytest.mark.slow
-def test_drivers_recover_the_planted_causal_variants_of_the_learned_genes():
+def test_drivers_recover_the_planted_causal_variants_of_the_learned_genes(demo_ism: DemoIsm):
     """The two genes the demo model learned (SNAP25, h² 0.42; MKKS, 0.23), on the 67 test people:
     MKKS's first and only driver is its planted promoter variant (chr20:10415398 G>A, 527 bp
     upstream); SNAP25's is chr20:10199712 T>C, whose dosages equal those of SNAP25's planted
     chr20:10199381 C>T in every person (perfect LD). Each explains > 95% of the model's predictions
-    (measured: 0.9995, 0.9992)."""
+    (measured: 0.9995, 0.9992). The genes' variants and ISM tables are the session's ``demo_ism``
+    (tests/conftest.py)."""
     from varscore.analysis.drivers import find_drivers
-    from varscore.analysis.ism import ModelScorer, held_out_people, read_gene_variants, score_genes
-    from varscore.genome.fasta import Genome
-    from varscore.models.bundle import load_bundle
+    from varscore.analysis.ism import held_out_people
 
-    bundle = load_bundle(EXAMPLES / "models" / "variformer-demo")
-    scorer = ModelScorer.from_bundle(bundle)
-    genome = Genome(bundle.reference_fasta)
+    bundle, scorer = demo_ism.bundle, demo_ism.scorer
     planted = {"SNAP25": "chr20:10199381:C:T", "MKKS": "chr20:10415398:G:A"}
-    genes = [g for g in bundle.genes if g.label in planted]
-    variants = read_gene_variants(EXAMPLES / "data" / "cohort.vcf.gz", genes, genome, scorer.window_size)
+    variants = {gene_id: gv for gene_id, gv in demo_ism.variants.items() if gv.gene.label in planted}
+    assert len(variants) == 2
     for gene in variants.values():
-        ism = score_genes(scorer, {gene.gene.gene_id: gene}, genome)
+        ism = demo_ism.ism[demo_ism.ism["gene"] == gene.gene.label].reset_index(drop=True)
         table, summary = find_drivers(scorer, {gene.gene.gene_id: gene}, ism, held_out_people(bundle))
         assert len(table) == 1 and summary["explained"].iloc[0] > 0.95
         columns = list(gene.table["key"])

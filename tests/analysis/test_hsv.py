@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy.stats import fisher_exact
 
+from tests.conftest import DemoIsm
 from varscore.analysis.hsv import (
     causal_enrichment,
     high_scoring_variants,
@@ -84,23 +85,18 @@ def test_causal_enrichment_counts_unique_variants_and_uses_fisher():
 
 
 @pytest.mark.slow
-def test_demo_model_hsvs_are_enriched_for_causal_variants():
+def test_demo_model_hsvs_are_enriched_for_causal_variants(demo_ism: DemoIsm):
     """HSVs of the demo Variformer (k from the elastic net) vs their matched controls on the
-    bundled cohort. Measured: 6/61 HSVs causal, 0/82 matched controls (one-sided Fisher p = 0.005);
+    bundled cohort (the ISM table of the session's ``demo_ism``, tests/conftest.py). Measured:
+    6/61 HSVs causal, 0/82 matched controls (one-sided Fisher p = 0.005);
     10 of the 316 scored (gene, variant) pairs in the 16-kb windows are causal. Per gene the top
     variant is causal for MKKS (its promoter eQTL chr20:10415398 G>A, |ISM| 1.33, 77x the next);
     SNAP25's top variant, chr20:10199712 T>C, has exactly the dosages of SNAP25's causal
     chr20:10199381 C>T (perfect LD: no model can tell them apart), which ranks 3rd."""
     from varscore.analysis.hsv import HSV_MAF_TOLERANCE, k_from_linear, read_truth
-    from varscore.analysis.ism import ModelScorer, read_gene_variants, score_genes
-    from varscore.genome.fasta import Genome
     from varscore.models.bundle import load_bundle
 
-    bundle = load_bundle(EXAMPLES / "models" / "variformer-demo")
-    scorer = ModelScorer.from_bundle(bundle)
-    genome = Genome(bundle.reference_fasta)
-    variants = read_gene_variants(EXAMPLES / "data" / "cohort.vcf.gz", bundle.genes, genome, scorer.window_size)
-    ism = score_genes(scorer, variants, genome)
+    bundle, variants, ism = demo_ism.bundle, demo_ism.variants, demo_ism.ism
     linear = load_bundle(EXAMPLES / "models" / "elastic-net-demo").backbone()
     k = k_from_linear(linear)
     hsvs = high_scoring_variants(ism, {g.label: k[g.gene_id] for g in bundle.genes})

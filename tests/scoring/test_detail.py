@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import read_vcf_lines
+from tests.conftest import ScoredVcf, read_vcf_lines
 from tests.scoring.test_centred import indel_world, track_bundle  # noqa: F401  (fixtures)
 from varscore.errors import InputError
 from varscore.examples import data_dir
@@ -34,12 +34,12 @@ def _check_provenance(table_path: Path, vcf: Path) -> None:
     assert meta["varscore_command"] == sidecar["varscore_command"]
 
 
-def test_gene_mode_detail_equals_the_vcf_entries(tmp_path):
+def test_gene_mode_detail_equals_the_vcf_entries(elastic_net_scored: ScoredVcf):
     """One row per (record, allele, gene): REF_PRED, ALT_PRED, DELTA of the VCF's VARSCORE
-    entries (6 significant digits there, full precision in the table)."""
-    vcf, detail = tmp_path / "out.vcf.gz", tmp_path / "detail.parquet"
-    argv = ["varscore", "annotate", "in.vcf.gz", "--detail", str(detail)]
-    run_scoring(ScoringJob(data_dir() / "cohort.vcf.gz", "elastic-net-demo", vcf, detail=detail, argv=argv))
+    entries (6 significant digits there, full precision in the table), on the session's
+    ``elastic_net_scored`` run (tests/conftest.py)."""
+    vcf, detail = elastic_net_scored.vcf, elastic_net_scored.detail
+    assert detail is not None
     table = pq.read_table(detail)
     optional = ("sd", "q")  # no ensemble: no sd column; no calibration: no q column
     assert table.column_names == [n for n in GENE_DETAIL_DESCRIPTIONS if n not in optional]

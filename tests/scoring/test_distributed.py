@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch  # noqa: E402
 
+from tests.conftest import ScoredVcf
 from varscore.examples import examples_dir
 from varscore.genome.fasta import Genome  # noqa: E402
 from varscore.io.vcf import iter_variants  # noqa: E402
@@ -77,31 +78,28 @@ def test_two_processes_equal_one() -> None:
 
 
 @pytest.mark.slow
-def test_annotate_with_two_devices_writes_the_same_vcf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_annotate_with_two_devices_writes_the_same_vcf(
+    demo_scored: ScoredVcf, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-process run (``demo_scored``, tests/conftest.py: one torch thread) and the same
+    job with ``devices=2`` write the same VCF."""
     import gzip
 
     from varscore.scoring.gene_mode import ScoringJob, run_scoring
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the workers' thread count: sums in the same order
+    outputs = {}
+    with gzip.open(demo_scored.vcf, "rt") as handle:
+        outputs[1] = handle.read()
+    out = tmp_path / "out2.vcf.gz"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    outputs = {}
     try:
-        for devices in (1, 2):
-            out = tmp_path / f"out{devices}.vcf.gz"
-            job = ScoringJob(
-                EXAMPLES / "data" / "cohort.vcf.gz",
-                EXAMPLES / "models" / "variformer-demo",
-                out,
-                fasta=FASTA,
-                device="cpu",
-                devices=devices,
-            )
-            run_scoring(job)
-            with gzip.open(out, "rt") as handle:
-                outputs[devices] = handle.read()
+        run_scoring(ScoringJob(EXAMPLES / "data" / "cohort.vcf.gz", "variformer-demo", out, device="cpu", devices=2))
     finally:
         torch.set_num_threads(threads)
+    with gzip.open(out, "rt") as handle:
+        outputs[2] = handle.read()
     assert outputs[1] == outputs[2]
     assert outputs[1].count("VARSCORE=") >= 50
 

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 
 from tests.conftest import missing_tool, read_vcf_lines, write_fasta, write_vcf
 from varscore.cli import cli
-from varscore.examples import examples_dir
 from varscore.genome.sequence import one_hot
 from varscore.io.vcf import MAX_KEY, SCORE_FORMAT, SCORE_KEY, consequence
 from varscore.scoring.gene_mode import ScoringJob, run_scoring
@@ -256,13 +255,12 @@ def test_unscorable_records_are_flagged_with_a_reason(toy_world):
 
 
 @pytest.mark.slow
-def test_bundled_demo_model_annotates_the_bundled_cohort(tmp_path):
-    """The README's main command: the shipped demo bundle resolves by name and scores."""
-    examples = examples_dir()
-    out = tmp_path / "out.vcf.gz"
-    summary = _annotate(examples / "data" / "cohort.vcf.gz", "variformer-demo", out)
+def test_bundled_demo_model_annotates_the_bundled_cohort(demo_scored):
+    """The README's main command: the shipped demo bundle resolves by name and scores (the
+    session's ``demo_scored`` run, tests/conftest.py)."""
+    summary = demo_scored.lines
     assert "records read: 4227" in summary and "genes scored: 5" in summary
-    body = [x for x in read_vcf_lines(out) if not x.startswith("#")]
+    body = [x for x in read_vcf_lines(demo_scored.vcf) if not x.startswith("#")]
     assert len(body) == 4227
     snap25 = [x for x in body if x.split("\t")[1] == "10199381"]  # the simulated SNAP25 eQTL
     entries = _info(snap25[0])[SCORE_KEY].split(",")

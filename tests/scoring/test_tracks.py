@@ -16,7 +16,7 @@ import pyBigWig
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import missing_tool, read_vcf_lines, write_vcf
+from tests.conftest import ScoredVcf, missing_tool, read_vcf_lines, write_vcf
 from varscore.cli import cli
 from varscore.errors import InputError
 from varscore.examples import examples_dir
@@ -353,12 +353,12 @@ def test_track_model_coverage_equals_direct_predictions(world):
     assert sum("coverage." in r.get("path") for r in session.iter("Resource")) == 3 + 2 * (4 + 4 + 2)
 
 
-def test_linear_bundle_tracks_equal_its_vcf_scores(tmp_path):
-    """The bundled elastic-net demo on the bundled cohort: no FASTA pass needed, same equality."""
+def test_linear_bundle_tracks_equal_its_vcf_scores(elastic_net_scored: ScoredVcf, tmp_path):
+    """The bundled elastic-net demo on the bundled cohort: no FASTA pass needed, same equality
+    (the VCF is the session's ``elastic_net_scored`` run, tests/conftest.py)."""
     examples = examples_dir()
     vcf, model = examples / "data" / "cohort.vcf.gz", str(examples / "models" / "elastic-net-demo")
-    annotated = tmp_path / "annotated.vcf"
-    run_scoring(ScoringJob(vcf, model, annotated))
+    annotated = elastic_net_scored.vcf
     run_tracks(TrackJob(vcf, tmp_path / "t", model=model, top=0))
     expected = _vcf_deltas(annotated)
     for gene, table in expected.items():
@@ -570,7 +570,7 @@ def _igv_js() -> Path:
 
 
 @pytest.mark.slow
-def test_igv_html_loads_the_tracks_in_headless_chromium(tmp_path):
+def test_igv_html_loads_the_tracks_in_headless_chromium(elastic_net_scored: ScoredVcf, tmp_path):
     """igv.html opened in headless Chromium from a 127.0.0.1 server: igv.js loads every track at
     the session's locus under the session's names, and the bigWig values it reads in view are the
     intervals pyBigWig reads there."""
@@ -592,8 +592,7 @@ def test_igv_html_loads_the_tracks_in_headless_chromium(tmp_path):
     for suffix in ("", ".fai", ".gzi"):
         shutil.copy(data / f"ucsc.hg19.chr20.unittest.fasta.gz{suffix}", root / "ref")
     shutil.copy(igv_js, root / "igv.min.js")
-    annotated = tmp_path / "scored.vcf.gz"
-    run_scoring(ScoringJob(data / "cohort.vcf.gz", "elastic-net-demo", annotated))
+    annotated = elastic_net_scored.vcf
     out = root / "tracks"
     fasta = root / "ref" / "ucsc.hg19.chr20.unittest.fasta.gz"
     result = run_tracks(TrackJob(annotated, out, from_vcf=True, genome=str(fasta), igv_js="../igv.min.js"))
