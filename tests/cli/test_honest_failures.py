@@ -655,3 +655,19 @@ def test_init_from_is_checked_before_the_cohort_is_read(tmp_path: Path) -> None:
         assert "Expression file" not in result.output
     result = CliRunner().invoke(cli, args)  # without --init-from the placeholders are what fails
     assert result.exit_code != 0 and "Expression file" in result.output, result.output
+
+
+# -- selections given an empty value (an unset shell variable) ----------------------------------
+
+
+@pytest.mark.parametrize("command", [["ism", "VCF", "-m", "elastic-net-demo"], ["annotate", "VCF", "--model", "none"]])
+@pytest.mark.parametrize("option", ["--genes-only", "--regions", "--shard"])
+def test_an_empty_selection_is_refused_not_read_as_everything(tmp_path: Path, command: list[str], option: str) -> None:
+    from varscore.cli import cli
+    from varscore.examples import data_dir
+
+    args = [str(data_dir() / "cohort.vcf.gz") if a == "VCF" else a for a in command]
+    result = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "out.tsv"), option, ""])
+    assert result.exit_code != 0
+    assert option in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out.tsv").exists()

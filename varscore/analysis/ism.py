@@ -562,10 +562,10 @@ def select_gene_variants(
     from dataclasses import replace
 
     from varscore.io.vcf import iter_variants
-    from varscore.scoring.selection import select_variants
+    from varscore.scoring.selection import header_contigs, select_variants
 
     records = list(iter_variants(vcf))
-    in_regions = select_variants(records, replace(selection, shard=None), genes, window_size)
+    in_regions = select_variants(records, replace(selection, shard=None), genes, window_size, header_contigs(vcf))
     if selection.shard is not None:
         order = _position_keys(in_regions, genes)
         firsts = []

@@ -71,7 +71,12 @@ def genes_only_option(help_text: str = "Only these genes: IDs or names, comma-se
     def decorate(func: Any) -> Any:
         @functools.wraps(func)
         def wrapper(*args: Any, **values: Any) -> Any:
-            names = [n.strip() for item in values.pop("genes_only") or () for n in item.split(",") if n.strip()]
+            given = values.pop("genes_only") or ()
+            names = [n.strip() for item in given for n in item.split(",") if n.strip()]
+            if given and not names:  # an empty value (an unset shell variable) names no gene, not every gene
+                raise click.BadParameter(
+                    "names no gene; expected ID,... (gene IDs or names).", param_hint="--genes-only"
+                )
             names += list(values.pop("gene_old_spelling") or ())
             return func(*args, gene_names=tuple(dict.fromkeys(names)), **values)
 
