@@ -29,6 +29,7 @@ import gzip
 import json
 import re
 import sys
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,7 @@ def _header(path: Path) -> list[str]:
                 if not line.startswith("#"):
                     break
                 lines.append(line)
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         raise InputError(f"Cannot read {path} as a VCF: {exc}.") from exc
     if not lines or not lines[0].startswith("##fileformat=VCF") or not lines[-1].startswith("#CHROM"):
         raise InputError(f"{path} is not a VCF (no '##fileformat=VCF' ... '#CHROM' header).")
@@ -108,11 +109,44 @@ def _shard_of(path: Path, header: Sequence[str]) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def _records(path: Path) -> Iterator[str]:
-    with _open(path) as handle:
-        for line in handle:
-            if not line.startswith("#"):
+#: the empty block that ends every complete BGZF file (SAM/BAM specification, 4.1.2)
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+
+
+def _check_complete(path: Path) -> None:
+    """Refuse a shard cut short (a copy or a run that stopped): a bgzipped file without the BGZF
+    end-of-file block, or a plain one whose last line has no newline."""
+    try:
+        with open(path, "rb") as raw:
+            head = raw.read(18)
+            size = raw.seek(0, 2)
+            raw.seek(max(size - len(BGZF_EOF), 0))
+            tail = raw.read()
+    except OSError as exc:
+        raise InputError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
+    if head[:2] == b"\x1f\x8b":
+        if head[12:14] == b"BC" and tail != BGZF_EOF:
+            raise InputError(f"{path} is truncated (its bgzip end-of-file block is missing): write that shard again.")
+    elif size and not tail.endswith(b"\n"):
+        raise InputError(f"{path} is truncated (its last line has no newline): write that shard again.")
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """The lines of ``path`` (plain or gzipped); a read error or a line cut short is one line."""
+    try:
+        with _open(path) as handle:
+            for line in handle:
+                if not line.endswith("\n"):
+                    raise InputError(f"{path} is truncated (its last line has no newline): write that shard again.")
                 yield line
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
+        raise InputError(f"Cannot read {path}: {exc} (a truncated or damaged file?).") from exc
+
+
+def _records(path: Path) -> Iterator[str]:
+    for line in _lines(path):
+        if not line.startswith("#"):
+            yield line
 
 
 def _in_order(shards: Sequence[tuple[Path, int, int]]) -> list[Path]:
@@ -123,6 +157,8 @@ def _in_order(shards: Sequence[tuple[Path, int, int]]) -> list[Path]:
     total = counts.pop()
     by_index: dict[int, Path] = {}
     for path, index, _ in shards:
+        if not 1 <= index <= total:
+            raise InputError(f"{path} names shard {index}/{total}: a shard i/N needs 1 <= i <= N.")
         if index in by_index:
             raise InputError(f"Shard {index}/{total} is given twice: {by_index[index]} and {path}.")
         by_index[index] = path
@@ -141,7 +177,7 @@ def _is_table(path: Path) -> bool:
     try:
         with _open(path) as handle:
             first = handle.readline()
-    except (OSError, UnicodeDecodeError, EOFError):
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error):
         return False
     return not first.startswith("#") and "\t" in first
 
@@ -223,7 +259,7 @@ def _first_line(path: Path) -> str:
     try:
         with _open(path) as handle:
             return handle.readline()
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         raise InputError(f"Cannot read {path} as a table: {exc}.") from exc
 
 
@@ -264,10 +300,19 @@ def _write(
         if not skip_lines:
             yield from _records(path)
             return
-        with _open(path) as handle:
-            for number, line in enumerate(handle):
-                if number >= skip_lines:
-                    yield line
+        fields = header[0].count("\t") if header else None
+        for number, line in enumerate(_lines(path)):
+            if number < skip_lines:
+                continue
+            if fields is not None and line.count("\t") != fields:
+                raise InputError(
+                    f"{path} line {number + 1} has {line.count(chr(9)) + 1} fields, not the {fields + 1} of its "
+                    "column line: a damaged shard."
+                )
+            yield line
+
+    for path in shards:
+        _check_complete(path)
 
     def emit(handle: IO[str] | _Bgzf) -> None:
         for line in header:
