@@ -671,3 +671,17 @@ def test_an_empty_selection_is_refused_not_read_as_everything(tmp_path: Path, co
     assert result.exit_code != 0
     assert option in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out.tsv").exists()
+
+
+@pytest.mark.parametrize("command", [["ism", "VCF", "-m", "variformer-demo"], ["annotate", "VCF", "--model", "none"]])
+def test_an_empty_cache_folder_is_refused_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    from varscore.cli import cli
+    from varscore.examples import data_dir
+
+    monkeypatch.chdir(tmp_path)  # '' was the working directory: entries were written into it
+    args = [str(data_dir() / "cohort.vcf.gz") if a == "VCF" else a for a in command]
+    result = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "out" / "x.tsv"), "--cache", ""])
+    assert result.exit_code == 2 and "--cache" in result.output and "names no folder" in result.output
+    assert list(tmp_path.iterdir()) == []

@@ -207,10 +207,17 @@ def analysis_options(func: Any) -> Any:
 def cache_option(holds: str = "ISM results") -> Any:
     """``--cache DIR`` into the parameter ``cache_dir`` (varscore.scoring.effect_cache); ``holds``
     names what the command keeps there."""
+
+    def folder(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+        if value is not None and not value.strip():  # '' would be the working directory
+            raise click.BadParameter("names no folder; expected a directory.", ctx, param)
+        return None if value is None else Path(value)
+
     return click.option(
         "--cache",
         "cache_dir",
-        type=click.Path(file_okay=False, path_type=Path),
+        type=click.Path(file_okay=False),
+        callback=folder,
         help=f"Keep {holds} (reference passes and effects, per model and window) in this folder and reuse them "
         "in later runs [off].",
     )
