@@ -315,6 +315,25 @@ def match_samples(expression_people: Sequence[str], vcf_samples: Sequence[str]) 
 # Normalisation (GTEx eQTL pipeline: expression filter, TMM, inverse-normal transform)
 
 
+def read_people_file(path: str | Path) -> list[str]:
+    """The people of a ``--people`` file, one per line (blank lines skipped). A file naming nobody
+    or someone twice is a one-line error: averaging over nobody gave NaN, a repeated person
+    counted twice."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"People file not found: {path}.")
+    try:
+        people = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"Cannot read the people file {path} (one person per line): {exc}.") from exc
+    if not people:
+        raise InputError(f"The people file {path} names nobody: give one person per line.")
+    repeated = _duplicates(people)
+    if repeated:
+        raise InputError(f"The people file {path} names {_examples(repeated)} more than once: give each person once.")
+    return people
+
+
 def held_out_people(
     bundle: Any,
     people_file: str | Path | None = None,
@@ -325,10 +344,7 @@ def held_out_people(
     test people ``bundle``'s manifest records, else ``default`` (e.g. the cohort's own test split).
     With ``cohort_people``, people missing from the cohort are a one-line error."""
     if people_file is not None:
-        path = Path(people_file)
-        if not path.is_file():
-            raise InputError(f"People file not found: {path}.")
-        people = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        people = read_people_file(people_file)
     else:
         people = bundle.spec.held_out("test") or list(default or [])
     if not people:
