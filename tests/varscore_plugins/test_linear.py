@@ -454,3 +454,30 @@ def test_predictdb_import_reads_the_varid_column(bundle_dir: Path, cohort, tmp_p
         source = original.genes[gene_id]
         kept = {k: w for k, w in zip(source.variant_keys, source.coef, strict=True) if w != 0}
         assert dict(zip(weights.variant_keys, weights.coef, strict=True)) == pytest.approx(kept)
+
+
+@pytest.mark.parametrize(("n", "folds", "message"), [(2, 5, "at least 5 train people; got 2"), (10, 1, "at least 2")])
+def test_cross_validation_with_too_few_people_or_folds_is_one_line(n: int, folds: int, message: str) -> None:
+    from varscore.errors import InputError
+
+    with pytest.raises(InputError, match=message) as caught:  # a scikit-learn ValueError traceback before
+        cv_splits(n, folds, 0)
+    assert "\n" not in str(caught.value)
+    assert len(cv_splits(5, 5, 0)) == 5
+
+
+def test_finetune_a_linear_model_on_a_tiny_train_fraction_is_one_line(tmp_path: Path) -> None:
+    from varscore.examples import data_dir
+
+    data = data_dir()
+    result = CliRunner().invoke(
+        cli,
+        [
+            "finetune", str(data / "cohort.vcf.gz"), "--expression", str(data / "cohort.expression.bed.gz"),
+            "--genes", str(data / "genes.tsv"), "--fasta", str(data / "ucsc.hg19.chr20.unittest.fasta.gz"),
+            "-o", str(tmp_path / "model"), "-q", "--backbone", "elastic-net", "--train-fraction", "0.001",
+            "--genes-only", "SNAP25",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "needs at least 5 train people; got 2" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "model").exists()
