@@ -941,3 +941,19 @@ def test_tune_genes_from_a_count_a_list_or_gene_sets(cohort: Path, tmp_path: Pat
     job.tune_genes = str(listed)
     with pytest.raises(OptionError, match="trained on: SIMG0001"):
         monitor_gene_names(job, ["SIMG0001"])
+
+
+def test_no_epoch_with_a_defined_score_writes_no_model(cohort: Path, tmp_path: Path, monkeypatch):
+    """Every epoch's monitored score NaN (constant predictions, too few tune people to correlate):
+    the model was written as 'best epoch -1, tune mean R2 -inf'; now a one-line error, no bundle."""
+    import math
+
+    from varscore.training.trainer import VariformerModule
+
+    monkeypatch.setattr(VariformerModule, "score", lambda self, row: math.nan)
+    job = _job(cohort, tmp_path / "nan", batch_size=4, accumulate=1, people_per_epoch=8, max_epochs=2)
+    job.quiet = True
+    with pytest.raises(InputError, match="No epoch of 2 had a defined 'r2-train-genes' score") as caught:
+        run_finetune(job)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "nan").exists()
