@@ -957,3 +957,16 @@ def test_no_epoch_with_a_defined_score_writes_no_model(cohort: Path, tmp_path: P
         run_finetune(job)
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "nan").exists()
+
+
+def test_tune_genes_zero_or_an_unreadable_file_is_one_line(cohort: Path, tmp_path: Path):
+    from varscore.training.finetune import monitor_gene_names
+
+    job = FinetuneJob(_inputs(cohort), tmp_path / "m", tune_genes="0", seed=1)
+    with pytest.raises(OptionError, match="--tune-genes 0: name at least 1 gene"):  # was: 'the table has 2 genes'
+        monitor_gene_names(job, ["SIMG0001"])
+    binary = tmp_path / "genes.bin"
+    binary.write_bytes(b"\x1f\x8b\x08\x00\xff\xfe")
+    job.tune_genes = str(binary)
+    with pytest.raises(InputError, match="Cannot read --tune-genes"):  # a UnicodeDecodeError traceback before
+        monitor_gene_names(job, ["SIMG0001"])
