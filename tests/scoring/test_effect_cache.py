@@ -252,3 +252,22 @@ def test_substitutions_by_other_bases_are_computed_not_kept(tmp_path: Path, wind
     reference, alternates = cache.ism(with_n, window, [(3, "N"), (4, "A")], "reduce")  # a ValueError before
     np.testing.assert_array_equal(alternates, with_n(window, [(3, "N"), (4, "A")]).alternates)
     assert not list(tmp_path.glob("*/*.npz"))
+
+
+def test_one_weights_file_under_other_backbone_settings_is_another_model(tmp_path: Path) -> None:
+    """Two bundles with the same weights checksum but other backbone settings (e.g. a head's pooling)
+    compute other outputs: they shared entries before, so the second read the first's results."""
+    from types import SimpleNamespace
+
+    def bundle(params: dict, mode: str = "scalar") -> SimpleNamespace:
+        manifest = {
+            "backbone": {"name": "enformer", "params": params},
+            "output_mode": {"name": mode, "params": {}},
+            "provenance": {"weights_sha256": "a" * 64},
+        }
+        return SimpleNamespace(name="m", manifest=manifest)
+
+    first = EffectCache.for_bundle(tmp_path, bundle({"pool": "attention"}))
+    assert first.model == EffectCache.for_bundle(tmp_path, bundle({"pool": "attention"})).model
+    assert first.model != EffectCache.for_bundle(tmp_path, bundle({"pool": "mean"})).model
+    assert first.model != EffectCache.for_bundle(tmp_path, bundle({"pool": "attention"}, "track")).model

@@ -3,8 +3,8 @@ reference window, the reference pass and each substitution's outputs, so a secon
 ``ism``, ``hsv``, ``drivers`` or ``report`` on the same windows runs no forward pass for what an
 earlier run scored.
 
-An entry is keyed by the sha256 of (model checksum, output reduction, window sequence, window size):
-the window's bases stand for the reference checksum and the window, so a different FASTA or window
+An entry is keyed by the sha256 of (model checksum and settings, output reduction, window sequence,
+window size): the window's bases stand for the reference checksum and the window, so a different FASTA or window
 never matches. Each entry is one ``.npz`` file (numpy arrays only, read with ``allow_pickle=False``)
 named by its key, written atomically beside its final name, and checked on read (its stored key,
 shapes, number types, finite outputs and substitutions inside the window); an entry that fails the
@@ -47,7 +47,7 @@ class CacheCounts:
 @dataclass
 class EffectCache:
     """The cache in ``directory`` for one model: ``model`` identifies its weights (the bundle's
-    weights checksum) and output mode, so no two models share an entry."""
+    weights checksum), backbone settings and output mode, so no two models share an entry."""
 
     directory: Path
     model: str
@@ -74,8 +74,11 @@ class EffectCache:
             raise InputError(
                 f"--cache: model '{bundle.name}' records no weights checksum, so its results cannot be cached."
             )
-        mode = bundle.manifest.get("output_mode") if isinstance(bundle.manifest, dict) else None
-        return cls(folder, f"{checksum}|{json.dumps(mode, sort_keys=True)}")
+        manifest = bundle.manifest if isinstance(bundle.manifest, dict) else {}
+        # the backbone's settings too: one weights file under other settings (pooling, crop, heads)
+        # computes other outputs, so it must not read the entries of the first
+        settings = {key: manifest.get(key) for key in ("backbone", "output_mode")}
+        return cls(folder, f"{checksum}|{json.dumps(settings, sort_keys=True, default=str)}")
 
     def key(self, reference: np.ndarray, reduction: str) -> str:
         """The entry of one window: ``reference`` ``(L, 4)`` one-hot, ``reduction`` naming what the
