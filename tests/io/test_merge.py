@@ -392,3 +392,27 @@ def test_variant_mode_detail_shards_merge_into_the_unsharded_table(
     merged_detail = tmp_path / "merged.parquet"
     run_merge(MergeJob(parts, tmp_path / "merged.vcf", merged_detail))
     _assert_same_detail(merged_detail, whole_detail)
+
+
+def _nested(folder: Path, outer: str, index: int, positions: list[int]) -> Path:
+    """Shard ``index``/2 of annotating the output of an outer sharded run (its shard ``outer``):
+    the input's shard and command lines come first, then the run's own."""
+    inherited = f"##varscore_shard={outer}\n##varscore_command=varscore annotate in.vcf --shard {outer}\n"
+    path = _shard(folder, index, 2, positions)
+    header, _, body = path.read_text().partition("#CHROM")
+    path.write_text(header.replace("##fileformat=VCFv4.2\n", "##fileformat=VCFv4.2\n" + inherited) + "#CHROM" + body)
+    return path.rename(folder / f"{outer.replace('/', 'of')}-{path.name}")
+
+
+def test_shards_of_a_sharded_runs_output_merge_by_their_own_shard_line(tmp_path: Path) -> None:
+    """'annotate shard1of3.vcf --shard i/2': merge read the inherited 1/3 line ('Shard 1/3 is given
+    twice'); the last shard line is the run's own, the inherited one stays in the merged header."""
+    parts = [_nested(tmp_path, "1/3", 1, [1, 2]), _nested(tmp_path, "1/3", 2, [5])]
+    out = tmp_path / "merged.vcf"
+    assert run_merge(MergeJob(parts[::-1], out)).records == [2, 1]
+    text = out.read_text()
+    assert text.count("##varscore_shard=") == 1 and "##varscore_shard=1/3\n" in text
+    assert [line.split("\t")[1] for line in text.splitlines() if not line.startswith("#")] == ["1", "2", "5"]
+    # inner shards of different outer shards are not one run
+    with pytest.raises(InputError, match="different headers"):
+        run_merge(MergeJob([parts[0], _nested(tmp_path, "2/3", 2, [5])], tmp_path / "mixed.vcf"))

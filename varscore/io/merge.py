@@ -103,9 +103,10 @@ def _shard_of(path: Path, header: Sequence[str]) -> tuple[int, int]:
     found = [line for line in header if line.startswith(SHARD_LINE)]
     if not found:
         raise InputError(f"{path} is not the output of a sharded run (no {SHARD_LINE}i/N line): run with --shard i/N.")
-    match = re.fullmatch(r"(\d+)/(\d+)", found[0][len(SHARD_LINE) :].strip())
+    # the last one is the run's own: earlier ones came with its input (a shard of a sharded run's output)
+    match = re.fullmatch(r"(\d+)/(\d+)", found[-1][len(SHARD_LINE) :].strip())
     if match is None:
-        raise InputError(f"{path}: cannot read its shard line '{found[0].strip()}'.")
+        raise InputError(f"{path}: cannot read its shard line '{found[-1].strip()}'.")
     return int(match.group(1)), int(match.group(2))
 
 
@@ -141,6 +142,16 @@ def _lines(path: Path) -> Iterator[str]:
                 yield line
     except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
         raise InputError(f"Cannot read {path}: {exc} (a truncated or damaged file?).") from exc
+
+
+def _without_last(header: Sequence[str], prefixes: Sequence[str]) -> list[str]:
+    """``header`` without the last line of each of ``prefixes``: the lines the sharded run itself
+    wrote (lines its input carried, e.g. the shard line of an outer sharded run, stay)."""
+    drop = set()
+    for prefix in prefixes:
+        where = [i for i, line in enumerate(header) if line.startswith(prefix)]
+        drop.update(where[-1:])
+    return [line for i, line in enumerate(header) if i not in drop]
 
 
 def _records(path: Path) -> Iterator[str]:
@@ -197,7 +208,7 @@ def run_merge(job: MergeJob) -> MergeResult:
         return _merge_tables(job, paths)
     headers = {path: _header(path) for path in paths}
     ordered = _checked_vcf_shards(paths, headers)
-    header = [line for line in headers[ordered[0]] if not line.startswith(SHARD_LINE)]
+    header = _without_last(headers[ordered[0]], [SHARD_LINE])
     result = MergeResult(str(job.output), len(ordered))
     with guarded_outputs([Target("-o", job.output)], paths):
         _write(job.output, header, ordered, result)
@@ -208,9 +219,9 @@ def _checked_vcf_shards(paths: Sequence[Path], headers: dict[Path, list[str]]) -
     """The shard VCFs ``paths`` (with their ``headers``) in shard order, after checking they are
     shards 1..N of one run (same header apart from the shard and command lines)."""
     ordered = _in_order([(path, *_shard_of(path, headers[path])) for path in paths])
-    first = [line for line in headers[ordered[0]] if not line.startswith(RUN_SPECIFIC)]
+    first = _without_last(headers[ordered[0]], RUN_SPECIFIC)
     for path in ordered[1:]:
-        other = [line for line in headers[path] if not line.startswith(RUN_SPECIFIC)]
+        other = _without_last(headers[path], RUN_SPECIFIC)
         if other != first:
             differ = next((a for a, b in zip(first, other, strict=False) if a != b), None) or "their length"
             raise InputError(
@@ -396,8 +407,8 @@ def _open_detail(path: Path) -> _DetailShard:
 
 
 def _command_of(header: Sequence[str]) -> str:
-    prefix = "##varscore_command="
-    return next((line[len(prefix) :].rstrip("\n") for line in header if line.startswith(prefix)), "")
+    prefix = "##varscore_command="  # the last one is the run's own (earlier ones came with its input)
+    return next((line[len(prefix) :].rstrip("\n") for line in reversed(header) if line.startswith(prefix)), "")
 
 
 def _paired_details(
@@ -471,7 +482,7 @@ def _merge_with_details(job: MergeJob, vcfs: list[Path], detail_paths: list[Path
     ordered = _checked_vcf_shards(vcfs, headers)
     shards = _paired_details(ordered, headers, [_open_detail(path) for path in detail_paths])
     schema = _check_details(shards)
-    header = [line for line in headers[ordered[0]] if not line.startswith(SHARD_LINE)]
+    header = _without_last(headers[ordered[0]], [SHARD_LINE])
     result = MergeResult(str(job.output), len(ordered), detail=str(job.detail))
     paths = vcfs + detail_paths
     with guarded_outputs([Target("-o", job.output), Target("--detail", job.detail)], paths):
