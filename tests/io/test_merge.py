@@ -416,3 +416,16 @@ def test_shards_of_a_sharded_runs_output_merge_by_their_own_shard_line(tmp_path:
     # inner shards of different outer shards are not one run
     with pytest.raises(InputError, match="different headers"):
         run_merge(MergeJob([parts[0], _nested(tmp_path, "2/3", 2, [5])], tmp_path / "mixed.vcf"))
+
+
+def test_table_shards_merge_into_a_bgzipped_table_without_an_index(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A table is not a VCF: '-o ism.tsv.gz' was tabix-indexed as one (an htslib error and advice to
+    'bcftools sort' it)."""
+    parts = [_table_shard(tmp_path, i, 2, rows) for i, rows in ((1, ["1\t0.5"]), (2, ["7\t-1.25"]))]
+    out = tmp_path / "merged.tsv.gz"
+    run_merge(MergeJob(parts, out))
+    assert gzip.open(out, "rt").read() == "chrom\tpos\tdelta\nchr1\t1\t0.5\nchr1\t7\t-1.25\n"
+    assert not Path(f"{out}.tbi").exists() and "TBX" not in capfd.readouterr().err
+    assert "not indexed" not in caplog.text

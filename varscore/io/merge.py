@@ -347,7 +347,7 @@ def _write(
 
                 with libcbgzf.BGZFile(str(tmp), "wb", None) as raw:
                     emit(_Bgzf(raw))
-                if tmp != out:
+                if tmp != out and not skip_lines:  # a VCF is indexed; a table (no tabix layout) is not
                     from varscore.io.vcf import _tabix_index
 
                     _tabix_index(tmp, out)
