@@ -890,7 +890,7 @@ class LoadedCohort:
 
 
 def load_cohort(
-    inputs: CohortInputs, window_size: int, fold_seed: int = 0, bin_size: int | None = None
+    inputs: CohortInputs, window_size: int, fold_seed: int = 0, bin_size: int | None = None, split: bool = True
 ) -> LoadedCohort:
     """Read the VCF, expression and genes; match people; build per-gene personal windows.
 
@@ -898,7 +898,9 @@ def load_cohort(
     ``bin_size``-bp bins (see :func:`read_coverage`).
 
     Folds come from ``inputs.folds`` when given (the same file for every backbone); otherwise
-    they are made with ``fold_seed`` (80/10/10, 3 replicates). Genes missing from the
+    they are made with ``fold_seed`` (80/10/10, 3 replicates); without ``split`` (a cohort
+    evaluated whole, ``evaluate --all-people``) and no folds file, every person is in every split
+    and ``folds`` is None, so a cohort too small to split is still read. Genes missing from the
     expression file are reported and skipped; people present on one side only are reported.
     """
     from varscore.genome.fasta import Genome, load_genes
@@ -910,8 +912,18 @@ def load_cohort(
     match = match_samples(expression.people, vcf_samples(inputs.vcf))
     people = match.people
     report = [match.report()]
-    folds = read_folds(inputs.folds, known_people=people) if inputs.folds else make_folds(people, seed=fold_seed)
-    splits = {s: fold_people(folds, inputs.replicate, s) for s in ("train", "tune", "test")}
+    if inputs.folds:
+        folds = read_folds(inputs.folds, known_people=people)
+    else:
+        folds = make_folds(people, seed=fold_seed) if split else None
+    if folds is None and len(people) < 2:
+        raise InputError(
+            f"Evaluating a cohort needs at least 2 people in both the VCF and the expression; got {len(people)}."
+        )
+    if folds is None:  # evaluated whole: everyone in every split (train: the people missing calls take the mean of)
+        splits: dict[str, list[str]] = {name: list(people) for name in ("train", "tune", "test")}
+    else:
+        splits = {s: fold_people(folds, inputs.replicate, s) for s in ("train", "tune", "test")}
     position = {p: i for i, p in enumerate(people)}
     genes = load_genes(inputs.genes, names=inputs.gene_names)
     matrix = expression_matrix(expression, genes, people, missing="skip")
