@@ -268,3 +268,12 @@ def test_gzipped_bed_and_a_header_line(tmp_path: Path) -> None:
     truncated.write_bytes(bed.read_bytes()[:20])
     with pytest.raises(InputError, match="Cannot read the --regions-file"):
         read_regions_file(truncated)
+
+
+def test_positions_with_thousands_separators_are_refused() -> None:
+    # as genome browsers print them: read as chr20:10 plus contigs '000-20' and '000' before
+    with pytest.raises(InputError, match="thousands separators") as caught:
+        parse_regions("chr20:10,000-20,000")
+    assert "\n" not in str(caught.value)
+    assert parse_regions("1,2,3") == (Region("1"), Region("2"), Region("3"))
+    assert parse_regions("chr1:100,chr2") == (Region("chr1", 99, 100), Region("chr2"))

@@ -90,14 +90,22 @@ class Selection:
 # --- parsing ---------------------------------------------------------------------------------
 
 _REGION = re.compile(r"^([^:\s]+?)(?::([0-9]+)(?:-([0-9]+)?)?)?$")
+_THOUSANDS = re.compile(r"^[0-9]{3}(-[0-9]+)?$")
 
 
 def parse_regions(text: str) -> tuple[Region, ...]:
     """``chr:start-end[,...]`` (1-based, inclusive; ``chr`` or ``chr:pos`` too) as regions."""
     regions = []
+    previous = ""
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
+        if ":" in previous and _THOUSANDS.match(item):  # chr20:10,000-20,000 as genome browsers show it
+            raise InputError(
+                f"--regions: '{text}' looks like positions written with thousands separators; "
+                "write them without (chr20:10000-20000): commas separate regions."
+            )
+        previous = item
         match = _REGION.match(item)
         if match is None:
             raise InputError(f"--regions: cannot read '{item}'; expected chr, chr:pos or chr:start-end (1-based).")
