@@ -685,3 +685,23 @@ def test_an_empty_cache_folder_is_refused_not_the_working_directory(
     result = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "out" / "x.tsv"), "--cache", ""])
     assert result.exit_code == 2 and "--cache" in result.output and "names no folder" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ism", "VCF", "-m", "variformer-demo", "-o", "SAME"],
+        ["ism", "VCF", "-m", "variformer-demo", "-o", "OTHER", "--track", "SAME"],
+        ["annotate", "VCF", "--model", "variformer-demo", "-o", "SAME"],
+    ],
+)
+def test_a_cache_folder_named_as_an_output_file_is_refused_before_work(tmp_path: Path, command: list[str]) -> None:
+    """The folder was made first, the work done, and the output then could not be written."""
+    from varscore.cli import cli
+    from varscore.examples import data_dir
+
+    paths = {"VCF": str(data_dir() / "cohort.vcf.gz"), "SAME": str(tmp_path / "x"), "OTHER": str(tmp_path / "o")}
+    args = [paths.get(a, a) for a in command]
+    result = CliRunner().invoke(cli, [*args, "--cache", str(tmp_path / "x"), "--genes-only", "MKKS"])
+    assert result.exit_code == 2 and "name one path" in result.output, result.output
+    assert list(tmp_path.iterdir()) == []

@@ -213,14 +213,29 @@ def cache_option(holds: str = "ISM results") -> Any:
             raise click.BadParameter("names no folder; expected a directory.", ctx, param)
         return None if value is None else Path(value)
 
-    return click.option(
-        "--cache",
-        "cache_dir",
-        type=click.Path(file_okay=False),
-        callback=folder,
-        help=f"Keep {holds} (reference passes and effects, per model and window) in this folder and reuse them "
-        "in later runs [off].",
-    )
+    def decorate(func: Any) -> Any:
+        files = [(name, option) for name, option, kind in getattr(func, "varscore_outputs", ()) if kind == "file"]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **values: Any) -> Any:
+            cache = values.get("cache_dir")
+            for name, option in files if cache is not None else ():
+                value = values.get(name)
+                if value is not None and str(value) != "-" and Path(value).absolute() == Path(cache).absolute():
+                    # the folder would be made first and the file could not be written after the work
+                    raise click.UsageError(f"--cache {cache} and {option} {value} name one path: give each its own.")
+            return func(*args, **values)
+
+        return click.option(
+            "--cache",
+            "cache_dir",
+            type=click.Path(file_okay=False),
+            callback=folder,
+            help=f"Keep {holds} (reference passes and effects, per model and window) in this folder and reuse "
+            "them in later runs [off].",
+        )(wrapper)
+
+    return decorate
 
 
 def ism_table_option(multiple: bool = False) -> Any:
