@@ -219,9 +219,11 @@ def cache_option(holds: str = "ISM results") -> Any:
         @functools.wraps(func)
         def wrapper(*args: Any, **values: Any) -> Any:
             cache = values.get("cache_dir")
-            for name, option in files if cache is not None else ():
+            for name, option in files:
                 value = values.get(name)
-                if value is not None and str(value) != "-" and Path(value).absolute() == Path(cache).absolute():
+                if cache is None or value is None or str(value) == "-":
+                    continue
+                if Path(value).absolute() == Path(cache).absolute():
                     # the folder would be made first and the file could not be written after the work
                     raise click.UsageError(f"--cache {cache} and {option} {value} name one path: give each its own.")
             return func(*args, **values)
