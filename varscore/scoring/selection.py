@@ -222,6 +222,31 @@ def _region_filter(
     return by_contig
 
 
+def _merged(regions: Sequence[Region]) -> tuple[list[int], list[float]]:
+    """The union of ``regions`` (one contig) as sorted, disjoint 0-based half-open intervals:
+    ``(starts, ends)``, an open end as infinity. A record is then placed by bisection, so a BED of
+    many intervals (an exome) costs log(intervals) per record, not a scan of them all."""
+    starts: list[int] = []
+    ends: list[float] = []
+    for region in sorted(regions, key=lambda r: r.start):
+        end = float("inf") if region.end is None else float(region.end)
+        if starts and region.start <= ends[-1]:
+            ends[-1] = max(ends[-1], end)
+        else:
+            starts.append(region.start)
+            ends.append(end)
+    return starts, ends
+
+
+def _inside(intervals: tuple[list[int], list[float]], pos: int) -> bool:
+    """Whether the 1-based ``pos`` lies in one of the :func:`_merged` ``intervals``."""
+    import bisect
+
+    starts, ends = intervals
+    place = bisect.bisect_right(starts, pos - 1) - 1
+    return place >= 0 and pos - 1 < ends[place]
+
+
 def _units(variants: Sequence[Variant], genes: Sequence[Gene], window_size: int | None) -> list[int]:
     """Per record (in order), the unit it belongs to: records sharing a gene window share a unit
     (a union over windows); records in no window are units of their own."""
@@ -291,7 +316,8 @@ def select_variants(
     kept = list(variants)
     if selection.regions:
         by_contig = _region_filter(selection.regions, (v.chrom for v in kept), contigs)
-        kept = [v for v in kept if any(r.holds(v.pos) for r in by_contig.get(v.chrom, ()))]
+        merged = {chrom: _merged(regions) for chrom, regions in by_contig.items()}
+        kept = [v for v in kept if v.chrom in merged and _inside(merged[v.chrom], v.pos)]
     if selection.genes_only and window_size:
         from varscore.genome.fasta import match_contigs
         from varscore.scoring.engine import WindowIndex
