@@ -100,6 +100,13 @@ def cv_splits(n: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarra
     """The K-fold split of ``n`` train people used for every gene (shuffled with ``seed``)."""
     from sklearn.model_selection import KFold
 
+    if folds < 2:
+        raise InputError(f"The linear models' cross-validation needs cv_folds of at least 2; got {folds}.")
+    if n < folds:
+        raise InputError(
+            f"The linear models' {folds}-fold cross-validation needs at least {folds} train people; got {n} "
+            "(a small --train-fraction or cohort): train on more people or lower --param cv_folds."
+        )
     return list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros((n, 1))))
 
 

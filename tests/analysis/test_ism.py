@@ -296,3 +296,62 @@ def test_hsv_and_drivers_commands_take_an_ism_table(cohort, tmp_path):
         cli, ["hsv", "--k", "2", "-m", bundle, "--vcf", vcf, "--ism", str(tmp_path / "no.tsv"), "-o", "x"]
     )
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def _edited(table: pd.DataFrame, row: int, column: str, value: object) -> pd.DataFrame:
+    edited = table.astype({column: object})
+    edited.loc[row, column] = value
+    return edited
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        # silently ranked before: a NaN dropped the SNV from the HSVs, an inf topped them
+        (lambda t: _edited(t, 0, "delta", float("nan")), "missing, NaN or infinite prediction"),
+        (lambda t: _edited(t, 0, "delta", float("inf")), "missing, NaN or infinite prediction"),
+        (lambda t: _edited(t, 0, "ref_pred", ""), "missing, NaN or infinite prediction"),
+        # tracebacks before
+        (lambda t: _edited(t, 1, "pos", "abc"), "line 3: pos 'abc' is not an integer position"),
+        (lambda t: _edited(t, 1, "delta", "x"), "line 3: delta 'x' is not a number"),
+        # silently truncated to an integer before
+        (lambda t: _edited(t, 1, "pos", t["pos"][1] + 0.5), "is not an integer position"),
+        # the first of two disagreeing rows was used before
+        (
+            lambda t: pd.concat([_edited(t.iloc[[0]], 0, "delta", 99.0).assign(alt_pred=99.0 + t["ref_pred"][0]), t]),
+            "more than once, with different values",
+        ),
+        (lambda t: _edited(t, 0, "delta", t["delta"][0] + 1), "delta is not alt_pred - ref_pred"),
+    ],
+)
+def test_a_damaged_ism_table_is_refused_in_one_line(cohort, tmp_path, edit, message):
+    from varscore.analysis.hsv import HsvJob, run_hsv
+    from varscore.analysis.inputs import AnalysisInputs
+    from varscore.analysis.ism import IsmJob, run_ism
+
+    inputs = AnalysisInputs(str(cohort["bundle"]), cohort["vcf"], gene_names=("GENEA",))
+    table = tmp_path / "ism.tsv"
+    run_ism(IsmJob(inputs, table))
+    edit(pd.read_csv(table, sep="\t")).to_csv(table, sep="\t", index=False)
+    with pytest.raises(InputError, match=message) as caught:
+        run_hsv(HsvJob(inputs, tmp_path / "hsv.tsv", k=1, ism=table))
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "hsv.tsv").exists()
+
+
+def test_an_ism_table_takes_maf_and_distance_from_the_vcf_and_repeats_that_agree(cohort, tmp_path):
+    from varscore.analysis.hsv import HsvJob, run_hsv
+    from varscore.analysis.inputs import AnalysisInputs
+    from varscore.analysis.ism import IsmJob, run_ism
+
+    inputs = AnalysisInputs(str(cohort["bundle"]), cohort["vcf"], gene_names=("GENEA",))
+    table = tmp_path / "ism.tsv"
+    run_ism(IsmJob(inputs, table))
+    computed = run_hsv(HsvJob(inputs, tmp_path / "a.tsv", k=2)).hsvs
+    original = pd.read_csv(table, sep="\t")
+    # a table from other people (other MAFs), with a wrong distance and a row repeated identically
+    edited = original.assign(maf=0.5, distance_to_tss=original["distance_to_tss"] + 7)
+    pd.concat([edited, edited.iloc[[0]]]).to_csv(table, sep="\t", index=False)
+    reused = run_hsv(HsvJob(inputs, tmp_path / "b.tsv", k=2, ism=table)).hsvs
+    pd.testing.assert_frame_equal(reused, computed)
+    assert (tmp_path / "a.tsv").read_bytes() == (tmp_path / "b.tsv").read_bytes()

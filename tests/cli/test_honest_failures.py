@@ -655,3 +655,53 @@ def test_init_from_is_checked_before_the_cohort_is_read(tmp_path: Path) -> None:
         assert "Expression file" not in result.output
     result = CliRunner().invoke(cli, args)  # without --init-from the placeholders are what fails
     assert result.exit_code != 0 and "Expression file" in result.output, result.output
+
+
+# -- selections given an empty value (an unset shell variable) ----------------------------------
+
+
+@pytest.mark.parametrize("command", [["ism", "VCF", "-m", "elastic-net-demo"], ["annotate", "VCF", "--model", "none"]])
+@pytest.mark.parametrize("option", ["--genes-only", "--regions", "--shard"])
+def test_an_empty_selection_is_refused_not_read_as_everything(tmp_path: Path, command: list[str], option: str) -> None:
+    from varscore.cli import cli
+    from varscore.examples import data_dir
+
+    args = [str(data_dir() / "cohort.vcf.gz") if a == "VCF" else a for a in command]
+    result = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "out.tsv"), option, ""])
+    assert result.exit_code != 0
+    assert option in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out.tsv").exists()
+
+
+@pytest.mark.parametrize("command", [["ism", "VCF", "-m", "variformer-demo"], ["annotate", "VCF", "--model", "none"]])
+def test_an_empty_cache_folder_is_refused_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    from varscore.cli import cli
+    from varscore.examples import data_dir
+
+    monkeypatch.chdir(tmp_path)  # '' was the working directory: entries were written into it
+    args = [str(data_dir() / "cohort.vcf.gz") if a == "VCF" else a for a in command]
+    result = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "out" / "x.tsv"), "--cache", ""])
+    assert result.exit_code == 2 and "--cache" in result.output and "names no folder" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ism", "VCF", "-m", "variformer-demo", "-o", "SAME"],
+        ["ism", "VCF", "-m", "variformer-demo", "-o", "OTHER", "--track", "SAME"],
+        ["annotate", "VCF", "--model", "variformer-demo", "-o", "SAME"],
+    ],
+)
+def test_a_cache_folder_named_as_an_output_file_is_refused_before_work(tmp_path: Path, command: list[str]) -> None:
+    """The folder was made first, the work done, and the output then could not be written."""
+    from varscore.cli import cli
+    from varscore.examples import data_dir
+
+    paths = {"VCF": str(data_dir() / "cohort.vcf.gz"), "SAME": str(tmp_path / "x"), "OTHER": str(tmp_path / "o")}
+    args = [paths.get(a, a) for a in command]
+    result = CliRunner().invoke(cli, [*args, "--cache", str(tmp_path / "x"), "--genes-only", "MKKS"])
+    assert result.exit_code == 2 and "name one path" in result.output, result.output
+    assert list(tmp_path.iterdir()) == []

@@ -125,6 +125,69 @@ def test_bad_table_shard_sets_are_refused_in_one_line(
     assert not out.exists()
 
 
+def _cut(path: Path, keep: int = -5) -> Path:
+    """``path`` cut in the middle of its last line (a copy that stopped early)."""
+    path.write_bytes(path.read_bytes()[:keep])
+    return path
+
+
+def _bgzipped(path: Path, cut: str = "") -> Path:
+    """``path`` bgzipped; ``cut``: ``block`` drops the end-of-file block (a cut at a block
+    boundary, which gzip readers accept), ``middle`` cuts inside the compressed data."""
+    from pysam import tabix_compress
+
+    out = path.with_name(path.name + ".gz")
+    tabix_compress(str(path), str(out), force=True)
+    data = out.read_bytes()
+    out.write_bytes(data[:-28] if cut == "block" else data[: len(data) // 2] if cut == "middle" else data)
+    return out
+
+
+def _gzipped_cut(path: Path) -> Path:
+    """``path`` gzipped (not bgzipped) and cut in the middle of its compressed data."""
+    out = path.with_name(path.name + ".gz")
+    data = gzip.compress(path.read_bytes())
+    out.write_bytes(data[: len(data) // 2])
+    return out
+
+
+def _named_shard(path: Path, spec: str) -> Path:
+    path.write_text(path.read_text().replace("##varscore_shard=1/2", f"##varscore_shard={spec}"))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # a shard line naming a shard outside 1..N: a traceback (N = 0) or silently left out (i > N, i = 0)
+        (lambda d: [_named_shard(_shard(d, 1, 2, [1]), "1/0")], "1 <= i <= N"),
+        (lambda d: [_shard(d, 1, 2, [1]), _shard(d, 2, 2, [2]), _named_shard(_shard(d, 1, 2, [3]), "3/2")], "3/2"),
+        (lambda d: [_shard(d, 1, 2, [1]), _shard(d, 2, 2, [2]), _named_shard(_shard(d, 1, 2, [3]), "0/2")], "0/2"),
+        # shards cut short: a plain one's partial last line was glued to the next shard's first record
+        (lambda d: [_shard(d, 1, 2, [1, 2]), _cut(_shard(d, 2, 2, [3, 4]))], "truncated"),
+        (lambda d: [_cut(_shard(d, 1, 2, [1, 2])), _shard(d, 2, 2, [3, 4])], "truncated"),
+        # bgzipped: cut inside the data ended in 'Aborted!', cut at a block boundary was merged silently
+        (lambda d: [_bgzipped(_shard(d, 1, 2, [1])), _bgzipped(_shard(d, 2, 2, [2]), "block")], "truncated"),
+        (lambda d: [_bgzipped(_shard(d, 1, 2, list(range(1, 900))), "middle"), _shard(d, 2, 2, [901])], "truncated"),
+        (lambda d: [_gzipped_cut(_shard(d, 1, 2, list(range(1, 900)))), _shard(d, 2, 2, [901])], "Cannot read"),
+        (lambda d: [_table_shard(d, 1, 2, ["1\t0"]), _cut(_table_shard(d, 2, 2, ["2\t0.25"]), -3)], "truncated"),
+        (lambda d: [_table_shard(d, 1, 2, ["1\t0", "2"]), _table_shard(d, 2, 2, ["3\t1"])], "2 fields, not the 3"),
+    ],
+)
+def test_damaged_shards_are_refused_in_one_line(
+    tmp_path: Path, make: Callable[[Path], list[Path]], message: str
+) -> None:
+    parts = make(tmp_path)
+    for out in (tmp_path / "merged.tsv" if parts[0].name.startswith("t") else tmp_path / "merged.vcf.gz",):
+        with pytest.raises(InputError, match=message) as caught:
+            run_merge(MergeJob(parts, out))
+        assert "\n" not in str(caught.value)
+        result = CliRunner().invoke(cli, ["merge", *map(str, parts), "-o", str(out)])
+        assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+        assert message in result.output
+        assert not out.exists()
+
+
 # --- detail tables (annotate --shard --detail) -----------------------------------------------
 
 
@@ -329,3 +392,40 @@ def test_variant_mode_detail_shards_merge_into_the_unsharded_table(
     merged_detail = tmp_path / "merged.parquet"
     run_merge(MergeJob(parts, tmp_path / "merged.vcf", merged_detail))
     _assert_same_detail(merged_detail, whole_detail)
+
+
+def _nested(folder: Path, outer: str, index: int, positions: list[int]) -> Path:
+    """Shard ``index``/2 of annotating the output of an outer sharded run (its shard ``outer``):
+    the input's shard and command lines come first, then the run's own."""
+    inherited = f"##varscore_shard={outer}\n##varscore_command=varscore annotate in.vcf --shard {outer}\n"
+    path = _shard(folder, index, 2, positions)
+    header, _, body = path.read_text().partition("#CHROM")
+    path.write_text(header.replace("##fileformat=VCFv4.2\n", "##fileformat=VCFv4.2\n" + inherited) + "#CHROM" + body)
+    return path.rename(folder / f"{outer.replace('/', 'of')}-{path.name}")
+
+
+def test_shards_of_a_sharded_runs_output_merge_by_their_own_shard_line(tmp_path: Path) -> None:
+    """'annotate shard1of3.vcf --shard i/2': merge read the inherited 1/3 line ('Shard 1/3 is given
+    twice'); the last shard line is the run's own, the inherited one stays in the merged header."""
+    parts = [_nested(tmp_path, "1/3", 1, [1, 2]), _nested(tmp_path, "1/3", 2, [5])]
+    out = tmp_path / "merged.vcf"
+    assert run_merge(MergeJob(parts[::-1], out)).records == [2, 1]
+    text = out.read_text()
+    assert text.count("##varscore_shard=") == 1 and "##varscore_shard=1/3\n" in text
+    assert [line.split("\t")[1] for line in text.splitlines() if not line.startswith("#")] == ["1", "2", "5"]
+    # inner shards of different outer shards are not one run
+    with pytest.raises(InputError, match="different headers"):
+        run_merge(MergeJob([parts[0], _nested(tmp_path, "2/3", 2, [5])], tmp_path / "mixed.vcf"))
+
+
+def test_table_shards_merge_into_a_bgzipped_table_without_an_index(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A table is not a VCF: '-o ism.tsv.gz' was tabix-indexed as one (an htslib error and advice to
+    'bcftools sort' it)."""
+    parts = [_table_shard(tmp_path, i, 2, rows) for i, rows in ((1, ["1\t0.5"]), (2, ["7\t-1.25"]))]
+    out = tmp_path / "merged.tsv.gz"
+    run_merge(MergeJob(parts, out))
+    assert gzip.open(out, "rt").read() == "chrom\tpos\tdelta\nchr1\t1\t0.5\nchr1\t7\t-1.25\n"
+    assert not Path(f"{out}.tbi").exists() and "TBX" not in capfd.readouterr().err
+    assert "not indexed" not in caplog.text

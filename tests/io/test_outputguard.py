@@ -396,6 +396,21 @@ def test_two_names_of_one_file_are_one_output(tmp_path: Path) -> None:
     check_targets([Target("-o", bundle, directory=True)], [bundle / "genes.tsv"], in_place=[bundle / "genes.tsv"])
 
 
+def test_an_output_naming_an_inputs_index_or_sidecar_is_refused(tmp_path: Path) -> None:
+    """An input's index and provenance sidecar belong to it: 'merge ism.1.tsv ... -o
+    ism.1.tsv.provenance.json' or 'hsv --ism t.tsv -o t.tsv.provenance.json' replaced the sidecar
+    that names the table's model and shard."""
+    table = tmp_path / "ism.tsv"
+    table.write_text("x")
+    (tmp_path / "ism.tsv.provenance.json").write_text("{}")
+    (tmp_path / "in.vcf.gz").write_text("x")
+    (tmp_path / "in.vcf.gz.tbi").write_text("index")
+    for output, source in [("ism.tsv.provenance.json", table), ("in.vcf.gz.tbi", tmp_path / "in.vcf.gz")]:
+        with pytest.raises(InputError, match=f"would overwrite {tmp_path / output}, which belongs to the input"):
+            check_targets([Target("-o", tmp_path / output)], [source])
+    check_targets([Target("-o", tmp_path / "other.tsv.provenance.json")], [table])  # no input's companion
+
+
 def test_an_output_inside_an_input_folder_is_refused(tmp_path: Path) -> None:
     bundle = tmp_path / "model"
     bundle.mkdir()

@@ -176,3 +176,98 @@ def test_annotate_and_track_with_the_cache_equal_runs_without_and_a_hit_runs_no_
     assert calls["n"] == 0
     assert body(tmp_path / "second.vcf") == body(tmp_path / "first.vcf") == body(tmp_path / "plain.vcf")
     assert len(list(cache.glob("*/*.npz"))) == 2  # G1's and G2's windows
+
+
+def _entry(cache: EffectCache, window: np.ndarray, **arrays: np.ndarray) -> None:
+    """Overwrite the entry of ``window`` with a well-formed npz holding ``arrays`` (and its key)."""
+    path = cache.path(cache.key(window, "reduce"))
+    fields = {
+        "reference": np.zeros(2),
+        "offsets": np.array([1], np.int64),
+        "bases": np.array([0], np.int8),
+        "alternates": np.zeros((1, 2)),
+    }
+    with open(path, "wb") as handle:
+        np.savez(handle, key=np.array(cache.key(window, "reduce")), **{**fields, **arrays})
+
+
+@pytest.mark.parametrize(
+    "arrays",
+    [
+        # read as numbers before: NaN/inf outputs, text arrays, substitutions outside the window
+        {"reference": np.array([np.nan, 0.0])},
+        {"alternates": np.array([[np.inf, 0.0]])},
+        {"reference": np.array(["a", "b"]), "alternates": np.array([["x", "y"]])},
+        {"offsets": np.array([-5, 1000], np.int64), "bases": np.array([0, 0], np.int8), "alternates": np.zeros((2, 2))},
+        {"offsets": np.array([1, 1], np.int64), "bases": np.array([0, 0], np.int8), "alternates": np.ones((2, 2))},
+    ],
+)
+def test_an_entry_of_the_wrong_kind_is_recomputed(tmp_path: Path, window: np.ndarray, arrays: dict) -> None:
+    model = CountingModel()
+    cache = EffectCache(tmp_path, "model-a")
+    good = cache.ism(model, window, [(1, "A")], "reduce")
+    _entry(cache, window, **arrays)
+    again = cache.ism(model, window, [(1, "A")], "reduce")
+    assert cache.counts.corrupt == 1 and model.scored == [1, 1]
+    np.testing.assert_array_equal(again[0], good[0])
+    np.testing.assert_array_equal(again[1], good[1])
+
+
+def test_a_cache_folder_that_cannot_be_made_fails_before_scoring(tmp_path: Path) -> None:
+    from varscore.errors import InputError
+
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(InputError, match="--cache .*a-file/sub: cannot use it as a folder"):
+        EffectCache.for_bundle(tmp_path / "a-file" / "sub", None)
+    # '' is no folder (it was the working directory, filled with entries)
+    with pytest.raises(InputError, match="--cache names no folder"):
+        EffectCache.for_bundle("", None)
+
+
+def test_an_entry_that_cannot_be_written_is_a_warning(
+    tmp_path: Path, window: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = CountingModel()
+    cache = EffectCache(tmp_path, "model-a")
+    cache.path(cache.key(window, "reduce")).parent.write_text("in the way")  # its folder cannot be made
+    result = cache.ism(model, window, [(1, "A")], "reduce")
+    np.testing.assert_array_equal(result[1], model(window, [(1, "A")]).alternates)
+    assert cache.counts.unwritten == 1 and "cannot write" in caplog.text
+
+
+def test_substitutions_by_other_bases_are_computed_not_kept(tmp_path: Path, window: np.ndarray) -> None:
+    model = CountingModel()
+    model.weights = np.concatenate([model.weights, np.zeros((32, 1, 2))], axis=1)
+    cache = EffectCache(tmp_path, "model-a")
+
+    def with_n(reference: np.ndarray, subs: list[tuple[int, str]]) -> ISMResult:
+        padded = np.concatenate([reference, np.zeros((len(reference), 1))], axis=1)
+        result = []
+        for offset, base in subs:
+            edited = padded.copy()
+            edited[offset] = np.eye(5)["ACGTN".index(base)]
+            result.append(np.einsum("lb,lbk->k", edited, model.weights))
+        return ISMResult(np.einsum("lb,lbk->k", padded, model.weights), np.array(result).reshape(len(subs), 2))
+
+    reference, alternates = cache.ism(with_n, window, [(3, "N"), (4, "A")], "reduce")  # a ValueError before
+    np.testing.assert_array_equal(alternates, with_n(window, [(3, "N"), (4, "A")]).alternates)
+    assert not list(tmp_path.glob("*/*.npz"))
+
+
+def test_one_weights_file_under_other_backbone_settings_is_another_model(tmp_path: Path) -> None:
+    """Two bundles with the same weights checksum but other backbone settings (e.g. a head's pooling)
+    compute other outputs: they shared entries before, so the second read the first's results."""
+    from types import SimpleNamespace
+
+    def bundle(params: dict, mode: str = "scalar") -> SimpleNamespace:
+        manifest = {
+            "backbone": {"name": "enformer", "params": params},
+            "output_mode": {"name": mode, "params": {}},
+            "provenance": {"weights_sha256": "a" * 64},
+        }
+        return SimpleNamespace(name="m", manifest=manifest)
+
+    first = EffectCache.for_bundle(tmp_path, bundle({"pool": "attention"}))
+    assert first.model == EffectCache.for_bundle(tmp_path, bundle({"pool": "attention"})).model
+    assert first.model != EffectCache.for_bundle(tmp_path, bundle({"pool": "mean"})).model
+    assert first.model != EffectCache.for_bundle(tmp_path, bundle({"pool": "attention"}, "track")).model

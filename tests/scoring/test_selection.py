@@ -230,3 +230,69 @@ def test_track_draws_only_the_selected_records(tmp_path: Path) -> None:
     assert drawn == expected
     with pytest.raises(InputError, match="cut it first"):
         run_tracks(TrackJob(VCF, tmp_path / "t2", from_vcf=True, selection=selection))
+
+
+@pytest.mark.parametrize("option", ["regions", "shard"])
+def test_an_empty_value_selects_nothing_not_everything(option: str) -> None:
+    # an unset shell variable (--regions "$R") must not turn into a run over every record
+    with pytest.raises(InputError, match=f"--{option}") as caught:
+        parse_selection(**{option: ""})
+    assert "\n" not in str(caught.value)
+
+
+def test_regions_on_contigs_the_input_lacks(caplog: pytest.LogCaptureFixture) -> None:
+    records = list(iter_variants(VCF))
+    # no region names a contig of the input: an error naming the contig, not an empty output
+    with pytest.raises(InputError, match="no contig chrX .*chr20") as caught:
+        select_variants(records, Selection(parse_regions("chrX:1-100")), [], None)
+    assert "\n" not in str(caught.value)
+    # a contig the header declares is known even without records on it: an empty selection
+    assert select_variants(records, Selection(parse_regions("chrX:1-100")), [], None, ["chr20", "chrX"]) == []
+    # some regions on unknown contigs: the others still select, with a warning
+    kept = select_variants(records, Selection(parse_regions("chrX:1-100,20:10199000-10199100")), [], None)
+    assert _positions(kept) == _bcftools_positions("-t", "chr20:10199000-10199100")
+    assert "no contig chrX" in caplog.text
+
+
+def test_gzipped_bed_and_a_header_line(tmp_path: Path) -> None:
+    import gzip
+
+    bed = tmp_path / "regions.bed.gz"
+    bed.write_bytes(gzip.compress(b"#chrom\tstart\tend\r\nchr20\t10189999\t10200000\r\n"))
+    assert read_regions_file(bed) == (Region("chr20", 10189999, 10200000),)
+    header = tmp_path / "header.bed"
+    header.write_text("chrom\tstart\tend\nchr20\t1\t5\n")
+    with pytest.raises(InputError, match="header line must start with '#'"):
+        read_regions_file(header)
+    truncated = tmp_path / "truncated.bed.gz"
+    truncated.write_bytes(bed.read_bytes()[:20])
+    with pytest.raises(InputError, match="Cannot read the --regions-file"):
+        read_regions_file(truncated)
+
+
+def test_positions_with_thousands_separators_are_refused() -> None:
+    # as genome browsers print them: read as chr20:10 plus contigs '000-20' and '000' before
+    with pytest.raises(InputError, match="thousands separators") as caught:
+        parse_regions("chr20:10,000-20,000")
+    assert "\n" not in str(caught.value)
+    assert parse_regions("1,2,3") == (Region("1"), Region("2"), Region("3"))
+    assert parse_regions("chr1:100,chr2") == (Region("chr1", 99, 100), Region("chr2"))
+
+
+def test_many_regions_select_what_a_scan_of_each_selects(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records are placed among the regions by bisection (every record scanned every region before:
+    an exome BED against a large VCF ran for hours); overlapping, nested, adjacent and open-ended
+    regions select what Region.holds says, checked region by region."""
+    import random
+
+    rng = random.Random(3)
+    records = [Variant("c", pos, "A", ("C",), index=pos) for pos in range(1, 400)]
+    for _ in range(100):
+        regions = []
+        for _ in range(rng.randint(1, 12)):
+            start = rng.randint(0, 350)
+            regions.append(Region("c", start, None if rng.random() < 0.1 else start + rng.randint(1, 40)))
+        with monkeypatch.context() as patched:  # no record is tested against every region in turn
+            patched.setattr(Region, "holds", lambda self, pos: pytest.fail("scanned the regions one by one"))
+            kept = select_variants(records, Selection(tuple(regions)), [], None)
+        assert [v.pos for v in kept] == [v.pos for v in records if any(r.holds(v.pos) for r in regions)]

@@ -355,3 +355,19 @@ def test_log2tpm_targets_from_a_gene_table_and_from_gtex_layout(tmp_path: Path):
         read_targets(negative, "log2tpm")
     with pytest.raises(InputError, match="Unknown targets"):
         read_targets(table, "tpm")
+
+
+def test_a_people_file_naming_nobody_or_someone_twice_is_refused_everywhere(tmp_path: Path) -> None:
+    """held_out_people (evaluate, drivers, attribute, report, plot-coverage) reads --people as rank-genes does."""
+    from varscore.training.cohort import held_out_people, read_people_file
+
+    people = tmp_path / "people.txt"
+    people.write_text("A\nB\n\nA\n")
+    with pytest.raises(InputError, match="names A more than once"):
+        held_out_people(None, people)
+    people.write_text("  \n")
+    with pytest.raises(InputError, match="names nobody"):  # was: 'Model ... records no test people'
+        held_out_people(None, people)
+    people.write_text("A\r\nB\r\n")
+    assert read_people_file(people) == ["A", "B"]
+    assert held_out_people(None, people, cohort_people=["B", "A"]) == ["A", "B"]

@@ -311,3 +311,26 @@ def test_evaluate_on_a_second_simulated_cohort_equals_its_harmonised_copy(tmp_pa
     assert (tables[0]["people"] == 40).all()
     pd.testing.assert_frame_equal(tables[0], tables[1])
     assert tables[0]["r2"].notna().all()
+
+
+def test_all_people_evaluates_a_cohort_too_small_to_split(tmp_path):
+    """--all-people uses no folds, yet a cohort of 5 people was refused as 'too few to split
+    (0.8, 0.1, 0.1)'; every person is evaluated (metrics equal numpy's on the same predictions),
+    and one person is a one-line error."""
+    from varscore.models.bundle import load_bundle
+
+    model = models_dir() / "elastic-net-demo"
+    people = load_bundle(model).spec.held_out("test")[:5]
+    other = replace(_other_cohort(INPUTS, people, tmp_path / "five"), gene_names=["SNAP25"])
+    result = run_evaluation(EvaluateJob(other, [model], n_boot=20, all_people=True))
+    row = result.table.iloc[0]
+    assert row["people"] == 5
+    whole = run_evaluation(
+        EvaluateJob(
+            replace(INPUTS, gene_names=["SNAP25"]), [model], n_boot=20, people_file=tmp_path / "five/people.txt"
+        )
+    ).table.iloc[0]
+    assert row["r2"] == pytest.approx(whole["r2"], abs=1e-9) and row["pearson"] == pytest.approx(whole["pearson"])
+    one = replace(_other_cohort(INPUTS, people[:1], tmp_path / "one"), gene_names=["SNAP25"])
+    with pytest.raises(InputError, match="needs at least 2 people .*; got 1"):
+        run_evaluation(EvaluateJob(one, [model], n_boot=20, all_people=True))

@@ -941,3 +941,32 @@ def test_tune_genes_from_a_count_a_list_or_gene_sets(cohort: Path, tmp_path: Pat
     job.tune_genes = str(listed)
     with pytest.raises(OptionError, match="trained on: SIMG0001"):
         monitor_gene_names(job, ["SIMG0001"])
+
+
+def test_no_epoch_with_a_defined_score_writes_no_model(cohort: Path, tmp_path: Path, monkeypatch):
+    """Every epoch's monitored score NaN (constant predictions, too few tune people to correlate):
+    the model was written as 'best epoch -1, tune mean R2 -inf'; now a one-line error, no bundle."""
+    import math
+
+    from varscore.training.trainer import VariformerModule
+
+    monkeypatch.setattr(VariformerModule, "score", lambda self, row: math.nan)
+    job = _job(cohort, tmp_path / "nan", batch_size=4, accumulate=1, people_per_epoch=8, max_epochs=2)
+    job.quiet = True
+    with pytest.raises(InputError, match="No epoch of 2 had a defined 'r2-train-genes' score") as caught:
+        run_finetune(job)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "nan").exists()
+
+
+def test_tune_genes_zero_or_an_unreadable_file_is_one_line(cohort: Path, tmp_path: Path):
+    from varscore.training.finetune import monitor_gene_names
+
+    job = FinetuneJob(_inputs(cohort), tmp_path / "m", tune_genes="0", seed=1)
+    with pytest.raises(OptionError, match="--tune-genes 0: name at least 1 gene"):  # was: 'the table has 2 genes'
+        monitor_gene_names(job, ["SIMG0001"])
+    binary = tmp_path / "genes.bin"
+    binary.write_bytes(b"\x1f\x8b\x08\x00\xff\xfe")
+    job.tune_genes = str(binary)
+    with pytest.raises(InputError, match="Cannot read --tune-genes"):  # a UnicodeDecodeError traceback before
+        monitor_gene_names(job, ["SIMG0001"])

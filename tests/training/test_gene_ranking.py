@@ -121,3 +121,29 @@ def test_rank_genes_command_prints_the_jobs_lines(tmp_path):
     assert result.output.splitlines()[:-2] == lines[:-2]  # the last two name the files written
     assert (tmp_path / "cli.tsv").read_text() == (tmp_path / "job.tsv").read_text()
     assert (tmp_path / "cli.tsv.provenance.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "names nobody"),  # averaged over nobody: NaN correlations, 'over 670 people' printed
+        ("\n\n", "names nobody"),
+        ("SIM0001\nSIM0002\nSIM0001\n", "names SIM0001 more than once"),  # counted twice, 'over 3 people'
+    ],
+)
+def test_a_people_file_naming_nobody_or_someone_twice_is_refused(tmp_path, text, message):
+    people = tmp_path / "people.txt"
+    people.write_text(text)
+    with pytest.raises(InputError, match=message) as caught:
+        run_gene_ranking(GeneRankingJob([MODEL], TPM, GENES, people_file=people))
+    assert "\n" not in str(caught.value)
+    people.write_bytes(b"\x1f\x8b\x08\x00binary")
+    with pytest.raises(InputError, match="Cannot read the people file"):
+        run_gene_ranking(GeneRankingJob([MODEL], TPM, GENES, people_file=people))
+
+
+def test_the_mean_over_no_people_is_refused():
+    from varscore.training.gene_ranking import mean_log_tpm
+
+    with pytest.raises(InputError, match="at least one person"):
+        mean_log_tpm(pd.DataFrame({"a": [1.0]}, index=["g"]), [])

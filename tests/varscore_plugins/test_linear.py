@@ -454,3 +454,61 @@ def test_predictdb_import_reads_the_varid_column(bundle_dir: Path, cohort, tmp_p
         source = original.genes[gene_id]
         kept = {k: w for k, w in zip(source.variant_keys, source.coef, strict=True) if w != 0}
         assert dict(zip(weights.variant_keys, weights.coef, strict=True)) == pytest.approx(kept)
+
+
+@pytest.mark.parametrize(("n", "folds", "message"), [(2, 5, "at least 5 train people; got 2"), (10, 1, "at least 2")])
+def test_cross_validation_with_too_few_people_or_folds_is_one_line(n: int, folds: int, message: str) -> None:
+    from varscore.errors import InputError
+
+    with pytest.raises(InputError, match=message) as caught:  # a scikit-learn ValueError traceback before
+        cv_splits(n, folds, 0)
+    assert "\n" not in str(caught.value)
+    assert len(cv_splits(5, 5, 0)) == 5
+
+
+def test_finetune_a_linear_model_on_a_tiny_train_fraction_is_one_line(tmp_path: Path) -> None:
+    from varscore.examples import data_dir
+
+    data = data_dir()
+    result = CliRunner().invoke(
+        cli,
+        [
+            "finetune", str(data / "cohort.vcf.gz"), "--expression", str(data / "cohort.expression.bed.gz"),
+            "--genes", str(data / "genes.tsv"), "--fasta", str(data / "ucsc.hg19.chr20.unittest.fasta.gz"),
+            "-o", str(tmp_path / "model"), "-q", "--backbone", "elastic-net", "--train-fraction", "0.001",
+            "--genes-only", "SNAP25",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "needs at least 5 train people; got 2" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "model").exists()
+
+
+def test_variants_of_the_model_missing_from_the_vcf_are_a_recorded_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Evaluating on another cohort (evaluate --all-people) whose VCF lacks the model's variants gave
+    constant predictions without a word."""
+    import varscore.plugin.contracts as contracts
+    from varscore.examples import data_dir
+    from varscore.models.bundle import load_bundle
+
+    data = data_dir()
+    bundle = load_bundle("elastic-net-demo")
+    inputs = CohortInputs(
+        data / "cohort.vcf.gz",
+        data / "cohort.expression.bed.gz",
+        data / "genes.tsv",
+        data / "ucsc.hg19.chr20.unittest.fasta.gz",
+        gene_names=["SNAP25"],
+    )
+    cohort = load_cohort(inputs, bundle.window_size).data
+    backbone, gene = bundle.backbone(), cohort.genes[0]
+    people = np.arange(20)
+    varied = backbone.predict_people(gene, people, cohort.train)
+    assert np.ptp(varied) > 0 and "not in the VCF" not in caplog.text
+    original = contracts.variant_keys
+    monkeypatch.setattr(contracts, "variant_keys", lambda g: [f"other:{k}" for k in original(g)])
+    constant = backbone.predict_people(gene, people, cohort.train)
+    assert np.ptp(constant) == 0
+    used = len(backbone.used_variants("SNAP25"))
+    assert f"SNAP25: {used} of the {used} variants the model uses are not in the VCF" in caplog.text

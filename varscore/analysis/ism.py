@@ -465,6 +465,7 @@ def read_ism_table(path: str | Path, bundle: Any, variants: dict[str, GeneVarian
     if missing:
         hint = " (a table without --vcf has no maf: write it with --vcf)" if missing == ["maf"] else ""
         raise InputError(f"--ism {path} lacks the ISM column(s) {', '.join(missing)}{hint}.")
+    _check_numbers(table, path)
     table["key"] = pd.Series(
         [
             variant_key(c, int(p), r, a)
@@ -475,7 +476,7 @@ def read_ism_table(path: str | Path, bundle: Any, variants: dict[str, GeneVarian
     )
     parts = []
     for gv in variants.values():
-        rows = table[table["gene"] == gv.gene.label].drop_duplicates("key").set_index("key")
+        rows = _unique_rows(table[table["gene"] == gv.gene.label], path).set_index("key")
         keys = list(gv.table["key"])
         absent = [k for k in keys if k not in rows.index]
         if absent:
@@ -484,10 +485,66 @@ def read_ism_table(path: str | Path, bundle: Any, variants: dict[str, GeneVarian
                 f"(e.g. {absent[0]}): compute it on the same VCF and genes."
             )
         part = rows.loc[keys].reset_index()
+        _check_predictions(part, path, gv.gene.label)
+        # what the VCF and the gene table decide comes from them (the table may come from other people)
+        derived = gv.table.set_index("key").loc[keys]
+        part["distance_to_tss"] = derived["distance_to_tss"].to_numpy()
+        part["maf"] = derived["maf"].to_numpy()
         parts.append(part.astype({"pos": np.int64, "distance_to_tss": np.int64})[[*ISM_COLUMNS, "key"]])
     if not parts:
         return pd.DataFrame(columns=[*ISM_COLUMNS, "key"])
     return pd.concat(parts, ignore_index=True)
+
+
+PREDICTION_COLUMNS = ("ref_pred", "alt_pred", "delta")
+
+
+def _check_numbers(table: pd.DataFrame, path: Path) -> None:
+    """``table``'s positions as integers and its predictions as numbers, in place; anything else is
+    a one-line error naming the line of the file."""
+    for column in ("pos", *PREDICTION_COLUMNS):
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = values.isna() & table[column].notna()
+        if column == "pos":
+            bad |= values.isna() | (values.fillna(0) % 1 != 0)
+        if bad.any():
+            row = int(np.argmax(bad.to_numpy()))
+            what = "an integer position" if column == "pos" else "a number"
+            raise InputError(f"--ism {path} line {row + 2}: {column} '{table[column].iloc[row]}' is not {what}.")
+        table[column] = values.astype(np.int64) if column == "pos" else values.astype(np.float64)
+
+
+def _unique_rows(rows: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``rows`` (of one gene) with repeated substitutions dropped; repeats that disagree are an error."""
+    repeated = rows[rows.duplicated("key", keep=False)]
+    if not repeated.empty:
+        differing = repeated.groupby("key")[list(PREDICTION_COLUMNS)].nunique(dropna=False).max(axis=1) > 1
+        if differing.any():
+            key = differing.index[int(np.argmax(differing.to_numpy()))]
+            raise InputError(
+                f"--ism {path} scores {key} of {rows['gene'].iloc[0]} more than once, with different values: "
+                "keep one row per substitution."
+            )
+    return rows.drop_duplicates("key")
+
+
+def _check_predictions(part: pd.DataFrame, path: Path, gene: str) -> None:
+    """The predictions of ``gene``'s SNVs are finite and ``delta`` is ``alt_pred - ref_pred``."""
+    values = part[list(PREDICTION_COLUMNS)].to_numpy(dtype=np.float64)
+    finite = np.isfinite(values).all(axis=1)
+    if not finite.all():
+        key = part["key"].iloc[int(np.argmin(finite))]
+        raise InputError(
+            f"--ism {path} has {int((~finite).sum())} rows of {gene} with a missing, NaN or infinite prediction "
+            f"(e.g. {key}): compute the table again."
+        )
+    agree = np.isclose(values[:, 2], values[:, 1] - values[:, 0], rtol=1e-6, atol=1e-9)
+    if not agree.all():
+        key = part["key"].iloc[int(np.argmin(agree))]
+        raise InputError(
+            f"--ism {path}: delta is not alt_pred - ref_pred for {int((~agree).sum())} rows of {gene} (e.g. {key}): "
+            "an edited or damaged table; compute it again."
+        )
 
 
 def gene_ism(run: Any, ism: str | Path | None, batch_size: int = 8, progress: bool = False) -> pd.DataFrame:
@@ -562,10 +619,10 @@ def select_gene_variants(
     from dataclasses import replace
 
     from varscore.io.vcf import iter_variants
-    from varscore.scoring.selection import select_variants
+    from varscore.scoring.selection import header_contigs, select_variants
 
     records = list(iter_variants(vcf))
-    in_regions = select_variants(records, replace(selection, shard=None), genes, window_size)
+    in_regions = select_variants(records, replace(selection, shard=None), genes, window_size, header_contigs(vcf))
     if selection.shard is not None:
         order = _position_keys(in_regions, genes)
         firsts = []

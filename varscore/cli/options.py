@@ -71,7 +71,12 @@ def genes_only_option(help_text: str = "Only these genes: IDs or names, comma-se
     def decorate(func: Any) -> Any:
         @functools.wraps(func)
         def wrapper(*args: Any, **values: Any) -> Any:
-            names = [n.strip() for item in values.pop("genes_only") or () for n in item.split(",") if n.strip()]
+            given = values.pop("genes_only") or ()
+            names = [n.strip() for item in given for n in item.split(",") if n.strip()]
+            if given and not names:  # an empty value (an unset shell variable) names no gene, not every gene
+                raise click.BadParameter(
+                    "names no gene; expected ID,... (gene IDs or names).", param_hint="--genes-only"
+                )
             names += list(values.pop("gene_old_spelling") or ())
             return func(*args, gene_names=tuple(dict.fromkeys(names)), **values)
 
@@ -202,13 +207,37 @@ def analysis_options(func: Any) -> Any:
 def cache_option(holds: str = "ISM results") -> Any:
     """``--cache DIR`` into the parameter ``cache_dir`` (varscore.scoring.effect_cache); ``holds``
     names what the command keeps there."""
-    return click.option(
-        "--cache",
-        "cache_dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        help=f"Keep {holds} (reference passes and effects, per model and window) in this folder and reuse them "
-        "in later runs [off].",
-    )
+
+    def folder(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+        if value is not None and not value.strip():  # '' would be the working directory
+            raise click.BadParameter("names no folder; expected a directory.", ctx, param)
+        return None if value is None else Path(value)
+
+    def decorate(func: Any) -> Any:
+        files = [(name, option) for name, option, kind in getattr(func, "varscore_outputs", ()) if kind == "file"]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **values: Any) -> Any:
+            cache = values.get("cache_dir")
+            for name, option in files:
+                value = values.get(name)
+                if cache is None or value is None or str(value) == "-":
+                    continue
+                if Path(value).absolute() == Path(cache).absolute():
+                    # the folder would be made first and the file could not be written after the work
+                    raise click.UsageError(f"--cache {cache} and {option} {value} name one path: give each its own.")
+            return func(*args, **values)
+
+        return click.option(
+            "--cache",
+            "cache_dir",
+            type=click.Path(file_okay=False),
+            callback=folder,
+            help=f"Keep {holds} (reference passes and effects, per model and window) in this folder and reuse "
+            "them in later runs [off].",
+        )(wrapper)
+
+    return decorate
 
 
 def ism_table_option(multiple: bool = False) -> Any:

@@ -29,6 +29,7 @@ import gzip
 import json
 import re
 import sys
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,7 @@ def _header(path: Path) -> list[str]:
                 if not line.startswith("#"):
                     break
                 lines.append(line)
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         raise InputError(f"Cannot read {path} as a VCF: {exc}.") from exc
     if not lines or not lines[0].startswith("##fileformat=VCF") or not lines[-1].startswith("#CHROM"):
         raise InputError(f"{path} is not a VCF (no '##fileformat=VCF' ... '#CHROM' header).")
@@ -102,17 +103,61 @@ def _shard_of(path: Path, header: Sequence[str]) -> tuple[int, int]:
     found = [line for line in header if line.startswith(SHARD_LINE)]
     if not found:
         raise InputError(f"{path} is not the output of a sharded run (no {SHARD_LINE}i/N line): run with --shard i/N.")
-    match = re.fullmatch(r"(\d+)/(\d+)", found[0][len(SHARD_LINE) :].strip())
+    # the last one is the run's own: earlier ones came with its input (a shard of a sharded run's output)
+    match = re.fullmatch(r"(\d+)/(\d+)", found[-1][len(SHARD_LINE) :].strip())
     if match is None:
-        raise InputError(f"{path}: cannot read its shard line '{found[0].strip()}'.")
+        raise InputError(f"{path}: cannot read its shard line '{found[-1].strip()}'.")
     return int(match.group(1)), int(match.group(2))
 
 
-def _records(path: Path) -> Iterator[str]:
-    with _open(path) as handle:
-        for line in handle:
-            if not line.startswith("#"):
+#: the empty block that ends every complete BGZF file (SAM/BAM specification, 4.1.2)
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+
+
+def _check_complete(path: Path) -> None:
+    """Refuse a shard cut short (a copy or a run that stopped): a bgzipped file without the BGZF
+    end-of-file block, or a plain one whose last line has no newline."""
+    try:
+        with open(path, "rb") as raw:
+            head = raw.read(18)
+            size = raw.seek(0, 2)
+            raw.seek(max(size - len(BGZF_EOF), 0))
+            tail = raw.read()
+    except OSError as exc:
+        raise InputError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
+    if head[:2] == b"\x1f\x8b":
+        if head[12:14] == b"BC" and tail != BGZF_EOF:
+            raise InputError(f"{path} is truncated (its bgzip end-of-file block is missing): write that shard again.")
+    elif size and not tail.endswith(b"\n"):
+        raise InputError(f"{path} is truncated (its last line has no newline): write that shard again.")
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """The lines of ``path`` (plain or gzipped); a read error or a line cut short is one line."""
+    try:
+        with _open(path) as handle:
+            for line in handle:
+                if not line.endswith("\n"):
+                    raise InputError(f"{path} is truncated (its last line has no newline): write that shard again.")
                 yield line
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
+        raise InputError(f"Cannot read {path}: {exc} (a truncated or damaged file?).") from exc
+
+
+def _without_last(header: Sequence[str], prefixes: Sequence[str]) -> list[str]:
+    """``header`` without the last line of each of ``prefixes``: the lines the sharded run itself
+    wrote (lines its input carried, e.g. the shard line of an outer sharded run, stay)."""
+    drop = set()
+    for prefix in prefixes:
+        where = [i for i, line in enumerate(header) if line.startswith(prefix)]
+        drop.update(where[-1:])
+    return [line for i, line in enumerate(header) if i not in drop]
+
+
+def _records(path: Path) -> Iterator[str]:
+    for line in _lines(path):
+        if not line.startswith("#"):
+            yield line
 
 
 def _in_order(shards: Sequence[tuple[Path, int, int]]) -> list[Path]:
@@ -123,6 +168,8 @@ def _in_order(shards: Sequence[tuple[Path, int, int]]) -> list[Path]:
     total = counts.pop()
     by_index: dict[int, Path] = {}
     for path, index, _ in shards:
+        if not 1 <= index <= total:
+            raise InputError(f"{path} names shard {index}/{total}: a shard i/N needs 1 <= i <= N.")
         if index in by_index:
             raise InputError(f"Shard {index}/{total} is given twice: {by_index[index]} and {path}.")
         by_index[index] = path
@@ -141,7 +188,7 @@ def _is_table(path: Path) -> bool:
     try:
         with _open(path) as handle:
             first = handle.readline()
-    except (OSError, UnicodeDecodeError, EOFError):
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error):
         return False
     return not first.startswith("#") and "\t" in first
 
@@ -161,7 +208,7 @@ def run_merge(job: MergeJob) -> MergeResult:
         return _merge_tables(job, paths)
     headers = {path: _header(path) for path in paths}
     ordered = _checked_vcf_shards(paths, headers)
-    header = [line for line in headers[ordered[0]] if not line.startswith(SHARD_LINE)]
+    header = _without_last(headers[ordered[0]], [SHARD_LINE])
     result = MergeResult(str(job.output), len(ordered))
     with guarded_outputs([Target("-o", job.output)], paths):
         _write(job.output, header, ordered, result)
@@ -172,9 +219,9 @@ def _checked_vcf_shards(paths: Sequence[Path], headers: dict[Path, list[str]]) -
     """The shard VCFs ``paths`` (with their ``headers``) in shard order, after checking they are
     shards 1..N of one run (same header apart from the shard and command lines)."""
     ordered = _in_order([(path, *_shard_of(path, headers[path])) for path in paths])
-    first = [line for line in headers[ordered[0]] if not line.startswith(RUN_SPECIFIC)]
+    first = _without_last(headers[ordered[0]], RUN_SPECIFIC)
     for path in ordered[1:]:
-        other = [line for line in headers[path] if not line.startswith(RUN_SPECIFIC)]
+        other = _without_last(headers[path], RUN_SPECIFIC)
         if other != first:
             differ = next((a for a, b in zip(first, other, strict=False) if a != b), None) or "their length"
             raise InputError(
@@ -223,7 +270,7 @@ def _first_line(path: Path) -> str:
     try:
         with _open(path) as handle:
             return handle.readline()
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         raise InputError(f"Cannot read {path} as a table: {exc}.") from exc
 
 
@@ -264,10 +311,19 @@ def _write(
         if not skip_lines:
             yield from _records(path)
             return
-        with _open(path) as handle:
-            for number, line in enumerate(handle):
-                if number >= skip_lines:
-                    yield line
+        fields = header[0].count("\t") if header else None
+        for number, line in enumerate(_lines(path)):
+            if number < skip_lines:
+                continue
+            if fields is not None and line.count("\t") != fields:
+                raise InputError(
+                    f"{path} line {number + 1} has {line.count(chr(9)) + 1} fields, not the {fields + 1} of its "
+                    "column line: a damaged shard."
+                )
+            yield line
+
+    for path in shards:
+        _check_complete(path)
 
     def emit(handle: IO[str] | _Bgzf) -> None:
         for line in header:
@@ -291,7 +347,7 @@ def _write(
 
                 with libcbgzf.BGZFile(str(tmp), "wb", None) as raw:
                     emit(_Bgzf(raw))
-                if tmp != out:
+                if tmp != out and not skip_lines:  # a VCF is indexed; a table (no tabix layout) is not
                     from varscore.io.vcf import _tabix_index
 
                     _tabix_index(tmp, out)
@@ -351,8 +407,8 @@ def _open_detail(path: Path) -> _DetailShard:
 
 
 def _command_of(header: Sequence[str]) -> str:
-    prefix = "##varscore_command="
-    return next((line[len(prefix) :].rstrip("\n") for line in header if line.startswith(prefix)), "")
+    prefix = "##varscore_command="  # the last one is the run's own (earlier ones came with its input)
+    return next((line[len(prefix) :].rstrip("\n") for line in reversed(header) if line.startswith(prefix)), "")
 
 
 def _paired_details(
@@ -426,7 +482,7 @@ def _merge_with_details(job: MergeJob, vcfs: list[Path], detail_paths: list[Path
     ordered = _checked_vcf_shards(vcfs, headers)
     shards = _paired_details(ordered, headers, [_open_detail(path) for path in detail_paths])
     schema = _check_details(shards)
-    header = [line for line in headers[ordered[0]] if not line.startswith(SHARD_LINE)]
+    header = _without_last(headers[ordered[0]], [SHARD_LINE])
     result = MergeResult(str(job.output), len(ordered), detail=str(job.detail))
     paths = vcfs + detail_paths
     with guarded_outputs([Target("-o", job.output), Target("--detail", job.detail)], paths):

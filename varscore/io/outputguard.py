@@ -124,6 +124,11 @@ def _probe_folder(target: Target, path: Path) -> None:
     os.unlink(probe)
 
 
+def _companions(source: Path) -> list[Path]:
+    """The files beside the input ``source`` that belong to it (index, provenance sidecar)."""
+    return [c for c in (Path(f"{source}{s}") for s in COMPANION_SUFFIXES) if os.path.lexists(c)]
+
+
 def check_targets(
     outputs: Sequence[Target], inputs: Iterable[str | Path | None] = (), *, in_place: Iterable[str | Path] = ()
 ) -> None:
@@ -147,6 +152,13 @@ def check_targets(
             if clash:
                 raise InputError(
                     f"{target.option} {path} would overwrite the input {source}; choose another {target.option}."
+                )
+            # an input's index or provenance sidecar is part of it (an --ism table's sidecar names its model)
+            companion = next((c for c in _companions(source) if any(_same(c, w) for w in written)), None)
+            if companion is not None:
+                raise InputError(
+                    f"{target.option} {path} would overwrite {companion}, which belongs to the input {source}; "
+                    f"choose another {target.option}."
                 )
             if source.is_dir() and _within(path, source):
                 raise InputError(

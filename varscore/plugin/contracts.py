@@ -6,6 +6,7 @@ Hooks only register these classes; everything they do is defined here. Sequences
 
 from __future__ import annotations
 
+import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -459,7 +460,17 @@ class GenotypeBackbone(Backbone):
         (see :func:`varscore.genome.personal.imputed_dosage`); variants are matched by key."""
         genotypes = gene_data.windows.genotypes
         dosage, _ = imputed_dosage(genotypes, np.asarray(train))
-        pred, _ = self.predict_aligned(gene_data.gene.gene_id, variant_keys(genotypes), dosage[np.asarray(people)])
+        gene_id = gene_data.gene.gene_id
+        pred, absent = self.predict_aligned(gene_id, variant_keys(genotypes), dosage[np.asarray(people)])
+        if absent:  # another cohort (evaluate --all-people) may lack the model's variants: say so
+            used = len(self.used_variants(gene_id))
+            logging.getLogger(__name__).warning(
+                "%s: %d of the %d variants the model uses are not in the VCF; they count as reference%s.",
+                gene_data.gene.label,
+                absent,
+                used,
+                " (its predictions are one constant)" if absent == used else "",
+            )
         return pred
 
 

@@ -90,14 +90,22 @@ class Selection:
 # --- parsing ---------------------------------------------------------------------------------
 
 _REGION = re.compile(r"^([^:\s]+?)(?::([0-9]+)(?:-([0-9]+)?)?)?$")
+_THOUSANDS = re.compile(r"^[0-9]{3}(-[0-9]+)?$")
 
 
 def parse_regions(text: str) -> tuple[Region, ...]:
     """``chr:start-end[,...]`` (1-based, inclusive; ``chr`` or ``chr:pos`` too) as regions."""
     regions = []
+    previous = ""
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
+        if ":" in previous and _THOUSANDS.match(item):  # chr20:10,000-20,000 as genome browsers show it
+            raise InputError(
+                f"--regions: '{text}' looks like positions written with thousands separators; "
+                "write them without (chr20:10000-20000): commas separate regions."
+            )
+        previous = item
         match = _REGION.match(item)
         if match is None:
             raise InputError(f"--regions: cannot read '{item}'; expected chr, chr:pos or chr:start-end (1-based).")
@@ -116,11 +124,17 @@ def parse_regions(text: str) -> tuple[Region, ...]:
 
 
 def read_regions_file(path: str | Path) -> tuple[Region, ...]:
-    """The regions of a BED file (0-based, half-open; ``#``, ``track`` and ``browser`` lines skipped)."""
+    """The regions of a BED file, plain or gzipped (0-based, half-open; ``#``, ``track`` and
+    ``browser`` lines skipped)."""
+    import gzip
+    import zlib
+
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        lines = (gzip.decompress(path.read_bytes()).decode() if gzipped else path.read_text()).splitlines()
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
         raise InputError(f"Cannot read the --regions-file {path}: {exc}.") from exc
     regions = []
     for number, line in enumerate(lines, 1):
@@ -130,7 +144,10 @@ def read_regions_file(path: str | Path) -> tuple[Region, ...]:
         try:
             start, end = int(fields[1]), int(fields[2])
         except (IndexError, ValueError):
-            raise InputError(f"{path} line {number}: a BED line needs chrom, start and end (tab-separated).") from None
+            hint = " (a header line must start with '#')" if number == 1 else ""
+            raise InputError(
+                f"{path} line {number}: a BED line needs chrom, start and end (tab-separated){hint}."
+            ) from None
         if start < 0 or end <= start:
             raise InputError(f"{path} line {number}: the interval {start}-{end} is empty (BED: 0-based, half-open).")
         regions.append(Region(fields[0], start, end))
@@ -158,31 +175,76 @@ def parse_selection(
 ) -> Selection:
     """A :class:`Selection` from the command-line spellings (each may be ``None``)."""
     chosen: tuple[Region, ...] = ()
-    if regions:
+    if regions is not None:  # an empty value (an unset shell variable) selects nothing, not everything
         chosen += parse_regions(regions)
-    if regions_file:
+    if regions_file is not None:
+        if not str(regions_file).strip():
+            raise InputError("--regions-file names no file; expected a BED file.")
         chosen += read_regions_file(regions_file)
     names: list[str] = []
     for item in [genes_only] if isinstance(genes_only, str) else list(genes_only or ()):
         names += [name.strip() for name in item.split(",") if name.strip()]
     if genes_only is not None and not names and (isinstance(genes_only, str) or genes_only):
         raise InputError("--genes-only names no gene; expected ID,... (gene IDs or names).")
-    return Selection(chosen, tuple(dict.fromkeys(names)), parse_shard(shard) if shard else None)
+    return Selection(chosen, tuple(dict.fromkeys(names)), parse_shard(shard) if shard is not None else None)
 
 
 # --- applying a selection --------------------------------------------------------------------
 
 
-def _region_filter(regions: Sequence[Region], contigs: Iterable[str]) -> dict[str, list[Region]]:
-    """Regions by the VCF contig they name (``chr20`` and ``20`` match, as elsewhere)."""
+def _region_filter(
+    regions: Sequence[Region], contigs: Iterable[str], declared: Iterable[str] = ()
+) -> dict[str, list[Region]]:
+    """Regions by the VCF contig they name (``chr20`` and ``20`` match, as elsewhere). A region on
+    a contig that neither the records (``contigs``) nor the header (``declared``) name selects
+    nothing: when no region names a known contig that is an error (a typo or another naming, not
+    an empty selection), otherwise a warning."""
     from varscore.genome.fasta import match_contigs
 
     names = list(dict.fromkeys(contigs))
+    known = list(dict.fromkeys([*names, *declared]))
     by_contig: dict[str, list[Region]] = {}
+    unknown: list[str] = []
     for region in regions:
         mapped = match_contigs([region.chrom], names).get(region.chrom, region.chrom)
         by_contig.setdefault(mapped, []).append(region)
+        if known and region.chrom not in match_contigs([region.chrom], known):
+            unknown.append(region.chrom)
+    unknown = list(dict.fromkeys(unknown))
+    if unknown:
+        shown = ", ".join(known[:5]) + (", ..." if len(known) > 5 else "")
+        if len(unknown) == len({r.chrom for r in regions}):
+            raise InputError(
+                f"--regions: the input has no contig {', '.join(unknown[:5])} (its contigs: {shown}); "
+                "check the contig names."
+            )
+        logger.warning("--regions: the input has no contig %s; those regions select nothing.", ", ".join(unknown[:5]))
     return by_contig
+
+
+def _merged(regions: Sequence[Region]) -> tuple[list[int], list[float]]:
+    """The union of ``regions`` (one contig) as sorted, disjoint 0-based half-open intervals:
+    ``(starts, ends)``, an open end as infinity. A record is then placed by bisection, so a BED of
+    many intervals (an exome) costs log(intervals) per record, not a scan of them all."""
+    starts: list[int] = []
+    ends: list[float] = []
+    for region in sorted(regions, key=lambda r: r.start):
+        end = float("inf") if region.end is None else float(region.end)
+        if starts and region.start <= ends[-1]:
+            ends[-1] = max(ends[-1], end)
+        else:
+            starts.append(region.start)
+            ends.append(end)
+    return starts, ends
+
+
+def _inside(intervals: tuple[list[int], list[float]], pos: int) -> bool:
+    """Whether the 1-based ``pos`` lies in one of the :func:`_merged` ``intervals``."""
+    import bisect
+
+    starts, ends = intervals
+    place = bisect.bisect_right(starts, pos - 1) - 1
+    return place >= 0 and pos - 1 < ends[place]
 
 
 def _units(variants: Sequence[Variant], genes: Sequence[Gene], window_size: int | None) -> list[int]:
@@ -240,15 +302,22 @@ def shard_of_records(
 
 
 def select_variants(
-    variants: Iterable[Variant], selection: Selection, genes: Sequence[Gene], window_size: int | None
+    variants: Iterable[Variant],
+    selection: Selection,
+    genes: Sequence[Gene],
+    window_size: int | None,
+    contigs: Iterable[str] = (),
 ) -> list[Variant]:
     """The records of ``variants`` that ``selection`` keeps, in order. ``genes`` (already
     restricted to ``selection.genes_only``) and ``window_size`` give the gene windows; without a
-    window size ``--genes-only`` keeps every record and the shards cut between records."""
+    window size ``--genes-only`` keeps every record and the shards cut between records.
+    ``contigs``: the contigs the input's header declares (regions naming none of them nor of the
+    records are an error, see :func:`_region_filter`)."""
     kept = list(variants)
     if selection.regions:
-        by_contig = _region_filter(selection.regions, (v.chrom for v in kept))
-        kept = [v for v in kept if any(r.holds(v.pos) for r in by_contig.get(v.chrom, ()))]
+        by_contig = _region_filter(selection.regions, (v.chrom for v in kept), contigs)
+        merged = {chrom: _merged(regions) for chrom, regions in by_contig.items()}
+        kept = [v for v in kept if v.chrom in merged and _inside(merged[v.chrom], v.pos)]
     if selection.genes_only and window_size:
         from varscore.genome.fasta import match_contigs
         from varscore.scoring.engine import WindowIndex
@@ -259,6 +328,17 @@ def select_variants(
     if selection.shard is not None:
         kept = shard_of_records(kept, selection.shard, genes, window_size)
     return kept
+
+
+def header_contigs(source: str | Path) -> list[str]:
+    """The contigs the header of the VCF ``source`` declares (``##contig=<ID=...>``), in order."""
+    from varscore.io.vcf import open_vcf
+
+    reader = open_vcf(source)
+    try:
+        return [m.group(1) for m in re.finditer(r"^##contig=<ID=([^,>]+)", reader.raw_header, re.MULTILINE)]
+    finally:
+        reader.close()
 
 
 def write_subset(source: str | Path, indices: Iterable[int], out: Path, extra_header_lines: Sequence[str] = ()) -> int:
@@ -295,7 +375,7 @@ def selected_input(
     from varscore.io.vcf import iter_variants
 
     chosen = selection.genes_of(genes)
-    kept = select_variants(iter_variants(prepared.path), selection, chosen, window_size)
+    kept = select_variants(iter_variants(prepared.path), selection, chosen, window_size, header_contigs(prepared.path))
     folder = Path(tempfile.mkdtemp(prefix="varscore-selection-"))
     path = folder / "selected.vcf"
     extra = [f"{SHARD_HEADER}={selection.shard}"] if selection.shard else []
@@ -323,6 +403,7 @@ __all__ = [
     "Region",
     "Selection",
     "Shard",
+    "header_contigs",
     "parse_regions",
     "parse_selection",
     "parse_shard",

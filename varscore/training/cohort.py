@@ -315,6 +315,25 @@ def match_samples(expression_people: Sequence[str], vcf_samples: Sequence[str]) 
 # Normalisation (GTEx eQTL pipeline: expression filter, TMM, inverse-normal transform)
 
 
+def read_people_file(path: str | Path) -> list[str]:
+    """The people of a ``--people`` file, one per line (blank lines skipped). A file naming nobody
+    or someone twice is a one-line error: averaging over nobody gave NaN, a repeated person
+    counted twice."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"People file not found: {path}.")
+    try:
+        people = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"Cannot read the people file {path} (one person per line): {exc}.") from exc
+    if not people:
+        raise InputError(f"The people file {path} names nobody: give one person per line.")
+    repeated = _duplicates(people)
+    if repeated:
+        raise InputError(f"The people file {path} names {_examples(repeated)} more than once: give each person once.")
+    return people
+
+
 def held_out_people(
     bundle: Any,
     people_file: str | Path | None = None,
@@ -325,10 +344,7 @@ def held_out_people(
     test people ``bundle``'s manifest records, else ``default`` (e.g. the cohort's own test split).
     With ``cohort_people``, people missing from the cohort are a one-line error."""
     if people_file is not None:
-        path = Path(people_file)
-        if not path.is_file():
-            raise InputError(f"People file not found: {path}.")
-        people = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        people = read_people_file(people_file)
     else:
         people = bundle.spec.held_out("test") or list(default or [])
     if not people:
@@ -874,7 +890,7 @@ class LoadedCohort:
 
 
 def load_cohort(
-    inputs: CohortInputs, window_size: int, fold_seed: int = 0, bin_size: int | None = None
+    inputs: CohortInputs, window_size: int, fold_seed: int = 0, bin_size: int | None = None, split: bool = True
 ) -> LoadedCohort:
     """Read the VCF, expression and genes; match people; build per-gene personal windows.
 
@@ -882,7 +898,9 @@ def load_cohort(
     ``bin_size``-bp bins (see :func:`read_coverage`).
 
     Folds come from ``inputs.folds`` when given (the same file for every backbone); otherwise
-    they are made with ``fold_seed`` (80/10/10, 3 replicates). Genes missing from the
+    they are made with ``fold_seed`` (80/10/10, 3 replicates); without ``split`` (a cohort
+    evaluated whole, ``evaluate --all-people``) and no folds file, every person is in every split
+    and ``folds`` is None, so a cohort too small to split is still read. Genes missing from the
     expression file are reported and skipped; people present on one side only are reported.
     """
     from varscore.genome.fasta import Genome, load_genes
@@ -894,8 +912,18 @@ def load_cohort(
     match = match_samples(expression.people, vcf_samples(inputs.vcf))
     people = match.people
     report = [match.report()]
-    folds = read_folds(inputs.folds, known_people=people) if inputs.folds else make_folds(people, seed=fold_seed)
-    splits = {s: fold_people(folds, inputs.replicate, s) for s in ("train", "tune", "test")}
+    if inputs.folds:
+        folds = read_folds(inputs.folds, known_people=people)
+    else:
+        folds = make_folds(people, seed=fold_seed) if split else None
+    if folds is None and len(people) < 2:
+        raise InputError(
+            f"Evaluating a cohort needs at least 2 people in both the VCF and the expression; got {len(people)}."
+        )
+    if folds is None:  # evaluated whole: everyone in every split (train: the people missing calls take the mean of)
+        splits: dict[str, list[str]] = {name: list(people) for name in ("train", "tune", "test")}
+    else:
+        splits = {s: fold_people(folds, inputs.replicate, s) for s in ("train", "tune", "test")}
     position = {p: i for i, p in enumerate(people)}
     genes = load_genes(inputs.genes, names=inputs.gene_names)
     matrix = expression_matrix(expression, genes, people, missing="skip")

@@ -284,7 +284,8 @@ def run_evaluation(job: EvaluateJob) -> EvaluationResult:
         key = (bundle.window_size, bins)
         if key not in cohorts:
             loaded = replace(inputs, coverage=inputs.coverage if track_model else None)
-            cohorts[key] = load_cohort(loaded, bundle.window_size, bin_size=bins or None)
+            # every person of another cohort is evaluated: no split is made (a small one cannot be split)
+            cohorts[key] = load_cohort(loaded, bundle.window_size, bin_size=bins or None, split=not job.all_people)
         data = cohorts[key].data
         own = bundle if job.replicates and bundle.name in own_fits else first
         if job.all_people:

@@ -437,17 +437,22 @@ def monitor_gene_names(job: FinetuneJob, train_ids: list[str]) -> list[str]:
             for g in load_genes(job.inputs.genes)
             if g.gene_id not in train and (g.gene_id in expressed or g.gene_id.split(".", 1)[0] in expressed)
         ]
-        if wanted < 1 or wanted > len(candidates):
+        if wanted < 1:
+            raise OptionError(f"--tune-genes {spec}: name at least 1 gene (a number N >= 1, or a file).")
+        if wanted > len(candidates):
             raise OptionError(
                 f"--tune-genes {wanted}: the gene table has {len(candidates)} genes with expression that are not "
-                "trained on (train on fewer with --gene, or pass a file)."
+                "trained on (train on fewer with --genes-only, or pass a file)."
             )
         order = np.random.default_rng([job.seed, 6]).permutation(len(candidates))
         return [candidates[i] for i in sorted(order[:wanted])]
     path = Path(spec)
     if not path.is_file():
         raise InputError(f"--tune-genes: {spec} is neither a file nor a number of genes.")
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"Cannot read --tune-genes {path} (one gene per line, or gene sets): {exc}.") from exc
     if lines and lines[0].split("\t")[:2] == ["gene_id", "set"]:
         sets = read_gene_sets(path)
         names = sets.loc[sets["set"] == "tune", "gene_id"].tolist()
@@ -544,7 +549,8 @@ def _fit_genotype_model(model: GenotypeBackbone, job: FinetuneJob, echo: Callabl
         if value not in (None, False)
     ]
     if unused:
-        raise OptionError(f"{', '.join(unused)} apply to sequence models; '{model.name}' fits each gene's variants.")
+        verb = "applies" if len(unused) == 1 else "apply"
+        raise OptionError(f"{', '.join(unused)} {verb} to sequence models; '{model.name}' fits each gene's variants.")
     cohort = prepare_cohort(load_cohort(inputs, model.window_size, fold_seed=job.seed), job)
     for line in cohort.report:
         echo(line)

@@ -34,6 +34,8 @@ MIN_GENES = 3
 def mean_log_tpm(tpm: pd.DataFrame, people: Sequence[str] | None = None) -> pd.Series:
     """Per gene: the mean over ``people`` (default: all columns) of ``log2(TPM + 2)``."""
     if people is not None:
+        if not people:
+            raise InputError("The mean log2(TPM + 2) needs at least one person; got none.")
         absent = [p for p in people if p not in tpm.columns]
         if absent:
             raise InputError(f"{len(absent)} people are not columns of the TPM table: {', '.join(absent[:5])}.")
@@ -188,16 +190,14 @@ def run_gene_ranking(job: GeneRankingJob) -> GeneRankingResult:
     """Rank ``job``'s genes by each model's reference prediction; see :class:`GeneRankingJob`."""
     from varscore.genome.fasta import load_genes
     from varscore.models.bundle import load_bundle
-    from varscore.training.cohort import read_tpm
+    from varscore.training.cohort import read_people_file, read_tpm
 
     if not job.models:
         raise InputError("Gene ranking needs at least one model; got none.")
     tpm = read_tpm(job.tpm)[0]
     people = None
     if job.people_file is not None:
-        if not Path(job.people_file).is_file():
-            raise InputError(f"People file not found: {job.people_file}.")
-        people = [p.strip() for p in Path(job.people_file).read_text().splitlines() if p.strip()]
+        people = read_people_file(job.people_file)
     means = mean_log_tpm(tpm, people)
     genes, rows, skipped = _match_genes(load_genes(job.genes, names=job.gene_names), tpm.index)
     if len(genes) < MIN_GENES:

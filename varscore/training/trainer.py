@@ -406,6 +406,14 @@ def finetune_sequence_backbone(
         raise _interrupted(received[0], saved[-1] if saved else None, checkpoint_path)
     if module.best_state is not None:
         net.load_state_dict(module.best_state)
+    elif module.history:  # the same on every rank: each evaluates all tune people
+        # every epoch's monitored score was NaN: no epoch can be kept, and saving the last one as the
+        # best (reported as 'best epoch -1, tune mean R2 -inf') would pass an untested model off as chosen
+        raise InputError(
+            f"No epoch of {len(module.history)} had a defined '{config.monitor}' score (NaN every time: constant "
+            "predictions, or too few tune people or tune genes to correlate), so none can be kept and no model "
+            "was written; monitor another score (--monitor), train longer or on more people."
+        )
     net.eval()
     return TrainingResult(
         history=module.history,
