@@ -152,6 +152,20 @@ def read_vcf_lines(path: Path) -> list[str]:
         return handle.read().splitlines()
 
 
+def score_entries(path: Path) -> list[tuple[list[str], list[str]]]:
+    """Each ``VARSCORE`` entry of an annotated VCF, read from its text: the record's tab-separated
+    fields and the entry's ``|``-separated subfields, in file order."""
+    entries = []
+    for line in read_vcf_lines(path):
+        if line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        info = dict(item.split("=", 1) for item in fields[7].split(";") if "=" in item)
+        for entry in info["VARSCORE"].split(",") if "VARSCORE" in info else []:
+            entries.append((fields, entry.split("|")))
+    return entries
+
+
 def cohort_args(cohort: Any) -> list[str]:
     """The ``--vcf --expression --genes --fasta`` options of a simulated cohort (its folder, or the
     :class:`~varscore.simulate.SimulationResult`), as ``finetune``/``evaluate`` take them."""

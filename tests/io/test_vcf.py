@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.conftest import BCFTOOLS, missing_tool, needs_bcftools, read_vcf_lines
+from tests.conftest import BCFTOOLS, missing_tool, needs_bcftools, read_vcf_lines, score_entries
 from varscore.errors import InputError
 from varscore.examples import data_dir
 from varscore.io.vcf import (
@@ -104,14 +104,8 @@ def test_bcftools_split_vep_reads_the_score_field(annotated):
     )
     rows = [tuple(line.split("\t")) for line in split.stdout.splitlines()]
     ours = []
-    for line in read_vcf_lines(annotated):
-        if line.startswith("#"):
-            continue
-        fields = line.split("\t")
-        info = dict(item.split("=", 1) for item in fields[7].split(";") if "=" in item)
-        for entry in info.get("VARSCORE", "").split(",") if "VARSCORE" in info else []:
-            allele, gene, _, _, _, delta, effect = entry.split("|")
-            ours.append((fields[1], allele, gene, delta, effect))
+    for fields, (allele, gene, _, _, _, delta, effect) in score_entries(annotated):
+        ours.append((fields[1], allele, gene, delta, effect))
     assert len(ours) > 100 and rows == ours
     # the elastic net keeps few variants: most alleles change nothing
     assert {effect for *_, effect in ours} == {INCREASED, DECREASED, UNCHANGED}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import ScoredVcf, read_vcf_lines
+from tests.conftest import ScoredVcf, read_vcf_lines, score_entries
 from tests.scoring.test_centred import indel_world, track_bundle  # noqa: F401  (fixtures)
 from varscore.errors import InputError
 from varscore.examples import data_dir
@@ -48,14 +48,8 @@ def test_gene_mode_detail_equals_the_vcf_entries(elastic_net_scored: ScoredVcf):
     assert "units" in GENE_DETAIL_DESCRIPTIONS["ref_pred"]
     rows = table.to_pylist()
     entries = []
-    for line in read_vcf_lines(vcf):
-        if line.startswith("#"):
-            continue
-        fields = line.split("\t")
-        info = dict(kv.split("=", 1) for kv in fields[7].split(";") if "=" in kv)
-        for entry in info.get("VARSCORE", "").split(",") if "VARSCORE" in info else []:
-            allele, gene, model, ref_pred, alt_pred, delta, _ = entry.split("|")
-            entries.append((fields[0], int(fields[1]), fields[3], allele, gene, model, ref_pred, alt_pred, delta))
+    for fields, (allele, gene, model, ref_pred, alt_pred, delta, _) in score_entries(vcf):
+        entries.append((fields[0], int(fields[1]), fields[3], allele, gene, model, ref_pred, alt_pred, delta))
     assert len(entries) == len(rows) > 100
     for row, entry in zip(rows, entries, strict=True):
         mine = (row["chrom"], row["pos"], row["ref"], row["alt"], row["gene"], row["model"])
