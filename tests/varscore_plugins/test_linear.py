@@ -321,6 +321,23 @@ def test_annotate_with_a_linear_bundle_gives_twice_the_coefficient(bundle_dir: P
     assert f"not scored (not_in_model): {len(body) - n_scored}" in summary.lines()
 
 
+def test_sequence_only_options_are_named_unused_for_a_linear_bundle(bundle_dir: Path, cohort, tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """--rc/--shifts and --cache act on sequence windows: a genotype model's run says it does not use
+    them, and its scores are those of the plain run."""
+    from varscore.scoring.gene_mode import ScoringJob, run_scoring
+
+    plain, options = tmp_path / "plain.vcf", tmp_path / "options.vcf"
+    run_scoring(ScoringJob(cohort.vcf, bundle_dir, plain))
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    with caplog.at_level("WARNING", logger="varscore.scoring.gene_mode"):
+        run_scoring(ScoringJob(cohort.vcf, bundle_dir, options, rc=True, cache=tmp_path / "cache"))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("--rc/--shifts and --cache not used:"), warnings
+    assert not (tmp_path / "cache").exists()
+    body = [[line for line in path.read_text().splitlines() if not line.startswith("##")] for path in (plain, options)]
+    assert body[0] == body[1]
+
+
 def _bcftools_dosages(vcf: Path, region: str) -> tuple[list[tuple[int, str, str]], np.ndarray, np.ndarray]:
     """Per (record, SNV ALT) column: ``(pos, ref, alt)``, GT-derived ALT dosage ``(P, V)`` and a
     missing mask ``(P, V)`` (either allele '.'), from ``bcftools query`` output parsed here."""

@@ -265,6 +265,15 @@ def score_vcf(prepared: PreparedVCF, bundle: Any, genes: Sequence[Gene], job: Sc
             "table with --genes."
         )
     if bundle.takes_genotypes:
+        unused = [
+            name for name, given in (("--rc/--shifts", job.augmented), ("--cache", job.cache is not None)) if given
+        ]
+        if unused:
+            logger.warning(
+                "%s not used: %s is a genotype model, whose effects come from its weights, not from sequence windows",
+                " and ".join(unused),
+                bundle.name,
+            )
         genome = Genome(Path(job.fasta)) if job.fasta else None
         check_contig_lengths(
             prepared.contig_lengths, genome.lengths if genome else {}, prepared.source, str(job.fasta), recorded_build
