@@ -498,6 +498,7 @@ def test_finetune_a_linear_model_on_a_tiny_train_fraction_is_one_line(tmp_path: 
     )  # fmt: skip
     assert result.exit_code == 1 and "needs at least 5 train people; got 2" in result.output, result.output
     assert "Traceback" not in result.output and not (tmp_path / "model").exists()
+    assert list(tmp_path.iterdir()) == []  # no model.training/folds.tsv left behind
 
 
 def test_variants_of_the_model_missing_from_the_vcf_are_a_recorded_warning(

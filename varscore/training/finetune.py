@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -555,10 +556,16 @@ def _fit_genotype_model(model: GenotypeBackbone, job: FinetuneJob, echo: Callabl
     for line in cohort.report:
         echo(line)
     training_dir = output.parent / f"{output.name}.training"
+    created = not training_dir.exists()
     training_dir.mkdir(parents=True, exist_ok=True)
-    folds_path = inputs.folds or write_folds(cohort.folds, training_dir / "folds.tsv")
-    model.build()
-    result = model.finetune(cohort.data)
+    try:
+        folds_path = inputs.folds or write_folds(cohort.folds, training_dir / "folds.tsv")
+        model.build()
+        result = model.finetune(cohort.data)
+    except BaseException:
+        if created:  # a refused or failed fit leaves nothing behind
+            shutil.rmtree(training_dir, ignore_errors=True)
+        raise
     if result.imputed_calls:
         echo(f"{result.imputed_calls:,} missing genotype calls set to the train people's mean dosage")
     data = cohort.data
