@@ -152,6 +152,7 @@ def test_shards_of_genes_out_of_genome_order_are_refused(tmp_path: Path, toy_plu
         ({"twice": 1}, "given twice"),
         ({"other_count": True}, "different numbers of shards"),
         ({"other_genes": True}, "different provenance"),
+        ({"other_input": True}, "different provenance"),
     ],
 )
 def test_bad_ism_shard_sets_are_refused_in_one_line(
@@ -173,6 +174,15 @@ def test_bad_ism_shard_sets_are_refused_in_one_line(
             )
         )
         shards[1] = tmp_path / "genes.tsv"
+    if "other_input" in change:  # another cohort.vcf.gz (one record fewer): the same file name
+        other = tmp_path / "other" / Path(world["vcf"]).name
+        other.parent.mkdir()
+        subprocess.run(["bcftools", "view", "-t", "^chr2:400", "-Oz", "-o", str(other), str(world["vcf"])], check=True)
+        job = IsmJob(
+            AnalysisInputs(world["bundle"], other), tmp_path / "input.tsv", selection=parse_selection(shard="3/3")
+        )
+        run_ism(job)
+        shards[2] = tmp_path / "input.tsv"
     out = tmp_path / "merged.tsv"
     with pytest.raises(InputError, match=message):
         run_merge(MergeJob(shards, out))

@@ -703,13 +703,17 @@ def run_ism(job: IsmJob) -> IsmResult:
 
 def _selection_record(job: IsmJob, genes: Sequence[Gene]) -> dict[str, Any]:
     """What the provenance sidecar records of a selected run, so ``varscore merge`` can tell that
-    shards belong together: the shard, and the input, genes and regions that decide the rows."""
+    shards belong together: the shard, and the input (name and size), genes and regions that decide
+    the rows."""
     selection = job.selection
     if not (selection.regions or selection.shard):
         return {}
+    vcf = Path(job.inputs.vcf) if job.inputs.vcf is not None else None
     record: dict[str, Any] = {
         "varscore_selection": {
-            "input": Path(job.inputs.vcf).name if job.inputs.vcf is not None else None,
+            "input": vcf.name if vcf is not None else None,
+            # two inputs of one name (other folders, other cohorts) tell apart by size
+            "input_bytes": vcf.stat().st_size if vcf is not None and vcf.is_file() else None,
             "genes": [g.label for g in genes],
             "regions": [[r.chrom, r.start, r.end] for r in selection.regions],
         }
