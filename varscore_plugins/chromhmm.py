@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from varscore.errors import InputError
-from varscore.io.infotext import info_atom
+from varscore.plugin import info_atom
 from varscore.plugin.contracts import AnnotationContext, Annotator, InfoField
 from varscore.plugin.hookspecs import hookimpl
 from varscore.plugin.options import PluginOptions, option

@@ -582,7 +582,7 @@ class BorzoiISM:
         """Reduced predictions ``(len(chunk), K)`` of single-base substitutions, as one batch."""
         import torch
 
-        from varscore.genome.sequence import BASE_INDEX
+        from varscore.plugin import BASE_INDEX
 
         geometry, model, device, towers = self.geometry, self.model, self.device, self.towers
         n_tokens = geometry.n_bins
@@ -721,7 +721,7 @@ class EnformerISM:
         computed as one batch."""
         import torch
 
-        from varscore.genome.sequence import BASE_INDEX
+        from varscore.plugin import BASE_INDEX
 
         codes = np.eye(5, 4, dtype=np.float32)  # row 4: an unknown base is all-zero, as in predict()
         n_bins, bins = self.n_bins, self.bins

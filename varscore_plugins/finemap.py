@@ -120,7 +120,7 @@ class FinemapAnnotator(Annotator):
 
 
 def _clean(text: str) -> str:
-    from varscore.io.infotext import info_atom
+    from varscore.plugin import info_atom
 
     return info_atom(text)
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from varscore.errors import BundleError, InputError, NotFittedError
-from varscore.genome.personal import imputed_dosage, variant_keys
+from varscore.plugin import imputed_dosage, variant_keys
 from varscore.plugin.contracts import Backbone, GenotypeBackbone, GenotypeFitResult
 from varscore.plugin.hookspecs import hookimpl
 from varscore.plugin.options import PluginOptions, option
@@ -527,7 +527,7 @@ def export_predictdb(bundle: Any, path: str | Path, genome_build: str | None = N
     """
     import sqlite3
 
-    from varscore.io.outputguard import atomic_file
+    from varscore.plugin import atomic_file
 
     backbone = bundle.backbone()
     if not isinstance(backbone, LinearBackbone):
@@ -647,7 +647,7 @@ def export_covariance(
     (all of its samples when the bundle records none). IDs are the weights' ``rsid``/``varID``."""
     import gzip
 
-    from varscore.io.outputguard import atomic_file
+    from varscore.plugin import atomic_file
 
     backbone = bundle.backbone()
     if not isinstance(backbone, LinearBackbone):
@@ -845,7 +845,7 @@ def register_commands(cli: click.Group) -> None:
     """``varscore models export`` and ``varscore models import-predictdb`` (PrediXcan/PredictDB sqlite)."""
     import click
 
-    from varscore.io.outputguard import writes
+    from varscore.plugin import writes
 
     models = cli.commands.get("models")
     if not isinstance(models, click.Group):  # a command line without the models group

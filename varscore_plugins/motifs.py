@@ -34,7 +34,7 @@ import numpy as np
 
 from varscore.errors import InputError
 from varscore.genome.pwm import BACKGROUNDS, Motif, score_tail
-from varscore.genome.sequence import BASES
+from varscore.plugin import BASES
 from varscore.plugin.contracts import AnnotationContext, Annotator, InfoField
 from varscore.plugin.hookspecs import hookimpl
 from varscore.plugin.options import PluginOptions, option
@@ -70,7 +70,7 @@ for _i, _b in enumerate(BASES):
 
 
 def _sanitize(text: str) -> str:
-    from varscore.io.infotext import info_atom
+    from varscore.plugin import info_atom
 
     return info_atom(text)
 

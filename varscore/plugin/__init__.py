@@ -10,6 +10,7 @@ needs, and the output guard a plugin's commands write files through. Nothing her
 
 from varscore.genome.personal import imputed_dosage, variant_keys
 from varscore.genome.sequence import BASE_INDEX, BASES
+from varscore.io.infotext import info_atom
 from varscore.io.outputguard import atomic_file, write_text, writes
 from varscore.plugin.checkpoint_format import (
     CanonicalState,
@@ -96,6 +97,7 @@ __all__ = [
     "get_output_mode",
     "hookimpl",
     "imputed_dosage",
+    "info_atom",
     "load_state_checked",
     "manager",
     "option",

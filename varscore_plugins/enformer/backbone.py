@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import numpy as np
 
 from varscore.errors import InputError
-from varscore.genome.sequence import BASE_INDEX
+from varscore.plugin import BASE_INDEX
 from varscore.plugin.checkpoint_format import read_config, weight_files
 from varscore.plugin.contracts import ISMResult, Reducer
 from varscore.plugin.options import PluginOptions, option

@@ -19,7 +19,7 @@ def add_commands(cli: click.Group) -> None:
     if not isinstance(models, click.Group):  # a command line without the models group
         return
 
-    from varscore.io.outputguard import writes
+    from varscore.plugin import writes
 
     @models.command("from-enformer")
     @click.argument("pretrained_dir", type=click.Path(file_okay=False, path_type=Path))
