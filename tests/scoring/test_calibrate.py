@@ -281,6 +281,18 @@ def test_a_bundle_keeps_both_calibrations(variformer: dict[str, Any]) -> None:
     _same_calibration(load_gene_calibration(vg), variformer["gene"].calibration)
     entry = json.loads((tmp / "v+g" / "varscore.json").read_text())["calibration"]
     assert entry["records"] == 5 and entry["stats"] == ["SUM"] and entry[GENE_WINDOW_SCOPE]["genes"] == 5
+    # models info says which parts a bundle holds
+    from varscore.models.bundle import summarise_bundle
+
+    def said(bundle: Any) -> str:
+        return next(line for line in summarise_bundle(bundle).splitlines() if line.startswith("calibration:"))
+
+    gene_part = f"--mode gene on {g.manifest['calibration'][GENE_WINDOW_SCOPE]['records']} background records (5 genes)"
+    variant_part = "--mode variant on 5 background records (SUM; "
+    assert said(vg) == said(gv) and gene_part in said(vg) and variant_part in said(vg)
+    assert variant_part in said(v) and "--mode gene" not in said(v)
+    assert gene_part in said(g) and "--mode variant" not in said(g)
+    assert said(load_bundle("variformer-demo")).startswith("calibration:  none")
     # a version 1 file (the variant-centred calibration at the top level) still reads, and keeps
     # its calibration when the gene-window one is added
     _version_1(tmp / "v", tmp / "old")

@@ -663,6 +663,24 @@ def count_parameters(path: Path) -> int:
     return total
 
 
+def _calibration_summary(entry: Any) -> str:
+    """What the manifest's ``calibration`` entry says the bundle is calibrated for: gene-window
+    scoring (``gene-window``), variant-centred scoring (the top-level fields), both or neither."""
+    if not isinstance(entry, dict):
+        return "none (varscore models calibrate NAME BACKGROUND.vcf.gz adds VARSCORE_Q)"
+    parts = []
+    gene = entry.get("gene-window")
+    if isinstance(gene, dict):
+        parts.append(f"--mode gene on {gene.get('records')} background records ({gene.get('genes')} genes)")
+    if isinstance(entry.get("stats"), list):
+        tracks = entry.get("tracks")
+        parts.append(
+            f"--mode variant on {entry.get('records')} background records ({','.join(map(str, entry['stats']))}; "
+            f"{len(tracks) if isinstance(tracks, list) else '?'} tracks; {entry.get('centring')} centring)"
+        )
+    return "; ".join(parts) or "calibration.json (parts not recorded in the manifest)"
+
+
 def summarise_bundle(bundle: ModelBundle) -> str:
     """A few lines a person reads: what the model is, what it was trained on, how well it did."""
     m = bundle.manifest
@@ -727,6 +745,7 @@ def summarise_bundle(bundle: ModelBundle) -> str:
                 f"{k}={str(v)[:16]}…" if str(k).endswith("sha256") else f"{k}={v}" for k, v in provenance.items()
             )
         )
+    lines.append(f"calibration:  {_calibration_summary(m.get('calibration'))}")
     lines.append(f"varscore:     {m.get('varscore_version', '?')} wrote it")
     lines.append(
         "checksums:    " + "\n              ".join(f"{n} sha256 {d}" for n, d in recorded_checksums(m).items())
