@@ -152,6 +152,25 @@ def read_vcf_lines(path: Path) -> list[str]:
         return handle.read().splitlines()
 
 
+def perturb_weights(module: Any, seed: int, mean_scale: float = 0.3) -> None:
+    """Move every weight and batch-norm statistic of a torch ``module`` off its initial value, in
+    place: enformer-pytorch and borzoi-pytorch start attention output projections at zero (which
+    would hide errors in attention weights), and a batch norm left at its initial statistics maps
+    zero padding to zero. 0.12 is large enough for single SNVs to move the outputs and small enough
+    to keep them of order 1 (larger weights blow them up to float32 round-off territory)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in module.parameters():
+            param.add_(0.12 * torch.randn(param.shape, generator=gen))
+        for name, buffer in module.named_buffers():
+            if name.endswith("running_mean"):
+                buffer.copy_(mean_scale * torch.randn(buffer.shape, generator=gen))
+            elif name.endswith("running_var"):
+                buffer.copy_(0.5 + torch.rand(buffer.shape, generator=gen))
+
+
 def score_entries(path: Path) -> list[tuple[list[str], list[str]]]:
     """Each ``VARSCORE`` entry of an annotated VCF, read from its text: the record's tab-separated
     fields and the entry's ``|``-separated subfields, in file order."""

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import DATA, random_sequence, read_vcf_lines, write_fasta, write_vcf
+from tests.conftest import DATA, perturb_weights, random_sequence, read_vcf_lines, write_fasta, write_vcf
 from varscore.errors import BundleError, InputError
 from varscore.genome.exons import GeneModel, load_gene_models
 from varscore.genome.fasta import Genome
@@ -712,17 +712,7 @@ def test_exact_centring_through_the_fast_ism_equals_full_forwards(tmp_path, back
         from varscore_plugins.borzoi import tiny_params as borzoi_tiny
 
         backbone = get_backbone("borzoi")(**borzoi_tiny(2048, depth=2, head="track", n_tracks=3, seed=3)).build()
-    import torch
-
-    gen = torch.Generator().manual_seed(5)
-    with torch.no_grad():  # every weight and batch-norm statistic off its initial value: large effects
-        for param in backbone.model_.parameters():
-            param.add_(0.12 * torch.randn(param.shape, generator=gen))
-        for name, buffer in backbone.model_.named_buffers():
-            if name.endswith("running_mean"):
-                buffer.copy_(0.3 * torch.randn(buffer.shape, generator=gen))
-            elif name.endswith("running_var"):
-                buffer.copy_(0.5 + torch.rand(buffer.shape, generator=gen))
+    perturb_weights(backbone.model_, 5)  # every weight and batch-norm statistic off its initial value: large effects
     stats = ("SUM", "logSUM", "D1", "D2") if backbone_name == "borzoi" else ("SUM", "D1", "D2")
     tracks = [0, 2]
     scorer = VariantCentredScorer(backbone, Genome(fasta), ScorerSettings(tracks=tracks, stats=stats))

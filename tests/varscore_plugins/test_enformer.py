@@ -15,6 +15,7 @@ from enformer_pytorch import Enformer, str_to_one_hot  # noqa: E402
 from enformer_pytorch.finetune import HeadAdapterWrapper  # noqa: E402
 from safetensors.torch import save_model  # noqa: E402
 
+from tests.conftest import perturb_weights
 from varscore.errors import BundleError, InputError, NotFittedError  # noqa: E402
 from varscore.genome.sequence import BASES, one_hot  # noqa: E402
 from varscore.plugin.conformance import check_backbone  # noqa: E402
@@ -39,22 +40,6 @@ def _enformer_hparams(**overrides: object) -> dict[str, object]:
     hparams = {k: v for k, v in tiny_params(WINDOW).items() if k != "window_size"}
     hparams.update(overrides)
     return hparams
-
-
-def _perturb_(module: torch.nn.Module, seed: int = 0) -> None:
-    """Move every weight and batch-norm statistic off its initial value (enformer-pytorch zeroes
-    the attention output projections, which would hide errors in attention weights)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in module.parameters():
-            # 0.12: large enough for single SNVs to move the centre bin, small enough for
-            # outputs of order 1 (larger weights blow them up to float32 round-off territory)
-            param.add_(0.12 * torch.randn(param.shape, generator=gen))
-        for name, buffer in module.named_buffers():
-            if name.endswith("running_mean"):
-                buffer.copy_(0.1 * torch.randn(buffer.shape, generator=gen))
-            elif name.endswith("running_var"):
-                buffer.copy_(0.5 + torch.rand(buffer.shape, generator=gen))
 
 
 def _no_pickles(directory: Path) -> None:
@@ -162,7 +147,7 @@ def test_ism_matches_direct_head_adapter_forward(tmp_path: Path) -> None:
     model = HeadAdapterWrapper(
         enformer=enformer, num_tracks=1, post_transformer_embed=False, output_activation=torch.nn.Identity()
     )
-    _perturb_(model, seed=1)
+    perturb_weights(model, 1, mean_scale=0.1)
     model.eval()
     save_model(model, str(tmp_path / "weights.safetensors"))
     backbone = EnformerBackbone(**tiny_params(WINDOW)).load(tmp_path)
@@ -196,7 +181,7 @@ def _write_pretrained(directory: Path, writer: str, seed: int = 2) -> Enformer:
     """A tiny pre-trained Enformer in ``directory``, with a published-style config (target 896)."""
     torch.manual_seed(seed)
     enformer = Enformer.from_hparams(**_enformer_hparams(), target_length=896)
-    _perturb_(enformer, seed=seed)
+    perturb_weights(enformer, seed, mean_scale=0.1)
     enformer.eval()
     if writer == "save_pretrained":
         # transformers refuses enformer-pytorch's modules registered under two names unless told
@@ -290,7 +275,7 @@ def test_pretrained_weights_that_do_not_fit_config(tmp_path: Path) -> None:
 def test_save_load_round_trip(tmp_path: Path, head: str) -> None:
     params = tiny_params(WINDOW, head=head)
     backbone = EnformerBackbone(**params).build()
-    _perturb_(backbone.model_, seed=5)
+    perturb_weights(backbone.model_, 5, mean_scale=0.1)
     x = _random_one_hot(np.random.default_rng(5), 3)
     pred = backbone.predict(x)
 
@@ -365,7 +350,7 @@ def test_window_norm_ism_and_edits_equal_full_forwards() -> None:
     """With window statistics a base changes every bin, so ISM and predict_edits run full
     forward passes: equal to predicting the edited windows."""
     backbone = EnformerBackbone(**tiny_params(WINDOW, norm_stats="window")).build()
-    _perturb_(backbone.model_, seed=2)
+    perturb_weights(backbone.model_, 2, mean_scale=0.1)
     assert not backbone.uses_fast_ism()
     rng = np.random.default_rng(8)
     reference = _random_one_hot(rng, 1)[0]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import optional_import
+from tests.conftest import optional_import, perturb_weights
 from varscore.errors import InputError
 from varscore.genome.sequence import BASES
 from varscore_plugins import fast_ism
@@ -26,20 +26,6 @@ ENFORMER = {
 def _flat(prediction: np.ndarray) -> np.ndarray:
     """Every bin and track: ``(N, bins, tracks)`` -> ``(N, bins * tracks)`` (reads all bins)."""
     return prediction.reshape(len(prediction), -1)
-
-
-def _perturb(model: torch.nn.Module, seed: int) -> None:
-    """Move every weight and batch-norm statistic off its initial value (enformer-pytorch and
-    borzoi-pytorch start attention output projections at zero, which would hide attention)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.12 * torch.randn(param.shape, generator=gen))
-        for name, buffer in model.named_buffers():
-            if name.endswith("running_mean"):
-                buffer.copy_(0.3 * torch.randn(buffer.shape, generator=gen))
-            elif name.endswith("running_var"):
-                buffer.copy_(0.5 + torch.rand(buffer.shape, generator=gen))
 
 
 def _case(length: int, bin_size: int, seed: int, n_random: int = 5) -> tuple[np.ndarray, list[tuple[int, str]]]:
@@ -111,14 +97,14 @@ REDUCERS = {
 def test_enformer_fast_ism_equals_full_forwards(config, depth, seeds) -> None:
     for seed in seeds:
         backbone = EnformerBackbone(**{**ENFORMER[config], "depth": depth, "seed": seed}).build()
-        _perturb(backbone.model_, seed)
+        perturb_weights(backbone.model_, seed)
         reference, substitutions = _case(backbone.window_size, backbone.bin_size, seed)
         _assert_equal_to_naive(backbone, reference, substitutions, REDUCERS.values())
 
 
 def test_enformer_pretrained_head_and_unknown_bases() -> None:
     backbone = EnformerBackbone(**tiny_params(2048, head="pretrained", depth=2, seed=3)).build()
-    _perturb(backbone.model_, 3)
+    perturb_weights(backbone.model_, 3)
     reference, substitutions = _case(2048, 128, 3)
     substitutions += [(100, "N"), (1500, "N")]
     _assert_equal_to_naive(backbone, reference, substitutions, [ScalarOutput(center_bins=3, track=5).reduce, _flat])
@@ -128,14 +114,14 @@ def test_rows_whose_attention_sat_on_the_changed_tokens_are_recomputed(monkeypat
     """With the floor above 1 every row takes the direct recomputation instead of the update."""
     monkeypatch.setattr(fast_ism, "_RETAINED_FLOOR", 2.0)
     backbone = EnformerBackbone(**{**ENFORMER["mid"], "seed": 4}).build()
-    _perturb(backbone.model_, 4)
+    perturb_weights(backbone.model_, 4)
     reference, substitutions = _case(8192, 128, 4)
     _assert_equal_to_naive(backbone, reference, substitutions, [_flat])
 
 
 def test_centre_outputs_compute_only_the_centre_rows(monkeypatch) -> None:
     backbone = EnformerBackbone(**{**ENFORMER["tiny"], "seed": 5}).build()
-    _perturb(backbone.model_, 5)
+    perturb_weights(backbone.model_, 5)
     shapes: list[tuple[int, ...]] = []
     original = backbone._output_head
 
@@ -154,7 +140,7 @@ def test_cached_transformer_matches_the_module() -> None:
     """Reference pass, rows of a layer and the updated first layer against enformer-pytorch's own
     transformer modules."""
     backbone = EnformerBackbone(**{**tiny_params(2048, depth=3), "seed": 6}).build()
-    _perturb(backbone.model_, 6)
+    perturb_weights(backbone.model_, 6)
     trunk = backbone._trunk_module().eval()
     gen = torch.Generator().manual_seed(6)
     x = torch.randn(1, 16, 48, generator=gen)
@@ -204,7 +190,7 @@ def test_borzoi_fast_ism_equals_full_forwards(borzoi, depth, head) -> None:
     for seed in (1, 2):
         params = borzoi.tiny_params(2048, depth=depth, head=head, n_tracks=2 if head == "track" else 1, seed=seed)
         backbone = borzoi.BorzoiBackbone(**params).build()
-        _perturb(backbone.model_, seed)
+        perturb_weights(backbone.model_, seed)
         reference, substitutions = _case(2048, 128, seed)
         _assert_equal_to_naive(
             backbone, reference, substitutions, [_flat, ScalarOutput().reduce, ScalarOutput(center_bins=4).reduce]
@@ -213,7 +199,7 @@ def test_borzoi_fast_ism_equals_full_forwards(borzoi, depth, head) -> None:
 
 def test_borzoi_longer_window_and_mixed_substitutions(borzoi) -> None:
     backbone = borzoi.BorzoiBackbone(**borzoi.tiny_params(4096, depth=2, seed=7)).build()
-    _perturb(backbone.model_, 7)
+    perturb_weights(backbone.model_, 7)
     reference, substitutions = _case(4096, 128, 7)
     # an unknown base (fast path) and a two-base allele (full forward), in input order
     substitutions = [*substitutions[:3], (2000, "N"), (2100, "AC"), *substitutions[3:]]
@@ -222,7 +208,7 @@ def test_borzoi_longer_window_and_mixed_substitutions(borzoi) -> None:
 
 def test_borzoi_centre_outputs_skip_the_full_upsampling(borzoi, monkeypatch) -> None:
     backbone = borzoi.BorzoiBackbone(**borzoi.tiny_params(2048, depth=2, seed=8)).build()
-    _perturb(backbone.model_, 8)
+    perturb_weights(backbone.model_, 8)
     calls: list[int] = []
     original = fast_ism.borzoi_upsample
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch  # noqa: E402
 
-from tests.conftest import missing_tool
+from tests.conftest import missing_tool, perturb_weights
 from varscore.errors import InputError  # noqa: E402
 from varscore.genome.personal import WindowGenotypes, personal_one_hot  # noqa: E402
 from varscore.genome.sequence import BASES  # noqa: E402
@@ -32,15 +32,7 @@ def _perturbed(params: dict, seed: int) -> EnformerBackbone:
     """A built backbone whose weights and batch-norm statistics are all off their initial values,
     so that a batch norm maps the convolutions' zero padding to non-zero values."""
     backbone = EnformerBackbone(**{**params, "seed": seed}).build()
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in backbone.model_.parameters():
-            param.add_(0.12 * torch.randn(param.shape, generator=gen))
-        for name, buffer in backbone.model_.named_buffers():
-            if name.endswith("running_mean"):
-                buffer.copy_(0.3 * torch.randn(buffer.shape, generator=gen))
-            elif name.endswith("running_var"):
-                buffer.copy_(0.5 + torch.rand(buffer.shape, generator=gen))
+    perturb_weights(backbone.model_, seed)
     return backbone
 
 
