@@ -20,16 +20,9 @@ from safetensors.torch import save_file, save_model
 from varscore.errors import InputError
 from varscore.models.bundle import load_bundle
 from varscore.models.checkpoints import ImportOptions, import_checkpoints, read_checkpoint
+from varscore_plugins.enformer import tiny_params
 
-TINY_ENFORMER = {
-    "dim": 48,
-    "depth": 2,
-    "heads": 4,
-    "attn_dim_key": 8,
-    "num_downsamples": 7,
-    "dim_divisible_by": 8,
-    "output_heads": {"human": 8, "mouse": 4},
-}
+TINY_ENFORMER = {k: v for k, v in tiny_params().items() if k != "window_size"}
 # conv widths are fixed by borzoi-pytorch; a small transformer keeps this fast
 TINY_BORZOI = {"dim": 32, "depth": 1, "heads": 2, "attn_dim_key": 8, "attn_dim_value": 16}
 

@@ -60,18 +60,7 @@ def tiny_params(window_size: int = 2048, **overrides: Any) -> dict[str, Any]:
 
     For tests, docs and examples; ``overrides`` replace any entry (e.g. ``head="track"``).
     """
-    params: dict[str, Any] = {
-        "window_size": window_size,
-        "dim": 32,
-        "depth": 1,
-        "heads": 2,
-        "attn_dim_key": 8,
-        "attn_dim_value": 16,
-        "channels": [16, 16, 16, 16, 16, 16],
-        "final_channels": 16,
-    }
-    params.update(overrides)
-    return params
+    return {**copy.deepcopy(SIZE_PRESETS["tiny"]), "window_size": window_size, **overrides}
 
 
 #: ``finetune --size``: ``tiny`` (about 25 k weights in the parts that run; seconds on a CPU),

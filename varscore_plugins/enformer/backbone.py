@@ -76,18 +76,8 @@ def tiny_params(window_size: int = 2048, **overrides: Any) -> dict[str, Any]:
 
     For tests, docs and examples; ``overrides`` replace any entry (e.g. ``head="pretrained"``).
     """
-    params: dict[str, Any] = {
-        "window_size": window_size,
-        "dim": 48,
-        "depth": 2,
-        "heads": 4,
-        "attn_dim_key": 8,
-        "num_downsamples": 7,
-        "dim_divisible_by": 8,
-        "output_heads": {"human": 8, "mouse": 4},
-    }
-    params.update(overrides)
-    return params
+    tiny = {**SIZE_PRESETS["tiny"], "output_heads": {"human": 8, "mouse": 4}}  # both heads, for the wrappers
+    return {**tiny, "window_size": window_size, **overrides}
 
 
 #: ``finetune --size``: ``tiny`` (about 0.1 M weights, as the demo model; seconds per epoch on a
