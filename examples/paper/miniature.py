@@ -26,6 +26,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -75,13 +76,11 @@ def simulated_cohort(args: argparse.Namespace) -> Path:
     return cohort
 
 
-def train(args: argparse.Namespace, cohort: Path, folds: Path, setting: Setting, replicate: int) -> Path:
+def cohort_inputs(cohort: Path, folds: Path, replicate: int) -> Any:
+    """The simulated cohort's files with the shared folds, for training and evaluation alike."""
     from varscore.training.cohort import CohortInputs
-    from varscore.training.finetune import FinetuneJob, run_finetune
-    from varscore_plugins.enformer import tiny_params
 
-    params = tiny_params(window_size=WINDOW, seed=args.seed, output_heads={"human": 4}, norm_stats="window")
-    inputs = CohortInputs(
+    return CohortInputs(
         cohort / "cohort.vcf.gz",
         cohort / "cohort.expression.bed.gz",
         cohort / "genes.tsv",
@@ -89,6 +88,14 @@ def train(args: argparse.Namespace, cohort: Path, folds: Path, setting: Setting,
         folds=folds,
         replicate=replicate,
     )
+
+
+def train(args: argparse.Namespace, cohort: Path, folds: Path, setting: Setting, replicate: int) -> Path:
+    from varscore.training.finetune import FinetuneJob, run_finetune
+    from varscore_plugins.enformer import tiny_params
+
+    params = tiny_params(window_size=WINDOW, seed=args.seed, output_heads={"human": 4}, norm_stats="window")
+    inputs = cohort_inputs(cohort, folds, replicate)
     name = f"{setting.loss}-{int(setting.train_fraction * 100)}-r{replicate}"
     output = args.out / "models" / name
     if not (output / "varscore.json").exists():
@@ -123,18 +130,10 @@ def evaluate(cohort: Path, folds: Path, model: Path, replicate: int) -> dict[str
     from sklearn.metrics import r2_score
 
     from varscore.models.bundle import load_bundle
-    from varscore.training.cohort import CohortInputs, load_cohort
+    from varscore.training.cohort import load_cohort
 
     bundle = load_bundle(model)
-    inputs = CohortInputs(
-        cohort / "cohort.vcf.gz",
-        cohort / "cohort.expression.bed.gz",
-        cohort / "genes.tsv",
-        cohort / "reference.fa",
-        folds=folds,
-        replicate=replicate,
-    )
-    data = load_cohort(inputs, WINDOW).data
+    data = load_cohort(cohort_inputs(cohort, folds, replicate), WINDOW).data
     backbone = bundle.backbone()
     r2, r = [], []
     for gene in data.genes:

@@ -96,14 +96,9 @@ def test_a_corrupt_entry_is_recomputed(tmp_path: Path, window: np.ndarray, damag
     assert model.scored == [2, 2]  # the rewritten entry serves again
 
 
-def test_ism_with_the_cache_equals_ism_without_and_a_second_run_runs_no_forward(
-    cohort,  # noqa: F811
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _count_ism_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count the toy backbone's ``ism`` calls (the forward passes a cache hit saves) in ``["n"]``."""
     from tests.toy_plugin import ToyBackbone
-    from varscore.analysis.inputs import AnalysisInputs
-    from varscore.analysis.ism import IsmJob, run_ism
 
     calls = {"n": 0}
     original = ToyBackbone.ism
@@ -113,6 +108,18 @@ def test_ism_with_the_cache_equals_ism_without_and_a_second_run_runs_no_forward(
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(ToyBackbone, "ism", counted)
+    return calls
+
+
+def test_ism_with_the_cache_equals_ism_without_and_a_second_run_runs_no_forward(
+    cohort,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from varscore.analysis.inputs import AnalysisInputs
+    from varscore.analysis.ism import IsmJob, run_ism
+
+    calls = _count_ism_calls(monkeypatch)
     plain = run_ism(IsmJob(AnalysisInputs(str(cohort["bundle"]), cohort["vcf"]), tmp_path / "plain.tsv"))
     uncached_calls = calls["n"]
     cached_inputs = AnalysisInputs(str(cohort["bundle"]), cohort["vcf"], cache=tmp_path / "cache")
@@ -147,7 +154,6 @@ def test_annotate_and_track_with_the_cache_equal_runs_without_and_a_hit_runs_no_
     toy_world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.conftest import read_vcf_lines, write_vcf
-    from tests.toy_plugin import ToyBackbone
     from varscore.scoring.gene_mode import ScoringJob, run_scoring
 
     seqs = toy_world["seqs"]
@@ -155,14 +161,7 @@ def test_annotate_and_track_with_the_cache_equal_runs_without_and_a_hit_runs_no_
         ("chr1", p, seqs["chr1"][p - 1], "ACGT"[("ACGT".index(seqs["chr1"][p - 1]) + 1) % 4]) for p in (190, 200, 255)
     ]
     vcf = write_vcf(tmp_path / "in.vcf", records)
-    calls = {"n": 0}
-    original = ToyBackbone.ism
-
-    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(ToyBackbone, "ism", counted)
+    calls = _count_ism_calls(monkeypatch)
 
     def body(path: Path) -> list[str]:
         return [line for line in read_vcf_lines(path) if not line.startswith("##varscore_command")]
