@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -131,23 +132,33 @@ def check_figure_contents(out: Path) -> None:
     assert "permutation" in entries["figS_causal_enrichment"]["caption"]
 
 
-@pytest.mark.slow
-def test_report_on_the_demo_models_writes_every_figure_and_an_html_page(tmp_path):
-    from varscore.analysis.report import ReportConfig, build_report
+def _demo_report(out: Path, **options: Any) -> Any:
+    """A report of the demo model on the bundled example, its truth and motifs, written to ``out``."""
+    from varscore.analysis.report import ReportConfig
 
-    out = tmp_path / "report"
-    bed, caviar = annotation_inputs(tmp_path)
-    config = ReportConfig(
+    return ReportConfig(
         model=str(EXAMPLES / "models" / "variformer-demo"),
         vcf=DATA / "cohort.vcf.gz",
         expression=DATA / "cohort.expression.bed.gz",
         genes=DATA / "genes.tsv",
         fasta=None,
         out_dir=out,
-        compare=[str(EXAMPLES / "models" / "elastic-net-demo")],
-        gene_names=["SNAP25", "MKKS"],
         truth=DATA / "truth_variants.tsv",
         motifs=str(MOTIFS),
+        **options,
+    )
+
+
+@pytest.mark.slow
+def test_report_on_the_demo_models_writes_every_figure_and_an_html_page(tmp_path):
+    from varscore.analysis.report import build_report
+
+    out = tmp_path / "report"
+    bed, caviar = annotation_inputs(tmp_path)
+    config = _demo_report(
+        out,
+        compare=[str(EXAMPLES / "models" / "elastic-net-demo")],
+        gene_names=["SNAP25", "MKKS"],
         chromhmm=bed,
         finemap=caviar,
     )
@@ -245,24 +256,11 @@ def test_report_hsv_min_maf_repeats_the_enrichments_without_rare_hsvs(tmp_path):
     HSVs whose MAF (bcftools genotypes, counted with numpy) is at least the threshold, and the
     motif and causal-variant enrichments are repeated on them (Fig. S8)."""
     from tests.analysis.test_hsv import _bcftools_maf
-    from varscore.analysis.report import ReportConfig, build_report
+    from varscore.analysis.report import build_report
 
     out = tmp_path / "report"
     bed, _ = annotation_inputs(tmp_path)
-    config = ReportConfig(
-        model=str(EXAMPLES / "models" / "variformer-demo"),
-        vcf=DATA / "cohort.vcf.gz",
-        expression=DATA / "cohort.expression.bed.gz",
-        genes=DATA / "genes.tsv",
-        fasta=None,
-        out_dir=out,
-        gene_names=["SLX4IP"],
-        k=15,
-        truth=DATA / "truth_variants.tsv",
-        motifs=str(MOTIFS),
-        chromhmm=bed,
-        hsv_min_maf=[0.01, 0.05],
-    )
+    config = _demo_report(out, gene_names=["SLX4IP"], k=15, chromhmm=bed, hsv_min_maf=[0.01, 0.05])
     result = build_report(config)
     maf = _bcftools_maf(DATA / "cohort.vcf.gz")
     hsvs = pd.read_csv(out / "hsvs.tsv", sep="\t")
